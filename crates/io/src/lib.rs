@@ -1,0 +1,15 @@
+//! Farside's UDP I/O layer: batched receive and send (`recvmmsg`/`sendmmsg`), readiness waits,
+//! socket options and the kernel's per-socket drop counter.
+//!
+//! This is the only crate of the workspace with `unsafe` code. Everything here is plain
+//! plumbing: no protocol decisions are made in this crate.
+
+#![cfg(target_os = "linux")]
+
+mod batch;
+mod poll;
+mod socket;
+
+pub use batch::{Datagram, RecvBatch, SendBatch, recv_batch, send_batch};
+pub use poll::{MAX_FDS, wait_readable};
+pub use socket::{SocketOptions, UdpSocketStats, bind_udp, socket_stats};
