@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attributes;
+pub mod binding;
 mod builder;
 pub mod credentials;
 mod error;
