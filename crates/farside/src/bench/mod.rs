@@ -1,0 +1,36 @@
+//! `farside bench`: load tools for measuring STUN servers (Farside or any other) on one host.
+//!
+//! - `farside bench stun TARGET`: a batched Binding-request load generator, open loop at a
+//!   given rate or closed loop with a window; prints answered/s, loss and latency percentiles.
+//! - `farside bench responder LISTEN`: the bare batched UDP responder, the floor the kernel
+//!   sets for any UDP request/response server on this machine.
+//!
+//! `bench/stun.sh` at the top of the repository runs both against Farside and coturn; the
+//! method and the figures are in `docs/benchmarks.md`.
+
+mod histogram;
+mod responder;
+mod stun;
+mod wire;
+
+use std::process::ExitCode;
+
+/// The `farside bench` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum BenchCommand {
+    /// Load a STUN server with Binding requests (open loop at --rate, or closed loop with
+    /// --window) and report answered/s, loss and latency. Loopback targets only unless
+    /// --allow-remote.
+    Stun(stun::StunArgs),
+    /// Run the bare batched UDP responder (recvmmsg, flip the STUN class, add an
+    /// XOR-MAPPED-ADDRESS, sendmmsg): the floor any STUN server is measured against.
+    Responder(responder::ResponderArgs),
+}
+
+/// Runs one `farside bench` subcommand.
+pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Stun(args) => stun::run(args),
+        BenchCommand::Responder(args) => responder::run(args),
+    }
+}

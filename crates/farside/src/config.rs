@@ -1,0 +1,414 @@
+//! The configuration file: one TOML document, every key optional, safe defaults embedded.
+//!
+//! Every key is documented in `docs/configuration.md`; keep the two in step.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[stun]`: the STUN server.
+    pub stun: StunConfig,
+    /// `[admin]`: the HTTP endpoint for metrics and health.
+    pub admin: AdminConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+/// `[stun]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StunConfig {
+    /// Primary `address:port`s, each served over UDP (and TCP when `tcp` is on).
+    pub listen: Vec<SocketAddr>,
+    /// A second IP address of this host: enables RFC 5780 behaviour discovery.
+    pub alternate_address: Option<IpAddr>,
+    /// The second port for RFC 5780; default: the primary port + 1.
+    pub alternate_port: Option<u16>,
+    /// Also serve STUN over TCP on each primary `listen` address.
+    pub tcp: bool,
+    /// Data-plane threads; 0 = one per CPU this process may run on.
+    pub workers: usize,
+    /// SOFTWARE attribute in responses; none by default.
+    pub software: Option<String>,
+    /// Requested kernel receive buffer per UDP socket, bytes.
+    pub recv_buffer: usize,
+    /// Requested kernel send buffer per UDP socket, bytes.
+    pub send_buffer: usize,
+    /// Datagrams taken per `recvmmsg` call.
+    pub batch: usize,
+    /// Most simultaneous TCP connections; more are refused (closed at once) and counted.
+    pub tcp_max_connections: usize,
+    /// A TCP connection silent this long is closed, seconds.
+    pub tcp_idle_timeout: u64,
+}
+
+impl Default for StunConfig {
+    fn default() -> Self {
+        StunConfig {
+            listen: vec![
+                SocketAddr::from(([0, 0, 0, 0], 3478)),
+                SocketAddr::from(([0u16; 8], 3478)),
+            ],
+            alternate_address: None,
+            alternate_port: None,
+            tcp: true,
+            workers: 0,
+            software: None,
+            recv_buffer: 8 << 20,
+            send_buffer: 4 << 20,
+            batch: 32,
+            tcp_max_connections: 4096,
+            tcp_idle_timeout: 30,
+        }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where to serve `GET /metrics` (Prometheus) and `GET /health`; `"off"` disables it.
+    pub listen: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: Some("127.0.0.1:9478".into()),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The parsed listen address, or `None` when disabled (validated by [`Config::validate`]).
+    pub fn address(&self) -> Option<SocketAddr> {
+        match self.listen.as_deref() {
+            None | Some("off") | Some("") => None,
+            Some(s) => s.parse().ok(),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`; or a full `tracing` filter directive.
+    /// The `RUST_LOG` environment variable overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration problem, rendered as one line naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax or a value of the wrong type.
+    #[error("{path}:{line}: {key}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// The dotted key, as well as it could be told.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses and validates a TOML document; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let start = e.span().map_or(0, |s| s.start).min(text.len());
+            let (line, key) = locate(text, start);
+            ConfigError::Parse {
+                path: origin.to_string(),
+                line,
+                key,
+                // toml's messages end in a newline and sometimes span lines; keep one line.
+                message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+            }
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: origin.to_string(),
+            key,
+            message,
+        };
+        let stun = &self.stun;
+        if stun.listen.is_empty() {
+            return Err(invalid(
+                "stun.listen",
+                "needs at least one address:port".into(),
+            ));
+        }
+        for (i, a) in stun.listen.iter().enumerate() {
+            if a.port() == 0 {
+                return Err(invalid(
+                    "stun.listen",
+                    format!("{a}: port 0 is not allowed"),
+                ));
+            }
+            if stun.listen[..i].contains(a) {
+                return Err(invalid("stun.listen", format!("{a} is listed twice")));
+            }
+        }
+        if let Some(alt) = stun.alternate_address {
+            let Some(primary) = stun.rfc5780_primary() else {
+                return Err(invalid(
+                    "stun.alternate_address",
+                    format!(
+                        "{alt}: stun.listen has no specific (non-wildcard) {} address to pair it with",
+                        if alt.is_ipv4() { "IPv4" } else { "IPv6" }
+                    ),
+                ));
+            };
+            if alt.is_unspecified() || alt == primary.ip() {
+                return Err(invalid(
+                    "stun.alternate_address",
+                    format!("{alt}: must be a second, specific address of this host"),
+                ));
+            }
+            let alt_port = stun.rfc5780_alternate_port(primary);
+            if alt_port == primary.port() || alt_port == 0 {
+                return Err(invalid(
+                    "stun.alternate_port",
+                    format!(
+                        "{alt_port}: must differ from the primary port {}",
+                        primary.port()
+                    ),
+                ));
+            }
+        } else if stun.alternate_port.is_some() {
+            return Err(invalid(
+                "stun.alternate_port",
+                "set, but stun.alternate_address is not: RFC 5780 needs both".into(),
+            ));
+        }
+        if stun.software.as_deref().is_some_and(|s| s.len() > 763) {
+            // RFC 8489 §14.14: fewer than 128 characters, at most 763 bytes.
+            return Err(invalid("stun.software", "longer than 763 bytes".into()));
+        }
+        if !(1..=1024).contains(&stun.batch) {
+            return Err(invalid(
+                "stun.batch",
+                format!("{}: must be 1..=1024", stun.batch),
+            ));
+        }
+        if stun.workers > 1024 {
+            return Err(invalid(
+                "stun.workers",
+                format!("{}: at most 1024", stun.workers),
+            ));
+        }
+        if stun.tcp_idle_timeout == 0 {
+            return Err(invalid(
+                "stun.tcp_idle_timeout",
+                "must be at least 1 second".into(),
+            ));
+        }
+        if let Some(s) = self.admin.listen.as_deref()
+            && !matches!(s, "off" | "")
+            && s.parse::<SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "admin.listen",
+                format!("{s:?}: expected address:port or \"off\""),
+            ));
+        }
+        if !valid_log_level(&self.log.level) {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "{:?}: expected error, warn, info, debug or trace",
+                    self.log.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StunConfig {
+    /// The listen address that RFC 5780 pairs with `alternate_address`: the first specific
+    /// address of the same family.
+    pub fn rfc5780_primary(&self) -> Option<SocketAddr> {
+        let alt = self.alternate_address?;
+        self.listen
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == alt.is_ipv4() && !a.ip().is_unspecified())
+    }
+
+    /// The alternate port for `primary`.
+    pub fn rfc5780_alternate_port(&self, primary: SocketAddr) -> u16 {
+        self.alternate_port
+            .unwrap_or_else(|| primary.port().wrapping_add(1))
+    }
+}
+
+/// A plain level, or a `tracing` filter with at least one `target=level` directive (a bare word
+/// would silently be taken as a target name and log nothing).
+fn valid_log_level(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let s = s.trim();
+    if LEVELS.contains(&s.to_ascii_lowercase().as_str()) {
+        return true;
+    }
+    s.split(',').all(|d| {
+        let level = d.rsplit_once('=').map_or(d, |(_, l)| l).trim();
+        LEVELS.contains(&level.to_ascii_lowercase().as_str())
+    }) && tracing_subscriber::EnvFilter::try_new(s).is_ok()
+}
+
+/// The line number and the dotted key at byte `offset` of a TOML document.
+fn locate(text: &str, offset: usize) -> (usize, String) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let mut table = String::new();
+    for l in before.lines() {
+        let t = l.trim();
+        if t.starts_with('[') && !t.starts_with("[[") {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+    }
+    let line_text = text.lines().nth(line - 1).unwrap_or("").trim();
+    let key = if line_text.starts_with('[') {
+        line_text
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_string()
+    } else {
+        let k = line_text.split('=').next().unwrap_or("").trim();
+        match (table.is_empty(), k.is_empty()) {
+            (_, true) => table,
+            (true, false) => k.to_string(),
+            (false, false) => format!("{table}.{k}"),
+        }
+    };
+    (
+        line,
+        if key.is_empty() {
+            "(top level)".into()
+        } else {
+            key
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "f.toml")
+            .expect_err("should fail")
+            .to_string()
+    }
+
+    #[test]
+    fn no_file_means_dual_stack_3478_with_tcp() {
+        let c = Config::parse("", "f.toml").expect("empty config is valid");
+        assert_eq!(c.stun.listen.len(), 2);
+        assert!(c.stun.listen.iter().all(|a| a.port() == 3478));
+        assert!(c.stun.tcp);
+        assert!(c.stun.software.is_none());
+        assert!(c.stun.alternate_address.is_none());
+    }
+
+    #[test]
+    fn documented_rfc5780_keys_work() {
+        let c = Config::parse(
+            "[stun]\nlisten = [\"127.0.0.1:3478\"]\nalternate_address = \"127.0.0.2\"\nalternate_port = 3479\n",
+            "f.toml",
+        )
+        .expect("valid");
+        let p = c.stun.rfc5780_primary().expect("paired");
+        assert_eq!(p, "127.0.0.1:3478".parse().expect("addr"));
+        assert_eq!(c.stun.rfc5780_alternate_port(p), 3479);
+    }
+
+    #[test]
+    fn alternate_port_defaults_to_primary_plus_one() {
+        let c = Config::parse(
+            "[stun]\nlisten = [\"127.0.0.1:4000\"]\nalternate_address = \"127.0.0.2\"\n",
+            "f.toml",
+        )
+        .expect("valid");
+        let p = c.stun.rfc5780_primary().expect("paired");
+        assert_eq!(c.stun.rfc5780_alternate_port(p), 4001);
+    }
+
+    #[test]
+    fn errors_name_the_key_on_one_line() {
+        let e = err("[stun]\nlisten = [\"nonsense\"]\n");
+        assert!(e.starts_with("f.toml:2: stun.listen: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+
+        let e = err("[stun]\nlsten = []\n");
+        assert!(e.starts_with("f.toml:2: stun.lsten: unknown field"), "{e}");
+
+        let e = err("[stun]\nlisten = [\"0.0.0.0:3478\"]\nalternate_address = \"127.0.0.2\"\n");
+        assert!(e.starts_with("f.toml: stun.alternate_address: "), "{e}");
+
+        let e = err("[stun]\nlisten = []\n");
+        assert_eq!(e, "f.toml: stun.listen: needs at least one address:port");
+
+        let e = err("[admin]\nlisten = \"x\"\n");
+        assert!(e.starts_with("f.toml: admin.listen: "), "{e}");
+
+        let e = err("[log]\nlevel = \"loud\"\n");
+        assert!(e.starts_with("f.toml: log.level: "), "{e}");
+        Config::parse("[log]\nlevel = \"info,farside=debug\"\n", "f.toml")
+            .expect("directives are valid");
+
+        let e = err("[bogus]\n");
+        assert!(e.contains("bogus"), "{e}");
+    }
+}

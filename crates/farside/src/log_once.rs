@@ -1,0 +1,27 @@
+//! Log lines caused by remote peers, at most once per kind for the life of the process.
+//!
+//! A flood of bad packets must not become a flood of log lines: the first of each kind is
+//! logged with a clear meaning, the rest are only counted (see `farside_stun_dropped_total`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use farside_stun::binding::DropReason;
+
+static DROP_LOGGED: [AtomicBool; DropReason::ALL.len()] =
+    [const { AtomicBool::new(false) }; DropReason::ALL.len()];
+
+/// Logs the first drop of each reason.
+pub fn dropped(reason: DropReason, source: SocketAddr) {
+    let flag = &DROP_LOGGED[reason as usize];
+    // The plain load keeps the hot path free of atomic read-modify-writes once logged.
+    if flag.load(Relaxed) || flag.swap(true, Relaxed) {
+        return;
+    }
+    tracing::info!(
+        "S201 dropped a message from {source}: {}; further drops of this kind are only counted \
+         in farside_stun_dropped_total{{reason=\"{}\"}}",
+        reason.meaning(),
+        reason.as_str()
+    );
+}

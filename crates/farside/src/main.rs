@@ -1,0 +1,116 @@
+//! `farside`: STUN (and soon TURN, SIP and RTP) NAT traversal in one program.
+
+// A binary has no public API: `pub` marks what modules share with each other.
+#![allow(unreachable_pub)]
+
+mod admin;
+mod bench;
+mod config;
+mod log_once;
+mod metrics;
+mod serve;
+mod stun_tcp;
+mod stun_udp;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Farside makes SIP and WebRTC work across NAT.
+///
+/// Today it is a STUN server (RFC 8489/5389, classic RFC 3489 clients, RFC 5780 NAT behaviour
+/// discovery) and a STUN load generator. Run `farside serve` with no file for a working
+/// server on port 3478.
+#[derive(Parser, Debug)]
+#[command(name = "farside", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server.
+    ///
+    /// Without --config, the embedded defaults apply: STUN on UDP and TCP port 3478 of every
+    /// IPv4 and IPv6 address, no RFC 5780, metrics on http://127.0.0.1:9478/metrics.
+    /// Every key is described in docs/configuration.md.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and exit: 0 when valid, 2 with a one-line error if not.
+    CheckConfig {
+        /// The TOML configuration file.
+        #[arg(value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Load generators and reference servers for benchmarks.
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCommand,
+    },
+}
+
+/// Exit status for a configuration error (as `sysexits` EX_USAGE-like tools do with 2).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let (config, from_defaults) = match config {
+                None => (config::Config::default(), true),
+                Some(path) => match config::Config::load(&path) {
+                    Ok(c) => (c, false),
+                    Err(e) => {
+                        eprintln!("farside: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                },
+            };
+            init_logging(&config.log.level);
+            match serve::run(config, from_defaults) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { config } => match config::Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("farside: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Bench { cmd } => {
+            init_logging("warn");
+            match bench::run(cmd) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("farside bench: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}

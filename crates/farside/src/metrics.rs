@@ -1,0 +1,288 @@
+//! Counters and their Prometheus text rendering.
+//!
+//! Each data-plane worker owns one [`StunCounters`] (cache-line aligned, so workers never share
+//! a line); the admin endpoint sums them on scrape. Label sets are fixed at compile time, so no
+//! remote peer can make the metrics grow.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use farside_stun::binding::{ClientKind, DropReason, Outcome, ResponseKind, Transport};
+
+const N_REASONS: usize = DropReason::ALL.len();
+
+/// Counters of one worker (or of the TCP listeners, which share one set).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct StunCounters {
+    requests: [[AtomicU64; 2]; 2],
+    success: AtomicU64,
+    changed: AtomicU64,
+    error_400: AtomicU64,
+    error_420: AtomicU64,
+    dropped: [AtomicU64; N_REASONS],
+    send_failures: AtomicU64,
+}
+
+impl StunCounters {
+    /// Counts one handled message.
+    pub fn record(&self, transport: Transport, outcome: &Outcome) {
+        match outcome {
+            Outcome::Respond(r) => {
+                let t = transport as usize;
+                let c = match r.client {
+                    ClientKind::Rfc5389 => 0,
+                    ClientKind::Rfc3489 => 1,
+                };
+                self.requests[t][c].fetch_add(1, Relaxed);
+                let counter = match r.kind {
+                    ResponseKind::Success => &self.success,
+                    ResponseKind::Error(420) => &self.error_420,
+                    ResponseKind::Error(_) => &self.error_400,
+                };
+                counter.fetch_add(1, Relaxed);
+                if r.changed {
+                    self.changed.fetch_add(1, Relaxed);
+                }
+            }
+            Outcome::Drop(reason) => self.dropped(*reason),
+        }
+    }
+
+    /// Counts one drop.
+    pub fn dropped(&self, reason: DropReason) {
+        self.dropped[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts responses the kernel would not send.
+    pub fn send_failed(&self, n: u64) {
+        self.send_failures.fetch_add(n, Relaxed);
+    }
+}
+
+/// TCP listener counters.
+#[derive(Debug, Default)]
+pub struct TcpCounters {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections refused because `stun.tcp_max_connections` were open.
+    pub refused: AtomicU64,
+    /// Connections closed for silence (`stun.tcp_idle_timeout`).
+    pub idle_closed: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+}
+
+/// Everything the admin endpoint reports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    workers: Mutex<Vec<Arc<StunCounters>>>,
+    /// Counters of STUN over TCP.
+    pub tcp_stun: Arc<StunCounters>,
+    /// TCP connection counters.
+    pub tcp: TcpCounters,
+    sockets: Mutex<Vec<(SocketAddr, UdpSocket)>>,
+}
+
+impl Metrics {
+    /// A new counter set for one worker, included in every scrape.
+    pub fn register_worker(&self) -> Arc<StunCounters> {
+        let c = Arc::new(StunCounters::default());
+        lock(&self.workers).push(Arc::clone(&c));
+        c
+    }
+
+    /// Watches a UDP socket's kernel counters (pass a `try_clone` of it).
+    pub fn register_socket(&self, local: SocketAddr, socket: UdpSocket) {
+        lock(&self.sockets).push((local, socket));
+    }
+
+    /// Kernel drop counts and receive buffer sizes, summed per local address.
+    pub fn kernel_socket_stats(&self) -> Vec<(SocketAddr, farside_io::UdpSocketStats)> {
+        let mut out: Vec<(SocketAddr, farside_io::UdpSocketStats)> = Vec::new();
+        for (addr, sock) in lock(&self.sockets).iter() {
+            let Ok(s) = farside_io::socket_stats(sock) else {
+                continue;
+            };
+            match out.iter_mut().find(|(a, _)| a == addr) {
+                Some((_, acc)) => {
+                    acc.drops += s.drops;
+                    acc.recv_queued += s.recv_queued;
+                    acc.recv_buffer = acc.recv_buffer.max(s.recv_buffer);
+                }
+                None => out.push((*addr, s)),
+            }
+        }
+        out
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut all: Vec<(&'static str, Arc<StunCounters>)> = lock(&self.workers)
+            .iter()
+            .map(|c| ("udp", Arc::clone(c)))
+            .collect();
+        all.push(("tcp", Arc::clone(&self.tcp_stun)));
+        let sum = |f: &dyn Fn(&StunCounters) -> &AtomicU64, only: Option<&str>| -> u64 {
+            all.iter()
+                .filter(|(t, _)| only.is_none_or(|o| o == *t))
+                .map(|(_, c)| f(c).load(Relaxed))
+                .sum()
+        };
+        let mut s = String::with_capacity(4096);
+        header(
+            &mut s,
+            "farside_stun_requests_total",
+            "counter",
+            "STUN Binding requests answered, by transport and client kind.",
+        );
+        for (ti, t) in ["udp", "tcp"].iter().enumerate() {
+            for (ci, c) in ["rfc5389", "rfc3489"].iter().enumerate() {
+                let v = sum(&|x| &x.requests[ti][ci], None);
+                let _ = writeln!(
+                    s,
+                    "farside_stun_requests_total{{transport=\"{t}\",client=\"{c}\"}} {v}"
+                );
+            }
+        }
+        header(
+            &mut s,
+            "farside_stun_responses_total",
+            "counter",
+            "STUN responses sent, by class.",
+        );
+        let _ = writeln!(
+            s,
+            "farside_stun_responses_total{{class=\"success\"}} {}",
+            sum(&|x| &x.success, None)
+        );
+        let errors = sum(&|x| &x.error_400, None) + sum(&|x| &x.error_420, None);
+        let _ = writeln!(
+            s,
+            "farside_stun_responses_total{{class=\"error\"}} {errors}"
+        );
+        header(
+            &mut s,
+            "farside_stun_errors_total",
+            "counter",
+            "STUN error responses sent, by error code.",
+        );
+        let _ = writeln!(
+            s,
+            "farside_stun_errors_total{{code=\"400\"}} {}",
+            sum(&|x| &x.error_400, None)
+        );
+        let _ = writeln!(
+            s,
+            "farside_stun_errors_total{{code=\"420\"}} {}",
+            sum(&|x| &x.error_420, None)
+        );
+        header(
+            &mut s,
+            "farside_stun_changed_responses_total",
+            "counter",
+            "Responses sent from another address or port on request (CHANGE-REQUEST).",
+        );
+        let _ = writeln!(
+            s,
+            "farside_stun_changed_responses_total {}",
+            sum(&|x| &x.changed, None)
+        );
+        header(
+            &mut s,
+            "farside_stun_dropped_total",
+            "counter",
+            "Messages dropped without an answer, by reason.",
+        );
+        for r in DropReason::ALL {
+            let v = sum(&|x| &x.dropped[r as usize], None);
+            let _ = writeln!(
+                s,
+                "farside_stun_dropped_total{{reason=\"{}\"}} {v}",
+                r.as_str()
+            );
+        }
+        header(
+            &mut s,
+            "farside_stun_send_failures_total",
+            "counter",
+            "Responses the kernel refused to send.",
+        );
+        let _ = writeln!(
+            s,
+            "farside_stun_send_failures_total {}",
+            sum(&|x| &x.send_failures, None)
+        );
+
+        header(
+            &mut s,
+            "farside_stun_tcp_connections_total",
+            "counter",
+            "STUN TCP connections, by what became of them.",
+        );
+        let tcp = &self.tcp;
+        for (what, c) in [
+            ("accepted", &tcp.accepted),
+            ("refused", &tcp.refused),
+            ("idle_closed", &tcp.idle_closed),
+        ] {
+            let _ = writeln!(
+                s,
+                "farside_stun_tcp_connections_total{{event=\"{what}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        header(
+            &mut s,
+            "farside_stun_tcp_connections_open",
+            "gauge",
+            "STUN TCP connections open now.",
+        );
+        let _ = writeln!(
+            s,
+            "farside_stun_tcp_connections_open {}",
+            tcp.open.load(Relaxed)
+        );
+
+        let stats = self.kernel_socket_stats();
+        header(
+            &mut s,
+            "farside_udp_kernel_drops_total",
+            "counter",
+            "Datagrams the kernel dropped on our UDP sockets (SO_MEMINFO), by local address.",
+        );
+        for (addr, st) in &stats {
+            let _ = writeln!(
+                s,
+                "farside_udp_kernel_drops_total{{local=\"{addr}\"}} {}",
+                st.drops
+            );
+        }
+        header(
+            &mut s,
+            "farside_udp_receive_buffer_bytes",
+            "gauge",
+            "Effective kernel receive buffer of each UDP socket.",
+        );
+        for (addr, st) in &stats {
+            let _ = writeln!(
+                s,
+                "farside_udp_receive_buffer_bytes{{local=\"{addr}\"}} {}",
+                st.recv_buffer
+            );
+        }
+        s
+    }
+}
+
+fn header(s: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the vector half-updated (push is atomic
+    // from our point of view), so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,182 @@
+//! `farside serve`: builds the listeners from the configuration and runs until a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use farside_io::SocketOptions;
+use farside_stun::binding::{AlternateAddress, BindingConfig, BindingServer};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::{admin, stun_tcp, stun_udp};
+
+/// How often the kernel's drop counters are checked for the log.
+const KERNEL_DROP_CHECK: Duration = Duration::from_secs(10);
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
+    let stun = &config.stun;
+    let workers = match stun.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let alternate = stun.rfc5780_primary().and_then(|p| {
+        Some(AlternateAddress {
+            primary_ip: p.ip(),
+            primary_port: p.port(),
+            alternate_ip: stun.alternate_address?,
+            alternate_port: stun.rfc5780_alternate_port(p),
+        })
+    });
+    let server = Arc::new(BindingServer::new(BindingConfig {
+        alternate,
+        software: stun.software.clone(),
+    }));
+
+    let mut udp_addresses: Vec<SocketAddr> = Vec::new();
+    for &a in &stun.listen {
+        udp_addresses.push(a);
+        if let Some(alt) =
+            alternate.filter(|alt| a.ip() == alt.primary_ip && a.port() == alt.primary_port)
+        {
+            udp_addresses.push(SocketAddr::new(alt.alternate_ip, alt.primary_port));
+            udp_addresses.push(SocketAddr::new(alt.primary_ip, alt.alternate_port));
+            udp_addresses.push(SocketAddr::new(alt.alternate_ip, alt.alternate_port));
+        }
+    }
+    if udp_addresses.len() > farside_io::MAX_FDS {
+        anyhow::bail!(
+            "stun.listen: too many addresses (at most {})",
+            farside_io::MAX_FDS
+        );
+    }
+    // With no configuration file, an IPv6 wildcard that cannot be bound (IPv6 disabled) is
+    // skipped with a warning; an address the operator asked for must work.
+    if from_defaults {
+        udp_addresses.retain(|a| {
+            if a.is_ipv6()
+                && farside_io::bind_udp(SocketAddr::new(a.ip(), 0), SocketOptions::default())
+                    .is_err()
+            {
+                tracing::warn!("S106 IPv6 is not available here; not listening on {a}");
+                return false;
+            }
+            true
+        });
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let opts = SocketOptions {
+        reuse_port: true,
+        recv_buffer: stun.recv_buffer,
+        send_buffer: stun.send_buffer,
+    };
+    let sockets = stun_udp::bind_all(&udp_addresses, workers, opts, &metrics)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("farside-ctl")
+        .enable_all()
+        .build()
+        .context("start the control-plane runtime")?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+
+    runtime.block_on(async {
+        if stun.tcp {
+            for &a in &stun.listen {
+                if !udp_addresses.contains(&a) {
+                    continue; // skipped above
+                }
+                let l = stun_tcp::bind(a)?;
+                tracing::info!("S002 STUN listening on tcp {a}");
+                tokio::spawn(stun_tcp::serve(
+                    l,
+                    Arc::clone(&server),
+                    Arc::clone(&metrics),
+                    stun.tcp_max_connections,
+                    Duration::from_secs(stun.tcp_idle_timeout),
+                ));
+            }
+        }
+        if let Some(addr) = config.admin.address() {
+            tokio::spawn(admin::bind(addr, Arc::clone(&metrics)).await?);
+        }
+        anyhow::Ok(())
+    })?;
+
+    let handles = stun_udp::spawn_workers(
+        sockets,
+        Arc::clone(&server),
+        stun.batch,
+        &metrics,
+        Arc::clone(&shutdown),
+    )?;
+    for a in &udp_addresses {
+        tracing::info!("S001 STUN listening on udp {a} ({workers} workers)");
+    }
+    match alternate {
+        Some(alt) => tracing::info!(
+            "S004 RFC 5780 on: primary {}, alternate {} (OTHER-ADDRESS)",
+            SocketAddr::new(alt.primary_ip, alt.primary_port),
+            SocketAddr::new(alt.alternate_ip, alt.alternate_port)
+        ),
+        None => tracing::info!("S004 RFC 5780 off: set stun.alternate_address to enable it"),
+    }
+
+    runtime.block_on(async {
+        let kernel = tokio::spawn(watch_kernel_drops(Arc::clone(&metrics)));
+        wait_for_signal().await;
+        kernel.abort();
+    });
+    tracing::info!("S005 shutting down");
+    shutdown.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Logs when the kernel drops datagrams on our sockets: the operator's cue to raise
+/// `stun.recv_buffer` or `stun.workers`.
+async fn watch_kernel_drops(metrics: Arc<Metrics>) {
+    let mut last: Vec<(SocketAddr, u64)> = Vec::new();
+    let mut tick = tokio::time::interval(KERNEL_DROP_CHECK);
+    loop {
+        tick.tick().await;
+        for (addr, st) in metrics.kernel_socket_stats() {
+            let before = last.iter().find(|(a, _)| *a == addr).map_or(0, |(_, d)| *d);
+            if st.drops > before {
+                tracing::warn!(
+                    "S105 kernel dropped {} datagrams on udp {addr} in the last {}s (receive buffer {} bytes): \
+                     raise stun.recv_buffer or stun.workers",
+                    st.drops - before,
+                    KERNEL_DROP_CHECK.as_secs(),
+                    st.recv_buffer
+                );
+            }
+            match last.iter_mut().find(|(a, _)| *a == addr) {
+                Some(e) => e.1 = st.drops,
+                None => last.push((addr, st.drops)),
+            }
+        }
+    }
+}
