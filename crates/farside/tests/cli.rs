@@ -1,0 +1,168 @@
+//! The command line's promises: help that explains itself, one-line config errors with exit
+//! status 2, and a working server on the embedded defaults (the README's run command).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{require_tool, run_tool, stun};
+
+const FARSIDE: &str = env!("CARGO_BIN_EXE_farside");
+
+/// Runs farside to completion, bounded: a command that should exit must not hang the suite.
+fn farside(args: &[&str]) -> common::ToolOutput {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = run_tool(FARSIDE, &args, Duration::from_secs(10));
+    assert!(!out.timed_out(), "did not exit: {}", out.describe());
+    out
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let out = farside(&["--help"]);
+    assert!(out.code() == Some(0));
+    let text = out.stdout.clone();
+    for needle in ["serve", "bench", "check-config", "STUN", "RFC 5780"] {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+    let out = farside(&["serve", "--help"]);
+    assert!(out.code() == Some(0));
+    let text = out.stdout.clone();
+    for needle in ["--config", "3478", "docs/configuration.md"] {
+        assert!(
+            text.contains(needle),
+            "serve --help lacks {needle:?}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn bad_config_is_one_line_naming_the_key_and_exits_2() {
+    let dir = std::env::temp_dir().join(format!("farside-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("[stun]\nlisten = [\"127.0.0.1:notaport\"]\n", "stun.listen"),
+        (
+            "[stun]\nlisten = [\"127.0.0.1:3478\"]\nalternat_address = \"127.0.0.2\"\n",
+            "stun.alternat_address",
+        ),
+        (
+            "[stun]\nlisten = [\"0.0.0.0:3478\"]\nalternate_address = \"127.0.0.2\"\n",
+            "stun.alternate_address",
+        ),
+        ("[stun]\nworkers = \"many\"\n", "stun.workers"),
+        ("[admin]\nlisten = \"nowhere\"\n", "admin.listen"),
+        ("[log]\nlevel = \"loud!!\"\n", "log.level"),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        for cmd in [&["serve", "--config"][..], &["check-config"][..]] {
+            let mut args = cmd.to_vec();
+            let p = path.to_str().unwrap();
+            args.push(p);
+            let out = farside(&args);
+            let err = out.stderr.clone();
+            assert_eq!(out.code(), Some(2), "{args:?}: {err}");
+            assert_eq!(
+                err.trim_end().lines().count(),
+                1,
+                "{args:?}: not one line: {err}"
+            );
+            assert!(err.contains(key), "{args:?}: {key:?} not named in: {err}");
+        }
+    }
+    let missing = farside(&["serve", "--config", "/nonexistent/farside.toml"]);
+    assert_eq!(missing.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `farside serve` with no file listens on UDP and TCP port 3478 of 0.0.0.0 and [::], and
+/// coturn's `turnutils_stunclient 127.0.0.1` (its default port is 3478) is answered.
+#[test]
+fn embedded_defaults_serve_udp_and_tcp_on_3478() {
+    let test = "embedded_defaults_serve_udp_and_tcp_on_3478";
+    if !require_tool(test, "turnutils_stunclient") {
+        return;
+    }
+    // The defaults take fixed ports: refuse to guess when something else holds them.
+    let busy = UdpSocket::bind("0.0.0.0:3478").is_err()
+        || TcpListener::bind("0.0.0.0:3478").is_err()
+        || TcpListener::bind("127.0.0.1:9478").is_err();
+    if busy {
+        assert!(
+            std::env::var("FARSIDE_REQUIRE_PEERS").is_err(),
+            "port 3478 or 9478 is in use; this test needs them free in CI"
+        );
+        common::skip(test, "port 3478 or 9478 is in use on this machine");
+        return;
+    }
+    let mut child = Command::new(FARSIDE)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start farside serve");
+    let guard = KillOnDrop(&mut child);
+
+    let v4: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+    let mut answered = None;
+    for _ in 0..50 {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        if let Some(m) = stun::udp_binding_once(&sock, v4, Duration::from_millis(200)) {
+            answered = Some((m, sock.local_addr().unwrap()));
+            break;
+        }
+    }
+    let (msg, local) = answered.expect("no answer on 127.0.0.1:3478 within 10 s");
+    assert_eq!(msg.xor_mapped(), Some(local));
+    assert!(!msg.has(0x8022), "SOFTWARE must be off by default");
+    assert!(!msg.has(0x802c), "OTHER-ADDRESS must be off by default");
+
+    let out = run_tool(
+        "turnutils_stunclient",
+        &["127.0.0.1".to_string()],
+        Duration::from_secs(10),
+    );
+    assert!(!out.timed_out(), "{}", out.describe());
+    assert!(
+        out.stdout.contains("UDP reflexive addr: 127.0.0.1:"),
+        "{}",
+        out.describe()
+    );
+
+    let (tcp_msg, tcp_local) = stun::tcp_binding(v4).expect("STUN over TCP on 127.0.0.1:3478");
+    assert_eq!(tcp_msg.xor_mapped(), Some(tcp_local));
+
+    if common::ipv6_loopback_available() {
+        let v6: SocketAddr = "[::1]:3478".parse().unwrap();
+        let sock = UdpSocket::bind("[::1]:0").unwrap();
+        let (m, _) = stun::udp_binding(&sock, v6, &[]).expect("no answer on [::1]:3478");
+        assert_eq!(m.xor_mapped(), Some(sock.local_addr().unwrap()));
+        let (m, local) = stun::tcp_binding(v6).expect("STUN over TCP on [::1]:3478");
+        assert_eq!(m.xor_mapped(), Some(local));
+    } else {
+        common::note(test, "::1 unavailable; IPv6 default listener not checked");
+    }
+
+    let (code, body) = common::http_get("127.0.0.1:9478".parse().unwrap(), "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        common::metric_sum(&body, "farside_stun_requests_total") >= 2.0,
+        "{body}"
+    );
+    drop(guard);
+}
+
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

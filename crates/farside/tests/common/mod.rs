@@ -1,0 +1,883 @@
+//! Shared harness for Farside's end-to-end tests.
+//!
+//! - [`Server`] starts `farside serve` with a temporary config on free loopback ports, waits until it answers a
+//!   STUN Binding over UDP (bounded), kills it on drop, and prints its captured output when a test fails.
+//! - [`run_tool`] runs a third-party peer with a time limit and captures what it prints.
+//! - [`require_tool`] skips a test when a peer is not installed, unless `FARSIDE_REQUIRE_PEERS=1` (set in CI).
+//! - [`stun`] hand-rolls the few STUN messages the tests need, so they do not depend on the codec crate's API.
+//!
+//! Development aid: with `FARSIDE_TEST_AGAINST=coturn` the same tests start coturn's `turnserver` (STUN only, on
+//! the same loopback addresses) instead of Farside. This validates the tests themselves against a reference
+//! server; assertions on Farside's `/metrics` are skipped in that mode, since coturn has none.
+//!
+//! All traffic stays on 127.0.0.0/8 and ::1; every wait is bounded.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(clippy::unwrap_used)]
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer its first Binding.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The loopback address the tests use as RFC 5780 alternate address.
+pub const ALT_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Which server the tests run against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Farside,
+    /// Development aid only: `FARSIDE_TEST_AGAINST=coturn`.
+    Coturn,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("FARSIDE_TEST_AGAINST").as_deref() {
+        Ok("coturn") => Backend::Coturn,
+        Ok("") | Ok("farside") | Err(_) => Backend::Farside,
+        Ok(other) => panic!("FARSIDE_TEST_AGAINST={other}: expected `farside` or `coturn`"),
+    }
+}
+
+/// True when a missing peer must fail the test rather than skip it.
+fn peers_required() -> bool {
+    std::env::var("FARSIDE_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+/// Whether `tool` is on `PATH`. If not: prints `SKIP <test>: <tool> not installed` and returns false, or panics
+/// when `FARSIDE_REQUIRE_PEERS=1`.
+pub fn require_tool(test: &str, tool: &str) -> bool {
+    if find_in_path(tool).is_some() {
+        return true;
+    }
+    if peers_required() {
+        panic!("{test}: {tool} not installed, and FARSIDE_REQUIRE_PEERS=1");
+    }
+    skip(test, &format!("{tool} not installed"));
+    false
+}
+
+/// Prints `SKIP <test>: <reason>` straight to the process's stderr, so it shows even while libtest captures
+/// the test's output (the capture only covers the print macros).
+pub fn skip(test: &str, reason: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
+}
+
+/// Prints `NOTE <test>: <text>` to the process's stderr (visible even when the test passes).
+pub fn note(test: &str, text: &str) {
+    let _ = writeln!(std::io::stderr(), "NOTE {test}: {text}");
+}
+
+pub fn find_in_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Ports
+
+static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
+
+/// Low bound of the range the tests take server ports from: below Linux's default ephemeral range
+/// (32768-60999), so that clients' ephemeral ports never collide with a server port of a parallel test.
+const PORT_RANGE: (u32, u32) = (20000, 32000);
+
+/// Finds `count` consecutive ports, free for UDP and TCP on every address of `ips`, and returns the first.
+/// Each test process starts at a different offset (by pid), and threads in one process never get the same block.
+pub fn free_ports(ips: &[IpAddr], count: u16) -> u16 {
+    let span = PORT_RANGE.1 - PORT_RANGE.0;
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        (std::process::id().wrapping_mul(7919)) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..2000 {
+        let offset = NEXT_PORT.fetch_add(u32::from(count) + 1, Ordering::SeqCst) % span;
+        let base = PORT_RANGE.0 + offset;
+        if base + u32::from(count) >= PORT_RANGE.1 {
+            continue;
+        }
+        let base = base as u16;
+        let all_free = (0..count).all(|i| {
+            ips.iter().all(|ip| {
+                let addr = SocketAddr::new(*ip, base + i);
+                UdpSocket::bind(addr).is_ok() && TcpListener::bind(addr).is_ok()
+            })
+        });
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no block of {count} free ports on {ips:?} in {PORT_RANGE:?}");
+}
+
+/// Whether ::1 can be bound here (containers often run without IPv6).
+pub fn ipv6_loopback_available() -> bool {
+    UdpSocket::bind("[::1]:0").is_ok()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Server
+
+/// What to configure; mirrors the `[stun]` table of Farside's config.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Primary IPs; all share one port chosen by the harness.
+    pub listen_ips: Vec<IpAddr>,
+    pub alternate: Option<IpAddr>,
+    pub tcp: bool,
+    pub workers: u32,
+    pub software: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen_ips: vec![LOCALHOST],
+            alternate: None,
+            tcp: true,
+            workers: 2,
+            software: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn with_alternate(mut self, ip: IpAddr) -> Self {
+        self.alternate = Some(ip);
+        self
+    }
+    pub fn listen_on(mut self, ips: &[IpAddr]) -> Self {
+        self.listen_ips = ips.to_vec();
+        self
+    }
+}
+
+/// A running STUN server, killed on drop.
+pub struct Server {
+    pub backend: Backend,
+    child: Mutex<Child>,
+    /// First listen address (UDP and TCP).
+    pub primary: SocketAddr,
+    /// Every primary listen address.
+    pub listen: Vec<SocketAddr>,
+    pub alternate: Option<IpAddr>,
+    /// Port of the RFC 5780 alternate sockets (primary port + 1).
+    pub alt_port: u16,
+    /// Admin HTTP address (Farside only).
+    pub admin: SocketAddr,
+    pub config_text: String,
+    output: Arc<Mutex<String>>,
+    dir: PathBuf,
+    name: String,
+}
+
+static SERVER_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Server {
+    /// Starts the server and waits (bounded) until it answers a Binding over UDP on the primary address.
+    pub fn start(name: &str, cfg: ServerConfig) -> Server {
+        let mut ips = cfg.listen_ips.clone();
+        if let Some(alt) = cfg.alternate {
+            ips.push(alt);
+        }
+        // primary port, alternate port (primary + 1), admin port.
+        let port = free_ports(&ips, 3);
+        let listen: Vec<SocketAddr> = cfg
+            .listen_ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect();
+        let alt_port = port + 1;
+        let admin = SocketAddr::new(LOCALHOST, port + 2);
+
+        let seq = SERVER_SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("farside-test-{}-{seq}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+
+        let backend = backend();
+        let (mut command, config_text) = match backend {
+            Backend::Farside => farside_command(&dir, &cfg, &listen, alt_port, admin),
+            Backend::Coturn => coturn_command(&dir, &cfg, port, alt_port),
+        };
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: cannot start {command:?}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        capture(child.stdout.take().unwrap(), output.clone());
+        capture(child.stderr.take().unwrap(), output.clone());
+
+        let server = Server {
+            backend,
+            child: Mutex::new(child),
+            primary: listen[0],
+            listen,
+            alternate: cfg.alternate,
+            alt_port,
+            admin,
+            config_text,
+            output,
+            dir,
+            name: name.to_owned(),
+        };
+        server.wait_ready(cfg.tcp);
+        server
+    }
+
+    fn wait_ready(&self, tcp: bool) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let bind = if self.primary.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let sock = UdpSocket::bind(bind).unwrap();
+        loop {
+            if let Some(status) = self.exited() {
+                panic!(
+                    "{}: server exited during startup with {status}\n{}",
+                    self.name,
+                    self.describe()
+                );
+            }
+            if stun::udp_binding_once(&sock, self.primary, Duration::from_millis(100)).is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: no STUN answer on udp {} within {STARTUP_TIMEOUT:?}\n{}",
+                    self.name,
+                    self.primary,
+                    self.describe()
+                );
+            }
+        }
+        if tcp {
+            while TcpStream::connect_timeout(&self.primary, Duration::from_millis(200)).is_err() {
+                if Instant::now() > deadline {
+                    panic!(
+                        "{}: tcp {} not accepting within {STARTUP_TIMEOUT:?}\n{}",
+                        self.name,
+                        self.primary,
+                        self.describe()
+                    );
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// `Some(status)` if the server process has exited.
+    pub fn exited(&self) -> Option<ExitStatus> {
+        self.child.lock().ok()?.try_wait().ok().flatten()
+    }
+
+    /// Panics (with the server's output) if the server died.
+    pub fn assert_alive(&self, context: &str) {
+        if let Some(status) = self.exited() {
+            panic!(
+                "{}: server died ({status}) {context}\n{}",
+                self.name,
+                self.describe()
+            );
+        }
+    }
+
+    /// Everything the server printed so far.
+    pub fn logs(&self) -> String {
+        self.output.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "--- {:?} config ---\n{}", self.backend, self.config_text);
+        let _ = writeln!(s, "--- server output ---\n{}", tail(&self.logs(), 8000));
+        s
+    }
+
+    /// Alternate (IP, port) pairs of RFC 5780: (primary IP, alt port), (alt IP, primary port), (alt IP, alt port).
+    pub fn alt_addr(&self, change_ip: bool, change_port: bool) -> SocketAddr {
+        let ip = if change_ip {
+            self.alternate.expect("no alternate configured")
+        } else {
+            self.primary.ip()
+        };
+        let port = if change_port {
+            self.alt_port
+        } else {
+            self.primary.port()
+        };
+        SocketAddr::new(ip, port)
+    }
+
+    /// GET /metrics from the admin listener, retrying for up to 5 s while it starts. None for coturn.
+    pub fn metrics(&self) -> Option<String> {
+        if self.backend != Backend::Farside {
+            return None;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match http_get(self.admin, "/metrics") {
+                Ok((200, body)) => return Some(body),
+                Ok((code, body)) if Instant::now() > deadline => {
+                    panic!(
+                        "{}: GET /metrics -> {code}\n{body}\n{}",
+                        self.name,
+                        self.describe()
+                    )
+                }
+                Err(e) if Instant::now() > deadline => {
+                    panic!(
+                        "{}: GET http://{}/metrics failed: {e}\n{}",
+                        self.name,
+                        self.admin,
+                        self.describe()
+                    )
+                }
+                _ => thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(child) = self.child.get_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            eprintln!(
+                "==== {} ({:?}) ====\n{}",
+                self.name,
+                self.backend,
+                self.describe()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn farside_command(
+    dir: &Path,
+    cfg: &ServerConfig,
+    listen: &[SocketAddr],
+    alt_port: u16,
+    admin: SocketAddr,
+) -> (Command, String) {
+    let mut text = String::from("[stun]\n");
+    let listen_list: Vec<String> = listen.iter().map(|a| format!("\"{a}\"")).collect();
+    let _ = writeln!(text, "listen = [{}]", listen_list.join(", "));
+    if let Some(alt) = cfg.alternate {
+        let _ = writeln!(text, "alternate_address = \"{alt}\"");
+        let _ = writeln!(text, "alternate_port = {alt_port}");
+    }
+    let _ = writeln!(text, "tcp = {}", cfg.tcp);
+    let _ = writeln!(text, "workers = {}", cfg.workers);
+    if let Some(sw) = &cfg.software {
+        let _ = writeln!(text, "software = \"{sw}\"");
+    }
+    let _ = writeln!(
+        text,
+        "\n[admin]\nlisten = \"{admin}\"\n\n[log]\nlevel = \"debug\""
+    );
+    let path = dir.join("farside.toml");
+    std::fs::write(&path, &text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_farside"));
+    cmd.arg("serve").arg("--config").arg(&path);
+    (cmd, text)
+}
+
+fn coturn_command(dir: &Path, cfg: &ServerConfig, port: u16, alt_port: u16) -> (Command, String) {
+    let mut cmd = Command::new("turnserver");
+    cmd.args([
+        "-n",
+        "--stun-only",
+        "--no-auth",
+        "--no-tls",
+        "--no-dtls",
+        "--no-cli",
+        "--no-auth-pings",
+    ]);
+    cmd.args(["--log-file", "stdout", "--simple-log"]);
+    cmd.arg("--pidfile").arg(dir.join("turnserver.pid"));
+    cmd.arg("--db").arg(dir.join("turndb"));
+    for ip in &cfg.listen_ips {
+        cmd.arg("--listening-ip").arg(ip.to_string());
+    }
+    if let Some(alt) = cfg.alternate {
+        // coturn pairs two listening IPs of one family for RFC 5780 / RFC 3489 CHANGE-REQUEST.
+        cmd.arg("--listening-ip").arg(alt.to_string());
+    } else {
+        cmd.arg("--no-rfc5780");
+    }
+    cmd.arg("--listening-port").arg(port.to_string());
+    cmd.arg("--alt-listening-port").arg(alt_port.to_string());
+    if !cfg.tcp {
+        cmd.arg("--no-tcp");
+    }
+    let text = format!("{cmd:?}");
+    (cmd, text)
+}
+
+fn capture<R: Read + Send + 'static>(mut from: R, into: Arc<Mutex<String>>) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Ok(mut s) = into.lock() {
+                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        // keep memory bounded if the server logs a lot (debug level, junk floods)
+                        if s.len() > 4_000_000 {
+                            let cut = s.len() - 2_000_000;
+                            let cut = (cut..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+                            s.replace_range(..cut, "[...]\n");
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+pub fn tail(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Running peers
+
+/// What a peer printed and how it ended.
+#[derive(Debug)]
+pub struct ToolOutput {
+    pub command: String,
+    /// None when killed at the time limit.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ToolOutput {
+    pub fn timed_out(&self) -> bool {
+        self.status.is_none()
+    }
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+    /// stdout then stderr.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+    pub fn describe(&self) -> String {
+        format!(
+            "$ {}\nexit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command,
+            match self.status {
+                Some(s) => s.to_string(),
+                None => "killed at time limit".into(),
+            },
+            tail(&self.stdout, 6000),
+            tail(&self.stderr, 6000)
+        )
+    }
+}
+
+/// Runs `program args` with no stdin, killing it after `limit`.
+pub fn run_tool(program: &str, args: &[String], limit: Duration) -> ToolOutput {
+    let command = format!("{program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
+    let out = Arc::new(Mutex::new(String::new()));
+    let err = Arc::new(Mutex::new(String::new()));
+    let t1 = spawn_reader(child.stdout.take().unwrap(), out.clone());
+    let t2 = spawn_reader(child.stderr.take().unwrap(), err.clone());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let _ = t1.join();
+    let _ = t2.join();
+    let stdout = out.lock().unwrap().clone();
+    let stderr = err.lock().unwrap().clone();
+    ToolOutput {
+        command,
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn spawn_reader<R: Read + Send + 'static>(
+    mut from: R,
+    into: Arc<Mutex<String>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = from.read_to_end(&mut bytes);
+        if let Ok(mut s) = into.lock() {
+            s.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Admin HTTP
+
+/// Minimal HTTP/1.0 GET (so the body is not chunked), bounded by 3 s.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.set_write_timeout(Some(Duration::from_secs(3)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_owned()))
+}
+
+/// Sum of all samples of metric `name` (any labels) in Prometheus text format.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    metric_samples(text, name).iter().map(|(_, v)| v).sum()
+}
+
+/// (labels, value) of every sample of metric `name`.
+pub fn metric_samples(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, value) = if let Some(r) = rest.strip_prefix('{') {
+                let (labels, v) = r.split_once('}')?;
+                (labels.to_owned(), v)
+            } else if rest.starts_with(' ') {
+                (String::new(), rest)
+            } else {
+                return None;
+            };
+            let value = value.split_whitespace().next()?.parse().ok()?;
+            Some((labels, value))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Hand-rolled STUN
+
+pub mod stun {
+    use super::*;
+
+    pub const MAGIC_COOKIE: u32 = 0x2112_A442;
+    pub const BINDING_REQUEST: u16 = 0x0001;
+    pub const BINDING_SUCCESS: u16 = 0x0101;
+    pub const BINDING_ERROR: u16 = 0x0111;
+    pub const BINDING_INDICATION: u16 = 0x0011;
+
+    pub const MAPPED_ADDRESS: u16 = 0x0001;
+    pub const CHANGE_REQUEST: u16 = 0x0003;
+    pub const SOURCE_ADDRESS: u16 = 0x0004;
+    pub const CHANGED_ADDRESS: u16 = 0x0005;
+    pub const ERROR_CODE: u16 = 0x0009;
+    pub const UNKNOWN_ATTRIBUTES: u16 = 0x000A;
+    pub const XOR_MAPPED_ADDRESS: u16 = 0x0020;
+    pub const SOFTWARE: u16 = 0x8022;
+    pub const FINGERPRINT: u16 = 0x8028;
+    pub const RESPONSE_ORIGIN: u16 = 0x802B;
+    pub const OTHER_ADDRESS: u16 = 0x802C;
+
+    pub const CHANGE_IP: u32 = 0x04;
+    pub const CHANGE_PORT: u32 = 0x02;
+
+    /// A parsed message: header fields and raw attributes in order.
+    #[derive(Clone, Debug)]
+    pub struct Msg {
+        pub typ: u16,
+        pub cookie: u32,
+        pub tid: [u8; 12],
+        pub attrs: Vec<(u16, Vec<u8>)>,
+    }
+
+    impl Msg {
+        pub fn attr(&self, typ: u16) -> Option<&[u8]> {
+            self.attrs
+                .iter()
+                .find(|(t, _)| *t == typ)
+                .map(|(_, v)| v.as_slice())
+        }
+        pub fn has(&self, typ: u16) -> bool {
+            self.attr(typ).is_some()
+        }
+        pub fn addr(&self, typ: u16) -> Option<SocketAddr> {
+            decode_addr(self.attr(typ)?, None)
+        }
+        pub fn xor_mapped(&self) -> Option<SocketAddr> {
+            let mut key = [0u8; 16];
+            key[..4].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
+            key[4..].copy_from_slice(&self.tid);
+            decode_addr(self.attr(XOR_MAPPED_ADDRESS)?, Some(&key))
+        }
+        /// ERROR-CODE as class*100+number.
+        pub fn error_code(&self) -> Option<u16> {
+            let v = self.attr(ERROR_CODE)?;
+            (v.len() >= 4).then(|| u16::from(v[2] & 0x07) * 100 + u16::from(v[3]))
+        }
+        pub fn attr_types(&self) -> Vec<String> {
+            self.attrs
+                .iter()
+                .map(|(t, v)| format!("0x{t:04x}({})", v.len()))
+                .collect()
+        }
+    }
+
+    /// Random-ish bytes for transaction ids and junk: xorshift seeded from the clock and a counter.
+    pub fn random_bytes(n: usize) -> Vec<u8> {
+        static SEQ: AtomicU32 = AtomicU32::new(1);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        let mut x =
+            nanos ^ (u64::from(SEQ.fetch_add(1, Ordering::Relaxed)) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    pub fn new_tid() -> [u8; 12] {
+        random_bytes(12).try_into().unwrap()
+    }
+
+    /// Encodes header + attributes (each padded to 4 bytes). `cookie` None = RFC 3489 style (16-byte random id).
+    pub fn encode(typ: u16, cookie: u32, tid: &[u8; 12], attrs: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (t, v) in attrs {
+            body.extend_from_slice(&t.to_be_bytes());
+            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            body.extend_from_slice(v);
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+        }
+        let mut msg = Vec::with_capacity(20 + body.len());
+        msg.extend_from_slice(&typ.to_be_bytes());
+        msg.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        msg.extend_from_slice(&cookie.to_be_bytes());
+        msg.extend_from_slice(tid);
+        msg.extend_from_slice(&body);
+        msg
+    }
+
+    /// An RFC 5389/8489 Binding request.
+    pub fn binding_request(tid: &[u8; 12], attrs: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        encode(BINDING_REQUEST, MAGIC_COOKIE, tid, attrs)
+    }
+
+    /// An RFC 3489 Binding request: the 16-byte transaction id has no magic cookie.
+    pub fn classic_binding_request(tid: &[u8; 12], attrs: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut cookie = 0x0BAD_F00D;
+        if cookie == MAGIC_COOKIE {
+            cookie ^= 1;
+        }
+        encode(BINDING_REQUEST, cookie, tid, attrs)
+    }
+
+    pub fn change_request(flags: u32) -> (u16, Vec<u8>) {
+        (CHANGE_REQUEST, flags.to_be_bytes().to_vec())
+    }
+
+    /// Appends a FINGERPRINT attribute (CRC-32 of the message so far, XOR 0x5354554e), fixing the length field.
+    pub fn add_fingerprint(msg: &mut Vec<u8>, corrupt: bool) {
+        let new_len = (msg.len() - 20 + 8) as u16;
+        msg[2..4].copy_from_slice(&new_len.to_be_bytes());
+        let mut crc = crc32(msg) ^ 0x5354_554E;
+        if corrupt {
+            crc ^= 0xFFFF_FFFF;
+        }
+        msg.extend_from_slice(&FINGERPRINT.to_be_bytes());
+        msg.extend_from_slice(&4u16.to_be_bytes());
+        msg.extend_from_slice(&crc.to_be_bytes());
+    }
+
+    pub fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    pub fn parse(b: &[u8]) -> Option<Msg> {
+        if b.len() < 20 {
+            return None;
+        }
+        let typ = u16::from_be_bytes([b[0], b[1]]);
+        let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+        if b.len() != 20 + len {
+            return None;
+        }
+        let cookie = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+        let tid: [u8; 12] = b[8..20].try_into().ok()?;
+        let mut attrs = Vec::new();
+        let mut i = 20;
+        while i + 4 <= b.len() {
+            let t = u16::from_be_bytes([b[i], b[i + 1]]);
+            let l = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
+            let v = b.get(i + 4..i + 4 + l)?.to_vec();
+            attrs.push((t, v));
+            i += 4 + l.div_ceil(4) * 4;
+        }
+        Some(Msg {
+            typ,
+            cookie,
+            tid,
+            attrs,
+        })
+    }
+
+    fn decode_addr(v: &[u8], xor: Option<&[u8; 16]>) -> Option<SocketAddr> {
+        if v.len() < 4 {
+            return None;
+        }
+        let x = |i: usize| xor.map_or(0, |k| k[i]);
+        let port = u16::from_be_bytes([v[2] ^ x(0), v[3] ^ x(1)]);
+        match v[1] {
+            0x01 if v.len() == 8 => {
+                let ip: [u8; 4] = std::array::from_fn(|i| v[4 + i] ^ x(i));
+                Some(SocketAddr::new(IpAddr::from(ip), port))
+            }
+            0x02 if v.len() == 20 => {
+                let ip: [u8; 16] = std::array::from_fn(|i| v[4 + i] ^ x(i));
+                Some(SocketAddr::new(IpAddr::from(ip), port))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends `msg` once and waits up to `wait` for a datagram whose transaction id matches.
+    /// Returns (message, the address it came from).
+    pub fn udp_exchange(
+        sock: &UdpSocket,
+        to: SocketAddr,
+        msg: &[u8],
+        wait: Duration,
+    ) -> Option<(Msg, SocketAddr)> {
+        let tid: [u8; 12] = msg[8..20].try_into().ok()?;
+        sock.send_to(msg, to).ok()?;
+        let deadline = Instant::now() + wait;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => match parse(&buf[..n]) {
+                    Some(m) if m.tid == tid => return Some((m, from)),
+                    _ => {}
+                },
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// One plain Binding, one try.
+    pub fn udp_binding_once(sock: &UdpSocket, to: SocketAddr, wait: Duration) -> Option<Msg> {
+        udp_exchange(sock, to, &binding_request(&new_tid(), &[]), wait).map(|(m, _)| m)
+    }
+
+    /// A Binding with retransmissions (UDP may drop under load): up to 5 tries, 500 ms each.
+    pub fn udp_binding(
+        sock: &UdpSocket,
+        to: SocketAddr,
+        attrs: &[(u16, Vec<u8>)],
+    ) -> Option<(Msg, SocketAddr)> {
+        let req = binding_request(&new_tid(), attrs);
+        (0..5).find_map(|_| udp_exchange(sock, to, &req, Duration::from_millis(500)))
+    }
+
+    /// Reads one STUN message from a TCP stream (RFC 8489 §6.2: messages back to back, length from the header).
+    pub fn tcp_read(stream: &mut TcpStream, wait: Duration) -> std::io::Result<Msg> {
+        stream.set_read_timeout(Some(wait))?;
+        let mut hdr = [0u8; 20];
+        stream.read_exact(&mut hdr)?;
+        let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body)?;
+        let mut all = hdr.to_vec();
+        all.extend_from_slice(&body);
+        parse(&all).ok_or_else(|| std::io::Error::other("unparsable STUN message over TCP"))
+    }
+
+    /// Connects, sends one Binding over TCP, reads the answer.
+    pub fn tcp_binding(to: SocketAddr) -> std::io::Result<(Msg, SocketAddr)> {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+        s.set_write_timeout(Some(Duration::from_secs(2)))?;
+        let local = s.local_addr()?;
+        let tid = new_tid();
+        s.write_all(&binding_request(&tid, &[]))?;
+        let m = tcp_read(&mut s, Duration::from_secs(3))?;
+        if m.tid != tid {
+            return Err(std::io::Error::other("transaction id mismatch"));
+        }
+        let _ = s.shutdown(Shutdown::Both);
+        Ok((m, local))
+    }
+}
