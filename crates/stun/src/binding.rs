@@ -439,27 +439,10 @@ fn fingerprint_len(msg: &Message<'_>) -> usize {
     }
 }
 
-/// Comprehension-required attributes a basic Binding server understands (and may ignore:
-/// this server authenticates no Binding request, and never honours RFC 3489's
-/// RESPONSE-ADDRESS, which would make it an open reflector).
-const KNOWN_BASIC: &[u16] = &[
-    attr_type::MAPPED_ADDRESS,
-    attr_type::RESPONSE_ADDRESS,
-    attr_type::CHANGE_REQUEST,
-    attr_type::USERNAME,
-    attr_type::PASSWORD,
-    attr_type::MESSAGE_INTEGRITY,
-    attr_type::REALM,
-    attr_type::NONCE,
-    attr_type::MESSAGE_INTEGRITY_SHA256,
-    attr_type::PASSWORD_ALGORITHM,
-    attr_type::USERHASH,
-    attr_type::XOR_MAPPED_ADDRESS,
-    attr_type::PRIORITY,
-    attr_type::USE_CANDIDATE,
-];
-
-/// The same plus RFC 5780's RESPONSE-PORT and PADDING.
+/// Comprehension-required attributes this server understands (and may ignore: it
+/// authenticates no Binding request, and never honours RFC 3489's RESPONSE-ADDRESS, which
+/// would make it an open reflector). The last two, RFC 5780's, are known only with an
+/// alternate address.
 const KNOWN_WITH_RFC5780: &[u16] = &[
     attr_type::MAPPED_ADDRESS,
     attr_type::RESPONSE_ADDRESS,
@@ -478,6 +461,9 @@ const KNOWN_WITH_RFC5780: &[u16] = &[
     attr_type::PADDING,
     attr_type::RESPONSE_PORT,
 ];
+
+/// The same without RFC 5780's RESPONSE-PORT and PADDING.
+const KNOWN_BASIC: &[u16] = KNOWN_WITH_RFC5780.split_at(KNOWN_WITH_RFC5780.len() - 2).0;
 
 /// The magic cookie as bytes, for tests and callers building requests.
 pub const MAGIC_COOKIE_BYTES: [u8; 4] = MAGIC_COOKIE.to_be_bytes();
