@@ -195,6 +195,20 @@ impl SendBatch {
         dest: SocketAddr,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> bool {
+        self.push_to(Some(dest), fill)
+    }
+
+    /// Like [`SendBatch::push`], for a connected socket: no destination address is passed, so
+    /// the kernel reuses the socket's cached route instead of looking one up per datagram.
+    pub fn push_connected(&mut self, fill: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        self.push_to(None, fill)
+    }
+
+    fn push_to(
+        &mut self,
+        dest: Option<SocketAddr>,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
         if self.is_full() {
             return false;
         }
@@ -203,7 +217,8 @@ impl SendBatch {
             return true;
         };
         let len = len.min(self.slots.buf_len);
-        let namelen = std_to_sockaddr(dest, &mut self.slots.addrs[i]);
+        // A zero name length makes the kernel ignore `msg_name` and use the socket's peer.
+        let namelen = dest.map_or(0, |d| std_to_sockaddr(d, &mut self.slots.addrs[i]));
         self.slots.iovecs[i].iov_len = len;
         self.slots.headers[i].msg_hdr.msg_namelen = namelen;
         self.count += 1;
@@ -345,6 +360,28 @@ mod tests {
             assert_eq!(*src, a.local_addr().expect("addr"));
             assert_eq!(payload, &vec![i as u8; 3]);
             assert!(!truncated);
+        }
+    }
+
+    #[test]
+    fn connected_batch_goes_to_the_peer() {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind a");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("bind b");
+        a.connect(b.local_addr().expect("addr")).expect("connect");
+        let mut out = SendBatch::new(4, 16);
+        for _ in 0..3 {
+            assert!(out.push_connected(|buf| {
+                buf[0] = 9;
+                Some(1)
+            }));
+        }
+        assert_eq!(send_batch(&a, &mut out), 3);
+        b.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .expect("timeout");
+        for _ in 0..3 {
+            let mut buf = [0u8; 4];
+            let (n, from) = b.recv_from(&mut buf).expect("datagram");
+            assert_eq!((n, buf[0], from), (1, 9, a.local_addr().expect("addr")));
         }
     }
 

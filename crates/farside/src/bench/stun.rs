@@ -496,7 +496,6 @@ struct Sockets {
     tx: SendBatch,
     rx: RecvBatch,
     batch: usize,
-    target: SocketAddr,
     sent: u64,
     send_failed: u64,
 }
@@ -515,7 +514,11 @@ impl Sockets {
         };
         let mut sockets = Vec::with_capacity(count);
         for _ in 0..count.clamp(1, farside_io::MAX_FDS) {
-            sockets.push(bind_udp(SocketAddr::new(local, 0), opts)?);
+            let s = bind_udp(SocketAddr::new(local, 0), opts)?;
+            // Connected: the kernel keeps the route, so sending costs no lookup per datagram,
+            // and only the target's answers are received.
+            s.connect(target)?;
+            sockets.push(s);
         }
         let fds = sockets.iter().map(|s| s.as_raw_fd()).collect();
         Ok(Sockets {
@@ -525,7 +528,6 @@ impl Sockets {
             tx: SendBatch::new(batch, wire::HEADER_LEN),
             rx: RecvBatch::new(batch, 2048),
             batch,
-            target,
             sent: 0,
             send_failed: 0,
         })
@@ -533,7 +535,6 @@ impl Sockets {
 
     /// Sends `n` (at most one batch) new requests from the next socket in turn.
     fn send(&mut self, tracker: &mut Tracker, n: usize, now_ns: u64) {
-        let target = self.target;
         for _ in 0..n {
             if self.tx.is_full() {
                 break;
@@ -541,7 +542,7 @@ impl Sockets {
             let seq = tracker.take_seq(now_ns);
             let nonce = tracker.nonce;
             self.tx
-                .push(target, |buf| wire::write_request(buf, seq, nonce));
+                .push_connected(|buf| wire::write_request(buf, seq, nonce));
         }
         let queued = self.tx.len() as u64;
         let socket = &self.sockets[self.next];
