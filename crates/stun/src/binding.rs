@@ -13,8 +13,8 @@ use crate::attributes::{
 };
 use crate::{Class, HEADER_LEN, MAGIC_COOKIE, Message, MessageBuilder, Method, attr_type};
 
-/// Most attribute types listed in one UNKNOWN-ATTRIBUTES: a 420 is never larger than the
-/// request that caused it.
+/// Most attribute types listed in one UNKNOWN-ATTRIBUTES (each costs the answer 2 bytes and
+/// the request at least 4), so an attribute-stuffed request cannot buy a large 420.
 const MAX_UNKNOWN_LISTED: usize = 16;
 
 /// The transport a request arrived on.
@@ -357,6 +357,8 @@ impl BindingServer {
             from = alt.address(arrived.0 ^ change.change_ip, arrived.1 ^ change.change_port);
             match msg.attribute::<ResponsePort>() {
                 None => {}
+                // Port 0 cannot be sent to: a malformed request, not a send failure.
+                Some(Ok(ResponsePort(0))) => return error(400, "Bad RESPONSE-PORT", &[], out),
                 Some(Ok(ResponsePort(port))) => to.set_port(port),
                 Some(Err(_)) => return error(400, "Bad RESPONSE-PORT", &[], out),
             }
@@ -368,11 +370,16 @@ impl BindingServer {
             ClientKind::Rfc3489 => {
                 // RFC 3489 §11.2: MAPPED-ADDRESS, SOURCE-ADDRESS, CHANGED-ADDRESS.
                 b.add(&MappedAddress(rx.remote)).ok()?;
-                b.add(&SourceAddress(from)).ok()?;
-                if let Some(alt) = rfc5780 {
-                    // "Where responses would have come from with both change flags set".
-                    b.add(&ChangedAddress(alt.address(!arrived.0, !arrived.1)))
-                        .ok()?;
+                // A wildcard socket whose real address the shell could not learn has no
+                // true SOURCE-ADDRESS to give; better none than 0.0.0.0.
+                if !from.ip().is_unspecified() {
+                    b.add(&SourceAddress(from)).ok()?;
+                    // "Where responses would have come from with both change flags set". A
+                    // server with one address names itself, as RFC 3489 §11.1 wants the
+                    // attribute present and coturn does; the client's test I(2) then finds
+                    // the same mapping.
+                    let changed = rfc5780.map_or(from, |alt| alt.address(!arrived.0, !arrived.1));
+                    b.add(&ChangedAddress(changed)).ok()?;
                 }
             }
         }
@@ -386,14 +393,23 @@ impl BindingServer {
         // RFC 5780 §7.6: echo PADDING so the response is as large as the request (the
         // fragmentation test); never larger, so no amplification.
         if let (Some(_), Some(Ok(Padding(pad)))) = (rfc5780, msg.attribute::<Padding>()) {
-            let room = msg.len().saturating_sub(b.len() + 4 + fingerprint_len(msg));
-            let pad_len = pad.len().min(room).min(ZEROS.len()) & !3;
-            if pad_len > 0 {
-                b.add(&Padding(&ZEROS[..pad_len])).ok()?;
+            let trailer = self.software_len(client) + fingerprint_len(msg);
+            let room = msg.len().saturating_sub(b.len() + 4 + trailer);
+            let pad_len = pad.len().min(room) & !3;
+            if let Some(echo) = pad.get(..pad_len).filter(|p| !p.is_empty()) {
+                b.add(&Padding(echo)).ok()?;
             }
         }
         self.finish(b, msg)
             .map(|len| reply(ResponseKind::Success, len, from, to, wants_change))
+    }
+
+    /// Bytes the SOFTWARE attribute adds to a response to `client`.
+    fn software_len(&self, client: ClientKind) -> usize {
+        match (&self.config.software, client) {
+            (Some(s), ClientKind::Rfc5389) => 4 + s.len().div_ceil(4) * 4,
+            _ => 0,
+        }
     }
 
     fn error_response(
@@ -404,21 +420,39 @@ impl BindingServer {
         unknown: &[u16],
         out: &mut [u8],
     ) -> Option<usize> {
+        let classic = !msg.has_magic_cookie();
         let mut b = MessageBuilder::response_to(out, msg, Class::ErrorResponse).ok()?;
+        // RFC 3489 §11.2.9: the reason phrase is a multiple of 4 bytes, padded with spaces;
+        // classic parsers step over attributes by their exact length, without padding.
+        let mut padded = [b' '; 64];
+        let reason = match reason.get(..reason.len().min(60)) {
+            Some(r) if classic => {
+                padded[..r.len()].copy_from_slice(r.as_bytes());
+                std::str::from_utf8(&padded[..r.len().div_ceil(4) * 4]).ok()?
+            }
+            _ => reason,
+        };
         b.add(&ErrorCode { code, reason }).ok()?;
         if !unknown.is_empty() {
-            let mut value = [0u8; MAX_UNKNOWN_LISTED * 2];
+            let mut value = [0u8; (MAX_UNKNOWN_LISTED + 1) * 2];
             for (chunk, typ) in value.chunks_exact_mut(2).zip(unknown) {
                 chunk.copy_from_slice(&typ.to_be_bytes());
             }
-            b.add_raw(attr_type::UNKNOWN_ATTRIBUTES, &value[..unknown.len() * 2])
+            let mut len = unknown.len() * 2;
+            if classic && unknown.len() % 2 == 1 {
+                // RFC 3489 §11.2.10: an odd count repeats one type to fill 32 bits.
+                value.copy_within(len - 2..len, len);
+                len += 2;
+            }
+            b.add_raw(attr_type::UNKNOWN_ATTRIBUTES, &value[..len])
                 .ok()?;
         }
         self.finish(b, msg)
     }
 
     fn finish(&self, mut b: MessageBuilder<'_>, request: &Message<'_>) -> Option<usize> {
-        if let Some(software) = &self.config.software {
+        // RFC 3489 has no SOFTWARE attribute, and classic parsers choke on its padding.
+        if let (Some(software), true) = (&self.config.software, request.has_magic_cookie()) {
             b.add(&crate::attributes::Software(software)).ok()?;
         }
         // A client that sent FINGERPRINT (ICE agents, RFC 8445 §7.3) gets one back.
@@ -428,8 +462,6 @@ impl BindingServer {
         Some(b.finish())
     }
 }
-
-const ZEROS: [u8; 512] = [0; 512];
 
 fn fingerprint_len(msg: &Message<'_>) -> usize {
     if msg.raw_attribute(attr_type::FINGERPRINT).is_some() {
@@ -504,7 +536,7 @@ mod tests {
         method: Method,
         build: impl FnOnce(&mut MessageBuilder<'_>),
     ) -> Vec<u8> {
-        let mut buf = vec![0u8; 1024];
+        let mut buf = vec![0u8; 2048];
         let header = Header {
             cookie,
             transaction_id: TransactionId(TID),
@@ -653,7 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn classic_client_without_rfc5780_gets_no_changed_address() {
+    fn classic_client_without_rfc5780_gets_the_servers_own_address_as_changed_address() {
         let server = BindingServer::default();
         let req = request_with(CLASSIC_COOKIE, Class::Request, Method::BINDING, |_| {});
         let (outcome, out) = handle(
@@ -667,8 +699,126 @@ mod tests {
         let msg = Message::parse(&out).expect("parses");
         assert_eq!(
             attr_types(&msg),
-            vec![attr_type::MAPPED_ADDRESS, attr_type::SOURCE_ADDRESS]
+            vec![
+                attr_type::MAPPED_ADDRESS,
+                attr_type::SOURCE_ADDRESS,
+                attr_type::CHANGED_ADDRESS
+            ]
         );
+        let changed = msg
+            .attribute::<ChangedAddress>()
+            .expect("present")
+            .expect("valid");
+        assert_eq!(changed.0, addr("192.0.2.1:3478"));
+    }
+
+    #[test]
+    fn a_wildcard_local_address_is_never_reported() {
+        let req = request_with(CLASSIC_COOKIE, Class::Request, Method::BINDING, |_| {});
+        let (outcome, out) = handle(
+            &BindingServer::default(),
+            Transport::Udp,
+            "0.0.0.0:3478",
+            "198.51.100.7:40000",
+            &req,
+        );
+        respond(outcome);
+        let msg = Message::parse(&out).expect("parses");
+        assert_eq!(attr_types(&msg), vec![attr_type::MAPPED_ADDRESS]);
+    }
+
+    #[test]
+    fn classic_errors_keep_every_attribute_a_multiple_of_4_and_carry_no_software() {
+        let server = BindingServer::new(BindingConfig {
+            alternate: None,
+            software: Some("farside".into()), // 7 bytes: would need padding
+        });
+        let req = request_with(CLASSIC_COOKIE, Class::Request, Method::BINDING, |b| {
+            b.add(&ChangeRequest {
+                change_ip: true,
+                change_port: false,
+            })
+            .expect("room");
+        });
+        let (outcome, out) = handle(
+            &server,
+            Transport::Udp,
+            "192.0.2.1:3478",
+            "198.51.100.7:40000",
+            &req,
+        );
+        assert_eq!(respond(outcome).kind, ResponseKind::Error(420));
+        let msg = Message::parse(&out).expect("parses");
+        for a in msg.attributes() {
+            assert_eq!(
+                a.value.len() % 4,
+                0,
+                "attribute {:#06x} has length {}",
+                a.typ,
+                a.value.len()
+            );
+        }
+        assert!(msg.raw_attribute(attr_type::SOFTWARE).is_none());
+        let code = msg
+            .attribute::<ErrorCode>()
+            .expect("present")
+            .expect("valid");
+        assert_eq!(code.reason.trim_end(), "Unknown Attribute");
+        let unknown = msg
+            .attribute::<UnknownAttributes>()
+            .expect("present")
+            .expect("valid");
+        // RFC 3489 §11.2.10: one unknown type, repeated to fill 32 bits.
+        assert_eq!(
+            unknown.iter().collect::<Vec<_>>(),
+            vec![attr_type::CHANGE_REQUEST; 2]
+        );
+
+        // Modern clients get the unpadded phrase, the single type, and SOFTWARE.
+        let req = binding(|b| {
+            b.add(&ChangeRequest {
+                change_ip: true,
+                change_port: false,
+            })
+            .expect("room");
+        });
+        let (_, out) = handle(
+            &server,
+            Transport::Udp,
+            "192.0.2.1:3478",
+            "198.51.100.7:40000",
+            &req,
+        );
+        let msg = Message::parse(&out).expect("parses");
+        let code = msg
+            .attribute::<ErrorCode>()
+            .expect("present")
+            .expect("valid");
+        assert_eq!(code.reason, "Unknown Attribute");
+        let unknown = msg
+            .attribute::<UnknownAttributes>()
+            .expect("present")
+            .expect("valid");
+        assert_eq!(
+            unknown.iter().collect::<Vec<_>>(),
+            vec![attr_type::CHANGE_REQUEST]
+        );
+        assert!(msg.raw_attribute(attr_type::SOFTWARE).is_some());
+    }
+
+    #[test]
+    fn response_port_zero_gets_400() {
+        let req = binding(|b| {
+            b.add(&ResponsePort(0)).expect("room");
+        });
+        let (outcome, _) = handle(
+            &rfc5780_server(),
+            Transport::Udp,
+            "192.0.2.1:3478",
+            "198.51.100.7:40000",
+            &req,
+        );
+        assert_eq!(respond(outcome).kind, ResponseKind::Error(400));
     }
 
     #[test]
@@ -895,26 +1045,45 @@ mod tests {
 
     #[test]
     fn padding_is_echoed_but_never_makes_the_response_larger_than_the_request() {
-        let pad = [0u8; 400];
-        let req = binding(|b| {
-            b.add(&Padding(&pad)).expect("room");
-        });
-        let (outcome, out) = handle(
-            &rfc5780_server(),
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
-        respond(outcome);
-        assert!(out.len() <= req.len(), "{} > {}", out.len(), req.len());
-        assert!(
-            out.len() + 64 > req.len(),
-            "padding was not echoed: {}",
-            out.len()
-        );
-        let msg = Message::parse(&out).expect("parses");
-        assert!(msg.attribute::<Padding>().is_some());
+        // turnutils_stunclient's fragmentation test sends 1500 bytes of PADDING.
+        let pad: Vec<u8> = (0..1500u32).map(|i| i as u8).collect();
+        for software in [None, Some("farside 0.1".to_string())] {
+            let server = BindingServer::new(BindingConfig {
+                alternate: Some(alternate()),
+                software: software.clone(),
+            });
+            for fingerprint in [false, true] {
+                let req = binding(|b| {
+                    b.add(&Padding(&pad)).expect("room");
+                    if fingerprint {
+                        b.add_fingerprint().expect("room");
+                    }
+                });
+                let (outcome, out) = handle(
+                    &server,
+                    Transport::Udp,
+                    "192.0.2.1:3478",
+                    "198.51.100.7:40000",
+                    &req,
+                );
+                respond(outcome);
+                let what = format!("software {software:?}, fingerprint {fingerprint}");
+                assert!(
+                    out.len() <= req.len(),
+                    "{what}: {} > {}",
+                    out.len(),
+                    req.len()
+                );
+                assert!(
+                    out.len() + 8 > req.len(),
+                    "{what}: padding not echoed in full: {}",
+                    out.len()
+                );
+                let msg = Message::parse(&out).expect("parses");
+                let Padding(echo) = msg.attribute::<Padding>().expect("present").expect("valid");
+                assert_eq!(echo, &pad[..echo.len()], "{what}");
+            }
+        }
     }
 
     #[test]
