@@ -43,6 +43,8 @@ pub struct StunConfig {
     pub batch: usize,
     /// Most simultaneous TCP connections; more are refused (closed at once) and counted.
     pub tcp_max_connections: usize,
+    /// Most simultaneous TCP connections from one client IP address.
+    pub tcp_max_connections_per_ip: usize,
     /// A TCP connection silent this long is closed, seconds.
     pub tcp_idle_timeout: u64,
 }
@@ -63,6 +65,7 @@ impl Default for StunConfig {
             send_buffer: 4 << 20,
             batch: 32,
             tcp_max_connections: 4096,
+            tcp_max_connections_per_ip: 64,
             tcp_idle_timeout: 30,
         }
     }
@@ -231,9 +234,17 @@ impl Config {
                 "set, but stun.alternate_address is not: RFC 5780 needs both".into(),
             ));
         }
-        if stun.software.as_deref().is_some_and(|s| s.len() > 763) {
-            // RFC 8489 §14.14: fewer than 128 characters, at most 763 bytes.
-            return Err(invalid("stun.software", "longer than 763 bytes".into()));
+        if stun
+            .software
+            .as_deref()
+            .is_some_and(|s| s.chars().count() >= 128)
+        {
+            // RFC 8489 §14.14: fewer than 128 characters; every byte of it is sent in every
+            // answer, so a long one makes the server a better reflector.
+            return Err(invalid(
+                "stun.software",
+                "must be fewer than 128 characters".into(),
+            ));
         }
         if !(1..=1024).contains(&stun.batch) {
             return Err(invalid(
@@ -245,6 +256,12 @@ impl Config {
             return Err(invalid(
                 "stun.workers",
                 format!("{}: at most 1024", stun.workers),
+            ));
+        }
+        if stun.tcp_max_connections_per_ip == 0 {
+            return Err(invalid(
+                "stun.tcp_max_connections_per_ip",
+                "must be at least 1".into(),
             ));
         }
         if stun.tcp_idle_timeout == 0 {

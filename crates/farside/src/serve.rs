@@ -73,6 +73,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         reuse_port: true,
         recv_buffer: stun.recv_buffer,
         send_buffer: stun.send_buffer,
+        packet_info: false,
     };
     let sockets = stun_udp::bind_all(&udp_addresses, workers, opts, &metrics)?;
 
@@ -86,6 +87,11 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
 
     runtime.block_on(async {
         if stun.tcp {
+            let limits = stun_tcp::TcpLimits::new(
+                stun.tcp_max_connections,
+                stun.tcp_max_connections_per_ip,
+                Duration::from_secs(stun.tcp_idle_timeout),
+            );
             for &a in &stun.listen {
                 if !udp_addresses.contains(&a) {
                     continue; // skipped above
@@ -96,8 +102,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                     l,
                     Arc::clone(&server),
                     Arc::clone(&metrics),
-                    stun.tcp_max_connections,
-                    Duration::from_secs(stun.tcp_idle_timeout),
+                    Arc::clone(&limits),
                 ));
             }
         }

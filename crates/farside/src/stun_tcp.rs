@@ -1,12 +1,15 @@
 //! STUN over TCP (RFC 8489 §6.2.2): a task per connection on the control-plane runtime.
 //!
 //! Messages are framed by their own length field. A connection that sends something that is
-//! not STUN, announces a message longer than [`MAX_MESSAGE`], or stays silent for
-//! `stun.tcp_idle_timeout` is closed. Connections are capped by `stun.tcp_max_connections`.
+//! not STUN, announces a message longer than [`MAX_MESSAGE`], or takes longer than
+//! `stun.tcp_idle_timeout` to send a message or to take its answer is closed. Connections are
+//! capped in all (`stun.tcp_max_connections`) and per client address
+//! (`stun.tcp_max_connections_per_ip`).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -37,15 +40,76 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::from_std(s.into()).context("register TCP listener")
 }
 
+/// Limits shared by every STUN TCP listener of the server.
+#[derive(Debug)]
+pub struct TcpLimits {
+    /// Connections open at once, in all.
+    slots: Arc<Semaphore>,
+    /// Connections open at once per client IP address.
+    per_ip: usize,
+    open_per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// A read of a whole message, or a write of an answer, must finish within this.
+    idle: Duration,
+}
+
+impl TcpLimits {
+    /// `max` connections in all, `per_ip` from one address, `idle` for any read or write.
+    pub fn new(max: usize, per_ip: usize, idle: Duration) -> Arc<Self> {
+        Arc::new(TcpLimits {
+            slots: Arc::new(Semaphore::new(max)),
+            per_ip,
+            open_per_ip: Mutex::new(HashMap::new()),
+            idle,
+        })
+    }
+
+    /// Takes a place for a connection from `ip`, or says no.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admitted> {
+        let permit = Arc::clone(&self.slots).try_acquire_owned().ok()?;
+        let mut open = self.open_per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(Admitted {
+            limits: Arc::clone(self),
+            ip,
+            _permit: permit,
+        })
+    }
+}
+
+/// A connection's place, given back on drop.
+struct Admitted {
+    limits: Arc<TcpLimits>,
+    ip: IpAddr,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self
+            .limits
+            .open_per_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accepts connections on `listener` forever.
 pub async fn serve(
     listener: TcpListener,
     server: Arc<BindingServer>,
     metrics: Arc<Metrics>,
-    max_connections: usize,
-    idle: Duration,
+    limits: Arc<TcpLimits>,
 ) {
-    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(c) => c,
@@ -56,7 +120,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+        let Some(place) = limits.admit(remote.ip()) else {
             metrics.tcp.refused.fetch_add(1, Relaxed);
             drop(stream);
             continue;
@@ -64,11 +128,12 @@ pub async fn serve(
         metrics.tcp.accepted.fetch_add(1, Relaxed);
         let server = Arc::clone(&server);
         let metrics = Arc::clone(&metrics);
+        let idle = limits.idle;
         tokio::spawn(async move {
             metrics.tcp.open.fetch_add(1, Relaxed);
             connection(stream, remote, &server, &metrics, idle).await;
             metrics.tcp.open.fetch_sub(1, Relaxed);
-            drop(permit);
+            drop(place);
         });
     }
 }
@@ -127,8 +192,14 @@ async fn connection(
         counters.record(Transport::Tcp, &outcome);
         match outcome {
             Outcome::Respond(r) => {
-                if stream.write_all(&out[..r.len]).await.is_err() {
-                    return;
+                // A client that sends but never reads would otherwise hold its place forever.
+                match tokio::time::timeout(idle, stream.write_all(&out[..r.len])).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        metrics.tcp.idle_closed.fetch_add(1, Relaxed);
+                        return;
+                    }
                 }
             }
             Outcome::Drop(reason) => {

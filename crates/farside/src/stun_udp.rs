@@ -42,6 +42,21 @@ pub fn bind_all(
     opts: SocketOptions,
     metrics: &Metrics,
 ) -> anyhow::Result<Vec<WorkerSockets>> {
+    // SO_REUSEPORT would let us join a group some other process (a second farside, say)
+    // already holds, silently splitting its traffic with it. A plain bind first proves the
+    // address is free.
+    for &addr in addresses {
+        let probe = SocketOptions {
+            reuse_port: false,
+            recv_buffer: 0,
+            send_buffer: 0,
+            packet_info: false,
+        };
+        drop(
+            farside_io::bind_udp(addr, probe)
+                .with_context(|| format!("S102 cannot bind UDP {addr}"))?,
+        );
+    }
     let mut all = Vec::with_capacity(workers);
     for _ in 0..workers {
         let mut sockets = Vec::with_capacity(addresses.len());
@@ -103,60 +118,67 @@ fn run_worker(
                 continue;
             }
         };
-        for (i, (local, socket)) in ws.sockets.iter().enumerate() {
+        // One batch per ready socket per pass: a flood on one address cannot starve the
+        // others, and shutdown is seen within one pass. `poll` returns at once while any
+        // socket still has datagrams queued.
+        for (i, (bound, socket)) in ws.sockets.iter().enumerate() {
             if ready & (1 << i) == 0 {
                 continue;
             }
-            // Drain this socket, a batch at a time, so one busy socket cannot starve the
-            // others for longer than one batch.
-            loop {
-                let n = match recv_batch(socket, &mut rx) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        // ICMP errors (port unreachable from a client that went away) surface
-                        // here; they are not ours to act on.
-                        tracing::debug!("receive on {local}: {e}");
-                        0
-                    }
+            if let Err(e) = recv_batch(socket, &mut rx) {
+                // ICMP errors (port unreachable from a client that went away) surface here;
+                // they are not ours to act on.
+                tracing::debug!("receive on {bound}: {e}");
+                continue;
+            }
+            for d in rx.iter() {
+                if d.truncated {
+                    counters.dropped(DropReason::Oversized);
+                    log_once::dropped(DropReason::Oversized, d.source);
+                    continue;
+                }
+                // A wildcard socket tells each datagram's real destination (IP_PKTINFO).
+                let local = match d.destination {
+                    Some(ip) if bound.ip().is_unspecified() => SocketAddr::new(ip, bound.port()),
+                    _ => *bound,
                 };
-                for d in rx.iter() {
-                    if d.truncated {
-                        counters.dropped(DropReason::Oversized);
-                        log_once::dropped(DropReason::Oversized, d.source);
+                let outcome = server.handle(
+                    Received {
+                        transport: Transport::Udp,
+                        local,
+                        remote: d.source,
+                        bytes: d.payload,
+                    },
+                    &mut scratch,
+                );
+                counters.record(Transport::Udp, &outcome);
+                let r = match outcome {
+                    Outcome::Respond(r) => r,
+                    Outcome::Drop(reason) => {
+                        log_once::dropped(reason, d.source);
                         continue;
                     }
-                    let outcome = server.handle(
-                        Received {
-                            transport: Transport::Udp,
-                            local: *local,
-                            remote: d.source,
-                            bytes: d.payload,
-                        },
-                        &mut scratch,
-                    );
-                    counters.record(Transport::Udp, &outcome);
-                    match outcome {
-                        Outcome::Respond(r) => {
-                            let j = ws
-                                .sockets
-                                .iter()
-                                .position(|(a, _)| *a == r.from)
-                                .unwrap_or(i);
-                            if tx[j].is_full() {
-                                flush(&ws.sockets[j].1, &mut tx[j], counters);
-                            }
-                            let body = &scratch[..r.len];
-                            tx[j].push(r.to, |buf| {
-                                buf.get_mut(..body.len())?.copy_from_slice(body);
-                                Some(body.len())
-                            });
-                        }
-                        Outcome::Drop(reason) => log_once::dropped(reason, d.source),
-                    }
+                };
+                let Some((j, source)) = socket_for(&ws.sockets, r.from) else {
+                    // The responder named an address this worker has no socket for: a bug.
+                    // Answering from another would contradict the response's own
+                    // RESPONSE-ORIGIN, so send nothing.
+                    debug_assert!(false, "no socket for {}", r.from);
+                    counters.send_failed(1);
+                    continue;
+                };
+                if tx[j].is_full() {
+                    flush(&ws.sockets[j].1, &mut tx[j], counters);
                 }
-                if n < batch {
-                    break;
-                }
+                let body = &scratch[..r.len];
+                let fill = |buf: &mut [u8]| {
+                    buf.get_mut(..body.len())?.copy_from_slice(body);
+                    Some(body.len())
+                };
+                match source {
+                    Some(ip) => tx[j].push_from(ip, r.to, fill),
+                    None => tx[j].push(r.to, fill),
+                };
             }
             for (j, b) in tx.iter_mut().enumerate() {
                 if !b.is_empty() {
@@ -165,6 +187,23 @@ fn run_worker(
             }
         }
     }
+}
+
+/// The socket to send from `from` on: the one bound to exactly that address, or a wildcard
+/// socket of that port, which then needs the source address set per datagram.
+fn socket_for(
+    sockets: &[(SocketAddr, UdpSocket)],
+    from: SocketAddr,
+) -> Option<(usize, Option<std::net::IpAddr>)> {
+    if let Some(j) = sockets.iter().position(|(a, _)| *a == from) {
+        return Some((j, None));
+    }
+    sockets
+        .iter()
+        .position(|(a, _)| {
+            a.ip().is_unspecified() && a.port() == from.port() && a.is_ipv4() == from.is_ipv4()
+        })
+        .map(|j| (j, Some(from.ip())))
 }
 
 fn flush(socket: &UdpSocket, batch: &mut SendBatch, counters: &StunCounters) {

@@ -1,13 +1,26 @@
 //! `recvmmsg(2)` / `sendmmsg(2)` over fixed, preallocated buffers.
 //!
-//! A batch owns all of its memory (buffers, iovecs, addresses, headers) up front, so the hot
-//! path never allocates. The `mmsghdr` array points into that memory, which is why a batch is
+//! A batch owns all of its memory (buffers, iovecs, addresses, control messages, headers) up
+//! front, so the hot path never allocates.
+//!
+//! Sockets bound to a wildcard address learn each datagram's destination address from
+//! `IP_PKTINFO` / `IPV6_PKTINFO` ([`Datagram::destination`]) and answer from that same address
+//! ([`SendBatch::push_from`]): on a host with several addresses the kernel's own choice of
+//! source could be one the client never sent to, and NATs and ICE agents drop such answers. The `mmsghdr` array points into that memory, which is why a batch is
 //! neither `Send` nor movable out of its box once built: construct it on the thread that uses it.
 
 use std::io;
 use std::mem;
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
+
+/// Room for one control message: an `in6_pktinfo` (20 bytes) plus its header, aligned as
+/// `cmsghdr` requires.
+const CONTROL_LEN: usize = 64;
+
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; CONTROL_LEN]);
 
 /// Storage for up to `capacity` datagrams of up to `buf_len` bytes each.
 struct Slots {
@@ -15,6 +28,7 @@ struct Slots {
     data: Box<[u8]>,
     iovecs: Box<[libc::iovec]>,
     addrs: Box<[libc::sockaddr_storage]>,
+    controls: Box<[Control]>,
     headers: Box<[libc::mmsghdr]>,
 }
 
@@ -30,12 +44,14 @@ impl Slots {
             data: vec![0u8; capacity * buf_len].into_boxed_slice(),
             iovecs: vec![zero_iov; capacity].into_boxed_slice(),
             addrs: vec![zero_addr; capacity].into_boxed_slice(),
+            controls: vec![Control([0; CONTROL_LEN]); capacity].into_boxed_slice(),
             headers: vec![zero_hdr; capacity].into_boxed_slice(),
         });
         let Slots {
             data,
             iovecs,
             addrs,
+            controls,
             headers,
             ..
         } = &mut *slots;
@@ -47,6 +63,8 @@ impl Slots {
             hdr.msg_iovlen = 1;
             hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
             hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_control = controls[i].0.as_mut_ptr().cast();
+            hdr.msg_controllen = 0;
         }
         slots
     }
@@ -73,6 +91,9 @@ pub struct Datagram<'a> {
     pub payload: &'a [u8],
     /// The datagram was longer than the buffer and was cut (`MSG_TRUNC`).
     pub truncated: bool,
+    /// The address it was sent to, when the socket reports it (wildcard sockets opened with
+    /// [`crate::SocketOptions`]'s `packet_info`).
+    pub destination: Option<IpAddr>,
 }
 
 /// Preallocated buffers for `recvmmsg`.
@@ -113,6 +134,7 @@ impl RecvBatch {
             source,
             payload: &self.slots.buf(i)[..len],
             truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            destination: packet_info(&hdr.msg_hdr),
         })
     }
 
@@ -130,6 +152,7 @@ pub fn recv_batch(socket: &impl AsRawFd, batch: &mut RecvBatch) -> io::Result<us
     for hdr in slots.headers.iter_mut() {
         hdr.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         hdr.msg_hdr.msg_flags = 0;
+        hdr.msg_hdr.msg_controllen = CONTROL_LEN as _;
         hdr.msg_len = 0;
     }
     let fd: RawFd = socket.as_raw_fd();
@@ -195,18 +218,30 @@ impl SendBatch {
         dest: SocketAddr,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> bool {
-        self.push_to(Some(dest), fill)
+        self.push_to(Some(dest), None, fill)
+    }
+
+    /// Like [`SendBatch::push`], sent from `source`, one of the addresses a wildcard socket is
+    /// bound to (`IP_PKTINFO` / `IPV6_PKTINFO`).
+    pub fn push_from(
+        &mut self,
+        source: IpAddr,
+        dest: SocketAddr,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
+        self.push_to(Some(dest), Some(source), fill)
     }
 
     /// Like [`SendBatch::push`], for a connected socket: no destination address is passed, so
     /// the kernel reuses the socket's cached route instead of looking one up per datagram.
     pub fn push_connected(&mut self, fill: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-        self.push_to(None, fill)
+        self.push_to(None, None, fill)
     }
 
     fn push_to(
         &mut self,
         dest: Option<SocketAddr>,
+        source: Option<IpAddr>,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> bool {
         if self.is_full() {
@@ -220,7 +255,9 @@ impl SendBatch {
         // A zero name length makes the kernel ignore `msg_name` and use the socket's peer.
         let namelen = dest.map_or(0, |d| std_to_sockaddr(d, &mut self.slots.addrs[i]));
         self.slots.iovecs[i].iov_len = len;
-        self.slots.headers[i].msg_hdr.msg_namelen = namelen;
+        let hdr = &mut self.slots.headers[i].msg_hdr;
+        hdr.msg_namelen = namelen;
+        set_packet_info(hdr, source);
         self.count += 1;
         true
     }
@@ -268,6 +305,82 @@ pub fn send_batch(socket: &impl AsRawFd, batch: &mut SendBatch) -> usize {
     // Restore full-length iovecs is not needed: `push` sets the length of each one it fills.
     batch.clear();
     sent
+}
+
+/// The destination address from an `IP_PKTINFO` / `IPV6_PKTINFO` control message, if any.
+fn packet_info(hdr: &libc::msghdr) -> Option<IpAddr> {
+    // SAFETY: `hdr` was filled by the kernel: its control pointer and length describe a valid
+    // control buffer of ours, which the CMSG_* macros walk within bounds.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            let (level, typ) = ((*c).cmsg_level, (*c).cmsg_type);
+            let data = libc::CMSG_DATA(c);
+            if level == libc::IPPROTO_IP && typ == libc::IP_PKTINFO {
+                let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                return Some(IpAddr::from(
+                    u32::from_be(info.ipi_addr.s_addr).to_be_bytes(),
+                ));
+            }
+            if level == libc::IPPROTO_IPV6 && typ == libc::IPV6_PKTINFO {
+                let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                return Some(IpAddr::from(info.ipi6_addr.s6_addr));
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
+}
+
+/// Writes (or clears) the control message that picks the source address of a datagram.
+fn set_packet_info(hdr: &mut libc::msghdr, source: Option<IpAddr>) {
+    let Some(source) = source else {
+        hdr.msg_controllen = 0;
+        return;
+    };
+    // SAFETY: `msg_control` points at this slot's CONTROL_LEN-byte, 8-aligned buffer, which
+    // holds one cmsghdr plus an in_pktinfo (12 bytes) or in6_pktinfo (20 bytes).
+    unsafe {
+        let (level, typ, len) = match source {
+            IpAddr::V4(_) => (
+                libc::IPPROTO_IP,
+                libc::IP_PKTINFO,
+                mem::size_of::<libc::in_pktinfo>(),
+            ),
+            IpAddr::V6(_) => (
+                libc::IPPROTO_IPV6,
+                libc::IPV6_PKTINFO,
+                mem::size_of::<libc::in6_pktinfo>(),
+            ),
+        };
+        hdr.msg_controllen = libc::CMSG_SPACE(len as u32) as _;
+        let c = libc::CMSG_FIRSTHDR(hdr);
+        (*c).cmsg_level = level;
+        (*c).cmsg_type = typ;
+        (*c).cmsg_len = libc::CMSG_LEN(len as u32) as _;
+        let data = libc::CMSG_DATA(c);
+        match source {
+            IpAddr::V4(ip) => std::ptr::write_unaligned(
+                data.cast(),
+                libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(ip).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                },
+            ),
+            IpAddr::V6(ip) => std::ptr::write_unaligned(
+                data.cast(),
+                libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: ip.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                },
+            ),
+        }
+    }
 }
 
 fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -401,6 +514,47 @@ mod tests {
         let d = inb.get(0).expect("one datagram");
         assert!(d.truncated);
         assert_eq!(d.payload.len(), 16);
+    }
+
+    #[test]
+    fn wildcard_sockets_learn_the_destination_and_answer_from_it() {
+        use crate::{SocketOptions, bind_udp};
+        let opts = SocketOptions {
+            reuse_port: false,
+            ..SocketOptions::default()
+        };
+        let server = bind_udp("0.0.0.0:0".parse().expect("addr"), opts).expect("bind");
+        let port = server.local_addr().expect("addr").port();
+        for dest_ip in ["127.0.0.1", "127.0.0.3"] {
+            let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+            client
+                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .expect("timeout");
+            let dest: SocketAddr = format!("{dest_ip}:{port}").parse().expect("addr");
+            client.send_to(b"ping", dest).expect("send");
+            let mut inb = RecvBatch::new(4, 64);
+            for _ in 0..200 {
+                if recv_batch(&server, &mut inb).expect("recv") > 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let d = inb.get(0).expect("datagram");
+            assert_eq!(d.destination, Some(dest.ip()));
+            let mut out = SendBatch::new(4, 64);
+            assert!(out.push_from(dest.ip(), d.source, |buf| {
+                buf[..4].copy_from_slice(b"pong");
+                Some(4)
+            }));
+            assert_eq!(send_batch(&server, &mut out), 1);
+            let mut buf = [0u8; 8];
+            let (n, from) = client.recv_from(&mut buf).expect("answer");
+            assert_eq!(
+                (&buf[..n], from),
+                (&b"pong"[..], dest),
+                "answer must leave from {dest}"
+            );
+        }
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub struct SocketOptions {
     pub recv_buffer: usize,
     /// Requested send buffer in bytes (same rules as `recv_buffer`).
     pub send_buffer: usize,
+    /// Report each datagram's destination address (`IP_PKTINFO` / `IPV6_RECVPKTINFO`). Done
+    /// for wildcard addresses whatever this says, where the answer must leave from the address
+    /// the request was sent to.
+    pub packet_info: bool,
 }
 
 impl Default for SocketOptions {
@@ -26,6 +30,7 @@ impl Default for SocketOptions {
             reuse_port: true,
             recv_buffer: 8 << 20,
             send_buffer: 4 << 20,
+            packet_info: false,
         }
     }
 }
@@ -44,9 +49,39 @@ pub fn bind_udp(addr: SocketAddr, opts: SocketOptions) -> io::Result<UdpSocket> 
     set_buffer(&socket, libc::SO_SNDBUFFORCE, opts.send_buffer, |s, n| {
         s.set_send_buffer_size(n)
     });
+    if opts.packet_info || addr.ip().is_unspecified() {
+        let (level, name) = match addr {
+            SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_PKTINFO),
+            SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+        };
+        set_int(&socket, level, name, 1)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+fn set_int(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a valid fd and a pointer to a c_int that lives across the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&val as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Tries the privileged `*FORCE` option first, then the ordinary one (clamped by sysctl).
@@ -61,17 +96,7 @@ fn set_buffer(
         return;
     }
     let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: a valid fd and a pointer to a c_int that lives across the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            force_opt,
-            (&val as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
+    if set_int(socket, libc::SOL_SOCKET, force_opt, val).is_err() {
         let _ = fallback(socket, bytes);
     }
 }

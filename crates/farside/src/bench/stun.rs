@@ -511,6 +511,7 @@ impl Sockets {
             reuse_port: false,
             recv_buffer: 16 << 20,
             send_buffer: 4 << 20,
+            packet_info: false,
         };
         let mut sockets = Vec::with_capacity(count);
         for _ in 0..count.clamp(1, farside_io::MAX_FDS) {
