@@ -90,7 +90,10 @@ fn embedded_defaults_serve_udp_and_tcp_on_3478() {
         return;
     }
     // The defaults take fixed ports: refuse to guess when something else holds them.
-    let busy = UdpSocket::bind("0.0.0.0:3478").is_err()
+    let v6_busy = common::ipv6_loopback_available()
+        && (UdpSocket::bind("[::]:3478").is_err() || TcpListener::bind("[::]:3478").is_err());
+    let busy = v6_busy
+        || UdpSocket::bind("0.0.0.0:3478").is_err()
         || TcpListener::bind("0.0.0.0:3478").is_err()
         || TcpListener::bind("127.0.0.1:9478").is_err();
     if busy {
@@ -134,6 +137,28 @@ fn embedded_defaults_serve_udp_and_tcp_on_3478() {
         "{}",
         out.describe()
     );
+
+    // The wildcard socket answers from the address each request was sent to (IP_PKTINFO),
+    // and tells classic clients that address, not 0.0.0.0.
+    for ip in ["127.0.0.1", "127.0.0.3"] {
+        let to: SocketAddr = format!("{ip}:3478").parse().unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let req = stun::classic_binding_request(&stun::new_tid(), &[]);
+        let (m, from) = stun::udp_exchange(&sock, to, &req, Duration::from_secs(2))
+            .unwrap_or_else(|| panic!("no classic answer from {to}"));
+        assert_eq!(from, to, "answer left from another address");
+        assert_eq!(m.addr(0x0004), Some(to), "SOURCE-ADDRESS");
+        assert_eq!(
+            m.addr(0x0005),
+            Some(to),
+            "CHANGED-ADDRESS names the only address"
+        );
+        assert_eq!(
+            m.addr(0x0001),
+            Some(sock.local_addr().unwrap()),
+            "MAPPED-ADDRESS"
+        );
+    }
 
     let (tcp_msg, tcp_local) = stun::tcp_binding(v4).expect("STUN over TCP on 127.0.0.1:3478");
     assert_eq!(tcp_msg.xor_mapped(), Some(tcp_local));

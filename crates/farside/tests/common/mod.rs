@@ -140,6 +140,8 @@ pub struct ServerConfig {
     pub tcp: bool,
     pub workers: u32,
     pub software: Option<String>,
+    /// Further `key = value` lines for the `[stun]` table (Farside only).
+    pub extra_stun: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -150,6 +152,7 @@ impl Default for ServerConfig {
             tcp: true,
             workers: 2,
             software: None,
+            extra_stun: Vec::new(),
         }
     }
 }
@@ -161,6 +164,11 @@ impl ServerConfig {
     }
     pub fn listen_on(mut self, ips: &[IpAddr]) -> Self {
         self.listen_ips = ips.to_vec();
+        self
+    }
+    /// Adds a `key = value` line to the `[stun]` table.
+    pub fn with(mut self, line: &str) -> Self {
+        self.extra_stun.push(line.to_owned());
         self
     }
 }
@@ -393,6 +401,9 @@ fn farside_command(
     let _ = writeln!(text, "workers = {}", cfg.workers);
     if let Some(sw) = &cfg.software {
         let _ = writeln!(text, "software = \"{sw}\"");
+    }
+    for line in &cfg.extra_stun {
+        let _ = writeln!(text, "{line}");
     }
     let _ = writeln!(
         text,

@@ -1,0 +1,190 @@
+//! Limits a production server must hold: one server per address, TCP connection caps, and no
+//! way for a client to hold a connection by never reading.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Backend, Server, ServerConfig, run_tool, stun};
+
+fn farside_only(test: &str) -> bool {
+    if common::backend() != Backend::Farside {
+        common::skip(test, "Farside-specific limits");
+        return false;
+    }
+    true
+}
+
+fn metric(server: &Server, name: &str, label: &str) -> f64 {
+    let text = server.metrics().expect("metrics");
+    common::metric_samples(&text, name)
+        .iter()
+        .filter(|(l, _)| l.contains(label))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// `SO_REUSEPORT` would let a second server join the first one's UDP sockets and take half of
+/// its traffic; Farside refuses to start instead.
+#[test]
+fn a_second_server_on_the_same_udp_address_fails_to_start() {
+    let test = "a_second_server_on_the_same_udp_address_fails_to_start";
+    if !farside_only(test) {
+        return;
+    }
+    let first = Server::start(test, ServerConfig::default());
+    let dir = std::env::temp_dir().join(format!("farside-second-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("second.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[stun]\nlisten = [\"{}\"]\ntcp = false\n[admin]\nlisten = \"off\"\n",
+            first.primary
+        ),
+    )
+    .unwrap();
+    let out = run_tool(
+        env!("CARGO_BIN_EXE_farside"),
+        &[
+            "serve".into(),
+            "--config".into(),
+            path.to_str().unwrap().into(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(
+        !out.timed_out(),
+        "second server kept running\n{}",
+        out.describe()
+    );
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains(&format!("S102 cannot bind UDP {}", first.primary)),
+        "{}",
+        out.describe()
+    );
+    first.assert_alive("after the second server's attempt");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tcp_connections_are_capped_per_client_address() {
+    let test = "tcp_connections_are_capped_per_client_address";
+    if !farside_only(test) {
+        return;
+    }
+    let server = Server::start(
+        test,
+        ServerConfig::default().with("tcp_max_connections_per_ip = 3"),
+    );
+    let refused_before = metric(&server, "farside_stun_tcp_connections_total", "refused");
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(server.primary).unwrap())
+        .collect();
+    // Each held connection is served.
+    for mut c in held.iter().map(|c| c.try_clone().unwrap()) {
+        c.write_all(&stun::binding_request(&stun::new_tid(), &[]))
+            .unwrap();
+        let m = stun::tcp_read(&mut c, Duration::from_secs(3)).unwrap();
+        assert!(m.xor_mapped().is_some());
+    }
+    // The fourth from the same address is closed at once.
+    let mut extra = TcpStream::connect(server.primary).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let _ = extra.write_all(&stun::binding_request(&stun::new_tid(), &[]));
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(extra.read(&mut buf), Ok(0) | Err(_)),
+        "a fourth connection from one address was served\n{}",
+        server.describe()
+    );
+    assert_eq!(
+        metric(&server, "farside_stun_tcp_connections_total", "refused") - refused_before,
+        1.0
+    );
+    // Giving one back makes room again.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match stun::tcp_binding(server.primary) {
+            Ok((m, _)) if m.xor_mapped().is_some() => break,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            other => panic!(
+                "no room after closing: {:?}\n{}",
+                other.err(),
+                server.describe()
+            ),
+        }
+    }
+}
+
+/// A client that sends requests but never reads the answers fills its own receive window;
+/// the server's write then stalls, and after `tcp_idle_timeout` the connection is closed
+/// rather than held forever.
+#[test]
+fn a_tcp_client_that_never_reads_is_closed() {
+    let test = "a_tcp_client_that_never_reads_is_closed";
+    if !farside_only(test) {
+        return;
+    }
+    let server = Server::start(test, ServerConfig::default().with("tcp_idle_timeout = 2"));
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&server.primary.into()).unwrap();
+    let mut c: TcpStream = sock.into();
+    c.set_nonblocking(true).unwrap();
+    let req = stun::binding_request(&stun::new_tid(), &[]);
+    let burst: Vec<u8> = req.iter().copied().cycle().take(req.len() * 512).collect();
+    // Write until the server stops taking requests (its answers are stuck in our window).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stuck_since: Option<Instant> = None;
+    let mut written = 0usize;
+    while Instant::now() < deadline {
+        match c.write(&burst) {
+            Ok(n) => {
+                written += n;
+                stuck_since = None;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                let since = *stuck_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => break, // already closed: also fine, checked below
+        }
+    }
+    assert!(written > 0);
+    // Within the idle timeout (2 s) plus slack, the server gives up on the connection.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let closed = metric(&server, "farside_stun_tcp_connections_total", "idle_closed") >= 1.0;
+        if closed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a non-reading client still holds its connection after {written} bytes\n{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        metric(&server, "farside_stun_tcp_connections_open", ""),
+        0.0,
+        "{}",
+        server.describe()
+    );
+    // And new clients are served.
+    let (m, local) = stun::tcp_binding(server.primary).unwrap();
+    assert_eq!(m.xor_mapped(), Some(local));
+}
