@@ -578,6 +578,17 @@ mod tests {
         (outcome, out)
     }
 
+    /// A UDP request from the usual client to the usual primary address.
+    fn udp(server: &BindingServer, req: &[u8]) -> (Outcome, Vec<u8>) {
+        handle(
+            server,
+            Transport::Udp,
+            "192.0.2.1:3478",
+            "198.51.100.7:40000",
+            req,
+        )
+    }
+
     fn respond(outcome: Outcome) -> Response {
         match outcome {
             Outcome::Respond(r) => r,
@@ -593,13 +604,7 @@ mod tests {
     fn modern_request_gets_only_xor_mapped_address() {
         let server = BindingServer::default();
         let req = binding(|_| {});
-        let (outcome, out) = handle(
-            &server,
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (outcome, out) = udp(&server, &req);
         let r = respond(outcome);
         assert_eq!(r.kind, ResponseKind::Success);
         assert_eq!(
@@ -647,13 +652,7 @@ mod tests {
     fn classic_client_gets_rfc3489_attributes_and_its_128_bit_id_back() {
         let server = rfc5780_server();
         let req = request_with(CLASSIC_COOKIE, Class::Request, Method::BINDING, |_| {});
-        let (outcome, out) = handle(
-            &server,
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (outcome, out) = udp(&server, &req);
         let r = respond(outcome);
         assert_eq!(r.client, ClientKind::Rfc3489);
         let msg = Message::parse(&out).expect("parses");
@@ -688,13 +687,7 @@ mod tests {
     fn classic_client_without_rfc5780_gets_the_servers_own_address_as_changed_address() {
         let server = BindingServer::default();
         let req = request_with(CLASSIC_COOKIE, Class::Request, Method::BINDING, |_| {});
-        let (outcome, out) = handle(
-            &server,
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (outcome, out) = udp(&server, &req);
         respond(outcome);
         let msg = Message::parse(&out).expect("parses");
         assert_eq!(
@@ -740,13 +733,7 @@ mod tests {
             })
             .expect("room");
         });
-        let (outcome, out) = handle(
-            &server,
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (outcome, out) = udp(&server, &req);
         assert_eq!(respond(outcome).kind, ResponseKind::Error(420));
         let msg = Message::parse(&out).expect("parses");
         for a in msg.attributes() {
@@ -782,13 +769,7 @@ mod tests {
             })
             .expect("room");
         });
-        let (_, out) = handle(
-            &server,
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (_, out) = udp(&server, &req);
         let msg = Message::parse(&out).expect("parses");
         let code = msg
             .attribute::<ErrorCode>()
@@ -811,13 +792,7 @@ mod tests {
         let req = binding(|b| {
             b.add(&ResponsePort(0)).expect("room");
         });
-        let (outcome, _) = handle(
-            &rfc5780_server(),
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (outcome, _) = udp(&rfc5780_server(), &req);
         assert_eq!(respond(outcome).kind, ResponseKind::Error(400));
     }
 
@@ -838,13 +813,7 @@ mod tests {
                 })
                 .expect("room");
             });
-            let (outcome, out) = handle(
-                &server,
-                Transport::Udp,
-                "192.0.2.1:3478",
-                "198.51.100.7:40000",
-                &req,
-            );
+            let (outcome, out) = udp(&server, &req);
             let r = respond(outcome);
             assert_eq!(
                 r.from,
@@ -921,13 +890,7 @@ mod tests {
             })
             .expect("room");
         });
-        let (outcome, out) = handle(
-            &server,
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (outcome, out) = udp(&server, &req);
         assert_eq!(respond(outcome).kind, ResponseKind::Error(420));
         let msg = Message::parse(&out).expect("parses");
         let code = msg
@@ -952,13 +915,7 @@ mod tests {
             })
             .expect("room");
         });
-        let (outcome, _) = handle(
-            &server,
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (outcome, _) = udp(&server, &req);
         assert_eq!(respond(outcome).kind, ResponseKind::Success);
     }
 
@@ -1033,13 +990,7 @@ mod tests {
         let req = binding(|b| {
             b.add(&ResponsePort(5555)).expect("room");
         });
-        let (outcome, _) = handle(
-            &rfc5780_server(),
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (outcome, _) = udp(&rfc5780_server(), &req);
         assert_eq!(respond(outcome).to, addr("198.51.100.7:5555"));
     }
 
@@ -1059,13 +1010,7 @@ mod tests {
                         b.add_fingerprint().expect("room");
                     }
                 });
-                let (outcome, out) = handle(
-                    &server,
-                    Transport::Udp,
-                    "192.0.2.1:3478",
-                    "198.51.100.7:40000",
-                    &req,
-                );
+                let (outcome, out) = udp(&server, &req);
                 respond(outcome);
                 let what = format!("software {software:?}, fingerprint {fingerprint}");
                 assert!(
@@ -1091,13 +1036,7 @@ mod tests {
         let req = binding(|b| {
             b.add_raw(attr_type::CHANGE_REQUEST, &[0, 0]).expect("room");
         });
-        let (outcome, out) = handle(
-            &rfc5780_server(),
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (outcome, out) = udp(&rfc5780_server(), &req);
         assert_eq!(respond(outcome).kind, ResponseKind::Error(400));
         let msg = Message::parse(&out).expect("parses");
         assert_eq!(msg.class(), Class::ErrorResponse);
@@ -1110,13 +1049,7 @@ mod tests {
             software: Some("farside test".into()),
         });
         let req = binding(|b| b.add_fingerprint().expect("room"));
-        let (outcome, out) = handle(
-            &server,
-            Transport::Udp,
-            "192.0.2.1:3478",
-            "198.51.100.7:40000",
-            &req,
-        );
+        let (outcome, out) = udp(&server, &req);
         respond(outcome);
         let msg = Message::parse(&out).expect("parses");
         let sw = msg
@@ -1179,13 +1112,7 @@ mod tests {
             ),
         ];
         for (bytes, reason) in cases {
-            let (outcome, _) = handle(
-                &server,
-                Transport::Udp,
-                "192.0.2.1:3478",
-                "198.51.100.7:40000",
-                &bytes,
-            );
+            let (outcome, _) = udp(&server, &bytes);
             assert_eq!(outcome, Outcome::Drop(reason), "{bytes:02x?}");
         }
     }
