@@ -90,18 +90,35 @@ fn embedded_defaults_serve_udp_and_tcp_on_3478() {
         return;
     }
     // The defaults take fixed ports: refuse to guess when something else holds them.
-    let v6_busy = common::ipv6_loopback_available()
-        && (UdpSocket::bind("[::]:3478").is_err() || TcpListener::bind("[::]:3478").is_err());
-    let busy = v6_busy
-        || UdpSocket::bind("0.0.0.0:3478").is_err()
-        || TcpListener::bind("0.0.0.0:3478").is_err()
-        || TcpListener::bind("127.0.0.1:9478").is_err();
-    if busy {
+    // The defaults take fixed ports: refuse to guess when something else holds them.
+    let mut busy: Vec<String> = Vec::new();
+    let mut check = |what: &str, r: std::io::Result<()>| {
+        if let Err(e) = r {
+            busy.push(format!("{what}: {e}"));
+        }
+    };
+    check(
+        "udp 0.0.0.0:3478",
+        UdpSocket::bind("0.0.0.0:3478").map(drop),
+    );
+    check(
+        "tcp 0.0.0.0:3478",
+        TcpListener::bind("0.0.0.0:3478").map(drop),
+    );
+    check(
+        "tcp 127.0.0.1:9478",
+        TcpListener::bind("127.0.0.1:9478").map(drop),
+    );
+    if common::ipv6_loopback_available() {
+        check("udp [::]:3478", v6_only_udp("[::]:3478"));
+    }
+    let busy = busy.join(", ");
+    if !busy.is_empty() {
         assert!(
             std::env::var("FARSIDE_REQUIRE_PEERS").is_err(),
-            "port 3478 or 9478 is in use; this test needs them free in CI"
+            "the default ports must be free in CI: {busy}"
         );
-        common::skip(test, "port 3478 or 9478 is in use on this machine");
+        common::skip(test, &format!("default ports in use: {busy}"));
         return;
     }
     let mut child = Command::new(FARSIDE)
@@ -181,6 +198,13 @@ fn embedded_defaults_serve_udp_and_tcp_on_3478() {
         "{body}"
     );
     drop(guard);
+}
+
+/// Binds (and drops) an IPv6-only UDP socket, as the server's `[::]` listener is.
+fn v6_only_udp(addr: &str) -> std::io::Result<()> {
+    let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None)?;
+    s.set_only_v6(true)?;
+    s.bind(&addr.parse::<SocketAddr>().unwrap().into())
 }
 
 struct KillOnDrop<'a>(&'a mut std::process::Child);
