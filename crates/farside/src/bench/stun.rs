@@ -811,10 +811,15 @@ mod tests {
             report.config.batch, 16,
             "20 per ms, so the configured 16 stands"
         );
-        assert_eq!(report.sent, 6_000, "{report:?}");
-        assert!(report.kept_up());
+        // On a loaded machine the generator may fall a little behind; it must then say so.
+        assert!((5_400..=6_000).contains(&report.sent), "{report:?}");
         assert_eq!(report.answered, report.sent, "{report:?}");
-        assert!(report.to_text().contains("kept up"));
+        if report.kept_up() {
+            assert!(report.sent >= 5_994, "{report:?}");
+            assert!(report.to_text().contains("generator kept up"));
+        } else {
+            assert!(report.to_text().contains("did NOT keep up"), "{report:?}");
+        }
     }
 
     #[test]
@@ -828,8 +833,8 @@ mod tests {
         assert!((report.loss_pct() - 100.0).abs() < 1e-9);
         let report = run_load(&config(target, Mode::Open { rate: 1_000 })).expect("load");
         assert_eq!(report.config.batch, 1, "one request per ms");
-        assert_eq!(report.sent, 300);
-        assert_eq!(report.lost(), 300);
+        assert!((270..=300).contains(&report.sent), "{report:?}");
+        assert_eq!(report.lost(), report.sent);
         assert!(report.to_text().contains("no answers at all"));
     }
 
