@@ -6,8 +6,10 @@
 mod admin;
 mod bench;
 mod config;
+mod dns;
 mod log_once;
 mod metrics;
+mod probe_cmd;
 mod serve;
 mod stun_tcp;
 mod stun_udp;
@@ -47,6 +49,12 @@ enum Command {
         #[arg(value_name = "FILE")]
         config: PathBuf,
     },
+    /// Find out what NAT this host is behind (RFC 5780 behaviour discovery).
+    ///
+    /// Asks a STUN server with RFC 5780 support (a Farside with `stun.alternate_address`)
+    /// and reports the public address, the NAT's mapping and filtering behaviour,
+    /// hairpinning, optionally the binding lifetime, and the classic RFC 3489 name.
+    Probe(probe_cmd::ProbeArgs),
     /// Load generators and reference servers for benchmarks.
     Bench {
         #[command(subcommand)]
@@ -88,6 +96,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("farside: {e}");
                 ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Probe(args) => match probe_cmd::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("farside probe: {e:#}");
+                ExitCode::FAILURE
             }
         },
         Command::Bench { cmd } => {

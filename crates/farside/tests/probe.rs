@@ -1,0 +1,227 @@
+//! `farside probe` against a real Farside server on loopback, found through SRV records served by
+//! a real DNS server (dnsmasq), as the phones of the users' world find theirs.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{ALT_IP, Backend, LOCALHOST, Server, ServerConfig, require_tool, run_tool};
+
+const FARSIDE: &str = env!("CARGO_BIN_EXE_farside");
+
+/// A dnsmasq on 127.0.0.1 that knows only what it is told, killed on drop.
+struct Dnsmasq {
+    child: Child,
+    port: u16,
+}
+
+impl Dnsmasq {
+    fn start(records: &[String]) -> Dnsmasq {
+        let port = common::free_ports(&[LOCALHOST], 1);
+        let mut cmd = Command::new("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+            "--log-queries",
+        ])
+        .arg(format!("--port={port}"))
+        .args(records)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start dnsmasq");
+        // Ready when it answers a query; bounded.
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let query = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x01\x00\x01";
+        let ready = (0..50).any(|_| {
+            let _ = sock.send_to(query, ("127.0.0.1", port));
+            let mut buf = [0u8; 512];
+            sock.recv_from(&mut buf).is_ok()
+        });
+        assert!(ready, "dnsmasq did not answer on 127.0.0.1:{port}");
+        Dnsmasq { child, port }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn probe(args: &[String]) -> (common::ToolOutput, serde_json::Value) {
+    let out = run_tool(FARSIDE, args, Duration::from_secs(60));
+    assert!(!out.timed_out(), "probe hung\n{}", out.describe());
+    let json = serde_json::from_str(out.stdout.trim()).unwrap_or(serde_json::Value::Null);
+    (out, json)
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+#[test]
+fn probe_finds_an_rfc5780_server_through_srv_and_reports_no_nat() {
+    let test = "probe_finds_an_rfc5780_server_through_srv_and_reports_no_nat";
+    if common::backend() != Backend::Farside || !require_tool(test, "dnsmasq") {
+        return;
+    }
+    let server = Server::start(test, ServerConfig::default().with_alternate(ALT_IP));
+    let dns = Dnsmasq::start(&[
+        format!(
+            "--srv-host=_stun._udp.example.test,stun.example.test,{},0,0",
+            server.primary.port()
+        ),
+        s("--host-record=stun.example.test,127.0.0.1"),
+    ]);
+    let (out, json) = probe(&[
+        s("probe"),
+        s("example.test"),
+        format!("--dns=127.0.0.1:{}", dns.port),
+        s("--json"),
+        s("--local=127.0.0.1"),
+    ]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+    assert_eq!(json["server"], server.primary.to_string(), "{json}");
+    assert!(
+        json["server_source"]
+            .as_str()
+            .unwrap_or("")
+            .contains("SRV _stun._udp.example.test"),
+        "{json}"
+    );
+    assert_eq!(json["reachable"], true);
+    assert_eq!(json["rfc5780"], true);
+    assert_eq!(
+        json["other_address"],
+        server.alt_addr(true, true).to_string()
+    );
+    assert_eq!(json["nat"], false, "{json}");
+    assert_eq!(json["mapping"], "endpoint-independent", "{json}");
+    assert_eq!(json["filtering"], "endpoint-independent", "{json}");
+    assert_eq!(json["classic"], "open internet", "{json}");
+    let public = json["public"].as_str().unwrap_or("");
+    assert!(public.starts_with("127.0.0.1:"), "{json}");
+    assert_eq!(json["public"], json["local"], "{json}");
+
+    // The human-readable form says the same.
+    let (out, _) = probe(&[
+        s("probe"),
+        s("example.test"),
+        format!("--dns=127.0.0.1:{}", dns.port),
+        s("--local=127.0.0.1"),
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    for needle in [
+        "mapping            endpoint-independent",
+        "classic NAT type   open internet",
+        "SRV _stun._udp.example.test",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?} missing\n{}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn probe_falls_back_to_the_address_record_on_port_3478_without_srv() {
+    let test = "probe_falls_back_to_the_address_record_on_port_3478_without_srv";
+    if common::backend() != Backend::Farside || !require_tool(test, "dnsmasq") {
+        return;
+    }
+    // Only an A record: the probe goes to port 3478 of it, where nothing listens in this test
+    // (unless another test's defaults server does; either way the source must say A/AAAA).
+    let dns = Dnsmasq::start(&[s("--host-record=nosrv.example.test,127.0.0.9")]);
+    let (out, json) = probe(&[
+        s("probe"),
+        s("nosrv.example.test"),
+        format!("--dns=127.0.0.1:{}", dns.port),
+        s("--json"),
+        s("--timeout=50"),
+        s("--retransmits=1"),
+    ]);
+    assert_eq!(json["server"], "127.0.0.9:3478", "{}", out.describe());
+    assert!(
+        json["server_source"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("A/AAAA nosrv.example.test"),
+        "{json}"
+    );
+    assert_eq!(json["reachable"], false, "{json}");
+    assert_eq!(out.code(), Some(4), "{}", out.describe());
+}
+
+#[test]
+fn probe_without_rfc5780_reports_the_public_address_and_exits_3() {
+    let test = "probe_without_rfc5780_reports_the_public_address_and_exits_3";
+    if common::backend() != Backend::Farside {
+        common::skip(test, "Farside-specific");
+        return;
+    }
+    let server = Server::start(test, ServerConfig::default());
+    let (out, json) = probe(&[
+        s("probe"),
+        server.primary.to_string(),
+        s("--json"),
+        s("--local=127.0.0.1"),
+    ]);
+    assert_eq!(out.code(), Some(3), "{}", out.describe());
+    assert_eq!(json["reachable"], true);
+    assert_eq!(json["rfc5780"], false);
+    assert!(
+        json["public"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("127.0.0.1:"),
+        "{json}"
+    );
+    let notes = json["notes"].to_string();
+    assert!(notes.contains("RFC 5780"), "a note must say why: {json}");
+}
+
+#[test]
+fn probe_of_a_silent_address_exits_4_and_bad_targets_exit_2() {
+    let (out, json) = probe(&[
+        s("probe"),
+        s("127.0.0.1:9"),
+        s("--json"),
+        s("--timeout=50"),
+        s("--retransmits=2"),
+    ]);
+    assert_eq!(out.code(), Some(4), "{}", out.describe());
+    assert_eq!(json["reachable"], false);
+    assert_eq!(json["classic"], "UDP blocked", "{json}");
+    let out = run_tool(
+        FARSIDE,
+        &[s("probe"), s("not a name!")],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert_eq!(
+        out.stderr.trim_end().lines().count(),
+        1,
+        "{}",
+        out.describe()
+    );
+}
