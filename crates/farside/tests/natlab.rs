@@ -1,0 +1,810 @@
+//! The NAT lab verifies itself, then judges Farside's STUN server.
+//!
+//! The lab (`tests/natlab/natlab.sh`, `docs/natlab.md`) is network namespaces with real netfilter NAT gateways.
+//! Before anyone trusts it, these tests check that coturn's `turnutils_natdiscovery`, run against coturn's
+//! `turnserver` from every LAN host, finds exactly the behaviour each gateway was built for (mapping, filtering,
+//! hairpinning, binding lifetime), and that nothing in the lab can route outside it. Then Farside's server,
+//! configured with the server host's two addresses, must give natdiscovery the same verdicts as coturn.
+//!
+//! Needs root and `ip netns`; otherwise each test prints `SKIP <test>: <reason>` and passes, unless
+//! `FARSIDE_REQUIRE_NATLAB=1` (CI). The peers (coturn) are required when `FARSIDE_REQUIRE_PEERS=1`.
+//! Reproduce by hand: `sudo tests/natlab/natlab.sh up`, then `tests/natlab/natlab.sh exec HOST CMD...`.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+#[path = "natlab/mod.rs"]
+mod natlab;
+
+use natlab::{Expected, Filtering, Host, Lab, LabChild, Mapping, Role};
+use std::fmt::{self, Write as _};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// natdiscovery waits 3 s per unanswered request; a run needs at most a few of them.
+const NATDISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// coturn's port when it runs next to Farside (which takes 3478 and 3479) in one lab.
+const COTURN_SIDE_PORT: u16 = 3480;
+
+/// True when a missing peer tool must fail the test rather than skip it.
+fn require_tools(test: &str, tools: &[&str]) -> bool {
+    for tool in tools {
+        if natlab::find_in_path(tool).is_none() {
+            if std::env::var("FARSIDE_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+                panic!("{test}: {tool} not installed, and FARSIDE_REQUIRE_PEERS=1");
+            }
+            natlab::skip_or_panic(test, &format!("{tool} not installed"));
+            return false;
+        }
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Servers in the lab
+
+/// Waits until a STUN server on the server host's primary address answers a Binding from the public peer.
+fn wait_until_answering(lab: &Lab, server: &LabChild, port: u16) {
+    let (primary, _) = lab.server_addrs();
+    let (port, primary) = (port.to_string(), primary.to_string());
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    while Instant::now() < deadline {
+        // Without -f the client waits forever for an answer: bound each try.
+        let out = lab.exec(
+            "peer",
+            "turnutils_stunclient",
+            &["-p", &port, &primary],
+            Duration::from_secs(2),
+        );
+        if out.stdout.contains("UDP reflexive addr") {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "the STUN server did not answer on {primary}:{port} within {STARTUP_TIMEOUT:?}\n{server}"
+    );
+}
+
+/// coturn as an RFC 5780 STUN server on the server host's two addresses, `port` and `port + 1`.
+fn start_coturn(lab: &Lab, port: u16) -> LabChild {
+    let dir = lab.scratch_dir(&format!("coturn{port}"));
+    let (primary, alternate) = lab.server_addrs();
+    let (primary, alternate) = (primary.to_string(), alternate.to_string());
+    let (port_s, alt_port) = (port.to_string(), (port + 1).to_string());
+    let pidfile = dir.join("turnserver.pid").display().to_string();
+    let db = dir.join("turndb").display().to_string();
+    let args = [
+        "-n",
+        "--stun-only",
+        "--no-auth",
+        "--no-tls",
+        "--no-dtls",
+        "--no-cli",
+        "--no-auth-pings",
+        "--log-file",
+        "stdout",
+        "--simple-log",
+        "--pidfile",
+        &pidfile,
+        "--db",
+        &db,
+        "--listening-ip",
+        &primary,
+        "--listening-ip",
+        &alternate,
+        "--listening-port",
+        &port_s,
+        "--alt-listening-port",
+        &alt_port,
+    ];
+    let server = lab.spawn("server", "turnserver", &args);
+    wait_until_answering(lab, &server, port);
+    server
+}
+
+/// Farside's `serve` with `[stun] listen = ["<primary>:3478"]`, `alternate_address = "<alternate>"`.
+fn start_farside(lab: &Lab) -> LabChild {
+    let dir = lab.scratch_dir("farside");
+    let (primary, alternate) = lab.server_addrs();
+    let config = dir.join("farside.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[stun]\nlisten = [\"{primary}:3478\"]\nalternate_address = \"{alternate}\"\n\n[admin]\nlisten = \"off\"\n"
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let server = lab.spawn(
+        "server",
+        env!("CARGO_BIN_EXE_farside"),
+        &["serve", "--config", &config],
+    );
+    wait_until_answering(lab, &server, 3478);
+    server
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// natdiscovery verdicts
+
+/// What `turnutils_natdiscovery` concluded; `None` where it printed no verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Verdict {
+    mapping: Option<Mapping>,
+    filtering: Option<Filtering>,
+    hairpin: Option<bool>,
+}
+
+impl Verdict {
+    fn expected(e: &Expected) -> Self {
+        Self {
+            mapping: Some(e.mapping),
+            filtering: Some(e.filtering),
+            hairpin: Some(e.hairpin),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.mapping.map_or("?".into(), |m| m.to_string());
+        let fl = self.filtering.map_or("?".into(), |x| x.to_string());
+        let h = match self.hairpin {
+            Some(true) => "hairpin",
+            Some(false) => "no-hairpin",
+            None => "?",
+        };
+        f.pad(&format!("{m}/{fl}/{h}"))
+    }
+}
+
+fn parse_mapping(text: &str) -> Option<Mapping> {
+    text.lines().find_map(|l| match l.trim() {
+        "NAT with Endpoint Independent Mapping!" => Some(Mapping::Eim),
+        "NAT with Address Dependent Mapping!" => Some(Mapping::Adm),
+        "NAT with Address and Port Dependent Mapping!" => Some(Mapping::Apdm),
+        _ => None,
+    })
+}
+
+fn parse_filtering(text: &str) -> Option<Filtering> {
+    text.lines().find_map(|l| match l.trim() {
+        "NAT with Endpoint Independent Filtering!" => Some(Filtering::Eif),
+        "NAT with Address Dependent Filtering!" => Some(Filtering::Adf),
+        "NAT with Address and Port Dependent Filtering!" => Some(Filtering::Apdf),
+        _ => None,
+    })
+}
+
+/// `-H`: the second socket's request reaches the first one through the NAT, or it does not (the first Binding
+/// must have been answered for a "no" to mean anything).
+fn parse_hairpin(text: &str) -> Option<bool> {
+    if text.contains("Received a request (maybe a successful hairpinning)") {
+        Some(true)
+    } else if text.contains("UDP reflexive addr") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Runs natdiscovery's `-m`, `-f` and `-H` (in parallel, each bounded) from `host` against the server host's
+/// primary address at `port`. Returns the verdict and the three transcripts.
+fn natdiscovery(lab: &Lab, host: &str, port: u16) -> (Verdict, String) {
+    let (primary, _) = lab.server_addrs();
+    let (primary, port) = (primary.to_string(), port.to_string());
+    let outs: Vec<_> = thread::scope(|s| {
+        let runs: Vec<_> = ["-m", "-f", "-H"]
+            .into_iter()
+            .map(|flag| {
+                let (primary, port) = (&primary, &port);
+                s.spawn(move || {
+                    let out = lab.exec(
+                        host,
+                        "turnutils_natdiscovery",
+                        &[flag, "-p", port, primary],
+                        NATDISCOVERY_TIMEOUT,
+                    );
+                    (flag, out)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mut transcript = String::new();
+    for (flag, out) in &outs {
+        let _ = writeln!(
+            transcript,
+            "=== {host}: turnutils_natdiscovery {flag} -p {port} {primary}: {out}"
+        );
+    }
+    let verdict = Verdict {
+        mapping: parse_mapping(&outs[0].1.text()),
+        filtering: parse_filtering(&outs[1].1.text()),
+        hairpin: parse_hairpin(&outs[2].1.text()),
+    };
+    (verdict, transcript)
+}
+
+/// natdiscovery's lifetime test (`-t -T secs`): one Binding from socket A, `secs` of silence, then socket B asks
+/// the server (RESPONSE-PORT) to answer to A's mapped port from the address A talked to. `Some(true)` if A got
+/// it (binding still open), `Some(false)` if not, `None` if the first Binding went unanswered.
+fn binding_open_after(lab: &Lab, host: &str, port: u16, secs: u64) -> (Option<bool>, String) {
+    let (primary, _) = lab.server_addrs();
+    let (primary, port_s, secs_s) = (primary.to_string(), port.to_string(), secs.to_string());
+    let out = lab.exec(
+        host,
+        "turnutils_natdiscovery",
+        &["-t", "-T", &secs_s, "-p", &port_s, &primary],
+        Duration::from_secs(secs) + NATDISCOVERY_TIMEOUT,
+    );
+    let text = out.text();
+    let open = if text.contains("RFC 5780 response 2") {
+        Some(true)
+    } else if text.contains("RFC 5780 response 1") && text.contains("STUN receive timeout") {
+        Some(false)
+    } else {
+        None
+    };
+    (
+        open,
+        format!("=== {host}: natdiscovery -t -T {secs} -p {port}: {out}\n"),
+    )
+}
+
+/// Runs `f` for every LAN host in parallel; results in the lab's host order.
+fn per_lan_host<T: Send>(lab: &Lab, f: impl Fn(&Host) -> T + Sync) -> Vec<(&Host, T)> {
+    let f = &f;
+    thread::scope(|s| {
+        let runs: Vec<_> = lab
+            .lan_hosts()
+            .map(|h| (h, s.spawn(move || f(h))))
+            .collect();
+        runs.into_iter()
+            .map(|(h, r)| (h, r.join().unwrap()))
+            .collect()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tests
+
+/// The description Rust tests rely on (no root needed): six gateways, each LAN host with its expectations.
+#[test]
+fn describe_lists_every_gateway_and_lan_host_expectation() {
+    let hosts = natlab::describe("fl").unwrap();
+    let gateways: Vec<&str> = hosts
+        .iter()
+        .filter(|h| h.role == Role::Nat)
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(
+        gateways,
+        [
+            "home",
+            "symmetric",
+            "fullcone",
+            "restricted",
+            "short",
+            "alg"
+        ]
+    );
+    for h in &hosts {
+        assert!(h.ns.starts_with("fl-"), "{h:?}");
+        for a in &h.addrs {
+            let o = a.octets();
+            let public = matches!(o, [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _]);
+            // Private addresses only on LANs; everything else in the RFC 5737 documentation ranges.
+            match h.role {
+                Role::Lan => assert!(a.is_private(), "{h:?}"),
+                Role::Nat => assert!(public || a.is_private(), "{h:?}"),
+                _ => assert!(public, "{h:?}"),
+            }
+        }
+    }
+    let lan = |n: &str| hosts.iter().find(|h| h.name == n).unwrap();
+    let e = |n: &str| lan(n).expect.clone().unwrap();
+    assert_eq!(lan("server").addrs.len(), 2);
+    assert_eq!(e("home-lan1").mapping, Mapping::Eim);
+    assert_eq!(e("home-lan1").filtering, Filtering::Apdf);
+    assert_eq!(e("symmetric-lan1").mapping, Mapping::Apdm);
+    assert_eq!(e("symmetric-lan1").classic, "symmetric");
+    assert_eq!(e("fullcone-lan1").filtering, Filtering::Eif);
+    assert!(e("fullcone-lan2").hairpin);
+    assert_eq!(e("restricted-lan1").filtering, Filtering::Adf);
+    assert_eq!(e("short-lan1").lifetime, Duration::from_secs(20));
+    assert!(e("alg-lan1").sip_alg);
+    assert_eq!(lan("alg-lan2").public, lan("alg").addrs.first().copied());
+}
+
+/// Nothing in the lab routes outside it, nothing is attached to the host's namespace, and `down` leaves nothing.
+#[test]
+fn lab_is_sealed_comes_up_in_seconds_and_leaves_nothing() {
+    const TEST: &str = "lab_is_sealed_comes_up_in_seconds_and_leaves_nothing";
+    let Some(lab) = Lab::up(TEST) else { return };
+    let prefix = lab.prefix().to_owned();
+    natlab::note(TEST, &format!("natlab.sh up took {:?}", lab.up_time()));
+    assert!(
+        lab.up_time() < Duration::from_secs(10),
+        "{:?}",
+        lab.up_time()
+    );
+    let t = Duration::from_secs(5);
+
+    // The internet router has no default route and no route to any LAN: a route lookup, no packet sent.
+    for dst in ["8.8.8.8", "192.168.1.10", "10.0.0.1", "172.16.0.1"] {
+        let out = lab.exec("inet", "ip", &["route", "get", dst], t);
+        assert!(!out.success(), "inet routes {dst}: {out}");
+        assert!(out.text().contains("unreachable"), "{out}");
+    }
+    let lab_addrs: Vec<String> = lab
+        .hosts()
+        .iter()
+        .flat_map(|h| h.addrs.iter().map(|a| a.to_string()))
+        .collect();
+    for h in lab.hosts() {
+        // Every default route points at a lab router; every veth's other end is in one of this lab's namespaces.
+        let out = lab.exec(&h.name, "ip", &["-o", "route", "show", "default"], t);
+        assert!(out.success(), "{out}");
+        if h.name == "inet" {
+            assert_eq!(
+                out.stdout.trim(),
+                "",
+                "the internet router has a default route"
+            );
+        } else {
+            let via = out.stdout.split_whitespace().nth(2).unwrap_or("");
+            assert!(lab_addrs.iter().any(|a| a == via), "{}: {out}", h.name);
+        }
+        let out = lab.exec(
+            &h.name,
+            "ip",
+            &["-o", "-d", "link", "show", "type", "veth"],
+            t,
+        );
+        assert!(out.success(), "{out}");
+        assert!(!out.stdout.trim().is_empty(), "{}: no veth", h.name);
+        for line in out.stdout.lines() {
+            assert!(
+                line.contains(&format!("link-netns {prefix}-")),
+                "{}: veth not paired inside the lab: {line}",
+                h.name
+            );
+        }
+        // No IPv6 on lab interfaces.
+        let out = lab.exec(&h.name, "ip", &["-6", "-o", "addr"], t);
+        assert_eq!(out.stdout.trim(), "", "{}: IPv6 addresses", h.name);
+    }
+    // A process left running in a namespace is ended by `down`.
+    let sleeper = lab.spawn("peer", "sleep", &["600"]);
+    let pid = sleeper.pid();
+    std::mem::forget(sleeper);
+
+    let start = Instant::now();
+    drop(lab);
+    let down = start.elapsed();
+    natlab::note(TEST, &format!("natlab.sh down took {down:?}"));
+    let mut ip = std::process::Command::new("ip");
+    ip.args(["netns", "list"]);
+    let out = natlab::run_bounded(ip, t);
+    assert!(
+        !out.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{prefix}-"))),
+        "namespaces left: {out}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the process started in the lab survived `down`"
+    );
+    // `down` again is a no-op.
+    let mut again = std::process::Command::new("bash");
+    again
+        .arg(natlab::script())
+        .arg("down")
+        .env("NATLAB_PREFIX", &prefix);
+    let out = natlab::run_bounded(again, t);
+    assert!(out.success(), "{out}");
+}
+
+/// The lab verifies itself: coturn's natdiscovery against coturn finds what each gateway was built to do.
+#[test]
+fn natdiscovery_against_coturn_finds_what_each_gateway_was_built_to_do() {
+    const TEST: &str = "natdiscovery_against_coturn_finds_what_each_gateway_was_built_to_do";
+    if !require_tools(
+        TEST,
+        &[
+            "turnserver",
+            "turnutils_natdiscovery",
+            "turnutils_stunclient",
+        ],
+    ) {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let coturn = start_coturn(&lab, 3478);
+    let results = per_lan_host(&lab, |h| natdiscovery(&lab, &h.name, 3478));
+    let mut table = String::from("host             expected              coturn\n");
+    let mut failures = String::new();
+    for (h, (got, transcript)) in &results {
+        let want = Verdict::expected(h.expect.as_ref().unwrap());
+        let _ = writeln!(table, "{:<16} {want:<21} {got}", h.name);
+        if *got != want {
+            let _ = writeln!(
+                failures,
+                "{}: expected {want}, got {got}\n{transcript}",
+                h.name
+            );
+        }
+    }
+    natlab::note(TEST, &format!("verdicts:\n{table}"));
+    assert!(failures.is_empty(), "{failures}\n{coturn}");
+}
+
+/// Binding lifetimes, measured with natdiscovery's lifetime test against coturn: the `short` gateway's bindings
+/// live 20 s (open after 15 s of silence, closed after 25 s); a default gateway's live 30 s (open after 25,
+/// closed after 35).
+#[test]
+fn binding_lifetimes_match_the_gateways_conntrack_timeouts() {
+    const TEST: &str = "binding_lifetimes_match_the_gateways_conntrack_timeouts";
+    if !require_tools(
+        TEST,
+        &[
+            "turnserver",
+            "turnutils_natdiscovery",
+            "turnutils_stunclient",
+        ],
+    ) {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let coturn = start_coturn(&lab, 3478);
+    let short = lab.host("short-lan1").expect.clone().unwrap();
+    let home = lab.host("home-lan1").expect.clone().unwrap();
+    assert_eq!(short.lifetime, Duration::from_secs(20));
+    assert_eq!(home.lifetime, Duration::from_secs(30));
+    let probes = [
+        ("short-lan1", 15, true),
+        ("short-lan1", 25, false),
+        ("home-lan1", 25, true),
+        ("home-lan1", 35, false),
+    ];
+    let results: Vec<_> = thread::scope(|s| {
+        let runs: Vec<_> = probes
+            .iter()
+            .map(|&(host, secs, _)| {
+                let lab = &lab;
+                s.spawn(move || binding_open_after(lab, host, 3478, secs))
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mut failures = String::new();
+    for ((host, secs, want), (got, transcript)) in probes.iter().zip(&results) {
+        natlab::note(
+            TEST,
+            &format!("{host}: binding open after {secs} s: {got:?}"),
+        );
+        if *got != Some(*want) {
+            let _ = writeln!(
+                failures,
+                "{host} after {secs} s: expected open={want}, got {got:?}\n{transcript}"
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{failures}\n{coturn}");
+}
+
+/// Issue 3's first acceptance point for turnutils: natdiscovery against Farside (two addresses, RFC 5780) gives
+/// the same verdicts as against coturn, for every LAN host, and both equal what the gateway was built to do.
+/// Both servers run in the same lab at once: Farside on 3478/3479, coturn on 3480/3481.
+#[test]
+fn natdiscovery_against_farside_gives_the_same_verdicts_as_against_coturn() {
+    const TEST: &str = "natdiscovery_against_farside_gives_the_same_verdicts_as_against_coturn";
+    if !require_tools(
+        TEST,
+        &[
+            "turnserver",
+            "turnutils_natdiscovery",
+            "turnutils_stunclient",
+        ],
+    ) {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let farside = start_farside(&lab);
+    let coturn = start_coturn(&lab, COTURN_SIDE_PORT);
+    let results = per_lan_host(&lab, |h| {
+        thread::scope(|s| {
+            let c = s.spawn(|| natdiscovery(&lab, &h.name, COTURN_SIDE_PORT));
+            let f = natdiscovery(&lab, &h.name, 3478);
+            (c.join().unwrap(), f)
+        })
+    });
+    // The lifetime test needs RESPONSE-PORT; both servers must show the short gateway's 20 s.
+    let lifetimes: Vec<_> = thread::scope(|s| {
+        let runs: Vec<_> = [(3478, 15, true), (3478, 25, false)]
+            .into_iter()
+            .map(|(port, secs, want)| {
+                let lab = &lab;
+                s.spawn(move || {
+                    (
+                        secs,
+                        want,
+                        binding_open_after(lab, "short-lan1", port, secs),
+                    )
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+
+    let mut table =
+        String::from("host             expected              coturn                farside\n");
+    let mut failures = String::new();
+    for (h, ((coturn_v, coturn_t), (farside_v, farside_t))) in &results {
+        let want = Verdict::expected(h.expect.as_ref().unwrap());
+        let _ = writeln!(
+            table,
+            "{:<16} {want:<21} {coturn_v:<21} {farside_v}",
+            h.name
+        );
+        if *coturn_v != want || *farside_v != want {
+            let _ = writeln!(
+                failures,
+                "{}: expected {want}, coturn {coturn_v}, farside {farside_v}\n{coturn_t}{farside_t}",
+                h.name
+            );
+        }
+    }
+    for (secs, want, (got, transcript)) in &lifetimes {
+        let _ = writeln!(
+            table,
+            "short-lan1 binding open after {secs} s against farside: {got:?}"
+        );
+        if *got != Some(*want) {
+            let _ = writeln!(
+                failures,
+                "farside lifetime {secs} s: expected {want}, got {got:?}\n{transcript}"
+            );
+        }
+    }
+    natlab::note(TEST, &format!("verdicts:\n{table}"));
+    assert!(failures.is_empty(), "{failures}\n{farside}\n{coturn}");
+}
+
+/// The `alg` gateway's SIP ALG rewrites a REGISTER's Via and Contact to its WAN address; the `home` gateway
+/// (same masquerade, no helper) leaves the payload alone.
+#[test]
+fn alg_gateway_rewrites_sip_and_home_gateway_does_not() {
+    const TEST: &str = "alg_gateway_rewrites_sip_and_home_gateway_does_not";
+    if !require_tools(TEST, &["python3"]) {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let peer = lab.host("peer").addr().to_string();
+    let listen = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('{peer}', 5060))\n\
+         s.settimeout(15)\n\
+         print('ready', flush=True)\n\
+         for _ in range(2):\n\
+         \x20   d, a = s.recvfrom(65535)\n\
+         \x20   print('FROM %s:%d\\n%sEND' % (a[0], a[1], d.decode()), flush=True)\n"
+    );
+    let mut listener = lab.spawn("peer", "python3", &["-c", &listen]);
+    assert!(
+        listener.wait_for_output("ready", STARTUP_TIMEOUT),
+        "{listener}"
+    );
+    let send = format!(
+        "import socket, sys\n\
+         ip, tag = sys.argv[1], sys.argv[2]\n\
+         m = ('REGISTER sip:{peer} SIP/2.0\\r\\n'\n\
+         \x20    f'Via: SIP/2.0/UDP {{ip}}:5060;branch=z9hG4bK-{{tag}}\\r\\n'\n\
+         \x20    'Max-Forwards: 70\\r\\n'\n\
+         \x20    f'From: <sip:100@{peer}>;tag={{tag}}\\r\\n'\n\
+         \x20    'To: <sip:100@{peer}>\\r\\n'\n\
+         \x20    f'Call-ID: {{tag}}@{{ip}}\\r\\n'\n\
+         \x20    'CSeq: 1 REGISTER\\r\\n'\n\
+         \x20    f'Contact: <sip:100@{{ip}}:5060>\\r\\n'\n\
+         \x20    'Expires: 60\\r\\nContent-Length: 0\\r\\n\\r\\n')\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind((ip, 5060))\n\
+         s.sendto(m.encode(), ('{peer}', 5060))\n"
+    );
+    for (host, tag) in [("alg-lan1", "alg"), ("home-lan1", "home")] {
+        let ip = lab.host(host).addr().to_string();
+        let out = lab.exec(
+            host,
+            "python3",
+            &["-c", &send, &ip, tag],
+            Duration::from_secs(10),
+        );
+        assert!(out.success(), "{host}: {out}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listener.output().matches("END").count() < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let seen = listener.output();
+    let block = |from: &str| -> String {
+        seen.split("FROM ")
+            .find(|b| b.starts_with(from))
+            .unwrap_or_else(|| panic!("nothing from {from}: {seen}"))
+            .to_owned()
+    };
+    let alg_wan = lab.host("alg").addrs[0];
+    let alg = block(&format!("{alg_wan}:"));
+    assert!(
+        alg.contains(&format!("Via: SIP/2.0/UDP {alg_wan}:5060;")),
+        "{alg}"
+    );
+    assert!(
+        alg.contains(&format!("Contact: <sip:100@{alg_wan}:5060>")),
+        "{alg}"
+    );
+    // The kernel's ALG rewrites addresses in Via and Contact (and SDP), not the Call-ID.
+    let alg_lan = lab.host("alg-lan1").addr();
+    assert!(alg.contains(&format!("Call-ID: alg@{alg_lan}")), "{alg}");
+    let home_wan = lab.host("home").addrs[0];
+    let home = block(&format!("{home_wan}:"));
+    let home_lan = lab.host("home-lan1").addr();
+    assert!(
+        home.contains(&format!("Via: SIP/2.0/UDP {home_lan}:5060;")),
+        "{home}"
+    );
+    assert!(
+        home.contains(&format!("Contact: <sip:100@{home_lan}:5060>")),
+        "{home}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// farside probe
+
+/// What `farside probe --json` concluded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProbeVerdict {
+    verdict: Verdict,
+    classic: String,
+}
+
+/// `farside probe --json` from `host` against the lab's Farside; short timeouts, since an unanswered filtering
+/// test waits for the whole retransmission schedule.
+fn farside_probe(lab: &Lab, host: &str, extra: &[&str]) -> (Option<serde_json::Value>, String) {
+    let (primary, _) = lab.server_addrs();
+    let target = format!("{primary}:3478");
+    let mut args = vec![
+        "probe",
+        &target,
+        "--json",
+        "--timeout=200",
+        "--retransmits=3",
+    ];
+    args.extend_from_slice(extra);
+    let out = lab.exec(
+        host,
+        env!("CARGO_BIN_EXE_farside"),
+        &args,
+        Duration::from_secs(600),
+    );
+    let json = serde_json::from_str(out.stdout.trim()).ok();
+    (
+        json,
+        format!("=== {host}: farside {}: {out}\n", args.join(" ")),
+    )
+}
+
+fn probe_verdict(json: &serde_json::Value) -> ProbeVerdict {
+    let mapping = match json["mapping"].as_str() {
+        Some("endpoint-independent") => Some(Mapping::Eim),
+        Some("address-dependent") => Some(Mapping::Adm),
+        Some("address and port-dependent") => Some(Mapping::Apdm),
+        _ => None,
+    };
+    let filtering = match json["filtering"].as_str() {
+        Some("endpoint-independent") => Some(Filtering::Eif),
+        Some("address-dependent") => Some(Filtering::Adf),
+        Some("address and port-dependent") => Some(Filtering::Apdf),
+        _ => None,
+    };
+    ProbeVerdict {
+        verdict: Verdict {
+            mapping,
+            filtering,
+            hairpin: json["hairpinning"].as_bool(),
+        },
+        // The lab writes "port-restricted-cone"; the probe prints "port restricted cone".
+        classic: json["classic"].as_str().unwrap_or("?").replace(' ', "-"),
+    }
+}
+
+/// Issue 3's acceptance: for every LAN host, what the gateway was built to do, what `farside probe` says, and
+/// what `turnutils_natdiscovery` says against Farside's server are equal; the classic name matches too.
+#[test]
+fn farside_probe_natdiscovery_and_the_gateway_design_agree_for_every_lan_host() {
+    const TEST: &str = "farside_probe_natdiscovery_and_the_gateway_design_agree_for_every_lan_host";
+    if !require_tools(TEST, &["turnutils_natdiscovery"]) {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let farside = start_farside(&lab);
+    let results = per_lan_host(&lab, |h| {
+        thread::scope(|s| {
+            let nd = s.spawn(|| natdiscovery(&lab, &h.name, 3478));
+            let probe = farside_probe(&lab, &h.name, &[]);
+            (nd.join().unwrap(), probe)
+        })
+    });
+    let mut table = String::from(
+        "host             designed              natdiscovery          farside probe         classic (designed / probe)\n",
+    );
+    let mut failures = String::new();
+    for (h, ((nd, nd_t), (json, probe_t))) in &results {
+        let e = h.expect.as_ref().unwrap();
+        let want = Verdict::expected(e);
+        let Some(json) = json else {
+            let _ = writeln!(
+                failures,
+                "{}: farside probe printed no JSON\n{probe_t}",
+                h.name
+            );
+            continue;
+        };
+        let got = probe_verdict(json);
+        let _ = writeln!(
+            table,
+            "{:<16} {want:<21} {nd:<21} {:<21} {} / {}",
+            h.name, got.verdict, e.classic, got.classic
+        );
+        let public = json["public"].as_str().unwrap_or("");
+        let public_ok = h
+            .public
+            .is_some_and(|p| public.starts_with(&format!("{p}:")));
+        if *nd != want || got.verdict != want || got.classic != e.classic || !public_ok {
+            let _ = writeln!(
+                failures,
+                "{}: designed {want} ({}), natdiscovery {nd}, probe {} ({}), public {public}\n{nd_t}{probe_t}",
+                h.name, e.classic, got.verdict, got.classic
+            );
+        }
+    }
+    natlab::note(TEST, &format!("verdicts:\n{table}"));
+    assert!(failures.is_empty(), "{failures}\n{farside}");
+}
+
+/// `farside probe --lifetime` measures the `short` gateway's 20 s binding lifetime within ±5 s.
+#[test]
+fn farside_probe_measures_the_short_gateways_binding_lifetime() {
+    const TEST: &str = "farside_probe_measures_the_short_gateways_binding_lifetime";
+    let Some(lab) = Lab::up(TEST) else { return };
+    let farside = start_farside(&lab);
+    let started = Instant::now();
+    let (json, transcript) = farside_probe(
+        &lab,
+        "short-lan1",
+        &["--lifetime", "--lifetime-max=60", "--lifetime-resolution=2"],
+    );
+    let json = json.unwrap_or_else(|| panic!("no JSON\n{transcript}\n{farside}"));
+    let at_least = json["lifetime_at_least_s"].as_u64();
+    let less_than = json["lifetime_less_than_s"].as_u64();
+    natlab::note(
+        TEST,
+        &format!(
+            "short-lan1 binding lifetime: at least {at_least:?} s, less than {less_than:?} s (gateway: 20 s; took {:?})",
+            started.elapsed()
+        ),
+    );
+    let (Some(lo), Some(hi)) = (at_least, less_than) else {
+        panic!("no lifetime measured\n{transcript}\n{farside}");
+    };
+    assert!(
+        lo >= 15 && hi <= 25 && lo < hi,
+        "lifetime [{lo}, {hi}) s is not within 20 ± 5 s\n{transcript}"
+    );
+}
