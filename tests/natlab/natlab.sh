@@ -91,6 +91,8 @@ nsctl() {
     ip netns exec "$ns" sysctl -q -w "$@" >/dev/null
 }
 
+HOST_INDEX=0
+
 # A fresh namespace with the lab's base settings: loopback up, no IPv6, no reverse-path filter.
 make_ns() {
     local ns=$1 role=$2
@@ -104,8 +106,14 @@ make_ns() {
             net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
             net.bridge.bridge-nf-call-arptables=0
     else
+        # Each host draws ephemeral ports from its own range: two LAN hosts behind one gateway
+        # never pick the same local port, so masquerade's port preservation and the full-cone
+        # map (keyed by WAN port) cannot mix their flows up.
+        local lo=$((20000 + HOST_INDEX * 2000))
+        HOST_INDEX=$((HOST_INDEX + 1))
         nsctl "$ns" "${common[@]}" net.ipv4.ip_forward=0 \
-            net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.default.accept_redirects=0
+            net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.default.accept_redirects=0 \
+            "net.ipv4.ip_local_port_range=$lo $((lo + 1999))"
     fi
     ip -n "$ns" link set lo up
 }

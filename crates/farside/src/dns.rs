@@ -50,6 +50,11 @@ impl Target {
             return Ok(Target::HostPort(host.to_string(), port));
         }
         check_name(s)?;
+        // RFC 6761 §6.3: "localhost" names this host; never ask DNS about it.
+        let lower = s.trim_end_matches('.').to_ascii_lowercase();
+        if lower == "localhost" || lower.ends_with(".localhost") {
+            return Ok(Target::HostPort(s.to_string(), STUN_PORT));
+        }
         Ok(Target::Domain(s.to_string()))
     }
 }

@@ -22,13 +22,17 @@ const EXIT_NO_RFC5780: u8 = 3;
 const EXIT_NO_ANSWER: u8 = 4;
 /// Exit status: the target could not be resolved or the arguments are wrong.
 const EXIT_USAGE: u8 = 2;
+/// Exit status: the server does RFC 5780, but some asked-for verdict could not be reached.
+const EXIT_PARTIAL: u8 = 5;
 
 /// `farside probe` arguments.
 #[derive(Args, Debug)]
 #[command(after_long_help = "\
-Exit status: 0 the probe ran every test it was asked to; 2 the target could not be resolved \
-or an argument is wrong; 3 the server answered but does not support RFC 5780, so only the \
-public address is known; 4 no server answered (it is down, or UDP is blocked).")]
+Exit status: 0 every verdict asked for was reached; 2 the target could not be resolved or an \
+argument is wrong; 3 the server answered but does not support RFC 5780, so only the public \
+address is known; 4 no server answered (it is down, or UDP is blocked); 5 the server does RFC \
+5780 but some verdict (mapping, filtering or the lifetime asked for) could not be reached; see \
+the notes.")]
 pub struct ProbeArgs {
     /// The STUN server: an address (`192.0.2.1`, `[2001:db8::1]:3478`), `host:port`, or a
     /// domain whose `_stun._udp` SRV records name the servers (RFC 8489 §8.1), with A/AAAA
@@ -82,33 +86,65 @@ async fn run_async(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return usage(e),
     };
     let resolver = dns::resolver(dns_server)?;
-    let seed = seed();
-    let candidates = match dns::candidates(&target, &resolver, seed).await {
+    let candidates = match dns::candidates(&target, &resolver, fresh_seed()).await {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
 
-    let mut last: Option<(Candidate, Report)> = None;
-    for candidate in candidates {
-        let report = probe_one(&args, &candidate, seed).await?;
-        let answered = report.reachable;
-        last = Some((candidate, report));
-        if answered {
-            break; // else the next SRV target may answer (RFC 2782)
+    if let Some(ip) = args.local {
+        if ip.is_unspecified() {
+            return usage(anyhow::anyhow!(
+                "--local {ip}: name the address to send from, not a wildcard"
+            ));
+        }
+        if candidates
+            .iter()
+            .all(|c| c.address.is_ipv4() != ip.is_ipv4())
+        {
+            return usage(anyhow::anyhow!(
+                "--local {ip}: no server of that address family"
+            ));
         }
     }
-    let Some((candidate, report)) = last else {
-        return usage(anyhow::anyhow!("no server to probe"));
+
+    let mut last: Option<(Candidate, Report)> = None;
+    let mut failures = Vec::new();
+    for candidate in candidates {
+        match probe_one(&args, &candidate, fresh_seed()).await {
+            Ok(report) => {
+                let answered = report.reachable;
+                last = Some((candidate, report));
+                if answered {
+                    break; // else the next SRV target may answer (RFC 2782)
+                }
+            }
+            // No route to one target (an IPv6 one on an IPv4-only host, say): try the next.
+            Err(e) => failures.push(format!("{}: {e:#}", candidate.address)),
+        }
+    }
+    let Some((candidate, mut report)) = last else {
+        return usage(anyhow::anyhow!(
+            "no server could be probed: {}",
+            failures.join("; ")
+        ));
     };
+    report
+        .notes
+        .extend(failures.into_iter().map(|f| format!("skipped {f}")));
     if args.json {
         println!("{}", to_json(&candidate, &report));
     } else {
         print!("{}", to_text(&candidate, &report));
     }
+    let partial = report.mapping.is_none()
+        || report.filtering.is_none()
+        || (args.lifetime && report.lifetime.is_none());
     Ok(ExitCode::from(if !report.reachable {
         EXIT_NO_ANSWER
     } else if !report.rfc5780 {
         EXIT_NO_RFC5780
+    } else if partial {
+        EXIT_PARTIAL
     } else {
         0
     }))
@@ -130,11 +166,13 @@ fn parse_dns_server(s: &str) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, 53))
 }
 
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    t ^ u64::from(std::process::id()).rotate_left(32)
+/// 64 bits from the OS's random source (std's per-process SipHash keys), fresh for each use:
+/// transaction ids must not be guessable (RFC 8489 §6).
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
 }
 
 /// One datagram handed from a socket's reader task to the loop.
@@ -242,7 +280,9 @@ async fn open_socket(
         let mut buf = vec![0u8; 2048];
         loop {
             // ICMP errors surface as receive errors on Linux; they carry nothing to act on.
+            // A pause keeps a persistent error from spinning the runtime.
             let Ok((n, from)) = reader.recv_from(&mut buf).await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
             let arrival = Arrival {

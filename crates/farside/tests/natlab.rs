@@ -524,7 +524,8 @@ fn natdiscovery_against_farside_gives_the_same_verdicts_as_against_coturn() {
             (c.join().unwrap(), f)
         })
     });
-    // The lifetime test needs RESPONSE-PORT; both servers must show the short gateway's 20 s.
+    // The lifetime test needs RESPONSE-PORT; Farside must show the short gateway's 20 s (coturn's is checked by
+    // binding_lifetimes_match_the_gateways_conntrack_timeouts).
     let lifetimes: Vec<_> = thread::scope(|s| {
         let runs: Vec<_> = [(3478, 15, true), (3478, 25, false)]
             .into_iter()

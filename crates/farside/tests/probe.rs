@@ -149,8 +149,15 @@ fn probe_falls_back_to_the_address_record_on_port_3478_without_srv() {
     if common::backend() != Backend::Farside || !require_tool(test, "dnsmasq") {
         return;
     }
-    // Only an A record: the probe goes to port 3478 of it, where nothing listens in this test
-    // (unless another test's defaults server does; either way the source must say A/AAAA).
+    // Only an A record: the probe goes to port 3478 of it. The test holds that address itself,
+    // silently, so the request must arrive there and go unanswered whatever else runs here.
+    let silent = match UdpSocket::bind("127.0.0.9:3478") {
+        Ok(s) => s,
+        Err(e) => {
+            common::skip(test, &format!("cannot hold 127.0.0.9:3478: {e}"));
+            return;
+        }
+    };
     let dns = Dnsmasq::start(&[s("--host-record=nosrv.example.test,127.0.0.9")]);
     let (out, json) = probe(&[
         s("probe"),
@@ -170,6 +177,12 @@ fn probe_falls_back_to_the_address_record_on_port_3478_without_srv() {
     );
     assert_eq!(json["reachable"], false, "{json}");
     assert_eq!(out.code(), Some(4), "{}", out.describe());
+    silent.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        silent.recv_from(&mut buf).is_ok(),
+        "the request never reached 127.0.0.9:3478"
+    );
 }
 
 #[test]

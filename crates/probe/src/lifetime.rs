@@ -11,7 +11,7 @@
 //! `max` survives, then bisects between the longest survivor and the shortest failure until
 //! they are `resolution` apart. That is a binary search over [resolution, max] whose cost
 //! grows with the lifetime found rather than with `max` (a 20 s NAT with the defaults: 2, 4,
-//! 8, 16, 32, 24, 20, 22 s). Trials run one after another, each on a new socket.
+//! 8, 16, 32, 24, 20, 18 s). Trials run one after another, each on a new socket.
 
 use std::time::Duration;
 
