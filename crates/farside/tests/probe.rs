@@ -238,3 +238,67 @@ fn probe_of_a_silent_address_exits_4_and_bad_targets_exit_2() {
         out.describe()
     );
 }
+
+/// RFC 2782 through a real DNS server: the lower priority is tried first; when it does not answer, the next
+/// one is; a "." target means the domain has no STUN service.
+#[test]
+fn probe_tries_srv_targets_in_priority_order_and_honours_no_service() {
+    let test = "probe_tries_srv_targets_in_priority_order_and_honours_no_service";
+    if common::backend() != Backend::Farside || !require_tool(test, "dnsmasq") {
+        return;
+    }
+    let server = Server::start(test, ServerConfig::default().with_alternate(ALT_IP));
+    // Priority 10: an address the test holds silently. Priority 20: the live server.
+    let silent = UdpSocket::bind("127.0.0.9:0").unwrap();
+    silent.set_nonblocking(true).unwrap();
+    let dns = Dnsmasq::start(&[
+        format!(
+            "--srv-host=_stun._udp.example.test,dead.example.test,{},10,0",
+            silent.local_addr().unwrap().port()
+        ),
+        format!(
+            "--srv-host=_stun._udp.example.test,live.example.test,{},20,0",
+            server.primary.port()
+        ),
+        s("--host-record=dead.example.test,127.0.0.9"),
+        s("--host-record=live.example.test,127.0.0.1"),
+        s("--srv-host=_stun._udp.none.example.test"),
+    ]);
+    let (out, json) = probe(&[
+        s("probe"),
+        s("example.test"),
+        format!("--dns=127.0.0.1:{}", dns.port),
+        s("--json"),
+        s("--timeout=50"),
+        s("--retransmits=2"),
+        s("--local=127.0.0.1"),
+    ]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+    assert_eq!(json["server"], server.primary.to_string(), "{json}");
+    assert!(
+        json["server_source"]
+            .as_str()
+            .unwrap_or("")
+            .contains("live.example.test"),
+        "{json}"
+    );
+    let mut buf = [0u8; 64];
+    assert!(
+        silent.recv_from(&mut buf).is_ok(),
+        "the priority-10 target was never tried"
+    );
+
+    let (out, _) = probe(&[
+        s("probe"),
+        s("none.example.test"),
+        format!("--dns=127.0.0.1:{}", dns.port),
+    ]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert!(out.stderr.contains("no STUN service"), "{}", out.describe());
+}
