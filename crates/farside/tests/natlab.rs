@@ -12,6 +12,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
 #[path = "natlab/mod.rs"]
 mod natlab;
 
@@ -26,18 +27,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// coturn's port when it runs next to Farside (which takes 3478 and 3479) in one lab.
 const COTURN_SIDE_PORT: u16 = 3480;
 
-/// True when a missing peer tool must fail the test rather than skip it.
+/// Every peer tool is installed: else `SKIP` (or a failure under `FARSIDE_REQUIRE_PEERS=1`), as everywhere.
 fn require_tools(test: &str, tools: &[&str]) -> bool {
-    for tool in tools {
-        if natlab::find_in_path(tool).is_none() {
-            if std::env::var("FARSIDE_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-                panic!("{test}: {tool} not installed, and FARSIDE_REQUIRE_PEERS=1");
-            }
-            natlab::skip_or_panic(test, &format!("{tool} not installed"));
-            return false;
-        }
-    }
-    true
+    tools.iter().all(|tool| common::require_tool(test, tool))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -70,34 +62,8 @@ fn wait_until_answering(lab: &Lab, server: &LabChild, port: u16) {
 fn start_coturn(lab: &Lab, port: u16) -> LabChild {
     let dir = lab.scratch_dir(&format!("coturn{port}"));
     let (primary, alternate) = lab.server_addrs();
-    let (primary, alternate) = (primary.to_string(), alternate.to_string());
-    let (port_s, alt_port) = (port.to_string(), (port + 1).to_string());
-    let pidfile = dir.join("turnserver.pid").display().to_string();
-    let db = dir.join("turndb").display().to_string();
-    let args = [
-        "-n",
-        "--stun-only",
-        "--no-auth",
-        "--no-tls",
-        "--no-dtls",
-        "--no-cli",
-        "--no-auth-pings",
-        "--log-file",
-        "stdout",
-        "--simple-log",
-        "--pidfile",
-        &pidfile,
-        "--db",
-        &db,
-        "--listening-ip",
-        &primary,
-        "--listening-ip",
-        &alternate,
-        "--listening-port",
-        &port_s,
-        "--alt-listening-port",
-        &alt_port,
-    ];
+    let args = common::coturn_stun_args(&dir, &[primary.into(), alternate.into()], port, port + 1);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = lab.spawn("server", "turnserver", &args);
     wait_until_answering(lab, &server, port);
     server
@@ -324,7 +290,7 @@ fn lab_is_sealed_comes_up_in_seconds_and_leaves_nothing() {
     const TEST: &str = "lab_is_sealed_comes_up_in_seconds_and_leaves_nothing";
     let Some(lab) = Lab::up(TEST) else { return };
     let prefix = lab.prefix().to_owned();
-    natlab::note(TEST, &format!("natlab.sh up took {:?}", lab.up_time()));
+    common::note(TEST, &format!("natlab.sh up took {:?}", lab.up_time()));
     assert!(
         lab.up_time() < Duration::from_secs(10),
         "{:?}",
@@ -384,7 +350,7 @@ fn lab_is_sealed_comes_up_in_seconds_and_leaves_nothing() {
     let start = Instant::now();
     drop(lab);
     let down = start.elapsed();
-    natlab::note(TEST, &format!("natlab.sh down took {down:?}"));
+    common::note(TEST, &format!("natlab.sh down took {down:?}"));
     let mut ip = std::process::Command::new("ip");
     ip.args(["netns", "list"]);
     let out = natlab::run_bounded(ip, t);
@@ -440,7 +406,7 @@ fn natdiscovery_against_coturn_finds_what_each_gateway_was_built_to_do() {
             );
         }
     }
-    natlab::note(TEST, &format!("verdicts:\n{table}"));
+    common::note(TEST, &format!("verdicts:\n{table}"));
     assert!(failures.is_empty(), "{failures}\n{coturn}");
 }
 
@@ -484,7 +450,7 @@ fn binding_lifetimes_match_the_gateways_conntrack_timeouts() {
     });
     let mut failures = String::new();
     for ((host, secs, want), (got, transcript)) in probes.iter().zip(&results) {
-        natlab::note(
+        common::note(
             TEST,
             &format!("{host}: binding open after {secs} s: {got:?}"),
         );
@@ -573,7 +539,7 @@ fn natdiscovery_against_farside_gives_the_same_verdicts_as_against_coturn() {
             );
         }
     }
-    natlab::note(TEST, &format!("verdicts:\n{table}"));
+    common::note(TEST, &format!("verdicts:\n{table}"));
     assert!(failures.is_empty(), "{failures}\n{farside}\n{coturn}");
 }
 
@@ -775,7 +741,7 @@ fn farside_probe_natdiscovery_and_the_gateway_design_agree_for_every_lan_host() 
             );
         }
     }
-    natlab::note(TEST, &format!("verdicts:\n{table}"));
+    common::note(TEST, &format!("verdicts:\n{table}"));
     assert!(failures.is_empty(), "{failures}\n{farside}");
 }
 
@@ -794,7 +760,7 @@ fn farside_probe_measures_the_short_gateways_binding_lifetime() {
     let json = json.unwrap_or_else(|| panic!("no JSON\n{transcript}\n{farside}"));
     let at_least = json["lifetime_at_least_s"].as_u64();
     let less_than = json["lifetime_less_than_s"].as_u64();
-    natlab::note(
+    common::note(
         TEST,
         &format!(
             "short-lan1 binding lifetime: at least {at_least:?} s, less than {less_than:?} s (gateway: 20 s; took {:?})",

@@ -416,9 +416,11 @@ fn farside_command(
     (cmd, text)
 }
 
-fn coturn_command(dir: &Path, cfg: &ServerConfig, port: u16, alt_port: u16) -> (Command, String) {
-    let mut cmd = Command::new("turnserver");
-    cmd.args([
+/// coturn as a STUN-only server (no auth, TLS, DTLS or CLI; logs to stdout) on `ips`, `port` and `alt_port`. RFC
+/// 5780 (and RFC 3489 CHANGE-REQUEST) is on when two IPs of one family are given. Shared by the loopback tests
+/// and the NAT lab, so both judge Farside against the same reference.
+pub fn coturn_stun_args(dir: &Path, ips: &[IpAddr], port: u16, alt_port: u16) -> Vec<String> {
+    let mut args: Vec<String> = [
         "-n",
         "--stun-only",
         "--no-auth",
@@ -426,21 +428,36 @@ fn coturn_command(dir: &Path, cfg: &ServerConfig, port: u16, alt_port: u16) -> (
         "--no-dtls",
         "--no-cli",
         "--no-auth-pings",
-    ]);
-    cmd.args(["--log-file", "stdout", "--simple-log"]);
-    cmd.arg("--pidfile").arg(dir.join("turnserver.pid"));
-    cmd.arg("--db").arg(dir.join("turndb"));
-    for ip in &cfg.listen_ips {
-        cmd.arg("--listening-ip").arg(ip.to_string());
+        "--log-file",
+        "stdout",
+        "--simple-log",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.push("--pidfile".into());
+    args.push(dir.join("turnserver.pid").display().to_string());
+    args.push("--db".into());
+    args.push(dir.join("turndb").display().to_string());
+    for ip in ips {
+        args.push("--listening-ip".into());
+        args.push(ip.to_string());
     }
-    if let Some(alt) = cfg.alternate {
-        // coturn pairs two listening IPs of one family for RFC 5780 / RFC 3489 CHANGE-REQUEST.
-        cmd.arg("--listening-ip").arg(alt.to_string());
-    } else {
-        cmd.arg("--no-rfc5780");
+    if ips.len() < 2 {
+        args.push("--no-rfc5780".into());
     }
-    cmd.arg("--listening-port").arg(port.to_string());
-    cmd.arg("--alt-listening-port").arg(alt_port.to_string());
+    args.push("--listening-port".into());
+    args.push(port.to_string());
+    args.push("--alt-listening-port".into());
+    args.push(alt_port.to_string());
+    args
+}
+
+fn coturn_command(dir: &Path, cfg: &ServerConfig, port: u16, alt_port: u16) -> (Command, String) {
+    let mut ips = cfg.listen_ips.clone();
+    ips.extend(cfg.alternate);
+    let mut cmd = Command::new("turnserver");
+    cmd.args(coturn_stun_args(dir, &ips, port, alt_port));
     if !cfg.tcp {
         cmd.arg("--no-tcp");
     }

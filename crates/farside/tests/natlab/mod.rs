@@ -41,25 +41,12 @@ pub fn lab_required() -> bool {
     std::env::var("FARSIDE_REQUIRE_NATLAB").is_ok_and(|v| v == "1")
 }
 
-/// Prints `SKIP <test>: <reason>` straight to the process's stderr (visible while libtest captures output), or
-/// panics when `FARSIDE_REQUIRE_NATLAB=1`.
+/// Prints `SKIP <test>: <reason>` (see `common::skip`), or panics when `FARSIDE_REQUIRE_NATLAB=1`.
 pub fn skip_or_panic(test: &str, reason: &str) {
     if lab_required() {
         panic!("{test}: {reason}, and FARSIDE_REQUIRE_NATLAB=1");
     }
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
-}
-
-/// Prints `NOTE <test>: <text>` to the process's stderr, visible even when the test passes.
-pub fn note(test: &str, text: &str) {
-    let _ = writeln!(std::io::stderr(), "NOTE {test}: {text}");
-}
-
-pub fn find_in_path(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(tool))
-        .find(|p| p.is_file())
+    crate::common::skip(test, reason);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -426,7 +413,7 @@ fn unavailable() -> Option<String> {
         return Some("not root (network namespaces need root)".into());
     }
     for tool in ["ip", "nft", "sysctl", "bash"] {
-        if find_in_path(tool).is_none() {
+        if crate::common::find_in_path(tool).is_none() {
             return Some(format!("{tool} not installed"));
         }
     }
