@@ -38,13 +38,9 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
 
     let mut udp_addresses: Vec<SocketAddr> = Vec::new();
     for &a in &stun.listen {
-        udp_addresses.push(a);
-        if let Some(alt) =
-            alternate.filter(|alt| a.ip() == alt.primary_ip && a.port() == alt.primary_port)
-        {
-            udp_addresses.push(SocketAddr::new(alt.alternate_ip, alt.primary_port));
-            udp_addresses.push(SocketAddr::new(alt.primary_ip, alt.alternate_port));
-            udp_addresses.push(SocketAddr::new(alt.alternate_ip, alt.alternate_port));
+        match alternate.filter(|alt| alt.address(false, false) == a) {
+            Some(alt) => udp_addresses.extend(alt.all()),
+            None => udp_addresses.push(a),
         }
     }
     if udp_addresses.len() > farside_io::MAX_FDS {
@@ -125,8 +121,8 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     match alternate {
         Some(alt) => tracing::info!(
             "S004 RFC 5780 on: primary {}, alternate {} (OTHER-ADDRESS)",
-            SocketAddr::new(alt.primary_ip, alt.primary_port),
-            SocketAddr::new(alt.alternate_ip, alt.alternate_port)
+            alt.address(false, false),
+            alt.address(true, true)
         ),
         None => tracing::info!("S004 RFC 5780 off: set stun.alternate_address to enable it"),
     }

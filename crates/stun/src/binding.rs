@@ -60,7 +60,18 @@ impl AlternateAddress {
         Some((alt_ip, alt_port))
     }
 
-    fn address(&self, alt_ip: bool, alt_port: bool) -> SocketAddr {
+    /// The four transport addresses a server needs sockets on, primary first (RFC 5780 §6).
+    pub fn all(&self) -> [SocketAddr; 4] {
+        [
+            self.address(false, false),
+            self.address(true, false),
+            self.address(false, true),
+            self.address(true, true),
+        ]
+    }
+
+    /// One of the four: with the alternate IP and/or the alternate port.
+    pub fn address(&self, alt_ip: bool, alt_port: bool) -> SocketAddr {
         let ip = if alt_ip {
             self.alternate_ip
         } else {
