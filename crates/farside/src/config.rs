@@ -47,6 +47,17 @@ pub struct StunConfig {
     pub tcp_max_connections_per_ip: usize,
     /// A TCP connection silent this long is closed, seconds.
     pub tcp_idle_timeout: u64,
+    /// Partner mode: IP addresses of partner Farside servers (one address each, same two
+    /// ports) that answer change-IP requests for this one-address server.
+    pub partners: Vec<IpAddr>,
+    /// Shared secrets for partner messages; the first signs, any verifies.
+    pub partner_secrets: Vec<String>,
+    /// Partner messages older (or further ahead) than this are refused, seconds.
+    pub partner_max_age: u64,
+    /// Forwards sent, and forwards answered, per second per worker.
+    pub partner_rate_limit: u32,
+    /// How often to greet each partner, seconds; silent for three and it is skipped.
+    pub partner_heartbeat: u64,
 }
 
 impl Default for StunConfig {
@@ -67,6 +78,11 @@ impl Default for StunConfig {
             tcp_max_connections: 4096,
             tcp_max_connections_per_ip: 64,
             tcp_idle_timeout: 30,
+            partners: Vec::new(),
+            partner_secrets: Vec::new(),
+            partner_max_age: 10,
+            partner_rate_limit: 500,
+            partner_heartbeat: 2,
         }
     }
 }
@@ -228,10 +244,18 @@ impl Config {
                     ),
                 ));
             }
+        } else if !stun.partners.is_empty() {
+            self.validate_partners(origin)?;
         } else if stun.alternate_port.is_some() {
             return Err(invalid(
                 "stun.alternate_port",
-                "set, but stun.alternate_address is not: RFC 5780 needs both".into(),
+                "set, but neither stun.alternate_address nor stun.partners is: RFC 5780 needs a second IP".into(),
+            ));
+        }
+        if stun.partners.is_empty() && !stun.partner_secrets.is_empty() {
+            return Err(invalid(
+                "stun.partner_secrets",
+                "set, but stun.partners is empty".into(),
             ));
         }
         if stun
@@ -292,11 +316,116 @@ impl Config {
     }
 }
 
+impl Config {
+    fn validate_partners(&self, origin: &str) -> Result<(), ConfigError> {
+        use farside_stun::partner::{MAX_PARTNERS, MAX_SECRETS, MIN_SECRET_LEN};
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: origin.to_string(),
+            key,
+            message,
+        };
+        let stun = &self.stun;
+        if stun.alternate_address.is_some() {
+            return Err(invalid(
+                "stun.partners",
+                "set together with stun.alternate_address: choose one (partners are for hosts with one address)".into(),
+            ));
+        }
+        if stun.partners.len() > MAX_PARTNERS {
+            return Err(invalid(
+                "stun.partners",
+                format!("at most {MAX_PARTNERS} partners"),
+            ));
+        }
+        let Some(primary) = stun.rfc5780_primary() else {
+            return Err(invalid(
+                "stun.partners",
+                format!(
+                    "stun.listen has no specific (non-wildcard) {} address: partner messages must leave from and arrive on one",
+                    if stun.partners[0].is_ipv4() {
+                        "IPv4"
+                    } else {
+                        "IPv6"
+                    }
+                ),
+            ));
+        };
+        for (i, p) in stun.partners.iter().enumerate() {
+            if p.is_ipv4() != primary.is_ipv4() {
+                return Err(invalid(
+                    "stun.partners",
+                    format!(
+                        "{p}: all partners must be of the primary address's family ({primary})"
+                    ),
+                ));
+            }
+            if p.is_unspecified() || p.is_multicast() || *p == primary.ip() {
+                return Err(invalid(
+                    "stun.partners",
+                    format!("{p}: must be another host's specific unicast address"),
+                ));
+            }
+            if stun.partners[..i].contains(p) {
+                return Err(invalid("stun.partners", format!("{p} is listed twice")));
+            }
+        }
+        let alt_port = stun.rfc5780_alternate_port(primary);
+        if alt_port == primary.port() || alt_port == 0 {
+            return Err(invalid(
+                "stun.alternate_port",
+                format!(
+                    "{alt_port}: must differ from the primary port {}",
+                    primary.port()
+                ),
+            ));
+        }
+        if stun.partner_secrets.is_empty() || stun.partner_secrets.len() > MAX_SECRETS {
+            return Err(invalid(
+                "stun.partner_secrets",
+                format!("partner mode needs 1 to {MAX_SECRETS} shared secrets (the first signs)"),
+            ));
+        }
+        if stun
+            .partner_secrets
+            .iter()
+            .any(|s| s.len() < MIN_SECRET_LEN)
+        {
+            return Err(invalid(
+                "stun.partner_secrets",
+                format!(
+                    "each secret needs at least {MIN_SECRET_LEN} bytes (try `openssl rand -hex 32`)"
+                ),
+            ));
+        }
+        if !(1..=300).contains(&stun.partner_max_age) {
+            return Err(invalid(
+                "stun.partner_max_age",
+                format!("{}: must be 1..=300 seconds", stun.partner_max_age),
+            ));
+        }
+        if !(1..=100_000).contains(&stun.partner_rate_limit) {
+            return Err(invalid(
+                "stun.partner_rate_limit",
+                format!("{}: must be 1..=100000 per second", stun.partner_rate_limit),
+            ));
+        }
+        if !(1..=60).contains(&stun.partner_heartbeat) {
+            return Err(invalid(
+                "stun.partner_heartbeat",
+                format!("{}: must be 1..=60 seconds", stun.partner_heartbeat),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl StunConfig {
-    /// The listen address that RFC 5780 pairs with `alternate_address`: the first specific
-    /// address of the same family.
+    /// The listen address RFC 5780 pairs with `alternate_address` (or with the partners):
+    /// the first specific address of the same family.
     pub fn rfc5780_primary(&self) -> Option<SocketAddr> {
-        let alt = self.alternate_address?;
+        let alt = self
+            .alternate_address
+            .or_else(|| self.partners.first().copied())?;
         self.listen
             .iter()
             .copied()
@@ -424,6 +553,26 @@ mod tests {
         assert!(e.starts_with("f.toml: log.level: "), "{e}");
         Config::parse("[log]\nlevel = \"info,farside=debug\"\n", "f.toml")
             .expect("directives are valid");
+
+        let partner = "[stun]\nlisten = [\"192.0.2.1:3478\"]\npartners = [\"198.51.100.2\"]\n";
+        let e = err(partner);
+        assert!(e.starts_with("f.toml: stun.partner_secrets: "), "{e}");
+        let e = err(&format!("{partner}partner_secrets = [\"short\"]\n"));
+        assert!(e.contains("at least 16 bytes"), "{e}");
+        let e = err(
+            "[stun]\nlisten = [\"0.0.0.0:3478\"]\npartners = [\"198.51.100.2\"]\npartner_secrets = [\"0123456789abcdef\"]\n",
+        );
+        assert!(e.starts_with("f.toml: stun.partners: "), "{e}");
+        let e = err(
+            "[stun]\nlisten = [\"192.0.2.1:3478\"]\npartners = [\"192.0.2.1\"]\npartner_secrets = [\"0123456789abcdef\"]\n",
+        );
+        assert!(e.contains("another host"), "{e}");
+        let c = Config::parse(
+            &format!("{partner}partner_secrets = [\"0123456789abcdef\"]\n"),
+            "f.toml",
+        )
+        .expect("valid partner mode");
+        assert_eq!(c.stun.partner_max_age, 10);
 
         let e = err("[bogus]\n");
         assert!(e.contains("bogus"), "{e}");

@@ -10,6 +10,7 @@ mod dns;
 mod log_once;
 mod metrics;
 mod probe_cmd;
+mod seed;
 mod serve;
 mod stun_tcp;
 mod stun_udp;

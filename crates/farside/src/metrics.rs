@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use farside_stun::binding::{ClientKind, DropReason, Outcome, ResponseKind, Transport};
+use farside_stun::partner::PartnerBook;
 
 const N_REASONS: usize = DropReason::ALL.len();
 
@@ -24,6 +25,10 @@ pub struct StunCounters {
     error_420: AtomicU64,
     dropped: [AtomicU64; N_REASONS],
     send_failures: AtomicU64,
+    partner_forwards: AtomicU64,
+    partner_answers: AtomicU64,
+    partner_hellos_sent: AtomicU64,
+    partner_hellos_heard: AtomicU64,
 }
 
 impl StunCounters {
@@ -46,9 +51,23 @@ impl StunCounters {
                 if r.changed {
                     self.changed.fetch_add(1, Relaxed);
                 }
+                if r.forwarded {
+                    self.partner_answers.fetch_add(1, Relaxed);
+                }
             }
             Outcome::Drop(reason) => self.dropped(*reason),
+            Outcome::Forward(_) => {
+                self.partner_forwards.fetch_add(1, Relaxed);
+            }
+            Outcome::PartnerHello(_) => {
+                self.partner_hellos_heard.fetch_add(1, Relaxed);
+            }
         }
+    }
+
+    /// Counts one heartbeat sent to a partner.
+    pub fn partner_hello_sent(&self) {
+        self.partner_hellos_sent.fetch_add(1, Relaxed);
     }
 
     /// Counts one drop.
@@ -84,6 +103,7 @@ pub struct Metrics {
     /// TCP connection counters.
     pub tcp: TcpCounters,
     sockets: Mutex<Vec<(SocketAddr, UdpSocket)>>,
+    partners: Mutex<Option<Arc<PartnerBook>>>,
 }
 
 impl Metrics {
@@ -92,6 +112,11 @@ impl Metrics {
         let c = Arc::new(StunCounters::default());
         lock(&self.workers).push(Arc::clone(&c));
         c
+    }
+
+    /// Reports partner liveness (partner mode).
+    pub fn register_partners(&self, book: Arc<PartnerBook>) {
+        *lock(&self.partners) = Some(book);
     }
 
     /// Watches a UDP socket's kernel counters (pass a `try_clone` of it).
@@ -245,6 +270,39 @@ impl Metrics {
             "farside_stun_tcp_connections_open {}",
             tcp.open.load(Relaxed)
         );
+
+        if let Some(book) = lock(&self.partners).as_ref() {
+            header(
+                &mut s,
+                "farside_stun_partner_messages_total",
+                "counter",
+                "Partner mode: change-IP requests forwarded, answered for a partner, heartbeats sent and heard.",
+            );
+            for (what, v) in [
+                ("forwarded", sum(&|x| &x.partner_forwards, None)),
+                ("answered", sum(&|x| &x.partner_answers, None)),
+                ("hello_sent", sum(&|x| &x.partner_hellos_sent, None)),
+                ("hello_heard", sum(&|x| &x.partner_hellos_heard, None)),
+            ] {
+                let _ = writeln!(
+                    s,
+                    "farside_stun_partner_messages_total{{event=\"{what}\"}} {v}"
+                );
+            }
+            header(
+                &mut s,
+                "farside_stun_partner_up",
+                "gauge",
+                "Partner mode: 1 if the partner greeted us within three heartbeats.",
+            );
+            for (ip, alive) in book.status(crate::serve::unix_ms()) {
+                let _ = writeln!(
+                    s,
+                    "farside_stun_partner_up{{partner=\"{ip}\"}} {}",
+                    u8::from(alive)
+                );
+            }
+        }
 
         let stats = self.kernel_socket_stats();
         header(

@@ -86,7 +86,7 @@ async fn run_async(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return usage(e),
     };
     let resolver = dns::resolver(dns_server)?;
-    let candidates = match dns::candidates(&target, &resolver, fresh_seed()).await {
+    let candidates = match dns::candidates(&target, &resolver, crate::seed::fresh_seed()).await {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
@@ -110,7 +110,7 @@ async fn run_async(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let mut last: Option<(Candidate, Report)> = None;
     let mut failures = Vec::new();
     for candidate in candidates {
-        match probe_one(&args, &candidate, fresh_seed()).await {
+        match probe_one(&args, &candidate, crate::seed::fresh_seed()).await {
             Ok(report) => {
                 let answered = report.reachable;
                 last = Some((candidate, report));
@@ -164,15 +164,6 @@ fn parse_dns_server(s: &str) -> anyhow::Result<SocketAddr> {
         .parse()
         .with_context(|| format!("--dns {s:?}: expected IP or IP:port"))?;
     Ok(SocketAddr::new(ip, 53))
-}
-
-/// 64 bits from the OS's random source (std's per-process SipHash keys), fresh for each use:
-/// transaction ids must not be guessable (RFC 8489 §6).
-fn fresh_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
 }
 
 /// One datagram handed from a socket's reader task to the loop.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use farside_io::SocketOptions;
 use farside_stun::binding::{AlternateAddress, BindingConfig, BindingServer};
+use farside_stun::partner::{PartnerBook, PartnerConfig};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -23,13 +24,35 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    // In partner mode the alternate IP is a partner's (chosen per client); only the primary
+    // IP's two ports are ours to bind.
     let alternate = stun.rfc5780_primary().and_then(|p| {
         Some(AlternateAddress {
             primary_ip: p.ip(),
             primary_port: p.port(),
-            alternate_ip: stun.alternate_address?,
+            alternate_ip: stun
+                .alternate_address
+                .or_else(|| stun.partners.first().copied())?,
             alternate_port: stun.rfc5780_alternate_port(p),
         })
+    });
+    let partners = alternate.filter(|_| !stun.partners.is_empty()).map(|alt| {
+        Arc::new(PartnerBook::new(
+            PartnerConfig {
+                primary: alt.address(false, false),
+                alternate_port: alt.alternate_port,
+                partners: stun.partners.clone(),
+                secrets: stun
+                    .partner_secrets
+                    .iter()
+                    .map(|s| s.as_bytes().to_vec())
+                    .collect(),
+                max_age_ms: stun.partner_max_age * 1000,
+                rate_limit: stun.partner_rate_limit,
+                heartbeat_ms: stun.partner_heartbeat * 1000,
+            },
+            unix_ms(),
+        ))
     });
     let server = Arc::new(BindingServer::new(BindingConfig {
         alternate,
@@ -39,6 +62,9 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     let mut udp_addresses: Vec<SocketAddr> = Vec::new();
     for &a in &stun.listen {
         match alternate.filter(|alt| alt.address(false, false) == a) {
+            Some(alt) if partners.is_some() => {
+                udp_addresses.extend([alt.address(false, false), alt.address(false, true)]);
+            }
             Some(alt) => udp_addresses.extend(alt.all()),
             None => udp_addresses.push(a),
         }
@@ -65,6 +91,9 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     }
 
     let metrics = Arc::new(Metrics::default());
+    if let Some(book) = &partners {
+        metrics.register_partners(Arc::clone(book));
+    }
     let opts = SocketOptions {
         reuse_port: true,
         recv_buffer: stun.recv_buffer,
@@ -111,6 +140,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     let handles = stun_udp::spawn_workers(
         sockets,
         Arc::clone(&server),
+        partners.clone(),
         stun.batch,
         &metrics,
         Arc::clone(&shutdown),
@@ -119,6 +149,12 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         tracing::info!("S001 STUN listening on udp {a} ({workers} workers)");
     }
     match alternate {
+        Some(alt) if partners.is_some() => tracing::info!(
+            "S004 RFC 5780 on in partner mode: primary {}, alternate port {}, change-IP requests go to partners {:?}",
+            alt.address(false, false),
+            alt.alternate_port,
+            stun.partners
+        ),
         Some(alt) => tracing::info!(
             "S004 RFC 5780 on: primary {}, alternate {} (OTHER-ADDRESS)",
             alt.address(false, false),
@@ -129,8 +165,12 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
 
     runtime.block_on(async {
         let kernel = tokio::spawn(watch_kernel_drops(Arc::clone(&metrics)));
+        let watch = partners.clone().map(|b| tokio::spawn(watch_partners(b)));
         wait_for_signal().await;
         kernel.abort();
+        if let Some(w) = watch {
+            w.abort();
+        }
     });
     tracing::info!("S005 shutting down");
     shutdown.store(true, Ordering::Relaxed);
@@ -139,6 +179,41 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// The wall clock in Unix milliseconds: partner messages carry it, so partners need NTP.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Logs each partner going up or down (heartbeats, see `farside_stun::partner`).
+async fn watch_partners(book: Arc<PartnerBook>) {
+    let mut was: Vec<Option<bool>> = vec![None; book.config().partners.len()];
+    let grace = Duration::from_millis(3 * book.config().heartbeat_ms);
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for (i, (ip, alive)) in book.status(unix_ms()).enumerate() {
+            let Some(prev) = was.get_mut(i) else { continue };
+            match (*prev, alive) {
+                (Some(true), true) | (Some(false), false) => continue,
+                (_, true) => tracing::info!("S110 partner {ip} is up (heartbeat verified)"),
+                (Some(true), false) => tracing::warn!(
+                    "S111 partner {ip} stopped greeting: change-IP requests skip it while another partner is up"
+                ),
+                // Silence at startup is news only once the partner had time to greet.
+                (None, false) if started.elapsed() < grace => continue,
+                (None, false) => tracing::warn!(
+                    "S112 partner {ip} has not greeted since start: is it running Farside with this \
+                     server in its stun.partners and a common stun.partner_secrets?"
+                ),
+            }
+            *prev = Some(alive);
+        }
+    }
 }
 
 async fn wait_for_signal() {

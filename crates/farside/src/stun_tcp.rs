@@ -210,6 +210,8 @@ async fn connection(
                     return;
                 }
             }
+            // `handle` without partner state never forwards or hears partners.
+            Outcome::Forward(_) | Outcome::PartnerHello(_) => {}
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use farside_io::{RecvBatch, SendBatch, SocketOptions, recv_batch, send_batch, wait_readable};
 use farside_stun::binding::{BindingServer, DropReason, Outcome, Received, Transport};
+use farside_stun::partner::{PartnerBook, PartnerWorker};
 
 use crate::log_once;
 use crate::metrics::{Metrics, StunCounters};
@@ -75,6 +76,7 @@ pub fn bind_all(
 pub fn spawn_workers(
     sockets: Vec<WorkerSockets>,
     server: Arc<BindingServer>,
+    partners: Option<Arc<PartnerBook>>,
     batch: usize,
     metrics: &Metrics,
     shutdown: Arc<AtomicBool>,
@@ -84,9 +86,13 @@ pub fn spawn_workers(
         let server = Arc::clone(&server);
         let counters = metrics.register_worker();
         let shutdown = Arc::clone(&shutdown);
+        // One worker greets the partners; every worker forwards and answers.
+        let partners = partners
+            .as_ref()
+            .map(|b| PartnerWorker::new(Arc::clone(b), crate::seed::fresh_seed(), i == 0));
         let h = std::thread::Builder::new()
             .name(format!("stun-udp-{i}"))
-            .spawn(move || run_worker(ws, &server, batch, &counters, &shutdown))
+            .spawn(move || run_worker(ws, &server, partners, batch, &counters, &shutdown))
             .context("spawn STUN worker thread")?;
         handles.push(h);
     }
@@ -96,6 +102,7 @@ pub fn spawn_workers(
 fn run_worker(
     ws: WorkerSockets,
     server: &BindingServer,
+    mut partners: Option<PartnerWorker>,
     batch: usize,
     counters: &StunCounters,
     shutdown: &AtomicBool,
@@ -121,6 +128,25 @@ fn run_worker(
         // One batch per ready socket per pass: a flood on one address cannot starve the
         // others, and shutdown is seen within one pass. `poll` returns at once while any
         // socket still has datagrams queued.
+        let now_ms = if partners.is_some() {
+            crate::serve::unix_ms()
+        } else {
+            0
+        };
+        if let Some(p) = partners.as_mut() {
+            while let Some(m) = p.poll_hello(now_ms, &mut scratch) {
+                counters.partner_hello_sent();
+                queue(
+                    &ws.sockets,
+                    &mut tx,
+                    counters,
+                    m.from,
+                    m.to,
+                    &scratch[..m.len],
+                );
+            }
+            flush_all(&ws.sockets, &mut tx, counters);
+        }
         for (i, (bound, socket)) in ws.sockets.iter().enumerate() {
             if ready & (1 << i) == 0 {
                 continue;
@@ -142,53 +168,69 @@ fn run_worker(
                     Some(ip) if bound.ip().is_unspecified() => SocketAddr::new(ip, bound.port()),
                     _ => *bound,
                 };
-                let outcome = server.handle(
+                let outcome = server.handle_at(
                     Received {
                         transport: Transport::Udp,
                         local,
                         remote: d.source,
                         bytes: d.payload,
                     },
+                    partners.as_mut().map(|p| (p, now_ms)),
                     &mut scratch,
                 );
                 counters.record(Transport::Udp, &outcome);
-                let r = match outcome {
-                    Outcome::Respond(r) => r,
+                let (len, from, to) = match outcome {
+                    Outcome::Respond(r) => (r.len, r.from, r.to),
+                    Outcome::Forward(m) => (m.len, m.from, m.to),
+                    Outcome::PartnerHello(_) => continue,
                     Outcome::Drop(reason) => {
                         log_once::dropped(reason, d.source);
                         continue;
                     }
                 };
-                let Some((j, source)) = socket_for(&ws.sockets, r.from) else {
-                    // The responder named an address this worker has no socket for: a bug.
-                    // Answering from another would contradict the response's own
-                    // RESPONSE-ORIGIN, so send nothing.
-                    debug_assert!(false, "no socket for {}", r.from);
-                    counters.send_failed(1);
-                    continue;
-                };
-                if tx[j].is_full() {
-                    flush(&ws.sockets[j].1, &mut tx[j], counters);
-                }
-                let body = &scratch[..r.len];
-                let fill = |buf: &mut [u8]| {
-                    buf.get_mut(..body.len())?.copy_from_slice(body);
-                    Some(body.len())
-                };
-                match source {
-                    Some(ip) => tx[j].push_from(ip, r.to, fill),
-                    None => tx[j].push(r.to, fill),
-                };
+                queue(&ws.sockets, &mut tx, counters, from, to, &scratch[..len]);
             }
-            for (j, b) in tx.iter_mut().enumerate() {
-                if !b.is_empty() {
-                    flush(&ws.sockets[j].1, b, counters);
-                }
-            }
+            flush_all(&ws.sockets, &mut tx, counters);
         }
     }
 }
 
+/// Queues `body` for `to` on the socket that sends from `from`.
+fn queue(
+    sockets: &[(SocketAddr, UdpSocket)],
+    tx: &mut [SendBatch],
+    counters: &StunCounters,
+    from: SocketAddr,
+    to: SocketAddr,
+    body: &[u8],
+) {
+    let Some((j, source)) = socket_for(sockets, from) else {
+        // The responder named an address this worker has no socket for: a bug. Answering
+        // from another would contradict the response's own RESPONSE-ORIGIN, so send nothing.
+        debug_assert!(false, "no socket for {from}");
+        counters.send_failed(1);
+        return;
+    };
+    if tx[j].is_full() {
+        flush(&sockets[j].1, &mut tx[j], counters);
+    }
+    let fill = |buf: &mut [u8]| {
+        buf.get_mut(..body.len())?.copy_from_slice(body);
+        Some(body.len())
+    };
+    match source {
+        Some(ip) => tx[j].push_from(ip, to, fill),
+        None => tx[j].push(to, fill),
+    };
+}
+
+fn flush_all(sockets: &[(SocketAddr, UdpSocket)], tx: &mut [SendBatch], counters: &StunCounters) {
+    for (j, b) in tx.iter_mut().enumerate() {
+        if !b.is_empty() {
+            flush(&sockets[j].1, b, counters);
+        }
+    }
+}
 /// The socket to send from `from` on: the one bound to exactly that address, or a wildcard
 /// socket of that port, which then needs the source address set per datagram.
 fn socket_for(

@@ -11,6 +11,7 @@ use crate::attributes::{
     ChangeRequest, ChangedAddress, ErrorCode, MappedAddress, OtherAddress, Padding, ResponseOrigin,
     ResponsePort, SourceAddress, XorMappedAddress,
 };
+use crate::partner::{Forwarded, Incoming, PartnerMessage, PartnerWorker, attr as partner_attr};
 use crate::{Class, HEADER_LEN, MAGIC_COOKIE, Message, MessageBuilder, Method, attr_type};
 
 /// Most attribute types listed in one UNKNOWN-ATTRIBUTES (each costs the answer 2 bytes and
@@ -132,6 +133,8 @@ pub struct Response {
     pub client: ClientKind,
     /// The request asked for another source address (CHANGE-REQUEST with a flag set).
     pub changed: bool,
+    /// Answered on a partner server's behalf (see [`crate::partner`]).
+    pub forwarded: bool,
 }
 
 /// Why a datagram got no answer. Every drop is counted by the caller under this reason.
@@ -157,11 +160,19 @@ pub enum DropReason {
     Oversized,
     /// The output buffer could not hold the response (a bug or a tiny buffer).
     NoRoom,
+    /// A partner message not from a partner's primary address, or whose HMAC fails.
+    PartnerForged,
+    /// A partner message whose timestamp is too old or too far ahead.
+    PartnerStale,
+    /// A partner message whose nonce was already seen.
+    PartnerReplay,
+    /// Over the partner rate limit (forwards sent, or forwards answered).
+    PartnerRateLimited,
 }
 
 impl DropReason {
     /// Every reason, for metrics that list them all.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::TooShort,
         DropReason::NotStun,
         DropReason::BadLength,
@@ -172,6 +183,10 @@ impl DropReason {
         DropReason::UnsupportedMethod,
         DropReason::Oversized,
         DropReason::NoRoom,
+        DropReason::PartnerForged,
+        DropReason::PartnerStale,
+        DropReason::PartnerReplay,
+        DropReason::PartnerRateLimited,
     ];
 
     /// A short stable name (a metrics label value).
@@ -187,6 +202,10 @@ impl DropReason {
             DropReason::UnsupportedMethod => "unsupported_method",
             DropReason::Oversized => "oversized",
             DropReason::NoRoom => "no_room",
+            DropReason::PartnerForged => "partner_forged",
+            DropReason::PartnerStale => "partner_stale",
+            DropReason::PartnerReplay => "partner_replay",
+            DropReason::PartnerRateLimited => "partner_rate_limited",
         }
     }
 
@@ -205,6 +224,15 @@ impl DropReason {
             }
             DropReason::Oversized => "datagram larger than the receive buffer",
             DropReason::NoRoom => "response did not fit the output buffer",
+            DropReason::PartnerForged => {
+                "partner message not from a partner's primary address, or its HMAC fails \
+                 (check stun.partners and stun.partner_secrets on both servers)"
+            }
+            DropReason::PartnerStale => {
+                "partner message timestamp outside stun.partner_max_age (are both clocks on NTP?)"
+            }
+            DropReason::PartnerReplay => "partner message replayed (nonce already seen)",
+            DropReason::PartnerRateLimited => "over stun.partner_rate_limit",
         }
     }
 }
@@ -216,6 +244,10 @@ pub enum Outcome {
     Respond(Response),
     /// Send nothing.
     Drop(DropReason),
+    /// Partner mode: send `out[..len]` to a partner, which answers the client (change IP).
+    Forward(PartnerMessage),
+    /// Partner mode: a verified heartbeat from this partner; nothing to send.
+    PartnerHello(IpAddr),
 }
 
 /// One received message, as the I/O shell saw it.
@@ -251,6 +283,18 @@ impl BindingServer {
     /// Answers one message, writing the response into `out` (which should hold at least
     /// 548 bytes, the RFC 8489 §6.1 minimum path MTU a response is sized for).
     pub fn handle(&self, rx: Received<'_>, out: &mut [u8]) -> Outcome {
+        self.handle_at(rx, None, out)
+    }
+
+    /// [`handle`](Self::handle) for a server in partner mode: `partners` is this worker's
+    /// partner state and the time, Unix milliseconds. Change-IP requests become
+    /// [`Outcome::Forward`]s and partner messages are verified and answered.
+    pub fn handle_at(
+        &self,
+        rx: Received<'_>,
+        partners: Option<(&mut PartnerWorker, u64)>,
+        out: &mut [u8],
+    ) -> Outcome {
         let bytes = rx.bytes;
         if bytes.len() < HEADER_LEN {
             return Outcome::Drop(DropReason::TooShort);
@@ -280,7 +324,22 @@ impl BindingServer {
         }
         match msg.class() {
             Class::Request => {}
-            Class::Indication => return Outcome::Drop(DropReason::Indication),
+            Class::Indication => {
+                return match partners {
+                    Some((p, now))
+                        if rx.transport == Transport::Udp
+                            && msg.method() == Method::BINDING
+                            && msg.raw_attribute(partner_attr::PARTNER_TIMESTAMP).is_some() =>
+                    {
+                        match p.receive(&msg, rx.local, rx.remote, now) {
+                            Ok(Incoming::Hello(ip)) => Outcome::PartnerHello(ip),
+                            Ok(Incoming::Forward(f)) => self.answer_forwarded(f, rx.local, out),
+                            Err(reason) => Outcome::Drop(reason),
+                        }
+                    }
+                    _ => Outcome::Drop(DropReason::Indication),
+                };
+            }
             Class::SuccessResponse | Class::ErrorResponse => {
                 return Outcome::Drop(DropReason::NotRequest);
             }
@@ -288,8 +347,8 @@ impl BindingServer {
         if msg.method() != Method::BINDING {
             return Outcome::Drop(DropReason::UnsupportedMethod);
         }
-        match self.answer(&msg, client, rx, out) {
-            Some(resp) => Outcome::Respond(resp),
+        match self.answer(&msg, client, rx, partners, out) {
+            Some(outcome) => outcome,
             None => Outcome::Drop(DropReason::NoRoom),
         }
     }
@@ -299,10 +358,19 @@ impl BindingServer {
         msg: &Message<'_>,
         client: ClientKind,
         rx: Received<'_>,
+        partners: Option<(&mut PartnerWorker, u64)>,
         out: &mut [u8],
-    ) -> Option<Response> {
-        // RFC 5780 applies on the four UDP sockets only; `arrived` says which one.
-        let (rfc5780, arrived) = match self.config.alternate {
+    ) -> Option<Outcome> {
+        // RFC 5780 applies on the UDP sockets only; `arrived` says which one. In partner
+        // mode the alternate IP is a partner's, chosen per client.
+        let alternate = match (self.config.alternate, &partners) {
+            (Some(mut alt), Some((p, now))) => {
+                alt.alternate_ip = p.other_partner(rx.remote, *now);
+                Some(alt)
+            }
+            (alt, _) => alt,
+        };
+        let (rfc5780, arrived) = match alternate {
             Some(alt) if rx.transport == Transport::Udp => match alt.position(rx.local) {
                 Some(pos) => (Some(alt), pos),
                 None => (None, (false, false)),
@@ -332,10 +400,19 @@ impl BindingServer {
             kind,
             client,
             changed,
+            forwarded: false,
         };
         let error = |code: u16, reason: &str, extra: &[u16], out: &mut [u8]| {
             self.error_response(msg, code, reason, extra, out)
-                .map(|len| reply(ResponseKind::Error(code), len, rx.local, rx.remote, false))
+                .map(|len| {
+                    Outcome::Respond(reply(
+                        ResponseKind::Error(code),
+                        len,
+                        rx.local,
+                        rx.remote,
+                        false,
+                    ))
+                })
         };
 
         // CHANGE-REQUEST is known everywhere (classic clients send it with both flags clear
@@ -364,8 +441,12 @@ impl BindingServer {
 
         let mut from = rx.local;
         let mut to = rx.remote;
+        let mut other = None;
         if let Some(alt) = rfc5780 {
             from = alt.address(arrived.0 ^ change.change_ip, arrived.1 ^ change.change_port);
+            // RFC 5780 §6.1: the address differing in both IP and port from the one the
+            // request arrived on.
+            other = Some(alt.address(!arrived.0, !arrived.1));
             match msg.attribute::<ResponsePort>() {
                 None => {}
                 // Port 0 cannot be sent to: a malformed request, not a send failure.
@@ -373,14 +454,84 @@ impl BindingServer {
                 Some(Ok(ResponsePort(port))) => to.set_port(port),
                 Some(Err(_)) => return error(400, "Bad RESPONSE-PORT", &[], out),
             }
+            if let (Some((p, now)), Some(other)) = (partners, other)
+                && from.ip() != rx.local.ip()
+            {
+                // Change IP: only a partner has another IP.
+                let alternate_port = from.port() == alt.alternate_port;
+                return Some(
+                    match p.forward(msg, rx.remote, other, alternate_port, now, out) {
+                        Ok(m) => Outcome::Forward(m),
+                        Err(reason) => Outcome::Drop(reason),
+                    },
+                );
+            }
         }
+        self.success(msg, client, rx.remote, from, other, out)
+            .map(|len| Outcome::Respond(reply(ResponseKind::Success, len, from, to, wants_change)))
+    }
 
+    /// Answers a client on a partner's behalf: from this server's own address (the port the
+    /// partner chose), with the mapped and other addresses the partner saw and gave.
+    fn answer_forwarded(&self, f: Forwarded<'_>, local: SocketAddr, out: &mut [u8]) -> Outcome {
+        let Some(alt) = self.config.alternate else {
+            return Outcome::Drop(DropReason::UnsupportedMethod);
+        };
+        // The request was checked by the partner; it must still parse here.
+        let Ok(msg) = Message::parse(f.request) else {
+            return Outcome::Drop(DropReason::Malformed);
+        };
+        if msg.class() != Class::Request || msg.method() != Method::BINDING {
+            return Outcome::Drop(DropReason::Malformed);
+        }
+        let client = if msg.has_magic_cookie() {
+            ClientKind::Rfc5389
+        } else {
+            ClientKind::Rfc3489
+        };
+        let port = if f.alternate_port {
+            alt.alternate_port
+        } else {
+            alt.primary_port
+        };
+        let from = SocketAddr::new(local.ip(), port);
+        let mut to = f.client;
+        if let Some(Ok(ResponsePort(p))) = msg.attribute::<ResponsePort>()
+            && p != 0
+        {
+            to.set_port(p);
+        }
+        match self.success(&msg, client, f.client, from, Some(f.other), out) {
+            Some(len) => Outcome::Respond(Response {
+                len,
+                from,
+                to,
+                kind: ResponseKind::Success,
+                client,
+                changed: true,
+                forwarded: true,
+            }),
+            None => Outcome::Drop(DropReason::NoRoom),
+        }
+    }
+
+    /// A success response to `msg`: `mapped` is the client's reflexive address, `from` where
+    /// it leaves from, `other` the RFC 5780 alternate (none without RFC 5780).
+    fn success(
+        &self,
+        msg: &Message<'_>,
+        client: ClientKind,
+        mapped: SocketAddr,
+        from: SocketAddr,
+        other: Option<SocketAddr>,
+        out: &mut [u8],
+    ) -> Option<usize> {
         let mut b = MessageBuilder::response_to(out, msg, Class::SuccessResponse).ok()?;
         match client {
-            ClientKind::Rfc5389 => b.add(&XorMappedAddress(rx.remote)).ok()?,
+            ClientKind::Rfc5389 => b.add(&XorMappedAddress(mapped)).ok()?,
             ClientKind::Rfc3489 => {
                 // RFC 3489 §11.2: MAPPED-ADDRESS, SOURCE-ADDRESS, CHANGED-ADDRESS.
-                b.add(&MappedAddress(rx.remote)).ok()?;
+                b.add(&MappedAddress(mapped)).ok()?;
                 // A wildcard socket whose real address the shell could not learn has no
                 // true SOURCE-ADDRESS to give; better none than 0.0.0.0.
                 if !from.ip().is_unspecified() {
@@ -389,21 +540,17 @@ impl BindingServer {
                     // server with one address names itself, as RFC 3489 §11.1 wants the
                     // attribute present and coturn does; the client's test I(2) then finds
                     // the same mapping.
-                    let changed = rfc5780.map_or(from, |alt| alt.address(!arrived.0, !arrived.1));
-                    b.add(&ChangedAddress(changed)).ok()?;
+                    b.add(&ChangedAddress(other.unwrap_or(from))).ok()?;
                 }
             }
         }
-        if let (Some(alt), ClientKind::Rfc5389) = (rfc5780, client) {
-            // RFC 5780 §6.1: the address differing in both IP and port from the one the request
-            // arrived on, and where this answer left from.
-            b.add(&OtherAddress(alt.address(!arrived.0, !arrived.1)))
-                .ok()?;
+        if let (Some(other), ClientKind::Rfc5389) = (other, client) {
+            b.add(&OtherAddress(other)).ok()?;
             b.add(&ResponseOrigin(from)).ok()?;
         }
         // RFC 5780 §7.6: echo PADDING so the response is as large as the request (the
         // fragmentation test); never larger, so no amplification.
-        if let (Some(_), Some(Ok(Padding(pad)))) = (rfc5780, msg.attribute::<Padding>()) {
+        if let (Some(_), Some(Ok(Padding(pad)))) = (other, msg.attribute::<Padding>()) {
             let trailer = self.software_len(client) + fingerprint_len(msg);
             let room = msg.len().saturating_sub(b.len() + 4 + trailer);
             let pad_len = pad.len().min(room) & !3;
@@ -412,7 +559,6 @@ impl BindingServer {
             }
         }
         self.finish(b, msg)
-            .map(|len| reply(ResponseKind::Success, len, from, to, wants_change))
     }
 
     /// Bytes the SOFTWARE attribute adds to a response to `client`.
@@ -583,7 +729,7 @@ mod tests {
         );
         let len = match outcome {
             Outcome::Respond(r) => r.len,
-            Outcome::Drop(_) => 0,
+            _ => 0,
         };
         out.truncate(len);
         (outcome, out)
@@ -603,7 +749,7 @@ mod tests {
     fn respond(outcome: Outcome) -> Response {
         match outcome {
             Outcome::Respond(r) => r,
-            Outcome::Drop(d) => panic!("dropped: {d:?}"),
+            other => panic!("not a response: {other:?}"),
         }
     }
 

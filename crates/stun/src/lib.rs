@@ -41,6 +41,7 @@ mod error;
 mod header;
 mod integrity;
 mod message;
+pub mod partner;
 
 pub use attributes::{Attribute, attr_type};
 pub use builder::MessageBuilder;

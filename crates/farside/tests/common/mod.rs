@@ -142,6 +142,9 @@ pub struct ServerConfig {
     pub software: Option<String>,
     /// Further `key = value` lines for the `[stun]` table (Farside only).
     pub extra_stun: Vec<String>,
+    /// Fixed (STUN primary port, admin port) instead of free ones the harness picks; the
+    /// alternate port is the primary + 1. Partner servers need the same ports.
+    pub ports: Option<(u16, u16)>,
 }
 
 impl Default for ServerConfig {
@@ -153,6 +156,7 @@ impl Default for ServerConfig {
             workers: 2,
             software: None,
             extra_stun: Vec::new(),
+            ports: None,
         }
     }
 }
@@ -164,6 +168,11 @@ impl ServerConfig {
     }
     pub fn listen_on(mut self, ips: &[IpAddr]) -> Self {
         self.listen_ips = ips.to_vec();
+        self
+    }
+    /// Uses these ports (see [`ServerConfig::ports`]).
+    pub fn on_ports(mut self, stun: u16, admin: u16) -> Self {
+        self.ports = Some((stun, admin));
         self
     }
     /// Adds a `key = value` line to the `[stun]` table.
@@ -202,14 +211,17 @@ impl Server {
             ips.push(alt);
         }
         // primary port, alternate port (primary + 1), admin port.
-        let port = free_ports(&ips, 3);
+        let (port, admin_port) = cfg.ports.unwrap_or_else(|| {
+            let p = free_ports(&ips, 3);
+            (p, p + 2)
+        });
         let listen: Vec<SocketAddr> = cfg
             .listen_ips
             .iter()
             .map(|ip| SocketAddr::new(*ip, port))
             .collect();
         let alt_port = port + 1;
-        let admin = SocketAddr::new(LOCALHOST, port + 2);
+        let admin = SocketAddr::new(LOCALHOST, admin_port);
 
         let seq = SERVER_SEQ.fetch_add(1, Ordering::SeqCst);
         let dir =
