@@ -71,24 +71,55 @@ fn start_coturn(lab: &Lab, port: u16) -> LabChild {
 
 /// Farside's `serve` with `[stun] listen = ["<primary>:3478"]`, `alternate_address = "<alternate>"`.
 fn start_farside(lab: &Lab) -> LabChild {
-    let dir = lab.scratch_dir("farside");
     let (primary, alternate) = lab.server_addrs();
-    let config = dir.join("farside.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[stun]\nlisten = [\"{primary}:3478\"]\nalternate_address = \"{alternate}\"\n\n[admin]\nlisten = \"off\"\n"
-        ),
-    )
-    .unwrap();
-    let config = config.display().to_string();
-    let server = lab.spawn(
-        "server",
-        env!("CARGO_BIN_EXE_farside"),
-        &["serve", "--config", &config],
+    let server = spawn_farside(
+        lab,
+        "farside",
+        &format!("[stun]\nlisten = [\"{primary}:3478\"]\nalternate_address = \"{alternate}\"\n"),
     );
     wait_until_answering(lab, &server, 3478);
     server
+}
+
+/// Two Farside servers with one address each, partners of each other: one on the server host's primary
+/// address, one on its alternate, both on ports 3478 and 3479.
+fn start_farside_partners(lab: &Lab) -> [LabChild; 2] {
+    let (primary, alternate) = lab.server_addrs();
+    let config = |me: std::net::IpAddr, partner: std::net::IpAddr| {
+        format!(
+            "[stun]\nlisten = [\"{me}:3478\"]\nalternate_port = 3479\npartners = [\"{partner}\"]\n\
+             partner_secrets = [\"natlab partner secret 0123456789\"]\npartner_heartbeat = 1\n"
+        )
+    };
+    let a = spawn_farside(lab, "farside-a", &config(primary.into(), alternate.into()));
+    let b = spawn_farside(lab, "farside-b", &config(alternate.into(), primary.into()));
+    wait_until_answering(lab, &a, 3478);
+    // Both must have heard each other's heartbeat before a change-IP request can be trusted to the partner.
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    while !(a.output().contains("S110 partner") && b.output().contains("S110 partner")) {
+        assert!(
+            Instant::now() < deadline,
+            "partners never greeted each other\n{a}\n{b}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    [a, b]
+}
+
+fn spawn_farside(lab: &Lab, name: &str, stun_table: &str) -> LabChild {
+    let dir = lab.scratch_dir(name);
+    let config = dir.join("farside.toml");
+    std::fs::write(
+        &config,
+        format!("{stun_table}\n[admin]\nlisten = \"off\"\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    lab.spawn(
+        "server",
+        env!("CARGO_BIN_EXE_farside"),
+        &["serve", "--config", &config],
+    )
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -701,10 +732,33 @@ fn farside_probe_natdiscovery_and_the_gateway_design_agree_for_every_lan_host() 
     }
     let Some(lab) = Lab::up(TEST) else { return };
     let farside = start_farside(&lab);
-    let results = per_lan_host(&lab, |h| {
+    compare_verdicts(TEST, &lab, &format!("{farside}"));
+}
+
+/// The same with Farside as two one-address partner servers (issue 3's partner mode): change-IP requests to the
+/// primary server are answered by its partner on the other address.
+#[test]
+fn farside_probe_and_natdiscovery_agree_with_two_one_address_partner_servers() {
+    const TEST: &str = "farside_probe_and_natdiscovery_agree_with_two_one_address_partner_servers";
+    if !require_tools(TEST, &["turnutils_natdiscovery"]) {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let [a, b] = start_farside_partners(&lab);
+    compare_verdicts(TEST, &lab, &format!("{a}\n{b}"));
+    assert!(
+        a.output().contains("S004 RFC 5780 on in partner mode"),
+        "{a}"
+    );
+}
+
+/// For every LAN host: the gateway's design, `farside probe` and `turnutils_natdiscovery` against the Farside
+/// server(s) on the server host must agree, and the classic name and public address must match.
+fn compare_verdicts(test: &str, lab: &Lab, servers: &str) {
+    let results = per_lan_host(lab, |h| {
         thread::scope(|s| {
-            let nd = s.spawn(|| natdiscovery(&lab, &h.name, 3478));
-            let probe = farside_probe(&lab, &h.name, &[]);
+            let nd = s.spawn(|| natdiscovery(lab, &h.name, 3478));
+            let probe = farside_probe(lab, &h.name, &[]);
             (nd.join().unwrap(), probe)
         })
     });
@@ -741,8 +795,8 @@ fn farside_probe_natdiscovery_and_the_gateway_design_agree_for_every_lan_host() 
             );
         }
     }
-    common::note(TEST, &format!("verdicts:\n{table}"));
-    assert!(failures.is_empty(), "{failures}\n{farside}");
+    common::note(test, &format!("verdicts:\n{table}"));
+    assert!(failures.is_empty(), "{failures}\n{servers}");
 }
 
 /// `farside probe --lifetime` measures the `short` gateway's 20 s binding lifetime within ±5 s.
