@@ -91,6 +91,28 @@ nsctl() {
     ip netns exec "$ns" sysctl -q -w "$@" >/dev/null
 }
 
+# The same for keys that exist only while a module is loaded (br_netfilter): a missing key is skipped.
+nsctl_if_present() {
+    local ns=$1 kv
+    shift
+    for kv in "$@"; do
+        if ip netns exec "$ns" test -e "/proc/sys/$(tr . / <<<"${kv%%=*}")"; then
+            nsctl "$ns" "$kv"
+        fi
+    done
+}
+
+# On a modular kernel, load what the lab uses (a built-in kernel, like the one natlab-facts.md describes, has
+# no modprobe and needs nothing). Failures are left to the steps that need the module, which report them.
+load_modules() {
+    command -v modprobe >/dev/null || return 0
+    local m
+    for m in veth bridge nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat \
+        nf_conntrack_sip nf_nat_sip; do
+        modprobe -q "$m" 2>/dev/null || true
+    done
+}
+
 HOST_INDEX=0
 
 # A fresh namespace with the lab's base settings: loopback up, no IPv6, no reverse-path filter.
@@ -102,8 +124,9 @@ make_ns() {
     if [[ "$role" == router ]]; then
         nsctl "$ns" "${common[@]}" net.ipv4.ip_forward=1 \
             net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0 \
-            net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.default.accept_redirects=0 \
-            net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
+            net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.default.accept_redirects=0
+        # Bridged frames must not pass through the IP hooks (only when br_netfilter is loaded can they).
+        nsctl_if_present "$ns" net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
             net.bridge.bridge-nf-call-arptables=0
     else
         # Each host draws ephemeral ports from its own range: two LAN hosts behind one gateway
@@ -245,7 +268,9 @@ cmd_up() {
         echo "natlab: prefix $PREFIX is in use ($(our_namespaces | tr '\n' ' ')); run 'down' first or set NATLAB_PREFIX" >&2
         exit 4
     fi
-    trap 'rc=$?; echo "natlab: up failed (line $LINENO); tearing down" >&2; trap - ERR; cmd_down >/dev/null 2>&1 || true; exit $rc' ERR
+    load_modules
+    # A failure or a signal half-way leaves nothing behind.
+    trap 'rc=$?; echo "natlab: up failed or interrupted (line $LINENO); tearing down" >&2; trap - ERR INT TERM; cmd_down >/dev/null 2>&1 || true; exit $((rc ? rc : 1))' ERR INT TERM
     local start=$EPOCHREALTIME
 
     # The internet: one router, a bridge per public network, no default route.
@@ -284,9 +309,6 @@ cmd_up() {
         gw=$(ns_of "$g")
         net=$(gw_lan_net "$g")
         make_ns "$gw" router
-        if [[ "$g" == short ]]; then
-            nsctl "$gw" net.netfilter.nf_conntrack_udp_timeout=20 net.netfilter.nf_conntrack_udp_timeout_stream=20
-        fi
         veth "$inet" "p-$g" "$gw" wan
         ip -n "$inet" link set "p-$g" master br-wan up
         ip -n "$gw" addr add "$(gw_wan "$g")/24" dev wan
@@ -304,8 +326,12 @@ cmd_up() {
             ip -n "$lanhost" route add default via "$net.1"
         done
         nat_rules "$g" | ip netns exec "$gw" nft -f -
+        # After the rules: they bring conntrack into the namespace, and with it these keys.
+        if [[ "$g" == short ]]; then
+            nsctl "$gw" net.netfilter.nf_conntrack_udp_timeout=20 net.netfilter.nf_conntrack_udp_timeout_stream=20
+        fi
     done
-    trap - ERR
+    trap - ERR INT TERM
     local ms
     ms=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", (b - a) * 1000 }')
     echo "natlab: up ($PREFIX, $(all_hosts | wc -l) namespaces) in ${ms} ms"

@@ -17,7 +17,7 @@
 use std::fmt;
 use std::io::{Read, Write as _};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -426,6 +426,35 @@ fn unavailable() -> Option<String> {
     None
 }
 
+/// Tears down labs whose test process is gone (killed before its `Drop` ran): their namespaces are named
+/// `n<pid>_<k>-<host>`, and a dead pid's labs belong to nobody.
+fn reap_dead_labs() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let mut dead: Vec<String> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(prefix) = name.split_once('-').map(|(p, _)| p) else {
+            continue;
+        };
+        let Some(pid) = prefix
+            .strip_prefix('n')
+            .and_then(|r| r.split_once('_'))
+            .and_then(|(pid, k)| k.parse::<u32>().ok().and(pid.parse::<u32>().ok()))
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() && !dead.iter().any(|d| d == prefix) {
+            dead.push(prefix.to_owned());
+        }
+    }
+    for prefix in dead {
+        eprintln!("natlab: removing the lab {prefix} of a test process that is gone");
+        let _ = run_bounded(script_command(&prefix, &["down"]), SCRIPT_TIMEOUT);
+    }
+}
+
 impl Lab {
     /// Builds a lab with a prefix unique to this process and call. `None` (after printing `SKIP <test>: ...`)
     /// when this machine cannot build one, unless `FARSIDE_REQUIRE_NATLAB=1`, which makes it panic.
@@ -435,6 +464,7 @@ impl Lab {
             return None;
         }
         let _guard = UP_DOWN.lock().unwrap_or_else(|e| e.into_inner());
+        reap_dead_labs();
         // A prefix left by a crashed earlier run with the same pid is in use (exit 4): take the next one.
         for _ in 0..5 {
             let prefix = format!(
