@@ -1,0 +1,171 @@
+//! One allocation (RFC 8656 §2.2, §5): its relayed address, who owns it, when it expires,
+//! and its permissions and channels.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use farside_stun::TransactionId;
+
+use crate::server::TurnTransport;
+
+/// The client side of an allocation: it is known by where its client's packets come from,
+/// where they go to, and over what (RFC 8656 §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FiveTuple {
+    /// The client's address as the server sees it.
+    pub client: SocketAddr,
+    /// The server's address the client talks to.
+    pub server: SocketAddr,
+    /// UDP, TCP or TLS.
+    pub transport: TurnTransport,
+}
+
+/// The key an allocation was authenticated with; later requests must use the same user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    Md5([u8; 16]),
+    Sha256([u8; 32]),
+}
+
+impl Key {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Key::Md5(k) => k,
+            Key::Sha256(k) => k,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Allocation {
+    pub(crate) relayed: SocketAddr,
+    pub(crate) realm: String,
+    pub(crate) username: String,
+    pub(crate) expires: Instant,
+    /// The Allocate that made it, so a retransmission gets the same answer (RFC 8656 §7.2).
+    pub(crate) allocate_transaction: TransactionId,
+    permissions: HashMap<IpAddr, Instant>,
+    channels: HashMap<u16, Channel>,
+    channel_of_peer: HashMap<SocketAddr, u16>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Channel {
+    peer: SocketAddr,
+    expires: Instant,
+}
+
+/// Why a ChannelBind cannot be done (RFC 8656 §11.2: each is a 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChannelConflict {
+    ChannelTakenByOtherPeer,
+    PeerOnOtherChannel,
+    TooManyChannels,
+}
+
+impl Allocation {
+    pub(crate) fn new(
+        relayed: SocketAddr,
+        realm: String,
+        username: String,
+        expires: Instant,
+        allocate_transaction: TransactionId,
+    ) -> Self {
+        Allocation {
+            relayed,
+            realm,
+            username,
+            expires,
+            allocate_transaction,
+            permissions: HashMap::new(),
+            channels: HashMap::new(),
+            channel_of_peer: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn has_permission(&self, peer: IpAddr, now: Instant) -> bool {
+        self.permissions.get(&peer).is_some_and(|&e| e > now)
+    }
+
+    /// Whether installing permissions for `peers` stays within `max`.
+    pub(crate) fn permissions_fit(&self, peers: &[IpAddr], max: usize, now: Instant) -> bool {
+        let live = self.permissions.values().filter(|&&e| e > now).count();
+        let new = peers
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| !self.has_permission(**p, now) && !peers[..*i].contains(p))
+            .count();
+        live + new <= max
+    }
+
+    pub(crate) fn permit(&mut self, peer: IpAddr, until: Instant) {
+        self.permissions.insert(peer, until);
+    }
+
+    /// The peer bound to `channel`, while the binding lasts.
+    pub(crate) fn channel_peer(&self, channel: u16, now: Instant) -> Option<SocketAddr> {
+        self.channels
+            .get(&channel)
+            .filter(|c| c.expires > now)
+            .map(|c| c.peer)
+    }
+
+    /// The channel bound to `peer`, while the binding lasts.
+    pub(crate) fn peer_channel(&self, peer: SocketAddr, now: Instant) -> Option<u16> {
+        let ch = *self.channel_of_peer.get(&peer)?;
+        self.channel_peer(ch, now)
+            .filter(|p| *p == peer)
+            .map(|_| ch)
+    }
+
+    /// Binds or refreshes `channel` to `peer` (RFC 8656 §11.2).
+    pub(crate) fn bind_channel(
+        &mut self,
+        channel: u16,
+        peer: SocketAddr,
+        until: Instant,
+        max: usize,
+        now: Instant,
+    ) -> Result<(), ChannelConflict> {
+        // A binding lives on for 5 minutes after it expires, so that data in flight is not
+        // delivered to the wrong peer (RFC 8656 §12); expiry here is `expires`, and a stale
+        // entry still blocks rebinding to another peer until `expire` drops it.
+        if let Some(c) = self.channels.get(&channel)
+            && c.peer != peer
+        {
+            return Err(ChannelConflict::ChannelTakenByOtherPeer);
+        }
+        if let Some(&other) = self.channel_of_peer.get(&peer)
+            && other != channel
+        {
+            return Err(ChannelConflict::PeerOnOtherChannel);
+        }
+        if !self.channels.contains_key(&channel)
+            && self.channels.values().filter(|c| c.expires > now).count() >= max
+        {
+            return Err(ChannelConflict::TooManyChannels);
+        }
+        self.channels.insert(
+            channel,
+            Channel {
+                peer,
+                expires: until,
+            },
+        );
+        self.channel_of_peer.insert(peer, channel);
+        Ok(())
+    }
+
+    /// Forgets permissions that expired, and channels 5 minutes after they expired.
+    pub(crate) fn expire(&mut self, now: Instant, channel_grace: std::time::Duration) {
+        self.permissions.retain(|_, e| *e > now);
+        let before = self.channels.len();
+        self.channels.retain(|_, c| c.expires + channel_grace > now);
+        if self.channels.len() != before {
+            let channels = &self.channels;
+            self.channel_of_peer
+                .retain(|peer, ch| channels.get(ch).is_some_and(|c| c.peer == *peer));
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! ChannelData messages (RFC 8656 §12.4): a 4-byte header, channel number and length, then
+//! the application data. Over TCP and TLS each message is padded to a multiple of 4 bytes;
+//! over UDP padding is allowed but not required.
+
+/// Channel numbers a client may bind (RFC 8656 §12: 0x4000 through 0x4FFF).
+pub const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
+
+/// Header length.
+pub const HEADER_LEN: usize = 4;
+
+/// Whether `bytes` starts like a ChannelData message (first two bits 01), as opposed to STUN
+/// (00). RFC 7983 demultiplexing puts 64..=79 as the first byte.
+pub fn is_channel_data(bytes: &[u8]) -> bool {
+    bytes.first().is_some_and(|b| (0x40..=0x4F).contains(b))
+}
+
+/// A parsed ChannelData message borrowing its buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelData<'a> {
+    /// The channel number.
+    pub channel: u16,
+    /// The application data (without padding).
+    pub data: &'a [u8],
+}
+
+impl<'a> ChannelData<'a> {
+    /// Parses one message; `None` if the channel number is outside 0x4000..=0x4FFF or the
+    /// length field runs past the bytes.
+    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+        let header = bytes.get(..HEADER_LEN)?;
+        let channel = u16::from_be_bytes([header[0], header[1]]);
+        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        if !CHANNELS.contains(&channel) {
+            return None;
+        }
+        let data = bytes.get(HEADER_LEN..HEADER_LEN + len)?;
+        Some(ChannelData { channel, data })
+    }
+
+    /// Bytes a framed message takes on a stream: header, data, padding to 4 (RFC 8656 §12.5).
+    pub fn stream_len(header: [u8; HEADER_LEN]) -> usize {
+        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        (HEADER_LEN + len + 3) & !3
+    }
+
+    /// Writes a message into `out`; `pad` adds the stream padding. Returns its length, or
+    /// `None` if `out` is too small or the data longer than 65535 bytes.
+    pub fn write(channel: u16, data: &[u8], pad: bool, out: &mut [u8]) -> Option<usize> {
+        let len = u16::try_from(data.len()).ok()?;
+        let total = if pad {
+            (HEADER_LEN + data.len() + 3) & !3
+        } else {
+            HEADER_LEN + data.len()
+        };
+        let buf = out.get_mut(..total)?;
+        buf[..2].copy_from_slice(&channel.to_be_bytes());
+        buf[2..4].copy_from_slice(&len.to_be_bytes());
+        buf[HEADER_LEN..HEADER_LEN + data.len()].copy_from_slice(data);
+        buf[HEADER_LEN + data.len()..].fill(0);
+        Some(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_padding() {
+        let mut out = [0u8; 16];
+        let n = ChannelData::write(0x4001, b"hello", true, &mut out).expect("fits");
+        assert_eq!(n, 12);
+        assert_eq!(&out[..4], &[0x40, 0x01, 0, 5]);
+        let cd = ChannelData::parse(&out[..n]).expect("parses");
+        assert_eq!(cd.channel, 0x4001);
+        assert_eq!(cd.data, b"hello");
+        assert_eq!(ChannelData::stream_len([0x40, 0x01, 0, 5]), 12);
+        assert_eq!(
+            ChannelData::write(0x4001, b"hello", false, &mut out),
+            Some(9)
+        );
+    }
+
+    #[test]
+    fn bad_messages() {
+        assert!(ChannelData::parse(&[0x40, 0x00, 0, 5, 1, 2]).is_none());
+        assert!(ChannelData::parse(&[0x50, 0x00, 0, 0]).is_none());
+        assert!(ChannelData::parse(&[0x3F, 0xFF, 0, 0]).is_none());
+        assert!(ChannelData::parse(&[0x40]).is_none());
+        assert!(is_channel_data(&[0x40, 0]));
+        assert!(!is_channel_data(&[0x00, 1]));
+    }
+}

@@ -1,0 +1,57 @@
+//! What the TURN core needs to know from the configuration file.
+
+use std::time::Duration;
+
+use crate::policy::PeerPolicy;
+
+/// TURN server settings. [`Default`] gives RFC 8656's lifetimes and safe limits.
+#[derive(Debug, Clone)]
+pub struct TurnConfig {
+    /// REALM sent in challenges and used in long-term keys.
+    pub realm: String,
+    /// Allocation lifetime when the client asks for none (RFC 8656 §7.2: 600 s).
+    pub default_lifetime: Duration,
+    /// Longest allocation lifetime granted (RFC 8656 §7.2 suggests 3600 s).
+    pub max_lifetime: Duration,
+    /// Permission lifetime (RFC 8656 §9: 300 s, not configurable by the client).
+    pub permission_lifetime: Duration,
+    /// Channel binding lifetime (RFC 8656 §12: 600 s).
+    pub channel_lifetime: Duration,
+    /// How long a NONCE stays valid before requests get 438 Stale Nonce.
+    pub nonce_lifetime: Duration,
+    /// Most allocations on this server (per core: the shell divides the total).
+    pub max_allocations: usize,
+    /// Most allocations one username may hold (0 = no limit).
+    pub max_allocations_per_user: usize,
+    /// Most permissions one allocation may hold.
+    pub max_permissions: usize,
+    /// Most channels one allocation may hold (RFC 8656 allows 4096).
+    pub max_channels: usize,
+    /// Which peers may be relayed to.
+    pub peer_policy: PeerPolicy,
+    /// Failed authentications (wrong key, unknown user) allowed per source IP per minute
+    /// before its requests are dropped unanswered.
+    pub auth_failures_per_minute: u32,
+    /// SOFTWARE attribute in responses; none by default.
+    pub software: Option<String>,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            realm: "farside".into(),
+            default_lifetime: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(3600),
+            permission_lifetime: Duration::from_secs(300),
+            channel_lifetime: Duration::from_secs(600),
+            nonce_lifetime: Duration::from_secs(600),
+            max_allocations: 100_000,
+            max_allocations_per_user: 0,
+            max_permissions: 256,
+            max_channels: 4096,
+            peer_policy: PeerPolicy::default(),
+            auth_failures_per_minute: 20,
+            software: None,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! A sans-IO TURN server (RFC 8656, with RFC 6156's IPv6): allocations, permissions,
+//! channels, Send/Data indications and ChannelData, long-term credentials (RFC 8489 §9.2:
+//! MD5 and SHA-256, USERHASH, nonce cookie) and coturn-compatible ephemeral ("REST")
+//! credentials, a relay-peer policy and quotas.
+//!
+//! [`TurnServer`] never touches a socket or a clock. The I/O shell hands it what arrives on
+//! the client-facing sockets ([`TurnServer::handle_client`]) and on relay sockets
+//! ([`TurnServer::handle_peer`]), with the time; it answers with at most one datagram to
+//! send ([`Transmit`]). Relay sockets are bound by the shell through the [`RelayPorts`] trait,
+//! which tests implement without sockets.
+
+mod allocation;
+mod base64;
+pub mod channel_data;
+mod config;
+mod credentials;
+mod nonce;
+pub mod policy;
+mod server;
+
+pub use allocation::FiveTuple;
+pub use config::TurnConfig;
+pub use credentials::{Credentials, UserKeys, rest_password};
+pub use policy::{Cidr, PeerPolicy};
+pub use server::{
+    Dropped, Handled, Refusal, RelayError, RelayPorts, Transmit, TurnServer, TurnTransport,
+};

@@ -1,0 +1,106 @@
+//! Stateless NONCEs (RFC 8489 §9.2.4): the server remembers nothing per client. A nonce is
+//! the RFC 8489 nonce cookie with the security feature bits, the time it was made, and an
+//! HMAC over both under a key drawn at start; it is valid for `nonce_lifetime`.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// "obMatJos2" (RFC 8489 §9.2), then the 24 feature bits in base64: bit 0 = password
+/// algorithms, bit 1 = username anonymity (USERHASH). Both supported: 0x000003 → "AAAD".
+pub(crate) const NONCE_PREFIX: &str = "obMatJos2AAAD";
+
+/// Makes and checks nonces.
+#[derive(Clone)]
+pub(crate) struct Nonces {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Nonces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nonces(..)")
+    }
+}
+
+/// A nonce's bytes (fixed length, so no allocation).
+pub(crate) type NonceText = [u8; NONCE_PREFIX.len() + 16 + 32];
+
+impl Nonces {
+    pub(crate) fn new(key: [u8; 32]) -> Self {
+        Nonces { key }
+    }
+
+    /// A nonce made at `secs` (seconds since the server's epoch).
+    pub(crate) fn make(&self, secs: u64) -> NonceText {
+        let mut out = [0u8; NONCE_PREFIX.len() + 16 + 32];
+        out[..NONCE_PREFIX.len()].copy_from_slice(NONCE_PREFIX.as_bytes());
+        hex(&secs.to_be_bytes(), &mut out[NONCE_PREFIX.len()..][..16]);
+        let mac = self.mac(secs);
+        hex(&mac, &mut out[NONCE_PREFIX.len() + 16..]);
+        out
+    }
+
+    /// When `nonce` was made, if it is one of ours.
+    pub(crate) fn made_at(&self, nonce: &[u8]) -> Option<u64> {
+        let rest = nonce.strip_prefix(NONCE_PREFIX.as_bytes())?;
+        if rest.len() != 48 {
+            return None;
+        }
+        let mut stamp = [0u8; 8];
+        unhex(&rest[..16], &mut stamp)?;
+        let secs = u64::from_be_bytes(stamp);
+        let mut mac = [0u8; 16];
+        unhex(&rest[16..], &mut mac)?;
+        bool::from(self.mac(secs).ct_eq(&mac)).then_some(secs)
+    }
+
+    fn mac(&self, secs: u64) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        if let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) {
+            mac.update(&secs.to_be_bytes());
+            out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+        }
+        out
+    }
+}
+
+fn hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+}
+
+fn unhex(text: &[u8], out: &mut [u8]) -> Option<()> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    if text.len() != out.len() * 2 {
+        return None;
+    }
+    for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *o = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_round_trip_and_resist_tampering() {
+        let n = Nonces::new([7; 32]);
+        let nonce = n.make(12345);
+        assert_eq!(n.made_at(&nonce), Some(12345));
+        let mut bad = nonce;
+        bad[NONCE_PREFIX.len() + 15] ^= 1;
+        assert_eq!(n.made_at(&bad), None);
+        assert_eq!(Nonces::new([8; 32]).made_at(&nonce), None);
+        assert_eq!(n.made_at(b"obMatJos2AAAD"), None);
+        assert_eq!(n.made_at(b""), None);
+    }
+}

@@ -1,0 +1,227 @@
+//! Which peers a client may relay to (RFC 8656 §21.3: a relay must not become a way into the
+//! operator's own networks; coturn's CVE-2020-26262 relayed into loopback).
+//!
+//! By default every address that is not globally routable is refused with 403: loopback,
+//! 0.0.0.0/8, RFC 1918, shared address space (100.64/10), link-local (including the cloud
+//! metadata address 169.254.169.254), multicast, broadcast and reserved space; for IPv6
+//! loopback, unspecified, unique local (fc00::/7), link-local (fe80::/10), multicast, and
+//! IPv4-mapped addresses are judged by their IPv4 address. `denied_peers` refuses more;
+//! `allowed_peers` lets chosen ranges through (e.g. a media server on a private network);
+//! an explicit denial wins over an explicit allowance.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// An address range, `address/prefix` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// A range; `None` if `prefix` is too long for the family.
+    pub fn new(network: IpAddr, prefix: u8) -> Option<Self> {
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Cidr { network, prefix })
+    }
+
+    /// Whether `ip` is inside. IPv4-mapped IPv6 addresses match IPv4 ranges.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, canonical(ip)) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let ip: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: not an IP address or address/prefix"))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: prefix must be 0..={max}"))?,
+        };
+        Cidr::new(ip, prefix).ok_or_else(|| format!("{s:?}: bad prefix"))
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// IPv4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4 address it maps.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The relay-peer policy.
+#[derive(Debug, Clone, Default)]
+pub struct PeerPolicy {
+    /// Ranges relayed to even though the defaults refuse them.
+    pub allowed: Vec<Cidr>,
+    /// Ranges refused on top of the defaults.
+    pub denied: Vec<Cidr>,
+}
+
+impl PeerPolicy {
+    /// Whether a client may relay to `ip`.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        if self.denied.iter().any(|c| c.contains(ip)) {
+            return false;
+        }
+        if self.allowed.iter().any(|c| c.contains(ip)) {
+            return true;
+        }
+        !refused_by_default(canonical(ip))
+    }
+}
+
+fn refused_by_default(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => refused_v4(v4),
+        IpAddr::V6(v6) => refused_v6(v6),
+    }
+}
+
+fn refused_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    a == 0 // "this network" (RFC 791)
+        || ip.is_loopback()
+        || ip.is_private() // RFC 1918
+        || (a == 100 && (b & 0xC0) == 64) // shared address space, RFC 6598
+        || ip.is_link_local() // 169.254/16, cloud metadata
+        || ip.is_multicast()
+        || a >= 240 // reserved, and the limited broadcast address
+}
+
+fn refused_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xFE00) == 0xFC00 // unique local, RFC 4193
+        || (first & 0xFFC0) == 0xFE80 // link-local
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn defaults_refuse_what_is_not_global() {
+        let p = PeerPolicy::default();
+        for bad in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.255",
+            "169.254.169.254",
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!p.permits(ip(bad)), "{bad} should be refused");
+        }
+        for good in [
+            "8.8.8.8",
+            "192.0.2.20",
+            "198.51.100.7",
+            "203.0.113.10",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2001:db8::1",
+            "2a00:1450::1",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(p.permits(ip(good)), "{good} should be allowed");
+        }
+    }
+
+    #[test]
+    fn lists_override_and_denial_wins() {
+        let p = PeerPolicy {
+            allowed: vec![
+                "127.0.0.0/8".parse().expect("cidr"),
+                "10.0.0.0/8".parse().expect("cidr"),
+            ],
+            denied: vec![
+                "10.0.0.1".parse().expect("cidr"),
+                "192.0.2.0/24".parse().expect("cidr"),
+            ],
+        };
+        assert!(p.permits(ip("127.0.0.1")));
+        assert!(p.permits(ip("::ffff:127.0.0.1")));
+        assert!(p.permits(ip("10.9.9.9")));
+        assert!(!p.permits(ip("10.0.0.1")));
+        assert!(!p.permits(ip("192.0.2.20")));
+        assert!(!p.permits(ip("192.168.0.1")));
+    }
+
+    #[test]
+    fn cidr_parsing() {
+        assert_eq!(
+            "10.0.0.0/8".parse::<Cidr>().expect("cidr").to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!("::1".parse::<Cidr>().expect("cidr").to_string(), "::1/128");
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nonsense".parse::<Cidr>().is_err());
+        assert!(
+            "0.0.0.0/0"
+                .parse::<Cidr>()
+                .expect("cidr")
+                .contains(ip("8.8.8.8"))
+        );
+    }
+}

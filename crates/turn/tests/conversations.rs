@@ -1,0 +1,910 @@
+//! Whole TURN conversations against the sans-IO core, without sockets: a client allocates,
+//! is challenged, authenticates (MD5, SHA-256, USERHASH, ephemeral), installs permissions and
+//! channels, and relays both ways; every refusal RFC 8656 defines where it applies.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use farside_stun::attributes::{
+    AddressFamily, ChannelNumber, Data, ErrorCode, EvenPort, Lifetime, Nonce, PasswordAlgorithm,
+    PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport, Userhash, Username,
+    XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+};
+use farside_stun::{
+    Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId, attr_type,
+};
+use farside_turn::channel_data::ChannelData;
+use farside_turn::{
+    Credentials, Dropped, Handled, Refusal, RelayError, RelayPorts, TurnConfig, TurnServer,
+    TurnTransport, UserKeys, rest_password,
+};
+
+const REALM: &str = "farside";
+const SERVER: &str = "192.0.2.1:3478";
+const CLIENT: &str = "198.51.100.7:40000";
+const PEER: &str = "203.0.113.9:5000";
+const UNIX: u64 = 1_800_000_000;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+/// Hands out relay ports 49152, 49154, ... on 192.0.2.1 (and [2001:db8::1]), up to `limit`.
+#[derive(Default)]
+struct Ports {
+    next: u16,
+    limit: u16,
+    released: Vec<SocketAddr>,
+    v6: bool,
+}
+
+impl RelayPorts for Ports {
+    fn allocate(&mut self, family: AddressFamily, even: bool) -> Result<SocketAddr, RelayError> {
+        if family == AddressFamily::V6 && !self.v6 {
+            return Err(RelayError::FamilyUnsupported);
+        }
+        if self.next >= self.limit {
+            return Err(RelayError::Exhausted);
+        }
+        let port = 49152 + 2 * self.next + u16::from(!even && self.next % 2 == 1);
+        self.next += 1;
+        let ip: IpAddr = match family {
+            AddressFamily::V4 => "192.0.2.1".parse().expect("ip"),
+            AddressFamily::V6 => "2001:db8::1".parse().expect("ip"),
+        };
+        Ok(SocketAddr::new(ip, port))
+    }
+
+    fn release(&mut self, relayed: SocketAddr) {
+        self.released.push(relayed);
+    }
+}
+
+fn keys(user: &str, password: &str) -> UserKeys {
+    UserKeys {
+        md5: farside_stun::long_term_key_md5(user, REALM, password).expect("key"),
+        sha256: farside_stun::long_term_key_sha256(user, REALM, password).expect("key"),
+    }
+}
+
+struct Setup {
+    server: TurnServer,
+    ports: Ports,
+    t0: Instant,
+}
+
+fn setup_with(config: TurnConfig) -> Setup {
+    let mut creds = Credentials::new();
+    creds.add_user(REALM, "alice", keys("alice", "wonderland"));
+    creds.add_user(REALM, "bob", keys("bob", "builder"));
+    creds.add_secret(b"north");
+    creds.add_secret(b"south");
+    let t0 = Instant::now();
+    Setup {
+        server: TurnServer::new(config, Arc::new(creds), t0, UNIX, [9; 32]),
+        ports: Ports {
+            limit: 100,
+            ..Ports::default()
+        },
+        t0,
+    }
+}
+
+fn setup() -> Setup {
+    setup_with(TurnConfig::default())
+}
+
+/// How a request authenticates.
+#[derive(Clone)]
+struct Creds {
+    user: String,
+    password: String,
+    sha256: bool,
+    userhash: bool,
+}
+
+fn alice() -> Creds {
+    Creds {
+        user: "alice".into(),
+        password: "wonderland".into(),
+        sha256: false,
+        userhash: false,
+    }
+}
+
+/// A parsed response, owned.
+struct Reply {
+    bytes: Vec<u8>,
+}
+
+impl Reply {
+    fn msg(&self) -> Message<'_> {
+        Message::parse(&self.bytes).expect("response parses")
+    }
+    fn code(&self) -> Option<u16> {
+        self.msg()
+            .attribute::<ErrorCode>()
+            .and_then(Result::ok)
+            .map(|e| e.code)
+    }
+    fn nonce(&self) -> String {
+        self.msg()
+            .attribute::<Nonce>()
+            .expect("NONCE")
+            .expect("parses")
+            .0
+            .to_owned()
+    }
+}
+
+struct Client {
+    addr: SocketAddr,
+    transport: TurnTransport,
+    nonce: Option<String>,
+    tid: u8,
+}
+
+impl Client {
+    fn new() -> Self {
+        Client {
+            addr: sa(CLIENT),
+            transport: TurnTransport::Udp,
+            nonce: None,
+            tid: 0,
+        }
+    }
+
+    /// Builds a request; `creds` adds USERNAME/USERHASH, REALM, NONCE and integrity.
+    fn build(
+        &mut self,
+        method: Method,
+        creds: Option<&Creds>,
+        attrs: impl FnOnce(&mut MessageBuilder<'_>),
+    ) -> Vec<u8> {
+        self.tid = self.tid.wrapping_add(1);
+        let mut buf = vec![0u8; 2048];
+        let header = Header::new(TransactionId([self.tid; 12]));
+        let mut b = MessageBuilder::new(&mut buf, MessageType::new(Class::Request, method), header)
+            .expect("room");
+        attrs(&mut b);
+        if let Some(c) = creds {
+            if c.userhash {
+                b.add(&Userhash(
+                    farside_stun::userhash(&c.user, REALM).expect("hash"),
+                ))
+                .expect("room");
+            } else {
+                b.add(&Username(&c.user)).expect("room");
+            }
+            b.add(&Realm(REALM)).expect("room");
+            b.add(&Nonce(self.nonce.as_deref().unwrap_or("none")))
+                .expect("room");
+            if c.sha256 {
+                let algs = [
+                    PasswordAlgorithm {
+                        algorithm: PasswordAlgorithm::SHA256,
+                        parameters: &[],
+                    },
+                    PasswordAlgorithm {
+                        algorithm: PasswordAlgorithm::MD5,
+                        parameters: &[],
+                    },
+                ];
+                b.add(&PasswordAlgorithms::new(&algs)).expect("room");
+                b.add(&algs[0]).expect("room");
+                let key =
+                    farside_stun::long_term_key_sha256(&c.user, REALM, &c.password).expect("key");
+                b.add_message_integrity_sha256(&key).expect("room");
+            } else {
+                let key =
+                    farside_stun::long_term_key_md5(&c.user, REALM, &c.password).expect("key");
+                b.add_message_integrity(&key).expect("room");
+            }
+        }
+        let n = b.finish();
+        buf.truncate(n);
+        buf
+    }
+}
+
+impl Setup {
+    fn now(&self, secs: u64) -> Instant {
+        self.t0 + Duration::from_secs(secs)
+    }
+
+    fn send(&mut self, client: &Client, at: u64, bytes: &[u8]) -> (Handled, Vec<u8>) {
+        let mut out = vec![0u8; 70_000];
+        let now = self.now(at);
+        let h = self.server.handle_client(
+            now,
+            client.transport,
+            sa(SERVER),
+            client.addr,
+            bytes,
+            &mut self.ports,
+            &mut out,
+        );
+        let len = match h {
+            Handled::Answered(t) | Handled::Refused(t, _) | Handled::Relayed(t) => t.len,
+            Handled::Dropped(_) => 0,
+        };
+        out.truncate(len);
+        (h, out)
+    }
+
+    /// A request answered with a response: returns it (and remembers a NONCE it carries).
+    fn ask(&mut self, client: &mut Client, at: u64, bytes: &[u8]) -> (Handled, Reply) {
+        let (h, out) = self.send(client, at, bytes);
+        let reply = Reply { bytes: out };
+        assert!(
+            matches!(h, Handled::Answered(_) | Handled::Refused(..)),
+            "not answered: {h:?}"
+        );
+        if let Some(Ok(Nonce(n))) = reply.msg().attribute::<Nonce>() {
+            client.nonce = Some(n.to_owned());
+        }
+        (h, reply)
+    }
+
+    /// The usual two round trips: unauthenticated Allocate, 401, authenticated Allocate.
+    fn allocate(&mut self, client: &mut Client, creds: &Creds, at: u64) -> (Handled, Reply) {
+        let req = client.build(Method::ALLOCATE, None, udp);
+        let (h, r) = self.ask(client, at, &req);
+        assert_eq!(h_refusal(&h), Some(Refusal::Challenge));
+        assert_eq!(r.code(), Some(401));
+        let req = client.build(Method::ALLOCATE, Some(creds), udp);
+        self.ask(client, at, &req)
+    }
+
+    fn peer(
+        &mut self,
+        relayed: SocketAddr,
+        peer: &str,
+        at: u64,
+        data: &[u8],
+    ) -> (Handled, Vec<u8>) {
+        let mut out = vec![0u8; 70_000];
+        let now = self.now(at);
+        let h = self
+            .server
+            .handle_peer(now, relayed, sa(peer), data, &mut out);
+        let len = match h {
+            Handled::Relayed(t) => t.len,
+            _ => 0,
+        };
+        out.truncate(len);
+        (h, out)
+    }
+}
+
+/// Adds attributes to a request under construction.
+type AddAttributes = Box<dyn FnOnce(&mut MessageBuilder<'_>)>;
+
+fn udp(b: &mut MessageBuilder<'_>) {
+    b.add(&RequestedTransport(17)).expect("room");
+}
+
+fn h_refusal(h: &Handled) -> Option<Refusal> {
+    match h {
+        Handled::Refused(_, r) => Some(*r),
+        _ => None,
+    }
+}
+
+fn relayed_of(r: &Reply) -> SocketAddr {
+    r.msg()
+        .attribute::<XorRelayedAddress>()
+        .expect("XOR-RELAYED-ADDRESS")
+        .expect("parses")
+        .0
+}
+
+fn peer_attr(p: &str) -> impl FnOnce(&mut MessageBuilder<'_>) + '_ {
+    move |b: &mut MessageBuilder<'_>| b.add(&XorPeerAddress(sa(p))).expect("room")
+}
+
+#[test]
+fn allocate_challenge_then_success_with_integrity() {
+    let mut s = setup();
+    let mut c = Client::new();
+    let req = c.build(Method::ALLOCATE, None, udp);
+    let (_, r) = s.ask(&mut c, 0, &req);
+    let m = r.msg();
+    assert_eq!(r.code(), Some(401));
+    assert_eq!(m.attribute::<Realm>().expect("REALM").expect("ok").0, REALM);
+    assert!(r.nonce().starts_with("obMatJos2AAAD"), "{}", r.nonce());
+    assert!(m.raw_attribute(attr_type::PASSWORD_ALGORITHMS).is_some());
+
+    let req = c.build(Method::ALLOCATE, Some(&alice()), udp);
+    let (h, r) = s.ask(&mut c, 0, &req);
+    assert!(matches!(h, Handled::Answered(_)), "{h:?} {:?}", r.code());
+    let m = r.msg();
+    assert_eq!(m.class(), Class::SuccessResponse);
+    assert_eq!(
+        m.attribute::<Lifetime>().expect("LIFETIME").expect("ok").0,
+        600
+    );
+    assert_eq!(
+        m.attribute::<XorMappedAddress>()
+            .expect("XOR-MAPPED")
+            .expect("ok")
+            .0,
+        sa(CLIENT)
+    );
+    assert_eq!(
+        relayed_of(&r).ip(),
+        "192.0.2.1".parse::<IpAddr>().expect("ip")
+    );
+    let key = farside_stun::long_term_key_md5("alice", REALM, "wonderland").expect("key");
+    m.verify_integrity(&key)
+        .expect("the success carries MESSAGE-INTEGRITY");
+    m.check_fingerprint().expect("and FINGERPRINT");
+    assert_eq!(s.server.allocation_count(), 1);
+
+    // A retransmission of that Allocate gets the same answer; a new one a 437.
+    let (_, again) = s.ask(&mut c, 1, &req);
+    assert_eq!(relayed_of(&again), relayed_of(&r));
+    let req = c.build(Method::ALLOCATE, Some(&alice()), udp);
+    let (h, r) = s.ask(&mut c, 1, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::AllocationMismatch));
+    assert_eq!(r.code(), Some(437));
+    r.msg()
+        .verify_integrity(&key)
+        .expect("errors after authentication carry integrity");
+}
+
+#[test]
+fn sha256_userhash_and_wrong_passwords() {
+    let mut s = setup();
+    let mut c = Client::new();
+    let sha = Creds {
+        sha256: true,
+        ..alice()
+    };
+    let (h, r) = s.allocate(&mut c, &sha, 0);
+    assert!(matches!(h, Handled::Answered(_)), "{:?}", r.code());
+    let key = farside_stun::long_term_key_sha256("alice", REALM, "wonderland").expect("key");
+    r.msg()
+        .verify_integrity_sha256(&key)
+        .expect("answered with MESSAGE-INTEGRITY-SHA256 under the SHA-256 key");
+
+    let mut c2 = Client::new();
+    c2.addr = sa("198.51.100.8:40000");
+    let hashed = Creds {
+        userhash: true,
+        ..alice()
+    };
+    let (h, _) = s.allocate(&mut c2, &hashed, 0);
+    assert!(matches!(h, Handled::Answered(_)));
+
+    // Wrong password: 401 with a fresh challenge; after 20 failures the source is ignored.
+    let mut c3 = Client::new();
+    c3.addr = sa("198.51.100.9:40000");
+    let wrong = Creds {
+        password: "guess".into(),
+        ..alice()
+    };
+    let (h, _) = s.allocate(&mut c3, &wrong, 0);
+    assert_eq!(h_refusal(&h), Some(Refusal::WrongPassword));
+    for _ in 0..19 {
+        let req = c3.build(Method::ALLOCATE, Some(&wrong), udp);
+        let (h, _) = s.ask(&mut c3, 0, &req);
+        assert_eq!(h_refusal(&h), Some(Refusal::WrongPassword));
+    }
+    let req = c3.build(Method::ALLOCATE, Some(&alice()), udp);
+    let (h, _) = s.send(&c3, 0, &req);
+    assert_eq!(h, Handled::Dropped(Dropped::AuthRateLimited));
+    // A minute later the source may try again.
+    s.server.expire(s.now(61), &mut Ports::default());
+    let (h, _) = s.ask(&mut c3, 61, &req);
+    assert!(matches!(h, Handled::Answered(_)), "{h:?}");
+
+    // PASSWORD-ALGORITHM without PASSWORD-ALGORITHMS is a 400.
+    let mut c4 = Client::new();
+    c4.addr = sa("198.51.100.10:40000");
+    let req = c4.build(Method::ALLOCATE, None, udp);
+    s.ask(&mut c4, 0, &req);
+    let req = c4.build(Method::ALLOCATE, Some(&alice()), |b| {
+        udp(b);
+        b.add(&PasswordAlgorithm {
+            algorithm: PasswordAlgorithm::SHA256,
+            parameters: &[],
+        })
+        .expect("room");
+    });
+    let (h, _) = s.ask(&mut c4, 0, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::BadRequest));
+}
+
+#[test]
+fn stale_nonce_gets_438_and_the_client_recovers() {
+    let mut s = setup_with(TurnConfig {
+        nonce_lifetime: Duration::from_secs(60),
+        ..TurnConfig::default()
+    });
+    let mut c = Client::new();
+    s.allocate(&mut c, &alice(), 0);
+    let req = c.build(Method::REFRESH, Some(&alice()), |_| {});
+    let (h, _) = s.ask(&mut c, 60, &req);
+    assert!(matches!(h, Handled::Answered(_)), "still fresh at 60 s");
+    let (h, r) = s.ask(&mut c, 61, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::StaleNonce));
+    assert_eq!(r.code(), Some(438));
+    let req = c.build(Method::REFRESH, Some(&alice()), |_| {});
+    let (h, r) = s.ask(&mut c, 61, &req);
+    assert!(matches!(h, Handled::Answered(_)), "{:?}", r.code());
+
+    // A nonce that is not ours is stale too.
+    c.nonce = Some("obMatJos2AAAD0000000000000000000000000000000000000000000000000000".into());
+    let req = c.build(Method::REFRESH, Some(&alice()), |_| {});
+    let (h, _) = s.ask(&mut c, 602, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::StaleNonce));
+}
+
+#[test]
+fn ephemeral_credentials_from_shared_secrets() {
+    let mut s = setup();
+    let user = format!("{}:carol", UNIX + 3600);
+    for (i, secret) in [&b"north"[..], b"south"].iter().enumerate() {
+        let mut c = Client::new();
+        c.addr = SocketAddr::new(sa(CLIENT).ip(), 41000 + i as u16);
+        let creds = Creds {
+            user: user.clone(),
+            password: rest_password(secret, &user),
+            sha256: false,
+            userhash: false,
+        };
+        let (h, r) = s.allocate(&mut c, &creds, 0);
+        assert!(
+            matches!(h, Handled::Answered(_)),
+            "secret {i}: {:?}",
+            r.code()
+        );
+    }
+    // Expired, or signed with another secret: 401.
+    for (user, secret) in [
+        (format!("{}:carol", UNIX - 1), &b"north"[..]),
+        (format!("{}:carol", UNIX + 3600), b"west"),
+    ] {
+        let mut c = Client::new();
+        c.addr = sa("198.51.100.20:40000");
+        let creds = Creds {
+            password: rest_password(secret, &user),
+            user,
+            sha256: false,
+            userhash: false,
+        };
+        let (h, _) = s.allocate(&mut c, &creds, 0);
+        assert_eq!(h_refusal(&h), Some(Refusal::WrongPassword));
+    }
+}
+
+#[test]
+fn permissions_channels_and_relaying_both_ways() {
+    let mut s = setup();
+    let mut c = Client::new();
+    let (_, r) = s.allocate(&mut c, &alice(), 0);
+    let relayed = relayed_of(&r);
+
+    // Nothing passes before a permission: neither a Send indication nor peer data.
+    let send = |c: &mut Client, data: &'static [u8]| {
+        c.tid = c.tid.wrapping_add(1);
+        let mut buf = vec![0u8; 512];
+        let header = Header::new(TransactionId([c.tid; 12]));
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Class::Indication, Method::SEND),
+            header,
+        )
+        .expect("room");
+        b.add(&XorPeerAddress(sa(PEER))).expect("room");
+        b.add(&Data(data)).expect("room");
+        let n = b.finish();
+        buf.truncate(n);
+        buf
+    };
+    let ind = send(&mut c, b"hello peer");
+    assert_eq!(
+        s.send(&c, 1, &ind).0,
+        Handled::Dropped(Dropped::NoPermission)
+    );
+    assert_eq!(
+        s.peer(relayed, PEER, 1, b"hi").0,
+        Handled::Dropped(Dropped::NoPermission)
+    );
+
+    let req = c.build(Method::CREATE_PERMISSION, Some(&alice()), peer_attr(PEER));
+    let (h, _) = s.ask(&mut c, 1, &req);
+    assert!(matches!(h, Handled::Answered(_)));
+    let (h, out) = s.send(&c, 2, &ind);
+    let Handled::Relayed(t) = h else {
+        panic!("{h:?}")
+    };
+    assert_eq!((t.from, t.to), (relayed, sa(PEER)));
+    assert_eq!(out, b"hello peer");
+
+    // Peer data comes back as a Data indication.
+    let (h, out) = s.peer(relayed, PEER, 2, b"hello client");
+    let Handled::Relayed(t) = h else {
+        panic!("{h:?}")
+    };
+    assert_eq!((t.from, t.to), (sa(SERVER), sa(CLIENT)));
+    let m = Message::parse(&out).expect("parses");
+    assert_eq!(m.class(), Class::Indication);
+    assert_eq!(m.method(), Method::DATA);
+    assert_eq!(
+        m.attribute::<XorPeerAddress>()
+            .expect("peer")
+            .expect("ok")
+            .0,
+        sa(PEER)
+    );
+    assert_eq!(
+        m.attribute::<Data>().expect("data").expect("ok").0,
+        b"hello client"
+    );
+    // Permissions are per IP: another port of the peer passes, another IP does not.
+    assert!(matches!(
+        s.peer(relayed, "203.0.113.9:5001", 2, b"x").0,
+        Handled::Relayed(_)
+    ));
+    assert_eq!(
+        s.peer(relayed, "203.0.113.10:5000", 2, b"x").0,
+        Handled::Dropped(Dropped::NoPermission)
+    );
+
+    // A channel: ChannelData both ways.
+    let req = c.build(Method::CHANNEL_BIND, Some(&alice()), |b| {
+        b.add(&ChannelNumber(0x4001)).expect("room");
+        b.add(&XorPeerAddress(sa(PEER))).expect("room");
+    });
+    let (h, _) = s.ask(&mut c, 3, &req);
+    assert!(matches!(h, Handled::Answered(_)));
+    let mut cd = [0u8; 64];
+    let n = ChannelData::write(0x4001, b"rtp", false, &mut cd).expect("fits");
+    let (h, out) = s.send(&c, 4, &cd[..n]);
+    assert!(
+        matches!(h, Handled::Relayed(t) if t.to == sa(PEER)),
+        "{h:?}"
+    );
+    assert_eq!(out, b"rtp");
+    let (h, out) = s.peer(relayed, PEER, 4, b"rtp back");
+    assert!(matches!(h, Handled::Relayed(t) if t.to == sa(CLIENT)));
+    assert_eq!(
+        ChannelData::parse(&out).expect("ChannelData"),
+        ChannelData {
+            channel: 0x4001,
+            data: b"rtp back"
+        }
+    );
+    let n = ChannelData::write(0x4002, b"rtp", false, &mut cd).expect("fits");
+    assert_eq!(
+        s.send(&c, 4, &cd[..n]).0,
+        Handled::Dropped(Dropped::NoChannel)
+    );
+
+    // Rebinding the channel to another peer, or the peer to another channel: 400.
+    for (ch, peer) in [
+        (0x4001, "203.0.113.11:7000"),
+        (0x4002, PEER),
+        (0x3FFF, "203.0.113.11:7000"),
+    ] {
+        let req = c.build(Method::CHANNEL_BIND, Some(&alice()), |b| {
+            b.add(&ChannelNumber(ch)).expect("room");
+            b.add(&XorPeerAddress(sa(peer))).expect("room");
+        });
+        let (h, _) = s.ask(&mut c, 5, &req);
+        assert_eq!(h_refusal(&h), Some(Refusal::BadRequest), "{ch:#x} {peer}");
+    }
+
+    // Permissions last 300 s unless refreshed; the channel alone does not carry data then.
+    s.server.expire(s.now(305), &mut Ports::default());
+    assert_eq!(
+        s.peer(relayed, PEER, 305, b"late").0,
+        Handled::Dropped(Dropped::NoPermission)
+    );
+}
+
+#[test]
+fn over_tcp_channel_data_is_padded() {
+    let mut s = setup();
+    let mut c = Client::new();
+    c.transport = TurnTransport::Tcp;
+    let (_, r) = s.allocate(&mut c, &alice(), 0);
+    let relayed = relayed_of(&r);
+    let req = c.build(Method::CHANNEL_BIND, Some(&alice()), |b| {
+        b.add(&ChannelNumber(0x4000)).expect("room");
+        b.add(&XorPeerAddress(sa(PEER))).expect("room");
+    });
+    s.ask(&mut c, 1, &req);
+    let (_, out) = s.peer(relayed, PEER, 1, b"12345");
+    assert_eq!(out.len(), 12);
+    assert_eq!(&out[..4], &[0x40, 0x00, 0, 5]);
+}
+
+#[test]
+fn peer_policy_refuses_loopback_and_private_peers_by_default() {
+    let mut s = setup();
+    let mut c = Client::new();
+    s.allocate(&mut c, &alice(), 0);
+    for peer in [
+        "127.0.0.1:9",
+        "10.0.0.1:9",
+        "169.254.169.254:80",
+        "[::ffff:127.0.0.1]:9",
+    ] {
+        let req = c.build(Method::CREATE_PERMISSION, Some(&alice()), peer_attr(peer));
+        let (h, r) = s.ask(&mut c, 1, &req);
+        // An IPv4-mapped peer on an IPv4 allocation is judged by its IPv4 address.
+        let want = Refusal::PeerForbidden;
+        assert_eq!(h_refusal(&h), Some(want), "{peer}");
+        assert_eq!(r.code(), Some(403));
+    }
+    let mut config = TurnConfig::default();
+    config.peer_policy.allowed = vec!["127.0.0.0/8".parse().expect("cidr")];
+    let mut s = setup_with(config);
+    let mut c = Client::new();
+    s.allocate(&mut c, &alice(), 0);
+    let req = c.build(
+        Method::CREATE_PERMISSION,
+        Some(&alice()),
+        peer_attr("127.0.0.1:9"),
+    );
+    let (h, _) = s.ask(&mut c, 1, &req);
+    assert!(
+        matches!(h, Handled::Answered(_)),
+        "allowed_peers lets loopback through"
+    );
+}
+
+#[test]
+fn quotas_and_port_exhaustion() {
+    let config = TurnConfig {
+        max_allocations_per_user: 2,
+        max_allocations: 3,
+        ..TurnConfig::default()
+    };
+    let mut s = setup_with(config);
+    let mut clients: Vec<Client> = (0..4)
+        .map(|i| {
+            let mut c = Client::new();
+            c.addr = SocketAddr::new(sa(CLIENT).ip(), 42000 + i);
+            c
+        })
+        .collect();
+    for c in clients.iter_mut().take(2) {
+        let (h, _) = s.allocate(c, &alice(), 0);
+        assert!(matches!(h, Handled::Answered(_)));
+    }
+    let (h, r) = s.allocate(&mut clients[2], &alice(), 0);
+    assert_eq!(
+        (h_refusal(&h), r.code()),
+        (Some(Refusal::QuotaReached), Some(486))
+    );
+    let bob = Creds {
+        user: "bob".into(),
+        password: "builder".into(),
+        ..alice()
+    };
+    let (h, _) = s.allocate(&mut clients[2], &bob, 0);
+    assert!(matches!(h, Handled::Answered(_)));
+    let (h, r) = s.allocate(&mut clients[3], &bob, 0);
+    assert_eq!(
+        (h_refusal(&h), r.code()),
+        (Some(Refusal::QuotaReached), Some(486))
+    );
+
+    let mut s = setup();
+    s.ports.limit = 1;
+    let mut a = Client::new();
+    s.allocate(&mut a, &alice(), 0);
+    let mut b = Client::new();
+    b.addr = sa("198.51.100.50:1");
+    let (h, r) = s.allocate(&mut b, &alice(), 0);
+    assert_eq!(
+        (h_refusal(&h), r.code()),
+        (Some(Refusal::InsufficientCapacity), Some(508))
+    );
+}
+
+#[test]
+fn refresh_delete_expiry_and_ownership() {
+    let mut s = setup();
+    let mut c = Client::new();
+    let (_, r) = s.allocate(&mut c, &alice(), 0);
+    let relayed = relayed_of(&r);
+
+    // Another user on this 5-tuple: 441.
+    let bob = Creds {
+        user: "bob".into(),
+        password: "builder".into(),
+        ..alice()
+    };
+    let req = c.build(Method::REFRESH, Some(&bob), |_| {});
+    let (h, r) = s.ask(&mut c, 1, &req);
+    assert_eq!(
+        (h_refusal(&h), r.code()),
+        (Some(Refusal::WrongCredentials), Some(441))
+    );
+
+    // Asking for 2 hours gets the 1-hour maximum; asking for 10 s gets the 600 s default.
+    for (ask, granted) in [(7200, 3600), (10, 600)] {
+        let req = c.build(Method::REFRESH, Some(&alice()), |b| {
+            b.add(&Lifetime(ask)).expect("room");
+        });
+        let (_, r) = s.ask(&mut c, 1, &req);
+        assert_eq!(
+            r.msg()
+                .attribute::<Lifetime>()
+                .expect("LIFETIME")
+                .expect("ok")
+                .0,
+            granted
+        );
+    }
+    // It expires 600 s after that refresh and its port goes back.
+    assert_eq!(s.server.expire(s.now(600), &mut s.ports), 0);
+    assert_eq!(s.server.expire(s.now(601), &mut s.ports), 1);
+    assert_eq!(s.ports.released, vec![relayed]);
+    let req = c.build(Method::REFRESH, Some(&alice()), |_| {});
+    let (h, _) = s.ask(&mut c, 602, &req);
+    assert_eq!(
+        h_refusal(&h),
+        Some(Refusal::StaleNonce),
+        "the nonce is 602 s old"
+    );
+    let req = c.build(Method::REFRESH, Some(&alice()), |_| {});
+    let (h, _) = s.ask(&mut c, 602, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::AllocationMismatch));
+
+    // LIFETIME 0 deletes at once.
+    c.nonce = None;
+    let (_, r) = s.allocate(&mut c, &alice(), 700);
+    let relayed = relayed_of(&r);
+    let req = c.build(Method::REFRESH, Some(&alice()), |b| {
+        b.add(&Lifetime(0)).expect("room");
+    });
+    let (h, r) = s.ask(&mut c, 701, &req);
+    assert!(matches!(h, Handled::Answered(_)));
+    assert_eq!(
+        r.msg()
+            .attribute::<Lifetime>()
+            .expect("LIFETIME")
+            .expect("ok")
+            .0,
+        0
+    );
+    assert_eq!(s.ports.released.last(), Some(&relayed));
+    assert_eq!(s.server.allocation_count(), 0);
+}
+
+#[test]
+fn refusals_for_transports_families_and_attributes() {
+    let mut s = setup();
+    let mut c = Client::new();
+    let req = c.build(Method::ALLOCATE, None, udp);
+    s.ask(&mut c, 0, &req);
+    let cases: Vec<(AddAttributes, Refusal)> = vec![
+        (Box::new(|_| {}), Refusal::BadRequest),
+        (
+            Box::new(|b| b.add(&RequestedTransport(6)).expect("room")),
+            Refusal::UnsupportedTransport,
+        ),
+        (
+            Box::new(|b| {
+                udp(b);
+                b.add(&RequestedAddressFamily(AddressFamily::V6))
+                    .expect("room");
+            }),
+            Refusal::AddressFamilyNotSupported,
+        ),
+        (
+            Box::new(|b| {
+                udp(b);
+                b.add(&EvenPort { reserve: true }).expect("room");
+            }),
+            Refusal::InsufficientCapacity,
+        ),
+        (
+            Box::new(|b| {
+                udp(b);
+                b.add_raw(attr_type::DONT_FRAGMENT, &[]).expect("room");
+            }),
+            Refusal::UnknownAttribute,
+        ),
+    ];
+    for (i, (attrs, want)) in cases.into_iter().enumerate() {
+        let req = c.build(Method::ALLOCATE, Some(&alice()), attrs);
+        let (h, r) = s.ask(&mut c, 0, &req);
+        assert_eq!(h_refusal(&h), Some(want), "case {i}");
+        if want == Refusal::UnknownAttribute {
+            let m = r.msg();
+            assert_eq!(
+                m.raw_attribute(attr_type::UNKNOWN_ATTRIBUTES)
+                    .map(|a| a.value),
+                Some(&[0x00, 0x1A][..])
+            );
+        }
+    }
+
+    // With IPv6 relaying: an IPv6 allocation refuses IPv4 peers with 443.
+    s.ports.v6 = true;
+    let req = c.build(Method::ALLOCATE, Some(&alice()), |b| {
+        udp(b);
+        b.add(&RequestedAddressFamily(AddressFamily::V6))
+            .expect("room");
+    });
+    let (_, r) = s.ask(&mut c, 0, &req);
+    assert!(relayed_of(&r).is_ipv6());
+    let req = c.build(Method::CREATE_PERMISSION, Some(&alice()), peer_attr(PEER));
+    let (h, r) = s.ask(&mut c, 1, &req);
+    assert_eq!(
+        (h_refusal(&h), r.code()),
+        (Some(Refusal::PeerAddressFamilyMismatch), Some(443))
+    );
+    let req = c.build(
+        Method::CREATE_PERMISSION,
+        Some(&alice()),
+        peer_attr("[2001:db8::9]:5000"),
+    );
+    let (h, _) = s.ask(&mut c, 1, &req);
+    assert!(matches!(h, Handled::Answered(_)));
+
+    // Requests on a 5-tuple without an allocation: 437.
+    let mut other = Client::new();
+    other.addr = sa("198.51.100.99:1");
+    let req = other.build(Method::ALLOCATE, None, udp);
+    s.ask(&mut other, 0, &req);
+    let req = other.build(Method::CREATE_PERMISSION, Some(&alice()), peer_attr(PEER));
+    let (h, _) = s.ask(&mut other, 0, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::AllocationMismatch));
+}
+
+#[test]
+fn wants_tells_turn_from_binding() {
+    let mut c = Client::new();
+    let alloc = c.build(Method::ALLOCATE, None, udp);
+    let binding = c.build(Method::BINDING, None, |_| {});
+    assert!(TurnServer::wants(&alloc));
+    assert!(!TurnServer::wants(&binding));
+    assert!(TurnServer::wants(&[0x40, 0x00, 0x00, 0x00]));
+    assert!(!TurnServer::wants(&[0x80, 0x00]));
+    assert!(!TurnServer::wants(&[]));
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let mut s = setup();
+    let mut c = Client::new();
+    let (_, r) = s.allocate(&mut c, &alice(), 0);
+    let relayed = relayed_of(&r);
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let valid = c.build(Method::CREATE_PERMISSION, Some(&alice()), peer_attr(PEER));
+    for i in 0..20_000 {
+        let mut bytes = if i % 2 == 0 {
+            valid.clone()
+        } else {
+            (0..(next() % 200) as usize).map(|_| next() as u8).collect()
+        };
+        if !bytes.is_empty() {
+            let n = (next() % 4) as usize;
+            for _ in 0..n {
+                let at = (next() as usize) % bytes.len();
+                bytes[at] = next() as u8;
+            }
+        }
+        if i % 3 == 0 && !bytes.is_empty() {
+            bytes[0] = 0x40 | (bytes[0] & 0x0F);
+        }
+        let _ = s.send(&c, 1, &bytes);
+        let _ = s.peer(relayed, PEER, 1, &bytes);
+    }
+    assert_eq!(s.server.allocation_count(), 1);
+}
