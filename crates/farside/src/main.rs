@@ -10,10 +10,12 @@ mod dns;
 mod log_once;
 mod metrics;
 mod probe_cmd;
+mod relay_ports;
 mod seed;
 mod serve;
 mod stun_tcp;
 mod stun_udp;
+mod turn_worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

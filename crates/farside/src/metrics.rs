@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use farside_stun::binding::{ClientKind, DropReason, Outcome, ResponseKind, Transport};
 use farside_stun::partner::PartnerBook;
+use farside_turn::{Dropped, Refusal};
+
+use crate::turn_worker::TurnCounters;
 
 const N_REASONS: usize = DropReason::ALL.len();
 
@@ -104,6 +107,7 @@ pub struct Metrics {
     pub tcp: TcpCounters,
     sockets: Mutex<Vec<(SocketAddr, UdpSocket)>>,
     partners: Mutex<Option<Arc<PartnerBook>>>,
+    turn: Mutex<Option<Arc<TurnCounters>>>,
 }
 
 impl Metrics {
@@ -112,6 +116,11 @@ impl Metrics {
         let c = Arc::new(StunCounters::default());
         lock(&self.workers).push(Arc::clone(&c));
         c
+    }
+
+    /// Reports the TURN relay's counters.
+    pub fn register_turn(&self, counters: Arc<TurnCounters>) {
+        *lock(&self.turn) = Some(counters);
     }
 
     /// Reports partner liveness (partner mode).
@@ -304,6 +313,10 @@ impl Metrics {
             }
         }
 
+        if let Some(t) = lock(&self.turn).as_ref() {
+            render_turn(&mut s, t);
+        }
+
         let stats = self.kernel_socket_stats();
         header(
             &mut s,
@@ -333,6 +346,83 @@ impl Metrics {
         }
         s
     }
+}
+
+fn render_turn(s: &mut String, t: &TurnCounters) {
+    header(
+        s,
+        "farside_turn_allocations",
+        "gauge",
+        "TURN allocations alive now.",
+    );
+    let live: usize = lock(&t.allocations).iter().map(|a| a.load(Relaxed)).sum();
+    let _ = writeln!(s, "farside_turn_allocations {live}");
+    header(
+        s,
+        "farside_turn_responses_total",
+        "counter",
+        "TURN responses: successes, and refusals by reason.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_turn_responses_total{{result=\"success\"}} {}",
+        t.answered.load(Relaxed)
+    );
+    for r in Refusal::ALL {
+        let _ = writeln!(
+            s,
+            "farside_turn_responses_total{{result=\"{}\",code=\"{}\"}} {}",
+            r.as_str(),
+            r.code(),
+            t.refused[r as usize].load(Relaxed)
+        );
+    }
+    header(
+        s,
+        "farside_turn_dropped_total",
+        "counter",
+        "TURN messages dropped without an answer, by reason.",
+    );
+    for d in Dropped::ALL {
+        let _ = writeln!(
+            s,
+            "farside_turn_dropped_total{{reason=\"{}\"}} {}",
+            d.as_str(),
+            t.dropped[d as usize].load(Relaxed)
+        );
+    }
+    header(
+        s,
+        "farside_turn_relayed_packets_total",
+        "counter",
+        "Datagrams relayed, by direction.",
+    );
+    header(
+        s,
+        "farside_turn_relayed_bytes_total",
+        "counter",
+        "Payload bytes relayed, by direction.",
+    );
+    for (dir, p, b) in [
+        ("to_peer", &t.to_peer, &t.to_peer_bytes),
+        ("to_client", &t.to_client, &t.to_client_bytes),
+    ] {
+        let _ = writeln!(
+            s,
+            "farside_turn_relayed_packets_total{{direction=\"{dir}\"}} {}",
+            p.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "farside_turn_relayed_bytes_total{{direction=\"{dir}\"}} {}",
+            b.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "farside_turn_send_failures_total {}",
+        t.send_failures.load(Relaxed)
+    );
 }
 
 fn header(s: &mut String, name: &str, kind: &str, help: &str) {

@@ -12,6 +12,8 @@ use farside_stun::partner::{PartnerBook, PartnerConfig};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::relay_ports::PortPool;
+use crate::turn_worker::{CredentialsCell, TurnCounters, TurnShared};
 use crate::{admin, stun_tcp, stun_udp};
 
 /// How often the kernel's drop counters are checked for the log.
@@ -101,6 +103,10 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         packet_info: false,
     };
     let sockets = stun_udp::bind_all(&udp_addresses, workers, opts, &metrics)?;
+    let turn = turn_shared(&config, workers)?;
+    if let Some(t) = &turn {
+        metrics.register_turn(Arc::clone(&t.counters));
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -141,6 +147,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         sockets,
         Arc::clone(&server),
         partners.clone(),
+        turn.clone(),
         stun.batch,
         &metrics,
         Arc::clone(&shutdown),
@@ -179,6 +186,60 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// The TURN relay's shared state, if `[turn] enabled`.
+fn turn_shared(config: &Config, workers: usize) -> anyhow::Result<Option<Arc<TurnShared>>> {
+    let t = &config.turn;
+    if !t.enabled {
+        tracing::info!("S300 TURN off: set turn.enabled = true to relay");
+        return Ok(None);
+    }
+    let (first, last) = t.port_range().context("turn.relay_ports")?;
+    let (relay_v4, relay_v6) = t.relay_addresses(&config.stun);
+    let peer_policy = t
+        .peer_policy()
+        .map_err(|e| anyhow::anyhow!("turn peers: {e}"))?;
+    // Each worker holds the allocations of the clients the kernel hashes to it; the limit is
+    // shared out so that the total holds.
+    let per_worker = t.max_allocations.div_ceil(workers.max(1));
+    let core = farside_turn::TurnConfig {
+        realm: t.realm.clone(),
+        default_lifetime: Duration::from_secs(t.default_lifetime),
+        max_lifetime: Duration::from_secs(t.max_lifetime),
+        nonce_lifetime: Duration::from_secs(t.nonce_lifetime),
+        max_allocations: per_worker,
+        max_allocations_per_user: t.max_allocations_per_user,
+        peer_policy,
+        auth_failures_per_minute: t.auth_failures_per_minute,
+        software: config.stun.software.clone(),
+        ..farside_turn::TurnConfig::default()
+    };
+    let cell = Arc::new(CredentialsCell::default());
+    let mut creds = farside_turn::Credentials::new();
+    for s in &t.auth_secrets {
+        creds.add_secret(s.as_bytes());
+    }
+    cell.publish(creds);
+    tracing::info!(
+        "S301 TURN on: realm {:?}, relaying from {} ports {first}-{last}, {} shared secrets in the config",
+        t.realm,
+        [relay_v4, relay_v6]
+            .iter()
+            .flatten()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(" and "),
+        t.auth_secrets.len()
+    );
+    Ok(Some(Arc::new(TurnShared {
+        config: core,
+        pool: Arc::new(PortPool::new(first, last)),
+        relay_v4,
+        relay_v6,
+        credentials: cell,
+        counters: Arc::new(TurnCounters::default()),
+    })))
 }
 
 /// The wall clock in Unix milliseconds: partner messages carry it, so partners need NTP.

@@ -5,16 +5,20 @@
 //! [`BindingServer`] and send what it says, from the socket it names.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use farside_io::{RecvBatch, SendBatch, SocketOptions, recv_batch, send_batch, wait_readable};
+use farside_io::{Epoll, RecvBatch, SendBatch, SocketOptions, recv_batch, send_batch};
 use farside_stun::binding::{BindingServer, DropReason, Outcome, Received, Transport};
 use farside_stun::partner::{PartnerBook, PartnerWorker};
+use farside_turn::TurnServer;
+
+use crate::relay_ports::RELAY_TOKEN_BASE;
+use crate::turn_worker::{TURN_OUT, TurnShared, TurnWorker};
 
 use crate::log_once;
 use crate::metrics::{Metrics, StunCounters};
@@ -77,6 +81,7 @@ pub fn spawn_workers(
     sockets: Vec<WorkerSockets>,
     server: Arc<BindingServer>,
     partners: Option<Arc<PartnerBook>>,
+    turn: Option<Arc<TurnShared>>,
     batch: usize,
     metrics: &Metrics,
     shutdown: Arc<AtomicBool>,
@@ -90,107 +95,195 @@ pub fn spawn_workers(
         let partners = partners
             .as_ref()
             .map(|b| PartnerWorker::new(Arc::clone(b), crate::seed::fresh_seed(), i == 0));
+        let turn = turn.as_ref().map(|t| TurnWorker::new(t, nonce_key()));
         let h = std::thread::Builder::new()
             .name(format!("stun-udp-{i}"))
-            .spawn(move || run_worker(ws, &server, partners, batch, &counters, &shutdown))
+            .spawn(move || {
+                let w = Worker {
+                    ws,
+                    server: &server,
+                    partners,
+                    turn,
+                    batch,
+                    counters: &counters,
+                };
+                w.run(&shutdown);
+            })
             .context("spawn STUN worker thread")?;
         handles.push(h);
     }
     Ok(handles)
 }
 
-fn run_worker(
-    ws: WorkerSockets,
-    server: &BindingServer,
-    mut partners: Option<PartnerWorker>,
-    batch: usize,
-    counters: &StunCounters,
-    shutdown: &AtomicBool,
-) {
-    let fds: Vec<RawFd> = ws.sockets.iter().map(|(_, s)| s.as_raw_fd()).collect();
-    let mut rx = RecvBatch::new(batch, MAX_DATAGRAM);
-    let mut tx: Vec<SendBatch> = ws
-        .sockets
-        .iter()
-        .map(|_| SendBatch::new(batch, MAX_RESPONSE))
-        .collect();
-    let mut scratch = vec![0u8; MAX_RESPONSE];
+/// 32 random bytes for a TURN worker's nonce key.
+fn nonce_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    for chunk in key.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&crate::seed::fresh_seed().to_le_bytes());
+    }
+    key
+}
 
-    while !shutdown.load(Ordering::Relaxed) {
-        let ready = match wait_readable(&fds, POLL_INTERVAL) {
-            Ok(mask) => mask,
+struct Worker<'a> {
+    ws: WorkerSockets,
+    server: &'a BindingServer,
+    partners: Option<PartnerWorker>,
+    turn: Option<TurnWorker>,
+    batch: usize,
+    counters: &'a StunCounters,
+}
+
+impl Worker<'_> {
+    fn run(mut self, shutdown: &AtomicBool) {
+        let mut epoll = match Epoll::new() {
+            Ok(e) => e,
             Err(e) => {
+                tracing::error!("S103 cannot create epoll for a data-plane worker: {e}");
+                return;
+            }
+        };
+        for (i, (addr, s)) in self.ws.sockets.iter().enumerate() {
+            if let Err(e) = epoll.add(s.as_raw_fd(), i as u64) {
+                tracing::error!("S103 cannot watch udp {addr}: {e}");
+                return;
+            }
+        }
+        let mut rx = RecvBatch::new(self.batch, MAX_DATAGRAM);
+        let mut tx: Vec<SendBatch> = self
+            .ws
+            .sockets
+            .iter()
+            .map(|_| {
+                // Relayed data can be as large as UDP allows; plain STUN answers are small.
+                let slot = if self.turn.is_some() {
+                    TURN_OUT
+                } else {
+                    MAX_RESPONSE
+                };
+                SendBatch::new(self.batch, slot)
+            })
+            .collect();
+        let mut scratch = vec![0u8; MAX_RESPONSE];
+        let mut ready: Vec<u64> = Vec::with_capacity(256);
+
+        while !shutdown.load(Ordering::Relaxed) {
+            ready.clear();
+            if let Err(e) = epoll.wait(POLL_INTERVAL, |t| ready.push(t)) {
                 tracing::error!("S103 poll failed on STUN sockets: {e}");
                 std::thread::sleep(POLL_INTERVAL);
                 continue;
             }
-        };
-        // One batch per ready socket per pass: a flood on one address cannot starve the
-        // others, and shutdown is seen within one pass. `poll` returns at once while any
-        // socket still has datagrams queued.
-        let now_ms = if partners.is_some() {
-            crate::serve::unix_ms()
-        } else {
-            0
-        };
-        if let Some(p) = partners.as_mut() {
-            while let Some(m) = p.poll_hello(now_ms, &mut scratch) {
-                counters.partner_hello_sent();
-                queue(
-                    &ws.sockets,
-                    &mut tx,
-                    counters,
-                    m.from,
-                    m.to,
-                    &scratch[..m.len],
-                );
+            let now = Instant::now();
+            let now_ms = if self.partners.is_some() {
+                crate::serve::unix_ms()
+            } else {
+                0
+            };
+            if let Some(p) = self.partners.as_mut() {
+                while let Some(m) = p.poll_hello(now_ms, &mut scratch) {
+                    self.counters.partner_hello_sent();
+                    queue(
+                        &self.ws.sockets,
+                        &mut tx,
+                        self.counters,
+                        m.from,
+                        m.to,
+                        &scratch[..m.len],
+                    );
+                }
             }
-            flush_all(&ws.sockets, &mut tx, counters);
-        }
-        for (i, (bound, socket)) in ws.sockets.iter().enumerate() {
-            if ready & (1 << i) == 0 {
-                continue;
+            if let Some(t) = self.turn.as_mut() {
+                t.tick(now);
             }
-            if let Err(e) = recv_batch(socket, &mut rx) {
-                // ICMP errors (port unreachable from a client that went away) surface here;
-                // they are not ours to act on.
-                tracing::debug!("receive on {bound}: {e}");
-                continue;
-            }
-            for d in rx.iter() {
-                if d.truncated {
-                    counters.dropped(DropReason::Oversized);
-                    log_once::dropped(DropReason::Oversized, d.source);
+            // One batch per ready socket per pass: a flood on one socket cannot starve the
+            // others, and shutdown is seen within one pass (epoll is level-triggered, so
+            // what is left is reported again at once).
+            for &token in &ready {
+                if token >= RELAY_TOKEN_BASE {
+                    if let Some(t) = self.turn.as_mut() {
+                        let sockets = &self.ws.sockets;
+                        let counters = self.counters;
+                        let tx = &mut tx;
+                        t.peer_readable(now, token, self.batch, |m, body| {
+                            queue(sockets, tx, counters, m.from, m.to, body);
+                        });
+                    }
                     continue;
                 }
-                // A wildcard socket tells each datagram's real destination (IP_PKTINFO).
-                let local = match d.destination {
-                    Some(ip) if bound.ip().is_unspecified() => SocketAddr::new(ip, bound.port()),
-                    _ => *bound,
+                let i = token as usize;
+                let Some((bound, socket)) = self.ws.sockets.get(i) else {
+                    continue;
                 };
-                let outcome = server.handle_at(
-                    Received {
-                        transport: Transport::Udp,
-                        local,
-                        remote: d.source,
-                        bytes: d.payload,
-                    },
-                    partners.as_mut().map(|p| (p, now_ms)),
-                    &mut scratch,
-                );
-                counters.record(Transport::Udp, &outcome);
-                let (len, from, to) = match outcome {
-                    Outcome::Respond(r) => (r.len, r.from, r.to),
-                    Outcome::Forward(m) => (m.len, m.from, m.to),
-                    Outcome::PartnerHello(_) => continue,
-                    Outcome::Drop(reason) => {
-                        log_once::dropped(reason, d.source);
+                if let Err(e) = recv_batch(socket, &mut rx) {
+                    // ICMP errors (port unreachable from a client that went away) surface
+                    // here; they are not ours to act on.
+                    tracing::debug!("receive on {bound}: {e}");
+                    continue;
+                }
+                for d in rx.iter() {
+                    if d.truncated {
+                        self.counters.dropped(DropReason::Oversized);
+                        log_once::dropped(DropReason::Oversized, d.source);
                         continue;
                     }
-                };
-                queue(&ws.sockets, &mut tx, counters, from, to, &scratch[..len]);
+                    // A wildcard socket tells each datagram's real destination (IP_PKTINFO).
+                    let local = match d.destination {
+                        Some(ip) if bound.ip().is_unspecified() => {
+                            SocketAddr::new(ip, bound.port())
+                        }
+                        _ => *bound,
+                    };
+                    if let Some(t) = self.turn.as_mut()
+                        && TurnServer::wants(d.payload)
+                    {
+                        if let Some(m) = t.client(now, local, d.source, d.payload) {
+                            queue(
+                                &self.ws.sockets,
+                                &mut tx,
+                                self.counters,
+                                m.from,
+                                m.to,
+                                &t.out[..m.len],
+                            );
+                        }
+                        for (fd, token) in t.take_fresh() {
+                            if let Err(e) = epoll.add(fd, token) {
+                                tracing::warn!("S104 cannot watch a relay socket: {e}");
+                            }
+                        }
+                        continue;
+                    }
+                    let outcome = self.server.handle_at(
+                        Received {
+                            transport: Transport::Udp,
+                            local,
+                            remote: d.source,
+                            bytes: d.payload,
+                        },
+                        self.partners.as_mut().map(|p| (p, now_ms)),
+                        &mut scratch,
+                    );
+                    self.counters.record(Transport::Udp, &outcome);
+                    let (len, from, to) = match outcome {
+                        Outcome::Respond(r) => (r.len, r.from, r.to),
+                        Outcome::Forward(m) => (m.len, m.from, m.to),
+                        Outcome::PartnerHello(_) => continue,
+                        Outcome::Drop(reason) => {
+                            log_once::dropped(reason, d.source);
+                            continue;
+                        }
+                    };
+                    queue(
+                        &self.ws.sockets,
+                        &mut tx,
+                        self.counters,
+                        from,
+                        to,
+                        &scratch[..len],
+                    );
+                }
             }
-            flush_all(&ws.sockets, &mut tx, counters);
+            flush_all(&self.ws.sockets, &mut tx, self.counters);
         }
     }
 }

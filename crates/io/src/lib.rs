@@ -7,9 +7,11 @@
 #![cfg(target_os = "linux")]
 
 mod batch;
+mod epoll;
 mod poll;
 mod socket;
 
 pub use batch::{Datagram, RecvBatch, SendBatch, recv_batch, send_batch};
+pub use epoll::Epoll;
 pub use poll::{MAX_FDS, wait_readable};
 pub use socket::{SocketOptions, UdpSocketStats, bind_udp, socket_stats};

@@ -2,16 +2,19 @@
 //! the application data. Over TCP and TLS each message is padded to a multiple of 4 bytes;
 //! over UDP padding is allowed but not required.
 
-/// Channel numbers a client may bind (RFC 8656 §12: 0x4000 through 0x4FFF).
-pub const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
+/// Channel numbers a client may bind. RFC 8656 §12 narrowed them to 0x4000 through 0x4FFF,
+/// but RFC 5766 allowed up to 0x7FFE and its clients (coturn's own `turnutils_uclient`
+/// among them) still pick numbers up there; nothing else starts with those bytes (RFC 7983
+/// leaves 80..=127 unassigned), so the older range is accepted.
+pub const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFE;
 
 /// Header length.
 pub const HEADER_LEN: usize = 4;
 
 /// Whether `bytes` starts like a ChannelData message (first two bits 01), as opposed to STUN
-/// (00). RFC 7983 demultiplexing puts 64..=79 as the first byte.
+/// (00).
 pub fn is_channel_data(bytes: &[u8]) -> bool {
-    bytes.first().is_some_and(|b| (0x40..=0x4F).contains(b))
+    bytes.first().is_some_and(|b| (0x40..=0x7F).contains(b))
 }
 
 /// A parsed ChannelData message borrowing its buffer.
@@ -24,7 +27,7 @@ pub struct ChannelData<'a> {
 }
 
 impl<'a> ChannelData<'a> {
-    /// Parses one message; `None` if the channel number is outside 0x4000..=0x4FFF or the
+    /// Parses one message; `None` if the channel number is outside [`CHANNELS`] or the
     /// length field runs past the bytes.
     pub fn parse(bytes: &'a [u8]) -> Option<Self> {
         let header = bytes.get(..HEADER_LEN)?;
@@ -84,7 +87,8 @@ mod tests {
     #[test]
     fn bad_messages() {
         assert!(ChannelData::parse(&[0x40, 0x00, 0, 5, 1, 2]).is_none());
-        assert!(ChannelData::parse(&[0x50, 0x00, 0, 0]).is_none());
+        assert!(ChannelData::parse(&[0x7F, 0xFF, 0, 0]).is_none());
+        assert!(ChannelData::parse(&[0x50, 0x00, 0, 0]).is_some());
         assert!(ChannelData::parse(&[0x3F, 0xFF, 0, 0]).is_none());
         assert!(ChannelData::parse(&[0x40]).is_none());
         assert!(is_channel_data(&[0x40, 0]));

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use farside_stun::attributes::{
     AddressFamily, ChannelNumber, Data, ErrorCode, EvenPort, Lifetime, Nonce, PasswordAlgorithm,
-    PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport, Software, Userhash,
-    Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+    PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport, ReservationToken,
+    Software, Userhash, Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
 use farside_stun::{Class, Message, MessageBuilder, MessageType, Method, attr_type};
 
@@ -44,6 +44,16 @@ pub trait RelayPorts {
         family: AddressFamily,
         even_port: bool,
     ) -> Result<SocketAddr, RelayError>;
+    /// An even port and, held in reserve, the next one (EVEN-PORT with the R bit, RFC 8656
+    /// §7.2): returns the even one and a RESERVATION-TOKEN for the other. Reservations are
+    /// shared by all workers (the client claims it from another 5-tuple) and lapse after
+    /// about 30 s.
+    fn allocate_reserving(
+        &mut self,
+        family: AddressFamily,
+    ) -> Result<(SocketAddr, [u8; 8]), RelayError>;
+    /// The address held under `token`, now this worker's; `None` if unknown or lapsed.
+    fn claim(&mut self, token: [u8; 8]) -> Option<SocketAddr>;
     /// The allocation using `relayed` is gone: close its socket, return its port.
     fn release(&mut self, relayed: SocketAddr);
 }
@@ -245,8 +255,9 @@ struct Auth {
 /// Either a value or the error response already written.
 type Step<T> = Result<T, Handled>;
 
-/// Comprehension-required attributes a TURN request may carry here. DONT-FRAGMENT and
-/// RESERVATION-TOKEN are absent on purpose: requests with them get 420 (RFC 8656 §7.2).
+/// Comprehension-required attributes a TURN request may carry here. DONT-FRAGMENT is absent
+/// on purpose: requests with it get 420, as RFC 8656 §7.2 asks of a server that cannot set
+/// the DF bit.
 const KNOWN: &[u16] = &[
     attr_type::USERNAME,
     attr_type::MESSAGE_INTEGRITY,
@@ -263,6 +274,7 @@ const KNOWN: &[u16] = &[
     attr_type::REQUESTED_ADDRESS_FAMILY,
     attr_type::EVEN_PORT,
     attr_type::REQUESTED_TRANSPORT,
+    attr_type::RESERVATION_TOKEN,
 ];
 
 /// The algorithms offered, in order of preference (RFC 8489 §14.11).
@@ -560,7 +572,7 @@ impl TurnServer {
             if a.allocate_transaction == msg.transaction_id() && a.username == auth.username {
                 let relayed = a.relayed;
                 let left = a.expires.saturating_duration_since(now).as_secs();
-                return self.allocate_success(msg, five, auth, relayed, left, out);
+                return self.allocate_success(msg, five, auth, relayed, left, None, out);
             }
             return Err(self.error(msg, five, Refusal::AllocationMismatch, Some(auth), &[], out));
         }
@@ -576,14 +588,25 @@ impl TurnServer {
             Some(Err(_)) => return refuse(self, Refusal::AddressFamilyNotSupported, out),
         };
         let even_port = match msg.attribute::<EvenPort>() {
-            None => false,
-            // Reserving the next port (the R bit) needs RESERVATION-TOKEN, not offered here.
-            Some(Ok(EvenPort { reserve: true })) => {
-                return refuse(self, Refusal::InsufficientCapacity, out);
-            }
-            Some(Ok(EvenPort { reserve: false })) => true,
+            None => None,
+            Some(Ok(EvenPort { reserve })) => Some(reserve),
             Some(Err(_)) => return refuse(self, Refusal::BadRequest, out),
         };
+        let token = match msg.attribute::<ReservationToken>() {
+            None => None,
+            Some(Ok(ReservationToken(t))) => Some(t),
+            Some(Err(_)) => return refuse(self, Refusal::BadRequest, out),
+        };
+        // RFC 8656 §7.2: a token names the address, so neither a family nor EVEN-PORT may
+        // come with it.
+        if token.is_some()
+            && (even_port.is_some()
+                || msg
+                    .raw_attribute(attr_type::REQUESTED_ADDRESS_FAMILY)
+                    .is_some())
+        {
+            return refuse(self, Refusal::BadRequest, out);
+        }
         let user = (auth.realm.clone(), auth.username.clone());
         let held = self.per_user.get(&user).copied().unwrap_or(0);
         if self.allocations.len() >= self.config.max_allocations
@@ -592,7 +615,15 @@ impl TurnServer {
         {
             return refuse(self, Refusal::QuotaReached, out);
         }
-        let relayed = match relay.allocate(family, even_port) {
+        let got = match (token, even_port) {
+            (Some(t), _) => relay
+                .claim(t)
+                .map(|a| (a, None))
+                .ok_or(RelayError::Exhausted),
+            (None, Some(true)) => relay.allocate_reserving(family).map(|(a, t)| (a, Some(t))),
+            (None, even) => relay.allocate(family, even.is_some()).map(|a| (a, None)),
+        };
+        let (relayed, reserved) = match got {
             Ok(r) => r,
             Err(RelayError::Exhausted) => return refuse(self, Refusal::InsufficientCapacity, out),
             Err(RelayError::FamilyUnsupported) => {
@@ -612,9 +643,15 @@ impl TurnServer {
         );
         self.by_relayed.insert(relayed, five);
         *self.per_user.entry(user).or_insert(0) += 1;
-        self.allocate_success(msg, five, auth, relayed, lifetime.as_secs(), out)
+        let r = self.allocate_success(msg, five, auth, relayed, lifetime.as_secs(), reserved, out);
+        if r.is_err() {
+            // The answer did not fit: keep no allocation nobody was told about.
+            self.remove(&five, relay);
+        }
+        r
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn allocate_success(
         &self,
         msg: &Message<'_>,
@@ -622,12 +659,16 @@ impl TurnServer {
         auth: &Auth,
         relayed: SocketAddr,
         lifetime: u64,
+        reserved: Option<[u8; 8]>,
         out: &mut [u8],
     ) -> Step<Handled> {
         let lifetime = u32::try_from(lifetime).unwrap_or(u32::MAX);
         self.success(msg, five, auth, out, |b| {
             b.add(&XorRelayedAddress(relayed)).ok()?;
             b.add(&Lifetime(lifetime)).ok()?;
+            if let Some(t) = reserved {
+                b.add(&ReservationToken(t)).ok()?;
+            }
             b.add(&XorMappedAddress(five.client)).ok()
         })
     }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use farside_stun::attributes::{
     AddressFamily, ChannelNumber, Data, ErrorCode, EvenPort, Lifetime, Nonce, PasswordAlgorithm,
-    PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport, Userhash, Username,
-    XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+    PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport, ReservationToken,
+    Userhash, Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
 use farside_stun::{
     Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId, attr_type,
@@ -37,6 +37,7 @@ struct Ports {
     limit: u16,
     released: Vec<SocketAddr>,
     v6: bool,
+    reserved: std::collections::HashMap<[u8; 8], SocketAddr>,
 }
 
 impl RelayPorts for Ports {
@@ -54,6 +55,21 @@ impl RelayPorts for Ports {
             AddressFamily::V6 => "2001:db8::1".parse().expect("ip"),
         };
         Ok(SocketAddr::new(ip, port))
+    }
+
+    fn allocate_reserving(
+        &mut self,
+        family: AddressFamily,
+    ) -> Result<(SocketAddr, [u8; 8]), RelayError> {
+        let even = self.allocate(family, true)?;
+        let token = [self.next as u8; 8];
+        self.reserved
+            .insert(token, SocketAddr::new(even.ip(), even.port() + 1));
+        Ok((even, token))
+    }
+
+    fn claim(&mut self, token: [u8; 8]) -> Option<SocketAddr> {
+        self.reserved.remove(&token)
     }
 
     fn release(&mut self, relayed: SocketAddr) {
@@ -802,9 +818,17 @@ fn refusals_for_transports_families_and_attributes() {
         (
             Box::new(|b| {
                 udp(b);
-                b.add(&EvenPort { reserve: true }).expect("room");
+                b.add(&ReservationToken([0xEE; 8])).expect("room");
             }),
             Refusal::InsufficientCapacity,
+        ),
+        (
+            Box::new(|b| {
+                udp(b);
+                b.add(&EvenPort { reserve: false }).expect("room");
+                b.add(&ReservationToken([0xEE; 8])).expect("room");
+            }),
+            Refusal::BadRequest,
         ),
         (
             Box::new(|b| {
@@ -859,6 +883,52 @@ fn refusals_for_transports_families_and_attributes() {
     let req = other.build(Method::CREATE_PERMISSION, Some(&alice()), peer_attr(PEER));
     let (h, _) = s.ask(&mut other, 0, &req);
     assert_eq!(h_refusal(&h), Some(Refusal::AllocationMismatch));
+}
+
+#[test]
+fn even_port_reserves_the_next_port_for_a_reservation_token() {
+    let mut s = setup();
+    let mut rtp = Client::new();
+    let req = rtp.build(Method::ALLOCATE, None, udp);
+    s.ask(&mut rtp, 0, &req);
+    let req = rtp.build(Method::ALLOCATE, Some(&alice()), |b| {
+        udp(b);
+        b.add(&EvenPort { reserve: true }).expect("room");
+    });
+    let (h, r) = s.ask(&mut rtp, 0, &req);
+    assert!(matches!(h, Handled::Answered(_)), "{:?}", r.code());
+    let even = relayed_of(&r);
+    assert_eq!(even.port() % 2, 0);
+    let token = r
+        .msg()
+        .attribute::<ReservationToken>()
+        .expect("RESERVATION-TOKEN")
+        .expect("parses")
+        .0;
+
+    let mut rtcp = Client::new();
+    rtcp.addr = sa("198.51.100.7:40001");
+    let req = rtcp.build(Method::ALLOCATE, None, udp);
+    s.ask(&mut rtcp, 0, &req);
+    let req = rtcp.build(Method::ALLOCATE, Some(&alice()), |b| {
+        udp(b);
+        b.add(&ReservationToken(token)).expect("room");
+    });
+    let (h, r) = s.ask(&mut rtcp, 0, &req);
+    assert!(matches!(h, Handled::Answered(_)), "{:?}", r.code());
+    assert_eq!(relayed_of(&r), SocketAddr::new(even.ip(), even.port() + 1));
+
+    // A token is good once.
+    let mut third = Client::new();
+    third.addr = sa("198.51.100.7:40002");
+    let req = third.build(Method::ALLOCATE, None, udp);
+    s.ask(&mut third, 0, &req);
+    let req = third.build(Method::ALLOCATE, Some(&alice()), |b| {
+        udp(b);
+        b.add(&ReservationToken(token)).expect("room");
+    });
+    let (h, _) = s.ask(&mut third, 0, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::InsufficientCapacity));
 }
 
 #[test]

@@ -1,0 +1,243 @@
+//! The TURN part of a data-plane worker: its [`TurnServer`] (the allocations whose clients
+//! the kernel's `SO_REUSEPORT` hash sends to this worker) and their relay sockets.
+//!
+//! Like the STUN path, it makes no protocol decisions: datagrams go to the sans-IO core and
+//! what it returns is sent.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use farside_turn::{Credentials, Dropped, Handled, Refusal, TurnConfig, TurnServer, TurnTransport};
+
+use crate::relay_ports::{PortPool, RelaySockets};
+
+/// Largest datagram relayed (UDP's maximum payload).
+pub const MAX_RELAYED: usize = 65_535;
+
+/// Room for a relayed datagram plus the Data indication around it.
+pub const TURN_OUT: usize = MAX_RELAYED + 64;
+
+/// The credentials all workers use, replaced as a whole when the store changes.
+#[derive(Debug, Default)]
+pub struct CredentialsCell {
+    generation: AtomicU64,
+    current: Mutex<Arc<Credentials>>,
+}
+
+impl CredentialsCell {
+    /// Publishes a new set; workers pick it up on their next pass.
+    pub fn publish(&self, credentials: Credentials) {
+        *lock(&self.current) = Arc::new(credentials);
+        self.generation.fetch_add(1, Relaxed);
+    }
+
+    /// The current set.
+    pub fn load(&self) -> Arc<Credentials> {
+        Arc::clone(&lock(&self.current))
+    }
+
+    fn newer_than(&self, seen: &mut u64) -> Option<Arc<Credentials>> {
+        let g = self.generation.load(Relaxed);
+        if g == *seen {
+            return None;
+        }
+        *seen = g;
+        Some(self.load())
+    }
+}
+
+/// What the TURN workers share.
+#[derive(Debug)]
+pub struct TurnShared {
+    /// The core's settings (per-worker limits already divided).
+    pub config: TurnConfig,
+    /// The relay port range.
+    pub pool: Arc<PortPool>,
+    /// IPv4 relay address.
+    pub relay_v4: Option<IpAddr>,
+    /// IPv6 relay address.
+    pub relay_v6: Option<IpAddr>,
+    /// Users and secrets.
+    pub credentials: Arc<CredentialsCell>,
+    /// Counters.
+    pub counters: Arc<TurnCounters>,
+}
+
+/// TURN counters, summed over workers.
+#[derive(Debug, Default)]
+pub struct TurnCounters {
+    /// Successful responses.
+    pub answered: AtomicU64,
+    /// Error responses, by [`Refusal`].
+    pub refused: [AtomicU64; Refusal::ALL.len()],
+    /// Messages dropped, by [`Dropped`].
+    pub dropped: [AtomicU64; Dropped::ALL.len()],
+    /// Datagrams relayed client → peer.
+    pub to_peer: AtomicU64,
+    /// Bytes relayed client → peer.
+    pub to_peer_bytes: AtomicU64,
+    /// Datagrams relayed peer → client.
+    pub to_client: AtomicU64,
+    /// Bytes relayed peer → client (payload).
+    pub to_client_bytes: AtomicU64,
+    /// Datagrams the kernel would not send.
+    pub send_failures: AtomicU64,
+    /// Live allocations, per worker (summed on scrape).
+    pub allocations: Mutex<Vec<Arc<AtomicUsize>>>,
+}
+
+/// One worker's TURN state.
+pub struct TurnWorker {
+    server: TurnServer,
+    relays: RelaySockets,
+    cell: Arc<CredentialsCell>,
+    pool: Arc<PortPool>,
+    seen: u64,
+    last_expire: Instant,
+    counters: Arc<TurnCounters>,
+    live: Arc<AtomicUsize>,
+    /// Output buffer for the core.
+    pub out: Vec<u8>,
+    recv: Vec<u8>,
+}
+
+impl TurnWorker {
+    /// A worker's TURN state; `seed` keys its nonces.
+    pub fn new(shared: &TurnShared, seed: [u8; 32]) -> Self {
+        let now = Instant::now();
+        let live = Arc::new(AtomicUsize::new(0));
+        lock(&shared.counters.allocations).push(Arc::clone(&live));
+        let mut seen = 0;
+        let credentials = shared
+            .credentials
+            .newer_than(&mut seen)
+            .unwrap_or_else(|| shared.credentials.load());
+        TurnWorker {
+            server: TurnServer::new(
+                shared.config.clone(),
+                credentials,
+                now,
+                crate::serve::unix_ms() / 1000,
+                seed,
+            ),
+            relays: RelaySockets::new(Arc::clone(&shared.pool), shared.relay_v4, shared.relay_v6),
+            cell: Arc::clone(&shared.credentials),
+            pool: Arc::clone(&shared.pool),
+            seen,
+            last_expire: now,
+            counters: Arc::clone(&shared.counters),
+            live,
+            out: vec![0u8; TURN_OUT],
+            recv: vec![0u8; MAX_RELAYED],
+        }
+    }
+
+    /// Once per pass: new credentials, and expiry about once a second.
+    pub fn tick(&mut self, now: Instant) {
+        if let Some(c) = self.cell.newer_than(&mut self.seen) {
+            self.server.set_credentials(c);
+        }
+        if now.duration_since(self.last_expire) >= Duration::from_secs(1) {
+            self.last_expire = now;
+            self.pool.expire_reservations(now);
+            self.server.expire(now, &mut self.relays);
+            self.live.store(self.server.allocation_count(), Relaxed);
+        }
+    }
+
+    /// A client datagram for TURN. Returns a message to send from a client-facing address
+    /// (written in `self.out`); data for peers is sent here, from its relay socket.
+    pub fn client(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) -> Option<farside_turn::Transmit> {
+        let h = self.server.handle_client(
+            now,
+            TurnTransport::Udp,
+            local,
+            remote,
+            bytes,
+            &mut self.relays,
+            &mut self.out,
+        );
+        self.live.store(self.server.allocation_count(), Relaxed);
+        match h {
+            Handled::Answered(t) => {
+                self.counters.answered.fetch_add(1, Relaxed);
+                Some(t)
+            }
+            Handled::Refused(t, r) => {
+                self.counters.refused[r as usize].fetch_add(1, Relaxed);
+                Some(t)
+            }
+            Handled::Relayed(t) => {
+                let sent = self
+                    .relays
+                    .get(t.from)
+                    .and_then(|s| s.send_to(&self.out[..t.len], t.to).ok());
+                match sent {
+                    Some(_) => {
+                        self.counters.to_peer.fetch_add(1, Relaxed);
+                        self.counters.to_peer_bytes.fetch_add(t.len as u64, Relaxed);
+                    }
+                    None => {
+                        self.counters.send_failures.fetch_add(1, Relaxed);
+                    }
+                }
+                None
+            }
+            Handled::Dropped(d) => {
+                self.counters.dropped[d as usize].fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Relay sockets bound since the last call, to register for reading.
+    pub fn take_fresh(&mut self) -> Vec<(std::os::fd::RawFd, u64)> {
+        self.relays.take_fresh()
+    }
+
+    /// Reads up to `batch` datagrams from the relay socket behind `token` and hands each
+    /// message for the client to `send` (from a client-facing address).
+    pub fn peer_readable(
+        &mut self,
+        now: Instant,
+        token: u64,
+        batch: usize,
+        mut send: impl FnMut(farside_turn::Transmit, &[u8]),
+    ) {
+        for _ in 0..batch {
+            let Some((relayed, socket)) = self.relays.by_token(token) else {
+                return;
+            };
+            let (n, peer) = match socket.recv_from(&mut self.recv) {
+                Ok(r) => r,
+                Err(_) => return, // WouldBlock, or an ICMP error from a peer
+            };
+            let h = self
+                .server
+                .handle_peer(now, relayed, peer, &self.recv[..n], &mut self.out);
+            match h {
+                Handled::Relayed(t) => {
+                    self.counters.to_client.fetch_add(1, Relaxed);
+                    self.counters.to_client_bytes.fetch_add(n as u64, Relaxed);
+                    send(t, &self.out[..t.len]);
+                }
+                Handled::Dropped(d) => {
+                    self.counters.dropped[d as usize].fetch_add(1, Relaxed);
+                }
+                Handled::Answered(_) | Handled::Refused(..) => {}
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,107 @@
+//! `epoll` for data-plane workers that own many sockets (TURN relay sockets: one per
+//! allocation), where `poll` over a list would cost a pass over every socket per wake-up.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Most readiness events taken per wait.
+const EVENTS: usize = 256;
+
+/// An epoll instance; sockets are registered with a caller-chosen `u64` token.
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    /// A new instance (close-on-exec).
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall; a non-negative result is a new descriptor we now own.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll {
+            fd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS],
+        })
+    }
+
+    /// Watches `fd` for readability, reporting `token` (level-triggered).
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid event for the duration of the call.
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd` (closing a socket also does it).
+    pub fn remove(&self, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in `add`; the event is ignored for EPOLL_CTL_DEL.
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` and calls `ready` with the token of each readable socket.
+    pub fn wait(&mut self, timeout: Duration, mut ready: impl FnMut(u64)) -> io::Result<usize> {
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        let max = libc::c_int::try_from(self.events.len()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `events` has room for `max` entries and lives across the call.
+        let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), self.events.as_mut_ptr(), max, ms) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(err),
+            };
+        }
+        let n = n as usize;
+        for ev in &self.events[..n] {
+            ready(ev.u64);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    #[test]
+    fn reports_readable_sockets_by_token() {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut ep = Epoll::new().expect("epoll");
+        ep.add(a.as_raw_fd(), 7).expect("add");
+        ep.add(b.as_raw_fd(), 9).expect("add");
+        let mut seen = Vec::new();
+        ep.wait(Duration::from_millis(10), |t| seen.push(t))
+            .expect("wait");
+        assert!(seen.is_empty());
+        a.send_to(b"x", b.local_addr().expect("addr"))
+            .expect("send");
+        ep.wait(Duration::from_secs(2), |t| seen.push(t))
+            .expect("wait");
+        assert_eq!(seen, vec![9]);
+        ep.remove(b.as_raw_fd()).expect("remove");
+        seen.clear();
+        ep.wait(Duration::from_millis(10), |t| seen.push(t))
+            .expect("wait");
+        assert!(seen.is_empty());
+    }
+}
