@@ -142,6 +142,8 @@ pub struct ServerConfig {
     pub software: Option<String>,
     /// Further `key = value` lines for the `[stun]` table (Farside only).
     pub extra_stun: Vec<String>,
+    /// Further tables (e.g. `"[turn]\nenabled = true"`), appended after `[stun]` (Farside only).
+    pub extra_tables: Vec<String>,
     /// Fixed (STUN primary port, admin port) instead of free ones the harness picks; the
     /// alternate port is the primary + 1. Partner servers need the same ports.
     pub ports: Option<(u16, u16)>,
@@ -156,6 +158,7 @@ impl Default for ServerConfig {
             workers: 2,
             software: None,
             extra_stun: Vec::new(),
+            extra_tables: Vec::new(),
             ports: None,
         }
     }
@@ -173,6 +176,11 @@ impl ServerConfig {
     /// Uses these ports (see [`ServerConfig::ports`]).
     pub fn on_ports(mut self, stun: u16, admin: u16) -> Self {
         self.ports = Some((stun, admin));
+        self
+    }
+    /// Adds a whole table after `[stun]`.
+    pub fn with_table(mut self, table: &str) -> Self {
+        self.extra_tables.push(table.to_owned());
         self
     }
     /// Adds a `key = value` line to the `[stun]` table.
@@ -416,6 +424,9 @@ fn farside_command(
     }
     for line in &cfg.extra_stun {
         let _ = writeln!(text, "{line}");
+    }
+    for table in &cfg.extra_tables {
+        let _ = writeln!(text, "\n{table}");
     }
     let _ = writeln!(
         text,

@@ -1,0 +1,223 @@
+//! The TURN relay against coturn's own client tools: `turnutils_uclient` allocates through
+//! Farside and exchanges messages with `turnutils_peer`; the tests read uclient's printed
+//! totals and Farside's counters.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{LOCALHOST, Server, ServerConfig, metric_samples, require_tool, run_tool};
+
+const SECRET: &str = "turn test secret 0123456789";
+const UCLIENT_LIMIT: Duration = Duration::from_secs(90);
+/// A refused uclient keeps retrying; this is long enough for its first rounds.
+const FAILING_LIMIT: Duration = Duration::from_secs(5);
+
+/// A TURN-enabled Farside on 127.0.0.1, relaying from 127.0.0.1; `turn` adds `[turn]` lines.
+fn turn_server(test: &str, turn: &str) -> Server {
+    let ports = common::free_ports(&[LOCALHOST], 200);
+    Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[turn]\nenabled = true\nrelay_ports = \"{}-{}\"\nauth_secrets = [\"{SECRET}\"]\n{turn}",
+            ports,
+            ports + 199
+        )),
+    )
+}
+
+/// `turnutils_peer` on a free loopback port, killed on drop.
+struct Peer {
+    child: Child,
+    port: u16,
+}
+
+impl Peer {
+    fn start() -> Peer {
+        let port = common::free_ports(&[LOCALHOST], 1);
+        let child = Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start turnutils_peer");
+        std::thread::sleep(Duration::from_millis(300));
+        Peer { child, port }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What uclient printed at the end.
+#[derive(Debug, PartialEq)]
+struct Totals {
+    sent: u64,
+    received: u64,
+    lost: Option<u64>,
+}
+
+fn totals(text: &str) -> Option<Totals> {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("start_mclient: tot_send_msgs="))?;
+    let num = |key: &str| -> Option<u64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let lost = text
+        .lines()
+        .find_map(|l| l.split("Total lost packets ").nth(1))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok());
+    Some(Totals {
+        sent: num("tot_send_msgs=")?,
+        received: num("tot_recv_msgs=")?,
+        lost,
+    })
+}
+
+/// Runs uclient against `server` and `peer`; `limit` bounds it (it retries forever on some errors).
+fn uclient(server: &Server, peer: &Peer, extra: &[&str], limit: Duration) -> common::ToolOutput {
+    let mut args: Vec<String> = [
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer.port.to_string(),
+        "-p",
+        &server.primary.port().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("127.0.0.1".into());
+    run_tool("turnutils_uclient", &args, limit)
+}
+
+fn counter(server: &Server, name: &str, label: &str) -> f64 {
+    let m = server.metrics().unwrap_or_default();
+    metric_samples(&m, name)
+        .iter()
+        .filter(|(l, _)| l.contains(label))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn require(test: &str) -> bool {
+    require_tool(test, "turnutils_uclient") && require_tool(test, "turnutils_peer")
+}
+
+/// Zero loss at light load, with channels and RTCP (EVEN-PORT reservations) and with Send
+/// indications, over UDP, with ephemeral (REST) credentials.
+#[test]
+fn uclient_relays_through_farside_with_a_rest_secret() {
+    let test = "uclient_relays_through_farside_with_a_rest_secret";
+    if !require(test) {
+        return;
+    }
+    let server = turn_server(test, "allowed_peers = [\"127.0.0.0/8\"]\n");
+    let peer = Peer::start();
+    for (mode, extra) in [
+        (
+            "channels",
+            &["-W", SECRET, "-u", "alice", "-n", "50", "-m", "4"][..],
+        ),
+        (
+            "send indications",
+            &["-W", SECRET, "-u", "bob", "-n", "50", "-m", "4", "-s", "-c"][..],
+        ),
+    ] {
+        let out = uclient(&server, &peer, extra, UCLIENT_LIMIT);
+        let t = totals(&out.all());
+        assert_eq!(
+            t,
+            Some(Totals {
+                sent: 200,
+                received: 200,
+                lost: Some(0)
+            }),
+            "{mode}\n{}\n{}",
+            out.describe(),
+            server.describe()
+        );
+    }
+    assert!(counter(&server, "farside_turn_relayed_packets_total", "to_peer") >= 400.0);
+    assert!(counter(&server, "farside_turn_relayed_packets_total", "to_client") >= 400.0);
+    assert!(counter(&server, "farside_turn_responses_total", "challenge") >= 1.0);
+    server.assert_alive("after uclient");
+}
+
+/// Without `allowed_peers`, a loopback peer is refused with 403 and nothing is relayed.
+#[test]
+fn loopback_peers_are_refused_by_default() {
+    let test = "loopback_peers_are_refused_by_default";
+    if !require(test) {
+        return;
+    }
+    let server = turn_server(test, "");
+    let peer = Peer::start();
+    let out = uclient(
+        &server,
+        &peer,
+        &["-W", SECRET, "-u", "alice", "-n", "5", "-c"],
+        FAILING_LIMIT,
+    );
+    assert!(
+        totals(&out.all()).is_none_or(|t| t.received == 0),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        counter(&server, "farside_turn_responses_total", "peer_forbidden") >= 1.0,
+        "{}",
+        server.describe()
+    );
+    assert_eq!(
+        counter(&server, "farside_turn_relayed_packets_total", "to_peer"),
+        0.0
+    );
+}
+
+/// A wrong REST secret gets 401s and no allocation.
+#[test]
+fn a_wrong_secret_is_refused() {
+    let test = "a_wrong_secret_is_refused";
+    if !require(test) {
+        return;
+    }
+    let server = turn_server(test, "allowed_peers = [\"127.0.0.0/8\"]\n");
+    let peer = Peer::start();
+    let out = uclient(
+        &server,
+        &peer,
+        &[
+            "-W",
+            "not the secret at all!!",
+            "-u",
+            "alice",
+            "-n",
+            "5",
+            "-c",
+        ],
+        FAILING_LIMIT,
+    );
+    assert!(
+        totals(&out.all()).is_none_or(|t| t.received == 0),
+        "{}",
+        out.describe()
+    );
+    assert!(counter(&server, "farside_turn_responses_total", "wrong_password") >= 1.0);
+    assert_eq!(counter(&server, "farside_turn_allocations", ""), 0.0);
+}
