@@ -221,3 +221,79 @@ fn a_wrong_secret_is_refused() {
     assert!(counter(&server, "farside_turn_responses_total", "wrong_password") >= 1.0);
     assert_eq!(counter(&server, "farside_turn_allocations", ""), 0.0);
 }
+
+/// A second, independent client: Python's aioice gathers a relay candidate from Farside and
+/// exchanges datagrams with a peer through it (the peer sees them come from the relayed
+/// address, and echoes them back the same way).
+#[test]
+fn aioice_gathers_a_relay_candidate_and_exchanges_data() {
+    let test = "aioice_gathers_a_relay_candidate_and_exchanges_data";
+    let Some(python) = common::require_python_module(test, "aioice") else {
+        return;
+    };
+    let server = turn_server(test, "allowed_peers = [\"127.0.0.0/8\"]\n");
+    let echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    echo.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = std::sync::Arc::clone(&stop);
+    let echoer = std::thread::spawn(move || {
+        let mut sources = std::collections::BTreeSet::new();
+        let mut buf = [0u8; 2048];
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed)
+            && std::time::Instant::now() < deadline
+        {
+            if let Ok((n, from)) = echo.recv_from(&mut buf) {
+                sources.insert(from);
+                let _ = echo.send_to(&buf[..n], from);
+            }
+        }
+        sources
+    });
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let user = format!("{expiry}:carol");
+    let password = farside_turn::rest_password(SECRET.as_bytes(), &user);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/turn_client.py"
+    );
+    let out = run_tool(
+        &python,
+        &[
+            script.to_string(),
+            "127.0.0.1".into(),
+            server.primary.port().to_string(),
+            user,
+            password,
+            "127.0.0.1".into(),
+            echo_addr.port().to_string(),
+            "20".into(),
+        ],
+        Duration::from_secs(60),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sources = echoer.join().unwrap();
+    let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "aioice client printed no JSON ({e})\n{}\n{}",
+            out.describe(),
+            server.describe()
+        )
+    });
+    let relayed = json["relayed"].as_str().unwrap_or("");
+    assert!(relayed.starts_with("127.0.0.1:"), "{json}");
+    assert_eq!(json["sent"], 20, "{json}");
+    assert_eq!(json["echoed"], 20, "{json}\n{}", server.describe());
+    let relayed: std::net::SocketAddr = relayed.parse().unwrap();
+    assert_eq!(
+        sources.into_iter().collect::<Vec<_>>(),
+        vec![relayed],
+        "the peer heard only the relayed address"
+    );
+}

@@ -66,6 +66,28 @@ pub fn require_tool(test: &str, tool: &str) -> bool {
     false
 }
 
+/// A Python interpreter that can `import module` (`FARSIDE_PYTHON`, else `python3`). If none: prints
+/// `SKIP` and returns `None`, or panics when `FARSIDE_REQUIRE_PEERS=1`.
+pub fn require_python_module(test: &str, module: &str) -> Option<String> {
+    let python = std::env::var("FARSIDE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    if peers_required() {
+        panic!(
+            "{test}: {python} cannot import {module} (pip install {module}), and FARSIDE_REQUIRE_PEERS=1"
+        );
+    }
+    skip(test, &format!("{python} cannot import {module}"));
+    None
+}
+
 /// Prints `SKIP <test>: <reason>` straight to the process's stderr, so it shows even while libtest captures
 /// the test's output (the capture only covers the print macros).
 pub fn skip(test: &str, reason: &str) {
