@@ -26,21 +26,21 @@ fi
 # The topology, in one place. `describe` prints it; `up` builds it.
 
 # Gateways in order; index N gives WAN 198.51.100.1N and LAN 192.168.N.0/24.
-GATEWAYS=(home symmetric fullcone restricted short alg)
-declare -A GW_INDEX=([home]=1 [symmetric]=2 [fullcone]=3 [restricted]=4 [short]=5 [alg]=6)
-declare -A GW_LANS=([home]=2 [symmetric]=1 [fullcone]=2 [restricted]=1 [short]=1 [alg]=2)
+GATEWAYS=(home symmetric fullcone restricted short alg symmetric2)
+declare -A GW_INDEX=([home]=1 [symmetric]=2 [fullcone]=3 [restricted]=4 [short]=5 [alg]=6 [symmetric2]=7)
+declare -A GW_LANS=([home]=2 [symmetric]=1 [fullcone]=2 [restricted]=1 [short]=1 [alg]=2 [symmetric2]=1)
 # Expected behaviour of each gateway, as seen from its LAN hosts (RFC 4787 / RFC 5780 terms).
-declare -A GW_MAPPING=([home]=EIM [symmetric]=APDM [fullcone]=EIM [restricted]=EIM [short]=EIM [alg]=EIM)
-declare -A GW_FILTERING=([home]=APDF [symmetric]=APDF [fullcone]=EIF [restricted]=ADF [short]=APDF [alg]=APDF)
-declare -A GW_HAIRPIN=([home]=no [symmetric]=no [fullcone]=yes [restricted]=no [short]=no [alg]=no)
+declare -A GW_MAPPING=([home]=EIM [symmetric]=APDM [fullcone]=EIM [restricted]=EIM [short]=EIM [alg]=EIM [symmetric2]=APDM)
+declare -A GW_FILTERING=([home]=APDF [symmetric]=APDF [fullcone]=EIF [restricted]=ADF [short]=APDF [alg]=APDF [symmetric2]=APDF)
+declare -A GW_HAIRPIN=([home]=no [symmetric]=no [fullcone]=yes [restricted]=no [short]=no [alg]=no [symmetric2]=no)
 # Binding lifetime in seconds after the last packet of a flow that has seen one request/response exchange
 # (conntrack's nf_conntrack_udp_timeout), and after a flow that kept exchanging packets for over 2 s
 # (nf_conntrack_udp_timeout_stream).
-declare -A GW_LIFETIME=([home]=30 [symmetric]=30 [fullcone]=30 [restricted]=30 [short]=20 [alg]=30)
-declare -A GW_LIFETIME_STREAM=([home]=120 [symmetric]=120 [fullcone]=120 [restricted]=120 [short]=20 [alg]=120)
+declare -A GW_LIFETIME=([home]=30 [symmetric]=30 [fullcone]=30 [restricted]=30 [short]=20 [alg]=30 [symmetric2]=30)
+declare -A GW_LIFETIME_STREAM=([home]=120 [symmetric]=120 [fullcone]=120 [restricted]=120 [short]=20 [alg]=120 [symmetric2]=120)
 declare -A GW_CLASSIC=([home]=port-restricted-cone [symmetric]=symmetric [fullcone]=full-cone
-    [restricted]=restricted-cone [short]=port-restricted-cone [alg]=port-restricted-cone)
-declare -A GW_SIP_ALG=([home]=no [symmetric]=no [fullcone]=no [restricted]=no [short]=no [alg]=yes)
+    [restricted]=restricted-cone [short]=port-restricted-cone [alg]=port-restricted-cone [symmetric2]=symmetric)
+declare -A GW_SIP_ALG=([home]=no [symmetric]=no [fullcone]=no [restricted]=no [short]=no [alg]=yes [symmetric2]=no)
 
 INET_ADDRS=(203.0.113.1 198.51.100.1 192.0.2.1)
 SERVER_ADDRS=(203.0.113.10 203.0.113.11)
@@ -176,7 +176,7 @@ table ip natlab {
 }
 EOF
         ;;
-    symmetric)
+    symmetric | symmetric2)
         cat <<EOF
 table ip natlab {
     chain postrouting { type nat hook postrouting priority srcnat; policy accept;

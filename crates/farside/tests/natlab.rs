@@ -267,7 +267,7 @@ fn per_lan_host<T: Send>(lab: &Lab, f: impl Fn(&Host) -> T + Sync) -> Vec<(&Host
 // ---------------------------------------------------------------------------------------------------------
 // Tests
 
-/// The description Rust tests rely on (no root needed): six gateways, each LAN host with its expectations.
+/// The description Rust tests rely on (no root needed): seven gateways, each LAN host with its expectations.
 #[test]
 fn describe_lists_every_gateway_and_lan_host_expectation() {
     let hosts = natlab::describe("fl").unwrap();
@@ -284,7 +284,8 @@ fn describe_lists_every_gateway_and_lan_host_expectation() {
             "fullcone",
             "restricted",
             "short",
-            "alg"
+            "alg",
+            "symmetric2"
         ]
     );
     for h in &hosts {
@@ -828,4 +829,90 @@ fn farside_probe_measures_the_short_gateways_binding_lifetime() {
         lo >= 15 && hi <= 25 && lo < hi,
         "lifetime [{lo}, {hi}) s is not within 20 ± 5 s\n{transcript}"
     );
+}
+
+/// Issue 4's lab acceptance: two hosts behind two symmetric gateways (address- and port-dependent mapping and
+/// filtering) exchange datagrams through a Farside TURN relay on the server host, and the same hosts cannot
+/// reach each other at their server-reflexive addresses without it (the control). The TURN client is aioice.
+#[test]
+fn hosts_behind_two_symmetric_gateways_talk_through_the_relay_and_not_without_it() {
+    const TEST: &str =
+        "hosts_behind_two_symmetric_gateways_talk_through_the_relay_and_not_without_it";
+    const SECRET: &str = "natlab turn secret 0123456789";
+    const COUNT: u32 = 20;
+    let Some(python) = common::require_python_module(TEST, "aioice") else {
+        return;
+    };
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let server = spawn_farside(
+        &lab,
+        "farside-turn",
+        &format!(
+            "[stun]\nlisten = [\"{primary}:3478\"]\n\n[turn]\nenabled = true\nauth_secrets = [\"{SECRET}\"]\n"
+        ),
+    );
+    wait_until_answering(&lab, &server, 3478);
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let user = format!("{expiry}:lab");
+    let password = farside_turn::rest_password(SECRET.as_bytes(), &user);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/relay_pair.py"
+    );
+    let (primary_s, count) = (primary.to_string(), COUNT.to_string());
+    let mut report = String::new();
+    for mode in ["--relay", "--direct"] {
+        let dir = lab.scratch_dir(&format!("pair{mode}"));
+        let dir = dir.display().to_string();
+        let run = |host: &str, me: &str, other: &str| {
+            let out = lab.exec(
+                host,
+                &python,
+                &[
+                    script, mode, &dir, me, other, &primary_s, "3478", &user, &password, &count,
+                ],
+                Duration::from_secs(60),
+            );
+            let json: Option<serde_json::Value> = serde_json::from_str(out.stdout.trim()).ok();
+            (json, format!("=== {host} {mode}: {out}\n"))
+        };
+        let ((a, ta), (b, tb)) = thread::scope(|s| {
+            let a = s.spawn(|| run("symmetric-lan1", "a", "b"));
+            let b = s.spawn(|| run("symmetric2-lan1", "b", "a"));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("{mode}: a side printed no JSON\n{ta}{tb}{server}");
+        };
+        let _ = writeln!(report, "{mode}: a {a}\n{mode}: b {b}");
+        let received = |j: &serde_json::Value| j["received"].as_u64().unwrap_or(u64::MAX);
+        if mode == "--relay" {
+            for j in [&a, &b] {
+                assert!(
+                    j["me"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with(&format!("{primary}:")),
+                    "the relayed address is the server's: {j}"
+                );
+            }
+            assert_eq!(
+                (received(&a), received(&b)),
+                (u64::from(COUNT), u64::from(COUNT)),
+                "through the relay every datagram arrives\n{ta}{tb}{server}"
+            );
+        } else {
+            assert_eq!(
+                (received(&a), received(&b)),
+                (0, 0),
+                "without the relay nothing gets through two symmetric NATs (else the control proves nothing)\n{ta}{tb}"
+            );
+        }
+    }
+    common::note(TEST, &report);
 }
