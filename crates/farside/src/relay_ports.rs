@@ -18,6 +18,7 @@ const MAX_BIND_TRIES: usize = 64;
 pub struct PortPool {
     first: u16,
     last: u16,
+    max: usize,
     state: Mutex<PoolState>,
 }
 
@@ -33,11 +34,13 @@ struct PoolState {
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
 impl PortPool {
-    /// Ports `first..=last` (`first <= last`).
-    pub fn new(first: u16, last: u16) -> Self {
+    /// Ports `first..=last` (`first <= last`), at most `max` held at once (the server-wide
+    /// allocation limit: workers share it here).
+    pub fn new(first: u16, last: u16, max: usize) -> Self {
         PortPool {
             first,
             last,
+            max,
             state: Mutex::new(PoolState {
                 used: HashSet::new(),
                 next: first,
@@ -110,6 +113,9 @@ impl PortPool {
     /// released is not handed out again at once (late packets for the old allocation).
     fn bind(&self, ip: IpAddr, even: bool) -> Result<(SocketAddr, UdpSocket), RelayError> {
         let mut st = lock(&self.state);
+        if st.used.len() >= self.max {
+            return Err(RelayError::Quota);
+        }
         let span = u32::from(self.last - self.first) + 1;
         let mut tries = 0;
         for _ in 0..span {
@@ -264,7 +270,7 @@ mod tests {
     #[test]
     fn binds_in_the_range_round_robin_and_releases() {
         let base = 40000 + (std::process::id() % 1000) as u16 * 8;
-        let pool = Arc::new(PortPool::new(base, base + 3));
+        let pool = Arc::new(PortPool::new(base, base + 3, 100));
         let lo: IpAddr = "127.0.0.1".parse().expect("ip");
         let mut r = RelaySockets::new(Arc::clone(&pool), Some(lo), None);
         let a = r.allocate(AddressFamily::V4, false).expect("a port");
@@ -289,7 +295,7 @@ mod tests {
     #[test]
     fn reservations_hold_the_next_port_for_another_worker() {
         let base = 41000 + (std::process::id() % 1000) as u16 * 8;
-        let pool = Arc::new(PortPool::new(base, base + 7));
+        let pool = Arc::new(PortPool::new(base, base + 7, 100));
         let lo: IpAddr = "127.0.0.1".parse().expect("ip");
         let mut w1 = RelaySockets::new(Arc::clone(&pool), Some(lo), None);
         let mut w2 = RelaySockets::new(Arc::clone(&pool), Some(lo), None);

@@ -103,7 +103,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         packet_info: false,
     };
     let sockets = stun_udp::bind_all(&udp_addresses, workers, opts, &metrics)?;
-    let turn = turn_shared(&config, workers)?;
+    let turn = turn_shared(&config)?;
     if let Some(t) = &turn {
         metrics.register_turn(Arc::clone(&t.counters));
     }
@@ -189,26 +189,35 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
 }
 
 /// The TURN relay's shared state, if `[turn] enabled`.
-fn turn_shared(config: &Config, workers: usize) -> anyhow::Result<Option<Arc<TurnShared>>> {
+fn turn_shared(config: &Config) -> anyhow::Result<Option<Arc<TurnShared>>> {
     let t = &config.turn;
     if !t.enabled {
         tracing::info!("S300 TURN off: set turn.enabled = true to relay");
         return Ok(None);
     }
     let (first, last) = t.port_range().context("turn.relay_ports")?;
+    // One socket per allocation: the default soft limit (often 1024) would cap TURN early.
+    match farside_io::raise_fd_limit() {
+        Ok(n) if (n as usize) < t.max_allocations.min(usize::from(last - first) + 1) => {
+            tracing::warn!(
+                "S302 open-file limit is {n}: fewer relay sockets than turn.max_allocations; raise it (LimitNOFILE=)"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("S302 cannot raise the open-file limit: {e}"),
+    }
     let (relay_v4, relay_v6) = t.relay_addresses(&config.stun);
     let peer_policy = t
         .peer_policy()
         .map_err(|e| anyhow::anyhow!("turn peers: {e}"))?;
-    // Each worker holds the allocations of the clients the kernel hashes to it; the limit is
-    // shared out so that the total holds.
-    let per_worker = t.max_allocations.div_ceil(workers.max(1));
     let core = farside_turn::TurnConfig {
         realm: t.realm.clone(),
         default_lifetime: Duration::from_secs(t.default_lifetime),
         max_lifetime: Duration::from_secs(t.max_lifetime),
         nonce_lifetime: Duration::from_secs(t.nonce_lifetime),
-        max_allocations: per_worker,
+        // The server-wide limit is kept by the shared port pool (workers see only their own
+        // allocations); the core's check is a backstop.
+        max_allocations: t.max_allocations,
         max_allocations_per_user: t.max_allocations_per_user,
         peer_policy,
         auth_failures_per_minute: t.auth_failures_per_minute,
@@ -234,12 +243,22 @@ fn turn_shared(config: &Config, workers: usize) -> anyhow::Result<Option<Arc<Tur
     );
     Ok(Some(Arc::new(TurnShared {
         config: core,
-        pool: Arc::new(PortPool::new(first, last)),
+        pool: Arc::new(PortPool::new(first, last, t.max_allocations)),
         relay_v4,
         relay_v6,
         credentials: cell,
         counters: Arc::new(TurnCounters::default()),
+        nonce_key: nonce_key(),
     })))
+}
+
+/// 32 random bytes to sign TURN nonces with.
+fn nonce_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    for chunk in key.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&crate::seed::fresh_seed().to_le_bytes());
+    }
+    key
 }
 
 /// The wall clock in Unix milliseconds: partner messages carry it, so partners need NTP.

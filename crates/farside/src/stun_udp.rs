@@ -95,7 +95,7 @@ pub fn spawn_workers(
         let partners = partners
             .as_ref()
             .map(|b| PartnerWorker::new(Arc::clone(b), crate::seed::fresh_seed(), i == 0));
-        let turn = turn.as_ref().map(|t| TurnWorker::new(t, nonce_key()));
+        let turn = turn.as_ref().map(|t| TurnWorker::new(t));
         let h = std::thread::Builder::new()
             .name(format!("stun-udp-{i}"))
             .spawn(move || {
@@ -113,15 +113,6 @@ pub fn spawn_workers(
         handles.push(h);
     }
     Ok(handles)
-}
-
-/// 32 random bytes for a TURN worker's nonce key.
-fn nonce_key() -> [u8; 32] {
-    let mut key = [0u8; 32];
-    for chunk in key.chunks_exact_mut(8) {
-        chunk.copy_from_slice(&crate::seed::fresh_seed().to_le_bytes());
-    }
-    key
 }
 
 struct Worker<'a> {

@@ -63,6 +63,8 @@ pub struct TurnShared {
     pub credentials: Arc<CredentialsCell>,
     /// Counters.
     pub counters: Arc<TurnCounters>,
+    /// Signs NONCEs; one for all workers, so a nonce one gave is good at any other.
+    pub nonce_key: [u8; 32],
 }
 
 /// TURN counters, summed over workers.
@@ -104,8 +106,8 @@ pub struct TurnWorker {
 }
 
 impl TurnWorker {
-    /// A worker's TURN state; `seed` keys its nonces.
-    pub fn new(shared: &TurnShared, seed: [u8; 32]) -> Self {
+    /// A worker's TURN state.
+    pub fn new(shared: &TurnShared) -> Self {
         let now = Instant::now();
         let live = Arc::new(AtomicUsize::new(0));
         lock(&shared.counters.allocations).push(Arc::clone(&live));
@@ -120,7 +122,7 @@ impl TurnWorker {
                 credentials,
                 now,
                 crate::serve::unix_ms() / 1000,
-                seed,
+                shared.nonce_key,
             ),
             relays: RelaySockets::new(Arc::clone(&shared.pool), shared.relay_v4, shared.relay_v6),
             cell: Arc::clone(&shared.credentials),

@@ -65,6 +65,9 @@ pub enum RelayError {
     Exhausted,
     /// This server relays no addresses of that family (answered 440).
     FamilyUnsupported,
+    /// The server-wide allocation limit is reached (answered 486): workers share it, so the
+    /// shell, which sees all of them, keeps it.
+    Quota,
 }
 
 /// One datagram (or stream message) to send: `out[..len]` from `from` to `to`.
@@ -626,6 +629,7 @@ impl TurnServer {
         let (relayed, reserved) = match got {
             Ok(r) => r,
             Err(RelayError::Exhausted) => return refuse(self, Refusal::InsufficientCapacity, out),
+            Err(RelayError::Quota) => return refuse(self, Refusal::QuotaReached, out),
             Err(RelayError::FamilyUnsupported) => {
                 return refuse(self, Refusal::AddressFamilyNotSupported, out);
             }

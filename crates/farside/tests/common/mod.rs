@@ -334,6 +334,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().map(|c| c.id()).unwrap_or(0)
+    }
+
     /// `Some(status)` if the server process has exited.
     pub fn exited(&self) -> Option<ExitStatus> {
         self.child.lock().ok()?.try_wait().ok().flatten()
