@@ -15,6 +15,8 @@ pub struct Config {
     pub stun: StunConfig,
     /// `[turn]`: the TURN relay.
     pub turn: TurnConfigFile,
+    /// `[store]`: where users and secrets live.
+    pub store: StoreConfig,
     /// `[admin]`: the HTTP endpoint for metrics and health.
     pub admin: AdminConfig,
     /// `[log]`: logging.
@@ -182,6 +184,54 @@ impl TurnConfigFile {
             denied: parse(&self.denied_peers)?,
         })
     }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH`; default: `farside.db` in the data directory.
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: format!(
+                "sqlite://{}",
+                default_data_dir().join("farside.db").display()
+            ),
+        }
+    }
+}
+
+/// Where Farside keeps its database by default: systemd's `$STATE_DIRECTORY`, else
+/// `/var/lib/farside` for root, else `$XDG_STATE_HOME/farside` or `~/.local/state/farside`.
+pub fn default_data_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        // systemd may list several, separated by ':'; the first is ours.
+        let d = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        return PathBuf::from(d);
+    }
+    // /proc/self belongs to the process's effective user.
+    let root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    };
+    if root {
+        return PathBuf::from("/var/lib/farside");
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(x).join("farside");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/state/farside")
 }
 
 /// `[admin]`.
@@ -392,6 +442,15 @@ impl Config {
             ));
         }
         self.validate_turn(origin)?;
+        if !self.store.url.starts_with("sqlite://") || self.store.url.len() <= "sqlite://".len() {
+            return Err(invalid(
+                "store.url",
+                format!(
+                    "{:?}: expected sqlite://PATH (PostgreSQL is not supported yet)",
+                    self.store.url
+                ),
+            ));
+        }
         if let Some(s) = self.admin.listen.as_deref()
             && !matches!(s, "off" | "")
             && s.parse::<SocketAddr>().is_err()

@@ -13,6 +13,7 @@ mod probe_cmd;
 mod relay_ports;
 mod seed;
 mod serve;
+mod store_cmd;
 mod stun_tcp;
 mod stun_udp;
 mod turn_worker;
@@ -58,6 +59,20 @@ enum Command {
     /// and reports the public address, the NAT's mapping and filtering behaviour,
     /// hairpinning, optionally the binding lifetime, and the classic RFC 3489 name.
     Probe(probe_cmd::ProbeArgs),
+    /// Manage TURN (and later SIP) users in the store the server uses.
+    User {
+        #[command(subcommand)]
+        cmd: store_cmd::UserCommand,
+        #[command(flatten)]
+        store: store_cmd::StoreArgs,
+    },
+    /// Manage the shared secrets of ephemeral (REST) TURN credentials.
+    Secret {
+        #[command(subcommand)]
+        cmd: store_cmd::SecretCommand,
+        #[command(flatten)]
+        store: store_cmd::StoreArgs,
+    },
     /// Load generators and reference servers for benchmarks.
     Bench {
         #[command(subcommand)]
@@ -108,6 +123,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::User { cmd, store } => store_cmd::user(cmd, &store),
+        Command::Secret { cmd, store } => store_cmd::secret(cmd, &store),
         Command::Bench { cmd } => {
             init_logging("warn");
             match bench::run(cmd) {

@@ -225,13 +225,22 @@ fn turn_shared(config: &Config) -> anyhow::Result<Option<Arc<TurnShared>>> {
         ..farside_turn::TurnConfig::default()
     };
     let cell = Arc::new(CredentialsCell::default());
-    let mut creds = farside_turn::Credentials::new();
-    for s in &t.auth_secrets {
-        creds.add_secret(s.as_bytes());
-    }
-    cell.publish(creds);
+    let mut store = farside_store::open(&config.store.url)
+        .map_err(|e| anyhow::anyhow!("S303 cannot open the store: {e}"))?;
+    let snapshot = store
+        .load()
+        .map_err(|e| anyhow::anyhow!("S303 cannot read the store: {e}"))?;
     tracing::info!(
-        "S301 TURN on: realm {:?}, relaying from {} ports {first}-{last}, {} shared secrets in the config",
+        "S304 store {}: {} users, {} shared secrets",
+        config.store.url,
+        snapshot.users.len(),
+        snapshot.secrets.len()
+    );
+    let generation = snapshot.generation;
+    cell.publish(credentials(&snapshot, &t.auth_secrets));
+    watch_store(store, generation, Arc::clone(&cell), t.auth_secrets.clone());
+    tracing::info!(
+        "S301 TURN on: realm {:?}, relaying from {} ports {first}-{last}, {} shared secrets in the configuration",
         t.realm,
         [relay_v4, relay_v6]
             .iter()
@@ -250,6 +259,77 @@ fn turn_shared(config: &Config) -> anyhow::Result<Option<Arc<TurnShared>>> {
         counters: Arc::new(TurnCounters::default()),
         nonce_key: nonce_key(),
     })))
+}
+
+/// The TURN core's credentials: the store's users and secrets, and the configuration's secrets.
+fn credentials(
+    snapshot: &farside_store::Snapshot,
+    config_secrets: &[String],
+) -> farside_turn::Credentials {
+    let mut c = farside_turn::Credentials::new();
+    for u in &snapshot.users {
+        c.add_user(
+            &u.realm,
+            &u.name,
+            farside_turn::UserKeys {
+                md5: u.md5,
+                sha256: u.sha256,
+            },
+        );
+    }
+    for s in snapshot.secrets.iter().chain(config_secrets) {
+        c.add_secret(s.as_bytes());
+    }
+    c
+}
+
+/// Polls the store's generation once a second and republishes the credentials after a change
+/// (`farside user add` while the server runs). A thread of its own: SQLite calls block.
+fn watch_store(
+    mut store: Box<dyn farside_store::Store>,
+    mut generation: u64,
+    cell: Arc<CredentialsCell>,
+    config_secrets: Vec<String>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("store-watch".into())
+        .spawn(move || {
+            let mut failing = false;
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let g = match store.generation() {
+                    Ok(g) => g,
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(
+                                "S305 cannot read the store (keeping the last credentials): {e}"
+                            );
+                        }
+                        failing = true;
+                        continue;
+                    }
+                };
+                failing = false;
+                if g == generation {
+                    continue;
+                }
+                match store.load() {
+                    Ok(snap) => {
+                        generation = snap.generation;
+                        tracing::info!(
+                            "S306 store changed: {} users, {} shared secrets",
+                            snap.users.len(),
+                            snap.secrets.len()
+                        );
+                        cell.publish(credentials(&snap, &config_secrets));
+                    }
+                    Err(e) => tracing::warn!("S305 cannot read the store: {e}"),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("S305 cannot start the store watcher; changes need a restart: {e}");
+    }
 }
 
 /// 32 random bytes to sign TURN nonces with.

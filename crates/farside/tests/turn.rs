@@ -297,3 +297,71 @@ fn aioice_gathers_a_relay_candidate_and_exchanges_data() {
         "the peer heard only the relayed address"
     );
 }
+
+/// Long-term credentials from the store, added with `farside user add` while the server runs
+/// (it picks them up without a restart); uclient authenticates with them. A removed user is
+/// refused again.
+#[test]
+fn uclient_with_a_long_term_user_added_while_the_server_runs() {
+    let test = "uclient_with_a_long_term_user_added_while_the_server_runs";
+    if !require(test) {
+        return;
+    }
+    let server = turn_server(test, "allowed_peers = [\"127.0.0.0/8\"]\n");
+    let peer = Peer::start();
+    let cfg = server.config_path().display().to_string();
+    let add = run_tool(
+        env!("CARGO_BIN_EXE_farside"),
+        &[
+            "user".into(),
+            "add".into(),
+            "dave".into(),
+            "--password".into(),
+            "secret-pw".into(),
+            "--config".into(),
+            cfg.clone(),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(add.code(), Some(0), "{}", add.describe());
+    assert!(
+        add.stdout.contains("added user dave in realm farside"),
+        "{}",
+        add.describe()
+    );
+    // The server polls the store once a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.logs().contains("S306 store changed: 1 users") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = uclient(
+        &server,
+        &peer,
+        &["-u", "dave", "-w", "secret-pw", "-n", "20", "-m", "2"],
+        UCLIENT_LIMIT,
+    );
+    assert_eq!(
+        totals(&out.all()),
+        Some(Totals {
+            sent: 40,
+            received: 40,
+            lost: Some(0)
+        }),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+    let wrong = uclient(
+        &server,
+        &peer,
+        &["-u", "dave", "-w", "not-it", "-n", "5", "-c"],
+        FAILING_LIMIT,
+    );
+    assert!(totals(&wrong.all()).is_none_or(|t| t.received == 0));
+    assert!(counter(&server, "farside_turn_responses_total", "wrong_password") >= 1.0);
+}

@@ -334,6 +334,16 @@ impl Server {
         }
     }
 
+    /// The `sqlite://` URL of the server's store (see `farside_command`).
+    pub fn store_url(&self) -> String {
+        format!("sqlite://{}", self.dir.join("farside.db").display())
+    }
+
+    /// The configuration file the server runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("farside.toml")
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.lock().map(|c| c.id()).unwrap_or(0)
@@ -454,6 +464,14 @@ fn farside_command(
     }
     for table in &cfg.extra_tables {
         let _ = writeln!(text, "\n{table}");
+    }
+    // Never the user's (or, as root, the system's) database.
+    if !cfg.extra_tables.iter().any(|t| t.starts_with("[store]")) {
+        let _ = writeln!(
+            text,
+            "\n[store]\nurl = \"sqlite://{}\"",
+            dir.join("farside.db").display()
+        );
     }
     let _ = writeln!(
         text,

@@ -1,0 +1,179 @@
+//! Farside's store: who may use the relay (and, later, register SIP phones).
+//!
+//! Users are kept as their two long-term keys (RFC 8489 §9.2.2: `MD5(user:realm:password)`
+//! and its SHA-256 twin), never as passwords; the same MD5 key is a SIP digest HA1. Shared
+//! secrets serve coturn-style ephemeral credentials. Every write bumps a generation number, so
+//! a running server polls one integer and reloads only after a change; the data plane works
+//! from an in-memory snapshot ([`Snapshot`]) and never queries the database per packet.
+//!
+//! [`Store`] is the interface; [`SqliteStore`] the default implementation (one file). A
+//! PostgreSQL implementation for several nodes will join it.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Longest username or realm, bytes.
+pub const MAX_NAME: usize = 256;
+/// Longest password, bytes.
+pub const MAX_PASSWORD: usize = 1024;
+/// Shortest and longest shared secret, bytes.
+pub const SECRET_LEN: std::ops::RangeInclusive<usize> = 16..=1024;
+
+/// A store error, one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no store this build can open.
+    #[error("{0}")]
+    Url(String),
+    /// A value that cannot be stored.
+    #[error("{0}")]
+    Invalid(String),
+    /// The user exists already.
+    #[error(
+        "user {name} already exists in realm {realm} (use `farside user passwd` to change the password)"
+    )]
+    Exists {
+        /// Realm.
+        realm: String,
+        /// Username.
+        name: String,
+    },
+    /// The user or secret does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The database failed.
+    #[error("store: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The file or its directory could not be made.
+    #[error("store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A user as listed (no keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// Realm.
+    pub realm: String,
+    /// Username.
+    pub name: String,
+    /// When added, Unix seconds.
+    pub created: i64,
+}
+
+/// A shared secret as listed (masked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// Its id, for `farside secret remove`.
+    pub id: i64,
+    /// The first 4 characters and an ellipsis.
+    pub masked: String,
+    /// When added, Unix seconds.
+    pub created: i64,
+}
+
+/// A user's keys, as the server needs them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserKeys {
+    /// Realm.
+    pub realm: String,
+    /// Username.
+    pub name: String,
+    /// `MD5(user:realm:password)`.
+    pub md5: [u8; 16],
+    /// `SHA-256(user:realm:password)`.
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for UserKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UserKeys({}@{})", self.name, self.realm)
+    }
+}
+
+/// Everything the server loads, at one generation.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The generation it was read at.
+    pub generation: u64,
+    /// Users.
+    pub users: Vec<UserKeys>,
+    /// Shared secrets.
+    pub secrets: Vec<String>,
+}
+
+/// The store's operations.
+pub trait Store: Send {
+    /// Adds a user; [`StoreError::Exists`] if it exists.
+    fn add_user(&mut self, realm: &str, name: &str, password: &str) -> Result<(), StoreError>;
+    /// Changes a user's password.
+    fn set_password(&mut self, realm: &str, name: &str, password: &str) -> Result<(), StoreError>;
+    /// Removes a user.
+    fn remove_user(&mut self, realm: &str, name: &str) -> Result<(), StoreError>;
+    /// Users, of one realm or all, by realm and name.
+    fn list_users(&mut self, realm: Option<&str>) -> Result<Vec<UserRow>, StoreError>;
+    /// Adds a shared secret; returns its id.
+    fn add_secret(&mut self, secret: &str) -> Result<i64, StoreError>;
+    /// Shared secrets, masked.
+    fn list_secrets(&mut self) -> Result<Vec<SecretRow>, StoreError>;
+    /// Removes a shared secret.
+    fn remove_secret(&mut self, id: i64) -> Result<(), StoreError>;
+    /// The generation: changes after every write.
+    fn generation(&mut self) -> Result<u64, StoreError>;
+    /// Everything the server needs, in one read.
+    fn load(&mut self) -> Result<Snapshot, StoreError>;
+}
+
+/// Opens the store `url` names: `sqlite://PATH` (created with its directory if missing).
+pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Url(format!(
+            "{url}: PostgreSQL is not supported yet; use sqlite://PATH"
+        )));
+    }
+    Err(StoreError::Url(format!("{url}: expected sqlite://PATH")))
+}
+
+pub(crate) fn check_name(what: &str, s: &str) -> Result<(), StoreError> {
+    if s.is_empty() || s.len() > MAX_NAME {
+        return Err(StoreError::Invalid(format!(
+            "{what} must be 1 to {MAX_NAME} bytes"
+        )));
+    }
+    if s.contains(':') {
+        // The long-term key joins user:realm:password, and ephemeral usernames use ':'.
+        return Err(StoreError::Invalid(format!(
+            "{what} {s:?} must not contain ':'"
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn keys(
+    realm: &str,
+    name: &str,
+    password: &str,
+) -> Result<([u8; 16], [u8; 32]), StoreError> {
+    if password.is_empty() || password.len() > MAX_PASSWORD {
+        return Err(StoreError::Invalid(format!(
+            "password must be 1 to {MAX_PASSWORD} bytes"
+        )));
+    }
+    let bad = |e: farside_stun::PasswordError| {
+        StoreError::Invalid(format!(
+            "password or realm not allowed by RFC 8265 OpaqueString: {e}"
+        ))
+    };
+    Ok((
+        farside_stun::long_term_key_md5(name, realm, password).map_err(bad)?,
+        farside_stun::long_term_key_sha256(name, realm, password).map_err(bad)?,
+    ))
+}

@@ -1,0 +1,357 @@
+//! The SQLite store: one file, created on first use.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    SECRET_LEN, SecretRow, Snapshot, Store, StoreError, UserKeys, UserRow, check_name, keys,
+};
+
+/// Schema version this build writes.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+INSERT OR IGNORE INTO generation (id, value) VALUES (1, 1);
+CREATE TABLE IF NOT EXISTS users (
+    realm TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key_md5 BLOB NOT NULL,
+    key_sha256 BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (realm, name)
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    secret TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL
+);
+";
+
+/// Users and secrets in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`; a new file is readable by its
+    /// owner only, since it holds keys.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let fresh = !path.exists();
+        let conn = Connection::open(path)?;
+        if fresh {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        // Readers (the server) and the CLI may use the file at once.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA)?;
+        let version: Option<i64> = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()?;
+        match version {
+            None => {
+                conn.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [SCHEMA_VERSION],
+                )?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::Invalid(format!(
+                    "{}: schema version {v} is newer than this farside understands ({SCHEMA_VERSION})",
+                    path.display()
+                )));
+            }
+            Some(_) => {}
+        }
+        Ok(SqliteStore { conn })
+    }
+
+    fn bump(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        tx.execute("UPDATE generation SET value = value + 1 WHERE id = 1", [])?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn add_user(&mut self, realm: &str, name: &str, password: &str) -> Result<(), StoreError> {
+        check_name("username", name)?;
+        check_name("realm", realm)?;
+        let (md5, sha256) = keys(realm, name, password)?;
+        let tx = self.conn.transaction()?;
+        let t = now();
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO users (realm, name, key_md5, key_sha256, created, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![realm, name, &md5[..], &sha256[..], t],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Exists {
+                realm: realm.into(),
+                name: name.into(),
+            });
+        }
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn set_password(&mut self, realm: &str, name: &str, password: &str) -> Result<(), StoreError> {
+        let (md5, sha256) = keys(realm, name, password)?;
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE users SET key_md5 = ?3, key_sha256 = ?4, updated = ?5 WHERE realm = ?1 AND name = ?2",
+            params![realm, name, &md5[..], &sha256[..], now()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "user {name} in realm {realm}"
+            )));
+        }
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn remove_user(&mut self, realm: &str, name: &str) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM users WHERE realm = ?1 AND name = ?2",
+            params![realm, name],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "user {name} in realm {realm}"
+            )));
+        }
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn list_users(&mut self, realm: Option<&str>) -> Result<Vec<UserRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT realm, name, created FROM users WHERE ?1 IS NULL OR realm = ?1 ORDER BY realm, name",
+        )?;
+        let rows = stmt.query_map([realm], |r| {
+            Ok(UserRow {
+                realm: r.get(0)?,
+                name: r.get(1)?,
+                created: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn add_secret(&mut self, secret: &str) -> Result<i64, StoreError> {
+        if !SECRET_LEN.contains(&secret.len()) {
+            return Err(StoreError::Invalid(format!(
+                "a shared secret must be {} to {} bytes (try `farside secret add --generate`)",
+                SECRET_LEN.start(),
+                SECRET_LEN.end()
+            )));
+        }
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO secrets (secret, created) VALUES (?1, ?2)",
+            params![secret, now()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Invalid("that secret is stored already".into()));
+        }
+        let id = tx.last_insert_rowid();
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn list_secrets(&mut self) -> Result<Vec<SecretRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, secret, created FROM secrets ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            let secret: String = r.get(1)?;
+            Ok(SecretRow {
+                id: r.get(0)?,
+                masked: format!("{}…", secret.chars().take(4).collect::<String>()),
+                created: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn remove_secret(&mut self, id: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute("DELETE FROM secrets WHERE id = ?1", [id])?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("secret {id}")));
+        }
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn generation(&mut self) -> Result<u64, StoreError> {
+        let g: i64 = self
+            .conn
+            .query_row("SELECT value FROM generation WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        Ok(g as u64)
+    }
+
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        let tx = self.conn.transaction()?;
+        let generation: i64 =
+            tx.query_row("SELECT value FROM generation WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        let users = {
+            let mut stmt = tx.prepare("SELECT realm, name, key_md5, key_sha256 FROM users")?;
+            let rows = stmt.query_map([], |r| {
+                let md5: Vec<u8> = r.get(2)?;
+                let sha256: Vec<u8> = r.get(3)?;
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, md5, sha256))
+            })?;
+            let mut users = Vec::new();
+            for row in rows {
+                let (realm, name, md5, sha256) = row?;
+                // A row with keys of the wrong size was not written by us: skip it.
+                if let (Ok(md5), Ok(sha256)) = (md5.try_into(), sha256.try_into()) {
+                    users.push(UserKeys {
+                        realm,
+                        name,
+                        md5,
+                        sha256,
+                    });
+                }
+            }
+            users
+        };
+        let secrets = {
+            let mut stmt = tx.prepare("SELECT secret FROM secrets ORDER BY id")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit()?;
+        Ok(Snapshot {
+            generation: generation as u64,
+            users,
+            secrets,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "farside-store-{}-{name}/farside.db",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(p.parent().expect("dir"));
+        p
+    }
+
+    #[test]
+    fn users_keys_generation_and_reopen() {
+        let path = temp("users");
+        let mut s = SqliteStore::open(&path).expect("open");
+        let g0 = s.generation().expect("generation");
+        s.add_user("farside", "alice", "wonderland").expect("add");
+        assert!(s.generation().expect("g") > g0);
+        let e = s.add_user("farside", "alice", "x").expect_err("duplicate");
+        assert!(e.to_string().contains("already exists"), "{e}");
+        assert!(s.add_user("farside", "a:b", "x").is_err());
+        assert!(s.add_user("farside", "", "x").is_err());
+        assert!(s.add_user("farside", "bob", "").is_err());
+        s.add_user("other", "alice", "elsewhere")
+            .expect("another realm");
+
+        let snap = s.load().expect("load");
+        let alice = snap
+            .users
+            .iter()
+            .find(|u| u.name == "alice" && u.realm == "farside")
+            .expect("alice");
+        assert_eq!(
+            alice.md5,
+            farside_stun::long_term_key_md5("alice", "farside", "wonderland").expect("key")
+        );
+        assert_eq!(
+            alice.sha256,
+            farside_stun::long_term_key_sha256("alice", "farside", "wonderland").expect("key")
+        );
+        s.set_password("farside", "alice", "looking-glass")
+            .expect("passwd");
+        let snap2 = s.load().expect("load");
+        assert!(snap2.generation > snap.generation);
+        assert_ne!(
+            snap2
+                .users
+                .iter()
+                .find(|u| u.name == "alice" && u.realm == "farside")
+                .expect("a")
+                .md5,
+            alice.md5
+        );
+        assert_eq!(s.list_users(Some("farside")).expect("list").len(), 1);
+        assert_eq!(s.list_users(None).expect("list").len(), 2);
+        drop(s);
+
+        let mut s = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(s.list_users(None).expect("list").len(), 2);
+        s.remove_user("farside", "alice").expect("remove");
+        assert!(matches!(
+            s.remove_user("farside", "alice"),
+            Err(StoreError::NotFound(_))
+        ));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn secrets_list_masked_and_remove() {
+        let path = temp("secrets");
+        let mut s = SqliteStore::open(&path).expect("open");
+        assert!(s.add_secret("short").is_err());
+        let id = s.add_secret("0123456789abcdef0123").expect("add");
+        assert!(s.add_secret("0123456789abcdef0123").is_err(), "duplicate");
+        let list = s.list_secrets().expect("list");
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].masked, "0123…");
+        assert_eq!(
+            s.load().expect("load").secrets,
+            vec!["0123456789abcdef0123"]
+        );
+        s.remove_secret(id).expect("remove");
+        assert!(s.list_secrets().expect("list").is_empty());
+        assert!(s.remove_secret(id).is_err());
+    }
+
+    #[test]
+    fn urls() {
+        assert!(crate::open("postgres://x").is_err());
+        assert!(crate::open("mysql://x").is_err());
+        let path = temp("url");
+        assert!(crate::open(&format!("sqlite://{}", path.display())).is_ok());
+    }
+}
