@@ -2,6 +2,8 @@
 //!
 //! - `farside bench stun TARGET`: a batched Binding-request load generator, open loop at a
 //!   given rate or closed loop with a window; prints answered/s, loss and latency percentiles.
+//! - `farside bench turn TARGET`: a TURN relay load generator (ChannelData round trips through
+//!   the relay to an echo peer it runs itself).
 //! - `farside bench responder LISTEN`: the bare batched UDP responder, the floor the kernel
 //!   sets for any UDP request/response server on this machine.
 //!
@@ -11,6 +13,7 @@
 mod histogram;
 mod responder;
 mod stun;
+mod turn;
 mod wire;
 
 use std::process::ExitCode;
@@ -22,6 +25,9 @@ pub(crate) enum BenchCommand {
     /// --window) and report answered/s, loss and latency. Loopback targets only unless
     /// --allow-remote.
     Stun(stun::StunArgs),
+    /// Load a TURN server: allocations with a channel each to an echo peer, RTP-sized
+    /// ChannelData round trips at --rate; reports sent, echoed, received and loss.
+    Turn(turn::TurnArgs),
     /// Run the bare batched UDP responder (recvmmsg, flip the STUN class, add an
     /// XOR-MAPPED-ADDRESS, sendmmsg): the floor any STUN server is measured against.
     Responder(responder::ResponderArgs),
@@ -32,5 +38,6 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Stun(args) => stun::run(args),
         BenchCommand::Responder(args) => responder::run(args),
+        BenchCommand::Turn(args) => turn::run(args),
     }
 }

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# TURN relay benchmark: Farside and coturn, one after the other in one run, each pinned to one CPU
+# with the load generator (`farside bench turn`, which also runs the echo peers) pinned to another.
+# Load: CLIENTS allocations over UDP with ephemeral credentials, one channel each, RTP-sized (172-byte)
+# ChannelData round trips through the relay to an echo peer and back. For each server it prints:
+#   - the server's CPU time per relayed message at FIXED_RATE round trips/s (utime + stime of all
+#     its threads from /proc/PID/stat, over the run; two relayed messages per round trip),
+#   - the highest rate on a ladder (RATES) with < LOSS_MAX % loss,
+# and the ratios Farside/coturn. Loopback only. Needs taskset, jq, turnserver (coturn), cargo.
+#
+# Knobs: SERVERS="farside coturn" SERVER_CPU=0 LOAD_CPU=1 CLIENTS=16 FIXED_RATE=20000 CPU_SECS=5
+#        RATES="20000 40000 60000 80000 100000 120000 150000" STEP_SECS=3 LOSS_MAX=0.1
+#        SKIP_BUILD=1 (use target/release/farside) FARSIDE=path
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SERVERS=${SERVERS:-"farside coturn"}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+CLIENTS=${CLIENTS:-16}
+FIXED_RATE=${FIXED_RATE:-20000}
+CPU_SECS=${CPU_SECS:-5}
+RATES=${RATES:-"20000 40000 60000 80000 100000 120000 150000"}
+STEP_SECS=${STEP_SECS:-3}
+LOSS_MAX=${LOSS_MAX:-0.1}
+SECRET="bench secret 0123456789abcdef"
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "turn.sh: $*"; exit 1; }
+for tool in taskset jq awk; do command -v "$tool" >/dev/null || die "needs $tool"; done
+
+if [[ -n ${FARSIDE:-} ]]; then SKIP_BUILD=1; else FARSIDE="${CARGO_TARGET_DIR:-$ROOT/target}/release/farside"; fi
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    log "building: cargo build --release -p farside"
+    (cd "$ROOT" && cargo build --release -p farside) >&2
+fi
+[[ -x $FARSIDE ]] || die "no farside binary at $FARSIDE"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/farside-turn-bench.XXXXXX")
+SERVER_PID=""
+stop_server() {
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+trap 'stop_server; rm -rf "$TMP"' EXIT
+
+free_port() { # a UDP port nobody listens on, from a fixed high range
+    local p
+    for p in $(seq 23478 2 23999); do
+        if ! ss -Huln "sport = :$p" | grep -q . && ! ss -Huln "sport = :$((p + 1))" | grep -q .; then
+            echo "$p"; return
+        fi
+    done
+    die "no free port"
+}
+
+start_server() {
+    local which=$1 port=$2
+    case $which in
+    farside)
+        cat >"$TMP/farside.toml" <<TOML
+[stun]
+listen = ["127.0.0.1:$port"]
+tcp = false
+workers = 1
+[turn]
+enabled = true
+relay_ports = "42000-43999"
+allowed_peers = ["127.0.0.0/8"]
+auth_secrets = ["$SECRET"]
+[store]
+url = "sqlite://$TMP/farside.db"
+[admin]
+listen = "off"
+[log]
+level = "warn"
+TOML
+        taskset -c "$SERVER_CPU" "$FARSIDE" serve --config "$TMP/farside.toml" >"$TMP/farside.log" 2>&1 &
+        ;;
+    coturn)
+        taskset -c "$SERVER_CPU" turnserver -n --no-cli --no-tls --no-dtls --no-tcp \
+            --listening-ip=127.0.0.1 --listening-port="$port" --relay-ip=127.0.0.1 \
+            --min-port=44000 --max-port=45999 --use-auth-secret --static-auth-secret="$SECRET" \
+            --realm=farside --allow-loopback-peers --total-quota=0 --user-quota=0 \
+            --log-file=stdout --simple-log >"$TMP/coturn.log" 2>&1 &
+        ;;
+    esac
+    SERVER_PID=$!
+    sleep 1
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/$which.log" >&2; die "$which did not start"; }
+}
+
+ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+
+load() { # rate secs -> JSON line
+    taskset -c "$LOAD_CPU" "$FARSIDE" bench turn "127.0.0.1:$PORT" --secret "$SECRET" \
+        --clients "$CLIENTS" --rate "$1" --seconds "$2" --json
+}
+
+declare -A CPU_US MAX_RATE
+for s in $SERVERS; do
+    PORT=$(free_port)
+    log "== $s on CPU $SERVER_CPU, load on CPU $LOAD_CPU, port $PORT"
+    start_server "$s" "$PORT"
+    load 5000 1 >/dev/null # warm-up: allocations, caches
+    t0=$(ticks)
+    out=$(load "$FIXED_RATE" "$CPU_SECS")
+    t1=$(ticks)
+    recv=$(jq -r .received <<<"$out")
+    sent=$(jq -r .sent <<<"$out")
+    CPU_US[$s]=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$((sent + recv))" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }')
+    log "   $FIXED_RATE round trips/s: sent $sent, received $recv, CPU $((t1 - t0)) ticks: ${CPU_US[$s]} µs per relayed message"
+    MAX_RATE[$s]=0
+    for r in $RATES; do
+        out=$(load "$r" "$STEP_SECS")
+        loss=$(jq -r .loss_pct <<<"$out")
+        log "   $r/s: loss $loss %"
+        if awk -v l="$loss" -v m="$LOSS_MAX" 'BEGIN { exit !(l < m) }'; then MAX_RATE[$s]=$r; else break; fi
+    done
+    stop_server
+done
+
+printf '\n%-10s %22s %26s\n' server "CPU µs/relayed message" "max round trips/s (<${LOSS_MAX}% loss)"
+for s in $SERVERS; do printf '%-10s %22s %26s\n' "$s" "${CPU_US[$s]}" "${MAX_RATE[$s]}"; done
+if [[ -n ${CPU_US[farside]:-} && -n ${CPU_US[coturn]:-} ]]; then
+    awk -v f="${CPU_US[farside]}" -v c="${CPU_US[coturn]}" -v rf="${MAX_RATE[farside]}" -v rc="${MAX_RATE[coturn]}" \
+        'BEGIN { printf "farside/coturn: CPU per relayed message %.2f (lower is better), max loss-free rate %.2f\n", (c > 0) ? f / c : 0, (rc > 0) ? rf / rc : 0 }'
+fi
