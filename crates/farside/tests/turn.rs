@@ -37,9 +37,13 @@ struct Peer {
 
 impl Peer {
     fn start() -> Peer {
-        let port = common::free_ports(&[LOCALHOST], 1);
+        Self::start_on("127.0.0.1")
+    }
+
+    fn start_on(ip: &str) -> Peer {
+        let port = common::free_ports(&[ip.parse().unwrap()], 1);
         let child = Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-L", ip, "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -90,9 +94,19 @@ fn totals(text: &str) -> Option<Totals> {
 
 /// Runs uclient against `server` and `peer`; `limit` bounds it (it retries forever on some errors).
 fn uclient(server: &Server, peer: &Peer, extra: &[&str], limit: Duration) -> common::ToolOutput {
+    uclient_to(server, peer, "127.0.0.1", extra, limit)
+}
+
+fn uclient_to(
+    server: &Server,
+    peer: &Peer,
+    peer_ip: &str,
+    extra: &[&str],
+    limit: Duration,
+) -> common::ToolOutput {
     let mut args: Vec<String> = [
         "-e",
-        "127.0.0.1",
+        peer_ip,
         "-r",
         &peer.port.to_string(),
         "-p",
@@ -364,4 +378,48 @@ fn uclient_with_a_long_term_user_added_while_the_server_runs() {
     );
     assert!(totals(&wrong.all()).is_none_or(|t| t.received == 0));
     assert!(counter(&server, "farside_turn_responses_total", "wrong_password") >= 1.0);
+}
+
+/// RFC 6156: an IPv4 client asks for an IPv6 relayed address (uclient `-x`) and relays to an
+/// IPv6 peer through it.
+#[test]
+fn uclient_gets_an_ipv6_relayed_address() {
+    let test = "uclient_gets_an_ipv6_relayed_address";
+    if !require(test) {
+        return;
+    }
+    if !common::ipv6_loopback_available() {
+        common::skip(test, "no IPv6 loopback here");
+        return;
+    }
+    let server = turn_server(
+        test,
+        "relay_address = [\"127.0.0.1\", \"::1\"]\nallowed_peers = [\"127.0.0.0/8\", \"::1\"]\n",
+    );
+    let peer = Peer::start_on("::1");
+    let out = uclient_to(
+        &server,
+        &peer,
+        "::1",
+        &[
+            "-v", "-x", "-W", SECRET, "-u", "alice", "-n", "20", "-m", "2",
+        ],
+        UCLIENT_LIMIT,
+    );
+    assert!(
+        out.all().contains("IPv6. Received relay addr: ::1:"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        totals(&out.all()),
+        Some(Totals {
+            sent: 40,
+            received: 40,
+            lost: Some(0)
+        }),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
 }
