@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use farside_stun::TransactionId;
 
-use crate::server::TurnTransport;
+use crate::outcome::TurnTransport;
 
 /// The client side of an allocation: it is known by where its client's packets come from,
 /// where they go to, and over what (RFC 8656 §2.2).

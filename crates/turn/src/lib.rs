@@ -15,13 +15,13 @@ pub mod channel_data;
 mod config;
 mod credentials;
 mod nonce;
+mod outcome;
 pub mod policy;
 mod server;
 
 pub use allocation::FiveTuple;
 pub use config::TurnConfig;
 pub use credentials::{Credentials, UserKeys, rest_password};
+pub use outcome::{Dropped, Handled, Refusal, RelayError, RelayPorts, Transmit, TurnTransport};
 pub use policy::{Cidr, PeerPolicy};
-pub use server::{
-    Dropped, Handled, Refusal, RelayError, RelayPorts, Transmit, TurnServer, TurnTransport,
-};
+pub use server::TurnServer;

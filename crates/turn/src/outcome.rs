@@ -1,0 +1,234 @@
+//! What the TURN core returns, and what it asks of the shell.
+
+use std::net::SocketAddr;
+
+use farside_stun::attributes::{AddressFamily, ErrorCode};
+
+/// The transport between client and server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TurnTransport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl TurnTransport {
+    /// Streams pad ChannelData to 4 bytes (RFC 8656 §12.5).
+    pub(crate) fn is_stream(self) -> bool {
+        !matches!(self, TurnTransport::Udp)
+    }
+}
+
+/// Binds relay sockets for the server: the shell does it with real sockets, tests without.
+pub trait RelayPorts {
+    /// A fresh relayed transport address of `family`, with an even port if `even_port`.
+    fn allocate(
+        &mut self,
+        family: AddressFamily,
+        even_port: bool,
+    ) -> Result<SocketAddr, RelayError>;
+    /// An even port and, held in reserve, the next one (EVEN-PORT with the R bit, RFC 8656
+    /// §7.2): returns the even one and a RESERVATION-TOKEN for the other. Reservations are
+    /// shared by all workers (the client claims it from another 5-tuple) and lapse after
+    /// about 30 s.
+    fn allocate_reserving(
+        &mut self,
+        family: AddressFamily,
+    ) -> Result<(SocketAddr, [u8; 8]), RelayError>;
+    /// The address held under `token`, now this worker's; `None` if unknown or lapsed.
+    fn claim(&mut self, token: [u8; 8]) -> Option<SocketAddr>;
+    /// The allocation using `relayed` is gone: close its socket, return its port.
+    fn release(&mut self, relayed: SocketAddr);
+}
+
+/// Why no relayed address could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayError {
+    /// Every port of the relay range is in use (answered 508).
+    Exhausted,
+    /// This server relays no addresses of that family (answered 440).
+    FamilyUnsupported,
+    /// The server-wide allocation limit is reached (answered 486): workers share it, so the
+    /// shell, which sees all of them, keeps it.
+    Quota,
+}
+
+/// One datagram (or stream message) to send: `out[..len]` from `from` to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Bytes written at the start of the output buffer.
+    pub len: usize,
+    /// The server's client-facing address, or an allocation's relayed address.
+    pub from: SocketAddr,
+    /// The client, or a peer.
+    pub to: SocketAddr,
+}
+
+/// Why a request was refused: the error responses, counted by the shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// 400: malformed, or a required attribute missing.
+    BadRequest,
+    /// 401: no credentials yet (the normal first round trip).
+    Challenge,
+    /// 401: unknown user, wrong password, or expired ephemeral username.
+    WrongPassword,
+    /// 403: the peer address is refused by policy.
+    PeerForbidden,
+    /// 420: a comprehension-required attribute this server does not know.
+    UnknownAttribute,
+    /// 437: no allocation for this 5-tuple, or one exists already.
+    AllocationMismatch,
+    /// 438: the nonce expired (or was never ours).
+    StaleNonce,
+    /// 440: no relayed addresses of that family.
+    AddressFamilyNotSupported,
+    /// 441: a request for an allocation by another user.
+    WrongCredentials,
+    /// 442: a transport other than UDP was requested.
+    UnsupportedTransport,
+    /// 443: the peer's family differs from the relayed address's.
+    PeerAddressFamilyMismatch,
+    /// 486: the user's or the server's allocation quota is full.
+    QuotaReached,
+    /// 508: no relay port, or too many permissions or channels.
+    InsufficientCapacity,
+}
+
+impl Refusal {
+    /// Every refusal, for metrics.
+    pub const ALL: [Refusal; 13] = [
+        Refusal::BadRequest,
+        Refusal::Challenge,
+        Refusal::WrongPassword,
+        Refusal::PeerForbidden,
+        Refusal::UnknownAttribute,
+        Refusal::AllocationMismatch,
+        Refusal::StaleNonce,
+        Refusal::AddressFamilyNotSupported,
+        Refusal::WrongCredentials,
+        Refusal::UnsupportedTransport,
+        Refusal::PeerAddressFamilyMismatch,
+        Refusal::QuotaReached,
+        Refusal::InsufficientCapacity,
+    ];
+
+    /// The STUN error code.
+    pub fn code(self) -> u16 {
+        match self {
+            Refusal::BadRequest => ErrorCode::BAD_REQUEST,
+            Refusal::Challenge | Refusal::WrongPassword => ErrorCode::UNAUTHENTICATED,
+            Refusal::PeerForbidden => ErrorCode::FORBIDDEN,
+            Refusal::UnknownAttribute => ErrorCode::UNKNOWN_ATTRIBUTE,
+            Refusal::AllocationMismatch => ErrorCode::ALLOCATION_MISMATCH,
+            Refusal::StaleNonce => ErrorCode::STALE_NONCE,
+            Refusal::AddressFamilyNotSupported => ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
+            Refusal::WrongCredentials => ErrorCode::WRONG_CREDENTIALS,
+            Refusal::UnsupportedTransport => ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL,
+            Refusal::PeerAddressFamilyMismatch => ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
+            Refusal::QuotaReached => ErrorCode::ALLOCATION_QUOTA_REACHED,
+            Refusal::InsufficientCapacity => ErrorCode::INSUFFICIENT_CAPACITY,
+        }
+    }
+
+    /// A short stable name (a metrics label value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::BadRequest => "bad_request",
+            Refusal::Challenge => "challenge",
+            Refusal::WrongPassword => "wrong_password",
+            Refusal::PeerForbidden => "peer_forbidden",
+            Refusal::UnknownAttribute => "unknown_attribute",
+            Refusal::AllocationMismatch => "allocation_mismatch",
+            Refusal::StaleNonce => "stale_nonce",
+            Refusal::AddressFamilyNotSupported => "address_family_not_supported",
+            Refusal::WrongCredentials => "wrong_credentials",
+            Refusal::UnsupportedTransport => "unsupported_transport",
+            Refusal::PeerAddressFamilyMismatch => "peer_address_family_mismatch",
+            Refusal::QuotaReached => "quota_reached",
+            Refusal::InsufficientCapacity => "insufficient_capacity",
+        }
+    }
+
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Refusal::BadRequest => "Bad Request",
+            Refusal::Challenge | Refusal::WrongPassword => "Unauthenticated",
+            Refusal::PeerForbidden => "Forbidden",
+            Refusal::UnknownAttribute => "Unknown Attribute",
+            Refusal::AllocationMismatch => "Allocation Mismatch",
+            Refusal::StaleNonce => "Stale Nonce",
+            Refusal::AddressFamilyNotSupported => "Address Family not Supported",
+            Refusal::WrongCredentials => "Wrong Credentials",
+            Refusal::UnsupportedTransport => "Unsupported Transport Protocol",
+            Refusal::PeerAddressFamilyMismatch => "Peer Address Family Mismatch",
+            Refusal::QuotaReached => "Allocation Quota Reached",
+            Refusal::InsufficientCapacity => "Insufficient Capacity",
+        }
+    }
+}
+
+/// Why nothing was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dropped {
+    /// Neither STUN nor ChannelData, or a classic RFC 3489 message.
+    NotTurn,
+    /// Does not parse, or a Send indication without its attributes.
+    Malformed,
+    /// Data for a 5-tuple or relayed address with no allocation.
+    NoAllocation,
+    /// Data to or from a peer without a permission.
+    NoPermission,
+    /// ChannelData on an unbound channel.
+    NoChannel,
+    /// A response, or an indication other than Send.
+    Unexpected,
+    /// Too many failed authentications from this source lately.
+    AuthRateLimited,
+    /// The output buffer could not hold the message.
+    NoRoom,
+}
+
+impl Dropped {
+    /// Every reason, for metrics.
+    pub const ALL: [Dropped; 8] = [
+        Dropped::NotTurn,
+        Dropped::Malformed,
+        Dropped::NoAllocation,
+        Dropped::NoPermission,
+        Dropped::NoChannel,
+        Dropped::Unexpected,
+        Dropped::AuthRateLimited,
+        Dropped::NoRoom,
+    ];
+
+    /// A short stable name (a metrics label value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dropped::NotTurn => "not_turn",
+            Dropped::Malformed => "malformed",
+            Dropped::NoAllocation => "no_allocation",
+            Dropped::NoPermission => "no_permission",
+            Dropped::NoChannel => "no_channel",
+            Dropped::Unexpected => "unexpected",
+            Dropped::AuthRateLimited => "auth_rate_limited",
+            Dropped::NoRoom => "no_room",
+        }
+    }
+}
+
+/// What became of one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// A success response to the client.
+    Answered(Transmit),
+    /// An error response to the client.
+    Refused(Transmit, Refusal),
+    /// Data relayed (to a peer, or from a peer to the client).
+    Relayed(Transmit),
+    /// Nothing sent.
+    Dropped(Dropped),
+}

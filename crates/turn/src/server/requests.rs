@@ -1,0 +1,409 @@
+//! Allocate, Refresh, CreatePermission and ChannelBind (RFC 8656 §7 to §11).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use farside_stun::attributes::{
+    AddressFamily, ChannelNumber, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport,
+    ReservationToken, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+};
+use farside_stun::{Message, Method, attr_type};
+
+use super::{Auth, Step, TurnServer};
+use crate::allocation::{Allocation, ChannelConflict, FiveTuple};
+use crate::outcome::{Dropped, Handled, Refusal, RelayError, RelayPorts};
+
+/// Comprehension-required attributes a TURN request may carry here. DONT-FRAGMENT is absent
+/// on purpose: requests with it get 420, as RFC 8656 §7.2 asks of a server that cannot set
+/// the DF bit.
+const KNOWN: &[u16] = &[
+    attr_type::USERNAME,
+    attr_type::MESSAGE_INTEGRITY,
+    attr_type::MESSAGE_INTEGRITY_SHA256,
+    attr_type::REALM,
+    attr_type::NONCE,
+    attr_type::USERHASH,
+    attr_type::PASSWORD_ALGORITHM,
+    attr_type::XOR_MAPPED_ADDRESS,
+    attr_type::CHANNEL_NUMBER,
+    attr_type::LIFETIME,
+    attr_type::XOR_PEER_ADDRESS,
+    attr_type::DATA,
+    attr_type::REQUESTED_ADDRESS_FAMILY,
+    attr_type::EVEN_PORT,
+    attr_type::REQUESTED_TRANSPORT,
+    attr_type::RESERVATION_TOKEN,
+];
+
+impl TurnServer {
+    pub(super) fn request(
+        &mut self,
+        now: Instant,
+        five: FiveTuple,
+        msg: &Message<'_>,
+        relay: &mut dyn RelayPorts,
+        out: &mut [u8],
+    ) -> Step<Handled> {
+        // RFC 8489 §6.3.1: unknown comprehension-required attributes first.
+        if msg.unknown_comprehension_required(KNOWN).next().is_some() {
+            let mut unknown = [0u16; 8];
+            let mut n = 0;
+            for t in msg.unknown_comprehension_required(KNOWN).take(8) {
+                unknown[n] = t;
+                n += 1;
+            }
+            return Err(self.error(
+                msg,
+                five,
+                Refusal::UnknownAttribute,
+                None,
+                &unknown[..n],
+                out,
+            ));
+        }
+        let method = msg.method();
+        if ![
+            Method::ALLOCATE,
+            Method::REFRESH,
+            Method::CREATE_PERMISSION,
+            Method::CHANNEL_BIND,
+        ]
+        .contains(&method)
+        {
+            return Err(self.error(msg, five, Refusal::BadRequest, None, &[], out));
+        }
+        let auth = self.authenticate(now, five, msg, out)?;
+        if method == Method::ALLOCATE {
+            return self.allocate(now, five, msg, &auth, relay, out);
+        }
+        // Every other request acts on the 5-tuple's allocation, by its owner (RFC 8656 §7.3).
+        match self.allocations.get(&five) {
+            Some(a) if a.expires > now => {
+                if a.username != auth.username || a.realm != auth.realm {
+                    return Err(self.error(
+                        msg,
+                        five,
+                        Refusal::WrongCredentials,
+                        Some(&auth),
+                        &[],
+                        out,
+                    ));
+                }
+            }
+            _ => {
+                return Err(self.error(
+                    msg,
+                    five,
+                    Refusal::AllocationMismatch,
+                    Some(&auth),
+                    &[],
+                    out,
+                ));
+            }
+        }
+        match method {
+            Method::REFRESH => self.refresh(now, five, msg, &auth, relay, out),
+            Method::CREATE_PERMISSION => self.create_permission(now, five, msg, &auth, out),
+            _ => self.channel_bind(now, five, msg, &auth, out),
+        }
+    }
+
+    fn allocate(
+        &mut self,
+        now: Instant,
+        five: FiveTuple,
+        msg: &Message<'_>,
+        auth: &Auth,
+        relay: &mut dyn RelayPorts,
+        out: &mut [u8],
+    ) -> Step<Handled> {
+        if let Some(a) = self.allocations.get(&five).filter(|a| a.expires > now) {
+            // A retransmitted Allocate gets its success again; anything else is a mismatch.
+            if a.allocate_transaction == msg.transaction_id() && a.username == auth.username {
+                let relayed = a.relayed;
+                let left = a.expires.saturating_duration_since(now).as_secs();
+                return self.allocate_success(msg, five, auth, relayed, left, None, out);
+            }
+            return Err(self.error(msg, five, Refusal::AllocationMismatch, Some(auth), &[], out));
+        }
+        let refuse = |s: &Self, r, out: &mut [u8]| Err(s.error(msg, five, r, Some(auth), &[], out));
+        match msg.attribute::<RequestedTransport>() {
+            None | Some(Err(_)) => return refuse(self, Refusal::BadRequest, out),
+            Some(Ok(RequestedTransport(17))) => {}
+            Some(Ok(_)) => return refuse(self, Refusal::UnsupportedTransport, out),
+        }
+        let family = match msg.attribute::<RequestedAddressFamily>() {
+            None => AddressFamily::V4,
+            Some(Ok(RequestedAddressFamily(f))) => f,
+            Some(Err(_)) => return refuse(self, Refusal::AddressFamilyNotSupported, out),
+        };
+        let even_port = match msg.attribute::<EvenPort>() {
+            None => None,
+            Some(Ok(EvenPort { reserve })) => Some(reserve),
+            Some(Err(_)) => return refuse(self, Refusal::BadRequest, out),
+        };
+        let token = match msg.attribute::<ReservationToken>() {
+            None => None,
+            Some(Ok(ReservationToken(t))) => Some(t),
+            Some(Err(_)) => return refuse(self, Refusal::BadRequest, out),
+        };
+        // RFC 8656 §7.2: a token names the address, so neither a family nor EVEN-PORT may
+        // come with it.
+        if token.is_some()
+            && (even_port.is_some()
+                || msg
+                    .raw_attribute(attr_type::REQUESTED_ADDRESS_FAMILY)
+                    .is_some())
+        {
+            return refuse(self, Refusal::BadRequest, out);
+        }
+        let user = (auth.realm.clone(), auth.username.clone());
+        let held = self.per_user.get(&user).copied().unwrap_or(0);
+        if self.allocations.len() >= self.config.max_allocations
+            || (self.config.max_allocations_per_user > 0
+                && held >= self.config.max_allocations_per_user)
+        {
+            return refuse(self, Refusal::QuotaReached, out);
+        }
+        let got = match (token, even_port) {
+            (Some(t), _) => relay
+                .claim(t)
+                .map(|a| (a, None))
+                .ok_or(RelayError::Exhausted),
+            (None, Some(true)) => relay.allocate_reserving(family).map(|(a, t)| (a, Some(t))),
+            (None, even) => relay.allocate(family, even.is_some()).map(|a| (a, None)),
+        };
+        let (relayed, reserved) = match got {
+            Ok(r) => r,
+            Err(RelayError::Exhausted) => return refuse(self, Refusal::InsufficientCapacity, out),
+            Err(RelayError::Quota) => return refuse(self, Refusal::QuotaReached, out),
+            Err(RelayError::FamilyUnsupported) => {
+                return refuse(self, Refusal::AddressFamilyNotSupported, out);
+            }
+        };
+        let lifetime = self.lifetime(msg);
+        self.allocations.insert(
+            five,
+            Allocation::new(
+                relayed,
+                auth.realm.clone(),
+                auth.username.clone(),
+                now + lifetime,
+                msg.transaction_id(),
+            ),
+        );
+        self.by_relayed.insert(relayed, five);
+        *self.per_user.entry(user).or_insert(0) += 1;
+        let r = self.allocate_success(msg, five, auth, relayed, lifetime.as_secs(), reserved, out);
+        if r.is_err() {
+            // The answer did not fit: keep no allocation nobody was told about.
+            self.remove(&five, relay);
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn allocate_success(
+        &self,
+        msg: &Message<'_>,
+        five: FiveTuple,
+        auth: &Auth,
+        relayed: SocketAddr,
+        lifetime: u64,
+        reserved: Option<[u8; 8]>,
+        out: &mut [u8],
+    ) -> Step<Handled> {
+        let lifetime = u32::try_from(lifetime).unwrap_or(u32::MAX);
+        self.success(msg, five, auth, out, |b| {
+            b.add(&XorRelayedAddress(relayed)).ok()?;
+            b.add(&Lifetime(lifetime)).ok()?;
+            if let Some(t) = reserved {
+                b.add(&ReservationToken(t)).ok()?;
+            }
+            b.add(&XorMappedAddress(five.client)).ok()
+        })
+    }
+
+    /// RFC 8656 §7.2: min(requested, max), but never below the default.
+    fn lifetime(&self, msg: &Message<'_>) -> Duration {
+        let asked = match msg.attribute::<Lifetime>() {
+            Some(Ok(Lifetime(s))) => Duration::from_secs(u64::from(s)),
+            _ => self.config.default_lifetime,
+        };
+        asked
+            .min(self.config.max_lifetime)
+            .max(self.config.default_lifetime)
+    }
+
+    fn refresh(
+        &mut self,
+        now: Instant,
+        five: FiveTuple,
+        msg: &Message<'_>,
+        auth: &Auth,
+        relay: &mut dyn RelayPorts,
+        out: &mut [u8],
+    ) -> Step<Handled> {
+        // RFC 8656 §7.3: a family that differs from the allocation's is a 443.
+        if let Some(Ok(RequestedAddressFamily(f))) = msg.attribute::<RequestedAddressFamily>() {
+            let relayed_v4 = self
+                .allocations
+                .get(&five)
+                .is_some_and(|a| a.relayed.is_ipv4());
+            if (f == AddressFamily::V4) != relayed_v4 {
+                return Err(self.error(
+                    msg,
+                    five,
+                    Refusal::PeerAddressFamilyMismatch,
+                    Some(auth),
+                    &[],
+                    out,
+                ));
+            }
+        }
+        let lifetime = match msg.attribute::<Lifetime>() {
+            Some(Ok(Lifetime(0))) => Duration::ZERO,
+            _ => self.lifetime(msg),
+        };
+        if lifetime.is_zero() {
+            self.remove(&five, relay);
+        } else if let Some(a) = self.allocations.get_mut(&five) {
+            a.expires = now + lifetime;
+        }
+        let secs = u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX);
+        self.success(msg, five, auth, out, |b| b.add(&Lifetime(secs)).ok())
+    }
+
+    fn create_permission(
+        &mut self,
+        now: Instant,
+        five: FiveTuple,
+        msg: &Message<'_>,
+        auth: &Auth,
+        out: &mut [u8],
+    ) -> Step<Handled> {
+        // Check every XOR-PEER-ADDRESS before installing any (RFC 8656 §10.2).
+        let mut peers = [IpAddr::from([0u8; 4]); 16];
+        let mut n = 0;
+        for a in msg
+            .attributes()
+            .filter(|a| a.typ == attr_type::XOR_PEER_ADDRESS)
+        {
+            let Ok(XorPeerAddress(peer)) =
+                <XorPeerAddress as farside_stun::Attribute>::decode(a.value, &msg.header())
+            else {
+                return Err(self.error(msg, five, Refusal::BadRequest, Some(auth), &[], out));
+            };
+            if n == peers.len() {
+                return Err(self.error(
+                    msg,
+                    five,
+                    Refusal::InsufficientCapacity,
+                    Some(auth),
+                    &[],
+                    out,
+                ));
+            }
+            self.check_peer(msg, five, auth, peer, out)?;
+            peers[n] = peer.ip();
+            n += 1;
+        }
+        if n == 0 {
+            return Err(self.error(msg, five, Refusal::BadRequest, Some(auth), &[], out));
+        }
+        let max = self.config.max_permissions;
+        let until = now + self.config.permission_lifetime;
+        let Some(a) = self.allocations.get_mut(&five) else {
+            return Err(Handled::Dropped(Dropped::NoAllocation));
+        };
+        if !a.permissions_fit(&peers[..n], max, now) {
+            return Err(self.error(
+                msg,
+                five,
+                Refusal::InsufficientCapacity,
+                Some(auth),
+                &[],
+                out,
+            ));
+        }
+        for p in &peers[..n] {
+            a.permit(*p, until);
+        }
+        self.success(msg, five, auth, out, |_| Some(()))
+    }
+
+    fn channel_bind(
+        &mut self,
+        now: Instant,
+        five: FiveTuple,
+        msg: &Message<'_>,
+        auth: &Auth,
+        out: &mut [u8],
+    ) -> Step<Handled> {
+        let (Some(Ok(ChannelNumber(channel))), Some(Ok(XorPeerAddress(peer)))) = (
+            msg.attribute::<ChannelNumber>(),
+            msg.attribute::<XorPeerAddress>(),
+        ) else {
+            return Err(self.error(msg, five, Refusal::BadRequest, Some(auth), &[], out));
+        };
+        if !crate::channel_data::CHANNELS.contains(&channel) {
+            return Err(self.error(msg, five, Refusal::BadRequest, Some(auth), &[], out));
+        }
+        self.check_peer(msg, five, auth, peer, out)?;
+        let (max, until) = (self.config.max_channels, now + self.config.channel_lifetime);
+        let permission_until = now + self.config.permission_lifetime;
+        let Some(a) = self.allocations.get_mut(&five) else {
+            return Err(Handled::Dropped(Dropped::NoAllocation));
+        };
+        match a.bind_channel(channel, peer, until, max, now) {
+            Ok(()) => {}
+            Err(ChannelConflict::TooManyChannels) => {
+                return Err(self.error(
+                    msg,
+                    five,
+                    Refusal::InsufficientCapacity,
+                    Some(auth),
+                    &[],
+                    out,
+                ));
+            }
+            Err(_) => return Err(self.error(msg, five, Refusal::BadRequest, Some(auth), &[], out)),
+        }
+        // A channel binding also installs or refreshes the peer's permission (RFC 8656 §11.2).
+        a.permit(peer.ip(), permission_until);
+        self.success(msg, five, auth, out, |_| Some(()))
+    }
+
+    /// The peer's family must be the relayed address's (443), and policy must allow it (403).
+    fn check_peer(
+        &self,
+        msg: &Message<'_>,
+        five: FiveTuple,
+        auth: &Auth,
+        peer: SocketAddr,
+        out: &mut [u8],
+    ) -> Step<()> {
+        let relayed_v4 = self
+            .allocations
+            .get(&five)
+            .is_some_and(|a| a.relayed.is_ipv4());
+        let peer_v4 = match peer.ip() {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some() && relayed_v4,
+        };
+        if peer_v4 != relayed_v4 {
+            return Err(self.error(
+                msg,
+                five,
+                Refusal::PeerAddressFamilyMismatch,
+                Some(auth),
+                &[],
+                out,
+            ));
+        }
+        if !self.config.peer_policy.permits(peer.ip()) {
+            return Err(self.error(msg, five, Refusal::PeerForbidden, Some(auth), &[], out));
+        }
+        Ok(())
+    }
+}
