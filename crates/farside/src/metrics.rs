@@ -13,7 +13,7 @@ use farside_stun::binding::{ClientKind, DropReason, Outcome, ResponseKind, Trans
 use farside_stun::partner::PartnerBook;
 use farside_turn::{Dropped, Refusal};
 
-use crate::turn_worker::TurnCounters;
+use crate::turn_worker::{TurnCounters, TurnMetrics};
 
 const N_REASONS: usize = DropReason::ALL.len();
 
@@ -107,7 +107,7 @@ pub struct Metrics {
     pub tcp: TcpCounters,
     sockets: Mutex<Vec<(SocketAddr, UdpSocket)>>,
     partners: Mutex<Option<Arc<PartnerBook>>>,
-    turn: Mutex<Option<Arc<TurnCounters>>>,
+    turn: Mutex<Option<Arc<TurnMetrics>>>,
 }
 
 impl Metrics {
@@ -119,7 +119,7 @@ impl Metrics {
     }
 
     /// Reports the TURN relay's counters.
-    pub fn register_turn(&self, counters: Arc<TurnCounters>) {
+    pub fn register_turn(&self, counters: Arc<TurnMetrics>) {
         *lock(&self.turn) = Some(counters);
     }
 
@@ -348,14 +348,16 @@ impl Metrics {
     }
 }
 
-fn render_turn(s: &mut String, t: &TurnCounters) {
+fn render_turn(s: &mut String, m: &TurnMetrics) {
+    let workers = lock(&m.workers).clone();
+    let sum = |f: &dyn Fn(&TurnCounters) -> u64| -> u64 { workers.iter().map(|w| f(w)).sum() };
     header(
         s,
         "farside_turn_allocations",
         "gauge",
         "TURN allocations alive now.",
     );
-    let live: usize = lock(&t.allocations).iter().map(|a| a.load(Relaxed)).sum();
+    let live = sum(&|w| w.allocations.load(Relaxed) as u64);
     let _ = writeln!(s, "farside_turn_allocations {live}");
     header(
         s,
@@ -366,7 +368,7 @@ fn render_turn(s: &mut String, t: &TurnCounters) {
     let _ = writeln!(
         s,
         "farside_turn_responses_total{{result=\"success\"}} {}",
-        t.answered.load(Relaxed)
+        sum(&|w| w.answered.load(Relaxed))
     );
     for r in Refusal::ALL {
         let _ = writeln!(
@@ -374,7 +376,7 @@ fn render_turn(s: &mut String, t: &TurnCounters) {
             "farside_turn_responses_total{{result=\"{}\",code=\"{}\"}} {}",
             r.as_str(),
             r.code(),
-            t.refused[r as usize].load(Relaxed)
+            sum(&|w| w.refused[r as usize].load(Relaxed))
         );
     }
     header(
@@ -388,7 +390,7 @@ fn render_turn(s: &mut String, t: &TurnCounters) {
             s,
             "farside_turn_dropped_total{{reason=\"{}\"}} {}",
             d.as_str(),
-            t.dropped[d as usize].load(Relaxed)
+            sum(&|w| w.dropped[d as usize].load(Relaxed))
         );
     }
     header(
@@ -403,25 +405,30 @@ fn render_turn(s: &mut String, t: &TurnCounters) {
         "counter",
         "Payload bytes relayed, by direction.",
     );
-    for (dir, p, b) in [
-        ("to_peer", &t.to_peer, &t.to_peer_bytes),
-        ("to_client", &t.to_client, &t.to_client_bytes),
-    ] {
+    let to_peer = (
+        sum(&|w| w.to_peer.load(Relaxed)),
+        sum(&|w| w.to_peer_bytes.load(Relaxed)),
+    );
+    let to_client = (
+        sum(&|w| w.to_client.load(Relaxed)),
+        sum(&|w| w.to_client_bytes.load(Relaxed)),
+    );
+    for (dir, (p, b)) in [("to_peer", to_peer), ("to_client", to_client)] {
         let _ = writeln!(
             s,
             "farside_turn_relayed_packets_total{{direction=\"{dir}\"}} {}",
-            p.load(Relaxed)
+            p
         );
         let _ = writeln!(
             s,
             "farside_turn_relayed_bytes_total{{direction=\"{dir}\"}} {}",
-            b.load(Relaxed)
+            b
         );
     }
     let _ = writeln!(
         s,
         "farside_turn_send_failures_total {}",
-        t.send_failures.load(Relaxed)
+        sum(&|w| w.send_failures.load(Relaxed))
     );
 }
 

@@ -13,7 +13,7 @@ use farside_stun::partner::{PartnerBook, PartnerConfig};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::relay_ports::PortPool;
-use crate::turn_worker::{CredentialsCell, TurnCounters, TurnShared};
+use crate::turn_worker::{CredentialsCell, TurnMetrics, TurnShared};
 use crate::{admin, stun_tcp, stun_udp};
 
 /// How often the kernel's drop counters are checked for the log.
@@ -256,7 +256,7 @@ fn turn_shared(config: &Config) -> anyhow::Result<Option<Arc<TurnShared>>> {
         relay_v4,
         relay_v6,
         credentials: cell,
-        counters: Arc::new(TurnCounters::default()),
+        counters: Arc::new(TurnMetrics::default()),
         nonce_key: nonce_key(),
     })))
 }

@@ -61,14 +61,23 @@ pub struct TurnShared {
     pub relay_v6: Option<IpAddr>,
     /// Users and secrets.
     pub credentials: Arc<CredentialsCell>,
-    /// Counters.
-    pub counters: Arc<TurnCounters>,
+    /// Every worker's counters.
+    pub counters: Arc<TurnMetrics>,
     /// Signs NONCEs; one for all workers, so a nonce one gave is good at any other.
     pub nonce_key: [u8; 32],
 }
 
-/// TURN counters, summed over workers.
+/// Every worker's TURN counters, summed when scraped.
 #[derive(Debug, Default)]
+pub struct TurnMetrics {
+    /// One set per worker.
+    pub workers: Mutex<Vec<Arc<TurnCounters>>>,
+}
+
+/// One worker's TURN counters: its own cache lines, so relaying never writes a line another
+/// core writes.
+#[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct TurnCounters {
     /// Successful responses.
     pub answered: AtomicU64,
@@ -86,8 +95,8 @@ pub struct TurnCounters {
     pub to_client_bytes: AtomicU64,
     /// Datagrams the kernel would not send.
     pub send_failures: AtomicU64,
-    /// Live allocations, per worker (summed on scrape).
-    pub allocations: Mutex<Vec<Arc<AtomicUsize>>>,
+    /// Live allocations of this worker.
+    pub allocations: AtomicUsize,
 }
 
 /// One worker's TURN state.
@@ -99,7 +108,6 @@ pub struct TurnWorker {
     seen: u64,
     last_expire: Instant,
     counters: Arc<TurnCounters>,
-    live: Arc<AtomicUsize>,
     /// Output buffer for the core.
     pub out: Vec<u8>,
     recv: Vec<u8>,
@@ -109,8 +117,8 @@ impl TurnWorker {
     /// A worker's TURN state.
     pub fn new(shared: &TurnShared) -> Self {
         let now = Instant::now();
-        let live = Arc::new(AtomicUsize::new(0));
-        lock(&shared.counters.allocations).push(Arc::clone(&live));
+        let counters = Arc::new(TurnCounters::default());
+        lock(&shared.counters.workers).push(Arc::clone(&counters));
         let mut seen = 0;
         let credentials = shared
             .credentials
@@ -129,8 +137,7 @@ impl TurnWorker {
             pool: Arc::clone(&shared.pool),
             seen,
             last_expire: now,
-            counters: Arc::clone(&shared.counters),
-            live,
+            counters,
             out: vec![0u8; TURN_OUT],
             recv: vec![0u8; MAX_RELAYED],
         }
@@ -145,7 +152,9 @@ impl TurnWorker {
             self.last_expire = now;
             self.pool.expire_reservations(now);
             self.server.expire(now, &mut self.relays);
-            self.live.store(self.server.allocation_count(), Relaxed);
+            self.counters
+                .allocations
+                .store(self.server.allocation_count(), Relaxed);
         }
     }
 
@@ -167,7 +176,9 @@ impl TurnWorker {
             &mut self.relays,
             &mut self.out,
         );
-        self.live.store(self.server.allocation_count(), Relaxed);
+        self.counters
+            .allocations
+            .store(self.server.allocation_count(), Relaxed);
         match h {
             Handled::Answered(t) => {
                 self.counters.answered.fetch_add(1, Relaxed);
