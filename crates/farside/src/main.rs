@@ -16,6 +16,7 @@ mod serve;
 mod store_cmd;
 mod stun_tcp;
 mod stun_udp;
+mod turn_tcp;
 mod turn_worker;
 
 use std::path::PathBuf;

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::relay_ports::PortPool;
 use crate::turn_worker::{CredentialsCell, TurnMetrics, TurnShared};
-use crate::{admin, stun_tcp, stun_udp};
+use crate::{admin, stun_tcp, stun_udp, turn_tcp};
 
 /// How often the kernel's drop counters are checked for the log.
 const KERNEL_DROP_CHECK: Duration = Duration::from_secs(10);
@@ -117,7 +117,8 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     let shutdown = Arc::new(AtomicBool::new(false));
 
     runtime.block_on(async {
-        if stun.tcp {
+        // With TURN on, one thread serves STUN and TURN over TCP (below).
+        if stun.tcp && turn.is_none() {
             let limits = stun_tcp::TcpLimits::new(
                 stun.tcp_max_connections,
                 stun.tcp_max_connections_per_ip,
@@ -154,6 +155,26 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     )?;
     for a in &udp_addresses {
         tracing::info!("S001 STUN listening on udp {a} ({workers} workers)");
+    }
+    let mut handles = handles;
+    if let (Some(t), true) = (&turn, stun.tcp) {
+        let tcp: Vec<SocketAddr> = stun
+            .listen
+            .iter()
+            .copied()
+            .filter(|a| udp_addresses.contains(a))
+            .collect();
+        handles.push(turn_tcp::spawn(
+            &tcp,
+            Arc::clone(t),
+            Arc::clone(&server),
+            turn_tcp::Limits {
+                max: stun.tcp_max_connections,
+                per_ip: stun.tcp_max_connections_per_ip,
+                idle: Duration::from_secs(stun.tcp_idle_timeout),
+            },
+            Arc::clone(&shutdown),
+        )?);
     }
     match alternate {
         Some(alt) if partners.is_some() => tracing::info!(

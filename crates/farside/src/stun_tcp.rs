@@ -28,6 +28,11 @@ pub const MAX_MESSAGE: usize = 2048;
 
 /// Binds a TCP listener; IPv6 listeners are IPv6-only so `[::]` and `0.0.0.0` coexist.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr)?).context("register TCP listener")
+}
+
+/// [`bind`] for a thread of its own: a non-blocking std listener.
+pub fn bind_std(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
@@ -37,7 +42,7 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     s.bind(&addr.into())
         .with_context(|| format!("S102 cannot bind TCP {addr}"))?;
     s.listen(1024)?;
-    TcpListener::from_std(s.into()).context("register TCP listener")
+    Ok(s.into())
 }
 
 /// Limits shared by every STUN TCP listener of the server.

@@ -227,7 +227,13 @@ impl Worker<'_> {
                     if let Some(t) = self.turn.as_mut()
                         && TurnServer::wants(d.payload)
                     {
-                        if let Some(m) = t.client(now, local, d.source, d.payload) {
+                        if let Some(m) = t.client(
+                            now,
+                            farside_turn::TurnTransport::Udp,
+                            local,
+                            d.source,
+                            d.payload,
+                        ) {
                             queue(
                                 &self.ws.sockets,
                                 &mut tx,

@@ -163,13 +163,14 @@ impl TurnWorker {
     pub fn client(
         &mut self,
         now: Instant,
+        transport: TurnTransport,
         local: SocketAddr,
         remote: SocketAddr,
         bytes: &[u8],
     ) -> Option<farside_turn::Transmit> {
         let h = self.server.handle_client(
             now,
-            TurnTransport::Udp,
+            transport,
             local,
             remote,
             bytes,
@@ -209,6 +210,19 @@ impl TurnWorker {
                 None
             }
         }
+    }
+
+    /// Whether `five` has an allocation here.
+    pub fn has_allocation(&self, five: farside_turn::FiveTuple) -> bool {
+        self.server.has_allocation(&five)
+    }
+
+    /// A client connection closed: its allocation goes too.
+    pub fn connection_closed(&mut self, five: farside_turn::FiveTuple) {
+        self.server.connection_closed(five, &mut self.relays);
+        self.counters
+            .allocations
+            .store(self.server.allocation_count(), Relaxed);
     }
 
     /// Relay sockets bound since the last call, to register for reading.

@@ -423,3 +423,125 @@ fn uclient_gets_an_ipv6_relayed_address() {
         server.describe()
     );
 }
+
+/// TURN over TCP (RFC 8656 §3.1): uclient `-t` with channels and with Send indications; STUN
+/// Binding still answered on the same TCP port.
+#[test]
+fn uclient_over_tcp() {
+    let test = "uclient_over_tcp";
+    if !require(test) {
+        return;
+    }
+    let server = turn_server(test, "allowed_peers = [\"127.0.0.0/8\"]\n");
+    let peer = Peer::start();
+    for (mode, extra) in [
+        (
+            "channels",
+            &["-t", "-W", SECRET, "-u", "alice", "-n", "50", "-m", "4"][..],
+        ),
+        (
+            "send indications",
+            &[
+                "-t", "-s", "-c", "-W", SECRET, "-u", "bob", "-n", "50", "-m", "4",
+            ][..],
+        ),
+    ] {
+        let out = uclient(&server, &peer, extra, UCLIENT_LIMIT);
+        assert_eq!(
+            totals(&out.all()),
+            Some(Totals {
+                sent: 200,
+                received: 200,
+                lost: Some(0)
+            }),
+            "{mode}\n{}\n{}",
+            out.describe(),
+            server.describe()
+        );
+    }
+    let (msg, _) = common::stun::tcp_binding(server.primary).unwrap();
+    assert!(msg.xor_mapped().is_some(), "Binding over TCP with TURN on");
+}
+
+/// Closing the TCP connection ends its allocation (RFC 8656 §2.1).
+#[test]
+fn an_allocation_ends_with_its_tcp_connection() {
+    use farside_stun::attributes::{Nonce, Realm, RequestedTransport, Username};
+    use farside_stun::{
+        Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId,
+    };
+    use std::io::{Read, Write};
+
+    let test = "an_allocation_ends_with_its_tcp_connection";
+    let server = turn_server(test, "");
+    let user = format!(
+        "{}:tcp",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600
+    );
+    let password = farside_turn::rest_password(SECRET.as_bytes(), &user);
+    let request = |tid: u8, nonce: Option<&str>| {
+        let mut buf = vec![0u8; 512];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Class::Request, Method::ALLOCATE),
+            Header::new(TransactionId([tid; 12])),
+        )
+        .unwrap();
+        b.add(&RequestedTransport(17)).unwrap();
+        if let Some(n) = nonce {
+            b.add(&Username(&user)).unwrap();
+            b.add(&Realm("farside")).unwrap();
+            b.add(&Nonce(n)).unwrap();
+            let key = farside_stun::long_term_key_md5(&user, "farside", &password).unwrap();
+            b.add_message_integrity(&key).unwrap();
+        }
+        let n = b.finish();
+        buf.truncate(n);
+        buf
+    };
+    let read_msg = |s: &mut std::net::TcpStream| {
+        let mut head = [0u8; 20];
+        s.read_exact(&mut head).unwrap();
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        [head.to_vec(), body].concat()
+    };
+    let mut s = std::net::TcpStream::connect(server.primary).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&request(1, None)).unwrap();
+    let challenge = read_msg(&mut s);
+    let nonce = Message::parse(&challenge)
+        .unwrap()
+        .attribute::<Nonce>()
+        .unwrap()
+        .unwrap()
+        .0
+        .to_owned();
+    s.write_all(&request(2, Some(&nonce))).unwrap();
+    let ok = read_msg(&mut s);
+    assert_eq!(Message::parse(&ok).unwrap().class(), Class::SuccessResponse);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while counter(&server, "farside_turn_allocations", "") != 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(s);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while counter(&server, "farside_turn_allocations", "") != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the allocation outlived its connection\n{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

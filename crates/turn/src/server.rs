@@ -203,6 +203,19 @@ impl TurnServer {
         dead.len()
     }
 
+    /// Whether `five` has a live allocation.
+    pub fn has_allocation(&self, five: &FiveTuple) -> bool {
+        self.allocations.contains_key(five)
+    }
+
+    /// The client's TCP or TLS connection closed: its allocation, if any, goes with it
+    /// (RFC 8656 §2.1: the allocation is bound to the connection). Returns whether there was one.
+    pub fn connection_closed(&mut self, five: FiveTuple, relay: &mut dyn RelayPorts) -> bool {
+        let had = self.allocations.contains_key(&five);
+        self.remove(&five, relay);
+        had
+    }
+
     fn remove(&mut self, five: &FiveTuple, relay: &mut dyn RelayPorts) {
         if let Some(a) = self.allocations.remove(five) {
             self.by_relayed.remove(&a.relayed);

@@ -1,0 +1,414 @@
+//! STUN and TURN over TCP (RFC 8489 §6.2.2, RFC 8656 §3.1, §12.5) when TURN is on: one thread
+//! owns the TCP listeners, the client connections and the relay sockets of their allocations,
+//! on one `epoll` set. Binding requests go to the STUN responder, everything else to this
+//! thread's own [`TurnServer`](farside_turn::TurnServer); an allocation ends with its
+//! connection.
+//!
+//! Framing: a STUN message is its 20-byte header plus the length it gives; ChannelData is its
+//! 4-byte header plus the length, padded to 4 bytes. Anything else closes the connection.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use farside_io::Epoll;
+use farside_stun::binding::{BindingServer, Outcome, Received, Transport};
+use farside_turn::channel_data::ChannelData;
+use farside_turn::{FiveTuple, TurnServer, TurnTransport};
+
+use crate::relay_ports::RELAY_TOKEN_BASE;
+use crate::turn_worker::{TurnShared, TurnWorker};
+
+/// Connection tokens start here (relay sockets are from 2^32, listeners below).
+const CONN_TOKEN_BASE: u64 = 1 << 48;
+/// Largest frame: a STUN header plus a 16-bit length.
+const MAX_FRAME: usize = 20 + 65_535;
+/// Bytes queued for a slow reader before relayed data for it is dropped (as UDP would).
+const MAX_QUEUED: usize = 256 * 1024;
+/// Datagrams taken from one relay socket per pass.
+const RELAY_BATCH: usize = 32;
+
+/// TCP limits (the `stun.tcp_*` keys).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections in all.
+    pub max: usize,
+    /// Connections per client IP.
+    pub per_ip: usize,
+    /// A connection without an allocation that stays silent this long is closed.
+    pub idle: Duration,
+}
+
+struct Conn {
+    stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    last: Instant,
+}
+
+/// Binds `addresses` (TCP) and starts the thread.
+pub fn spawn(
+    addresses: &[SocketAddr],
+    shared: Arc<TurnShared>,
+    binding: Arc<BindingServer>,
+    limits: Limits,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let mut listeners = Vec::new();
+    for &a in addresses {
+        let l = crate::stun_tcp::bind_std(a)?;
+        tracing::info!("S002 STUN and TURN listening on tcp {a}");
+        listeners.push(l);
+    }
+    let worker = TurnWorker::new(&shared);
+    std::thread::Builder::new()
+        .name("turn-tcp".into())
+        .spawn(move || {
+            let mut t = TcpTurn {
+                listeners,
+                worker,
+                binding,
+                limits,
+                conns: HashMap::new(),
+                by_client: HashMap::new(),
+                per_ip: HashMap::new(),
+                next_id: 0,
+                scratch: vec![0u8; 4096],
+            };
+            if let Err(e) = t.run(&shutdown) {
+                tracing::error!("S103 the TCP TURN thread stopped: {e:#}");
+            }
+        })
+        .context("spawn the TCP TURN thread")
+}
+
+struct TcpTurn {
+    listeners: Vec<TcpListener>,
+    worker: TurnWorker,
+    binding: Arc<BindingServer>,
+    limits: Limits,
+    conns: HashMap<u64, Conn>,
+    by_client: HashMap<(SocketAddr, SocketAddr), u64>,
+    per_ip: HashMap<IpAddr, usize>,
+    next_id: u64,
+    scratch: Vec<u8>,
+}
+
+impl TcpTurn {
+    fn run(&mut self, shutdown: &AtomicBool) -> anyhow::Result<()> {
+        let mut epoll = Epoll::new()?;
+        for (i, l) in self.listeners.iter().enumerate() {
+            epoll.add(l.as_raw_fd(), i as u64)?;
+        }
+        let mut ready = Vec::with_capacity(256);
+        let mut last_sweep = Instant::now();
+        while !shutdown.load(Ordering::Relaxed) {
+            ready.clear();
+            epoll.wait(Duration::from_millis(100), |t| ready.push(t))?;
+            let now = Instant::now();
+            self.worker.tick(now);
+            for &token in &ready {
+                if token >= CONN_TOKEN_BASE {
+                    self.readable(now, token);
+                } else if token >= RELAY_TOKEN_BASE {
+                    self.relay_readable(now, token);
+                } else if let Some(l) = self.listeners.get(token as usize) {
+                    let accepted = accept(l);
+                    for (stream, remote) in accepted {
+                        self.adopt(&epoll, stream, remote, now);
+                    }
+                }
+            }
+            for (fd, token) in self.worker.take_fresh() {
+                if let Err(e) = epoll.add(fd, token) {
+                    tracing::warn!("S104 cannot watch a relay socket: {e}");
+                }
+            }
+            // Queued output (a slow reader) is retried every pass.
+            let pending: Vec<u64> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.outbuf.is_empty())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in pending {
+                self.flush(id);
+            }
+            if now.duration_since(last_sweep) >= Duration::from_secs(1) {
+                last_sweep = now;
+                self.sweep(now);
+            }
+        }
+        Ok(())
+    }
+
+    fn adopt(&mut self, epoll: &Epoll, stream: TcpStream, remote: SocketAddr, now: Instant) {
+        let n_ip = self.per_ip.get(&remote.ip()).copied().unwrap_or(0);
+        if self.conns.len() >= self.limits.max || n_ip >= self.limits.per_ip {
+            return; // dropped: closed at once
+        }
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let id = CONN_TOKEN_BASE + self.next_id;
+        self.next_id += 1;
+        if epoll.add(stream.as_raw_fd(), id).is_err() {
+            return;
+        }
+        *self.per_ip.entry(remote.ip()).or_insert(0) += 1;
+        self.by_client.insert((remote, local), id);
+        self.conns.insert(
+            id,
+            Conn {
+                stream,
+                local,
+                remote,
+                inbuf: Vec::new(),
+                outbuf: Vec::new(),
+                last: now,
+            },
+        );
+    }
+
+    fn close(&mut self, id: u64) {
+        let Some(c) = self.conns.remove(&id) else {
+            return;
+        };
+        self.by_client.remove(&(c.remote, c.local));
+        if let Some(n) = self.per_ip.get_mut(&c.remote.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&c.remote.ip());
+            }
+        }
+        self.worker.connection_closed(FiveTuple {
+            client: c.remote,
+            server: c.local,
+            transport: TurnTransport::Tcp,
+        });
+    }
+
+    /// Idle connections without an allocation are closed after `limits.idle`.
+    fn sweep(&mut self, now: Instant) {
+        let idle: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.last) > self.limits.idle)
+            .filter(|(_, c)| {
+                !self.worker.has_allocation(FiveTuple {
+                    client: c.remote,
+                    server: c.local,
+                    transport: TurnTransport::Tcp,
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.close(id);
+        }
+    }
+
+    fn readable(&mut self, now: Instant, id: u64) {
+        let mut closed = false;
+        {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            // Bounded per pass: a fast sender cannot starve the others.
+            for _ in 0..16 {
+                match c.stream.read(&mut self.scratch) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        c.inbuf.extend_from_slice(&self.scratch[..n]);
+                        c.last = now;
+                        if c.inbuf.len() > 2 * MAX_FRAME {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if !self.frames(now, id) || closed {
+            self.close(id);
+        }
+    }
+
+    /// Handles every whole frame in the connection's buffer; `false` to close it.
+    fn frames(&mut self, now: Instant, id: u64) -> bool {
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return false;
+            };
+            let Some(len) = frame_len(&c.inbuf) else {
+                return false;
+            };
+            if len == 0 || c.inbuf.len() < len {
+                return true; // need more bytes
+            }
+            let frame: Vec<u8> = c.inbuf.drain(..len).collect();
+            let (local, remote) = (c.local, c.remote);
+            self.frame(now, id, local, remote, &frame);
+        }
+    }
+
+    fn frame(
+        &mut self,
+        now: Instant,
+        id: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        frame: &[u8],
+    ) {
+        if TurnServer::wants(frame) {
+            // ChannelData arrives padded on streams; the core takes the message as framed.
+            if let Some(t) = self
+                .worker
+                .client(now, TurnTransport::Tcp, local, remote, frame)
+            {
+                let body = self.worker.out[..t.len].to_vec();
+                self.queue(id, &body, true);
+            }
+            return;
+        }
+        let mut out = [0u8; crate::stun_tcp::MAX_MESSAGE];
+        let outcome = self.binding.handle(
+            Received {
+                transport: Transport::Tcp,
+                local,
+                remote,
+                bytes: frame,
+            },
+            &mut out,
+        );
+        if let Outcome::Respond(r) = outcome {
+            self.queue(id, &out[..r.len], true);
+        }
+    }
+
+    fn relay_readable(&mut self, now: Instant, token: u64) {
+        let mut sends: Vec<(SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
+        self.worker
+            .peer_readable(now, token, RELAY_BATCH, |t, body| {
+                sends.push((t.to, t.from, body.to_vec()));
+            });
+        for (to, from, body) in sends {
+            if let Some(&id) = self.by_client.get(&(to, from)) {
+                self.queue(id, &body, false);
+            }
+        }
+    }
+
+    /// Queues `body` for the connection and tries to send. Relayed data beyond
+    /// [`MAX_QUEUED`] is dropped; a response that cannot be queued closes the connection.
+    fn queue(&mut self, id: u64, body: &[u8], must: bool) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.outbuf.len() + body.len() > MAX_QUEUED {
+            if must {
+                self.close(id);
+            }
+            return;
+        }
+        c.outbuf.extend_from_slice(body);
+        self.flush(id);
+    }
+
+    fn flush(&mut self, id: u64) {
+        let mut dead = false;
+        if let Some(c) = self.conns.get_mut(&id) {
+            while !c.outbuf.is_empty() {
+                match c.stream.write(&c.outbuf) {
+                    Ok(0) => {
+                        dead = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        c.outbuf.drain(..n);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        dead = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if dead {
+            self.close(id);
+        }
+    }
+}
+
+/// The length of the frame at the start of `buf`: `Some(0)` if the header is incomplete,
+/// `None` if it is neither STUN nor ChannelData.
+fn frame_len(buf: &[u8]) -> Option<usize> {
+    let Some(&first) = buf.first() else {
+        return Some(0);
+    };
+    match first & 0xC0 {
+        0x00 => {
+            let Some(h) = buf.get(..4) else {
+                return Some(0);
+            };
+            let len = 20 + usize::from(u16::from_be_bytes([h[2], h[3]]));
+            (len <= MAX_FRAME).then_some(len)
+        }
+        0x40 => {
+            let Some(h) = buf.get(..4) else {
+                return Some(0);
+            };
+            Some(ChannelData::stream_len([h[0], h[1], h[2], h[3]]))
+        }
+        _ => None,
+    }
+}
+
+/// Accepts what is waiting (bounded).
+fn accept(l: &TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    let mut out = Vec::new();
+    for _ in 0..64 {
+        match l.accept() {
+            Ok(a) => out.push(a),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing() {
+        assert_eq!(frame_len(&[]), Some(0));
+        assert_eq!(frame_len(&[0x00, 0x01, 0x00]), Some(0));
+        assert_eq!(frame_len(&[0x00, 0x01, 0x00, 0x08]), Some(28));
+        assert_eq!(frame_len(&[0x40, 0x00, 0x00, 0x05]), Some(12));
+        assert_eq!(frame_len(&[0x80, 0x00]), None);
+        assert_eq!(frame_len(&[0xC0]), None);
+    }
+}
