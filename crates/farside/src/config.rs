@@ -122,6 +122,8 @@ pub struct TurnConfigFile {
     pub nonce_lifetime: u64,
     /// Failed authentications per source IP per minute before it is ignored.
     pub auth_failures_per_minute: u32,
+    /// Relayed bits per second per allocation, both directions together (0 = no cap).
+    pub max_bps: u64,
 }
 
 impl Default for TurnConfigFile {
@@ -140,6 +142,7 @@ impl Default for TurnConfigFile {
             max_lifetime: 3600,
             nonce_lifetime: 600,
             auth_failures_per_minute: 20,
+            max_bps: 0,
         }
     }
 }

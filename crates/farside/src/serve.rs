@@ -242,6 +242,7 @@ fn turn_shared(config: &Config) -> anyhow::Result<Option<Arc<TurnShared>>> {
         max_allocations_per_user: t.max_allocations_per_user,
         peer_policy,
         auth_failures_per_minute: t.auth_failures_per_minute,
+        max_bandwidth: t.max_bps / 8,
         software: config.stun.software.clone(),
         ..farside_turn::TurnConfig::default()
     };

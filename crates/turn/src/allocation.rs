@@ -48,6 +48,9 @@ pub(crate) struct Allocation {
     permissions: HashMap<IpAddr, Instant>,
     channels: HashMap<u16, Channel>,
     channel_of_peer: HashMap<SocketAddr, u16>,
+    /// Bandwidth budget in bytes (both directions), refilled at the configured rate.
+    budget: u64,
+    budget_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +84,32 @@ impl Allocation {
             permissions: HashMap::new(),
             channels: HashMap::new(),
             channel_of_peer: HashMap::new(),
+            budget: 0,
+            budget_at: None,
         }
+    }
+
+    /// Takes `bytes` from a budget refilled at `rate` bytes per second, with a burst of one
+    /// second's worth; `false` (and nothing taken) if it would go below zero.
+    pub(crate) fn spend(&mut self, bytes: usize, rate: u64, now: Instant) -> bool {
+        let refill = match self.budget_at {
+            None => rate,
+            Some(at) => {
+                let ns = now.saturating_duration_since(at).as_nanos();
+                u64::try_from(ns.saturating_mul(u128::from(rate)) / 1_000_000_000)
+                    .unwrap_or(u64::MAX)
+            }
+        };
+        if refill > 0 || self.budget_at.is_none() {
+            self.budget = self.budget.saturating_add(refill).min(rate);
+            self.budget_at = Some(now);
+        }
+        let bytes = bytes as u64;
+        if self.budget < bytes {
+            return false;
+        }
+        self.budget -= bytes;
+        true
     }
 
     pub(crate) fn has_permission(&self, peer: IpAddr, now: Instant) -> bool {

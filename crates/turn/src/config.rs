@@ -27,6 +27,9 @@ pub struct TurnConfig {
     pub max_permissions: usize,
     /// Most channels one allocation may hold (RFC 8656 allows 4096).
     pub max_channels: usize,
+    /// Relayed bytes per second per allocation, both directions together (0 = no cap).
+    /// Data over the cap is dropped and counted.
+    pub max_bandwidth: u64,
     /// Which peers may be relayed to.
     pub peer_policy: PeerPolicy,
     /// Failed authentications (wrong key, unknown user) allowed per source IP per minute
@@ -49,6 +52,7 @@ impl Default for TurnConfig {
             max_allocations_per_user: 0,
             max_permissions: 256,
             max_channels: 4096,
+            max_bandwidth: 0,
             peer_policy: PeerPolicy::default(),
             auth_failures_per_minute: 20,
             software: None,

@@ -190,11 +190,13 @@ pub enum Dropped {
     AuthRateLimited,
     /// The output buffer could not hold the message.
     NoRoom,
+    /// Over the allocation's bandwidth cap.
+    OverBandwidth,
 }
 
 impl Dropped {
     /// Every reason, for metrics.
-    pub const ALL: [Dropped; 8] = [
+    pub const ALL: [Dropped; 9] = [
         Dropped::NotTurn,
         Dropped::Malformed,
         Dropped::NoAllocation,
@@ -203,6 +205,7 @@ impl Dropped {
         Dropped::Unexpected,
         Dropped::AuthRateLimited,
         Dropped::NoRoom,
+        Dropped::OverBandwidth,
     ];
 
     /// A short stable name (a metrics label value).
@@ -216,6 +219,7 @@ impl Dropped {
             Dropped::Unexpected => "unexpected",
             Dropped::AuthRateLimited => "auth_rate_limited",
             Dropped::NoRoom => "no_room",
+            Dropped::OverBandwidth => "over_bandwidth",
         }
     }
 }

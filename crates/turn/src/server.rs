@@ -160,11 +160,15 @@ impl TurnServer {
         let Some(five) = self.by_relayed.get(&relayed).copied() else {
             return Handled::Dropped(Dropped::NoAllocation);
         };
-        let Some(a) = self.allocations.get(&five).filter(|a| a.expires > now) else {
+        let cap = self.config.max_bandwidth;
+        let Some(a) = self.allocations.get_mut(&five).filter(|a| a.expires > now) else {
             return Handled::Dropped(Dropped::NoAllocation);
         };
         if !a.has_permission(peer.ip(), now) {
             return Handled::Dropped(Dropped::NoPermission);
+        }
+        if cap > 0 && !a.spend(bytes.len(), cap, now) {
+            return Handled::Dropped(Dropped::OverBandwidth);
         }
         let len = match a.peer_channel(peer, now) {
             Some(ch) => ChannelData::write(ch, bytes, five.transport.is_stream(), out),
@@ -241,7 +245,8 @@ impl TurnServer {
         msg: &Message<'_>,
         out: &mut [u8],
     ) -> Handled {
-        let Some(a) = self.allocations.get(&five).filter(|a| a.expires > now) else {
+        let cap = self.config.max_bandwidth;
+        let Some(a) = self.allocations.get_mut(&five).filter(|a| a.expires > now) else {
             return Handled::Dropped(Dropped::NoAllocation);
         };
         let (Some(Ok(XorPeerAddress(peer))), Some(Ok(Data(data)))) =
@@ -252,6 +257,9 @@ impl TurnServer {
         // Indications are never answered: no permission, no relay (RFC 8656 §10.2).
         if !a.has_permission(peer.ip(), now) {
             return Handled::Dropped(Dropped::NoPermission);
+        }
+        if cap > 0 && !a.spend(data.len(), cap, now) {
+            return Handled::Dropped(Dropped::OverBandwidth);
         }
         relay_to_peer(a.relayed, peer, data, out)
     }
@@ -266,7 +274,8 @@ impl TurnServer {
         let Some(cd) = ChannelData::parse(bytes) else {
             return Handled::Dropped(Dropped::Malformed);
         };
-        let Some(a) = self.allocations.get(&five).filter(|a| a.expires > now) else {
+        let cap = self.config.max_bandwidth;
+        let Some(a) = self.allocations.get_mut(&five).filter(|a| a.expires > now) else {
             return Handled::Dropped(Dropped::NoAllocation);
         };
         let Some(peer) = a.channel_peer(cd.channel, now) else {
@@ -274,6 +283,9 @@ impl TurnServer {
         };
         if !a.has_permission(peer.ip(), now) {
             return Handled::Dropped(Dropped::NoPermission);
+        }
+        if cap > 0 && !a.spend(cd.data.len(), cap, now) {
+            return Handled::Dropped(Dropped::OverBandwidth);
         }
         relay_to_peer(a.relayed, peer, cd.data, out)
     }

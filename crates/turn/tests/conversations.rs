@@ -978,3 +978,44 @@ fn arbitrary_bytes_never_panic() {
     }
     assert_eq!(s.server.allocation_count(), 1);
 }
+
+#[test]
+fn the_bandwidth_cap_drops_what_exceeds_it_and_refills() {
+    let mut s = setup_with(TurnConfig {
+        max_bandwidth: 1000,
+        ..TurnConfig::default()
+    });
+    let mut c = Client::new();
+    let (_, r) = s.allocate(&mut c, &alice(), 0);
+    let relayed = relayed_of(&r);
+    let req = c.build(Method::CHANNEL_BIND, Some(&alice()), |b| {
+        b.add(&ChannelNumber(0x4000)).expect("room");
+        b.add(&XorPeerAddress(sa(PEER))).expect("room");
+    });
+    s.ask(&mut c, 1, &req);
+    let mut cd = [0u8; 400];
+    let n = ChannelData::write(0x4000, &[7u8; 300], false, &mut cd).expect("fits");
+    let passed: Vec<bool> = (0..5)
+        .map(|_| matches!(s.send(&c, 2, &cd[..n]).0, Handled::Relayed(_)))
+        .collect();
+    assert_eq!(
+        passed,
+        [true, true, true, false, false],
+        "1000 bytes/s, 300 each"
+    );
+    assert_eq!(
+        s.send(&c, 2, &cd[..n]).0,
+        Handled::Dropped(Dropped::OverBandwidth)
+    );
+    // Peer data counts against the same budget.
+    assert_eq!(
+        s.peer(relayed, PEER, 2, &[1u8; 200]).0,
+        Handled::Dropped(Dropped::OverBandwidth)
+    );
+    // A second later the budget is back.
+    assert!(matches!(s.send(&c, 3, &cd[..n]).0, Handled::Relayed(_)));
+    assert!(matches!(
+        s.peer(relayed, PEER, 3, &[1u8; 200]).0,
+        Handled::Relayed(_)
+    ));
+}
