@@ -17,6 +17,8 @@ pub struct Config {
     pub turn: TurnConfigFile,
     /// `[store]`: where users and secrets live.
     pub store: StoreConfig,
+    /// `[tls]`: STUN and TURN over TLS.
+    pub tls: TlsConfig,
     /// `[admin]`: the HTTP endpoint for metrics and health.
     pub admin: AdminConfig,
     /// `[log]`: logging.
@@ -187,6 +189,18 @@ impl TurnConfigFile {
             denied: parse(&self.denied_peers)?,
         })
     }
+}
+
+/// `[tls]`: STUN and TURN over TLS (RFC 8489 §6.2.3, RFC 8656 §3.1), served with TURN.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// `address:port`s to accept TLS on (coturn's 5349); none by default.
+    pub listen: Vec<SocketAddr>,
+    /// The certificate chain, PEM.
+    pub cert: Option<std::path::PathBuf>,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<std::path::PathBuf>,
 }
 
 /// `[store]`.
@@ -445,6 +459,26 @@ impl Config {
             ));
         }
         self.validate_turn(origin)?;
+        if !self.tls.listen.is_empty() {
+            if self.tls.cert.is_none() || self.tls.key.is_none() {
+                return Err(invalid(
+                    "tls.cert",
+                    "tls.listen is set: tls.cert and tls.key (PEM files) are needed".into(),
+                ));
+            }
+            if !self.turn.enabled {
+                return Err(invalid(
+                    "tls.listen",
+                    "TLS is served with TURN: set turn.enabled = true".into(),
+                ));
+            }
+            if let Some(a) = self.tls.listen.iter().find(|a| stun.listen.contains(a)) {
+                return Err(invalid(
+                    "tls.listen",
+                    format!("{a} is also a stun.listen address (TCP): use another port, e.g. 5349"),
+                ));
+            }
+        }
         if !self.store.url.starts_with("sqlite://") || self.store.url.len() <= "sqlite://".len() {
             return Err(invalid(
                 "store.url",

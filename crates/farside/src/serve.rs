@@ -157,15 +157,25 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         tracing::info!("S001 STUN listening on udp {a} ({workers} workers)");
     }
     let mut handles = handles;
-    if let (Some(t), true) = (&turn, stun.tcp) {
+    if let Some(t) = &turn
+        && (stun.tcp || !config.tls.listen.is_empty())
+    {
         let tcp: Vec<SocketAddr> = stun
             .listen
             .iter()
             .copied()
-            .filter(|a| udp_addresses.contains(a))
+            .filter(|a| stun.tcp && udp_addresses.contains(a))
             .collect();
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) if !config.tls.listen.is_empty() => {
+                Some(turn_tcp::tls_config(cert, key)?)
+            }
+            _ => None,
+        };
         handles.push(turn_tcp::spawn(
             &tcp,
+            &config.tls.listen,
+            tls,
             Arc::clone(t),
             Arc::clone(&server),
             turn_tcp::Limits {

@@ -6,6 +6,9 @@
 //!
 //! Framing: a STUN message is its 20-byte header plus the length it gives; ChannelData is its
 //! 4-byte header plus the length, padded to 4 bytes. Anything else closes the connection.
+//!
+//! The same thread serves TLS (`[tls] listen`) with rustls: the same framing inside the TLS
+//! stream, and the transport of the 5-tuple is TLS.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read as _, Write as _};
@@ -47,6 +50,7 @@ pub struct Limits {
 
 struct Conn {
     stream: TcpStream,
+    tls: Option<Box<rustls::ServerConnection>>,
     local: SocketAddr,
     remote: SocketAddr,
     inbuf: Vec<u8>,
@@ -54,9 +58,39 @@ struct Conn {
     last: Instant,
 }
 
-/// Binds `addresses` (TCP) and starts the thread.
+/// Loads the certificate chain and key for TLS.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("S307 tls.cert {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("S307 tls.cert {}: not PEM certificates", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("S307 tls.cert {}: no certificate in it", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("S307 tls.key {}: no PEM private key", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("S307 the TLS certificate and key do not go together")?;
+    Ok(Arc::new(config))
+}
+
+/// Binds `addresses` (TCP) and `tls_addresses` (TLS with `tls`) and starts the thread.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     addresses: &[SocketAddr],
+    tls_addresses: &[SocketAddr],
+    tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<TurnShared>,
     binding: Arc<BindingServer>,
     limits: Limits,
@@ -66,7 +100,14 @@ pub fn spawn(
     for &a in addresses {
         let l = crate::stun_tcp::bind_std(a)?;
         tracing::info!("S002 STUN and TURN listening on tcp {a}");
-        listeners.push(l);
+        listeners.push((l, false));
+    }
+    if tls.is_some() {
+        for &a in tls_addresses {
+            let l = crate::stun_tcp::bind_std(a)?;
+            tracing::info!("S002 STUN and TURN listening on tls {a}");
+            listeners.push((l, true));
+        }
     }
     let worker = TurnWorker::new(&shared);
     std::thread::Builder::new()
@@ -74,6 +115,7 @@ pub fn spawn(
         .spawn(move || {
             let mut t = TcpTurn {
                 listeners,
+                tls,
                 worker,
                 binding,
                 limits,
@@ -91,7 +133,8 @@ pub fn spawn(
 }
 
 struct TcpTurn {
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, bool)>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     worker: TurnWorker,
     binding: Arc<BindingServer>,
     limits: Limits,
@@ -105,7 +148,7 @@ struct TcpTurn {
 impl TcpTurn {
     fn run(&mut self, shutdown: &AtomicBool) -> anyhow::Result<()> {
         let mut epoll = Epoll::new()?;
-        for (i, l) in self.listeners.iter().enumerate() {
+        for (i, (l, _)) in self.listeners.iter().enumerate() {
             epoll.add(l.as_raw_fd(), i as u64)?;
         }
         let mut ready = Vec::with_capacity(256);
@@ -120,10 +163,11 @@ impl TcpTurn {
                     self.readable(now, token);
                 } else if token >= RELAY_TOKEN_BASE {
                     self.relay_readable(now, token);
-                } else if let Some(l) = self.listeners.get(token as usize) {
+                } else if let Some((l, tls)) = self.listeners.get(token as usize) {
+                    let tls = *tls;
                     let accepted = accept(l);
                     for (stream, remote) in accepted {
-                        self.adopt(&epoll, stream, remote, now);
+                        self.adopt(&epoll, stream, remote, tls, now);
                     }
                 }
             }
@@ -136,7 +180,9 @@ impl TcpTurn {
             let pending: Vec<u64> = self
                 .conns
                 .iter()
-                .filter(|(_, c)| !c.outbuf.is_empty())
+                .filter(|(_, c)| {
+                    !c.outbuf.is_empty() || c.tls.as_ref().is_some_and(|t| t.wants_write())
+                })
                 .map(|(id, _)| *id)
                 .collect();
             for id in pending {
@@ -150,7 +196,14 @@ impl TcpTurn {
         Ok(())
     }
 
-    fn adopt(&mut self, epoll: &Epoll, stream: TcpStream, remote: SocketAddr, now: Instant) {
+    fn adopt(
+        &mut self,
+        epoll: &Epoll,
+        stream: TcpStream,
+        remote: SocketAddr,
+        tls: bool,
+        now: Instant,
+    ) {
         let n_ip = self.per_ip.get(&remote.ip()).copied().unwrap_or(0);
         if self.conns.len() >= self.limits.max || n_ip >= self.limits.per_ip {
             return; // dropped: closed at once
@@ -162,6 +215,14 @@ impl TcpTurn {
             return;
         }
         let _ = stream.set_nodelay(true);
+        let tls = match (tls, &self.tls) {
+            (false, _) => None,
+            (true, Some(config)) => match rustls::ServerConnection::new(Arc::clone(config)) {
+                Ok(c) => Some(Box::new(c)),
+                Err(_) => return,
+            },
+            (true, None) => return,
+        };
         let id = CONN_TOKEN_BASE + self.next_id;
         self.next_id += 1;
         if epoll.add(stream.as_raw_fd(), id).is_err() {
@@ -173,6 +234,7 @@ impl TcpTurn {
             id,
             Conn {
                 stream,
+                tls,
                 local,
                 remote,
                 inbuf: Vec::new(),
@@ -196,7 +258,7 @@ impl TcpTurn {
         self.worker.connection_closed(FiveTuple {
             client: c.remote,
             server: c.local,
-            transport: TurnTransport::Tcp,
+            transport: c.transport(),
         });
     }
 
@@ -210,7 +272,7 @@ impl TcpTurn {
                 !self.worker.has_allocation(FiveTuple {
                     client: c.remote,
                     server: c.local,
-                    transport: TurnTransport::Tcp,
+                    transport: c.transport(),
                 })
             })
             .map(|(id, _)| *id)
@@ -226,8 +288,14 @@ impl TcpTurn {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
+            if c.tls.is_some() {
+                closed = read_tls(c, &mut self.scratch, now);
+            }
             // Bounded per pass: a fast sender cannot starve the others.
             for _ in 0..16 {
+                if c.tls.is_some() {
+                    break;
+                }
                 match c.stream.read(&mut self.scratch) {
                     Ok(0) => {
                         closed = true;
@@ -267,8 +335,8 @@ impl TcpTurn {
                 return true; // need more bytes
             }
             let frame: Vec<u8> = c.inbuf.drain(..len).collect();
-            let (local, remote) = (c.local, c.remote);
-            self.frame(now, id, local, remote, &frame);
+            let (local, remote, transport) = (c.local, c.remote, c.transport());
+            self.frame(now, id, local, remote, transport, &frame);
         }
     }
 
@@ -278,14 +346,12 @@ impl TcpTurn {
         id: u64,
         local: SocketAddr,
         remote: SocketAddr,
+        transport: TurnTransport,
         frame: &[u8],
     ) {
         if TurnServer::wants(frame) {
             // ChannelData arrives padded on streams; the core takes the message as framed.
-            if let Some(t) = self
-                .worker
-                .client(now, TurnTransport::Tcp, local, remote, frame)
-            {
+            if let Some(t) = self.worker.client(now, transport, local, remote, frame) {
                 let body = self.worker.out[..t.len].to_vec();
                 self.queue(id, &body, true);
             }
@@ -337,6 +403,28 @@ impl TcpTurn {
 
     fn flush(&mut self, id: u64) {
         let mut dead = false;
+        if let Some(c) = self.conns.get_mut(&id)
+            && let Some(tls) = c.tls.as_mut()
+        {
+            // rustls buffers the plaintext; send what it has as records.
+            if !c.outbuf.is_empty() {
+                dead = tls.writer().write_all(&c.outbuf).is_err();
+                c.outbuf.clear();
+            }
+            while !dead && tls.wants_write() {
+                match tls.write_tls(&mut c.stream) {
+                    Ok(0) => dead = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => dead = true,
+                }
+            }
+            if dead {
+                self.close(id);
+            }
+            return;
+        }
         if let Some(c) = self.conns.get_mut(&id) {
             while !c.outbuf.is_empty() {
                 match c.stream.write(&c.outbuf) {
@@ -360,6 +448,52 @@ impl TcpTurn {
             self.close(id);
         }
     }
+}
+
+impl Conn {
+    fn transport(&self) -> TurnTransport {
+        if self.tls.is_some() {
+            TurnTransport::Tls
+        } else {
+            TurnTransport::Tcp
+        }
+    }
+}
+
+/// Reads TLS records and moves their plaintext into `inbuf`; `true` if the connection is done
+/// (closed, or a TLS error).
+fn read_tls(c: &mut Conn, scratch: &mut [u8], now: Instant) -> bool {
+    let Some(tls) = c.tls.as_mut() else {
+        return true;
+    };
+    for _ in 0..16 {
+        match tls.read_tls(&mut c.stream) {
+            Ok(0) => return true,
+            Ok(_) => {
+                c.last = now;
+                if tls.process_new_packets().is_err() {
+                    // Let the alert go out, then close.
+                    let _ = tls.write_tls(&mut c.stream);
+                    return true;
+                }
+                loop {
+                    match tls.reader().read(scratch) {
+                        Ok(0) => return true,
+                        Ok(n) => c.inbuf.extend_from_slice(&scratch[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(_) => return true,
+                    }
+                }
+                if c.inbuf.len() > 2 * MAX_FRAME {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+    false
 }
 
 /// The length of the frame at the start of `buf`: `Some(0)` if the header is incomplete,

@@ -545,3 +545,93 @@ fn an_allocation_ends_with_its_tcp_connection() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// TURN over TLS (`[tls]`, rustls): uclient `-t -S` with a throwaway self-signed certificate.
+#[test]
+fn uclient_over_tls() {
+    let test = "uclient_over_tls";
+    if !require(test) || !require_tool(test, "openssl") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("farside-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = run_tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            key.display().to_string(),
+            "-out".into(),
+            cert.display().to_string(),
+        ])
+        .collect::<Vec<_>>(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(made.code(), Some(0), "{}", made.describe());
+    let tls_port = common::free_ports(&[LOCALHOST], 1);
+    let server = turn_server(
+        test,
+        &format!(
+            "allowed_peers = [\"127.0.0.0/8\"]\n\n[tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let peer = Peer::start();
+    let mut args: Vec<String> = [
+        "-t",
+        "-S",
+        "-W",
+        SECRET,
+        "-u",
+        "alice",
+        "-n",
+        "50",
+        "-m",
+        "4",
+        "-e",
+        "127.0.0.1",
+        "-r",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend([
+        peer.port.to_string(),
+        "-p".into(),
+        tls_port.to_string(),
+        "127.0.0.1".into(),
+    ]);
+    let out = run_tool("turnutils_uclient", &args, UCLIENT_LIMIT);
+    assert_eq!(
+        totals(&out.all()),
+        Some(Totals {
+            sent: 200,
+            received: 200,
+            lost: Some(0)
+        }),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+    assert!(
+        server
+            .logs()
+            .contains(&format!("listening on tls 127.0.0.1:{tls_port}"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
