@@ -225,8 +225,29 @@ impl Default for StoreConfig {
 /// Where Farside keeps its database by default: systemd's `$STATE_DIRECTORY`, else
 /// `/var/lib/farside` for root, else `$XDG_STATE_HOME/farside` or `~/.local/state/farside`.
 pub fn default_data_dir() -> std::path::PathBuf {
+    // /proc/self belongs to the process's effective user (libc::geteuid would need `unsafe`,
+    // which this crate denies).
+    let root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    };
+    data_dir_from(
+        std::env::var_os("STATE_DIRECTORY"),
+        root,
+        std::env::var_os("XDG_STATE_HOME"),
+        std::env::var_os("HOME"),
+    )
+}
+
+/// [`default_data_dir`] from its inputs (tests cannot safely change the environment).
+fn data_dir_from(
+    state_directory: Option<std::ffi::OsString>,
+    root: bool,
+    xdg_state_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> std::path::PathBuf {
     use std::path::PathBuf;
-    if let Some(d) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+    if let Some(d) = state_directory.filter(|d| !d.is_empty()) {
         // systemd may list several, separated by ':'; the first is ours.
         let d = d
             .to_string_lossy()
@@ -236,18 +257,13 @@ pub fn default_data_dir() -> std::path::PathBuf {
             .to_owned();
         return PathBuf::from(d);
     }
-    // /proc/self belongs to the process's effective user.
-    let root = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-    };
     if root {
         return PathBuf::from("/var/lib/farside");
     }
-    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+    if let Some(x) = xdg_state_home.filter(|d| !d.is_empty()) {
         return PathBuf::from(x).join("farside");
     }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let home = home.map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".local/state/farside")
 }
 
@@ -479,13 +495,19 @@ impl Config {
                 ));
             }
         }
-        if !self.store.url.starts_with("sqlite://") || self.store.url.len() <= "sqlite://".len() {
+        let url = &self.store.url;
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Err(invalid(
                 "store.url",
-                format!(
-                    "{:?}: expected sqlite://PATH (PostgreSQL is not supported yet)",
-                    self.store.url
-                ),
+                "PostgreSQL is not supported yet: use sqlite://PATH".into(),
+            ));
+        }
+        if url.strip_prefix("sqlite://").is_none_or(str::is_empty) {
+            // Name the scheme only: a database URL may carry a password.
+            let scheme = url.split_once("://").map_or("no scheme", |(s, _)| s);
+            return Err(invalid(
+                "store.url",
+                format!("{scheme}: expected sqlite://PATH"),
             ));
         }
         if let Some(s) = self.admin.listen.as_deref()
@@ -827,5 +849,58 @@ mod tests {
 
         let e = err("[bogus]\n");
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn store_url_defaults_to_the_data_dir_and_only_sqlite() {
+        let c = Config::parse("", "f.toml").expect("valid");
+        assert_eq!(
+            c.store.url,
+            format!(
+                "sqlite://{}",
+                default_data_dir().join("farside.db").display()
+            )
+        );
+        let c = Config::parse("[store]\nurl = \"sqlite:///tmp/x/users.db\"\n", "f.toml")
+            .expect("valid");
+        assert_eq!(c.store.url, "sqlite:///tmp/x/users.db");
+
+        // The password in a PostgreSQL URL must not end up in the message.
+        let e = err("[store]\nurl = \"postgres://farside:hunter2@db/farside\"\n");
+        assert_eq!(
+            e,
+            "f.toml: store.url: PostgreSQL is not supported yet: use sqlite://PATH"
+        );
+        let e = err("[store]\nurl = \"sqlite://\"\n");
+        assert!(e.starts_with("f.toml: store.url: "), "{e}");
+        let e = err("[store]\nurl = \"/var/lib/farside/farside.db\"\n");
+        assert_eq!(e, "f.toml: store.url: no scheme: expected sqlite://PATH");
+        let e = err("[store]\nurl = \"mysql://u:hunter2@db/x\"\n");
+        assert_eq!(e, "f.toml: store.url: mysql: expected sqlite://PATH");
+        let e = err("[store]\npath = \"x\"\n");
+        assert!(e.starts_with("f.toml:2: store.path: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn data_dir_follows_systemd_then_root_then_xdg() {
+        use std::ffi::OsString;
+        use std::path::Path;
+        let some = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            data_dir_from(some("/var/lib/farside:/var/lib/other"), false, None, None),
+            Path::new("/var/lib/farside")
+        );
+        assert_eq!(
+            data_dir_from(some(""), true, some("/x"), some("/home/u")),
+            Path::new("/var/lib/farside")
+        );
+        assert_eq!(
+            data_dir_from(None, false, some("/x"), some("/home/u")),
+            Path::new("/x/farside")
+        );
+        assert_eq!(
+            data_dir_from(None, false, some(""), some("/home/u")),
+            Path::new("/home/u/.local/state/farside")
+        );
     }
 }

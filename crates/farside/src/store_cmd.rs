@@ -1,7 +1,7 @@
 //! `farside user …` and `farside secret …`: manage the store the server uses (found through
 //! `--config`). A running server picks the change up within a second.
 
-use std::io::Read as _;
+use std::io::{BufRead as _, Read as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,7 +47,7 @@ pub struct UserPassword {
         required_unless_present = "password_stdin"
     )]
     password: Option<String>,
-    /// Read the password from standard input (one line).
+    /// Read the password from standard input (its first line, without the line end).
     #[arg(long)]
     password_stdin: bool,
     /// The realm (default: `turn.realm` of the configuration).
@@ -73,7 +73,7 @@ pub enum SecretCommand {
         /// The secret (16 bytes or more).
         #[arg(required_unless_present = "generate", conflicts_with = "generate")]
         secret: Option<String>,
-        /// Make a random 256-bit secret, store it and print it.
+        /// Make a random 256-bit secret (64 hex digits), store it and print it once.
         #[arg(long)]
         generate: bool,
     },
@@ -91,7 +91,8 @@ fn open(args: &StoreArgs) -> Result<(Config, Box<dyn Store>), String> {
         None => Config::default(),
         Some(p) => Config::load(p).map_err(|e| e.to_string())?,
     };
-    let store = farside_store::open(&config.store.url).map_err(|e| e.to_string())?;
+    let store = farside_store::open(&config.store.url)
+        .map_err(|e| format!("cannot open the store: {e}"))?;
     Ok((config, store))
 }
 
@@ -114,13 +115,48 @@ fn password(p: &UserPassword) -> Result<String, String> {
     match &p.password {
         Some(pw) => Ok(pw.clone()),
         None => {
-            let mut s = String::new();
+            // One line, not to end of input: typed at a terminal, Enter ends it.
+            let mut line = String::new();
             std::io::stdin()
-                .read_to_string(&mut s)
+                .lock()
+                .read_line(&mut line)
                 .map_err(|e| format!("reading the password from stdin: {e}"))?;
-            Ok(s.lines().next().unwrap_or("").to_owned())
+            let line = line.strip_suffix('\n').unwrap_or(&line);
+            Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
         }
     }
+}
+
+/// 32 bytes from the kernel's random source, as 64 hex digits. Not `seed::fresh_seed`: std's
+/// `RandomState` draws its keys once per thread and then counts up, so several seeds hold at
+/// most 128 bits of entropy, and a long-lived HMAC key deserves its full 256.
+fn random_secret() -> Result<String, String> {
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    Ok(key.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Unix seconds as an RFC 3339 UTC time, `2026-11-21T17:54:35Z` (Howard Hinnant's
+/// days-to-civil algorithm, proleptic Gregorian calendar).
+fn utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// Runs a `farside user` command.
@@ -159,7 +195,7 @@ pub fn user(cmd: UserCommand, args: &StoreArgs) -> ExitCode {
                     .map_err(|e| e.to_string())?;
                 Ok(rows
                     .iter()
-                    .map(|r| format!("{}\t{}\tadded {}", r.realm, r.name, r.created))
+                    .map(|r| format!("{}\t{}\tadded {}", r.realm, r.name, utc(r.created)))
                     .collect::<Vec<_>>()
                     .join("\n"))
             }
@@ -173,11 +209,9 @@ pub fn secret(cmd: SecretCommand, args: &StoreArgs) -> ExitCode {
         let (_, mut store) = open(args)?;
         match cmd {
             SecretCommand::Add { secret, generate } => {
-                let secret = match (secret, generate) {
-                    (Some(s), _) => s,
-                    (None, _) => (0..4)
-                        .map(|_| format!("{:016x}", crate::seed::fresh_seed()))
-                        .collect(),
+                let secret = match secret {
+                    Some(s) => s,
+                    None => random_secret()?,
                 };
                 let id = store.add_secret(&secret).map_err(|e| e.to_string())?;
                 Ok(if generate {
@@ -190,7 +224,7 @@ pub fn secret(cmd: SecretCommand, args: &StoreArgs) -> ExitCode {
                 let rows = store.list_secrets().map_err(|e| e.to_string())?;
                 Ok(rows
                     .iter()
-                    .map(|r| format!("{}\t{}\tadded {}", r.id, r.masked, r.created))
+                    .map(|r| format!("{}\t{}\tadded {}", r.id, r.masked, utc(r.created)))
                     .collect::<Vec<_>>()
                     .join("\n"))
             }
@@ -200,4 +234,18 @@ pub fn secret(cmd: SecretCommand, args: &StoreArgs) -> ExitCode {
             }
         }
     })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_763_747_675), "2025-11-21T17:54:35Z");
+        assert_eq!(utc(4_102_444_799), "2099-12-31T23:59:59Z");
+        assert_eq!(utc(-1), "1969-12-31T23:59:59Z");
+    }
 }

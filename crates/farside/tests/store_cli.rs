@@ -30,6 +30,24 @@ fn farside(config: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, St
     )
 }
 
+/// The keys the store holds for `realm`/`name`, read as the server reads them.
+fn keys(url: &str, realm: &str, name: &str) -> Option<([u8; 16], [u8; 32])> {
+    let snapshot = farside_store::open(url).unwrap().load().unwrap();
+    snapshot
+        .users
+        .iter()
+        .find(|u| u.realm == realm && u.name == name)
+        .map(|u| (u.md5, u.sha256))
+}
+
+/// The RFC 8489 §9.2.2 keys of a password.
+fn expected(realm: &str, name: &str, password: &str) -> Option<([u8; 16], [u8; 32])> {
+    Some((
+        farside_stun::long_term_key_md5(name, realm, password).unwrap(),
+        farside_stun::long_term_key_sha256(name, realm, password).unwrap(),
+    ))
+}
+
 #[test]
 fn users_and_secrets_through_the_cli() {
     let dir = std::env::temp_dir().join(format!("farside-store-cli-{}", std::process::id()));
@@ -58,6 +76,16 @@ fn users_and_secrets_through_the_cli() {
         "{err}"
     );
     assert!(db.exists(), "the store file and its directory are created");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "keys are for the owner only");
+    }
+    let url = format!("sqlite://{}", db.display());
+    assert_eq!(
+        keys(&url, "example.org", "alice"),
+        expected("example.org", "alice", "pw1")
+    );
     let (code, _, err) = farside(
         &config,
         &["user", "add", "alice", "--password", "pw2"],
@@ -72,10 +100,19 @@ fn users_and_secrets_through_the_cli() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("added user bob in realm other"));
+    assert_eq!(
+        keys(&url, "other", "bob"),
+        expected("other", "bob", "from stdin"),
+        "the line end is not part of the password"
+    );
     let (_, out, _) = farside(&config, &["user", "list"], None);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].starts_with("example.org\talice\t"), "{out}");
+    assert!(
+        lines[0].starts_with("example.org\talice\tadded 20"),
+        "{out}"
+    );
+    assert!(lines[0].ends_with('Z'), "an RFC 3339 UTC time: {out}");
     assert!(lines[1].starts_with("other\tbob\t"), "{out}");
     assert!(
         !out.contains("pw1") && !out.contains("from stdin"),
@@ -88,6 +125,20 @@ fn users_and_secrets_through_the_cli() {
     );
     assert_eq!(code, 0);
     assert!(out.contains("changed the password of alice"));
+    assert_eq!(
+        keys(&url, "example.org", "alice"),
+        expected("example.org", "alice", "pw3")
+    );
+    let (code, _, err) = farside(
+        &config,
+        &["user", "passwd", "alice", "--password-stdin"],
+        Some("pw4\r\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        keys(&url, "example.org", "alice"),
+        expected("example.org", "alice", "pw4")
+    );
     let (code, _, err) = farside(
         &config,
         &["user", "passwd", "nobody", "--password", "x"],
@@ -95,8 +146,12 @@ fn users_and_secrets_through_the_cli() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("not found"), "{err}");
-    let (code, _, _) = farside(&config, &["user", "remove", "alice"], None);
-    assert_eq!(code, 0);
+    let (code, out, _) = farside(&config, &["user", "remove", "alice"], None);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "removed user alice from realm example.org")
+    );
+    assert_eq!(keys(&url, "example.org", "alice"), None);
     let (_, out, _) = farside(&config, &["user", "list", "--realm", "example.org"], None);
     assert!(out.trim().is_empty(), "{out}");
     let (code, _, err) = farside(&config, &["user", "add", "a:b", "--password", "x"], None);
@@ -115,16 +170,45 @@ fn users_and_secrets_through_the_cli() {
     assert_eq!(code, 0);
     let generated = out.trim().rsplit(' ').next().unwrap().to_owned();
     assert_eq!(generated.len(), 64, "{out}");
+    assert!(generated.bytes().all(|b| b.is_ascii_hexdigit()), "{out}");
     let (_, out, _) = farside(&config, &["secret", "list"], None);
     assert!(out.contains("1\t0123…"), "{out}");
     assert!(
         !out.contains("0123456789abcdef-rotation") && !out.contains(&generated),
         "masked: {out}"
     );
-    let (code, _, _) = farside(&config, &["secret", "remove", "1"], None);
-    assert_eq!(code, 0);
+    let (code, out, _) = farside(&config, &["secret", "remove", "1"], None);
+    assert_eq!((code, out.trim()), (0, "removed secret 1"));
+    let (_, out, _) = farside(&config, &["secret", "list"], None);
+    assert!(out.starts_with("2\t"), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
     let (code, _, err) = farside(&config, &["secret", "remove", "1"], None);
     assert_eq!(code, 1);
     assert!(err.contains("not found"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn store_errors_are_one_line_with_exit_1() {
+    let dir = std::env::temp_dir().join(format!("farside-store-cli-err-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("farside.toml");
+    std::fs::write(
+        &config,
+        "[store]\nurl = \"postgres://farside:hunter2@db/farside\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = farside(&config.display().to_string(), &["user", "list"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("PostgreSQL is not supported yet"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let missing = dir.join("missing.toml").display().to_string();
+    let (code, _, err) = farside(&missing, &["secret", "list"], None);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("missing.toml: cannot read"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

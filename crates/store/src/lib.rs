@@ -42,6 +42,14 @@ pub enum StoreError {
     /// The user or secret does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The store could not be opened (its directory, its file, or its schema).
+    #[error("{}: {reason}", path.display())]
+    Open {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why, one line.
+        reason: String,
+    },
     /// The database failed.
     #[error("store: {0}")]
     Database(#[from] rusqlite::Error),
@@ -127,14 +135,34 @@ pub trait Store: Send {
 /// Opens the store `url` names: `sqlite://PATH` (created with its directory if missing).
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(StoreError::Url(
+                "sqlite:// without a file path (expected sqlite://PATH)".into(),
+            ));
+        }
         return Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?));
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Url(format!(
-            "{url}: PostgreSQL is not supported yet; use sqlite://PATH"
+    // Name the scheme only: a database URL may carry a password.
+    let scheme = url.split_once("://").map_or("no scheme", |(s, _)| s);
+    if matches!(scheme, "postgres" | "postgresql") {
+        return Err(StoreError::Url(
+            "PostgreSQL is not supported yet: use sqlite://PATH".into(),
+        ));
+    }
+    Err(StoreError::Url(format!("{scheme}: expected sqlite://PATH")))
+}
+
+/// A username a long-term user can have: a valid name that does not read as an ephemeral one.
+pub(crate) fn check_username(name: &str) -> Result<(), StoreError> {
+    check_name("username", name)?;
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        // An ephemeral (REST) username is `expiry[:user]`: with a shared secret configured,
+        // the relay would take a name of digits for an expiry time and never check its keys.
+        return Err(StoreError::Invalid(format!(
+            "username {name:?} is all digits, which reads as the expiry time of an ephemeral (REST) username"
         )));
     }
-    Err(StoreError::Url(format!("{url}: expected sqlite://PATH")))
+    Ok(())
 }
 
 pub(crate) fn check_name(what: &str, s: &str) -> Result<(), StoreError> {
@@ -167,6 +195,18 @@ pub(crate) fn keys(
             "password must be 1 to {MAX_PASSWORD} bytes"
         )));
     }
+    // Both keys put realm and password through OpaqueString (RFC 8489 §9.2.2); check each
+    // alone first so the message says which one a client could never match.
+    farside_stun::opaque_string(realm).map_err(|e| {
+        StoreError::Invalid(format!(
+            "realm {realm:?} is not allowed by RFC 8265 OpaqueString: {e}"
+        ))
+    })?;
+    farside_stun::opaque_string(password).map_err(|e| {
+        StoreError::Invalid(format!(
+            "password not allowed by RFC 8265 OpaqueString (no control characters or unassigned code points): {e}"
+        ))
+    })?;
     let bad = |e: farside_stun::PasswordError| {
         StoreError::Invalid(format!(
             "password or realm not allowed by RFC 8265 OpaqueString: {e}"

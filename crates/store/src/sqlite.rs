@@ -3,10 +3,11 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::{
-    SECRET_LEN, SecretRow, Snapshot, Store, StoreError, UserKeys, UserRow, check_name, keys,
+    SECRET_LEN, SecretRow, Snapshot, Store, StoreError, UserKeys, UserRow, check_name,
+    check_username, keys,
 };
 
 /// Schema version this build writes.
@@ -46,39 +47,63 @@ fn now() -> i64 {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`; a new file is readable by its
-    /// owner only, since it holds keys.
+    /// owner only, since it holds keys. Errors name the file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_at(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            reason: match e {
+                StoreError::Io(e) => e.to_string(),
+                StoreError::Database(e) => e.to_string(),
+                other => other.to_string(),
+            },
+        })
+    }
+
+    fn open_at(path: &Path) -> Result<Self, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Invalid(format!(
+                    "cannot create its directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
-        let fresh = !path.exists();
-        let conn = Connection::open(path)?;
-        if fresh {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
+        // Create the file ourselves, 0600 from its first instant (no window in which a
+        // umask-wide file exists); SQLite gives its -wal and -shm files the database file's
+        // mode. An existing file keeps the mode its owner chose.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        let mut conn = Connection::open(path)?;
         // Readers (the server) and the CLI may use the file at once.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(SCHEMA)?;
-        let version: Option<i64> = conn
-            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
-            .optional()?;
+        // One write transaction, so two processes opening a new file at once cannot both
+        // record a schema version.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA)?;
+        let version: Option<i64> =
+            tx.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))?;
         match version {
             None => {
-                conn.execute(
+                tx.execute(
                     "INSERT INTO schema_version (version) VALUES (?1)",
                     [SCHEMA_VERSION],
                 )?;
             }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::Invalid(format!(
-                    "{}: schema version {v} is newer than this farside understands ({SCHEMA_VERSION})",
-                    path.display()
+                    "schema version {v} is newer than this farside understands ({SCHEMA_VERSION})"
                 )));
             }
             Some(_) => {}
         }
+        tx.commit()?;
         Ok(SqliteStore { conn })
     }
 
@@ -90,7 +115,7 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn add_user(&mut self, realm: &str, name: &str, password: &str) -> Result<(), StoreError> {
-        check_name("username", name)?;
+        check_username(name)?;
         check_name("realm", realm)?;
         let (md5, sha256) = keys(realm, name, password)?;
         let tx = self.conn.transaction()?;
@@ -326,6 +351,109 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        // The write-ahead log and its index hold keys too; SQLite gives them the database
+        // file's mode.
+        for ext in ["db-wal", "db-shm"] {
+            let mode = std::fs::metadata(path.with_extension(ext))
+                .expect(ext)
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{ext}");
+        }
+    }
+
+    #[test]
+    fn limits_and_messages() {
+        let path = temp("limits");
+        let mut s = SqliteStore::open(&path).expect("open");
+        let g = s.generation().expect("g");
+        let long = "u".repeat(crate::MAX_NAME + 1);
+        let e = s.add_user("farside", &long, "pw").expect_err("long name");
+        assert!(e.to_string().contains("1 to 256 bytes"), "{e}");
+        s.add_user("farside", &long[1..], "pw").expect("256 bytes");
+        assert!(s.add_user(&long, "bob", "pw").is_err(), "long realm");
+        assert!(s.add_user("a:b", "bob", "pw").is_err(), "':' in realm");
+        assert!(s.add_user("farside", "bob\n", "pw").is_err(), "control");
+        let e = s
+            .add_user("farside", "1700000000", "pw")
+            .expect_err("digits");
+        assert!(e.to_string().contains("ephemeral"), "{e}");
+        s.add_user("farside", "1700000000x", "pw")
+            .expect("not only digits");
+        let e = s
+            .add_user("farside", "bob", &"p".repeat(crate::MAX_PASSWORD + 1))
+            .expect_err("long password");
+        assert!(e.to_string().contains("1 to 1024 bytes"), "{e}");
+        s.add_user("farside", "bob", &"p".repeat(crate::MAX_PASSWORD))
+            .expect("1024 bytes");
+        let e = s
+            .add_user("farside", "carol", "bell\u{7}")
+            .expect_err("OpaqueString");
+        assert!(
+            e.to_string()
+                .starts_with("password not allowed by RFC 8265 OpaqueString"),
+            "{e}"
+        );
+        let e = s
+            .set_password("farside", "bob", "tab\there")
+            .expect_err("OpaqueString");
+        assert!(e.to_string().contains("OpaqueString"), "{e}");
+        assert!(s.add_secret(&"s".repeat(15)).is_err());
+        assert!(s.add_secret(&"s".repeat(1025)).is_err());
+        s.add_secret(&"s".repeat(16)).expect("16 bytes");
+        s.add_secret(&"t".repeat(1024)).expect("1024 bytes");
+        // Five successful writes, five bumps; the refused ones changed nothing.
+        assert_eq!(s.generation().expect("g"), g + 5);
+    }
+
+    #[test]
+    fn another_connection_sees_every_write() {
+        // The server keeps a connection open and polls the generation; the CLI writes
+        // through its own.
+        let path = temp("watch");
+        let mut server = SqliteStore::open(&path).expect("server");
+        let mut cli = SqliteStore::open(&path).expect("cli");
+        let mut seen = server.generation().expect("g");
+        let mut changed = |server: &mut SqliteStore| {
+            let g = server.generation().expect("g");
+            let moved = g > seen;
+            seen = g;
+            moved
+        };
+        assert!(!changed(&mut server));
+        cli.add_user("farside", "alice", "pw").expect("add");
+        assert!(changed(&mut server));
+        assert_eq!(server.load().expect("load").users.len(), 1);
+        cli.set_password("farside", "alice", "pw2").expect("passwd");
+        assert!(changed(&mut server));
+        let id = cli.add_secret("0123456789abcdef").expect("secret");
+        assert!(changed(&mut server));
+        assert_eq!(server.load().expect("load").secrets.len(), 1);
+        cli.remove_secret(id).expect("remove secret");
+        assert!(changed(&mut server));
+        cli.remove_user("farside", "alice").expect("remove user");
+        assert!(changed(&mut server));
+        let snap = server.load().expect("load");
+        assert!(snap.users.is_empty() && snap.secrets.is_empty());
+        assert_eq!(snap.generation, seen);
+    }
+
+    #[test]
+    fn open_errors_name_the_file() {
+        let path = temp("blocked");
+        let dir = path.parent().expect("dir");
+        std::fs::create_dir_all(dir).expect("dir");
+        // A regular file where the directory should be.
+        let blocker = dir.join("file");
+        std::fs::write(&blocker, b"").expect("file");
+        let db = blocker.join("farside.db");
+        let e = SqliteStore::open(&db).expect_err("cannot open");
+        assert!(
+            e.to_string().starts_with(&format!("{}: ", db.display())),
+            "{e}"
+        );
+        assert!(e.to_string().contains("cannot create its directory"), "{e}");
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 
     #[test]
@@ -351,6 +479,13 @@ mod tests {
     fn urls() {
         assert!(crate::open("postgres://x").is_err());
         assert!(crate::open("mysql://x").is_err());
+        let e = crate::open("sqlite://").err().expect("no path");
+        assert!(e.to_string().contains("without a file path"), "{e}");
+        let e = crate::open("postgres://u:hunter2@db/farside")
+            .err()
+            .expect("postgres");
+        assert!(e.to_string().contains("not supported yet"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
         let path = temp("url");
         assert!(crate::open(&format!("sqlite://{}", path.display())).is_ok());
     }
