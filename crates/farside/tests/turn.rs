@@ -635,3 +635,50 @@ fn uclient_over_tls() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Dual allocations (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2; uclient `-Z`, whose Refreshes
+/// ask for one family or the other at random): no refusal, every message relayed.
+#[test]
+fn uclient_with_dual_allocations() {
+    let test = "uclient_with_dual_allocations";
+    if !require(test) {
+        return;
+    }
+    if !common::ipv6_loopback_available() {
+        common::skip(test, "no IPv6 loopback here");
+        return;
+    }
+    let server = turn_server(
+        test,
+        "relay_address = [\"127.0.0.1\", \"::1\"]\nallowed_peers = [\"127.0.0.0/8\", \"::1\"]\n",
+    );
+    let peer = Peer::start();
+    for _ in 0..3 {
+        let out = uclient(
+            &server,
+            &peer,
+            &["-Z", "-W", SECRET, "-u", "alice", "-n", "20", "-m", "2"],
+            UCLIENT_LIMIT,
+        );
+        assert!(!out.all().contains("error 4"), "{}", out.describe());
+        assert_eq!(
+            totals(&out.all()),
+            Some(Totals {
+                sent: 40,
+                received: 40,
+                lost: Some(0)
+            }),
+            "{}\n{}",
+            out.describe(),
+            server.describe()
+        );
+    }
+    assert_eq!(
+        counter(
+            &server,
+            "farside_turn_responses_total",
+            "peer_address_family_mismatch"
+        ),
+        0.0
+    );
+}

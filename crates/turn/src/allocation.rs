@@ -40,6 +40,8 @@ impl Key {
 #[derive(Debug)]
 pub(crate) struct Allocation {
     pub(crate) relayed: SocketAddr,
+    /// The IPv6 relayed address of a dual allocation (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2).
+    pub(crate) relayed6: Option<SocketAddr>,
     pub(crate) realm: String,
     pub(crate) username: String,
     pub(crate) expires: Instant,
@@ -77,6 +79,7 @@ impl Allocation {
     ) -> Self {
         Allocation {
             relayed,
+            relayed6: None,
             realm,
             username,
             expires,
@@ -110,6 +113,24 @@ impl Allocation {
         }
         self.budget -= bytes;
         true
+    }
+
+    /// The relayed address that reaches `peer` (its family's), if the allocation has one.
+    pub(crate) fn relayed_for(&self, peer: IpAddr) -> Option<SocketAddr> {
+        let v4 = match peer {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some() && self.relayed.is_ipv4(),
+        };
+        if self.relayed.is_ipv4() == v4 {
+            Some(self.relayed)
+        } else {
+            self.relayed6.filter(|_| !v4)
+        }
+    }
+
+    /// Every relayed address.
+    pub(crate) fn relayed_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        std::iter::once(self.relayed).chain(self.relayed6)
     }
 
     pub(crate) fn has_permission(&self, peer: IpAddr, now: Instant) -> bool {

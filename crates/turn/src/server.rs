@@ -222,7 +222,10 @@ impl TurnServer {
 
     fn remove(&mut self, five: &FiveTuple, relay: &mut dyn RelayPorts) {
         if let Some(a) = self.allocations.remove(five) {
-            self.by_relayed.remove(&a.relayed);
+            for r in a.relayed_addresses() {
+                self.by_relayed.remove(&r);
+                relay.release(r);
+            }
             let user = (a.realm, a.username);
             if let Some(n) = self.per_user.get_mut(&user) {
                 *n -= 1;
@@ -230,7 +233,6 @@ impl TurnServer {
                     self.per_user.remove(&user);
                 }
             }
-            relay.release(a.relayed);
         }
     }
 
@@ -261,7 +263,10 @@ impl TurnServer {
         if cap > 0 && !a.spend(data.len(), cap, now) {
             return Handled::Dropped(Dropped::OverBandwidth);
         }
-        relay_to_peer(a.relayed, peer, data, out)
+        let Some(from) = a.relayed_for(peer.ip()) else {
+            return Handled::Dropped(Dropped::NoPermission);
+        };
+        relay_to_peer(from, peer, data, out)
     }
 
     fn client_channel_data(
@@ -287,7 +292,10 @@ impl TurnServer {
         if cap > 0 && !a.spend(cd.data.len(), cap, now) {
             return Handled::Dropped(Dropped::OverBandwidth);
         }
-        relay_to_peer(a.relayed, peer, cd.data, out)
+        let Some(from) = a.relayed_for(peer.ip()) else {
+            return Handled::Dropped(Dropped::NoPermission);
+        };
+        relay_to_peer(from, peer, cd.data, out)
     }
 }
 

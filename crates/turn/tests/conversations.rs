@@ -1019,3 +1019,106 @@ fn the_bandwidth_cap_drops_what_exceeds_it_and_refills() {
         Handled::Relayed(_)
     ));
 }
+
+#[test]
+fn dual_allocations_relay_each_family_from_its_own_address() {
+    use farside_stun::attributes::{AdditionalAddressFamily, AddressErrorCode};
+    let mut s = setup();
+    s.ports.v6 = true;
+    let mut c = Client::new();
+    let req = c.build(Method::ALLOCATE, None, udp);
+    s.ask(&mut c, 0, &req);
+    let req = c.build(Method::ALLOCATE, Some(&alice()), |b| {
+        udp(b);
+        b.add(&AdditionalAddressFamily(AddressFamily::V6))
+            .expect("room");
+    });
+    let (h, r) = s.ask(&mut c, 0, &req);
+    assert!(matches!(h, Handled::Answered(_)), "{:?}", r.code());
+    let relayed: Vec<SocketAddr> = r
+        .msg()
+        .attributes()
+        .filter(|a| a.typ == attr_type::XOR_RELAYED_ADDRESS)
+        .map(|a| {
+            <XorRelayedAddress as farside_stun::Attribute>::decode(a.value, &r.msg().header())
+                .expect("address")
+                .0
+        })
+        .collect();
+    assert_eq!(relayed.len(), 2, "{relayed:?}");
+    assert!(relayed[0].is_ipv4() && relayed[1].is_ipv6());
+    for p in [PEER, "[2001:db8::9]:5000"] {
+        let req = c.build(Method::CREATE_PERMISSION, Some(&alice()), peer_attr(p));
+        let (h, _) = s.ask(&mut c, 1, &req);
+        assert!(matches!(h, Handled::Answered(_)), "{p}");
+    }
+    let send = |s: &mut Setup, c: &mut Client, peer: &str| {
+        c.tid = c.tid.wrapping_add(1);
+        let mut buf = vec![0u8; 512];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Class::Indication, Method::SEND),
+            Header::new(TransactionId([c.tid; 12])),
+        )
+        .expect("room");
+        b.add(&XorPeerAddress(sa(peer))).expect("room");
+        b.add(&Data(b"x")).expect("room");
+        let n = b.finish();
+        buf.truncate(n);
+        s.send(c, 2, &buf).0
+    };
+    assert!(matches!(send(&mut s, &mut c, PEER), Handled::Relayed(t) if t.from == relayed[0]));
+    assert!(
+        matches!(send(&mut s, &mut c, "[2001:db8::9]:5000"), Handled::Relayed(t) if t.from == relayed[1])
+    );
+    assert!(matches!(
+        s.peer(relayed[1], "[2001:db8::9]:5000", 2, b"back").0,
+        Handled::Relayed(_)
+    ));
+    // Deleting releases both.
+    let req = c.build(Method::REFRESH, Some(&alice()), |b| {
+        b.add(&Lifetime(0)).expect("room");
+    });
+    s.ask(&mut c, 3, &req);
+    assert!(s.ports.released.contains(&relayed[0]) && s.ports.released.contains(&relayed[1]));
+
+    // Without IPv6 relaying the IPv4 half stands, and ADDRESS-ERROR-CODE says why.
+    let mut s = setup();
+    let mut c = Client::new();
+    let req = c.build(Method::ALLOCATE, None, udp);
+    s.ask(&mut c, 0, &req);
+    let req = c.build(Method::ALLOCATE, Some(&alice()), |b| {
+        udp(b);
+        b.add(&AdditionalAddressFamily(AddressFamily::V6))
+            .expect("room");
+    });
+    let (h, r) = s.ask(&mut c, 0, &req);
+    assert!(matches!(h, Handled::Answered(_)));
+    let m = r.msg();
+    let e = m
+        .attribute::<AddressErrorCode>()
+        .expect("ADDRESS-ERROR-CODE")
+        .expect("parses");
+    assert_eq!((e.family, e.code), (AddressFamily::V6, 440));
+    // ADDITIONAL-ADDRESS-FAMILY IPv4, or with REQUESTED-ADDRESS-FAMILY: 400.
+    let mut d = Client::new();
+    d.addr = sa("198.51.100.60:1");
+    let req = d.build(Method::ALLOCATE, None, udp);
+    s.ask(&mut d, 0, &req);
+    for extra in [
+        AdditionalAddressFamily(AddressFamily::V4),
+        AdditionalAddressFamily(AddressFamily::V6),
+    ] {
+        let with_family = extra.0 == AddressFamily::V6;
+        let req = d.build(Method::ALLOCATE, Some(&alice()), |b| {
+            udp(b);
+            b.add(&extra).expect("room");
+            if with_family {
+                b.add(&RequestedAddressFamily(AddressFamily::V4))
+                    .expect("room");
+            }
+        });
+        let (h, _) = s.ask(&mut d, 0, &req);
+        assert_eq!(h_refusal(&h), Some(Refusal::BadRequest));
+    }
+}

@@ -4,8 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use farside_stun::attributes::{
-    AddressFamily, ChannelNumber, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport,
-    ReservationToken, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+    AdditionalAddressFamily, AddressErrorCode, AddressFamily, ChannelNumber, EvenPort, Lifetime,
+    RequestedAddressFamily, RequestedTransport, ReservationToken, XorMappedAddress, XorPeerAddress,
+    XorRelayedAddress,
 };
 use farside_stun::{Message, Method, attr_type};
 
@@ -34,6 +35,10 @@ const KNOWN: &[u16] = &[
     attr_type::REQUESTED_TRANSPORT,
     attr_type::RESERVATION_TOKEN,
 ];
+
+/// ADDITIONAL-ADDRESS-FAMILY's code point in draft-ietf-tram-turnbis, before RFC 8656 gave it
+/// 0x8000; comprehension-optional either way.
+const LEGACY_ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8032;
 
 impl TurnServer {
     pub(super) fn request(
@@ -120,9 +125,9 @@ impl TurnServer {
         if let Some(a) = self.allocations.get(&five).filter(|a| a.expires > now) {
             // A retransmitted Allocate gets its success again; anything else is a mismatch.
             if a.allocate_transaction == msg.transaction_id() && a.username == auth.username {
-                let relayed = a.relayed;
+                let relayed = (a.relayed, a.relayed6);
                 let left = a.expires.saturating_duration_since(now).as_secs();
-                return self.allocate_success(msg, five, auth, relayed, left, None, out);
+                return self.allocate_success(msg, five, auth, relayed, None, left, None, out);
             }
             return Err(self.error(msg, five, Refusal::AllocationMismatch, Some(auth), &[], out));
         }
@@ -147,6 +152,32 @@ impl TurnServer {
             Some(Ok(ReservationToken(t))) => Some(t),
             Some(Err(_)) => return refuse(self, Refusal::BadRequest, out),
         };
+        // RFC 8656 §7.2: ADDITIONAL-ADDRESS-FAMILY asks for an IPv6 relayed address beside the
+        // IPv4 one; it cannot come with REQUESTED-ADDRESS-FAMILY, a token or a reservation.
+        let additional = msg.attribute::<AdditionalAddressFamily>().or_else(|| {
+            // coturn before 4.7 (Debian 12's 4.6.1 among them) sends the draft's code point.
+            msg.raw_attribute(LEGACY_ADDITIONAL_ADDRESS_FAMILY)
+                .map(|a| {
+                    <AdditionalAddressFamily as farside_stun::Attribute>::decode(
+                        a.value,
+                        &msg.header(),
+                    )
+                })
+        });
+        let dual = match additional {
+            None => false,
+            Some(Ok(AdditionalAddressFamily(AddressFamily::V6))) => true,
+            Some(_) => return refuse(self, Refusal::BadRequest, out),
+        };
+        if dual
+            && (token.is_some()
+                || even_port == Some(true)
+                || msg
+                    .raw_attribute(attr_type::REQUESTED_ADDRESS_FAMILY)
+                    .is_some())
+        {
+            return refuse(self, Refusal::BadRequest, out);
+        }
         // RFC 8656 §7.2: a token names the address, so neither a family nor EVEN-PORT may
         // come with it.
         if token.is_some()
@@ -181,20 +212,45 @@ impl TurnServer {
                 return refuse(self, Refusal::AddressFamilyNotSupported, out);
             }
         };
+        // The IPv6 half of a dual allocation may fail alone: the answer then says why in
+        // ADDRESS-ERROR-CODE and the IPv4 half stands.
+        let (relayed6, address_error) = if dual {
+            match relay.allocate(AddressFamily::V6, false) {
+                Ok(a) => (Some(a), None),
+                Err(RelayError::FamilyUnsupported) => {
+                    (None, Some(Refusal::AddressFamilyNotSupported))
+                }
+                Err(RelayError::Quota) => (None, Some(Refusal::QuotaReached)),
+                Err(RelayError::Exhausted) => (None, Some(Refusal::InsufficientCapacity)),
+            }
+        } else {
+            (None, None)
+        };
         let lifetime = self.lifetime(msg);
-        self.allocations.insert(
-            five,
-            Allocation::new(
-                relayed,
-                auth.realm.clone(),
-                auth.username.clone(),
-                now + lifetime,
-                msg.transaction_id(),
-            ),
+        let mut allocation = Allocation::new(
+            relayed,
+            auth.realm.clone(),
+            auth.username.clone(),
+            now + lifetime,
+            msg.transaction_id(),
         );
+        allocation.relayed6 = relayed6;
+        self.allocations.insert(five, allocation);
         self.by_relayed.insert(relayed, five);
+        if let Some(r6) = relayed6 {
+            self.by_relayed.insert(r6, five);
+        }
         *self.per_user.entry(user).or_insert(0) += 1;
-        let r = self.allocate_success(msg, five, auth, relayed, lifetime.as_secs(), reserved, out);
+        let r = self.allocate_success(
+            msg,
+            five,
+            auth,
+            (relayed, relayed6),
+            address_error,
+            lifetime.as_secs(),
+            reserved,
+            out,
+        );
         if r.is_err() {
             // The answer did not fit: keep no allocation nobody was told about.
             self.remove(&five, relay);
@@ -208,14 +264,26 @@ impl TurnServer {
         msg: &Message<'_>,
         five: FiveTuple,
         auth: &Auth,
-        relayed: SocketAddr,
+        relayed: (SocketAddr, Option<SocketAddr>),
+        address_error: Option<Refusal>,
         lifetime: u64,
         reserved: Option<[u8; 8]>,
         out: &mut [u8],
     ) -> Step<Handled> {
         let lifetime = u32::try_from(lifetime).unwrap_or(u32::MAX);
         self.success(msg, five, auth, out, |b| {
-            b.add(&XorRelayedAddress(relayed)).ok()?;
+            b.add(&XorRelayedAddress(relayed.0)).ok()?;
+            if let Some(r6) = relayed.1 {
+                b.add(&XorRelayedAddress(r6)).ok()?;
+            }
+            if let Some(e) = address_error {
+                b.add(&AddressErrorCode {
+                    family: AddressFamily::V6,
+                    code: e.code(),
+                    reason: e.reason(),
+                })
+                .ok()?;
+            }
             b.add(&Lifetime(lifetime)).ok()?;
             if let Some(t) = reserved {
                 b.add(&ReservationToken(t)).ok()?;
@@ -246,11 +314,11 @@ impl TurnServer {
     ) -> Step<Handled> {
         // RFC 8656 §7.3: a family that differs from the allocation's is a 443.
         if let Some(Ok(RequestedAddressFamily(f))) = msg.attribute::<RequestedAddressFamily>() {
-            let relayed_v4 = self
-                .allocations
-                .get(&five)
-                .is_some_and(|a| a.relayed.is_ipv4());
-            if (f == AddressFamily::V4) != relayed_v4 {
+            let has = self.allocations.get(&five).is_some_and(|a| {
+                a.relayed_addresses()
+                    .any(|r| r.is_ipv4() == (f == AddressFamily::V4))
+            });
+            if !has {
                 return Err(self.error(
                     msg,
                     five,
@@ -383,15 +451,11 @@ impl TurnServer {
         peer: SocketAddr,
         out: &mut [u8],
     ) -> Step<()> {
-        let relayed_v4 = self
+        let reachable = self
             .allocations
             .get(&five)
-            .is_some_and(|a| a.relayed.is_ipv4());
-        let peer_v4 = match peer.ip() {
-            IpAddr::V4(_) => true,
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some() && relayed_v4,
-        };
-        if peer_v4 != relayed_v4 {
+            .is_some_and(|a| a.relayed_for(peer.ip()).is_some());
+        if !reachable {
             return Err(self.error(
                 msg,
                 five,
