@@ -375,11 +375,7 @@ impl Config {
 
     /// Checks what the types cannot.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
-            path: origin.to_string(),
-            key,
-            message,
-        };
+        let invalid = |key, message| invalid(origin, key, message);
         let stun = &self.stun;
         if stun.listen.is_empty() {
             return Err(invalid(
@@ -534,11 +530,7 @@ impl Config {
 
 impl Config {
     fn validate_turn(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
-            path: origin.to_string(),
-            key,
-            message,
-        };
+        let invalid = |key, message| invalid(origin, key, message);
         let turn = &self.turn;
         if turn.port_range().is_none() {
             return Err(invalid(
@@ -592,11 +584,7 @@ impl Config {
 
     fn validate_partners(&self, origin: &str) -> Result<(), ConfigError> {
         use farside_stun::partner::{MAX_PARTNERS, MAX_SECRETS, MIN_SECRET_LEN};
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
-            path: origin.to_string(),
-            key,
-            message,
-        };
+        let invalid = |key, message| invalid(origin, key, message);
         let stun = &self.stun;
         if stun.alternate_address.is_some() {
             return Err(invalid(
@@ -724,6 +712,15 @@ fn valid_log_level(s: &str) -> bool {
         let level = d.rsplit_once('=').map_or(d, |(_, l)| l).trim();
         LEVELS.contains(&level.to_ascii_lowercase().as_str())
     }) && tracing_subscriber::EnvFilter::try_new(s).is_ok()
+}
+
+/// A value that parses but cannot work, named by its key.
+fn invalid(origin: &str, key: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: origin.to_string(),
+        key,
+        message,
+    }
 }
 
 /// The line number and the dotted key at byte `offset` of a TOML document.

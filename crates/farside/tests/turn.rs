@@ -120,6 +120,21 @@ fn uclient_to(
     run_tool("turnutils_uclient", &args, limit)
 }
 
+/// uclient sent `n` messages and got all `n` back, with no loss.
+fn assert_all_relayed(out: &common::ToolOutput, server: &Server, n: u64) {
+    assert_eq!(
+        totals(&out.all()),
+        Some(Totals {
+            sent: n,
+            received: n,
+            lost: Some(0)
+        }),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+}
+
 fn counter(server: &Server, name: &str, label: &str) -> f64 {
     let m = server.metrics().unwrap_or_default();
     metric_samples(&m, name)
@@ -359,17 +374,7 @@ fn uclient_with_a_long_term_user_added_while_the_server_runs() {
         &["-u", "dave", "-w", "secret-pw", "-n", "20", "-m", "2"],
         UCLIENT_LIMIT,
     );
-    assert_eq!(
-        totals(&out.all()),
-        Some(Totals {
-            sent: 40,
-            received: 40,
-            lost: Some(0)
-        }),
-        "{}\n{}",
-        out.describe(),
-        server.describe()
-    );
+    assert_all_relayed(&out, &server, 40);
     let wrong = uclient(
         &server,
         &peer,
@@ -411,17 +416,7 @@ fn uclient_gets_an_ipv6_relayed_address() {
         "{}",
         out.describe()
     );
-    assert_eq!(
-        totals(&out.all()),
-        Some(Totals {
-            sent: 40,
-            received: 40,
-            lost: Some(0)
-        }),
-        "{}\n{}",
-        out.describe(),
-        server.describe()
-    );
+    assert_all_relayed(&out, &server, 40);
 }
 
 /// TURN over TCP (RFC 8656 §3.1): uclient `-t` with channels and with Send indications; STUN
@@ -617,17 +612,7 @@ fn uclient_over_tls() {
         "127.0.0.1".into(),
     ]);
     let out = run_tool("turnutils_uclient", &args, UCLIENT_LIMIT);
-    assert_eq!(
-        totals(&out.all()),
-        Some(Totals {
-            sent: 200,
-            received: 200,
-            lost: Some(0)
-        }),
-        "{}\n{}",
-        out.describe(),
-        server.describe()
-    );
+    assert_all_relayed(&out, &server, 200);
     assert!(
         server
             .logs()
@@ -661,17 +646,7 @@ fn uclient_with_dual_allocations() {
             UCLIENT_LIMIT,
         );
         assert!(!out.all().contains("error 4"), "{}", out.describe());
-        assert_eq!(
-            totals(&out.all()),
-            Some(Totals {
-                sent: 40,
-                received: 40,
-                lost: Some(0)
-            }),
-            "{}\n{}",
-            out.describe(),
-            server.describe()
-        );
+        assert_all_relayed(&out, &server, 40);
     }
     assert_eq!(
         counter(

@@ -129,9 +129,9 @@ impl TurnServer {
                 let left = a.expires.saturating_duration_since(now).as_secs();
                 return self.allocate_success(msg, five, auth, relayed, None, left, None, out);
             }
-            return Err(self.error(msg, five, Refusal::AllocationMismatch, Some(auth), &[], out));
+            return Err(self.refused(msg, five, auth, Refusal::AllocationMismatch, out));
         }
-        let refuse = |s: &Self, r, out: &mut [u8]| Err(s.error(msg, five, r, Some(auth), &[], out));
+        let refuse = |s: &Self, r, out: &mut [u8]| Err(s.refused(msg, five, auth, r, out));
         match msg.attribute::<RequestedTransport>() {
             None | Some(Err(_)) => return refuse(self, Refusal::BadRequest, out),
             Some(Ok(RequestedTransport(17))) => {}
@@ -319,14 +319,7 @@ impl TurnServer {
                     .any(|r| r.is_ipv4() == (f == AddressFamily::V4))
             });
             if !has {
-                return Err(self.error(
-                    msg,
-                    five,
-                    Refusal::PeerAddressFamilyMismatch,
-                    Some(auth),
-                    &[],
-                    out,
-                ));
+                return Err(self.refused(msg, five, auth, Refusal::PeerAddressFamilyMismatch, out));
             }
         }
         let lifetime = match msg.attribute::<Lifetime>() {
@@ -360,24 +353,17 @@ impl TurnServer {
             let Ok(XorPeerAddress(peer)) =
                 <XorPeerAddress as farside_stun::Attribute>::decode(a.value, &msg.header())
             else {
-                return Err(self.error(msg, five, Refusal::BadRequest, Some(auth), &[], out));
+                return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
             };
             if n == peers.len() {
-                return Err(self.error(
-                    msg,
-                    five,
-                    Refusal::InsufficientCapacity,
-                    Some(auth),
-                    &[],
-                    out,
-                ));
+                return Err(self.refused(msg, five, auth, Refusal::InsufficientCapacity, out));
             }
             self.check_peer(msg, five, auth, peer, out)?;
             peers[n] = peer.ip();
             n += 1;
         }
         if n == 0 {
-            return Err(self.error(msg, five, Refusal::BadRequest, Some(auth), &[], out));
+            return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
         }
         let max = self.config.max_permissions;
         let until = now + self.config.permission_lifetime;
@@ -385,14 +371,7 @@ impl TurnServer {
             return Err(Handled::Dropped(Dropped::NoAllocation));
         };
         if !a.permissions_fit(&peers[..n], max, now) {
-            return Err(self.error(
-                msg,
-                five,
-                Refusal::InsufficientCapacity,
-                Some(auth),
-                &[],
-                out,
-            ));
+            return Err(self.refused(msg, five, auth, Refusal::InsufficientCapacity, out));
         }
         for p in &peers[..n] {
             a.permit(*p, until);
@@ -412,10 +391,10 @@ impl TurnServer {
             msg.attribute::<ChannelNumber>(),
             msg.attribute::<XorPeerAddress>(),
         ) else {
-            return Err(self.error(msg, five, Refusal::BadRequest, Some(auth), &[], out));
+            return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
         };
         if !crate::channel_data::CHANNELS.contains(&channel) {
-            return Err(self.error(msg, five, Refusal::BadRequest, Some(auth), &[], out));
+            return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
         }
         self.check_peer(msg, five, auth, peer, out)?;
         let (max, until) = (self.config.max_channels, now + self.config.channel_lifetime);
@@ -426,16 +405,9 @@ impl TurnServer {
         match a.bind_channel(channel, peer, until, max, now) {
             Ok(()) => {}
             Err(ChannelConflict::TooManyChannels) => {
-                return Err(self.error(
-                    msg,
-                    five,
-                    Refusal::InsufficientCapacity,
-                    Some(auth),
-                    &[],
-                    out,
-                ));
+                return Err(self.refused(msg, five, auth, Refusal::InsufficientCapacity, out));
             }
-            Err(_) => return Err(self.error(msg, five, Refusal::BadRequest, Some(auth), &[], out)),
+            Err(_) => return Err(self.refused(msg, five, auth, Refusal::BadRequest, out)),
         }
         // A channel binding also installs or refreshes the peer's permission (RFC 8656 §11.2).
         a.permit(peer.ip(), permission_until);
@@ -456,17 +428,10 @@ impl TurnServer {
             .get(&five)
             .is_some_and(|a| a.relayed_for(peer.ip()).is_some());
         if !reachable {
-            return Err(self.error(
-                msg,
-                five,
-                Refusal::PeerAddressFamilyMismatch,
-                Some(auth),
-                &[],
-                out,
-            ));
+            return Err(self.refused(msg, five, auth, Refusal::PeerAddressFamilyMismatch, out));
         }
         if !self.config.peer_policy.permits(peer.ip()) {
-            return Err(self.error(msg, five, Refusal::PeerForbidden, Some(auth), &[], out));
+            return Err(self.refused(msg, five, auth, Refusal::PeerForbidden, out));
         }
         Ok(())
     }

@@ -87,6 +87,18 @@ impl TurnServer {
         }
     }
 
+    /// An error response to an authenticated request (with integrity, no UNKNOWN-ATTRIBUTES).
+    pub(super) fn refused(
+        &self,
+        msg: &Message<'_>,
+        five: FiveTuple,
+        auth: &Auth,
+        refusal: Refusal,
+        out: &mut [u8],
+    ) -> Handled {
+        self.error(msg, five, refusal, Some(auth), &[], out)
+    }
+
     pub(super) fn success(
         &self,
         msg: &Message<'_>,
