@@ -406,10 +406,14 @@ impl TcpTurn {
         if let Some(c) = self.conns.get_mut(&id)
             && let Some(tls) = c.tls.as_mut()
         {
-            // rustls buffers the plaintext; send what it has as records.
+            // rustls takes what fits its send buffer (64 KiB); the rest waits in `outbuf`.
             if !c.outbuf.is_empty() {
-                dead = tls.writer().write_all(&c.outbuf).is_err();
-                c.outbuf.clear();
+                match tls.writer().write(&c.outbuf) {
+                    Ok(n) => {
+                        c.outbuf.drain(..n);
+                    }
+                    Err(_) => dead = true,
+                }
             }
             while !dead && tls.wants_write() {
                 match tls.write_tls(&mut c.stream) {
