@@ -248,6 +248,12 @@ impl RelayPorts for RelaySockets {
         Some(addr)
     }
 
+    fn dont_fragment(&mut self, relayed: SocketAddr) -> bool {
+        self.sockets
+            .get(&relayed)
+            .is_some_and(|s| farside_io::set_dont_fragment(s, relayed.is_ipv6()).is_ok())
+    }
+
     fn release(&mut self, relayed: SocketAddr) {
         // Closing the socket also takes it out of the worker's epoll set.
         self.sockets.remove(&relayed);

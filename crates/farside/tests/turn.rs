@@ -657,3 +657,28 @@ fn uclient_with_dual_allocations() {
         0.0
     );
 }
+
+/// DONT-FRAGMENT (uclient `-g`, in Allocate and in every Send indication): honoured, so nothing
+/// is refused and every message is relayed.
+#[test]
+fn uclient_with_dont_fragment() {
+    let test = "uclient_with_dont_fragment";
+    if !require(test) {
+        return;
+    }
+    let server = turn_server(test, "allowed_peers = [\"127.0.0.0/8\"]\n");
+    let peer = Peer::start();
+    for extra in [
+        &["-g", "-W", SECRET, "-u", "alice", "-n", "20", "-m", "2"][..],
+        &[
+            "-g", "-s", "-c", "-W", SECRET, "-u", "alice", "-n", "20", "-m", "2",
+        ][..],
+    ] {
+        let out = uclient(&server, &peer, extra, UCLIENT_LIMIT);
+        assert_all_relayed(&out, &server, 40);
+    }
+    assert_eq!(
+        counter(&server, "farside_turn_responses_total", "unknown_attribute"),
+        0.0
+    );
+}

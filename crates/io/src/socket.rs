@@ -160,6 +160,40 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// Sets the "don't fragment" behaviour of a UDP socket (`IP_MTU_DISCOVER` / `IPV6_MTU_DISCOVER`
+/// = `PMTUDISC_DO`): datagrams leave with DF set (IPv4) and are never fragmented by this host;
+/// one larger than the path MTU fails to send instead (TURN's DONT-FRAGMENT, RFC 8656 §14.8).
+pub fn set_dont_fragment(socket: &std::net::UdpSocket, ipv6: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name, value) = if ipv6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
+    };
+    // SAFETY: `value` is a c_int that lives across the call; the length says so.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +237,26 @@ mod tests {
         }
         let stats = socket_stats(&rx).expect("SO_MEMINFO");
         assert!(stats.drops > 0, "no drops counted: {stats:?}");
+    }
+
+    #[test]
+    fn dont_fragment_is_set() {
+        use std::os::fd::AsRawFd;
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        super::set_dont_fragment(&s, false).expect("set");
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` live across the call and describe a c_int.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                std::ptr::from_mut(&mut v).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(v, libc::IP_PMTUDISC_DO);
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct Allocation {
     pub(crate) relayed: SocketAddr,
     /// The IPv6 relayed address of a dual allocation (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2).
     pub(crate) relayed6: Option<SocketAddr>,
+    /// Datagrams leave with the DF bit (DONT-FRAGMENT).
+    pub(crate) dont_fragment: bool,
     pub(crate) realm: String,
     pub(crate) username: String,
     pub(crate) expires: Instant,
@@ -80,6 +82,7 @@ impl Allocation {
         Allocation {
             relayed,
             relayed6: None,
+            dont_fragment: false,
             realm,
             username,
             expires,

@@ -40,6 +40,12 @@ pub trait RelayPorts {
     ) -> Result<(SocketAddr, [u8; 8]), RelayError>;
     /// The address held under `token`, now this worker's; `None` if unknown or lapsed.
     fn claim(&mut self, token: [u8; 8]) -> Option<SocketAddr>;
+    /// Makes every datagram relayed from `relayed` leave with the DF bit (DONT-FRAGMENT,
+    /// RFC 8656 §14.8); `false` if that cannot be done, and the request gets 420.
+    fn dont_fragment(&mut self, relayed: SocketAddr) -> bool {
+        let _ = relayed;
+        false
+    }
     /// The allocation using `relayed` is gone: close its socket, return its port.
     fn release(&mut self, relayed: SocketAddr);
 }
@@ -192,11 +198,13 @@ pub enum Dropped {
     NoRoom,
     /// Over the allocation's bandwidth cap.
     OverBandwidth,
+    /// A Send indication asked for DONT-FRAGMENT, which the relay could not set.
+    NoDontFragment,
 }
 
 impl Dropped {
     /// Every reason, for metrics.
-    pub const ALL: [Dropped; 9] = [
+    pub const ALL: [Dropped; 10] = [
         Dropped::NotTurn,
         Dropped::Malformed,
         Dropped::NoAllocation,
@@ -206,6 +214,7 @@ impl Dropped {
         Dropped::AuthRateLimited,
         Dropped::NoRoom,
         Dropped::OverBandwidth,
+        Dropped::NoDontFragment,
     ];
 
     /// A short stable name (a metrics label value).
@@ -220,6 +229,7 @@ impl Dropped {
             Dropped::AuthRateLimited => "auth_rate_limited",
             Dropped::NoRoom => "no_room",
             Dropped::OverBandwidth => "over_bandwidth",
+            Dropped::NoDontFragment => "no_dont_fragment",
         }
     }
 }

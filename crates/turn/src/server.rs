@@ -142,7 +142,9 @@ impl TurnServer {
             Class::Request => match self.request(now, five, &msg, relay, out) {
                 Ok(h) | Err(h) => h,
             },
-            Class::Indication if msg.method() == Method::SEND => self.send(now, five, &msg, out),
+            Class::Indication if msg.method() == Method::SEND => {
+                self.send(now, five, &msg, relay, out)
+            }
             _ => Handled::Dropped(Dropped::Unexpected),
         }
     }
@@ -245,6 +247,7 @@ impl TurnServer {
         now: Instant,
         five: FiveTuple,
         msg: &Message<'_>,
+        relay: &mut dyn RelayPorts,
         out: &mut [u8],
     ) -> Handled {
         let cap = self.config.max_bandwidth;
@@ -266,6 +269,14 @@ impl TurnServer {
         let Some(from) = a.relayed_for(peer.ip()) else {
             return Handled::Dropped(Dropped::NoPermission);
         };
+        // DONT-FRAGMENT on a Send (RFC 8656 §11.2): the relay socket sets DF from then on; if
+        // it cannot, the datagram is dropped rather than sent fragmentable.
+        if msg.raw_attribute(attr_type::DONT_FRAGMENT).is_some() && !a.dont_fragment {
+            if !relay.dont_fragment(from) {
+                return Handled::Dropped(Dropped::NoDontFragment);
+            }
+            a.dont_fragment = true;
+        }
         relay_to_peer(from, peer, data, out)
     }
 

@@ -38,6 +38,9 @@ struct Ports {
     released: Vec<SocketAddr>,
     v6: bool,
     reserved: std::collections::HashMap<[u8; 8], SocketAddr>,
+    /// Whether the relay can set DF (`dont_fragment`), and where it did.
+    df: bool,
+    df_set: Vec<SocketAddr>,
 }
 
 impl RelayPorts for Ports {
@@ -70,6 +73,13 @@ impl RelayPorts for Ports {
 
     fn claim(&mut self, token: [u8; 8]) -> Option<SocketAddr> {
         self.reserved.remove(&token)
+    }
+
+    fn dont_fragment(&mut self, relayed: SocketAddr) -> bool {
+        if self.df {
+            self.df_set.push(relayed);
+        }
+        self.df
     }
 
     fn release(&mut self, relayed: SocketAddr) {
@@ -1121,4 +1131,20 @@ fn dual_allocations_relay_each_family_from_its_own_address() {
         let (h, _) = s.ask(&mut d, 0, &req);
         assert_eq!(h_refusal(&h), Some(Refusal::BadRequest));
     }
+}
+
+#[test]
+fn dont_fragment_is_honoured_when_the_relay_can_set_df() {
+    let mut s = setup();
+    s.ports.df = true;
+    let mut c = Client::new();
+    let req = c.build(Method::ALLOCATE, None, udp);
+    s.ask(&mut c, 0, &req);
+    let req = c.build(Method::ALLOCATE, Some(&alice()), |b| {
+        udp(b);
+        b.add_raw(attr_type::DONT_FRAGMENT, &[]).expect("room");
+    });
+    let (h, r) = s.ask(&mut c, 0, &req);
+    assert!(matches!(h, Handled::Answered(_)), "{:?}", r.code());
+    assert_eq!(s.ports.df_set, vec![relayed_of(&r)]);
 }

@@ -14,9 +14,8 @@ use super::{Auth, Step, TurnServer};
 use crate::allocation::{Allocation, ChannelConflict, FiveTuple};
 use crate::outcome::{Dropped, Handled, Refusal, RelayError, RelayPorts};
 
-/// Comprehension-required attributes a TURN request may carry here. DONT-FRAGMENT is absent
-/// on purpose: requests with it get 420, as RFC 8656 §7.2 asks of a server that cannot set
-/// the DF bit.
+/// Comprehension-required attributes a TURN request may carry here. DONT-FRAGMENT is known,
+/// but if the shell cannot set the DF bit the request gets 420 all the same (RFC 8656 §7.2).
 const KNOWN: &[u16] = &[
     attr_type::USERNAME,
     attr_type::MESSAGE_INTEGRITY,
@@ -34,6 +33,7 @@ const KNOWN: &[u16] = &[
     attr_type::EVEN_PORT,
     attr_type::REQUESTED_TRANSPORT,
     attr_type::RESERVATION_TOKEN,
+    attr_type::DONT_FRAGMENT,
 ];
 
 /// ADDITIONAL-ADDRESS-FAMILY's code point in draft-ietf-tram-turnbis, before RFC 8656 gave it
@@ -226,6 +226,26 @@ impl TurnServer {
         } else {
             (None, None)
         };
+        // DONT-FRAGMENT: every datagram of the allocation leaves with DF, or the request is
+        // refused as if the attribute were unknown.
+        if msg.raw_attribute(attr_type::DONT_FRAGMENT).is_some()
+            && !std::iter::once(relayed)
+                .chain(relayed6)
+                .all(|r| relay.dont_fragment(r))
+        {
+            relay.release(relayed);
+            if let Some(r6) = relayed6 {
+                relay.release(r6);
+            }
+            return Err(self.error(
+                msg,
+                five,
+                Refusal::UnknownAttribute,
+                Some(auth),
+                &[attr_type::DONT_FRAGMENT],
+                out,
+            ));
+        }
         let lifetime = self.lifetime(msg);
         let mut allocation = Allocation::new(
             relayed,
@@ -235,6 +255,7 @@ impl TurnServer {
             msg.transaction_id(),
         );
         allocation.relayed6 = relayed6;
+        allocation.dont_fragment = msg.raw_attribute(attr_type::DONT_FRAGMENT).is_some();
         self.allocations.insert(five, allocation);
         self.by_relayed.insert(relayed, five);
         if let Some(r6) = relayed6 {
