@@ -682,3 +682,81 @@ fn uclient_with_dont_fragment() {
         0.0
     );
 }
+
+/// A flood of wrong passwords from one address is answered 401 up to
+/// `turn.auth_failures_per_minute`, then dropped unanswered and counted; another address is
+/// still served.
+#[test]
+fn a_flood_of_bad_passwords_is_rate_limited() {
+    use farside_stun::attributes::{Nonce, Realm, RequestedTransport, Username};
+    use farside_stun::{Header, Message, MessageBuilder, MessageType, Method, TransactionId};
+
+    let test = "a_flood_of_bad_passwords_is_rate_limited";
+    let server = turn_server(test, "auth_failures_per_minute = 5\n");
+    let allocate = |tid: u8, user: &str, password: &str, nonce: Option<&str>| {
+        let mut buf = vec![0u8; 512];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(farside_stun::Class::Request, Method::ALLOCATE),
+            Header::new(TransactionId([tid; 12])),
+        )
+        .unwrap();
+        b.add(&RequestedTransport(17)).unwrap();
+        if let Some(n) = nonce {
+            b.add(&Username(user)).unwrap();
+            b.add(&Realm("farside")).unwrap();
+            b.add(&Nonce(n)).unwrap();
+            let key = farside_stun::long_term_key_md5(user, "farside", password).unwrap();
+            b.add_message_integrity(&key).unwrap();
+        }
+        let n = b.finish();
+        buf.truncate(n);
+        buf
+    };
+    let ask = |sock: &std::net::UdpSocket, req: &[u8]| -> Option<Vec<u8>> {
+        sock.send_to(req, server.primary).unwrap();
+        let mut buf = [0u8; 2048];
+        sock.recv_from(&mut buf)
+            .ok()
+            .map(|(n, _)| buf[..n].to_vec())
+    };
+    let attacker = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    attacker
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let challenge = ask(&attacker, &allocate(1, "", "", None)).expect("a challenge");
+    let nonce = Message::parse(&challenge)
+        .unwrap()
+        .attribute::<Nonce>()
+        .unwrap()
+        .unwrap()
+        .0
+        .to_owned();
+    let mut answered = 0;
+    for tid in 2..22u8 {
+        if ask(&attacker, &allocate(tid, "mallory", "guess", Some(&nonce))).is_some() {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 5, "401s up to the limit, then silence");
+    assert!(counter(&server, "farside_turn_dropped_total", "auth_rate_limited") >= 15.0);
+    // Someone else, from another address, with the right credentials, is unaffected.
+    let user = format!(
+        "{}:alice",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600
+    );
+    let password = farside_turn::rest_password(SECRET.as_bytes(), &user);
+    let honest = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    honest
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let ok = ask(&honest, &allocate(30, &user, &password, Some(&nonce))).expect("an answer");
+    assert_eq!(
+        Message::parse(&ok).unwrap().class(),
+        farside_stun::Class::SuccessResponse
+    );
+}
