@@ -322,21 +322,36 @@ impl TcpTurn {
         }
     }
 
-    /// Handles every whole frame in the connection's buffer; `false` to close it.
+    /// Handles every whole frame in the connection's buffer; `false` to close it. The buffer is
+    /// taken out while its frames are handled and put back (keeping its capacity) with what
+    /// is left of an incomplete frame, so no frame is copied.
     fn frames(&mut self, now: Instant, id: u64) -> bool {
-        loop {
-            let Some(c) = self.conns.get_mut(&id) else {
-                return false;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        let mut inbuf = std::mem::take(&mut c.inbuf);
+        let (local, remote, transport) = (c.local, c.remote, c.transport());
+        let mut at = 0;
+        let ok = loop {
+            let Some(len) = frame_len(&inbuf[at..]) else {
+                break false;
             };
-            let Some(len) = frame_len(&c.inbuf) else {
-                return false;
-            };
-            if len == 0 || c.inbuf.len() < len {
-                return true; // need more bytes
+            if len == 0 || inbuf.len() - at < len {
+                break true; // need more bytes
             }
-            let frame: Vec<u8> = c.inbuf.drain(..len).collect();
-            let (local, remote, transport) = (c.local, c.remote, c.transport());
-            self.frame(now, id, local, remote, transport, &frame);
+            self.frame(now, id, local, remote, transport, &inbuf[at..at + len]);
+            at += len;
+            if !self.conns.contains_key(&id) {
+                break false; // closed by that frame: the rest must not act for it
+            }
+        };
+        inbuf.drain(..at);
+        match self.conns.get_mut(&id) {
+            Some(c) => {
+                c.inbuf = inbuf;
+                ok
+            }
+            None => false, // closed while its frames were handled
         }
     }
 
@@ -352,8 +367,14 @@ impl TcpTurn {
         if TurnServer::wants(frame) {
             // ChannelData arrives padded on streams; the core takes the message as framed.
             if let Some(t) = self.worker.client(now, transport, local, remote, frame) {
-                let body = self.worker.out[..t.len].to_vec();
-                self.queue(id, &body, true);
+                let out = &self.worker.out[..t.len];
+                if self
+                    .conns
+                    .get_mut(&id)
+                    .is_some_and(|c| c.enqueue(out, true))
+                {
+                    self.close(id);
+                }
             }
             return;
         }
@@ -367,88 +388,35 @@ impl TcpTurn {
             },
             &mut out,
         );
-        if let Outcome::Respond(r) = outcome {
-            self.queue(id, &out[..r.len], true);
+        if let Outcome::Respond(r) = outcome
+            && self
+                .conns
+                .get_mut(&id)
+                .is_some_and(|c| c.enqueue(&out[..r.len], true))
+        {
+            self.close(id);
         }
     }
 
+    /// Peer data for TCP clients, queued straight from the core's output buffer.
     fn relay_readable(&mut self, now: Instant, token: u64) {
-        let mut sends: Vec<(SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
+        let (conns, by_client) = (&mut self.conns, &self.by_client);
+        let mut dead = Vec::new();
         self.worker
             .peer_readable(now, token, RELAY_BATCH, |t, body| {
-                sends.push((t.to, t.from, body.to_vec()));
+                if let Some(&id) = by_client.get(&(t.to, t.from))
+                    && conns.get_mut(&id).is_some_and(|c| c.enqueue(body, false))
+                {
+                    dead.push(id);
+                }
             });
-        for (to, from, body) in sends {
-            if let Some(&id) = self.by_client.get(&(to, from)) {
-                self.queue(id, &body, false);
-            }
+        for id in dead {
+            self.close(id);
         }
-    }
-
-    /// Queues `body` for the connection and tries to send. Relayed data beyond
-    /// [`MAX_QUEUED`] is dropped; a response that cannot be queued closes the connection.
-    fn queue(&mut self, id: u64, body: &[u8], must: bool) {
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if c.outbuf.len() + body.len() > MAX_QUEUED {
-            if must {
-                self.close(id);
-            }
-            return;
-        }
-        c.outbuf.extend_from_slice(body);
-        self.flush(id);
     }
 
     fn flush(&mut self, id: u64) {
-        let mut dead = false;
-        if let Some(c) = self.conns.get_mut(&id)
-            && let Some(tls) = c.tls.as_mut()
-        {
-            // rustls takes what fits its send buffer (64 KiB); the rest waits in `outbuf`.
-            if !c.outbuf.is_empty() {
-                match tls.writer().write(&c.outbuf) {
-                    Ok(n) => {
-                        c.outbuf.drain(..n);
-                    }
-                    Err(_) => dead = true,
-                }
-            }
-            while !dead && tls.wants_write() {
-                match tls.write_tls(&mut c.stream) {
-                    Ok(0) => dead = true,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => dead = true,
-                }
-            }
-            if dead {
-                self.close(id);
-            }
-            return;
-        }
-        if let Some(c) = self.conns.get_mut(&id) {
-            while !c.outbuf.is_empty() {
-                match c.stream.write(&c.outbuf) {
-                    Ok(0) => {
-                        dead = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        c.outbuf.drain(..n);
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        dead = true;
-                        break;
-                    }
-                }
-            }
-        }
-        if dead {
+        if self.conns.get_mut(&id).is_some_and(Conn::flush) {
             self.close(id);
         }
     }
@@ -461,6 +429,55 @@ impl Conn {
         } else {
             TurnTransport::Tcp
         }
+    }
+
+    /// Queues `body` and tries to send; `true` if the connection must close. Relayed data
+    /// beyond [`MAX_QUEUED`] is dropped (as UDP would); a response that does not fit closes
+    /// the connection (`must`).
+    fn enqueue(&mut self, body: &[u8], must: bool) -> bool {
+        if self.outbuf.len() + body.len() > MAX_QUEUED {
+            return must;
+        }
+        self.outbuf.extend_from_slice(body);
+        self.flush()
+    }
+
+    /// Sends what is queued, as far as the socket takes it; `true` if the connection is dead.
+    fn flush(&mut self) -> bool {
+        let mut dead = false;
+        if let Some(tls) = self.tls.as_mut() {
+            // rustls takes what fits its send buffer (64 KiB); the rest waits in `outbuf`.
+            if !self.outbuf.is_empty() {
+                match tls.writer().write(&self.outbuf) {
+                    Ok(n) => {
+                        self.outbuf.drain(..n);
+                    }
+                    Err(_) => dead = true,
+                }
+            }
+            while !dead && tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(0) => dead = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => dead = true,
+                }
+            }
+            return dead;
+        }
+        while !self.outbuf.is_empty() {
+            match self.stream.write(&self.outbuf) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    self.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+        false
     }
 }
 
