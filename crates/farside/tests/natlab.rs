@@ -856,13 +856,7 @@ fn hosts_behind_two_symmetric_gateways_talk_through_the_relay_and_not_without_it
         ),
     );
     wait_until_answering(&lab, &server, 3478);
-    let expiry = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let user = format!("{expiry}:lab");
-    let password = farside_turn::rest_password(SECRET.as_bytes(), &user);
+    let (user, password) = common::turn::rest_credentials(SECRET, "lab");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/python/relay_pair.py"

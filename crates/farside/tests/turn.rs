@@ -281,13 +281,7 @@ fn aioice_gathers_a_relay_candidate_and_exchanges_data() {
         }
         sources
     });
-    let expiry = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let user = format!("{expiry}:carol");
-    let password = farside_turn::rest_password(SECRET.as_bytes(), &user);
+    let (user, password) = common::turn::rest_credentials(SECRET, "carol");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/python/turn_client.py"
@@ -461,42 +455,15 @@ fn uclient_over_tcp() {
 /// Closing the TCP connection ends its allocation (RFC 8656 §2.1).
 #[test]
 fn an_allocation_ends_with_its_tcp_connection() {
-    use farside_stun::attributes::{Nonce, Realm, RequestedTransport, Username};
-    use farside_stun::{
-        Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId,
-    };
+    use common::turn::{allocate_request, nonce_of, rest_credentials};
+    use farside_stun::{Class, Message};
     use std::io::{Read, Write};
 
     let test = "an_allocation_ends_with_its_tcp_connection";
     let server = turn_server(test, "");
-    let user = format!(
-        "{}:tcp",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600
-    );
-    let password = farside_turn::rest_password(SECRET.as_bytes(), &user);
-    let request = |tid: u8, nonce: Option<&str>| {
-        let mut buf = vec![0u8; 512];
-        let mut b = MessageBuilder::new(
-            &mut buf,
-            MessageType::new(Class::Request, Method::ALLOCATE),
-            Header::new(TransactionId([tid; 12])),
-        )
-        .unwrap();
-        b.add(&RequestedTransport(17)).unwrap();
-        if let Some(n) = nonce {
-            b.add(&Username(&user)).unwrap();
-            b.add(&Realm("farside")).unwrap();
-            b.add(&Nonce(n)).unwrap();
-            let key = farside_stun::long_term_key_md5(&user, "farside", &password).unwrap();
-            b.add_message_integrity(&key).unwrap();
-        }
-        let n = b.finish();
-        buf.truncate(n);
-        buf
+    let (user, password) = rest_credentials(SECRET, "tcp");
+    let request = |tid: u32, nonce: Option<&str>| {
+        allocate_request(tid, nonce.map(|n| (user.as_str(), password.as_str(), n)))
     };
     let read_msg = |s: &mut std::net::TcpStream| {
         let mut head = [0u8; 20];
@@ -510,13 +477,7 @@ fn an_allocation_ends_with_its_tcp_connection() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(&request(1, None)).unwrap();
     let challenge = read_msg(&mut s);
-    let nonce = Message::parse(&challenge)
-        .unwrap()
-        .attribute::<Nonce>()
-        .unwrap()
-        .unwrap()
-        .0
-        .to_owned();
+    let nonce = nonce_of(&challenge);
     s.write_all(&request(2, Some(&nonce))).unwrap();
     let ok = read_msg(&mut s);
     assert_eq!(Message::parse(&ok).unwrap().class(), Class::SuccessResponse);
@@ -688,30 +649,13 @@ fn uclient_with_dont_fragment() {
 /// still served.
 #[test]
 fn a_flood_of_bad_passwords_is_rate_limited() {
-    use farside_stun::attributes::{Nonce, Realm, RequestedTransport, Username};
-    use farside_stun::{Header, Message, MessageBuilder, MessageType, Method, TransactionId};
+    use common::turn::{allocate_request, nonce_of, rest_credentials};
+    use farside_stun::{Class, Message};
 
     let test = "a_flood_of_bad_passwords_is_rate_limited";
     let server = turn_server(test, "auth_failures_per_minute = 5\n");
-    let allocate = |tid: u8, user: &str, password: &str, nonce: Option<&str>| {
-        let mut buf = vec![0u8; 512];
-        let mut b = MessageBuilder::new(
-            &mut buf,
-            MessageType::new(farside_stun::Class::Request, Method::ALLOCATE),
-            Header::new(TransactionId([tid; 12])),
-        )
-        .unwrap();
-        b.add(&RequestedTransport(17)).unwrap();
-        if let Some(n) = nonce {
-            b.add(&Username(user)).unwrap();
-            b.add(&Realm("farside")).unwrap();
-            b.add(&Nonce(n)).unwrap();
-            let key = farside_stun::long_term_key_md5(user, "farside", password).unwrap();
-            b.add_message_integrity(&key).unwrap();
-        }
-        let n = b.finish();
-        buf.truncate(n);
-        buf
+    let allocate = |tid: u32, user: &str, password: &str, nonce: Option<&str>| {
+        allocate_request(tid, nonce.map(|n| (user, password, n)))
     };
     let ask = |sock: &std::net::UdpSocket, req: &[u8]| -> Option<Vec<u8>> {
         sock.send_to(req, server.primary).unwrap();
@@ -725,15 +669,9 @@ fn a_flood_of_bad_passwords_is_rate_limited() {
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     let challenge = ask(&attacker, &allocate(1, "", "", None)).expect("a challenge");
-    let nonce = Message::parse(&challenge)
-        .unwrap()
-        .attribute::<Nonce>()
-        .unwrap()
-        .unwrap()
-        .0
-        .to_owned();
+    let nonce = nonce_of(&challenge);
     let mut answered = 0;
-    for tid in 2..22u8 {
+    for tid in 2..22u32 {
         if ask(&attacker, &allocate(tid, "mallory", "guess", Some(&nonce))).is_some() {
             answered += 1;
         }
@@ -741,22 +679,11 @@ fn a_flood_of_bad_passwords_is_rate_limited() {
     assert_eq!(answered, 5, "401s up to the limit, then silence");
     assert!(counter(&server, "farside_turn_dropped_total", "auth_rate_limited") >= 15.0);
     // Someone else, from another address, with the right credentials, is unaffected.
-    let user = format!(
-        "{}:alice",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600
-    );
-    let password = farside_turn::rest_password(SECRET.as_bytes(), &user);
+    let (user, password) = rest_credentials(SECRET, "alice");
     let honest = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
     honest
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
     let ok = ask(&honest, &allocate(30, &user, &password, Some(&nonce))).expect("an answer");
-    assert_eq!(
-        Message::parse(&ok).unwrap().class(),
-        farside_stun::Class::SuccessResponse
-    );
+    assert_eq!(Message::parse(&ok).unwrap().class(), Class::SuccessResponse);
 }

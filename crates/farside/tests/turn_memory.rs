@@ -9,11 +9,10 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::turn::{allocate_request, nonce_of, rest_credentials};
 use common::{LOCALHOST, Server, ServerConfig, metric_samples};
-use farside_stun::attributes::{
-    Lifetime, Nonce, Realm, RequestedTransport, Username, XorRelayedAddress,
-};
-use farside_stun::{Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId};
+use farside_stun::Message;
+use farside_stun::attributes::XorRelayedAddress;
 
 const SECRET: &str = "memory test secret 0123456789";
 const ALLOCATIONS: usize = 10_000;
@@ -25,30 +24,6 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
-}
-
-fn allocate_request(tid: u32, auth: Option<(&str, &str, &str)>) -> Vec<u8> {
-    let mut buf = vec![0u8; 512];
-    let mut id = [0u8; 12];
-    id[..4].copy_from_slice(&tid.to_be_bytes());
-    let mut b = MessageBuilder::new(
-        &mut buf,
-        MessageType::new(Class::Request, Method::ALLOCATE),
-        Header::new(TransactionId(id)),
-    )
-    .unwrap();
-    b.add(&RequestedTransport(17)).unwrap();
-    b.add(&Lifetime(600)).unwrap();
-    if let Some((user, password, nonce)) = auth {
-        b.add(&Username(user)).unwrap();
-        b.add(&Realm("farside")).unwrap();
-        b.add(&Nonce(nonce)).unwrap();
-        let key = farside_stun::long_term_key_md5(user, "farside", password).unwrap();
-        b.add_message_integrity(&key).unwrap();
-    }
-    let n = b.finish();
-    buf.truncate(n);
-    buf
 }
 
 #[test]
@@ -71,15 +46,7 @@ fn ten_thousand_allocations_are_held() {
     );
     let pid = server.pid();
     let before = vm_rss_kib(pid);
-    let user = format!(
-        "{}:memory",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600
-    );
-    let password = farside_turn::rest_password(SECRET.as_bytes(), &user);
+    let (user, password) = rest_credentials(SECRET, "memory");
 
     // One challenge gives a nonce every client may use (nonces are not tied to a client).
     let probe = UdpSocket::bind((LOCALHOST, 0)).unwrap();
@@ -91,13 +58,7 @@ fn ten_thousand_allocations_are_held() {
         .unwrap();
     let mut buf = [0u8; 2048];
     let (n, _) = probe.recv_from(&mut buf).unwrap();
-    let nonce = Message::parse(&buf[..n])
-        .unwrap()
-        .attribute::<Nonce>()
-        .unwrap()
-        .unwrap()
-        .0
-        .to_owned();
+    let nonce = nonce_of(&buf[..n]);
 
     let started = Instant::now();
     let sockets: Vec<UdpSocket> = (0..ALLOCATIONS)

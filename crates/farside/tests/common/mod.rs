@@ -977,3 +977,68 @@ pub mod stun {
         Ok((m, local))
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// TURN clients' pieces
+
+/// Requests and credentials the TURN tests build by hand (for what no peer tool does: a fixed nonce shared by
+/// many clients, a flood of wrong passwords, a connection dropped mid-allocation).
+pub mod turn {
+    use farside_stun::attributes::{Lifetime, Nonce, Realm, RequestedTransport, Username};
+    use farside_stun::{
+        Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId,
+    };
+
+    /// The realm Farside uses by default.
+    pub const REALM: &str = "farside";
+
+    /// Ephemeral (REST) credentials for `name` under `secret`, valid for an hour:
+    /// `("<expiry>:name", base64(HMAC-SHA1(secret, username)))`.
+    pub fn rest_credentials(secret: &str, name: &str) -> (String, String) {
+        let expiry = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let user = format!("{expiry}:{name}");
+        let password = farside_turn::rest_password(secret.as_bytes(), &user);
+        (user, password)
+    }
+
+    /// A UDP Allocate (LIFETIME 600), transaction id from `tid`; with `auth` = (user, password, nonce) it
+    /// carries long-term MESSAGE-INTEGRITY (MD5) for realm [`REALM`].
+    pub fn allocate_request(tid: u32, auth: Option<(&str, &str, &str)>) -> Vec<u8> {
+        let mut buf = vec![0u8; 512];
+        let mut id = [0u8; 12];
+        id[..4].copy_from_slice(&tid.to_be_bytes());
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Class::Request, Method::ALLOCATE),
+            Header::new(TransactionId(id)),
+        )
+        .unwrap();
+        b.add(&RequestedTransport(17)).unwrap();
+        b.add(&Lifetime(600)).unwrap();
+        if let Some((user, password, nonce)) = auth {
+            b.add(&Username(user)).unwrap();
+            b.add(&Realm(REALM)).unwrap();
+            b.add(&Nonce(nonce)).unwrap();
+            let key = farside_stun::long_term_key_md5(user, REALM, password).unwrap();
+            b.add_message_integrity(&key).unwrap();
+        }
+        let n = b.finish();
+        buf.truncate(n);
+        buf
+    }
+
+    /// The NONCE of a challenge.
+    pub fn nonce_of(challenge: &[u8]) -> String {
+        Message::parse(challenge)
+            .unwrap()
+            .attribute::<Nonce>()
+            .expect("a NONCE")
+            .unwrap()
+            .0
+            .to_owned()
+    }
+}
