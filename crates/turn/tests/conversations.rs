@@ -181,6 +181,23 @@ impl Client {
         }
     }
 
+    /// A Send indication carrying `data` to `peer`.
+    fn send_indication(&mut self, peer: &str, data: &[u8]) -> Vec<u8> {
+        self.tid = self.tid.wrapping_add(1);
+        let mut buf = vec![0u8; 512];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Class::Indication, Method::SEND),
+            Header::new(TransactionId([self.tid; 12])),
+        )
+        .expect("room");
+        b.add(&XorPeerAddress(sa(peer))).expect("room");
+        b.add(&Data(data)).expect("room");
+        let n = b.finish();
+        buf.truncate(n);
+        buf
+    }
+
     /// Builds a request; `creds` adds USERNAME/USERHASH, REALM, NONCE and integrity.
     fn build(
         &mut self,
@@ -514,22 +531,7 @@ fn permissions_channels_and_relaying_both_ways() {
     let relayed = relayed_of(&r);
 
     // Nothing passes before a permission: neither a Send indication nor peer data.
-    let send = |c: &mut Client, data: &'static [u8]| {
-        c.tid = c.tid.wrapping_add(1);
-        let mut buf = vec![0u8; 512];
-        let header = Header::new(TransactionId([c.tid; 12]));
-        let mut b = MessageBuilder::new(
-            &mut buf,
-            MessageType::new(Class::Indication, Method::SEND),
-            header,
-        )
-        .expect("room");
-        b.add(&XorPeerAddress(sa(PEER))).expect("room");
-        b.add(&Data(data)).expect("room");
-        let n = b.finish();
-        buf.truncate(n);
-        buf
-    };
+    let send = |c: &mut Client, data: &'static [u8]| c.send_indication(PEER, data);
     let ind = send(&mut c, b"hello peer");
     assert_eq!(
         s.send(&c, 1, &ind).0,
@@ -1063,19 +1065,8 @@ fn dual_allocations_relay_each_family_from_its_own_address() {
         assert!(matches!(h, Handled::Answered(_)), "{p}");
     }
     let send = |s: &mut Setup, c: &mut Client, peer: &str| {
-        c.tid = c.tid.wrapping_add(1);
-        let mut buf = vec![0u8; 512];
-        let mut b = MessageBuilder::new(
-            &mut buf,
-            MessageType::new(Class::Indication, Method::SEND),
-            Header::new(TransactionId([c.tid; 12])),
-        )
-        .expect("room");
-        b.add(&XorPeerAddress(sa(peer))).expect("room");
-        b.add(&Data(b"x")).expect("room");
-        let n = b.finish();
-        buf.truncate(n);
-        s.send(c, 2, &buf).0
+        let ind = c.send_indication(peer, b"x");
+        s.send(c, 2, &ind).0
     };
     assert!(matches!(send(&mut s, &mut c, PEER), Handled::Relayed(t) if t.from == relayed[0]));
     assert!(
