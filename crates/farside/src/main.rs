@@ -7,6 +7,7 @@ mod admin;
 mod bench;
 mod config;
 mod dns;
+mod lock;
 mod log_once;
 mod metrics;
 mod probe_cmd;

@@ -13,6 +13,7 @@ use farside_stun::binding::{ClientKind, DropReason, Outcome, ResponseKind, Trans
 use farside_stun::partner::PartnerBook;
 use farside_turn::{Dropped, Refusal};
 
+use crate::lock::lock;
 use crate::turn_worker::{TurnCounters, TurnMetrics};
 
 const N_REASONS: usize = DropReason::ALL.len();
@@ -434,10 +435,4 @@ fn render_turn(s: &mut String, m: &TurnMetrics) {
 
 fn header(s: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding this lock cannot leave the vector half-updated (push is atomic
-    // from our point of view), so a poisoned lock is still safe to use.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use farside_stun::attributes::AddressFamily;
 use farside_turn::{RelayError, RelayPorts};
 
+use crate::lock::lock;
+
 /// Most ports tried (bound and found taken by another program) before giving up with 508.
 const MAX_BIND_TRIES: usize = 64;
 
@@ -263,10 +265,6 @@ impl RelayPorts for RelaySockets {
         }
         self.pool.release(relayed);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

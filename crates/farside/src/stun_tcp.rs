@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::lock::lock;
 use crate::log_once;
 use crate::metrics::Metrics;
 
@@ -71,7 +72,7 @@ impl TcpLimits {
     /// Takes a place for a connection from `ip`, or says no.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admitted> {
         let permit = Arc::clone(&self.slots).try_acquire_owned().ok()?;
-        let mut open = self.open_per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = lock(&self.open_per_ip);
         let n = open.entry(ip).or_insert(0);
         if *n >= self.per_ip {
             return None;
@@ -94,11 +95,7 @@ struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut open = self
-            .limits
-            .open_per_ip
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut open = lock(&self.limits.open_per_ip);
         if let Some(n) = open.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

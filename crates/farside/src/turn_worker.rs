@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use farside_turn::{Credentials, Dropped, Handled, Refusal, TurnConfig, TurnServer, TurnTransport};
 
+use crate::lock::lock;
 use crate::relay_ports::{PortPool, RelaySockets};
 
 /// Largest datagram relayed (UDP's maximum payload).
@@ -263,8 +264,4 @@ impl TurnWorker {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
