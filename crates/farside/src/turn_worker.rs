@@ -144,7 +144,8 @@ impl TurnWorker {
         }
     }
 
-    /// Once per pass: new credentials, and expiry about once a second.
+    /// Once per pass: new credentials, expiry about once a second, and the allocation gauge
+    /// (so it lags the core by one pass at most).
     pub fn tick(&mut self, now: Instant) {
         if let Some(c) = self.cell.newer_than(&mut self.seen) {
             self.server.set_credentials(c);
@@ -153,10 +154,10 @@ impl TurnWorker {
             self.last_expire = now;
             self.pool.expire_reservations(now);
             self.server.expire(now, &mut self.relays);
-            self.counters
-                .allocations
-                .store(self.server.allocation_count(), Relaxed);
         }
+        self.counters
+            .allocations
+            .store(self.server.allocation_count(), Relaxed);
     }
 
     /// A client datagram for TURN. Returns a message to send from a client-facing address
@@ -178,9 +179,6 @@ impl TurnWorker {
             &mut self.relays,
             &mut self.out,
         );
-        self.counters
-            .allocations
-            .store(self.server.allocation_count(), Relaxed);
         match h {
             Handled::Answered(t) => {
                 self.counters.answered.fetch_add(1, Relaxed);
@@ -221,9 +219,6 @@ impl TurnWorker {
     /// A client connection closed: its allocation goes too.
     pub fn connection_closed(&mut self, five: farside_turn::FiveTuple) {
         self.server.connection_closed(five, &mut self.relays);
-        self.counters
-            .allocations
-            .store(self.server.allocation_count(), Relaxed);
     }
 
     /// Relay sockets bound since the last call, to register for reading.

@@ -109,12 +109,19 @@ fn ten_thousand_allocations_are_held() {
         "every relayed address is its own"
     );
 
-    // Held: the server reports them all alive.
-    let m = server.metrics().unwrap();
-    let live: f64 = metric_samples(&m, "farside_turn_allocations")
-        .iter()
-        .map(|(_, v)| v)
-        .sum();
+    // Held: the server reports them all alive (its gauge follows within a worker's pass).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (live, m) = loop {
+        let m = server.metrics().unwrap();
+        let live: f64 = metric_samples(&m, "farside_turn_allocations")
+            .iter()
+            .map(|(_, v)| v)
+            .sum();
+        if live as usize == ALLOCATIONS || Instant::now() > deadline {
+            break (live, m);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(live as usize, ALLOCATIONS, "{m}");
     let after = vm_rss_kib(pid);
     let per = (after.saturating_sub(before) as f64 * 1024.0) / ALLOCATIONS as f64;
