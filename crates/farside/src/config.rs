@@ -552,10 +552,12 @@ impl Config {
                 "must be specific addresses: clients are told the relayed address".into(),
             ));
         }
-        if turn.auth_secrets.iter().any(|s| s.len() < 16) {
+        // The same bounds as secrets in the store.
+        let len = farside_store::SECRET_LEN;
+        if turn.auth_secrets.iter().any(|s| !len.contains(&s.len())) {
             return Err(invalid(
                 "turn.auth_secrets",
-                "each secret needs at least 16 bytes".into(),
+                format!("each secret needs {} to {} bytes", len.start(), len.end()),
             ));
         }
         if turn.default_lifetime == 0 || turn.max_lifetime < turn.default_lifetime {
