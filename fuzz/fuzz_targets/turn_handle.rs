@@ -1,14 +1,16 @@
 //! Feeds arbitrary bytes to the TURN core: as a client message on a 5-tuple that has an
 //! allocation (with a permission and a channel) and on one that has none, and as peer data on
 //! the relayed address. Checks that any answer parses as a STUN response and that relayed
-//! data is never larger than what came in plus a Data indication's header.
+//! data is never larger than what came in plus a Data indication's header. Then the same bytes
+//! on the control connection of a TCP allocation (RFC 6062) with a Connect under way and as
+//! a would-be data connection, and the answers and notices that follow.
 //!
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run turn_handle -- -max_total_time=30` from the repo root.
 #![no_main]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use farside_stun::attributes::{
     AddressFamily, ChannelNumber, Nonce, Realm, RequestedTransport, Username, XorPeerAddress,
@@ -16,7 +18,7 @@ use farside_stun::attributes::{
 };
 use farside_stun::{Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId};
 use farside_turn::{
-    Credentials, Handled, RelayError, RelayPorts, TurnConfig, TurnServer, TurnTransport, UserKeys,
+    Credentials, Handled, Notice, RelayError, RelayPorts, TurnConfig, TurnServer, TurnTransport, UserKeys,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -35,6 +37,9 @@ impl RelayPorts for Ports {
     }
     fn claim(&mut self, _: [u8; 8]) -> Option<SocketAddr> {
         None
+    }
+    fn allocate_tcp(&mut self, f: AddressFamily) -> Result<SocketAddr, RelayError> {
+        self.allocate(f, false)
     }
     fn release(&mut self, _: SocketAddr) {}
 }
@@ -87,8 +92,15 @@ fuzz_target!(|data: &[u8]| {
     let stranger: SocketAddr = "198.51.100.8:4000".parse().expect("literal");
     let peer: SocketAddr = "203.0.113.9:5000".parse().expect("literal");
     let mut out = vec![0u8; 70_000];
+    let mut over = |server: &mut TurnServer,
+                    transport,
+                    from,
+                    bytes: &[u8],
+                    out: &mut Vec<u8>| {
+        server.handle_client(now, transport, local, from, bytes, &mut ports, out)
+    };
     let mut send = |server: &mut TurnServer, from, bytes: &[u8], out: &mut Vec<u8>| {
-        server.handle_client(now, TurnTransport::Udp, local, from, bytes, &mut ports, out)
+        over(server, TurnTransport::Udp, from, bytes, out)
     };
 
     // Set up an allocation with a permission and a channel for `client`.
@@ -133,20 +145,71 @@ fuzz_target!(|data: &[u8]| {
     );
 
     for from in [client, stranger] {
-        match send(&mut server, from, data, &mut out) {
-            Handled::Answered(t) | Handled::Refused(t, _) => {
-                let m = Message::parse(&out[..t.len]).expect("answers parse");
-                assert!(matches!(
-                    m.class(),
-                    Class::SuccessResponse | Class::ErrorResponse
-                ));
-            }
-            Handled::Relayed(t) => assert!(t.len <= data.len()),
-            Handled::Dropped(_) => {}
-        }
+        let h = send(&mut server, from, data, &mut out);
+        check(h, &out, data);
     }
     if let Handled::Relayed(t) = server.handle_peer(now, relayed, peer, data, &mut out) {
         // STUN header 20, XOR-PEER-ADDRESS 12 (IPv4), DATA header 4, padding up to 3.
         assert!(t.len <= data.len() + 39);
     }
+
+    // A TCP allocation with a permission for `peer` and a Connect to it under way.
+    let tcp = TurnTransport::Tcp;
+    let h = over(
+        &mut server,
+        tcp,
+        client,
+        &request(Method::ALLOCATE, 4, &nonce, |b| {
+            b.add(&RequestedTransport(6)).expect("room");
+        }),
+        &mut out,
+    );
+    let Handled::Answered(_) = h else { return };
+    over(
+        &mut server,
+        tcp,
+        client,
+        &request(Method::CREATE_PERMISSION, 5, &nonce, |b| {
+            b.add(&XorPeerAddress(peer)).expect("room");
+        }),
+        &mut out,
+    );
+    let connect = request(Method::CONNECT, 6, &nonce, |b| {
+        b.add(&XorPeerAddress(peer)).expect("room");
+    });
+    if let Handled::Connect { id, relayed, .. } = over(&mut server, tcp, client, &connect, &mut out)
+    {
+        let up = data.first().is_some_and(|b| b & 1 == 1);
+        if let Some(h) = server.peer_connected(now, id, up, &mut out) {
+            check(h, &out, data);
+        }
+        if let Ok((_, t)) = server.peer_connection(now, relayed, stranger, &mut out) {
+            Message::parse(&out[..t.len]).expect("ConnectionAttempt parses");
+        }
+    }
+    for from in [client, stranger] {
+        let h = over(&mut server, tcp, from, data, &mut out);
+        check(h, &out, data);
+    }
+    server.expire(now + Duration::from_secs(31), &mut ports);
+    for n in server.take_notices() {
+        if let Notice::Send { bytes, .. } = n {
+            Message::parse(&bytes).expect("late answers parse");
+        }
+    }
 });
+
+/// Answers parse as responses; relayed data is no larger than what came in.
+fn check(h: Handled, out: &[u8], data: &[u8]) {
+    match h {
+        Handled::Answered(t) | Handled::Refused(t, _) | Handled::Bound(t, _) => {
+            let m = Message::parse(&out[..t.len]).expect("answers parse");
+            assert!(matches!(
+                m.class(),
+                Class::SuccessResponse | Class::ErrorResponse
+            ));
+        }
+        Handled::Relayed(t) => assert!(t.len <= data.len()),
+        Handled::Dropped(_) | Handled::Connect { .. } => {}
+    }
+}

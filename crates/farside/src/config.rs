@@ -126,6 +126,10 @@ pub struct TurnConfigFile {
     pub auth_failures_per_minute: u32,
     /// Relayed bits per second per allocation, both directions together (0 = no cap).
     pub max_bps: u64,
+    /// Grant TCP allocations (RFC 6062) to clients on TCP or TLS.
+    pub tcp_relay: bool,
+    /// Most TCP connections with peers per TCP allocation.
+    pub max_tcp_connections: usize,
 }
 
 impl Default for TurnConfigFile {
@@ -145,6 +149,8 @@ impl Default for TurnConfigFile {
             nonce_lifetime: 600,
             auth_failures_per_minute: 20,
             max_bps: 0,
+            tcp_relay: true,
+            max_tcp_connections: 64,
         }
     }
 }
@@ -570,6 +576,12 @@ impl Config {
             return Err(invalid(
                 "turn.nonce_lifetime",
                 "must be at least 1 second".into(),
+            ));
+        }
+        if !(1..=4096).contains(&turn.max_tcp_connections) {
+            return Err(invalid(
+                "turn.max_tcp_connections",
+                "must be 1 to 4096".into(),
             ));
         }
         if turn.enabled {

@@ -2,7 +2,7 @@
 //! own sockets (the allocation's worker is the only one that reads and writes them).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +31,9 @@ struct PoolState {
     /// Ports held for a RESERVATION-TOKEN, with their sockets, until they lapse.
     reserved: HashMap<[u8; 8], (SocketAddr, UdpSocket, Instant)>,
 }
+
+/// Peers waiting to be accepted on a TCP relay listener.
+const TCP_BACKLOG: i32 = 16;
 
 /// How long a reserved port waits for its RESERVATION-TOKEN (RFC 8656 §7.2: about 30 s).
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
@@ -114,6 +117,37 @@ impl PortPool {
     /// Binds a free port of the range on `ip` (even if asked), round robin so a port just
     /// released is not handed out again at once (late packets for the old allocation).
     fn bind(&self, ip: IpAddr, even: bool) -> Result<(SocketAddr, UdpSocket), RelayError> {
+        self.bind_with(ip, even, |addr| {
+            let s = UdpSocket::bind(addr)?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })
+    }
+
+    /// A TCP relay listener on a free port (RFC 6062 §5.1). `SO_REUSEPORT` lets the
+    /// allocation's connections to peers leave from the same address (§5.2).
+    fn bind_tcp(&self, ip: IpAddr) -> Result<(SocketAddr, TcpListener), RelayError> {
+        self.bind_with(ip, false, |addr| {
+            use socket2::{Domain, Protocol, Socket, Type};
+            let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            s.set_reuse_address(true)?;
+            s.set_reuse_port(true)?;
+            if addr.is_ipv6() {
+                s.set_only_v6(true)?;
+            }
+            s.bind(&addr.into())?;
+            s.listen(TCP_BACKLOG)?;
+            s.set_nonblocking(true)?;
+            Ok(s.into())
+        })
+    }
+
+    fn bind_with<S>(
+        &self,
+        ip: IpAddr,
+        even: bool,
+        bind: impl Fn(SocketAddr) -> std::io::Result<S>,
+    ) -> Result<(SocketAddr, S), RelayError> {
         let mut st = lock(&self.state);
         if st.used.len() >= self.max {
             return Err(RelayError::Quota);
@@ -131,11 +165,8 @@ impl PortPool {
             if (even && port % 2 == 1) || st.used.contains(&addr) {
                 continue;
             }
-            match UdpSocket::bind(addr) {
+            match bind(addr) {
                 Ok(s) => {
-                    if s.set_nonblocking(true).is_err() {
-                        continue;
-                    }
                     st.used.insert(addr);
                     return Ok((addr, s));
                 }
@@ -163,6 +194,8 @@ pub struct RelaySockets {
     ipv4: Option<IpAddr>,
     ipv6: Option<IpAddr>,
     sockets: HashMap<SocketAddr, UdpSocket>,
+    /// TCP allocations' listeners (RFC 6062).
+    listeners: HashMap<SocketAddr, TcpListener>,
     by_token: HashMap<u64, SocketAddr>,
     token_of: HashMap<SocketAddr, u64>,
     next_token: u64,
@@ -181,6 +214,7 @@ impl RelaySockets {
             ipv4,
             ipv6,
             sockets: HashMap::new(),
+            listeners: HashMap::new(),
             by_token: HashMap::new(),
             token_of: HashMap::new(),
             next_token: RELAY_TOKEN_BASE,
@@ -199,6 +233,12 @@ impl RelaySockets {
         Some((addr, self.sockets.get(&addr)?))
     }
 
+    /// The TCP relay listener behind a poller token.
+    pub fn listener_by_token(&self, token: u64) -> Option<(SocketAddr, &TcpListener)> {
+        let addr = *self.by_token.get(&token)?;
+        Some((addr, self.listeners.get(&addr)?))
+    }
+
     /// The relay socket bound to `addr`.
     pub fn get(&self, addr: SocketAddr) -> Option<&UdpSocket> {
         self.sockets.get(&addr)
@@ -215,10 +255,14 @@ impl RelaySockets {
     }
 
     fn adopt(&mut self, addr: SocketAddr, socket: UdpSocket) {
+        self.watch(addr, socket.as_raw_fd());
+        self.sockets.insert(addr, socket);
+    }
+
+    fn watch(&mut self, addr: SocketAddr, fd: RawFd) {
         let token = self.next_token;
         self.next_token += 1;
-        self.fresh.push((socket.as_raw_fd(), token));
-        self.sockets.insert(addr, socket);
+        self.fresh.push((fd, token));
         self.by_token.insert(token, addr);
         self.token_of.insert(addr, token);
     }
@@ -250,6 +294,13 @@ impl RelayPorts for RelaySockets {
         Some(addr)
     }
 
+    fn allocate_tcp(&mut self, family: AddressFamily) -> Result<SocketAddr, RelayError> {
+        let (addr, listener) = self.pool.bind_tcp(self.ip(family)?)?;
+        self.watch(addr, listener.as_raw_fd());
+        self.listeners.insert(addr, listener);
+        Ok(addr)
+    }
+
     fn dont_fragment(&mut self, relayed: SocketAddr) -> bool {
         self.sockets
             .get(&relayed)
@@ -259,6 +310,7 @@ impl RelayPorts for RelaySockets {
     fn release(&mut self, relayed: SocketAddr) {
         // Closing the socket also takes it out of the worker's epoll set.
         self.sockets.remove(&relayed);
+        self.listeners.remove(&relayed);
         if let Some(t) = self.token_of.remove(&relayed) {
             self.by_token.remove(&t);
             self.fresh.retain(|(_, tok)| *tok != t);

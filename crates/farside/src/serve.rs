@@ -254,6 +254,8 @@ fn turn_shared(config: &Config) -> anyhow::Result<Option<Arc<TurnShared>>> {
         auth_failures_per_minute: t.auth_failures_per_minute,
         max_bandwidth: t.max_bps / 8,
         software: config.stun.software.clone(),
+        tcp_relay: t.tcp_relay,
+        max_tcp_connections: t.max_tcp_connections,
         ..farside_turn::TurnConfig::default()
     };
     let cell = Arc::new(CredentialsCell::default());

@@ -9,6 +9,11 @@
 //!
 //! The same thread serves TLS (`[tls] listen`) with rustls: the same framing inside the TLS
 //! stream, and the transport of the 5-tuple is TLS.
+//!
+//! TCP allocations (RFC 6062) live here too: their listeners, their connections with peers,
+//! and the client data connections spliced to them (`peers`).
+
+mod peers;
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read as _, Write as _};
@@ -20,16 +25,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use farside_io::Epoll;
+use farside_io::{Epoll, Interest};
 use farside_stun::binding::{BindingServer, Outcome, Received, Transport};
 use farside_turn::channel_data::ChannelData;
 use farside_turn::{FiveTuple, TurnServer, TurnTransport};
 
 use crate::relay_ports::RELAY_TOKEN_BASE;
-use crate::turn_worker::{TurnShared, TurnWorker};
+use crate::turn_worker::{TcpAction, TurnShared, TurnWorker};
 
-/// Connection tokens start here (relay sockets are from 2^32, listeners below).
+/// Connection tokens start here (peer connections from 2^40, relay sockets and TCP relay
+/// listeners from 2^32, client-facing listeners below).
 const CONN_TOKEN_BASE: u64 = 1 << 48;
+/// Tokens of TCP connections with peers (RFC 6062) start here.
+const PEER_TOKEN_BASE: u64 = 1 << 40;
 /// Largest frame: a STUN header plus a 16-bit length.
 const MAX_FRAME: usize = 20 + 65_535;
 /// Bytes queued for a slow reader before relayed data for it is dropped (as UDP would).
@@ -56,6 +64,13 @@ struct Conn {
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     last: Instant,
+    /// A client data connection (RFC 6062 §5.4): the token of the peer connection it is
+    /// spliced to; no more framing.
+    data: Option<u64>,
+    /// Not read while the other end of its splice is full.
+    paused: bool,
+    /// What `epoll` watches it for.
+    interest: Interest,
 }
 
 /// Loads the certificate chain and key for TLS.
@@ -110,10 +125,12 @@ pub fn spawn(
         }
     }
     let worker = TurnWorker::new(&shared);
+    let epoll = Epoll::new()?;
     std::thread::Builder::new()
         .name("turn-tcp".into())
         .spawn(move || {
             let mut t = TcpTurn {
+                epoll,
                 listeners,
                 tls,
                 worker,
@@ -124,6 +141,9 @@ pub fn spawn(
                 per_ip: HashMap::new(),
                 next_id: 0,
                 scratch: vec![0u8; 4096],
+                peers: HashMap::new(),
+                peer_of: HashMap::new(),
+                next_peer: 0,
             };
             if let Err(e) = t.run(&shutdown) {
                 tracing::error!("S103 the TCP TURN thread stopped: {e:#}");
@@ -133,6 +153,7 @@ pub fn spawn(
 }
 
 struct TcpTurn {
+    epoll: Epoll,
     listeners: Vec<(TcpListener, bool)>,
     tls: Option<Arc<rustls::ServerConfig>>,
     worker: TurnWorker,
@@ -143,51 +164,66 @@ struct TcpTurn {
     per_ip: HashMap<IpAddr, usize>,
     next_id: u64,
     scratch: Vec<u8>,
+    /// TCP connections with peers (RFC 6062), by token.
+    peers: HashMap<u64, peers::Peer>,
+    peer_of: HashMap<farside_turn::ConnectionId, u64>,
+    next_peer: u64,
 }
 
 impl TcpTurn {
     fn run(&mut self, shutdown: &AtomicBool) -> anyhow::Result<()> {
-        let mut epoll = Epoll::new()?;
         for (i, (l, _)) in self.listeners.iter().enumerate() {
-            epoll.add(l.as_raw_fd(), i as u64)?;
+            self.epoll.add(l.as_raw_fd(), i as u64)?;
         }
         let mut ready = Vec::with_capacity(256);
         let mut last_sweep = Instant::now();
         while !shutdown.load(Ordering::Relaxed) {
             ready.clear();
-            epoll.wait(Duration::from_millis(100), |t| ready.push(t))?;
+            self.epoll
+                .wait(Duration::from_millis(100), |t| ready.push(t))?;
             let now = Instant::now();
             self.worker.tick(now);
             for &token in &ready {
                 if token >= CONN_TOKEN_BASE {
                     self.readable(now, token);
+                } else if token >= PEER_TOKEN_BASE {
+                    self.peer_ready(now, token);
                 } else if token >= RELAY_TOKEN_BASE {
-                    self.relay_readable(now, token);
+                    if self.worker.listener_by_token(token).is_some() {
+                        self.accept_peers(now, token);
+                    } else {
+                        self.relay_readable(now, token);
+                    }
                 } else if let Some((l, tls)) = self.listeners.get(token as usize) {
                     let tls = *tls;
                     let accepted = accept(l);
                     for (stream, remote) in accepted {
-                        self.adopt(&epoll, stream, remote, tls, now);
+                        self.adopt(stream, remote, tls, now);
                     }
                 }
             }
             for (fd, token) in self.worker.take_fresh() {
-                if let Err(e) = epoll.add(fd, token) {
+                if let Err(e) = self.epoll.add(fd, token) {
                     tracing::warn!("S104 cannot watch a relay socket: {e}");
                 }
             }
-            // Queued output (a slow reader) is retried every pass.
+            self.notices();
+            // Queued output (a slow reader) is retried every pass, and watched for room.
             let pending: Vec<u64> = self
                 .conns
                 .iter()
                 .filter(|(_, c)| {
-                    !c.outbuf.is_empty() || c.tls.as_ref().is_some_and(|t| t.wants_write())
+                    !c.outbuf.is_empty()
+                        || c.tls.as_ref().is_some_and(|t| t.wants_write())
+                        || c.paused
+                        || c.interest.write
                 })
                 .map(|(id, _)| *id)
                 .collect();
             for id in pending {
                 self.flush(id);
             }
+            self.flush_peers();
             if now.duration_since(last_sweep) >= Duration::from_secs(1) {
                 last_sweep = now;
                 self.sweep(now);
@@ -196,14 +232,7 @@ impl TcpTurn {
         Ok(())
     }
 
-    fn adopt(
-        &mut self,
-        epoll: &Epoll,
-        stream: TcpStream,
-        remote: SocketAddr,
-        tls: bool,
-        now: Instant,
-    ) {
+    fn adopt(&mut self, stream: TcpStream, remote: SocketAddr, tls: bool, now: Instant) {
         let n_ip = self.per_ip.get(&remote.ip()).copied().unwrap_or(0);
         if self.conns.len() >= self.limits.max || n_ip >= self.limits.per_ip {
             return; // dropped: closed at once
@@ -225,7 +254,7 @@ impl TcpTurn {
         };
         let id = CONN_TOKEN_BASE + self.next_id;
         self.next_id += 1;
-        if epoll.add(stream.as_raw_fd(), id).is_err() {
+        if self.epoll.add(stream.as_raw_fd(), id).is_err() {
             return;
         }
         *self.per_ip.entry(remote.ip()).or_insert(0) += 1;
@@ -240,6 +269,9 @@ impl TcpTurn {
                 inbuf: Vec::new(),
                 outbuf: Vec::new(),
                 last: now,
+                data: None,
+                paused: false,
+                interest: Interest::READ,
             },
         );
     }
@@ -255,6 +287,11 @@ impl TcpTurn {
                 self.per_ip.remove(&c.remote.ip());
             }
         }
+        if let Some(peer) = c.data {
+            // RFC 6062 §5.4: either end of a splice closing closes the other.
+            self.close_peer(peer);
+            return;
+        }
         self.worker.connection_closed(FiveTuple {
             client: c.remote,
             server: c.local,
@@ -267,7 +304,7 @@ impl TcpTurn {
         let idle: Vec<u64> = self
             .conns
             .iter()
-            .filter(|(_, c)| now.duration_since(c.last) > self.limits.idle)
+            .filter(|(_, c)| c.data.is_none() && now.duration_since(c.last) > self.limits.idle)
             .filter(|(_, c)| {
                 !self.worker.has_allocation(FiveTuple {
                     client: c.remote,
@@ -288,6 +325,9 @@ impl TcpTurn {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
+            if c.paused {
+                return; // the other end of its splice is full
+            }
             if c.tls.is_some() {
                 closed = read_tls(c, &mut self.scratch, now);
             }
@@ -317,7 +357,13 @@ impl TcpTurn {
                 }
             }
         }
-        if !self.frames(now, id) || closed {
+        let data = self.conns.get(&id).is_some_and(|c| c.data.is_some());
+        let ok = if data { true } else { self.frames(now, id) };
+        // Bytes after a ConnectionBind, or on a data connection, go to the peer.
+        if ok && self.conns.get(&id).is_some_and(|c| c.data.is_some()) {
+            self.splice_to_peer(id);
+        }
+        if !ok || closed {
             self.close(id);
         }
     }
@@ -341,8 +387,10 @@ impl TcpTurn {
             }
             self.frame(now, id, local, remote, transport, &inbuf[at..at + len]);
             at += len;
-            if !self.conns.contains_key(&id) {
-                break false; // closed by that frame: the rest must not act for it
+            match self.conns.get(&id) {
+                None => break false, // closed by that frame: the rest must not act for it
+                Some(c) if c.data.is_some() => break true, // the rest is data for the peer
+                Some(_) => {}
             }
         };
         inbuf.drain(..at);
@@ -374,7 +422,19 @@ impl TcpTurn {
                     .is_some_and(|c| c.enqueue(out, true))
                 {
                     self.close(id);
+                    return;
                 }
+            }
+            match self.worker.take_action() {
+                Some(TcpAction::Connect {
+                    id: cid,
+                    relayed,
+                    peer,
+                }) => {
+                    self.start_connect(now, cid, relayed, peer);
+                }
+                Some(TcpAction::Bind(cid)) => self.bind_data(id, cid),
+                None => {}
             }
             return;
         }
@@ -418,6 +478,24 @@ impl TcpTurn {
     fn flush(&mut self, id: u64) {
         if self.conns.get_mut(&id).is_some_and(Conn::flush) {
             self.close(id);
+            return;
+        }
+        // A data connection paused for want of room at its peer resumes once there is some.
+        if self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.paused && c.data.is_some())
+        {
+            self.splice_to_peer(id);
+        }
+        if let Some(c) = self.conns.get_mut(&id) {
+            let want = Interest {
+                read: !c.paused,
+                write: !c.outbuf.is_empty() || c.tls.as_ref().is_some_and(|t| t.wants_write()),
+            };
+            if want != c.interest && self.epoll.modify(c.stream.as_raw_fd(), id, want).is_ok() {
+                c.interest = want;
+            }
         }
     }
 }

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use farside_turn::{Credentials, Dropped, Handled, Refusal, TurnConfig, TurnServer, TurnTransport};
+use farside_turn::{
+    ConnectionId, Credentials, Dropped, Handled, Notice, Refusal, TurnConfig, TurnServer,
+    TurnTransport,
+};
 
 use crate::lock::lock;
 use crate::relay_ports::{PortPool, RelaySockets};
@@ -19,6 +22,23 @@ pub const MAX_RELAYED: usize = 65_535;
 
 /// Room for a relayed datagram plus the Data indication around it.
 pub const TURN_OUT: usize = MAX_RELAYED + 64;
+
+/// What the TCP thread must do for RFC 6062 after a client message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpAction {
+    /// Open a TCP connection from `relayed` to `peer` for Connect `id`.
+    Connect {
+        /// The connection's identifier.
+        id: ConnectionId,
+        /// The local end.
+        relayed: SocketAddr,
+        /// The peer.
+        peer: SocketAddr,
+    },
+    /// The connection the message came from is now the data connection of `id` (after the
+    /// response returned with this action is sent).
+    Bind(ConnectionId),
+}
 
 /// The credentials all workers use, replaced as a whole when the store changes.
 #[derive(Debug, Default)]
@@ -112,6 +132,8 @@ pub struct TurnWorker {
     /// Output buffer for the core.
     pub out: Vec<u8>,
     recv: Vec<u8>,
+    /// Set by [`TurnWorker::client`] when the TCP thread has RFC 6062 work to do.
+    action: Option<TcpAction>,
 }
 
 impl TurnWorker {
@@ -141,6 +163,7 @@ impl TurnWorker {
             counters,
             out: vec![0u8; TURN_OUT],
             recv: vec![0u8; MAX_RELAYED],
+            action: None,
         }
     }
 
@@ -208,7 +231,91 @@ impl TurnWorker {
                 self.counters.dropped[d as usize].fetch_add(1, Relaxed);
                 None
             }
+            Handled::Connect { id, relayed, peer } => {
+                self.action = Some(TcpAction::Connect { id, relayed, peer });
+                None
+            }
+            Handled::Bound(t, id) => {
+                self.counters.answered.fetch_add(1, Relaxed);
+                self.action = Some(TcpAction::Bind(id));
+                Some(t)
+            }
         }
+    }
+
+    /// The RFC 6062 work the last [`TurnWorker::client`] call left, if any.
+    pub fn take_action(&mut self) -> Option<TcpAction> {
+        self.action.take()
+    }
+
+    /// Connect `id`'s TCP connection is up or failed: the answer for the control connection
+    /// (in `self.out`), or `None` if nobody waits for it (close the connection).
+    pub fn peer_connected(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        connected: bool,
+    ) -> Option<farside_turn::Transmit> {
+        match self
+            .server
+            .peer_connected(now, id, connected, &mut self.out)?
+        {
+            Handled::Answered(t) => {
+                self.counters.answered.fetch_add(1, Relaxed);
+                Some(t)
+            }
+            Handled::Refused(t, r) => {
+                self.counters.refused[r as usize].fetch_add(1, Relaxed);
+                Some(t)
+            }
+            _ => None,
+        }
+    }
+
+    /// A peer connected to the TCP relay listener at `relayed`: its id and the
+    /// ConnectionAttempt for the control connection (in `self.out`), or `None` to refuse it.
+    pub fn peer_connection(
+        &mut self,
+        now: Instant,
+        relayed: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<(ConnectionId, farside_turn::Transmit)> {
+        match self
+            .server
+            .peer_connection(now, relayed, peer, &mut self.out)
+        {
+            Ok(r) => Some(r),
+            Err(d) => {
+                self.counters.dropped[d as usize].fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    /// The TCP relay listener behind a poller token.
+    pub fn listener_by_token(&self, token: u64) -> Option<(SocketAddr, &std::net::TcpListener)> {
+        self.relays.listener_by_token(token)
+    }
+
+    /// Connections to close and answers to send that the core decided on its own.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        self.server.take_notices()
+    }
+
+    /// A peer connection (or its client data connection) closed.
+    pub fn tcp_connection_closed(&mut self, id: ConnectionId) {
+        self.server.tcp_connection_closed(id);
+    }
+
+    /// Counts `bytes` spliced between a client data connection and its peer.
+    pub fn count_stream(&self, to_peer: bool, bytes: usize) {
+        let (n, b) = if to_peer {
+            (&self.counters.to_peer, &self.counters.to_peer_bytes)
+        } else {
+            (&self.counters.to_client, &self.counters.to_client_bytes)
+        };
+        n.fetch_add(1, Relaxed);
+        b.fetch_add(bytes as u64, Relaxed);
     }
 
     /// Whether `five` has an allocation here.
@@ -255,7 +362,7 @@ impl TurnWorker {
                 Handled::Dropped(d) => {
                     self.counters.dropped[d as usize].fetch_add(1, Relaxed);
                 }
-                Handled::Answered(_) | Handled::Refused(..) => {}
+                _ => {}
             }
         }
     }

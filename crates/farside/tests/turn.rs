@@ -502,6 +502,37 @@ fn an_allocation_ends_with_its_tcp_connection() {
     }
 }
 
+/// A throwaway self-signed certificate and key for localhost, in a fresh directory.
+fn self_signed(name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("farside-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let args: Vec<String> = [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        key.display().to_string(),
+        "-out".into(),
+        cert.display().to_string(),
+    ])
+    .collect();
+    let made = run_tool("openssl", &args, Duration::from_secs(60));
+    assert_eq!(made.code(), Some(0), "{}", made.describe());
+    (dir, cert, key)
+}
+
 /// TURN over TLS (`[tls]`, rustls): uclient `-t -S` with a throwaway self-signed certificate.
 #[test]
 fn uclient_over_tls() {
@@ -509,35 +540,7 @@ fn uclient_over_tls() {
     if !require(test) || !require_tool(test, "openssl") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("farside-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = run_tool(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([
-            key.display().to_string(),
-            "-out".into(),
-            cert.display().to_string(),
-        ])
-        .collect::<Vec<_>>(),
-        Duration::from_secs(60),
-    );
-    assert_eq!(made.code(), Some(0), "{}", made.describe());
+    let (dir, cert, key) = self_signed("tls");
     let tls_port = common::free_ports(&[LOCALHOST], 1);
     let server = turn_server(
         test,
@@ -579,6 +582,67 @@ fn uclient_over_tls() {
             .logs()
             .contains(&format!("listening on tls 127.0.0.1:{tls_port}"))
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// RFC 6062 TCP allocations with uclient `-T`: two clients each get a TCP allocation; one
+/// Connects to the other's relayed address, which accepts it and announces it with a
+/// ConnectionAttempt; both bind data connections and exchange messages. Over TCP, then TLS.
+#[test]
+fn uclient_relays_through_tcp_allocations() {
+    let test = "uclient_relays_through_tcp_allocations";
+    if !require(test) || !require_tool(test, "openssl") {
+        return;
+    }
+    let (dir, cert, key) = self_signed("tcp-relay");
+    let tls_port = common::free_ports(&[LOCALHOST], 1);
+    let server = turn_server(
+        test,
+        &format!(
+            "allowed_peers = [\"127.0.0.0/8\"]\n\n[tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let tcp_port = server.primary.port().to_string();
+    let tls_port = tls_port.to_string();
+    for (transport, port, extra) in [("tcp", &tcp_port, &[][..]), ("tls", &tls_port, &["-S"][..])] {
+        let mut args: Vec<&str> = vec!["-T"];
+        args.extend(extra);
+        args.extend([
+            "-W",
+            SECRET,
+            "-u",
+            "alice",
+            "-n",
+            "100",
+            "-m",
+            "1",
+            "-l",
+            "170",
+            "-z",
+            "5",
+            "-p",
+            port,
+            "127.0.0.1",
+        ]);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let out = run_tool("turnutils_uclient", &args, UCLIENT_LIMIT);
+        assert!(
+            out.all().contains("connections are completed"),
+            "{transport}: {}",
+            out.describe()
+        );
+        // Two clients, 100 messages each.
+        assert_all_relayed(&out, &server, 200);
+    }
+    // Both runs spliced 200 messages of 170 bytes each way.
+    for direction in ["to_peer", "to_client"] {
+        let bytes = counter(&server, "farside_turn_relayed_bytes_total", direction);
+        assert!(bytes >= 2.0 * 200.0 * 170.0, "{direction}: {bytes}");
+    }
+    assert_eq!(counter(&server, "farside_turn_responses_total", "447"), 0.0);
+    server.assert_alive("after uclient -T");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,6 +8,23 @@ use std::time::Duration;
 /// Most readiness events taken per wait.
 const EVENTS: usize = 256;
 
+/// What a socket is watched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest {
+    /// Readable (or closed by the other end).
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+}
+
+impl Interest {
+    /// Readability only.
+    pub const READ: Interest = Interest {
+        read: true,
+        write: false,
+    };
+}
+
 /// An epoll instance; sockets are registered with a caller-chosen `u64` token.
 #[derive(Debug)]
 pub struct Epoll {
@@ -33,12 +50,32 @@ impl Epoll {
 
     /// Watches `fd` for readability, reporting `token` (level-triggered).
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, Interest::READ)
+    }
+
+    /// Watches `fd` for what `interest` names, reporting `token` (level-triggered; errors and
+    /// hang-ups are always reported).
+    pub fn add_with(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, interest)
+    }
+
+    /// Changes what a watched `fd` is watched for: a stream stops reading while the other end
+    /// of its splice is full, and watches for room to write while it has bytes queued.
+    pub fn modify(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, interest)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        let mut events = 0;
+        if interest.read {
+            events |= libc::EPOLLIN as u32;
+        }
+        if interest.write {
+            events |= libc::EPOLLOUT as u32;
+        }
+        let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a valid event for the duration of the call.
-        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -56,7 +93,7 @@ impl Epoll {
         Ok(())
     }
 
-    /// Waits up to `timeout` and calls `ready` with the token of each readable socket.
+    /// Waits up to `timeout` and calls `ready` with the token of each ready socket.
     pub fn wait(&mut self, timeout: Duration, mut ready: impl FnMut(u64)) -> io::Result<usize> {
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
         let max = libc::c_int::try_from(self.events.len()).unwrap_or(libc::c_int::MAX);

@@ -44,6 +44,8 @@ pub(crate) struct Allocation {
     pub(crate) relayed6: Option<SocketAddr>,
     /// Datagrams leave with the DF bit (DONT-FRAGMENT).
     pub(crate) dont_fragment: bool,
+    /// A TCP allocation (RFC 6062): peers connect, nothing is relayed as datagrams.
+    pub(crate) tcp: bool,
     pub(crate) realm: String,
     pub(crate) username: String,
     pub(crate) expires: Instant,
@@ -83,6 +85,7 @@ impl Allocation {
             relayed,
             relayed6: None,
             dont_fragment: false,
+            tcp: false,
             realm,
             username,
             expires,

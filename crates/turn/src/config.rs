@@ -37,6 +37,10 @@ pub struct TurnConfig {
     pub auth_failures_per_minute: u32,
     /// SOFTWARE attribute in responses; none by default.
     pub software: Option<String>,
+    /// Whether TCP allocations are granted (RFC 6062); if not, they get 442.
+    pub tcp_relay: bool,
+    /// Most TCP connections with peers one TCP allocation may hold at once.
+    pub max_tcp_connections: usize,
 }
 
 impl Default for TurnConfig {
@@ -56,6 +60,8 @@ impl Default for TurnConfig {
             peer_policy: PeerPolicy::default(),
             auth_failures_per_minute: 20,
             software: None,
+            tcp_relay: true,
+            max_tcp_connections: 64,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A sans-IO TURN server (RFC 8656, with RFC 6156's IPv6): allocations, permissions,
 //! channels, Send/Data indications and ChannelData, long-term credentials (RFC 8489 §9.2:
 //! MD5 and SHA-256, USERHASH, nonce cookie) and coturn-compatible ephemeral ("REST")
-//! credentials, a relay-peer policy and quotas.
+//! credentials, a relay-peer policy and quotas; and TCP allocations (RFC 6062: Connect,
+//! ConnectionBind, ConnectionAttempt), whose bytes the shell splices.
 //!
 //! [`TurnServer`] never touches a socket or a clock. The I/O shell hands it what arrives on
 //! the client-facing sockets ([`TurnServer::handle_client`]) and on relay sockets
@@ -22,6 +23,9 @@ mod server;
 pub use allocation::FiveTuple;
 pub use config::TurnConfig;
 pub use credentials::{Credentials, UserKeys, rest_password};
-pub use outcome::{Dropped, Handled, Refusal, RelayError, RelayPorts, Transmit, TurnTransport};
+pub use farside_stun::attributes::ConnectionId;
+pub use outcome::{
+    Dropped, Handled, Notice, Refusal, RelayError, RelayPorts, Transmit, TurnTransport,
+};
 pub use policy::{Cidr, PeerPolicy};
 pub use server::TurnServer;

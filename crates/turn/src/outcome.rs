@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use farside_stun::attributes::{AddressFamily, ErrorCode};
+use farside_stun::attributes::{AddressFamily, ConnectionId, ErrorCode};
 
 /// The transport between client and server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +46,13 @@ pub trait RelayPorts {
         let _ = relayed;
         false
     }
+    /// A fresh relayed transport address of `family` for a TCP allocation (RFC 6062 §5.1): the
+    /// shell listens on it for peers and connects from it. A shell without TCP relaying keeps
+    /// this default, and such Allocates get 442.
+    fn allocate_tcp(&mut self, family: AddressFamily) -> Result<SocketAddr, RelayError> {
+        let _ = family;
+        Err(RelayError::TransportUnsupported)
+    }
     /// The allocation using `relayed` is gone: close its socket, return its port.
     fn release(&mut self, relayed: SocketAddr);
 }
@@ -60,6 +67,8 @@ pub enum RelayError {
     /// The server-wide allocation limit is reached (answered 486): workers share it, so the
     /// shell, which sees all of them, keeps it.
     Quota,
+    /// This shell relays no TCP (answered 442).
+    TransportUnsupported,
 }
 
 /// One datagram (or stream message) to send: `out[..len]` from `from` to `to`.
@@ -98,6 +107,10 @@ pub enum Refusal {
     UnsupportedTransport,
     /// 443: the peer's family differs from the relayed address's.
     PeerAddressFamilyMismatch,
+    /// 446: a TCP connection to that peer exists or is being made (RFC 6062 §5.2).
+    ConnectionAlreadyExists,
+    /// 447: the TCP connection to the peer failed or timed out (RFC 6062 §5.2).
+    ConnectionTimeoutOrFailure,
     /// 486: the user's or the server's allocation quota is full.
     QuotaReached,
     /// 508: no relay port, or too many permissions or channels.
@@ -106,7 +119,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, for metrics.
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 15] = [
         Refusal::BadRequest,
         Refusal::Challenge,
         Refusal::WrongPassword,
@@ -118,6 +131,8 @@ impl Refusal {
         Refusal::WrongCredentials,
         Refusal::UnsupportedTransport,
         Refusal::PeerAddressFamilyMismatch,
+        Refusal::ConnectionAlreadyExists,
+        Refusal::ConnectionTimeoutOrFailure,
         Refusal::QuotaReached,
         Refusal::InsufficientCapacity,
     ];
@@ -135,6 +150,8 @@ impl Refusal {
             Refusal::WrongCredentials => ErrorCode::WRONG_CREDENTIALS,
             Refusal::UnsupportedTransport => ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL,
             Refusal::PeerAddressFamilyMismatch => ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
+            Refusal::ConnectionAlreadyExists => ErrorCode::CONNECTION_ALREADY_EXISTS,
+            Refusal::ConnectionTimeoutOrFailure => ErrorCode::CONNECTION_TIMEOUT_OR_FAILURE,
             Refusal::QuotaReached => ErrorCode::ALLOCATION_QUOTA_REACHED,
             Refusal::InsufficientCapacity => ErrorCode::INSUFFICIENT_CAPACITY,
         }
@@ -154,6 +171,8 @@ impl Refusal {
             Refusal::WrongCredentials => "wrong_credentials",
             Refusal::UnsupportedTransport => "unsupported_transport",
             Refusal::PeerAddressFamilyMismatch => "peer_address_family_mismatch",
+            Refusal::ConnectionAlreadyExists => "connection_already_exists",
+            Refusal::ConnectionTimeoutOrFailure => "connection_timeout_or_failure",
             Refusal::QuotaReached => "quota_reached",
             Refusal::InsufficientCapacity => "insufficient_capacity",
         }
@@ -171,6 +190,8 @@ impl Refusal {
             Refusal::WrongCredentials => "Wrong Credentials",
             Refusal::UnsupportedTransport => "Unsupported Transport Protocol",
             Refusal::PeerAddressFamilyMismatch => "Peer Address Family Mismatch",
+            Refusal::ConnectionAlreadyExists => "Connection Already Exists",
+            Refusal::ConnectionTimeoutOrFailure => "Connection Timeout or Failure",
             Refusal::QuotaReached => "Allocation Quota Reached",
             Refusal::InsufficientCapacity => "Insufficient Capacity",
         }
@@ -200,11 +221,16 @@ pub enum Dropped {
     OverBandwidth,
     /// A Send indication asked for DONT-FRAGMENT, which the relay could not set.
     NoDontFragment,
+    /// A Send indication or ChannelData for a TCP allocation, which relays streams only.
+    TcpAllocation,
+    /// A peer's TCP connection refused: no permission, policy, a second connection from the
+    /// same peer, or the allocation's connection limit (RFC 6062 §5.3).
+    PeerConnectionRefused,
 }
 
 impl Dropped {
     /// Every reason, for metrics.
-    pub const ALL: [Dropped; 10] = [
+    pub const ALL: [Dropped; 12] = [
         Dropped::NotTurn,
         Dropped::Malformed,
         Dropped::NoAllocation,
@@ -215,6 +241,8 @@ impl Dropped {
         Dropped::NoRoom,
         Dropped::OverBandwidth,
         Dropped::NoDontFragment,
+        Dropped::TcpAllocation,
+        Dropped::PeerConnectionRefused,
     ];
 
     /// A short stable name (a metrics label value).
@@ -230,6 +258,8 @@ impl Dropped {
             Dropped::NoRoom => "no_room",
             Dropped::OverBandwidth => "over_bandwidth",
             Dropped::NoDontFragment => "no_dont_fragment",
+            Dropped::TcpAllocation => "tcp_allocation",
+            Dropped::PeerConnectionRefused => "peer_connection_refused",
         }
     }
 }
@@ -245,4 +275,35 @@ pub enum Handled {
     Relayed(Transmit),
     /// Nothing sent.
     Dropped(Dropped),
+    /// A Connect request (RFC 6062 §5.2): the shell opens a TCP connection from `relayed` to
+    /// `peer` and reports how it went with
+    /// [`TurnServer::peer_connected`](crate::TurnServer::peer_connected), which answers.
+    Connect {
+        /// The connection's identifier.
+        id: ConnectionId,
+        /// The allocation's relayed address: the connection's local end.
+        relayed: SocketAddr,
+        /// The peer.
+        peer: SocketAddr,
+    },
+    /// A ConnectionBind succeeded (RFC 6062 §5.4): send this response on the connection it
+    /// came from, which from then on carries only the bytes of peer connection `id`.
+    Bound(Transmit, ConnectionId),
+}
+
+/// Something the server decided on its own (a timer, an allocation going away), for the shell
+/// to carry out; see [`TurnServer::take_notices`](crate::TurnServer::take_notices).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Close the peer connection `id` and the client data connection bound to it.
+    Close(ConnectionId),
+    /// Send `bytes` to a client over its control connection (`from` is the server's side).
+    Send {
+        /// The server's client-facing address.
+        from: SocketAddr,
+        /// The client.
+        to: SocketAddr,
+        /// The whole message.
+        bytes: Vec<u8>,
+    },
 }

@@ -4,13 +4,14 @@
 mod auth;
 mod requests;
 mod responses;
+mod tcp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use farside_stun::attributes::{Data, XorPeerAddress};
+use farside_stun::attributes::{ConnectionId, Data, XorPeerAddress};
 use farside_stun::{Class, Message, MessageBuilder, MessageType, Method, attr_type};
 
 use crate::allocation::{Allocation, FiveTuple, Key};
@@ -18,9 +19,10 @@ use crate::channel_data::ChannelData;
 use crate::config::TurnConfig;
 use crate::credentials::Credentials;
 use crate::nonce::Nonces;
-use crate::outcome::{Dropped, Handled, RelayPorts, Transmit, TurnTransport};
+use crate::outcome::{Dropped, Handled, Notice, RelayPorts, Transmit, TurnTransport};
 
 /// An authenticated request's user and key.
+#[derive(Debug, Clone)]
 struct Auth {
     realm: String,
     username: String,
@@ -46,6 +48,9 @@ pub struct TurnServer {
     per_user: HashMap<(String, String), usize>,
     failures: HashMap<IpAddr, (u32, Instant)>,
     indications: u64,
+    tcp_connections: HashMap<ConnectionId, tcp::TcpConnection>,
+    next_connection: u32,
+    notices: Vec<Notice>,
 }
 
 impl TurnServer {
@@ -78,6 +83,14 @@ impl TurnServer {
                 nonce_key[6],
                 nonce_key[7],
             ]),
+            tcp_connections: HashMap::new(),
+            next_connection: u32::from_be_bytes([
+                nonce_key[8],
+                nonce_key[9],
+                nonce_key[10],
+                nonce_key[11],
+            ]),
+            notices: Vec::new(),
         }
     }
 
@@ -204,6 +217,7 @@ impl TurnServer {
         for a in self.allocations.values_mut() {
             a.expire(now, CHANNEL_GRACE);
         }
+        self.expire_tcp(now);
         self.failures
             .retain(|_, (_, since)| now.duration_since(*since) < Duration::from_secs(60));
         dead.len()
@@ -224,6 +238,9 @@ impl TurnServer {
 
     fn remove(&mut self, five: &FiveTuple, relay: &mut dyn RelayPorts) {
         if let Some(a) = self.allocations.remove(five) {
+            if a.tcp {
+                self.close_tcp_connections(five);
+            }
             for r in a.relayed_addresses() {
                 self.by_relayed.remove(&r);
                 relay.release(r);
@@ -254,6 +271,9 @@ impl TurnServer {
         let Some(a) = self.allocations.get_mut(&five).filter(|a| a.expires > now) else {
             return Handled::Dropped(Dropped::NoAllocation);
         };
+        if a.tcp {
+            return Handled::Dropped(Dropped::TcpAllocation);
+        }
         let (Some(Ok(XorPeerAddress(peer))), Some(Ok(Data(data)))) =
             (msg.attribute::<XorPeerAddress>(), msg.attribute::<Data>())
         else {
@@ -294,6 +314,9 @@ impl TurnServer {
         let Some(a) = self.allocations.get_mut(&five).filter(|a| a.expires > now) else {
             return Handled::Dropped(Dropped::NoAllocation);
         };
+        if a.tcp {
+            return Handled::Dropped(Dropped::TcpAllocation);
+        }
         let Some(peer) = a.channel_peer(cd.channel, now) else {
             return Handled::Dropped(Dropped::NoChannel);
         };

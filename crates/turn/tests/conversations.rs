@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use farside_stun::attributes::{
-    AddressFamily, ChannelNumber, Data, ErrorCode, EvenPort, Lifetime, Nonce, PasswordAlgorithm,
-    PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport, ReservationToken,
-    Userhash, Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+    AddressFamily, ChannelNumber, ConnectionId, Data, ErrorCode, EvenPort, Lifetime, Nonce,
+    PasswordAlgorithm, PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport,
+    ReservationToken, Userhash, Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
 use farside_stun::{
     Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId, attr_type,
 };
 use farside_turn::channel_data::ChannelData;
 use farside_turn::{
-    Credentials, Dropped, Handled, Refusal, RelayError, RelayPorts, TurnConfig, TurnServer,
+    Credentials, Dropped, Handled, Notice, Refusal, RelayError, RelayPorts, TurnConfig, TurnServer,
     TurnTransport, UserKeys, rest_password,
 };
 
@@ -80,6 +80,10 @@ impl RelayPorts for Ports {
             self.df_set.push(relayed);
         }
         self.df
+    }
+
+    fn allocate_tcp(&mut self, family: AddressFamily) -> Result<SocketAddr, RelayError> {
+        self.allocate(family, false)
     }
 
     fn release(&mut self, relayed: SocketAddr) {
@@ -269,8 +273,11 @@ impl Setup {
             &mut out,
         );
         let len = match h {
-            Handled::Answered(t) | Handled::Refused(t, _) | Handled::Relayed(t) => t.len,
-            Handled::Dropped(_) => 0,
+            Handled::Answered(t)
+            | Handled::Refused(t, _)
+            | Handled::Relayed(t)
+            | Handled::Bound(t, _) => t.len,
+            Handled::Dropped(_) | Handled::Connect { .. } => 0,
         };
         out.truncate(len);
         (h, out)
@@ -815,8 +822,13 @@ fn refusals_for_transports_families_and_attributes() {
     s.ask(&mut c, 0, &req);
     let cases: Vec<(AddAttributes, Refusal)> = vec![
         (Box::new(|_| {}), Refusal::BadRequest),
+        // TCP relaying needs a TCP or TLS control connection (RFC 6062 §5.1).
         (
             Box::new(|b| b.add(&RequestedTransport(6)).expect("room")),
+            Refusal::BadRequest,
+        ),
+        (
+            Box::new(|b| b.add(&RequestedTransport(132)).expect("room")),
             Refusal::UnsupportedTransport,
         ),
         (
@@ -1138,4 +1150,301 @@ fn dont_fragment_is_honoured_when_the_relay_can_set_df() {
     let (h, r) = s.ask(&mut c, 0, &req);
     assert!(matches!(h, Handled::Answered(_)), "{:?}", r.code());
     assert_eq!(s.ports.df_set, vec![relayed_of(&r)]);
+}
+
+fn tcp(b: &mut MessageBuilder<'_>) {
+    b.add(&RequestedTransport(6)).expect("room");
+}
+
+fn connection_id(r: &Reply) -> ConnectionId {
+    r.msg()
+        .attribute::<ConnectionId>()
+        .expect("CONNECTION-ID")
+        .expect("parses")
+}
+
+/// A TCP allocation for `c` (over TCP) with a permission for `peer`; returns its address.
+fn tcp_allocation(s: &mut Setup, c: &mut Client, peer: &str) -> SocketAddr {
+    c.transport = TurnTransport::Tcp;
+    let req = c.build(Method::ALLOCATE, None, tcp);
+    s.ask(c, 0, &req);
+    let req = c.build(Method::ALLOCATE, Some(&alice()), tcp);
+    let (h, r) = s.ask(c, 0, &req);
+    assert!(matches!(h, Handled::Answered(_)), "{:?}", r.code());
+    let req = c.build(Method::CREATE_PERMISSION, Some(&alice()), peer_attr(peer));
+    let (h, _) = s.ask(c, 0, &req);
+    assert!(matches!(h, Handled::Answered(_)));
+    relayed_of(&r)
+}
+
+#[test]
+fn tcp_allocations_refuse_datagram_attributes_channels_and_sends() {
+    let mut s = setup();
+    let mut c = Client::new();
+    c.transport = TurnTransport::Tcp;
+    let req = c.build(Method::ALLOCATE, None, tcp);
+    s.ask(&mut c, 0, &req);
+    // RFC 6062 §5.1: no DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN with TCP.
+    let with: Vec<AddAttributes> = vec![
+        Box::new(|b| b.add_raw(attr_type::DONT_FRAGMENT, &[]).expect("room")),
+        Box::new(|b| b.add(&EvenPort { reserve: false }).expect("room")),
+        Box::new(|b| b.add(&ReservationToken([1; 8])).expect("room")),
+    ];
+    for extra in with {
+        let req = c.build(Method::ALLOCATE, Some(&alice()), |b| {
+            tcp(b);
+            extra(b);
+        });
+        let (h, r) = s.ask(&mut c, 0, &req);
+        assert_eq!(h_refusal(&h), Some(Refusal::BadRequest), "{:?}", r.code());
+    }
+    // With TCP relaying off, TCP is an unsupported transport.
+    let mut off = setup_with(TurnConfig {
+        tcp_relay: false,
+        ..TurnConfig::default()
+    });
+    let mut c2 = Client::new();
+    c2.transport = TurnTransport::Tcp;
+    let req = c2.build(Method::ALLOCATE, None, tcp);
+    off.ask(&mut c2, 0, &req);
+    let req = c2.build(Method::ALLOCATE, Some(&alice()), tcp);
+    let (h, r) = off.ask(&mut c2, 0, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::UnsupportedTransport));
+    assert_eq!(r.code(), Some(442));
+
+    tcp_allocation(&mut s, &mut c, PEER);
+    let req = c.build(Method::CHANNEL_BIND, Some(&alice()), |b| {
+        b.add(&ChannelNumber(0x4000)).expect("room");
+        b.add(&XorPeerAddress(sa(PEER))).expect("room");
+    });
+    let (h, _) = s.ask(&mut c, 0, &req);
+    assert_eq!(
+        h_refusal(&h),
+        Some(Refusal::BadRequest),
+        "no channels on TCP"
+    );
+    let send = c.send_indication(PEER, b"hello");
+    let (h, _) = s.send(&c, 0, &send);
+    assert_eq!(h, Handled::Dropped(Dropped::TcpAllocation));
+    // Connect on a UDP allocation is a 400.
+    let mut u = Client::new();
+    u.addr = sa("198.51.100.9:40000");
+    s.allocate(&mut u, &alice(), 0);
+    let req = u.build(Method::CONNECT, Some(&alice()), peer_attr(PEER));
+    let (h, _) = s.ask(&mut u, 0, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::BadRequest));
+}
+
+#[test]
+fn connect_then_connection_bind() {
+    let mut s = setup();
+    let mut c = Client::new();
+    let relayed = tcp_allocation(&mut s, &mut c, PEER);
+    let req = c.build(Method::CONNECT, Some(&alice()), peer_attr(PEER));
+    let (h, _) = s.send(&c, 1, &req);
+    let Handled::Connect {
+        id,
+        relayed: from,
+        peer,
+    } = h
+    else {
+        panic!("Connect asks the shell to connect: {h:?}");
+    };
+    assert_eq!((from, peer), (relayed, sa(PEER)));
+    // A second Connect to the same peer while the first is under way: 446.
+    let again = c.build(Method::CONNECT, Some(&alice()), peer_attr(PEER));
+    let (h, r) = s.ask(&mut c, 1, &again);
+    assert_eq!(h_refusal(&h), Some(Refusal::ConnectionAlreadyExists));
+    assert_eq!(r.code(), Some(446));
+    // Policy applies as to every peer: 403.
+    let lo = c.build(Method::CONNECT, Some(&alice()), peer_attr("127.0.0.1:80"));
+    let (h, _) = s.ask(&mut c, 1, &lo);
+    assert_eq!(h_refusal(&h), Some(Refusal::PeerForbidden));
+
+    // Connected: the Connect is answered with CONNECTION-ID and integrity.
+    let mut out = vec![0u8; 1024];
+    let h = s
+        .server
+        .peer_connected(s.now(2), id, true, &mut out)
+        .expect("answered");
+    let Handled::Answered(t) = h else {
+        panic!("{h:?}")
+    };
+    assert_eq!((t.from, t.to), (sa(SERVER), sa(CLIENT)));
+    let r = Reply {
+        bytes: out[..t.len].to_vec(),
+    };
+    assert_eq!(r.msg().method(), Method::CONNECT);
+    assert_eq!(
+        r.msg().transaction_id(),
+        Message::parse(&req).expect("ok").transaction_id()
+    );
+    assert_eq!(connection_id(&r), id);
+    let key = farside_stun::long_term_key_md5("alice", REALM, "wonderland").expect("key");
+    r.msg().verify_integrity(&key).expect("integrity");
+    assert_eq!(
+        s.server.peer_connected(s.now(2), id, true, &mut out),
+        None,
+        "once"
+    );
+
+    // ConnectionBind on a new connection: an unknown id is a 400, bob's bind a 441, alice's
+    // binds it, and only once.
+    let mut data = Client::new();
+    data.addr = sa("198.51.100.7:40001");
+    data.transport = TurnTransport::Tcp;
+    data.nonce = c.nonce.clone();
+    let bind = |d: &mut Client, id: u32, creds: &Creds| {
+        d.build(Method::CONNECTION_BIND, Some(creds), move |b| {
+            b.add(&ConnectionId(id)).expect("room")
+        })
+    };
+    let req = bind(&mut data, id.0.wrapping_add(1), &alice());
+    let (h, _) = s.ask(&mut data, 3, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::BadRequest));
+    let bob = Creds {
+        user: "bob".into(),
+        password: "builder".into(),
+        ..alice()
+    };
+    let req = bind(&mut data, id.0, &bob);
+    let (h, _) = s.ask(&mut data, 3, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::WrongCredentials));
+    // Over the control connection itself (it has an allocation): 400.
+    let req = bind(&mut c, id.0, &alice());
+    let (h, _) = s.ask(&mut c, 3, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::BadRequest));
+    let req = bind(&mut data, id.0, &alice());
+    let (h, out) = s.send(&data, 3, &req);
+    let Handled::Bound(t, bound) = h else {
+        panic!("{h:?}")
+    };
+    assert_eq!((bound, t.to), (id, data.addr));
+    assert_eq!(
+        Message::parse(&out[..t.len]).expect("ok").class(),
+        Class::SuccessResponse
+    );
+    let mut data2 = Client::new();
+    data2.addr = sa("198.51.100.7:40002");
+    data2.transport = TurnTransport::Tcp;
+    data2.nonce = c.nonce.clone();
+    let req = bind(&mut data2, id.0, &alice());
+    let (h, _) = s.ask(&mut data2, 3, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::BadRequest), "bound already");
+
+    // A bound connection outlives the 30 s; the allocation's end closes it.
+    s.server.expire(s.now(100), &mut s.ports);
+    assert!(s.server.take_notices().is_empty());
+    let req = c.build(Method::REFRESH, Some(&alice()), |b| {
+        b.add(&Lifetime(0)).expect("room")
+    });
+    s.ask(&mut c, 101, &req);
+    assert_eq!(s.server.take_notices(), vec![Notice::Close(id)]);
+    assert_eq!(s.server.tcp_connection_count(), 0);
+}
+
+#[test]
+fn connect_failures_and_timeouts_answer_447() {
+    let mut s = setup();
+    let mut c = Client::new();
+    tcp_allocation(&mut s, &mut c, PEER);
+    let req = c.build(Method::CONNECT, Some(&alice()), peer_attr(PEER));
+    let (h, _) = s.send(&c, 0, &req);
+    let Handled::Connect { id, .. } = h else {
+        panic!("{h:?}")
+    };
+    let mut out = vec![0u8; 1024];
+    let h = s.server.peer_connected(s.now(1), id, false, &mut out);
+    let Some(Handled::Refused(t, Refusal::ConnectionTimeoutOrFailure)) = h else {
+        panic!("{h:?}")
+    };
+    let r = Reply {
+        bytes: out[..t.len].to_vec(),
+    };
+    assert_eq!(r.code(), Some(447));
+
+    // Nobody reports: after 30 s the server answers 447 itself and has the socket closed.
+    let req = c.build(Method::CONNECT, Some(&alice()), peer_attr(PEER));
+    let (h, _) = s.send(&c, 2, &req);
+    let Handled::Connect { id, .. } = h else {
+        panic!("{h:?}")
+    };
+    s.server.expire(s.now(31), &mut s.ports);
+    assert!(s.server.take_notices().is_empty(), "not yet");
+    s.server.expire(s.now(32), &mut s.ports);
+    let notices = s.server.take_notices();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert_eq!(notices[0], Notice::Close(id));
+    let Notice::Send { to, bytes, .. } = &notices[1] else {
+        panic!("{notices:?}")
+    };
+    assert_eq!(*to, sa(CLIENT));
+    let r = Reply {
+        bytes: bytes.clone(),
+    };
+    assert_eq!((r.code(), r.msg().method()), (Some(447), Method::CONNECT));
+    assert_eq!(s.server.peer_connected(s.now(33), id, true, &mut out), None);
+}
+
+#[test]
+fn peers_connecting_in_need_a_permission_and_a_bind_within_30_s() {
+    let mut s = setup();
+    let mut c = Client::new();
+    let relayed = tcp_allocation(&mut s, &mut c, PEER);
+    let mut out = vec![0u8; 1024];
+    let stranger = sa("203.0.113.10:6000");
+    assert_eq!(
+        s.server
+            .peer_connection(s.now(1), relayed, stranger, &mut out),
+        Err(Dropped::PeerConnectionRefused),
+        "no permission"
+    );
+    let (id, t) = s
+        .server
+        .peer_connection(s.now(1), relayed, sa(PEER), &mut out)
+        .expect("permitted");
+    assert_eq!((t.from, t.to), (sa(SERVER), sa(CLIENT)));
+    let m = Message::parse(&out[..t.len]).expect("parses");
+    assert_eq!(
+        (m.class(), m.method()),
+        (Class::Indication, Method::CONNECTION_ATTEMPT)
+    );
+    assert_eq!(m.attribute::<ConnectionId>(), Some(Ok(id)));
+    assert_eq!(
+        m.attribute::<XorPeerAddress>(),
+        Some(Ok(XorPeerAddress(sa(PEER))))
+    );
+    assert_eq!(
+        s.server
+            .peer_connection(s.now(1), relayed, sa(PEER), &mut out),
+        Err(Dropped::PeerConnectionRefused),
+        "one connection per peer address"
+    );
+    // Unbound for 30 s: closed.
+    s.server.expire(s.now(30), &mut s.ports);
+    assert!(s.server.take_notices().is_empty(), "29 s: not yet");
+    s.server.expire(s.now(31), &mut s.ports);
+    assert_eq!(s.server.take_notices(), vec![Notice::Close(id)]);
+    let mut data = Client::new();
+    data.addr = sa("198.51.100.7:40001");
+    data.transport = TurnTransport::Tcp;
+    data.nonce = c.nonce.clone();
+    let req = data.build(Method::CONNECTION_BIND, Some(&alice()), move |b| {
+        b.add(&id).expect("room")
+    });
+    let (h, _) = s.ask(&mut data, 31, &req);
+    assert_eq!(h_refusal(&h), Some(Refusal::BadRequest), "too late");
+    // A closed control connection takes its peer connections with it.
+    let (id, _) = s
+        .server
+        .peer_connection(s.now(32), relayed, sa(PEER), &mut out)
+        .expect("permitted");
+    let five = farside_turn::FiveTuple {
+        client: sa(CLIENT),
+        server: sa(SERVER),
+        transport: TurnTransport::Tcp,
+    };
+    assert!(s.server.connection_closed(five, &mut s.ports));
+    assert_eq!(s.server.take_notices(), vec![Notice::Close(id)]);
+    assert!(s.ports.released.contains(&relayed));
 }

@@ -1008,17 +1008,31 @@ pub mod turn {
     /// A UDP Allocate (LIFETIME 600), transaction id from `tid`; with `auth` = (user, password, nonce) it
     /// carries long-term MESSAGE-INTEGRITY (MD5) for realm [`REALM`].
     pub fn allocate_request(tid: u32, auth: Option<(&str, &str, &str)>) -> Vec<u8> {
+        request(Method::ALLOCATE, tid, auth, |b| {
+            b.add(&RequestedTransport(17)).unwrap();
+            b.add(&Lifetime(600)).unwrap();
+        })
+    }
+
+    /// A `method` request with the attributes `attrs` adds, transaction id from `tid`; with
+    /// `auth` = (user, password, nonce) it carries long-term MESSAGE-INTEGRITY (MD5) for realm
+    /// [`REALM`].
+    pub fn request(
+        method: Method,
+        tid: u32,
+        auth: Option<(&str, &str, &str)>,
+        attrs: impl FnOnce(&mut MessageBuilder<'_>),
+    ) -> Vec<u8> {
         let mut buf = vec![0u8; 512];
         let mut id = [0u8; 12];
         id[..4].copy_from_slice(&tid.to_be_bytes());
         let mut b = MessageBuilder::new(
             &mut buf,
-            MessageType::new(Class::Request, Method::ALLOCATE),
+            MessageType::new(Class::Request, method),
             Header::new(TransactionId(id)),
         )
         .unwrap();
-        b.add(&RequestedTransport(17)).unwrap();
-        b.add(&Lifetime(600)).unwrap();
+        attrs(&mut b);
         if let Some((user, password, nonce)) = auth {
             b.add(&Username(user)).unwrap();
             b.add(&Realm(REALM)).unwrap();

@@ -76,6 +76,10 @@ impl ErrorCode<'_> {
     pub const UNSUPPORTED_TRANSPORT_PROTOCOL: u16 = 442;
     /// 443 Peer Address Family Mismatch (RFC 8656).
     pub const PEER_ADDRESS_FAMILY_MISMATCH: u16 = 443;
+    /// 446 Connection Already Exists (RFC 6062).
+    pub const CONNECTION_ALREADY_EXISTS: u16 = 446;
+    /// 447 Connection Timeout or Failure (RFC 6062).
+    pub const CONNECTION_TIMEOUT_OR_FAILURE: u16 = 447;
     /// 486 Allocation Quota Reached (RFC 8656).
     pub const ALLOCATION_QUOTA_REACHED: u16 = 486;
     /// 487 Role Conflict (RFC 8445).

@@ -34,7 +34,12 @@ const KNOWN: &[u16] = &[
     attr_type::REQUESTED_TRANSPORT,
     attr_type::RESERVATION_TOKEN,
     attr_type::DONT_FRAGMENT,
+    attr_type::CONNECTION_ID,
 ];
+
+/// REQUESTED-TRANSPORT's protocol numbers (RFC 8656 §18.13, RFC 6062 §5.1).
+const UDP: u8 = 17;
+const TCP: u8 = 6;
 
 /// ADDITIONAL-ADDRESS-FAMILY's code point in draft-ietf-tram-turnbis, before RFC 8656 gave it
 /// 0x8000; comprehension-optional either way.
@@ -72,6 +77,8 @@ impl TurnServer {
             Method::REFRESH,
             Method::CREATE_PERMISSION,
             Method::CHANNEL_BIND,
+            Method::CONNECT,
+            Method::CONNECTION_BIND,
         ]
         .contains(&method)
         {
@@ -80,6 +87,10 @@ impl TurnServer {
         let auth = self.authenticate(now, five, msg, out)?;
         if method == Method::ALLOCATE {
             return self.allocate(now, five, msg, &auth, relay, out);
+        }
+        if method == Method::CONNECTION_BIND {
+            // It names its allocation by CONNECTION-ID, on a connection that has none.
+            return self.connection_bind(five, msg, &auth, out);
         }
         // Every other request acts on the 5-tuple's allocation, by its owner (RFC 8656 §7.3).
         match self.allocations.get(&five) {
@@ -109,6 +120,7 @@ impl TurnServer {
         match method {
             Method::REFRESH => self.refresh(now, five, msg, &auth, relay, out),
             Method::CREATE_PERMISSION => self.create_permission(now, five, msg, &auth, out),
+            Method::CONNECT => self.connect(now, five, msg, &auth, out),
             _ => self.channel_bind(now, five, msg, &auth, out),
         }
     }
@@ -132,10 +144,25 @@ impl TurnServer {
             return Err(self.refused(msg, five, auth, Refusal::AllocationMismatch, out));
         }
         let refuse = |s: &Self, r, out: &mut [u8]| Err(s.refused(msg, five, auth, r, out));
-        match msg.attribute::<RequestedTransport>() {
+        let tcp = match msg.attribute::<RequestedTransport>() {
             None | Some(Err(_)) => return refuse(self, Refusal::BadRequest, out),
-            Some(Ok(RequestedTransport(17))) => {}
+            Some(Ok(RequestedTransport(UDP))) => false,
+            Some(Ok(RequestedTransport(TCP))) if self.config.tcp_relay => true,
             Some(Ok(_)) => return refuse(self, Refusal::UnsupportedTransport, out),
+        };
+        // RFC 6062 §5.1: TCP relaying needs a TCP or TLS control connection, and has no use
+        // for the datagram attributes.
+        if tcp
+            && (!five.transport.is_stream()
+                || [
+                    attr_type::DONT_FRAGMENT,
+                    attr_type::EVEN_PORT,
+                    attr_type::RESERVATION_TOKEN,
+                ]
+                .iter()
+                .any(|&t| msg.raw_attribute(t).is_some()))
+        {
+            return refuse(self, Refusal::BadRequest, out);
         }
         let family = match msg.attribute::<RequestedAddressFamily>() {
             None => AddressFamily::V4,
@@ -197,6 +224,7 @@ impl TurnServer {
             return refuse(self, Refusal::QuotaReached, out);
         }
         let got = match (token, even_port) {
+            _ if tcp => relay.allocate_tcp(family).map(|a| (a, None)),
             (Some(t), _) => relay
                 .claim(t)
                 .map(|a| (a, None))
@@ -211,14 +239,25 @@ impl TurnServer {
             Err(RelayError::FamilyUnsupported) => {
                 return refuse(self, Refusal::AddressFamilyNotSupported, out);
             }
+            Err(RelayError::TransportUnsupported) => {
+                return refuse(self, Refusal::UnsupportedTransport, out);
+            }
         };
         // The IPv6 half of a dual allocation may fail alone: the answer then says why in
         // ADDRESS-ERROR-CODE and the IPv4 half stands.
         let (relayed6, address_error) = if dual {
-            match relay.allocate(AddressFamily::V6, false) {
+            let six = if tcp {
+                relay.allocate_tcp(AddressFamily::V6)
+            } else {
+                relay.allocate(AddressFamily::V6, false)
+            };
+            match six {
                 Ok(a) => (Some(a), None),
                 Err(RelayError::FamilyUnsupported) => {
                     (None, Some(Refusal::AddressFamilyNotSupported))
+                }
+                Err(RelayError::TransportUnsupported) => {
+                    (None, Some(Refusal::UnsupportedTransport))
                 }
                 Err(RelayError::Quota) => (None, Some(Refusal::QuotaReached)),
                 Err(RelayError::Exhausted) => (None, Some(Refusal::InsufficientCapacity)),
@@ -256,6 +295,7 @@ impl TurnServer {
         );
         allocation.relayed6 = relayed6;
         allocation.dont_fragment = msg.raw_attribute(attr_type::DONT_FRAGMENT).is_some();
+        allocation.tcp = tcp;
         self.allocations.insert(five, allocation);
         self.by_relayed.insert(relayed, five);
         if let Some(r6) = relayed6 {
@@ -414,7 +454,9 @@ impl TurnServer {
         ) else {
             return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
         };
-        if !crate::channel_data::CHANNELS.contains(&channel) {
+        // A TCP allocation has no channels (RFC 6062 §4: data goes over data connections).
+        let tcp = self.allocations.get(&five).is_some_and(|a| a.tcp);
+        if tcp || !crate::channel_data::CHANNELS.contains(&channel) {
             return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
         }
         self.check_peer(msg, five, auth, peer, out)?;
@@ -436,7 +478,7 @@ impl TurnServer {
     }
 
     /// The peer's family must be the relayed address's (443), and policy must allow it (403).
-    fn check_peer(
+    pub(super) fn check_peer(
         &self,
         msg: &Message<'_>,
         five: FiveTuple,
