@@ -17,6 +17,7 @@ mod serve;
 mod store_cmd;
 mod stun_tcp;
 mod stun_udp;
+mod tls_reload;
 mod turn_tcp;
 mod turn_worker;
 

@@ -168,7 +168,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
             .collect();
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) if !config.tls.listen.is_empty() => {
-                Some(turn_tcp::tls_config(cert, key)?)
+                Some(crate::tls_reload::TlsFiles::load(cert, key)?)
             }
             _ => None,
         };

@@ -195,7 +195,7 @@ impl Worker<'_> {
                         let sockets = &self.ws.sockets;
                         let counters = self.counters;
                         let tx = &mut tx;
-                        t.peer_readable(now, token, self.batch, |m, body| {
+                        t.peer_readable(now, token, |m, body| {
                             queue(sockets, tx, counters, m.from, m.to, body);
                         });
                     }

@@ -31,6 +31,7 @@ use farside_turn::channel_data::ChannelData;
 use farside_turn::{FiveTuple, TurnServer, TurnTransport};
 
 use crate::relay_ports::RELAY_TOKEN_BASE;
+use crate::tls_reload::TlsFiles;
 use crate::turn_worker::{TcpAction, TurnShared, TurnWorker};
 
 /// Connection tokens start here (peer connections from 2^40, relay sockets and TCP relay
@@ -42,8 +43,6 @@ const PEER_TOKEN_BASE: u64 = 1 << 40;
 const MAX_FRAME: usize = 20 + 65_535;
 /// Bytes queued for a slow reader before relayed data for it is dropped (as UDP would).
 const MAX_QUEUED: usize = 256 * 1024;
-/// Datagrams taken from one relay socket per pass.
-const RELAY_BATCH: usize = 32;
 
 /// TCP limits (the `stun.tcp_*` keys).
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +68,14 @@ struct Conn {
     data: Option<u64>,
     /// Not read while the other end of its splice is full.
     paused: bool,
-    /// What `epoll` watches it for.
+    /// A data connection the client closed (or that failed): no more reading; what it sent
+    /// still goes to the peer before both close.
+    ended: bool,
+    /// Counted against `limits.per_ip` (data connections are not: they come with the peer
+    /// connections, which have their own bounds).
+    per_ip_counted: bool,
+    /// What `epoll` watches it for; nothing means not registered at all, so that a reset
+    /// socket nobody reads cannot wake the loop again and again.
     interest: Interest,
 }
 
@@ -105,7 +111,7 @@ pub fn tls_config(
 pub fn spawn(
     addresses: &[SocketAddr],
     tls_addresses: &[SocketAddr],
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<TlsFiles>,
     shared: Arc<TurnShared>,
     binding: Arc<BindingServer>,
     limits: Limits,
@@ -155,7 +161,7 @@ pub fn spawn(
 struct TcpTurn {
     epoll: Epoll,
     listeners: Vec<(TcpListener, bool)>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<TlsFiles>,
     worker: TurnWorker,
     binding: Arc<BindingServer>,
     limits: Limits,
@@ -223,10 +229,13 @@ impl TcpTurn {
             for id in pending {
                 self.flush(id);
             }
-            self.flush_peers();
+            self.flush_peers(now);
             if now.duration_since(last_sweep) >= Duration::from_secs(1) {
                 last_sweep = now;
                 self.sweep(now);
+                if let Some(files) = self.tls.as_mut() {
+                    files.refresh(now);
+                }
             }
         }
         Ok(())
@@ -246,10 +255,12 @@ impl TcpTurn {
         let _ = stream.set_nodelay(true);
         let tls = match (tls, &self.tls) {
             (false, _) => None,
-            (true, Some(config)) => match rustls::ServerConnection::new(Arc::clone(config)) {
-                Ok(c) => Some(Box::new(c)),
-                Err(_) => return,
-            },
+            (true, Some(files)) => {
+                match rustls::ServerConnection::new(Arc::clone(files.config())) {
+                    Ok(c) => Some(Box::new(c)),
+                    Err(_) => return,
+                }
+            }
             (true, None) => return,
         };
         let id = CONN_TOKEN_BASE + self.next_id;
@@ -271,6 +282,8 @@ impl TcpTurn {
                 last: now,
                 data: None,
                 paused: false,
+                ended: false,
+                per_ip_counted: true,
                 interest: Interest::READ,
             },
         );
@@ -281,11 +294,8 @@ impl TcpTurn {
             return;
         };
         self.by_client.remove(&(c.remote, c.local));
-        if let Some(n) = self.per_ip.get_mut(&c.remote.ip()) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&c.remote.ip());
-            }
+        if c.per_ip_counted {
+            self.uncount_ip(c.remote.ip());
         }
         if let Some(peer) = c.data {
             // RFC 6062 §5.4: either end of a splice closing closes the other.
@@ -297,6 +307,15 @@ impl TcpTurn {
             server: c.local,
             transport: c.transport(),
         });
+    }
+
+    fn uncount_ip(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
     }
 
     /// Idle connections without an allocation are closed after `limits.idle`.
@@ -325,8 +344,8 @@ impl TcpTurn {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            if c.paused {
-                return; // the other end of its splice is full
+            if c.paused || c.ended {
+                return; // the other end of its splice is full, or this end is done
             }
             if c.tls.is_some() {
                 closed = read_tls(c, &mut self.scratch, now);
@@ -362,6 +381,11 @@ impl TcpTurn {
         // Bytes after a ConnectionBind, or on a data connection, go to the peer.
         if ok && self.conns.get(&id).is_some_and(|c| c.data.is_some()) {
             self.splice_to_peer(id);
+        }
+        if ok && closed && self.conns.get(&id).is_some_and(|c| c.data.is_some()) {
+            // A data connection's end: what it sent still reaches the peer first.
+            self.data_ended(now, id);
+            return;
         }
         if !ok || closed {
             self.close(id);
@@ -414,18 +438,28 @@ impl TcpTurn {
     ) {
         if TurnServer::wants(frame) {
             // ChannelData arrives padded on streams; the core takes the message as framed.
-            if let Some(t) = self.worker.client(now, transport, local, remote, frame) {
+            let answer = self.worker.client(now, transport, local, remote, frame);
+            let action = self.worker.take_action();
+            if let Some(t) = answer {
                 let out = &self.worker.out[..t.len];
                 if self
                     .conns
                     .get_mut(&id)
                     .is_some_and(|c| c.enqueue(out, true))
                 {
+                    // A bind whose answer cannot go out binds nothing: its peer connection
+                    // goes too.
+                    if let Some(TcpAction::Bind(cid)) = action {
+                        self.worker.tcp_connection_closed(cid);
+                        if let Some(&p) = self.peer_of.get(&cid) {
+                            self.close_peer(p);
+                        }
+                    }
                     self.close(id);
                     return;
                 }
             }
-            match self.worker.take_action() {
+            match action {
                 Some(TcpAction::Connect {
                     id: cid,
                     relayed,
@@ -462,14 +496,13 @@ impl TcpTurn {
     fn relay_readable(&mut self, now: Instant, token: u64) {
         let (conns, by_client) = (&mut self.conns, &self.by_client);
         let mut dead = Vec::new();
-        self.worker
-            .peer_readable(now, token, RELAY_BATCH, |t, body| {
-                if let Some(&id) = by_client.get(&(t.to, t.from))
-                    && conns.get_mut(&id).is_some_and(|c| c.enqueue(body, false))
-                {
-                    dead.push(id);
-                }
-            });
+        self.worker.peer_readable(now, token, |t, body| {
+            if let Some(&id) = by_client.get(&(t.to, t.from))
+                && conns.get_mut(&id).is_some_and(|c| c.enqueue(body, false))
+            {
+                dead.push(id);
+            }
+        });
         for id in dead {
             self.close(id);
         }
@@ -490,12 +523,10 @@ impl TcpTurn {
         }
         if let Some(c) = self.conns.get_mut(&id) {
             let want = Interest {
-                read: !c.paused,
+                read: !c.paused && !c.ended,
                 write: !c.outbuf.is_empty() || c.tls.as_ref().is_some_and(|t| t.wants_write()),
             };
-            if want != c.interest && self.epoll.modify(c.stream.as_raw_fd(), id, want).is_ok() {
-                c.interest = want;
-            }
+            watch(&self.epoll, c.stream.as_raw_fd(), id, &mut c.interest, want);
         }
     }
 }
@@ -524,22 +555,32 @@ impl Conn {
     fn flush(&mut self) -> bool {
         let mut dead = false;
         if let Some(tls) = self.tls.as_mut() {
-            // rustls takes what fits its send buffer (64 KiB); the rest waits in `outbuf`.
-            if !self.outbuf.is_empty() {
-                match tls.writer().write(&self.outbuf) {
-                    Ok(n) => {
-                        self.outbuf.drain(..n);
+            // rustls takes what fits its send buffer (64 KiB) at a time; the rest waits in
+            // `outbuf` until the socket has taken what rustls holds.
+            let mut blocked = false;
+            while !dead && !blocked {
+                if !self.outbuf.is_empty() {
+                    match tls.writer().write(&self.outbuf) {
+                        Ok(n) => {
+                            self.outbuf.drain(..n);
+                        }
+                        Err(_) => dead = true,
                     }
-                    Err(_) => dead = true,
                 }
-            }
-            while !dead && tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(0) => dead = true,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => dead = true,
+                while !dead && tls.wants_write() {
+                    match tls.write_tls(&mut self.stream) {
+                        Ok(0) => dead = true,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            blocked = true;
+                            break;
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => dead = true,
+                    }
+                }
+                if self.outbuf.is_empty() {
+                    break;
                 }
             }
             return dead;
@@ -556,6 +597,34 @@ impl Conn {
             }
         }
         false
+    }
+}
+
+/// Sets what `epoll` watches `fd` for; watching for nothing takes it out of the set (errors
+/// and hang-ups would still be reported, and nobody would read them).
+fn watch(
+    epoll: &Epoll,
+    fd: std::os::fd::RawFd,
+    token: u64,
+    current: &mut Interest,
+    want: Interest,
+) {
+    if want == *current {
+        return;
+    }
+    let none = Interest {
+        read: false,
+        write: false,
+    };
+    let done = if want == none {
+        epoll.remove(fd)
+    } else if *current == none {
+        epoll.add_with(fd, token, want)
+    } else {
+        epoll.modify(fd, token, want)
+    };
+    if done.is_ok() {
+        *current = want;
     }
 }
 

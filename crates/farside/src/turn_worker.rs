@@ -20,6 +20,9 @@ use crate::relay_ports::{PortPool, RelaySockets};
 /// Largest datagram relayed (UDP's maximum payload).
 pub const MAX_RELAYED: usize = 65_535;
 
+/// Datagrams taken from one relay socket per pass.
+pub const RELAY_BATCH: usize = 16;
+
 /// Room for a relayed datagram plus the Data indication around it.
 pub const TURN_OUT: usize = MAX_RELAYED + 64;
 
@@ -131,7 +134,8 @@ pub struct TurnWorker {
     counters: Arc<TurnCounters>,
     /// Output buffer for the core.
     pub out: Vec<u8>,
-    recv: Vec<u8>,
+    /// Datagrams from relay sockets, taken with one `recvmmsg` per readable socket.
+    rx: farside_io::RecvBatch,
     /// Set by [`TurnWorker::client`] when the TCP thread has RFC 6062 work to do.
     action: Option<TcpAction>,
 }
@@ -162,7 +166,7 @@ impl TurnWorker {
             last_expire: now,
             counters,
             out: vec![0u8; TURN_OUT],
-            recv: vec![0u8; MAX_RELAYED],
+            rx: farside_io::RecvBatch::new(RELAY_BATCH, MAX_RELAYED),
             action: None,
         }
     }
@@ -193,6 +197,8 @@ impl TurnWorker {
         remote: SocketAddr,
         bytes: &[u8],
     ) -> Option<farside_turn::Transmit> {
+        // An action is for the message that left it, never a later one.
+        self.action = None;
         let h = self.server.handle_client(
             now,
             transport,
@@ -333,30 +339,32 @@ impl TurnWorker {
         self.relays.take_fresh()
     }
 
-    /// Reads up to `batch` datagrams from the relay socket behind `token` and hands each
-    /// message for the client to `send` (from a client-facing address).
+    /// Reads what the relay socket behind `token` holds (one `recvmmsg`, up to
+    /// [`RELAY_BATCH`] datagrams) and hands each message for the client to `send` (from a
+    /// client-facing address).
     pub fn peer_readable(
         &mut self,
         now: Instant,
         token: u64,
-        batch: usize,
         mut send: impl FnMut(farside_turn::Transmit, &[u8]),
     ) {
-        for _ in 0..batch {
-            let Some((relayed, socket)) = self.relays.by_token(token) else {
-                return;
-            };
-            let (n, peer) = match socket.recv_from(&mut self.recv) {
-                Ok(r) => r,
-                Err(_) => return, // WouldBlock, or an ICMP error from a peer
-            };
+        let Some((relayed, socket)) = self.relays.by_token(token) else {
+            return;
+        };
+        // An error is an ICMP report from a peer: not ours to act on.
+        if !matches!(farside_io::recv_batch(socket, &mut self.rx), Ok(n) if n > 0) {
+            return;
+        }
+        for d in self.rx.iter() {
             let h = self
                 .server
-                .handle_peer(now, relayed, peer, &self.recv[..n], &mut self.out);
+                .handle_peer(now, relayed, d.source, d.payload, &mut self.out);
             match h {
                 Handled::Relayed(t) => {
                     self.counters.to_client.fetch_add(1, Relaxed);
-                    self.counters.to_client_bytes.fetch_add(n as u64, Relaxed);
+                    self.counters
+                        .to_client_bytes
+                        .fetch_add(d.payload.len() as u64, Relaxed);
                     send(t, &self.out[..t.len]);
                 }
                 Handled::Dropped(d) => {

@@ -585,6 +585,121 @@ fn uclient_over_tls() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The certificate `openssl s_client` is served on 127.0.0.1:`port`: its subject line.
+fn served_subject(port: u16) -> String {
+    let args: Vec<String> = [
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-brief",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run_tool("openssl", &args, Duration::from_secs(10));
+    out.all()
+        .lines()
+        .find(|l| l.contains("Peer certificate:"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A renewed certificate (new files in place of the old) is served to new connections within
+/// seconds, without a restart; TURN over TLS goes on working.
+#[test]
+fn a_renewed_tls_certificate_is_served_without_a_restart() {
+    let test = "a_renewed_tls_certificate_is_served_without_a_restart";
+    if !require(test) || !require_tool(test, "openssl") {
+        return;
+    }
+    let (dir, cert, key) = self_signed("tls-reload");
+    let tls_port = common::free_ports(&[LOCALHOST], 1);
+    let server = turn_server(
+        test,
+        &format!(
+            "allowed_peers = [\"127.0.0.0/8\"]\n\n[tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let before = served_subject(tls_port);
+    assert!(
+        before.contains("CN = localhost") || before.contains("CN=localhost"),
+        "{before}"
+    );
+    // A renewal: a new key and certificate, moved over the old files.
+    let renewed = dir.join("renewed");
+    std::fs::create_dir_all(&renewed).unwrap();
+    let args: Vec<String> = [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=renewed.farside.test",
+        "-keyout",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        renewed.join("key.pem").display().to_string(),
+        "-out".into(),
+        renewed.join("cert.pem").display().to_string(),
+    ])
+    .collect();
+    let made = run_tool("openssl", &args, Duration::from_secs(60));
+    assert_eq!(made.code(), Some(0), "{}", made.describe());
+    std::fs::rename(renewed.join("key.pem"), &key).unwrap();
+    std::fs::rename(renewed.join("cert.pem"), &cert).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut after = String::new();
+    while std::time::Instant::now() < deadline {
+        after = served_subject(tls_port);
+        if after.contains("renewed.farside.test") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        after.contains("renewed.farside.test"),
+        "still {after}\n{}",
+        server.describe()
+    );
+    assert!(server.logs().contains("S309"), "{}", server.describe());
+    // TURN over TLS with the new certificate.
+    let peer = Peer::start();
+    let args: Vec<String> = [
+        "-t",
+        "-S",
+        "-W",
+        SECRET,
+        "-u",
+        "alice",
+        "-n",
+        "20",
+        "-m",
+        "2",
+        "-e",
+        "127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "-r".into(),
+        peer.port.to_string(),
+        "-p".into(),
+        tls_port.to_string(),
+        "127.0.0.1".into(),
+    ])
+    .collect();
+    let out = run_tool("turnutils_uclient", &args, UCLIENT_LIMIT);
+    assert_all_relayed(&out, &server, 40);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// RFC 6062 TCP allocations with uclient `-T`: two clients each get a TCP allocation; one
 /// Connects to the other's relayed address, which accepts it and announces it with a
 /// ConnectionAttempt; both bind data connections and exchange messages. Over TCP, then TLS.

@@ -298,6 +298,128 @@ fn a_peer_connecting_in_is_announced_and_its_early_bytes_kept() {
     server.assert_alive("after the closes");
 }
 
+/// A Connect to a fresh listener of the test's, whose connections get a receive buffer of
+/// `rcvbuf` bytes if given (a slow peer); returns the client's data connection and the peer's
+/// end.
+fn spliced(
+    server: &Server,
+    control: &mut Control,
+    rcvbuf: Option<usize>,
+) -> (TcpStream, TcpStream) {
+    let peer = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    if let Some(n) = rcvbuf {
+        peer.set_recv_buffer_size(n).unwrap();
+    }
+    peer.bind(&SocketAddr::new(LOCALHOST, 0).into()).unwrap();
+    peer.listen(4).unwrap();
+    let peer: TcpListener = peer.into();
+    let peer_addr = peer.local_addr().unwrap();
+    let reply = control.ask(Method::CONNECT, |b| {
+        b.add(&XorPeerAddress(peer_addr)).unwrap()
+    });
+    let id = Message::parse(&reply)
+        .unwrap()
+        .attribute::<ConnectionId>()
+        .expect("CONNECTION-ID")
+        .unwrap();
+    let (peer_side, _) = peer.accept().unwrap();
+    peer_side
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let data = bind(server, control, id);
+    data.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    (data, peer_side)
+}
+
+#[test]
+fn a_side_that_closes_hands_over_everything_first() {
+    let test = "a_side_that_closes_hands_over_everything_first";
+    let server = server(test, "");
+    let mut control = Control::connect(&server);
+    tcp_allocation(&mut control);
+
+    // The client sends a mebibyte and closes at once; the peer reads slowly through a small
+    // window, so the relay holds the client back on the way. The peer reads all of it, then
+    // the end.
+    let (mut data, mut peer_side) = spliced(&server, &mut control, Some(4096));
+    let sending = std::thread::spawn(move || {
+        data.write_all(&pattern(3)).unwrap();
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match peer_side.read(&mut buf).unwrap() {
+            0 => break,
+            n => got.extend_from_slice(&buf[..n]),
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    sending.join().unwrap();
+    assert!(
+        got == pattern(3),
+        "the peer got {} of {MEGABYTE} bytes",
+        got.len()
+    );
+
+    // The peer does the same the other way.
+    let (mut data, mut peer_side) = spliced(&server, &mut control, None);
+    let sending = std::thread::spawn(move || {
+        peer_side.write_all(&pattern(4)).unwrap();
+    });
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    sending.join().unwrap();
+    assert!(
+        got == pattern(4),
+        "the client got {} of {MEGABYTE} bytes",
+        got.len()
+    );
+    server.assert_alive("after the closes");
+}
+
+/// CPU time the process used so far, in clock ticks (utime + stime).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name in parentheses; utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_reset_while_held_back_leaves_the_server_idle() {
+    let test = "a_reset_while_held_back_leaves_the_server_idle";
+    let server = server(test, "");
+    let mut control = Control::connect(&server);
+    tcp_allocation(&mut control);
+    // The peer never reads: the client's bytes pile up until the relay stops reading it.
+    let (data, _peer_side) = spliced(&server, &mut control, None);
+    data.set_nonblocking(true).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    let mut sent = 0usize;
+    while std::time::Instant::now() < until {
+        match (&data).write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    assert!(sent > 256 * 1024, "only {sent} bytes went out");
+    // Then the client resets its connection: nobody reads the relay's side of it any more,
+    // and that must not wake the relay's loop again and again.
+    socket2::SockRef::from(&data)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(data);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(server.pid()) - before;
+    assert!(used < 50, "{used} ticks of CPU in 2 s of silence");
+    server.assert_alive("after the reset");
+}
+
 #[test]
 fn tcp_relay_off_answers_442() {
     let server = server("tcp_relay_off_answers_442", "tcp_relay = false\n");

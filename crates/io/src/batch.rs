@@ -102,6 +102,10 @@ pub struct RecvBatch {
     count: usize,
 }
 
+// SAFETY: the raw pointers in the headers point only into buffers the batch owns on the heap
+// (`Box<Slots>`), which move with it; nothing is shared, so another thread may own it.
+unsafe impl Send for RecvBatch {}
+
 impl RecvBatch {
     /// A batch of `capacity` datagrams of up to `buf_len` bytes each.
     pub fn new(capacity: usize, buf_len: usize) -> Self {

@@ -50,6 +50,7 @@ pub struct TurnServer {
     indications: u64,
     tcp_connections: HashMap<ConnectionId, tcp::TcpConnection>,
     next_connection: u32,
+    connection_key: u32,
     notices: Vec<Notice>,
 }
 
@@ -84,7 +85,8 @@ impl TurnServer {
                 nonce_key[7],
             ]),
             tcp_connections: HashMap::new(),
-            next_connection: u32::from_be_bytes([
+            next_connection: 0,
+            connection_key: u32::from_be_bytes([
                 nonce_key[8],
                 nonce_key[9],
                 nonce_key[10],

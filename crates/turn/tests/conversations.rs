@@ -1288,8 +1288,8 @@ fn connect_then_connection_bind() {
         "once"
     );
 
-    // ConnectionBind on a new connection: an unknown id is a 400, bob's bind a 441, alice's
-    // binds it, and only once.
+    // ConnectionBind on a new connection: an unknown id is a 400, and so is bob's bind (no
+    // telling him the id exists); alice's binds it, and only once.
     let mut data = Client::new();
     data.addr = sa("198.51.100.7:40001");
     data.transport = TurnTransport::Tcp;
@@ -1309,7 +1309,7 @@ fn connect_then_connection_bind() {
     };
     let req = bind(&mut data, id.0, &bob);
     let (h, _) = s.ask(&mut data, 3, &req);
-    assert_eq!(h_refusal(&h), Some(Refusal::WrongCredentials));
+    assert_eq!(h_refusal(&h), Some(Refusal::BadRequest));
     // Over the control connection itself (it has an allocation): 400.
     let req = bind(&mut c, id.0, &alice());
     let (h, _) = s.ask(&mut c, 3, &req);

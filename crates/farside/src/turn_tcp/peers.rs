@@ -6,15 +6,17 @@
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use farside_io::Interest;
 use farside_turn::{ConnectionId, Notice, Transmit};
 
-use super::{MAX_QUEUED, PEER_TOKEN_BASE, TcpTurn};
+use super::{MAX_QUEUED, PEER_TOKEN_BASE, TcpTurn, watch};
 
 /// Reads from one peer per pass, at most.
 const READS_PER_PASS: usize = 16;
+/// After one side of a splice ends, this long at most for the other to take what is queued.
+const LINGER: Duration = Duration::from_secs(10);
 
 /// One TCP connection between a relayed address and a peer.
 pub(super) struct Peer {
@@ -30,6 +32,11 @@ pub(super) struct Peer {
     /// The client data connection's token, once bound.
     client: Option<u64>,
     paused: bool,
+    /// The peer closed (or the connection failed): no more reading.
+    ended: bool,
+    /// One side ended: the pair closes once the other has taken what is queued for it, or at
+    /// this time.
+    closing: Option<Instant>,
     interest: Interest,
 }
 
@@ -42,6 +49,10 @@ impl TcpTurn {
         relayed: SocketAddr,
         peer: SocketAddr,
     ) {
+        if self.at_capacity() {
+            self.connect_done(now, id, false);
+            return;
+        }
         let stream = match connect_from(relayed, peer) {
             Ok(s) => s,
             Err(e) => {
@@ -76,6 +87,9 @@ impl TcpTurn {
         };
         for (stream, peer) in accepted {
             // Refused peers are closed at once (the core counted why).
+            if self.at_capacity() {
+                continue;
+            }
             let Some((id, attempt)) = self.worker.peer_connection(now, relayed, peer) else {
                 continue;
             };
@@ -112,7 +126,7 @@ impl TcpTurn {
             self.peer_interest(token);
             return;
         }
-        if p.paused {
+        if p.paused || p.ended {
             return;
         }
         let mut closed = false;
@@ -155,11 +169,34 @@ impl TcpTurn {
         if let Some(c) = client {
             self.flush(c);
         }
-        if closed {
-            self.close_peer(token);
-        } else {
-            self.peer_interest(token);
+        match (closed, client) {
+            // The peer's end: what it sent still reaches the client first (RFC 6062 §5.5).
+            (true, Some(_)) => {
+                if let Some(p) = self.peers.get_mut(&token) {
+                    p.ended = true;
+                    p.closing = Some(now + LINGER);
+                }
+                self.peer_interest(token);
+            }
+            // Nobody bound it yet: what it sent has nowhere to go.
+            (true, None) => self.close_peer(token),
+            (false, _) => self.peer_interest(token),
         }
+    }
+
+    /// Client data connection `conn` ended: it is read no more, and the pair closes once the
+    /// peer has taken what the client sent.
+    pub(super) fn data_ended(&mut self, now: Instant, conn: u64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.ended = true;
+        let peer = c.data;
+        self.splice_to_peer(conn);
+        if let Some(p) = peer.and_then(|t| self.peers.get_mut(&t)) {
+            p.closing = Some(now + LINGER);
+        }
+        self.flush(conn);
     }
 
     /// ConnectionBind succeeded on connection `conn`: splice it to peer connection `id`, and
@@ -177,6 +214,11 @@ impl TcpTurn {
         p.paused = false;
         c.data = Some(token);
         c.outbuf.append(&mut p.held);
+        if c.per_ip_counted {
+            c.per_ip_counted = false;
+            let ip = c.remote.ip();
+            self.uncount_ip(ip);
+        }
         self.flush(conn);
         self.peer_interest(token);
     }
@@ -203,15 +245,22 @@ impl TcpTurn {
         }
     }
 
-    /// Sends what is queued for every peer, resumes peers whose client has room again.
-    pub(super) fn flush_peers(&mut self) {
+    /// Sends what is queued for every peer, resumes peers whose client has room again, and
+    /// closes the pairs that were ending once drained.
+    pub(super) fn flush_peers(&mut self, now: Instant) {
         let busy: Vec<u64> = self
             .peers
             .iter()
-            .filter(|(_, p)| !p.outbuf.is_empty() || p.paused || p.interest.write)
+            .filter(|(_, p)| {
+                !p.outbuf.is_empty() || p.paused || p.interest.write || p.closing.is_some()
+            })
             .map(|(t, _)| *t)
             .collect();
         for t in busy {
+            if self.drained_or_late(t, now) {
+                self.close_peer(t);
+                continue;
+            }
             self.flush_peer(t);
             let Some(p) = self.peers.get_mut(&t) else {
                 continue;
@@ -250,7 +299,30 @@ impl TcpTurn {
         }
     }
 
-    /// Closes a peer connection and the client data connection spliced to it.
+    /// Whether an ending pair has nothing left to pass on, or has waited long enough.
+    fn drained_or_late(&self, token: u64, now: Instant) -> bool {
+        let Some(p) = self.peers.get(&token) else {
+            return false;
+        };
+        let Some(deadline) = p.closing else {
+            return false;
+        };
+        let client = p.client.and_then(|c| self.conns.get(&c));
+        let drained = match client {
+            None => true,
+            // The peer ended: the client must have taken everything.
+            Some(c) if p.ended => {
+                c.outbuf.is_empty() && !c.tls.as_ref().is_some_and(|t| t.wants_write())
+            }
+            // The client ended: the peer must have.
+            Some(c) => c.inbuf.is_empty() && p.outbuf.is_empty(),
+        };
+        drained || now >= deadline
+    }
+
+    /// Closes a peer connection and the client data connection spliced to it: each is shut
+    /// for writing and read empty first, so that the close is a FIN that lets the other end
+    /// read all it was sent, not a reset that throws it away.
     pub(super) fn close_peer(&mut self, token: u64) {
         let Some(mut p) = self.peers.remove(&token) else {
             return;
@@ -259,14 +331,24 @@ impl TcpTurn {
         self.worker.tcp_connection_closed(p.id);
         // What is already queued for the peer goes out if the kernel takes it now.
         let _ = write_out(&mut p.stream, &mut p.outbuf);
+        linger(&mut p.stream, &mut self.scratch);
         if let Some(c) = p.client {
             if let Some(conn) = self.conns.get_mut(&c) {
                 // Likewise for the client, then it closes too.
                 conn.data = None;
+                if let Some(tls) = conn.tls.as_mut() {
+                    tls.send_close_notify();
+                }
                 let _ = conn.flush();
+                linger(&mut conn.stream, &mut self.scratch);
             }
             self.close(c);
         }
+    }
+
+    /// Whether the thread holds as many TCP connections (clients and peers) as it may.
+    fn at_capacity(&self) -> bool {
+        self.conns.len() + self.peers.len() >= self.limits.max
     }
 
     fn flush_peer(&mut self, token: u64) {
@@ -300,12 +382,16 @@ impl TcpTurn {
             return;
         }
         let want = Interest {
-            read: !p.paused,
+            read: !p.paused && !p.ended,
             write: !p.outbuf.is_empty(),
         };
-        if want != p.interest && self.epoll.modify(p.stream.as_raw_fd(), token, want).is_ok() {
-            p.interest = want;
-        }
+        watch(
+            &self.epoll,
+            p.stream.as_raw_fd(),
+            token,
+            &mut p.interest,
+            want,
+        );
     }
 
     /// Registers a peer connection; `None` if it cannot be watched.
@@ -331,6 +417,8 @@ impl TcpTurn {
                 held: Vec::new(),
                 client: None,
                 paused: false,
+                ended: false,
+                closing: None,
                 interest,
             },
         );
@@ -375,6 +463,18 @@ fn write_out(stream: &mut TcpStream, outbuf: &mut Vec<u8>) -> bool {
         }
     }
     false
+}
+
+/// Shuts `stream` for writing (a FIN after what it was sent) and reads what is waiting on it,
+/// so that dropping it does not answer unread bytes with a reset.
+fn linger(stream: &mut TcpStream, scratch: &mut [u8]) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    for _ in 0..READS_PER_PASS {
+        match stream.read(scratch) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
 }
 
 /// A non-blocking TCP connection from `local` (a relay listener's address, shared through

@@ -90,7 +90,7 @@ impl TurnServer {
         }
         if method == Method::CONNECTION_BIND {
             // It names its allocation by CONNECTION-ID, on a connection that has none.
-            return self.connection_bind(five, msg, &auth, out);
+            return self.connection_bind(now, five, msg, &auth, out);
         }
         // Every other request acts on the 5-tuple's allocation, by its owner (RFC 8656 §7.3).
         match self.allocations.get(&five) {

@@ -182,6 +182,7 @@ impl TurnServer {
     /// ConnectionBind (RFC 6062 §5.4), on a new connection from the client.
     pub(super) fn connection_bind(
         &mut self,
+        now: Instant,
         five: FiveTuple,
         msg: &Message<'_>,
         auth: &Auth,
@@ -201,14 +202,13 @@ impl TurnServer {
         else {
             return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
         };
-        // The data connection must be the allocation owner's (RFC 8656 §7.3's rule, applied
-        // to the allocation the connection belongs to).
-        let owner = self
-            .allocations
-            .get(&c.control)
-            .is_some_and(|a| a.username == auth.username && a.realm == auth.realm);
+        // The data connection must be the allocation owner's. Another user's bind is told
+        // no more than an unknown id's, so ids cannot be probed for.
+        let owner = self.allocations.get(&c.control).is_some_and(|a| {
+            a.username == auth.username && a.realm == auth.realm && a.expires > now
+        });
         if !owner {
-            return Err(self.refused(msg, five, auth, Refusal::WrongCredentials, out));
+            return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
         }
         match self.success(msg, five, auth, out, |_| Some(()))? {
             Handled::Answered(t) => {
@@ -254,7 +254,8 @@ impl TurnServer {
             };
             self.notices.push(Notice::Close(id));
             if let TcpState::Connecting(tid, auth) = c.state {
-                let mut buf = [0u8; 256];
+                // Room for the longest SOFTWARE (127 characters of up to 4 bytes).
+                let mut buf = [0u8; 1024];
                 let r = Refusal::ConnectionTimeoutOrFailure;
                 if let Some(len) = self.connect_answer(tid, &auth, Some(r), None, &mut buf) {
                     self.notices.push(Notice::Send {
@@ -311,11 +312,14 @@ impl TurnServer {
         self.finish(b, Some(auth)).ok()
     }
 
-    /// A fresh identifier, unique among live connections (RFC 6062 §6.2.1).
+    /// A fresh identifier, unique among live connections (RFC 6062 §6.2.1). A counter run
+    /// through a bijection of the 32-bit numbers keyed by the server's secret: unique until it
+    /// wraps, and not the next integer after one a client saw.
     fn new_connection_id(&mut self) -> ConnectionId {
         loop {
             self.next_connection = self.next_connection.wrapping_add(1);
-            let id = ConnectionId(self.next_connection);
+            let mixed = self.next_connection.wrapping_mul(0x9E37_79B1) ^ self.connection_key;
+            let id = ConnectionId(mixed.rotate_left(13).wrapping_mul(0x85EB_CA6B));
             if id.0 != 0 && !self.tcp_connections.contains_key(&id) {
                 return id;
             }
