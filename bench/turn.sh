@@ -5,11 +5,13 @@
 # ChannelData round trips through the relay to an echo peer and back. For each server it prints:
 #   - the server's CPU time per relayed message at FIXED_RATE round trips/s (utime + stime of all
 #     its threads from /proc/PID/stat, over the run; two relayed messages per round trip),
-#   - the highest rate on a ladder (RATES) with < LOSS_MAX % loss,
-# and the ratios Farside/coturn. Loopback only. Needs taskset, jq, turnserver (coturn), cargo.
+#   - then, up a ladder of rates (RATES), the loss and the CPU per relayed message at each, up to the
+#     highest rate with < LOSS_MAX % loss,
+# and the ratios Farside/coturn: at FIXED_RATE, at each rate both passed, and of the highest rates.
+# Loopback only. Needs taskset, jq, turnserver (coturn), cargo.
 #
 # Knobs: SERVERS="farside coturn" SERVER_CPU=0 LOAD_CPU=1 CLIENTS=16 FIXED_RATE=20000 CPU_SECS=5
-#        RATES="20000 40000 60000 80000 100000 120000 150000" STEP_SECS=3 LOSS_MAX=0.1
+#        RATES="20000 40000 ... 300000" STEP_SECS=3 LOSS_MAX=0.1
 #        SKIP_BUILD=1 (use target/release/farside) FARSIDE=path
 set -euo pipefail
 
@@ -20,7 +22,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 CLIENTS=${CLIENTS:-16}
 FIXED_RATE=${FIXED_RATE:-20000}
 CPU_SECS=${CPU_SECS:-5}
-RATES=${RATES:-"20000 40000 60000 80000 100000 120000 150000"}
+RATES=${RATES:-"20000 40000 60000 80000 100000 120000 150000 200000 250000 300000"}
 STEP_SECS=${STEP_SECS:-3}
 LOSS_MAX=${LOSS_MAX:-0.1}
 SECRET="bench secret 0123456789abcdef"
@@ -103,7 +105,10 @@ load() { # rate secs -> JSON line
         --clients "$CLIENTS" --rate "$1" --seconds "$2" --json
 }
 
-declare -A CPU_US MAX_RATE
+declare -A CPU_US MAX_RATE STEP_US
+per_message() { # ticks sent received -> CPU µs per relayed message
+    awk -v t="$1" -v hz="$CLK_TCK" -v n="$(($2 + $3))" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }'
+}
 for s in $SERVERS; do
     PORT=$(free_port)
     log "== $s on CPU $SERVER_CPU, load on CPU $LOAD_CPU, port $PORT"
@@ -114,14 +119,22 @@ for s in $SERVERS; do
     t1=$(ticks)
     recv=$(jq -r .received <<<"$out")
     sent=$(jq -r .sent <<<"$out")
-    CPU_US[$s]=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$((sent + recv))" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }')
+    CPU_US[$s]=$(per_message "$((t1 - t0))" "$sent" "$recv")
     log "   $FIXED_RATE round trips/s: sent $sent, received $recv, CPU $((t1 - t0)) ticks: ${CPU_US[$s]} µs per relayed message"
     MAX_RATE[$s]=0
     for r in $RATES; do
+        t0=$(ticks)
         out=$(load "$r" "$STEP_SECS")
+        t1=$(ticks)
         loss=$(jq -r .loss_pct <<<"$out")
-        log "   $r/s: loss $loss %"
-        if awk -v l="$loss" -v m="$LOSS_MAX" 'BEGIN { exit !(l < m) }'; then MAX_RATE[$s]=$r; else break; fi
+        us=$(per_message "$((t1 - t0))" "$(jq -r .sent <<<"$out")" "$(jq -r .received <<<"$out")")
+        log "   $r/s: loss $loss %, CPU $((t1 - t0)) ticks, $us µs per relayed message"
+        if awk -v l="$loss" -v m="$LOSS_MAX" 'BEGIN { exit !(l < m) }'; then
+            MAX_RATE[$s]=$r
+            STEP_US[$s,$r]=$us
+        else
+            break
+        fi
     done
     stop_server
 done
@@ -129,6 +142,12 @@ done
 printf '\n%-10s %22s %26s\n' server "CPU µs/relayed message" "max round trips/s (<${LOSS_MAX}% loss)"
 for s in $SERVERS; do printf '%-10s %22s %26s\n' "$s" "${CPU_US[$s]}" "${MAX_RATE[$s]}"; done
 if [[ -n ${CPU_US[farside]:-} && -n ${CPU_US[coturn]:-} ]]; then
-    awk -v f="${CPU_US[farside]}" -v c="${CPU_US[coturn]}" -v rf="${MAX_RATE[farside]}" -v rc="${MAX_RATE[coturn]}" \
-        'BEGIN { printf "farside/coturn: CPU per relayed message %.2f (lower is better), max loss-free rate %.2f\n", (c > 0) ? f / c : 0, (rc > 0) ? rf / rc : 0 }'
+    printf '\n%-12s %16s %16s %22s\n' "round trips/s" "farside µs/msg" "coturn µs/msg" "coturn/farside (msgs per CPU-s)"
+    for r in $RATES; do
+        f=${STEP_US[farside,$r]:-}; c=${STEP_US[coturn,$r]:-}
+        [[ -n $f && -n $c ]] || continue
+        awk -v r="$r" -v f="$f" -v c="$c" 'BEGIN { printf "%-12s %16s %16s %22.2f\n", r, f, c, (f > 0) ? c / f : 0 }'
+    done
+    awk -v f="${CPU_US[farside]}" -v c="${CPU_US[coturn]}" -v rf="${MAX_RATE[farside]}" -v rc="${MAX_RATE[coturn]}" -v fr="$FIXED_RATE" \
+        'BEGIN { printf "\nfarside/coturn: relayed messages per CPU-second at %d/s %.2f, max loss-free rate %.2f (higher is better)\n", fr, (f > 0) ? c / f : 0, (rc > 0) ? rf / rc : 0 }'
 fi

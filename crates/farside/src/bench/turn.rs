@@ -9,17 +9,18 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use farside_io::Epoll;
+use farside_io::{Epoll, RecvBatch, SendBatch, recv_batch, send_batch};
 use farside_stun::attributes::{
     ChannelNumber, ErrorCode, Lifetime, Nonce, Realm, RequestedTransport, Username, XorPeerAddress,
     XorRelayedAddress,
 };
 use farside_stun::{Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId};
+
+/// Datagrams per `sendmmsg` / `recvmmsg`.
+const BATCH: usize = 64;
 
 /// The channel every client binds to its peer.
 const CHANNEL: u16 = 0x4000;
@@ -61,15 +62,29 @@ pub(crate) struct TurnArgs {
     json: bool,
 }
 
+/// 437 to an Allocate: the 5-tuple has an allocation already.
+#[derive(Debug)]
+struct AllocationMismatch;
+
+impl std::fmt::Display for AllocationMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Allocate refused: 437 (this client address has an allocation already)")
+    }
+}
+
+impl std::error::Error for AllocationMismatch {}
+
 /// A client's credentials.
 struct Creds {
     user: String,
     password: String,
 }
 
-/// One allocation: its socket and the key for its requests.
+/// One allocation: its socket and the credentials it was made with (an ephemeral username
+/// names its expiry, so a later one would be another user: 441).
 struct Client {
     socket: UdpSocket,
+    creds: Creds,
 }
 
 pub(crate) fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
@@ -109,7 +124,6 @@ pub(crate) fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
     } else {
         "::1"
     };
-    let stop = Arc::new(AtomicBool::new(false));
     let peers: Vec<UdpSocket> = (0..args.clients.min(64))
         .map(|_| UdpSocket::bind(SocketAddr::new(args.peer, 0)))
         .collect::<Result<_, _>>()
@@ -118,87 +132,72 @@ pub(crate) fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(UdpSocket::local_addr)
         .collect::<Result<_, _>>()?;
-    let echoed = Arc::new(AtomicU64::new(0));
-    let echo = {
-        let (stop, echoed) = (Arc::clone(&stop), Arc::clone(&echoed));
-        std::thread::Builder::new()
-            .name("bench-peer".into())
-            .spawn(move || echo_peers(peers, &stop, &echoed))?
-    };
-
     let mut clients = Vec::with_capacity(args.clients);
     let started = Instant::now();
     for i in 0..args.clients {
-        let socket = UdpSocket::bind((bind_ip, 0)).context("bind a client socket")?;
-        socket.set_read_timeout(Some(Duration::from_secs(2)))?;
         let c = creds(i)?;
         let peer = peer_addrs[i % peer_addrs.len()];
-        setup(&socket, args.target, &c, peer).with_context(|| format!("client {i}"))?;
+        // A 437 means the kernel gave this socket the port of an earlier run's client whose
+        // allocation still lives: another port will do.
+        let mut tries = 0;
+        let socket = loop {
+            let socket = UdpSocket::bind((bind_ip, 0)).context("bind a client socket")?;
+            socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+            match setup(&socket, args.target, &c, peer) {
+                Ok(_) => break socket,
+                Err(e) if e.is::<AllocationMismatch>() && tries < 3 => tries += 1,
+                Err(e) => return Err(e.context(format!("client {i}"))),
+            }
+        };
         socket.set_nonblocking(true)?;
-        clients.push(Client { socket });
+        clients.push(Client { socket, creds: c });
     }
     let setup_time = started.elapsed();
 
-    // Load: open loop, round robin over the clients; a receiver thread counts the echoes.
-    let received = Arc::new(AtomicU64::new(0));
-    let receiver = {
-        let fds: Vec<_> = clients
-            .iter()
-            .map(|c| c.socket.try_clone())
-            .collect::<Result<_, _>>()?;
-        let (stop, received) = (Arc::new(AtomicBool::new(false)), Arc::clone(&received));
-        let stop2 = Arc::clone(&stop);
-        let h = std::thread::Builder::new()
-            .name("bench-recv".into())
-            .spawn(move || receive(fds, &stop2, &received))?;
-        (h, stop)
-    };
+    // Load: open loop, round robin over the clients, from one thread that also echoes as the
+    // peers and counts what comes back, busy-polling its own core with batched system calls
+    // (`sendmmsg` per client socket, `recvmmsg` and `sendmmsg` per peer socket): a generator
+    // that costs less per message than the server it loads.
     let mut message = vec![0u8; 4 + args.size];
     message[..2].copy_from_slice(&CHANNEL.to_be_bytes());
     message[2..4].copy_from_slice(&(args.size as u16).to_be_bytes());
-    let mut sent = 0u64;
-    let mut send_errors = 0u64;
+    let mut load = Load::new(&clients, &peers, message.len())?;
     let load_start = Instant::now();
     let duration = Duration::from_secs_f64(args.seconds);
     let mut next = 0usize;
+    let mut sent = 0u64;
     loop {
         let elapsed = load_start.elapsed();
         if elapsed >= duration {
             break;
         }
         let due = (args.rate as f64 * elapsed.as_secs_f64()) as u64;
-        if sent >= due {
-            std::thread::sleep(Duration::from_micros(50));
-            continue;
-        }
         while sent < due {
-            let c = &clients[next];
+            let i = next;
             next = (next + 1) % clients.len();
             if let Some(seq) = message.get_mut(4..12) {
                 seq.copy_from_slice(&sent.to_be_bytes());
             }
-            if c.socket.send_to(&message, args.target).is_err() {
-                send_errors += 1;
-            }
+            load.queue(&clients, i, args.target, &message);
             sent += 1;
         }
+        load.flush(&clients);
+        load.poll(&clients, &peers);
     }
     let load_time = load_start.elapsed();
-    std::thread::sleep(Duration::from_millis(500));
-    receiver.1.store(true, Relaxed);
-    let _ = receiver.0.join();
-    stop.store(true, Relaxed);
-    let _ = echo.join();
+    // Stragglers still in flight.
+    let drain = Instant::now();
+    while drain.elapsed() < Duration::from_millis(500) {
+        load.poll(&clients, &peers);
+    }
+    let (got, echoed, send_errors) = (load.received, load.echoed, load.send_errors);
 
     // Delete the allocations (LIFETIME 0), best effort.
-    for (i, c) in clients.iter().enumerate() {
+    for c in &clients {
         let _ = c.socket.set_nonblocking(false);
-        if let Ok(cr) = creds(i) {
-            let _ = delete(&c.socket, args.target, &cr);
-        }
+        let _ = delete(&c.socket, args.target, &c.creds);
     }
 
-    let got = received.load(Relaxed);
     let loss = if sent == 0 {
         0.0
     } else {
@@ -213,7 +212,7 @@ pub(crate) fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
                 "seconds": load_time.as_secs_f64(),
                 "size": args.size,
                 "sent": sent,
-                "peer_echoed": echoed.load(Relaxed),
+                "peer_echoed": echoed,
                 "received": got,
                 "loss_pct": loss,
                 "send_errors": send_errors,
@@ -226,52 +225,106 @@ pub(crate) fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
             args.clients,
             load_time.as_secs_f64(),
             args.rate,
-            echoed.load(Relaxed),
+            echoed,
             setup_time.as_secs_f64()
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn echo_peers(peers: Vec<UdpSocket>, stop: &AtomicBool, echoed: &AtomicU64) {
-    let Ok(mut ep) = Epoll::new() else { return };
-    for (i, p) in peers.iter().enumerate() {
-        let _ = p.set_nonblocking(true);
-        let _ = ep.add(p.as_raw_fd(), i as u64);
+/// The load loop's sockets and buffers.
+struct Load {
+    epoll: Epoll,
+    /// Per client socket: ChannelData waiting to go.
+    out: Vec<SendBatch>,
+    rx: RecvBatch,
+    echo: SendBatch,
+    received: u64,
+    echoed: u64,
+    send_errors: u64,
+}
+
+impl Load {
+    /// Client sockets are tokens `0..clients`, peer sockets follow.
+    fn new(clients: &[Client], peers: &[UdpSocket], size: usize) -> anyhow::Result<Load> {
+        let epoll = Epoll::new()?;
+        for (i, c) in clients.iter().enumerate() {
+            epoll.add(c.socket.as_raw_fd(), i as u64)?;
+        }
+        for (i, p) in peers.iter().enumerate() {
+            p.set_nonblocking(true)?;
+            epoll.add(p.as_raw_fd(), (clients.len() + i) as u64)?;
+        }
+        Ok(Load {
+            epoll,
+            out: (0..clients.len())
+                .map(|_| SendBatch::new(BATCH, size))
+                .collect(),
+            rx: RecvBatch::new(BATCH, 2048),
+            echo: SendBatch::new(BATCH, 2048),
+            received: 0,
+            echoed: 0,
+            send_errors: 0,
+        })
     }
-    let mut buf = [0u8; 2048];
-    let mut ready = Vec::new();
-    while !stop.load(Relaxed) {
-        ready.clear();
-        let _ = ep.wait(Duration::from_millis(100), |t| ready.push(t as usize));
-        for &i in &ready {
-            let Some(p) = peers.get(i) else { continue };
-            while let Ok((n, from)) = p.recv_from(&mut buf) {
-                if p.send_to(&buf[..n], from).is_ok() {
-                    echoed.fetch_add(1, Relaxed);
-                }
+
+    fn queue(&mut self, clients: &[Client], i: usize, to: SocketAddr, message: &[u8]) {
+        if self.out[i].is_full() {
+            self.send(clients, i);
+        }
+        self.out[i].push(to, |buf| {
+            buf.get_mut(..message.len())?.copy_from_slice(message);
+            Some(message.len())
+        });
+    }
+
+    fn flush(&mut self, clients: &[Client]) {
+        for i in 0..self.out.len() {
+            if !self.out[i].is_empty() {
+                self.send(clients, i);
             }
         }
     }
-}
 
-fn receive(sockets: Vec<UdpSocket>, stop: &AtomicBool, received: &AtomicU64) {
-    let Ok(mut ep) = Epoll::new() else { return };
-    for (i, s) in sockets.iter().enumerate() {
-        let _ = s.set_nonblocking(true);
-        let _ = ep.add(s.as_raw_fd(), i as u64);
+    fn send(&mut self, clients: &[Client], i: usize) {
+        let queued = self.out[i].len();
+        let sent = send_batch(&clients[i].socket, &mut self.out[i]);
+        self.send_errors += (queued - sent) as u64;
     }
-    let mut buf = [0u8; 2048];
-    let mut ready = Vec::new();
-    while !stop.load(Relaxed) {
-        ready.clear();
-        let _ = ep.wait(Duration::from_millis(50), |t| ready.push(t as usize));
-        for &i in &ready {
-            let Some(s) = sockets.get(i) else { continue };
-            while let Ok(n) = s.recv(&mut buf) {
-                if n >= 4 && u16::from_be_bytes([buf[0], buf[1]]) == CHANNEL {
-                    received.fetch_add(1, Relaxed);
+
+    /// Takes what arrived without waiting: echoes at the peers, counts at the clients.
+    fn poll(&mut self, clients: &[Client], peers: &[UdpSocket]) {
+        let mut ready = [0u64; 64];
+        let mut n = 0;
+        let _ = self.epoll.wait(Duration::ZERO, |t| {
+            if n < ready.len() {
+                ready[n] = t;
+                n += 1;
+            }
+        });
+        for &t in &ready[..n] {
+            let t = t as usize;
+            if let Some(c) = clients.get(t) {
+                if matches!(recv_batch(&c.socket, &mut self.rx), Ok(k) if k > 0) {
+                    self.received += self
+                        .rx
+                        .iter()
+                        .filter(|d| {
+                            d.payload.len() >= 4
+                                && u16::from_be_bytes([d.payload[0], d.payload[1]]) == CHANNEL
+                        })
+                        .count() as u64;
                 }
+            } else if let Some(p) = peers.get(t - clients.len())
+                && matches!(recv_batch(p, &mut self.rx), Ok(k) if k > 0)
+            {
+                for d in self.rx.iter() {
+                    self.echo.push(d.source, |buf| {
+                        buf.get_mut(..d.payload.len())?.copy_from_slice(d.payload);
+                        Some(d.payload.len())
+                    });
+                }
+                self.echoed += send_batch(p, &mut self.echo) as u64;
             }
         }
     }
@@ -354,10 +407,20 @@ fn setup(
     };
     let challenge = exchange(socket, server, &request(Method::ALLOCATE, None, transport)?)?;
     let m = Message::parse(&challenge).map_err(|_| anyhow::anyhow!("bad answer"))?;
+    // coturn checks the 5-tuple before the credentials.
+    if error_code(&m) == Some(437) {
+        return Err(AllocationMismatch.into());
+    }
     let realm = m
         .attribute::<Realm>()
         .and_then(Result::ok)
-        .context("no REALM in the challenge")?
+        .with_context(|| {
+            format!(
+                "no REALM in the answer to the first Allocate ({:?}, error {:?})",
+                m.class(),
+                error_code(&m)
+            )
+        })?
         .0
         .to_owned();
     let nonce = m
@@ -373,6 +436,9 @@ fn setup(
     )?;
     let m = Message::parse(&ok).map_err(|_| anyhow::anyhow!("bad answer"))?;
     if m.class() != Class::SuccessResponse {
+        if error_code(&m) == Some(437) {
+            return Err(AllocationMismatch.into());
+        }
         bail!("Allocate refused: {:?}", error_code(&m));
     }
     let relayed = m
