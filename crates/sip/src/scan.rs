@@ -1,0 +1,216 @@
+//! Byte-level scanning shared by the parsers (RFC 3261 §25.1): tokens, linear white space,
+//! quoted strings, comma-separated lists and `;name=value` parameters.
+
+/// `token` characters (RFC 3261 §25.1).
+pub(crate) fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// Whether `s` is a non-empty token.
+pub(crate) fn token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_token(b))
+}
+
+/// White space, including the CRLF of a folded line (LWS, RFC 3261 §25.1).
+pub(crate) fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `s` without leading and trailing white space.
+pub(crate) fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| !is_lws(b)).map_or(start, |e| e + 1);
+    &s[start..end.max(start)]
+}
+
+/// A decimal number of at most `max_digits` digits, nothing else.
+pub(crate) fn number(s: &[u8], max_digits: usize) -> Option<u64> {
+    if s.is_empty() || s.len() > max_digits || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The index just past the quoted string that starts at `s[0] == b'"'`, honouring `\`
+/// escapes; `None` if it does not end.
+pub(crate) fn quoted_end(s: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Splits `s` at top-level occurrences of `sep`: not inside a quoted string or `<...>`.
+/// `None` if a quote or angle bracket is left open. Nothing is allocated.
+pub(crate) fn split_top(s: &[u8], sep: u8) -> Option<SplitTop<'_>> {
+    let mut at = 0;
+    while at < s.len() {
+        at = next_top(s, at, sep)? + 1;
+    }
+    Some(SplitTop {
+        s,
+        at: 0,
+        sep,
+        done: false,
+    })
+}
+
+/// The index of the next top-level `sep` at or after `from`, or `s.len()`; `None` if a quote
+/// or angle bracket is left open.
+fn next_top(s: &[u8], from: usize, sep: u8) -> Option<usize> {
+    let mut i = from;
+    let mut angle = false;
+    while i < s.len() {
+        match s[i] {
+            b'"' if !angle => i += quoted_end(&s[i..])?,
+            b'<' if !angle => {
+                angle = true;
+                i += 1;
+            }
+            b'>' if angle => {
+                angle = false;
+                i += 1;
+            }
+            b if b == sep && !angle => return Some(i),
+            _ => i += 1,
+        }
+    }
+    (!angle).then_some(s.len())
+}
+
+/// The parts of [`split_top`].
+pub(crate) struct SplitTop<'a> {
+    s: &'a [u8],
+    at: usize,
+    sep: u8,
+    done: bool,
+}
+
+impl<'a> Iterator for SplitTop<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.done {
+            return None;
+        }
+        // Checked balanced in `split_top`, so this always finds an end.
+        let end = next_top(self.s, self.at, self.sep).unwrap_or(self.s.len());
+        let part = &self.s[self.at..end];
+        if end >= self.s.len() {
+            self.done = true;
+        } else {
+            self.at = end + 1;
+        }
+        Some(part)
+    }
+}
+
+/// `;name[=value]` parameters (RFC 3261 §25.1 `generic-param`, `uri-parameter`), in order.
+/// Names compare case-insensitively; values are as written (a quoted value keeps its quotes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> Params<'a> {
+    /// Parameters from the text after the first `;` (empty for none).
+    pub(crate) fn new(raw: &'a [u8]) -> Self {
+        Params { raw }
+    }
+
+    /// The raw text (without the leading `;`).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// Every `(name, value)`; a parameter without `=` has no value.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        let raw = self.raw;
+        split_top(raw, b';')
+            .into_iter()
+            .flatten()
+            .map(trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.iter().position(|&b| b == b'=') {
+                Some(eq) => (trim(&p[..eq]), Some(trim(&p[eq + 1..]))),
+                None => (p, None),
+            })
+    }
+
+    /// The parameter `name`: `Some(None)` if present without a value.
+    pub fn get(&self, name: &str) -> Option<Option<&'a [u8]>> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether the parameter `name` is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Whether every parameter is well formed: a token name and, if any, a token, quoted
+    /// string or (for hosts) bracketed IPv6 value.
+    pub(crate) fn valid(&self) -> bool {
+        if self.raw.is_empty() {
+            return true;
+        }
+        let Some(parts) = split_top(self.raw, b';') else {
+            return false;
+        };
+        for p in parts {
+            let p = trim(p);
+            let (name, value) = match p.iter().position(|&b| b == b'=') {
+                Some(eq) => (trim(&p[..eq]), Some(trim(&p[eq + 1..]))),
+                None => (p, None),
+            };
+            if !token(name) {
+                return false;
+            }
+            if !value.is_none_or(value_ok) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A parameter value: a token (with `:` for addresses), a quoted string, or `[IPv6]`.
+fn value_ok(v: &[u8]) -> bool {
+    match v.first() {
+        Some(b'"') => quoted_end(v) == Some(v.len()),
+        Some(b'[') => v.last() == Some(&b']'),
+        _ => !v.is_empty() && v.iter().all(|&b| is_token(b) || b == b':'),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_params() {
+        let parts: Vec<&[u8]> = split_top(b"a, \"x,y\" <sip:b;c,d>, e", b',')
+            .expect("closed")
+            .collect();
+        assert_eq!(parts, [&b"a"[..], b" \"x,y\" <sip:b;c,d>", b" e"]);
+        assert!(split_top(b"<sip:a", b',').is_none());
+        assert!(split_top(b"\"open", b',').is_none());
+        let p = Params::new(b"branch=z9hG4bK1 ; rport;received=192.0.2.1;Q=\"a;b\"");
+        assert_eq!(p.get("branch"), Some(Some(&b"z9hG4bK1"[..])));
+        assert_eq!(p.get("RPORT"), Some(None));
+        assert_eq!(p.get("q"), Some(Some(&b"\"a;b\""[..])));
+        assert_eq!(p.get("ttl"), None);
+        assert!(p.valid());
+        assert!(!Params::new(b"a b=c").valid());
+        assert_eq!(number(b"4294967296", 10), Some(4_294_967_296));
+        assert_eq!(number(b"12a", 10), None);
+        assert_eq!(trim(b" \r\n\t x \r\n"), b"x");
+        assert_eq!(trim(b"  "), b"");
+    }
+}

@@ -1,0 +1,46 @@
+//! Feeds arbitrary bytes to the SIP codec: the parser, every accessor of what parses, the
+//! stream framer, and an edit at the top Via. Nothing may panic; a parsed message's parts
+//! must lie inside it, and a framed message must be no longer than the buffer.
+//!
+//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run sip_parse -- -max_total_time=30` from the repo root.
+#![no_main]
+
+use farside_sip::{Edits, Frame, HeaderName, Message, frame};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    match frame(data) {
+        Frame::Message(n) | Frame::Ping(n) | Frame::Pong(n) => assert!(n <= data.len()),
+        Frame::Incomplete | Frame::Invalid => {}
+    }
+    let Ok(m) = Message::parse(data) else {
+        return;
+    };
+    assert!(m.range_of(m.body()).is_some());
+    for h in m.headers() {
+        assert!(m.range_of(h.value).is_some());
+        assert!(h.line.end <= data.len());
+    }
+    let via = m.via();
+    let _ = (via.branch(), via.rport(), via.received(), via.transport(), via.port());
+    for v in m.vias() {
+        let _ = v.params().iter().count();
+    }
+    for c in m.contacts() {
+        let _ = (c.uri().host(), c.uri().params().iter().count(), c.params().get("expires"));
+    }
+    for name in [HeaderName::Route, HeaderName::RecordRoute, HeaderName::Path] {
+        let _ = m.routes(name).count();
+    }
+    let _ = (m.from().tag(), m.to().tag(), m.cseq(), m.call_id(), m.expires(), m.max_forwards());
+    let _ = m.option_tags(HeaderName::Supported).count();
+    // An edit at the end of the top Via's value keeps the rest of the message as it was.
+    if let Some(r) = m.range_of(via.as_bytes()) {
+        let mut e = Edits::new(data);
+        e.insert(r.end, b";received=192.0.2.1;rport=5060");
+        let out = e.apply().expect("one insertion");
+        assert_eq!(out.len(), data.len() + 30);
+        assert_eq!(&out[..r.end], &data[..r.end]);
+        assert_eq!(&out[r.end + 30..], &data[r.end..]);
+    }
+});
