@@ -20,6 +20,7 @@ mod framing;
 mod header;
 mod message;
 mod name_addr;
+pub mod nat;
 mod scan;
 mod uri;
 mod via;

@@ -1,0 +1,372 @@
+//! NAT detection and the edits that make a NATed phone reachable (RFC 3261 §18.2.1, RFC 3581,
+//! and what Kamailio's nathelper does): which tests fired for a message, `received` and
+//! `rport` on the top Via, and a Contact rewritten to, or tagged with, where the message
+//! really came from.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::edit::Edits;
+use crate::header::HeaderName;
+use crate::message::Message;
+use crate::scan::trim;
+
+/// The transport a message arrived over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+    /// WebSocket (RFC 7118).
+    Ws,
+    /// Secure WebSocket.
+    Wss,
+}
+
+impl Transport {
+    /// The number nathelper's `alias` parameter uses for it.
+    fn alias_number(self) -> u8 {
+        match self {
+            Transport::Udp => 1,
+            Transport::Tcp => 2,
+            Transport::Tls => 3,
+            Transport::Ws => 5,
+            Transport::Wss => 6,
+        }
+    }
+}
+
+/// The NAT tests that fired, as the bits of Kamailio's `nat_uac_test` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct NatTests(pub u16);
+
+impl NatTests {
+    /// 1: a Contact URI names a private address.
+    pub const PRIVATE_CONTACT: u16 = 1;
+    /// 2: the top Via's host is not the source address.
+    pub const VIA_RECEIVED: u16 = 2;
+    /// 4: the top Via names a private address.
+    pub const PRIVATE_VIA: u16 = 4;
+    /// 8: the SDP body's connection address is private.
+    pub const PRIVATE_SDP: u16 = 8;
+    /// 16: the top Via's port is not the source port.
+    pub const VIA_PORT: u16 = 16;
+    /// 32: the source address is private.
+    pub const PRIVATE_SOURCE: u16 = 32;
+    /// 64: it came over a WebSocket.
+    pub const WEBSOCKET: u16 = 64;
+    /// 128: a Contact URI's port is not the source port.
+    pub const CONTACT_PORT: u16 = 128;
+    /// Every test, with its name (for counters).
+    pub const ALL: [(u16, &'static str); 8] = [
+        (Self::PRIVATE_CONTACT, "private_contact"),
+        (Self::VIA_RECEIVED, "via_received"),
+        (Self::PRIVATE_VIA, "private_via"),
+        (Self::PRIVATE_SDP, "private_sdp"),
+        (Self::VIA_PORT, "via_port"),
+        (Self::PRIVATE_SOURCE, "private_source"),
+        (Self::WEBSOCKET, "websocket"),
+        (Self::CONTACT_PORT, "contact_port"),
+    ];
+
+    /// Whether any test in `mask` fired.
+    pub fn any(self, mask: u16) -> bool {
+        self.0 & mask != 0
+    }
+
+    /// Whether the sender looks NATed by the tests Farside uses by default: a private
+    /// Contact, Via or source, a Via that is not the source, a WebSocket.
+    pub fn natted(self) -> bool {
+        self.any(
+            Self::PRIVATE_CONTACT
+                | Self::VIA_RECEIVED
+                | Self::PRIVATE_VIA
+                | Self::VIA_PORT
+                | Self::PRIVATE_SOURCE
+                | Self::WEBSOCKET,
+        )
+    }
+}
+
+/// Runs every test on `msg`, which came from `source` over `transport`.
+pub fn detect(msg: &Message<'_>, source: SocketAddr, transport: Transport) -> NatTests {
+    let mut t = 0;
+    let via = msg.via();
+    let via_ip = ip_of(via.host());
+    if msg
+        .contacts()
+        .any(|c| ip_of(c.uri().host()).is_some_and(is_private))
+    {
+        t |= NatTests::PRIVATE_CONTACT;
+    }
+    if via_ip != Some(source.ip()) {
+        t |= NatTests::VIA_RECEIVED;
+    }
+    if via_ip.is_some_and(is_private) {
+        t |= NatTests::PRIVATE_VIA;
+    }
+    if sdp_addresses(msg).any(is_private) {
+        t |= NatTests::PRIVATE_SDP;
+    }
+    if via.port().unwrap_or(default_port(transport)) != source.port() {
+        t |= NatTests::VIA_PORT;
+    }
+    if is_private(source.ip()) {
+        t |= NatTests::PRIVATE_SOURCE;
+    }
+    if matches!(transport, Transport::Ws | Transport::Wss) {
+        t |= NatTests::WEBSOCKET;
+    }
+    let contact_port = |p: Option<u16>| p.unwrap_or(default_port(transport)) != source.port();
+    if msg.contacts().any(|c| contact_port(c.uri().port())) {
+        t |= NatTests::CONTACT_PORT;
+    }
+    NatTests(t)
+}
+
+/// RFC 1918 and RFC 6598 IPv4 (as nathelper tests), and IPv6 unique-local addresses.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || (o[0] == 100 && (o[1] & 0xC0) == 64)
+        }
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xFE00) == 0xFC00,
+    }
+}
+
+/// Adds `received` and `rport` to the top Via (RFC 3261 §18.2.1, RFC 3581 §4), replacing any
+/// the sender put there, so that responses go back where the request came from.
+pub fn fix_via<'a>(msg: &Message<'a>, source: SocketAddr, edits: &mut Edits<'a>) {
+    let via = msg.via();
+    let Some(range) = msg.range_of(via.as_bytes()) else {
+        return;
+    };
+    let received = format!("received={}", source.ip());
+    let rport = format!("rport={}", source.port());
+    let mut have = (false, false);
+    for (name, value) in via.params().iter() {
+        let is_received = name.eq_ignore_ascii_case(b"received");
+        let is_rport = name.eq_ignore_ascii_case(b"rport");
+        if !is_received && !is_rport {
+            continue;
+        }
+        let end = value.unwrap_or(name);
+        let (Some(n), Some(e)) = (msg.range_of(name), msg.range_of(end)) else {
+            continue;
+        };
+        let text = if is_received { &received } else { &rport };
+        edits.replace(n.start..e.end, text.as_bytes());
+        if is_received {
+            have.0 = true;
+        } else {
+            have.1 = true;
+        }
+    }
+    let mut add = String::new();
+    if !have.0 {
+        let _ = write!(add, ";{received}");
+    }
+    if !have.1 {
+        let _ = write!(add, ";{rport}");
+    }
+    if !add.is_empty() {
+        edits.insert(range.end, add.as_bytes());
+    }
+}
+
+/// Rewrites every Contact URI's host and port to `source` (nathelper's `fix_nated_contact`),
+/// for registrars that cannot store where a binding came from.
+pub fn rewrite_contacts<'a>(msg: &Message<'a>, source: SocketAddr, edits: &mut Edits<'a>) {
+    let host = match source.ip() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let text = format!("{host}:{}", source.port());
+    for c in msg.contacts() {
+        if let Some(r) = hostport_range(msg, c.uri().host()) {
+            edits.replace(r, text.as_bytes());
+        }
+    }
+}
+
+/// Adds `;alias=ip~port~transport` to every Contact URI (nathelper's `add_contact_alias`):
+/// the Contact stays as the phone sent it, and the registrar or proxy that later routes to it
+/// reads where to send from the alias.
+pub fn alias_contacts<'a>(
+    msg: &Message<'a>,
+    source: SocketAddr,
+    transport: Transport,
+    edits: &mut Edits<'a>,
+) {
+    let alias = format!(
+        ";alias={}~{}~{}",
+        source.ip(),
+        source.port(),
+        transport.alias_number()
+    );
+    for c in msg.contacts() {
+        let uri = c.uri().as_bytes();
+        let Some(r) = msg.range_of(uri) else {
+            continue;
+        };
+        if c.uri().params().has("alias") {
+            continue;
+        }
+        if c.is_bracketed() {
+            edits.insert(r.end, alias.as_bytes());
+        } else {
+            // An unbracketed URI's parameters are the header's: brackets keep the alias the URI's.
+            edits.insert(r.start, b"<");
+            edits.insert(r.end, format!("{alias}>").as_bytes());
+        }
+    }
+}
+
+/// The range of `host[:port]` in the message, given the host slice a URI returned.
+fn hostport_range(msg: &Message<'_>, host: &[u8]) -> Option<std::ops::Range<usize>> {
+    let r = msg.range_of(host)?;
+    let buf = msg.as_bytes();
+    let mut end = r.end;
+    if buf.get(end) == Some(&b':') {
+        end += 1;
+        while buf.get(end).is_some_and(u8::is_ascii_digit) {
+            end += 1;
+        }
+    }
+    Some(r.start..end)
+}
+
+/// The port a transport implies when a URI or Via names none (RFC 3261 §19.1.2, RFC 7118).
+fn default_port(transport: Transport) -> u16 {
+    match transport {
+        Transport::Udp | Transport::Tcp => 5060,
+        Transport::Tls => 5061,
+        Transport::Ws => 80,
+        Transport::Wss => 443,
+    }
+}
+
+/// The address a host names, if it is an IP literal.
+fn ip_of(host: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(host).ok()?;
+    let s = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
+    s.parse().ok()
+}
+
+/// The connection addresses (`c=IN IP4 a.b.c.d`) of an SDP body.
+fn sdp_addresses<'a>(msg: &Message<'a>) -> impl Iterator<Item = IpAddr> + 'a {
+    let sdp = msg
+        .value(HeaderName::ContentType)
+        .is_some_and(|t| trim(t).to_ascii_lowercase().starts_with(b"application/sdp"));
+    let body: &'a [u8] = if sdp { msg.body() } else { &[] };
+    body.split(|&b| b == b'\n').filter_map(|line| {
+        let line = trim(line);
+        let rest = line
+            .strip_prefix(b"c=IN IP4 ")
+            .or_else(|| line.strip_prefix(b"c=IN IP6 "))?;
+        let addr = rest.split(|&b| b == b'/' || b == b' ').next()?;
+        ip_of(addr)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGISTER: &[u8] = b"REGISTER sip:example.org SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK1;rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@example.org>;tag=1\r\n\
+To: <sip:alice@example.org>\r\n\
+Call-ID: reg1\r\n\
+CSeq: 1 REGISTER\r\n\
+Contact: <sip:alice@192.168.1.20:5060;ob>;expires=3600, sip:alice@192.168.1.20\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn source() -> SocketAddr {
+        "203.0.113.7:40123".parse().expect("address")
+    }
+
+    #[test]
+    fn detection_fires_what_a_natted_phone_shows() {
+        let m = Message::parse(REGISTER).expect("parses");
+        let t = detect(&m, source(), Transport::Udp);
+        for bit in [
+            NatTests::PRIVATE_CONTACT,
+            NatTests::VIA_RECEIVED,
+            NatTests::PRIVATE_VIA,
+            NatTests::VIA_PORT,
+            NatTests::CONTACT_PORT,
+        ] {
+            assert!(t.any(bit), "{bit}");
+        }
+        assert!(!t.any(NatTests::PRIVATE_SOURCE | NatTests::WEBSOCKET | NatTests::PRIVATE_SDP));
+        assert!(t.natted());
+        // The same phone with a public address, seen where it says it is: nothing fires.
+        let public = String::from_utf8_lossy(REGISTER).replace("192.168.1.20", "203.0.113.7");
+        let public = public.replace(":5060", ":40123");
+        let m = Message::parse(public.as_bytes()).expect("parses");
+        assert_eq!(
+            detect(&m, source(), Transport::Udp),
+            NatTests(NatTests::CONTACT_PORT)
+        );
+        assert!(is_private("100.64.1.1".parse().expect("ip")));
+        assert!(is_private("fd00::1".parse().expect("ip")));
+        assert!(!is_private("100.128.0.1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn via_gets_received_and_rport_and_the_rest_is_untouched() {
+        let m = Message::parse(REGISTER).expect("parses");
+        let mut e = Edits::new(REGISTER);
+        fix_via(&m, source(), &mut e);
+        let out = e.apply().expect("edits");
+        let text = String::from_utf8(out.clone()).expect("ascii");
+        assert!(text.contains(
+            "Via: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK1;rport=40123;received=203.0.113.7\r\n"
+        ), "{text}");
+        let orig = String::from_utf8_lossy(REGISTER);
+        assert_eq!(
+            text.replace(";rport=40123;received=203.0.113.7", ";rport"),
+            orig,
+            "nothing else changed"
+        );
+        let m2 = Message::parse(&out).expect("still parses");
+        assert_eq!(m2.via().received(), Some(&b"203.0.113.7"[..]));
+        // Stale values the phone put there are replaced, not repeated.
+        let mut e = Edits::new(&out);
+        fix_via(&m2, "198.51.100.1:7".parse().expect("address"), &mut e);
+        let again = String::from_utf8(e.apply().expect("edits")).expect("ascii");
+        assert!(
+            again.contains(";rport=7;received=198.51.100.1\r\n"),
+            "{again}"
+        );
+    }
+
+    #[test]
+    fn contacts_rewritten_or_aliased() {
+        let m = Message::parse(REGISTER).expect("parses");
+        let mut e = Edits::new(REGISTER);
+        rewrite_contacts(&m, source(), &mut e);
+        let text = String::from_utf8(e.apply().expect("edits")).expect("ascii");
+        assert!(text.contains(
+            "Contact: <sip:alice@203.0.113.7:40123;ob>;expires=3600, sip:alice@203.0.113.7:40123\r\n"
+        ), "{text}");
+        let mut e = Edits::new(REGISTER);
+        alias_contacts(&m, source(), Transport::Tcp, &mut e);
+        let out = e.apply().expect("edits");
+        let text = String::from_utf8(out.clone()).expect("ascii");
+        assert!(text.contains(
+            "Contact: <sip:alice@192.168.1.20:5060;ob;alias=203.0.113.7~40123~2>;expires=3600, <sip:alice@192.168.1.20;alias=203.0.113.7~40123~2>\r\n"
+        ), "{text}");
+        let m = Message::parse(&out).expect("still parses");
+        assert!(m.contacts().all(|c| c.uri().params().has("alias")));
+    }
+}
