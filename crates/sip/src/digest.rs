@@ -1,0 +1,393 @@
+//! HTTP Digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760: MD5 and SHA-256),
+//! with stateless nonces: a nonce is the time it was made and an HMAC of it under a key the
+//! server holds, so any copy of a still-valid nonce is accepted (a retransmission, a new
+//! source port, a rewritten request from an ALG) and an expired one is answered `stale=true`.
+//!
+//! The user store keeps, per user, H(username:realm:password) for each algorithm: the
+//! long-term keys TURN uses are exactly those (RFC 8489 §9.2.2), so one store serves both.
+
+use hmac::{Hmac, KeyInit, Mac};
+use md5::{Digest as _, Md5};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::scan::{quoted_end, split_top, token, trim};
+
+/// A digest algorithm (RFC 8760 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// MD5 (RFC 2617), what most phones still use.
+    Md5,
+    /// SHA-256 (RFC 7616, RFC 8760).
+    Sha256,
+}
+
+impl Algorithm {
+    /// The token in `algorithm=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    fn of(token: &[u8]) -> Option<Algorithm> {
+        if token.eq_ignore_ascii_case(b"MD5") {
+            Some(Algorithm::Md5)
+        } else if token.eq_ignore_ascii_case(b"SHA-256") {
+            Some(Algorithm::Sha256)
+        } else {
+            None
+        }
+    }
+
+    /// Lowercase hex of H(parts joined by ':').
+    fn hash_hex(self, parts: &[&[u8]]) -> String {
+        let mut joined = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                joined.push(b':');
+            }
+            joined.extend_from_slice(p);
+        }
+        match self {
+            Algorithm::Md5 => hex(&Md5::digest(&joined)),
+            Algorithm::Sha256 => hex(&Sha256::digest(&joined)),
+        }
+    }
+}
+
+/// The fields of an `Authorization` / `Proxy-Authorization` Digest value, as written (quotes
+/// removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials<'a> {
+    /// `username`.
+    pub username: &'a [u8],
+    /// `realm`.
+    pub realm: &'a [u8],
+    /// `nonce`.
+    pub nonce: &'a [u8],
+    /// `uri` (the digest-uri).
+    pub uri: &'a [u8],
+    /// `response`: hex.
+    pub response: &'a [u8],
+    /// `algorithm` (MD5 when absent).
+    pub algorithm: Option<Algorithm>,
+    /// `qop` (only `auth` is supported).
+    pub qop: Option<&'a [u8]>,
+    /// `nc`.
+    pub nc: Option<&'a [u8]>,
+    /// `cnonce`.
+    pub cnonce: Option<&'a [u8]>,
+}
+
+/// Why credentials are not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Not a Digest value, or a field missing or malformed (400, or a fresh challenge).
+    Malformed,
+    /// An algorithm or qop this server does not offer.
+    Unsupported,
+    /// The nonce is not one of ours (a fresh challenge, not stale).
+    UnknownNonce,
+    /// The nonce was ours but is too old: the response may be right, so `stale=true`.
+    Stale,
+    /// Unknown user, or the response does not match.
+    Wrong,
+}
+
+impl<'a> Credentials<'a> {
+    /// Parses a `Digest k=v, k="v", ...` value.
+    pub fn parse(value: &'a [u8]) -> Result<Credentials<'a>, Refusal> {
+        let value = trim(value);
+        let rest = value
+            .get(..6)
+            .filter(|s| s.eq_ignore_ascii_case(b"Digest"))
+            .map(|_| &value[6..])
+            .ok_or(Refusal::Malformed)?;
+        let mut c = Credentials {
+            username: &[],
+            realm: &[],
+            nonce: &[],
+            uri: &[],
+            response: &[],
+            algorithm: None,
+            qop: None,
+            nc: None,
+            cnonce: None,
+        };
+        for field in split_top(rest, b',').ok_or(Refusal::Malformed)? {
+            let field = trim(field);
+            let eq = field
+                .iter()
+                .position(|&b| b == b'=')
+                .ok_or(Refusal::Malformed)?;
+            let (name, raw) = (trim(&field[..eq]), trim(&field[eq + 1..]));
+            let v = unquote(raw).ok_or(Refusal::Malformed)?;
+            let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+            if is("username") {
+                c.username = v;
+            } else if is("realm") {
+                c.realm = v;
+            } else if is("nonce") {
+                c.nonce = v;
+            } else if is("uri") {
+                c.uri = v;
+            } else if is("response") {
+                c.response = v;
+            } else if is("algorithm") {
+                c.algorithm = Some(Algorithm::of(v).ok_or(Refusal::Unsupported)?);
+            } else if is("qop") {
+                c.qop = Some(v);
+            } else if is("nc") {
+                c.nc = Some(v);
+            } else if is("cnonce") {
+                c.cnonce = Some(v);
+            } else if !token(name) {
+                return Err(Refusal::Malformed);
+            }
+        }
+        if [c.username, c.realm, c.nonce, c.uri, c.response]
+            .iter()
+            .any(|f| f.is_empty())
+        {
+            return Err(Refusal::Malformed);
+        }
+        Ok(c)
+    }
+
+    /// The algorithm used (MD5 when the field is absent, RFC 7616 §3.4).
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm.unwrap_or(Algorithm::Md5)
+    }
+
+    /// Checks the response for a request with `method`, given HA1 = H(username:realm:password)
+    /// for the credentials' algorithm (`None`: no such user), and the nonce under `nonces` at
+    /// `now` (Unix seconds).
+    pub fn verify(
+        &self,
+        method: &[u8],
+        ha1: Option<&[u8]>,
+        nonces: &Nonces,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        let alg = self.algorithm();
+        let ha1 = hex(ha1.ok_or(Refusal::Wrong)?);
+        let ha2 = alg.hash_hex(&[method, self.uri]);
+        let expected = match self.qop {
+            None => alg.hash_hex(&[ha1.as_bytes(), self.nonce, ha2.as_bytes()]),
+            Some(q) if q.eq_ignore_ascii_case(b"auth") => {
+                let (Some(nc), Some(cnonce)) = (self.nc, self.cnonce) else {
+                    return Err(Refusal::Malformed);
+                };
+                alg.hash_hex(&[
+                    ha1.as_bytes(),
+                    self.nonce,
+                    nc,
+                    cnonce,
+                    b"auth",
+                    ha2.as_bytes(),
+                ])
+            }
+            Some(_) => return Err(Refusal::Unsupported),
+        };
+        let right: bool = expected
+            .as_bytes()
+            .ct_eq(&self.response.to_ascii_lowercase())
+            .into();
+        // The nonce is judged after the response, so that an old nonce with a right
+        // response is `stale` (retry at once) and a wrong one is just wrong.
+        match nonces.check(self.nonce, now) {
+            Err(Refusal::UnknownNonce) => Err(Refusal::UnknownNonce),
+            _ if !right => Err(Refusal::Wrong),
+            r => r,
+        }
+    }
+}
+
+/// Makes and checks stateless nonces: 16 hex digits of the Unix time they were made, then 32
+/// of an HMAC-SHA-256 of it.
+#[derive(Clone)]
+pub struct Nonces {
+    key: [u8; 32],
+    lifetime: u64,
+}
+
+impl std::fmt::Debug for Nonces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nonces(..)")
+    }
+}
+
+impl Nonces {
+    /// Nonces signed with `key` (random, kept by the server), valid for `lifetime` seconds.
+    pub fn new(key: [u8; 32], lifetime: u64) -> Self {
+        Nonces { key, lifetime }
+    }
+
+    /// A nonce made at `now` (Unix seconds).
+    pub fn make(&self, now: u64) -> String {
+        let mut s = hex(&now.to_be_bytes());
+        s.push_str(&hex(&self.mac(now)));
+        s
+    }
+
+    /// `Ok` if ours and fresh at `now`; `Stale` if ours but older than the lifetime (or from
+    /// the future beyond a minute's clock step); `UnknownNonce` otherwise.
+    pub fn check(&self, nonce: &[u8], now: u64) -> Result<(), Refusal> {
+        if nonce.len() != 48 || !nonce.iter().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Refusal::UnknownNonce);
+        }
+        let made = u64::from_str_radix(std::str::from_utf8(&nonce[..16]).unwrap_or("x"), 16)
+            .map_err(|_| Refusal::UnknownNonce)?;
+        let ours: bool = hex(&self.mac(made))
+            .as_bytes()
+            .ct_eq(&nonce[16..].to_ascii_lowercase())
+            .into();
+        if !ours {
+            return Err(Refusal::UnknownNonce);
+        }
+        if now.saturating_sub(made) > self.lifetime || made > now + 60 {
+            return Err(Refusal::Stale);
+        }
+        Ok(())
+    }
+
+    fn mac(&self, secs: u64) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        if let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) {
+            mac.update(b"sip digest nonce");
+            mac.update(&secs.to_be_bytes());
+            out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+        }
+        out
+    }
+}
+
+/// A `WWW-Authenticate` / `Proxy-Authenticate` value offering `algorithm` with `qop="auth"`.
+pub fn challenge(realm: &str, nonce: &str, algorithm: Algorithm, stale: bool) -> String {
+    let mut v = format!(
+        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
+        algorithm.as_str()
+    );
+    if stale {
+        v.push_str(", stale=true");
+    }
+    v
+}
+
+/// A quoted string's content, or a token as is.
+fn unquote(v: &[u8]) -> Option<&[u8]> {
+    if v.first() == Some(&b'"') {
+        (quoted_end(v) == Some(v.len()) && v.len() >= 2).then(|| &v[1..v.len() - 1])
+    } else {
+        Some(v)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 2617 §3.5's example, with the nonce replaced by one of ours.
+    fn authorization(nonce: &str, response: &str) -> String {
+        format!(
+            "Digest username=\"Mufasa\", realm=\"testrealm@host.com\", nonce=\"{nonce}\", \
+             uri=\"/dir/index.html\", qop=auth, nc=00000001, cnonce=\"0a4f113b\", \
+             response=\"{response}\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""
+        )
+    }
+
+    fn ha1(alg: Algorithm) -> Vec<u8> {
+        let joined = b"Mufasa:testrealm@host.com:Circle Of Life";
+        match alg {
+            Algorithm::Md5 => Md5::digest(joined).to_vec(),
+            Algorithm::Sha256 => Sha256::digest(joined).to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_rfc_2617_example_computes() {
+        // RFC 2617 §3.5: nonce dcd98b7102dd2f0e8b11d0f600bfb0c093 gives this response.
+        let v = authorization(
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            "6629fae49393a05397450978507c4ef1",
+        );
+        let c = Credentials::parse(v.as_bytes()).expect("parses");
+        let ha1 = hex(&ha1(Algorithm::Md5));
+        let ha2 = Algorithm::Md5.hash_hex(&[b"GET", c.uri]);
+        let r = Algorithm::Md5.hash_hex(&[
+            ha1.as_bytes(),
+            c.nonce,
+            b"00000001",
+            b"0a4f113b",
+            b"auth",
+            ha2.as_bytes(),
+        ]);
+        assert_eq!(r, "6629fae49393a05397450978507c4ef1");
+    }
+
+    #[test]
+    fn fresh_stale_unknown_and_wrong() {
+        let nonces = Nonces::new([5; 32], 300);
+        let nonce = nonces.make(1_000_000);
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            let ha1v = ha1(alg);
+            let h1 = hex(&ha1v);
+            let ha2 = alg.hash_hex(&[b"REGISTER", b"/dir/index.html"]);
+            let response = alg.hash_hex(&[
+                h1.as_bytes(),
+                nonce.as_bytes(),
+                b"00000001",
+                b"0a4f113b",
+                b"auth",
+                ha2.as_bytes(),
+            ]);
+            let mut v = authorization(&nonce, &response);
+            if alg == Algorithm::Sha256 {
+                v.push_str(", algorithm=SHA-256");
+            }
+            let c = Credentials::parse(v.as_bytes()).expect("parses");
+            assert_eq!(c.algorithm(), alg);
+            // Reused within its lifetime: accepted every time.
+            for now in [1_000_000, 1_000_100, 1_000_300] {
+                assert_eq!(c.verify(b"REGISTER", Some(&ha1v), &nonces, now), Ok(()));
+            }
+            assert_eq!(
+                c.verify(b"REGISTER", Some(&ha1v), &nonces, 1_000_301),
+                Err(Refusal::Stale)
+            );
+            assert_eq!(
+                c.verify(b"INVITE", Some(&ha1v), &nonces, 1_000_001),
+                Err(Refusal::Wrong),
+                "another method"
+            );
+            assert_eq!(
+                c.verify(b"REGISTER", None, &nonces, 1_000_001),
+                Err(Refusal::Wrong),
+                "no such user"
+            );
+            let other = Nonces::new([6; 32], 300);
+            assert_eq!(
+                c.verify(b"REGISTER", Some(&ha1v), &other, 1_000_001),
+                Err(Refusal::UnknownNonce)
+            );
+        }
+        assert_eq!(Credentials::parse(b"Basic abc"), Err(Refusal::Malformed));
+        assert_eq!(
+            Credentials::parse(b"Digest username=\"a\", algorithm=SHA-512"),
+            Err(Refusal::Unsupported)
+        );
+        assert!(challenge("example.org", &nonce, Algorithm::Sha256, true).ends_with("stale=true"));
+    }
+}
