@@ -1,0 +1,398 @@
+//! A registrar (RFC 3261 §10.3) that binds each Contact to the flow its REGISTER came over
+//! (the transport and the two addresses the packets really used, RFC 5626's flow), with Digest
+//! authentication, `Contact: *` removal, Min-Expires, outbound's `+sip.instance` / `reg-id` and
+//! Path. Sans-IO: a REGISTER and its flow in, the response's bytes out; time is a parameter.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::digest::{self, Algorithm, Credentials, Nonces};
+use crate::header::HeaderName;
+use crate::message::{Message, StartLine};
+use crate::nat::{self, NatTests, Transport};
+use crate::response::response;
+use crate::scan::number;
+use crate::uri::Uri;
+
+/// Where a REGISTER really came from: the flow requests for its bindings go back over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// Its transport.
+    pub transport: Transport,
+    /// Farside's address it arrived at.
+    pub local: SocketAddr,
+    /// The address it came from (the NAT's public side, for a NATed phone).
+    pub remote: SocketAddr,
+}
+
+/// One registered contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The Contact URI as the phone sent it (kept, not rewritten).
+    pub contact: String,
+    /// The flow it registered over.
+    pub flow: Flow,
+    /// Unix seconds when it lapses.
+    pub expires_at: u64,
+    /// `+sip.instance` (RFC 5626), as written.
+    pub instance: Option<String>,
+    /// `reg-id` (RFC 5626).
+    pub reg_id: Option<u32>,
+    /// The REGISTER's Call-ID and CSeq, to order refreshes (RFC 3261 §10.3 step 7).
+    pub call_id: String,
+    /// CSeq number.
+    pub cseq: u32,
+    /// Path values of the REGISTER (RFC 3327), to route requests back through.
+    pub path: Vec<String>,
+    /// The NAT tests that fired for the REGISTER.
+    pub nat: NatTests,
+}
+
+/// Registrar settings.
+#[derive(Debug, Clone)]
+pub struct RegistrarConfig {
+    /// The domain whose users register here (Request-URI and To host).
+    pub domain: String,
+    /// The Digest realm.
+    pub realm: String,
+    /// Shortest registration accepted (423 below it).
+    pub min_expires: u32,
+    /// Longest granted.
+    pub max_expires: u32,
+    /// Granted when the phone asks for none.
+    pub default_expires: u32,
+    /// Most bindings per address of record (503 beyond).
+    pub max_bindings_per_aor: usize,
+    /// Most addresses of record (503 beyond).
+    pub max_aors: usize,
+    /// Seconds a nonce stays valid.
+    pub nonce_lifetime: u64,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            domain: "farside.invalid".into(),
+            realm: "farside".into(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_bindings_per_aor: 16,
+            max_aors: 100_000,
+            nonce_lifetime: 300,
+        }
+    }
+}
+
+/// The user store, as the registrar needs it: HA1 = H(user:realm:password) per algorithm.
+pub trait Users {
+    /// HA1 for `user` in `realm` under `algorithm`, if the user exists.
+    fn ha1(&self, realm: &str, user: &str, algorithm: Algorithm) -> Option<Vec<u8>>;
+}
+
+/// What became of a REGISTER (for counters and logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 200: the address of record now has this many bindings.
+    Registered {
+        /// The address of record.
+        aor: String,
+        /// Its bindings after the change.
+        bindings: usize,
+    },
+    /// 401: no credentials yet (or a nonce not ours), or `stale`.
+    Challenged {
+        /// The nonce was ours but too old.
+        stale: bool,
+    },
+    /// 401 after wrong credentials: an authentication failure.
+    AuthFailed,
+    /// Another final response.
+    Refused(u16),
+}
+
+/// The registrar: the location table of one node.
+#[derive(Debug)]
+pub struct Registrar {
+    config: RegistrarConfig,
+    nonces: Nonces,
+    aors: HashMap<String, Vec<Binding>>,
+}
+
+impl Registrar {
+    /// A registrar signing nonces with `nonce_key` (random, per server).
+    pub fn new(config: RegistrarConfig, nonce_key: [u8; 32]) -> Self {
+        let nonces = Nonces::new(nonce_key, config.nonce_lifetime);
+        Registrar {
+            config,
+            nonces,
+            aors: HashMap::new(),
+        }
+    }
+
+    /// Handles a REGISTER that arrived over `flow` at `now` (Unix seconds); returns the
+    /// response to send back over the same flow.
+    pub fn register(
+        &mut self,
+        msg: &Message<'_>,
+        flow: Flow,
+        now: u64,
+        users: &dyn Users,
+    ) -> (Vec<u8>, Outcome) {
+        let tag = to_tag(msg.call_id());
+        let refuse = |code: u16, reason: &str, extra: &[(&str, &str)]| {
+            (
+                response(msg, code, reason, &tag, extra),
+                Outcome::Refused(code),
+            )
+        };
+        let StartLine::Request { uri, .. } = msg.start_line() else {
+            return refuse(400, "Bad Request", &[]);
+        };
+        if !self.ours(&uri) {
+            return refuse(404, "Not Found", &[]);
+        }
+        let to = msg.to().uri();
+        let (Some(aor), true) = (aor_of(&to), self.ours(&to)) else {
+            return refuse(404, "Not Found", &[]);
+        };
+        // RFC 3261 §10.3 steps 3-6: authenticate, and only for one's own address of record.
+        let user = match self.authenticate(msg, now, users) {
+            Ok(user) => user,
+            Err(a) => {
+                let (code, outcome) = match a {
+                    AuthError::Challenge { stale } => (401, Outcome::Challenged { stale }),
+                    AuthError::Failed => (401, Outcome::AuthFailed),
+                };
+                let nonce = self.nonces.make(now);
+                let realm = &self.config.realm;
+                let sha = digest::challenge(realm, &nonce, Algorithm::Sha256, stale_of(&outcome));
+                let md5 = digest::challenge(realm, &nonce, Algorithm::Md5, stale_of(&outcome));
+                let out = response(
+                    msg,
+                    code,
+                    "Unauthorized",
+                    &tag,
+                    &[("WWW-Authenticate", &sha), ("WWW-Authenticate", &md5)],
+                );
+                return (out, outcome);
+            }
+        };
+        if Some(user.as_bytes()) != to.user() {
+            return refuse(403, "Forbidden", &[]);
+        }
+        let header_expires = msg.expires();
+        let mut changes: Vec<(Binding, u32)> = Vec::new();
+        if msg.contact_is_star() {
+            // Step 6: `*` only with Expires: 0, and alone.
+            if header_expires != Some(0) || msg.items(HeaderName::Contact).count() != 1 {
+                return refuse(400, "Bad Request", &[]);
+            }
+            self.aors.remove(&aor);
+            let out = response(msg, 200, "OK", &tag, &[]);
+            return (out, Outcome::Registered { aor, bindings: 0 });
+        }
+        let nat_tests = nat::detect(msg, flow.remote, flow.transport);
+        let path: Vec<String> = msg
+            .items(HeaderName::Path)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        for c in msg.contacts() {
+            let asked = c
+                .params()
+                .get("expires")
+                .flatten()
+                .and_then(|v| number(v, 10))
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                .or(header_expires)
+                .unwrap_or(self.config.default_expires);
+            if asked != 0 && asked < self.config.min_expires {
+                let min = self.config.min_expires.to_string();
+                return refuse(423, "Interval Too Brief", &[("Min-Expires", &min)]);
+            }
+            let expires = asked.min(self.config.max_expires);
+            let binding = Binding {
+                contact: String::from_utf8_lossy(c.uri().as_bytes()).into_owned(),
+                flow,
+                expires_at: now + u64::from(expires),
+                instance: c
+                    .params()
+                    .get("+sip.instance")
+                    .flatten()
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+                reg_id: c
+                    .params()
+                    .get("reg-id")
+                    .flatten()
+                    .and_then(|v| number(v, 10))
+                    .and_then(|n| u32::try_from(n).ok()),
+                call_id: String::from_utf8_lossy(msg.call_id()).into_owned(),
+                cseq: msg.cseq().number,
+                path: path.clone(),
+                nat: nat_tests,
+            };
+            changes.push((binding, expires));
+        }
+        if !self.aors.contains_key(&aor) && self.aors.len() >= self.config.max_aors {
+            return refuse(503, "Service Unavailable", &[]);
+        }
+        let mut bindings = self.aors.get(&aor).cloned().unwrap_or_default();
+        bindings.retain(|b| b.expires_at > now);
+        for (new, expires) in changes {
+            let same = bindings.iter().position(|b| same_binding(b, &new));
+            if let Some(i) = same {
+                // Step 7: an older REGISTER of the same Call-ID cannot win. The same CSeq again
+                // is a retransmission whose answer was lost: it changes nothing and is answered
+                // with what holds now.
+                if bindings[i].call_id == new.call_id {
+                    if bindings[i].cseq == new.cseq {
+                        continue;
+                    }
+                    if bindings[i].cseq > new.cseq {
+                        return refuse(500, "Server Internal Error", &[("Retry-After", "1")]);
+                    }
+                }
+                bindings.remove(i);
+            }
+            if expires > 0 {
+                bindings.push(new);
+            }
+        }
+        if bindings.len() > self.config.max_bindings_per_aor {
+            return refuse(503, "Service Unavailable", &[]);
+        }
+        let contacts: Vec<String> = bindings
+            .iter()
+            .map(|b| {
+                let mut v = format!(
+                    "<{}>;expires={}",
+                    b.contact,
+                    b.expires_at.saturating_sub(now)
+                );
+                if let (Some(i), Some(r)) = (&b.instance, b.reg_id) {
+                    v.push_str(&format!(";+sip.instance={i};reg-id={r}"));
+                }
+                v
+            })
+            .collect();
+        let mut extra: Vec<(&str, &str)> =
+            contacts.iter().map(|c| ("Contact", c.as_str())).collect();
+        // RFC 5626 §6: a registration with reg-id over an outbound flow is confirmed.
+        if bindings
+            .iter()
+            .any(|b| b.reg_id.is_some() && b.flow == flow)
+        {
+            extra.push(("Require", "outbound"));
+        }
+        let path_values: Vec<String> = path.clone();
+        for p in &path_values {
+            extra.push(("Path", p));
+        }
+        let out = response(msg, 200, "OK", &tag, &extra);
+        let n = bindings.len();
+        if bindings.is_empty() {
+            self.aors.remove(&aor);
+        } else {
+            self.aors.insert(aor.clone(), bindings);
+        }
+        (out, Outcome::Registered { aor, bindings: n })
+    }
+
+    /// The live bindings of `aor` (`sip:user@domain`) at `now`.
+    pub fn bindings(&self, aor: &str, now: u64) -> impl Iterator<Item = &Binding> {
+        self.aors
+            .get(aor)
+            .into_iter()
+            .flatten()
+            .filter(move |b| b.expires_at > now)
+    }
+
+    /// Every address of record with live bindings, for keepalives and the store.
+    pub fn all(&self) -> impl Iterator<Item = (&String, &Vec<Binding>)> {
+        self.aors.iter()
+    }
+
+    /// Drops lapsed bindings; returns how many.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let mut gone = 0;
+        self.aors.retain(|_, bs| {
+            let before = bs.len();
+            bs.retain(|b| b.expires_at > now);
+            gone += before - bs.len();
+            !bs.is_empty()
+        });
+        gone
+    }
+
+    fn ours(&self, uri: &Uri<'_>) -> bool {
+        uri.is_sip()
+            && uri
+                .host()
+                .eq_ignore_ascii_case(self.config.domain.as_bytes())
+    }
+
+    /// The authenticated username.
+    fn authenticate(
+        &self,
+        msg: &Message<'_>,
+        now: u64,
+        users: &dyn Users,
+    ) -> Result<String, AuthError> {
+        let realm = self.config.realm.as_bytes();
+        let creds = msg
+            .fields(HeaderName::Authorization)
+            .filter_map(|h| Credentials::parse(h.value).ok())
+            .find(|c| c.realm == realm)
+            .ok_or(AuthError::Challenge { stale: false })?;
+        let user = String::from_utf8_lossy(creds.username).into_owned();
+        let ha1 = users.ha1(&self.config.realm, &user, creds.algorithm());
+        match creds.verify(msg.method().0, ha1.as_deref(), &self.nonces, now) {
+            Ok(()) => Ok(user),
+            Err(digest::Refusal::Stale) => Err(AuthError::Challenge { stale: true }),
+            Err(digest::Refusal::UnknownNonce | digest::Refusal::Unsupported) => {
+                Err(AuthError::Challenge { stale: false })
+            }
+            Err(digest::Refusal::Wrong | digest::Refusal::Malformed) => Err(AuthError::Failed),
+        }
+    }
+}
+
+enum AuthError {
+    Challenge { stale: bool },
+    Failed,
+}
+
+fn stale_of(o: &Outcome) -> bool {
+    matches!(o, Outcome::Challenged { stale: true })
+}
+
+/// `sip:user@host` (host in lower case) of a SIP URI with a user part.
+pub fn aor_of(uri: &Uri<'_>) -> Option<String> {
+    let user = uri.user()?;
+    // A password in the userinfo is not part of the address of record.
+    let user = user.split(|&b| b == b':').next()?;
+    Some(format!(
+        "sip:{}@{}",
+        String::from_utf8_lossy(user),
+        String::from_utf8_lossy(uri.host()).to_ascii_lowercase()
+    ))
+}
+
+/// RFC 5626 §6: with an instance and reg-id, the pair names the binding; otherwise the URI.
+fn same_binding(a: &Binding, b: &Binding) -> bool {
+    match (&a.instance, a.reg_id, &b.instance, b.reg_id) {
+        (Some(ia), Some(ra), Some(ib), Some(rb)) => ia == ib && ra == rb,
+        _ => a.contact == b.contact,
+    }
+}
+
+/// A To tag for the registrar's responses: stable for a Call-ID (so a retransmission gets the
+/// same), different across Call-IDs.
+fn to_tag(call_id: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in call_id {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fs{h:016x}")
+}

@@ -1,0 +1,334 @@
+//! Registrar conversations without sockets: a phone behind a NAT registers with Digest
+//! authentication and is bound to the flow its packets came over; refreshes, retransmissions,
+//! stale nonces, SIP outbound, `Contact: *`, Min-Expires, limits and expiry.
+
+use std::net::SocketAddr;
+
+use farside_sip::digest::Algorithm;
+use farside_sip::nat::{NatTests, Transport};
+use farside_sip::registrar::{Flow, Outcome, Registrar, RegistrarConfig, Users};
+use farside_sip::{HeaderName, Message, StartLine};
+use md5::{Digest as _, Md5};
+use sha2::Sha256;
+
+const NOW: u64 = 1_800_000_000;
+
+struct Store;
+
+impl Users for Store {
+    fn ha1(&self, realm: &str, user: &str, algorithm: Algorithm) -> Option<Vec<u8>> {
+        let password = match user {
+            "alice" => "wonderland",
+            "bob" => "builder",
+            _ => return None,
+        };
+        let joined = format!("{user}:{realm}:{password}");
+        Some(match algorithm {
+            Algorithm::Md5 => Md5::digest(joined.as_bytes()).to_vec(),
+            Algorithm::Sha256 => Sha256::digest(joined.as_bytes()).to_vec(),
+        })
+    }
+}
+
+fn registrar() -> Registrar {
+    Registrar::new(
+        RegistrarConfig {
+            domain: "example.org".into(),
+            realm: "example.org".into(),
+            ..RegistrarConfig::default()
+        },
+        [3; 32],
+    )
+}
+
+/// The phone's flow: its NAT's public address, to Farside's UDP port.
+fn flow(port: u16) -> Flow {
+    Flow {
+        transport: Transport::Udp,
+        local: "192.0.2.10:5060".parse().expect("address"),
+        remote: SocketAddr::new("203.0.113.7".parse().expect("ip"), port),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A REGISTER from alice's phone at 192.168.1.20 (behind the NAT).
+fn register(cseq: u32, contact: &str, extra: &str, auth: Option<(&str, &str, &str)>) -> Vec<u8> {
+    let mut m = format!(
+        "REGISTER sip:example.org SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK{cseq};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@example.org>;tag=ph1\r\n\
+To: <sip:alice@example.org>\r\n\
+Call-ID: reg-1@192.168.1.20\r\n\
+CSeq: {cseq} REGISTER\r\n\
+Contact: {contact}\r\n{extra}"
+    );
+    if let Some((user, password, nonce)) = auth {
+        let ha1 = hex(&Md5::digest(
+            format!("{user}:example.org:{password}").as_bytes(),
+        ));
+        let ha2 = hex(&Md5::digest(b"REGISTER:sip:example.org"));
+        let response = hex(&Md5::digest(
+            format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}").as_bytes(),
+        ));
+        m.push_str(&format!(
+            "Authorization: Digest username=\"{user}\", realm=\"example.org\", nonce=\"{nonce}\", \
+uri=\"sip:example.org\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+        ));
+    }
+    m.push_str("Content-Length: 0\r\n\r\n");
+    m.into_bytes()
+}
+
+fn code(resp: &[u8]) -> u16 {
+    match Message::parse(resp).expect("a valid response").start_line() {
+        StartLine::Response { code, .. } => code,
+        StartLine::Request { .. } => 0,
+    }
+}
+
+/// The nonce of the first challenge in a 401.
+fn nonce(resp: &[u8]) -> String {
+    let m = Message::parse(resp).expect("parses");
+    let v = String::from_utf8_lossy(m.value(HeaderName::WwwAuthenticate).expect("challenge"));
+    let start = v.find("nonce=\"").expect("nonce") + 7;
+    v[start..start + 48].to_owned()
+}
+
+#[test]
+fn a_natted_phone_registers_and_is_bound_to_its_flow() {
+    let mut r = registrar();
+    let contact = "<sip:alice@192.168.1.20:5060;ob>;+sip.instance=\"<urn:uuid:0001>\";reg-id=1";
+    let req = register(1, contact, "Expires: 600\r\n", None);
+    let (resp, outcome) = r.register(&Message::parse(&req).expect("ok"), flow(40123), NOW, &Store);
+    assert_eq!(
+        (code(&resp), outcome),
+        (401, Outcome::Challenged { stale: false })
+    );
+    let m = Message::parse(&resp).expect("ok");
+    let challenges: Vec<_> = m
+        .fields(HeaderName::WwwAuthenticate)
+        .map(|h| h.value)
+        .collect();
+    assert_eq!(challenges.len(), 2, "SHA-256 and MD5 offered");
+    assert!(String::from_utf8_lossy(challenges[0]).contains("algorithm=SHA-256"));
+    assert!(m.to().tag().is_some());
+    assert_eq!(
+        m.via().rport(),
+        Some(None),
+        "the Via as it came; the shell adds rport"
+    );
+
+    let n = nonce(&resp);
+    let req = register(
+        2,
+        contact,
+        "Expires: 600\r\n",
+        Some(("alice", "wonderland", &n)),
+    );
+    let (resp, outcome) = r.register(&Message::parse(&req).expect("ok"), flow(40123), NOW, &Store);
+    assert_eq!(code(&resp), 200);
+    assert_eq!(
+        outcome,
+        Outcome::Registered {
+            aor: "sip:alice@example.org".into(),
+            bindings: 1
+        }
+    );
+    let m = Message::parse(&resp).expect("ok");
+    let c = m.contacts().next().expect("the binding");
+    assert_eq!(c.uri().as_bytes(), b"sip:alice@192.168.1.20:5060;ob");
+    assert_eq!(c.params().get("expires"), Some(Some(&b"600"[..])));
+    assert_eq!(m.value_of("Require"), Some(&b"outbound"[..]));
+    let b = r
+        .bindings("sip:alice@example.org", NOW)
+        .next()
+        .expect("bound");
+    assert_eq!(b.flow, flow(40123), "bound where the packets came from");
+    assert_eq!(
+        b.contact, "sip:alice@192.168.1.20:5060;ob",
+        "the Contact kept as sent"
+    );
+    assert!(b.nat.any(NatTests::PRIVATE_CONTACT) && b.nat.natted());
+
+    // The 200 was lost: the same REGISTER again gets 200, and changes nothing.
+    let (resp, _) = r.register(
+        &Message::parse(&req).expect("ok"),
+        flow(40123),
+        NOW + 1,
+        &Store,
+    );
+    assert_eq!(code(&resp), 200);
+    // A refresh from a new NAT port (the binding moved): the same instance/reg-id is updated.
+    let req = register(
+        3,
+        contact,
+        "Expires: 600\r\n",
+        Some(("alice", "wonderland", &n)),
+    );
+    let (resp, _) = r.register(
+        &Message::parse(&req).expect("ok"),
+        flow(40999),
+        NOW + 100,
+        &Store,
+    );
+    assert_eq!(code(&resp), 200);
+    let all: Vec<_> = r.bindings("sip:alice@example.org", NOW + 100).collect();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].flow, flow(40999));
+    // An older CSeq of the same Call-ID loses: 500.
+    let req = register(
+        2,
+        contact,
+        "Expires: 600\r\n",
+        Some(("alice", "wonderland", &n)),
+    );
+    let (resp, _) = r.register(
+        &Message::parse(&req).expect("ok"),
+        flow(40999),
+        NOW + 101,
+        &Store,
+    );
+    assert_eq!(code(&resp), 500);
+    // Expiry.
+    assert_eq!(r.expire(NOW + 100 + 599), 0);
+    assert_eq!(r.expire(NOW + 100 + 600), 1);
+    assert_eq!(r.bindings("sip:alice@example.org", NOW + 701).count(), 0);
+}
+
+#[test]
+fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
+    let mut r = registrar();
+    let req = register(1, "<sip:alice@192.168.1.20>", "", None);
+    let (resp, _) = r.register(&Message::parse(&req).expect("ok"), flow(1), NOW, &Store);
+    let n = nonce(&resp);
+    // The same nonce from another source port (an ALG or NAT rebinding): accepted.
+    for (i, port) in [(2, 1), (3, 2), (4, 3)] {
+        let req = register(
+            i,
+            "<sip:alice@192.168.1.20>",
+            "",
+            Some(("alice", "wonderland", &n)),
+        );
+        let (resp, _) = r.register(
+            &Message::parse(&req).expect("ok"),
+            flow(port),
+            NOW + 10,
+            &Store,
+        );
+        assert_eq!(code(&resp), 200);
+    }
+    // Past the nonce lifetime (300 s): 401 with stale=true, and the fresh nonce works.
+    let req = register(
+        5,
+        "<sip:alice@192.168.1.20>",
+        "",
+        Some(("alice", "wonderland", &n)),
+    );
+    let (resp, outcome) = r.register(
+        &Message::parse(&req).expect("ok"),
+        flow(3),
+        NOW + 301,
+        &Store,
+    );
+    assert_eq!(
+        (code(&resp), outcome),
+        (401, Outcome::Challenged { stale: true })
+    );
+    assert!(String::from_utf8_lossy(&resp).contains("stale=true"));
+    let fresh = nonce(&resp);
+    let req = register(
+        6,
+        "<sip:alice@192.168.1.20>",
+        "",
+        Some(("alice", "wonderland", &fresh)),
+    );
+    let (resp, _) = r.register(
+        &Message::parse(&req).expect("ok"),
+        flow(3),
+        NOW + 302,
+        &Store,
+    );
+    assert_eq!(code(&resp), 200);
+    // A wrong password: a failure, never "stale".
+    let req = register(
+        7,
+        "<sip:alice@192.168.1.20>",
+        "",
+        Some(("alice", "guess", &fresh)),
+    );
+    let (resp, outcome) = r.register(
+        &Message::parse(&req).expect("ok"),
+        flow(3),
+        NOW + 303,
+        &Store,
+    );
+    assert_eq!((code(&resp), outcome), (401, Outcome::AuthFailed));
+    assert!(!String::from_utf8_lossy(&resp).contains("stale=true"));
+    // Bob's good credentials for alice's address of record: 403.
+    let req = register(
+        8,
+        "<sip:alice@192.168.1.20>",
+        "",
+        Some(("bob", "builder", &fresh)),
+    );
+    let (resp, _) = r.register(
+        &Message::parse(&req).expect("ok"),
+        flow(3),
+        NOW + 304,
+        &Store,
+    );
+    assert_eq!(code(&resp), 403);
+}
+
+#[test]
+fn star_min_expires_and_limits() {
+    let mut r = Registrar::new(
+        RegistrarConfig {
+            domain: "example.org".into(),
+            realm: "example.org".into(),
+            max_bindings_per_aor: 2,
+            ..RegistrarConfig::default()
+        },
+        [3; 32],
+    );
+    let (resp, _) = r.register(
+        &Message::parse(&register(1, "<sip:a@10.0.0.1>", "", None)).expect("ok"),
+        flow(1),
+        NOW,
+        &Store,
+    );
+    let n = nonce(&resp);
+    let auth = Some(("alice", "wonderland", n.as_str()));
+    let send = |r: &mut Registrar, cseq, contact: &str, extra: &str| {
+        let req = register(cseq, contact, extra, auth);
+        let (resp, _) = r.register(&Message::parse(&req).expect("ok"), flow(1), NOW + 1, &Store);
+        code(&resp)
+    };
+    assert_eq!(send(&mut r, 2, "<sip:a@10.0.0.1>;expires=30", ""), 423);
+    assert_eq!(send(&mut r, 3, "<sip:a@10.0.0.1>", ""), 200);
+    assert_eq!(send(&mut r, 4, "<sip:a@10.0.0.2>", ""), 200);
+    assert_eq!(
+        send(&mut r, 5, "<sip:a@10.0.0.3>", ""),
+        503,
+        "a third binding"
+    );
+    assert_eq!(r.bindings("sip:alice@example.org", NOW + 1).count(), 2);
+    assert_eq!(send(&mut r, 6, "*", ""), 400, "* needs Expires: 0");
+    assert_eq!(send(&mut r, 7, "*", "Expires: 0\r\n"), 200);
+    assert_eq!(r.bindings("sip:alice@example.org", NOW + 1).count(), 0);
+    // Another domain is not ours.
+    let other = String::from_utf8(register(8, "<sip:a@10.0.0.1>", "", auth))
+        .expect("ascii")
+        .replace("REGISTER sip:example.org", "REGISTER sip:example.com");
+    let (resp, _) = r.register(
+        &Message::parse(other.as_bytes()).expect("ok"),
+        flow(1),
+        NOW,
+        &Store,
+    );
+    assert_eq!(code(&resp), 404);
+}
