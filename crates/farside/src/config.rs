@@ -19,10 +19,88 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[tls]`: STUN and TURN over TLS.
     pub tls: TlsConfig,
+    /// `[sip]`: the SIP registrar.
+    pub sip: SipConfig,
     /// `[admin]`: the HTTP endpoint for metrics and health.
     pub admin: AdminConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+}
+
+/// `[sip]`: the SIP registrar and NAT edge (issue 5; UDP registrar so far).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Serve SIP.
+    pub enabled: bool,
+    /// `"udp:address:port"` listeners (TCP, TLS and WebSocket are still to come).
+    pub listen: Vec<String>,
+    /// The domain whose users register here.
+    pub domain: String,
+    /// `"registrar"` (edge mode is still to come).
+    pub mode: String,
+    /// The Digest realm; default: the domain.
+    pub realm: Option<String>,
+    /// Shortest registration accepted, seconds (423 below).
+    pub min_expires: u32,
+    /// Longest registration granted, seconds.
+    pub max_expires: u32,
+    /// Granted when a phone asks for none, seconds.
+    pub default_expires: u32,
+    /// Seconds a Digest nonce stays valid (then `stale=true`).
+    pub nonce_lifetime: u64,
+    /// Most contacts per address of record.
+    pub max_bindings_per_aor: usize,
+    /// Most addresses of record.
+    pub max_aors: usize,
+    /// Digest algorithms offered, most preferred first: `"MD5"`, `"SHA-256"`.
+    pub digest_algorithms: Vec<String>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            enabled: false,
+            listen: vec!["udp:127.0.0.1:5060".into()],
+            domain: String::new(),
+            mode: "registrar".into(),
+            realm: None,
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            nonce_lifetime: 300,
+            max_bindings_per_aor: 16,
+            max_aors: 100_000,
+            digest_algorithms: vec!["MD5".into(), "SHA-256".into()],
+        }
+    }
+}
+
+impl SipConfig {
+    /// The UDP listen addresses (validated: every entry is `udp:address:port`).
+    pub fn udp_listen(&self) -> Vec<SocketAddr> {
+        self.listen
+            .iter()
+            .filter_map(|l| l.strip_prefix("udp:")?.parse().ok())
+            .collect()
+    }
+
+    /// The Digest algorithms, in order (validated).
+    pub fn algorithms(&self) -> Vec<farside_sip::digest::Algorithm> {
+        self.digest_algorithms
+            .iter()
+            .filter_map(|a| match a.to_ascii_uppercase().as_str() {
+                "MD5" => Some(farside_sip::digest::Algorithm::Md5),
+                "SHA-256" => Some(farside_sip::digest::Algorithm::Sha256),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The Digest realm.
+    pub fn realm(&self) -> &str {
+        self.realm.as_deref().unwrap_or(&self.domain)
+    }
 }
 
 /// `[stun]`.
@@ -477,6 +555,7 @@ impl Config {
             ));
         }
         self.validate_turn(origin)?;
+        self.validate_sip(origin)?;
         if !self.tls.listen.is_empty() {
             if self.tls.cert.is_none() || self.tls.key.is_none() {
                 return Err(invalid(
@@ -535,6 +614,68 @@ impl Config {
 }
 
 impl Config {
+    fn validate_sip(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key, message| invalid(origin, key, message);
+        let sip = &self.sip;
+        if !sip.enabled {
+            return Ok(());
+        }
+        if sip.domain.is_empty() || sip.domain.len() > 253 {
+            return Err(invalid(
+                "sip.domain",
+                "SIP is enabled: set the domain whose users register here".into(),
+            ));
+        }
+        if sip.mode != "registrar" {
+            return Err(invalid(
+                "sip.mode",
+                format!(
+                    "{:?}: only \"registrar\" is available yet (edge mode is to come)",
+                    sip.mode
+                ),
+            ));
+        }
+        if sip.listen.is_empty() {
+            return Err(invalid("sip.listen", "needs at least one listener".into()));
+        }
+        for l in &sip.listen {
+            let ok = l
+                .strip_prefix("udp:")
+                .is_some_and(|a| a.parse::<SocketAddr>().is_ok());
+            if !ok {
+                return Err(invalid(
+                    "sip.listen",
+                    format!(
+                        "{l:?}: expected \"udp:address:port\" (TCP, TLS and WebSocket are to come)"
+                    ),
+                ));
+            }
+        }
+        if sip.min_expires == 0 || sip.max_expires < sip.min_expires {
+            return Err(invalid(
+                "sip.max_expires",
+                "need 0 < min_expires <= max_expires".into(),
+            ));
+        }
+        if sip.nonce_lifetime == 0 {
+            return Err(invalid(
+                "sip.nonce_lifetime",
+                "must be at least 1 second".into(),
+            ));
+        }
+        if sip.algorithms().len() != sip.digest_algorithms.len() || sip.digest_algorithms.is_empty()
+        {
+            return Err(invalid(
+                "sip.digest_algorithms",
+                format!(
+                    "{:?}: one or both of \"MD5\", \"SHA-256\"",
+                    sip.digest_algorithms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_turn(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |key, message| invalid(origin, key, message);
         let turn = &self.turn;

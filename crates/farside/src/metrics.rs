@@ -109,6 +109,7 @@ pub struct Metrics {
     sockets: Mutex<Vec<(SocketAddr, UdpSocket)>>,
     partners: Mutex<Option<Arc<PartnerBook>>>,
     turn: Mutex<Option<Arc<TurnMetrics>>>,
+    sip: Mutex<Option<Arc<crate::sip_udp::SipCounters>>>,
 }
 
 impl Metrics {
@@ -122,6 +123,11 @@ impl Metrics {
     /// Reports the TURN relay's counters.
     pub fn register_turn(&self, counters: Arc<TurnMetrics>) {
         *lock(&self.turn) = Some(counters);
+    }
+
+    /// Includes the SIP counters in every scrape.
+    pub fn register_sip(&self, counters: Arc<crate::sip_udp::SipCounters>) {
+        *lock(&self.sip) = Some(counters);
     }
 
     /// Reports partner liveness (partner mode).
@@ -317,6 +323,9 @@ impl Metrics {
         if let Some(t) = lock(&self.turn).as_ref() {
             render_turn(&mut s, t);
         }
+        if let Some(c) = lock(&self.sip).as_ref() {
+            render_sip(&mut s, c);
+        }
 
         let stats = self.kernel_socket_stats();
         header(
@@ -431,6 +440,88 @@ fn render_turn(s: &mut String, m: &TurnMetrics) {
         "farside_turn_send_failures_total {}",
         sum(&|w| w.send_failures.load(Relaxed))
     );
+}
+
+fn render_sip(s: &mut String, c: &crate::sip_udp::SipCounters) {
+    use crate::sip_udp::MethodKind;
+    header(
+        s,
+        "farside_sip_requests_total",
+        "counter",
+        "SIP requests received, by method.",
+    );
+    for (i, (_, label)) in MethodKind::ALL.iter().enumerate() {
+        let n = c.requests[i].load(Relaxed);
+        let _ = writeln!(s, "farside_sip_requests_total{{method=\"{label}\"}} {n}");
+    }
+    header(
+        s,
+        "farside_sip_register_total",
+        "counter",
+        "REGISTER outcomes: registered (200), challenged (401), stale (401 stale=true, also counted as challenged), auth_failed (401 after wrong credentials), refused (other 4xx/5xx, and 501 to methods not served yet).",
+    );
+    for (label, v) in [
+        ("registered", &c.registered),
+        ("challenged", &c.challenged),
+        ("stale", &c.stale),
+        ("auth_failed", &c.auth_failures),
+        ("refused", &c.refused),
+    ] {
+        let _ = writeln!(
+            s,
+            "farside_sip_register_total{{outcome=\"{label}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    header(
+        s,
+        "farside_sip_nat_tests_total",
+        "counter",
+        "Requests on which each NAT test fired (Kamailio's nat_uac_test bits).",
+    );
+    for (i, (_, label)) in farside_sip::nat::NatTests::ALL.iter().enumerate() {
+        let n = c.nat[i].load(Relaxed);
+        let _ = writeln!(s, "farside_sip_nat_tests_total{{test=\"{label}\"}} {n}");
+    }
+    header(
+        s,
+        "farside_sip_dropped_total",
+        "counter",
+        "SIP messages dropped, by reason.",
+    );
+    for (label, v) in [
+        ("malformed", &c.malformed),
+        ("response", &c.responses_dropped),
+    ] {
+        let _ = writeln!(
+            s,
+            "farside_sip_dropped_total{{reason=\"{label}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    header(
+        s,
+        "farside_sip_keepalives_total",
+        "counter",
+        "Keep-alives received on SIP ports: STUN Binding requests answered, CRLF or zero bytes.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_sip_keepalives_total{{kind=\"stun\"}} {}",
+        c.stun.load(Relaxed)
+    );
+    let _ = writeln!(
+        s,
+        "farside_sip_keepalives_total{{kind=\"crlf\"}} {}",
+        c.keepalives.load(Relaxed)
+    );
+    header(
+        s,
+        "farside_sip_bindings",
+        "gauge",
+        "Registered contacts alive now.",
+    );
+    let _ = writeln!(s, "farside_sip_bindings {}", c.bindings.load(Relaxed));
 }
 
 fn header(s: &mut String, name: &str, kind: &str, help: &str) {

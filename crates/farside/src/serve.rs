@@ -103,7 +103,8 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         packet_info: false,
     };
     let sockets = stun_udp::bind_all(&udp_addresses, workers, opts, &metrics)?;
-    let turn = turn_shared(&config)?;
+    let credentials = store_credentials(&config)?;
+    let turn = turn_shared(&config, credentials.clone())?;
     if let Some(t) = &turn {
         metrics.register_turn(Arc::clone(&t.counters));
     }
@@ -157,6 +158,29 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         tracing::info!("S001 STUN listening on udp {a} ({workers} workers)");
     }
     let mut handles = handles;
+    if let (true, Some(cell)) = (config.sip.enabled, &credentials) {
+        let sip = &config.sip;
+        let counters = Arc::new(crate::sip_udp::SipCounters::default());
+        metrics.register_sip(Arc::clone(&counters));
+        handles.push(crate::sip_udp::spawn(
+            &sip.udp_listen(),
+            farside_sip::registrar::RegistrarConfig {
+                domain: sip.domain.clone(),
+                realm: sip.realm().to_owned(),
+                min_expires: sip.min_expires,
+                max_expires: sip.max_expires,
+                default_expires: sip.default_expires,
+                max_bindings_per_aor: sip.max_bindings_per_aor,
+                max_aors: sip.max_aors,
+                nonce_lifetime: sip.nonce_lifetime,
+                algorithms: sip.algorithms(),
+            },
+            Arc::clone(cell),
+            Arc::clone(&server),
+            counters,
+            Arc::clone(&shutdown),
+        )?);
+    }
     if let Some(t) = &turn
         && (stun.tcp || !config.tls.listen.is_empty())
     {
@@ -219,13 +243,45 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The TURN relay's shared state, if `[turn] enabled`.
-fn turn_shared(config: &Config) -> anyhow::Result<Option<Arc<TurnShared>>> {
-    let t = &config.turn;
-    if !t.enabled {
-        tracing::info!("S300 TURN off: set turn.enabled = true to relay");
+/// The users and secrets of the store (for TURN and SIP), kept current by a watcher thread;
+/// `None` when neither is on.
+fn store_credentials(config: &Config) -> anyhow::Result<Option<Arc<CredentialsCell>>> {
+    if !config.turn.enabled && !config.sip.enabled {
         return Ok(None);
     }
+    let secrets = if config.turn.enabled {
+        config.turn.auth_secrets.clone()
+    } else {
+        Vec::new()
+    };
+    let cell = Arc::new(CredentialsCell::default());
+    let mut store = farside_store::open(&config.store.url)
+        .map_err(|e| anyhow::anyhow!("S303 cannot open the store: {e}"))?;
+    let snapshot = store
+        .load()
+        .map_err(|e| anyhow::anyhow!("S303 cannot read the store: {e}"))?;
+    tracing::info!(
+        "S304 store {}: {} users, {} shared secrets",
+        config.store.url,
+        snapshot.users.len(),
+        snapshot.secrets.len()
+    );
+    let generation = snapshot.generation;
+    cell.publish(credentials(&snapshot, &secrets));
+    watch_store(store, generation, Arc::clone(&cell), secrets);
+    Ok(Some(cell))
+}
+
+/// The TURN relay's shared state, if `[turn] enabled`.
+fn turn_shared(
+    config: &Config,
+    cell: Option<Arc<CredentialsCell>>,
+) -> anyhow::Result<Option<Arc<TurnShared>>> {
+    let t = &config.turn;
+    let (true, Some(cell)) = (t.enabled, cell) else {
+        tracing::info!("S300 TURN off: set turn.enabled = true to relay");
+        return Ok(None);
+    };
     let (first, last) = t.port_range().context("turn.relay_ports")?;
     // One socket per allocation: the default soft limit (often 1024) would cap TURN early.
     match farside_io::raise_fd_limit() {
@@ -258,21 +314,6 @@ fn turn_shared(config: &Config) -> anyhow::Result<Option<Arc<TurnShared>>> {
         max_tcp_connections: t.max_tcp_connections,
         ..farside_turn::TurnConfig::default()
     };
-    let cell = Arc::new(CredentialsCell::default());
-    let mut store = farside_store::open(&config.store.url)
-        .map_err(|e| anyhow::anyhow!("S303 cannot open the store: {e}"))?;
-    let snapshot = store
-        .load()
-        .map_err(|e| anyhow::anyhow!("S303 cannot read the store: {e}"))?;
-    tracing::info!(
-        "S304 store {}: {} users, {} shared secrets",
-        config.store.url,
-        snapshot.users.len(),
-        snapshot.secrets.len()
-    );
-    let generation = snapshot.generation;
-    cell.publish(credentials(&snapshot, &t.auth_secrets));
-    watch_store(store, generation, Arc::clone(&cell), t.auth_secrets.clone());
     tracing::info!(
         "S301 TURN on: realm {:?}, relaying from {} ports {first}-{last}, {} shared secrets in the configuration",
         t.realm,
@@ -367,7 +408,7 @@ fn watch_store(
 }
 
 /// 32 random bytes to sign TURN nonces with.
-fn nonce_key() -> [u8; 32] {
+pub fn nonce_key() -> [u8; 32] {
     let mut key = [0u8; 32];
     for chunk in key.chunks_exact_mut(8) {
         chunk.copy_from_slice(&crate::seed::fresh_seed().to_le_bytes());

@@ -67,6 +67,9 @@ pub struct RegistrarConfig {
     pub max_aors: usize,
     /// Seconds a nonce stays valid.
     pub nonce_lifetime: u64,
+    /// The Digest algorithms offered, most preferred first (one challenge each); credentials
+    /// with another are challenged again.
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl Default for RegistrarConfig {
@@ -80,6 +83,9 @@ impl Default for RegistrarConfig {
             max_bindings_per_aor: 16,
             max_aors: 100_000,
             nonce_lifetime: 300,
+            // MD5 first: many UAs answer the first challenge only (SIPp 3.6 refuses any
+            // other algorithm), and MD5 is what Kamailio and Asterisk offer by default.
+            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
         }
     }
 }
@@ -166,15 +172,17 @@ impl Registrar {
                 };
                 let nonce = self.nonces.make(now);
                 let realm = &self.config.realm;
-                let sha = digest::challenge(realm, &nonce, Algorithm::Sha256, stale_of(&outcome));
-                let md5 = digest::challenge(realm, &nonce, Algorithm::Md5, stale_of(&outcome));
-                let out = response(
-                    msg,
-                    code,
-                    "Unauthorized",
-                    &tag,
-                    &[("WWW-Authenticate", &sha), ("WWW-Authenticate", &md5)],
-                );
+                let challenges: Vec<String> = self
+                    .config
+                    .algorithms
+                    .iter()
+                    .map(|&a| digest::challenge(realm, &nonce, a, stale_of(&outcome)))
+                    .collect();
+                let extra: Vec<(&str, &str)> = challenges
+                    .iter()
+                    .map(|c| ("WWW-Authenticate", c.as_str()))
+                    .collect();
+                let out = response(msg, code, "Unauthorized", &tag, &extra);
                 return (out, outcome);
             }
         };
@@ -343,6 +351,7 @@ impl Registrar {
             .fields(HeaderName::Authorization)
             .filter_map(|h| Credentials::parse(h.value).ok())
             .find(|c| c.realm == realm)
+            .filter(|c| self.config.algorithms.contains(&c.algorithm()))
             .ok_or(AuthError::Challenge { stale: false })?;
         let user = String::from_utf8_lossy(creds.username).into_owned();
         let ha1 = users.ha1(&self.config.realm, &user, creds.algorithm());

@@ -35,6 +35,7 @@ fn registrar() -> Registrar {
         RegistrarConfig {
             domain: "example.org".into(),
             realm: "example.org".into(),
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             ..RegistrarConfig::default()
         },
         [3; 32],
@@ -113,8 +114,13 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
         .fields(HeaderName::WwwAuthenticate)
         .map(|h| h.value)
         .collect();
-    assert_eq!(challenges.len(), 2, "SHA-256 and MD5 offered");
+    assert_eq!(
+        challenges.len(),
+        2,
+        "SHA-256 and MD5 offered, in the configured order"
+    );
     assert!(String::from_utf8_lossy(challenges[0]).contains("algorithm=SHA-256"));
+    assert!(String::from_utf8_lossy(challenges[1]).contains("algorithm=MD5"));
     assert!(m.to().tag().is_some());
     assert_eq!(
         m.via().rport(),
@@ -320,6 +326,24 @@ fn star_min_expires_and_limits() {
     assert_eq!(send(&mut r, 6, "*", ""), 400, "* needs Expires: 0");
     assert_eq!(send(&mut r, 7, "*", "Expires: 0\r\n"), 200);
     assert_eq!(r.bindings("sip:alice@example.org", NOW + 1).count(), 0);
+    // MD5 not offered: MD5 credentials are challenged again, never accepted.
+    let mut sha_only = Registrar::new(
+        RegistrarConfig {
+            domain: "example.org".into(),
+            realm: "example.org".into(),
+            algorithms: vec![Algorithm::Sha256],
+            ..RegistrarConfig::default()
+        },
+        [3; 32],
+    );
+    let req = register(9, "<sip:a@10.0.0.1>", "", auth);
+    let (resp, outcome) =
+        sha_only.register(&Message::parse(&req).expect("ok"), flow(1), NOW + 1, &Store);
+    assert_eq!(
+        (code(&resp), outcome),
+        (401, Outcome::Challenged { stale: false })
+    );
+    assert!(!String::from_utf8_lossy(&resp).contains("algorithm=MD5"));
     // Another domain is not ours.
     let other = String::from_utf8(register(8, "<sip:a@10.0.0.1>", "", auth))
         .expect("ascii")

@@ -1,0 +1,292 @@
+//! SIP over UDP: one thread owns the `[sip] listen` UDP sockets, answers STUN Binding requests on
+//! them (RFC 5626 keep-alives), and hands SIP to the sans-IO cores of `farside-sip`: each
+//! request's top Via gets `received` and `rport` (RFC 3581), REGISTERs go to the registrar, and
+//! the answer goes back to where the request came from. Proxying to registered phones is still
+//! to come: other requests are answered 501, except OPTIONS to the server itself (200).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use farside_io::Epoll;
+use farside_sip::digest::Algorithm;
+use farside_sip::nat::{self, NatTests, Transport};
+use farside_sip::registrar::{Flow, Outcome, Registrar, RegistrarConfig, Users};
+use farside_sip::{Edits, Message, Method, StartLine, response};
+use farside_stun::binding::{BindingServer, Outcome as StunOutcome, Received};
+
+use crate::turn_worker::CredentialsCell;
+
+/// SIP counters, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct SipCounters {
+    /// Requests received, by [`MethodKind`].
+    pub requests: [AtomicU64; MethodKind::ALL.len()],
+    /// REGISTERs answered 200.
+    pub registered: AtomicU64,
+    /// REGISTERs challenged (401 without a failure).
+    pub challenged: AtomicU64,
+    /// Of those, challenges with `stale=true`.
+    pub stale: AtomicU64,
+    /// Failed authentications.
+    pub auth_failures: AtomicU64,
+    /// Other final responses the registrar or the server gave (4xx, 5xx).
+    pub refused: AtomicU64,
+    /// NAT tests that fired on requests, by [`NatTests::ALL`] order.
+    pub nat: [AtomicU64; NatTests::ALL.len()],
+    /// Messages dropped: malformed.
+    pub malformed: AtomicU64,
+    /// Messages dropped: responses (nothing to forward them to yet).
+    pub responses_dropped: AtomicU64,
+    /// STUN Binding requests answered on SIP ports.
+    pub stun: AtomicU64,
+    /// CRLF or 4-byte keep-alives received.
+    pub keepalives: AtomicU64,
+    /// Live bindings.
+    pub bindings: AtomicU64,
+}
+
+/// Request methods counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodKind {
+    /// REGISTER.
+    Register,
+    /// OPTIONS.
+    Options,
+    /// INVITE.
+    Invite,
+    /// Anything else.
+    Other,
+}
+
+impl MethodKind {
+    /// Every kind with its label.
+    pub const ALL: [(MethodKind, &'static str); 4] = [
+        (MethodKind::Register, "REGISTER"),
+        (MethodKind::Options, "OPTIONS"),
+        (MethodKind::Invite, "INVITE"),
+        (MethodKind::Other, "other"),
+    ];
+
+    fn of(m: Method<'_>) -> MethodKind {
+        if m == Method::REGISTER {
+            MethodKind::Register
+        } else if m == Method::OPTIONS {
+            MethodKind::Options
+        } else if m == Method::INVITE {
+            MethodKind::Invite
+        } else {
+            MethodKind::Other
+        }
+    }
+}
+
+/// The store's users as the registrar asks for them: their long-term keys are Digest's HA1.
+struct StoreUsers(Arc<farside_turn::Credentials>);
+
+impl Users for StoreUsers {
+    fn ha1(&self, realm: &str, user: &str, algorithm: Algorithm) -> Option<Vec<u8>> {
+        let keys = self.0.user(realm, user)?;
+        Some(match algorithm {
+            Algorithm::Md5 => keys.md5.to_vec(),
+            Algorithm::Sha256 => keys.sha256.to_vec(),
+        })
+    }
+}
+
+/// Binds `addresses` and starts the thread.
+pub fn spawn(
+    addresses: &[SocketAddr],
+    config: RegistrarConfig,
+    credentials: Arc<CredentialsCell>,
+    binding: Arc<BindingServer>,
+    counters: Arc<SipCounters>,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let mut sockets = Vec::new();
+    for &a in addresses {
+        let s = UdpSocket::bind(a).with_context(|| format!("S401 cannot bind SIP udp {a}"))?;
+        s.set_nonblocking(true)?;
+        tracing::info!(
+            "S400 SIP registrar for {:?} listening on udp {a}",
+            config.domain
+        );
+        sockets.push((a, s));
+    }
+    let registrar = Registrar::new(config, crate::serve::nonce_key());
+    std::thread::Builder::new()
+        .name("sip-udp".into())
+        .spawn(move || {
+            let mut t = SipUdp {
+                sockets,
+                registrar,
+                credentials,
+                binding,
+                counters,
+                last_log: None,
+            };
+            if let Err(e) = t.run(&shutdown) {
+                tracing::error!("S402 the SIP thread stopped: {e:#}");
+            }
+        })
+        .context("spawn the SIP thread")
+}
+
+struct SipUdp {
+    sockets: Vec<(SocketAddr, UdpSocket)>,
+    registrar: Registrar,
+    credentials: Arc<CredentialsCell>,
+    binding: Arc<BindingServer>,
+    counters: Arc<SipCounters>,
+    /// When a malformed message was last logged (at most one a second).
+    last_log: Option<Instant>,
+}
+
+impl SipUdp {
+    fn run(&mut self, shutdown: &AtomicBool) -> anyhow::Result<()> {
+        let mut epoll = Epoll::new()?;
+        for (i, (_, s)) in self.sockets.iter().enumerate() {
+            epoll.add(s.as_raw_fd(), i as u64)?;
+        }
+        let mut ready = Vec::new();
+        let mut buf = vec![0u8; farside_sip::MAX_MESSAGE];
+        let mut last_expire = Instant::now();
+        while !shutdown.load(Relaxed) {
+            ready.clear();
+            epoll.wait(Duration::from_millis(200), |t| ready.push(t as usize))?;
+            for &i in &ready {
+                for _ in 0..64 {
+                    let Some((local, socket)) = self.sockets.get(i) else {
+                        break;
+                    };
+                    let local = *local;
+                    let Ok((n, remote)) = socket.recv_from(&mut buf) else {
+                        break;
+                    };
+                    if let Some(answer) = self.handle(local, remote, &buf[..n]) {
+                        let _ = self.sockets[i].1.send_to(&answer, remote);
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now.duration_since(last_expire) >= Duration::from_secs(1) {
+                last_expire = now;
+                self.registrar.expire(crate::serve::unix_ms() / 1000);
+                let live: usize = self.registrar.all().map(|(_, b)| b.len()).sum();
+                self.counters.bindings.store(live as u64, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// What to send back to `remote` for one datagram, if anything.
+    fn handle(&mut self, local: SocketAddr, remote: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+        // Keep-alives: CRLF (RFC 5626 §3.5.1 over UDP is STUN, but phones send CRLF or four
+        // zero bytes all the same).
+        if bytes.len() <= 4 && bytes.iter().all(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+            self.counters.keepalives.fetch_add(1, Relaxed);
+            return None;
+        }
+        if is_stun(bytes) {
+            let mut out = [0u8; 512];
+            let outcome = self.binding.handle(
+                Received {
+                    transport: farside_stun::binding::Transport::Udp,
+                    local,
+                    remote,
+                    bytes,
+                },
+                &mut out,
+            );
+            if let StunOutcome::Respond(r) = outcome {
+                self.counters.stun.fetch_add(1, Relaxed);
+                return Some(out[..r.len].to_vec());
+            }
+            return None;
+        }
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.malformed.fetch_add(1, Relaxed);
+                let now = Instant::now();
+                if self
+                    .last_log
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                {
+                    self.last_log = Some(now);
+                    tracing::debug!("S403 SIP message from {remote} dropped: {e}");
+                }
+                return None;
+            }
+        };
+        let StartLine::Request { method, uri } = msg.start_line() else {
+            self.counters.responses_dropped.fetch_add(1, Relaxed);
+            return None;
+        };
+        self.counters.requests[MethodKind::of(method) as usize].fetch_add(1, Relaxed);
+        let tests = nat::detect(&msg, remote, Transport::Udp);
+        for (i, (bit, _)) in NatTests::ALL.iter().enumerate() {
+            if tests.any(*bit) {
+                self.counters.nat[i].fetch_add(1, Relaxed);
+            }
+        }
+        if method == Method::ACK {
+            return None;
+        }
+        // RFC 3581: the answer goes where the request came from, and its Via says so.
+        let mut edits = Edits::new(bytes);
+        nat::fix_via(&msg, remote, &mut edits);
+        let fixed = edits.apply().ok()?;
+        let msg = Message::parse(&fixed).ok()?;
+        if method == Method::REGISTER {
+            let users = StoreUsers(self.credentials.load());
+            let flow = Flow {
+                transport: Transport::Udp,
+                local,
+                remote,
+            };
+            let now = crate::serve::unix_ms() / 1000;
+            let (answer, outcome) = self.registrar.register(&msg, flow, now, &users);
+            let c = &self.counters;
+            match outcome {
+                Outcome::Registered { .. } => c.registered.fetch_add(1, Relaxed),
+                Outcome::Challenged { stale } => {
+                    if stale {
+                        c.stale.fetch_add(1, Relaxed);
+                    }
+                    c.challenged.fetch_add(1, Relaxed)
+                }
+                Outcome::AuthFailed => c.auth_failures.fetch_add(1, Relaxed),
+                Outcome::Refused(_) => c.refused.fetch_add(1, Relaxed),
+            };
+            return Some(answer);
+        }
+        let tag = "fs0";
+        if method == Method::OPTIONS && uri.user().is_none() {
+            return Some(response(
+                &msg,
+                200,
+                "OK",
+                tag,
+                &[("Allow", "REGISTER, OPTIONS")],
+            ));
+        }
+        self.counters.refused.fetch_add(1, Relaxed);
+        Some(response(
+            &msg,
+            501,
+            "Not Implemented",
+            tag,
+            &[("Allow", "REGISTER, OPTIONS")],
+        ))
+    }
+}
+
+/// A STUN message with the magic cookie (RFC 7983's first-byte rule, then the cookie).
+fn is_stun(b: &[u8]) -> bool {
+    b.len() >= 20 && b[0] < 4 && b[4..8] == [0x21, 0x12, 0xA4, 0x42]
+}

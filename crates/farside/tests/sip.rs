@@ -1,0 +1,273 @@
+//! The SIP registrar over UDP: SIPp (Debian's sip-tester) registers with Digest
+//! authentication against a user added with `farside user add`; a hand-made phone checks what
+//! SIPp does not show: `received`/`rport` on the answer's Via, the flow and Contact the binding
+//! keeps, STUN and CRLF keep-alives on the SIP port, OPTIONS, 501, and malformed messages
+//! counted.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::{LOCALHOST, Server, ServerConfig, metric_samples, require_tool, run_tool};
+
+const DOMAIN: &str = "example.org";
+
+/// A Farside with `[sip]` on a free loopback port; returns it and the SIP address.
+fn sip_server(test: &str) -> (Server, SocketAddr) {
+    let port = common::free_ports(&[LOCALHOST], 1);
+    let sip = SocketAddr::new(LOCALHOST, port);
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\n"
+        )),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.logs().contains("S400 SIP registrar") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, sip)
+}
+
+/// `farside user add NAME --password PW --realm example.org` against the server's store, and
+/// waits until the running server has it.
+fn add_user(server: &Server, name: &str, password: &str) {
+    let cfg = server.config_path().display().to_string();
+    let args: Vec<String> = [
+        "user",
+        "add",
+        name,
+        "--password",
+        password,
+        "--realm",
+        DOMAIN,
+        "--config",
+        &cfg,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let add = run_tool(
+        env!("CARGO_BIN_EXE_farside"),
+        &args,
+        Duration::from_secs(20),
+    );
+    assert_eq!(add.code(), Some(0), "{}", add.describe());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.logs().contains("S306 store changed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn counter(server: &Server, name: &str, label: &str) -> f64 {
+    let m = server.metrics().unwrap_or_default();
+    metric_samples(&m, name)
+        .iter()
+        .filter(|(l, _)| l.contains(label))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn sipp(sip: SocketAddr, user: &str, password: &str) -> common::ToolOutput {
+    let scenario = format!(
+        "{}/../../tests/sipp/register.xml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let local_port = common::free_ports(&[LOCALHOST], 1).to_string();
+    let args: Vec<String> = [
+        "-sf",
+        &scenario,
+        "-s",
+        user,
+        "-au",
+        user,
+        "-ap",
+        password,
+        "-set",
+        "domain",
+        DOMAIN,
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &local_port,
+        "-timeout",
+        "10",
+        "-timeout_error",
+        "-nostdin",
+        &sip.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_tool("sipp", &args, Duration::from_secs(30))
+}
+
+#[test]
+fn sipp_registers_with_digest_authentication() {
+    let test = "sipp_registers_with_digest_authentication";
+    if !require_tool(test, "sipp") {
+        return;
+    }
+    let (server, sip) = sip_server(test);
+    add_user(&server, "alice", "wonderland");
+    let ok = sipp(sip, "alice", "wonderland");
+    assert_eq!(
+        ok.code(),
+        Some(0),
+        "{}\n{}",
+        ok.describe(),
+        server.describe()
+    );
+    assert_eq!(
+        counter(&server, "farside_sip_register_total", "\"registered\""),
+        1.0
+    );
+    assert_eq!(
+        counter(&server, "farside_sip_register_total", "\"challenged\""),
+        1.0
+    );
+    // The gauge is refreshed once a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while counter(&server, "farside_sip_bindings", "") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The wrong password: SIPp gets no 200 and fails; the server counts a failure.
+    let wrong = sipp(sip, "alice", "guess");
+    assert_ne!(wrong.code(), Some(0), "{}", wrong.describe());
+    assert!(counter(&server, "farside_sip_register_total", "\"auth_failed\"") >= 1.0);
+    server.assert_alive("after SIPp");
+}
+
+/// Sends `req` from `phone` and returns the answer.
+fn ask(phone: &UdpSocket, sip: SocketAddr, req: &[u8]) -> String {
+    phone.send_to(req, sip).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, from) = phone.recv_from(&mut buf).unwrap();
+    assert_eq!(from, sip, "answered from the address asked");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn register(cseq: u32, auth: &str) -> Vec<u8> {
+    format!(
+        "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK{cseq};rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:bob@{DOMAIN}>;tag=b1\r\nTo: <sip:bob@{DOMAIN}>\r\nCall-ID: hand-1\r\n\
+CSeq: {cseq} REGISTER\r\nContact: <sip:bob@192.168.1.20:5060>\r\nExpires: 300\r\n{auth}Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_natted_phone_is_answered_where_its_packets_came_from() {
+    let test = "a_natted_phone_is_answered_where_its_packets_came_from";
+    let (server, sip) = sip_server(test);
+    add_user(&server, "bob", "builder");
+    let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = phone.local_addr().unwrap();
+
+    // The phone says it is at 192.168.1.20:5060 (behind a NAT); the answer comes here all the
+    // same, and its Via says where the request really came from (RFC 3581).
+    let answer = ask(&phone, sip, &register(1, ""));
+    assert!(answer.starts_with("SIP/2.0 401 "), "{answer}");
+    assert!(
+        answer.contains(&format!(
+            "Via: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK1;rport={};received=127.0.0.1\r\n",
+            me.port()
+        )),
+        "{answer}"
+    );
+    let nonce = answer
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    // MD5 Digest without qop (RFC 2069 style, still accepted).
+    let ha1 = md5_hex(&format!("bob:{DOMAIN}:builder"));
+    let ha2 = md5_hex(&format!("REGISTER:sip:{DOMAIN}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+    let auth = format!(
+        "Authorization: Digest username=\"bob\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"sip:{DOMAIN}\", response=\"{response}\"\r\n"
+    );
+    let answer = ask(&phone, sip, &register(2, &auth));
+    assert!(answer.starts_with("SIP/2.0 200 "), "{answer}");
+    assert!(
+        answer.contains("Contact: <sip:bob@192.168.1.20:5060>;expires=300\r\n"),
+        "the Contact kept as sent: {answer}"
+    );
+    for test in ["private_contact", "private_via", "via_received", "via_port"] {
+        assert!(
+            counter(&server, "farside_sip_nat_tests_total", test) >= 2.0,
+            "{test}"
+        );
+    }
+
+    // OPTIONS to the server itself: 200. An INVITE (no proxying yet): 501.
+    let options = format!(
+        "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKo\r\n\
+From: <sip:bob@{DOMAIN}>;tag=o\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert!(ask(&phone, sip, options.as_bytes()).starts_with("SIP/2.0 200 "));
+    let invite = options
+        .replace("OPTIONS sip:", "INVITE sip:carol@")
+        .replace("1 OPTIONS", "1 INVITE");
+    assert!(ask(&phone, sip, invite.as_bytes()).starts_with("SIP/2.0 501 "));
+
+    // Keep-alives on the SIP port: a STUN Binding request is answered with the phone's
+    // address; CRLF is taken silently.
+    let mut stun = [0u8; 20];
+    stun[..2].copy_from_slice(&[0, 1]);
+    stun[4..8].copy_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    stun[8..].copy_from_slice(&[7; 12]);
+    phone.send_to(&stun, sip).unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = phone.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..2], &[0x01, 0x01], "a Binding success ({n} bytes)");
+    phone.send_to(b"\r\n\r\n", sip).unwrap();
+    // Junk is dropped and counted; the server goes on answering.
+    phone.send_to(b"INVITE sip:x SIP/2.0\r\n\r\n", sip).unwrap();
+    assert!(ask(&phone, sip, options.as_bytes()).starts_with("SIP/2.0 200 "));
+    assert_eq!(
+        counter(&server, "farside_sip_keepalives_total", "stun"),
+        1.0
+    );
+    assert_eq!(
+        counter(&server, "farside_sip_keepalives_total", "crlf"),
+        1.0
+    );
+    assert_eq!(
+        counter(&server, "farside_sip_dropped_total", "malformed"),
+        1.0
+    );
+    server.assert_alive("after the phone");
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::{Digest as _, Md5};
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
