@@ -651,10 +651,13 @@ impl Config {
                 ));
             }
         }
-        if sip.min_expires == 0 || sip.max_expires < sip.min_expires {
+        if sip.min_expires == 0
+            || sip.max_expires < sip.min_expires
+            || !(sip.min_expires..=sip.max_expires).contains(&sip.default_expires)
+        {
             return Err(invalid(
                 "sip.max_expires",
-                "need 0 < min_expires <= max_expires".into(),
+                "need 0 < min_expires <= default_expires <= max_expires".into(),
             ));
         }
         if sip.nonce_lifetime == 0 {

@@ -1,10 +1,16 @@
 //! Seeds for the sans-IO cores' generators.
 
-/// 64 bits from the OS's random source (std's per-process SipHash keys), fresh for each use:
-/// STUN transaction ids and partner nonces must not repeat or be guessable (RFC 8489 §6).
+/// 64 bits from the kernel's CSPRNG (`getrandom(2)`), fresh for each use: STUN transaction ids,
+/// partner nonces and TURN reservation tokens must not repeat or be guessable (RFC 8489 §6).
 pub fn fresh_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
+    let mut b = [0u8; 8];
+    if farside_io::random_bytes(&mut b).is_err() {
+        // getrandom(2) fails only on kernels older than 3.17; std's per-process SipHash keys
+        // (themselves from the OS) are the fallback.
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        return h.finish();
+    }
+    u64::from_le_bytes(b)
 }

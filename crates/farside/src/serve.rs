@@ -407,7 +407,7 @@ fn watch_store(
     }
 }
 
-/// 32 random bytes to sign TURN nonces with.
+/// 32 random bytes to sign TURN and SIP nonces with.
 pub fn nonce_key() -> [u8; 32] {
     let mut key = [0u8; 32];
     for chunk in key.chunks_exact_mut(8) {

@@ -167,6 +167,8 @@ impl SipUdp {
                     let Ok((n, remote)) = socket.recv_from(&mut buf) else {
                         break;
                     };
+                    // A dual-stack socket names IPv4 senders ::ffff:a.b.c.d: use a.b.c.d.
+                    let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
                     if let Some(answer) = self.handle(local, remote, &buf[..n]) {
                         let _ = self.sockets[i].1.send_to(&answer, remote);
                     }

@@ -9,11 +9,13 @@
 mod batch;
 mod epoll;
 mod poll;
+mod random;
 mod socket;
 
 pub use batch::{Datagram, RecvBatch, SendBatch, recv_batch, send_batch};
 pub use epoll::{Epoll, Interest};
 pub use poll::{MAX_FDS, wait_readable};
+pub use random::random_bytes;
 pub use socket::{
     SocketOptions, UdpSocketStats, bind_udp, raise_fd_limit, set_dont_fragment, socket_stats,
 };

@@ -257,11 +257,13 @@ impl<'a> Message<'a> {
         self.items(name).filter_map(|r| NameAddr::parse(r).ok())
     }
 
-    /// Expires, if present and a number.
+    /// Expires, if present and a number (all digits; more than 2^32 - 1 is capped there).
     pub fn expires(&self) -> Option<u32> {
-        self.value(HeaderName::Expires)
-            .and_then(|v| number(v, 10))
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        let v = self.value(HeaderName::Expires)?;
+        if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(number(v, 10).map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX)))
     }
 
     /// Max-Forwards (checked when parsed).
@@ -358,11 +360,9 @@ fn check<'a>(
     {
         return Err(bad(HeaderName::MaxForwards));
     }
-    if let Some(e) = at_most_once(HeaderName::Expires)?
-        && number(e, 10).is_none_or(|n| n > u64::from(u32::MAX))
-    {
-        return Err(bad(HeaderName::Expires));
-    }
+    // An odd Expires is not a reason to drop a message: readers treat it as absent, and one
+    // too large is capped (RFC 3261 §20.19).
+    at_most_once(HeaderName::Expires)?;
     let star = fields(HeaderName::Contact).any(|h| h.value == b"*");
     if star && fields(HeaderName::Contact).count() > 1 {
         return Err(bad(HeaderName::Contact));

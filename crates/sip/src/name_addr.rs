@@ -20,7 +20,11 @@ impl<'a> NameAddr<'a> {
     /// Parses one value (one item of a list, white space around it allowed).
     pub fn parse(value: &'a [u8]) -> Result<NameAddr<'a>, ParseError> {
         let raw = trim(value);
-        let (display, uri, after, bracketed) = match raw.iter().position(|&b| b == b'<') {
+        // A `<` after the first `;` is inside an addr-spec's parameters (say a quoted
+        // `+sip.instance="<urn:...>"`), not the start of a bracketed URI.
+        let semi = raw.iter().position(|&b| b == b';').unwrap_or(raw.len());
+        let open = raw.iter().position(|&b| b == b'<').filter(|&o| o < semi);
+        let (display, uri, after, bracketed) = match open {
             Some(open) if !starts_quoted_after(raw, open) => {
                 let display = display_name(trim(&raw[..open]))?;
                 let close = raw[open..]
@@ -148,6 +152,10 @@ mod tests {
         assert_eq!(n.tag(), Some(&b"1928301774"[..]));
         let n = NameAddr::parse(b"Anonymous <sip:c8oqz84zk7z@privacy.org>;tag=hyh8").expect("ok");
         assert_eq!(n.display_name(), Some(&b"Anonymous"[..]));
+        let n = NameAddr::parse(b"sip:alice@192.0.2.4;+sip.instance=\"<urn:uuid:1>\";reg-id=1")
+            .expect("a quoted < in an addr-spec's parameters");
+        assert_eq!(n.uri().as_bytes(), b"sip:alice@192.0.2.4");
+        assert_eq!(n.params().get("reg-id"), Some(Some(&b"1"[..])));
         let n = NameAddr::parse(b"<sip:p.example.com;lr>").expect("ok");
         assert!(n.uri().params().has("lr"));
         for bad in [

@@ -202,26 +202,35 @@ pub fn alias_contacts<'a>(
     transport: Transport,
     edits: &mut Edits<'a>,
 ) {
-    let alias = format!(
-        ";alias={}~{}~{}",
-        source.ip(),
-        source.port(),
-        transport.alias_number()
-    );
+    let ip = match source.ip() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let value = format!("{ip}~{}~{}", source.port(), transport.alias_number());
+    let alias = format!(";alias={value}");
     for c in msg.contacts() {
-        let uri = c.uri().as_bytes();
-        let Some(r) = msg.range_of(uri) else {
+        let uri = c.uri();
+        let Some(r) = msg.range_of(uri.as_bytes()) else {
             continue;
         };
-        if c.uri().params().has("alias") {
+        // An alias the phone (or anyone) wrote is replaced: only the server's may steer routing.
+        if let Some(Some(old)) = uri.params().get("alias")
+            && let Some(o) = msg.range_of(old)
+        {
+            edits.replace(o, value.as_bytes());
             continue;
         }
+        // Parameters go before `?headers`.
+        let end = match uri.headers().and_then(|h| msg.range_of(h)) {
+            Some(h) => h.start.saturating_sub(1),
+            None => r.end,
+        };
         if c.is_bracketed() {
-            edits.insert(r.end, alias.as_bytes());
+            edits.insert(end, alias.as_bytes());
         } else {
             // An unbracketed URI's parameters are the header's: brackets keep the alias the URI's.
             edits.insert(r.start, b"<");
-            edits.insert(r.end, format!("{alias}>").as_bytes());
+            edits.insert(end, format!("{alias}>").as_bytes());
         }
     }
 }
@@ -368,5 +377,20 @@ Content-Length: 0\r\n\r\n";
         ), "{text}");
         let m = Message::parse(&out).expect("still parses");
         assert!(m.contacts().all(|c| c.uri().params().has("alias")));
+        // A forged alias is replaced, not kept.
+        let mut e = Edits::new(&out);
+        alias_contacts(
+            &m,
+            "198.51.100.9:7".parse().expect("address"),
+            Transport::Udp,
+            &mut e,
+        );
+        let again = String::from_utf8(e.apply().expect("edits")).expect("ascii");
+        assert_eq!(
+            again.matches("alias=198.51.100.9~7~1").count(),
+            2,
+            "{again}"
+        );
+        assert!(!again.contains("203.0.113.7~40123"), "{again}");
     }
 }

@@ -200,11 +200,22 @@ impl Registrar {
             let out = response(msg, 200, "OK", &tag, &[]);
             return (out, Outcome::Registered { aor, bindings: 0 });
         }
+        // Bound before anything is built per Contact: a REGISTER may list many.
+        if msg.items(HeaderName::Contact).count() > self.config.max_bindings_per_aor {
+            return refuse(503, "Service Unavailable", &[]);
+        }
         let nat_tests = nat::detect(msg, flow.remote, flow.transport);
-        let path: Vec<String> = msg
-            .items(HeaderName::Path)
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect();
+        // RFC 3327 §5.3: Path is stored (and echoed) only when the UA said it supports it.
+        let path: Vec<String> = if msg
+            .option_tags(HeaderName::Supported)
+            .any(|t| t.eq_ignore_ascii_case(b"path"))
+        {
+            msg.items(HeaderName::Path)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        } else {
+            Vec::new()
+        };
         for c in msg.contacts() {
             let asked = c
                 .params()
@@ -219,21 +230,25 @@ impl Registrar {
                 return refuse(423, "Interval Too Brief", &[("Min-Expires", &min)]);
             }
             let expires = asked.min(self.config.max_expires);
+            let instance = c
+                .params()
+                .get("+sip.instance")
+                .flatten()
+                .map(|v| String::from_utf8_lossy(v).into_owned());
+            // RFC 5626 §6: a reg-id without an instance is ignored.
+            let reg_id = c
+                .params()
+                .get("reg-id")
+                .flatten()
+                .and_then(|v| number(v, 10))
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|_| instance.is_some());
             let binding = Binding {
                 contact: String::from_utf8_lossy(c.uri().as_bytes()).into_owned(),
                 flow,
                 expires_at: now + u64::from(expires),
-                instance: c
-                    .params()
-                    .get("+sip.instance")
-                    .flatten()
-                    .map(|v| String::from_utf8_lossy(v).into_owned()),
-                reg_id: c
-                    .params()
-                    .get("reg-id")
-                    .flatten()
-                    .and_then(|v| number(v, 10))
-                    .and_then(|n| u32::try_from(n).ok()),
+                instance,
+                reg_id,
                 call_id: String::from_utf8_lossy(msg.call_id()).into_owned(),
                 cseq: msg.cseq().number,
                 path: path.clone(),
@@ -241,7 +256,10 @@ impl Registrar {
             };
             changes.push((binding, expires));
         }
-        if !self.aors.contains_key(&aor) && self.aors.len() >= self.config.max_aors {
+        if !changes.is_empty()
+            && !self.aors.contains_key(&aor)
+            && self.aors.len() >= self.config.max_aors
+        {
             return refuse(503, "Service Unavailable", &[]);
         }
         let mut bindings = self.aors.get(&aor).cloned().unwrap_or_default();

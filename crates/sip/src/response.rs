@@ -25,7 +25,7 @@ pub fn response(
     if let Some(to) = req.value(HeaderName::To) {
         out.extend_from_slice(b"To: ");
         out.extend_from_slice(to);
-        if req.to().tag().is_none() && code > 100 {
+        if !req.to().params().has("tag") && code > 100 {
             out.extend_from_slice(b";tag=");
             out.extend_from_slice(to_tag.as_bytes());
         }

@@ -154,6 +154,21 @@ impl<'a> Params<'a> {
         self.get(name).is_some()
     }
 
+    /// Whether every URI parameter is well formed (RFC 3261 §25.1 `uri-parameter`): names and
+    /// values of `paramchar`s (unreserved, `[]/:&+$`, and `%` escapes).
+    pub(crate) fn valid_uri(&self) -> bool {
+        let paramchar = |b: u8| is_token(b) || b"[]/:&+$()".contains(&b);
+        self.raw.split(|&b| b == b';').all(|p| {
+            let (name, value) = match p.iter().position(|&b| b == b'=') {
+                Some(eq) => (&p[..eq], Some(&p[eq + 1..])),
+                None => (p, None),
+            };
+            !name.is_empty()
+                && name.iter().all(|&b| paramchar(b))
+                && value.is_none_or(|v| !v.is_empty() && v.iter().all(|&b| paramchar(b)))
+        })
+    }
+
     /// Whether every parameter is well formed: a token name and, if any, a token, quoted
     /// string or (for hosts) bracketed IPv6 value.
     pub(crate) fn valid(&self) -> bool {

@@ -2,7 +2,7 @@
 //! Other schemes (tel, and any absolute URI) parse as just a scheme and the rest.
 
 use crate::error::ParseError;
-use crate::scan::{Params, is_token};
+use crate::scan::Params;
 
 /// A URI, viewed in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl<'a> Uri<'a> {
             None => (hostpart, &[][..]),
         };
         let (host, port) = split_host_port(hostport).ok_or(ParseError::Uri)?;
-        if !Params::new(params).valid() || !params.iter().all(|&b| uri_param_char(b)) {
+        if !params.is_empty() && !Params::new(params).valid_uri() {
             return Err(ParseError::Uri);
         }
         if let Some(h) = headers
@@ -163,11 +163,6 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
     Some((host, port))
 }
 
-/// Characters of URI parameters: `paramchar`, `=`, `;` and brackets for IPv6 `maddr`.
-fn uri_param_char(b: u8) -> bool {
-    is_token(b) || b"[]/:&+$=;%\"".contains(&b)
-}
-
 /// Whether every `%` starts a two-digit hex escape (RFC 3261 §25.1 `escaped`).
 fn escapes_ok(s: &[u8]) -> bool {
     let mut i = 0;
@@ -205,6 +200,15 @@ mod tests {
         assert_eq!(u.user(), Some(&b"user;par=u%40example.net"[..]));
         assert_eq!(u.host(), b"example.com");
         assert!(Uri::parse(b"tel:+1-201-555-0123").is_ok_and(|u| !u.is_sip()));
+        // Linphone's push parameters: `&` and `:` are paramchars.
+        let u = Uri::parse(
+            b"sip:a@b;pn-prid=TOK:remote&TOK:voip;pn-param=ID.org.linphone.phone.remote&voip",
+        )
+        .expect("parses");
+        assert_eq!(
+            u.params().get("pn-param"),
+            Some(Some(&b"ID.org.linphone.phone.remote&voip"[..]))
+        );
         for bad in [
             &b"sip:"[..],
             b"sip:a b@host",

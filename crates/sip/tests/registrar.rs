@@ -323,9 +323,37 @@ fn star_min_expires_and_limits() {
         "a third binding"
     );
     assert_eq!(r.bindings("sip:alice@example.org", NOW + 1).count(), 2);
+    assert_eq!(
+        send(
+            &mut r,
+            50,
+            "<sip:a@10.0.0.4>, <sip:a@10.0.0.5>, <sip:a@10.0.0.6>",
+            ""
+        ),
+        503,
+        "more Contacts in one REGISTER than an AOR may hold"
+    );
     assert_eq!(send(&mut r, 6, "*", ""), 400, "* needs Expires: 0");
     assert_eq!(send(&mut r, 7, "*", "Expires: 0\r\n"), 200);
     assert_eq!(r.bindings("sip:alice@example.org", NOW + 1).count(), 0);
+    // Path is kept and echoed only for a UA that supports it (RFC 3327 §5.3).
+    let with_path = |r: &mut Registrar, cseq, supported: &str| {
+        let extra = format!("Path: <sip:edge.example.org;lr>\r\n{supported}");
+        let req = register(cseq, "<sip:a@10.0.0.1>", &extra, auth);
+        let (resp, _) = r.register(&Message::parse(&req).expect("ok"), flow(1), NOW + 2, &Store);
+        assert_eq!(code(&resp), 200);
+        let b = r
+            .bindings("sip:alice@example.org", NOW + 2)
+            .next()
+            .expect("bound")
+            .clone();
+        (
+            String::from_utf8_lossy(&resp).contains("Path: <sip:edge"),
+            b.path.len(),
+        )
+    };
+    assert_eq!(with_path(&mut r, 20, ""), (false, 0));
+    assert_eq!(with_path(&mut r, 21, "Supported: path\r\n"), (true, 1));
     // MD5 not offered: MD5 credentials are challenged again, never accepted.
     let mut sha_only = Registrar::new(
         RegistrarConfig {
