@@ -1,10 +1,14 @@
 //! Feeds arbitrary bytes to the SIP codec: the parser, every accessor of what parses, the
-//! stream framer, and an edit at the top Via. Nothing may panic; a parsed message's parts
-//! must lie inside it, and a framed message must be no longer than the buffer.
+//! stream framer, an edit at the top Via, the NAT helpers and the stateless proxy. Nothing may
+//! panic; a parsed message's parts must lie inside it, a framed message must be no longer than
+//! the buffer, and whatever the proxy forwards must parse.
 //!
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run sip_parse -- -max_total_time=30` from the repo root.
 #![no_main]
 
+use farside_sip::nat::{self, Transport};
+use farside_sip::proxy::{Action, Proxy};
+use farside_sip::registrar::{Registrar, RegistrarConfig};
 use farside_sip::{Edits, Frame, HeaderName, Message, frame};
 use libfuzzer_sys::fuzz_target;
 
@@ -42,5 +46,20 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(out.len(), data.len() + 30);
         assert_eq!(&out[..r.end], &data[..r.end]);
         assert_eq!(&out[r.end + 30..], &data[r.end..]);
+    }
+    let source = "198.51.100.7:4000".parse().expect("literal");
+    let _ = nat::detect(&m, source, Transport::Udp);
+    let mut e = Edits::new(data);
+    nat::fix_via(&m, source, &mut e);
+    nat::alias_contacts(&m, source, Transport::Tcp, &mut e);
+    if let Ok(out) = e.apply() {
+        let _ = Message::parse(&out);
+    }
+    let registrar = Registrar::new(RegistrarConfig::default(), [1; 32]);
+    let proxy = Proxy::new("192.0.2.1:5060".parse().expect("literal"), "farside.invalid", 1);
+    for action in [proxy.request(&m, &registrar, 0), proxy.response(&m)] {
+        if let Action::Forward { bytes, .. } = action {
+            Message::parse(&bytes).expect("what the proxy forwards parses");
+        }
     }
 });

@@ -517,6 +517,17 @@ fn render_sip(s: &mut String, c: &crate::sip_udp::SipCounters) {
     );
     header(
         s,
+        "farside_sip_forwarded_total",
+        "counter",
+        "Requests and responses the proxy sent on.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_sip_forwarded_total {}",
+        c.forwarded.load(Relaxed)
+    );
+    header(
+        s,
         "farside_sip_bindings",
         "gauge",
         "Registered contacts alive now.",

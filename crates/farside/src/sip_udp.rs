@@ -1,8 +1,9 @@
 //! SIP over UDP: one thread owns the `[sip] listen` UDP sockets, answers STUN Binding requests on
 //! them (RFC 5626 keep-alives), and hands SIP to the sans-IO cores of `farside-sip`: each
 //! request's top Via gets `received` and `rport` (RFC 3581), REGISTERs go to the registrar, and
-//! the answer goes back to where the request came from. Proxying to registered phones is still
-//! to come: other requests are answered 501, except OPTIONS to the server itself (200).
+//! the answer goes back to where the request came from. Other requests go through the stateless
+//! proxy (`farside_sip::proxy`) to the flow a local user registered over; responses follow the
+//! Via back.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -15,8 +16,9 @@ use anyhow::Context as _;
 use farside_io::Epoll;
 use farside_sip::digest::Algorithm;
 use farside_sip::nat::{self, NatTests, Transport};
+use farside_sip::proxy::{Action, Proxy};
 use farside_sip::registrar::{Flow, Outcome, Registrar, RegistrarConfig, Users};
-use farside_sip::{Edits, Message, Method, StartLine, response};
+use farside_sip::{Edits, HeaderName, Message, Method, StartLine, response};
 use farside_stun::binding::{BindingServer, Outcome as StunOutcome, Received};
 
 use crate::turn_worker::CredentialsCell;
@@ -48,6 +50,8 @@ pub struct SipCounters {
     pub keepalives: AtomicU64,
     /// Live bindings.
     pub bindings: AtomicU64,
+    /// Requests and responses proxied on.
+    pub forwarded: AtomicU64,
 }
 
 /// Request methods counted apart.
@@ -117,6 +121,7 @@ pub fn spawn(
         );
         sockets.push((a, s));
     }
+    let domain = config.domain.clone();
     let registrar = Registrar::new(config, crate::serve::nonce_key());
     std::thread::Builder::new()
         .name("sip-udp".into())
@@ -124,6 +129,8 @@ pub fn spawn(
             let mut t = SipUdp {
                 sockets,
                 registrar,
+                domain,
+                branch_key: crate::seed::fresh_seed(),
                 credentials,
                 binding,
                 counters,
@@ -139,6 +146,8 @@ pub fn spawn(
 struct SipUdp {
     sockets: Vec<(SocketAddr, UdpSocket)>,
     registrar: Registrar,
+    domain: String,
+    branch_key: u64,
     credentials: Arc<CredentialsCell>,
     binding: Arc<BindingServer>,
     counters: Arc<SipCounters>,
@@ -169,8 +178,13 @@ impl SipUdp {
                     };
                     // A dual-stack socket names IPv4 senders ::ffff:a.b.c.d: use a.b.c.d.
                     let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
-                    if let Some(answer) = self.handle(local, remote, &buf[..n]) {
-                        let _ = self.sockets[i].1.send_to(&answer, remote);
+                    if let Some((bytes, from, to)) = self.handle(local, remote, &buf[..n]) {
+                        let socket = self
+                            .sockets
+                            .iter()
+                            .find(|(a, _)| *a == from)
+                            .map_or(&self.sockets[i].1, |(_, s)| s);
+                        let _ = socket.send_to(&bytes, to);
                     }
                 }
             }
@@ -185,8 +199,16 @@ impl SipUdp {
         Ok(())
     }
 
-    /// What to send back to `remote` for one datagram, if anything.
-    fn handle(&mut self, local: SocketAddr, remote: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// What to send for one datagram, if anything: the bytes, Farside's address to send them
+    /// from, and where to.
+    fn handle(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) -> Option<(Vec<u8>, SocketAddr, SocketAddr)> {
+        let back = |b: Vec<u8>| Some((b, local, remote));
+        let proxy = Proxy::new(local, &self.domain, self.branch_key);
         // Keep-alives: CRLF (RFC 5626 §3.5.1 over UDP is STUN, but phones send CRLF or four
         // zero bytes all the same).
         if bytes.len() <= 4 && bytes.iter().all(|&b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -206,7 +228,7 @@ impl SipUdp {
             );
             if let StunOutcome::Respond(r) = outcome {
                 self.counters.stun.fetch_add(1, Relaxed);
-                return Some(out[..r.len].to_vec());
+                return back(out[..r.len].to_vec());
             }
             return None;
         }
@@ -226,8 +248,16 @@ impl SipUdp {
             }
         };
         let StartLine::Request { method, uri } = msg.start_line() else {
-            self.counters.responses_dropped.fetch_add(1, Relaxed);
-            return None;
+            return match proxy.response(&msg) {
+                Action::Forward { bytes, from, to } => {
+                    self.counters.forwarded.fetch_add(1, Relaxed);
+                    Some((bytes, from, to))
+                }
+                _ => {
+                    self.counters.responses_dropped.fetch_add(1, Relaxed);
+                    None
+                }
+            };
         };
         self.counters.requests[MethodKind::of(method) as usize].fetch_add(1, Relaxed);
         let tests = nat::detect(&msg, remote, Transport::Udp);
@@ -235,9 +265,6 @@ impl SipUdp {
             if tests.any(*bit) {
                 self.counters.nat[i].fetch_add(1, Relaxed);
             }
-        }
-        if method == Method::ACK {
-            return None;
         }
         // RFC 3581: the answer goes where the request came from, and its Via says so.
         let mut edits = Edits::new(bytes);
@@ -265,26 +292,35 @@ impl SipUdp {
                 Outcome::AuthFailed => c.auth_failures.fetch_add(1, Relaxed),
                 Outcome::Refused(_) => c.refused.fetch_add(1, Relaxed),
             };
-            return Some(answer);
+            return back(answer);
         }
-        let tag = "fs0";
-        if method == Method::OPTIONS && uri.user().is_none() {
-            return Some(response(
+        if method == Method::OPTIONS
+            && uri.user().is_none()
+            && msg.routes(HeaderName::Route).next().is_none()
+        {
+            return back(response(
                 &msg,
                 200,
                 "OK",
-                tag,
-                &[("Allow", "REGISTER, OPTIONS")],
+                "fs0",
+                &[(
+                    "Allow",
+                    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY",
+                )],
             ));
         }
-        self.counters.refused.fetch_add(1, Relaxed);
-        Some(response(
-            &msg,
-            501,
-            "Not Implemented",
-            tag,
-            &[("Allow", "REGISTER, OPTIONS")],
-        ))
+        let now = crate::serve::unix_ms() / 1000;
+        match proxy.request(&msg, &self.registrar, now) {
+            Action::Respond(r) => {
+                self.counters.refused.fetch_add(1, Relaxed);
+                back(r)
+            }
+            Action::Forward { bytes, from, to } => {
+                self.counters.forwarded.fetch_add(1, Relaxed);
+                Some((bytes, from, to))
+            }
+            Action::Drop => None,
+        }
     }
 }
 

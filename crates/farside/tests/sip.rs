@@ -81,12 +81,23 @@ fn counter(server: &Server, name: &str, label: &str) -> f64 {
         .sum()
 }
 
+fn scenario(name: &str) -> String {
+    format!("{}/../../tests/sipp/{name}.xml", env!("CARGO_MANIFEST_DIR"))
+}
+
 fn sipp(sip: SocketAddr, user: &str, password: &str) -> common::ToolOutput {
-    let scenario = format!(
-        "{}/../../tests/sipp/register.xml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let local_port = common::free_ports(&[LOCALHOST], 1).to_string();
+    sipp_register_from(sip, user, password, common::free_ports(&[LOCALHOST], 1))
+}
+
+/// SIPp's `register.xml` from local port `port`.
+fn sipp_register_from(
+    sip: SocketAddr,
+    user: &str,
+    password: &str,
+    port: u16,
+) -> common::ToolOutput {
+    let scenario = scenario("register");
+    let local_port = port.to_string();
     let args: Vec<String> = [
         "-sf",
         &scenario,
@@ -158,6 +169,90 @@ fn sipp_registers_with_digest_authentication() {
     server.assert_alive("after SIPp");
 }
 
+/// The call of RFC 3261 §24.2 through Farside: SIPp registers alice (Digest), then answers on
+/// the port it registered from; another SIPp calls sip:alice@example.org through Farside,
+/// which routes the INVITE to alice's flow with her Contact as Request-URI, Record-Routes, and
+/// carries 180, 200, ACK, BYE and 200 both ways.
+#[test]
+fn sipp_calls_a_registered_phone_through_the_proxy() {
+    let test = "sipp_calls_a_registered_phone_through_the_proxy";
+    if !require_tool(test, "sipp") {
+        return;
+    }
+    let (server, sip) = sip_server(test);
+    add_user(&server, "alice", "wonderland");
+    let ports = common::free_ports(&[LOCALHOST], 2);
+    let reg = sipp_register_from(sip, "alice", "wonderland", ports);
+    assert_eq!(
+        reg.code(),
+        Some(0),
+        "{}\n{}",
+        reg.describe(),
+        server.describe()
+    );
+    let callee_args: Vec<String> = [
+        "-sf",
+        &scenario("callee"),
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &ports.to_string(),
+        "-timeout",
+        "20",
+        "-timeout_error",
+        "-nostdin",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let callee =
+        std::thread::spawn(move || run_tool("sipp", &callee_args, Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(500));
+    let caller_args: Vec<String> = [
+        "-sf",
+        &scenario("caller"),
+        "-s",
+        "alice",
+        "-set",
+        "domain",
+        DOMAIN,
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &(ports + 1).to_string(),
+        "-timeout",
+        "20",
+        "-timeout_error",
+        "-nostdin",
+        &sip.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let caller = run_tool("sipp", &caller_args, Duration::from_secs(30));
+    let callee = callee.join().unwrap();
+    assert_eq!(
+        caller.code(),
+        Some(0),
+        "caller: {}\n{}",
+        caller.describe(),
+        server.describe()
+    );
+    assert_eq!(callee.code(), Some(0), "callee: {}", callee.describe());
+    // INVITE, ACK and BYE one way; 180, 200 and 200 the other.
+    let forwarded = counter(&server, "farside_sip_forwarded_total", "");
+    assert!(
+        forwarded >= 6.0,
+        "forwarded {forwarded}\n{}",
+        server.describe()
+    );
+    server.assert_alive("after the call");
+}
+
 /// Sends `req` from `phone` and returns the answer.
 fn ask(phone: &UdpSocket, sip: SocketAddr, req: &[u8]) -> String {
     phone.send_to(req, sip).unwrap();
@@ -224,7 +319,8 @@ fn a_natted_phone_is_answered_where_its_packets_came_from() {
         );
     }
 
-    // OPTIONS to the server itself: 200. An INVITE (no proxying yet): 501.
+    // OPTIONS to the server itself: 200. An INVITE for a user with no binding: 480; for
+    // another domain: 403 (no open relay).
     let options = format!(
         "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKo\r\n\
 From: <sip:bob@{DOMAIN}>;tag=o\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
@@ -233,7 +329,9 @@ From: <sip:bob@{DOMAIN}>;tag=o\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: o1\r\nCSeq: 1 O
     let invite = options
         .replace("OPTIONS sip:", "INVITE sip:carol@")
         .replace("1 OPTIONS", "1 INVITE");
-    assert!(ask(&phone, sip, invite.as_bytes()).starts_with("SIP/2.0 501 "));
+    assert!(ask(&phone, sip, invite.as_bytes()).starts_with("SIP/2.0 480 "));
+    let relay = invite.replace(&format!("carol@{DOMAIN}"), "carol@elsewhere.example");
+    assert!(ask(&phone, sip, relay.as_bytes()).starts_with("SIP/2.0 403 "));
 
     // Keep-alives on the SIP port: a STUN Binding request is answered with the phone's
     // address; CRLF is taken silently.

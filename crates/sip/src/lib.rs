@@ -22,6 +22,7 @@ mod header;
 mod message;
 mod name_addr;
 pub mod nat;
+pub mod proxy;
 pub mod registrar;
 mod response;
 mod scan;

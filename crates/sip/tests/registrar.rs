@@ -384,3 +384,113 @@ fn star_min_expires_and_limits() {
     );
     assert_eq!(code(&resp), 404);
 }
+
+/// The stateless proxy in front of the registrar: a call for alice goes to the flow she
+/// registered over, with her Contact as Request-URI, our Via and Record-Route on top; the answer
+/// comes back without our Via to where the caller's Via says; in-dialog requests find her flow
+/// by her Contact; no open relay, Max-Forwards honoured, ACK never answered.
+#[test]
+fn the_proxy_routes_calls_over_the_registered_flow() {
+    use farside_sip::proxy::{Action, Proxy};
+    let mut r = registrar();
+    let contact = "<sip:alice@192.168.1.20:5060>";
+    let (resp, _) = r.register(
+        &Message::parse(&register(1, contact, "", None)).expect("ok"),
+        flow(40123),
+        NOW,
+        &Store,
+    );
+    let n = nonce(&resp);
+    let req = register(2, contact, "", Some(("alice", "wonderland", &n)));
+    let (resp, _) = r.register(&Message::parse(&req).expect("ok"), flow(40123), NOW, &Store);
+    assert_eq!(code(&resp), 200);
+    let me: SocketAddr = "192.0.2.10:5060".parse().expect("address");
+    let proxy = Proxy::new(me, "example.org", 7);
+    let invite = |uri: &str, extra: &str, mf: u8| {
+        format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.5:5070;branch=z9hG4bKc1;received=198.51.100.5;rport=5071\r\n\
+Max-Forwards: {mf}\r\nFrom: <sip:carol@198.51.100.5>;tag=c\r\nTo: <sip:alice@example.org>\r\nCall-ID: call-1\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let req = invite("sip:alice@example.org", "", 70);
+    let Action::Forward { bytes, from, to } =
+        proxy.request(&Message::parse(req.as_bytes()).expect("ok"), &r, NOW + 1)
+    else {
+        panic!("forwarded")
+    };
+    assert_eq!((from, to), (flow(40123).local, flow(40123).remote));
+    let fwd = Message::parse(&bytes).expect("a valid request");
+    let StartLine::Request { uri, .. } = fwd.start_line() else {
+        panic!("a request")
+    };
+    assert_eq!(
+        uri.as_bytes(),
+        b"sip:alice@192.168.1.20:5060",
+        "her Contact as sent"
+    );
+    assert_eq!(fwd.via().host(), b"192.0.2.10");
+    assert_eq!(fwd.vias().count(), 2);
+    assert_eq!(fwd.max_forwards(), Some(69));
+    assert_eq!(
+        fwd.value(HeaderName::RecordRoute),
+        Some(&b"<sip:192.0.2.10:5060;lr>"[..])
+    );
+    // Her 200 comes back over her flow: our Via off, on to the caller's received/rport.
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nVia: SIP/2.0/UDP 198.51.100.5:5070;branch=z9hG4bKc1;received=198.51.100.5;rport=5071\r\n\
+Record-Route: <sip:192.0.2.10:5060;lr>\r\nFrom: <sip:carol@198.51.100.5>;tag=c\r\nTo: <sip:alice@example.org>;tag=a\r\n\
+Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.20:5060>\r\nContent-Length: 0\r\n\r\n",
+        String::from_utf8_lossy(fwd.via().as_bytes())
+    );
+    let Action::Forward { bytes, to, .. } =
+        proxy.response(&Message::parse(ok.as_bytes()).expect("ok"))
+    else {
+        panic!("forwarded back")
+    };
+    assert_eq!(
+        to,
+        "198.51.100.5:5071".parse::<SocketAddr>().expect("address")
+    );
+    let back = Message::parse(&bytes).expect("a valid response");
+    assert_eq!(back.vias().count(), 1);
+    assert_eq!(back.via().host(), b"198.51.100.5");
+    // The caller's ACK, routed by our Record-Route to her Contact: found by her flow.
+    let ack = invite(
+        "sip:alice@192.168.1.20:5060",
+        "Route: <sip:192.0.2.10:5060;lr>\r\n",
+        70,
+    )
+    .replace("INVITE sip", "ACK sip")
+    .replace("1 INVITE", "1 ACK");
+    let Action::Forward { bytes, to, .. } =
+        proxy.request(&Message::parse(ack.as_bytes()).expect("ok"), &r, NOW + 2)
+    else {
+        panic!("forwarded")
+    };
+    assert_eq!(to, flow(40123).remote);
+    assert!(
+        Message::parse(&bytes)
+            .expect("ok")
+            .value(HeaderName::Route)
+            .is_none(),
+        "our Route is off"
+    );
+    // No open relay; Max-Forwards 0; unknown users; an ACK is never answered.
+    let answer = |req: &str| match proxy.request(
+        &Message::parse(req.as_bytes()).expect("ok"),
+        &r,
+        NOW + 3,
+    ) {
+        Action::Respond(b) => code(&b),
+        Action::Forward { .. } => 1,
+        Action::Drop => 0,
+    };
+    assert_eq!(answer(&invite("sip:alice@elsewhere.example", "", 70)), 403);
+    assert_eq!(answer(&invite("sip:alice@example.org", "", 0)), 483);
+    assert_eq!(answer(&invite("sip:dave@example.org", "", 70)), 480);
+    let stray_ack = invite("sip:dave@example.org", "", 70)
+        .replace("INVITE sip", "ACK sip")
+        .replace("1 INVITE", "1 ACK");
+    assert_eq!(answer(&stray_ack), 0);
+}

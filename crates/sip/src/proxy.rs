@@ -1,0 +1,263 @@
+//! A stateless proxy (RFC 3261 §16, §16.11) in front of the registrar: a request for a local
+//! user goes to the flow that user registered over, with the Request-URI set to the Contact
+//! the phone registered; Record-Route keeps the dialog's later requests coming through here,
+//! so they can reach a NATed phone by its flow too. Responses follow the Via back. Requests
+//! for other domains are refused (no open relay).
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::edit::Edits;
+use crate::header::HeaderName;
+use crate::message::{Message, Method, StartLine};
+use crate::registrar::{Flow, Registrar, aor_of};
+use crate::response::response;
+use crate::scan::{split_top, trim};
+use crate::uri::Uri;
+
+/// What to do with a request or response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Answer the sender with these bytes (a final response of the proxy's own).
+    Respond(Vec<u8>),
+    /// Send these bytes from Farside's address `from` to `to`.
+    Forward {
+        /// The rewritten message.
+        bytes: Vec<u8>,
+        /// Farside's socket to send from (a flow's local end, or the proxy's address).
+        from: SocketAddr,
+        /// Where to.
+        to: SocketAddr,
+    },
+    /// Nothing to send (an ACK with nowhere to go, a response not for us).
+    Drop,
+}
+
+/// The proxy: its own address (in Via and Record-Route) and the domain it serves.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    me: SocketAddr,
+    domain: String,
+    branch_key: u64,
+}
+
+impl Proxy {
+    /// A proxy at `me` for `domain`; `branch_key` (random) salts its Via branches.
+    pub fn new(me: SocketAddr, domain: &str, branch_key: u64) -> Self {
+        Proxy {
+            me,
+            domain: domain.to_ascii_lowercase(),
+            branch_key,
+        }
+    }
+
+    /// Routes a request (its top Via already carries `received`/`rport`).
+    pub fn request(&self, msg: &Message<'_>, registrar: &Registrar, now: u64) -> Action {
+        let StartLine::Request { method, uri } = msg.start_line() else {
+            return Action::Drop;
+        };
+        let refuse = |code: u16, reason: &str| {
+            if method == Method::ACK {
+                Action::Drop // ACK is never answered (RFC 3261 §17.2.3)
+            } else {
+                Action::Respond(response(msg, code, reason, "fsp", &[]))
+            }
+        };
+        // §16.3: Max-Forwards.
+        let max_forwards = msg.max_forwards();
+        if max_forwards == Some(0) {
+            return refuse(483, "Too Many Hops");
+        }
+        let mut edits = Edits::new(msg.as_bytes());
+        // §16.4: a Route naming us is ours to remove.
+        let routes: Vec<_> = msg.routes(HeaderName::Route).collect();
+        let mut next_route = routes.first().map(|r| r.uri());
+        let routed_here = next_route.as_ref().is_some_and(|r| self.is_me(r));
+        if routed_here {
+            remove_first_item(msg, HeaderName::Route, &mut edits);
+            next_route = routes.get(1).map(|r| r.uri());
+        }
+        // Where it goes: the next Route; a registered Contact (in-dialog requests to a phone);
+        // a local user's flow; else refused.
+        let (target, from, new_uri) = if let Some(r) = next_route {
+            match address_of(&r) {
+                Some(a) => (a, self.me, None),
+                None => return refuse(404, "Not Found"),
+            }
+        } else if let Some(flow) = self.contact_flow(&uri, registrar, now) {
+            (flow.remote, flow.local, None)
+        } else if self.is_local(&uri) {
+            let Some(aor) = aor_of(&uri) else {
+                return refuse(404, "Not Found");
+            };
+            // The binding registered last wins (a stateless proxy does not fork).
+            let Some(b) = registrar.bindings(&aor, now).max_by_key(|b| b.expires_at) else {
+                return refuse(480, "Temporarily Unavailable");
+            };
+            (b.flow.remote, b.flow.local, Some(b.contact.clone()))
+        } else if routed_here && !self.is_me(&uri) {
+            // Inside a dialog we record-routed: on to the Request-URI (loose routing, §16.12).
+            match address_of(&uri) {
+                Some(a) => (a, self.me, None),
+                None => return refuse(404, "Not Found"),
+            }
+        } else if self.is_me(&uri) {
+            return refuse(404, "Not Found");
+        } else {
+            return refuse(403, "Relaying Denied");
+        };
+        if let Some(contact) = &new_uri
+            && let Some(r) = msg.range_of(uri.as_bytes())
+        {
+            edits.replace(r, contact.as_bytes());
+        }
+        match (max_forwards, msg.value(HeaderName::MaxForwards)) {
+            (Some(n), Some(v)) => {
+                if let Some(r) = msg.range_of(v) {
+                    edits.replace(r, (n - 1).to_string().as_bytes());
+                }
+            }
+            _ => {
+                edits.insert(first_header(msg), b"Max-Forwards: 70\r\n");
+            }
+        }
+        // Our Via on top; a dialog-creating request gets our Record-Route too.
+        let mut top = format!(
+            "Via: SIP/2.0/UDP {};branch=z9hG4bK{:016x}\r\n",
+            self.me,
+            self.branch(msg)
+        );
+        if method == Method::INVITE || method.0 == b"SUBSCRIBE" {
+            top.push_str(&format!("Record-Route: <sip:{};lr>\r\n", self.me));
+        }
+        edits.insert(first_header(msg), top.as_bytes());
+        match edits.apply() {
+            Ok(bytes) => Action::Forward {
+                bytes,
+                from,
+                to: target,
+            },
+            Err(_) => Action::Drop,
+        }
+    }
+
+    /// Routes a response: our Via comes off, and it goes where the next Via says it came from.
+    pub fn response(&self, msg: &Message<'_>) -> Action {
+        if !self.via_is_mine(msg) {
+            return Action::Drop;
+        }
+        let Some(next) = msg.vias().nth(1) else {
+            return Action::Drop;
+        };
+        let ip = next
+            .received()
+            .and_then(|r| std::str::from_utf8(r).ok()?.parse::<IpAddr>().ok())
+            .or_else(|| ip_literal(next.host()));
+        let port = next
+            .rport()
+            .flatten()
+            .and_then(|p| std::str::from_utf8(p).ok()?.parse::<u16>().ok())
+            .or(next.port())
+            .unwrap_or(5060);
+        let Some(ip) = ip else {
+            return Action::Drop;
+        };
+        let mut edits = Edits::new(msg.as_bytes());
+        remove_first_item(msg, HeaderName::Via, &mut edits);
+        match edits.apply() {
+            Ok(bytes) => Action::Forward {
+                bytes,
+                from: self.me,
+                to: SocketAddr::new(ip, port),
+            },
+            Err(_) => Action::Drop,
+        }
+    }
+
+    /// A stateless branch (§16.11): the same for a retransmission and for the CANCEL of an
+    /// INVITE (both carry the incoming top Via's branch), different across transactions.
+    fn branch(&self, msg: &Message<'_>) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ self.branch_key;
+        let via = msg.via();
+        let key = via.branch().unwrap_or(via.as_bytes());
+        for &b in key.iter().chain(if msg.method() == Method::ACK {
+            &b"ACK"[..]
+        } else {
+            &b""[..]
+        }) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+
+    fn via_is_mine(&self, msg: &Message<'_>) -> bool {
+        let v = msg.via();
+        ip_literal(v.host()) == Some(self.me.ip()) && v.port().unwrap_or(5060) == self.me.port()
+    }
+
+    /// Whether `uri` names this proxy's own address.
+    fn is_me(&self, uri: &Uri<'_>) -> bool {
+        ip_literal(uri.host()) == Some(self.me.ip()) && uri.port().unwrap_or(5060) == self.me.port()
+    }
+
+    /// Whether `uri` is in the served domain.
+    fn is_local(&self, uri: &Uri<'_>) -> bool {
+        uri.is_sip() && uri.host().eq_ignore_ascii_case(self.domain.as_bytes())
+    }
+
+    /// The flow of the binding whose Contact is `uri` (a request inside a dialog with a
+    /// registered phone, sent to the Contact it gave).
+    fn contact_flow(&self, uri: &Uri<'_>, registrar: &Registrar, now: u64) -> Option<Flow> {
+        registrar
+            .all()
+            .flat_map(|(_, bs)| bs.iter())
+            .find(|b| b.expires_at > now && b.contact.as_bytes() == uri.as_bytes())
+            .map(|b| b.flow)
+    }
+}
+
+/// Where the first header field starts (new fields go before it).
+fn first_header(msg: &Message<'_>) -> usize {
+    msg.headers()
+        .first()
+        .map_or(msg.headers_end(), |h| h.line.start)
+}
+
+/// Removes the first value of the first `name` field: the whole line if it holds only that.
+fn remove_first_item<'a>(msg: &Message<'a>, name: HeaderName, edits: &mut Edits<'a>) {
+    let Some(h) = msg.fields(name).next() else {
+        return;
+    };
+    let mut items = split_top(h.value, b',').into_iter().flatten();
+    let (Some(first), second) = (items.next(), items.next()) else {
+        return;
+    };
+    match second {
+        None => {
+            edits.remove(h.line.clone());
+        }
+        Some(second) => {
+            let (Some(a), Some(b)) = (msg.range_of(first), msg.range_of(trim(second))) else {
+                return;
+            };
+            edits.remove(a.start..b.start);
+        }
+    }
+}
+
+/// The address a URI names when its host is an IP literal (no DNS here).
+fn address_of(uri: &Uri<'_>) -> Option<SocketAddr> {
+    Some(SocketAddr::new(
+        ip_literal(uri.host())?,
+        uri.port().unwrap_or(5060),
+    ))
+}
+
+fn ip_literal(host: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(host).ok()?;
+    s.strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s)
+        .parse()
+        .ok()
+}
