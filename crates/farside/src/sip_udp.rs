@@ -317,6 +317,11 @@ impl SipUdp {
             }
             Action::Forward { bytes, from, to } => {
                 self.counters.forwarded.fetch_add(1, Relaxed);
+                tracing::debug!(
+                    "S404 {} {} from {remote} forwarded to {to}",
+                    String::from_utf8_lossy(method.0),
+                    String::from_utf8_lossy(uri.as_bytes())
+                );
                 Some((bytes, from, to))
             }
             Action::Drop => None,

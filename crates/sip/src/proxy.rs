@@ -94,10 +94,18 @@ impl Proxy {
                 return refuse(480, "Temporarily Unavailable");
             };
             (b.flow.remote, b.flow.local, Some(b.contact.clone()))
-        } else if routed_here && !self.is_me(&uri) {
-            // Inside a dialog we record-routed: on to the Request-URI (loose routing, §16.12).
+        } else if routed_here && !self.is_me(&uri) && msg.to().tag().is_some() {
+            // Inside a dialog we record-routed: on to the Request-URI (loose routing, §16.12),
+            // but never to this host's own or a non-unicast address.
             match address_of(&uri) {
-                Some(a) => (a, self.me, None),
+                Some(a)
+                    if !a.ip().is_loopback()
+                        && !a.ip().is_unspecified()
+                        && !a.ip().is_multicast() =>
+                {
+                    (a, self.me, None)
+                }
+                Some(_) => return refuse(403, "Forbidden"),
                 None => return refuse(404, "Not Found"),
             }
         } else if self.is_me(&uri) {
@@ -205,13 +213,24 @@ impl Proxy {
         uri.is_sip() && uri.host().eq_ignore_ascii_case(self.domain.as_bytes())
     }
 
-    /// The flow of the binding whose Contact is `uri` (a request inside a dialog with a
-    /// registered phone, sent to the Contact it gave).
+    /// The flow of the binding whose Contact has `uri`'s host and port (a request inside a
+    /// dialog with a registered phone, sent to the Contact it gave; phones vary the user part
+    /// between REGISTER and dialogs, never the address).
     fn contact_flow(&self, uri: &Uri<'_>, registrar: &Registrar, now: u64) -> Option<Flow> {
+        if !uri.is_sip() {
+            return None;
+        }
+        let port = uri.port().unwrap_or(5060);
         registrar
             .all()
             .flat_map(|(_, bs)| bs.iter())
-            .find(|b| b.expires_at > now && b.contact.as_bytes() == uri.as_bytes())
+            .find(|b| {
+                b.expires_at > now
+                    && Uri::parse(b.contact.as_bytes()).is_ok_and(|c| {
+                        c.host().eq_ignore_ascii_case(uri.host())
+                            && c.port().unwrap_or(5060) == port
+                    })
+            })
             .map(|b| b.flow)
     }
 }
