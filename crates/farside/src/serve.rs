@@ -164,6 +164,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         metrics.register_sip(Arc::clone(&counters));
         handles.push(crate::sip_udp::spawn(
             &sip.udp_listen(),
+            &config.store.url,
             farside_sip::registrar::RegistrarConfig {
                 domain: sip.domain.clone(),
                 realm: sip.realm().to_owned(),

@@ -17,7 +17,7 @@ use farside_io::Epoll;
 use farside_sip::digest::Algorithm;
 use farside_sip::nat::{self, NatTests, Transport};
 use farside_sip::proxy::{Action, Proxy};
-use farside_sip::registrar::{Flow, Outcome, Registrar, RegistrarConfig, Users};
+use farside_sip::registrar::{Binding, Flow, Outcome, Registrar, RegistrarConfig, Users};
 use farside_sip::{Edits, HeaderName, Message, Method, StartLine, response};
 use farside_stun::binding::{BindingServer, Outcome as StunOutcome, Received};
 
@@ -102,9 +102,11 @@ impl Users for StoreUsers {
     }
 }
 
-/// Binds `addresses` and starts the thread.
+/// Binds `addresses`, restores the registrations the store at `store_url` holds, and starts
+/// the thread (and a writer thread that keeps the store in step with the registrar).
 pub fn spawn(
     addresses: &[SocketAddr],
+    store_url: &str,
     config: RegistrarConfig,
     credentials: Arc<CredentialsCell>,
     binding: Arc<BindingServer>,
@@ -122,13 +124,32 @@ pub fn spawn(
         sockets.push((a, s));
     }
     let domain = config.domain.clone();
-    let registrar = Registrar::new(config, crate::serve::nonce_key());
+    let mut registrar = Registrar::new(config, crate::serve::nonce_key());
+    let mut store = farside_store::open(store_url)
+        .map_err(|e| anyhow::anyhow!("S303 cannot open the store: {e}"))?;
+    let now = crate::serve::unix_ms() / 1000;
+    let rows = store
+        .load_registrations(i64::try_from(now).unwrap_or(i64::MAX))
+        .map_err(|e| anyhow::anyhow!("S303 cannot read registrations from the store: {e}"))?;
+    let restored = rows.len();
+    let mut by_aor: std::collections::BTreeMap<String, Vec<Binding>> = Default::default();
+    for row in rows {
+        if let Some(b) = binding_of(&row) {
+            by_aor.entry(row.aor).or_default().push(b);
+        }
+    }
+    for (aor, bindings) in by_aor {
+        registrar.restore(aor, bindings);
+    }
+    tracing::info!("S405 SIP registrations restored from the store: {restored}");
+    let writer = spawn_writer(store)?;
     std::thread::Builder::new()
         .name("sip-udp".into())
         .spawn(move || {
             let mut t = SipUdp {
                 sockets,
                 registrar,
+                writer,
                 domain,
                 branch_key: crate::seed::fresh_seed(),
                 credentials,
@@ -146,6 +167,8 @@ pub fn spawn(
 struct SipUdp {
     sockets: Vec<(SocketAddr, UdpSocket)>,
     registrar: Registrar,
+    /// Changed registrations, for the store writer.
+    writer: std::sync::mpsc::SyncSender<(String, Vec<farside_store::RegistrationRow>)>,
     domain: String,
     branch_key: u64,
     credentials: Arc<CredentialsCell>,
@@ -186,6 +209,15 @@ impl SipUdp {
                             .map_or(&self.sockets[i].1, |(_, s)| s);
                         let _ = socket.send_to(&bytes, to);
                     }
+                }
+            }
+            // Registrations reach the store within a pass (so a kill -9 loses at most that).
+            for (aor, bindings) in self.registrar.take_changed() {
+                let rows = bindings.iter().map(|b| row_of(&aor, b)).collect();
+                if self.writer.try_send((aor, rows)).is_err() {
+                    tracing::warn!(
+                        "S406 the store writer is behind: a registration change was not saved"
+                    );
                 }
             }
             let now = Instant::now();
@@ -327,6 +359,85 @@ impl SipUdp {
             Action::Drop => None,
         }
     }
+}
+
+/// The store writer: a thread of its own, since SQLite calls block.
+fn spawn_writer(
+    mut store: Box<dyn farside_store::Store>,
+) -> anyhow::Result<std::sync::mpsc::SyncSender<(String, Vec<farside_store::RegistrationRow>)>> {
+    let (tx, rx) =
+        std::sync::mpsc::sync_channel::<(String, Vec<farside_store::RegistrationRow>)>(WRITE_QUEUE);
+    std::thread::Builder::new()
+        .name("sip-store".into())
+        .spawn(move || {
+            for (aor, rows) in rx {
+                match store.save_registrations(&aor, &rows) {
+                    Ok(()) => tracing::debug!("S408 saved {} registrations of {aor}", rows.len()),
+                    Err(e) => tracing::warn!("S407 cannot save the registrations of {aor}: {e}"),
+                }
+            }
+        })
+        .context("spawn the SIP store writer")?;
+    Ok(tx)
+}
+
+/// Registration changes waiting for the store writer at most.
+const WRITE_QUEUE: usize = 4096;
+
+fn row_of(aor: &str, b: &Binding) -> farside_store::RegistrationRow {
+    farside_store::RegistrationRow {
+        aor: aor.to_owned(),
+        contact: b.contact.clone(),
+        transport: match b.flow.transport {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+        .to_owned(),
+        local: b.flow.local.to_string(),
+        remote: b.flow.remote.to_string(),
+        expires_at: i64::try_from(b.expires_at).unwrap_or(i64::MAX),
+        instance: b.instance.clone(),
+        reg_id: b.reg_id.map(i64::from),
+        call_id: b.call_id.clone(),
+        cseq: i64::from(b.cseq),
+        path: b.path.join("\n"),
+        nat: i64::from(b.nat.0),
+    }
+}
+
+/// A stored registration back as a binding; `None` if a field does not parse (skipped).
+fn binding_of(r: &farside_store::RegistrationRow) -> Option<Binding> {
+    let transport = match r.transport.as_str() {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        "ws" => Transport::Ws,
+        "wss" => Transport::Wss,
+        _ => return None,
+    };
+    Some(Binding {
+        contact: r.contact.clone(),
+        flow: Flow {
+            transport,
+            local: r.local.parse().ok()?,
+            remote: r.remote.parse().ok()?,
+        },
+        expires_at: u64::try_from(r.expires_at).ok()?,
+        instance: r.instance.clone(),
+        reg_id: r.reg_id.and_then(|n| u32::try_from(n).ok()),
+        call_id: r.call_id.clone(),
+        cseq: u32::try_from(r.cseq).ok()?,
+        path: r
+            .path
+            .lines()
+            .map(str::to_owned)
+            .filter(|p| !p.is_empty())
+            .collect(),
+        nat: NatTests(u16::try_from(r.nat).ok()?),
+    })
 }
 
 /// A STUN message with the magic cookie (RFC 7983's first-byte rule, then the cookie).

@@ -253,6 +253,140 @@ fn sipp_calls_a_registered_phone_through_the_proxy() {
     server.assert_alive("after the call");
 }
 
+/// Registrations live in the store: Farside killed with SIGKILL between REGISTER and INVITE,
+/// started again on the same address and store, still routes the call to the phone.
+#[test]
+fn a_registration_survives_kill_9() {
+    let test = "a_registration_survives_kill_9";
+    if !require_tool(test, "sipp") {
+        return;
+    }
+    let port = common::free_ports(&[LOCALHOST], 1);
+    let sip = SocketAddr::new(LOCALHOST, port);
+    let dir = std::env::temp_dir().join(format!("farside-sip-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sip_table =
+        format!("[sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\n");
+    let store_table = format!(
+        "[store]\nurl = \"sqlite://{}\"\n",
+        dir.join("farside.db").display()
+    );
+    let start = |name: &str| {
+        let server = Server::start(
+            name,
+            ServerConfig::default()
+                .with_table(&sip_table)
+                .with_table(&store_table),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !server.logs().contains("S405 SIP registrations restored") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}",
+                server.describe()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    };
+    let first = start("a_registration_survives_kill_9-first");
+    add_user(&first, "alice", "wonderland");
+    let ports = common::free_ports(&[LOCALHOST], 2);
+    let reg = sipp_register_from(sip, "alice", "wonderland", ports);
+    assert_eq!(
+        reg.code(),
+        Some(0),
+        "{}\n{}",
+        reg.describe(),
+        first.describe()
+    );
+    // The store writer saves within a pass; then the hard kill.
+    std::thread::sleep(Duration::from_millis(500));
+    let kill = run_tool(
+        "kill",
+        &["-9".to_string(), first.pid().to_string()],
+        Duration::from_secs(5),
+    );
+    assert_eq!(kill.code(), Some(0), "{}", kill.describe());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while first.exited().is_none() {
+        assert!(std::time::Instant::now() < deadline, "not dead");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = start("a_registration_survives_kill_9-second");
+    assert!(
+        second
+            .logs()
+            .contains("S405 SIP registrations restored from the store: 1"),
+        "{}\n=== the first server:\n{}",
+        second.describe(),
+        first.logs()
+    );
+    let (caller, callee) = call(sip, ports);
+    assert_eq!(
+        caller.code(),
+        Some(0),
+        "caller: {}\n{}",
+        caller.describe(),
+        second.describe()
+    );
+    assert_eq!(callee.code(), Some(0), "callee: {}", callee.describe());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIPp answers (`callee.xml`) on `port` while another SIPp calls alice through `sip` from
+/// `port + 1`; returns (caller, callee).
+fn call(sip: SocketAddr, port: u16) -> (common::ToolOutput, common::ToolOutput) {
+    let callee_args: Vec<String> = [
+        "-sf",
+        &scenario("callee"),
+        "-s",
+        "alice",
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-timeout",
+        "20",
+        "-timeout_error",
+        "-nostdin",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let callee =
+        std::thread::spawn(move || run_tool("sipp", &callee_args, Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(500));
+    let caller_args: Vec<String> = [
+        "-sf",
+        &scenario("caller"),
+        "-s",
+        "alice",
+        "-set",
+        "domain",
+        DOMAIN,
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &(port + 1).to_string(),
+        "-timeout",
+        "20",
+        "-timeout_error",
+        "-nostdin",
+        &sip.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let caller = run_tool("sipp", &caller_args, Duration::from_secs(30));
+    (caller, callee.join().unwrap())
+}
+
 /// Sends `req` from `phone` and returns the answer.
 fn ask(phone: &UdpSocket, sip: SocketAddr, req: &[u8]) -> String {
     phone.send_to(req, sip).unwrap();

@@ -3,7 +3,7 @@
 //! authentication, `Contact: *` removal, Min-Expires, outbound's `+sip.instance` / `reg-id` and
 //! Path. Sans-IO: a REGISTER and its flow in, the response's bytes out; time is a parameter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use crate::digest::{self, Algorithm, Credentials, Nonces};
@@ -123,6 +123,8 @@ pub struct Registrar {
     config: RegistrarConfig,
     nonces: Nonces,
     aors: HashMap<String, Vec<Binding>>,
+    /// Addresses of record whose bindings changed since [`Registrar::take_changed`].
+    dirty: HashSet<String>,
 }
 
 impl Registrar {
@@ -133,6 +135,7 @@ impl Registrar {
             config,
             nonces,
             aors: HashMap::new(),
+            dirty: HashSet::new(),
         }
     }
 
@@ -197,6 +200,7 @@ impl Registrar {
                 return refuse(400, "Bad Request", &[]);
             }
             self.aors.remove(&aor);
+            self.dirty.insert(aor.clone());
             let out = response(msg, 200, "OK", &tag, &[]);
             return (out, Outcome::Registered { aor, bindings: 0 });
         }
@@ -316,6 +320,9 @@ impl Registrar {
         }
         let out = response(msg, 200, "OK", &tag, &extra);
         let n = bindings.len();
+        if self.aors.get(&aor) != Some(&bindings) {
+            self.dirty.insert(aor.clone());
+        }
         if bindings.is_empty() {
             self.aors.remove(&aor);
         } else {
@@ -341,13 +348,37 @@ impl Registrar {
     /// Drops lapsed bindings; returns how many.
     pub fn expire(&mut self, now: u64) -> usize {
         let mut gone = 0;
-        self.aors.retain(|_, bs| {
+        let dirty = &mut self.dirty;
+        self.aors.retain(|aor, bs| {
             let before = bs.len();
             bs.retain(|b| b.expires_at > now);
-            gone += before - bs.len();
+            if bs.len() != before {
+                gone += before - bs.len();
+                dirty.insert(aor.clone());
+            }
             !bs.is_empty()
         });
         gone
+    }
+
+    /// The addresses of record whose bindings changed since the last call, with their bindings
+    /// now (none: the address of record is gone), for the store.
+    pub fn take_changed(&mut self) -> Vec<(String, Vec<Binding>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|aor| {
+                let bs = self.aors.get(&aor).cloned().unwrap_or_default();
+                (aor, bs)
+            })
+            .collect()
+    }
+
+    /// Puts back the bindings of `aor` read from the store at start.
+    pub fn restore(&mut self, aor: String, bindings: Vec<Binding>) {
+        if !bindings.is_empty() && self.aors.len() < self.config.max_aors {
+            self.aors.insert(aor, bindings);
+        }
     }
 
     fn ours(&self, uri: &Uri<'_>) -> bool {

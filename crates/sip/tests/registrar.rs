@@ -199,9 +199,28 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
         &Store,
     );
     assert_eq!(code(&resp), 500);
+    // Every change is reported once for the store; restoring brings the binding back.
+    let changed = r.take_changed();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].0, "sip:alice@example.org");
+    assert_eq!(changed[0].1.len(), 1);
+    assert!(r.take_changed().is_empty());
+    let mut restarted = registrar();
+    restarted.restore(changed[0].0.clone(), changed[0].1.clone());
+    assert_eq!(
+        restarted
+            .bindings("sip:alice@example.org", NOW + 100)
+            .next()
+            .map(|b| b.flow),
+        Some(flow(40999))
+    );
     // Expiry.
     assert_eq!(r.expire(NOW + 100 + 599), 0);
     assert_eq!(r.expire(NOW + 100 + 600), 1);
+    assert_eq!(
+        r.take_changed(),
+        vec![("sip:alice@example.org".to_string(), vec![])]
+    );
     assert_eq!(r.bindings("sip:alice@example.org", NOW + 701).count(), 0);
 }
 

@@ -110,6 +110,35 @@ pub struct Snapshot {
     pub secrets: Vec<String>,
 }
 
+/// One registered contact, as the SIP registrar keeps it (the store does not interpret it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationRow {
+    /// The address of record, `sip:user@domain`.
+    pub aor: String,
+    /// The Contact URI as the phone sent it.
+    pub contact: String,
+    /// The flow: transport name, Farside's address, the source address.
+    pub transport: String,
+    /// Farside's side of the flow, `ip:port`.
+    pub local: String,
+    /// The phone's side (its NAT's public address), `ip:port`.
+    pub remote: String,
+    /// Unix seconds when it lapses.
+    pub expires_at: i64,
+    /// `+sip.instance`.
+    pub instance: Option<String>,
+    /// `reg-id`.
+    pub reg_id: Option<i64>,
+    /// The REGISTER's Call-ID.
+    pub call_id: String,
+    /// Its CSeq number.
+    pub cseq: i64,
+    /// Path values, one per line.
+    pub path: String,
+    /// The NAT tests that fired (bits).
+    pub nat: i64,
+}
+
 /// The store's operations.
 pub trait Store: Send {
     /// Adds a user; [`StoreError::Exists`] if it exists.
@@ -130,6 +159,12 @@ pub trait Store: Send {
     fn generation(&mut self) -> Result<u64, StoreError>;
     /// Everything the server needs, in one read.
     fn load(&mut self) -> Result<Snapshot, StoreError>;
+    /// Replaces the registrations of `aor` with `rows` (none: the address of record is gone).
+    /// Does not change the generation: credentials are not reread for it.
+    fn save_registrations(&mut self, aor: &str, rows: &[RegistrationRow])
+    -> Result<(), StoreError>;
+    /// Every registration that has not lapsed at `now` (Unix seconds).
+    fn load_registrations(&mut self, now: i64) -> Result<Vec<RegistrationRow>, StoreError>;
 }
 
 /// Opens the store `url` names: `sqlite://PATH` (created with its directory if missing).

@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::{
-    SECRET_LEN, SecretRow, Snapshot, Store, StoreError, UserKeys, UserRow, check_name,
-    check_username, keys,
+    RegistrationRow, SECRET_LEN, SecretRow, Snapshot, Store, StoreError, UserKeys, UserRow,
+    check_name, check_username, keys,
 };
 
 /// Schema version this build writes.
@@ -31,6 +31,21 @@ CREATE TABLE IF NOT EXISTS secrets (
     secret TEXT NOT NULL UNIQUE,
     created INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS registrations (
+    aor TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    transport TEXT NOT NULL,
+    local TEXT NOT NULL,
+    remote TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    instance TEXT,
+    reg_id INTEGER,
+    call_id TEXT NOT NULL,
+    cseq INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    nat INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS registrations_aor ON registrations (aor);
 ";
 
 /// Users and secrets in one SQLite file.
@@ -71,14 +86,21 @@ impl SqliteStore {
         }
         // Create the file ourselves, 0600 from its first instant (no window in which a
         // umask-wide file exists); SQLite gives its -wal and -shm files the database file's
-        // mode. An existing file keeps the mode its owner chose.
-        std::fs::OpenOptions::new()
+        // mode. An existing file keeps the mode its owner chose, and is not opened here at
+        // all: closing any descriptor of a file drops every POSIX lock this process holds on
+        // it, so opening and closing it beside a live connection would release that
+        // connection's locks, and another process could then delete the WAL under it.
+        match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .mode(0o600)
-            .open(path)?;
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
         let mut conn = Connection::open(path)?;
         // Readers (the server) and the CLI may use the file at once.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -280,6 +302,64 @@ impl Store for SqliteStore {
             secrets,
         })
     }
+
+    fn save_registrations(
+        &mut self,
+        aor: &str,
+        rows: &[RegistrationRow],
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM registrations WHERE aor = ?1", [aor])?;
+        for r in rows {
+            tx.execute(
+                "INSERT INTO registrations (aor, contact, transport, local, remote, expires_at, \
+                 instance, reg_id, call_id, cseq, path, nat) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    aor,
+                    r.contact,
+                    r.transport,
+                    r.local,
+                    r.remote,
+                    r.expires_at,
+                    r.instance,
+                    r.reg_id,
+                    r.call_id,
+                    r.cseq,
+                    r.path,
+                    r.nat
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load_registrations(&mut self, now: i64) -> Result<Vec<RegistrationRow>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT aor, contact, transport, local, remote, expires_at, instance, reg_id, \
+             call_id, cseq, path, nat FROM registrations WHERE expires_at > ?1 ORDER BY aor",
+        )?;
+        let rows = st.query_map([now], |r| {
+            Ok(RegistrationRow {
+                aor: r.get(0)?,
+                contact: r.get(1)?,
+                transport: r.get(2)?,
+                local: r.get(3)?,
+                remote: r.get(4)?,
+                expires_at: r.get(5)?,
+                instance: r.get(6)?,
+                reg_id: r.get(7)?,
+                call_id: r.get(8)?,
+                cseq: r.get(9)?,
+                path: r.get(10)?,
+                nat: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +373,55 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(p.parent().expect("dir"));
         p
+    }
+
+    #[test]
+    fn registrations_replace_per_aor_survive_reopening_and_lapse() {
+        let dir = std::env::temp_dir().join(format!("farside-store-reg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("s.db");
+        let row = |contact: &str, expires_at| RegistrationRow {
+            aor: "sip:alice@example.org".into(),
+            contact: contact.into(),
+            transport: "udp".into(),
+            local: "192.0.2.10:5060".into(),
+            remote: "203.0.113.7:40123".into(),
+            expires_at,
+            instance: Some("\"<urn:uuid:1>\"".into()),
+            reg_id: Some(1),
+            call_id: "c1".into(),
+            cseq: 2,
+            path: String::new(),
+            nat: 7,
+        };
+        let mut s = SqliteStore::open(&path).expect("open");
+        let g = s.generation().expect("g");
+        s.save_registrations(
+            "sip:alice@example.org",
+            &[row("sip:a@1", 100), row("sip:a@2", 50)],
+        )
+        .expect("save");
+        s.save_registrations("sip:alice@example.org", &[row("sip:a@3", 100)])
+            .expect("replace");
+        assert_eq!(
+            s.generation().expect("g"),
+            g,
+            "credentials are not reread for it"
+        );
+        drop(s);
+        let mut s = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(
+            s.load_registrations(10).expect("load"),
+            vec![row("sip:a@3", 100)]
+        );
+        assert!(
+            s.load_registrations(100).expect("load").is_empty(),
+            "lapsed"
+        );
+        s.save_registrations("sip:alice@example.org", &[])
+            .expect("gone");
+        assert!(s.load_registrations(0).expect("load").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
