@@ -55,6 +55,70 @@ pub struct SipConfig {
     pub max_aors: usize,
     /// Digest algorithms offered, most preferred first: `"MD5"`, `"SHA-256"`.
     pub digest_algorithms: Vec<String>,
+    /// `[sip.keepalive]`.
+    pub keepalive: KeepaliveFile,
+}
+
+/// `[sip.keepalive]`: pings that keep registered phones' NAT bindings open.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveFile {
+    /// Ping registered phones.
+    pub enabled: bool,
+    /// Each binding once per this long: `"25s"`, `"1m"`, or seconds.
+    pub interval: String,
+    /// `"OPTIONS"`, `"NOTIFY"`, `"CRLF"` or `"UDP4"`.
+    pub method: String,
+    /// From of SIP pings; default `sip:keepalive@<domain>`.
+    pub from: Option<String>,
+    /// SIP pings missed in a row before a binding is dropped.
+    pub max_failures: u32,
+    /// Ping every binding, not only those the NAT tests flag.
+    pub all_contacts: bool,
+}
+
+impl Default for KeepaliveFile {
+    fn default() -> Self {
+        KeepaliveFile {
+            enabled: true,
+            interval: "25s".into(),
+            method: "OPTIONS".into(),
+            from: None,
+            max_failures: 3,
+            all_contacts: false,
+        }
+    }
+}
+
+impl KeepaliveFile {
+    /// The interval in seconds (validated: 1 to 3600).
+    pub fn interval_secs(&self) -> Option<u64> {
+        let s = self.interval.trim();
+        let (n, unit) = match s.strip_suffix('s') {
+            Some(n) => (n, 1),
+            None => match s.strip_suffix('m') {
+                Some(n) => (n, 60),
+                None => (s, 1),
+            },
+        };
+        n.trim()
+            .parse::<u64>()
+            .ok()
+            .map(|n| n * unit)
+            .filter(|n| (1..=3600).contains(n))
+    }
+
+    /// The method (validated).
+    pub fn method(&self) -> Option<farside_sip::keepalive::Method> {
+        use farside_sip::keepalive::Method;
+        match self.method.to_ascii_uppercase().as_str() {
+            "OPTIONS" => Some(Method::Options),
+            "NOTIFY" => Some(Method::Notify),
+            "CRLF" => Some(Method::Crlf),
+            "UDP4" => Some(Method::Udp4),
+            _ => None,
+        }
+    }
 }
 
 impl Default for SipConfig {
@@ -72,6 +136,7 @@ impl Default for SipConfig {
             max_bindings_per_aor: 16,
             max_aors: 100_000,
             digest_algorithms: vec!["MD5".into(), "SHA-256".into()],
+            keepalive: KeepaliveFile::default(),
         }
     }
 }
@@ -664,6 +729,30 @@ impl Config {
             return Err(invalid(
                 "sip.nonce_lifetime",
                 "must be at least 1 second".into(),
+            ));
+        }
+        if sip.keepalive.interval_secs().is_none() {
+            return Err(invalid(
+                "sip.keepalive.interval",
+                format!(
+                    "{:?}: expected \"25s\", \"1m\" or seconds, 1 s to 1 h",
+                    sip.keepalive.interval
+                ),
+            ));
+        }
+        if sip.keepalive.method().is_none() {
+            return Err(invalid(
+                "sip.keepalive.method",
+                format!(
+                    "{:?}: one of \"OPTIONS\", \"NOTIFY\", \"CRLF\", \"UDP4\"",
+                    sip.keepalive.method
+                ),
+            ));
+        }
+        if sip.keepalive.max_failures == 0 {
+            return Err(invalid(
+                "sip.keepalive.max_failures",
+                "must be at least 1".into(),
             ));
         }
         if sip.algorithms().len() != sip.digest_algorithms.len() || sip.digest_algorithms.is_empty()

@@ -528,6 +528,23 @@ fn render_sip(s: &mut String, c: &crate::sip_udp::SipCounters) {
     );
     header(
         s,
+        "farside_sip_keepalive_total",
+        "counter",
+        "Keep-alives: pings sent, SIP pings answered, bindings dropped as unreachable.",
+    );
+    for (label, v) in [
+        ("sent", &c.pings_sent),
+        ("answered", &c.pings_answered),
+        ("unreachable", &c.unreachable),
+    ] {
+        let _ = writeln!(
+            s,
+            "farside_sip_keepalive_total{{event=\"{label}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    header(
+        s,
         "farside_sip_bindings",
         "gauge",
         "Registered contacts alive now.",

@@ -176,6 +176,22 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                 nonce_lifetime: sip.nonce_lifetime,
                 algorithms: sip.algorithms(),
             },
+            sip.keepalive
+                .enabled
+                .then(|| farside_sip::keepalive::KeepaliveConfig {
+                    interval_ms: sip.keepalive.interval_secs().unwrap_or(25) * 1000,
+                    method: sip
+                        .keepalive
+                        .method()
+                        .unwrap_or(farside_sip::keepalive::Method::Options),
+                    from: sip
+                        .keepalive
+                        .from
+                        .clone()
+                        .unwrap_or_else(|| format!("sip:keepalive@{}", sip.domain)),
+                    max_failures: sip.keepalive.max_failures,
+                    all_contacts: sip.keepalive.all_contacts,
+                }),
             Arc::clone(cell),
             Arc::clone(&server),
             counters,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use farside_io::Epoll;
 use farside_sip::digest::Algorithm;
+use farside_sip::keepalive::{KeepaliveConfig, Keepalives};
 use farside_sip::nat::{self, NatTests, Transport};
 use farside_sip::proxy::{Action, Proxy};
 use farside_sip::registrar::{Binding, Flow, Outcome, Registrar, RegistrarConfig, Users};
@@ -52,6 +53,12 @@ pub struct SipCounters {
     pub bindings: AtomicU64,
     /// Requests and responses proxied on.
     pub forwarded: AtomicU64,
+    /// Keep-alive pings sent.
+    pub pings_sent: AtomicU64,
+    /// SIP keep-alive pings answered.
+    pub pings_answered: AtomicU64,
+    /// Bindings dropped for missing keep-alives.
+    pub unreachable: AtomicU64,
 }
 
 /// Request methods counted apart.
@@ -104,10 +111,12 @@ impl Users for StoreUsers {
 
 /// Binds `addresses`, restores the registrations the store at `store_url` holds, and starts
 /// the thread (and a writer thread that keeps the store in step with the registrar).
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     addresses: &[SocketAddr],
     store_url: &str,
     config: RegistrarConfig,
+    keepalive: Option<KeepaliveConfig>,
     credentials: Arc<CredentialsCell>,
     binding: Arc<BindingServer>,
     counters: Arc<SipCounters>,
@@ -150,6 +159,7 @@ pub fn spawn(
                 sockets,
                 registrar,
                 writer,
+                keepalives: keepalive.map(|k| Keepalives::new(k, crate::seed::fresh_seed())),
                 domain,
                 branch_key: crate::seed::fresh_seed(),
                 credentials,
@@ -169,6 +179,7 @@ struct SipUdp {
     registrar: Registrar,
     /// Changed registrations, for the store writer.
     writer: std::sync::mpsc::SyncSender<(String, Vec<farside_store::RegistrationRow>)>,
+    keepalives: Option<Keepalives>,
     domain: String,
     branch_key: u64,
     credentials: Arc<CredentialsCell>,
@@ -211,6 +222,7 @@ impl SipUdp {
                     }
                 }
             }
+            self.keepalive_round();
             // Registrations reach the store within a pass (so a kill -9 loses at most that).
             for (aor, bindings) in self.registrar.take_changed() {
                 let rows = bindings.iter().map(|b| row_of(&aor, b)).collect();
@@ -229,6 +241,30 @@ impl SipUdp {
             }
         }
         Ok(())
+    }
+
+    /// Sends the keep-alives due and drops the bindings that stopped answering them.
+    fn keepalive_round(&mut self) {
+        let Some(k) = self.keepalives.as_mut() else {
+            return;
+        };
+        let round = k.poll(crate::serve::unix_ms(), &self.registrar);
+        for ping in round.pings {
+            let socket = self.sockets.iter().find(|(a, _)| *a == ping.flow.local);
+            if let Some((_, s)) = socket
+                && s.send_to(&ping.bytes, ping.flow.remote).is_ok()
+            {
+                self.counters.pings_sent.fetch_add(1, Relaxed);
+            }
+        }
+        for (aor, contact) in round.unreachable {
+            if self.registrar.remove_binding(&aor, &contact) {
+                self.counters.unreachable.fetch_add(1, Relaxed);
+                tracing::info!(
+                    "S409 {aor}: {contact} stopped answering keep-alives; binding removed"
+                );
+            }
+        }
     }
 
     /// What to send for one datagram, if anything: the bytes, Farside's address to send them
@@ -280,6 +316,10 @@ impl SipUdp {
             }
         };
         let StartLine::Request { method, uri } = msg.start_line() else {
+            if self.keepalives.as_mut().is_some_and(|k| k.answered(&msg)) {
+                self.counters.pings_answered.fetch_add(1, Relaxed);
+                return None;
+            }
             return match proxy.response(&msg) {
                 Action::Forward { bytes, from, to } => {
                     self.counters.forwarded.fetch_add(1, Relaxed);

@@ -19,6 +19,20 @@ use natlab::Lab;
 
 const DOMAIN: &str = "example.org";
 
+/// The INVITEs a SIPp callee counted (its "----------> INVITE  N" statistics line).
+fn invites_received(stdout: &str) -> Option<u64> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("----------> INVITE"))?;
+    line.split("INVITE")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn scenario(name: &str) -> String {
     format!("{}/../../tests/sipp/{name}.xml", env!("CARGO_MANIFEST_DIR"))
 }
@@ -36,7 +50,7 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
     std::fs::write(
         &config,
         format!(
-            "[stun]\nlisten = [\"{primary}:3478\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:5060\"]\ndomain = \"{DOMAIN}\"\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+            "[stun]\nlisten = [\"{primary}:3478\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:5060\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\n# SIPp answers no OPTIONS outside its scenario: CRLF pings leave it alone.\nmethod = \"CRLF\"\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
             dir.join("farside.db").display()
         ),
     )
@@ -165,6 +179,199 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
         TEST,
         &format!(
             "register, INVITE/180/200/ACK/BYE/200 across the symmetric and home gateways in {:?}",
+            started.elapsed()
+        ),
+    );
+}
+
+/// Seed 004's failure and its cure: behind the gateway whose NAT forgets a UDP binding after
+/// 20 s of silence, a phone registers and stays silent for 90 s. With keep-alives (CRLF every
+/// 10 s over its flow) the call then reaches it; the control, the same phone setup against a
+/// Farside with keep-alives off, never sees the INVITE.
+#[test]
+fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
+    const TEST: &str = "keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat";
+    const SILENCE: Duration = Duration::from_secs(90);
+    if !common::require_tool(TEST, "sipp") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    // Farside A pings, Farside B (the control) does not.
+    let start = |name: &str, port: u16, keepalive: &str| {
+        let dir = lab.scratch_dir(name);
+        let config = dir.join("farside.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+                port + 1000,
+                dir.join("farside.db").display()
+            ),
+        )
+        .unwrap();
+        let config = config.display().to_string();
+        let add = lab.exec(
+            "peer",
+            env!("CARGO_BIN_EXE_farside"),
+            &[
+                "user",
+                "add",
+                "alice",
+                "--password",
+                "wonderland",
+                "--realm",
+                DOMAIN,
+                "--config",
+                &config,
+            ],
+            Duration::from_secs(20),
+        );
+        assert!(add.success(), "{add}");
+        let mut server = lab.spawn(
+            "server",
+            env!("CARGO_BIN_EXE_farside"),
+            &["serve", "--config", &config],
+        );
+        assert!(
+            server.wait_for_output("S400 SIP registrar", Duration::from_secs(15)),
+            "{server}"
+        );
+        server
+    };
+    let pinging = start(
+        "farside-keepalive",
+        5060,
+        "interval = \"10s\"\nmethod = \"CRLF\"",
+    );
+    let control = start("farside-no-keepalive", 5062, "enabled = false");
+    let (register, callee, caller) = (scenario("register"), scenario("callee"), scenario("caller"));
+    let phone = |host: &str| lab.host(host).addr().to_string();
+    // Both phones sit behind the short gateway (it has one LAN host): two ports, two bindings.
+    let (a_ip, b_ip) = (phone("short-lan1"), phone("short-lan1"));
+    let (c1_ip, c2_ip) = (phone("home-lan1"), phone("home-lan2"));
+    let (target_a, target_b) = (format!("{primary}:5060"), format!("{primary}:5062"));
+    for (host, ip, target, port) in [
+        ("short-lan1", &a_ip, &target_a, "5070"),
+        ("short-lan1", &b_ip, &target_b, "5072"),
+    ] {
+        let reg = lab.exec(
+            host,
+            "sipp",
+            &[
+                "-sf",
+                &register,
+                "-s",
+                "alice",
+                "-au",
+                "alice",
+                "-ap",
+                "wonderland",
+                "-set",
+                "domain",
+                DOMAIN,
+                "-m",
+                "1",
+                "-i",
+                ip,
+                "-p",
+                port,
+                "-timeout",
+                "15",
+                "-timeout_error",
+                "-nostdin",
+                target,
+            ],
+            Duration::from_secs(30),
+        );
+        assert!(reg.success(), "register from {host}: {reg}");
+    }
+    let started = Instant::now();
+    let (a, b, call_a, call_b) = thread::scope(|s| {
+        let answer = |host: &'static str, ip: String, port: &'static str| {
+            let callee = &callee;
+            let lab = &lab;
+            s.spawn(move || {
+                lab.exec(
+                    host,
+                    "sipp",
+                    &[
+                        "-sf",
+                        callee,
+                        "-s",
+                        "alice",
+                        "-m",
+                        "1",
+                        "-i",
+                        &ip,
+                        "-p",
+                        port,
+                        "-timeout",
+                        "110",
+                        "-timeout_error",
+                        "-nostdin",
+                    ],
+                    Duration::from_secs(130),
+                )
+            })
+        };
+        let a = answer("short-lan1", a_ip.clone(), "5070");
+        let b = answer("short-lan1", b_ip.clone(), "5072");
+        // Silence: nothing from the phones for longer than the NAT keeps a binding.
+        thread::sleep(SILENCE);
+        let call = |host: &'static str, ip: String, target: String| {
+            let caller = &caller;
+            let lab = &lab;
+            s.spawn(move || {
+                lab.exec(
+                    host,
+                    "sipp",
+                    &[
+                        "-sf",
+                        caller,
+                        "-s",
+                        "alice",
+                        "-set",
+                        "domain",
+                        DOMAIN,
+                        "-m",
+                        "1",
+                        "-i",
+                        &ip,
+                        "-p",
+                        "5080",
+                        "-timeout",
+                        "15",
+                        "-timeout_error",
+                        "-nostdin",
+                        &target,
+                    ],
+                    Duration::from_secs(30),
+                )
+            })
+        };
+        let call_a = call("home-lan1", c1_ip.clone(), target_a.clone());
+        let call_b = call("home-lan2", c2_ip.clone(), target_b.clone());
+        (
+            a.join().unwrap(),
+            b.join().unwrap(),
+            call_a.join().unwrap(),
+            call_b.join().unwrap(),
+        )
+    });
+    assert!(
+        call_a.success() && a.success(),
+        "with keep-alives the call reaches the phone after {SILENCE:?} of silence\ncaller: {call_a}\ncallee: {a}\n{pinging}"
+    );
+    assert!(
+        !b.success() && invites_received(&b.stdout) == Some(0),
+        "without keep-alives the NAT forgot the binding: no INVITE may arrive (else the control proves nothing)\ncallee: {b}\n{control}"
+    );
+    assert!(!call_b.success(), "the control's call fails\n{call_b}");
+    common::note(
+        TEST,
+        &format!(
+            "{SILENCE:?} of silence behind the 20 s NAT: with CRLF keep-alives every 10 s the call arrived, without none did ({:?} in all)",
             started.elapsed()
         ),
     );

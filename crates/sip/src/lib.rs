@@ -19,6 +19,7 @@ mod edit;
 mod error;
 mod framing;
 mod header;
+pub mod keepalive;
 mod message;
 mod name_addr;
 pub mod nat;

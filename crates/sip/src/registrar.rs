@@ -374,6 +374,23 @@ impl Registrar {
             .collect()
     }
 
+    /// Drops one binding (a phone that stopped answering keep-alives).
+    pub fn remove_binding(&mut self, aor: &str, contact: &str) -> bool {
+        let Some(bs) = self.aors.get_mut(aor) else {
+            return false;
+        };
+        let before = bs.len();
+        bs.retain(|b| b.contact != contact);
+        let removed = bs.len() != before;
+        if bs.is_empty() {
+            self.aors.remove(aor);
+        }
+        if removed {
+            self.dirty.insert(aor.to_owned());
+        }
+        removed
+    }
+
     /// Puts back the bindings of `aor` read from the store at start.
     pub fn restore(&mut self, aor: String, bindings: Vec<Binding>) {
         if !bindings.is_empty() && self.aors.len() < self.config.max_aors {

@@ -513,3 +513,98 @@ Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.20:5060>\r\nC
         .replace("1 INVITE", "1 ACK");
     assert_eq!(answer(&stray_ack), 0);
 }
+
+/// Keep-alives: every NATed binding is pinged once per interval over its flow, at its own
+/// phase; an answer (any) keeps it; `max_failures` missed SIP pings in a row drop it.
+#[test]
+fn keepalives_ping_each_natted_binding_once_per_interval_and_drop_the_silent() {
+    use farside_sip::keepalive::{KeepaliveConfig, Keepalives, Method};
+    let mut r = registrar();
+    let (resp, _) = r.register(
+        &Message::parse(&register(1, "<sip:alice@192.168.1.20:5060>", "", None)).expect("ok"),
+        flow(40123),
+        NOW,
+        &Store,
+    );
+    let n = nonce(&resp);
+    let req = register(
+        2,
+        "<sip:alice@192.168.1.20:5060>, <sip:alice@192.168.1.21:5060>",
+        "",
+        Some(("alice", "wonderland", &n)),
+    );
+    let (resp, _) = r.register(&Message::parse(&req).expect("ok"), flow(40123), NOW, &Store);
+    assert_eq!(code(&resp), 200);
+    let config = KeepaliveConfig {
+        interval_ms: 10_000,
+        method: Method::Options,
+        from: "sip:keepalive@example.org".into(),
+        max_failures: 3,
+        all_contacts: false,
+    };
+    let mut k = Keepalives::new(config.clone(), 99);
+    let t0 = NOW * 1000;
+    assert!(
+        k.poll(t0, &r).pings.is_empty(),
+        "the first call sets the clock"
+    );
+    // Over 10 s in 100 ms steps, each of the two bindings is pinged exactly once.
+    let mut pings = Vec::new();
+    for step in 1..=100 {
+        pings.extend(k.poll(t0 + step * 100, &r).pings);
+    }
+    assert_eq!(pings.len(), 2, "{pings:?}");
+    for p in &pings {
+        assert_eq!(p.flow, flow(40123), "over the registered flow");
+        let m = Message::parse(&p.bytes).expect("a valid OPTIONS");
+        assert_eq!(m.method().0, b"OPTIONS");
+        assert_eq!(m.via().host(), b"192.0.2.10");
+    }
+    // One binding answers (with anything, here 200), the other never does.
+    let answer = |ping: &[u8]| {
+        let m = Message::parse(ping).expect("ok");
+        farside_sip::response(&m, 200, "OK", "p", &[])
+    };
+    let ok = answer(&pings[0].bytes);
+    assert!(k.answered(&Message::parse(&ok).expect("ok")));
+    assert!(!k.answered(&Message::parse(&ok).expect("ok")), "once");
+    let answered_contact = String::from_utf8_lossy(
+        Message::parse(&pings[0].bytes)
+            .expect("ok")
+            .to()
+            .uri()
+            .as_bytes(),
+    )
+    .into_owned();
+    let mut unreachable = Vec::new();
+    for step in 101..=400 {
+        let round = k.poll(t0 + step * 100, &r);
+        for p in &round.pings {
+            let m = Message::parse(&p.bytes).expect("ok");
+            if m.to().uri().as_bytes() == answered_contact.as_bytes() {
+                let ok = answer(&p.bytes);
+                assert!(k.answered(&Message::parse(&ok).expect("ok")));
+            }
+        }
+        unreachable.extend(round.unreachable);
+    }
+    assert_eq!(unreachable.len(), 1, "{unreachable:?}");
+    assert_ne!(unreachable[0].1, answered_contact, "the silent one");
+    assert!(r.remove_binding(&unreachable[0].0, &unreachable[0].1));
+    assert_eq!(r.bindings("sip:alice@example.org", NOW + 40).count(), 1);
+    // CRLF pings need no answer; a binding with a public Contact seen where it says is not
+    // pinged unless all contacts are.
+    let mut crlf = Keepalives::new(
+        KeepaliveConfig {
+            method: Method::Crlf,
+            ..config.clone()
+        },
+        1,
+    );
+    crlf.poll(t0, &r);
+    let pings: Vec<_> = (1..=100)
+        .flat_map(|s| crlf.poll(t0 + s * 100, &r).pings)
+        .collect();
+    assert_eq!(pings.len(), 1);
+    assert_eq!(pings[0].bytes, b"\r\n\r\n");
+}

@@ -1,0 +1,212 @@
+//! Keep-alives to registered phones (what Kamailio's nathelper `natping` does): each binding is
+//! pinged over its flow once per interval, at a phase of its own so pings spread evenly over
+//! the interval; the NAT sees traffic on the binding's mapping and keeps it. SIP pings (OPTIONS
+//! or NOTIFY) expect an answer, any answer: a binding that misses `max_failures` in a row is
+//! reported as unreachable, for the registrar to drop. CRLF and 4-byte pings expect none.
+
+use std::collections::HashMap;
+
+use crate::message::Message;
+use crate::registrar::{Flow, Registrar};
+
+/// How bindings are pinged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// A SIP OPTIONS request (answered by any UA).
+    Options,
+    /// A SIP NOTIFY with `Event: keep-alive`.
+    Notify,
+    /// CRLF CRLF (RFC 5626's ping, sent over UDP too).
+    Crlf,
+    /// Four zero bytes.
+    Udp4,
+}
+
+/// Keep-alive settings.
+#[derive(Debug, Clone)]
+pub struct KeepaliveConfig {
+    /// Each binding is pinged once per this many milliseconds.
+    pub interval_ms: u64,
+    /// How.
+    pub method: Method,
+    /// The From of SIP pings (`sip:keepalive@domain`).
+    pub from: String,
+    /// SIP pings missed in a row before a binding is dropped.
+    pub max_failures: u32,
+    /// Ping every binding, not only the NATed ones.
+    pub all_contacts: bool,
+}
+
+/// One ping to send: its bytes over `flow` (from its local end to its remote end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ping {
+    /// The flow.
+    pub flow: Flow,
+    /// What to send.
+    pub bytes: Vec<u8>,
+}
+
+/// Per-binding state, keyed by (address of record, Contact).
+#[derive(Debug, Default, Clone, Copy)]
+struct State {
+    /// The branch of the SIP ping awaiting an answer, if any.
+    waiting: Option<u64>,
+    /// Pings missed in a row.
+    failures: u32,
+}
+
+/// The keep-alive scheduler of one registrar.
+#[derive(Debug)]
+pub struct Keepalives {
+    config: KeepaliveConfig,
+    states: HashMap<(String, String), State>,
+    by_branch: HashMap<u64, (String, String)>,
+    last_ms: Option<u64>,
+    counter: u64,
+    key: u64,
+}
+
+/// What [`Keepalives::poll`] found besides the pings.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Round {
+    /// Pings to send now.
+    pub pings: Vec<Ping>,
+    /// Bindings that missed `max_failures` SIP pings in a row: (address of record, Contact).
+    pub unreachable: Vec<(String, String)>,
+}
+
+impl Keepalives {
+    /// A scheduler; `key` (random) seeds branches and phases.
+    pub fn new(config: KeepaliveConfig, key: u64) -> Self {
+        Keepalives {
+            config,
+            states: HashMap::new(),
+            by_branch: HashMap::new(),
+            last_ms: None,
+            counter: key,
+            key,
+        }
+    }
+
+    /// The pings due between the last call and `now_ms` (Unix milliseconds), and the bindings
+    /// found unreachable.
+    pub fn poll(&mut self, now_ms: u64, registrar: &Registrar) -> Round {
+        let mut round = Round::default();
+        let interval = self.config.interval_ms.max(1);
+        let Some(prev) = self.last_ms.replace(now_ms) else {
+            return round; // the first call only sets the clock
+        };
+        if now_ms <= prev {
+            return round;
+        }
+        let now_s = now_ms / 1000;
+        let mut live = Vec::new();
+        for (aor, bindings) in registrar.all() {
+            for b in bindings.iter().filter(|b| b.expires_at > now_s) {
+                if !self.config.all_contacts && !b.nat.natted() {
+                    continue;
+                }
+                let key = (aor.clone(), b.contact.clone());
+                let phase = fnv(self.key, key.0.as_bytes(), key.1.as_bytes()) % interval;
+                live.push(key.clone());
+                // Due if a multiple of the interval, shifted by the phase, lies in (prev, now].
+                let slot = |t: u64| (t + interval - phase) / interval;
+                if slot(now_ms) == slot(prev) {
+                    continue;
+                }
+                let state = self.states.entry(key.clone()).or_default();
+                if let Some(old) = state.waiting.take() {
+                    self.by_branch.remove(&old);
+                    state.failures += 1;
+                    if state.failures >= self.config.max_failures {
+                        round.unreachable.push(key);
+                        continue;
+                    }
+                }
+                self.counter = self.counter.wrapping_add(1);
+                let branch = fnv(self.key, &self.counter.to_be_bytes(), b"ka");
+                let bytes = match self.config.method {
+                    Method::Crlf => b"\r\n\r\n".to_vec(),
+                    Method::Udp4 => vec![0; 4],
+                    Method::Options | Method::Notify => {
+                        state.waiting = Some(branch);
+                        self.by_branch.insert(branch, key.clone());
+                        self.sip_ping(b.flow, &b.contact, branch)
+                    }
+                };
+                round.pings.push(Ping {
+                    flow: b.flow,
+                    bytes,
+                });
+            }
+        }
+        // Forget bindings that are gone.
+        if self.states.len() > live.len() {
+            let live: std::collections::HashSet<_> = live.into_iter().collect();
+            self.states.retain(|k, _| live.contains(k));
+            let states = &self.states;
+            self.by_branch.retain(|_, k| states.contains_key(k));
+        }
+        for k in &round.unreachable {
+            self.states.remove(k);
+        }
+        round
+    }
+
+    /// Whether `response` answers one of our SIP pings (then it is consumed here, and the
+    /// binding counts as reachable).
+    pub fn answered(&mut self, response: &Message<'_>) -> bool {
+        let Some(branch) = response
+            .via()
+            .branch()
+            .and_then(|b| b.strip_prefix(b"z9hG4bKka"))
+            .and_then(|h| u64::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+        else {
+            return false;
+        };
+        let Some(key) = self.by_branch.remove(&branch) else {
+            return false;
+        };
+        if let Some(s) = self.states.get_mut(&key) {
+            s.waiting = None;
+            s.failures = 0;
+        }
+        true
+    }
+
+    fn sip_ping(&self, flow: Flow, contact: &str, branch: u64) -> Vec<u8> {
+        let method = match self.config.method {
+            Method::Notify => "NOTIFY",
+            _ => "OPTIONS",
+        };
+        let event = if method == "NOTIFY" {
+            "Event: keep-alive\r\n"
+        } else {
+            ""
+        };
+        format!(
+            "{method} {contact} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bKka{branch:016x};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <{from}>;tag=ka{tag:08x}\r\n\
+To: <{contact}>\r\n\
+Call-ID: ka{branch:016x}@{ip}\r\n\
+CSeq: 1 {method}\r\n\
+{event}Content-Length: 0\r\n\r\n",
+            local = flow.local,
+            from = self.config.from,
+            tag = (branch >> 32) as u32,
+            ip = flow.local.ip(),
+        )
+        .into_bytes()
+    }
+}
+
+fn fnv(key: u64, a: &[u8], b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ key;
+    for &x in a.iter().chain(b"\0").chain(b) {
+        h ^= u64::from(x);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
