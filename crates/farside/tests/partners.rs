@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    ALT_IP, LOCALHOST, Server, ServerConfig, metric_samples, require_tool, run_tool, stun,
+    ALT_IP, LOCALHOST, Server, ServerConfig, counter, metric_samples, require_tool, run_tool, stun,
 };
 use farside_stun::binding::{
     AlternateAddress, BindingConfig, BindingServer, Outcome, Received, Transport,
@@ -79,15 +79,6 @@ fn pair(test: &str) -> (Server, Server, u16) {
     wait_partner_up(&a, ALT_IP);
     wait_partner_up(&b, LOCALHOST);
     (a, b, port)
-}
-
-fn counter(server: &Server, name: &str, label: &str) -> f64 {
-    let m = server.metrics().unwrap_or_default();
-    metric_samples(&m, name)
-        .iter()
-        .filter(|(l, _)| l.contains(label))
-        .map(|(_, v)| v)
-        .sum()
 }
 
 #[test]

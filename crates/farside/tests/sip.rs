@@ -11,7 +11,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{LOCALHOST, Server, ServerConfig, metric_samples, require_tool, run_tool};
+use common::{LOCALHOST, Server, ServerConfig, counter, require_tool, run_tool};
 
 const DOMAIN: &str = "example.org";
 
@@ -70,15 +70,6 @@ fn add_user(server: &Server, name: &str, password: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn counter(server: &Server, name: &str, label: &str) -> f64 {
-    let m = server.metrics().unwrap_or_default();
-    metric_samples(&m, name)
-        .iter()
-        .filter(|(l, _)| l.contains(label))
-        .map(|(_, v)| v)
-        .sum()
 }
 
 fn scenario(name: &str) -> String {
@@ -190,51 +181,7 @@ fn sipp_calls_a_registered_phone_through_the_proxy() {
         reg.describe(),
         server.describe()
     );
-    let callee_args: Vec<String> = [
-        "-sf",
-        &scenario("callee"),
-        "-m",
-        "1",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &ports.to_string(),
-        "-timeout",
-        "20",
-        "-timeout_error",
-        "-nostdin",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let callee =
-        std::thread::spawn(move || run_tool("sipp", &callee_args, Duration::from_secs(30)));
-    std::thread::sleep(Duration::from_millis(500));
-    let caller_args: Vec<String> = [
-        "-sf",
-        &scenario("caller"),
-        "-s",
-        "alice",
-        "-set",
-        "domain",
-        DOMAIN,
-        "-m",
-        "1",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &(ports + 1).to_string(),
-        "-timeout",
-        "20",
-        "-timeout_error",
-        "-nostdin",
-        &sip.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let caller = run_tool("sipp", &caller_args, Duration::from_secs(30));
-    let callee = callee.join().unwrap();
+    let (caller, callee) = call(sip, ports);
     assert_eq!(
         caller.code(),
         Some(0),

@@ -15,42 +15,21 @@ mod natlab;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use natlab::Lab;
+use natlab::{Lab, LabChild};
 
 const DOMAIN: &str = "example.org";
 
-/// The INVITEs a SIPp callee counted (its "----------> INVITE  N" statistics line).
-fn invites_received(stdout: &str) -> Option<u64> {
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.contains("----------> INVITE"))?;
-    line.split("INVITE")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn scenario(name: &str) -> String {
-    format!("{}/../../tests/sipp/{name}.xml", env!("CARGO_MANIFEST_DIR"))
-}
-
-#[test]
-fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
-    const TEST: &str = "a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside";
-    if !common::require_tool(TEST, "sipp") {
-        return;
-    }
-    let Some(lab) = Lab::up(TEST) else { return };
+/// A Farside on the server host's primary address: SIP on `port` (STUN on `port + 1000`),
+/// `[sip.keepalive]` lines `keepalive`, and alice added to its store; returns once it listens.
+fn start_farside(lab: &Lab, name: &str, port: u16, keepalive: &str) -> LabChild {
     let (primary, _) = lab.server_addrs();
-    let dir = lab.scratch_dir("farside-sip");
+    let dir = lab.scratch_dir(name);
     let config = dir.join("farside.toml");
     std::fs::write(
         &config,
         format!(
-            "[stun]\nlisten = [\"{primary}:3478\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:5060\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\n# SIPp answers no OPTIONS outside its scenario: CRLF pings leave it alone.\nmethod = \"CRLF\"\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+            port + 1000,
             dir.join("farside.db").display()
         ),
     )
@@ -82,6 +61,37 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
         server.wait_for_output("S400 SIP registrar", Duration::from_secs(15)),
         "{server}"
     );
+    server
+}
+
+/// The INVITEs a SIPp callee counted (its "----------> INVITE  N" statistics line).
+fn invites_received(stdout: &str) -> Option<u64> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("----------> INVITE"))?;
+    line.split("INVITE")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn scenario(name: &str) -> String {
+    format!("{}/../../tests/sipp/{name}.xml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
+    const TEST: &str = "a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside";
+    if !common::require_tool(TEST, "sipp") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    // SIPp answers no OPTIONS outside its scenario: CRLF pings leave it alone.
+    let server = start_farside(&lab, "farside-sip", 5060, "method = \"CRLF\"");
     let target = format!("{primary}:5060");
     // The phones' own addresses, so that each SIPp run names the same Contact.
     let alice_ip = lab.host("symmetric-lan1").addr().to_string();
@@ -198,53 +208,13 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
     let Some(lab) = Lab::up(TEST) else { return };
     let (primary, _) = lab.server_addrs();
     // Farside A pings, Farside B (the control) does not.
-    let start = |name: &str, port: u16, keepalive: &str| {
-        let dir = lab.scratch_dir(name);
-        let config = dir.join("farside.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[store]\nurl = \"sqlite://{}\"\n",
-                port + 1000,
-                dir.join("farside.db").display()
-            ),
-        )
-        .unwrap();
-        let config = config.display().to_string();
-        let add = lab.exec(
-            "peer",
-            env!("CARGO_BIN_EXE_farside"),
-            &[
-                "user",
-                "add",
-                "alice",
-                "--password",
-                "wonderland",
-                "--realm",
-                DOMAIN,
-                "--config",
-                &config,
-            ],
-            Duration::from_secs(20),
-        );
-        assert!(add.success(), "{add}");
-        let mut server = lab.spawn(
-            "server",
-            env!("CARGO_BIN_EXE_farside"),
-            &["serve", "--config", &config],
-        );
-        assert!(
-            server.wait_for_output("S400 SIP registrar", Duration::from_secs(15)),
-            "{server}"
-        );
-        server
-    };
-    let pinging = start(
+    let pinging = start_farside(
+        &lab,
         "farside-keepalive",
         5060,
         "interval = \"10s\"\nmethod = \"CRLF\"",
     );
-    let control = start("farside-no-keepalive", 5062, "enabled = false");
+    let control = start_farside(&lab, "farside-no-keepalive", 5062, "enabled = false");
     let (register, callee, caller) = (scenario("register"), scenario("callee"), scenario("caller"));
     let phone = |host: &str| lab.host(host).addr().to_string();
     // Both phones sit behind the short gateway (it has one LAN host): two ports, two bindings.

@@ -9,7 +9,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{LOCALHOST, Server, ServerConfig, metric_samples, require_tool, run_tool};
+use common::{LOCALHOST, Server, ServerConfig, counter, require_tool, run_tool};
 
 const SECRET: &str = "turn test secret 0123456789";
 const UCLIENT_LIMIT: Duration = Duration::from_secs(90);
@@ -133,15 +133,6 @@ fn assert_all_relayed(out: &common::ToolOutput, server: &Server, n: u64) {
         out.describe(),
         server.describe()
     );
-}
-
-fn counter(server: &Server, name: &str, label: &str) -> f64 {
-    let m = server.metrics().unwrap_or_default();
-    metric_samples(&m, name)
-        .iter()
-        .filter(|(l, _)| l.contains(label))
-        .map(|(_, v)| v)
-        .sum()
 }
 
 fn require(test: &str) -> bool {

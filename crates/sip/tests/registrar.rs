@@ -84,6 +84,16 @@ uri=\"sip:example.org\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00
     m.into_bytes()
 }
 
+/// `req` from the phone's NAT port `port` at `at`.
+fn submit(r: &mut Registrar, req: &[u8], port: u16, at: u64) -> (Vec<u8>, Outcome) {
+    r.register(
+        &Message::parse(req).expect("a valid REGISTER"),
+        flow(port),
+        at,
+        &Store,
+    )
+}
+
 fn code(resp: &[u8]) -> u16 {
     match Message::parse(resp).expect("a valid response").start_line() {
         StartLine::Response { code, .. } => code,
@@ -104,7 +114,7 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
     let mut r = registrar();
     let contact = "<sip:alice@192.168.1.20:5060;ob>;+sip.instance=\"<urn:uuid:0001>\";reg-id=1";
     let req = register(1, contact, "Expires: 600\r\n", None);
-    let (resp, outcome) = r.register(&Message::parse(&req).expect("ok"), flow(40123), NOW, &Store);
+    let (resp, outcome) = submit(&mut r, &req, 40123, NOW);
     assert_eq!(
         (code(&resp), outcome),
         (401, Outcome::Challenged { stale: false })
@@ -135,7 +145,7 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
         "Expires: 600\r\n",
         Some(("alice", "wonderland", &n)),
     );
-    let (resp, outcome) = r.register(&Message::parse(&req).expect("ok"), flow(40123), NOW, &Store);
+    let (resp, outcome) = submit(&mut r, &req, 40123, NOW);
     assert_eq!(code(&resp), 200);
     assert_eq!(
         outcome,
@@ -161,12 +171,7 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
     assert!(b.nat.any(NatTests::PRIVATE_CONTACT) && b.nat.natted());
 
     // The 200 was lost: the same REGISTER again gets 200, and changes nothing.
-    let (resp, _) = r.register(
-        &Message::parse(&req).expect("ok"),
-        flow(40123),
-        NOW + 1,
-        &Store,
-    );
+    let (resp, _) = submit(&mut r, &req, 40123, NOW + 1);
     assert_eq!(code(&resp), 200);
     // A refresh from a new NAT port (the binding moved): the same instance/reg-id is updated.
     let req = register(
@@ -175,12 +180,7 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
         "Expires: 600\r\n",
         Some(("alice", "wonderland", &n)),
     );
-    let (resp, _) = r.register(
-        &Message::parse(&req).expect("ok"),
-        flow(40999),
-        NOW + 100,
-        &Store,
-    );
+    let (resp, _) = submit(&mut r, &req, 40999, NOW + 100);
     assert_eq!(code(&resp), 200);
     let all: Vec<_> = r.bindings("sip:alice@example.org", NOW + 100).collect();
     assert_eq!(all.len(), 1);
@@ -192,12 +192,7 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
         "Expires: 600\r\n",
         Some(("alice", "wonderland", &n)),
     );
-    let (resp, _) = r.register(
-        &Message::parse(&req).expect("ok"),
-        flow(40999),
-        NOW + 101,
-        &Store,
-    );
+    let (resp, _) = submit(&mut r, &req, 40999, NOW + 101);
     assert_eq!(code(&resp), 500);
     // Every change is reported once for the store; restoring brings the binding back.
     let changed = r.take_changed();
@@ -228,7 +223,7 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
 fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
     let mut r = registrar();
     let req = register(1, "<sip:alice@192.168.1.20>", "", None);
-    let (resp, _) = r.register(&Message::parse(&req).expect("ok"), flow(1), NOW, &Store);
+    let (resp, _) = submit(&mut r, &req, 1, NOW);
     let n = nonce(&resp);
     // The same nonce from another source port (an ALG or NAT rebinding): accepted.
     for (i, port) in [(2, 1), (3, 2), (4, 3)] {
@@ -238,12 +233,7 @@ fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
             "",
             Some(("alice", "wonderland", &n)),
         );
-        let (resp, _) = r.register(
-            &Message::parse(&req).expect("ok"),
-            flow(port),
-            NOW + 10,
-            &Store,
-        );
+        let (resp, _) = submit(&mut r, &req, port, NOW + 10);
         assert_eq!(code(&resp), 200);
     }
     // Past the nonce lifetime (300 s): 401 with stale=true, and the fresh nonce works.
@@ -253,12 +243,7 @@ fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
         "",
         Some(("alice", "wonderland", &n)),
     );
-    let (resp, outcome) = r.register(
-        &Message::parse(&req).expect("ok"),
-        flow(3),
-        NOW + 301,
-        &Store,
-    );
+    let (resp, outcome) = submit(&mut r, &req, 3, NOW + 301);
     assert_eq!(
         (code(&resp), outcome),
         (401, Outcome::Challenged { stale: true })
@@ -271,12 +256,7 @@ fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
         "",
         Some(("alice", "wonderland", &fresh)),
     );
-    let (resp, _) = r.register(
-        &Message::parse(&req).expect("ok"),
-        flow(3),
-        NOW + 302,
-        &Store,
-    );
+    let (resp, _) = submit(&mut r, &req, 3, NOW + 302);
     assert_eq!(code(&resp), 200);
     // A wrong password: a failure, never "stale".
     let req = register(
@@ -285,12 +265,7 @@ fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
         "",
         Some(("alice", "guess", &fresh)),
     );
-    let (resp, outcome) = r.register(
-        &Message::parse(&req).expect("ok"),
-        flow(3),
-        NOW + 303,
-        &Store,
-    );
+    let (resp, outcome) = submit(&mut r, &req, 3, NOW + 303);
     assert_eq!((code(&resp), outcome), (401, Outcome::AuthFailed));
     assert!(!String::from_utf8_lossy(&resp).contains("stale=true"));
     // Bob's good credentials for alice's address of record: 403.
@@ -300,12 +275,7 @@ fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
         "",
         Some(("bob", "builder", &fresh)),
     );
-    let (resp, _) = r.register(
-        &Message::parse(&req).expect("ok"),
-        flow(3),
-        NOW + 304,
-        &Store,
-    );
+    let (resp, _) = submit(&mut r, &req, 3, NOW + 304);
     assert_eq!(code(&resp), 403);
 }
 
@@ -330,7 +300,7 @@ fn star_min_expires_and_limits() {
     let auth = Some(("alice", "wonderland", n.as_str()));
     let send = |r: &mut Registrar, cseq, contact: &str, extra: &str| {
         let req = register(cseq, contact, extra, auth);
-        let (resp, _) = r.register(&Message::parse(&req).expect("ok"), flow(1), NOW + 1, &Store);
+        let (resp, _) = submit(r, &req, 1, NOW + 1);
         code(&resp)
     };
     assert_eq!(send(&mut r, 2, "<sip:a@10.0.0.1>;expires=30", ""), 423);
@@ -359,7 +329,7 @@ fn star_min_expires_and_limits() {
     let with_path = |r: &mut Registrar, cseq, supported: &str| {
         let extra = format!("Path: <sip:edge.example.org;lr>\r\n{supported}");
         let req = register(cseq, "<sip:a@10.0.0.1>", &extra, auth);
-        let (resp, _) = r.register(&Message::parse(&req).expect("ok"), flow(1), NOW + 2, &Store);
+        let (resp, _) = submit(r, &req, 1, NOW + 2);
         assert_eq!(code(&resp), 200);
         let b = r
             .bindings("sip:alice@example.org", NOW + 2)
@@ -421,7 +391,7 @@ fn the_proxy_routes_calls_over_the_registered_flow() {
     );
     let n = nonce(&resp);
     let req = register(2, contact, "", Some(("alice", "wonderland", &n)));
-    let (resp, _) = r.register(&Message::parse(&req).expect("ok"), flow(40123), NOW, &Store);
+    let (resp, _) = submit(&mut r, &req, 40123, NOW);
     assert_eq!(code(&resp), 200);
     let me: SocketAddr = "192.0.2.10:5060".parse().expect("address");
     let proxy = Proxy::new(me, "example.org", 7);
@@ -533,7 +503,7 @@ fn keepalives_ping_each_natted_binding_once_per_interval_and_drop_the_silent() {
         "",
         Some(("alice", "wonderland", &n)),
     );
-    let (resp, _) = r.register(&Message::parse(&req).expect("ok"), flow(40123), NOW, &Store);
+    let (resp, _) = submit(&mut r, &req, 40123, NOW);
     assert_eq!(code(&resp), 200);
     let config = KeepaliveConfig {
         interval_ms: 10_000,

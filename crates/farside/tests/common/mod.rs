@@ -684,6 +684,16 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
     metric_samples(text, name).iter().map(|(_, v)| v).sum()
 }
 
+/// The sum of `server`'s samples of metric `name` whose labels contain `label` (`""`: all).
+pub fn counter(server: &Server, name: &str, label: &str) -> f64 {
+    let m = server.metrics().unwrap_or_default();
+    metric_samples(&m, name)
+        .iter()
+        .filter(|(l, _)| l.contains(label))
+        .map(|(_, v)| v)
+        .sum()
+}
+
 /// (labels, value) of every sample of metric `name`.
 pub fn metric_samples(text: &str, name: &str) -> Vec<(String, f64)> {
     text.lines()
