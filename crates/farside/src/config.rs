@@ -55,6 +55,8 @@ pub struct SipConfig {
     pub max_aors: usize,
     /// Digest algorithms offered, most preferred first: `"MD5"`, `"SHA-256"`.
     pub digest_algorithms: Vec<String>,
+    /// Failed authentications per source IP per minute before its REGISTERs are ignored.
+    pub auth_failures_per_minute: u32,
     /// `[sip.keepalive]`.
     pub keepalive: KeepaliveFile,
 }
@@ -136,6 +138,7 @@ impl Default for SipConfig {
             max_bindings_per_aor: 16,
             max_aors: 100_000,
             digest_algorithms: vec!["MD5".into(), "SHA-256".into()],
+            auth_failures_per_minute: 20,
             keepalive: KeepaliveFile::default(),
         }
     }

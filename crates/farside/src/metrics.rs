@@ -458,13 +458,14 @@ fn render_sip(s: &mut String, c: &crate::sip_udp::SipCounters) {
         s,
         "farside_sip_register_total",
         "counter",
-        "REGISTER outcomes: registered (200), challenged (401), stale (401 stale=true, also counted as challenged), auth_failed (401 after wrong credentials), refused (other 4xx/5xx, and 501 to methods not served yet).",
+        "REGISTER outcomes: registered (200), challenged (401), stale (401 stale=true, also counted as challenged), auth_failed (401 after wrong credentials), rate_limited (dropped: too many failures from the source), refused (other 4xx/5xx, and 501 to methods not served yet).",
     );
     for (label, v) in [
         ("registered", &c.registered),
         ("challenged", &c.challenged),
         ("stale", &c.stale),
         ("auth_failed", &c.auth_failures),
+        ("rate_limited", &c.auth_rate_limited),
         ("refused", &c.refused),
     ] {
         let _ = writeln!(

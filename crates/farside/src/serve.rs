@@ -175,6 +175,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                 max_aors: sip.max_aors,
                 nonce_lifetime: sip.nonce_lifetime,
                 algorithms: sip.algorithms(),
+                auth_failures_per_minute: sip.auth_failures_per_minute,
             },
             sip.keepalive
                 .enabled

@@ -37,6 +37,8 @@ pub struct SipCounters {
     pub stale: AtomicU64,
     /// Failed authentications.
     pub auth_failures: AtomicU64,
+    /// REGISTERs dropped: their source failed authentication too often lately.
+    pub auth_rate_limited: AtomicU64,
     /// Other final responses the registrar or the server gave (4xx, 5xx).
     pub refused: AtomicU64,
     /// NAT tests that fired on requests, by [`NatTests::ALL`] order.
@@ -362,6 +364,10 @@ impl SipUdp {
                     c.challenged.fetch_add(1, Relaxed)
                 }
                 Outcome::AuthFailed => c.auth_failures.fetch_add(1, Relaxed),
+                Outcome::RateLimited => {
+                    c.auth_rate_limited.fetch_add(1, Relaxed);
+                    return None;
+                }
                 Outcome::Refused(_) => c.refused.fetch_add(1, Relaxed),
             };
             return back(answer);

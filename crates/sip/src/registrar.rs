@@ -70,6 +70,9 @@ pub struct RegistrarConfig {
     /// The Digest algorithms offered, most preferred first (one challenge each); credentials
     /// with another are challenged again.
     pub algorithms: Vec<Algorithm>,
+    /// Failed authentications one source IP may make per minute; then its REGISTERs are
+    /// dropped unanswered for the rest of the minute (as TURN does).
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for RegistrarConfig {
@@ -86,6 +89,7 @@ impl Default for RegistrarConfig {
             // MD5 first: many UAs answer the first challenge only (SIPp 3.6 refuses any
             // other algorithm), and MD5 is what Kamailio and Asterisk offer by default.
             algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
+            auth_failures_per_minute: 20,
         }
     }
 }
@@ -113,9 +117,15 @@ pub enum Outcome {
     },
     /// 401 after wrong credentials: an authentication failure.
     AuthFailed,
+    /// Nothing sent: the source failed authentication too often lately (the response bytes
+    /// are empty).
+    RateLimited,
     /// Another final response.
     Refused(u16),
 }
+
+/// Most distinct sources whose failed authentications are tracked at once.
+const MAX_TRACKED_FAILURES: usize = 65_536;
 
 /// The registrar: the location table of one node.
 #[derive(Debug)]
@@ -125,6 +135,8 @@ pub struct Registrar {
     aors: HashMap<String, Vec<Binding>>,
     /// Addresses of record whose bindings changed since [`Registrar::take_changed`].
     dirty: HashSet<String>,
+    /// Failed authentications per source IP: (count, when the minute began).
+    failures: HashMap<std::net::IpAddr, (u32, u64)>,
 }
 
 impl Registrar {
@@ -136,6 +148,7 @@ impl Registrar {
             nonces,
             aors: HashMap::new(),
             dirty: HashSet::new(),
+            failures: HashMap::new(),
         }
     }
 
@@ -165,13 +178,24 @@ impl Registrar {
         let (Some(aor), true) = (aor_of(&to), self.ours(&to)) else {
             return refuse(404, "Not Found", &[]);
         };
+        // A source that failed too often lately is not answered (nor its guesses checked).
+        let source = flow.remote.ip();
+        if let Some(&(n, since)) = self.failures.get(&source)
+            && now < since + 60
+            && n >= self.config.auth_failures_per_minute
+        {
+            return (Vec::new(), Outcome::RateLimited);
+        }
         // RFC 3261 §10.3 steps 3-6: authenticate, and only for one's own address of record.
         let user = match self.authenticate(msg, now, users) {
             Ok(user) => user,
             Err(a) => {
                 let (code, outcome) = match a {
                     AuthError::Challenge { stale } => (401, Outcome::Challenged { stale }),
-                    AuthError::Failed => (401, Outcome::AuthFailed),
+                    AuthError::Failed => {
+                        self.count_failure(source, now);
+                        (401, Outcome::AuthFailed)
+                    }
                 };
                 let nonce = self.nonces.make(now);
                 let realm = &self.config.realm;
@@ -347,6 +371,7 @@ impl Registrar {
 
     /// Drops lapsed bindings; returns how many.
     pub fn expire(&mut self, now: u64) -> usize {
+        self.failures.retain(|_, (_, since)| now < *since + 60);
         let mut gone = 0;
         let dirty = &mut self.dirty;
         self.aors.retain(|aor, bs| {
@@ -396,6 +421,20 @@ impl Registrar {
         if !bindings.is_empty() && self.aors.len() < self.config.max_aors {
             self.aors.insert(aor, bindings);
         }
+    }
+
+    fn count_failure(&mut self, source: std::net::IpAddr, now: u64) {
+        if self.failures.len() >= MAX_TRACKED_FAILURES {
+            self.failures.retain(|_, (_, since)| now < *since + 60);
+        }
+        if self.failures.len() >= MAX_TRACKED_FAILURES && !self.failures.contains_key(&source) {
+            return;
+        }
+        let e = self.failures.entry(source).or_insert((0, now));
+        if now >= e.1 + 60 {
+            *e = (0, now);
+        }
+        e.0 += 1;
     }
 
     fn ours(&self, uri: &Uri<'_>) -> bool {

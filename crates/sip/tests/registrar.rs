@@ -578,3 +578,62 @@ fn keepalives_ping_each_natted_binding_once_per_interval_and_drop_the_silent() {
     assert_eq!(pings.len(), 1);
     assert_eq!(pings[0].bytes, b"\r\n\r\n");
 }
+
+/// A flood of wrong passwords from one address: after `auth_failures_per_minute` failures its
+/// REGISTERs go unanswered for the rest of the minute; another address is still served.
+#[test]
+fn failed_authentications_are_rate_limited_per_source() {
+    let mut r = Registrar::new(
+        RegistrarConfig {
+            domain: "example.org".into(),
+            realm: "example.org".into(),
+            auth_failures_per_minute: 5,
+            ..RegistrarConfig::default()
+        },
+        [3; 32],
+    );
+    let (resp, _) = submit(&mut r, &register(1, "<sip:a@10.0.0.1>", "", None), 1, NOW);
+    let n = nonce(&resp);
+    let mut outcomes = Vec::new();
+    for cseq in 2..12 {
+        let req = register(cseq, "<sip:a@10.0.0.1>", "", Some(("alice", "guess", &n)));
+        outcomes.push(submit(&mut r, &req, 1, NOW + 1).1);
+    }
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::AuthFailed)
+            .count(),
+        5
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::RateLimited)
+            .count(),
+        5
+    );
+    // Even the right password is not checked from there for now.
+    let good = register(
+        20,
+        "<sip:a@10.0.0.1>",
+        "",
+        Some(("alice", "wonderland", &n)),
+    );
+    assert_eq!(submit(&mut r, &good, 1, NOW + 2).1, Outcome::RateLimited);
+    // Another address is served; the first again a minute later.
+    let other = Flow {
+        remote: "203.0.113.99:5060".parse().expect("address"),
+        ..flow(1)
+    };
+    let (resp, _) = r.register(&Message::parse(&good).expect("ok"), other, NOW + 2, &Store);
+    assert_eq!(code(&resp), 200);
+    let good = register(
+        21,
+        "<sip:a@10.0.0.1>",
+        "",
+        Some(("alice", "wonderland", &n)),
+    );
+    let (resp, _) = submit(&mut r, &good, 1, NOW + 62);
+    assert_eq!(code(&resp), 200);
+}
