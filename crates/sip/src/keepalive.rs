@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use crate::message::Message;
 use crate::registrar::{Flow, Registrar};
+use crate::scan::fnv;
 
 /// How bindings are pinged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,7 +108,7 @@ impl Keepalives {
                     continue;
                 }
                 let key = (aor.clone(), b.contact.clone());
-                let phase = fnv(self.key, key.0.as_bytes(), key.1.as_bytes()) % interval;
+                let phase = fnv(self.key, &[key.0.as_bytes(), key.1.as_bytes()]) % interval;
                 live.push(key.clone());
                 // Due if a multiple of the interval, shifted by the phase, lies in (prev, now].
                 let slot = |t: u64| (t + interval - phase) / interval;
@@ -124,7 +125,7 @@ impl Keepalives {
                     }
                 }
                 self.counter = self.counter.wrapping_add(1);
-                let branch = fnv(self.key, &self.counter.to_be_bytes(), b"ka");
+                let branch = fnv(self.key, &[&self.counter.to_be_bytes(), b"ka"]);
                 let bytes = match self.config.method {
                     Method::Crlf => b"\r\n\r\n".to_vec(),
                     Method::Udp4 => vec![0; 4],
@@ -200,13 +201,4 @@ CSeq: 1 {method}\r\n\
         )
         .into_bytes()
     }
-}
-
-fn fnv(key: u64, a: &[u8], b: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ key;
-    for &x in a.iter().chain(b"\0").chain(b) {
-        h ^= u64::from(x);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }

@@ -10,6 +10,7 @@ use crate::edit::Edits;
 use crate::header::HeaderName;
 use crate::message::Message;
 use crate::scan::trim;
+use crate::uri::{host_text, ip_literal};
 
 /// The transport a message arrived over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,10 +96,10 @@ impl NatTests {
 pub fn detect(msg: &Message<'_>, source: SocketAddr, transport: Transport) -> NatTests {
     let mut t = 0;
     let via = msg.via();
-    let via_ip = ip_of(via.host());
+    let via_ip = ip_literal(via.host());
     if msg
         .contacts()
-        .any(|c| ip_of(c.uri().host()).is_some_and(is_private))
+        .any(|c| ip_literal(c.uri().host()).is_some_and(is_private))
     {
         t |= NatTests::PRIVATE_CONTACT;
     }
@@ -181,11 +182,7 @@ pub fn fix_via<'a>(msg: &Message<'a>, source: SocketAddr, edits: &mut Edits<'a>)
 /// Rewrites every Contact URI's host and port to `source` (nathelper's `fix_nated_contact`),
 /// for registrars that cannot store where a binding came from.
 pub fn rewrite_contacts<'a>(msg: &Message<'a>, source: SocketAddr, edits: &mut Edits<'a>) {
-    let host = match source.ip() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    };
-    let text = format!("{host}:{}", source.port());
+    let text = format!("{}:{}", host_text(source.ip()), source.port());
     for c in msg.contacts() {
         if let Some(r) = hostport_range(msg, c.uri().host()) {
             edits.replace(r, text.as_bytes());
@@ -202,11 +199,12 @@ pub fn alias_contacts<'a>(
     transport: Transport,
     edits: &mut Edits<'a>,
 ) {
-    let ip = match source.ip() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    };
-    let value = format!("{ip}~{}~{}", source.port(), transport.alias_number());
+    let value = format!(
+        "{}~{}~{}",
+        host_text(source.ip()),
+        source.port(),
+        transport.alias_number()
+    );
     let alias = format!(";alias={value}");
     for c in msg.contacts() {
         let uri = c.uri();
@@ -259,16 +257,6 @@ fn default_port(transport: Transport) -> u16 {
     }
 }
 
-/// The address a host names, if it is an IP literal.
-fn ip_of(host: &[u8]) -> Option<IpAddr> {
-    let s = std::str::from_utf8(host).ok()?;
-    let s = s
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(s);
-    s.parse().ok()
-}
-
 /// The connection addresses (`c=IN IP4 a.b.c.d`) of an SDP body.
 fn sdp_addresses<'a>(msg: &Message<'a>) -> impl Iterator<Item = IpAddr> + 'a {
     let sdp = msg
@@ -281,7 +269,7 @@ fn sdp_addresses<'a>(msg: &Message<'a>) -> impl Iterator<Item = IpAddr> + 'a {
             .strip_prefix(b"c=IN IP4 ")
             .or_else(|| line.strip_prefix(b"c=IN IP6 "))?;
         let addr = rest.split(|&b| b == b'/' || b == b' ').next()?;
-        ip_of(addr)
+        ip_literal(addr)
     })
 }
 

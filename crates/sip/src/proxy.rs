@@ -11,8 +11,8 @@ use crate::header::HeaderName;
 use crate::message::{Message, Method, StartLine};
 use crate::registrar::{Flow, Registrar, aor_of};
 use crate::response::response;
-use crate::scan::{split_top, trim};
-use crate::uri::Uri;
+use crate::scan::{fnv, split_top, trim};
+use crate::uri::{Uri, ip_literal};
 
 /// What to do with a request or response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,18 +184,14 @@ impl Proxy {
     /// A stateless branch (§16.11): the same for a retransmission and for the CANCEL of an
     /// INVITE (both carry the incoming top Via's branch), different across transactions.
     fn branch(&self, msg: &Message<'_>) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ self.branch_key;
         let via = msg.via();
         let key = via.branch().unwrap_or(via.as_bytes());
-        for &b in key.iter().chain(if msg.method() == Method::ACK {
-            &b"ACK"[..]
+        // An ACK to a 2xx is a transaction of its own.
+        if msg.method() == Method::ACK {
+            fnv(self.branch_key, &[key, b"ACK"])
         } else {
-            &b""[..]
-        }) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+            fnv(self.branch_key, &[key])
         }
-        h
     }
 
     fn via_is_mine(&self, msg: &Message<'_>) -> bool {
@@ -270,13 +266,4 @@ fn address_of(uri: &Uri<'_>) -> Option<SocketAddr> {
         ip_literal(uri.host())?,
         uri.port().unwrap_or(5060),
     ))
-}
-
-fn ip_literal(host: &[u8]) -> Option<IpAddr> {
-    let s = std::str::from_utf8(host).ok()?;
-    s.strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(s)
-        .parse()
-        .ok()
 }

@@ -11,7 +11,7 @@ use crate::header::HeaderName;
 use crate::message::{Message, StartLine};
 use crate::nat::{self, NatTests, Transport};
 use crate::response::response;
-use crate::scan::number;
+use crate::scan::{fnv, number};
 use crate::uri::Uri;
 
 /// Where a REGISTER really came from: the flow requests for its bindings go back over.
@@ -503,10 +503,5 @@ fn same_binding(a: &Binding, b: &Binding) -> bool {
 /// A To tag for the registrar's responses: stable for a Call-ID (so a retransmission gets the
 /// same), different across Call-IDs.
 fn to_tag(call_id: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in call_id {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("fs{h:016x}")
+    format!("fs{:016x}", fnv(0, &[call_id]))
 }

@@ -110,6 +110,20 @@ impl<'a> Iterator for SplitTop<'a> {
     }
 }
 
+/// FNV-1a of `parts` (a zero byte between them) from a `key`-dependent start: stable, spread
+/// identifiers (To tags, stateless branches, keep-alive phases), not a secret's protection.
+pub(crate) fn fnv(key: u64, parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ key;
+    for (i, part) in parts.iter().enumerate() {
+        let sep: &[u8] = if i > 0 { b"\0" } else { b"" };
+        for &b in sep.iter().chain(part.iter()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// `;name[=value]` parameters (RFC 3261 §25.1 `generic-param`, `uri-parameter`), in order.
 /// Names compare case-insensitively; values are as written (a quoted value keeps its quotes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,8 @@
 //! SIP and SIPS URIs (RFC 3261 §19.1, §25.1): `sip:user:password@host:port;params?headers`.
 //! Other schemes (tel, and any absolute URI) parse as just a scheme and the rest.
 
+use std::net::IpAddr;
+
 use crate::error::ParseError;
 use crate::scan::Params;
 
@@ -121,6 +123,24 @@ impl<'a> Uri<'a> {
     /// The headers part after `?`, still escaped.
     pub fn headers(&self) -> Option<&'a [u8]> {
         self.headers
+    }
+}
+
+/// The address a URI or Via host names, if it is an IP literal (`[...]` for IPv6).
+pub(crate) fn ip_literal(host: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(host).ok()?;
+    s.strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s)
+        .parse()
+        .ok()
+}
+
+/// `ip` as a URI host: IPv6 in brackets.
+pub(crate) fn host_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
     }
 }
 
