@@ -19,7 +19,7 @@ use farside_sip::keepalive::{KeepaliveConfig, Keepalives};
 use farside_sip::nat::{self, NatTests, Transport};
 use farside_sip::proxy::{Action, Proxy};
 use farside_sip::registrar::{Binding, Flow, Outcome, Registrar, RegistrarConfig, Users};
-use farside_sip::{Edits, HeaderName, Message, Method, StartLine, response};
+use farside_sip::{Edits, Message, Method, StartLine};
 use farside_stun::binding::{BindingServer, Outcome as StunOutcome, Received};
 
 use crate::turn_worker::CredentialsCell;
@@ -372,23 +372,9 @@ impl SipUdp {
             };
             return back(answer);
         }
-        if method == Method::OPTIONS
-            && uri.user().is_none()
-            && msg.routes(HeaderName::Route).next().is_none()
-        {
-            return back(response(
-                &msg,
-                200,
-                "OK",
-                "fs0",
-                &[(
-                    "Allow",
-                    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY",
-                )],
-            ));
-        }
         let now = crate::serve::unix_ms() / 1000;
         match proxy.request(&msg, &self.registrar, now) {
+            Action::Answer(r) => back(r),
             Action::Respond(r) => {
                 self.counters.refused.fetch_add(1, Relaxed);
                 back(r)

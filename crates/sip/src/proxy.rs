@@ -14,10 +14,15 @@ use crate::response::response;
 use crate::scan::{fnv, split_top, trim};
 use crate::uri::{Uri, ip_literal};
 
+/// The methods Farside handles, for `Allow`.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY";
+
 /// What to do with a request or response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Answer the sender with these bytes (a final response of the proxy's own).
+    /// Answer the sender with these bytes: a request for the server itself, answered 200.
+    Answer(Vec<u8>),
+    /// Answer the sender with these bytes (a final error response of the proxy's own).
     Respond(Vec<u8>),
     /// Send these bytes from Farside's address `from` to `to`.
     Forward {
@@ -62,6 +67,12 @@ impl Proxy {
                 Action::Respond(response(msg, code, reason, "fsp", &[]))
             }
         };
+        // OPTIONS for the server itself (a peer's or a monitor's health check, RFC 3261 §11):
+        // answered here, Max-Forwards 0 included (RFC 4475 §3.3.11).
+        let for_us = uri.user().is_none() && (self.is_me(&uri) || self.is_local(&uri));
+        if method == Method::OPTIONS && for_us && msg.value(HeaderName::Route).is_none() {
+            return Action::Answer(response(msg, 200, "OK", "fsp", &[("Allow", ALLOW)]));
+        }
         // §16.3: Max-Forwards.
         let max_forwards = msg.max_forwards();
         if max_forwards == Some(0) {

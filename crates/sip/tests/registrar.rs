@@ -471,11 +471,16 @@ Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.20:5060>\r\nC
         &r,
         NOW + 3,
     ) {
-        Action::Respond(b) => code(&b),
+        Action::Respond(b) | Action::Answer(b) => code(&b),
         Action::Forward { .. } => 1,
         Action::Drop => 0,
     };
     assert_eq!(answer(&invite("sip:alice@elsewhere.example", "", 70)), 403);
+    // OPTIONS for the server itself is answered here, even with Max-Forwards 0.
+    let options = invite("sip:example.org", "", 0)
+        .replace("INVITE sip", "OPTIONS sip")
+        .replace("1 INVITE", "1 OPTIONS");
+    assert_eq!(answer(&options), 200);
     assert_eq!(answer(&invite("sip:alice@example.org", "", 0)), 483);
     assert_eq!(answer(&invite("sip:dave@example.org", "", 70)), 480);
     let stray_ack = invite("sip:dave@example.org", "", 70)
