@@ -3,6 +3,7 @@
 //! decides who may connect and when to give up; this only moves bytes, with backpressure: a
 //! side is not read while the other side has [`MAX_QUEUED`] bytes waiting.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use farside_io::Interest;
 use farside_turn::{ConnectionId, Notice, Transmit};
 
-use super::{MAX_QUEUED, PEER_TOKEN_BASE, TcpTurn, watch};
+use super::{Conn, MAX_QUEUED, PEER_TOKEN_BASE, TcpTurn, watch};
 
 /// Reads from one peer per pass, at most.
 const READS_PER_PASS: usize = 16;
@@ -134,10 +135,7 @@ impl TcpTurn {
             let Some(p) = self.peers.get_mut(&token) else {
                 return;
             };
-            let queued = match p.client.and_then(|c| self.conns.get(&c)) {
-                Some(c) => c.outbuf.len(),
-                None => p.held.len(),
-            };
+            let queued = queued_for_client(&self.conns, p);
             let room = MAX_QUEUED.saturating_sub(queued).min(self.scratch.len());
             if room == 0 {
                 p.paused = true;
@@ -266,11 +264,7 @@ impl TcpTurn {
                 continue;
             };
             if p.paused {
-                let queued = match p.client.and_then(|c| self.conns.get(&c)) {
-                    Some(c) => c.outbuf.len(),
-                    None => p.held.len(),
-                };
-                p.paused = queued >= MAX_QUEUED / 2;
+                p.paused = queued_for_client(&self.conns, p) >= MAX_QUEUED / 2;
             }
             self.peer_interest(t);
         }
@@ -446,6 +440,14 @@ impl TcpTurn {
         {
             self.close(c);
         }
+    }
+}
+
+/// Bytes from `p` waiting for its client: in the client's queue once bound, held before.
+fn queued_for_client(conns: &HashMap<u64, Conn>, p: &Peer) -> usize {
+    match p.client.and_then(|c| conns.get(&c)) {
+        Some(c) => c.outbuf.len(),
+        None => p.held.len(),
     }
 }
 

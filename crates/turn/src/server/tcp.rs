@@ -26,6 +26,15 @@ pub(crate) struct TcpConnection {
     since: Instant,
 }
 
+/// Why an allocation may not have another connection.
+enum NoRoom {
+    /// One with that peer exists.
+    Taken,
+    /// It has as many as it may.
+    Full,
+}
+use NoRoom::{Full, Taken};
+
 #[derive(Debug)]
 enum TcpState {
     /// The server is connecting to the peer for this Connect request, to be answered with the
@@ -54,16 +63,14 @@ impl TurnServer {
             return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
         };
         self.check_peer(msg, five, auth, peer, out)?;
-        let mine = self.tcp_connections.values().filter(|c| c.control == five);
-        let mut count = 0;
-        for c in mine {
-            if c.peer == peer {
+        match self.room_for(five, peer) {
+            Err(Taken) => {
                 return Err(self.refused(msg, five, auth, Refusal::ConnectionAlreadyExists, out));
             }
-            count += 1;
-        }
-        if count >= self.config.max_tcp_connections {
-            return Err(self.refused(msg, five, auth, Refusal::InsufficientCapacity, out));
+            Err(Full) => {
+                return Err(self.refused(msg, five, auth, Refusal::InsufficientCapacity, out));
+            }
+            Ok(()) => {}
         }
         let Some(relayed) = self
             .allocations
@@ -146,17 +153,8 @@ impl TurnServer {
         if !a.has_permission(peer.ip(), now) || !self.config.peer_policy.permits(peer.ip()) {
             return Err(Dropped::PeerConnectionRefused);
         }
-        let mine = self.tcp_connections.values().filter(|c| c.control == five);
-        let mut count = 0;
-        for c in mine {
-            if c.peer == peer {
-                return Err(Dropped::PeerConnectionRefused);
-            }
-            count += 1;
-        }
-        if count >= self.config.max_tcp_connections {
-            return Err(Dropped::PeerConnectionRefused);
-        }
+        self.room_for(five, peer)
+            .map_err(|_| Dropped::PeerConnectionRefused)?;
         let id = self.new_connection_id();
         self.indications = self.indications.wrapping_add(1);
         let len = connection_attempt(self, id, peer, out).ok_or(Dropped::NoRoom)?;
@@ -278,6 +276,26 @@ impl TurnServer {
             }
             keep
         });
+    }
+
+    /// Whether the allocation of `control` may have another connection, with `peer`: one per
+    /// peer address (RFC 6062 §5.2), `max_tcp_connections` in all.
+    fn room_for(&self, control: FiveTuple, peer: SocketAddr) -> Result<(), NoRoom> {
+        let mut count = 0;
+        for c in self
+            .tcp_connections
+            .values()
+            .filter(|c| c.control == control)
+        {
+            if c.peer == peer {
+                return Err(Taken);
+            }
+            count += 1;
+        }
+        if count >= self.config.max_tcp_connections {
+            return Err(Full);
+        }
+        Ok(())
     }
 
     /// A Connect's deferred answer: success with CONNECTION-ID, or the refusal.
