@@ -11,7 +11,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{LOCALHOST, Server, ServerConfig, counter, require_tool, run_tool};
+use common::{LOCALHOST, Server, ServerConfig, counter, require_tool, run_tool, sipp};
 
 const DOMAIN: &str = "example.org";
 
@@ -72,10 +72,6 @@ fn add_user(server: &Server, name: &str, password: &str) {
     }
 }
 
-fn scenario(name: &str) -> String {
-    format!("{}/../../tests/sipp/{name}.xml", env!("CARGO_MANIFEST_DIR"))
-}
-
 fn sipp(sip: SocketAddr, user: &str, password: &str) -> common::ToolOutput {
     sipp_register_from(sip, user, password, common::free_ports(&[LOCALHOST], 1))
 }
@@ -87,35 +83,15 @@ fn sipp_register_from(
     password: &str,
     port: u16,
 ) -> common::ToolOutput {
-    let scenario = scenario("register");
-    let local_port = port.to_string();
-    let args: Vec<String> = [
-        "-sf",
-        &scenario,
-        "-s",
+    let args = sipp::register(
         user,
-        "-au",
-        user,
-        "-ap",
         password,
-        "-set",
-        "domain",
         DOMAIN,
-        "-m",
-        "1",
-        "-i",
         "127.0.0.1",
-        "-p",
-        &local_port,
-        "-timeout",
-        "10",
-        "-timeout_error",
-        "-nostdin",
+        port,
         &sip.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        10,
+    );
     run_tool("sipp", &args, Duration::from_secs(30))
 }
 
@@ -285,51 +261,11 @@ fn a_registration_survives_kill_9() {
 /// SIPp answers (`callee.xml`) on `port` while another SIPp calls alice through `sip` from
 /// `port + 1`; returns (caller, callee).
 fn call(sip: SocketAddr, port: u16) -> (common::ToolOutput, common::ToolOutput) {
-    let callee_args: Vec<String> = [
-        "-sf",
-        &scenario("callee"),
-        "-s",
-        "alice",
-        "-m",
-        "1",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-timeout",
-        "20",
-        "-timeout_error",
-        "-nostdin",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let callee_args = sipp::callee("alice", "127.0.0.1", port, 20);
     let callee =
         std::thread::spawn(move || run_tool("sipp", &callee_args, Duration::from_secs(30)));
     std::thread::sleep(Duration::from_millis(500));
-    let caller_args: Vec<String> = [
-        "-sf",
-        &scenario("caller"),
-        "-s",
-        "alice",
-        "-set",
-        "domain",
-        DOMAIN,
-        "-m",
-        "1",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &(port + 1).to_string(),
-        "-timeout",
-        "20",
-        "-timeout_error",
-        "-nostdin",
-        &sip.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let caller_args = sipp::caller("alice", DOMAIN, "127.0.0.1", port + 1, &sip.to_string(), 20);
     let caller = run_tool("sipp", &caller_args, Duration::from_secs(30));
     (caller, callee.join().unwrap())
 }

@@ -15,6 +15,7 @@ mod natlab;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::sipp;
 use natlab::{Lab, LabChild};
 
 const DOMAIN: &str = "example.org";
@@ -78,10 +79,6 @@ fn invites_received(stdout: &str) -> Option<u64> {
         .ok()
 }
 
-fn scenario(name: &str) -> String {
-    format!("{}/../../tests/sipp/{name}.xml", env!("CARGO_MANIFEST_DIR"))
-}
-
 #[test]
 fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
     const TEST: &str = "a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside";
@@ -96,36 +93,20 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
     // The phones' own addresses, so that each SIPp run names the same Contact.
     let alice_ip = lab.host("symmetric-lan1").addr().to_string();
     let caller_ip = lab.host("home-lan1").addr().to_string();
-    let (register, callee, caller) = (scenario("register"), scenario("callee"), scenario("caller"));
 
     // Alice behind the symmetric gateway registers from port 5070...
     let reg = lab.exec(
         "symmetric-lan1",
         "sipp",
-        &[
-            "-sf",
-            &register,
-            "-s",
+        &sipp::strs(&sipp::register(
             "alice",
-            "-au",
-            "alice",
-            "-ap",
             "wonderland",
-            "-set",
-            "domain",
             DOMAIN,
-            "-m",
-            "1",
-            "-i",
             &alice_ip,
-            "-p",
-            "5070",
-            "-timeout",
-            "15",
-            "-timeout_error",
-            "-nostdin",
+            5070,
             &target,
-        ],
+            15,
+        )),
         Duration::from_secs(30),
     );
     assert!(reg.success(), "register: {reg}\n{server}");
@@ -136,22 +117,7 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
             lab.exec(
                 "symmetric-lan1",
                 "sipp",
-                &[
-                    "-sf",
-                    &callee,
-                    "-s",
-                    "alice",
-                    "-m",
-                    "1",
-                    "-i",
-                    &alice_ip,
-                    "-p",
-                    "5070",
-                    "-timeout",
-                    "25",
-                    "-timeout_error",
-                    "-nostdin",
-                ],
+                &sipp::strs(&sipp::callee("alice", &alice_ip, 5070, 25)),
                 Duration::from_secs(40),
             )
         });
@@ -159,26 +125,9 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
         let caller_run = lab.exec(
             "home-lan1",
             "sipp",
-            &[
-                "-sf",
-                &caller,
-                "-s",
-                "alice",
-                "-set",
-                "domain",
-                DOMAIN,
-                "-m",
-                "1",
-                "-i",
-                &caller_ip,
-                "-p",
-                "5080",
-                "-timeout",
-                "20",
-                "-timeout_error",
-                "-nostdin",
-                &target,
-            ],
+            &sipp::strs(&sipp::caller(
+                "alice", DOMAIN, &caller_ip, 5080, &target, 20,
+            )),
             Duration::from_secs(40),
         );
         (callee_run.join().unwrap(), caller_run)
@@ -215,107 +164,55 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
         "interval = \"10s\"\nmethod = \"CRLF\"",
     );
     let control = start_farside(&lab, "farside-no-keepalive", 5062, "enabled = false");
-    let (register, callee, caller) = (scenario("register"), scenario("callee"), scenario("caller"));
     let phone = |host: &str| lab.host(host).addr().to_string();
     // Both phones sit behind the short gateway (it has one LAN host): two ports, two bindings.
     let (a_ip, b_ip) = (phone("short-lan1"), phone("short-lan1"));
     let (c1_ip, c2_ip) = (phone("home-lan1"), phone("home-lan2"));
     let (target_a, target_b) = (format!("{primary}:5060"), format!("{primary}:5062"));
     for (host, ip, target, port) in [
-        ("short-lan1", &a_ip, &target_a, "5070"),
-        ("short-lan1", &b_ip, &target_b, "5072"),
+        ("short-lan1", &a_ip, &target_a, 5070),
+        ("short-lan1", &b_ip, &target_b, 5072),
     ] {
         let reg = lab.exec(
             host,
             "sipp",
-            &[
-                "-sf",
-                &register,
-                "-s",
+            &sipp::strs(&sipp::register(
                 "alice",
-                "-au",
-                "alice",
-                "-ap",
                 "wonderland",
-                "-set",
-                "domain",
                 DOMAIN,
-                "-m",
-                "1",
-                "-i",
                 ip,
-                "-p",
                 port,
-                "-timeout",
-                "15",
-                "-timeout_error",
-                "-nostdin",
                 target,
-            ],
+                15,
+            )),
             Duration::from_secs(30),
         );
         assert!(reg.success(), "register from {host}: {reg}");
     }
     let started = Instant::now();
     let (a, b, call_a, call_b) = thread::scope(|s| {
-        let answer = |host: &'static str, ip: String, port: &'static str| {
-            let callee = &callee;
+        let answer = |host: &'static str, ip: String, port: u16| {
             let lab = &lab;
             s.spawn(move || {
                 lab.exec(
                     host,
                     "sipp",
-                    &[
-                        "-sf",
-                        callee,
-                        "-s",
-                        "alice",
-                        "-m",
-                        "1",
-                        "-i",
-                        &ip,
-                        "-p",
-                        port,
-                        "-timeout",
-                        "110",
-                        "-timeout_error",
-                        "-nostdin",
-                    ],
+                    &sipp::strs(&sipp::callee("alice", &ip, port, 110)),
                     Duration::from_secs(130),
                 )
             })
         };
-        let a = answer("short-lan1", a_ip.clone(), "5070");
-        let b = answer("short-lan1", b_ip.clone(), "5072");
+        let a = answer("short-lan1", a_ip.clone(), 5070);
+        let b = answer("short-lan1", b_ip.clone(), 5072);
         // Silence: nothing from the phones for longer than the NAT keeps a binding.
         thread::sleep(SILENCE);
         let call = |host: &'static str, ip: String, target: String| {
-            let caller = &caller;
             let lab = &lab;
             s.spawn(move || {
                 lab.exec(
                     host,
                     "sipp",
-                    &[
-                        "-sf",
-                        caller,
-                        "-s",
-                        "alice",
-                        "-set",
-                        "domain",
-                        DOMAIN,
-                        "-m",
-                        "1",
-                        "-i",
-                        &ip,
-                        "-p",
-                        "5080",
-                        "-timeout",
-                        "15",
-                        "-timeout_error",
-                        "-nostdin",
-                        &target,
-                    ],
+                    &sipp::strs(&sipp::caller("alice", DOMAIN, &ip, 5080, &target, 15)),
                     Duration::from_secs(30),
                 )
             })

@@ -112,6 +112,22 @@ fn tcp_allocation(c: &mut Control) -> Vec<u8> {
     })
 }
 
+/// Connect (RFC 6062 §5.2) to the test's listener `peer`: the CONNECTION-ID, the peer's end
+/// of the connection, and where it came from.
+fn connect(control: &mut Control, peer: &TcpListener) -> (ConnectionId, TcpStream, SocketAddr) {
+    let peer_addr = peer.local_addr().unwrap();
+    let reply = control.ask(Method::CONNECT, |b| {
+        b.add(&XorPeerAddress(peer_addr)).unwrap()
+    });
+    let id = Message::parse(&reply)
+        .unwrap()
+        .attribute::<ConnectionId>()
+        .expect("CONNECTION-ID")
+        .unwrap();
+    let (peer_side, from) = peer.accept().unwrap();
+    (id, peer_side, from)
+}
+
 /// A fresh data connection bound to `id` with ConnectionBind (RFC 6062 §5.4).
 fn bind(server: &Server, control: &Control, id: ConnectionId) -> TcpStream {
     let mut data = Control::connect(server);
@@ -169,15 +185,7 @@ fn connect_bind_and_splice_exact_bytes_both_ways() {
 
     let peer = TcpListener::bind("127.0.0.1:0").unwrap();
     let peer_addr = peer.local_addr().unwrap();
-    let reply = control.ask(Method::CONNECT, |b| {
-        b.add(&XorPeerAddress(peer_addr)).unwrap()
-    });
-    let id = Message::parse(&reply)
-        .unwrap()
-        .attribute::<ConnectionId>()
-        .expect("CONNECTION-ID")
-        .unwrap();
-    let (peer_side, from) = peer.accept().unwrap();
+    let (id, peer_side, from) = connect(&mut control, &peer);
     assert_eq!(
         from, relayed,
         "the connection comes from the relayed address"
@@ -313,16 +321,7 @@ fn spliced(
     peer.bind(&SocketAddr::new(LOCALHOST, 0).into()).unwrap();
     peer.listen(4).unwrap();
     let peer: TcpListener = peer.into();
-    let peer_addr = peer.local_addr().unwrap();
-    let reply = control.ask(Method::CONNECT, |b| {
-        b.add(&XorPeerAddress(peer_addr)).unwrap()
-    });
-    let id = Message::parse(&reply)
-        .unwrap()
-        .attribute::<ConnectionId>()
-        .expect("CONNECTION-ID")
-        .unwrap();
-    let (peer_side, _) = peer.accept().unwrap();
+    let (id, peer_side, _) = connect(control, &peer);
     peer_side
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();

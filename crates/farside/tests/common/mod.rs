@@ -1066,3 +1066,85 @@ pub mod turn {
             .to_owned()
     }
 }
+
+/// SIPp command lines for the scenarios in `tests/sipp/` (SIPp from Debian's sip-tester): one
+/// place that knows their options, for the loopback and the NAT-lab tests.
+pub mod sipp {
+    /// The path of `tests/sipp/<name>.xml`.
+    pub fn scenario(name: &str) -> String {
+        format!("{}/../../tests/sipp/{name}.xml", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// A phone at `ip:port` that registers `user@domain` with Digest at `target`.
+    pub fn register(
+        user: &str,
+        password: &str,
+        domain: &str,
+        ip: &str,
+        port: u16,
+        target: &str,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        let mut a = one_call("register", user, ip, port, timeout_secs);
+        a.extend(
+            [
+                "-au", user, "-ap", password, "-set", "domain", domain, target,
+            ]
+            .map(String::from),
+        );
+        a
+    }
+
+    /// The phone at `ip:port` (which registered `user` from there) answering one call.
+    pub fn callee(user: &str, ip: &str, port: u16, timeout_secs: u32) -> Vec<String> {
+        one_call("callee", user, ip, port, timeout_secs)
+    }
+
+    /// A phone at `ip:port` calling `user@domain` through `target`.
+    pub fn caller(
+        user: &str,
+        domain: &str,
+        ip: &str,
+        port: u16,
+        target: &str,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        let mut a = one_call("caller", user, ip, port, timeout_secs);
+        a.extend(["-set", "domain", domain, target].map(String::from));
+        a
+    }
+
+    /// The arguments as `&str`s (for `Lab::exec`).
+    pub fn strs(args: &[String]) -> Vec<&str> {
+        args.iter().map(String::as_str).collect()
+    }
+
+    /// One run of `scenario` for `user` from `ip:port`, failing (exit non-zero) after
+    /// `timeout_secs`.
+    fn one_call(
+        scenario_name: &str,
+        user: &str,
+        ip: &str,
+        port: u16,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        [
+            "-sf",
+            &scenario(scenario_name),
+            "-s",
+            user,
+            "-m",
+            "1",
+            "-i",
+            ip,
+            "-p",
+            &port.to_string(),
+            "-timeout",
+            &timeout_secs.to_string(),
+            "-timeout_error",
+            "-nostdin",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
