@@ -474,5 +474,7 @@ fn binding_of(r: &farside_store::RegistrationRow) -> Option<Binding> {
 
 /// A STUN message with the magic cookie (RFC 7983's first-byte rule, then the cookie).
 fn is_stun(b: &[u8]) -> bool {
-    b.len() >= 20 && b[0] < 4 && b[4..8] == [0x21, 0x12, 0xA4, 0x42]
+    b.len() >= farside_stun::HEADER_LEN
+        && b[0] < 4
+        && b[4..8] == farside_stun::MAGIC_COOKIE.to_be_bytes()
 }
