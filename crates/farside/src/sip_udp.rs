@@ -356,7 +356,13 @@ impl SipUdp {
             let (answer, outcome) = self.registrar.register(&msg, flow, now, &users);
             let c = &self.counters;
             match outcome {
-                Outcome::Registered { .. } => c.registered.fetch_add(1, Relaxed),
+                Outcome::Registered { ref aor, bindings } => {
+                    tracing::debug!(
+                        "S411 {aor} registered from udp {remote}: {bindings} bindings, NAT tests fired: {}",
+                        tests.names()
+                    );
+                    c.registered.fetch_add(1, Relaxed)
+                }
                 Outcome::Challenged { stale } => {
                     if stale {
                         c.stale.fetch_add(1, Relaxed);

@@ -65,13 +65,12 @@ fn start_farside(lab: &Lab, name: &str, port: u16, keepalive: &str) -> LabChild 
     server
 }
 
-/// The INVITEs a SIPp callee counted (its "----------> INVITE  N" statistics line).
-fn invites_received(stdout: &str) -> Option<u64> {
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.contains("----------> INVITE"))?;
-    line.split("INVITE")
+/// How many times a SIPp scenario step ran, from its final statistics screen: `step` is the
+/// arrow and message as SIPp prints them ("----------> INVITE" for a request received,
+/// "401 <----------" for a response received).
+fn sipp_count(stdout: &str, step: &str) -> Option<u64> {
+    let line = stdout.lines().rev().find(|l| l.contains(step))?;
+    line.split(step)
         .nth(1)?
         .split_whitespace()
         .next()?
@@ -140,6 +139,90 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
             "register, INVITE/180/200/ACK/BYE/200 across the symmetric and home gateways in {:?}",
             started.elapsed()
         ),
+    );
+}
+
+/// Seed 001's failure must not happen: behind the gateway with a SIP ALG (netfilter's SIP
+/// helper rewrites Via, Contact and SDP to its WAN address), a phone registers on the first
+/// challenge, and a call from a second phone behind the same ALG rings, is answered and hung
+/// up.
+#[test]
+fn a_phone_behind_a_sip_alg_authenticates_on_the_first_challenge_and_takes_a_call() {
+    const TEST: &str =
+        "a_phone_behind_a_sip_alg_authenticates_on_the_first_challenge_and_takes_a_call";
+    if !common::require_tool(TEST, "sipp") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    // The lab's ALG helper watches port 5060 only.
+    let mut server = start_farside(&lab, "farside-alg", 5060, "method = \"CRLF\"");
+    let target = format!("{primary}:5060");
+    let alice_ip = lab.host("alg-lan1").addr().to_string();
+    let caller_ip = lab.host("alg-lan2").addr().to_string();
+    let reg = lab.exec(
+        "alg-lan1",
+        "sipp",
+        &sipp::strs(&sipp::register(
+            "alice",
+            "wonderland",
+            DOMAIN,
+            &alice_ip,
+            5070,
+            &target,
+            15,
+        )),
+        Duration::from_secs(30),
+    );
+    assert!(reg.success(), "register: {reg}\n{server}");
+    assert_eq!(
+        sipp_count(&reg.stdout, "401 <----------"),
+        Some(1),
+        "one challenge, then 200 (no stale-nonce loop)\n{reg}"
+    );
+    // The ALG was in the path: the Contact Farside saw names the gateway, not the phone's
+    // private address (behind a plain NAT, private_contact fires).
+    assert!(
+        server.wait_for_output(
+            "S411 sip:alice@example.org registered",
+            Duration::from_secs(5)
+        ),
+        "{server}"
+    );
+    let logs = server.output();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("S411 sip:alice@example.org registered"))
+        .unwrap();
+    assert!(
+        !line.contains("private_contact") && line.contains("NAT tests fired"),
+        "the ALG rewrote the Contact: {line}"
+    );
+    let (callee_out, caller_out) = thread::scope(|s| {
+        let callee_run = s.spawn(|| {
+            lab.exec(
+                "alg-lan1",
+                "sipp",
+                &sipp::strs(&sipp::callee("alice", &alice_ip, 5070, 25)),
+                Duration::from_secs(40),
+            )
+        });
+        thread::sleep(Duration::from_millis(500));
+        let caller_run = lab.exec(
+            "alg-lan2",
+            "sipp",
+            &sipp::strs(&sipp::caller(
+                "alice", DOMAIN, &caller_ip, 5080, &target, 20,
+            )),
+            Duration::from_secs(40),
+        );
+        (callee_run.join().unwrap(), caller_run)
+    });
+    assert!(caller_out.success(), "caller: {caller_out}\n{server}");
+    assert!(callee_out.success(), "callee: {callee_out}\n{server}");
+    common::note(
+        TEST,
+        &format!("behind the SIP ALG: one 401 then 200; INVITE/180/200/ACK/BYE/200 ({line})"),
     );
 }
 
@@ -231,7 +314,7 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
         "with keep-alives the call reaches the phone after {SILENCE:?} of silence\ncaller: {call_a}\ncallee: {a}\n{pinging}"
     );
     assert!(
-        !b.success() && invites_received(&b.stdout) == Some(0),
+        !b.success() && sipp_count(&b.stdout, "----------> INVITE") == Some(0),
         "without keep-alives the NAT forgot the binding: no INVITE may arrive (else the control proves nothing)\ncallee: {b}\n{control}"
     );
     assert!(!call_b.success(), "the control's call fails\n{call_b}");

@@ -73,6 +73,20 @@ impl NatTests {
         (Self::CONTACT_PORT, "contact_port"),
     ];
 
+    /// The names of the tests that fired, comma-separated ("none" when none did).
+    pub fn names(self) -> String {
+        let fired: Vec<&str> = Self::ALL
+            .iter()
+            .filter(|(bit, _)| self.any(*bit))
+            .map(|(_, name)| *name)
+            .collect();
+        if fired.is_empty() {
+            "none".into()
+        } else {
+            fired.join(",")
+        }
+    }
+
     /// Whether any test in `mask` fired.
     pub fn any(self, mask: u16) -> bool {
         self.0 & mask != 0
