@@ -37,8 +37,10 @@ pub struct SipConfig {
     pub listen: Vec<String>,
     /// The domain whose users register here.
     pub domain: String,
-    /// `"registrar"` (edge mode is still to come).
+    /// `"registrar"` (Farside authenticates and routes) or `"edge"` (in front of `upstream`).
     pub mode: String,
+    /// Edge mode: the registrar or PBX behind the edge, `"sip:host[:port]"`.
+    pub upstream: Option<String>,
     /// The Digest realm; default: the domain.
     pub realm: Option<String>,
     /// Shortest registration accepted, seconds (423 below).
@@ -130,6 +132,7 @@ impl Default for SipConfig {
             listen: vec!["udp:127.0.0.1:5060".into()],
             domain: String::new(),
             mode: "registrar".into(),
+            upstream: None,
             realm: None,
             min_expires: 60,
             max_expires: 3600,
@@ -168,6 +171,32 @@ impl SipConfig {
     /// The Digest realm.
     pub fn realm(&self) -> &str {
         self.realm.as_deref().unwrap_or(&self.domain)
+    }
+
+    /// Edge mode's upstream as host and port (validated: `sip:host[:port]`, port 5060 when
+    /// absent, URI parameters ignored).
+    pub fn upstream_host_port(&self) -> Option<(String, u16)> {
+        let rest = self.upstream.as_deref()?.strip_prefix("sip:")?;
+        let hostport = rest.split(';').next()?;
+        if hostport.contains('@') || hostport.is_empty() {
+            return None;
+        }
+        if let Ok(a) = hostport.parse::<SocketAddr>() {
+            return Some((a.ip().to_string(), a.port()));
+        }
+        if let Some(v6) = hostport.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            return v6.parse::<IpAddr>().ok().map(|ip| (ip.to_string(), 5060));
+        }
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (hostport, 5060),
+        };
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        ok.then(|| (host.to_owned(), port))
     }
 }
 
@@ -694,14 +723,25 @@ impl Config {
                 "SIP is enabled: set the domain whose users register here".into(),
             ));
         }
-        if sip.mode != "registrar" {
-            return Err(invalid(
-                "sip.mode",
-                format!(
-                    "{:?}: only \"registrar\" is available yet (edge mode is to come)",
-                    sip.mode
-                ),
-            ));
+        match sip.mode.as_str() {
+            "registrar" => {}
+            "edge" => {
+                if sip.upstream_host_port().is_none() {
+                    return Err(invalid(
+                        "sip.upstream",
+                        format!(
+                            "{:?}: edge mode needs the registrar behind it, as \"sip:host[:port]\"",
+                            sip.upstream.as_deref().unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "sip.mode",
+                    format!("{other:?}: expected \"registrar\" or \"edge\""),
+                ));
+            }
         }
         if sip.listen.is_empty() {
             return Err(invalid("sip.listen", "needs at least one listener".into()));
@@ -1096,6 +1136,37 @@ mod tests {
 
         let e = err("[bogus]\n");
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn sip_edge_mode_needs_an_upstream_uri() {
+        let sip = "[sip]\nenabled = true\ndomain = \"example.org\"\n";
+        let e = err(&format!("{sip}mode = \"edge\"\n"));
+        assert!(e.starts_with("f.toml: sip.upstream: "), "{e}");
+        for bad in ["pbx", "sip:", "sip:a@pbx", "sip:pbx:http", "sip:p b"] {
+            let e = err(&format!("{sip}mode = \"edge\"\nupstream = \"{bad}\"\n"));
+            assert!(e.starts_with("f.toml: sip.upstream: "), "{bad}: {e}");
+        }
+        let e = err(&format!("{sip}mode = \"b2bua\"\n"));
+        assert!(e.starts_with("f.toml: sip.mode: "), "{e}");
+        for (uri, want) in [
+            ("sip:127.0.0.1:5090", ("127.0.0.1", 5090)),
+            ("sip:pbx.example.org", ("pbx.example.org", 5060)),
+            (
+                "sip:pbx.example.org:5070;transport=udp",
+                ("pbx.example.org", 5070),
+            ),
+            ("sip:[2001:db8::1]:5062", ("2001:db8::1", 5062)),
+            ("sip:[2001:db8::1]", ("2001:db8::1", 5060)),
+        ] {
+            let c = Config::parse(
+                &format!("{sip}mode = \"edge\"\nupstream = \"{uri}\"\n"),
+                "f.toml",
+            )
+            .expect(uri);
+            let (host, port) = c.sip.upstream_host_port().expect(uri);
+            assert_eq!((host.as_str(), port), want, "{uri}");
+        }
     }
 
     #[test]

@@ -160,6 +160,16 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     let mut handles = handles;
     if let (true, Some(cell)) = (config.sip.enabled, &credentials) {
         let sip = &config.sip;
+        // Edge mode: the upstream's name is looked up once, at start.
+        let upstream = match (sip.mode.as_str(), sip.upstream_host_port()) {
+            ("edge", Some((host, port))) => Some(
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .with_context(|| format!("S412 cannot resolve sip.upstream {host}:{port}"))?,
+            ),
+            _ => None,
+        };
         let counters = Arc::new(crate::sip_udp::SipCounters::default());
         metrics.register_sip(Arc::clone(&counters));
         handles.push(crate::sip_udp::spawn(
@@ -177,6 +187,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                 algorithms: sip.algorithms(),
                 auth_failures_per_minute: sip.auth_failures_per_minute,
             },
+            upstream,
             sip.keepalive
                 .enabled
                 .then(|| farside_sip::keepalive::KeepaliveConfig {

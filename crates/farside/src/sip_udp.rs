@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use farside_io::Epoll;
 use farside_sip::digest::Algorithm;
+use farside_sip::edge::Edge;
+use farside_sip::flow_token::FlowTokens;
 use farside_sip::keepalive::{KeepaliveConfig, Keepalives};
 use farside_sip::nat::{self, NatTests, Transport};
 use farside_sip::proxy::{Action, Proxy};
@@ -118,6 +120,7 @@ pub fn spawn(
     addresses: &[SocketAddr],
     store_url: &str,
     config: RegistrarConfig,
+    upstream: Option<SocketAddr>,
     keepalive: Option<KeepaliveConfig>,
     credentials: Arc<CredentialsCell>,
     binding: Arc<BindingServer>,
@@ -128,16 +131,26 @@ pub fn spawn(
     for &a in addresses {
         let s = UdpSocket::bind(a).with_context(|| format!("S401 cannot bind SIP udp {a}"))?;
         s.set_nonblocking(true)?;
-        tracing::info!(
-            "S400 SIP registrar for {:?} listening on udp {a}",
-            config.domain
-        );
+        match upstream {
+            None => tracing::info!(
+                "S400 SIP registrar for {:?} listening on udp {a}",
+                config.domain
+            ),
+            Some(u) => tracing::info!("S400 SIP edge in front of {u} listening on udp {a}"),
+        }
         sockets.push((a, s));
     }
     let domain = config.domain.clone();
-    let mut registrar = Registrar::new(config, crate::serve::nonce_key());
     let mut store = farside_store::open(store_url)
         .map_err(|e| anyhow::anyhow!("S303 cannot open the store: {e}"))?;
+    // Keys kept in the store: nonces and flow tokens given out before a restart stay good.
+    let mut key = |name: &str| {
+        store
+            .server_key(name, crate::serve::nonce_key())
+            .map_err(|e| anyhow::anyhow!("S303 cannot read the {name} key from the store: {e}"))
+    };
+    let mut registrar = Registrar::new(config, key("sip-digest-nonces")?);
+    let tokens = FlowTokens::new(key("sip-flow-tokens")?);
     let now = crate::serve::unix_ms() / 1000;
     let rows = store
         .load_registrations(i64::try_from(now).unwrap_or(i64::MAX))
@@ -163,6 +176,8 @@ pub fn spawn(
                 writer,
                 keepalives: keepalive.map(|k| Keepalives::new(k, crate::seed::fresh_seed())),
                 domain,
+                upstream,
+                tokens,
                 branch_key: crate::seed::fresh_seed(),
                 credentials,
                 binding,
@@ -183,6 +198,10 @@ struct SipUdp {
     writer: std::sync::mpsc::SyncSender<(String, Vec<farside_store::RegistrationRow>)>,
     keepalives: Option<Keepalives>,
     domain: String,
+    /// Edge mode: the registrar behind the edge.
+    upstream: Option<SocketAddr>,
+    /// Signs the flow tokens of the edge's Paths and Record-Routes.
+    tokens: FlowTokens,
     branch_key: u64,
     credentials: Arc<CredentialsCell>,
     binding: Arc<BindingServer>,
@@ -345,13 +364,17 @@ impl SipUdp {
         nat::fix_via(&msg, remote, &mut edits);
         let fixed = edits.apply().ok()?;
         let msg = Message::parse(&fixed).ok()?;
+        let flow = Flow {
+            transport: Transport::Udp,
+            local,
+            remote,
+        };
+        if let Some(upstream) = self.upstream {
+            let edge = Edge::new(local, upstream, self.tokens.clone(), self.branch_key);
+            return self.act(edge.request(&msg, flow), method, uri, local, remote);
+        }
         if method == Method::REGISTER {
             let users = StoreUsers(self.credentials.load());
-            let flow = Flow {
-                transport: Transport::Udp,
-                local,
-                remote,
-            };
             let now = crate::serve::unix_ms() / 1000;
             let (answer, outcome) = self.registrar.register(&msg, flow, now, &users);
             let c = &self.counters;
@@ -379,11 +402,24 @@ impl SipUdp {
             return back(answer);
         }
         let now = crate::serve::unix_ms() / 1000;
-        match proxy.request(&msg, &self.registrar, now) {
-            Action::Answer(r) => back(r),
+        let action = proxy.request(&msg, &self.registrar, now);
+        self.act(action, method, uri, local, remote)
+    }
+
+    /// Counts and logs what the proxy or edge decided, and gives the datagram to send.
+    fn act(
+        &self,
+        action: Action,
+        method: Method<'_>,
+        uri: farside_sip::Uri<'_>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<(Vec<u8>, SocketAddr, SocketAddr)> {
+        match action {
+            Action::Answer(r) => Some((r, local, remote)),
             Action::Respond(r) => {
                 self.counters.refused.fetch_add(1, Relaxed);
-                back(r)
+                Some((r, local, remote))
             }
             Action::Forward { bytes, from, to } => {
                 self.counters.forwarded.fetch_add(1, Relaxed);

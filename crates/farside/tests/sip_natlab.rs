@@ -23,13 +23,18 @@ const DOMAIN: &str = "example.org";
 /// A Farside on the server host's primary address: SIP on `port` (STUN on `port + 1000`),
 /// `[sip.keepalive]` lines `keepalive`, and alice added to its store; returns once it listens.
 fn start_farside(lab: &Lab, name: &str, port: u16, keepalive: &str) -> LabChild {
+    start_farside_with(lab, name, port, "", keepalive)
+}
+
+/// As [`start_farside`], with more `[sip]` lines.
+fn start_farside_with(lab: &Lab, name: &str, port: u16, sip: &str, keepalive: &str) -> LabChild {
     let (primary, _) = lab.server_addrs();
     let dir = lab.scratch_dir(name);
     let config = dir.join("farside.toml");
     std::fs::write(
         &config,
         format!(
-            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
             port + 1000,
             dir.join("farside.db").display()
         ),
@@ -59,7 +64,7 @@ fn start_farside(lab: &Lab, name: &str, port: u16, keepalive: &str) -> LabChild 
         &["serve", "--config", &config],
     );
     assert!(
-        server.wait_for_output("S400 SIP registrar", Duration::from_secs(15)),
+        server.wait_for_output("S400 SIP ", Duration::from_secs(15)),
         "{server}"
     );
     server
@@ -223,6 +228,112 @@ fn a_phone_behind_a_sip_alg_authenticates_on_the_first_challenge_and_takes_a_cal
     common::note(
         TEST,
         &format!("behind the SIP ALG: one 401 then 200; INVITE/180/200/ACK/BYE/200 ({line})"),
+    );
+}
+
+/// Edge mode in front of a real registrar: Kamailio with Debian's default configuration on the
+/// server host's loopback. Alice behind the symmetric gateway registers through Farside, which
+/// adds a Path with her flow token; Kamailio keeps it, and routes the call from a phone behind
+/// the home gateway along it, so the INVITE comes back through Farside and out over alice's
+/// flow (the symmetric NAT lets nothing else in). ACK and BYE follow the Record-Routes.
+#[test]
+fn edge_mode_in_front_of_kamailio_delivers_calls_along_the_path() {
+    const TEST: &str = "edge_mode_in_front_of_kamailio_delivers_calls_along_the_path";
+    const KAMAILIO: &str = "127.0.0.1:5090";
+    if !common::require_tool(TEST, "sipp") || !common::require_tool(TEST, "kamailio") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let run_dir = lab.scratch_dir("kamailio");
+    let run_dir = run_dir.display().to_string();
+    // Debian's /etc/kamailio/kamailio.cfg as shipped: no authentication, usrloc in memory,
+    // use_path on. Only the listen address and the domain alias come from the command line.
+    let mut kamailio = lab.spawn(
+        "server",
+        "kamailio",
+        &[
+            "-f",
+            "/etc/kamailio/kamailio.cfg",
+            "-DD",
+            "-E",
+            "-Y",
+            &run_dir,
+            "-l",
+            &format!("udp:{KAMAILIO}"),
+            &format!("--alias={DOMAIN}"),
+            "-T",
+            "-n",
+            "2",
+            "-m",
+            "64",
+            "-M",
+            "8",
+        ],
+    );
+    assert!(
+        kamailio.wait_for_output("Listening on", Duration::from_secs(10)),
+        "{kamailio}"
+    );
+    thread::sleep(Duration::from_secs(1));
+    let server = start_farside_with(
+        &lab,
+        "farside-edge",
+        5060,
+        &format!("mode = \"edge\"\nupstream = \"sip:{KAMAILIO}\""),
+        "enabled = false",
+    );
+    let target = format!("{primary}:5060");
+    let alice_ip = lab.host("symmetric-lan1").addr().to_string();
+    let caller_ip = lab.host("home-lan1").addr().to_string();
+    let reg = lab.exec(
+        "symmetric-lan1",
+        "sipp",
+        &sipp::strs(&sipp::register_open(
+            "alice", DOMAIN, &alice_ip, 5070, &target, 15,
+        )),
+        Duration::from_secs(30),
+    );
+    assert!(reg.success(), "register: {reg}\n{server}\n{kamailio}");
+    let (callee_out, caller_out) = thread::scope(|s| {
+        let callee_run = s.spawn(|| {
+            lab.exec(
+                "symmetric-lan1",
+                "sipp",
+                &sipp::strs(&sipp::callee("alice", &alice_ip, 5070, 25)),
+                Duration::from_secs(40),
+            )
+        });
+        thread::sleep(Duration::from_millis(500));
+        let caller_run = lab.exec(
+            "home-lan1",
+            "sipp",
+            &sipp::strs(&sipp::caller(
+                "alice", DOMAIN, &caller_ip, 5080, &target, 20,
+            )),
+            Duration::from_secs(40),
+        );
+        (callee_run.join().unwrap(), caller_run)
+    });
+    assert!(
+        caller_out.success(),
+        "caller: {caller_out}\n{server}\n{kamailio}"
+    );
+    assert!(
+        callee_out.success(),
+        "callee: {callee_out}\n{server}\n{kamailio}"
+    );
+    // The INVITE came from Kamailio to the edge (along the Path) and left to alice's NAT.
+    let gateway = lab.host("symmetric-lan1").public.unwrap().to_string();
+    let logs = server.output();
+    let along_path = logs.lines().find(|l| {
+        l.contains("S404 INVITE sip:alice@")
+            && l.contains(&format!("from {KAMAILIO} forwarded to {gateway}:"))
+    });
+    assert!(along_path.is_some(), "INVITE along the Path\n{logs}");
+    common::note(
+        TEST,
+        "Kamailio (Debian default config) stored the Path with alice's flow token; INVITE/180/200/ACK/BYE/200 came back through the edge and over her symmetric-NAT flow",
     );
 }
 

@@ -15,8 +15,10 @@
 //! whole messages already) and recognises RFC 5626 CRLF keep-alives.
 
 pub mod digest;
+pub mod edge;
 mod edit;
 mod error;
+pub mod flow_token;
 mod framing;
 mod header;
 pub mod keepalive;

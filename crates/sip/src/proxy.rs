@@ -15,7 +15,8 @@ use crate::scan::{fnv, split_top, trim};
 use crate::uri::{Uri, ip_literal};
 
 /// The methods Farside handles, for `Allow`.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY";
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY";
 
 /// What to do with a request or response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,26 +130,13 @@ impl Proxy {
         {
             edits.replace(r, contact.as_bytes());
         }
-        match (max_forwards, msg.value(HeaderName::MaxForwards)) {
-            (Some(n), Some(v)) => {
-                if let Some(r) = msg.range_of(v) {
-                    edits.replace(r, (n - 1).to_string().as_bytes());
-                }
-            }
-            _ => {
-                edits.insert(first_header(msg), b"Max-Forwards: 70\r\n");
-            }
-        }
-        // Our Via on top; a dialog-creating request gets our Record-Route too.
-        let mut top = format!(
-            "Via: SIP/2.0/UDP {};branch=z9hG4bK{:016x}\r\n",
-            self.me,
-            self.branch(msg)
-        );
-        if method == Method::INVITE || method.0 == b"SUBSCRIBE" {
-            top.push_str(&format!("Record-Route: <sip:{};lr>\r\n", self.me));
-        }
-        edits.insert(first_header(msg), top.as_bytes());
+        // A dialog-creating request gets our Record-Route.
+        let record_route = if method == Method::INVITE || method.0 == b"SUBSCRIBE" {
+            format!("Record-Route: <sip:{};lr>\r\n", self.me)
+        } else {
+            String::new()
+        };
+        self.hop(msg, &mut edits, &record_route);
         match edits.apply() {
             Ok(bytes) => Action::Forward {
                 bytes,
@@ -157,6 +145,27 @@ impl Proxy {
             },
             Err(_) => Action::Drop,
         }
+    }
+
+    /// The edits every forwarded request gets (§16.6 steps 3 and 8): Max-Forwards one less
+    /// (70 when absent), and our Via on top followed by `more` (whole header lines).
+    pub(crate) fn hop<'a>(&self, msg: &Message<'a>, edits: &mut Edits<'a>, more: &str) {
+        match (msg.max_forwards(), msg.value(HeaderName::MaxForwards)) {
+            (Some(n), Some(v)) => {
+                if let Some(r) = msg.range_of(v) {
+                    edits.replace(r, n.saturating_sub(1).to_string().as_bytes());
+                }
+            }
+            _ => {
+                edits.insert(first_header(msg), b"Max-Forwards: 70\r\n");
+            }
+        }
+        let top = format!(
+            "Via: SIP/2.0/UDP {};branch=z9hG4bK{:016x}\r\n{more}",
+            self.me,
+            self.branch(msg)
+        );
+        edits.insert(first_header(msg), top.as_bytes());
     }
 
     /// Routes a response: our Via comes off, and it goes where the next Via says it came from.
@@ -194,7 +203,7 @@ impl Proxy {
 
     /// A stateless branch (§16.11): the same for a retransmission and for the CANCEL of an
     /// INVITE (both carry the incoming top Via's branch), different across transactions.
-    fn branch(&self, msg: &Message<'_>) -> u64 {
+    pub(crate) fn branch(&self, msg: &Message<'_>) -> u64 {
         let via = msg.via();
         let key = via.branch().unwrap_or(via.as_bytes());
         // An ACK to a 2xx is a transaction of its own.
@@ -211,7 +220,7 @@ impl Proxy {
     }
 
     /// Whether `uri` names this proxy's own address.
-    fn is_me(&self, uri: &Uri<'_>) -> bool {
+    pub(crate) fn is_me(&self, uri: &Uri<'_>) -> bool {
         ip_literal(uri.host()) == Some(self.me.ip()) && uri.port().unwrap_or(5060) == self.me.port()
     }
 
@@ -243,14 +252,14 @@ impl Proxy {
 }
 
 /// Where the first header field starts (new fields go before it).
-fn first_header(msg: &Message<'_>) -> usize {
+pub(crate) fn first_header(msg: &Message<'_>) -> usize {
     msg.headers()
         .first()
         .map_or(msg.headers_end(), |h| h.line.start)
 }
 
 /// Removes the first value of the first `name` field: the whole line if it holds only that.
-fn remove_first_item<'a>(msg: &Message<'a>, name: HeaderName, edits: &mut Edits<'a>) {
+pub(crate) fn remove_first_item<'a>(msg: &Message<'a>, name: HeaderName, edits: &mut Edits<'a>) {
     let Some(h) = msg.fields(name).next() else {
         return;
     };
@@ -272,7 +281,7 @@ fn remove_first_item<'a>(msg: &Message<'a>, name: HeaderName, edits: &mut Edits<
 }
 
 /// The address a URI names when its host is an IP literal (no DNS here).
-fn address_of(uri: &Uri<'_>) -> Option<SocketAddr> {
+pub(crate) fn address_of(uri: &Uri<'_>) -> Option<SocketAddr> {
     Some(SocketAddr::new(
         ip_literal(uri.host())?,
         uri.port().unwrap_or(5060),

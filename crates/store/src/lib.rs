@@ -165,6 +165,10 @@ pub trait Store: Send {
     -> Result<(), StoreError>;
     /// Every registration that has not lapsed at `now` (Unix seconds).
     fn load_registrations(&mut self, now: i64) -> Result<Vec<RegistrationRow>, StoreError>;
+    /// The server key named `name`: `fresh` is kept under that name on first use and the
+    /// kept key is returned ever after, so what it signs (SIP flow tokens in a registrar's
+    /// Paths) stays valid across restarts.
+    fn server_key(&mut self, name: &str, fresh: [u8; 32]) -> Result<[u8; 32], StoreError>;
 }
 
 /// Opens the store `url` names: `sqlite://PATH` (created with its directory if missing).

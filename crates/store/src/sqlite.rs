@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS registrations (
     nat INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS registrations_aor ON registrations (aor);
+CREATE TABLE IF NOT EXISTS server_keys (
+    name TEXT PRIMARY KEY,
+    key BLOB NOT NULL
+);
 ";
 
 /// Users and secrets in one SQLite file.
@@ -360,6 +364,24 @@ impl Store for SqliteStore {
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+
+    fn server_key(&mut self, name: &str, fresh: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO server_keys (name, key) VALUES (?1, ?2)",
+            params![name, &fresh[..]],
+        )?;
+        let key: Vec<u8> =
+            tx.query_row("SELECT key FROM server_keys WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })?;
+        tx.commit()?;
+        key.try_into().map_err(|_| {
+            StoreError::Invalid(format!("server key {name:?} in the store is not 32 bytes"))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +395,25 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(p.parent().expect("dir"));
         p
+    }
+
+    #[test]
+    fn a_server_key_is_made_once_and_kept() {
+        let path = temp("server-key");
+        let mut s = SqliteStore::open(&path).expect("open");
+        let first = s.server_key("sip-flow-tokens", [1; 32]).expect("key");
+        assert_eq!(first, [1; 32]);
+        assert_eq!(
+            s.server_key("sip-flow-tokens", [2; 32]).expect("key"),
+            [1; 32]
+        );
+        assert_eq!(s.server_key("other", [3; 32]).expect("key"), [3; 32]);
+        drop(s);
+        let mut s = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(
+            s.server_key("sip-flow-tokens", [4; 32]).expect("key"),
+            [1; 32]
+        );
     }
 
     #[test]

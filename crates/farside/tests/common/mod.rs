@@ -1095,6 +1095,21 @@ pub mod sipp {
         a
     }
 
+    /// A phone at `ip:port` that registers `user@domain` at `target`, which asks no
+    /// credentials.
+    pub fn register_open(
+        user: &str,
+        domain: &str,
+        ip: &str,
+        port: u16,
+        target: &str,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        let mut a = one_call("register-open", user, ip, port, timeout_secs);
+        a.extend(["-set", "domain", domain, target].map(String::from));
+        a
+    }
+
     /// The phone at `ip:port` (which registered `user` from there) answering one call.
     pub fn callee(user: &str, ip: &str, port: u16, timeout_secs: u32) -> Vec<String> {
         one_call("callee", user, ip, port, timeout_secs)

@@ -1,0 +1,139 @@
+//! The edge proxy (RFC 5626 §5, RFC 3327) in front of a registrar or PBX that does the
+//! authentication and routing: phones' requests go to the `upstream`; a REGISTER gets a Path
+//! and a dialog-creating request a Record-Route whose URI carries the phone's flow token, so
+//! whatever the upstream sends for the phone comes back here and leaves over the flow the phone
+//! opened (the only way through its NAT). Responses follow the Via back. Stateless.
+
+use std::net::SocketAddr;
+
+use crate::edit::Edits;
+use crate::flow_token::FlowTokens;
+use crate::header::HeaderName;
+use crate::message::{Message, Method, StartLine};
+use crate::proxy::{ALLOW, Action, Proxy, address_of, remove_first_item};
+use crate::registrar::Flow;
+use crate::response::response;
+
+/// An edge proxy at `me` in front of `upstream`.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    me: SocketAddr,
+    upstream: SocketAddr,
+    tokens: FlowTokens,
+    proxy: Proxy,
+}
+
+impl Edge {
+    /// An edge at `me` forwarding to `upstream`; `tokens` signs flow tokens, `branch_key`
+    /// salts Via branches.
+    pub fn new(me: SocketAddr, upstream: SocketAddr, tokens: FlowTokens, branch_key: u64) -> Self {
+        Edge {
+            me,
+            upstream,
+            tokens,
+            proxy: Proxy::new(me, "", branch_key),
+        }
+    }
+
+    /// The upstream registrar or PBX.
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// Routes a request that arrived over `flow` (its top Via already carries `received` and
+    /// `rport`).
+    pub fn request(&self, msg: &Message<'_>, flow: Flow) -> Action {
+        let StartLine::Request { method, uri } = msg.start_line() else {
+            return Action::Drop;
+        };
+        let refuse = |code: u16, reason: &str| {
+            if method == Method::ACK {
+                Action::Drop // never answered (RFC 3261 §17.2.3)
+            } else {
+                Action::Respond(response(msg, code, reason, "fse", &[]))
+            }
+        };
+        let from_upstream = flow.remote == self.upstream;
+        let routes: Vec<_> = msg.routes(HeaderName::Route).collect();
+        if method == Method::OPTIONS
+            && routes.is_empty()
+            && uri.user().is_none()
+            && self.proxy.is_me(&uri)
+        {
+            return Action::Answer(response(msg, 200, "OK", "fse", &[("Allow", ALLOW)]));
+        }
+        if msg.max_forwards() == Some(0) {
+            return refuse(483, "Too Many Hops");
+        }
+        let mut edits = Edits::new(msg.as_bytes());
+        // A Route naming us is ours to remove; its user part may be a flow token. A request
+        // that came over the token's flow is the phone's own and goes on upstream; any other
+        // goes out over that flow (RFC 5626 §5.3).
+        let mut over: Option<Flow> = None;
+        let mut next_route = routes.first();
+        if let Some(top) = next_route.map(|r| r.uri())
+            && self.proxy.is_me(&top)
+        {
+            remove_first_item(msg, HeaderName::Route, &mut edits);
+            next_route = routes.get(1);
+            if let Some(token) = top.user() {
+                let Some(f) = self.tokens.flow(token) else {
+                    // Forged, altered, or signed by a key this edge no longer has.
+                    return refuse(403, "Forbidden");
+                };
+                if f != flow {
+                    over = Some(f);
+                }
+            }
+        }
+        let (from, to) = match over {
+            Some(f) => (f.local, f.remote),
+            None if from_upstream => {
+                // The upstream may only send on along a Route it was given.
+                match next_route.map(|r| r.uri()).as_ref().and_then(address_of) {
+                    Some(a) => (self.me, a),
+                    None => return refuse(404, "Not Found"),
+                }
+            }
+            // Everything a phone sends goes to the upstream, which routes it (along any
+            // Route left, by loose routing).
+            None => (self.me, self.upstream),
+        };
+        // The phone's flow: the one this came over, or the one it goes out on.
+        let phone = over.unwrap_or(flow);
+        let phone_side = over.is_some() || !from_upstream;
+        let mut more = String::new();
+        if method == Method::REGISTER && !from_upstream {
+            // RFC 3327 §5.1, RFC 5626 §5.1: the Path names the flow; `ob` when the phone does
+            // outbound (it sent reg-id).
+            let ob = msg.items(HeaderName::Contact).any(|c| {
+                crate::NameAddr::parse(c).is_ok_and(|n| n.params().get("reg-id").is_some())
+            });
+            more = format!(
+                "Path: <sip:{}@{};lr{}>\r\n",
+                self.tokens.token(&flow),
+                self.me,
+                if ob { ";ob" } else { "" }
+            );
+        } else if phone_side
+            && msg.to().tag().is_none()
+            && (method == Method::INVITE || method.0 == b"SUBSCRIBE" || method.0 == b"REFER")
+        {
+            more = format!(
+                "Record-Route: <sip:{}@{};lr>\r\n",
+                self.tokens.token(&phone),
+                self.me
+            );
+        }
+        self.proxy.hop(msg, &mut edits, &more);
+        match edits.apply() {
+            Ok(bytes) => Action::Forward { bytes, from, to },
+            Err(_) => Action::Drop,
+        }
+    }
+
+    /// Routes a response: our Via comes off, and it goes where the next Via came from.
+    pub fn response(&self, msg: &Message<'_>) -> Action {
+        self.proxy.response(msg)
+    }
+}
