@@ -140,7 +140,7 @@ impl Default for SipConfig {
             nonce_lifetime: 300,
             max_bindings_per_aor: 16,
             max_aors: 100_000,
-            digest_algorithms: vec!["MD5".into(), "SHA-256".into()],
+            digest_algorithms: vec!["MD5".into()],
             auth_failures_per_minute: 20,
             keepalive: KeepaliveFile::default(),
         }

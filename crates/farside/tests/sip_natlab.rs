@@ -337,6 +337,81 @@ fn edge_mode_in_front_of_kamailio_delivers_calls_along_the_path() {
     );
 }
 
+/// A real phone: baresip 1.0 from Debian, behind the symmetric gateway, registers with Digest
+/// through Farside (its outbound proxy) and answers by itself the call a SIPp phone behind the
+/// home gateway makes: 200 with its SDP answer, ACK, the caller's BYE.
+#[test]
+fn baresip_behind_a_symmetric_nat_registers_and_answers_a_call() {
+    const TEST: &str = "baresip_behind_a_symmetric_nat_registers_and_answers_a_call";
+    if !common::require_tool(TEST, "sipp") || !common::require_tool(TEST, "baresip") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let mut server = start_farside(&lab, "farside-baresip", 5060, "method = \"CRLF\"");
+    let target = format!("{primary}:5060");
+    let alice_ip = lab.host("symmetric-lan1").addr().to_string();
+    let caller_ip = lab.host("home-lan1").addr().to_string();
+    let dir = lab.scratch_dir("baresip");
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/baresip/config"
+    ))
+    .unwrap();
+    std::fs::write(
+        dir.join("config"),
+        template
+            .replace("@LISTEN@", &format!("{alice_ip}:5070"))
+            .replace("@DIR@", &dir.display().to_string()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("accounts"),
+        format!(
+            "<sip:alice@{DOMAIN}>;auth_pass=wonderland;outbound=\"sip:{target}\";regint=600;answermode=auto\n"
+        ),
+    )
+    .unwrap();
+    let dir_arg = dir.display().to_string();
+    let mut phone = lab.spawn("symmetric-lan1", "baresip", &["-f", &dir_arg, "-t", "40"]);
+    assert!(
+        phone.wait_for_output("200 OK", Duration::from_secs(15)),
+        "baresip registers\n{phone}\n{server}"
+    );
+    assert!(
+        server.wait_for_output(
+            "S411 sip:alice@example.org registered",
+            Duration::from_secs(5)
+        ),
+        "{server}"
+    );
+    let caller = lab.exec(
+        "home-lan1",
+        "sipp",
+        &sipp::strs(&sipp::caller(
+            "alice", DOMAIN, &caller_ip, 5080, &target, 20,
+        )),
+        Duration::from_secs(40),
+    );
+    assert!(caller.success(), "caller: {caller}\n{phone}\n{server}");
+    assert!(
+        phone.wait_for_output("Call established", Duration::from_secs(5)),
+        "baresip answered\n{phone}"
+    );
+    let logs = server.output();
+    let registered = logs
+        .lines()
+        .find(|l| l.contains("S411 sip:alice@example.org registered"))
+        .unwrap();
+    assert!(registered.contains("private_contact"), "{registered}");
+    common::note(
+        TEST,
+        &format!(
+            "baresip registered ({registered}) and answered; INVITE/180/200/ACK/BYE/200 at the caller"
+        ),
+    );
+}
+
 /// Seed 004's failure and its cure: behind the gateway whose NAT forgets a UDP binding after
 /// 20 s of silence, a phone registers and stays silent for 90 s. With keep-alives (CRLF every
 /// 10 s over its flow) the call then reaches it; the control, the same phone setup against a
