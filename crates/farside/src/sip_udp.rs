@@ -444,10 +444,35 @@ fn spawn_writer(
     std::thread::Builder::new()
         .name("sip-store".into())
         .spawn(move || {
-            for (aor, rows) in rx {
-                match store.save_registrations(&aor, &rows) {
-                    Ok(()) => tracing::debug!("S408 saved {} registrations of {aor}", rows.len()),
-                    Err(e) => tracing::warn!("S407 cannot save the registrations of {aor}: {e}"),
+            // Whatever queued up meanwhile goes in the same transaction (one disk sync for
+            // many changes under load), the last change of each address of record winning.
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(change) => batch.push(change),
+                        Err(_) => break,
+                    }
+                }
+                let mut latest = std::collections::HashMap::with_capacity(batch.len());
+                for (i, (aor, _)) in batch.iter().enumerate() {
+                    latest.insert(aor.clone(), i);
+                }
+                let mut i = 0;
+                batch.retain(|(aor, _)| {
+                    i += 1;
+                    latest.get(aor) == Some(&(i - 1))
+                });
+                let rows: usize = batch.iter().map(|(_, r)| r.len()).sum();
+                match store.save_registrations_many(&batch) {
+                    Ok(()) => tracing::debug!(
+                        "S408 saved the registrations of {} addresses of record ({rows} bindings)",
+                        batch.len()
+                    ),
+                    Err(e) => tracing::warn!(
+                        "S407 cannot save the registrations of {} addresses of record: {e}",
+                        batch.len()
+                    ),
                 }
             }
         })
@@ -457,6 +482,8 @@ fn spawn_writer(
 
 /// Registration changes waiting for the store writer at most.
 const WRITE_QUEUE: usize = 4096;
+/// Most changes the store writer puts in one transaction.
+const WRITE_BATCH: usize = 1024;
 
 fn row_of(aor: &str, b: &Binding) -> farside_store::RegistrationRow {
     farside_store::RegistrationRow {

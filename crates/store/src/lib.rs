@@ -163,6 +163,17 @@ pub trait Store: Send {
     /// Does not change the generation: credentials are not reread for it.
     fn save_registrations(&mut self, aor: &str, rows: &[RegistrationRow])
     -> Result<(), StoreError>;
+    /// Several [`Store::save_registrations`] at once (one transaction where the store has
+    /// them): the registrations of each address of record listed are replaced, in order.
+    fn save_registrations_many(
+        &mut self,
+        changes: &[(String, Vec<RegistrationRow>)],
+    ) -> Result<(), StoreError> {
+        for (aor, rows) in changes {
+            self.save_registrations(aor, rows)?;
+        }
+        Ok(())
+    }
     /// Every registration that has not lapsed at `now` (Unix seconds).
     fn load_registrations(&mut self, now: i64) -> Result<Vec<RegistrationRow>, StoreError>;
     /// The server key named `name`: `fresh` is kept under that name on first use and the

@@ -312,30 +312,18 @@ impl Store for SqliteStore {
         aor: &str,
         rows: &[RegistrationRow],
     ) -> Result<(), StoreError> {
+        self.save_registrations_many(&[(aor.to_owned(), rows.to_vec())])
+    }
+
+    fn save_registrations_many(
+        &mut self,
+        changes: &[(String, Vec<RegistrationRow>)],
+    ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM registrations WHERE aor = ?1", [aor])?;
-        for r in rows {
-            tx.execute(
-                "INSERT INTO registrations (aor, contact, transport, local, remote, expires_at, \
-                 instance, reg_id, call_id, cseq, path, nat) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    aor,
-                    r.contact,
-                    r.transport,
-                    r.local,
-                    r.remote,
-                    r.expires_at,
-                    r.instance,
-                    r.reg_id,
-                    r.call_id,
-                    r.cseq,
-                    r.path,
-                    r.nat
-                ],
-            )?;
+        for (aor, rows) in changes {
+            save_aor(&tx, aor, rows)?;
         }
         tx.commit()?;
         Ok(())
@@ -382,6 +370,37 @@ impl Store for SqliteStore {
             StoreError::Invalid(format!("server key {name:?} in the store is not 32 bytes"))
         })
     }
+}
+
+/// Replaces the registrations of `aor` inside `tx`.
+fn save_aor(
+    tx: &rusqlite::Transaction<'_>,
+    aor: &str,
+    rows: &[RegistrationRow],
+) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM registrations WHERE aor = ?1", [aor])?;
+    for r in rows {
+        tx.execute(
+            "INSERT INTO registrations (aor, contact, transport, local, remote, expires_at, \
+                 instance, reg_id, call_id, cseq, path, nat) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                aor,
+                r.contact,
+                r.transport,
+                r.local,
+                r.remote,
+                r.expires_at,
+                r.instance,
+                r.reg_id,
+                r.call_id,
+                r.cseq,
+                r.path,
+                r.nat
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
