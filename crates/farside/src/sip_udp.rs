@@ -129,8 +129,14 @@ pub fn spawn(
 ) -> anyhow::Result<JoinHandle<()>> {
     let mut sockets = Vec::new();
     for &a in addresses {
-        let s = UdpSocket::bind(a).with_context(|| format!("S401 cannot bind SIP udp {a}"))?;
-        s.set_nonblocking(true)?;
+        // Large buffers ride out bursts (Kamailio asks for as much as the kernel allows too);
+        // no SO_REUSEPORT: a second server on the port must fail, not share it.
+        let options = farside_io::SocketOptions {
+            reuse_port: false,
+            ..farside_io::SocketOptions::default()
+        };
+        let s = farside_io::bind_udp(a, options)
+            .with_context(|| format!("S401 cannot bind SIP udp {a}"))?;
         match upstream {
             None => tracing::info!(
                 "S400 SIP registrar for {:?} listening on udp {a}",
@@ -217,29 +223,40 @@ impl SipUdp {
             epoll.add(s.as_raw_fd(), i as u64)?;
         }
         let mut ready = Vec::new();
-        let mut buf = vec![0u8; farside_sip::MAX_MESSAGE];
+        let mut rx = farside_io::RecvBatch::new(RECV_BATCH, farside_sip::MAX_MESSAGE);
         let mut last_expire = Instant::now();
         while !shutdown.load(Relaxed) {
             ready.clear();
             epoll.wait(Duration::from_millis(200), |t| ready.push(t as usize))?;
             for &i in &ready {
-                for _ in 0..64 {
+                // One recvmmsg for up to RECV_BATCH datagrams, a few times, then the others'
+                // turn (level-triggered: what is left wakes the next wait).
+                for _ in 0..4 {
                     let Some((local, socket)) = self.sockets.get(i) else {
                         break;
                     };
                     let local = *local;
-                    let Ok((n, remote)) = socket.recv_from(&mut buf) else {
+                    match farside_io::recv_batch(socket, &mut rx) {
+                        Ok(n) if n > 0 => {}
+                        _ => break,
+                    }
+                    for d in rx.iter() {
+                        if d.truncated {
+                            continue;
+                        }
+                        // A dual-stack socket names IPv4 senders ::ffff:a.b.c.d: use a.b.c.d.
+                        let remote = SocketAddr::new(d.source.ip().to_canonical(), d.source.port());
+                        if let Some((bytes, from, to)) = self.handle(local, remote, d.payload) {
+                            let socket = self
+                                .sockets
+                                .iter()
+                                .find(|(a, _)| *a == from)
+                                .map_or(&self.sockets[i].1, |(_, s)| s);
+                            let _ = socket.send_to(&bytes, to);
+                        }
+                    }
+                    if rx.len() < RECV_BATCH {
                         break;
-                    };
-                    // A dual-stack socket names IPv4 senders ::ffff:a.b.c.d: use a.b.c.d.
-                    let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
-                    if let Some((bytes, from, to)) = self.handle(local, remote, &buf[..n]) {
-                        let socket = self
-                            .sockets
-                            .iter()
-                            .find(|(a, _)| *a == from)
-                            .map_or(&self.sockets[i].1, |(_, s)| s);
-                        let _ = socket.send_to(&bytes, to);
                     }
                 }
             }
@@ -446,7 +463,14 @@ fn spawn_writer(
         .spawn(move || {
             // Whatever queued up meanwhile goes in the same transaction (one disk sync for
             // many changes under load), the last change of each address of record winning.
+            let mut last_write: Option<Instant> = None;
             while let Ok(first) = rx.recv() {
+                // Under load, at most one transaction per WRITE_INTERVAL: the rest queue up
+                // and are coalesced (a kill -9 loses at most that much more).
+                if let Some(t) = last_write {
+                    std::thread::sleep(WRITE_INTERVAL.saturating_sub(t.elapsed()));
+                }
+                last_write = Some(Instant::now());
                 let mut batch = vec![first];
                 while batch.len() < WRITE_BATCH {
                     match rx.try_recv() {
@@ -480,10 +504,15 @@ fn spawn_writer(
     Ok(tx)
 }
 
+/// Datagrams read by one `recvmmsg`.
+const RECV_BATCH: usize = 32;
+
 /// Registration changes waiting for the store writer at most.
 const WRITE_QUEUE: usize = 4096;
 /// Most changes the store writer puts in one transaction.
-const WRITE_BATCH: usize = 1024;
+const WRITE_BATCH: usize = 4096;
+/// Least time between two transactions of the store writer.
+const WRITE_INTERVAL: Duration = Duration::from_millis(20);
 
 fn row_of(aor: &str, b: &Binding) -> farside_store::RegistrationRow {
     farside_store::RegistrationRow {

@@ -378,27 +378,29 @@ fn save_aor(
     aor: &str,
     rows: &[RegistrationRow],
 ) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM registrations WHERE aor = ?1", [aor])?;
+    // Cached statements: the writer saves thousands of these a second under load.
+    tx.prepare_cached("DELETE FROM registrations WHERE aor = ?1")?
+        .execute([aor])?;
     for r in rows {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO registrations (aor, contact, transport, local, remote, expires_at, \
                  instance, reg_id, call_id, cseq, path, nat) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                aor,
-                r.contact,
-                r.transport,
-                r.local,
-                r.remote,
-                r.expires_at,
-                r.instance,
-                r.reg_id,
-                r.call_id,
-                r.cseq,
-                r.path,
-                r.nat
-            ],
-        )?;
+        )?
+        .execute(params![
+            aor,
+            r.contact,
+            r.transport,
+            r.local,
+            r.remote,
+            r.expires_at,
+            r.instance,
+            r.reg_id,
+            r.call_id,
+            r.cseq,
+            r.path,
+            r.nat
+        ])?;
     }
     Ok(())
 }
