@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = Message::parse(&out);
     }
     let registrar = Registrar::new(RegistrarConfig::default(), [1; 32]);
-    let proxy = Proxy::new("192.0.2.1:5060".parse().expect("literal"), "farside.invalid", 1);
+    let proxy = Proxy::new("192.0.2.1:5060".parse().expect("literal"), farside_sip::nat::Transport::Udp, "farside.invalid", 1);
     for action in [proxy.request(&m, &registrar, 0), proxy.response(&m)] {
         if let Action::Forward { bytes, .. } = action {
             Message::parse(&bytes).expect("what the proxy forwards parses");

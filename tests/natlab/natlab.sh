@@ -328,7 +328,9 @@ cmd_up() {
         nat_rules "$g" | ip netns exec "$gw" nft -f -
         # After the rules: they bring conntrack into the namespace, and with it these keys.
         if [[ "$g" == short ]]; then
-            nsctl "$gw" net.netfilter.nf_conntrack_udp_timeout=20 net.netfilter.nf_conntrack_udp_timeout_stream=20
+            # A cheap router: idle UDP bindings and idle TCP connections are forgotten after 20 s.
+            nsctl "$gw" net.netfilter.nf_conntrack_udp_timeout=20 net.netfilter.nf_conntrack_udp_timeout_stream=20 \
+                net.netfilter.nf_conntrack_tcp_timeout_established=20
         fi
     done
     trap - ERR INT TERM

@@ -33,8 +33,11 @@ pub struct Config {
 pub struct SipConfig {
     /// Serve SIP.
     pub enabled: bool,
-    /// `"udp:address:port"` listeners (TCP, TLS and WebSocket are still to come).
+    /// `"udp:address:port"` and `"tcp:address:port"` listeners (TLS and WebSocket are still
+    /// to come).
     pub listen: Vec<String>,
+    /// Most TCP connections open at once.
+    pub max_connections: usize,
     /// The domain whose users register here.
     pub domain: String,
     /// `"registrar"` (Farside authenticates and routes) or `"edge"` (in front of `upstream`).
@@ -133,6 +136,7 @@ impl Default for SipConfig {
             domain: String::new(),
             mode: "registrar".into(),
             upstream: None,
+            max_connections: 10_000,
             realm: None,
             min_expires: 60,
             max_expires: 3600,
@@ -153,6 +157,14 @@ impl SipConfig {
         self.listen
             .iter()
             .filter_map(|l| l.strip_prefix("udp:")?.parse().ok())
+            .collect()
+    }
+
+    /// The TCP listeners (validated).
+    pub fn tcp_listen(&self) -> Vec<SocketAddr> {
+        self.listen
+            .iter()
+            .filter_map(|l| l.strip_prefix("tcp:")?.parse().ok())
             .collect()
     }
 
@@ -749,15 +761,19 @@ impl Config {
         for l in &sip.listen {
             let ok = l
                 .strip_prefix("udp:")
+                .or_else(|| l.strip_prefix("tcp:"))
                 .is_some_and(|a| a.parse::<SocketAddr>().is_ok());
             if !ok {
                 return Err(invalid(
                     "sip.listen",
                     format!(
-                        "{l:?}: expected \"udp:address:port\" (TCP, TLS and WebSocket are to come)"
+                        "{l:?}: expected \"udp:address:port\" or \"tcp:address:port\" (TLS and WebSocket are to come)"
                     ),
                 ));
             }
+        }
+        if sip.max_connections == 0 {
+            return Err(invalid("sip.max_connections", "must be at least 1".into()));
         }
         if sip.min_expires == 0
             || sip.max_expires < sip.min_expires

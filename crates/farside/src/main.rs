@@ -14,6 +14,7 @@ mod probe_cmd;
 mod relay_ports;
 mod seed;
 mod serve;
+mod sip_tcp;
 mod sip_udp;
 mod store_cmd;
 mod stun_tcp;

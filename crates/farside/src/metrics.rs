@@ -493,6 +493,7 @@ fn render_sip(s: &mut String, c: &crate::sip_udp::SipCounters) {
     for (label, v) in [
         ("malformed", &c.malformed),
         ("response", &c.responses_dropped),
+        ("no_flow", &c.no_flow),
     ] {
         let _ = writeln!(
             s,
@@ -551,6 +552,13 @@ fn render_sip(s: &mut String, c: &crate::sip_udp::SipCounters) {
         "Registered contacts alive now.",
     );
     let _ = writeln!(s, "farside_sip_bindings {}", c.bindings.load(Relaxed));
+    header(
+        s,
+        "farside_sip_connections",
+        "gauge",
+        "SIP TCP connections open now.",
+    );
+    let _ = writeln!(s, "farside_sip_connections {}", c.connections.load(Relaxed));
 }
 
 fn header(s: &mut String, name: &str, kind: &str, help: &str) {

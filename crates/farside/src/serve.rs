@@ -174,6 +174,8 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         metrics.register_sip(Arc::clone(&counters));
         handles.push(crate::sip_udp::spawn(
             &sip.udp_listen(),
+            &sip.tcp_listen(),
+            sip.max_connections,
             &config.store.url,
             farside_sip::registrar::RegistrarConfig {
                 domain: sip.domain.clone(),

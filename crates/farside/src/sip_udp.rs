@@ -24,6 +24,7 @@ use farside_sip::registrar::{Binding, Flow, Outcome, Registrar, RegistrarConfig,
 use farside_sip::{Edits, Message, Method, StartLine};
 use farside_stun::binding::{BindingServer, Outcome as StunOutcome, Received};
 
+use crate::sip_tcp::{Inbound, SipTcp};
 use crate::turn_worker::CredentialsCell;
 
 /// SIP counters, read by the metrics endpoint.
@@ -55,10 +56,14 @@ pub struct SipCounters {
     pub keepalives: AtomicU64,
     /// Live bindings.
     pub bindings: AtomicU64,
+    /// Open TCP connections.
+    pub connections: AtomicU64,
     /// Requests and responses proxied on.
     pub forwarded: AtomicU64,
     /// Keep-alive pings sent.
     pub pings_sent: AtomicU64,
+    /// Requests or responses for a connection that is gone (the phone's flow failed).
+    pub no_flow: AtomicU64,
     /// SIP keep-alive pings answered.
     pub pings_answered: AtomicU64,
     /// Bindings dropped for missing keep-alives.
@@ -118,6 +123,8 @@ impl Users for StoreUsers {
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
     addresses: &[SocketAddr],
+    tcp_addresses: &[SocketAddr],
+    max_connections: usize,
     store_url: &str,
     config: RegistrarConfig,
     upstream: Option<SocketAddr>,
@@ -147,6 +154,16 @@ pub fn spawn(
         sockets.push((a, s));
     }
     let domain = config.domain.clone();
+    let tcp = SipTcp::bind(tcp_addresses, max_connections)?;
+    for a in tcp.addresses() {
+        match upstream {
+            None => tracing::info!(
+                "S400 SIP registrar for {:?} listening on tcp {a}",
+                config.domain
+            ),
+            Some(u) => tracing::info!("S400 SIP edge in front of {u} listening on tcp {a}"),
+        }
+    }
     let mut store = farside_store::open(store_url)
         .map_err(|e| anyhow::anyhow!("S303 cannot open the store: {e}"))?;
     // Keys kept in the store: nonces and flow tokens given out before a restart stay good.
@@ -178,6 +195,7 @@ pub fn spawn(
         .spawn(move || {
             let mut t = SipUdp {
                 sockets,
+                tcp,
                 registrar,
                 writer,
                 keepalives: keepalive.map(|k| Keepalives::new(k, crate::seed::fresh_seed())),
@@ -197,8 +215,19 @@ pub fn spawn(
         .context("spawn the SIP thread")
 }
 
+/// One message to send, and how.
+struct Out {
+    bytes: Vec<u8>,
+    transport: Transport,
+    /// Farside's address to send from (a UDP socket's).
+    from: SocketAddr,
+    /// The peer (for a stream, its connection).
+    to: SocketAddr,
+}
+
 struct SipUdp {
     sockets: Vec<(SocketAddr, UdpSocket)>,
+    tcp: SipTcp,
     registrar: Registrar,
     /// Changed registrations, for the store writer.
     writer: std::sync::mpsc::SyncSender<(String, Vec<farside_store::RegistrationRow>)>,
@@ -222,13 +251,38 @@ impl SipUdp {
         for (i, (_, s)) in self.sockets.iter().enumerate() {
             epoll.add(s.as_raw_fd(), i as u64)?;
         }
+        self.tcp.register(&epoll)?;
         let mut ready = Vec::new();
+        let mut inbound = Vec::new();
         let mut rx = farside_io::RecvBatch::new(RECV_BATCH, farside_sip::MAX_MESSAGE);
         let mut last_expire = Instant::now();
         while !shutdown.load(Relaxed) {
             ready.clear();
-            epoll.wait(Duration::from_millis(200), |t| ready.push(t as usize))?;
-            for &i in &ready {
+            epoll.wait(Duration::from_millis(200), |t| ready.push(t))?;
+            for &token in &ready {
+                if token >= crate::sip_tcp::LISTENER_TOKENS {
+                    self.tcp.ready(&epoll, token, &mut inbound);
+                    for i in inbound.drain(..) {
+                        match i {
+                            Inbound::Message {
+                                local,
+                                remote,
+                                bytes,
+                            } => {
+                                if let Some(out) =
+                                    self.handle(local, remote, &bytes, Transport::Tcp)
+                                {
+                                    self.send(&epoll, out);
+                                }
+                            }
+                            Inbound::Keepalive => {
+                                self.counters.keepalives.fetch_add(1, Relaxed);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                let i = token as usize;
                 // One recvmmsg for up to RECV_BATCH datagrams, a few times, then the others'
                 // turn (level-triggered: what is left wakes the next wait).
                 for _ in 0..4 {
@@ -246,13 +300,8 @@ impl SipUdp {
                         }
                         // A dual-stack socket names IPv4 senders ::ffff:a.b.c.d: use a.b.c.d.
                         let remote = SocketAddr::new(d.source.ip().to_canonical(), d.source.port());
-                        if let Some((bytes, from, to)) = self.handle(local, remote, d.payload) {
-                            let socket = self
-                                .sockets
-                                .iter()
-                                .find(|(a, _)| *a == from)
-                                .map_or(&self.sockets[i].1, |(_, s)| s);
-                            let _ = socket.send_to(&bytes, to);
+                        if let Some(out) = self.handle(local, remote, d.payload, Transport::Udp) {
+                            self.send(&epoll, out);
                         }
                     }
                     if rx.len() < RECV_BATCH {
@@ -260,7 +309,7 @@ impl SipUdp {
                     }
                 }
             }
-            self.keepalive_round();
+            self.keepalive_round(&epoll);
             // Registrations reach the store within a pass (so a kill -9 loses at most that).
             for (aor, bindings) in self.registrar.take_changed() {
                 let rows = bindings.iter().map(|b| row_of(&aor, b)).collect();
@@ -276,22 +325,31 @@ impl SipUdp {
                 self.registrar.expire(crate::serve::unix_ms() / 1000);
                 let live: usize = self.registrar.all().map(|(_, b)| b.len()).sum();
                 self.counters.bindings.store(live as u64, Relaxed);
+                self.counters
+                    .connections
+                    .store(self.tcp.len() as u64, Relaxed);
             }
         }
         Ok(())
     }
 
     /// Sends the keep-alives due and drops the bindings that stopped answering them.
-    fn keepalive_round(&mut self) {
+    fn keepalive_round(&mut self, epoll: &Epoll) {
         let Some(k) = self.keepalives.as_mut() else {
             return;
         };
         let round = k.poll(crate::serve::unix_ms(), &self.registrar);
         for ping in round.pings {
-            let socket = self.sockets.iter().find(|(a, _)| *a == ping.flow.local);
-            if let Some((_, s)) = socket
-                && s.send_to(&ping.bytes, ping.flow.remote).is_ok()
-            {
+            let sent = self.send(
+                epoll,
+                Out {
+                    bytes: ping.bytes,
+                    transport: ping.flow.transport,
+                    from: ping.flow.local,
+                    to: ping.flow.remote,
+                },
+            );
+            if sent {
                 self.counters.pings_sent.fetch_add(1, Relaxed);
             }
         }
@@ -305,23 +363,51 @@ impl SipUdp {
         }
     }
 
-    /// What to send for one datagram, if anything: the bytes, Farside's address to send them
-    /// from, and where to.
+    /// Sends `out` over UDP from the socket at its `from` address (else the first), or over
+    /// the TCP connection to its `to`; false if that cannot be (the flow is gone).
+    fn send(&mut self, epoll: &Epoll, out: Out) -> bool {
+        if out.transport.is_stream() {
+            let sent = self.tcp.send(epoll, out.to, &out.bytes);
+            if !sent {
+                self.counters.no_flow.fetch_add(1, Relaxed);
+            }
+            return sent;
+        }
+        let socket = self
+            .sockets
+            .iter()
+            .find(|(a, _)| *a == out.from)
+            .or(self.sockets.first());
+        socket.is_some_and(|(_, s)| s.send_to(&out.bytes, out.to).is_ok())
+    }
+
+    /// What to send for one message that arrived over `transport`, if anything.
     fn handle(
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,
         bytes: &[u8],
-    ) -> Option<(Vec<u8>, SocketAddr, SocketAddr)> {
-        let back = |b: Vec<u8>| Some((b, local, remote));
-        let proxy = Proxy::new(local, &self.domain, self.branch_key);
+        transport: Transport,
+    ) -> Option<Out> {
+        let back = |bytes: Vec<u8>| {
+            Some(Out {
+                bytes,
+                transport,
+                from: local,
+                to: remote,
+            })
+        };
+        let proxy = Proxy::new(local, transport, &self.domain, self.branch_key);
         // Keep-alives: CRLF (RFC 5626 §3.5.1 over UDP is STUN, but phones send CRLF or four
         // zero bytes all the same).
-        if bytes.len() <= 4 && bytes.iter().all(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+        if transport == Transport::Udp
+            && bytes.len() <= 4
+            && bytes.iter().all(|&b| matches!(b, b'\r' | b'\n' | 0))
+        {
             self.counters.keepalives.fetch_add(1, Relaxed);
             return None;
         }
-        if is_stun(bytes) {
+        if transport == Transport::Udp && is_stun(bytes) {
             let mut out = [0u8; 512];
             let outcome = self.binding.handle(
                 Received {
@@ -359,9 +445,19 @@ impl SipUdp {
                 return None;
             }
             return match proxy.response(&msg) {
-                Action::Forward { bytes, from, to } => {
+                Action::Forward {
+                    bytes,
+                    transport,
+                    from,
+                    to,
+                } => {
                     self.counters.forwarded.fetch_add(1, Relaxed);
-                    Some((bytes, from, to))
+                    Some(Out {
+                        bytes,
+                        transport,
+                        from,
+                        to,
+                    })
                 }
                 _ => {
                     self.counters.responses_dropped.fetch_add(1, Relaxed);
@@ -370,7 +466,7 @@ impl SipUdp {
             };
         };
         self.counters.requests[MethodKind::of(method) as usize].fetch_add(1, Relaxed);
-        let tests = nat::detect(&msg, remote, Transport::Udp);
+        let tests = nat::detect(&msg, remote, transport);
         for (i, (bit, _)) in NatTests::ALL.iter().enumerate() {
             if tests.any(*bit) {
                 self.counters.nat[i].fetch_add(1, Relaxed);
@@ -382,13 +478,25 @@ impl SipUdp {
         let fixed = edits.apply().ok()?;
         let msg = Message::parse(&fixed).ok()?;
         let flow = Flow {
-            transport: Transport::Udp,
+            transport,
             local,
             remote,
         };
         if let Some(upstream) = self.upstream {
-            let edge = Edge::new(local, upstream, self.tokens.clone(), self.branch_key);
-            return self.act(edge.request(&msg, flow), method, uri, local, remote);
+            // The edge's own address in Paths and toward the upstream is its UDP one.
+            let me = match transport {
+                Transport::Udp => local,
+                _ => self.sockets.first().map_or(local, |(a, _)| *a),
+            };
+            let edge = Edge::new(me, upstream, self.tokens.clone(), self.branch_key);
+            return self.act(
+                edge.request(&msg, flow),
+                method,
+                uri,
+                local,
+                remote,
+                transport,
+            );
         }
         if method == Method::REGISTER {
             let users = StoreUsers(self.credentials.load());
@@ -398,7 +506,8 @@ impl SipUdp {
             match outcome {
                 Outcome::Registered { ref aor, bindings } => {
                     tracing::debug!(
-                        "S411 {aor} registered from udp {remote}: {bindings} bindings, NAT tests fired: {}",
+                        "S411 {aor} registered from {} {remote}: {bindings} bindings, NAT tests fired: {}",
+                        transport.via_name().to_ascii_lowercase(),
                         tests.names()
                     );
                     c.registered.fetch_add(1, Relaxed)
@@ -420,7 +529,7 @@ impl SipUdp {
         }
         let now = crate::serve::unix_ms() / 1000;
         let action = proxy.request(&msg, &self.registrar, now);
-        self.act(action, method, uri, local, remote)
+        self.act(action, method, uri, local, remote, transport)
     }
 
     /// Counts and logs what the proxy or edge decided, and gives the datagram to send.
@@ -431,21 +540,38 @@ impl SipUdp {
         uri: farside_sip::Uri<'_>,
         local: SocketAddr,
         remote: SocketAddr,
-    ) -> Option<(Vec<u8>, SocketAddr, SocketAddr)> {
+        arrived: Transport,
+    ) -> Option<Out> {
+        let back = |bytes: Vec<u8>| Out {
+            bytes,
+            transport: arrived,
+            from: local,
+            to: remote,
+        };
         match action {
-            Action::Answer(r) => Some((r, local, remote)),
+            Action::Answer(r) => Some(back(r)),
             Action::Respond(r) => {
                 self.counters.refused.fetch_add(1, Relaxed);
-                Some((r, local, remote))
+                Some(back(r))
             }
-            Action::Forward { bytes, from, to } => {
+            Action::Forward {
+                bytes,
+                transport,
+                from,
+                to,
+            } => {
                 self.counters.forwarded.fetch_add(1, Relaxed);
                 tracing::debug!(
                     "S404 {} {} from {remote} forwarded to {to}",
                     String::from_utf8_lossy(method.0),
                     String::from_utf8_lossy(uri.as_bytes())
                 );
-                Some((bytes, from, to))
+                Some(Out {
+                    bytes,
+                    transport,
+                    from,
+                    to,
+                })
             }
             Action::Drop => None,
         }

@@ -176,6 +176,94 @@ fn sipp_calls_a_registered_phone_through_the_proxy() {
     server.assert_alive("after the call");
 }
 
+/// SIP over TCP: a SIPp phone registers over a TCP connection and takes, on that same
+/// connection (its flow), the call a SIPp phone makes over UDP, after Farside's CRLF pings
+/// have gone over the connection for a few seconds. Farside record-routes twice (RFC 5658:
+/// one URI per transport) and the ACK and BYE find their way.
+#[test]
+fn a_phone_on_tcp_registers_and_takes_a_call_over_its_connection() {
+    let test = "a_phone_on_tcp_registers_and_takes_a_call_over_its_connection";
+    if !require_tool(test, "sipp") {
+        return;
+    }
+    let port = common::free_ports(&[LOCALHOST], 1);
+    let sip = SocketAddr::new(LOCALHOST, port);
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[sip]\nenabled = true\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\nmethod = \"CRLF\"\ninterval = \"1s\"\nall_contacts = true\n"
+        )),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.logs().contains("listening on tcp") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    add_user(&server, "alice", "wonderland");
+    let ports = common::free_ports(&[LOCALHOST], 2);
+    let call_id = format!("tcp-call-{}", std::process::id());
+    let callee_args = sipp::register_answer(
+        "alice",
+        "wonderland",
+        DOMAIN,
+        "127.0.0.1",
+        ports,
+        &sip.to_string(),
+        "t1",
+        &call_id,
+        20,
+    );
+    let callee =
+        std::thread::spawn(move || run_tool("sipp", &callee_args, Duration::from_secs(30)));
+    // The caller once the phone has registered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.logs().contains("registered from tcp") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A few CRLF CRLF pings over the connection first (RFC 5626 §3.5.1): SIPp takes them.
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut caller_args = sipp::caller(
+        "alice",
+        DOMAIN,
+        "127.0.0.1",
+        ports + 1,
+        &sip.to_string(),
+        20,
+    );
+    caller_args.extend(["-cid_str".to_string(), call_id.clone()]);
+    let caller = run_tool("sipp", &caller_args, Duration::from_secs(30));
+    let callee = callee.join().unwrap();
+    assert_eq!(
+        caller.code(),
+        Some(0),
+        "caller: {}\ncallee: {}\n{}",
+        caller.describe(),
+        callee.describe(),
+        server.describe()
+    );
+    assert_eq!(callee.code(), Some(0), "callee: {}", callee.describe());
+    assert!(
+        server.logs().contains("registered from tcp 127.0.0.1:"),
+        "{}",
+        server.describe()
+    );
+    let pings = counter(&server, "farside_sip_keepalive_total", "event=\"sent\"");
+    assert!(
+        pings >= 2.0,
+        "CRLF pings sent: {pings}\n{}",
+        server.describe()
+    );
+}
+
 /// Registrations live in the store: Farside killed with SIGKILL between REGISTER and INVITE,
 /// started again on the same address and store, still routes the call to the phone.
 #[test]

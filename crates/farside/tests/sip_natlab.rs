@@ -21,7 +21,8 @@ use natlab::{Lab, LabChild};
 const DOMAIN: &str = "example.org";
 
 /// A Farside on the server host's primary address: SIP on `port` (STUN on `port + 1000`),
-/// `[sip.keepalive]` lines `keepalive`, and alice added to its store; returns once it listens.
+/// `[sip.keepalive]` lines `keepalive`, and alice and bob added to its store; returns once it
+/// listens.
 fn start_farside(lab: &Lab, name: &str, port: u16, keepalive: &str) -> LabChild {
     start_farside_with(lab, name, port, "", keepalive)
 }
@@ -34,30 +35,32 @@ fn start_farside_with(lab: &Lab, name: &str, port: u16, sip: &str, keepalive: &s
     std::fs::write(
         &config,
         format!(
-            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\", \"tcp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
             port + 1000,
             dir.join("farside.db").display()
         ),
     )
     .unwrap();
     let config = config.display().to_string();
-    let add = lab.exec(
-        "peer",
-        env!("CARGO_BIN_EXE_farside"),
-        &[
-            "user",
-            "add",
-            "alice",
-            "--password",
-            "wonderland",
-            "--realm",
-            DOMAIN,
-            "--config",
-            &config,
-        ],
-        Duration::from_secs(20),
-    );
-    assert!(add.success(), "{add}");
+    for (user, password) in [("alice", "wonderland"), ("bob", "builder")] {
+        let add = lab.exec(
+            "peer",
+            env!("CARGO_BIN_EXE_farside"),
+            &[
+                "user",
+                "add",
+                user,
+                "--password",
+                password,
+                "--realm",
+                DOMAIN,
+                "--config",
+                &config,
+            ],
+            Duration::from_secs(20),
+        );
+        assert!(add.success(), "{add}");
+    }
     let mut server = lab.spawn(
         "server",
         env!("CARGO_BIN_EXE_farside"),
@@ -72,7 +75,8 @@ fn start_farside_with(lab: &Lab, name: &str, port: u16, sip: &str, keepalive: &s
 
 /// How many times a SIPp scenario step ran, from its final statistics screen: `step` is the
 /// arrow and message as SIPp prints them ("----------> INVITE" for a request received,
-/// "401 <----------" for a response received).
+/// "401 <----------" for a response received; in a scenario that starts by sending, a request
+/// received is "INVITE <----------").
 fn sipp_count(stdout: &str, step: &str) -> Option<u64> {
     let line = stdout.lines().rev().find(|l| l.contains(step))?;
     line.split(step)
@@ -412,10 +416,11 @@ fn baresip_behind_a_symmetric_nat_registers_and_answers_a_call() {
     );
 }
 
-/// Seed 004's failure and its cure: behind the gateway whose NAT forgets a UDP binding after
-/// 20 s of silence, a phone registers and stays silent for 90 s. With keep-alives (CRLF every
-/// 10 s over its flow) the call then reaches it; the control, the same phone setup against a
-/// Farside with keep-alives off, never sees the INVITE.
+/// Seed 004's failure and its cure: behind the gateway whose NAT forgets a UDP binding or an
+/// idle TCP connection after 20 s, phones register (two over UDP, two over TCP) and stay
+/// silent for 90 s. With keep-alives (CRLF every 10 s over each flow: a datagram, or CRLF CRLF
+/// on the connection) the calls then reach them; the control, the same phones against a
+/// Farside with keep-alives off, never see the INVITE.
 #[test]
 fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
     const TEST: &str = "keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat";
@@ -434,80 +439,154 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
     );
     let control = start_farside(&lab, "farside-no-keepalive", 5062, "enabled = false");
     let phone = |host: &str| lab.host(host).addr().to_string();
-    // Both phones sit behind the short gateway (it has one LAN host): two ports, two bindings.
-    let (a_ip, b_ip) = (phone("short-lan1"), phone("short-lan1"));
+    // All phones sit behind the short gateway (it has one LAN host): a port each, a binding each.
+    let ip = phone("short-lan1");
     let (c1_ip, c2_ip) = (phone("home-lan1"), phone("home-lan2"));
     let (target_a, target_b) = (format!("{primary}:5060"), format!("{primary}:5062"));
-    for (host, ip, target, port) in [
-        ("short-lan1", &a_ip, &target_a, 5070),
-        ("short-lan1", &b_ip, &target_b, 5072),
-    ] {
+    for (target, port) in [(&target_a, 5070), (&target_b, 5072)] {
         let reg = lab.exec(
-            host,
+            "short-lan1",
             "sipp",
             &sipp::strs(&sipp::register(
                 "alice",
                 "wonderland",
                 DOMAIN,
-                ip,
+                &ip,
                 port,
                 target,
                 15,
             )),
             Duration::from_secs(30),
         );
-        assert!(reg.success(), "register from {host}: {reg}");
+        assert!(reg.success(), "register over UDP to {target}: {reg}");
     }
     let started = Instant::now();
-    let (a, b, call_a, call_b) = thread::scope(|s| {
-        let answer = |host: &'static str, ip: String, port: u16| {
+    let tcp_call = |which: &str| format!("tcp-{which}-{}", std::process::id());
+    let (a, b, ta, tb, call_a, call_b, call_ta, call_tb) = thread::scope(|s| {
+        let answer = |ip: String, port: u16| {
             let lab = &lab;
             s.spawn(move || {
                 lab.exec(
-                    host,
+                    "short-lan1",
                     "sipp",
                     &sipp::strs(&sipp::callee("alice", &ip, port, 110)),
                     Duration::from_secs(130),
                 )
             })
         };
-        let a = answer("short-lan1", a_ip.clone(), 5070);
-        let b = answer("short-lan1", b_ip.clone(), 5072);
-        // Silence: nothing from the phones for longer than the NAT keeps a binding.
-        thread::sleep(SILENCE);
-        let call = |host: &'static str, ip: String, target: String| {
+        // Over TCP the phone registers and answers in one run: the connection is its flow.
+        let answer_tcp = |ip: String, port: u16, target: String, call_id: String| {
             let lab = &lab;
             s.spawn(move || {
                 lab.exec(
-                    host,
+                    "short-lan1",
                     "sipp",
-                    &sipp::strs(&sipp::caller("alice", DOMAIN, &ip, 5080, &target, 15)),
-                    Duration::from_secs(30),
+                    &sipp::strs(&sipp::register_answer(
+                        "bob", "builder", DOMAIN, &ip, port, &target, "t1", &call_id, 125,
+                    )),
+                    Duration::from_secs(140),
                 )
             })
         };
-        let call_a = call("home-lan1", c1_ip.clone(), target_a.clone());
-        let call_b = call("home-lan2", c2_ip.clone(), target_b.clone());
+        let a = answer(ip.clone(), 5070);
+        let b = answer(ip.clone(), 5072);
+        let ta = answer_tcp(ip.clone(), 5074, target_a.clone(), tcp_call("a"));
+        let tb = answer_tcp(ip.clone(), 5076, target_b.clone(), tcp_call("b"));
+        thread::sleep(Duration::from_secs(3)); // the TCP phones register
+        // Silence: nothing from the phones for longer than the NAT keeps a binding.
+        thread::sleep(SILENCE);
+        let call = |host: &'static str,
+                    ip: String,
+                    port: u16,
+                    user: &'static str,
+                    target: String,
+                    call_id: Option<String>| {
+            let lab = &lab;
+            s.spawn(move || {
+                let mut args = sipp::caller(user, DOMAIN, &ip, port, &target, 15);
+                if let Some(id) = call_id {
+                    args.extend(["-cid_str".to_string(), id]);
+                }
+                lab.exec(host, "sipp", &sipp::strs(&args), Duration::from_secs(30))
+            })
+        };
+        let call_a = call(
+            "home-lan1",
+            c1_ip.clone(),
+            5080,
+            "alice",
+            target_a.clone(),
+            None,
+        );
+        let call_b = call(
+            "home-lan2",
+            c2_ip.clone(),
+            5080,
+            "alice",
+            target_b.clone(),
+            None,
+        );
+        let call_ta = call(
+            "home-lan1",
+            c1_ip.clone(),
+            5082,
+            "bob",
+            target_a.clone(),
+            Some(tcp_call("a")),
+        );
+        let call_tb = call(
+            "home-lan2",
+            c2_ip.clone(),
+            5082,
+            "bob",
+            target_b.clone(),
+            Some(tcp_call("b")),
+        );
         (
             a.join().unwrap(),
             b.join().unwrap(),
+            ta.join().unwrap(),
+            tb.join().unwrap(),
             call_a.join().unwrap(),
             call_b.join().unwrap(),
+            call_ta.join().unwrap(),
+            call_tb.join().unwrap(),
         )
     });
     assert!(
         call_a.success() && a.success(),
-        "with keep-alives the call reaches the phone after {SILENCE:?} of silence\ncaller: {call_a}\ncallee: {a}\n{pinging}"
+        "UDP: with keep-alives the call reaches the phone after {SILENCE:?} of silence\ncaller: {call_a}\ncallee: {a}\n{pinging}"
     );
     assert!(
         !b.success() && sipp_count(&b.stdout, "----------> INVITE") == Some(0),
-        "without keep-alives the NAT forgot the binding: no INVITE may arrive (else the control proves nothing)\ncallee: {b}\n{control}"
+        "UDP: without keep-alives the NAT forgot the binding: no INVITE may arrive (else the control proves nothing)\ncallee: {b}\n{control}"
     );
-    assert!(!call_b.success(), "the control's call fails\n{call_b}");
+    assert!(!call_b.success(), "the control's UDP call fails\n{call_b}");
+    assert!(
+        call_ta.success() && ta.success(),
+        "TCP: with CRLF CRLF pings on the connection the call reaches the phone after {SILENCE:?}\ncaller: {call_ta}\ncallee: {ta}\n{pinging}"
+    );
+    assert!(
+        sipp_count(&ta.stdout, "401 <----------") == Some(1),
+        "TCP: the phone registered over its connection\n{ta}"
+    );
+    assert!(
+        // (register-answer starts as a client: SIPp draws a received INVITE the other way.)
+        !tb.success() && sipp_count(&tb.stdout, "INVITE <----------") == Some(0),
+        "TCP: without keep-alives the NAT forgot the connection: no INVITE may arrive\ncallee: {tb}\n{control}"
+    );
+    assert!(
+        sipp_count(&tb.stdout, "200 <----------") == Some(1),
+        "TCP control: the phone did register\n{tb}"
+    );
+    assert!(
+        !call_tb.success(),
+        "the control's TCP call fails\n{call_tb}"
+    );
     common::note(
         TEST,
         &format!(
-            "{SILENCE:?} of silence behind the 20 s NAT: with CRLF keep-alives every 10 s the call arrived, without none did ({:?} in all)",
+            "{SILENCE:?} of silence behind the 20 s NAT: with CRLF keep-alives every 10 s the UDP and the TCP call arrived, without none did ({:?} in all)",
             started.elapsed()
         ),
     );

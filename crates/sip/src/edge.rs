@@ -10,6 +10,7 @@ use crate::edit::Edits;
 use crate::flow_token::FlowTokens;
 use crate::header::HeaderName;
 use crate::message::{Message, Method, StartLine};
+use crate::nat::Transport;
 use crate::proxy::{ALLOW, Action, Proxy, address_of, remove_first_item};
 use crate::registrar::Flow;
 use crate::response::response;
@@ -20,18 +21,18 @@ pub struct Edge {
     me: SocketAddr,
     upstream: SocketAddr,
     tokens: FlowTokens,
-    proxy: Proxy,
+    branch_key: u64,
 }
 
 impl Edge {
-    /// An edge at `me` forwarding to `upstream`; `tokens` signs flow tokens, `branch_key`
-    /// salts Via branches.
+    /// An edge at `me` (its UDP address, which the upstream reaches and Paths name)
+    /// forwarding to `upstream`; `tokens` signs flow tokens, `branch_key` salts Via branches.
     pub fn new(me: SocketAddr, upstream: SocketAddr, tokens: FlowTokens, branch_key: u64) -> Self {
         Edge {
             me,
             upstream,
             tokens,
-            proxy: Proxy::new(me, "", branch_key),
+            branch_key,
         }
     }
 
@@ -53,12 +54,13 @@ impl Edge {
                 Action::Respond(response(msg, code, reason, "fse", &[]))
             }
         };
+        let proxy = Proxy::new(self.me, flow.transport, "", self.branch_key);
         let from_upstream = flow.remote == self.upstream;
         let routes: Vec<_> = msg.routes(HeaderName::Route).collect();
         if method == Method::OPTIONS
             && routes.is_empty()
             && uri.user().is_none()
-            && self.proxy.is_me(&uri)
+            && proxy.is_me(&uri)
         {
             return Action::Answer(response(msg, 200, "OK", "fse", &[("Allow", ALLOW)]));
         }
@@ -72,7 +74,7 @@ impl Edge {
         let mut over: Option<Flow> = None;
         let mut next_route = routes.first();
         if let Some(top) = next_route.map(|r| r.uri())
-            && self.proxy.is_me(&top)
+            && proxy.is_me(&top)
         {
             remove_first_item(msg, HeaderName::Route, &mut edits);
             next_route = routes.get(1);
@@ -86,18 +88,19 @@ impl Edge {
                 }
             }
         }
-        let (from, to) = match over {
-            Some(f) => (f.local, f.remote),
+        let (from, to, transport) = match over {
+            Some(f) => (f.local, f.remote, f.transport),
             None if from_upstream => {
                 // The upstream may only send on along a Route it was given.
-                match next_route.map(|r| r.uri()).as_ref().and_then(address_of) {
-                    Some(a) => (self.me, a),
+                let next = next_route.map(|r| r.uri());
+                match next.as_ref().and_then(address_of) {
+                    Some(a) => (self.me, a, Transport::Udp),
                     None => return refuse(404, "Not Found"),
                 }
             }
-            // Everything a phone sends goes to the upstream, which routes it (along any
-            // Route left, by loose routing).
-            None => (self.me, self.upstream),
+            // Everything a phone sends goes to the upstream (over UDP), which routes it (along
+            // any Route left, by loose routing).
+            None => (self.me, self.upstream, Transport::Udp),
         };
         // The phone's flow: the one this came over, or the one it goes out on.
         let phone = over.unwrap_or(flow);
@@ -119,21 +122,22 @@ impl Edge {
             && msg.to().tag().is_none()
             && (method == Method::INVITE || method.0 == b"SUBSCRIBE" || method.0 == b"REFER")
         {
-            more = format!(
-                "Record-Route: <sip:{}@{};lr>\r\n",
-                self.tokens.token(&phone),
-                self.me
-            );
+            more = proxy.record_route(Some(&self.tokens.token(&phone)), transport);
         }
-        self.proxy.hop(msg, &mut edits, &more);
+        proxy.hop(msg, &mut edits, &more, transport);
         match edits.apply() {
-            Ok(bytes) => Action::Forward { bytes, from, to },
+            Ok(bytes) => Action::Forward {
+                bytes,
+                transport,
+                from,
+                to,
+            },
             Err(_) => Action::Drop,
         }
     }
 
     /// Routes a response: our Via comes off, and it goes where the next Via came from.
     pub fn response(&self, msg: &Message<'_>) -> Action {
-        self.proxy.response(msg)
+        Proxy::new(self.me, Transport::Udp, "", self.branch_key).response(msg)
     }
 }

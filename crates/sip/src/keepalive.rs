@@ -127,6 +127,10 @@ impl Keepalives {
                 self.counter = self.counter.wrapping_add(1);
                 let branch = fnv(self.key, &[&self.counter.to_be_bytes(), b"ka"]);
                 let bytes = match self.config.method {
+                    // Over a connection only CRLF pings are allowed (RFC 5626 §3.5.1).
+                    Method::Crlf | Method::Udp4 if b.flow.transport.is_stream() => {
+                        b"\r\n\r\n".to_vec()
+                    }
                     Method::Crlf => b"\r\n\r\n".to_vec(),
                     Method::Udp4 => vec![0; 4],
                     Method::Options | Method::Notify => {
@@ -187,7 +191,7 @@ impl Keepalives {
         };
         format!(
             "{method} {contact} SIP/2.0\r\n\
-Via: SIP/2.0/UDP {local};branch=z9hG4bKka{branch:016x};rport\r\n\
+Via: SIP/2.0/{transport} {local};branch=z9hG4bKka{branch:016x};rport\r\n\
 Max-Forwards: 70\r\n\
 From: <{from}>;tag=ka{tag:08x}\r\n\
 To: <{contact}>\r\n\
@@ -195,6 +199,7 @@ Call-ID: ka{branch:016x}@{ip}\r\n\
 CSeq: 1 {method}\r\n\
 {event}Content-Length: 0\r\n\r\n",
             local = flow.local,
+            transport = flow.transport.via_name(),
             from = self.config.from,
             tag = (branch >> 32) as u32,
             ip = flow.local.ip(),

@@ -28,6 +28,36 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Its name in a Via's sent-protocol (RFC 3261 §20.42, RFC 7118 §5.1).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
+        }
+    }
+
+    /// The transport a Via's sent-protocol or a URI's `transport` parameter names, in any case.
+    pub fn from_name(name: &[u8]) -> Option<Transport> {
+        [
+            Transport::Udp,
+            Transport::Tcp,
+            Transport::Tls,
+            Transport::Ws,
+            Transport::Wss,
+        ]
+        .into_iter()
+        .find(|t| name.eq_ignore_ascii_case(t.via_name().as_bytes()))
+    }
+
+    /// Whether it runs over a connection (a response goes back over the request's, RFC 3261
+    /// §18.2.2, and keep-alives are CRLF pings, RFC 5626 §3.5.1).
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
+    }
+
     /// The number nathelper's `alias` parameter uses for it.
     fn alias_number(self) -> u8 {
         match self {

@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::edit::Edits;
 use crate::header::HeaderName;
 use crate::message::{Message, Method, StartLine};
+use crate::nat::Transport;
 use crate::registrar::{Flow, Registrar, aor_of};
 use crate::response::response;
 use crate::scan::{fnv, split_top, trim};
@@ -29,6 +30,8 @@ pub enum Action {
     Forward {
         /// The rewritten message.
         bytes: Vec<u8>,
+        /// Over which transport (for a stream, the connection to `to`).
+        transport: Transport,
         /// Farside's socket to send from (a flow's local end, or the proxy's address).
         from: SocketAddr,
         /// Where to.
@@ -42,15 +45,18 @@ pub enum Action {
 #[derive(Debug, Clone)]
 pub struct Proxy {
     me: SocketAddr,
+    transport: Transport,
     domain: String,
     branch_key: u64,
 }
 
 impl Proxy {
-    /// A proxy at `me` for `domain`; `branch_key` (random) salts its Via branches.
-    pub fn new(me: SocketAddr, domain: &str, branch_key: u64) -> Self {
+    /// A proxy at `me` (reached over `transport`) for `domain`; `branch_key` (random) salts
+    /// its Via branches.
+    pub fn new(me: SocketAddr, transport: Transport, domain: &str, branch_key: u64) -> Self {
         Proxy {
             me,
+            transport,
             domain: domain.to_ascii_lowercase(),
             branch_key,
         }
@@ -83,20 +89,26 @@ impl Proxy {
         // §16.4: a Route naming us is ours to remove.
         let routes: Vec<_> = msg.routes(HeaderName::Route).collect();
         let mut next_route = routes.first().map(|r| r.uri());
-        let routed_here = next_route.as_ref().is_some_and(|r| self.is_me(r));
+        // Two of ours in a row: we record-routed twice, across transports (RFC 5658).
+        let ours = routes
+            .iter()
+            .take(2)
+            .take_while(|r| self.is_me(&r.uri()))
+            .count();
+        let routed_here = ours > 0;
         if routed_here {
-            remove_first_item(msg, HeaderName::Route, &mut edits);
-            next_route = routes.get(1).map(|r| r.uri());
+            remove_routes(msg, ours, &mut edits);
+            next_route = routes.get(ours).map(|r| r.uri());
         }
         // Where it goes: the next Route; a registered Contact (in-dialog requests to a phone);
         // a local user's flow; else refused.
-        let (target, from, new_uri) = if let Some(r) = next_route {
+        let (target, from, new_uri, transport) = if let Some(r) = next_route {
             match address_of(&r) {
-                Some(a) => (a, self.me, None),
+                Some(a) => (a, self.me, None, transport_of(&r)),
                 None => return refuse(404, "Not Found"),
             }
         } else if let Some(flow) = self.contact_flow(&uri, registrar, now) {
-            (flow.remote, flow.local, None)
+            (flow.remote, flow.local, None, flow.transport)
         } else if self.is_local(&uri) {
             let Some(aor) = aor_of(&uri) else {
                 return refuse(404, "Not Found");
@@ -105,7 +117,12 @@ impl Proxy {
             let Some(b) = registrar.bindings(&aor, now).max_by_key(|b| b.expires_at) else {
                 return refuse(480, "Temporarily Unavailable");
             };
-            (b.flow.remote, b.flow.local, Some(b.contact.clone()))
+            (
+                b.flow.remote,
+                b.flow.local,
+                Some(b.contact.clone()),
+                b.flow.transport,
+            )
         } else if routed_here && !self.is_me(&uri) && msg.to().tag().is_some() {
             // Inside a dialog we record-routed: on to the Request-URI (loose routing, §16.12),
             // but never to this host's own or a non-unicast address.
@@ -115,7 +132,7 @@ impl Proxy {
                         && !a.ip().is_unspecified()
                         && !a.ip().is_multicast() =>
                 {
-                    (a, self.me, None)
+                    (a, self.me, None, transport_of(&uri))
                 }
                 Some(_) => return refuse(403, "Forbidden"),
                 None => return refuse(404, "Not Found"),
@@ -132,14 +149,15 @@ impl Proxy {
         }
         // A dialog-creating request gets our Record-Route.
         let record_route = if method == Method::INVITE || method.0 == b"SUBSCRIBE" {
-            format!("Record-Route: <sip:{};lr>\r\n", self.me)
+            self.record_route(None, transport)
         } else {
             String::new()
         };
-        self.hop(msg, &mut edits, &record_route);
+        self.hop(msg, &mut edits, &record_route, transport);
         match edits.apply() {
             Ok(bytes) => Action::Forward {
                 bytes,
+                transport,
                 from,
                 to: target,
             },
@@ -149,7 +167,13 @@ impl Proxy {
 
     /// The edits every forwarded request gets (§16.6 steps 3 and 8): Max-Forwards one less
     /// (70 when absent), and our Via on top followed by `more` (whole header lines).
-    pub(crate) fn hop<'a>(&self, msg: &Message<'a>, edits: &mut Edits<'a>, more: &str) {
+    pub(crate) fn hop<'a>(
+        &self,
+        msg: &Message<'a>,
+        edits: &mut Edits<'a>,
+        more: &str,
+        transport: Transport,
+    ) {
         match (msg.max_forwards(), msg.value(HeaderName::MaxForwards)) {
             (Some(n), Some(v)) => {
                 if let Some(r) = msg.range_of(v) {
@@ -161,7 +185,8 @@ impl Proxy {
             }
         }
         let top = format!(
-            "Via: SIP/2.0/UDP {};branch=z9hG4bK{:016x}\r\n{more}",
+            "Via: SIP/2.0/{} {};branch=z9hG4bK{:016x}\r\n{more}",
+            transport.via_name(),
             self.me,
             self.branch(msg)
         );
@@ -189,11 +214,13 @@ impl Proxy {
         let Some(ip) = ip else {
             return Action::Drop;
         };
+        let transport = Transport::from_name(next.transport()).unwrap_or(Transport::Udp);
         let mut edits = Edits::new(msg.as_bytes());
         remove_first_item(msg, HeaderName::Via, &mut edits);
         match edits.apply() {
             Ok(bytes) => Action::Forward {
                 bytes,
+                transport,
                 from: self.me,
                 to: SocketAddr::new(ip, port),
             },
@@ -248,6 +275,63 @@ impl Proxy {
                     })
             })
             .map(|b| b.flow)
+    }
+}
+
+impl Proxy {
+    /// Our Record-Route for a request that arrived over this proxy's transport and leaves
+    /// over `out`: one URI, or two when the transports differ (RFC 5658 double
+    /// record-routing: each side then reaches us over its own). `user` is a flow token.
+    pub(crate) fn record_route(&self, user: Option<&str>, out: Transport) -> String {
+        let uri = |t: Transport| {
+            let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+            let param = match t {
+                Transport::Udp => String::new(),
+                t => format!(";transport={}", t.via_name().to_ascii_lowercase()),
+            };
+            format!("<sip:{user}{}{param};lr>", self.me)
+        };
+        if out == self.transport {
+            format!("Record-Route: {}\r\n", uri(out))
+        } else {
+            // The callee's route set starts with the first: the URI for its side.
+            format!(
+                "Record-Route: {}\r\nRecord-Route: {}\r\n",
+                uri(out),
+                uri(self.transport)
+            )
+        }
+    }
+}
+
+/// The transport a URI asks for (`transport=`), UDP when none.
+pub(crate) fn transport_of(uri: &Uri<'_>) -> Transport {
+    uri.params()
+        .get("transport")
+        .flatten()
+        .and_then(Transport::from_name)
+        .unwrap_or(Transport::Udp)
+}
+
+/// Removes the first `count` Route values, across fields.
+fn remove_routes<'a>(msg: &Message<'a>, count: usize, edits: &mut Edits<'a>) {
+    let mut left = count;
+    for h in msg.fields(HeaderName::Route) {
+        if left == 0 {
+            return;
+        }
+        let items: Vec<&[u8]> = split_top(h.value, b',').into_iter().flatten().collect();
+        if items.len() <= left {
+            edits.remove(h.line.clone());
+            left -= items.len();
+        } else {
+            let (Some(a), Some(b)) = (msg.range_of(items[0]), msg.range_of(trim(items[left])))
+            else {
+                return;
+            };
+            edits.remove(a.start..b.start);
+            return;
+        }
     }
 }
 

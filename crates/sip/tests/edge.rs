@@ -41,7 +41,9 @@ fn flow(remote: &str) -> Flow {
 
 fn forwarded(a: Action) -> (Vec<u8>, SocketAddr, SocketAddr) {
     match a {
-        Action::Forward { bytes, from, to } => (bytes, from, to),
+        Action::Forward {
+            bytes, from, to, ..
+        } => (bytes, from, to),
         other => panic!("not forwarded: {other:?}"),
     }
 }

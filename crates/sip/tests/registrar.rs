@@ -394,7 +394,7 @@ fn the_proxy_routes_calls_over_the_registered_flow() {
     let (resp, _) = submit(&mut r, &req, 40123, NOW);
     assert_eq!(code(&resp), 200);
     let me: SocketAddr = "192.0.2.10:5060".parse().expect("address");
-    let proxy = Proxy::new(me, "example.org", 7);
+    let proxy = Proxy::new(me, Transport::Udp, "example.org", 7);
     let invite = |uri: &str, extra: &str, mf: u8| {
         format!(
             "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.5:5070;branch=z9hG4bKc1;received=198.51.100.5;rport=5071\r\n\
@@ -403,8 +403,9 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\n{extra}Content-Lengt
         )
     };
     let req = invite("sip:alice@example.org", "", 70);
-    let Action::Forward { bytes, from, to } =
-        proxy.request(&Message::parse(req.as_bytes()).expect("ok"), &r, NOW + 1)
+    let Action::Forward {
+        bytes, from, to, ..
+    } = proxy.request(&Message::parse(req.as_bytes()).expect("ok"), &r, NOW + 1)
     else {
         panic!("forwarded")
     };
@@ -487,6 +488,76 @@ Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.20:5060>\r\nC
         .replace("INVITE sip", "ACK sip")
         .replace("1 INVITE", "1 ACK");
     assert_eq!(answer(&stray_ack), 0);
+}
+
+/// Across transports (a caller on TCP, alice registered over UDP): the Via names the transport
+/// the request leaves over, Farside record-routes twice (RFC 5658), and a request routed by
+/// both of those Routes loses both (not forwarded to Farside itself).
+#[test]
+fn the_proxy_record_routes_twice_across_transports() {
+    use farside_sip::proxy::{Action, Proxy};
+    let mut r = registrar();
+    let contact = "<sip:alice@192.168.1.20:5060>";
+    let (resp, _) = r.register(
+        &Message::parse(&register(1, contact, "", None)).expect("ok"),
+        flow(40123),
+        NOW,
+        &Store,
+    );
+    let n = nonce(&resp);
+    let req = register(2, contact, "", Some(("alice", "wonderland", &n)));
+    assert_eq!(code(&submit(&mut r, &req, 40123, NOW).0), 200);
+    let me: SocketAddr = "192.0.2.10:5060".parse().expect("address");
+    let over_tcp = Proxy::new(me, Transport::Tcp, "example.org", 7);
+    let req = "INVITE sip:alice@example.org SIP/2.0\r\nVia: SIP/2.0/TCP 198.51.100.5:5070;branch=z9hG4bKt1;received=198.51.100.5;rport=40000\r\n\
+Max-Forwards: 70\r\nFrom: <sip:carol@example.org>;tag=c\r\nTo: <sip:alice@example.org>\r\nCall-ID: call-t\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070;transport=tcp>\r\nContent-Length: 0\r\n\r\n";
+    let Action::Forward {
+        bytes, transport, ..
+    } = over_tcp.request(&Message::parse(req.as_bytes()).expect("ok"), &r, NOW + 1)
+    else {
+        panic!("forwarded")
+    };
+    assert_eq!(transport, Transport::Udp, "alice's flow");
+    let fwd = Message::parse(&bytes).expect("valid");
+    assert_eq!(fwd.via().transport(), b"UDP");
+    let rr: Vec<_> = fwd
+        .routes(HeaderName::RecordRoute)
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        .collect();
+    assert_eq!(
+        rr,
+        [
+            "<sip:192.0.2.10:5060;lr>",
+            "<sip:192.0.2.10:5060;transport=tcp;lr>"
+        ]
+    );
+    // Alice's BYE along her route set (the reverse of the caller's): both of ours come off
+    // and it goes to the caller's Contact over TCP.
+    let bye = "BYE sip:carol@198.51.100.5:5070;transport=tcp SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKb1;received=203.0.113.7;rport=40123\r\n\
+Route: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.10:5060;transport=tcp;lr>\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@example.org>;tag=a\r\nTo: <sip:carol@example.org>;tag=c\r\nCall-ID: call-t\r\n\
+CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+    let over_udp = Proxy::new(me, Transport::Udp, "example.org", 7);
+    let Action::Forward {
+        bytes,
+        transport,
+        to,
+        ..
+    } = over_udp.request(&Message::parse(bye.as_bytes()).expect("ok"), &r, NOW + 2)
+    else {
+        panic!("forwarded")
+    };
+    assert_eq!(
+        (transport, to),
+        (
+            Transport::Tcp,
+            "198.51.100.5:5070".parse::<SocketAddr>().expect("address")
+        )
+    );
+    let fwd = Message::parse(&bytes).expect("valid");
+    assert!(fwd.value(HeaderName::Route).is_none(), "both Routes off");
+    assert_eq!(fwd.via().transport(), b"TCP");
 }
 
 /// Keep-alives: every NATed binding is pinged once per interval over its flow, at its own

@@ -1110,6 +1110,32 @@ pub mod sipp {
         a
     }
 
+    /// A phone at `ip:port` that registers `user@domain` with Digest at `target` over
+    /// `transport` (`"u1"` UDP, `"t1"` TCP) and answers, on the same flow, the call whose
+    /// Call-ID is `call_id` (the caller's `-cid_str`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn register_answer(
+        user: &str,
+        password: &str,
+        domain: &str,
+        ip: &str,
+        port: u16,
+        target: &str,
+        transport: &str,
+        call_id: &str,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        let mut a = one_call("register-answer", user, ip, port, timeout_secs);
+        a.extend(
+            [
+                "-au", user, "-ap", password, "-set", "domain", domain, "-t", transport,
+                "-cid_str", call_id, target,
+            ]
+            .map(String::from),
+        );
+        a
+    }
+
     /// The phone at `ip:port` (which registered `user` from there) answering one call.
     pub fn callee(user: &str, ip: &str, port: u16, timeout_secs: u32) -> Vec<String> {
         one_call("callee", user, ip, port, timeout_secs)
