@@ -8,7 +8,9 @@
 
 use farside_sip::nat::{self, Transport};
 use farside_sip::proxy::{Action, Proxy};
-use farside_sip::registrar::{Registrar, RegistrarConfig};
+use farside_sip::edge::Edge;
+use farside_sip::flow_token::FlowTokens;
+use farside_sip::registrar::{Flow, Registrar, RegistrarConfig};
 use farside_sip::{Edits, Frame, HeaderName, Message, frame};
 use libfuzzer_sys::fuzz_target;
 
@@ -56,10 +58,26 @@ fuzz_target!(|data: &[u8]| {
         let _ = Message::parse(&out);
     }
     let registrar = Registrar::new(RegistrarConfig::default(), [1; 32]);
-    let proxy = Proxy::new("192.0.2.1:5060".parse().expect("literal"), farside_sip::nat::Transport::Udp, "farside.invalid", 1);
-    for action in [proxy.request(&m, &registrar, 0), proxy.response(&m)] {
+    let me = "192.0.2.1:5060".parse().expect("literal");
+    // Over TCP the proxy record-routes twice for a UDP binding: both paths run.
+    let proxy = Proxy::new(me, Transport::Tcp, "farside.invalid", 1);
+    let tokens = FlowTokens::new([2; 32]);
+    let edge = Edge::new(me, "127.0.0.1:5090".parse().expect("literal"), tokens.clone(), 1);
+    let flow = Flow {
+        transport: Transport::Udp,
+        local: me,
+        remote: source,
+    };
+    for action in [
+        proxy.request(&m, &registrar, 0),
+        proxy.response(&m),
+        edge.request(&m, flow),
+        edge.response(&m),
+    ] {
         if let Action::Forward { bytes, .. } = action {
-            Message::parse(&bytes).expect("what the proxy forwards parses");
+            Message::parse(&bytes).expect("what the proxy or edge forwards parses");
         }
     }
+    // Flow tokens from any bytes (a Route's user part): refused or a flow, never a panic.
+    let _ = tokens.flow(data);
 });
