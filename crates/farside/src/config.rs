@@ -168,6 +168,14 @@ impl SipConfig {
             .collect()
     }
 
+    /// The TLS listeners (validated).
+    pub fn tls_listen(&self) -> Vec<SocketAddr> {
+        self.listen
+            .iter()
+            .filter_map(|l| l.strip_prefix("tls:")?.parse().ok())
+            .collect()
+    }
+
     /// The Digest algorithms, in order (validated).
     pub fn algorithms(&self) -> Vec<farside_sip::digest::Algorithm> {
         self.digest_algorithms
@@ -762,15 +770,22 @@ impl Config {
             let ok = l
                 .strip_prefix("udp:")
                 .or_else(|| l.strip_prefix("tcp:"))
+                .or_else(|| l.strip_prefix("tls:"))
                 .is_some_and(|a| a.parse::<SocketAddr>().is_ok());
             if !ok {
                 return Err(invalid(
                     "sip.listen",
                     format!(
-                        "{l:?}: expected \"udp:address:port\" or \"tcp:address:port\" (TLS and WebSocket are to come)"
+                        "{l:?}: expected \"udp:address:port\", \"tcp:address:port\" or \"tls:address:port\" (WebSocket is to come)"
                     ),
                 ));
             }
+        }
+        if !sip.tls_listen().is_empty() && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+            return Err(invalid(
+                "sip.listen",
+                "a \"tls:\" listener needs [tls] cert and key (PEM files)".into(),
+            ));
         }
         if sip.max_connections == 0 {
             return Err(invalid("sip.max_connections", "must be at least 1".into()));

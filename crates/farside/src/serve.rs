@@ -172,9 +172,19 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         };
         let counters = Arc::new(crate::sip_udp::SipCounters::default());
         metrics.register_sip(Arc::clone(&counters));
+        let sip_tls = if sip.tls_listen().is_empty() {
+            None
+        } else {
+            match (&config.tls.cert, &config.tls.key) {
+                (Some(cert), Some(key)) => Some(crate::tls_reload::TlsFiles::load(cert, key)?),
+                _ => None,
+            }
+        };
         handles.push(crate::sip_udp::spawn(
             &sip.udp_listen(),
             &sip.tcp_listen(),
+            &sip.tls_listen(),
+            sip_tls,
             sip.max_connections,
             &config.store.url,
             farside_sip::registrar::RegistrarConfig {

@@ -1,5 +1,6 @@
-//! SIP over TCP (RFC 3261 §18.3) for the SIP thread: its listeners and connections, on the
-//! thread's epoll. Each connection is a flow (RFC 5626): requests for a phone that registered
+//! SIP over TCP and TLS (RFC 3261 §18.3, §26.2) for the SIP thread: its listeners and
+//! connections, on the thread's epoll. TLS is rustls with the `[tls]` certificate (reloaded
+//! when its files change, as for TURN). Each connection is a flow (RFC 5626): requests for a phone that registered
 //! over it go back over it, and so do responses (§18.2.2). Messages are framed by
 //! Content-Length ([`farside_sip::frame`]); a CRLF CRLF ping is answered with CRLF (RFC 5626
 //! §4.4.1) and a CRLF pong is taken as a keep-alive answer. A stream that breaks the framing,
@@ -10,8 +11,14 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use farside_io::{Epoll, Interest};
+use farside_sip::nat::Transport;
 use farside_sip::{Frame, frame};
+
+use crate::tls_reload::TlsFiles;
 
 /// Epoll tokens at and above this are the SIP thread's TCP listeners...
 pub const LISTENER_TOKENS: u64 = 1 << 40;
@@ -26,6 +33,8 @@ pub const MAX_QUEUED: usize = 1 << 20;
 pub enum Inbound {
     /// A whole SIP message from `remote`, received at `local`.
     Message {
+        /// TCP or TLS.
+        transport: Transport,
         /// The listener's address.
         local: SocketAddr,
         /// The peer.
@@ -39,6 +48,7 @@ pub enum Inbound {
 
 struct Connection {
     stream: TcpStream,
+    tls: Option<Box<rustls::ServerConnection>>,
     local: SocketAddr,
     remote: SocketAddr,
     input: Vec<u8>,
@@ -47,7 +57,9 @@ struct Connection {
 
 /// The SIP thread's TCP side.
 pub struct SipTcp {
-    listeners: Vec<(SocketAddr, TcpListener)>,
+    /// Each listener, and whether it is TLS.
+    listeners: Vec<(SocketAddr, TcpListener, bool)>,
+    tls: Option<TlsFiles>,
     connections: HashMap<u64, Connection>,
     by_remote: HashMap<SocketAddr, u64>,
     next_id: u64,
@@ -55,16 +67,29 @@ pub struct SipTcp {
 }
 
 impl SipTcp {
-    /// Binds the listeners (IPv6 ones IPv6-only, as the STUN listeners).
-    pub fn bind(addresses: &[SocketAddr], max_connections: usize) -> anyhow::Result<Self> {
+    /// Binds the TCP and the TLS listeners (IPv6 ones IPv6-only, as the STUN listeners); TLS
+    /// ones need `tls`.
+    pub fn bind(
+        addresses: &[SocketAddr],
+        tls_addresses: &[SocketAddr],
+        tls: Option<TlsFiles>,
+        max_connections: usize,
+    ) -> anyhow::Result<Self> {
         let mut listeners = Vec::new();
-        for &a in addresses {
-            let l = crate::stun_tcp::bind_std(a)
-                .map_err(|e| anyhow::anyhow!("S401 cannot bind SIP tcp {a}: {e:#}"))?;
-            listeners.push((a, l));
+        for (list, is_tls) in [(addresses, false), (tls_addresses, true)] {
+            for &a in list {
+                let l = crate::stun_tcp::bind_std(a).map_err(|e| {
+                    anyhow::anyhow!("S401 cannot bind SIP {} {a}: {e:#}", name(is_tls))
+                })?;
+                listeners.push((a, l, is_tls));
+            }
+        }
+        if tls.is_none() && !tls_addresses.is_empty() {
+            anyhow::bail!("S401 SIP tls listeners need [tls] cert and key");
         }
         Ok(SipTcp {
             listeners,
+            tls,
             connections: HashMap::new(),
             by_remote: HashMap::new(),
             next_id: 0,
@@ -72,14 +97,21 @@ impl SipTcp {
         })
     }
 
-    /// The listeners' addresses.
-    pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.listeners.iter().map(|(a, _)| *a)
+    /// The listeners: address and `"tcp"` or `"tls"`.
+    pub fn addresses(&self) -> impl Iterator<Item = (SocketAddr, &'static str)> + '_ {
+        self.listeners.iter().map(|(a, _, tls)| (*a, name(*tls)))
+    }
+
+    /// Loads the TLS certificate again if its files changed (every few seconds).
+    pub fn refresh(&mut self, now: Instant) {
+        if let Some(t) = self.tls.as_mut() {
+            t.refresh(now);
+        }
     }
 
     /// Puts the listeners on `epoll`.
     pub fn register(&self, epoll: &Epoll) -> std::io::Result<()> {
-        for (i, (_, l)) in self.listeners.iter().enumerate() {
+        for (i, (_, l, _)) in self.listeners.iter().enumerate() {
             epoll.add(l.as_raw_fd(), LISTENER_TOKENS + i as u64)?;
         }
         Ok(())
@@ -100,10 +132,10 @@ impl SipTcp {
     }
 
     fn accept(&mut self, epoll: &Epoll, i: usize) {
-        let Some((local, listener)) = self.listeners.get(i) else {
+        let Some((local, listener, is_tls)) = self.listeners.get(i) else {
             return;
         };
-        let local = *local;
+        let (local, is_tls) = (*local, *is_tls);
         let mut accepted = Vec::new();
         for _ in 0..64 {
             match listener.accept() {
@@ -121,6 +153,16 @@ impl SipTcp {
                 continue;
             }
             let _ = stream.set_nodelay(true);
+            let tls = match (is_tls, &self.tls) {
+                (false, _) => None,
+                (true, Some(files)) => {
+                    match rustls::ServerConnection::new(Arc::clone(files.config())) {
+                        Ok(c) => Some(Box::new(c)),
+                        Err(_) => continue,
+                    }
+                }
+                (true, None) => continue,
+            };
             let id = self.next_id;
             self.next_id += 1;
             if epoll
@@ -138,6 +180,7 @@ impl SipTcp {
                 id,
                 Connection {
                     stream,
+                    tls,
                     local,
                     remote,
                     input: Vec::new(),
@@ -153,8 +196,14 @@ impl SipTcp {
         };
         let mut closed = false;
         let mut buf = [0u8; 16 * 1024];
+        if c.tls.is_some() {
+            closed = read_tls(c, &mut buf);
+        }
         // Read what is there (bounded per pass: the others get their turn).
         for _ in 0..16 {
+            if c.tls.is_some() {
+                break;
+            }
             match c.stream.read(&mut buf) {
                 Ok(0) => {
                     closed = true;
@@ -184,6 +233,11 @@ impl SipTcp {
                 }
                 Frame::Message(n) => {
                     out.push(Inbound::Message {
+                        transport: if c.tls.is_some() {
+                            Transport::Tls
+                        } else {
+                            Transport::Tcp
+                        },
                         local: c.local,
                         remote: c.remote,
                         bytes: c.input[used..used + n].to_vec(),
@@ -227,25 +281,58 @@ impl SipTcp {
     /// Writes what is queued; watches for writability while something is left. False when
     /// the connection failed or its peer let too much pile up.
     fn flush(epoll: &Epoll, id: u64, c: &mut Connection) -> bool {
-        let had = !c.output.is_empty();
-        let mut written = 0;
-        while written < c.output.len() {
-            match c.stream.write(&c.output[written..]) {
-                Ok(0) => return false,
-                Ok(n) => written += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return false,
+        let pending = |c: &Connection| {
+            !c.output.is_empty() || c.tls.as_ref().is_some_and(|t| t.wants_write())
+        };
+        let had = pending(c);
+        if let Some(tls) = c.tls.as_mut() {
+            // rustls takes what fits its send buffer at a time; the rest waits in `output`.
+            loop {
+                if !c.output.is_empty() {
+                    match tls.writer().write(&c.output) {
+                        Ok(n) => {
+                            c.output.drain(..n);
+                        }
+                        Err(_) => return false,
+                    }
+                }
+                let mut blocked = false;
+                while tls.wants_write() {
+                    match tls.write_tls(&mut c.stream) {
+                        Ok(0) => return false,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            blocked = true;
+                            break;
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => return false,
+                    }
+                }
+                if blocked || c.output.is_empty() {
+                    break;
+                }
             }
+        } else {
+            let mut written = 0;
+            while written < c.output.len() {
+                match c.stream.write(&c.output[written..]) {
+                    Ok(0) => return false,
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => return false,
+                }
+            }
+            c.output.drain(..written);
         }
-        c.output.drain(..written);
         if c.output.len() > MAX_QUEUED {
             return false;
         }
-        if had {
+        if had || pending(c) {
             let interest = Interest {
                 read: true,
-                write: !c.output.is_empty(),
+                write: pending(c),
             };
             let _ = epoll.modify(c.stream.as_raw_fd(), CONNECTION_TOKENS + id, interest);
         }
@@ -260,4 +347,42 @@ impl SipTcp {
             }
         }
     }
+}
+
+fn name(tls: bool) -> &'static str {
+    if tls { "tls" } else { "tcp" }
+}
+
+/// Reads TLS records and moves the plaintext to `c.input`; true when the connection ended or
+/// failed (an alert, if any, is sent first).
+fn read_tls(c: &mut Connection, scratch: &mut [u8]) -> bool {
+    let Some(tls) = c.tls.as_mut() else {
+        return true;
+    };
+    for _ in 0..16 {
+        match tls.read_tls(&mut c.stream) {
+            Ok(0) => return true,
+            Ok(_) => {
+                if tls.process_new_packets().is_err() {
+                    let _ = tls.write_tls(&mut c.stream);
+                    return true;
+                }
+                loop {
+                    match tls.reader().read(scratch) {
+                        Ok(0) => return true,
+                        Ok(n) => c.input.extend_from_slice(&scratch[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(_) => return true,
+                    }
+                }
+                if c.input.len() > 2 * farside_sip::MAX_MESSAGE {
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+    false
 }

@@ -124,6 +124,8 @@ impl Users for StoreUsers {
 pub fn spawn(
     addresses: &[SocketAddr],
     tcp_addresses: &[SocketAddr],
+    tls_addresses: &[SocketAddr],
+    tls: Option<crate::tls_reload::TlsFiles>,
     max_connections: usize,
     store_url: &str,
     config: RegistrarConfig,
@@ -154,14 +156,14 @@ pub fn spawn(
         sockets.push((a, s));
     }
     let domain = config.domain.clone();
-    let tcp = SipTcp::bind(tcp_addresses, max_connections)?;
-    for a in tcp.addresses() {
+    let tcp = SipTcp::bind(tcp_addresses, tls_addresses, tls, max_connections)?;
+    for (a, kind) in tcp.addresses() {
         match upstream {
             None => tracing::info!(
-                "S400 SIP registrar for {:?} listening on tcp {a}",
+                "S400 SIP registrar for {:?} listening on {kind} {a}",
                 config.domain
             ),
-            Some(u) => tracing::info!("S400 SIP edge in front of {u} listening on tcp {a}"),
+            Some(u) => tracing::info!("S400 SIP edge in front of {u} listening on {kind} {a}"),
         }
     }
     let mut store = farside_store::open(store_url)
@@ -193,9 +195,15 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("sip-udp".into())
         .spawn(move || {
+            let addresses = sockets
+                .iter()
+                .map(|(a, _)| *a)
+                .chain(tcp.addresses().map(|(a, _)| a))
+                .collect();
             let mut t = SipUdp {
                 sockets,
                 tcp,
+                addresses,
                 registrar,
                 writer,
                 keepalives: keepalive.map(|k| Keepalives::new(k, crate::seed::fresh_seed())),
@@ -228,6 +236,8 @@ struct Out {
 struct SipUdp {
     sockets: Vec<(SocketAddr, UdpSocket)>,
     tcp: SipTcp,
+    /// Every listener address (UDP, TCP, TLS).
+    addresses: Vec<SocketAddr>,
     registrar: Registrar,
     /// Changed registrations, for the store writer.
     writer: std::sync::mpsc::SyncSender<(String, Vec<farside_store::RegistrationRow>)>,
@@ -265,13 +275,12 @@ impl SipUdp {
                     for i in inbound.drain(..) {
                         match i {
                             Inbound::Message {
+                                transport,
                                 local,
                                 remote,
                                 bytes,
                             } => {
-                                if let Some(out) =
-                                    self.handle(local, remote, &bytes, Transport::Tcp)
-                                {
+                                if let Some(out) = self.handle(local, remote, &bytes, transport) {
                                     self.send(&epoll, out);
                                 }
                             }
@@ -320,6 +329,7 @@ impl SipUdp {
                 }
             }
             let now = Instant::now();
+            self.tcp.refresh(now);
             if now.duration_since(last_expire) >= Duration::from_secs(1) {
                 last_expire = now;
                 self.registrar.expire(crate::serve::unix_ms() / 1000);
@@ -363,6 +373,17 @@ impl SipUdp {
         }
     }
 
+    /// The UDP socket address to send from on behalf of a listener at `local`: the socket at
+    /// that very address, else one on its IP, else the first.
+    fn udp_address(&self, local: SocketAddr) -> SocketAddr {
+        let udp = || self.sockets.iter().map(|(a, _)| *a);
+        udp()
+            .find(|a| *a == local)
+            .or_else(|| udp().find(|a| a.ip() == local.ip()))
+            .or_else(|| udp().next())
+            .unwrap_or(local)
+    }
+
     /// Sends `out` over UDP from the socket at its `from` address (else the first), or over
     /// the TCP connection to its `to`; false if that cannot be (the flow is gone).
     fn send(&mut self, epoll: &Epoll, out: Out) -> bool {
@@ -397,7 +418,15 @@ impl SipUdp {
                 to: remote,
             })
         };
-        let proxy = Proxy::new(local, transport, &self.domain, self.branch_key);
+        let udp = self.udp_address(local);
+        let flow = Flow {
+            transport,
+            local,
+            remote,
+        };
+        let proxy = Proxy::new(local, transport, &self.domain, self.branch_key)
+            .with_addresses(&self.addresses, udp)
+            .with_flow(flow, self.tokens.clone());
         // Keep-alives: CRLF (RFC 5626 §3.5.1 over UDP is STUN, but phones send CRLF or four
         // zero bytes all the same).
         if transport == Transport::Udp
@@ -477,18 +506,10 @@ impl SipUdp {
         nat::fix_via(&msg, remote, &mut edits);
         let fixed = edits.apply().ok()?;
         let msg = Message::parse(&fixed).ok()?;
-        let flow = Flow {
-            transport,
-            local,
-            remote,
-        };
         if let Some(upstream) = self.upstream {
             // The edge's own address in Paths and toward the upstream is its UDP one.
-            let me = match transport {
-                Transport::Udp => local,
-                _ => self.sockets.first().map_or(local, |(a, _)| *a),
-            };
-            let edge = Edge::new(me, upstream, self.tokens.clone(), self.branch_key);
+            let edge = Edge::new(udp, upstream, self.tokens.clone(), self.branch_key)
+                .with_addresses(&self.addresses);
             return self.act(
                 edge.request(&msg, flow),
                 method,

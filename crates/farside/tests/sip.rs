@@ -264,6 +264,144 @@ fn a_phone_on_tcp_registers_and_takes_a_call_over_its_connection() {
     );
 }
 
+/// SIP over TLS with a real phone: baresip 1.0 (Debian) registers with Digest over TLS
+/// (`transport=tls`, Farside's self-signed certificate as its CA) and answers, over its TLS
+/// connection, the call a SIPp phone makes over UDP. The ACK and BYE reach it through the flow
+/// token in Farside's Record-Route (baresip's 200 names its ephemeral port as Contact).
+#[test]
+fn baresip_over_tls_registers_and_answers_a_call() {
+    let test = "baresip_over_tls_registers_and_answers_a_call";
+    if !require_tool(test, "sipp")
+        || !require_tool(test, "baresip")
+        || !require_tool(test, "openssl")
+    {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let args: Vec<String> = [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "-keyout".into(),
+        key.display().to_string(),
+        "-out".into(),
+        cert.display().to_string(),
+    ])
+    .collect();
+    let made = run_tool("openssl", &args, Duration::from_secs(60));
+    assert_eq!(made.code(), Some(0), "{}", made.describe());
+    let port = common::free_ports(&[LOCALHOST], 2);
+    let (udp, tls) = (
+        SocketAddr::new(LOCALHOST, port),
+        SocketAddr::new(LOCALHOST, port + 1),
+    );
+    let server = Server::start(
+        test,
+        ServerConfig::default()
+            .with_table(&format!(
+                "[sip]\nenabled = true\nlisten = [\"udp:{udp}\", \"tls:{tls}\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\nmethod = \"CRLF\"\n"
+            ))
+            .with_table(&format!(
+                "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                cert.display(),
+                key.display()
+            )),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.logs().contains("listening on tls") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    add_user(&server, "alice", "wonderland");
+    let phone_port = common::free_ports(&[LOCALHOST], 2);
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/baresip/config"
+    ))
+    .unwrap();
+    let config = template
+        .replace("@LISTEN@", &format!("127.0.0.1:{phone_port}"))
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("sip_trans_def udp", "sip_trans_def tls");
+    std::fs::write(
+        dir.join("config"),
+        format!("{config}sip_cafile {}\n", cert.display()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("accounts"),
+        format!(
+            "<sip:alice@{DOMAIN};transport=tls>;auth_pass=wonderland;outbound=\"sip:{tls};transport=tls\";regint=600;answermode=auto\n"
+        ),
+    )
+    .unwrap();
+    let phone = common::spawn_logged(
+        "baresip",
+        &[
+            "-f".to_string(),
+            dir.display().to_string(),
+            "-t".into(),
+            "30".into(),
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !server.logs().contains("registered from tls") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "baresip registers over TLS\n{}\n{}",
+            phone.output(),
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let caller_port = common::free_ports(&[LOCALHOST], 1);
+    let caller_args = sipp::caller(
+        "alice",
+        DOMAIN,
+        "127.0.0.1",
+        caller_port,
+        &udp.to_string(),
+        15,
+    );
+    let caller = run_tool("sipp", &caller_args, Duration::from_secs(30));
+    assert_eq!(
+        caller.code(),
+        Some(0),
+        "caller: {}\nbaresip: {}\n{}",
+        caller.describe(),
+        phone.output(),
+        server.describe()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !phone.output().contains("Call established") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "baresip answered\n{}",
+            phone.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Registrations live in the store: Farside killed with SIGKILL between REGISTER and INVITE,
 /// started again on the same address and store, still routes the call to the phone.
 #[test]

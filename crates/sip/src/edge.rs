@@ -19,6 +19,8 @@ use crate::response::response;
 #[derive(Debug, Clone)]
 pub struct Edge {
     me: SocketAddr,
+    /// All of this server's listener addresses.
+    local: Vec<SocketAddr>,
     upstream: SocketAddr,
     tokens: FlowTokens,
     branch_key: u64,
@@ -30,10 +32,20 @@ impl Edge {
     pub fn new(me: SocketAddr, upstream: SocketAddr, tokens: FlowTokens, branch_key: u64) -> Self {
         Edge {
             me,
+            local: vec![me],
             upstream,
             tokens,
             branch_key,
         }
+    }
+
+    /// The server's other listeners (TCP, TLS), whose addresses are ours in Routes and Vias.
+    pub fn with_addresses(mut self, all: &[SocketAddr]) -> Self {
+        self.local = all.to_vec();
+        if !self.local.contains(&self.me) {
+            self.local.push(self.me);
+        }
+        self
     }
 
     /// The upstream registrar or PBX.
@@ -54,7 +66,8 @@ impl Edge {
                 Action::Respond(response(msg, code, reason, "fse", &[]))
             }
         };
-        let proxy = Proxy::new(self.me, flow.transport, "", self.branch_key);
+        let proxy = Proxy::new(flow.local, flow.transport, "", self.branch_key)
+            .with_addresses(&self.local, self.me);
         let from_upstream = flow.remote == self.upstream;
         let routes: Vec<_> = msg.routes(HeaderName::Route).collect();
         if method == Method::OPTIONS
@@ -122,9 +135,10 @@ impl Edge {
             && msg.to().tag().is_none()
             && (method == Method::INVITE || method.0 == b"SUBSCRIBE" || method.0 == b"REFER")
         {
-            more = proxy.record_route(Some(&self.tokens.token(&phone)), transport);
+            let token = self.tokens.token(&phone);
+            more = proxy.record_route(Some(&token), Some(&token), transport, from);
         }
-        proxy.hop(msg, &mut edits, &more, transport);
+        proxy.hop(msg, &mut edits, &more, transport, from);
         match edits.apply() {
             Ok(bytes) => Action::Forward {
                 bytes,
@@ -138,6 +152,8 @@ impl Edge {
 
     /// Routes a response: our Via comes off, and it goes where the next Via came from.
     pub fn response(&self, msg: &Message<'_>) -> Action {
-        Proxy::new(self.me, Transport::Udp, "", self.branch_key).response(msg)
+        Proxy::new(self.me, Transport::Udp, "", self.branch_key)
+            .with_addresses(&self.local, self.me)
+            .response(msg)
     }
 }

@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::edit::Edits;
+use crate::flow_token::FlowTokens;
 use crate::header::HeaderName;
 use crate::message::{Message, Method, StartLine};
 use crate::nat::Transport;
@@ -46,6 +47,14 @@ pub enum Action {
 pub struct Proxy {
     me: SocketAddr,
     transport: Transport,
+    /// Every address of this server (its listeners), `me` among them: a Route or Via naming
+    /// any of them is ours.
+    local: Vec<SocketAddr>,
+    /// The address requests and responses sent over UDP leave from (and their Via names).
+    udp: SocketAddr,
+    /// The flow the request came over, and the key of the flow tokens in our Record-Routes
+    /// (RFC 5626 §5.3): in-dialog requests for a phone on a connection find it by them.
+    flow: Option<(Flow, FlowTokens)>,
     domain: String,
     branch_key: u64,
 }
@@ -57,8 +66,38 @@ impl Proxy {
         Proxy {
             me,
             transport,
+            local: vec![me],
+            udp: me,
+            flow: None,
             domain: domain.to_ascii_lowercase(),
             branch_key,
+        }
+    }
+
+    /// The server's other addresses: `all` its listeners, `udp` the UDP socket that sends
+    /// what leaves over UDP (when `me` is a TCP or TLS listener).
+    pub fn with_addresses(mut self, all: &[SocketAddr], udp: SocketAddr) -> Self {
+        self.local = all.to_vec();
+        if !self.local.contains(&self.me) {
+            self.local.push(self.me);
+        }
+        self.udp = udp;
+        self
+    }
+
+    /// The flow the request came over, and the key for flow tokens: Record-Routes then name
+    /// the flows of both sides, and a request routed by one of them leaves over that flow.
+    pub fn with_flow(mut self, flow: Flow, tokens: FlowTokens) -> Self {
+        self.flow = Some((flow, tokens));
+        self
+    }
+
+    /// Where something sent over `transport` to an address (not a flow) leaves from.
+    fn sender(&self, transport: Transport) -> SocketAddr {
+        if transport.is_stream() {
+            self.me
+        } else {
+            self.udp
         }
     }
 
@@ -100,11 +139,21 @@ impl Proxy {
             remove_routes(msg, ours, &mut edits);
             next_route = routes.get(ours).map(|r| r.uri());
         }
-        // Where it goes: the next Route; a registered Contact (in-dialog requests to a phone);
-        // a local user's flow; else refused.
-        let (target, from, new_uri, transport) = if let Some(r) = next_route {
+        // A flow token in one of ours names the flow of a side of the dialog: a request that
+        // did not come over it goes out over it.
+        let token_flow = self.flow.as_ref().and_then(|(arrived, tokens)| {
+            routes[..ours]
+                .iter()
+                .filter_map(|r| tokens.flow(r.uri().user()?))
+                .find(|f| f != arrived)
+        });
+        // Where it goes: a flow a token named; the next Route; a registered Contact (in-dialog
+        // requests to a phone); a local user's flow; else refused.
+        let (target, from, new_uri, transport) = if let Some(f) = token_flow {
+            (f.remote, f.local, None, f.transport)
+        } else if let Some(r) = next_route {
             match address_of(&r) {
-                Some(a) => (a, self.me, None, transport_of(&r)),
+                Some(a) => (a, self.sender(transport_of(&r)), None, transport_of(&r)),
                 None => return refuse(404, "Not Found"),
             }
         } else if let Some(flow) = self.contact_flow(&uri, registrar, now) {
@@ -132,7 +181,7 @@ impl Proxy {
                         && !a.ip().is_unspecified()
                         && !a.ip().is_multicast() =>
                 {
-                    (a, self.me, None, transport_of(&uri))
+                    (a, self.sender(transport_of(&uri)), None, transport_of(&uri))
                 }
                 Some(_) => return refuse(403, "Forbidden"),
                 None => return refuse(404, "Not Found"),
@@ -147,13 +196,25 @@ impl Proxy {
         {
             edits.replace(r, contact.as_bytes());
         }
-        // A dialog-creating request gets our Record-Route.
+        // A dialog-creating request gets our Record-Route, naming each side's flow.
         let record_route = if method == Method::INVITE || method.0 == b"SUBSCRIBE" {
-            self.record_route(None, transport)
+            let token = |f: Flow| self.flow.as_ref().map(|(_, t)| t.token(&f));
+            let out = Flow {
+                transport,
+                local: from,
+                remote: target,
+            };
+            let arrived = self.flow.as_ref().map(|(f, _)| *f);
+            self.record_route(
+                token(out).as_deref(),
+                arrived.and_then(token).as_deref(),
+                transport,
+                from,
+            )
         } else {
             String::new()
         };
-        self.hop(msg, &mut edits, &record_route, transport);
+        self.hop(msg, &mut edits, &record_route, transport, from);
         match edits.apply() {
             Ok(bytes) => Action::Forward {
                 bytes,
@@ -173,6 +234,7 @@ impl Proxy {
         edits: &mut Edits<'a>,
         more: &str,
         transport: Transport,
+        via: SocketAddr,
     ) {
         match (msg.max_forwards(), msg.value(HeaderName::MaxForwards)) {
             (Some(n), Some(v)) => {
@@ -187,7 +249,7 @@ impl Proxy {
         let top = format!(
             "Via: SIP/2.0/{} {};branch=z9hG4bK{:016x}\r\n{more}",
             transport.via_name(),
-            self.me,
+            via,
             self.branch(msg)
         );
         edits.insert(first_header(msg), top.as_bytes());
@@ -221,7 +283,7 @@ impl Proxy {
             Ok(bytes) => Action::Forward {
                 bytes,
                 transport,
-                from: self.me,
+                from: self.sender(transport),
                 to: SocketAddr::new(ip, port),
             },
             Err(_) => Action::Drop,
@@ -243,12 +305,16 @@ impl Proxy {
 
     fn via_is_mine(&self, msg: &Message<'_>) -> bool {
         let v = msg.via();
-        ip_literal(v.host()) == Some(self.me.ip()) && v.port().unwrap_or(5060) == self.me.port()
+        let port = v.port().unwrap_or(5060);
+        ip_literal(v.host())
+            .is_some_and(|ip| self.local.iter().any(|a| a.ip() == ip && a.port() == port))
     }
 
     /// Whether `uri` names this proxy's own address.
     pub(crate) fn is_me(&self, uri: &Uri<'_>) -> bool {
-        ip_literal(uri.host()) == Some(self.me.ip()) && uri.port().unwrap_or(5060) == self.me.port()
+        let port = uri.port().unwrap_or(5060);
+        ip_literal(uri.host())
+            .is_some_and(|ip| self.local.iter().any(|a| a.ip() == ip && a.port() == port))
     }
 
     /// Whether `uri` is in the served domain.
@@ -279,27 +345,33 @@ impl Proxy {
 }
 
 impl Proxy {
-    /// Our Record-Route for a request that arrived over this proxy's transport and leaves
-    /// over `out`: one URI, or two when the transports differ (RFC 5658 double
-    /// record-routing: each side then reaches us over its own). `user` is a flow token.
-    pub(crate) fn record_route(&self, user: Option<&str>, out: Transport) -> String {
-        let uri = |t: Transport| {
+    /// Our Record-Route for a request that arrived over this proxy's transport at `me` and
+    /// leaves over `out` from `out_addr`: one URI, or two when they differ (RFC 5658 double
+    /// record-routing: each side then reaches us at its own). `user` is a flow token.
+    pub(crate) fn record_route(
+        &self,
+        user: Option<&str>,
+        user_in: Option<&str>,
+        out: Transport,
+        out_addr: SocketAddr,
+    ) -> String {
+        let uri = |user: Option<&str>, t: Transport, at: SocketAddr| {
             let user = user.map(|u| format!("{u}@")).unwrap_or_default();
             let param = match t {
                 Transport::Udp => String::new(),
                 t => format!(";transport={}", t.via_name().to_ascii_lowercase()),
             };
-            format!("<sip:{user}{}{param};lr>", self.me)
+            format!("<sip:{user}{at}{param};lr>")
         };
-        if out == self.transport {
-            format!("Record-Route: {}\r\n", uri(out))
+        let (first, second) = (
+            uri(user, out, out_addr),
+            uri(user_in, self.transport, self.me),
+        );
+        if first == second {
+            format!("Record-Route: {first}\r\n")
         } else {
             // The callee's route set starts with the first: the URI for its side.
-            format!(
-                "Record-Route: {}\r\nRecord-Route: {}\r\n",
-                uri(out),
-                uri(self.transport)
-            )
+            format!("Record-Route: {first}\r\nRecord-Route: {second}\r\n")
         }
     }
 }

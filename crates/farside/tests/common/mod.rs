@@ -1189,3 +1189,58 @@ pub mod sipp {
         .to_vec()
     }
 }
+
+/// A peer started in the background (a phone), its stdout and stderr collected; killed on drop.
+pub struct Logged {
+    child: std::process::Child,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Logged {
+    /// What it printed so far.
+    pub fn output(&self) -> String {
+        let o = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&o).into_owned()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `program` with `args`, stdin closed, collecting what it prints.
+pub fn spawn_logged(program: &str, args: &[String]) -> Logged {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let pipes: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(child.stdout.take().expect("piped")),
+        Box::new(child.stderr.take().expect("piped")),
+    ];
+    for mut pipe in pipes {
+        let output = std::sync::Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                output
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    Logged { child, output }
+}
