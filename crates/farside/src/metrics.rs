@@ -554,6 +554,26 @@ fn render_sip(s: &mut String, c: &crate::sip_udp::SipCounters) {
     let _ = writeln!(s, "farside_sip_bindings {}", c.bindings.load(Relaxed));
     header(
         s,
+        "farside_sip_dialogs_total",
+        "counter",
+        "Dialogs through the proxy: started (2xx to INVITE), ended (2xx to BYE).",
+    );
+    for (label, v) in [("started", &c.dialogs_started), ("ended", &c.dialogs_ended)] {
+        let _ = writeln!(
+            s,
+            "farside_sip_dialogs_total{{event=\"{label}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    header(
+        s,
+        "farside_sip_dialogs",
+        "gauge",
+        "Dialogs established and not ended (forgotten after 12 h or beyond 100000).",
+    );
+    let _ = writeln!(s, "farside_sip_dialogs {}", c.dialogs.load(Relaxed));
+    header(
+        s,
         "farside_sip_connections",
         "gauge",
         "SIP TCP connections open now.",

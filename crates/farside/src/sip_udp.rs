@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use farside_io::Epoll;
+use farside_sip::dialogs::{DialogEvent, Dialogs};
 use farside_sip::digest::Algorithm;
 use farside_sip::edge::Edge;
 use farside_sip::flow_token::FlowTokens;
@@ -58,6 +59,12 @@ pub struct SipCounters {
     pub bindings: AtomicU64,
     /// Open TCP connections.
     pub connections: AtomicU64,
+    /// Dialogs seen established (2xx to INVITE).
+    pub dialogs_started: AtomicU64,
+    /// Dialogs seen ended (2xx to BYE).
+    pub dialogs_ended: AtomicU64,
+    /// Dialogs established and not ended now.
+    pub dialogs: AtomicU64,
     /// Requests and responses proxied on.
     pub forwarded: AtomicU64,
     /// Keep-alive pings sent.
@@ -203,6 +210,7 @@ pub fn spawn(
             let mut t = SipUdp {
                 sockets,
                 tcp,
+                dialogs: Dialogs::new(MAX_DIALOGS, DIALOG_MAX_AGE, crate::seed::fresh_seed()),
                 addresses,
                 registrar,
                 writer,
@@ -236,6 +244,8 @@ struct Out {
 struct SipUdp {
     sockets: Vec<(SocketAddr, UdpSocket)>,
     tcp: SipTcp,
+    /// Dialogs through the proxy, for the counters.
+    dialogs: Dialogs,
     /// Every listener address (UDP, TCP, TLS).
     addresses: Vec<SocketAddr>,
     registrar: Registrar,
@@ -481,6 +491,19 @@ impl SipUdp {
                     to,
                 } => {
                     self.counters.forwarded.fetch_add(1, Relaxed);
+                    let now = crate::serve::unix_ms() / 1000;
+                    match self.dialogs.response(&msg, now) {
+                        Some(DialogEvent::Started) => {
+                            self.counters.dialogs_started.fetch_add(1, Relaxed);
+                        }
+                        Some(DialogEvent::Ended) => {
+                            self.counters.dialogs_ended.fetch_add(1, Relaxed);
+                        }
+                        None => {}
+                    }
+                    self.counters
+                        .dialogs
+                        .store(self.dialogs.len() as u64, Relaxed);
                     Some(Out {
                         bytes,
                         transport,
@@ -650,6 +673,11 @@ fn spawn_writer(
         .context("spawn the SIP store writer")?;
     Ok(tx)
 }
+
+/// Dialogs counted at once at most (the oldest is forgotten beyond).
+const MAX_DIALOGS: usize = 100_000;
+/// A dialog whose end was not seen is forgotten after this many seconds.
+const DIALOG_MAX_AGE: u64 = 12 * 3600;
 
 /// Datagrams read by one `recvmmsg`.
 const RECV_BATCH: usize = 32;

@@ -173,6 +173,11 @@ fn sipp_calls_a_registered_phone_through_the_proxy() {
         "forwarded {forwarded}\n{}",
         server.describe()
     );
+    // One dialog, counted once however often its 200 was retransmitted, and ended by the BYE.
+    let started = counter(&server, "farside_sip_dialogs_total", "event=\"started\"");
+    let ended = counter(&server, "farside_sip_dialogs_total", "event=\"ended\"");
+    assert_eq!((started, ended), (1.0, 1.0), "{}", server.describe());
+    assert_eq!(counter(&server, "farside_sip_dialogs", ""), 0.0);
     server.assert_alive("after the call");
 }
 
