@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use farside_io::Epoll;
 use farside_sip::dialogs::{DialogEvent, Dialogs};
 use farside_sip::digest::Algorithm;
-use farside_sip::edge::Edge;
+use farside_sip::edge::{Edge, EdgeRegistrations};
 use farside_sip::flow_token::FlowTokens;
 use farside_sip::keepalive::{KeepaliveConfig, Keepalives};
 use farside_sip::nat::{self, NatTests, Transport};
@@ -211,6 +211,7 @@ pub fn spawn(
                 sockets,
                 tcp,
                 dialogs: Dialogs::new(MAX_DIALOGS, DIALOG_MAX_AGE, crate::seed::fresh_seed()),
+                edge_registrations: EdgeRegistrations::default(),
                 addresses,
                 registrar,
                 writer,
@@ -246,6 +247,9 @@ struct SipUdp {
     tcp: SipTcp,
     /// Dialogs through the proxy, for the counters.
     dialogs: Dialogs,
+    /// Edge mode: REGISTERs on their way to the upstream (their 2xx fills the registrar's
+    /// table, which then only serves keep-alives and the store).
+    edge_registrations: EdgeRegistrations,
     /// Every listener address (UDP, TCP, TLS).
     addresses: Vec<SocketAddr>,
     registrar: Registrar,
@@ -492,6 +496,11 @@ impl SipUdp {
                 } => {
                     self.counters.forwarded.fetch_add(1, Relaxed);
                     let now = crate::serve::unix_ms() / 1000;
+                    if self.upstream.is_some()
+                        && let Some((aor, bindings)) = self.edge_registrations.response(&msg, now)
+                    {
+                        self.registrar.mirror(&aor, bindings, now);
+                    }
                     match self.dialogs.response(&msg, now) {
                         Some(DialogEvent::Started) => {
                             self.counters.dialogs_started.fetch_add(1, Relaxed);
@@ -533,14 +542,13 @@ impl SipUdp {
             // The edge's own address in Paths and toward the upstream is its UDP one.
             let edge = Edge::new(udp, upstream, self.tokens.clone(), self.branch_key)
                 .with_addresses(&self.addresses);
-            return self.act(
-                edge.request(&msg, flow),
-                method,
-                uri,
-                local,
-                remote,
-                transport,
-            );
+            let action = edge.request(&msg, flow);
+            if matches!(action, Action::Forward { .. }) && remote != upstream {
+                // Its answer tells which bindings to keep alive.
+                let now = crate::serve::unix_ms() / 1000;
+                self.edge_registrations.forwarded(&msg, flow, now);
+            }
+            return self.act(action, method, uri, local, remote, transport);
         }
         if method == Method::REGISTER {
             let users = StoreUsers(self.credentials.load());

@@ -285,7 +285,7 @@ fn edge_mode_in_front_of_kamailio_delivers_calls_along_the_path() {
         "farside-edge",
         5060,
         &format!("mode = \"edge\"\nupstream = \"sip:{KAMAILIO}\""),
-        "enabled = false",
+        "interval = \"2s\"\nmethod = \"CRLF\"",
     );
     let target = format!("{primary}:5060");
     let alice_ip = lab.host("symmetric-lan1").addr().to_string();
@@ -335,6 +335,11 @@ fn edge_mode_in_front_of_kamailio_delivers_calls_along_the_path() {
             && l.contains(&format!("from {KAMAILIO} forwarded to {gateway}:"))
     });
     assert!(along_path.is_some(), "INVITE along the Path\n{logs}");
+    // Kamailio's 200 told the edge which binding to keep alive (and to keep in its store).
+    assert!(
+        logs.contains("S408 saved the registrations of 1 addresses of record (1 bindings)"),
+        "the edge keeps alice's binding\n{logs}"
+    );
     common::note(
         TEST,
         "Kamailio (Debian default config) stored the Path with alice's flow token; INVITE/180/200/ACK/BYE/200 came back through the edge and over her symmetric-NAT flow",

@@ -157,3 +157,117 @@ impl Edge {
             .response(msg)
     }
 }
+
+/// The registrations passing through an edge, for keep-alives and the store: a REGISTER the
+/// edge forwards is remembered with its flow and Contacts until the upstream's final answer;
+/// a 2xx then yields the bindings the upstream granted for those Contacts (only those: the 2xx
+/// lists the other devices of the address of record too), each with its `expires`.
+#[derive(Debug, Default)]
+pub struct EdgeRegistrations {
+    pending: std::collections::HashMap<(Vec<u8>, u32), Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    flow: Flow,
+    contacts: Vec<String>,
+    nat: crate::nat::NatTests,
+    since: u64,
+}
+
+/// REGISTERs awaiting their answer, at most (the oldest are forgotten beyond).
+const MAX_PENDING: usize = 10_000;
+/// A REGISTER unanswered for this long (seconds) is forgotten.
+const PENDING_LIFETIME: u64 = 64;
+
+impl EdgeRegistrations {
+    /// Notes a REGISTER forwarded upstream that came over `flow`.
+    pub fn forwarded(&mut self, msg: &Message<'_>, flow: Flow, now: u64) {
+        if msg.method() != Method::REGISTER {
+            return;
+        }
+        if self.pending.len() >= MAX_PENDING {
+            self.pending
+                .retain(|_, p| now < p.since.saturating_add(PENDING_LIFETIME));
+            if self.pending.len() >= MAX_PENDING {
+                return;
+            }
+        }
+        let contacts = msg
+            .items(HeaderName::Contact)
+            .filter_map(|c| crate::NameAddr::parse(c).ok())
+            .map(|n| String::from_utf8_lossy(n.uri().as_bytes()).into_owned())
+            .filter(|c| c != "*")
+            .collect();
+        let key = (msg.call_id().to_vec(), msg.cseq().number);
+        self.pending.insert(
+            key,
+            Pending {
+                flow,
+                contacts,
+                nat: crate::nat::detect(msg, flow.remote, flow.transport),
+                since: now,
+            },
+        );
+    }
+
+    /// Looks at a response the edge forwards; for a 2xx to a REGISTER it remembered, the
+    /// address of record and the bindings to mirror (an `expires_at` at or before `now`
+    /// removes).
+    pub fn response(
+        &mut self,
+        msg: &Message<'_>,
+        now: u64,
+    ) -> Option<(String, Vec<crate::registrar::Binding>)> {
+        let StartLine::Response { code, .. } = msg.start_line() else {
+            return None;
+        };
+        let cseq = msg.cseq();
+        if cseq.method != Method::REGISTER || code < 200 {
+            return None;
+        }
+        let p = self
+            .pending
+            .remove(&(msg.call_id().to_vec(), cseq.number))?;
+        if code >= 300 {
+            return None;
+        }
+        let aor = crate::registrar::aor_of(&msg.to().uri())?;
+        let header_expires = msg.expires();
+        let granted: Vec<(String, u32)> = msg
+            .items(HeaderName::Contact)
+            .filter_map(|c| crate::NameAddr::parse(c).ok())
+            .filter_map(|n| {
+                let expires = n
+                    .params()
+                    .get("expires")
+                    .flatten()
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                    .or(header_expires)?;
+                Some((
+                    String::from_utf8_lossy(n.uri().as_bytes()).into_owned(),
+                    expires,
+                ))
+            })
+            .collect();
+        let bindings = p
+            .contacts
+            .iter()
+            .map(|c| {
+                let expires = granted.iter().find(|(g, _)| g == c).map_or(0, |(_, e)| *e);
+                crate::registrar::Binding {
+                    contact: c.clone(),
+                    flow: p.flow,
+                    expires_at: now + u64::from(expires),
+                    instance: None,
+                    reg_id: None,
+                    call_id: String::from_utf8_lossy(msg.call_id()).into_owned(),
+                    cseq: cseq.number,
+                    path: Vec::new(),
+                    nat: p.nat,
+                }
+            })
+            .collect();
+        Some((aor, bindings))
+    }
+}

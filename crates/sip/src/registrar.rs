@@ -416,6 +416,26 @@ impl Registrar {
         removed
     }
 
+    /// Takes bindings another registrar granted (edge mode: the upstream's 2xx to a REGISTER
+    /// the edge forwarded): each replaces the binding with its Contact, or is added; one with
+    /// `expires_at <= now` removes it. Kept for keep-alives and the store, not for routing.
+    pub fn mirror(&mut self, aor: &str, bindings: Vec<Binding>, now: u64) {
+        if !self.aors.contains_key(aor) && self.aors.len() >= self.config.max_aors {
+            return;
+        }
+        let bs = self.aors.entry(aor.to_owned()).or_default();
+        for b in bindings {
+            bs.retain(|old| old.contact != b.contact);
+            if b.expires_at > now && bs.len() < self.config.max_bindings_per_aor {
+                bs.push(b);
+            }
+        }
+        if bs.is_empty() {
+            self.aors.remove(aor);
+        }
+        self.dirty.insert(aor.to_owned());
+    }
+
     /// Puts back the bindings of `aor` read from the store at start.
     pub fn restore(&mut self, aor: String, bindings: Vec<Binding>) {
         if !bindings.is_empty() && self.aors.len() < self.config.max_aors {
