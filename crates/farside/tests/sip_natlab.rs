@@ -96,7 +96,7 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
     let Some(lab) = Lab::up(TEST) else { return };
     let (primary, _) = lab.server_addrs();
     // SIPp answers no OPTIONS outside its scenario: CRLF pings leave it alone.
-    let server = start_farside(&lab, "farside-sip", 5060, "method = \"CRLF\"");
+    let mut server = start_farside(&lab, "farside-sip", 5060, "method = \"CRLF\"");
     let target = format!("{primary}:5060");
     // The phones' own addresses, so that each SIPp run names the same Contact.
     let alice_ip = lab.host("symmetric-lan1").addr().to_string();
@@ -119,8 +119,26 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
     );
     assert!(reg.success(), "register: {reg}\n{server}");
     // ...and answers there; the caller behind the home gateway calls her through Farside.
+    // Her NAT's public address and port, as Farside saw the REGISTER come from.
+    assert!(
+        server.wait_for_output(
+            "S411 sip:alice@example.org registered",
+            Duration::from_secs(5)
+        ),
+        "{server}"
+    );
+    let logs = server.output();
+    let mapped: String = logs
+        .lines()
+        .find_map(|l| l.split("registered from udp ").nth(1))
+        .and_then(|rest| rest.split(':').take(2).collect::<Vec<_>>().try_into().ok())
+        .map(|[ip, port]: [&str; 2]| {
+            let port: String = port.chars().take_while(char::is_ascii_digit).collect();
+            format!("{ip}:{port}")
+        })
+        .unwrap();
     let started = Instant::now();
-    let (callee_out, caller_out) = thread::scope(|s| {
+    let (callee_out, control, caller_out) = thread::scope(|s| {
         let callee_run = s.spawn(|| {
             lab.exec(
                 "symmetric-lan1",
@@ -130,6 +148,23 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
             )
         });
         thread::sleep(Duration::from_millis(500));
+        // The control: the same INVITE sent straight to her NAT mapping from the server host,
+        // but not from Farside's socket. The symmetric NAT lets only Farside's address and port
+        // in, so it never reaches her (had it, she would have answered it and the run below
+        // would find no phone waiting).
+        let control = lab.exec(
+            "server",
+            "sipp",
+            &sipp::strs(&sipp::caller(
+                "alice",
+                DOMAIN,
+                &primary.to_string(),
+                5099,
+                &mapped,
+                4,
+            )),
+            Duration::from_secs(20),
+        );
         let caller_run = lab.exec(
             "home-lan1",
             "sipp",
@@ -138,14 +173,23 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
             )),
             Duration::from_secs(40),
         );
-        (callee_run.join().unwrap(), caller_run)
+        (callee_run.join().unwrap(), control, caller_run)
     });
+    assert!(
+        !control.success() && sipp_count(&control.stdout, "180 <----------") == Some(0),
+        "the INVITE sent to her NAT mapping from elsewhere must not reach her\n{control}"
+    );
     assert!(caller_out.success(), "caller: {caller_out}\n{server}");
     assert!(callee_out.success(), "callee: {callee_out}\n{server}");
+    assert_eq!(
+        sipp_count(&callee_out.stdout, "----------> INVITE"),
+        Some(1),
+        "{callee_out}"
+    );
     common::note(
         TEST,
         &format!(
-            "register, INVITE/180/200/ACK/BYE/200 across the symmetric and home gateways in {:?}",
+            "register, INVITE/180/200/ACK/BYE/200 across the symmetric and home gateways in {:?}; the same INVITE straight to her mapping {mapped} from another port got nothing",
             started.elapsed()
         ),
     );
