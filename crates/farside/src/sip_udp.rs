@@ -22,6 +22,7 @@ use farside_sip::keepalive::{KeepaliveConfig, Keepalives};
 use farside_sip::nat::{self, NatTests, Transport};
 use farside_sip::proxy::{Action, Proxy};
 use farside_sip::registrar::{Binding, Flow, Outcome, Registrar, RegistrarConfig, Users};
+use farside_sip::transaction::InviteTransactions;
 use farside_sip::{Edits, Message, Method, StartLine};
 use farside_stun::binding::{BindingServer, Outcome as StunOutcome, Received};
 
@@ -212,6 +213,8 @@ pub fn spawn(
                 tcp,
                 dialogs: Dialogs::new(MAX_DIALOGS, DIALOG_MAX_AGE, crate::seed::fresh_seed()),
                 edge_registrations: EdgeRegistrations::default(),
+                invites: InviteTransactions::new(MAX_TRANSACTIONS),
+                extra: Vec::new(),
                 addresses,
                 registrar,
                 writer,
@@ -247,6 +250,10 @@ struct SipUdp {
     tcp: SipTcp,
     /// Dialogs through the proxy, for the counters.
     dialogs: Dialogs,
+    /// The stateful proxy's INVITE transactions (registrar mode).
+    invites: InviteTransactions,
+    /// Packets a message gave beyond the first (forks, ACKs, CANCELs), sent right after it.
+    extra: Vec<Out>,
     /// Edge mode: REGISTERs on their way to the upstream (their 2xx fills the registrar's
     /// table, which then only serves keep-alives and the store).
     edge_registrations: EdgeRegistrations,
@@ -296,6 +303,8 @@ impl SipUdp {
                             } => {
                                 if let Some(out) = self.handle(local, remote, &bytes, transport) {
                                     self.send(&epoll, out);
+                                    self.send_extra(&epoll);
+                                    self.send_extra(&epoll);
                                 }
                             }
                             Inbound::Keepalive => {
@@ -333,6 +342,16 @@ impl SipUdp {
                 }
             }
             self.keepalive_round(&epoll);
+            // The stateful proxy's retransmissions and timeouts.
+            for p in self.invites.poll(crate::serve::unix_ms()) {
+                self.extra.push(Out {
+                    bytes: p.bytes,
+                    transport: p.transport,
+                    from: p.from,
+                    to: p.to,
+                });
+            }
+            self.send_extra(&epoll);
             // Registrations reach the store within a pass (so a kill -9 loses at most that).
             for (aor, bindings) in self.registrar.take_changed() {
                 let rows = bindings.iter().map(|b| row_of(&aor, b)).collect();
@@ -384,6 +403,13 @@ impl SipUdp {
                     "S409 {aor}: {contact} stopped answering keep-alives; binding removed"
                 );
             }
+        }
+    }
+
+    /// Sends what is waiting in `self.extra`.
+    fn send_extra(&mut self, epoll: &Epoll) {
+        for out in std::mem::take(&mut self.extra) {
+            self.send(epoll, out);
         }
     }
 
@@ -487,44 +513,41 @@ impl SipUdp {
                 self.counters.pings_answered.fetch_add(1, Relaxed);
                 return None;
             }
-            return match proxy.response(&msg) {
-                Action::Forward {
-                    bytes,
-                    transport,
-                    from,
-                    to,
-                } => {
-                    self.counters.forwarded.fetch_add(1, Relaxed);
-                    let now = crate::serve::unix_ms() / 1000;
-                    if self.upstream.is_some()
-                        && let Some((aor, bindings)) = self.edge_registrations.response(&msg, now)
-                    {
-                        self.registrar.mirror(&aor, bindings, now);
-                    }
-                    match self.dialogs.response(&msg, now) {
-                        Some(DialogEvent::Started) => {
-                            self.counters.dialogs_started.fetch_add(1, Relaxed);
-                        }
-                        Some(DialogEvent::Ended) => {
-                            self.counters.dialogs_ended.fetch_add(1, Relaxed);
-                        }
-                        None => {}
-                    }
-                    self.counters
-                        .dialogs
-                        .store(self.dialogs.len() as u64, Relaxed);
-                    Some(Out {
-                        bytes,
-                        transport,
-                        from,
-                        to,
-                    })
+            let action = proxy.response(&msg);
+            let now_ms = crate::serve::unix_ms();
+            // INVITE responses belong to a transaction (registrar mode); the rest go on as
+            // the stateless proxy says.
+            let packets = match self.upstream {
+                None => self.invites.response(&msg, action.clone(), now_ms),
+                Some(_) => None,
+            }
+            .unwrap_or_else(|| packet_of(action).into_iter().collect());
+            if packets.is_empty() {
+                self.counters.responses_dropped.fetch_add(1, Relaxed);
+                return None;
+            }
+            self.counters
+                .forwarded
+                .fetch_add(packets.len() as u64, Relaxed);
+            let now = now_ms / 1000;
+            if self.upstream.is_some()
+                && let Some((aor, bindings)) = self.edge_registrations.response(&msg, now)
+            {
+                self.registrar.mirror(&aor, bindings, now);
+            }
+            match self.dialogs.response(&msg, now) {
+                Some(DialogEvent::Started) => {
+                    self.counters.dialogs_started.fetch_add(1, Relaxed);
                 }
-                _ => {
-                    self.counters.responses_dropped.fetch_add(1, Relaxed);
-                    None
+                Some(DialogEvent::Ended) => {
+                    self.counters.dialogs_ended.fetch_add(1, Relaxed);
                 }
-            };
+                None => {}
+            }
+            self.counters
+                .dialogs
+                .store(self.dialogs.len() as u64, Relaxed);
+            return self.several(packets);
         };
         self.counters.requests[MethodKind::of(method) as usize].fetch_add(1, Relaxed);
         let tests = nat::detect(&msg, remote, transport);
@@ -579,9 +602,50 @@ impl SipUdp {
             };
             return back(answer);
         }
-        let now = crate::serve::unix_ms() / 1000;
+        let now_ms = crate::serve::unix_ms();
+        let now = now_ms / 1000;
+        // INVITE, its CANCEL and the ACK of a refusal are transactions (RFC 3261 §16, §17).
+        let source = (transport, local, remote);
+        if method == Method::INVITE {
+            let registrar = &self.registrar;
+            let packets = self.invites.invite(&msg, source, now_ms, || {
+                proxy.fork(&msg, registrar, now, MAX_FORKS)
+            });
+            if packets.len() > 1 {
+                tracing::debug!(
+                    "S404 INVITE {} from {remote} forwarded to {} branch(es)",
+                    String::from_utf8_lossy(uri.as_bytes()),
+                    packets.len() - 1
+                );
+                self.counters
+                    .forwarded
+                    .fetch_add(packets.len() as u64 - 1, Relaxed);
+            }
+            return self.several(packets);
+        }
+        if method == Method::CANCEL
+            && let Some(packets) = self.invites.cancel(&msg, source)
+        {
+            return self.several(packets);
+        }
+        if method == Method::ACK && self.invites.ack(&msg) {
+            return None;
+        }
         let action = proxy.request(&msg, &self.registrar, now);
         self.act(action, method, uri, local, remote, transport)
+    }
+
+    /// The first of `packets` to send now; the others wait in `self.extra` for the caller.
+    fn several(&mut self, packets: Vec<farside_sip::transaction::Packet>) -> Option<Out> {
+        let mut outs = packets.into_iter().map(|p| Out {
+            bytes: p.bytes,
+            transport: p.transport,
+            from: p.from,
+            to: p.to,
+        });
+        let first = outs.next();
+        self.extra.extend(outs);
+        first
     }
 
     /// Counts and logs what the proxy or edge decided, and gives the datagram to send.
@@ -682,6 +746,11 @@ fn spawn_writer(
     Ok(tx)
 }
 
+/// INVITE transactions at once at most (more get 503).
+const MAX_TRANSACTIONS: usize = 10_000;
+/// Bindings an INVITE is forked to at most.
+const MAX_FORKS: usize = 8;
+
 /// Dialogs counted at once at most (the oldest is forgotten beyond).
 const MAX_DIALOGS: usize = 100_000;
 /// A dialog whose end was not seen is forgotten after this many seconds.
@@ -758,4 +827,22 @@ fn is_stun(b: &[u8]) -> bool {
     b.len() >= farside_stun::HEADER_LEN
         && b[0] < 4
         && b[4..8] == farside_stun::MAGIC_COOKIE.to_be_bytes()
+}
+
+/// The packet a forwarding action sends, if it is one.
+fn packet_of(action: Action) -> Option<farside_sip::transaction::Packet> {
+    match action {
+        Action::Forward {
+            bytes,
+            transport,
+            from,
+            to,
+        } => Some(farside_sip::transaction::Packet {
+            bytes,
+            transport,
+            from,
+            to,
+        }),
+        _ => None,
+    }
 }

@@ -407,6 +407,101 @@ fn baresip_over_tls_registers_and_answers_a_call() {
     }
 }
 
+/// The stateful proxy forks: alice registered two phones; the caller's INVITE gets 100 Trying
+/// from Farside and rings both; one is busy (its 486 is acknowledged by Farside and not passed
+/// on), the other answers, and the call goes through.
+#[test]
+fn an_invite_forks_to_every_phone_of_the_user_and_the_one_that_answers_gets_it() {
+    let test = "an_invite_forks_to_every_phone_of_the_user_and_the_one_that_answers_gets_it";
+    if !require_tool(test, "sipp") {
+        return;
+    }
+    let (server, sip) = sip_server(test);
+    add_user(&server, "alice", "wonderland");
+    let (desk, soft) = (
+        common::free_ports(&[LOCALHOST], 1),
+        common::free_ports(&[LOCALHOST], 1),
+    );
+    for port in [desk, soft] {
+        let reg = sipp_register_from(sip, "alice", "wonderland", port);
+        assert_eq!(
+            reg.code(),
+            Some(0),
+            "{}\n{}",
+            reg.describe(),
+            server.describe()
+        );
+    }
+    let answers = std::thread::spawn(move || {
+        run_tool(
+            "sipp",
+            &sipp::callee("alice", "127.0.0.1", desk, 20),
+            Duration::from_secs(30),
+        )
+    });
+    let busy = std::thread::spawn(move || {
+        run_tool(
+            "sipp",
+            &sipp::callee_busy("alice", "127.0.0.1", soft, 20),
+            Duration::from_secs(30),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let caller_port = common::free_ports(&[LOCALHOST], 1);
+    let caller = run_tool(
+        "sipp",
+        &sipp::caller(
+            "alice",
+            DOMAIN,
+            "127.0.0.1",
+            caller_port,
+            &sip.to_string(),
+            20,
+        ),
+        Duration::from_secs(30),
+    );
+    let (answers, busy) = (answers.join().unwrap(), busy.join().unwrap());
+    assert_eq!(
+        caller.code(),
+        Some(0),
+        "caller: {}\nanswers: {}\nbusy: {}\n{}",
+        caller.describe(),
+        answers.describe(),
+        busy.describe(),
+        server.describe()
+    );
+    assert_eq!(
+        answers.code(),
+        Some(0),
+        "answering phone: {}",
+        answers.describe()
+    );
+    assert_eq!(
+        busy.code(),
+        Some(0),
+        "busy phone (486, then Farside's ACK): {}",
+        busy.describe()
+    );
+    let trying = caller
+        .stdout
+        .lines()
+        .find(|l| l.contains("100 <----------"))
+        .and_then(|l| {
+            l.split("<----------")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u32>()
+                .ok()
+        });
+    assert_eq!(
+        trying,
+        Some(1),
+        "Farside's 100 Trying\n{}",
+        caller.describe()
+    );
+}
+
 /// Registrations live in the store: Farside killed with SIGKILL between REGISTER and INVITE,
 /// started again on the same address and store, still routes the call to the phone.
 #[test]
@@ -578,7 +673,10 @@ From: <sip:bob@{DOMAIN}>;tag=o\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: o1\r\nCSeq: 1 O
         .replace("OPTIONS sip:", "INVITE sip:carol@")
         .replace("1 OPTIONS", "1 INVITE");
     assert!(ask(&phone, sip, invite.as_bytes()).starts_with("SIP/2.0 480 "));
-    let relay = invite.replace(&format!("carol@{DOMAIN}"), "carol@elsewhere.example");
+    // (A new transaction: the same branch would be the 480's transaction again.)
+    let relay = invite
+        .replace(&format!("carol@{DOMAIN}"), "carol@elsewhere.example")
+        .replace("branch=z9hG4bKo", "branch=z9hG4bKr");
     assert!(ask(&phone, sip, relay.as_bytes()).starts_with("SIP/2.0 403 "));
 
     // Keep-alives on the SIP port: a STUN Binding request is answered with the phone's

@@ -138,7 +138,7 @@ impl Edge {
             let token = self.tokens.token(&phone);
             more = proxy.record_route(Some(&token), Some(&token), transport, from);
         }
-        proxy.hop(msg, &mut edits, &more, transport, from);
+        proxy.hop(msg, &mut edits, &more, transport, from, proxy.branch(msg));
         match edits.apply() {
             Ok(bytes) => Action::Forward {
                 bytes,

@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod registrar;
 mod response;
 mod scan;
+pub mod transaction;
 mod uri;
 mod via;
 

@@ -101,10 +101,37 @@ impl Proxy {
         }
     }
 
-    /// Routes a request (its top Via already carries `received`/`rport`).
+    /// Routes a request (its top Via already carries `received`/`rport`). A request for a
+    /// local user with several bindings goes to the one registered last (see [`Proxy::fork`]).
     pub fn request(&self, msg: &Message<'_>, registrar: &Registrar, now: u64) -> Action {
+        match self.plan(msg, registrar, now) {
+            Ok(plan) => self.build(msg, &plan, 0),
+            Err(action) => action,
+        }
+    }
+
+    /// As [`Proxy::request`], but a request for a local user goes to each of its bindings
+    /// (parallel forking, RFC 3261 §16.6), newest first, each with a branch of its own; at most
+    /// `max` of them.
+    pub fn fork(
+        &self,
+        msg: &Message<'_>,
+        registrar: &Registrar,
+        now: u64,
+        max: usize,
+    ) -> Vec<Action> {
+        match self.plan(msg, registrar, now) {
+            Ok(plan) => (0..plan.targets.len().min(max.max(1)))
+                .map(|i| self.build(msg, &plan, i))
+                .collect(),
+            Err(action) => vec![action],
+        }
+    }
+
+    /// Where a request goes (§16.4-16.5): the Routes of ours to drop, and the targets.
+    fn plan(&self, msg: &Message<'_>, registrar: &Registrar, now: u64) -> Result<Plan, Action> {
         let StartLine::Request { method, uri } = msg.start_line() else {
-            return Action::Drop;
+            return Err(Action::Drop);
         };
         let refuse = |code: u16, reason: &str| {
             if method == Method::ACK {
@@ -117,14 +144,18 @@ impl Proxy {
         // answered here, Max-Forwards 0 included (RFC 4475 §3.3.11).
         let for_us = uri.user().is_none() && (self.is_me(&uri) || self.is_local(&uri));
         if method == Method::OPTIONS && for_us && msg.value(HeaderName::Route).is_none() {
-            return Action::Answer(response(msg, 200, "OK", "fsp", &[("Allow", ALLOW)]));
+            return Err(Action::Answer(response(
+                msg,
+                200,
+                "OK",
+                "fsp",
+                &[("Allow", ALLOW)],
+            )));
         }
         // §16.3: Max-Forwards.
-        let max_forwards = msg.max_forwards();
-        if max_forwards == Some(0) {
-            return refuse(483, "Too Many Hops");
+        if msg.max_forwards() == Some(0) {
+            return Err(refuse(483, "Too Many Hops"));
         }
-        let mut edits = Edits::new(msg.as_bytes());
         // §16.4: a Route naming us is ours to remove.
         let routes: Vec<_> = msg.routes(HeaderName::Route).collect();
         let mut next_route = routes.first().map(|r| r.uri());
@@ -136,7 +167,6 @@ impl Proxy {
             .count();
         let routed_here = ours > 0;
         if routed_here {
-            remove_routes(msg, ours, &mut edits);
             next_route = routes.get(ours).map(|r| r.uri());
         }
         // A flow token in one of ours names the flow of a side of the dialog: a request that
@@ -147,31 +177,49 @@ impl Proxy {
                 .filter_map(|r| tokens.flow(r.uri().user()?))
                 .find(|f| f != arrived)
         });
+        let one = |to, from, new_uri, transport| {
+            Ok(Plan {
+                ours,
+                targets: vec![Target {
+                    to,
+                    from,
+                    new_uri,
+                    transport,
+                }],
+            })
+        };
         // Where it goes: a flow a token named; the next Route; a registered Contact (in-dialog
-        // requests to a phone); a local user's flow; else refused.
-        let (target, from, new_uri, transport) = if let Some(f) = token_flow {
-            (f.remote, f.local, None, f.transport)
+        // requests to a phone); a local user's flows; else refused.
+        if let Some(f) = token_flow {
+            one(f.remote, f.local, None, f.transport)
         } else if let Some(r) = next_route {
             match address_of(&r) {
-                Some(a) => (a, self.sender(transport_of(&r)), None, transport_of(&r)),
-                None => return refuse(404, "Not Found"),
+                Some(a) => one(a, self.sender(transport_of(&r)), None, transport_of(&r)),
+                None => Err(refuse(404, "Not Found")),
             }
         } else if let Some(flow) = self.contact_flow(&uri, registrar, now) {
-            (flow.remote, flow.local, None, flow.transport)
+            one(flow.remote, flow.local, None, flow.transport)
         } else if self.is_local(&uri) {
             let Some(aor) = aor_of(&uri) else {
-                return refuse(404, "Not Found");
+                return Err(refuse(404, "Not Found"));
             };
-            // The binding registered last wins (a stateless proxy does not fork).
-            let Some(b) = registrar.bindings(&aor, now).max_by_key(|b| b.expires_at) else {
-                return refuse(480, "Temporarily Unavailable");
-            };
-            (
-                b.flow.remote,
-                b.flow.local,
-                Some(b.contact.clone()),
-                b.flow.transport,
-            )
+            let mut bindings: Vec<_> = registrar.bindings(&aor, now).collect();
+            if bindings.is_empty() {
+                return Err(refuse(480, "Temporarily Unavailable"));
+            }
+            bindings.sort_by_key(|b| std::cmp::Reverse(b.expires_at));
+            Ok(Plan {
+                ours,
+                targets: bindings
+                    .into_iter()
+                    .map(|b| Target {
+                        to: b.flow.remote,
+                        from: b.flow.local,
+                        new_uri: Some(b.contact.clone()),
+                        transport: b.flow.transport,
+                    })
+                    .collect(),
+            })
         } else if routed_here && !self.is_me(&uri) && msg.to().tag().is_some() {
             // Inside a dialog we record-routed: on to the Request-URI (loose routing, §16.12),
             // but never to this host's own or a non-unicast address.
@@ -181,17 +229,32 @@ impl Proxy {
                         && !a.ip().is_unspecified()
                         && !a.ip().is_multicast() =>
                 {
-                    (a, self.sender(transport_of(&uri)), None, transport_of(&uri))
+                    one(a, self.sender(transport_of(&uri)), None, transport_of(&uri))
                 }
-                Some(_) => return refuse(403, "Forbidden"),
-                None => return refuse(404, "Not Found"),
+                Some(_) => Err(refuse(403, "Forbidden")),
+                None => Err(refuse(404, "Not Found")),
             }
         } else if self.is_me(&uri) {
-            return refuse(404, "Not Found");
+            Err(refuse(404, "Not Found"))
         } else {
-            return refuse(403, "Relaying Denied");
+            Err(refuse(403, "Relaying Denied"))
+        }
+    }
+
+    /// The request for target `i` of `plan` (§16.6): our Routes off, the Request-URI set,
+    /// Record-Route, Max-Forwards, our Via with a branch of its own for each target.
+    fn build(&self, msg: &Message<'_>, plan: &Plan, i: usize) -> Action {
+        let StartLine::Request { method, uri } = msg.start_line() else {
+            return Action::Drop;
         };
-        if let Some(contact) = &new_uri
+        let Some(t) = plan.targets.get(i) else {
+            return Action::Drop;
+        };
+        let mut edits = Edits::new(msg.as_bytes());
+        if plan.ours > 0 {
+            remove_routes(msg, plan.ours, &mut edits);
+        }
+        if let Some(contact) = &t.new_uri
             && let Some(r) = msg.range_of(uri.as_bytes())
         {
             edits.replace(r, contact.as_bytes());
@@ -200,27 +263,31 @@ impl Proxy {
         let record_route = if method == Method::INVITE || method.0 == b"SUBSCRIBE" {
             let token = |f: Flow| self.flow.as_ref().map(|(_, t)| t.token(&f));
             let out = Flow {
-                transport,
-                local: from,
-                remote: target,
+                transport: t.transport,
+                local: t.from,
+                remote: t.to,
             };
             let arrived = self.flow.as_ref().map(|(f, _)| *f);
             self.record_route(
                 token(out).as_deref(),
                 arrived.and_then(token).as_deref(),
-                transport,
-                from,
+                t.transport,
+                t.from,
             )
         } else {
             String::new()
         };
-        self.hop(msg, &mut edits, &record_route, transport, from);
+        let branch = match i {
+            0 => self.branch(msg),
+            i => fnv(self.branch(msg), &[&(i as u64).to_be_bytes()]),
+        };
+        self.hop(msg, &mut edits, &record_route, t.transport, t.from, branch);
         match edits.apply() {
             Ok(bytes) => Action::Forward {
                 bytes,
-                transport,
-                from,
-                to: target,
+                transport: t.transport,
+                from: t.from,
+                to: t.to,
             },
             Err(_) => Action::Drop,
         }
@@ -235,6 +302,7 @@ impl Proxy {
         more: &str,
         transport: Transport,
         via: SocketAddr,
+        branch: u64,
     ) {
         match (msg.max_forwards(), msg.value(HeaderName::MaxForwards)) {
             (Some(n), Some(v)) => {
@@ -250,7 +318,7 @@ impl Proxy {
             "Via: SIP/2.0/{} {};branch=z9hG4bK{:016x}\r\n{more}",
             transport.via_name(),
             via,
-            self.branch(msg)
+            branch
         );
         edits.insert(first_header(msg), top.as_bytes());
     }
@@ -374,6 +442,21 @@ impl Proxy {
             format!("Record-Route: {first}\r\nRecord-Route: {second}\r\n")
         }
     }
+}
+
+/// Where a request goes: how many Routes of ours come off, and to which targets.
+struct Plan {
+    ours: usize,
+    targets: Vec<Target>,
+}
+
+/// One place a request goes.
+struct Target {
+    to: SocketAddr,
+    from: SocketAddr,
+    /// A new Request-URI (a binding's Contact).
+    new_uri: Option<String>,
+    transport: Transport,
 }
 
 /// The transport a URI asks for (`transport=`), UDP when none.

@@ -713,3 +713,141 @@ fn failed_authentications_are_rate_limited_per_source() {
     let (resp, _) = submit(&mut r, &good, 1, NOW + 62);
     assert_eq!(code(&resp), 200);
 }
+
+/// The stateful INVITE path: alice has two phones (two contacts, two NAT flows). The caller's
+/// INVITE gets 100 Trying at once and goes to both, each with a branch of its own; its
+/// retransmission is absorbed; a busy phone's 486 is acknowledged here and kept back; the other
+/// phone's 180 and 200 go up. A CANCEL gets 200 and cancels the branches still ringing; with
+/// no answer at all, Timer B ends in 408.
+#[test]
+fn the_stateful_proxy_forks_absorbs_retransmissions_and_answers_cancel() {
+    use farside_sip::proxy::Proxy;
+    use farside_sip::transaction::{InviteTransactions, Packet};
+    let mut r = registrar();
+    // Two phones register (each its own contact and NAT port).
+    for (cseq, contact, port) in [
+        (1, "<sip:alice@192.168.1.20:5060>", 40123),
+        (3, "<sip:alice@192.168.1.21:5060>", 40124),
+    ] {
+        let (resp, _) = submit(&mut r, &register(cseq, contact, "", None), port, NOW);
+        let n = nonce(&resp);
+        let req = register(cseq + 1, contact, "", Some(("alice", "wonderland", &n)));
+        assert_eq!(code(&submit(&mut r, &req, port, NOW).0), 200);
+    }
+    let me: SocketAddr = "192.0.2.10:5060".parse().expect("address");
+    let caller: SocketAddr = "198.51.100.5:5071".parse().expect("address");
+    let source = (Transport::Udp, me, caller);
+    let proxy = Proxy::new(me, Transport::Udp, "example.org", 7);
+    let invite = |branch: &str| {
+        format!(
+            "INVITE sip:alice@example.org SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.5:5070;branch={branch};received=198.51.100.5;rport=5071\r\n\
+Max-Forwards: 70\r\nFrom: <sip:carol@example.org>;tag=c\r\nTo: <sip:alice@example.org>\r\nCall-ID: call-{branch}\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let status = |p: &Packet| code(&p.bytes);
+    let mut t = InviteTransactions::new(100);
+    let req = invite("z9hG4bKa");
+    let msg = Message::parse(req.as_bytes()).expect("ok");
+    let out = t.invite(&msg, source, 0, || proxy.fork(&msg, &r, NOW + 1, 8));
+    assert_eq!(out.len(), 3, "100 Trying and two forks");
+    assert_eq!((status(&out[0]), out[0].to), (100, caller));
+    let forks: Vec<_> = out[1..].to_vec();
+    let branch_of = |p: &Packet| {
+        let m = Message::parse(&p.bytes).expect("ok");
+        String::from_utf8_lossy(m.via().branch().expect("branch")).into_owned()
+    };
+    assert_ne!(branch_of(&forks[0]), branch_of(&forks[1]));
+    assert_eq!(
+        [forks[0].to.port(), forks[1].to.port()]
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [40123, 40124].into_iter().collect()
+    );
+    // The caller's retransmission: the 100 again, nothing forwarded.
+    let again = t.invite(&msg, source, 500, || panic!("not routed again"));
+    assert_eq!(again.iter().map(status).collect::<Vec<_>>(), [100]);
+    // Responses from the phones (each to its branch; the stateless proxy pops our Via).
+    let answer = |fork: &Packet, code: u16, to_tag: &str| {
+        let m = Message::parse(&fork.bytes).expect("ok");
+        farside_sip::response(&m, code, "X", to_tag, &[])
+    };
+    let busy = answer(&forks[1], 486, "b2");
+    let m = Message::parse(&busy).expect("ok");
+    let out = t.response(&m, proxy.response(&m), 600).expect("ours");
+    assert_eq!(out.len(), 1, "only our ACK: {out:?}");
+    assert!(out[0].bytes.starts_with(b"ACK "));
+    assert_eq!(out[0].to, forks[1].to);
+    let ringing = answer(&forks[0], 180, "a1");
+    let m = Message::parse(&ringing).expect("ok");
+    let out = t.response(&m, proxy.response(&m), 700).expect("ours");
+    assert_eq!((out.len(), status(&out[0]), out[0].to), (1, 180, caller));
+    let ok = answer(&forks[0], 200, "a1");
+    let m = Message::parse(&ok).expect("ok");
+    let out = t.response(&m, proxy.response(&m), 800).expect("ours");
+    assert_eq!(out.iter().map(status).collect::<Vec<_>>(), [200]);
+
+    // A second call is cancelled while both ring.
+    let req = invite("z9hG4bKb");
+    let msg = Message::parse(req.as_bytes()).expect("ok");
+    let out = t.invite(&msg, source, 1000, || proxy.fork(&msg, &r, NOW + 1, 8));
+    let forks: Vec<_> = out[1..].to_vec();
+    for f in &forks {
+        let ringing = answer(f, 180, "r");
+        let m = Message::parse(&ringing).expect("ok");
+        t.response(&m, proxy.response(&m), 1100);
+    }
+    let cancel = req
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL");
+    let out = t
+        .cancel(&Message::parse(cancel.as_bytes()).expect("ok"), source)
+        .expect("matches the INVITE");
+    assert_eq!(status(&out[0]), 200);
+    assert_eq!(out[0].to, caller);
+    assert_eq!(
+        out.iter()
+            .filter(|p| p.bytes.starts_with(b"CANCEL "))
+            .count(),
+        2
+    );
+    // Both answer 487: each is acknowledged, one 487 goes up when the last is in.
+    let terminated = answer(&forks[0], 487, "x");
+    let m = Message::parse(&terminated).expect("ok");
+    let out = t.response(&m, proxy.response(&m), 1200).expect("ours");
+    assert!(out.iter().all(|p| p.bytes.starts_with(b"ACK ")));
+    let terminated = answer(&forks[1], 487, "y");
+    let m = Message::parse(&terminated).expect("ok");
+    let out = t.response(&m, proxy.response(&m), 1300).expect("ours");
+    assert_eq!(
+        out.iter()
+            .filter(|p| p.to == caller)
+            .map(status)
+            .collect::<Vec<_>>(),
+        [487]
+    );
+    // The caller's ACK for that 487 ends here.
+    let ack = req
+        .replace("INVITE sip", "ACK sip")
+        .replace("1 INVITE", "1 ACK");
+    assert!(t.ack(&Message::parse(ack.as_bytes()).expect("ok")));
+
+    // A third call nobody answers: retransmitted over UDP, then 408 at Timer B.
+    let req = invite("z9hG4bKc");
+    let msg = Message::parse(req.as_bytes()).expect("ok");
+    t.invite(&msg, source, 2000, || proxy.fork(&msg, &r, NOW + 1, 8));
+    let resent = t.poll(2500);
+    assert_eq!(resent.len(), 2, "Timer A: both branches again after 500 ms");
+    let late = t.poll(2000 + 32_000);
+    assert_eq!(
+        late.iter()
+            .filter(|p| p.to == caller)
+            .map(status)
+            .collect::<Vec<_>>(),
+        [408]
+    );
+    // Finished transactions are forgotten after a while.
+    t.poll(200_000);
+    assert!(t.is_empty());
+}

@@ -1141,6 +1141,11 @@ pub mod sipp {
         one_call("callee", user, ip, port, timeout_secs)
     }
 
+    /// The phone at `ip:port` (which registered `user` from there) answering 486 Busy.
+    pub fn callee_busy(user: &str, ip: &str, port: u16, timeout_secs: u32) -> Vec<String> {
+        one_call("callee-busy", user, ip, port, timeout_secs)
+    }
+
     /// A phone at `ip:port` calling `user@domain` through `target`.
     pub fn caller(
         user: &str,

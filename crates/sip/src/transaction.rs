@@ -1,0 +1,517 @@
+//! INVITE transactions of a stateful proxy (RFC 3261 §16, §17): the proxy answers 100 Trying at
+//! once, absorbs the caller's retransmissions (answering them with the last response instead),
+//! forks to every binding, retransmits over UDP itself (Timer A, given up at Timer B as 408),
+//! acknowledges non-2xx final responses hop by hop, forwards every 2xx and the best final
+//! response when all branches have answered (§16.7 step 6), cancels the other branches once one
+//! answers 2xx, and answers a CANCEL itself with 200 before cancelling its branches. Other
+//! methods stay stateless. Sans-IO: messages and the time in, packets out.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::header::HeaderName;
+use crate::message::{Message, Method, StartLine};
+use crate::nat::Transport;
+use crate::proxy::Action;
+use crate::response::response;
+
+/// Something to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// The message.
+    pub bytes: Vec<u8>,
+    /// Over which transport.
+    pub transport: Transport,
+    /// Farside's address to send from.
+    pub from: SocketAddr,
+    /// The peer.
+    pub to: SocketAddr,
+}
+
+impl Packet {
+    fn of(action: Action) -> Option<Packet> {
+        match action {
+            Action::Forward {
+                bytes,
+                transport,
+                from,
+                to,
+            } => Some(Packet {
+                bytes,
+                transport,
+                from,
+                to,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Timer T1 (RFC 3261 §17.1.1.1), ms.
+const T1: u64 = 500;
+/// Timer B: an unanswered branch gives up after 64·T1.
+const TIMER_B: u64 = 64 * T1;
+/// Timer C (§16.6 step 11): a branch that rang this long without a final answer is cancelled.
+const TIMER_C: u64 = 180_000;
+/// A finished transaction is kept this long to absorb late retransmissions (Timer J-like).
+const LINGER: u64 = 64 * T1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BranchState {
+    /// Sent, nothing back yet.
+    Calling,
+    /// A provisional response came.
+    Proceeding,
+    /// A final response came.
+    Completed,
+}
+
+#[derive(Debug)]
+struct Branch {
+    /// The INVITE as forwarded on this branch.
+    invite: Packet,
+    /// Our Via's branch parameter on it.
+    id: Vec<u8>,
+    state: BranchState,
+    /// Next retransmission (UDP, Calling only).
+    resend_at: u64,
+    interval: u64,
+    /// When it gives up (Timer B, then Timer C once proceeding).
+    deadline: u64,
+    /// The ACK sent for its non-2xx final answer (sent again for a retransmitted one).
+    ack: Option<Packet>,
+    cancelled: bool,
+}
+
+#[derive(Debug)]
+struct ServerTx {
+    /// The caller's INVITE as received (top Via with received/rport).
+    request: Vec<u8>,
+    /// Where our own responses go.
+    source: (Transport, SocketAddr, SocketAddr),
+    /// What went back last (sent again for a retransmitted INVITE).
+    last: Option<Packet>,
+    branches: Vec<Branch>,
+    /// The best final non-2xx so far, ready to forward.
+    best: Option<(u16, Packet)>,
+    /// A final response went back (2xx or the best).
+    answered: bool,
+    /// When it may be forgotten, once answered.
+    done_at: Option<u64>,
+}
+
+/// The proxy's INVITE transactions.
+#[derive(Debug, Default)]
+pub struct InviteTransactions {
+    servers: HashMap<Vec<u8>, ServerTx>,
+    /// Our branch id → the caller's branch key.
+    clients: HashMap<Vec<u8>, Vec<u8>>,
+    max: usize,
+}
+
+/// The key of a server transaction: the top Via's branch and sent-by (§17.2.3).
+fn server_key(msg: &Message<'_>) -> Option<Vec<u8>> {
+    let via = msg.via();
+    let branch = via.branch()?;
+    let mut k = branch.to_vec();
+    k.push(b' ');
+    k.extend_from_slice(via.host());
+    k.extend_from_slice(&via.port().unwrap_or(5060).to_be_bytes());
+    Some(k)
+}
+
+impl InviteTransactions {
+    /// At most `max` transactions at once (new INVITEs beyond get 503).
+    pub fn new(max: usize) -> Self {
+        InviteTransactions {
+            max,
+            ..Default::default()
+        }
+    }
+
+    /// Transactions held.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// An INVITE from `source` (transport, Farside's address, the sender's). A retransmission
+    /// is answered with the last response; a new one gets 100 Trying, and `forward` says where
+    /// it goes (the proxy's forks, or its refusal).
+    pub fn invite(
+        &mut self,
+        msg: &Message<'_>,
+        source: (Transport, SocketAddr, SocketAddr),
+        now: u64,
+        forward: impl FnOnce() -> Vec<Action>,
+    ) -> Vec<Packet> {
+        let (transport, local, remote) = source;
+        let back = |bytes: Vec<u8>| Packet {
+            bytes,
+            transport,
+            from: local,
+            to: remote,
+        };
+        let Some(key) = server_key(msg) else {
+            return vec![back(response(msg, 400, "Missing Via Branch", "fst", &[]))];
+        };
+        if let Some(tx) = self.servers.get(&key) {
+            return tx.last.iter().cloned().collect();
+        }
+        if self.servers.len() >= self.max {
+            return vec![back(response(
+                msg,
+                503,
+                "Service Unavailable",
+                "fst",
+                &[("Retry-After", "5")],
+            ))];
+        }
+        let trying = back(response(msg, 100, "Trying", "fst", &[]));
+        let mut out = vec![trying.clone()];
+        let mut branches = Vec::new();
+        let mut refusal = None;
+        for action in forward() {
+            match action {
+                Action::Forward { .. } => {
+                    let Some(p) = Packet::of(action) else {
+                        continue;
+                    };
+                    let Ok(m) = Message::parse(&p.bytes) else {
+                        continue;
+                    };
+                    let Some(id) = m.via().branch().map(<[u8]>::to_vec) else {
+                        continue;
+                    };
+                    out.push(p.clone());
+                    self.clients.insert(id.clone(), key.clone());
+                    branches.push(Branch {
+                        invite: p,
+                        id,
+                        state: BranchState::Calling,
+                        resend_at: now + T1,
+                        interval: T1,
+                        deadline: now + TIMER_B,
+                        ack: None,
+                        cancelled: false,
+                    });
+                }
+                Action::Respond(r) | Action::Answer(r) => refusal = Some(back(r)),
+                Action::Drop => {}
+            }
+        }
+        if branches.is_empty() {
+            // Refused (404, 480, 403...): the answer is final; no 100 needed before it.
+            let Some(r) = refusal else {
+                return Vec::new();
+            };
+            self.servers.insert(
+                key,
+                ServerTx {
+                    request: msg.as_bytes().to_vec(),
+                    source,
+                    last: Some(r.clone()),
+                    branches,
+                    best: None,
+                    answered: true,
+                    done_at: Some(now + LINGER),
+                },
+            );
+            return vec![r];
+        }
+        self.servers.insert(
+            key,
+            ServerTx {
+                request: msg.as_bytes().to_vec(),
+                source,
+                last: Some(trying),
+                branches,
+                best: None,
+                answered: false,
+                done_at: None,
+            },
+        );
+        out
+    }
+
+    /// A response whose top Via is ours: `None` if it belongs to no INVITE transaction (the
+    /// proxy then forwards it statelessly), else what to send. `upstream` is the response as
+    /// the stateless proxy would forward it (our Via off).
+    pub fn response(
+        &mut self,
+        msg: &Message<'_>,
+        upstream: Action,
+        now: u64,
+    ) -> Option<Vec<Packet>> {
+        let StartLine::Response { code, .. } = msg.start_line() else {
+            return None;
+        };
+        if msg.cseq().method != Method::INVITE {
+            return None;
+        }
+        let id = msg.via().branch()?;
+        let key = self.clients.get(id)?.clone();
+        let tx = self.servers.get_mut(&key)?;
+        let i = tx.branches.iter().position(|b| b.id == id)?;
+        let mut out = Vec::new();
+        let up = Packet::of(upstream);
+        match code {
+            100 => {
+                let b = &mut tx.branches[i];
+                if b.state == BranchState::Calling {
+                    b.state = BranchState::Proceeding;
+                    b.deadline = now + TIMER_C;
+                }
+            }
+            101..=199 => {
+                let b = &mut tx.branches[i];
+                if b.state == BranchState::Calling {
+                    b.state = BranchState::Proceeding;
+                    b.deadline = now + TIMER_C;
+                }
+                if !tx.answered
+                    && let Some(p) = up
+                {
+                    tx.last = Some(p.clone());
+                    out.push(p);
+                }
+            }
+            200..=299 => {
+                // Every 2xx goes up (§16.7 step 5): the caller may get one from each fork.
+                tx.branches[i].state = BranchState::Completed;
+                if let Some(p) = up {
+                    tx.last = Some(p.clone());
+                    out.push(p);
+                }
+                if !tx.answered {
+                    tx.answered = true;
+                    tx.done_at = Some(now + LINGER);
+                    out.extend(cancel_pending(tx));
+                }
+            }
+            _ => {
+                let b = &mut tx.branches[i];
+                if b.state == BranchState::Completed {
+                    // A retransmitted final answer: our ACK again.
+                    out.extend(b.ack.clone());
+                    return Some(out);
+                }
+                b.state = BranchState::Completed;
+                let ack = ack_for(&b.invite, msg);
+                b.ack = ack.clone();
+                out.extend(ack);
+                if let Some(p) = up {
+                    let better = tx.best.as_ref().is_none_or(|(c, _)| rank(code) < rank(*c));
+                    if better {
+                        tx.best = Some((code, p));
+                    }
+                }
+                out.extend(finish_if_done(tx, now));
+            }
+        }
+        Some(out)
+    }
+
+    /// A CANCEL from the caller: `None` if it matches no INVITE transaction (forward it
+    /// statelessly), else the 200 for it and the CANCELs for the pending branches.
+    pub fn cancel(
+        &mut self,
+        msg: &Message<'_>,
+        source: (Transport, SocketAddr, SocketAddr),
+    ) -> Option<Vec<Packet>> {
+        let key = server_key(msg)?;
+        let tx = self.servers.get_mut(&key)?;
+        let (transport, local, remote) = source;
+        let mut out = vec![Packet {
+            bytes: response(msg, 200, "OK", "fst", &[]),
+            transport,
+            from: local,
+            to: remote,
+        }];
+        if !tx.answered {
+            out.extend(cancel_pending(tx));
+        }
+        Some(out)
+    }
+
+    /// An ACK: true if it acknowledges a non-2xx final response this proxy sent (same branch
+    /// as the INVITE: it ends here, §16.10); an ACK for a 2xx is end to end and not ours.
+    pub fn ack(&mut self, msg: &Message<'_>) -> bool {
+        server_key(msg)
+            .and_then(|k| self.servers.get(&k))
+            .is_some_and(|tx| {
+                tx.answered
+                    && tx
+                        .last
+                        .as_ref()
+                        .and_then(|p| Message::parse(&p.bytes).ok())
+                        .is_some_and(|r| {
+                            matches!(r.start_line(), StartLine::Response { code, .. } if code >= 300)
+                        })
+            })
+    }
+
+    /// Retransmissions and timeouts due at `now` (ms); forgets finished transactions.
+    pub fn poll(&mut self, now: u64) -> Vec<Packet> {
+        let mut out = Vec::new();
+        for tx in self.servers.values_mut() {
+            if tx.answered {
+                continue;
+            }
+            let mut timed_out = Vec::new();
+            for (i, b) in tx.branches.iter_mut().enumerate() {
+                if b.state == BranchState::Completed {
+                    continue;
+                }
+                if now >= b.deadline {
+                    timed_out.push(i);
+                    continue;
+                }
+                if b.state == BranchState::Calling
+                    && !b.invite.transport.is_stream()
+                    && now >= b.resend_at
+                {
+                    out.push(b.invite.clone());
+                    b.interval *= 2;
+                    b.resend_at = now + b.interval;
+                }
+            }
+            for i in timed_out {
+                // No final answer in time: 408 for this branch (and a CANCEL if it rang).
+                let b = &mut tx.branches[i];
+                let rang = b.state == BranchState::Proceeding;
+                b.state = BranchState::Completed;
+                if rang && let Some(c) = cancel_for(&b.invite) {
+                    out.push(c);
+                }
+                if tx.best.is_none()
+                    && let Ok(req) = Message::parse(&tx.request)
+                {
+                    let (transport, local, remote) = tx.source;
+                    tx.best = Some((
+                        408,
+                        Packet {
+                            bytes: response(&req, 408, "Request Timeout", "fst", &[]),
+                            transport,
+                            from: local,
+                            to: remote,
+                        },
+                    ));
+                }
+            }
+            out.extend(finish_if_done(tx, now));
+        }
+        let clients = &mut self.clients;
+        self.servers.retain(|_, tx| {
+            let keep = tx.done_at.is_none_or(|t| now < t);
+            if !keep {
+                for b in &tx.branches {
+                    clients.remove(&b.id);
+                }
+            }
+            keep
+        });
+        out
+    }
+}
+
+/// When every branch has a final answer and none was 2xx: the best one goes up.
+fn finish_if_done(tx: &mut ServerTx, now: u64) -> Option<Packet> {
+    if tx.answered
+        || tx
+            .branches
+            .iter()
+            .any(|b| b.state != BranchState::Completed)
+    {
+        return None;
+    }
+    tx.answered = true;
+    tx.done_at = Some(now + LINGER);
+    let (_, p) = tx.best.take()?;
+    tx.last = Some(p.clone());
+    Some(p)
+}
+
+/// CANCELs for the branches still without a final answer.
+fn cancel_pending(tx: &mut ServerTx) -> Vec<Packet> {
+    let mut out = Vec::new();
+    for b in &mut tx.branches {
+        if b.state != BranchState::Completed && !b.cancelled {
+            b.cancelled = true;
+            out.extend(cancel_for(&b.invite));
+        }
+    }
+    out
+}
+
+/// §16.7 step 6: 6xx first, then the lowest class, 4xx before 5xx; within, the first.
+fn rank(code: u16) -> u16 {
+    match code {
+        600..=699 => 0,
+        400..=499 => 1,
+        500..=599 => 2,
+        _ => 3,
+    }
+}
+
+/// What a CANCEL or an ACK copies from the INVITE it follows (§9.1, §17.1.1.3): the
+/// Request-URI, our Via, the Routes, From, To, Call-ID and the CSeq number.
+struct Copied {
+    uri: String,
+    via: String,
+    routes: Vec<String>,
+    from: String,
+    to: String,
+    call_id: String,
+    cseq: u32,
+}
+
+fn copy_of(invite: &[u8]) -> Option<Copied> {
+    let m = Message::parse(invite).ok()?;
+    let StartLine::Request { uri, .. } = m.start_line() else {
+        return None;
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Some(Copied {
+        uri: text(uri.as_bytes()),
+        via: text(m.via().as_bytes()),
+        routes: m.fields(HeaderName::Route).map(|h| text(h.value)).collect(),
+        from: text(m.value(HeaderName::From)?),
+        to: text(m.value(HeaderName::To)?),
+        call_id: text(m.call_id()),
+        cseq: m.cseq().number,
+    })
+}
+
+fn cancel_for(invite: &Packet) -> Option<Packet> {
+    let c = copy_of(&invite.bytes)?;
+    Some(request_like(invite, "CANCEL", &c, &c.to))
+}
+
+fn ack_for(invite: &Packet, answer: &Message<'_>) -> Option<Packet> {
+    let c = copy_of(&invite.bytes)?;
+    // The ACK's To is the response's (with its tag).
+    let to = String::from_utf8_lossy(answer.value(HeaderName::To)?).into_owned();
+    Some(request_like(invite, "ACK", &c, &to))
+}
+
+fn request_like(invite: &Packet, method: &str, c: &Copied, to: &str) -> Packet {
+    let mut s = format!("{method} {} SIP/2.0\r\nVia: {}\r\n", c.uri, c.via);
+    for r in &c.routes {
+        s.push_str(&format!("Route: {r}\r\n"));
+    }
+    s.push_str(&format!(
+        "Max-Forwards: 70\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\nContent-Length: 0\r\n\r\n",
+        c.from, c.call_id, c.cseq
+    ));
+    Packet {
+        bytes: s.into_bytes(),
+        transport: invite.transport,
+        from: invite.from,
+        to: invite.to,
+    }
+}
