@@ -19,6 +19,18 @@ fuzz_target!(|data: &[u8]| {
         Frame::Message(n) | Frame::Ping(n) | Frame::Pong(n) => assert!(n <= data.len()),
         Frame::Incomplete | Frame::Invalid => {}
     }
+    // WebSocket (RFC 7118): the opening handshake and the frames, from any bytes.
+    let _ = farside_sip::websocket::handshake(data);
+    let mut reader = farside_sip::websocket::Reader::default();
+    let mut at = 0;
+    while let Ok((n, _)) = reader.step(&data[at..]) {
+        if n == 0 {
+            break;
+        }
+        at += n;
+    }
+    // Flow tokens from any bytes (a Route's user part): refused or a flow, never a panic.
+    let _ = FlowTokens::new([2; 32]).flow(data);
     let Ok(m) = Message::parse(data) else {
         return;
     };
@@ -78,6 +90,5 @@ fuzz_target!(|data: &[u8]| {
             Message::parse(&bytes).expect("what the proxy or edge forwards parses");
         }
     }
-    // Flow tokens from any bytes (a Route's user part): refused or a flow, never a panic.
-    let _ = tokens.flow(data);
+
 });

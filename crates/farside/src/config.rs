@@ -33,8 +33,7 @@ pub struct Config {
 pub struct SipConfig {
     /// Serve SIP.
     pub enabled: bool,
-    /// `"udp:address:port"` and `"tcp:address:port"` listeners (TLS and WebSocket are still
-    /// to come).
+    /// Listeners: `"udp:address:port"`, `"tcp:…"`, `"tls:…"`, `"ws:…"`, `"wss:…"`.
     pub listen: Vec<String>,
     /// Most TCP connections open at once.
     pub max_connections: usize,
@@ -160,19 +159,22 @@ impl SipConfig {
             .collect()
     }
 
-    /// The TCP listeners (validated).
-    pub fn tcp_listen(&self) -> Vec<SocketAddr> {
+    /// The connection listeners (validated): TCP, TLS, WebSocket and secure WebSocket.
+    pub fn stream_listen(&self) -> Vec<(SocketAddr, farside_sip::nat::Transport)> {
+        use farside_sip::nat::Transport;
         self.listen
             .iter()
-            .filter_map(|l| l.strip_prefix("tcp:")?.parse().ok())
-            .collect()
-    }
-
-    /// The TLS listeners (validated).
-    pub fn tls_listen(&self) -> Vec<SocketAddr> {
-        self.listen
-            .iter()
-            .filter_map(|l| l.strip_prefix("tls:")?.parse().ok())
+            .filter_map(|l| {
+                let (kind, addr) = l.split_once(':')?;
+                let t = match kind {
+                    "tcp" => Transport::Tcp,
+                    "tls" => Transport::Tls,
+                    "ws" => Transport::Ws,
+                    "wss" => Transport::Wss,
+                    _ => return None,
+                };
+                Some((addr.parse().ok()?, t))
+            })
             .collect()
     }
 
@@ -771,20 +773,28 @@ impl Config {
                 .strip_prefix("udp:")
                 .or_else(|| l.strip_prefix("tcp:"))
                 .or_else(|| l.strip_prefix("tls:"))
+                .or_else(|| l.strip_prefix("ws:"))
+                .or_else(|| l.strip_prefix("wss:"))
                 .is_some_and(|a| a.parse::<SocketAddr>().is_ok());
             if !ok {
                 return Err(invalid(
                     "sip.listen",
                     format!(
-                        "{l:?}: expected \"udp:address:port\", \"tcp:address:port\" or \"tls:address:port\" (WebSocket is to come)"
+                        "{l:?}: expected \"udp:\", \"tcp:\", \"tls:\", \"ws:\" or \"wss:\" and address:port"
                     ),
                 ));
             }
         }
-        if !sip.tls_listen().is_empty() && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+        let secure = sip.stream_listen().iter().any(|(_, t)| {
+            matches!(
+                t,
+                farside_sip::nat::Transport::Tls | farside_sip::nat::Transport::Wss
+            )
+        });
+        if secure && (self.tls.cert.is_none() || self.tls.key.is_none()) {
             return Err(invalid(
                 "sip.listen",
-                "a \"tls:\" listener needs [tls] cert and key (PEM files)".into(),
+                "a \"tls:\" or \"wss:\" listener needs [tls] cert and key (PEM files)".into(),
             ));
         }
         if sip.max_connections == 0 {

@@ -172,7 +172,14 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         };
         let counters = Arc::new(crate::sip_udp::SipCounters::default());
         metrics.register_sip(Arc::clone(&counters));
-        let sip_tls = if sip.tls_listen().is_empty() {
+        let streams = sip.stream_listen();
+        let secure = streams.iter().any(|(_, t)| {
+            matches!(
+                t,
+                farside_sip::nat::Transport::Tls | farside_sip::nat::Transport::Wss
+            )
+        });
+        let sip_tls = if !secure {
             None
         } else {
             match (&config.tls.cert, &config.tls.key) {
@@ -182,8 +189,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         };
         handles.push(crate::sip_udp::spawn(
             &sip.udp_listen(),
-            &sip.tcp_listen(),
-            &sip.tls_listen(),
+            &streams,
             sip_tls,
             sip.max_connections,
             &config.store.url,

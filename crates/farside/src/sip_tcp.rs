@@ -1,6 +1,7 @@
-//! SIP over TCP and TLS (RFC 3261 §18.3, §26.2) for the SIP thread: its listeners and
-//! connections, on the thread's epoll. TLS is rustls with the `[tls]` certificate (reloaded
-//! when its files change, as for TURN). Each connection is a flow (RFC 5626): requests for a phone that registered
+//! SIP over TCP, TLS and WebSocket (RFC 3261 §18.3, §26.2; RFC 7118) for the SIP thread: its
+//! listeners and connections, on the thread's epoll. TLS (and WSS) is rustls with the `[tls]`
+//! certificate (reloaded when its files change, as for TURN); WebSocket's handshake and frames
+//! are [`farside_sip::websocket`]'s. Each connection is a flow (RFC 5626): requests for a phone that registered
 //! over it go back over it, and so do responses (§18.2.2). Messages are framed by
 //! Content-Length ([`farside_sip::frame`]); a CRLF CRLF ping is answered with CRLF (RFC 5626
 //! §4.4.1) and a CRLF pong is taken as a keep-alive answer. A stream that breaks the framing,
@@ -16,6 +17,7 @@ use std::time::Instant;
 
 use farside_io::{Epoll, Interest};
 use farside_sip::nat::Transport;
+use farside_sip::websocket::{self, Handshake};
 use farside_sip::{Frame, frame};
 
 use crate::tls_reload::TlsFiles;
@@ -49,6 +51,11 @@ pub enum Inbound {
 struct Connection {
     stream: TcpStream,
     tls: Option<Box<rustls::ServerConnection>>,
+    transport: Transport,
+    /// WebSocket: the frame reader, once the handshake is done.
+    ws: Option<WsState>,
+    /// Close once what is queued has been written (a refused handshake, a close frame).
+    closing: bool,
     local: SocketAddr,
     remote: SocketAddr,
     input: Vec<u8>,
@@ -57,8 +64,8 @@ struct Connection {
 
 /// The SIP thread's TCP side.
 pub struct SipTcp {
-    /// Each listener, and whether it is TLS.
-    listeners: Vec<(SocketAddr, TcpListener, bool)>,
+    /// Each listener and its transport (TCP, TLS, WS or WSS).
+    listeners: Vec<(SocketAddr, TcpListener, Transport)>,
     tls: Option<TlsFiles>,
     connections: HashMap<u64, Connection>,
     by_remote: HashMap<SocketAddr, u64>,
@@ -67,25 +74,25 @@ pub struct SipTcp {
 }
 
 impl SipTcp {
-    /// Binds the TCP and the TLS listeners (IPv6 ones IPv6-only, as the STUN listeners); TLS
-    /// ones need `tls`.
+    /// Binds the listeners, each `(address, transport)` with TCP, TLS, WS or WSS (IPv6 ones
+    /// IPv6-only, as the STUN listeners); TLS and WSS ones need `tls`.
     pub fn bind(
-        addresses: &[SocketAddr],
-        tls_addresses: &[SocketAddr],
+        addresses: &[(SocketAddr, Transport)],
         tls: Option<TlsFiles>,
         max_connections: usize,
     ) -> anyhow::Result<Self> {
         let mut listeners = Vec::new();
-        for (list, is_tls) in [(addresses, false), (tls_addresses, true)] {
-            for &a in list {
-                let l = crate::stun_tcp::bind_std(a).map_err(|e| {
-                    anyhow::anyhow!("S401 cannot bind SIP {} {a}: {e:#}", name(is_tls))
-                })?;
-                listeners.push((a, l, is_tls));
+        for &(a, transport) in addresses {
+            let l = crate::stun_tcp::bind_std(a).map_err(|e| {
+                anyhow::anyhow!("S401 cannot bind SIP {} {a}: {e:#}", name(transport))
+            })?;
+            if secure(transport) && tls.is_none() {
+                anyhow::bail!(
+                    "S401 SIP {} listeners need [tls] cert and key",
+                    name(transport)
+                );
             }
-        }
-        if tls.is_none() && !tls_addresses.is_empty() {
-            anyhow::bail!("S401 SIP tls listeners need [tls] cert and key");
+            listeners.push((a, l, transport));
         }
         Ok(SipTcp {
             listeners,
@@ -97,9 +104,9 @@ impl SipTcp {
         })
     }
 
-    /// The listeners: address and `"tcp"` or `"tls"`.
+    /// The listeners: address and `"tcp"`, `"tls"`, `"ws"` or `"wss"`.
     pub fn addresses(&self) -> impl Iterator<Item = (SocketAddr, &'static str)> + '_ {
-        self.listeners.iter().map(|(a, _, tls)| (*a, name(*tls)))
+        self.listeners.iter().map(|(a, _, t)| (*a, name(*t)))
     }
 
     /// Loads the TLS certificate again if its files changed (every few seconds).
@@ -132,10 +139,10 @@ impl SipTcp {
     }
 
     fn accept(&mut self, epoll: &Epoll, i: usize) {
-        let Some((local, listener, is_tls)) = self.listeners.get(i) else {
+        let Some((local, listener, transport)) = self.listeners.get(i) else {
             return;
         };
-        let (local, is_tls) = (*local, *is_tls);
+        let (local, transport) = (*local, *transport);
         let mut accepted = Vec::new();
         for _ in 0..64 {
             match listener.accept() {
@@ -153,7 +160,7 @@ impl SipTcp {
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let tls = match (is_tls, &self.tls) {
+            let tls = match (secure(transport), &self.tls) {
                 (false, _) => None,
                 (true, Some(files)) => {
                     match rustls::ServerConnection::new(Arc::clone(files.config())) {
@@ -181,6 +188,9 @@ impl SipTcp {
                 Connection {
                     stream,
                     tls,
+                    transport,
+                    ws: None,
+                    closing: false,
                     local,
                     remote,
                     input: Vec::new(),
@@ -219,34 +229,64 @@ impl SipTcp {
             }
         }
         let mut used = 0;
-        loop {
-            match frame(&c.input[used..]) {
-                Frame::Incomplete => break,
-                Frame::Ping(n) => {
-                    used += n;
-                    c.output.extend_from_slice(b"\r\n");
-                    out.push(Inbound::Keepalive);
-                }
-                Frame::Pong(n) => {
-                    used += n;
-                    out.push(Inbound::Keepalive);
-                }
-                Frame::Message(n) => {
-                    out.push(Inbound::Message {
-                        transport: if c.tls.is_some() {
-                            Transport::Tls
-                        } else {
-                            Transport::Tcp
-                        },
-                        local: c.local,
-                        remote: c.remote,
-                        bytes: c.input[used..used + n].to_vec(),
+        let is_ws = matches!(c.transport, Transport::Ws | Transport::Wss);
+        if is_ws && c.ws.is_none() && !c.closing {
+            match websocket::handshake(&c.input) {
+                Handshake::Incomplete => {}
+                Handshake::Accept { response, used: n } => {
+                    c.output.extend_from_slice(&response);
+                    used = n;
+                    c.ws = Some(WsState {
+                        reader: websocket::Reader::default(),
                     });
-                    used += n;
                 }
-                Frame::Invalid => {
+                Handshake::Refuse { response } => {
                     tracing::debug!(
-                        "S414 SIP tcp connection from {} closed: the stream is not SIP",
+                        "S414 SIP {} connection from {} closed: not a WebSocket upgrade for SIP",
+                        name(c.transport),
+                        c.remote
+                    );
+                    c.output.extend_from_slice(&response);
+                    c.closing = true;
+                    used = c.input.len();
+                }
+            }
+        }
+        while let Some(ws) = c.ws.as_mut() {
+            if c.closing {
+                break;
+            }
+            match ws.reader.step(&c.input[used..]) {
+                Ok((0, _)) => break,
+                Ok((n, event)) => {
+                    used += n;
+                    match event {
+                        // RFC 7118 carries RFC 5626's CRLF keep-alives as messages too.
+                        Some(websocket::Event::Message(m)) if m == b"\r\n\r\n" => {
+                            c.output.extend(websocket::frame(0x1, b"\r\n"));
+                            out.push(Inbound::Keepalive);
+                        }
+                        Some(websocket::Event::Message(m)) if m == b"\r\n" => {
+                            out.push(Inbound::Keepalive);
+                        }
+                        Some(websocket::Event::Message(bytes)) => out.push(Inbound::Message {
+                            transport: c.transport,
+                            local: c.local,
+                            remote: c.remote,
+                            bytes,
+                        }),
+                        Some(websocket::Event::Reply(b)) => c.output.extend(b),
+                        Some(websocket::Event::Close(b)) => {
+                            c.output.extend(b);
+                            c.closing = true;
+                        }
+                        None => {}
+                    }
+                }
+                Err(websocket::Broken) => {
+                    tracing::debug!(
+                        "S414 SIP {} connection from {} closed: a frame breaks RFC 6455",
+                        name(c.transport),
                         c.remote
                     );
                     closed = true;
@@ -254,8 +294,41 @@ impl SipTcp {
                 }
             }
         }
+        if !is_ws {
+            loop {
+                match frame(&c.input[used..]) {
+                    Frame::Incomplete => break,
+                    Frame::Ping(n) => {
+                        used += n;
+                        c.output.extend_from_slice(b"\r\n");
+                        out.push(Inbound::Keepalive);
+                    }
+                    Frame::Pong(n) => {
+                        used += n;
+                        out.push(Inbound::Keepalive);
+                    }
+                    Frame::Message(n) => {
+                        out.push(Inbound::Message {
+                            transport: c.transport,
+                            local: c.local,
+                            remote: c.remote,
+                            bytes: c.input[used..used + n].to_vec(),
+                        });
+                        used += n;
+                    }
+                    Frame::Invalid => {
+                        tracing::debug!(
+                            "S414 SIP tcp connection from {} closed: the stream is not SIP",
+                            c.remote
+                        );
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+        }
         c.input.drain(..used);
-        if closed || !Self::flush(epoll, id, c) {
+        if closed || !Self::flush(epoll, id, c) || c.closing {
             self.close(epoll, id);
         }
     }
@@ -269,7 +342,13 @@ impl SipTcp {
         let Some(c) = self.connections.get_mut(&id) else {
             return false;
         };
-        c.output.extend_from_slice(bytes);
+        if c.ws.is_some() {
+            c.output.extend(websocket::frame(0x1, bytes));
+        } else if matches!(c.transport, Transport::Ws | Transport::Wss) {
+            return false; // no handshake yet: nothing may be sent
+        } else {
+            c.output.extend_from_slice(bytes);
+        }
         if Self::flush(epoll, id, c) {
             true
         } else {
@@ -349,8 +428,24 @@ impl SipTcp {
     }
 }
 
-fn name(tls: bool) -> &'static str {
-    if tls { "tls" } else { "tcp" }
+fn name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+        Transport::Tls => "tls",
+        Transport::Ws => "ws",
+        Transport::Wss => "wss",
+    }
+}
+
+/// Whether it runs over TLS.
+fn secure(t: Transport) -> bool {
+    matches!(t, Transport::Tls | Transport::Wss)
+}
+
+/// WebSocket connection state: the reader once the handshake is done.
+struct WsState {
+    reader: websocket::Reader,
 }
 
 /// Reads TLS records and moves the plaintext to `c.input`; true when the connection ended or

@@ -131,8 +131,7 @@ impl Users for StoreUsers {
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
     addresses: &[SocketAddr],
-    tcp_addresses: &[SocketAddr],
-    tls_addresses: &[SocketAddr],
+    stream_addresses: &[(SocketAddr, Transport)],
     tls: Option<crate::tls_reload::TlsFiles>,
     max_connections: usize,
     store_url: &str,
@@ -164,7 +163,7 @@ pub fn spawn(
         sockets.push((a, s));
     }
     let domain = config.domain.clone();
-    let tcp = SipTcp::bind(tcp_addresses, tls_addresses, tls, max_connections)?;
+    let tcp = SipTcp::bind(stream_addresses, tls, max_connections)?;
     for (a, kind) in tcp.addresses() {
         match upstream {
             None => tracing::info!(

@@ -502,6 +502,103 @@ fn an_invite_forks_to_every_phone_of_the_user_and_the_one_that_answers_gets_it()
     );
 }
 
+/// SIP over WebSocket (RFC 7118): a browser-like phone (`tests/ws_phone.py`, the `websockets`
+/// library from PyPI for the WebSocket side) registers with Digest from a `.invalid` Contact
+/// and takes the call a SIPp phone makes over UDP: the INVITE, the ACK and the BYE reach it
+/// over its WebSocket, the only way to it.
+#[test]
+fn a_websocket_phone_registers_and_takes_a_call() {
+    let test = "a_websocket_phone_registers_and_takes_a_call";
+    if !require_tool(test, "sipp") {
+        return;
+    }
+    let Some(python) = common::require_python_module(test, "websockets") else {
+        return;
+    };
+    let port = common::free_ports(&[LOCALHOST], 2);
+    let (udp, ws) = (
+        SocketAddr::new(LOCALHOST, port),
+        SocketAddr::new(LOCALHOST, port + 1),
+    );
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[sip]\nenabled = true\nlisten = [\"udp:{udp}\", \"ws:{ws}\"]\ndomain = \"{DOMAIN}\"\n"
+        )),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.logs().contains("listening on ws") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    add_user(&server, "alice", "wonderland");
+    let phone = common::spawn_logged(
+        &python,
+        &[
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ws_phone.py").to_string(),
+            format!("ws://{ws}/"),
+            "alice".into(),
+            "wonderland".into(),
+            DOMAIN.into(),
+            "20".into(),
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !phone.output().contains("REGISTERED") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WebSocket phone registers\n{}\n{}",
+            phone.output(),
+            server.describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let caller_port = common::free_ports(&[LOCALHOST], 1);
+    let caller = run_tool(
+        "sipp",
+        &sipp::caller(
+            "alice",
+            DOMAIN,
+            "127.0.0.1",
+            caller_port,
+            &udp.to_string(),
+            15,
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        caller.code(),
+        Some(0),
+        "caller: {}\nphone: {}\n{}",
+        caller.describe(),
+        phone.output(),
+        server.describe()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !phone.output().contains("CALL DONE") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "INVITE, ACK and BYE over the WebSocket\n{}",
+            phone.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server.logs().contains("registered from ws 127.0.0.1:"),
+        "{}",
+        server.describe()
+    );
+    assert!(
+        counter(&server, "farside_sip_nat_tests_total", "websocket") >= 1.0,
+        "the WebSocket NAT test fired\n{}",
+        server.describe()
+    );
+}
+
 /// Registrations live in the store: Farside killed with SIGKILL between REGISTER and INVITE,
 /// started again on the same address and store, still routes the call to the phone.
 #[test]

@@ -33,6 +33,7 @@ mod scan;
 pub mod transaction;
 mod uri;
 mod via;
+pub mod websocket;
 
 pub use edit::Edits;
 pub use error::ParseError;

@@ -1,0 +1,135 @@
+"""A browser-like SIP phone over WebSocket (RFC 7118) for crates/farside/tests/sip.rs.
+
+The WebSocket side is the `websockets` library from PyPI (its own handshake checks and
+framing); the SIP side is the few messages a browser phone such as JsSIP sends: it registers
+with Digest (MD5, qop=auth) from a Contact on an `.invalid` host (a browser has no address
+of its own, RFC 7118 section 5.4), prints REGISTERED, then answers one INVITE with 200, waits
+for the ACK and the BYE, answers the BYE and prints CALL DONE. Any surprise exits non-zero.
+
+usage: ws_phone.py URI USER PASSWORD DOMAIN SECONDS
+"""
+
+import hashlib
+import random
+import sys
+
+from websockets.sync.client import connect
+
+
+def md5(text):
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def header(msg, name):
+    for line in msg.split("\r\n")[1:]:
+        if ":" in line and line.split(":", 1)[0].strip().lower() == name.lower():
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def headers(msg, name):
+    return [
+        line.split(":", 1)[1].strip()
+        for line in msg.split("\r\n")[1:]
+        if ":" in line and line.split(":", 1)[0].strip().lower() == name.lower()
+    ]
+
+
+def param(challenge, name):
+    for part in challenge.split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower().endswith(name):
+            return value.strip().strip('"')
+    return None
+
+
+def main():
+    uri, user, password, domain, seconds = sys.argv[1:6]
+    seconds = float(seconds)
+    host = "%08x.invalid" % random.getrandbits(32)
+    contact = "<sip:%s@%s;transport=ws>" % (user, host)
+    tag = "%08x" % random.getrandbits(32)
+    call_id = "%016x@%s" % (random.getrandbits(64), host)
+
+    def register(ws, cseq, auth):
+        branch = "z9hG4bK%016x" % random.getrandbits(64)
+        msg = (
+            "REGISTER sip:%s SIP/2.0\r\n"
+            "Via: SIP/2.0/WS %s;branch=%s\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:%s@%s>;tag=%s\r\n"
+            "To: <sip:%s@%s>\r\n"
+            "Call-ID: %s\r\n"
+            "CSeq: %d REGISTER\r\n"
+            "Contact: %s;expires=600\r\n"
+            "%s"
+            "Content-Length: 0\r\n\r\n"
+        ) % (domain, host, branch, user, domain, tag, user, domain, call_id, cseq, contact, auth)
+        ws.send(msg)
+        return ws.recv(timeout=seconds)
+
+    with connect(uri, subprotocols=["sip"], open_timeout=seconds) as ws:
+        if ws.subprotocol != "sip":
+            sys.exit("subprotocol %r" % ws.subprotocol)
+        answer = register(ws, 1, "")
+        if not answer.startswith("SIP/2.0 401 "):
+            sys.exit("expected 401, got:\n" + answer)
+        challenge = next(
+            c for c in headers(answer, "WWW-Authenticate") if "MD5" in c.upper() or "algorithm" not in c
+        )
+        realm, nonce = param(challenge, "realm"), param(challenge, "nonce")
+        ha1 = md5("%s:%s:%s" % (user, realm, password))
+        ha2 = md5("REGISTER:sip:%s" % domain)
+        cnonce, nc = "%08x" % random.getrandbits(32), "00000001"
+        response = md5("%s:%s:%s:%s:auth:%s" % (ha1, nonce, nc, cnonce, ha2))
+        auth = (
+            'Authorization: Digest username="%s", realm="%s", nonce="%s", uri="sip:%s", '
+            'response="%s", algorithm=MD5, qop=auth, nc=%s, cnonce="%s"\r\n'
+        ) % (user, realm, nonce, domain, response, nc, cnonce)
+        answer = register(ws, 2, auth)
+        if not answer.startswith("SIP/2.0 200 "):
+            sys.exit("expected 200, got:\n" + answer)
+        print("REGISTERED", flush=True)
+
+        def reply(request, code, reason, to_tag):
+            to = header(request, "To")
+            if to_tag and ";tag=" not in to:
+                to += ";tag=" + to_tag
+            lines = ["SIP/2.0 %d %s" % (code, reason)]
+            lines += ["Via: " + v for v in headers(request, "Via")]
+            lines += ["Record-Route: " + r for r in headers(request, "Record-Route")]
+            lines += [
+                "From: " + header(request, "From"),
+                "To: " + to,
+                "Call-ID: " + header(request, "Call-ID"),
+                "CSeq: " + header(request, "CSeq"),
+                "Contact: " + contact,
+                "Content-Length: 0",
+                "",
+                "",
+            ]
+            ws.send("\r\n".join(lines))
+
+        invite = ws.recv(timeout=seconds)
+        if not invite.startswith("INVITE "):
+            sys.exit("expected an INVITE, got:\n" + invite)
+        print("INVITE", flush=True)
+        my_tag = "%08x" % random.getrandbits(32)
+        reply(invite, 180, "Ringing", my_tag)
+        reply(invite, 200, "OK", my_tag)
+        seen = set()
+        while "BYE" not in seen:
+            request = ws.recv(timeout=seconds)
+            method = request.split(" ", 1)[0]
+            seen.add(method)
+            if method == "BYE":
+                reply(request, 200, "OK", None)
+            elif method not in ("ACK", "INVITE"):
+                sys.exit("unexpected:\n" + request)
+        if "ACK" not in seen:
+            sys.exit("no ACK before the BYE")
+        print("CALL DONE", flush=True)
+
+
+if __name__ == "__main__":
+    main()
