@@ -43,6 +43,8 @@ pub struct SipConfig {
     pub mode: String,
     /// Edge mode: the registrar or PBX behind the edge, `"sip:host[:port]"`.
     pub upstream: Option<String>,
+    /// Edge mode, for an upstream that keeps no Path: `"none"`, `"rewrite"` or `"alias"`.
+    pub contact_fix: String,
     /// The Digest realm; default: the domain.
     pub realm: Option<String>,
     /// Shortest registration accepted, seconds (423 below).
@@ -135,6 +137,7 @@ impl Default for SipConfig {
             domain: String::new(),
             mode: "registrar".into(),
             upstream: None,
+            contact_fix: "none".into(),
             max_connections: 10_000,
             realm: None,
             min_expires: 60,
@@ -157,6 +160,17 @@ impl SipConfig {
             .iter()
             .filter_map(|l| l.strip_prefix("udp:")?.parse().ok())
             .collect()
+    }
+
+    /// The Contact fix for edge mode (validated).
+    pub fn contact_fix(&self) -> Option<farside_sip::edge::ContactFix> {
+        use farside_sip::edge::ContactFix;
+        match self.contact_fix.as_str() {
+            "none" => Some(ContactFix::None),
+            "rewrite" => Some(ContactFix::Rewrite),
+            "alias" => Some(ContactFix::Alias),
+            _ => None,
+        }
     }
 
     /// The connection listeners (validated): TCP, TLS, WebSocket and secure WebSocket.
@@ -795,6 +809,15 @@ impl Config {
             return Err(invalid(
                 "sip.listen",
                 "a \"tls:\" or \"wss:\" listener needs [tls] cert and key (PEM files)".into(),
+            ));
+        }
+        if sip.contact_fix().is_none() {
+            return Err(invalid(
+                "sip.contact_fix",
+                format!(
+                    "{:?}: expected \"none\", \"rewrite\" or \"alias\"",
+                    sip.contact_fix
+                ),
             ));
         }
         if sip.max_connections == 0 {

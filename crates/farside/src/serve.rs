@@ -206,6 +206,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                 auth_failures_per_minute: sip.auth_failures_per_minute,
             },
             upstream,
+            sip.contact_fix().unwrap_or_default(),
             sip.keepalive
                 .enabled
                 .then(|| farside_sip::keepalive::KeepaliveConfig {

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use farside_io::Epoll;
 use farside_sip::dialogs::{DialogEvent, Dialogs};
 use farside_sip::digest::Algorithm;
-use farside_sip::edge::{Edge, EdgeRegistrations};
+use farside_sip::edge::{ContactFix, Edge, EdgeRegistrations};
 use farside_sip::flow_token::FlowTokens;
 use farside_sip::keepalive::{KeepaliveConfig, Keepalives};
 use farside_sip::nat::{self, NatTests, Transport};
@@ -137,6 +137,7 @@ pub fn spawn(
     store_url: &str,
     config: RegistrarConfig,
     upstream: Option<SocketAddr>,
+    contact_fix: ContactFix,
     keepalive: Option<KeepaliveConfig>,
     credentials: Arc<CredentialsCell>,
     binding: Arc<BindingServer>,
@@ -220,6 +221,7 @@ pub fn spawn(
                 keepalives: keepalive.map(|k| Keepalives::new(k, crate::seed::fresh_seed())),
                 domain,
                 upstream,
+                contact_fix,
                 tokens,
                 branch_key: crate::seed::fresh_seed(),
                 credentials,
@@ -265,6 +267,8 @@ struct SipUdp {
     domain: String,
     /// Edge mode: the registrar behind the edge.
     upstream: Option<SocketAddr>,
+    /// Edge mode: how NATed Contacts are fixed for an upstream that keeps no Path.
+    contact_fix: ContactFix,
     /// Signs the flow tokens of the edge's Paths and Record-Routes.
     tokens: FlowTokens,
     branch_key: u64,
@@ -563,7 +567,8 @@ impl SipUdp {
         if let Some(upstream) = self.upstream {
             // The edge's own address in Paths and toward the upstream is its UDP one.
             let edge = Edge::new(udp, upstream, self.tokens.clone(), self.branch_key)
-                .with_addresses(&self.addresses);
+                .with_addresses(&self.addresses)
+                .with_contact_fix(self.contact_fix);
             let action = edge.request(&msg, flow);
             if matches!(action, Action::Forward { .. }) && remote != upstream {
                 // Its answer tells which bindings to keep alive.

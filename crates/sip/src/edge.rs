@@ -15,10 +15,25 @@ use crate::proxy::{ALLOW, Action, Proxy, address_of, remove_first_item};
 use crate::registrar::Flow;
 use crate::response::response;
 
+/// How the edge fixes a NATed phone's Contact for an upstream that keeps no Path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContactFix {
+    /// Leave it: the upstream routes by the Path (the default).
+    #[default]
+    None,
+    /// Put the flow's public address and port in its host and port (nathelper's
+    /// `fix_nated_contact`).
+    Rewrite,
+    /// Add `;alias=ip~port~transport` (nathelper's `add_contact_alias`); requests for it come
+    /// back to the edge, which sends them there.
+    Alias,
+}
+
 /// An edge proxy at `me` in front of `upstream`.
 #[derive(Debug, Clone)]
 pub struct Edge {
     me: SocketAddr,
+    contact_fix: ContactFix,
     /// All of this server's listener addresses.
     local: Vec<SocketAddr>,
     upstream: SocketAddr,
@@ -32,6 +47,7 @@ impl Edge {
     pub fn new(me: SocketAddr, upstream: SocketAddr, tokens: FlowTokens, branch_key: u64) -> Self {
         Edge {
             me,
+            contact_fix: ContactFix::None,
             local: vec![me],
             upstream,
             tokens,
@@ -45,6 +61,13 @@ impl Edge {
         if !self.local.contains(&self.me) {
             self.local.push(self.me);
         }
+        self
+    }
+
+    /// For upstreams that keep no Path: NATed phones' Contacts rewritten or aliased on the way
+    /// up, and requests for such a Contact sent where it says.
+    pub fn with_contact_fix(mut self, fix: ContactFix) -> Self {
+        self.contact_fix = fix;
         self
     }
 
@@ -104,17 +127,46 @@ impl Edge {
         let (from, to, transport) = match over {
             Some(f) => (f.local, f.remote, f.transport),
             None if from_upstream => {
-                // The upstream may only send on along a Route it was given.
+                // The upstream sends on along a Route it was given, or (for an upstream that
+                // keeps no Path) to the Contact as the edge fixed it.
                 let next = next_route.map(|r| r.uri());
-                match next.as_ref().and_then(address_of) {
-                    Some(a) => (self.me, a, Transport::Udp),
-                    None => return refuse(404, "Not Found"),
+                if let Some(a) = next.as_ref().and_then(address_of) {
+                    (self.me, a, Transport::Udp)
+                } else if let Some((a, t)) =
+                    crate::nat::alias_target(&uri).filter(|_| self.contact_fix == ContactFix::Alias)
+                {
+                    // nathelper's handle_ruri_alias: the alias comes off, the request goes there.
+                    if let Some(Some(v)) = uri.params().get("alias")
+                        && let Some(r) = msg.range_of(v)
+                    {
+                        edits.remove(r.start.saturating_sub(7)..r.end);
+                    }
+                    (self.me, a, t)
+                } else if self.contact_fix == ContactFix::Rewrite
+                    && let Some(a) = address_of(&uri)
+                {
+                    (self.me, a, crate::proxy::transport_of(&uri))
+                } else {
+                    return refuse(404, "Not Found");
                 }
             }
             // Everything a phone sends goes to the upstream (over UDP), which routes it (along
             // any Route left, by loose routing).
             None => (self.me, self.upstream, Transport::Udp),
         };
+        // For an upstream that keeps no Path: a NATed phone's Contact names where it is reached.
+        if !from_upstream
+            && over.is_none()
+            && crate::nat::detect(msg, flow.remote, flow.transport).natted()
+        {
+            match self.contact_fix {
+                ContactFix::None => {}
+                ContactFix::Rewrite => crate::nat::rewrite_contacts(msg, flow.remote, &mut edits),
+                ContactFix::Alias => {
+                    crate::nat::alias_contacts(msg, flow.remote, flow.transport, &mut edits);
+                }
+            }
+        }
         // The phone's flow: the one this came over, or the one it goes out on.
         let phone = over.unwrap_or(flow);
         let phone_side = over.is_some() || !from_upstream;

@@ -234,6 +234,32 @@ pub fn rewrite_contacts<'a>(msg: &Message<'a>, source: SocketAddr, edits: &mut E
     }
 }
 
+/// The address and transport an `alias` parameter in `uri` names (nathelper's
+/// `handle_ruri_alias`: a request for an aliased Contact goes there).
+pub fn alias_target(uri: &crate::uri::Uri<'_>) -> Option<(SocketAddr, Transport)> {
+    let value = uri.params().get("alias").flatten()?;
+    let text = std::str::from_utf8(value).ok()?;
+    let mut parts = text.split('~');
+    let (ip, port, proto) = (parts.next()?, parts.next()?, parts.next()?);
+    let ip = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let port = port.parse().ok()?;
+    let proto: u8 = proto.parse().ok()?;
+    let transport = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Ws,
+        Transport::Wss,
+    ]
+    .into_iter()
+    .find(|t| t.alias_number() == proto)?;
+    (parts.next().is_none()).then_some((SocketAddr::new(ip, port), transport))
+}
+
 /// Adds `;alias=ip~port~transport` to every Contact URI (nathelper's `add_contact_alias`):
 /// the Contact stays as the phone sent it, and the registrar or proxy that later routes to it
 /// reads where to send from the alias.

@@ -244,3 +244,41 @@ Contact: <sip:alice@192.168.1.20:5070>;expires=300, <sip:alice@10.0.0.9:5060>;ex
             .is_none()
     );
 }
+
+#[test]
+fn for_an_upstream_without_path_the_contact_is_aliased_and_requests_follow_the_alias() {
+    use farside_sip::edge::ContactFix;
+    let e = edge().with_contact_fix(ContactFix::Alias);
+    let phone = flow("198.51.100.7:40001");
+    let (bytes, _, to) = forwarded(e.request(&Message::parse(REGISTER.as_bytes()).unwrap(), phone));
+    assert_eq!(to, addr(UPSTREAM));
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        text.contains("Contact: <sip:alice@192.168.1.20:5070;alias=198.51.100.7~40001~1>;reg-id=1"),
+        "{text}"
+    );
+    // The upstream calls the aliased Contact: the edge sends it to the alias, alias removed.
+    let invite = "INVITE sip:alice@192.168.1.20:5070;alias=198.51.100.7~40001~1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKk7\r\nMax-Forwards: 69\r\nFrom: <sip:bob@example.org>;tag=b\r\n\
+To: <sip:alice@example.org>\r\nCall-ID: c7\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    let (bytes, _, to) =
+        forwarded(e.request(&Message::parse(invite.as_bytes()).unwrap(), flow(UPSTREAM)));
+    assert_eq!(to, phone.remote);
+    assert!(
+        String::from_utf8(bytes)
+            .unwrap()
+            .starts_with("INVITE sip:alice@192.168.1.20:5070 SIP/2.0\r\n"),
+        "alias removed"
+    );
+    // Rewrite instead: the Contact names the NAT's public side.
+    let e = edge().with_contact_fix(ContactFix::Rewrite);
+    let (bytes, _, _) = forwarded(e.request(&Message::parse(REGISTER.as_bytes()).unwrap(), phone));
+    assert!(
+        String::from_utf8(bytes)
+            .unwrap()
+            .contains("Contact: <sip:alice@198.51.100.7:40001>")
+    );
+    // Without a fix, an upstream request with no Route of ours is refused (no open relay).
+    let a = edge().request(&Message::parse(invite.as_bytes()).unwrap(), flow(UPSTREAM));
+    assert_eq!(code(&a), 404);
+}
