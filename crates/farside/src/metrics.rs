@@ -458,7 +458,7 @@ fn render_sip(s: &mut String, c: &crate::sip_udp::SipCounters) {
         s,
         "farside_sip_register_total",
         "counter",
-        "REGISTER outcomes: registered (200), challenged (401), stale (401 stale=true, also counted as challenged), auth_failed (401 after wrong credentials), rate_limited (dropped: too many failures from the source), refused (other 4xx/5xx, and 501 to methods not served yet).",
+        "REGISTER outcomes: registered (200), challenged (401), stale (401 stale=true, also counted as challenged), auth_failed (401 after wrong credentials), rate_limited (dropped: too many failures from the source), refused (other 4xx/5xx to a REGISTER; every refusal by code is farside_sip_refusals_total).",
     );
     for (label, v) in [
         ("registered", &c.registered),
@@ -552,6 +552,22 @@ fn render_sip(s: &mut String, c: &crate::sip_udp::SipCounters) {
         "Registered contacts alive now.",
     );
     let _ = writeln!(s, "farside_sip_bindings {}", c.bindings.load(Relaxed));
+    header(
+        s,
+        "farside_sip_refusals_total",
+        "counter",
+        "Error responses Farside sent itself, by status code (\"other\" for the rest).",
+    );
+    for (i, v) in c.refusals.iter().enumerate() {
+        let code = crate::sip_udp::REFUSAL_CODES
+            .get(i)
+            .map_or_else(|| "other".to_string(), u16::to_string);
+        let _ = writeln!(
+            s,
+            "farside_sip_refusals_total{{code=\"{code}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
     header(
         s,
         "farside_sip_dialogs_total",

@@ -46,6 +46,9 @@ pub struct SipCounters {
     pub auth_rate_limited: AtomicU64,
     /// Other final responses the registrar or the server gave (4xx, 5xx).
     pub refused: AtomicU64,
+    /// Error responses Farside itself sent (registrar, proxy, transactions), by status code:
+    /// [`REFUSAL_CODES`] in order, the last slot for any other.
+    pub refusals: [AtomicU64; REFUSAL_CODES.len() + 1],
     /// NAT tests that fired on requests, by [`NatTests::ALL`] order.
     pub nat: [AtomicU64; NatTests::ALL.len()],
     /// Messages dropped: malformed.
@@ -76,6 +79,25 @@ pub struct SipCounters {
     pub pings_answered: AtomicU64,
     /// Bindings dropped for missing keep-alives.
     pub unreachable: AtomicU64,
+}
+
+/// Status codes of refusals counted apart (the reasons a server refuses a SIP request).
+pub const REFUSAL_CODES: [u16; 12] = [400, 403, 404, 408, 420, 423, 480, 481, 483, 487, 500, 503];
+
+impl SipCounters {
+    /// Counts one refusal with `code`.
+    fn count_refusal(&self, code: u16) {
+        let i = REFUSAL_CODES
+            .iter()
+            .position(|&c| c == code)
+            .unwrap_or(REFUSAL_CODES.len());
+        self.refusals[i].fetch_add(1, Relaxed);
+    }
+}
+
+/// The status code of a response's bytes.
+fn status_of(bytes: &[u8]) -> Option<u16> {
+    std::str::from_utf8(bytes.get(8..11)?).ok()?.parse().ok()
 }
 
 /// Request methods counted apart.
@@ -602,7 +624,10 @@ impl SipUdp {
                     c.auth_rate_limited.fetch_add(1, Relaxed);
                     return None;
                 }
-                Outcome::Refused(_) => c.refused.fetch_add(1, Relaxed),
+                Outcome::Refused(code) => {
+                    c.count_refusal(code);
+                    c.refused.fetch_add(1, Relaxed)
+                }
             };
             return back(answer);
         }
@@ -640,7 +665,18 @@ impl SipUdp {
     }
 
     /// The first of `packets` to send now; the others wait in `self.extra` for the caller.
+    /// Refusals Farside wrote itself (its `fst` or `fsp` To tag) are counted by code.
     fn several(&mut self, packets: Vec<farside_sip::transaction::Packet>) -> Option<Out> {
+        for p in &packets {
+            if p.bytes.starts_with(b"SIP/2.0 ")
+                && p.bytes
+                    .windows(8)
+                    .any(|w| w == b";tag=fst" || w == b";tag=fsp")
+                && let Some(code) = status_of(&p.bytes).filter(|c| *c >= 300)
+            {
+                self.counters.count_refusal(code);
+            }
+        }
         let mut outs = packets.into_iter().map(|p| Out {
             bytes: p.bytes,
             transport: p.transport,
@@ -671,7 +707,9 @@ impl SipUdp {
         match action {
             Action::Answer(r) => Some(back(r)),
             Action::Respond(r) => {
-                self.counters.refused.fetch_add(1, Relaxed);
+                if let Some(code) = status_of(&r) {
+                    self.counters.count_refusal(code);
+                }
                 Some(back(r))
             }
             Action::Forward {

@@ -775,6 +775,19 @@ From: <sip:bob@{DOMAIN}>;tag=o\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: o1\r\nCSeq: 1 O
         .replace(&format!("carol@{DOMAIN}"), "carol@elsewhere.example")
         .replace("branch=z9hG4bKo", "branch=z9hG4bKr");
     assert!(ask(&phone, sip, relay.as_bytes()).starts_with("SIP/2.0 403 "));
+    // Each refusal counted by its code.
+    for code in ["480", "403"] {
+        assert_eq!(
+            counter(
+                &server,
+                "farside_sip_refusals_total",
+                &format!("code=\"{code}\"")
+            ),
+            1.0,
+            "{code}\n{}",
+            server.describe()
+        );
+    }
 
     // Keep-alives on the SIP port: a STUN Binding request is answered with the phone's
     // address; CRLF is taken silently.
