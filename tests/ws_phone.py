@@ -6,11 +6,13 @@ with Digest (MD5, qop=auth) from a Contact on an `.invalid` host (a browser has 
 of its own, RFC 7118 section 5.4), prints REGISTERED, then answers one INVITE with 200, waits
 for the ACK and the BYE, answers the BYE and prints CALL DONE. Any surprise exits non-zero.
 
-usage: ws_phone.py URI USER PASSWORD DOMAIN SECONDS
+usage: ws_phone.py URI USER PASSWORD DOMAIN SECONDS [CA_FILE]
+(a wss:// URI is verified against CA_FILE)
 """
 
 import hashlib
 import random
+import ssl
 import sys
 
 from websockets.sync.client import connect
@@ -46,6 +48,8 @@ def param(challenge, name):
 def main():
     uri, user, password, domain, seconds = sys.argv[1:6]
     seconds = float(seconds)
+    tls = ssl.create_default_context(cafile=sys.argv[6]) if uri.startswith("wss:") else None
+    via = "WSS" if tls else "WS"
     host = "%08x.invalid" % random.getrandbits(32)
     contact = "<sip:%s@%s;transport=ws>" % (user, host)
     tag = "%08x" % random.getrandbits(32)
@@ -55,7 +59,7 @@ def main():
         branch = "z9hG4bK%016x" % random.getrandbits(64)
         msg = (
             "REGISTER sip:%s SIP/2.0\r\n"
-            "Via: SIP/2.0/WS %s;branch=%s\r\n"
+            "Via: SIP/2.0/%s %s;branch=%s\r\n"
             "Max-Forwards: 70\r\n"
             "From: <sip:%s@%s>;tag=%s\r\n"
             "To: <sip:%s@%s>\r\n"
@@ -64,11 +68,11 @@ def main():
             "Contact: %s;expires=600\r\n"
             "%s"
             "Content-Length: 0\r\n\r\n"
-        ) % (domain, host, branch, user, domain, tag, user, domain, call_id, cseq, contact, auth)
+        ) % (domain, via, host, branch, user, domain, tag, user, domain, call_id, cseq, contact, auth)
         ws.send(msg)
         return ws.recv(timeout=seconds)
 
-    with connect(uri, subprotocols=["sip"], open_timeout=seconds) as ws:
+    with connect(uri, subprotocols=["sip"], open_timeout=seconds, ssl=tls) as ws:
         if ws.subprotocol != "sip":
             sys.exit("subprotocol %r" % ws.subprotocol)
         answer = register(ws, 1, "")

@@ -285,31 +285,7 @@ fn baresip_over_tls_registers_and_answers_a_call() {
     let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let args: Vec<String> = [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "-keyout".into(),
-        key.display().to_string(),
-        "-out".into(),
-        cert.display().to_string(),
-    ])
-    .collect();
-    let made = run_tool("openssl", &args, Duration::from_secs(60));
-    assert_eq!(made.code(), Some(0), "{}", made.describe());
+    let (cert, key) = self_signed_for_loopback(&dir);
     let port = common::free_ports(&[LOCALHOST], 2);
     let (udp, tls) = (
         SocketAddr::new(LOCALHOST, port),
@@ -508,8 +484,18 @@ fn an_invite_forks_to_every_phone_of_the_user_and_the_one_that_answers_gets_it()
 /// over its WebSocket, the only way to it.
 #[test]
 fn a_websocket_phone_registers_and_takes_a_call() {
-    let test = "a_websocket_phone_registers_and_takes_a_call";
-    if !require_tool(test, "sipp") {
+    websocket_phone_call("a_websocket_phone_registers_and_takes_a_call", false);
+}
+
+/// The same over secure WebSocket (`wss:`, TLS with Farside's self-signed certificate, which the
+/// phone verifies).
+#[test]
+fn a_secure_websocket_phone_registers_and_takes_a_call() {
+    websocket_phone_call("a_secure_websocket_phone_registers_and_takes_a_call", true);
+}
+
+fn websocket_phone_call(test: &str, secure: bool) {
+    if !require_tool(test, "sipp") || (secure && !require_tool(test, "openssl")) {
         return;
     }
     let Some(python) = common::require_python_module(test, "websockets") else {
@@ -520,14 +506,26 @@ fn a_websocket_phone_registers_and_takes_a_call() {
         SocketAddr::new(LOCALHOST, port),
         SocketAddr::new(LOCALHOST, port + 1),
     );
-    let server = Server::start(
-        test,
-        ServerConfig::default().with_table(&format!(
-            "[sip]\nenabled = true\nlisten = [\"udp:{udp}\", \"ws:{ws}\"]\ndomain = \"{DOMAIN}\"\n"
-        )),
-    );
+    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let scheme = if secure { "wss" } else { "ws" };
+    let mut config = ServerConfig::default().with_table(&format!(
+        "[sip]\nenabled = true\nlisten = [\"udp:{udp}\", \"{scheme}:{ws}\"]\ndomain = \"{DOMAIN}\"\n"
+    ));
+    let mut ca = Vec::new();
+    if secure {
+        let (cert, key) = self_signed_for_loopback(&dir);
+        config = config.with_table(&format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ));
+        ca.push(cert.display().to_string());
+    }
+    let server = Server::start(test, config);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !server.logs().contains("listening on ws") {
+    while !server.logs().contains(&format!("listening on {scheme}")) {
         assert!(
             std::time::Instant::now() < deadline,
             "{}",
@@ -536,17 +534,16 @@ fn a_websocket_phone_registers_and_takes_a_call() {
         std::thread::sleep(Duration::from_millis(50));
     }
     add_user(&server, "alice", "wonderland");
-    let phone = common::spawn_logged(
-        &python,
-        &[
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ws_phone.py").to_string(),
-            format!("ws://{ws}/"),
-            "alice".into(),
-            "wonderland".into(),
-            DOMAIN.into(),
-            "20".into(),
-        ],
-    );
+    let mut args = vec![
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ws_phone.py").to_string(),
+        format!("{scheme}://{ws}/"),
+        "alice".into(),
+        "wonderland".into(),
+        DOMAIN.into(),
+        "20".into(),
+    ];
+    args.extend(ca);
+    let phone = common::spawn_logged(&python, &args);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while !phone.output().contains("REGISTERED") {
         assert!(
@@ -588,7 +585,9 @@ fn a_websocket_phone_registers_and_takes_a_call() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        server.logs().contains("registered from ws 127.0.0.1:"),
+        server
+            .logs()
+            .contains(&format!("registered from {scheme} 127.0.0.1:")),
         "{}",
         server.describe()
     );
@@ -824,4 +823,34 @@ fn md5_hex(s: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A throwaway self-signed certificate for 127.0.0.1 (as CN and IP SAN) and its key, in `dir`.
+fn self_signed_for_loopback(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let args: Vec<String> = [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "-keyout".into(),
+        key.display().to_string(),
+        "-out".into(),
+        cert.display().to_string(),
+    ])
+    .collect();
+    let made = run_tool("openssl", &args, Duration::from_secs(60));
+    assert_eq!(made.code(), Some(0), "{}", made.describe());
+    (cert, key)
 }
