@@ -421,6 +421,10 @@ impl SipUdp {
                 self.counters.pings_sent.fetch_add(1, Relaxed);
             }
         }
+        // Missed pings go to the store with the binding: a restart resumes the count.
+        for (aor, contact, missed) in &round.missed {
+            self.registrar.set_keepalive_failures(aor, contact, *missed);
+        }
         for (aor, contact) in round.unreachable {
             if self.registrar.remove_binding(&aor, &contact) {
                 self.counters.unreachable.fetch_add(1, Relaxed);
@@ -534,8 +538,13 @@ impl SipUdp {
             }
         };
         let StartLine::Request { method, uri } = msg.start_line() else {
-            if self.keepalives.as_mut().is_some_and(|k| k.answered(&msg)) {
+            if let Some((aor, contact)) = self
+                .keepalives
+                .as_mut()
+                .and_then(|k| k.answered_binding(&msg))
+            {
                 self.counters.pings_answered.fetch_add(1, Relaxed);
+                self.registrar.set_keepalive_failures(&aor, &contact, 0);
                 return None;
             }
             let action = proxy.response(&msg);
@@ -829,6 +838,7 @@ fn row_of(aor: &str, b: &Binding) -> farside_store::RegistrationRow {
         cseq: i64::from(b.cseq),
         path: b.path.join("\n"),
         nat: i64::from(b.nat.0),
+        keepalive_failures: i64::from(b.keepalive_failures),
     }
 }
 
@@ -861,6 +871,7 @@ fn binding_of(r: &farside_store::RegistrationRow) -> Option<Binding> {
             .filter(|p| !p.is_empty())
             .collect(),
         nat: NatTests(u16::try_from(r.nat).ok()?),
+        keepalive_failures: u32::try_from(r.keepalive_failures).unwrap_or(0),
     })
 }
 

@@ -317,6 +317,7 @@ impl EdgeRegistrations {
                     cseq: cseq.number,
                     path: Vec::new(),
                     nat: p.nat,
+                    keepalive_failures: 0,
                 }
             })
             .collect();

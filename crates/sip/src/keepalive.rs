@@ -74,6 +74,9 @@ pub struct Round {
     pub pings: Vec<Ping>,
     /// Bindings that missed `max_failures` SIP pings in a row: (address of record, Contact).
     pub unreachable: Vec<(String, String)>,
+    /// Bindings that missed one more ping: (address of record, Contact, missed in a row), for
+    /// the store.
+    pub missed: Vec<(String, String, u32)>,
 }
 
 impl Keepalives {
@@ -115,10 +118,17 @@ impl Keepalives {
                 if slot(now_ms) == slot(prev) {
                     continue;
                 }
-                let state = self.states.entry(key.clone()).or_default();
+                // A binding restored from the store resumes its count.
+                let state = self.states.entry(key.clone()).or_insert(State {
+                    waiting: None,
+                    failures: b.keepalive_failures,
+                });
                 if let Some(old) = state.waiting.take() {
                     self.by_branch.remove(&old);
                     state.failures += 1;
+                    round
+                        .missed
+                        .push((key.0.clone(), key.1.clone(), state.failures));
                     if state.failures >= self.config.max_failures {
                         round.unreachable.push(key);
                         continue;
@@ -161,22 +171,23 @@ impl Keepalives {
     /// Whether `response` answers one of our SIP pings (then it is consumed here, and the
     /// binding counts as reachable).
     pub fn answered(&mut self, response: &Message<'_>) -> bool {
-        let Some(branch) = response
+        self.answered_binding(response).is_some()
+    }
+
+    /// As [`Keepalives::answered`], naming the binding (address of record, Contact) that
+    /// answered.
+    pub fn answered_binding(&mut self, response: &Message<'_>) -> Option<(String, String)> {
+        let branch = response
             .via()
             .branch()
             .and_then(|b| b.strip_prefix(b"z9hG4bKka"))
-            .and_then(|h| u64::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
-        else {
-            return false;
-        };
-        let Some(key) = self.by_branch.remove(&branch) else {
-            return false;
-        };
+            .and_then(|h| u64::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())?;
+        let key = self.by_branch.remove(&branch)?;
         if let Some(s) = self.states.get_mut(&key) {
             s.waiting = None;
             s.failures = 0;
         }
-        true
+        Some(key)
     }
 
     fn sip_ping(&self, flow: Flow, contact: &str, branch: u64) -> Vec<u8> {

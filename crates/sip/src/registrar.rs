@@ -46,6 +46,9 @@ pub struct Binding {
     pub path: Vec<String>,
     /// The NAT tests that fired for the REGISTER.
     pub nat: NatTests,
+    /// Keep-alive pings it missed in a row (kept in the store with it, so a restart resumes
+    /// the count).
+    pub keepalive_failures: u32,
 }
 
 /// Registrar settings.
@@ -281,6 +284,8 @@ impl Registrar {
                 cseq: msg.cseq().number,
                 path: path.clone(),
                 nat: nat_tests,
+                // A REGISTER got through: the phone is reachable again.
+                keepalive_failures: 0,
             };
             changes.push((binding, expires));
         }
@@ -397,6 +402,24 @@ impl Registrar {
                 (aor, bs)
             })
             .collect()
+    }
+
+    /// Records how many keep-alive pings a binding missed in a row; true if that changed it
+    /// (then it goes to the store).
+    pub fn set_keepalive_failures(&mut self, aor: &str, contact: &str, failures: u32) -> bool {
+        let Some(b) = self
+            .aors
+            .get_mut(aor)
+            .and_then(|bs| bs.iter_mut().find(|b| b.contact == contact))
+        else {
+            return false;
+        };
+        if b.keepalive_failures == failures {
+            return false;
+        }
+        b.keepalive_failures = failures;
+        self.dirty.insert(aor.to_owned());
+        true
     }
 
     /// Drops one binding (a phone that stopped answering keep-alives).

@@ -632,10 +632,27 @@ fn keepalives_ping_each_natted_binding_once_per_interval_and_drop_the_silent() {
                 assert!(k.answered(&Message::parse(&ok).expect("ok")));
             }
         }
+        // The missed count goes to the registrar (and from there to the store).
+        for (aor, contact, missed) in &round.missed {
+            assert!(r.set_keepalive_failures(aor, contact, *missed));
+        }
         unreachable.extend(round.unreachable);
     }
     assert_eq!(unreachable.len(), 1, "{unreachable:?}");
     assert_ne!(unreachable[0].1, answered_contact, "the silent one");
+    // A restart (a new scheduler) resumes the count kept with the binding: after 2 misses
+    // kept, one more makes it unreachable.
+    assert!(r.set_keepalive_failures(&unreachable[0].0, &unreachable[0].1, 2));
+    let mut resumed = Keepalives::new(config.clone(), 99);
+    resumed.poll(t0, &r);
+    let mut again = Vec::new();
+    for step in 1..=200 {
+        again.extend(resumed.poll(t0 + step * 100, &r).unreachable);
+    }
+    assert!(
+        again.iter().any(|u| u.1 == unreachable[0].1),
+        "one miss after the restart is the third: {again:?}"
+    );
     assert!(r.remove_binding(&unreachable[0].0, &unreachable[0].1));
     assert_eq!(r.bindings("sip:alice@example.org", NOW + 40).count(), 1);
     // CRLF pings need no answer; a binding with a public Contact seen where it says is not

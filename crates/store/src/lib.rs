@@ -137,6 +137,8 @@ pub struct RegistrationRow {
     pub path: String,
     /// The NAT tests that fired (bits).
     pub nat: i64,
+    /// Keep-alive pings it missed in a row (its keep-alive state).
+    pub keepalive_failures: i64,
 }
 
 /// The store's operations.

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS registrations (
     call_id TEXT NOT NULL,
     cseq INTEGER NOT NULL,
     path TEXT NOT NULL,
-    nat INTEGER NOT NULL
+    nat INTEGER NOT NULL,
+    keepalive_failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS registrations_aor ON registrations (aor);
 CREATE TABLE IF NOT EXISTS server_keys (
@@ -128,6 +129,15 @@ impl SqliteStore {
                 )));
             }
             Some(_) => {}
+        }
+        // Files from before keep-alive state was stored get its column.
+        let has_failures: bool = tx
+            .prepare("SELECT 1 FROM pragma_table_info('registrations') WHERE name = 'keepalive_failures'")?
+            .exists([])?;
+        if !has_failures {
+            tx.execute_batch(
+                "ALTER TABLE registrations ADD COLUMN keepalive_failures INTEGER NOT NULL DEFAULT 0",
+            )?;
         }
         tx.commit()?;
         Ok(SqliteStore { conn })
@@ -332,7 +342,8 @@ impl Store for SqliteStore {
     fn load_registrations(&mut self, now: i64) -> Result<Vec<RegistrationRow>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT aor, contact, transport, local, remote, expires_at, instance, reg_id, \
-             call_id, cseq, path, nat FROM registrations WHERE expires_at > ?1 ORDER BY aor",
+             call_id, cseq, path, nat, keepalive_failures FROM registrations \
+             WHERE expires_at > ?1 ORDER BY aor",
         )?;
         let rows = st.query_map([now], |r| {
             Ok(RegistrationRow {
@@ -348,6 +359,7 @@ impl Store for SqliteStore {
                 cseq: r.get(9)?,
                 path: r.get(10)?,
                 nat: r.get(11)?,
+                keepalive_failures: r.get(12)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -384,8 +396,8 @@ fn save_aor(
     for r in rows {
         tx.prepare_cached(
             "INSERT INTO registrations (aor, contact, transport, local, remote, expires_at, \
-                 instance, reg_id, call_id, cseq, path, nat) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 instance, reg_id, call_id, cseq, path, nat, keepalive_failures) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?
         .execute(params![
             aor,
@@ -399,7 +411,8 @@ fn save_aor(
             r.call_id,
             r.cseq,
             r.path,
-            r.nat
+            r.nat,
+            r.keepalive_failures
         ])?;
     }
     Ok(())
@@ -416,6 +429,28 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(p.parent().expect("dir"));
         p
+    }
+
+    #[test]
+    fn a_file_from_before_keepalive_state_gets_its_column() {
+        let path = temp("old-registrations");
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("dir");
+        {
+            let old = Connection::open(&path).expect("open");
+            old.execute_batch(
+                "CREATE TABLE registrations (aor TEXT NOT NULL, contact TEXT NOT NULL, \
+                 transport TEXT NOT NULL, local TEXT NOT NULL, remote TEXT NOT NULL, \
+                 expires_at INTEGER NOT NULL, instance TEXT, reg_id INTEGER, call_id TEXT NOT NULL, \
+                 cseq INTEGER NOT NULL, path TEXT NOT NULL, nat INTEGER NOT NULL); \
+                 INSERT INTO registrations VALUES ('sip:a@x', 'sip:a@1', 'udp', '1.2.3.4:5', \
+                 '5.6.7.8:9', 9999999999, NULL, NULL, 'c', 1, '', 0);",
+            )
+            .expect("old schema");
+        }
+        let mut s = SqliteStore::open(&path).expect("opens and migrates");
+        let rows = s.load_registrations(0).expect("load");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].keepalive_failures, 0);
     }
 
     #[test]
@@ -455,6 +490,7 @@ mod tests {
             cseq: 2,
             path: String::new(),
             nat: 7,
+            keepalive_failures: 2,
         };
         let mut s = SqliteStore::open(&path).expect("open");
         let g = s.generation().expect("g");
