@@ -22,7 +22,7 @@ use farside_sip::keepalive::{KeepaliveConfig, Keepalives};
 use farside_sip::nat::{self, NatTests, Transport};
 use farside_sip::proxy::{Action, Proxy};
 use farside_sip::registrar::{Binding, Flow, Outcome, Registrar, RegistrarConfig, Users};
-use farside_sip::transaction::InviteTransactions;
+use farside_sip::transaction::Transactions;
 use farside_sip::{Edits, Message, Method, StartLine};
 use farside_stun::binding::{BindingServer, Outcome as StunOutcome, Received};
 
@@ -235,7 +235,7 @@ pub fn spawn(
                 tcp,
                 dialogs: Dialogs::new(MAX_DIALOGS, DIALOG_MAX_AGE, crate::seed::fresh_seed()),
                 edge_registrations: EdgeRegistrations::default(),
-                invites: InviteTransactions::new(MAX_TRANSACTIONS),
+                invites: Transactions::new(MAX_TRANSACTIONS),
                 extra: Vec::new(),
                 addresses,
                 registrar,
@@ -273,8 +273,8 @@ struct SipUdp {
     tcp: SipTcp,
     /// Dialogs through the proxy, for the counters.
     dialogs: Dialogs,
-    /// The stateful proxy's INVITE transactions (registrar mode).
-    invites: InviteTransactions,
+    /// The stateful proxy's transactions (registrar mode).
+    invites: Transactions,
     /// Packets a message gave beyond the first (forks, ACKs, CANCELs), sent right after it.
     extra: Vec<Out>,
     /// Edge mode: REGISTERs on their way to the upstream (their 2xx fills the registrar's
@@ -646,7 +646,7 @@ impl SipUdp {
         let source = (transport, local, remote);
         if method == Method::INVITE {
             let registrar = &self.registrar;
-            let packets = self.invites.invite(&msg, source, now_ms, || {
+            let packets = self.invites.request(&msg, source, now_ms, || {
                 proxy.fork(&msg, registrar, now, MAX_FORKS)
             });
             if packets.len() > 1 {
@@ -658,6 +658,30 @@ impl SipUdp {
                 self.counters
                     .forwarded
                     .fetch_add(packets.len() as u64 - 1, Relaxed);
+            }
+            return self.several(packets);
+        }
+        // Other requests (not ACK, not CANCEL): a transaction each, one target.
+        if method != Method::ACK && method != Method::CANCEL {
+            let registrar = &self.registrar;
+            let mut forwarded = false;
+            let packets = self.invites.request(&msg, source, now_ms, || {
+                let action = proxy.request(&msg, registrar, now);
+                forwarded = matches!(action, Action::Forward { .. });
+                // OPTIONS for Farside itself is answered here, not a transaction's business
+                // (but its retransmission gets the same answer).
+                match action {
+                    Action::Answer(r) => vec![Action::Respond(r)],
+                    other => vec![other],
+                }
+            });
+            if forwarded {
+                self.counters.forwarded.fetch_add(1, Relaxed);
+                tracing::debug!(
+                    "S404 {} {} from {remote} forwarded",
+                    String::from_utf8_lossy(method.0),
+                    String::from_utf8_lossy(uri.as_bytes())
+                );
             }
             return self.several(packets);
         }

@@ -1,10 +1,13 @@
-//! INVITE transactions of a stateful proxy (RFC 3261 §16, §17): the proxy answers 100 Trying at
+//! Transactions of a stateful proxy (RFC 3261 §16, §17). INVITE: the proxy answers 100 Trying at
 //! once, absorbs the caller's retransmissions (answering them with the last response instead),
 //! forks to every binding, retransmits over UDP itself (Timer A, given up at Timer B as 408),
 //! acknowledges non-2xx final responses hop by hop, forwards every 2xx and the best final
 //! response when all branches have answered (§16.7 step 6), cancels the other branches once one
 //! answers 2xx, and answers a CANCEL itself with 200 before cancelling its branches. Other
-//! methods stay stateless. Sans-IO: messages and the time in, packets out.
+//! requests (BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY...): retransmissions absorbed, Farside's
+//! own UDP retransmissions (Timer E, up to T2), the first final response forwarded, 408 at
+//! Timer F. ACK (for a 2xx) is end to end and stays stateless. Sans-IO: messages and the time in,
+//! packets out.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,6 +52,8 @@ impl Packet {
 
 /// Timer T1 (RFC 3261 §17.1.1.1), ms.
 const T1: u64 = 500;
+/// Timer T2: the longest retransmission interval of a non-INVITE request.
+const T2: u64 = 4_000;
 /// Timer B: an unanswered branch gives up after 64·T1.
 const TIMER_B: u64 = 64 * T1;
 /// Timer C (§16.6 step 11): a branch that rang this long without a final answer is cancelled.
@@ -85,6 +90,8 @@ struct Branch {
 
 #[derive(Debug)]
 struct ServerTx {
+    /// An INVITE transaction (else non-INVITE: no 100, no ACK, the first final wins).
+    invite: bool,
     /// The caller's INVITE as received (top Via with received/rport).
     request: Vec<u8>,
     /// Where our own responses go.
@@ -102,14 +109,15 @@ struct ServerTx {
 
 /// The proxy's INVITE transactions.
 #[derive(Debug, Default)]
-pub struct InviteTransactions {
+pub struct Transactions {
     servers: HashMap<Vec<u8>, ServerTx>,
     /// Our branch id → the caller's branch key.
     clients: HashMap<Vec<u8>, Vec<u8>>,
     max: usize,
 }
 
-/// The key of a server transaction: the top Via's branch and sent-by (§17.2.3).
+/// The key of a server transaction: the top Via's branch and sent-by (§17.2.3); the method
+/// too, but INVITE's (and so CANCEL's and ACK's) is the INVITE transaction's.
 fn server_key(msg: &Message<'_>) -> Option<Vec<u8>> {
     let via = msg.via();
     let branch = via.branch()?;
@@ -117,13 +125,18 @@ fn server_key(msg: &Message<'_>) -> Option<Vec<u8>> {
     k.push(b' ');
     k.extend_from_slice(via.host());
     k.extend_from_slice(&via.port().unwrap_or(5060).to_be_bytes());
+    let method = msg.cseq().method;
+    if ![Method::INVITE, Method::CANCEL, Method::ACK].contains(&method) {
+        k.push(b' ');
+        k.extend_from_slice(method.0);
+    }
     Some(k)
 }
 
-impl InviteTransactions {
+impl Transactions {
     /// At most `max` transactions at once (new INVITEs beyond get 503).
     pub fn new(max: usize) -> Self {
-        InviteTransactions {
+        Transactions {
             max,
             ..Default::default()
         }
@@ -139,10 +152,10 @@ impl InviteTransactions {
         self.servers.is_empty()
     }
 
-    /// An INVITE from `source` (transport, Farside's address, the sender's). A retransmission
-    /// is answered with the last response; a new one gets 100 Trying, and `forward` says where
-    /// it goes (the proxy's forks, or its refusal).
-    pub fn invite(
+    /// A request (not ACK or CANCEL) from `source` (transport, Farside's address, the
+    /// sender's). A retransmission is answered with the last response (if any); a new INVITE
+    /// gets 100 Trying; `forward` says where a new one goes (the proxy's forks, or its refusal).
+    pub fn request(
         &mut self,
         msg: &Message<'_>,
         source: (Transport, SocketAddr, SocketAddr),
@@ -171,8 +184,14 @@ impl InviteTransactions {
                 &[("Retry-After", "5")],
             ))];
         }
+        let invite = msg.method() == Method::INVITE;
         let trying = back(response(msg, 100, "Trying", "fst", &[]));
-        let mut out = vec![trying.clone()];
+        // A non-INVITE gets no 100 (§16.2: a stateful proxy should not send one).
+        let mut out = if invite {
+            vec![trying.clone()]
+        } else {
+            Vec::new()
+        };
         let mut branches = Vec::new();
         let mut refusal = None;
         for action in forward() {
@@ -212,6 +231,7 @@ impl InviteTransactions {
             self.servers.insert(
                 key,
                 ServerTx {
+                    invite,
                     request: msg.as_bytes().to_vec(),
                     source,
                     last: Some(r.clone()),
@@ -226,9 +246,10 @@ impl InviteTransactions {
         self.servers.insert(
             key,
             ServerTx {
+                invite,
                 request: msg.as_bytes().to_vec(),
                 source,
-                last: Some(trying),
+                last: invite.then_some(trying),
                 branches,
                 best: None,
                 answered: false,
@@ -250,15 +271,33 @@ impl InviteTransactions {
         let StartLine::Response { code, .. } = msg.start_line() else {
             return None;
         };
-        if msg.cseq().method != Method::INVITE {
-            return None;
-        }
         let id = msg.via().branch()?;
         let key = self.clients.get(id)?.clone();
         let tx = self.servers.get_mut(&key)?;
         let i = tx.branches.iter().position(|b| b.id == id)?;
         let mut out = Vec::new();
         let up = Packet::of(upstream);
+        if !tx.invite {
+            // Non-INVITE: a 100 stays here, other provisionals go up, the first final too.
+            let b = &mut tx.branches[i];
+            b.state = if code < 200 {
+                BranchState::Proceeding
+            } else {
+                BranchState::Completed
+            };
+            if code > 100
+                && !tx.answered
+                && let Some(p) = up
+            {
+                tx.last = Some(p.clone());
+                out.push(p);
+                if code >= 200 {
+                    tx.answered = true;
+                    tx.done_at = Some(now + LINGER);
+                }
+            }
+            return Some(out);
+        }
         match code {
             100 => {
                 let b = &mut tx.branches[i];
@@ -344,7 +383,8 @@ impl InviteTransactions {
         server_key(msg)
             .and_then(|k| self.servers.get(&k))
             .is_some_and(|tx| {
-                tx.answered
+                tx.invite
+                    && tx.answered
                     && tx
                         .last
                         .as_ref()
@@ -371,24 +411,34 @@ impl InviteTransactions {
                     timed_out.push(i);
                     continue;
                 }
-                if b.state == BranchState::Calling
-                    && !b.invite.transport.is_stream()
-                    && now >= b.resend_at
-                {
+                // Timer A (INVITE, until a provisional) or Timer E (non-INVITE, until the
+                // final, capped at T2), over UDP only.
+                let resend = if tx.invite {
+                    b.state == BranchState::Calling
+                } else {
+                    b.state != BranchState::Completed
+                };
+                if resend && !b.invite.transport.is_stream() && now >= b.resend_at {
                     out.push(b.invite.clone());
-                    b.interval *= 2;
+                    b.interval = if tx.invite {
+                        b.interval * 2
+                    } else {
+                        (b.interval * 2).min(T2)
+                    };
                     b.resend_at = now + b.interval;
                 }
             }
             for i in timed_out {
                 // No final answer in time: 408 for this branch (and a CANCEL if it rang).
                 let b = &mut tx.branches[i];
-                let rang = b.state == BranchState::Proceeding;
+                let rang = tx.invite && b.state == BranchState::Proceeding;
                 b.state = BranchState::Completed;
                 if rang && let Some(c) = cancel_for(&b.invite) {
                     out.push(c);
                 }
-                if tx.best.is_none()
+                // No 408 for a non-INVITE (RFC 4320 §4.2): its caller has given up by now.
+                if tx.invite
+                    && tx.best.is_none()
                     && let Ok(req) = Message::parse(&tx.request)
                 {
                     let (transport, local, remote) = tx.source;

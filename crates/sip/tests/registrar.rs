@@ -739,7 +739,7 @@ fn failed_authentications_are_rate_limited_per_source() {
 #[test]
 fn the_stateful_proxy_forks_absorbs_retransmissions_and_answers_cancel() {
     use farside_sip::proxy::Proxy;
-    use farside_sip::transaction::{InviteTransactions, Packet};
+    use farside_sip::transaction::{Packet, Transactions};
     let mut r = registrar();
     // Two phones register (each its own contact and NAT port).
     for (cseq, contact, port) in [
@@ -763,10 +763,10 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
         )
     };
     let status = |p: &Packet| code(&p.bytes);
-    let mut t = InviteTransactions::new(100);
+    let mut t = Transactions::new(100);
     let req = invite("z9hG4bKa");
     let msg = Message::parse(req.as_bytes()).expect("ok");
-    let out = t.invite(&msg, source, 0, || proxy.fork(&msg, &r, NOW + 1, 8));
+    let out = t.request(&msg, source, 0, || proxy.fork(&msg, &r, NOW + 1, 8));
     assert_eq!(out.len(), 3, "100 Trying and two forks");
     assert_eq!((status(&out[0]), out[0].to), (100, caller));
     let forks: Vec<_> = out[1..].to_vec();
@@ -783,7 +783,7 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
         [40123, 40124].into_iter().collect()
     );
     // The caller's retransmission: the 100 again, nothing forwarded.
-    let again = t.invite(&msg, source, 500, || panic!("not routed again"));
+    let again = t.request(&msg, source, 500, || panic!("not routed again"));
     assert_eq!(again.iter().map(status).collect::<Vec<_>>(), [100]);
     // Responses from the phones (each to its branch; the stateless proxy pops our Via).
     let answer = |fork: &Packet, code: u16, to_tag: &str| {
@@ -808,7 +808,7 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
     // A second call is cancelled while both ring.
     let req = invite("z9hG4bKb");
     let msg = Message::parse(req.as_bytes()).expect("ok");
-    let out = t.invite(&msg, source, 1000, || proxy.fork(&msg, &r, NOW + 1, 8));
+    let out = t.request(&msg, source, 1000, || proxy.fork(&msg, &r, NOW + 1, 8));
     let forks: Vec<_> = out[1..].to_vec();
     for f in &forks {
         let ringing = answer(f, 180, "r");
@@ -853,7 +853,7 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
     // A third call nobody answers: retransmitted over UDP, then 408 at Timer B.
     let req = invite("z9hG4bKc");
     let msg = Message::parse(req.as_bytes()).expect("ok");
-    t.invite(&msg, source, 2000, || proxy.fork(&msg, &r, NOW + 1, 8));
+    t.request(&msg, source, 2000, || proxy.fork(&msg, &r, NOW + 1, 8));
     let resent = t.poll(2500);
     assert_eq!(resent.len(), 2, "Timer A: both branches again after 500 ms");
     let late = t.poll(2000 + 32_000);
@@ -864,6 +864,53 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
             .collect::<Vec<_>>(),
         [408]
     );
+
+    // A MESSAGE (non-INVITE): no 100, one target, the caller's retransmission absorbed, the
+    // phone's 200 forwarded and given again to a later retransmission.
+    let message = invite("z9hG4bKm")
+        .replace("INVITE sip", "MESSAGE sip")
+        .replace("1 INVITE", "1 MESSAGE");
+    let msg = Message::parse(message.as_bytes()).expect("ok");
+    let out = t.request(&msg, source, 3000, || {
+        vec![proxy.request(&msg, &r, NOW + 1)]
+    });
+    assert_eq!(out.len(), 1);
+    assert!(out[0].bytes.starts_with(b"MESSAGE "));
+    let fwd = out[0].clone();
+    assert!(
+        t.request(&msg, source, 3100, || panic!("not again"))
+            .is_empty()
+    );
+    let ok = answer(&fwd, 200, "m");
+    let m = Message::parse(&ok).expect("ok");
+    let up = t.response(&m, proxy.response(&m), 3200).expect("ours");
+    assert_eq!((up.len(), status(&up[0]), up[0].to), (1, 200, caller));
+    let again = t.request(&msg, source, 3300, || panic!("not again"));
+    assert_eq!(again.iter().map(status).collect::<Vec<_>>(), [200]);
+    // An unanswered MESSAGE: resent by Timer E up to T2, and no 408 at Timer F (RFC 4320).
+    let quiet = invite("z9hG4bKq")
+        .replace("INVITE sip", "MESSAGE sip")
+        .replace("1 INVITE", "1 MESSAGE");
+    let msg = Message::parse(quiet.as_bytes()).expect("ok");
+    t.request(&msg, source, 40_000, || {
+        vec![proxy.request(&msg, &r, NOW + 1)]
+    });
+    let mut resends = 0;
+    let mut to_caller = 0;
+    for ms in (40_100..=80_000).step_by(100) {
+        for p in t.poll(ms) {
+            if p.to == caller {
+                to_caller += 1;
+            } else {
+                resends += 1;
+            }
+        }
+    }
+    assert!(
+        (9..=12).contains(&resends),
+        "500, 1000, 2000, then every 4 s for 32 s: {resends}"
+    );
+    assert_eq!(to_caller, 0, "no 408 for a non-INVITE");
     // Finished transactions are forgotten after a while.
     t.poll(200_000);
     assert!(t.is_empty());
