@@ -532,11 +532,12 @@ fn render_sip(s: &mut String, c: &crate::sip_udp::SipCounters) {
         s,
         "farside_sip_keepalive_total",
         "counter",
-        "Keep-alives: pings sent, SIP pings answered, bindings dropped as unreachable.",
+        "Keep-alives: pings sent, SIP pings answered, SIP pings missed (failed), bindings dropped as unreachable.",
     );
     for (label, v) in [
         ("sent", &c.pings_sent),
         ("answered", &c.pings_answered),
+        ("missed", &c.pings_missed),
         ("unreachable", &c.unreachable),
     ] {
         let _ = writeln!(

@@ -77,6 +77,8 @@ pub struct SipCounters {
     pub no_flow: AtomicU64,
     /// SIP keep-alive pings answered.
     pub pings_answered: AtomicU64,
+    /// SIP keep-alive pings that went unanswered (failed).
+    pub pings_missed: AtomicU64,
     /// Bindings dropped for missing keep-alives.
     pub unreachable: AtomicU64,
 }
@@ -423,6 +425,7 @@ impl SipUdp {
         }
         // Missed pings go to the store with the binding: a restart resumes the count.
         for (aor, contact, missed) in &round.missed {
+            self.counters.pings_missed.fetch_add(1, Relaxed);
             self.registrar.set_keepalive_failures(aor, contact, *missed);
         }
         for (aor, contact) in round.unreachable {
