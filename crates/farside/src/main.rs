@@ -19,6 +19,7 @@ mod sip_udp;
 mod store_cmd;
 mod stun_tcp;
 mod stun_udp;
+mod tls_io;
 mod tls_reload;
 mod turn_tcp;
 mod turn_worker;

@@ -206,8 +206,10 @@ impl SipTcp {
         };
         let mut closed = false;
         let mut buf = [0u8; 16 * 1024];
-        if c.tls.is_some() {
-            closed = read_tls(c, &mut buf);
+        if let Some(tls) = c.tls.as_mut() {
+            let limit = 2 * farside_sip::MAX_MESSAGE;
+            closed =
+                crate::tls_io::read_tls(tls, &mut c.stream, &mut buf, &mut c.input, limit).closed;
         }
         // Read what is there (bounded per pass: the others get their turn).
         for _ in 0..16 {
@@ -446,38 +448,4 @@ fn secure(t: Transport) -> bool {
 /// WebSocket connection state: the reader once the handshake is done.
 struct WsState {
     reader: websocket::Reader,
-}
-
-/// Reads TLS records and moves the plaintext to `c.input`; true when the connection ended or
-/// failed (an alert, if any, is sent first).
-fn read_tls(c: &mut Connection, scratch: &mut [u8]) -> bool {
-    let Some(tls) = c.tls.as_mut() else {
-        return true;
-    };
-    for _ in 0..16 {
-        match tls.read_tls(&mut c.stream) {
-            Ok(0) => return true,
-            Ok(_) => {
-                if tls.process_new_packets().is_err() {
-                    let _ = tls.write_tls(&mut c.stream);
-                    return true;
-                }
-                loop {
-                    match tls.reader().read(scratch) {
-                        Ok(0) => return true,
-                        Ok(n) => c.input.extend_from_slice(&scratch[..n]),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(_) => return true,
-                    }
-                }
-                if c.input.len() > 2 * farside_sip::MAX_MESSAGE {
-                    return true;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return true,
-        }
-    }
-    false
 }

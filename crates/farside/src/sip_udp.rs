@@ -558,7 +558,11 @@ impl SipUdp {
                 None => self.invites.response(&msg, action.clone(), now_ms),
                 Some(_) => None,
             }
-            .unwrap_or_else(|| packet_of(action).into_iter().collect());
+            .unwrap_or_else(|| {
+                farside_sip::transaction::Packet::of(action)
+                    .into_iter()
+                    .collect()
+            });
             if packets.is_empty() {
                 self.counters.responses_dropped.fetch_add(1, Relaxed);
                 return None;
@@ -907,22 +911,4 @@ fn is_stun(b: &[u8]) -> bool {
     b.len() >= farside_stun::HEADER_LEN
         && b[0] < 4
         && b[4..8] == farside_stun::MAGIC_COOKIE.to_be_bytes()
-}
-
-/// The packet a forwarding action sends, if it is one.
-fn packet_of(action: Action) -> Option<farside_sip::transaction::Packet> {
-    match action {
-        Action::Forward {
-            bytes,
-            transport,
-            from,
-            to,
-        } => Some(farside_sip::transaction::Packet {
-            bytes,
-            transport,
-            from,
-            to,
-        }),
-        _ => None,
-    }
 }

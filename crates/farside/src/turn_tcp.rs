@@ -634,34 +634,11 @@ fn read_tls(c: &mut Conn, scratch: &mut [u8], now: Instant) -> bool {
     let Some(tls) = c.tls.as_mut() else {
         return true;
     };
-    for _ in 0..16 {
-        match tls.read_tls(&mut c.stream) {
-            Ok(0) => return true,
-            Ok(_) => {
-                c.last = now;
-                if tls.process_new_packets().is_err() {
-                    // Let the alert go out, then close.
-                    let _ = tls.write_tls(&mut c.stream);
-                    return true;
-                }
-                loop {
-                    match tls.reader().read(scratch) {
-                        Ok(0) => return true,
-                        Ok(n) => c.inbuf.extend_from_slice(&scratch[..n]),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(_) => return true,
-                    }
-                }
-                if c.inbuf.len() > 2 * MAX_FRAME {
-                    return false;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return true,
-        }
+    let read = crate::tls_io::read_tls(tls, &mut c.stream, scratch, &mut c.inbuf, 2 * MAX_FRAME);
+    if read.got {
+        c.last = now;
     }
-    false
+    read.closed
 }
 
 /// The length of the frame at the start of `buf`: `Some(0)` if the header is incomplete,

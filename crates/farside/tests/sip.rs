@@ -285,7 +285,7 @@ fn baresip_over_tls_registers_and_answers_a_call() {
     let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = self_signed_for_loopback(&dir);
+    let (cert, key) = common::self_signed_for_loopback(&dir);
     let port = common::free_ports(&[LOCALHOST], 2);
     let (udp, tls) = (
         SocketAddr::new(LOCALHOST, port),
@@ -515,7 +515,7 @@ fn websocket_phone_call(test: &str, secure: bool) {
     ));
     let mut ca = Vec::new();
     if secure {
-        let (cert, key) = self_signed_for_loopback(&dir);
+        let (cert, key) = common::self_signed_for_loopback(&dir);
         config = config.with_table(&format!(
             "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
             cert.display(),
@@ -823,34 +823,4 @@ fn md5_hex(s: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// A throwaway self-signed certificate for 127.0.0.1 (as CN and IP SAN) and its key, in `dir`.
-fn self_signed_for_loopback(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let args: Vec<String> = [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "-keyout".into(),
-        key.display().to_string(),
-        "-out".into(),
-        cert.display().to_string(),
-    ])
-    .collect();
-    let made = run_tool("openssl", &args, Duration::from_secs(60));
-    assert_eq!(made.code(), Some(0), "{}", made.describe());
-    (cert, key)
 }

@@ -493,34 +493,12 @@ fn an_allocation_ends_with_its_tcp_connection() {
     }
 }
 
-/// A throwaway self-signed certificate and key for localhost, in a fresh directory.
+/// A throwaway self-signed certificate and key for 127.0.0.1, in a fresh directory.
 fn self_signed(name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("farside-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let args: Vec<String> = [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        key.display().to_string(),
-        "-out".into(),
-        cert.display().to_string(),
-    ])
-    .collect();
-    let made = run_tool("openssl", &args, Duration::from_secs(60));
-    assert_eq!(made.code(), Some(0), "{}", made.describe());
+    let (cert, key) = common::self_signed_for_loopback(&dir);
     (dir, cert, key)
 }
 
@@ -615,34 +593,13 @@ fn a_renewed_tls_certificate_is_served_without_a_restart() {
     );
     let before = served_subject(tls_port);
     assert!(
-        before.contains("CN = localhost") || before.contains("CN=localhost"),
+        before.contains("CN = 127.0.0.1") || before.contains("CN=127.0.0.1"),
         "{before}"
     );
     // A renewal: a new key and certificate, moved over the old files.
     let renewed = dir.join("renewed");
     std::fs::create_dir_all(&renewed).unwrap();
-    let args: Vec<String> = [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=renewed.farside.test",
-        "-keyout",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        renewed.join("key.pem").display().to_string(),
-        "-out".into(),
-        renewed.join("cert.pem").display().to_string(),
-    ])
-    .collect();
-    let made = run_tool("openssl", &args, Duration::from_secs(60));
-    assert_eq!(made.code(), Some(0), "{}", made.describe());
+    common::self_signed(&renewed, "renewed.farside.test");
     std::fs::rename(renewed.join("key.pem"), &key).unwrap();
     std::fs::rename(renewed.join("cert.pem"), &cert).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

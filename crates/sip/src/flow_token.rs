@@ -121,15 +121,9 @@ fn encode(flow: &Flow, out: &mut [u8; MAX_FLOW + MAC_LEN]) -> usize {
 
 fn decode(raw: &[u8]) -> Option<Flow> {
     let (&t, mut rest) = raw.split_first()?;
-    let transport = [
-        Transport::Udp,
-        Transport::Tcp,
-        Transport::Tls,
-        Transport::Ws,
-        Transport::Wss,
-    ]
-    .into_iter()
-    .find(|&x| transport_byte(x) == t)?;
+    let transport = Transport::ALL
+        .into_iter()
+        .find(|&x| transport_byte(x) == t)?;
     let mut addr = || -> Option<SocketAddr> {
         let (&family, r) = rest.split_first()?;
         let (ip, r) = match family {

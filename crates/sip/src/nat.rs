@@ -28,6 +28,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Every transport.
+    pub const ALL: [Transport; 5] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Ws,
+        Transport::Wss,
+    ];
+
     /// Its name in a Via's sent-protocol (RFC 3261 §20.42, RFC 7118 §5.1).
     pub fn via_name(self) -> &'static str {
         match self {
@@ -41,15 +50,9 @@ impl Transport {
 
     /// The transport a Via's sent-protocol or a URI's `transport` parameter names, in any case.
     pub fn from_name(name: &[u8]) -> Option<Transport> {
-        [
-            Transport::Udp,
-            Transport::Tcp,
-            Transport::Tls,
-            Transport::Ws,
-            Transport::Wss,
-        ]
-        .into_iter()
-        .find(|t| name.eq_ignore_ascii_case(t.via_name().as_bytes()))
+        Self::ALL
+            .into_iter()
+            .find(|t| name.eq_ignore_ascii_case(t.via_name().as_bytes()))
     }
 
     /// Whether it runs over a connection (a response goes back over the request's, RFC 3261
@@ -248,15 +251,9 @@ pub fn alias_target(uri: &crate::uri::Uri<'_>) -> Option<(SocketAddr, Transport)
         .ok()?;
     let port = port.parse().ok()?;
     let proto: u8 = proto.parse().ok()?;
-    let transport = [
-        Transport::Udp,
-        Transport::Tcp,
-        Transport::Tls,
-        Transport::Ws,
-        Transport::Wss,
-    ]
-    .into_iter()
-    .find(|t| t.alias_number() == proto)?;
+    let transport = Transport::ALL
+        .into_iter()
+        .find(|t| t.alias_number() == proto)?;
     (parts.next().is_none()).then_some((SocketAddr::new(ip, port), transport))
 }
 

@@ -32,7 +32,8 @@ pub struct Packet {
 }
 
 impl Packet {
-    fn of(action: Action) -> Option<Packet> {
+    /// The packet a forwarding action sends, if it is one.
+    pub fn of(action: Action) -> Option<Packet> {
         match action {
             Action::Forward {
                 bytes,
@@ -223,40 +224,33 @@ impl Transactions {
                 Action::Drop => {}
             }
         }
-        if branches.is_empty() {
-            // Refused (404, 480, 403...): the answer is final; no 100 needed before it.
-            let Some(r) = refusal else {
-                return Vec::new();
-            };
-            self.servers.insert(
-                key,
-                ServerTx {
-                    invite,
-                    request: msg.as_bytes().to_vec(),
-                    source,
-                    last: Some(r.clone()),
-                    branches,
-                    best: None,
-                    answered: true,
-                    done_at: Some(now + LINGER),
-                },
-            );
-            return vec![r];
+        // Refused (404, 480, 403...): the answer is final; no 100 needed before it.
+        let refused = branches.is_empty();
+        if refused && refusal.is_none() {
+            return Vec::new();
         }
+        let last = if refused {
+            refusal.clone()
+        } else {
+            invite.then_some(trying)
+        };
         self.servers.insert(
             key,
             ServerTx {
                 invite,
                 request: msg.as_bytes().to_vec(),
                 source,
-                last: invite.then_some(trying),
+                last,
                 branches,
                 best: None,
-                answered: false,
-                done_at: None,
+                answered: refused,
+                done_at: refused.then_some(now + LINGER),
             },
         );
-        out
+        match refusal {
+            Some(r) if refused => vec![r],
+            _ => out,
+        }
     }
 
     /// A response whose top Via is ours: `None` if it belongs to no INVITE transaction (the

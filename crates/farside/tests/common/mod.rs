@@ -1249,3 +1249,40 @@ pub fn spawn_logged(program: &str, args: &[String]) -> Logged {
     }
     Logged { child, output }
 }
+
+/// A throwaway self-signed certificate for 127.0.0.1 (as CN and IP SAN) and its key, in `dir`.
+pub fn self_signed_for_loopback(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    self_signed(dir, "127.0.0.1")
+}
+
+/// A throwaway self-signed certificate (`cert.pem`, subject CN `cn`, valid for 127.0.0.1 as IP
+/// SAN) and its key (`key.pem`), in `dir`.
+pub fn self_signed(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let subject = format!("/CN={cn}");
+    let args: Vec<String> = [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        &subject,
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "-keyout".into(),
+        key.display().to_string(),
+        "-out".into(),
+        cert.display().to_string(),
+    ])
+    .collect();
+    let made = run_tool("openssl", &args, Duration::from_secs(60));
+    assert_eq!(made.code(), Some(0), "{}", made.describe());
+    (cert, key)
+}
