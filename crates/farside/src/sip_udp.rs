@@ -370,7 +370,11 @@ impl SipUdp {
             }
             self.keepalive_round(&epoll);
             // The stateful proxy's retransmissions and timeouts.
-            for p in self.invites.poll(crate::serve::unix_ms()) {
+            let timed_out = self.invites.poll(crate::serve::unix_ms());
+            for code in self.invites.take_refusals() {
+                self.counters.count_refusal(code);
+            }
+            for p in timed_out {
                 self.extra.push(Out {
                     bytes: p.bytes,
                     transport: p.transport,
@@ -705,17 +709,10 @@ impl SipUdp {
     }
 
     /// The first of `packets` to send now; the others wait in `self.extra` for the caller.
-    /// Refusals Farside wrote itself (its `fst` or `fsp` To tag) are counted by code.
+    /// The refusals the transactions gave meanwhile are counted.
     fn several(&mut self, packets: Vec<farside_sip::transaction::Packet>) -> Option<Out> {
-        for p in &packets {
-            if p.bytes.starts_with(b"SIP/2.0 ")
-                && p.bytes
-                    .windows(8)
-                    .any(|w| w == b";tag=fst" || w == b";tag=fsp")
-                && let Some(code) = status_of(&p.bytes).filter(|c| *c >= 300)
-            {
-                self.counters.count_refusal(code);
-            }
+        for code in self.invites.take_refusals() {
+            self.counters.count_refusal(code);
         }
         let mut outs = packets.into_iter().map(|p| Out {
             bytes: p.bytes,

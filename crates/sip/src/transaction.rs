@@ -102,6 +102,8 @@ struct ServerTx {
     branches: Vec<Branch>,
     /// The best final non-2xx so far, ready to forward.
     best: Option<(u16, Packet)>,
+    /// Whether that is Farside's own 408 (Timer B), not a phone's answer.
+    own_best: bool,
     /// A final response went back (2xx or the best).
     answered: bool,
     /// When it may be forgotten, once answered.
@@ -115,6 +117,9 @@ pub struct Transactions {
     /// Our branch id → the caller's branch key.
     clients: HashMap<Vec<u8>, Vec<u8>>,
     max: usize,
+    /// Status codes of the error responses this layer gave (its own, or the proxy's refusal
+    /// of a new request), once each, for the counters.
+    refusals: Vec<u16>,
 }
 
 /// The key of a server transaction: the top Via's branch and sent-by (§17.2.3); the method
@@ -141,6 +146,12 @@ impl Transactions {
             max,
             ..Default::default()
         }
+    }
+
+    /// The status codes of the error responses given since the last call (each refusal
+    /// once, not its retransmissions).
+    pub fn take_refusals(&mut self) -> Vec<u16> {
+        std::mem::take(&mut self.refusals)
     }
 
     /// Transactions held.
@@ -171,12 +182,14 @@ impl Transactions {
             to: remote,
         };
         let Some(key) = server_key(msg) else {
+            self.refusals.push(400);
             return vec![back(response(msg, 400, "Missing Via Branch", "fst", &[]))];
         };
         if let Some(tx) = self.servers.get(&key) {
             return tx.last.iter().cloned().collect();
         }
         if self.servers.len() >= self.max {
+            self.refusals.push(503);
             return vec![back(response(
                 msg,
                 503,
@@ -220,7 +233,13 @@ impl Transactions {
                         cancelled: false,
                     });
                 }
-                Action::Respond(r) | Action::Answer(r) => refusal = Some(back(r)),
+                Action::Respond(r) => {
+                    if let Some(code) = status_of(&r) {
+                        self.refusals.push(code);
+                    }
+                    refusal = Some(back(r));
+                }
+                Action::Answer(r) => refusal = Some(back(r)),
                 Action::Drop => {}
             }
         }
@@ -243,6 +262,7 @@ impl Transactions {
                 last,
                 branches,
                 best: None,
+                own_best: false,
                 answered: refused,
                 done_at: refused.then_some(now + LINGER),
             },
@@ -341,6 +361,7 @@ impl Transactions {
                     let better = tx.best.as_ref().is_none_or(|(c, _)| rank(code) < rank(*c));
                     if better {
                         tx.best = Some((code, p));
+                        tx.own_best = false;
                     }
                 }
                 out.extend(finish_if_done(tx, now));
@@ -436,6 +457,7 @@ impl Transactions {
                     && let Ok(req) = Message::parse(&tx.request)
                 {
                     let (transport, local, remote) = tx.source;
+                    tx.own_best = true;
                     tx.best = Some((
                         408,
                         Packet {
@@ -447,7 +469,13 @@ impl Transactions {
                     ));
                 }
             }
-            out.extend(finish_if_done(tx, now));
+            let own = tx.own_best;
+            if let Some(p) = finish_if_done(tx, now) {
+                if own {
+                    self.refusals.push(408);
+                }
+                out.push(p);
+            }
         }
         let clients = &mut self.clients;
         self.servers.retain(|_, tx| {
@@ -557,5 +585,12 @@ fn request_like(invite: &Packet, method: &str, c: &Copied, to: &str) -> Packet {
         transport: invite.transport,
         from: invite.from,
         to: invite.to,
+    }
+}
+
+fn status_of(response: &[u8]) -> Option<u16> {
+    match Message::parse(response).ok()?.start_line() {
+        StartLine::Response { code, .. } => Some(code),
+        StartLine::Request { .. } => None,
     }
 }

@@ -864,6 +864,9 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
             .collect::<Vec<_>>(),
         [408]
     );
+    // Only Farside's own refusals count as such: the 408, not the phones' 486 and 487s.
+    assert_eq!(t.take_refusals(), [408]);
+    assert!(t.take_refusals().is_empty());
 
     // A MESSAGE (non-INVITE): no 100, one target, the caller's retransmission absorbed, the
     // phone's 200 forwarded and given again to a later retransmission.
