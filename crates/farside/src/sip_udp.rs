@@ -283,7 +283,7 @@ struct SipUdp {
     /// table, which then only serves keep-alives and the store).
     edge_registrations: EdgeRegistrations,
     /// Every listener address (UDP, TCP, TLS).
-    addresses: Vec<SocketAddr>,
+    addresses: Arc<[SocketAddr]>,
     registrar: Registrar,
     /// Changed registrations, for the store writer.
     writer: std::sync::mpsc::SyncSender<(String, Vec<farside_store::RegistrationRow>)>,
@@ -501,7 +501,7 @@ impl SipUdp {
             remote,
         };
         let proxy = Proxy::new(local, transport, &self.domain, self.branch_key)
-            .with_addresses(&self.addresses, udp)
+            .with_addresses(Arc::clone(&self.addresses), udp)
             .with_flow(flow, self.tokens.clone());
         // Keep-alives: CRLF (RFC 5626 §3.5.1 over UDP is STUN, but phones send CRLF or four
         // zero bytes all the same).
@@ -609,7 +609,7 @@ impl SipUdp {
         if let Some(upstream) = self.upstream {
             // The edge's own address in Paths and toward the upstream is its UDP one.
             let edge = Edge::new(udp, upstream, self.tokens.clone(), self.branch_key)
-                .with_addresses(&self.addresses)
+                .with_addresses(Arc::clone(&self.addresses))
                 .with_contact_fix(self.contact_fix);
             let action = edge.request(&msg, flow);
             if matches!(action, Action::Forward { .. }) && remote != upstream {

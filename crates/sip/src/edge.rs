@@ -5,6 +5,7 @@
 //! opened (the only way through its NAT). Responses follow the Via back. Stateless.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::edit::Edits;
 use crate::flow_token::FlowTokens;
@@ -35,7 +36,7 @@ pub struct Edge {
     me: SocketAddr,
     contact_fix: ContactFix,
     /// All of this server's listener addresses.
-    local: Vec<SocketAddr>,
+    local: Option<Arc<[SocketAddr]>>,
     upstream: SocketAddr,
     tokens: FlowTokens,
     branch_key: u64,
@@ -48,7 +49,7 @@ impl Edge {
         Edge {
             me,
             contact_fix: ContactFix::None,
-            local: vec![me],
+            local: None,
             upstream,
             tokens,
             branch_key,
@@ -56,12 +57,18 @@ impl Edge {
     }
 
     /// The server's other listeners (TCP, TLS), whose addresses are ours in Routes and Vias.
-    pub fn with_addresses(mut self, all: &[SocketAddr]) -> Self {
-        self.local = all.to_vec();
-        if !self.local.contains(&self.me) {
-            self.local.push(self.me);
-        }
+    pub fn with_addresses(mut self, all: Arc<[SocketAddr]>) -> Self {
+        self.local = Some(all);
         self
+    }
+
+    /// The proxy logic for a message that arrived at `at` over `transport`.
+    fn proxy(&self, at: SocketAddr, transport: Transport) -> Proxy {
+        let p = Proxy::new(at, transport, "", self.branch_key);
+        match &self.local {
+            Some(all) => p.with_addresses(Arc::clone(all), self.me),
+            None => p.with_addresses(Arc::from([self.me]), self.me),
+        }
     }
 
     /// For upstreams that keep no Path: NATed phones' Contacts rewritten or aliased on the way
@@ -89,8 +96,7 @@ impl Edge {
                 Action::Respond(response(msg, code, reason, "fse", &[]))
             }
         };
-        let proxy = Proxy::new(flow.local, flow.transport, "", self.branch_key)
-            .with_addresses(&self.local, self.me);
+        let proxy = self.proxy(flow.local, flow.transport);
         let from_upstream = flow.remote == self.upstream;
         let routes: Vec<_> = msg.routes(HeaderName::Route).collect();
         if method == Method::OPTIONS
@@ -204,9 +210,7 @@ impl Edge {
 
     /// Routes a response: our Via comes off, and it goes where the next Via came from.
     pub fn response(&self, msg: &Message<'_>) -> Action {
-        Proxy::new(self.me, Transport::Udp, "", self.branch_key)
-            .with_addresses(&self.local, self.me)
-            .response(msg)
+        self.proxy(self.me, Transport::Udp).response(msg)
     }
 }
 

@@ -5,6 +5,7 @@
 //! for other domains are refused (no open relay).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use crate::edit::Edits;
 use crate::flow_token::FlowTokens;
@@ -47,9 +48,9 @@ pub enum Action {
 pub struct Proxy {
     me: SocketAddr,
     transport: Transport,
-    /// Every address of this server (its listeners), `me` among them: a Route or Via naming
+    /// This server's other addresses (its listeners, shared): a Route or Via naming `me` or
     /// any of them is ours.
-    local: Vec<SocketAddr>,
+    local: Option<Arc<[SocketAddr]>>,
     /// The address requests and responses sent over UDP leave from (and their Via names).
     udp: SocketAddr,
     /// The flow the request came over, and the key of the flow tokens in our Record-Routes
@@ -66,7 +67,7 @@ impl Proxy {
         Proxy {
             me,
             transport,
-            local: vec![me],
+            local: None,
             udp: me,
             flow: None,
             domain: domain.to_ascii_lowercase(),
@@ -76,13 +77,16 @@ impl Proxy {
 
     /// The server's other addresses: `all` its listeners, `udp` the UDP socket that sends
     /// what leaves over UDP (when `me` is a TCP or TLS listener).
-    pub fn with_addresses(mut self, all: &[SocketAddr], udp: SocketAddr) -> Self {
-        self.local = all.to_vec();
-        if !self.local.contains(&self.me) {
-            self.local.push(self.me);
-        }
+    pub fn with_addresses(mut self, all: Arc<[SocketAddr]>, udp: SocketAddr) -> Self {
+        self.local = Some(all);
         self.udp = udp;
         self
+    }
+
+    /// Whether `ip:port` is one of this server's addresses.
+    fn ours(&self, ip: IpAddr, port: u16) -> bool {
+        let at = |a: &SocketAddr| a.ip() == ip && a.port() == port;
+        at(&self.me) || self.local.as_deref().is_some_and(|l| l.iter().any(at))
     }
 
     /// The flow the request came over, and the key for flow tokens: Record-Routes then name
@@ -374,15 +378,13 @@ impl Proxy {
     fn via_is_mine(&self, msg: &Message<'_>) -> bool {
         let v = msg.via();
         let port = v.port().unwrap_or(5060);
-        ip_literal(v.host())
-            .is_some_and(|ip| self.local.iter().any(|a| a.ip() == ip && a.port() == port))
+        ip_literal(v.host()).is_some_and(|ip| self.ours(ip, port))
     }
 
     /// Whether `uri` names this proxy's own address.
     pub(crate) fn is_me(&self, uri: &Uri<'_>) -> bool {
         let port = uri.port().unwrap_or(5060);
-        ip_literal(uri.host())
-            .is_some_and(|ip| self.local.iter().any(|a| a.ip() == ip && a.port() == port))
+        ip_literal(uri.host()).is_some_and(|ip| self.ours(ip, port))
     }
 
     /// Whether `uri` is in the served domain.
