@@ -15,25 +15,28 @@ use common::{LOCALHOST, Server, ServerConfig, counter, require_tool, run_tool, s
 
 const DOMAIN: &str = "example.org";
 
+/// Starts Farside with `config` and waits until its log says `listening` (an S400 line).
+fn start_sip(test: &str, config: ServerConfig, listening: &str) -> Server {
+    let server = Server::start(test, config);
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server.logs().contains(listening)),
+        "{}",
+        server.describe()
+    );
+    server
+}
+
 /// A Farside with `[sip]` on a free loopback port; returns it and the SIP address.
 fn sip_server(test: &str) -> (Server, SocketAddr) {
     let port = common::free_ports(&[LOCALHOST], 1);
     let sip = SocketAddr::new(LOCALHOST, port);
-    let server = Server::start(
+    let server = start_sip(
         test,
         ServerConfig::default().with_table(&format!(
             "[sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\n"
         )),
+        "S400 SIP registrar",
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !server.logs().contains("S400 SIP registrar") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.describe()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     (server, sip)
 }
 
@@ -61,15 +64,13 @@ fn add_user(server: &Server, name: &str, password: &str) {
         Duration::from_secs(20),
     );
     assert_eq!(add.code(), Some(0), "{}", add.describe());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !server.logs().contains("S306 store changed") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.describe()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("S306 store changed")),
+        "{}",
+        server.describe()
+    );
 }
 
 fn sipp(sip: SocketAddr, user: &str, password: &str) -> common::ToolOutput {
@@ -120,15 +121,15 @@ fn sipp_registers_with_digest_authentication() {
         1.0
     );
     // The gauge is refreshed once a second.
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while counter(&server, "farside_sip_bindings", "") < 1.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.describe()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        common::wait_until(Duration::from_secs(3), || counter(
+            &server,
+            "farside_sip_bindings",
+            ""
+        ) >= 1.0),
+        "{}",
+        server.describe()
+    );
     // The wrong password: SIPp gets no 200 and fails; the server counts a failure.
     let wrong = sipp(sip, "alice", "guess");
     assert_ne!(wrong.code(), Some(0), "{}", wrong.describe());
@@ -193,21 +194,10 @@ fn a_phone_on_tcp_registers_and_takes_a_call_over_its_connection() {
     }
     let port = common::free_ports(&[LOCALHOST], 1);
     let sip = SocketAddr::new(LOCALHOST, port);
-    let server = Server::start(
-        test,
-        ServerConfig::default().with_table(&format!(
-            "[sip]\nenabled = true\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\nmethod = \"CRLF\"\ninterval = \"1s\"\nall_contacts = true\n"
-        )),
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !server.logs().contains("listening on tcp") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.describe()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let config = ServerConfig::default().with_table(&format!(
+        "[sip]\nenabled = true\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\nmethod = \"CRLF\"\ninterval = \"1s\"\nall_contacts = true\n"
+    ));
+    let server = start_sip(test, config, "listening on tcp");
     add_user(&server, "alice", "wonderland");
     let ports = common::free_ports(&[LOCALHOST], 2);
     let call_id = format!("tcp-call-{}", std::process::id());
@@ -225,15 +215,13 @@ fn a_phone_on_tcp_registers_and_takes_a_call_over_its_connection() {
     let callee =
         std::thread::spawn(move || run_tool("sipp", &callee_args, Duration::from_secs(30)));
     // The caller once the phone has registered.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !server.logs().contains("registered from tcp") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.describe()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        common::wait_until(Duration::from_secs(10), || server
+            .logs()
+            .contains("registered from tcp")),
+        "{}",
+        server.describe()
+    );
     // A few CRLF CRLF pings over the connection first (RFC 5626 §3.5.1): SIPp takes them.
     std::thread::sleep(Duration::from_millis(3500));
     let mut caller_args = sipp::caller(
@@ -291,27 +279,16 @@ fn baresip_over_tls_registers_and_answers_a_call() {
         SocketAddr::new(LOCALHOST, port),
         SocketAddr::new(LOCALHOST, port + 1),
     );
-    let server = Server::start(
-        test,
-        ServerConfig::default()
-            .with_table(&format!(
-                "[sip]\nenabled = true\nlisten = [\"udp:{udp}\", \"tls:{tls}\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\nmethod = \"CRLF\"\n"
-            ))
-            .with_table(&format!(
-                "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-                cert.display(),
-                key.display()
-            )),
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !server.logs().contains("listening on tls") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.describe()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let config = ServerConfig::default()
+        .with_table(&format!(
+            "[sip]\nenabled = true\nlisten = [\"udp:{udp}\", \"tls:{tls}\"]\ndomain = \"{DOMAIN}\"\n\n[sip.keepalive]\nmethod = \"CRLF\"\n"
+        ))
+        .with_table(&format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ));
+    let server = start_sip(test, config, "listening on tls");
     add_user(&server, "alice", "wonderland");
     let phone_port = common::free_ports(&[LOCALHOST], 2);
     let template = std::fs::read_to_string(concat!(
@@ -344,16 +321,14 @@ fn baresip_over_tls_registers_and_answers_a_call() {
             "30".into(),
         ],
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !server.logs().contains("registered from tls") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "baresip registers over TLS\n{}\n{}",
-            phone.output(),
-            server.describe()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        common::wait_until(Duration::from_secs(15), || server
+            .logs()
+            .contains("registered from tls")),
+        "baresip registers over TLS\n{}\n{}",
+        phone.output(),
+        server.describe()
+    );
     let caller_port = common::free_ports(&[LOCALHOST], 1);
     let caller_args = sipp::caller(
         "alice",
@@ -372,15 +347,13 @@ fn baresip_over_tls_registers_and_answers_a_call() {
         phone.output(),
         server.describe()
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !phone.output().contains("Call established") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "baresip answered\n{}",
-            phone.output()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        common::wait_until(Duration::from_secs(5), || phone
+            .output()
+            .contains("Call established")),
+        "baresip answered\n{}",
+        phone.output()
+    );
 }
 
 /// The stateful proxy forks: alice registered two phones; the caller's INVITE gets 100 Trying
@@ -523,16 +496,7 @@ fn websocket_phone_call(test: &str, secure: bool) {
         ));
         ca.push(cert.display().to_string());
     }
-    let server = Server::start(test, config);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !server.logs().contains(&format!("listening on {scheme}")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.describe()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let server = start_sip(test, config, &format!("listening on {scheme}"));
     add_user(&server, "alice", "wonderland");
     let mut args = vec![
         concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ws_phone.py").to_string(),
@@ -544,16 +508,14 @@ fn websocket_phone_call(test: &str, secure: bool) {
     ];
     args.extend(ca);
     let phone = common::spawn_logged(&python, &args);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !phone.output().contains("REGISTERED") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the WebSocket phone registers\n{}\n{}",
-            phone.output(),
-            server.describe()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        common::wait_until(Duration::from_secs(15), || phone
+            .output()
+            .contains("REGISTERED")),
+        "the WebSocket phone registers\n{}\n{}",
+        phone.output(),
+        server.describe()
+    );
     let caller_port = common::free_ports(&[LOCALHOST], 1);
     let caller = run_tool(
         "sipp",
@@ -575,15 +537,13 @@ fn websocket_phone_call(test: &str, secure: bool) {
         phone.output(),
         server.describe()
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !phone.output().contains("CALL DONE") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "INVITE, ACK and BYE over the WebSocket\n{}",
-            phone.output()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        common::wait_until(Duration::from_secs(5), || phone
+            .output()
+            .contains("CALL DONE")),
+        "INVITE, ACK and BYE over the WebSocket\n{}",
+        phone.output()
+    );
     assert!(
         server
             .logs()
@@ -624,15 +584,13 @@ fn a_registration_survives_kill_9() {
                 .with_table(&sip_table)
                 .with_table(&store_table),
         );
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !server.logs().contains("S405 SIP registrations restored") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{}",
-                server.describe()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            common::wait_until(Duration::from_secs(5), || server
+                .logs()
+                .contains("S405 SIP registrations restored")),
+            "{}",
+            server.describe()
+        );
         server
     };
     let first = start("a_registration_survives_kill_9-first");
@@ -654,11 +612,10 @@ fn a_registration_survives_kill_9() {
         Duration::from_secs(5),
     );
     assert_eq!(kill.code(), Some(0), "{}", kill.describe());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while first.exited().is_none() {
-        assert!(std::time::Instant::now() < deadline, "not dead");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        common::wait_until(Duration::from_secs(5), || first.exited().is_some()),
+        "not dead"
+    );
     let second = start("a_registration_survives_kill_9-second");
     assert!(
         second

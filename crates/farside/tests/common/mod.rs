@@ -1286,3 +1286,17 @@ pub fn self_signed(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std:
     assert_eq!(made.code(), Some(0), "{}", made.describe());
     (cert, key)
 }
+
+/// Polls `ok` every 50 ms until it holds (true) or `limit` passes (false).
+pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
