@@ -73,6 +73,57 @@ fn start_farside_with(lab: &Lab, name: &str, port: u16, sip: &str, keepalive: &s
     server
 }
 
+/// SIPp alice registers with Digest from `ip:5070` on `host` at `target`.
+fn register_alice(lab: &Lab, host: &str, ip: &str, target: &str) -> natlab::Output {
+    lab.exec(
+        host,
+        "sipp",
+        &sipp::strs(&sipp::register(
+            "alice",
+            "wonderland",
+            DOMAIN,
+            ip,
+            5070,
+            target,
+            15,
+        )),
+        Duration::from_secs(30),
+    )
+}
+
+/// SIPp alice answers one call on `ip:5070` on `host` while `meanwhile` runs (half a second
+/// after she starts listening); her run's output and what `meanwhile` gave.
+fn while_alice_waits<T: Send>(
+    lab: &Lab,
+    host: &str,
+    ip: &str,
+    meanwhile: impl FnOnce() -> T + Send,
+) -> (natlab::Output, T) {
+    thread::scope(|s| {
+        let callee = s.spawn(|| {
+            lab.exec(
+                host,
+                "sipp",
+                &sipp::strs(&sipp::callee("alice", ip, 5070, 25)),
+                Duration::from_secs(40),
+            )
+        });
+        thread::sleep(Duration::from_millis(500));
+        let other = meanwhile();
+        (callee.join().unwrap(), other)
+    })
+}
+
+/// A SIPp phone on `host` (`ip:5080`) calls sip:alice@example.org through `target`.
+fn call_alice(lab: &Lab, host: &str, ip: &str, target: &str) -> natlab::Output {
+    lab.exec(
+        host,
+        "sipp",
+        &sipp::strs(&sipp::caller("alice", DOMAIN, ip, 5080, target, 20)),
+        Duration::from_secs(40),
+    )
+}
+
 /// How many times a SIPp scenario step ran, from its final statistics screen: `step` is the
 /// arrow and message as SIPp prints them ("----------> INVITE" for a request received,
 /// "401 <----------" for a response received; in a scenario that starts by sending, a request
@@ -103,20 +154,7 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
     let caller_ip = lab.host("home-lan1").addr().to_string();
 
     // Alice behind the symmetric gateway registers from port 5070...
-    let reg = lab.exec(
-        "symmetric-lan1",
-        "sipp",
-        &sipp::strs(&sipp::register(
-            "alice",
-            "wonderland",
-            DOMAIN,
-            &alice_ip,
-            5070,
-            &target,
-            15,
-        )),
-        Duration::from_secs(30),
-    );
+    let reg = register_alice(&lab, "symmetric-lan1", &alice_ip, &target);
     assert!(reg.success(), "register: {reg}\n{server}");
     // ...and answers there; the caller behind the home gateway calls her through Farside.
     // Her NAT's public address and port, as Farside saw the REGISTER come from.
@@ -138,43 +176,27 @@ fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
         })
         .unwrap();
     let started = Instant::now();
-    let (callee_out, control, caller_out) = thread::scope(|s| {
-        let callee_run = s.spawn(|| {
-            lab.exec(
-                "symmetric-lan1",
+    let (callee_out, (control, caller_out)) =
+        while_alice_waits(&lab, "symmetric-lan1", &alice_ip, || {
+            // The control: the same INVITE sent straight to her NAT mapping from the server host,
+            // but not from Farside's socket. The symmetric NAT lets only Farside's address and port
+            // in, so it never reaches her (had it, she would have answered it and the run below
+            // would find no phone waiting).
+            let control = lab.exec(
+                "server",
                 "sipp",
-                &sipp::strs(&sipp::callee("alice", &alice_ip, 5070, 25)),
-                Duration::from_secs(40),
-            )
+                &sipp::strs(&sipp::caller(
+                    "alice",
+                    DOMAIN,
+                    &primary.to_string(),
+                    5099,
+                    &mapped,
+                    4,
+                )),
+                Duration::from_secs(20),
+            );
+            (control, call_alice(&lab, "home-lan1", &caller_ip, &target))
         });
-        thread::sleep(Duration::from_millis(500));
-        // The control: the same INVITE sent straight to her NAT mapping from the server host,
-        // but not from Farside's socket. The symmetric NAT lets only Farside's address and port
-        // in, so it never reaches her (had it, she would have answered it and the run below
-        // would find no phone waiting).
-        let control = lab.exec(
-            "server",
-            "sipp",
-            &sipp::strs(&sipp::caller(
-                "alice",
-                DOMAIN,
-                &primary.to_string(),
-                5099,
-                &mapped,
-                4,
-            )),
-            Duration::from_secs(20),
-        );
-        let caller_run = lab.exec(
-            "home-lan1",
-            "sipp",
-            &sipp::strs(&sipp::caller(
-                "alice", DOMAIN, &caller_ip, 5080, &target, 20,
-            )),
-            Duration::from_secs(40),
-        );
-        (callee_run.join().unwrap(), control, caller_run)
-    });
     assert!(
         !control.success() && sipp_count(&control.stdout, "180 <----------") == Some(0),
         "the INVITE sent to her NAT mapping from elsewhere must not reach her\n{control}"
@@ -213,20 +235,7 @@ fn a_phone_behind_a_sip_alg_authenticates_on_the_first_challenge_and_takes_a_cal
     let target = format!("{primary}:5060");
     let alice_ip = lab.host("alg-lan1").addr().to_string();
     let caller_ip = lab.host("alg-lan2").addr().to_string();
-    let reg = lab.exec(
-        "alg-lan1",
-        "sipp",
-        &sipp::strs(&sipp::register(
-            "alice",
-            "wonderland",
-            DOMAIN,
-            &alice_ip,
-            5070,
-            &target,
-            15,
-        )),
-        Duration::from_secs(30),
-    );
+    let reg = register_alice(&lab, "alg-lan1", &alice_ip, &target);
     assert!(reg.success(), "register: {reg}\n{server}");
     assert_eq!(
         sipp_count(&reg.stdout, "401 <----------"),
@@ -251,25 +260,8 @@ fn a_phone_behind_a_sip_alg_authenticates_on_the_first_challenge_and_takes_a_cal
         !line.contains("private_contact") && line.contains("NAT tests fired"),
         "the ALG rewrote the Contact: {line}"
     );
-    let (callee_out, caller_out) = thread::scope(|s| {
-        let callee_run = s.spawn(|| {
-            lab.exec(
-                "alg-lan1",
-                "sipp",
-                &sipp::strs(&sipp::callee("alice", &alice_ip, 5070, 25)),
-                Duration::from_secs(40),
-            )
-        });
-        thread::sleep(Duration::from_millis(500));
-        let caller_run = lab.exec(
-            "alg-lan2",
-            "sipp",
-            &sipp::strs(&sipp::caller(
-                "alice", DOMAIN, &caller_ip, 5080, &target, 20,
-            )),
-            Duration::from_secs(40),
-        );
-        (callee_run.join().unwrap(), caller_run)
+    let (callee_out, caller_out) = while_alice_waits(&lab, "alg-lan1", &alice_ip, || {
+        call_alice(&lab, "alg-lan2", &caller_ip, &target)
     });
     assert!(caller_out.success(), "caller: {caller_out}\n{server}");
     assert!(callee_out.success(), "callee: {callee_out}\n{server}");
@@ -343,25 +335,8 @@ fn edge_mode_in_front_of_kamailio_delivers_calls_along_the_path() {
         Duration::from_secs(30),
     );
     assert!(reg.success(), "register: {reg}\n{server}\n{kamailio}");
-    let (callee_out, caller_out) = thread::scope(|s| {
-        let callee_run = s.spawn(|| {
-            lab.exec(
-                "symmetric-lan1",
-                "sipp",
-                &sipp::strs(&sipp::callee("alice", &alice_ip, 5070, 25)),
-                Duration::from_secs(40),
-            )
-        });
-        thread::sleep(Duration::from_millis(500));
-        let caller_run = lab.exec(
-            "home-lan1",
-            "sipp",
-            &sipp::strs(&sipp::caller(
-                "alice", DOMAIN, &caller_ip, 5080, &target, 20,
-            )),
-            Duration::from_secs(40),
-        );
-        (callee_run.join().unwrap(), caller_run)
+    let (callee_out, caller_out) = while_alice_waits(&lab, "symmetric-lan1", &alice_ip, || {
+        call_alice(&lab, "home-lan1", &caller_ip, &target)
     });
     assert!(
         caller_out.success(),
@@ -438,14 +413,7 @@ fn baresip_behind_a_symmetric_nat_registers_and_answers_a_call() {
         ),
         "{server}"
     );
-    let caller = lab.exec(
-        "home-lan1",
-        "sipp",
-        &sipp::strs(&sipp::caller(
-            "alice", DOMAIN, &caller_ip, 5080, &target, 20,
-        )),
-        Duration::from_secs(40),
-    );
+    let caller = call_alice(&lab, "home-lan1", &caller_ip, &target);
     assert!(caller.success(), "caller: {caller}\n{phone}\n{server}");
     assert!(
         phone.wait_for_output("Call established", Duration::from_secs(5)),
