@@ -45,46 +45,12 @@ GEN_RETRIES=${GEN_RETRIES:-2}
 BENCH_OPTS=${BENCH_OPTS:-}
 CLK_TCK=$(getconf CLK_TCK)
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "stun.sh: $*"; exit 1; }
-
-for tool in taskset jq awk; do
-    command -v "$tool" >/dev/null || die "needs $tool"
-done
-
-# --- the binary -------------------------------------------------------------------------------
-if [[ -n ${FARSIDE:-} ]]; then
-    SKIP_BUILD=1
-else
-    FARSIDE="${CARGO_TARGET_DIR:-$ROOT/target}/release/farside"
-fi
-if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    log "building: cargo build --release -p farside"
-    (cd "$ROOT" && cargo build --release -p farside) >&2
-fi
-[[ -x $FARSIDE ]] || die "no farside binary at $FARSIDE"
+NAME=stun.sh
+# --- messages, the binary, the scratch directory, the server under test ------------------------
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+need taskset jq awk
 DEADLINE=$((SECONDS + 600))
-
-# --- clean-up ---------------------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/farside-bench.XXXXXX")
-SERVER_PID=""
-stop_server() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
-cleanup() {
-    stop_server
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 check_deadline() {
