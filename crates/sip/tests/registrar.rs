@@ -94,6 +94,15 @@ fn submit(r: &mut Registrar, req: &[u8], port: u16, at: u64) -> (Vec<u8>, Outcom
     )
 }
 
+/// Alice registers `contact` from NAT port `port`: the challenge (CSeq `cseq`), then her
+/// credentials (CSeq `cseq + 1`), answered 200.
+fn registered(r: &mut Registrar, cseq: u32, contact: &str, port: u16) {
+    let (resp, _) = submit(r, &register(cseq, contact, "", None), port, NOW);
+    let n = nonce(&resp);
+    let req = register(cseq + 1, contact, "", Some(("alice", "wonderland", &n)));
+    assert_eq!(code(&submit(r, &req, port, NOW).0), 200);
+}
+
 fn code(resp: &[u8]) -> u16 {
     match Message::parse(resp).expect("a valid response").start_line() {
         StartLine::Response { code, .. } => code,
@@ -382,17 +391,7 @@ fn star_min_expires_and_limits() {
 fn the_proxy_routes_calls_over_the_registered_flow() {
     use farside_sip::proxy::{Action, Proxy};
     let mut r = registrar();
-    let contact = "<sip:alice@192.168.1.20:5060>";
-    let (resp, _) = r.register(
-        &Message::parse(&register(1, contact, "", None)).expect("ok"),
-        flow(40123),
-        NOW,
-        &Store,
-    );
-    let n = nonce(&resp);
-    let req = register(2, contact, "", Some(("alice", "wonderland", &n)));
-    let (resp, _) = submit(&mut r, &req, 40123, NOW);
-    assert_eq!(code(&resp), 200);
+    registered(&mut r, 1, "<sip:alice@192.168.1.20:5060>", 40123);
     let me: SocketAddr = "192.0.2.10:5060".parse().expect("address");
     let proxy = Proxy::new(me, Transport::Udp, "example.org", 7);
     let invite = |uri: &str, extra: &str, mf: u8| {
@@ -497,16 +496,7 @@ Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.20:5060>\r\nC
 fn the_proxy_record_routes_twice_across_transports() {
     use farside_sip::proxy::{Action, Proxy};
     let mut r = registrar();
-    let contact = "<sip:alice@192.168.1.20:5060>";
-    let (resp, _) = r.register(
-        &Message::parse(&register(1, contact, "", None)).expect("ok"),
-        flow(40123),
-        NOW,
-        &Store,
-    );
-    let n = nonce(&resp);
-    let req = register(2, contact, "", Some(("alice", "wonderland", &n)));
-    assert_eq!(code(&submit(&mut r, &req, 40123, NOW).0), 200);
+    registered(&mut r, 1, "<sip:alice@192.168.1.20:5060>", 40123);
     let me: SocketAddr = "192.0.2.10:5060".parse().expect("address");
     let over_tcp = Proxy::new(me, Transport::Tcp, "example.org", 7);
     let req = "INVITE sip:alice@example.org SIP/2.0\r\nVia: SIP/2.0/TCP 198.51.100.5:5070;branch=z9hG4bKt1;received=198.51.100.5;rport=40000\r\n\
@@ -742,15 +732,8 @@ fn the_stateful_proxy_forks_absorbs_retransmissions_and_answers_cancel() {
     use farside_sip::transaction::{Packet, Transactions};
     let mut r = registrar();
     // Two phones register (each its own contact and NAT port).
-    for (cseq, contact, port) in [
-        (1, "<sip:alice@192.168.1.20:5060>", 40123),
-        (3, "<sip:alice@192.168.1.21:5060>", 40124),
-    ] {
-        let (resp, _) = submit(&mut r, &register(cseq, contact, "", None), port, NOW);
-        let n = nonce(&resp);
-        let req = register(cseq + 1, contact, "", Some(("alice", "wonderland", &n)));
-        assert_eq!(code(&submit(&mut r, &req, port, NOW).0), 200);
-    }
+    registered(&mut r, 1, "<sip:alice@192.168.1.20:5060>", 40123);
+    registered(&mut r, 3, "<sip:alice@192.168.1.21:5060>", 40124);
     let me: SocketAddr = "192.0.2.10:5060".parse().expect("address");
     let caller: SocketAddr = "198.51.100.5:5071".parse().expect("address");
     let source = (Transport::Udp, me, caller);
