@@ -329,16 +329,7 @@ fn baresip_over_tls_registers_and_answers_a_call() {
         phone.output(),
         server.describe()
     );
-    let caller_port = common::free_ports(&[LOCALHOST], 1);
-    let caller_args = sipp::caller(
-        "alice",
-        DOMAIN,
-        "127.0.0.1",
-        caller_port,
-        &udp.to_string(),
-        15,
-    );
-    let caller = run_tool("sipp", &caller_args, Duration::from_secs(30));
+    let caller = call_alice(udp);
     assert_eq!(
         caller.code(),
         Some(0),
@@ -396,19 +387,7 @@ fn an_invite_forks_to_every_phone_of_the_user_and_the_one_that_answers_gets_it()
         )
     });
     std::thread::sleep(Duration::from_millis(500));
-    let caller_port = common::free_ports(&[LOCALHOST], 1);
-    let caller = run_tool(
-        "sipp",
-        &sipp::caller(
-            "alice",
-            DOMAIN,
-            "127.0.0.1",
-            caller_port,
-            &sip.to_string(),
-            20,
-        ),
-        Duration::from_secs(30),
-    );
+    let caller = call_alice(sip);
     let (answers, busy) = (answers.join().unwrap(), busy.join().unwrap());
     assert_eq!(
         caller.code(),
@@ -516,19 +495,7 @@ fn websocket_phone_call(test: &str, secure: bool) {
         phone.output(),
         server.describe()
     );
-    let caller_port = common::free_ports(&[LOCALHOST], 1);
-    let caller = run_tool(
-        "sipp",
-        &sipp::caller(
-            "alice",
-            DOMAIN,
-            "127.0.0.1",
-            caller_port,
-            &udp.to_string(),
-            15,
-        ),
-        Duration::from_secs(30),
-    );
+    let caller = call_alice(udp);
     assert_eq!(
         caller.code(),
         Some(0),
@@ -647,6 +614,13 @@ fn call(sip: SocketAddr, port: u16) -> (common::ToolOutput, common::ToolOutput) 
     let caller_args = sipp::caller("alice", DOMAIN, "127.0.0.1", port + 1, &sip.to_string(), 20);
     let caller = run_tool("sipp", &caller_args, Duration::from_secs(30));
     (caller, callee.join().unwrap())
+}
+
+/// A SIPp phone on a free loopback port calls sip:alice@example.org through `sip`.
+fn call_alice(sip: SocketAddr) -> common::ToolOutput {
+    let port = common::free_ports(&[LOCALHOST], 1);
+    let args = sipp::caller("alice", DOMAIN, "127.0.0.1", port, &sip.to_string(), 20);
+    run_tool("sipp", &args, Duration::from_secs(30))
 }
 
 /// Sends `req` from `phone` and returns the answer.
