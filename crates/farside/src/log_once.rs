@@ -25,3 +25,17 @@ pub fn dropped(reason: DropReason, source: SocketAddr) {
         reason.as_str()
     );
 }
+
+static SEGMENTATION_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Logs the first time the kernel refuses a segmented send (`UDP_SEGMENT`) on any socket.
+pub fn segmentation_refused(socket: &impl std::os::fd::AsRawFd) {
+    if SEGMENTATION_LOGGED.swap(true, Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        "S107 the kernel refused a segmented UDP send (UDP_SEGMENT) on socket {}: runs of \
+         datagrams for one destination now leave one by one from that worker; nothing was lost",
+        socket.as_raw_fd()
+    );
+}

@@ -151,7 +151,13 @@ impl Worker<'_> {
                 } else {
                     MAX_RESPONSE
                 };
-                SendBatch::new(self.batch, slot)
+                let b = SendBatch::new(self.batch, slot);
+                // Relayed runs for one client go out as segmented sends (see SendBatch).
+                if self.turn.is_some() {
+                    b.with_segmentation()
+                } else {
+                    b
+                }
             })
             .collect();
         let mut scratch = vec![0u8; MAX_RESPONSE];
@@ -279,6 +285,9 @@ impl Worker<'_> {
                         &scratch[..len],
                     );
                 }
+                if let Some(t) = self.turn.as_mut() {
+                    t.flush_to_peers();
+                }
             }
             flush_all(&self.ws.sockets, &mut tx, self.counters);
         }
@@ -340,8 +349,12 @@ fn socket_for(
 
 fn flush(socket: &UdpSocket, batch: &mut SendBatch, counters: &StunCounters) {
     let queued = batch.len();
+    let segmenting = batch.segmenting();
     let sent = send_batch(socket, batch);
     if sent < queued {
         counters.send_failed((queued - sent) as u64);
+    }
+    if segmenting && !batch.segmenting() {
+        log_once::segmentation_refused(socket);
     }
 }

@@ -208,6 +208,7 @@ impl TcpTurn {
                     }
                 }
             }
+            self.worker.flush_to_peers();
             for (fd, token) in self.worker.take_fresh() {
                 if let Err(e) = self.epoll.add(fd, token) {
                     tracing::warn!("S104 cannot watch a relay socket: {e}");

@@ -138,6 +138,14 @@ pub struct TurnWorker {
     rx: farside_io::RecvBatch,
     /// Set by [`TurnWorker::client`] when the TCP thread has RFC 6062 work to do.
     action: Option<TcpAction>,
+    /// Data for peers from one relay socket, queued while a batch of client messages is
+    /// handled and sent with one `sendmmsg` (runs for one peer segmented) when the next
+    /// message is for another relay socket or [`TurnWorker::flush_to_peers`] is called.
+    to_peers: farside_io::SendBatch,
+    /// The relayed address whose socket `to_peers` is for.
+    to_peers_from: Option<SocketAddr>,
+    /// Payload bytes in `to_peers`.
+    to_peers_bytes: u64,
 }
 
 impl TurnWorker {
@@ -168,6 +176,9 @@ impl TurnWorker {
             out: vec![0u8; TURN_OUT],
             rx: farside_io::RecvBatch::new(RELAY_BATCH, MAX_RELAYED),
             action: None,
+            to_peers: farside_io::SendBatch::new(RELAY_BATCH, TURN_OUT).with_segmentation(),
+            to_peers_from: None,
+            to_peers_bytes: 0,
         }
     }
 
@@ -199,6 +210,10 @@ impl TurnWorker {
     ) -> Option<farside_turn::Transmit> {
         // An action is for the message that left it, never a later one.
         self.action = None;
+        // Queued data goes before any request, which may end its allocation (and socket).
+        if !is_data(bytes) {
+            self.flush_to_peers();
+        }
         let h = self.server.handle_client(
             now,
             transport,
@@ -218,19 +233,16 @@ impl TurnWorker {
                 Some(t)
             }
             Handled::Relayed(t) => {
-                let sent = self
-                    .relays
-                    .get(t.from)
-                    .and_then(|s| s.send_to(&self.out[..t.len], t.to).ok());
-                match sent {
-                    Some(_) => {
-                        self.counters.to_peer.fetch_add(1, Relaxed);
-                        self.counters.to_peer_bytes.fetch_add(t.len as u64, Relaxed);
-                    }
-                    None => {
-                        self.counters.send_failures.fetch_add(1, Relaxed);
-                    }
+                if self.to_peers_from != Some(t.from) || self.to_peers.is_full() {
+                    self.flush_to_peers();
                 }
+                self.to_peers_from = Some(t.from);
+                let body = &self.out[..t.len];
+                self.to_peers.push(t.to, |buf| {
+                    buf.get_mut(..body.len())?.copy_from_slice(body);
+                    Some(body.len())
+                });
+                self.to_peers_bytes += t.len as u64;
                 None
             }
             Handled::Dropped(d) => {
@@ -247,6 +259,43 @@ impl TurnWorker {
                 Some(t)
             }
         }
+    }
+
+    /// Sends the data for peers that [`TurnWorker::client`] queued. Call it after each batch
+    /// of client messages.
+    pub fn flush_to_peers(&mut self) {
+        let Some(from) = self.to_peers_from.take() else {
+            return;
+        };
+        let queued = self.to_peers.len();
+        let bytes = std::mem::take(&mut self.to_peers_bytes);
+        // The allocation may have ended within the batch (a Refresh with LIFETIME 0).
+        let sent = match self.relays.get(from) {
+            Some(socket) => {
+                let segmenting = self.to_peers.segmenting();
+                let sent = farside_io::send_batch(socket, &mut self.to_peers);
+                if segmenting && !self.to_peers.segmenting() {
+                    crate::log_once::segmentation_refused(socket);
+                }
+                sent
+            }
+            None => {
+                self.to_peers.clear();
+                0
+            }
+        };
+        self.counters.to_peer.fetch_add(sent as u64, Relaxed);
+        // On a partial failure (rare: a full socket buffer, an ICMP error) the bytes are
+        // apportioned by datagrams.
+        let sent_bytes = if sent == queued {
+            bytes
+        } else {
+            bytes * sent as u64 / queued.max(1) as u64
+        };
+        self.counters.to_peer_bytes.fetch_add(sent_bytes, Relaxed);
+        self.counters
+            .send_failures
+            .fetch_add((queued - sent) as u64, Relaxed);
     }
 
     /// The RFC 6062 work the last [`TurnWorker::client`] call left, if any.
@@ -374,4 +423,10 @@ impl TurnWorker {
             }
         }
     }
+}
+
+/// ChannelData or a Send indication (type 0x0016, RFC 8656 §18): the client messages that
+/// carry data for a peer.
+fn is_data(bytes: &[u8]) -> bool {
+    farside_turn::channel_data::is_channel_data(bytes) || bytes.starts_with(&[0x00, 0x16])
 }

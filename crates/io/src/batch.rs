@@ -6,17 +6,27 @@
 //! Sockets bound to a wildcard address learn each datagram's destination address from
 //! `IP_PKTINFO` / `IPV6_PKTINFO` ([`Datagram::destination`]) and answer from that same address
 //! ([`SendBatch::push_from`]): on a host with several addresses the kernel's own choice of
-//! source could be one the client never sent to, and NATs and ICE agents drop such answers. The `mmsghdr` array points into that memory, which is why a batch is
-//! neither `Send` nor movable out of its box once built: construct it on the thread that uses it.
+//! source could be one the client never sent to, and NATs and ICE agents drop such answers. The `mmsghdr` array points into that memory, which lives in a `Box`
+//! so that moving a batch (to the thread that uses it) leaves those pointers valid.
 
 use std::io;
 use std::mem;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
-/// Room for one control message: an `in6_pktinfo` (20 bytes) plus its header, aligned as
-/// `cmsghdr` requires.
+/// Room for the control messages of one datagram: an `in6_pktinfo` (20 bytes) and a
+/// `UDP_SEGMENT` size (2 bytes), each with its header, aligned as `cmsghdr` requires.
 const CONTROL_LEN: usize = 64;
+
+/// Most datagrams in one segmented send (the kernel's `UDP_MAX_SEGMENTS` before Linux 6.9).
+const MAX_SEGMENTS: usize = 64;
+
+/// Largest segment coalesced: a segment must fit the path MTU whole, or the kernel refuses
+/// the send; 1232 bytes fit IPv6's minimum MTU (1280) after the IPv6 and UDP headers.
+const MAX_SEGMENT_LEN: usize = 1232;
+
+/// Most bytes in one segmented send (UDP's 65,507-byte payload limit, with room to spare).
+const MAX_SEGMENTED_LEN: usize = 65_000;
 
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
@@ -184,28 +194,74 @@ pub fn recv_batch(socket: &impl AsRawFd, batch: &mut RecvBatch) -> io::Result<us
 }
 
 /// Preallocated buffers for `sendmmsg`: fill with [`SendBatch::push`], drain with [`send_batch`].
+///
+/// With [`SendBatch::with_segmentation`], consecutive datagrams of one size for one destination
+/// share a slot and leave as one segmented send (`UDP_SEGMENT`, Linux 4.18): the kernel builds
+/// and routes one buffer for the run and cuts it into the datagrams on the way out, instead of
+/// doing all of that once per datagram. The receiver gets the same datagrams either way.
 pub struct SendBatch {
     slots: Box<Slots>,
+    /// Slots in use.
     count: usize,
+    /// Datagrams queued (a segmented slot holds several).
+    datagrams: usize,
+    /// Per slot: what it holds.
+    runs: Box<[Run]>,
+    segmentation: bool,
+}
+
+// SAFETY: as for RecvBatch: the headers point only into the batch's own heap buffers, which
+// move with it; nothing is shared.
+unsafe impl Send for SendBatch {}
+
+/// The datagrams queued in one slot: `segments` of `segment` bytes, the last maybe shorter.
+#[derive(Clone, Copy, Debug, Default)]
+struct Run {
+    dest: Option<SocketAddr>,
+    source: Option<IpAddr>,
+    segment: usize,
+    segments: usize,
+    len: usize,
+    /// Bytes of control messages before the `UDP_SEGMENT` one (the source address).
+    control: usize,
 }
 
 impl SendBatch {
     /// A batch of `capacity` datagrams of up to `buf_len` bytes each.
     pub fn new(capacity: usize, buf_len: usize) -> Self {
+        let slots = Slots::new(capacity, buf_len);
+        let runs = vec![Run::default(); slots.capacity()].into_boxed_slice();
         SendBatch {
-            slots: Slots::new(capacity, buf_len),
+            slots,
             count: 0,
+            datagrams: 0,
+            runs,
+            segmentation: false,
         }
+    }
+
+    /// The same batch, coalescing runs of datagrams for one destination into segmented sends
+    /// (as many as fit a slot's `buf_len`, at most 64). If the kernel refuses a segmented send
+    /// (an old kernel, an IPsec route), [`send_batch`] sends that run one datagram at a time
+    /// and the batch stops coalescing ([`SendBatch::segmenting`]).
+    pub fn with_segmentation(mut self) -> Self {
+        self.segmentation = true;
+        self
+    }
+
+    /// Whether the batch still coalesces runs into segmented sends.
+    pub fn segmenting(&self) -> bool {
+        self.segmentation
     }
 
     /// Queued datagrams.
     pub fn len(&self) -> usize {
-        self.count
+        self.datagrams
     }
 
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.datagrams == 0
     }
 
     /// No room for another datagram: flush first.
@@ -256,19 +312,97 @@ impl SendBatch {
             return true;
         };
         let len = len.min(self.slots.buf_len);
+        self.datagrams += 1;
+        if self.join_last_run(i, dest, source, len) {
+            return true;
+        }
         // A zero name length makes the kernel ignore `msg_name` and use the socket's peer.
         let namelen = dest.map_or(0, |d| std_to_sockaddr(d, &mut self.slots.addrs[i]));
         self.slots.iovecs[i].iov_len = len;
         let hdr = &mut self.slots.headers[i].msg_hdr;
         hdr.msg_namelen = namelen;
         set_packet_info(hdr, source);
+        #[allow(clippy::unnecessary_cast)] // msg_controllen is a u32 on musl
+        let control = hdr.msg_controllen as usize;
+        self.runs[i] = Run {
+            dest,
+            source,
+            segment: len,
+            segments: 1,
+            len,
+            control,
+        };
         self.count += 1;
         true
     }
 
-    fn clear(&mut self) {
-        self.count = 0;
+    /// Moves the datagram just written to slot `i` onto the end of the run in slot `i - 1`
+    /// when it can follow it in one segmented send: same addresses, no longer than the run's
+    /// segment (only the last segment may be shorter), and room left.
+    fn join_last_run(
+        &mut self,
+        i: usize,
+        dest: Option<SocketAddr>,
+        source: Option<IpAddr>,
+        len: usize,
+    ) -> bool {
+        if !self.segmentation || i == 0 || len == 0 {
+            return false;
+        }
+        let run = self.runs[i - 1];
+        let fits = run.dest == dest
+            && run.source == source
+            && len <= run.segment
+            && run.segment <= MAX_SEGMENT_LEN
+            && run.len == run.segment * run.segments
+            && run.segments < MAX_SEGMENTS
+            && run.len + len <= self.slots.buf_len.min(MAX_SEGMENTED_LEN);
+        if !fits {
+            return false;
+        }
+        let buf_len = self.slots.buf_len;
+        let from = i * buf_len;
+        let to = (i - 1) * buf_len + run.len;
+        self.slots.data.copy_within(from..from + len, to);
+        let run = &mut self.runs[i - 1];
+        run.segments += 1;
+        run.len += len;
+        self.slots.iovecs[i - 1].iov_len = run.len;
+        if run.segments == 2 {
+            let segment = run.segment as u16;
+            let control = run.control;
+            set_segment_size(&mut self.slots, i - 1, control, segment);
+        }
+        true
     }
+
+    /// Drops everything queued.
+    pub fn clear(&mut self) {
+        self.count = 0;
+        self.datagrams = 0;
+    }
+}
+
+/// Appends a `UDP_SEGMENT` control message after the first `control` bytes of slot `i`'s.
+fn set_segment_size(slots: &mut Slots, i: usize, control: usize, segment: u16) {
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    let space = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as usize;
+    debug_assert!(control + space <= CONTROL_LEN);
+    let hdr = &mut slots.headers[i].msg_hdr;
+    // SAFETY: `control` is a multiple of the cmsg alignment (it is a CMSG_SPACE or 0) and
+    // `control + space` fits the slot's CONTROL_LEN-byte, 8-aligned buffer.
+    unsafe {
+        let c = slots.controls[i].0.as_mut_ptr().add(control);
+        let header = libc::cmsghdr {
+            cmsg_len: libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _,
+            cmsg_level: libc::SOL_UDP,
+            cmsg_type: libc::UDP_SEGMENT,
+        };
+        std::ptr::write_unaligned(c.cast::<libc::cmsghdr>(), header);
+        let data = c.add(libc::CMSG_LEN(0) as usize);
+        std::ptr::write_unaligned(data.cast::<u16>(), segment);
+    }
+    hdr.msg_controllen = (control + space) as _;
 }
 
 /// Sends every queued datagram of `batch` and empties it.
@@ -293,14 +427,26 @@ pub fn send_batch(socket: &impl AsRawFd, batch: &mut SendBatch) -> usize {
             )
         };
         if n > 0 {
-            done += n as usize;
-            sent += n as usize;
+            let n = n as usize;
+            sent += batch.runs[done..done + n]
+                .iter()
+                .map(|r| r.segments)
+                .sum::<usize>();
+            done += n;
             continue;
         }
         let err = io::Error::last_os_error();
         match err.kind() {
             io::ErrorKind::Interrupted => continue,
             io::ErrorKind::WouldBlock => break,
+            // A segmented send the kernel will not take (EIO: an IPsec route; EINVAL: a segment
+            // over the route's MTU, or a kernel without UDP_SEGMENT): its datagrams go one at
+            // a time, and this batch segments no more.
+            _ if batch.runs[done].segments > 1 => {
+                batch.segmentation = false;
+                sent += send_one_by_one(fd, &mut batch.slots, &batch.runs[done], done);
+                done += 1;
+            }
             // The first datagram failed on its own (bad destination, EPERM from a firewall...):
             // skip it and carry on with the others.
             _ => done += 1,
@@ -308,6 +454,32 @@ pub fn send_batch(socket: &impl AsRawFd, batch: &mut SendBatch) -> usize {
     }
     // Restore full-length iovecs is not needed: `push` sets the length of each one it fills.
     batch.clear();
+    sent
+}
+
+/// Sends the datagrams of segmented slot `i` one `sendmsg` each; returns how many went.
+fn send_one_by_one(fd: RawFd, slots: &mut Slots, run: &Run, i: usize) -> usize {
+    let base = slots.iovecs[i].iov_base.cast::<u8>();
+    let mut hdr = slots.headers[i].msg_hdr;
+    hdr.msg_controllen = run.control as _;
+    let mut sent = 0;
+    let mut at = 0;
+    while at < run.len {
+        let len = run.segment.min(run.len - at);
+        let mut iov = libc::iovec {
+            // SAFETY: `at + len <= run.len`, within the slot's buffer.
+            iov_base: unsafe { base.add(at) }.cast(),
+            iov_len: len,
+        };
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        // SAFETY: `hdr` points at the slot's address and control buffers and at `iov`, all
+        // alive for the call.
+        if unsafe { libc::sendmsg(fd, &hdr, libc::MSG_DONTWAIT) } >= 0 {
+            sent += 1;
+        }
+        at += len;
+    }
     sent
 }
 
@@ -558,6 +730,92 @@ mod tests {
                 (&b"pong"[..], dest),
                 "answer must leave from {dest}"
             );
+        }
+    }
+
+    #[test]
+    fn runs_for_one_destination_leave_as_segmented_sends_and_arrive_as_datagrams() {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind a");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("bind b");
+        let c = UdpSocket::bind("127.0.0.1:0").expect("bind c");
+        let (b_addr, c_addr) = (b.local_addr().expect("b"), c.local_addr().expect("c"));
+        let mut out = SendBatch::new(8, 4096).with_segmentation();
+        // Ten of 100 bytes and a shorter last one: one slot. Then one of 100 after the short
+        // one (a new slot: only the last segment may be short), one for another destination,
+        // and one longer than the run's segment.
+        let plan: Vec<(SocketAddr, usize)> = (0..10)
+            .map(|_| (b_addr, 100))
+            .chain([(b_addr, 50), (b_addr, 100), (c_addr, 100), (c_addr, 300)])
+            .collect();
+        for (k, &(to, len)) in plan.iter().enumerate() {
+            assert!(out.push(to, |buf| {
+                buf[..len].fill(k as u8);
+                Some(len)
+            }));
+        }
+        assert_eq!(
+            (out.len(), out.count),
+            (14, 4),
+            "datagrams and slots queued"
+        );
+        assert_eq!(send_batch(&a, &mut out), 14);
+        assert!(out.segmenting(), "loopback takes segmented sends");
+
+        for (socket, addr) in [(&b, b_addr), (&c, c_addr)] {
+            let want: Vec<Vec<u8>> = plan
+                .iter()
+                .enumerate()
+                .filter(|(_, (to, _))| *to == addr)
+                .map(|(k, &(_, len))| vec![k as u8; len])
+                .collect();
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .expect("timeout");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 2048];
+            while got.len() < want.len() {
+                let n = socket.recv(&mut buf).expect("datagram");
+                got.push(buf[..n].to_vec());
+            }
+            assert_eq!(got, want, "datagrams at {addr}, in order and whole");
+        }
+    }
+
+    #[test]
+    fn a_segmented_send_the_kernel_refuses_goes_one_datagram_at_a_time() {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind a");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("bind b");
+        // SO_NO_CHECK (asm-generic/socket.h: 11): UDP without checksums, with which the
+        // kernel refuses segmented sends (EINVAL).
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket and a c_int option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                a.as_raw_fd(),
+                libc::SOL_SOCKET,
+                11,
+                (&one as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_NO_CHECK");
+        let to = b.local_addr().expect("b");
+        let mut out = SendBatch::new(8, 4096).with_segmentation();
+        for k in 0..5u8 {
+            assert!(out.push(to, |buf| {
+                buf[..64].fill(k);
+                Some(64)
+            }));
+        }
+        assert_eq!(out.count, 1, "one segmented slot");
+        assert_eq!(send_batch(&a, &mut out), 5, "every datagram still went");
+        assert!(!out.segmenting(), "and the batch stopped segmenting");
+        b.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .expect("timeout");
+        let mut buf = [0u8; 128];
+        for k in 0..5u8 {
+            let n = b.recv(&mut buf).expect("datagram");
+            assert_eq!(&buf[..n], &[k; 64][..]);
         }
     }
 
