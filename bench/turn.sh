@@ -7,12 +7,19 @@
 #     its threads from /proc/PID/stat, over the run; two relayed messages per round trip),
 #   - then, up a ladder of rates (RATES), the loss and the CPU per relayed message at each, up to the
 #     highest rate with < LOSS_MAX % loss,
-# and the ratios Farside/coturn: at FIXED_RATE, at each rate both passed, and of the highest rates.
+#   - the relayed messages per CPU-second at that highest rate, where the server's core is (nearly)
+#     full: what one core relays at most without loss. (Offering more than a server takes measures
+#     the generator too: its peers drop what they cannot echo.)
+# and the ratios Farside/coturn: at FIXED_RATE, at each rate both passed, at each one's highest
+# rate, and of the highest rates. A relayed message is one the relay delivered: each message the peer got, plus each
+# echo the client got.
 # Loopback only. Needs taskset, jq, turnserver (coturn), cargo.
 #
 # Knobs: SERVERS="farside coturn" SERVER_CPU=0 LOAD_CPU=1 CLIENTS=16 FIXED_RATE=20000 CPU_SECS=5
 #        RATES="20000 40000 ... 300000" STEP_SECS=3 LOSS_MAX=0.1
 #        SKIP_BUILD=1 (use target/release/farside) FARSIDE=path
+#        FARSIDE_SERVER=path (another farside binary as the server, e.g. an older build to compare
+#        with; the load generator stays FARSIDE)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,7 +71,7 @@ listen = "off"
 [log]
 level = "warn"
 TOML
-        taskset -c "$SERVER_CPU" "$FARSIDE" serve --config "$TMP/farside.toml" >"$TMP/farside.log" 2>&1 &
+        taskset -c "$SERVER_CPU" "${FARSIDE_SERVER:-$FARSIDE}" serve --config "$TMP/farside.toml" >"$TMP/farside.log" 2>&1 &
         ;;
     coturn)
         taskset -c "$SERVER_CPU" turnserver -n --no-cli --no-tls --no-dtls --no-tcp \
@@ -86,9 +93,10 @@ load() { # rate secs -> JSON line
         --clients "$CLIENTS" --rate "$1" --seconds "$2" --json
 }
 
-declare -A CPU_US MAX_RATE STEP_US
-per_message() { # ticks sent received -> CPU µs per relayed message
-    awk -v t="$1" -v hz="$CLK_TCK" -v n="$(($2 + $3))" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }'
+declare -A CPU_US MAX_RATE STEP_US PER_CPU_S
+relayed() { jq -r '.peer_echoed + .received' <<<"$1"; } # load's JSON -> messages the relay delivered
+per_message() { # ticks relayed -> CPU µs per relayed message
+    awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }'
 }
 for s in $SERVERS; do
     PORT=$(free_port)
@@ -100,7 +108,7 @@ for s in $SERVERS; do
     t1=$(ticks)
     recv=$(jq -r .received <<<"$out")
     sent=$(jq -r .sent <<<"$out")
-    CPU_US[$s]=$(per_message "$((t1 - t0))" "$sent" "$recv")
+    CPU_US[$s]=$(per_message "$((t1 - t0))" "$(relayed "$out")")
     log "   $FIXED_RATE round trips/s: sent $sent, received $recv, CPU $((t1 - t0)) ticks: ${CPU_US[$s]} µs per relayed message"
     MAX_RATE[$s]=0
     for r in $RATES; do
@@ -108,7 +116,7 @@ for s in $SERVERS; do
         out=$(load "$r" "$STEP_SECS")
         t1=$(ticks)
         loss=$(jq -r .loss_pct <<<"$out")
-        us=$(per_message "$((t1 - t0))" "$(jq -r .sent <<<"$out")" "$(jq -r .received <<<"$out")")
+        us=$(per_message "$((t1 - t0))" "$(relayed "$out")")
         log "   $r/s: loss $loss %, CPU $((t1 - t0)) ticks, $us µs per relayed message"
         if awk -v l="$loss" -v m="$LOSS_MAX" 'BEGIN { exit !(l < m) }'; then
             MAX_RATE[$s]=$r
@@ -117,11 +125,13 @@ for s in $SERVERS; do
             break
         fi
     done
+    us=${STEP_US[$s,${MAX_RATE[$s]}]:-0}
+    PER_CPU_S[$s]=$(awk -v us="$us" 'BEGIN { printf "%.0f", (us > 0) ? 1e6 / us : 0 }')
     stop_server
 done
 
-printf '\n%-10s %22s %26s\n' server "CPU µs/relayed message" "max round trips/s (<${LOSS_MAX}% loss)"
-for s in $SERVERS; do printf '%-10s %22s %26s\n' "$s" "${CPU_US[$s]}" "${MAX_RATE[$s]}"; done
+printf '\n%-10s %30s %26s %30s\n' server "CPU µs/relayed msg at $FIXED_RATE/s" "max round trips/s (<${LOSS_MAX}% loss)" "relayed msgs per CPU-s at max"
+for s in $SERVERS; do printf '%-10s %30s %26s %30s\n' "$s" "${CPU_US[$s]}" "${MAX_RATE[$s]}" "${PER_CPU_S[$s]}"; done
 if [[ -n ${CPU_US[farside]:-} && -n ${CPU_US[coturn]:-} ]]; then
     printf '\n%-12s %16s %16s %22s\n' "round trips/s" "farside µs/msg" "coturn µs/msg" "coturn/farside (msgs per CPU-s)"
     for r in $RATES; do
@@ -130,5 +140,6 @@ if [[ -n ${CPU_US[farside]:-} && -n ${CPU_US[coturn]:-} ]]; then
         awk -v r="$r" -v f="$f" -v c="$c" 'BEGIN { printf "%-12s %16s %16s %22.2f\n", r, f, c, (f > 0) ? c / f : 0 }'
     done
     awk -v f="${CPU_US[farside]}" -v c="${CPU_US[coturn]}" -v rf="${MAX_RATE[farside]}" -v rc="${MAX_RATE[coturn]}" -v fr="$FIXED_RATE" \
-        'BEGIN { printf "\nfarside/coturn: relayed messages per CPU-second at %d/s %.2f, max loss-free rate %.2f (higher is better)\n", fr, (f > 0) ? c / f : 0, (rc > 0) ? rf / rc : 0 }'
+        -v sf="${PER_CPU_S[farside]}" -v sc="${PER_CPU_S[coturn]}" \
+        'BEGIN { printf "\nfarside/coturn (higher is better): relayed messages per CPU-second at %d/s %.2f, at each server at its max loss-free rate %.2f; max loss-free rate %.2f\n", fr, (f > 0) ? c / f : 0, (sc > 0) ? sf / sc : 0, (rc > 0) ? rf / rc : 0 }'
 fi

@@ -31,6 +31,9 @@ pub const MAX_DATAGRAM: usize = 2048;
 /// Largest response the responder ever builds (the biggest is a padded RFC 5780 answer).
 const MAX_RESPONSE: usize = MAX_DATAGRAM;
 
+/// Batches a client-facing socket may take per pass while it has more.
+const CLIENT_ROUNDS: usize = 8;
+
 /// How long a worker sleeps in `poll` before checking for shutdown.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -192,9 +195,9 @@ impl Worker<'_> {
             if let Some(t) = self.turn.as_mut() {
                 t.tick(now);
             }
-            // One batch per ready socket per pass: a flood on one socket cannot starve the
-            // others, and shutdown is seen within one pass (epoll is level-triggered, so
-            // what is left is reported again at once).
+            // A bounded share per ready socket per pass (one batch, a few for client-facing
+            // sockets): a flood on one socket cannot starve the others, and shutdown is seen
+            // within one pass (epoll is level-triggered, so what is left is reported again).
             for &token in &ready {
                 if token >= RELAY_TOKEN_BASE {
                     if let Some(t) = self.turn.as_mut() {
@@ -211,82 +214,90 @@ impl Worker<'_> {
                 let Some((bound, socket)) = self.ws.sockets.get(i) else {
                     continue;
                 };
-                if let Err(e) = recv_batch(socket, &mut rx) {
-                    // ICMP errors (port unreachable from a client that went away) surface
-                    // here; they are not ours to act on.
-                    tracing::debug!("receive on {bound}: {e}");
-                    continue;
-                }
-                for d in rx.iter() {
-                    if d.truncated {
-                        self.counters.dropped(DropReason::Oversized);
-                        log_once::dropped(DropReason::Oversized, d.source);
-                        continue;
+                // A client-facing socket carries every client's traffic (a relay socket only
+                // one allocation's): it may take up to CLIENT_ROUNDS batches per pass while
+                // it has more, so that under load it is not starved by the relay sockets.
+                for _ in 0..CLIENT_ROUNDS {
+                    if let Err(e) = recv_batch(socket, &mut rx) {
+                        // ICMP errors (port unreachable from a client that went away) surface
+                        // here; they are not ours to act on.
+                        tracing::debug!("receive on {bound}: {e}");
+                        break;
                     }
-                    // A wildcard socket tells each datagram's real destination (IP_PKTINFO).
-                    let local = match d.destination {
-                        Some(ip) if bound.ip().is_unspecified() => {
-                            SocketAddr::new(ip, bound.port())
-                        }
-                        _ => *bound,
-                    };
-                    if let Some(t) = self.turn.as_mut()
-                        && TurnServer::wants(d.payload)
-                    {
-                        if let Some(m) = t.client(
-                            now,
-                            farside_turn::TurnTransport::Udp,
-                            local,
-                            d.source,
-                            d.payload,
-                        ) {
-                            queue(
-                                &self.ws.sockets,
-                                &mut tx,
-                                self.counters,
-                                m.from,
-                                m.to,
-                                &t.out[..m.len],
-                            );
-                        }
-                        for (fd, token) in t.take_fresh() {
-                            if let Err(e) = epoll.add(fd, token) {
-                                tracing::warn!("S104 cannot watch a relay socket: {e}");
-                            }
-                        }
-                        continue;
-                    }
-                    let outcome = self.server.handle_at(
-                        Received {
-                            transport: Transport::Udp,
-                            local,
-                            remote: d.source,
-                            bytes: d.payload,
-                        },
-                        self.partners.as_mut().map(|p| (p, now_ms)),
-                        &mut scratch,
-                    );
-                    self.counters.record(Transport::Udp, &outcome);
-                    let (len, from, to) = match outcome {
-                        Outcome::Respond(r) => (r.len, r.from, r.to),
-                        Outcome::Forward(m) => (m.len, m.from, m.to),
-                        Outcome::PartnerHello(_) => continue,
-                        Outcome::Drop(reason) => {
-                            log_once::dropped(reason, d.source);
+                    for d in rx.iter() {
+                        if d.truncated {
+                            self.counters.dropped(DropReason::Oversized);
+                            log_once::dropped(DropReason::Oversized, d.source);
                             continue;
                         }
-                    };
-                    queue(
-                        &self.ws.sockets,
-                        &mut tx,
-                        self.counters,
-                        from,
-                        to,
-                        &scratch[..len],
-                    );
-                }
-                if let Some(t) = self.turn.as_mut() {
-                    t.flush_to_peers();
+                        // A wildcard socket tells each datagram's real destination (IP_PKTINFO).
+                        let local = match d.destination {
+                            Some(ip) if bound.ip().is_unspecified() => {
+                                SocketAddr::new(ip, bound.port())
+                            }
+                            _ => *bound,
+                        };
+                        if let Some(t) = self.turn.as_mut()
+                            && TurnServer::wants(d.payload)
+                        {
+                            if let Some(m) = t.client(
+                                now,
+                                farside_turn::TurnTransport::Udp,
+                                local,
+                                d.source,
+                                d.payload,
+                            ) {
+                                queue(
+                                    &self.ws.sockets,
+                                    &mut tx,
+                                    self.counters,
+                                    m.from,
+                                    m.to,
+                                    &t.out[..m.len],
+                                );
+                            }
+                            for (fd, token) in t.take_fresh() {
+                                if let Err(e) = epoll.add(fd, token) {
+                                    tracing::warn!("S104 cannot watch a relay socket: {e}");
+                                }
+                            }
+                            continue;
+                        }
+                        let outcome = self.server.handle_at(
+                            Received {
+                                transport: Transport::Udp,
+                                local,
+                                remote: d.source,
+                                bytes: d.payload,
+                            },
+                            self.partners.as_mut().map(|p| (p, now_ms)),
+                            &mut scratch,
+                        );
+                        self.counters.record(Transport::Udp, &outcome);
+                        let (len, from, to) = match outcome {
+                            Outcome::Respond(r) => (r.len, r.from, r.to),
+                            Outcome::Forward(m) => (m.len, m.from, m.to),
+                            Outcome::PartnerHello(_) => continue,
+                            Outcome::Drop(reason) => {
+                                log_once::dropped(reason, d.source);
+                                continue;
+                            }
+                        };
+                        queue(
+                            &self.ws.sockets,
+                            &mut tx,
+                            self.counters,
+                            from,
+                            to,
+                            &scratch[..len],
+                        );
+                    }
+                    if let Some(t) = self.turn.as_mut() {
+                        t.flush_to_peers();
+                    }
+                    if rx.len() < self.batch {
+                        break;
+                    }
                 }
             }
             flush_all(&self.ws.sockets, &mut tx, self.counters);
