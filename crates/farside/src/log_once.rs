@@ -29,13 +29,15 @@ pub fn dropped(reason: DropReason, source: SocketAddr) {
 static SEGMENTATION_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Logs the first time the kernel refuses a segmented send (`UDP_SEGMENT`) on any socket.
-pub fn segmentation_refused(socket: &impl std::os::fd::AsRawFd) {
+pub fn segmentation_refused(socket: &std::net::UdpSocket) {
     if SEGMENTATION_LOGGED.swap(true, Relaxed) {
         return;
     }
+    let local = socket
+        .local_addr()
+        .map_or_else(|_| "a socket".to_string(), |a| a.to_string());
     tracing::warn!(
-        "S107 the kernel refused a segmented UDP send (UDP_SEGMENT) on socket {}: runs of \
-         datagrams for one destination now leave one by one from that worker; nothing was lost",
-        socket.as_raw_fd()
+        "S107 the kernel refused a segmented UDP send (UDP_SEGMENT) from {local}: runs of \
+         datagrams for one destination now leave one by one from that batch; nothing was lost"
     );
 }

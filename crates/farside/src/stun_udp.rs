@@ -360,12 +360,18 @@ fn socket_for(
 
 fn flush(socket: &UdpSocket, batch: &mut SendBatch, counters: &StunCounters) {
     let queued = batch.len();
-    let segmenting = batch.segmenting();
-    let sent = send_batch(socket, batch);
+    let sent = send(socket, batch);
     if sent < queued {
         counters.send_failed((queued - sent) as u64);
     }
+}
+
+/// [`send_batch`], logging (once) when the kernel refuses segmented sends (S107).
+pub fn send(socket: &UdpSocket, batch: &mut SendBatch) -> usize {
+    let segmenting = batch.segmenting();
+    let sent = send_batch(socket, batch);
     if segmenting && !batch.segmenting() {
         log_once::segmentation_refused(socket);
     }
+    sent
 }

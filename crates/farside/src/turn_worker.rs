@@ -271,14 +271,7 @@ impl TurnWorker {
         let bytes = std::mem::take(&mut self.to_peers_bytes);
         // The allocation may have ended within the batch (a Refresh with LIFETIME 0).
         let sent = match self.relays.get(from) {
-            Some(socket) => {
-                let segmenting = self.to_peers.segmenting();
-                let sent = farside_io::send_batch(socket, &mut self.to_peers);
-                if segmenting && !self.to_peers.segmenting() {
-                    crate::log_once::segmentation_refused(socket);
-                }
-                sent
-            }
+            Some(socket) => crate::stun_udp::send(socket, &mut self.to_peers),
             None => {
                 self.to_peers.clear();
                 0
