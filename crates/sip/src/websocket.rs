@@ -4,6 +4,7 @@
 //! [`crate::MAX_MESSAGE`], fragmented ones included; control frames are answered (ping → pong,
 //! close → close). Sans-IO: bytes in, events and bytes out.
 
+use base64ct::{Base64, Encoding as _};
 use sha1::{Digest as _, Sha1};
 
 use crate::MAX_MESSAGE;
@@ -86,7 +87,7 @@ pub fn handshake(buf: &[u8]) -> Handshake {
     let mut sha = Sha1::new();
     sha.update(key);
     sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    let accept = base64(&sha.finalize());
+    let accept = Base64::encode_string(&sha.finalize());
     Handshake::Accept {
         response: format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
@@ -220,26 +221,6 @@ pub fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Standard base64 with padding (RFC 4648 §4), for Sec-WebSocket-Accept.
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,7 +308,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: sip\r\nSe
     fn server_frames_have_the_right_lengths() {
         assert_eq!(frame(1, b"abc"), [0x81, 3, b'a', b'b', b'c']);
         assert_eq!(frame(1, &[0; 300])[..4], [0x81, 126, 1, 44]);
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(Base64::encode_string(b"fo"), "Zm8=");
+        assert_eq!(Base64::encode_string(b"foobar"), "Zm9vYmFy");
     }
 }

@@ -11,7 +11,6 @@
 //! which tests implement without sockets.
 
 mod allocation;
-mod base64;
 pub mod channel_data;
 mod config;
 mod credentials;
