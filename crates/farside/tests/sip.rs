@@ -329,22 +329,7 @@ fn baresip_over_tls_registers_and_answers_a_call() {
         phone.output(),
         server.describe()
     );
-    let caller = call_alice(udp);
-    assert_eq!(
-        caller.code(),
-        Some(0),
-        "caller: {}\nbaresip: {}\n{}",
-        caller.describe(),
-        phone.output(),
-        server.describe()
-    );
-    assert!(
-        common::wait_until(Duration::from_secs(5), || phone
-            .output()
-            .contains("Call established")),
-        "baresip answered\n{}",
-        phone.output()
-    );
+    call_alice_at(udp, &server, &phone, "Call established", "baresip answered");
 }
 
 /// The stateful proxy forks: alice registered two phones; the caller's INVITE gets 100 Trying
@@ -495,21 +480,12 @@ fn websocket_phone_call(test: &str, secure: bool) {
         phone.output(),
         server.describe()
     );
-    let caller = call_alice(udp);
-    assert_eq!(
-        caller.code(),
-        Some(0),
-        "caller: {}\nphone: {}\n{}",
-        caller.describe(),
-        phone.output(),
-        server.describe()
-    );
-    assert!(
-        common::wait_until(Duration::from_secs(5), || phone
-            .output()
-            .contains("CALL DONE")),
-        "INVITE, ACK and BYE over the WebSocket\n{}",
-        phone.output()
+    call_alice_at(
+        udp,
+        &server,
+        &phone,
+        "CALL DONE",
+        "INVITE, ACK and BYE over the WebSocket",
     );
     assert!(
         server
@@ -621,6 +597,31 @@ fn call_alice(sip: SocketAddr) -> common::ToolOutput {
     let port = common::free_ports(&[LOCALHOST], 1);
     let args = sipp::caller("alice", DOMAIN, "127.0.0.1", port, &sip.to_string(), 20);
     run_tool("sipp", &args, Duration::from_secs(30))
+}
+
+/// Calls alice through `sip` and asserts the caller completed the call and that `phone`, the
+/// registered phone under test, printed `answered` (what it prints for the call it took).
+fn call_alice_at(
+    sip: SocketAddr,
+    server: &Server,
+    phone: &common::Logged,
+    answered: &str,
+    what: &str,
+) {
+    let caller = call_alice(sip);
+    assert_eq!(
+        caller.code(),
+        Some(0),
+        "caller: {}\nphone: {}\n{}",
+        caller.describe(),
+        phone.output(),
+        server.describe()
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || phone.output().contains(answered)),
+        "{what}\n{}",
+        phone.output()
+    );
 }
 
 /// Sends `req` from `phone` and returns the answer.

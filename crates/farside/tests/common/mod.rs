@@ -1105,9 +1105,15 @@ pub mod sipp {
         target: &str,
         timeout_secs: u32,
     ) -> Vec<String> {
-        let mut a = one_call("register-open", user, ip, port, timeout_secs);
-        a.extend(["-set", "domain", domain, target].map(String::from));
-        a
+        to_domain(
+            "register-open",
+            user,
+            domain,
+            ip,
+            port,
+            target,
+            timeout_secs,
+        )
     }
 
     /// A phone at `ip:port` that registers `user@domain` with Digest at `target` over
@@ -1155,7 +1161,20 @@ pub mod sipp {
         target: &str,
         timeout_secs: u32,
     ) -> Vec<String> {
-        let mut a = one_call("caller", user, ip, port, timeout_secs);
+        to_domain("caller", user, domain, ip, port, target, timeout_secs)
+    }
+
+    /// `scenario` from `ip:port` for `user@domain`, sent to `target`.
+    fn to_domain(
+        scenario: &str,
+        user: &str,
+        domain: &str,
+        ip: &str,
+        port: u16,
+        target: &str,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        let mut a = one_call(scenario, user, ip, port, timeout_secs);
         a.extend(["-set", "domain", domain, target].map(String::from));
         a
     }
