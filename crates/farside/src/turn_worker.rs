@@ -211,7 +211,7 @@ impl TurnWorker {
         // An action is for the message that left it, never a later one.
         self.action = None;
         // Queued data goes before any request, which may end its allocation (and socket).
-        if !is_data(bytes) {
+        if !TurnServer::carries_data(bytes) {
             self.flush_to_peers();
         }
         let h = self.server.handle_client(
@@ -416,10 +416,4 @@ impl TurnWorker {
             }
         }
     }
-}
-
-/// ChannelData or a Send indication (type 0x0016, RFC 8656 §18): the client messages that
-/// carry data for a peer.
-fn is_data(bytes: &[u8]) -> bool {
-    farside_turn::channel_data::is_channel_data(bytes) || bytes.starts_with(&[0x00, 0x16])
 }

@@ -123,6 +123,14 @@ impl TurnServer {
         }
     }
 
+    /// Whether `bytes` only carries data for a peer (ChannelData or a Send indication) and so
+    /// changes no allocation: the shell may hold such messages' data back and send it in
+    /// batches, but must send what it holds before handing on any other message.
+    pub fn carries_data(bytes: &[u8]) -> bool {
+        let send = MessageType::new(Class::Indication, Method::SEND).to_u16();
+        crate::channel_data::is_channel_data(bytes) || bytes.starts_with(&send.to_be_bytes())
+    }
+
     /// Handles what a client sent to `local` from `remote` over `transport`: a STUN request
     /// or indication, or one ChannelData message.
     #[allow(clippy::too_many_arguments)]

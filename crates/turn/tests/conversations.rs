@@ -968,6 +968,20 @@ fn wants_tells_turn_from_binding() {
 }
 
 #[test]
+fn carries_data_is_only_channel_data_and_send_indications() {
+    let mut c = Client::new();
+    let send = c.send_indication("192.0.2.9:5000", b"hello");
+    let alloc = c.build(Method::ALLOCATE, None, udp);
+    let refresh = c.build(Method::REFRESH, None, |_| {});
+    assert!(TurnServer::carries_data(&send));
+    assert!(TurnServer::carries_data(&[0x40, 0x00, 0x00, 0x00]));
+    assert!(!TurnServer::carries_data(&alloc));
+    assert!(!TurnServer::carries_data(&refresh));
+    assert!(!TurnServer::carries_data(&[0x00]));
+    assert!(!TurnServer::carries_data(&[]));
+}
+
+#[test]
 fn arbitrary_bytes_never_panic() {
     let mut s = setup();
     let mut c = Client::new();
