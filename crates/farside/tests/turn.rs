@@ -814,3 +814,120 @@ fn a_flood_of_bad_passwords_is_rate_limited() {
     let ok = ask(&honest, &allocate(30, &user, &password, Some(&nonce))).expect("an answer");
     assert_eq!(Message::parse(&ok).unwrap().class(), Class::SuccessResponse);
 }
+
+/// `farside bench turn`, the load tool users point at any TURN server, against Farside and
+/// against coturn: a light load is relayed whole both ways, and its JSON report adds up.
+#[test]
+fn bench_turn_loads_farside_and_coturn_alike() {
+    let test = "bench_turn_loads_farside_and_coturn_alike";
+    if !require_tool(test, "turnserver") {
+        return;
+    }
+    let server = turn_server(test, "allowed_peers = [\"127.0.0.0/8\"]\n");
+    let report = bench_turn(server.primary);
+    assert_light_load_relayed(&report, &server.describe());
+    // Each client's channel carried its share, seen from the relay's side too.
+    let sent = report["sent"].as_f64().unwrap();
+    assert!(counter(&server, "farside_turn_relayed_packets_total", "to_peer") >= sent);
+    assert!(counter(&server, "farside_turn_relayed_packets_total", "to_client") >= sent);
+
+    let coturn = Coturn::start();
+    let report = bench_turn(coturn.addr);
+    assert_light_load_relayed(&report, "coturn");
+}
+
+/// `farside bench turn` at 2000 round trips/s for one second over 8 allocations; its JSON.
+fn bench_turn(target: std::net::SocketAddr) -> serde_json::Value {
+    let args: Vec<String> = [
+        "bench",
+        "turn",
+        &target.to_string(),
+        "--secret",
+        SECRET,
+        "--clients",
+        "8",
+        "--rate",
+        "2000",
+        "--seconds",
+        "1",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run_tool(env!("CARGO_BIN_EXE_farside"), &args, UCLIENT_LIMIT);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.describe()))
+}
+
+fn assert_light_load_relayed(report: &serde_json::Value, server: &str) {
+    let n = |k: &str| {
+        report[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {report}"))
+    };
+    assert!(n("sent") >= 1900, "{report}\n{server}");
+    assert_eq!(n("peer_echoed"), n("sent"), "{report}\n{server}");
+    assert_eq!(n("received"), n("sent"), "{report}\n{server}");
+    assert_eq!(n("generator_drops"), 0, "{report}\n{server}");
+    assert_eq!(n("send_errors"), 0, "{report}\n{server}");
+    assert_eq!(report["loss_pct"].as_f64(), Some(0.0), "{report}\n{server}");
+}
+
+/// coturn's `turnserver` with the same shared secret, relaying to loopback peers; killed on drop.
+struct Coturn {
+    child: Child,
+    addr: std::net::SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Coturn {
+    fn start() -> Coturn {
+        let ports = common::free_ports(&[common::LOCALHOST], 101);
+        let dir =
+            std::env::temp_dir().join(format!("farside-coturn-{}-{ports}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("turnserver")
+            .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp"])
+            .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+            .arg(format!("--listening-port={ports}"))
+            .arg(format!("--min-port={}", ports + 1))
+            .arg(format!("--max-port={}", ports + 100))
+            .args(["--use-auth-secret", "--static-auth-secret", SECRET])
+            .args(["--realm", "farside", "--allow-loopback-peers"])
+            .arg(format!(
+                "--pidfile={}",
+                dir.join("turnserver.pid").display()
+            ))
+            .arg(format!(
+                "--log-file={}",
+                dir.join("turnserver.log").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start turnserver");
+        let addr = std::net::SocketAddr::new(common::LOCALHOST, ports);
+        // Ready when it answers a Binding request.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let request = common::stun::binding_request(&common::stun::new_tid(), &[]);
+        let ready = (0..50).any(|_| {
+            let _ = probe.send_to(&request, addr);
+            probe.recv(&mut [0u8; 512]).is_ok()
+        });
+        assert!(ready, "turnserver did not answer on {addr}");
+        Coturn { child, addr, dir }
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
