@@ -124,7 +124,9 @@ step() { # step RATE
     else
         VERDICT=fail
     fi
-    DROPS="lost $lost: generator socket drops $gen, server socket drops $srv"
+    # The rest was still queued when the generator stopped waiting (an overloaded server's
+    # backlog) or dropped elsewhere (a send the kernel refused).
+    DROPS="lost $lost: $gen at the generator's sockets, $srv at the server's, $((lost - gen - srv < 0 ? 0 : lost - gen - srv)) not back in time"
 }
 relayed() { jq -r '.peer_echoed + .received' <<<"$1"; } # load's JSON -> messages the relay delivered
 per_message() { # ticks relayed -> CPU µs per relayed message
