@@ -6,7 +6,8 @@
 #   - the server's CPU time per relayed message at FIXED_RATE round trips/s (utime + stime of all
 #     its threads from /proc/PID/stat, over the run; two relayed messages per round trip),
 #   - then, up a ladder of rates (RATES), the loss and the CPU per relayed message at each, up to the
-#     highest rate with < LOSS_MAX % loss. Each step says where the lost messages were dropped: at
+#     highest rate with < LOSS_MAX % loss (then BISECT halvings of the gap between the last rate
+#     passed and the first failed). Each step says where the lost messages were dropped: at
 #     the generator's own sockets (it fell behind: the step is run again, up to GEN_RETRIES times;
 #     if it stays so, the ladder ends and the highest rate is a lower bound, shown ">=") or at the
 #     server's (the kernel's UDP receive-buffer errors less the generator's),
@@ -19,7 +20,7 @@
 # Loopback only. Needs taskset, jq, turnserver (coturn), cargo.
 #
 # Knobs: SERVERS="farside coturn" SERVER_CPU=0 LOAD_CPU=1 CLIENTS=16 FIXED_RATE=20000 CPU_SECS=5
-#        RATES="20000 40000 ... 300000" STEP_SECS=3 LOSS_MAX=0.1 GEN_RETRIES=2
+#        RATES="20000 40000 ... 300000" STEP_SECS=3 LOSS_MAX=0.1 GEN_RETRIES=2 BISECT=2
 #        SKIP_BUILD=1 (use target/release/farside) FARSIDE=path
 #        FARSIDE_SERVER=path (another farside binary as the server, e.g. an older build to compare
 #        with; the load generator stays FARSIDE)
@@ -36,6 +37,7 @@ RATES=${RATES:-"20000 40000 60000 80000 100000 120000 140000 160000 180000 20000
 STEP_SECS=${STEP_SECS:-3}
 LOSS_MAX=${LOSS_MAX:-0.1}
 GEN_RETRIES=${GEN_RETRIES:-2}
+BISECT=${BISECT:-2}
 SECRET="bench secret 0123456789abcdef"
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -102,6 +104,23 @@ load() { # rate secs -> JSON line
 
 declare -A CPU_US MAX_RATE MAX_SHOWN STEP_US PER_CPU_S
 
+# One rate for server $1: a step, run again while the generator was the limit; a pass raises
+# the server's highest rate.
+probe() { # probe SERVER RATE
+    local try us
+    for ((try = 0; try <= GEN_RETRIES; try++)); do
+        step "$2"
+        us=$(per_message "$STEP_TICKS" "$(relayed "$OUT")")
+        log "   $2/s: $VERDICT, loss $(jq -r .loss_pct <<<"$OUT") % ($DROPS), CPU $STEP_TICKS ticks, $us µs per relayed message"
+        [[ $VERDICT == gen ]] || break
+    done
+    if [[ $VERDICT == pass ]]; then
+        MAX_RATE[$1]=$2
+        MAX_SHOWN[$1]=$2
+        STEP_US[$1,$2]=$us
+    fi
+}
+
 # One step of the ladder: sets OUT (the generator's JSON), STEP_TICKS (the server's CPU) and
 # VERDICT: "pass" (loss < LOSS_MAX), "gen" (the generator's own sockets dropped at least half
 # of what was lost: it fell behind, so the step says nothing about the server) or "fail".
@@ -147,18 +166,28 @@ for s in $SERVERS; do
     MAX_RATE[$s]=0
     MAX_SHOWN[$s]=0
     VERDICT=pass
+    failed=0
     for r in $RATES; do
-        for ((try = 0; try <= GEN_RETRIES; try++)); do
-            step "$r"
-            us=$(per_message "$STEP_TICKS" "$(relayed "$OUT")")
-            log "   $r/s: $VERDICT, loss $(jq -r .loss_pct <<<"$OUT") % ($DROPS), CPU $STEP_TICKS ticks, $us µs per relayed message"
-            [[ $VERDICT == gen ]] || break
-        done
-        [[ $VERDICT == pass ]] || break
-        MAX_RATE[$s]=$r
-        MAX_SHOWN[$s]=$r
-        STEP_US[$s,$r]=$us
+        probe "$s" "$r"
+        [[ $VERDICT == pass ]] || { failed=$r; break; }
     done
+    # Between the last rate passed and the first failed, halve the gap BISECT times: the highest
+    # rates (and their ratio) are then known to within the last gap, not the ladder's step.
+    if [[ $VERDICT == fail && ${MAX_RATE[$s]} -gt 0 ]]; then
+        hi=$failed
+        for ((i = 0; i < BISECT; i++)); do
+            lo=${MAX_RATE[$s]}
+            r=$(((lo + hi) / 2000 * 1000))
+            ((r > lo && r < hi)) || break
+            probe "$s" "$r"
+            case $VERDICT in
+            pass) ;;
+            fail) hi=$r ;;
+            gen) break ;;
+            esac
+        done
+        [[ $VERDICT == pass ]] && VERDICT=fail # the ladder ended on a failure above
+    fi
     case $VERDICT in
     gen)
         MAX_SHOWN[$s]=">=${MAX_RATE[$s]}"
