@@ -94,7 +94,9 @@ TOML
 
 ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 
-# Datagrams the kernel dropped for a full receive buffer, on every UDP socket (RcvbufErrors).
+# Datagrams the kernel dropped for a full receive buffer, on every UDP socket (RcvbufErrors): the
+# machine-wide count, because a server's relay sockets close with their allocations, and their
+# counts with them.
 rcvbuf_errors() { awk '$1 == "Udp:" { if (seen) { print $6; exit } seen = 1 }' /proc/net/snmp; }
 
 load() { # rate secs -> JSON line

@@ -911,13 +911,8 @@ impl Coturn {
         let addr = std::net::SocketAddr::new(common::LOCALHOST, ports);
         // Ready when it answers a Binding request.
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let request = common::stun::binding_request(&common::stun::new_tid(), &[]);
         let ready = (0..50).any(|_| {
-            let _ = probe.send_to(&request, addr);
-            probe.recv(&mut [0u8; 512]).is_ok()
+            common::stun::udp_binding_once(&probe, addr, Duration::from_millis(200)).is_some()
         });
         assert!(ready, "turnserver did not answer on {addr}");
         Coturn { child, addr, dir }
