@@ -3,26 +3,15 @@
 // A binary has no public API: `pub` marks what modules share with each other.
 #![allow(unreachable_pub)]
 
-mod admin;
-mod bench;
+mod cli;
 mod config;
-mod dns;
-mod lock;
-mod log_once;
-mod metrics;
-mod probe_cmd;
-mod relay_ports;
-mod seed;
-mod serve;
-mod sip_tcp;
-mod sip_udp;
-mod store_cmd;
-mod stun_tcp;
-mod stun_udp;
-mod tls_io;
-mod tls_reload;
-mod turn_tcp;
-mod turn_worker;
+mod control;
+mod dataplane;
+mod net;
+mod runtime;
+mod sip;
+mod start;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,25 +53,25 @@ enum Command {
     /// Asks a STUN server with RFC 5780 support (a Farside with `stun.alternate_address`)
     /// and reports the public address, the NAT's mapping and filtering behaviour,
     /// hairpinning, optionally the binding lifetime, and the classic RFC 3489 name.
-    Probe(probe_cmd::ProbeArgs),
+    Probe(cli::probe::ProbeArgs),
     /// Manage TURN (and later SIP) users in the store the server uses.
     User {
         #[command(subcommand)]
-        cmd: store_cmd::UserCommand,
+        cmd: cli::store::UserCommand,
         #[command(flatten)]
-        store: store_cmd::StoreArgs,
+        store: cli::store::StoreArgs,
     },
     /// Manage the shared secrets of ephemeral (REST) TURN credentials.
     Secret {
         #[command(subcommand)]
-        cmd: store_cmd::SecretCommand,
+        cmd: cli::store::SecretCommand,
         #[command(flatten)]
-        store: store_cmd::StoreArgs,
+        store: cli::store::StoreArgs,
     },
     /// Load generators and reference servers for benchmarks.
     Bench {
         #[command(subcommand)]
-        cmd: bench::BenchCommand,
+        cmd: farside_bench::BenchCommand,
     },
 }
 
@@ -104,7 +93,7 @@ fn main() -> ExitCode {
                 },
             };
             init_logging(&config.log.level);
-            match serve::run(config, from_defaults) {
+            match start::run(config, from_defaults) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -122,18 +111,18 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Probe(args) => match probe_cmd::run(args) {
+        Command::Probe(args) => match cli::probe::run(args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("farside probe: {e:#}");
                 ExitCode::FAILURE
             }
         },
-        Command::User { cmd, store } => store_cmd::user(cmd, &store),
-        Command::Secret { cmd, store } => store_cmd::secret(cmd, &store),
+        Command::User { cmd, store } => cli::store::user(cmd, &store),
+        Command::Secret { cmd, store } => cli::store::secret(cmd, &store),
         Command::Bench { cmd } => {
             init_logging("warn");
-            match bench::run(cmd) {
+            match farside_bench::run(cmd) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("farside bench: {e:#}");

@@ -37,6 +37,7 @@ pub mod attributes;
 pub mod binding;
 mod builder;
 pub mod credentials;
+mod drop_reason;
 mod error;
 mod header;
 mod integrity;

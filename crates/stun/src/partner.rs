@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::attributes::XorMappedAddress;
-use crate::binding::DropReason;
+use crate::drop_reason::DropReason;
 use crate::{
     Attribute, Class, Header, MAGIC_COOKIE, Message, MessageBuilder, MessageType, Method,
     TransactionId, attr_type,

@@ -12,16 +12,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use farside_io::{Epoll, RecvBatch, SendBatch, SocketOptions, recv_batch, send_batch};
+use farside_io::{Epoll, RecvBatch, SendBatch, SocketOptions, recv_batch};
 use farside_stun::binding::{BindingServer, DropReason, Outcome, Received, Transport};
 use farside_stun::partner::{PartnerBook, PartnerWorker};
 use farside_turn::TurnServer;
 
-use crate::relay_ports::RELAY_TOKEN_BASE;
-use crate::turn_worker::{TURN_OUT, TurnShared, TurnWorker};
+use crate::dataplane::relay_ports::RELAY_TOKEN_BASE;
+use crate::dataplane::turn::{TURN_OUT, TurnShared, TurnWorker};
 
-use crate::log_once;
-use crate::metrics::{Metrics, StunCounters};
+use crate::runtime::log_once;
+use crate::telemetry::Metrics;
+use crate::telemetry::stun::StunCounters;
 
 /// Largest datagram taken in; anything longer is dropped as oversized. STUN messages are
 /// sized for a 576-byte path (RFC 8489 §6.1); 2048 leaves room for RFC 5780 PADDING up to a
@@ -97,7 +98,7 @@ pub fn spawn_workers(
         // One worker greets the partners; every worker forwards and answers.
         let partners = partners
             .as_ref()
-            .map(|b| PartnerWorker::new(Arc::clone(b), crate::seed::fresh_seed(), i == 0));
+            .map(|b| PartnerWorker::new(Arc::clone(b), crate::runtime::seed::fresh_seed(), i == 0));
         let turn = turn.as_ref().map(|t| TurnWorker::new(t));
         let h = std::thread::Builder::new()
             .name(format!("stun-udp-{i}"))
@@ -175,7 +176,7 @@ impl Worker<'_> {
             }
             let now = Instant::now();
             let now_ms = if self.partners.is_some() {
-                crate::serve::unix_ms()
+                crate::runtime::clock::unix_ms()
             } else {
                 0
             };
@@ -360,18 +361,8 @@ fn socket_for(
 
 fn flush(socket: &UdpSocket, batch: &mut SendBatch, counters: &StunCounters) {
     let queued = batch.len();
-    let sent = send(socket, batch);
+    let sent = crate::net::udp::send(socket, batch);
     if sent < queued {
         counters.send_failed((queued - sent) as u64);
     }
-}
-
-/// [`send_batch`], logging (once) when the kernel refuses segmented sends (S107).
-pub fn send(socket: &UdpSocket, batch: &mut SendBatch) -> usize {
-    let segmenting = batch.segmenting();
-    let sent = send_batch(socket, batch);
-    if segmenting && !batch.segmenting() {
-        log_once::segmentation_refused(socket);
-    }
-    sent
 }

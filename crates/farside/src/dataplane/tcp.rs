@@ -30,9 +30,9 @@ use farside_stun::binding::{BindingServer, Outcome, Received, Transport};
 use farside_turn::channel_data::ChannelData;
 use farside_turn::{FiveTuple, TurnServer, TurnTransport};
 
-use crate::relay_ports::RELAY_TOKEN_BASE;
-use crate::tls_reload::TlsFiles;
-use crate::turn_worker::{TcpAction, TurnShared, TurnWorker};
+use crate::dataplane::relay_ports::RELAY_TOKEN_BASE;
+use crate::dataplane::turn::{TcpAction, TurnShared, TurnWorker};
+use crate::net::tls_reload::TlsFiles;
 
 /// Connection tokens start here (peer connections from 2^40, relay sockets and TCP relay
 /// listeners from 2^32, client-facing listeners below).
@@ -79,33 +79,6 @@ struct Conn {
     interest: Interest,
 }
 
-/// Loads the certificate chain and key for TLS.
-pub fn tls_config(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("S307 tls.cert {}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("S307 tls.cert {}: not PEM certificates", cert.display()))?;
-    if chain.is_empty() {
-        anyhow::bail!("S307 tls.cert {}: no certificate in it", cert.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("S307 tls.key {}: no PEM private key", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS versions")?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .context("S307 the TLS certificate and key do not go together")?;
-    Ok(Arc::new(config))
-}
-
 /// Binds `addresses` (TCP) and `tls_addresses` (TLS with `tls`) and starts the thread.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
@@ -119,13 +92,13 @@ pub fn spawn(
 ) -> anyhow::Result<JoinHandle<()>> {
     let mut listeners = Vec::new();
     for &a in addresses {
-        let l = crate::stun_tcp::bind_std(a)?;
+        let l = crate::net::bind::tcp_listener(a)?;
         tracing::info!("S002 STUN and TURN listening on tcp {a}");
         listeners.push((l, false));
     }
     if tls.is_some() {
         for &a in tls_addresses {
-            let l = crate::stun_tcp::bind_std(a)?;
+            let l = crate::net::bind::tcp_listener(a)?;
             tracing::info!("S002 STUN and TURN listening on tls {a}");
             listeners.push((l, true));
         }
@@ -473,7 +446,7 @@ impl TcpTurn {
             }
             return;
         }
-        let mut out = [0u8; crate::stun_tcp::MAX_MESSAGE];
+        let mut out = [0u8; crate::dataplane::stun_tcp::MAX_MESSAGE];
         let outcome = self.binding.handle(
             Received {
                 transport: Transport::Tcp,
@@ -635,7 +608,8 @@ fn read_tls(c: &mut Conn, scratch: &mut [u8], now: Instant) -> bool {
     let Some(tls) = c.tls.as_mut() else {
         return true;
     };
-    let read = crate::tls_io::read_tls(tls, &mut c.stream, scratch, &mut c.inbuf, 2 * MAX_FRAME);
+    let read =
+        crate::net::tls_io::read_tls(tls, &mut c.stream, scratch, &mut c.inbuf, 2 * MAX_FRAME);
     if read.got {
         c.last = now;
     }

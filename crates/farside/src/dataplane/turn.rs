@@ -5,17 +5,16 @@
 //! what it returns is sent.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use farside_turn::{
-    ConnectionId, Credentials, Dropped, Handled, Notice, Refusal, TurnConfig, TurnServer,
-    TurnTransport,
-};
+use farside_turn::{ConnectionId, Handled, Notice, TurnConfig, TurnServer, TurnTransport};
 
-use crate::lock::lock;
-use crate::relay_ports::{PortPool, RelaySockets};
+use crate::control::credentials::CredentialsCell;
+use crate::dataplane::relay_ports::{PortPool, RelaySockets};
+use crate::runtime::lock::lock;
+use crate::telemetry::turn::{TurnCounters, TurnMetrics};
 
 /// Largest datagram relayed (UDP's maximum payload).
 pub const MAX_RELAYED: usize = 65_535;
@@ -43,35 +42,6 @@ pub enum TcpAction {
     Bind(ConnectionId),
 }
 
-/// The credentials all workers use, replaced as a whole when the store changes.
-#[derive(Debug, Default)]
-pub struct CredentialsCell {
-    generation: AtomicU64,
-    current: Mutex<Arc<Credentials>>,
-}
-
-impl CredentialsCell {
-    /// Publishes a new set; workers pick it up on their next pass.
-    pub fn publish(&self, credentials: Credentials) {
-        *lock(&self.current) = Arc::new(credentials);
-        self.generation.fetch_add(1, Relaxed);
-    }
-
-    /// The current set.
-    pub fn load(&self) -> Arc<Credentials> {
-        Arc::clone(&lock(&self.current))
-    }
-
-    fn newer_than(&self, seen: &mut u64) -> Option<Arc<Credentials>> {
-        let g = self.generation.load(Relaxed);
-        if g == *seen {
-            return None;
-        }
-        *seen = g;
-        Some(self.load())
-    }
-}
-
 /// What the TURN workers share.
 #[derive(Debug)]
 pub struct TurnShared {
@@ -89,38 +59,6 @@ pub struct TurnShared {
     pub counters: Arc<TurnMetrics>,
     /// Signs NONCEs; one for all workers, so a nonce one gave is good at any other.
     pub nonce_key: [u8; 32],
-}
-
-/// Every worker's TURN counters, summed when scraped.
-#[derive(Debug, Default)]
-pub struct TurnMetrics {
-    /// One set per worker.
-    pub workers: Mutex<Vec<Arc<TurnCounters>>>,
-}
-
-/// One worker's TURN counters: its own cache lines, so relaying never writes a line another
-/// core writes.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-pub struct TurnCounters {
-    /// Successful responses.
-    pub answered: AtomicU64,
-    /// Error responses, by [`Refusal`].
-    pub refused: [AtomicU64; Refusal::ALL.len()],
-    /// Messages dropped, by [`Dropped`].
-    pub dropped: [AtomicU64; Dropped::ALL.len()],
-    /// Datagrams relayed client → peer.
-    pub to_peer: AtomicU64,
-    /// Bytes relayed client → peer.
-    pub to_peer_bytes: AtomicU64,
-    /// Datagrams relayed peer → client.
-    pub to_client: AtomicU64,
-    /// Bytes relayed peer → client (payload).
-    pub to_client_bytes: AtomicU64,
-    /// Datagrams the kernel would not send.
-    pub send_failures: AtomicU64,
-    /// Live allocations of this worker.
-    pub allocations: AtomicUsize,
 }
 
 /// One worker's TURN state.
@@ -164,7 +102,7 @@ impl TurnWorker {
                 shared.config.clone(),
                 credentials,
                 now,
-                crate::serve::unix_ms() / 1000,
+                crate::runtime::clock::unix_ms() / 1000,
                 shared.nonce_key,
             ),
             relays: RelaySockets::new(Arc::clone(&shared.pool), shared.relay_v4, shared.relay_v6),
@@ -271,7 +209,7 @@ impl TurnWorker {
         let bytes = std::mem::take(&mut self.to_peers_bytes);
         // The allocation may have ended within the batch (a Refresh with LIFETIME 0).
         let sent = match self.relays.get(from) {
-            Some(socket) => crate::stun_udp::send(socket, &mut self.to_peers),
+            Some(socket) => crate::net::udp::send(socket, &mut self.to_peers),
             None => {
                 self.to_peers.clear();
                 0

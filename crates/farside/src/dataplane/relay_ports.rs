@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use farside_stun::attributes::AddressFamily;
 use farside_turn::{RelayError, RelayPorts};
 
-use crate::lock::lock;
+use crate::runtime::lock::lock;
 
 /// Most ports tried (bound and found taken by another program) before giving up with 508.
 const MAX_BIND_TRIES: usize = 64;
@@ -87,7 +87,7 @@ impl PortPool {
                 && reserved.set_nonblocking(true).is_ok()
             {
                 let token = loop {
-                    let t = crate::seed::fresh_seed().to_le_bytes();
+                    let t = crate::runtime::seed::fresh_seed().to_le_bytes();
                     if !st.reserved.contains_key(&t) {
                         break t;
                     }

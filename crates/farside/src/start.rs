@@ -11,10 +11,13 @@ use farside_stun::binding::{AlternateAddress, BindingConfig, BindingServer};
 use farside_stun::partner::{PartnerBook, PartnerConfig};
 
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::relay_ports::PortPool;
-use crate::turn_worker::{CredentialsCell, TurnMetrics, TurnShared};
-use crate::{admin, stun_tcp, stun_udp, turn_tcp};
+use crate::control::admin;
+use crate::control::credentials::{self, CredentialsCell};
+use crate::dataplane::relay_ports::PortPool;
+use crate::dataplane::turn::TurnShared;
+use crate::dataplane::{stun_tcp, tcp, udp};
+use crate::telemetry::Metrics;
+use crate::telemetry::turn::TurnMetrics;
 
 /// How often the kernel's drop counters are checked for the log.
 const KERNEL_DROP_CHECK: Duration = Duration::from_secs(10);
@@ -53,7 +56,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                 rate_limit: stun.partner_rate_limit,
                 heartbeat_ms: stun.partner_heartbeat * 1000,
             },
-            unix_ms(),
+            crate::runtime::clock::unix_ms(),
         ))
     });
     let server = Arc::new(BindingServer::new(BindingConfig {
@@ -102,8 +105,8 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         send_buffer: stun.send_buffer,
         packet_info: false,
     };
-    let sockets = stun_udp::bind_all(&udp_addresses, workers, opts, &metrics)?;
-    let credentials = store_credentials(&config)?;
+    let sockets = udp::bind_all(&udp_addresses, workers, opts, &metrics)?;
+    let credentials = credentials::from_store(&config)?;
     let turn = turn_shared(&config, credentials.clone())?;
     if let Some(t) = &turn {
         metrics.register_turn(Arc::clone(&t.counters));
@@ -145,7 +148,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
 
-    let handles = stun_udp::spawn_workers(
+    let handles = udp::spawn_workers(
         sockets,
         Arc::clone(&server),
         partners.clone(),
@@ -161,68 +164,47 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     if let (true, Some(cell)) = (config.sip.enabled, &credentials) {
         let sip = &config.sip;
         // Edge mode: the upstream's name is looked up once, at start.
-        let upstream = match (sip.mode.as_str(), sip.upstream_host_port()) {
-            ("edge", Some((host, port))) => Some(
-                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        let upstream = match (sip.mode, &sip.upstream) {
+            (crate::config::sip::Mode::Edge, Some(u)) => Some(
+                std::net::ToSocketAddrs::to_socket_addrs(&(u.host.as_str(), u.port))
                     .ok()
                     .and_then(|mut a| a.next())
-                    .with_context(|| format!("S412 cannot resolve sip.upstream {host}:{port}"))?,
+                    .with_context(|| {
+                        format!("S412 cannot resolve sip.upstream {}:{}", u.host, u.port)
+                    })?,
             ),
             _ => None,
         };
-        let counters = Arc::new(crate::sip_udp::SipCounters::default());
+        let counters = Arc::new(crate::telemetry::sip::SipCounters::default());
         metrics.register_sip(Arc::clone(&counters));
-        let streams = sip.stream_listen();
-        let secure = streams.iter().any(|(_, t)| {
-            matches!(
-                t,
-                farside_sip::nat::Transport::Tls | farside_sip::nat::Transport::Wss
-            )
-        });
-        let sip_tls = if !secure {
-            None
-        } else {
-            match (&config.tls.cert, &config.tls.key) {
-                (Some(cert), Some(key)) => Some(crate::tls_reload::TlsFiles::load(cert, key)?),
-                _ => None,
+        let udp: Vec<SocketAddr> = sip
+            .listen
+            .iter()
+            .filter(|l| !l.transport.is_stream())
+            .map(|l| l.address)
+            .collect();
+        let streams: Vec<_> = sip
+            .listen
+            .iter()
+            .filter(|l| l.transport.is_stream())
+            .map(|l| (l.address, l.transport))
+            .collect();
+        let sip_tls = match (sip.needs_tls(), &config.tls.cert, &config.tls.key) {
+            (true, Some(cert), Some(key)) => {
+                Some(crate::net::tls_reload::TlsFiles::load(cert, key)?)
             }
+            _ => None,
         };
-        handles.push(crate::sip_udp::spawn(
-            &sip.udp_listen(),
+        handles.push(crate::sip::thread::spawn(
+            &udp,
             &streams,
             sip_tls,
             sip.max_connections,
             &config.store.url,
-            farside_sip::registrar::RegistrarConfig {
-                domain: sip.domain.clone(),
-                realm: sip.realm().to_owned(),
-                min_expires: sip.min_expires,
-                max_expires: sip.max_expires,
-                default_expires: sip.default_expires,
-                max_bindings_per_aor: sip.max_bindings_per_aor,
-                max_aors: sip.max_aors,
-                nonce_lifetime: sip.nonce_lifetime,
-                algorithms: sip.algorithms(),
-                auth_failures_per_minute: sip.auth_failures_per_minute,
-            },
+            sip.registrar(),
             upstream,
-            sip.contact_fix().unwrap_or_default(),
-            sip.keepalive
-                .enabled
-                .then(|| farside_sip::keepalive::KeepaliveConfig {
-                    interval_ms: sip.keepalive.interval_secs().unwrap_or(25) * 1000,
-                    method: sip
-                        .keepalive
-                        .method()
-                        .unwrap_or(farside_sip::keepalive::Method::Options),
-                    from: sip
-                        .keepalive
-                        .from
-                        .clone()
-                        .unwrap_or_else(|| format!("sip:keepalive@{}", sip.domain)),
-                    max_failures: sip.keepalive.max_failures,
-                    all_contacts: sip.keepalive.all_contacts,
-                }),
+            sip.contact_fix.into(),
+            sip.keepalive(),
             Arc::clone(cell),
             Arc::clone(&server),
             counters,
@@ -240,17 +222,17 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
             .collect();
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) if !config.tls.listen.is_empty() => {
-                Some(crate::tls_reload::TlsFiles::load(cert, key)?)
+                Some(crate::net::tls_reload::TlsFiles::load(cert, key)?)
             }
             _ => None,
         };
-        handles.push(turn_tcp::spawn(
+        handles.push(tcp::spawn(
             &tcp,
             &config.tls.listen,
             tls,
             Arc::clone(t),
             Arc::clone(&server),
-            turn_tcp::Limits {
+            tcp::Limits {
                 max: stun.tcp_max_connections,
                 per_ip: stun.tcp_max_connections_per_ip,
                 idle: Duration::from_secs(stun.tcp_idle_timeout),
@@ -289,35 +271,6 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
-}
-
-/// The users and secrets of the store (for TURN and SIP), kept current by a watcher thread;
-/// `None` when neither is on.
-fn store_credentials(config: &Config) -> anyhow::Result<Option<Arc<CredentialsCell>>> {
-    if !config.turn.enabled && !config.sip.enabled {
-        return Ok(None);
-    }
-    let secrets = if config.turn.enabled {
-        config.turn.auth_secrets.clone()
-    } else {
-        Vec::new()
-    };
-    let cell = Arc::new(CredentialsCell::default());
-    let mut store = farside_store::open(&config.store.url)
-        .map_err(|e| anyhow::anyhow!("S303 cannot open the store: {e}"))?;
-    let snapshot = store
-        .load()
-        .map_err(|e| anyhow::anyhow!("S303 cannot read the store: {e}"))?;
-    tracing::info!(
-        "S304 store {}: {} users, {} shared secrets",
-        config.store.url,
-        snapshot.users.len(),
-        snapshot.secrets.len()
-    );
-    let generation = snapshot.generation;
-    cell.publish(credentials(&snapshot, &secrets));
-    watch_store(store, generation, Arc::clone(&cell), secrets);
-    Ok(Some(cell))
 }
 
 /// The TURN relay's shared state, if `[turn] enabled`.
@@ -380,95 +333,8 @@ fn turn_shared(
         relay_v6,
         credentials: cell,
         counters: Arc::new(TurnMetrics::default()),
-        nonce_key: nonce_key(),
+        nonce_key: crate::runtime::seed::random_key(),
     })))
-}
-
-/// The TURN core's credentials: the store's users and secrets, and the configuration's secrets.
-fn credentials(
-    snapshot: &farside_store::Snapshot,
-    config_secrets: &[String],
-) -> farside_turn::Credentials {
-    let mut c = farside_turn::Credentials::new();
-    for u in &snapshot.users {
-        c.add_user(
-            &u.realm,
-            &u.name,
-            farside_turn::UserKeys {
-                md5: u.md5,
-                sha256: u.sha256,
-            },
-        );
-    }
-    for s in snapshot.secrets.iter().chain(config_secrets) {
-        c.add_secret(s.as_bytes());
-    }
-    c
-}
-
-/// Polls the store's generation once a second and republishes the credentials after a change
-/// (`farside user add` while the server runs). A thread of its own: SQLite calls block.
-fn watch_store(
-    mut store: Box<dyn farside_store::Store>,
-    mut generation: u64,
-    cell: Arc<CredentialsCell>,
-    config_secrets: Vec<String>,
-) {
-    let spawned = std::thread::Builder::new()
-        .name("store-watch".into())
-        .spawn(move || {
-            let mut failing = false;
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-                let g = match store.generation() {
-                    Ok(g) => g,
-                    Err(e) => {
-                        if !failing {
-                            tracing::warn!(
-                                "S305 cannot read the store (keeping the last credentials): {e}"
-                            );
-                        }
-                        failing = true;
-                        continue;
-                    }
-                };
-                failing = false;
-                if g == generation {
-                    continue;
-                }
-                match store.load() {
-                    Ok(snap) => {
-                        generation = snap.generation;
-                        tracing::info!(
-                            "S306 store changed: {} users, {} shared secrets",
-                            snap.users.len(),
-                            snap.secrets.len()
-                        );
-                        cell.publish(credentials(&snap, &config_secrets));
-                    }
-                    Err(e) => tracing::warn!("S305 cannot read the store: {e}"),
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("S305 cannot start the store watcher; changes need a restart: {e}");
-    }
-}
-
-/// 32 random bytes to sign TURN and SIP nonces with.
-pub fn nonce_key() -> [u8; 32] {
-    let mut key = [0u8; 32];
-    for chunk in key.chunks_exact_mut(8) {
-        chunk.copy_from_slice(&crate::seed::fresh_seed().to_le_bytes());
-    }
-    key
-}
-
-/// The wall clock in Unix milliseconds: partner messages carry it, so partners need NTP.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Logs each partner going up or down (heartbeats, see `farside_stun::partner`).
@@ -479,7 +345,7 @@ async fn watch_partners(book: Arc<PartnerBook>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        for (i, (ip, alive)) in book.status(unix_ms()).enumerate() {
+        for (i, (ip, alive)) in book.status(crate::runtime::clock::unix_ms()).enumerate() {
             let Some(prev) = was.get_mut(i) else { continue };
             match (*prev, alive) {
                 (Some(true), true) | (Some(false), false) => continue,

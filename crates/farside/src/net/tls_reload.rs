@@ -26,7 +26,7 @@ impl TlsFiles {
     pub fn load(cert: &Path, key: &Path) -> anyhow::Result<TlsFiles> {
         let stamp = stamp(cert, key);
         Ok(TlsFiles {
-            config: crate::turn_tcp::tls_config(cert, key)?,
+            config: crate::net::tls_config::load(cert, key)?,
             cert: cert.to_owned(),
             key: key.to_owned(),
             stamp,
@@ -52,7 +52,7 @@ impl TlsFiles {
             return;
         }
         self.stamp = stamp;
-        match crate::turn_tcp::tls_config(&self.cert, &self.key) {
+        match crate::net::tls_config::load(&self.cert, &self.key) {
             Ok(config) => {
                 self.config = config;
                 tracing::info!(

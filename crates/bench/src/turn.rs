@@ -41,7 +41,7 @@ const SOCKET_OPTIONS: SocketOptions = SocketOptions {
 
 /// `farside bench turn` options.
 #[derive(clap::Args, Debug)]
-pub(crate) struct TurnArgs {
+pub struct TurnArgs {
     /// The TURN server, `ip:port` (UDP).
     target: SocketAddr,
     /// Shared secret for ephemeral (REST) credentials, one username per client.
@@ -377,11 +377,15 @@ fn exchange(socket: &UdpSocket, to: SocketAddr, req: &[u8]) -> anyhow::Result<Ve
 }
 
 fn tid() -> TransactionId {
-    let a = crate::seed::fresh_seed().to_le_bytes();
-    let b = crate::seed::fresh_seed().to_le_bytes();
     let mut t = [0u8; 12];
-    t[..8].copy_from_slice(&a);
-    t[8..].copy_from_slice(&b[..4]);
+    // A generator's ids need not be secret, only unlikely to repeat: the clock will do when
+    // getrandom(2) is missing.
+    if farside_io::random_bytes(&mut t).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        t.copy_from_slice(&nanos.to_le_bytes()[..12]);
+    }
     TransactionId(t)
 }
 

@@ -22,7 +22,7 @@ use super::wire;
 
 /// Arguments of `farside bench responder`.
 #[derive(clap::Args, Debug)]
-pub(crate) struct ResponderArgs {
+pub struct ResponderArgs {
     /// Address to answer on, as IP:port (loopback for benchmarks, e.g. 127.0.0.1:3478).
     pub(crate) listen: SocketAddr,
     /// Threads, each with its own SO_REUSEPORT socket on LISTEN.

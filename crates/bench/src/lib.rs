@@ -1,4 +1,5 @@
-//! `farside bench`: load tools for measuring STUN servers (Farside or any other) on one host.
+//! `farside bench`: load tools for measuring STUN and TURN servers (Farside or any other) on one
+//! host. They live apart from the server: nothing of theirs runs in `farside serve`.
 //!
 //! - `farside bench stun TARGET`: a batched Binding-request load generator, open loop at a
 //!   given rate or closed loop with a window; prints answered/s, loss and latency percentiles.
@@ -18,9 +19,13 @@ mod wire;
 
 use std::process::ExitCode;
 
+pub use responder::ResponderArgs;
+pub use stun::StunArgs;
+pub use turn::TurnArgs;
+
 /// The `farside bench` subcommands.
 #[derive(clap::Subcommand, Debug)]
-pub(crate) enum BenchCommand {
+pub enum BenchCommand {
     /// Load a STUN server with Binding requests (open loop at --rate, or closed loop with
     /// --window) and report answered/s, loss and latency. Loopback targets only unless
     /// --allow-remote.
@@ -34,7 +39,7 @@ pub(crate) enum BenchCommand {
 }
 
 /// Runs one `farside bench` subcommand.
-pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Stun(args) => stun::run(args),
         BenchCommand::Responder(args) => responder::run(args),

@@ -14,7 +14,7 @@ use farside_probe::{Event, LifetimeConfig, Probe, ProbeConfig, Report, SocketId,
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::dns::{self, Candidate, Target};
+use crate::cli::dns::{self, Candidate, Target};
 
 /// Exit status: the server answered but does not do RFC 5780, so only the public address is known.
 const EXIT_NO_RFC5780: u8 = 3;
@@ -86,10 +86,11 @@ async fn run_async(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return usage(e),
     };
     let resolver = dns::resolver(dns_server)?;
-    let candidates = match dns::candidates(&target, &resolver, crate::seed::fresh_seed()).await {
-        Ok(c) => c,
-        Err(e) => return usage(e),
-    };
+    let candidates =
+        match dns::candidates(&target, &resolver, crate::runtime::seed::fresh_seed()).await {
+            Ok(c) => c,
+            Err(e) => return usage(e),
+        };
 
     if let Some(ip) = args.local {
         if ip.is_unspecified() {
@@ -110,7 +111,7 @@ async fn run_async(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let mut last: Option<(Candidate, Report)> = None;
     let mut failures = Vec::new();
     for candidate in candidates {
-        match probe_one(&args, &candidate, crate::seed::fresh_seed()).await {
+        match probe_one(&args, &candidate, crate::runtime::seed::fresh_seed()).await {
             Ok(report) => {
                 let answered = report.reachable;
                 last = Some((candidate, report));

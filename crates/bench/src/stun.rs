@@ -40,7 +40,7 @@ use super::wire;
                   a load test is indistinguishable from a flood, so point it only at servers you \
                   run (the environment this tool was written in allows loopback traffic only)."
 )]
-pub(crate) struct StunArgs {
+pub struct StunArgs {
     /// The STUN server to load, as IP:port (e.g. 127.0.0.1:3478).
     pub(crate) target: SocketAddr,
     /// Open loop: send this many requests per second, whatever the server answers.
@@ -759,7 +759,7 @@ fn parse_duration(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::responder::Responder;
+    use crate::responder::Responder;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 

@@ -9,7 +9,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::metrics::Metrics;
+use crate::telemetry::Metrics;
 
 /// Binds the admin listener now (so a bad address fails the start) and returns its task.
 pub async fn bind(

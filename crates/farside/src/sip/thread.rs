@@ -8,7 +8,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,115 +26,13 @@ use farside_sip::transaction::Transactions;
 use farside_sip::{Edits, Message, Method, StartLine};
 use farside_stun::binding::{BindingServer, Outcome as StunOutcome, Received};
 
-use crate::sip_tcp::{Inbound, SipTcp};
-use crate::turn_worker::CredentialsCell;
-
-/// SIP counters, read by the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct SipCounters {
-    /// Requests received, by [`MethodKind`].
-    pub requests: [AtomicU64; MethodKind::ALL.len()],
-    /// REGISTERs answered 200.
-    pub registered: AtomicU64,
-    /// REGISTERs challenged (401 without a failure).
-    pub challenged: AtomicU64,
-    /// Of those, challenges with `stale=true`.
-    pub stale: AtomicU64,
-    /// Failed authentications.
-    pub auth_failures: AtomicU64,
-    /// REGISTERs dropped: their source failed authentication too often lately.
-    pub auth_rate_limited: AtomicU64,
-    /// Other final responses the registrar or the server gave (4xx, 5xx).
-    pub refused: AtomicU64,
-    /// Error responses Farside itself sent (registrar, proxy, transactions), by status code:
-    /// [`REFUSAL_CODES`] in order, the last slot for any other.
-    pub refusals: [AtomicU64; REFUSAL_CODES.len() + 1],
-    /// NAT tests that fired on requests, by [`NatTests::ALL`] order.
-    pub nat: [AtomicU64; NatTests::ALL.len()],
-    /// Messages dropped: malformed.
-    pub malformed: AtomicU64,
-    /// Messages dropped: responses (nothing to forward them to yet).
-    pub responses_dropped: AtomicU64,
-    /// STUN Binding requests answered on SIP ports.
-    pub stun: AtomicU64,
-    /// CRLF or 4-byte keep-alives received.
-    pub keepalives: AtomicU64,
-    /// Live bindings.
-    pub bindings: AtomicU64,
-    /// Open TCP connections.
-    pub connections: AtomicU64,
-    /// Dialogs seen established (2xx to INVITE).
-    pub dialogs_started: AtomicU64,
-    /// Dialogs seen ended (2xx to BYE).
-    pub dialogs_ended: AtomicU64,
-    /// Dialogs established and not ended now.
-    pub dialogs: AtomicU64,
-    /// Requests and responses proxied on.
-    pub forwarded: AtomicU64,
-    /// Keep-alive pings sent.
-    pub pings_sent: AtomicU64,
-    /// Requests or responses for a connection that is gone (the phone's flow failed).
-    pub no_flow: AtomicU64,
-    /// SIP keep-alive pings answered.
-    pub pings_answered: AtomicU64,
-    /// SIP keep-alive pings that went unanswered (failed).
-    pub pings_missed: AtomicU64,
-    /// Bindings dropped for missing keep-alives.
-    pub unreachable: AtomicU64,
-}
-
-/// Status codes of refusals counted apart (the reasons a server refuses a SIP request).
-pub const REFUSAL_CODES: [u16; 12] = [400, 403, 404, 408, 420, 423, 480, 481, 483, 487, 500, 503];
-
-impl SipCounters {
-    /// Counts one refusal with `code`.
-    fn count_refusal(&self, code: u16) {
-        let i = REFUSAL_CODES
-            .iter()
-            .position(|&c| c == code)
-            .unwrap_or(REFUSAL_CODES.len());
-        self.refusals[i].fetch_add(1, Relaxed);
-    }
-}
+use crate::control::credentials::CredentialsCell;
+use crate::sip::streams::{Inbound, SipTcp};
+use crate::telemetry::sip::{MethodKind, SipCounters};
 
 /// The status code of a response's bytes.
 fn status_of(bytes: &[u8]) -> Option<u16> {
     std::str::from_utf8(bytes.get(8..11)?).ok()?.parse().ok()
-}
-
-/// Request methods counted apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MethodKind {
-    /// REGISTER.
-    Register,
-    /// OPTIONS.
-    Options,
-    /// INVITE.
-    Invite,
-    /// Anything else.
-    Other,
-}
-
-impl MethodKind {
-    /// Every kind with its label.
-    pub const ALL: [(MethodKind, &'static str); 4] = [
-        (MethodKind::Register, "REGISTER"),
-        (MethodKind::Options, "OPTIONS"),
-        (MethodKind::Invite, "INVITE"),
-        (MethodKind::Other, "other"),
-    ];
-
-    fn of(m: Method<'_>) -> MethodKind {
-        if m == Method::REGISTER {
-            MethodKind::Register
-        } else if m == Method::OPTIONS {
-            MethodKind::Options
-        } else if m == Method::INVITE {
-            MethodKind::Invite
-        } else {
-            MethodKind::Other
-        }
-    }
 }
 
 /// The store's users as the registrar asks for them: their long-term keys are Digest's HA1.
@@ -156,7 +54,7 @@ impl Users for StoreUsers {
 pub fn spawn(
     addresses: &[SocketAddr],
     stream_addresses: &[(SocketAddr, Transport)],
-    tls: Option<crate::tls_reload::TlsFiles>,
+    tls: Option<crate::net::tls_reload::TlsFiles>,
     max_connections: usize,
     store_url: &str,
     config: RegistrarConfig,
@@ -203,12 +101,12 @@ pub fn spawn(
     // Keys kept in the store: nonces and flow tokens given out before a restart stay good.
     let mut key = |name: &str| {
         store
-            .server_key(name, crate::serve::nonce_key())
+            .server_key(name, crate::runtime::seed::random_key())
             .map_err(|e| anyhow::anyhow!("S303 cannot read the {name} key from the store: {e}"))
     };
     let mut registrar = Registrar::new(config, key("sip-digest-nonces")?);
     let tokens = FlowTokens::new(key("sip-flow-tokens")?);
-    let now = crate::serve::unix_ms() / 1000;
+    let now = crate::runtime::clock::unix_ms() / 1000;
     let rows = store
         .load_registrations(i64::try_from(now).unwrap_or(i64::MAX))
         .map_err(|e| anyhow::anyhow!("S303 cannot read registrations from the store: {e}"))?;
@@ -235,19 +133,24 @@ pub fn spawn(
             let mut t = SipUdp {
                 sockets,
                 tcp,
-                dialogs: Dialogs::new(MAX_DIALOGS, DIALOG_MAX_AGE, crate::seed::fresh_seed()),
+                dialogs: Dialogs::new(
+                    MAX_DIALOGS,
+                    DIALOG_MAX_AGE,
+                    crate::runtime::seed::fresh_seed(),
+                ),
                 edge_registrations: EdgeRegistrations::default(),
                 invites: Transactions::new(MAX_TRANSACTIONS),
                 extra: Vec::new(),
                 addresses,
                 registrar,
                 writer,
-                keepalives: keepalive.map(|k| Keepalives::new(k, crate::seed::fresh_seed())),
+                keepalives: keepalive
+                    .map(|k| Keepalives::new(k, crate::runtime::seed::fresh_seed())),
                 domain,
                 upstream,
                 contact_fix,
                 tokens,
-                branch_key: crate::seed::fresh_seed(),
+                branch_key: crate::runtime::seed::fresh_seed(),
                 credentials,
                 binding,
                 counters,
@@ -318,7 +221,7 @@ impl SipUdp {
             ready.clear();
             epoll.wait(Duration::from_millis(200), |t| ready.push(t))?;
             for &token in &ready {
-                if token >= crate::sip_tcp::LISTENER_TOKENS {
+                if token >= crate::sip::streams::LISTENER_TOKENS {
                     self.tcp.ready(&epoll, token, &mut inbound);
                     for i in inbound.drain(..) {
                         match i {
@@ -370,7 +273,7 @@ impl SipUdp {
             }
             self.keepalive_round(&epoll);
             // The stateful proxy's retransmissions and timeouts.
-            let timed_out = self.invites.poll(crate::serve::unix_ms());
+            let timed_out = self.invites.poll(crate::runtime::clock::unix_ms());
             for code in self.invites.take_refusals() {
                 self.counters.count_refusal(code);
             }
@@ -396,7 +299,8 @@ impl SipUdp {
             self.tcp.refresh(now);
             if now.duration_since(last_expire) >= Duration::from_secs(1) {
                 last_expire = now;
-                self.registrar.expire(crate::serve::unix_ms() / 1000);
+                self.registrar
+                    .expire(crate::runtime::clock::unix_ms() / 1000);
                 let live: usize = self.registrar.all().map(|(_, b)| b.len()).sum();
                 self.counters.bindings.store(live as u64, Relaxed);
                 self.counters
@@ -412,7 +316,7 @@ impl SipUdp {
         let Some(k) = self.keepalives.as_mut() else {
             return;
         };
-        let round = k.poll(crate::serve::unix_ms(), &self.registrar);
+        let round = k.poll(crate::runtime::clock::unix_ms(), &self.registrar);
         for ping in round.pings {
             let sent = self.send(
                 epoll,
@@ -555,7 +459,7 @@ impl SipUdp {
                 return None;
             }
             let action = proxy.response(&msg);
-            let now_ms = crate::serve::unix_ms();
+            let now_ms = crate::runtime::clock::unix_ms();
             // INVITE responses belong to a transaction (registrar mode); the rest go on as
             // the stateless proxy says.
             let packets = match self.upstream {
@@ -614,14 +518,14 @@ impl SipUdp {
             let action = edge.request(&msg, flow);
             if matches!(action, Action::Forward { .. }) && remote != upstream {
                 // Its answer tells which bindings to keep alive.
-                let now = crate::serve::unix_ms() / 1000;
+                let now = crate::runtime::clock::unix_ms() / 1000;
                 self.edge_registrations.forwarded(&msg, flow, now);
             }
             return self.act(action, method, uri, local, remote, transport);
         }
         if method == Method::REGISTER {
             let users = StoreUsers(self.credentials.load());
-            let now = crate::serve::unix_ms() / 1000;
+            let now = crate::runtime::clock::unix_ms() / 1000;
             let (answer, outcome) = self.registrar.register(&msg, flow, now, &users);
             let c = &self.counters;
             match outcome {
@@ -651,7 +555,7 @@ impl SipUdp {
             };
             return back(answer);
         }
-        let now_ms = crate::serve::unix_ms();
+        let now_ms = crate::runtime::clock::unix_ms();
         let now = now_ms / 1000;
         // INVITE, its CANCEL and the ACK of a refusal are transactions (RFC 3261 §16, §17).
         let source = (transport, local, remote);

@@ -14,3 +14,12 @@ pub fn fresh_seed() -> u64 {
     }
     u64::from_le_bytes(b)
 }
+
+/// 32 random bytes: a key to sign TURN and SIP nonces or flow tokens with.
+pub fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    for chunk in key.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&fresh_seed().to_le_bytes());
+    }
+    key
+}

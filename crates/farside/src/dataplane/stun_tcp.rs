@@ -15,35 +15,20 @@ use std::time::Duration;
 use anyhow::Context as _;
 use farside_stun::HEADER_LEN;
 use farside_stun::binding::{BindingServer, DropReason, Outcome, Received, Transport};
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::lock::lock;
-use crate::log_once;
-use crate::metrics::Metrics;
+use crate::runtime::lock::lock;
+use crate::runtime::log_once;
+use crate::telemetry::Metrics;
 
 /// Largest STUN message accepted over TCP, in bytes (header included).
 pub const MAX_MESSAGE: usize = 2048;
 
-/// Binds a TCP listener; IPv6 listeners are IPv6-only so `[::]` and `0.0.0.0` coexist.
+/// Binds a TCP listener for the tokio runtime (see [`crate::net::bind::tcp_listener`]).
 pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::from_std(bind_std(addr)?).context("register TCP listener")
-}
-
-/// [`bind`] for a thread of its own: a non-blocking std listener.
-pub fn bind_std(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_address(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())
-        .with_context(|| format!("S102 cannot bind TCP {addr}"))?;
-    s.listen(1024)?;
-    Ok(s.into())
+    TcpListener::from_std(crate::net::bind::tcp_listener(addr)?).context("register TCP listener")
 }
 
 /// Limits shared by every STUN TCP listener of the server.

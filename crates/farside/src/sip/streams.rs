@@ -20,7 +20,7 @@ use farside_sip::nat::Transport;
 use farside_sip::websocket::{self, Handshake};
 use farside_sip::{Frame, frame};
 
-use crate::tls_reload::TlsFiles;
+use crate::net::tls_reload::TlsFiles;
 
 /// Epoll tokens at and above this are the SIP thread's TCP listeners...
 pub const LISTENER_TOKENS: u64 = 1 << 40;
@@ -83,7 +83,7 @@ impl SipTcp {
     ) -> anyhow::Result<Self> {
         let mut listeners = Vec::new();
         for &(a, transport) in addresses {
-            let l = crate::stun_tcp::bind_std(a).map_err(|e| {
+            let l = crate::net::bind::tcp_listener(a).map_err(|e| {
                 anyhow::anyhow!("S401 cannot bind SIP {} {a}: {e:#}", name(transport))
             })?;
             if secure(transport) && tls.is_none() {
@@ -209,7 +209,8 @@ impl SipTcp {
         if let Some(tls) = c.tls.as_mut() {
             let limit = 2 * farside_sip::MAX_MESSAGE;
             closed =
-                crate::tls_io::read_tls(tls, &mut c.stream, &mut buf, &mut c.input, limit).closed;
+                crate::net::tls_io::read_tls(tls, &mut c.stream, &mut buf, &mut c.input, limit)
+                    .closed;
         }
         // Read what is there (bounded per pass: the others get their turn).
         for _ in 0..16 {

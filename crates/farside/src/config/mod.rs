@@ -1,0 +1,361 @@
+//! The configuration file: one TOML document, every key optional, safe defaults embedded. One
+//! module per section; each checks its own keys (and those it depends on) in
+//! [`Config::validate`], so a file that loads can run.
+//!
+//! Every key is documented in `docs/configuration.md`; keep the two in step.
+
+mod admin;
+mod log;
+pub mod sip;
+mod store;
+mod stun;
+mod tls;
+mod turn;
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use admin::AdminConfig;
+pub use log::LogConfig;
+pub use sip::SipConfig;
+pub use store::StoreConfig;
+pub use stun::StunConfig;
+pub use tls::TlsConfig;
+pub use turn::TurnConfigFile;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[stun]`: the STUN server.
+    pub stun: StunConfig,
+    /// `[turn]`: the TURN relay.
+    pub turn: TurnConfigFile,
+    /// `[store]`: where users and secrets live.
+    pub store: StoreConfig,
+    /// `[tls]`: STUN and TURN over TLS.
+    pub tls: TlsConfig,
+    /// `[sip]`: the SIP registrar.
+    pub sip: SipConfig,
+    /// `[admin]`: the HTTP endpoint for metrics and health.
+    pub admin: AdminConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+/// A configuration problem, rendered as one line naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax or a value of the wrong type.
+    #[error("{path}:{line}: {key}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// The dotted key, as well as it could be told.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses and validates a TOML document; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let start = e.span().map_or(0, |s| s.start).min(text.len());
+            let (line, key) = locate(text, start);
+            ConfigError::Parse {
+                path: origin.to_string(),
+                line,
+                key,
+                // toml's messages end in a newline and sometimes span lines; keep one line.
+                message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+            }
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot, section by section.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        self.validate_stun(origin)?;
+        self.validate_turn(origin)?;
+        self.validate_sip(origin)?;
+        self.validate_tls(origin)?;
+        self.validate_store(origin)?;
+        self.validate_admin(origin)?;
+        self.validate_log(origin)
+    }
+}
+
+/// A value that parses but cannot work, named by its key.
+fn invalid(origin: &str, key: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: origin.to_string(),
+        key,
+        message,
+    }
+}
+
+/// The line number and the dotted key at byte `offset` of a TOML document.
+fn locate(text: &str, offset: usize) -> (usize, String) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let mut table = String::new();
+    for l in before.lines() {
+        let t = l.trim();
+        if t.starts_with('[') && !t.starts_with("[[") {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+    }
+    let line_text = text.lines().nth(line - 1).unwrap_or("").trim();
+    let key = if line_text.starts_with('[') {
+        line_text
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_string()
+    } else {
+        let k = line_text.split('=').next().unwrap_or("").trim();
+        match (table.is_empty(), k.is_empty()) {
+            (_, true) => table,
+            (true, false) => k.to_string(),
+            (false, false) => format!("{table}.{k}"),
+        }
+    };
+    (
+        line,
+        if key.is_empty() {
+            "(top level)".into()
+        } else {
+            key
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "f.toml")
+            .expect_err("should fail")
+            .to_string()
+    }
+
+    #[test]
+    fn no_file_means_dual_stack_3478_with_tcp() {
+        let c = Config::parse("", "f.toml").expect("empty config is valid");
+        assert_eq!(c.stun.listen.len(), 2);
+        assert!(c.stun.listen.iter().all(|a| a.port() == 3478));
+        assert!(c.stun.tcp);
+        assert!(c.stun.software.is_none());
+        assert!(c.stun.alternate_address.is_none());
+    }
+
+    #[test]
+    fn documented_rfc5780_keys_work() {
+        let c = Config::parse(
+            "[stun]\nlisten = [\"127.0.0.1:3478\"]\nalternate_address = \"127.0.0.2\"\nalternate_port = 3479\n",
+            "f.toml",
+        )
+        .expect("valid");
+        let p = c.stun.rfc5780_primary().expect("paired");
+        assert_eq!(p, "127.0.0.1:3478".parse().expect("addr"));
+        assert_eq!(c.stun.rfc5780_alternate_port(p), 3479);
+    }
+
+    #[test]
+    fn alternate_port_defaults_to_primary_plus_one() {
+        let c = Config::parse(
+            "[stun]\nlisten = [\"127.0.0.1:4000\"]\nalternate_address = \"127.0.0.2\"\n",
+            "f.toml",
+        )
+        .expect("valid");
+        let p = c.stun.rfc5780_primary().expect("paired");
+        assert_eq!(c.stun.rfc5780_alternate_port(p), 4001);
+    }
+
+    #[test]
+    fn errors_name_the_key_on_one_line() {
+        let e = err("[stun]\nlisten = [\"nonsense\"]\n");
+        assert!(e.starts_with("f.toml:2: stun.listen: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+
+        let e = err("[stun]\nlsten = []\n");
+        assert!(e.starts_with("f.toml:2: stun.lsten: unknown field"), "{e}");
+
+        let e = err("[stun]\nlisten = [\"0.0.0.0:3478\"]\nalternate_address = \"127.0.0.2\"\n");
+        assert!(e.starts_with("f.toml: stun.alternate_address: "), "{e}");
+
+        let e = err("[stun]\nlisten = []\n");
+        assert_eq!(e, "f.toml: stun.listen: needs at least one address:port");
+
+        let e = err("[admin]\nlisten = \"x\"\n");
+        assert!(e.starts_with("f.toml: admin.listen: "), "{e}");
+
+        let e = err("[log]\nlevel = \"loud\"\n");
+        assert!(e.starts_with("f.toml: log.level: "), "{e}");
+        Config::parse("[log]\nlevel = \"info,farside=debug\"\n", "f.toml")
+            .expect("directives are valid");
+
+        let partner = "[stun]\nlisten = [\"192.0.2.1:3478\"]\npartners = [\"198.51.100.2\"]\n";
+        let e = err(partner);
+        assert!(e.starts_with("f.toml: stun.partner_secrets: "), "{e}");
+        let e = err(&format!("{partner}partner_secrets = [\"short\"]\n"));
+        assert!(e.contains("at least 16 bytes"), "{e}");
+        let e = err(
+            "[stun]\nlisten = [\"0.0.0.0:3478\"]\npartners = [\"198.51.100.2\"]\npartner_secrets = [\"0123456789abcdef\"]\n",
+        );
+        assert!(e.starts_with("f.toml: stun.partners: "), "{e}");
+        let e = err(
+            "[stun]\nlisten = [\"192.0.2.1:3478\"]\npartners = [\"192.0.2.1\"]\npartner_secrets = [\"0123456789abcdef\"]\n",
+        );
+        assert!(e.contains("another host"), "{e}");
+        let c = Config::parse(
+            &format!("{partner}partner_secrets = [\"0123456789abcdef\"]\n"),
+            "f.toml",
+        )
+        .expect("valid partner mode");
+        assert_eq!(c.stun.partner_max_age, 10);
+
+        let e = err("[bogus]\n");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn sip_edge_mode_needs_an_upstream_uri() {
+        let sip = "[sip]\nenabled = true\ndomain = \"example.org\"\n";
+        let e = err(&format!("{sip}mode = \"edge\"\n"));
+        assert!(e.starts_with("f.toml: sip.upstream: "), "{e}");
+        for bad in ["pbx", "sip:", "sip:a@pbx", "sip:pbx:http", "sip:p b"] {
+            let e = err(&format!("{sip}mode = \"edge\"\nupstream = \"{bad}\"\n"));
+            assert!(e.starts_with("f.toml:5: sip.upstream: "), "{bad}: {e}");
+        }
+        let e = err(&format!("{sip}mode = \"b2bua\"\n"));
+        assert!(e.starts_with("f.toml:4: sip.mode: "), "{e}");
+        for (uri, want) in [
+            ("sip:127.0.0.1:5090", ("127.0.0.1", 5090)),
+            ("sip:pbx.example.org", ("pbx.example.org", 5060)),
+            (
+                "sip:pbx.example.org:5070;transport=udp",
+                ("pbx.example.org", 5070),
+            ),
+            ("sip:[2001:db8::1]:5062", ("2001:db8::1", 5062)),
+            ("sip:[2001:db8::1]", ("2001:db8::1", 5060)),
+        ] {
+            let c = Config::parse(
+                &format!("{sip}mode = \"edge\"\nupstream = \"{uri}\"\n"),
+                "f.toml",
+            )
+            .expect(uri);
+            let u = c.sip.upstream.expect(uri);
+            assert_eq!((u.host.as_str(), u.port), want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn sip_values_are_typed_as_they_are_read() {
+        let sip = "[sip]\nenabled = true\ndomain = \"example.org\"\n";
+        let c = Config::parse(
+            &format!(
+                "{sip}listen = [\"udp:127.0.0.1:5070\", \"WSS:[::1]:8443\"]\n\
+                 digest_algorithms = [\"sha-256\", \"MD5\"]\ncontact_fix = \"alias\"\n\
+                 [tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+                 [sip.keepalive]\ninterval = \"2m\"\nmethod = \"crlf\"\n"
+            ),
+            "f.toml",
+        )
+        .expect("valid");
+        let s = &c.sip;
+        assert_eq!(s.listen[1].transport, farside_sip::nat::Transport::Wss);
+        assert_eq!(s.listen[1].address, "[::1]:8443".parse().expect("addr"));
+        assert_eq!(
+            s.registrar().algorithms,
+            [
+                farside_sip::digest::Algorithm::Sha256,
+                farside_sip::digest::Algorithm::Md5
+            ]
+        );
+        assert_eq!(
+            farside_sip::edge::ContactFix::from(s.contact_fix),
+            farside_sip::edge::ContactFix::Alias
+        );
+        let k = s.keepalive().expect("on by default");
+        assert_eq!(k.interval_ms, 120_000);
+        assert_eq!(k.method, farside_sip::keepalive::Method::Crlf);
+        assert_eq!(k.from, "sip:keepalive@example.org");
+        for (bad, key) in [
+            ("listen = [\"sctp:127.0.0.1:5060\"]", "sip.listen"),
+            ("contact_fix = \"fix\"", "sip.contact_fix"),
+            ("digest_algorithms = [\"SHA-512\"]", "sip.digest_algorithms"),
+            ("keepalive = { interval = \"0s\" }", "sip.keepalive"),
+            ("keepalive = { method = \"PING\" }", "sip.keepalive"),
+        ] {
+            let e = err(&format!("{sip}{bad}\n"));
+            assert!(e.starts_with(&format!("f.toml:4: {key}")), "{bad}: {e}");
+        }
+        let e = err(&format!("{sip}digest_algorithms = []\n"));
+        assert!(e.starts_with("f.toml: sip.digest_algorithms: "), "{e}");
+    }
+
+    #[test]
+    fn store_url_defaults_to_the_data_dir_and_only_sqlite() {
+        let c = Config::parse("", "f.toml").expect("valid");
+        assert_eq!(
+            c.store.url,
+            format!(
+                "sqlite://{}",
+                store::default_data_dir().join("farside.db").display()
+            )
+        );
+        let c = Config::parse("[store]\nurl = \"sqlite:///tmp/x/users.db\"\n", "f.toml")
+            .expect("valid");
+        assert_eq!(c.store.url, "sqlite:///tmp/x/users.db");
+
+        // The password in a PostgreSQL URL must not end up in the message.
+        let e = err("[store]\nurl = \"postgres://farside:hunter2@db/farside\"\n");
+        assert_eq!(
+            e,
+            "f.toml: store.url: PostgreSQL is not supported yet: use sqlite://PATH"
+        );
+        let e = err("[store]\nurl = \"sqlite://\"\n");
+        assert!(e.starts_with("f.toml: store.url: "), "{e}");
+        let e = err("[store]\nurl = \"/var/lib/farside/farside.db\"\n");
+        assert_eq!(e, "f.toml: store.url: no scheme: expected sqlite://PATH");
+        let e = err("[store]\nurl = \"mysql://u:hunter2@db/x\"\n");
+        assert_eq!(e, "f.toml: store.url: mysql: expected sqlite://PATH");
+        let e = err("[store]\npath = \"x\"\n");
+        assert!(e.starts_with("f.toml:2: store.path: unknown field"), "{e}");
+    }
+}

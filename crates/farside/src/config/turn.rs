@@ -1,0 +1,175 @@
+//! `[turn]`: the TURN relay (RFC 8656), off unless enabled.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::stun::StunConfig;
+use super::{Config, ConfigError, invalid};
+
+/// `[turn]`: the TURN relay (RFC 8656), off unless enabled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnConfigFile {
+    /// Serve TURN on the STUN UDP addresses.
+    pub enabled: bool,
+    /// REALM of the long-term credentials.
+    pub realm: String,
+    /// Addresses relayed from (one IPv4, one IPv6 at most); default: the first specific
+    /// `stun.listen` address of each family.
+    pub relay_address: Vec<IpAddr>,
+    /// Relay port range, `"first-last"`.
+    pub relay_ports: String,
+    /// Peer ranges relayed to although the defaults refuse them.
+    pub allowed_peers: Vec<String>,
+    /// Peer ranges refused on top of the defaults.
+    pub denied_peers: Vec<String>,
+    /// Shared secrets for ephemeral (REST) credentials, besides those in the store.
+    pub auth_secrets: Vec<String>,
+    /// Most allocations on this server.
+    pub max_allocations: usize,
+    /// Most allocations per username (0 = no limit).
+    pub max_allocations_per_user: usize,
+    /// Allocation lifetime when the client asks for none, seconds.
+    pub default_lifetime: u64,
+    /// Longest allocation lifetime granted, seconds.
+    pub max_lifetime: u64,
+    /// Seconds a NONCE stays valid.
+    pub nonce_lifetime: u64,
+    /// Failed authentications per source IP per minute before it is ignored.
+    pub auth_failures_per_minute: u32,
+    /// Relayed bits per second per allocation, both directions together (0 = no cap).
+    pub max_bps: u64,
+    /// Grant TCP allocations (RFC 6062) to clients on TCP or TLS.
+    pub tcp_relay: bool,
+    /// Most TCP connections with peers per TCP allocation.
+    pub max_tcp_connections: usize,
+}
+
+impl Default for TurnConfigFile {
+    fn default() -> Self {
+        TurnConfigFile {
+            enabled: false,
+            realm: "farside".into(),
+            relay_address: Vec::new(),
+            relay_ports: "49152-65535".into(),
+            allowed_peers: Vec::new(),
+            denied_peers: Vec::new(),
+            auth_secrets: Vec::new(),
+            max_allocations: 100_000,
+            max_allocations_per_user: 64,
+            default_lifetime: 600,
+            max_lifetime: 3600,
+            nonce_lifetime: 600,
+            auth_failures_per_minute: 20,
+            max_bps: 0,
+            tcp_relay: true,
+            max_tcp_connections: 64,
+        }
+    }
+}
+
+impl TurnConfigFile {
+    /// The relay port range.
+    pub fn port_range(&self) -> Option<(u16, u16)> {
+        let (a, b) = self.relay_ports.split_once('-')?;
+        let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        (0 < a && a <= b).then_some((a, b))
+    }
+
+    /// The relay addresses: configured, or the first specific STUN address of each family.
+    pub fn relay_addresses(&self, stun: &StunConfig) -> (Option<IpAddr>, Option<IpAddr>) {
+        let pick = |v4: bool| {
+            self.relay_address
+                .iter()
+                .copied()
+                .find(|a| a.is_ipv4() == v4)
+                .or_else(|| {
+                    if !self.relay_address.is_empty() {
+                        return None;
+                    }
+                    stun.listen
+                        .iter()
+                        .map(|a| a.ip())
+                        .find(|ip| ip.is_ipv4() == v4 && !ip.is_unspecified())
+                })
+        };
+        (pick(true), pick(false))
+    }
+
+    /// The peer policy from `allowed_peers` and `denied_peers`.
+    pub fn peer_policy(&self) -> Result<farside_turn::PeerPolicy, String> {
+        let parse = |list: &[String]| {
+            list.iter()
+                .map(|s| s.parse::<farside_turn::Cidr>())
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(farside_turn::PeerPolicy {
+            allowed: parse(&self.allowed_peers)?,
+            denied: parse(&self.denied_peers)?,
+        })
+    }
+}
+
+impl Config {
+    pub(super) fn validate_turn(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key, message| invalid(origin, key, message);
+        let turn = &self.turn;
+        if turn.port_range().is_none() {
+            return Err(invalid(
+                "turn.relay_ports",
+                format!(
+                    "{:?}: expected \"first-last\", 1 <= first <= last <= 65535",
+                    turn.relay_ports
+                ),
+            ));
+        }
+        turn.peer_policy()
+            .map_err(|e| invalid("turn.allowed_peers / turn.denied_peers", e))?;
+        if turn.realm.is_empty() || turn.realm.len() > 127 {
+            return Err(invalid("turn.realm", "must be 1 to 127 characters".into()));
+        }
+        if turn.relay_address.iter().any(|a| a.is_unspecified()) {
+            return Err(invalid(
+                "turn.relay_address",
+                "must be specific addresses: clients are told the relayed address".into(),
+            ));
+        }
+        // The same bounds as secrets in the store.
+        let len = farside_store::SECRET_LEN;
+        if turn.auth_secrets.iter().any(|s| !len.contains(&s.len())) {
+            return Err(invalid(
+                "turn.auth_secrets",
+                format!("each secret needs {} to {} bytes", len.start(), len.end()),
+            ));
+        }
+        if turn.default_lifetime == 0 || turn.max_lifetime < turn.default_lifetime {
+            return Err(invalid(
+                "turn.max_lifetime",
+                "need 0 < default_lifetime <= max_lifetime".into(),
+            ));
+        }
+        if turn.nonce_lifetime == 0 {
+            return Err(invalid(
+                "turn.nonce_lifetime",
+                "must be at least 1 second".into(),
+            ));
+        }
+        if !(1..=4096).contains(&turn.max_tcp_connections) {
+            return Err(invalid(
+                "turn.max_tcp_connections",
+                "must be 1 to 4096".into(),
+            ));
+        }
+        if turn.enabled {
+            let (v4, v6) = turn.relay_addresses(&self.stun);
+            if v4.is_none() && v6.is_none() {
+                return Err(invalid(
+                    "turn.relay_address",
+                    "TURN is enabled but stun.listen has only wildcard addresses: set the address to relay from".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

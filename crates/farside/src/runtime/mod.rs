@@ -1,0 +1,7 @@
+//! Runtime utilities every other part may use and that use none of them: the clock, seeds and
+//! keys, locks, and log lines that are written once.
+
+pub mod clock;
+pub mod lock;
+pub mod log_once;
+pub mod seed;

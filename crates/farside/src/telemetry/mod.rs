@@ -1,0 +1,87 @@
+//! Telemetry: the counters every part keeps, registered in one [`Metrics`], and their
+//! Prometheus rendering. Label sets are fixed at compile time, so no remote peer can make the
+//! metrics grow. Nothing here imports a protocol shell: the shells import their counters from
+//! here.
+
+mod prometheus;
+pub mod sip;
+pub mod stun;
+pub mod turn;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+
+use farside_stun::partner::PartnerBook;
+
+use crate::runtime::lock::lock;
+use sip::SipCounters;
+use stun::{StunCounters, TcpCounters};
+use turn::TurnMetrics;
+
+/// Everything the admin endpoint reports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub(super) workers: Mutex<Vec<Arc<StunCounters>>>,
+    /// Counters of STUN over TCP.
+    pub tcp_stun: Arc<StunCounters>,
+    /// TCP connection counters.
+    pub tcp: TcpCounters,
+    pub(super) sockets: Mutex<Vec<(SocketAddr, UdpSocket)>>,
+    pub(super) partners: Mutex<Option<Arc<PartnerBook>>>,
+    pub(super) turn: Mutex<Option<Arc<TurnMetrics>>>,
+    pub(super) sip: Mutex<Option<Arc<SipCounters>>>,
+}
+
+impl Metrics {
+    /// A new counter set for one worker, included in every scrape.
+    pub fn register_worker(&self) -> Arc<StunCounters> {
+        let c = Arc::new(StunCounters::default());
+        lock(&self.workers).push(Arc::clone(&c));
+        c
+    }
+
+    /// Reports the TURN relay's counters.
+    pub fn register_turn(&self, counters: Arc<TurnMetrics>) {
+        *lock(&self.turn) = Some(counters);
+    }
+
+    /// Includes the SIP counters in every scrape.
+    pub fn register_sip(&self, counters: Arc<SipCounters>) {
+        *lock(&self.sip) = Some(counters);
+    }
+
+    /// Reports partner liveness (partner mode).
+    pub fn register_partners(&self, book: Arc<PartnerBook>) {
+        *lock(&self.partners) = Some(book);
+    }
+
+    /// Watches a UDP socket's kernel counters (pass a `try_clone` of it).
+    pub fn register_socket(&self, local: SocketAddr, socket: UdpSocket) {
+        lock(&self.sockets).push((local, socket));
+    }
+
+    /// Kernel drop counts and receive buffer sizes, summed per local address.
+    pub fn kernel_socket_stats(&self) -> Vec<(SocketAddr, farside_io::UdpSocketStats)> {
+        let mut out: Vec<(SocketAddr, farside_io::UdpSocketStats)> = Vec::new();
+        for (addr, sock) in lock(&self.sockets).iter() {
+            let Ok(s) = farside_io::socket_stats(sock) else {
+                continue;
+            };
+            match out.iter_mut().find(|(a, _)| a == addr) {
+                Some((_, acc)) => {
+                    acc.drops += s.drops;
+                    acc.recv_queued += s.recv_queued;
+                    acc.recv_buffer = acc.recv_buffer.max(s.recv_buffer);
+                }
+                None => out.push((*addr, s)),
+            }
+        }
+        out
+    }
+
+    /// Renders the Prometheus text exposition format.
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        prometheus::render(self)
+    }
+}

@@ -1,0 +1,456 @@
+//! The Prometheus text exposition format of the counters.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use farside_stun::binding::DropReason;
+use farside_turn::{Dropped, Refusal};
+
+use super::Metrics;
+use super::sip::SipCounters;
+use super::stun::StunCounters;
+use super::turn::{TurnCounters, TurnMetrics};
+use crate::runtime::lock::lock;
+
+/// The Prometheus text exposition format of everything `m` holds.
+pub(super) fn render(m: &Metrics) -> String {
+    let mut all: Vec<(&'static str, Arc<StunCounters>)> = lock(&m.workers)
+        .iter()
+        .map(|c| ("udp", Arc::clone(c)))
+        .collect();
+    all.push(("tcp", Arc::clone(&m.tcp_stun)));
+    let sum = |f: &dyn Fn(&StunCounters) -> &AtomicU64, only: Option<&str>| -> u64 {
+        all.iter()
+            .filter(|(t, _)| only.is_none_or(|o| o == *t))
+            .map(|(_, c)| f(c).load(Relaxed))
+            .sum()
+    };
+    let mut s = String::with_capacity(4096);
+    header(
+        &mut s,
+        "farside_stun_requests_total",
+        "counter",
+        "STUN Binding requests answered, by transport and client kind.",
+    );
+    for (ti, t) in ["udp", "tcp"].iter().enumerate() {
+        for (ci, c) in ["rfc5389", "rfc3489"].iter().enumerate() {
+            let v = sum(&|x| &x.requests[ti][ci], None);
+            let _ = writeln!(
+                s,
+                "farside_stun_requests_total{{transport=\"{t}\",client=\"{c}\"}} {v}"
+            );
+        }
+    }
+    header(
+        &mut s,
+        "farside_stun_responses_total",
+        "counter",
+        "STUN responses sent, by class.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_stun_responses_total{{class=\"success\"}} {}",
+        sum(&|x| &x.success, None)
+    );
+    let errors = sum(&|x| &x.error_400, None) + sum(&|x| &x.error_420, None);
+    let _ = writeln!(
+        s,
+        "farside_stun_responses_total{{class=\"error\"}} {errors}"
+    );
+    header(
+        &mut s,
+        "farside_stun_errors_total",
+        "counter",
+        "STUN error responses sent, by error code.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_stun_errors_total{{code=\"400\"}} {}",
+        sum(&|x| &x.error_400, None)
+    );
+    let _ = writeln!(
+        s,
+        "farside_stun_errors_total{{code=\"420\"}} {}",
+        sum(&|x| &x.error_420, None)
+    );
+    header(
+        &mut s,
+        "farside_stun_changed_responses_total",
+        "counter",
+        "Responses sent from another address or port on request (CHANGE-REQUEST).",
+    );
+    let _ = writeln!(
+        s,
+        "farside_stun_changed_responses_total {}",
+        sum(&|x| &x.changed, None)
+    );
+    header(
+        &mut s,
+        "farside_stun_dropped_total",
+        "counter",
+        "Messages dropped without an answer, by reason.",
+    );
+    for r in DropReason::ALL {
+        let v = sum(&|x| &x.dropped[r as usize], None);
+        let _ = writeln!(
+            s,
+            "farside_stun_dropped_total{{reason=\"{}\"}} {v}",
+            r.as_str()
+        );
+    }
+    header(
+        &mut s,
+        "farside_stun_send_failures_total",
+        "counter",
+        "Responses the kernel refused to send.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_stun_send_failures_total {}",
+        sum(&|x| &x.send_failures, None)
+    );
+
+    header(
+        &mut s,
+        "farside_stun_tcp_connections_total",
+        "counter",
+        "STUN TCP connections, by what became of them.",
+    );
+    let tcp = &m.tcp;
+    for (what, c) in [
+        ("accepted", &tcp.accepted),
+        ("refused", &tcp.refused),
+        ("idle_closed", &tcp.idle_closed),
+    ] {
+        let _ = writeln!(
+            s,
+            "farside_stun_tcp_connections_total{{event=\"{what}\"}} {}",
+            c.load(Relaxed)
+        );
+    }
+    header(
+        &mut s,
+        "farside_stun_tcp_connections_open",
+        "gauge",
+        "STUN TCP connections open now.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_stun_tcp_connections_open {}",
+        tcp.open.load(Relaxed)
+    );
+
+    if let Some(book) = lock(&m.partners).as_ref() {
+        header(
+            &mut s,
+            "farside_stun_partner_messages_total",
+            "counter",
+            "Partner mode: change-IP requests forwarded, answered for a partner, heartbeats sent and heard.",
+        );
+        for (what, v) in [
+            ("forwarded", sum(&|x| &x.partner_forwards, None)),
+            ("answered", sum(&|x| &x.partner_answers, None)),
+            ("hello_sent", sum(&|x| &x.partner_hellos_sent, None)),
+            ("hello_heard", sum(&|x| &x.partner_hellos_heard, None)),
+        ] {
+            let _ = writeln!(
+                s,
+                "farside_stun_partner_messages_total{{event=\"{what}\"}} {v}"
+            );
+        }
+        header(
+            &mut s,
+            "farside_stun_partner_up",
+            "gauge",
+            "Partner mode: 1 if the partner greeted us within three heartbeats.",
+        );
+        for (ip, alive) in book.status(crate::runtime::clock::unix_ms()) {
+            let _ = writeln!(
+                s,
+                "farside_stun_partner_up{{partner=\"{ip}\"}} {}",
+                u8::from(alive)
+            );
+        }
+    }
+
+    if let Some(t) = lock(&m.turn).as_ref() {
+        render_turn(&mut s, t);
+    }
+    if let Some(c) = lock(&m.sip).as_ref() {
+        render_sip(&mut s, c);
+    }
+
+    let stats = m.kernel_socket_stats();
+    header(
+        &mut s,
+        "farside_udp_kernel_drops_total",
+        "counter",
+        "Datagrams the kernel dropped on our UDP sockets (SO_MEMINFO), by local address.",
+    );
+    for (addr, st) in &stats {
+        let _ = writeln!(
+            s,
+            "farside_udp_kernel_drops_total{{local=\"{addr}\"}} {}",
+            st.drops
+        );
+    }
+    header(
+        &mut s,
+        "farside_udp_receive_buffer_bytes",
+        "gauge",
+        "Effective kernel receive buffer of each UDP socket.",
+    );
+    for (addr, st) in &stats {
+        let _ = writeln!(
+            s,
+            "farside_udp_receive_buffer_bytes{{local=\"{addr}\"}} {}",
+            st.recv_buffer
+        );
+    }
+    s
+}
+
+fn render_turn(s: &mut String, m: &TurnMetrics) {
+    let workers = lock(&m.workers).clone();
+    let sum = |f: &dyn Fn(&TurnCounters) -> u64| -> u64 { workers.iter().map(|w| f(w)).sum() };
+    header(
+        s,
+        "farside_turn_allocations",
+        "gauge",
+        "TURN allocations alive now.",
+    );
+    let live = sum(&|w| w.allocations.load(Relaxed) as u64);
+    let _ = writeln!(s, "farside_turn_allocations {live}");
+    header(
+        s,
+        "farside_turn_responses_total",
+        "counter",
+        "TURN responses: successes, and refusals by reason.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_turn_responses_total{{result=\"success\"}} {}",
+        sum(&|w| w.answered.load(Relaxed))
+    );
+    for r in Refusal::ALL {
+        let _ = writeln!(
+            s,
+            "farside_turn_responses_total{{result=\"{}\",code=\"{}\"}} {}",
+            r.as_str(),
+            r.code(),
+            sum(&|w| w.refused[r as usize].load(Relaxed))
+        );
+    }
+    header(
+        s,
+        "farside_turn_dropped_total",
+        "counter",
+        "TURN messages dropped without an answer, by reason.",
+    );
+    for d in Dropped::ALL {
+        let _ = writeln!(
+            s,
+            "farside_turn_dropped_total{{reason=\"{}\"}} {}",
+            d.as_str(),
+            sum(&|w| w.dropped[d as usize].load(Relaxed))
+        );
+    }
+    header(
+        s,
+        "farside_turn_relayed_packets_total",
+        "counter",
+        "Datagrams relayed, by direction.",
+    );
+    header(
+        s,
+        "farside_turn_relayed_bytes_total",
+        "counter",
+        "Payload bytes relayed, by direction.",
+    );
+    let to_peer = (
+        sum(&|w| w.to_peer.load(Relaxed)),
+        sum(&|w| w.to_peer_bytes.load(Relaxed)),
+    );
+    let to_client = (
+        sum(&|w| w.to_client.load(Relaxed)),
+        sum(&|w| w.to_client_bytes.load(Relaxed)),
+    );
+    for (dir, (p, b)) in [("to_peer", to_peer), ("to_client", to_client)] {
+        let _ = writeln!(
+            s,
+            "farside_turn_relayed_packets_total{{direction=\"{dir}\"}} {}",
+            p
+        );
+        let _ = writeln!(
+            s,
+            "farside_turn_relayed_bytes_total{{direction=\"{dir}\"}} {}",
+            b
+        );
+    }
+    let _ = writeln!(
+        s,
+        "farside_turn_send_failures_total {}",
+        sum(&|w| w.send_failures.load(Relaxed))
+    );
+}
+
+fn render_sip(s: &mut String, c: &SipCounters) {
+    use super::sip::MethodKind;
+    header(
+        s,
+        "farside_sip_requests_total",
+        "counter",
+        "SIP requests received, by method.",
+    );
+    for (i, (_, label)) in MethodKind::ALL.iter().enumerate() {
+        let n = c.requests[i].load(Relaxed);
+        let _ = writeln!(s, "farside_sip_requests_total{{method=\"{label}\"}} {n}");
+    }
+    header(
+        s,
+        "farside_sip_register_total",
+        "counter",
+        "REGISTER outcomes: registered (200), challenged (401), stale (401 stale=true, also counted as challenged), auth_failed (401 after wrong credentials), rate_limited (dropped: too many failures from the source), refused (other 4xx/5xx to a REGISTER; every refusal by code is farside_sip_refusals_total).",
+    );
+    for (label, v) in [
+        ("registered", &c.registered),
+        ("challenged", &c.challenged),
+        ("stale", &c.stale),
+        ("auth_failed", &c.auth_failures),
+        ("rate_limited", &c.auth_rate_limited),
+        ("refused", &c.refused),
+    ] {
+        let _ = writeln!(
+            s,
+            "farside_sip_register_total{{outcome=\"{label}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    header(
+        s,
+        "farside_sip_nat_tests_total",
+        "counter",
+        "Requests on which each NAT test fired (Kamailio's nat_uac_test bits).",
+    );
+    for (i, (_, label)) in farside_sip::nat::NatTests::ALL.iter().enumerate() {
+        let n = c.nat[i].load(Relaxed);
+        let _ = writeln!(s, "farside_sip_nat_tests_total{{test=\"{label}\"}} {n}");
+    }
+    header(
+        s,
+        "farside_sip_dropped_total",
+        "counter",
+        "SIP messages dropped, by reason.",
+    );
+    for (label, v) in [
+        ("malformed", &c.malformed),
+        ("response", &c.responses_dropped),
+        ("no_flow", &c.no_flow),
+    ] {
+        let _ = writeln!(
+            s,
+            "farside_sip_dropped_total{{reason=\"{label}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    header(
+        s,
+        "farside_sip_keepalives_total",
+        "counter",
+        "Keep-alives received on SIP ports: STUN Binding requests answered, CRLF or zero bytes.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_sip_keepalives_total{{kind=\"stun\"}} {}",
+        c.stun.load(Relaxed)
+    );
+    let _ = writeln!(
+        s,
+        "farside_sip_keepalives_total{{kind=\"crlf\"}} {}",
+        c.keepalives.load(Relaxed)
+    );
+    header(
+        s,
+        "farside_sip_forwarded_total",
+        "counter",
+        "Requests and responses the proxy sent on.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_sip_forwarded_total {}",
+        c.forwarded.load(Relaxed)
+    );
+    header(
+        s,
+        "farside_sip_keepalive_total",
+        "counter",
+        "Keep-alives: pings sent, SIP pings answered, SIP pings missed (failed), bindings dropped as unreachable.",
+    );
+    for (label, v) in [
+        ("sent", &c.pings_sent),
+        ("answered", &c.pings_answered),
+        ("missed", &c.pings_missed),
+        ("unreachable", &c.unreachable),
+    ] {
+        let _ = writeln!(
+            s,
+            "farside_sip_keepalive_total{{event=\"{label}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    header(
+        s,
+        "farside_sip_bindings",
+        "gauge",
+        "Registered contacts alive now.",
+    );
+    let _ = writeln!(s, "farside_sip_bindings {}", c.bindings.load(Relaxed));
+    header(
+        s,
+        "farside_sip_refusals_total",
+        "counter",
+        "Error responses Farside sent itself, by status code (\"other\" for the rest).",
+    );
+    for (i, v) in c.refusals.iter().enumerate() {
+        let code = super::sip::REFUSAL_CODES
+            .get(i)
+            .map_or_else(|| "other".to_string(), u16::to_string);
+        let _ = writeln!(
+            s,
+            "farside_sip_refusals_total{{code=\"{code}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    header(
+        s,
+        "farside_sip_dialogs_total",
+        "counter",
+        "Dialogs through the proxy: started (2xx to INVITE), ended (2xx to BYE).",
+    );
+    for (label, v) in [("started", &c.dialogs_started), ("ended", &c.dialogs_ended)] {
+        let _ = writeln!(
+            s,
+            "farside_sip_dialogs_total{{event=\"{label}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    header(
+        s,
+        "farside_sip_dialogs",
+        "gauge",
+        "Dialogs established and not ended (forgotten after 12 h or beyond 100000).",
+    );
+    let _ = writeln!(s, "farside_sip_dialogs {}", c.dialogs.load(Relaxed));
+    header(
+        s,
+        "farside_sip_connections",
+        "gauge",
+        "SIP TCP connections open now.",
+    );
+    let _ = writeln!(s, "farside_sip_connections {}", c.connections.load(Relaxed));
+}
+
+fn header(s: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}

@@ -1,0 +1,109 @@
+//! SIP counters: what the SIP thread saw and did, summed by the Prometheus renderer.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use farside_sip::Method;
+use farside_sip::nat::NatTests;
+
+/// SIP counters, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct SipCounters {
+    /// Requests received, by [`MethodKind`].
+    pub requests: [AtomicU64; MethodKind::ALL.len()],
+    /// REGISTERs answered 200.
+    pub registered: AtomicU64,
+    /// REGISTERs challenged (401 without a failure).
+    pub challenged: AtomicU64,
+    /// Of those, challenges with `stale=true`.
+    pub stale: AtomicU64,
+    /// Failed authentications.
+    pub auth_failures: AtomicU64,
+    /// REGISTERs dropped: their source failed authentication too often lately.
+    pub auth_rate_limited: AtomicU64,
+    /// Other final responses the registrar or the server gave (4xx, 5xx).
+    pub refused: AtomicU64,
+    /// Error responses Farside itself sent (registrar, proxy, transactions), by status code:
+    /// [`REFUSAL_CODES`] in order, the last slot for any other.
+    pub refusals: [AtomicU64; REFUSAL_CODES.len() + 1],
+    /// NAT tests that fired on requests, by [`NatTests::ALL`] order.
+    pub nat: [AtomicU64; NatTests::ALL.len()],
+    /// Messages dropped: malformed.
+    pub malformed: AtomicU64,
+    /// Messages dropped: responses (nothing to forward them to yet).
+    pub responses_dropped: AtomicU64,
+    /// STUN Binding requests answered on SIP ports.
+    pub stun: AtomicU64,
+    /// CRLF or 4-byte keep-alives received.
+    pub keepalives: AtomicU64,
+    /// Live bindings.
+    pub bindings: AtomicU64,
+    /// Open TCP connections.
+    pub connections: AtomicU64,
+    /// Dialogs seen established (2xx to INVITE).
+    pub dialogs_started: AtomicU64,
+    /// Dialogs seen ended (2xx to BYE).
+    pub dialogs_ended: AtomicU64,
+    /// Dialogs established and not ended now.
+    pub dialogs: AtomicU64,
+    /// Requests and responses proxied on.
+    pub forwarded: AtomicU64,
+    /// Keep-alive pings sent.
+    pub pings_sent: AtomicU64,
+    /// Requests or responses for a connection that is gone (the phone's flow failed).
+    pub no_flow: AtomicU64,
+    /// SIP keep-alive pings answered.
+    pub pings_answered: AtomicU64,
+    /// SIP keep-alive pings that went unanswered (failed).
+    pub pings_missed: AtomicU64,
+    /// Bindings dropped for missing keep-alives.
+    pub unreachable: AtomicU64,
+}
+
+/// Status codes of refusals counted apart (the reasons a server refuses a SIP request).
+pub const REFUSAL_CODES: [u16; 12] = [400, 403, 404, 408, 420, 423, 480, 481, 483, 487, 500, 503];
+
+impl SipCounters {
+    /// Counts one refusal with `code`.
+    pub fn count_refusal(&self, code: u16) {
+        let i = REFUSAL_CODES
+            .iter()
+            .position(|&c| c == code)
+            .unwrap_or(REFUSAL_CODES.len());
+        self.refusals[i].fetch_add(1, Relaxed);
+    }
+}
+
+/// Request methods counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodKind {
+    /// REGISTER.
+    Register,
+    /// OPTIONS.
+    Options,
+    /// INVITE.
+    Invite,
+    /// Anything else.
+    Other,
+}
+
+impl MethodKind {
+    /// Every kind with its label.
+    pub const ALL: [(MethodKind, &'static str); 4] = [
+        (MethodKind::Register, "REGISTER"),
+        (MethodKind::Options, "OPTIONS"),
+        (MethodKind::Invite, "INVITE"),
+        (MethodKind::Other, "other"),
+    ];
+
+    pub fn of(m: Method<'_>) -> MethodKind {
+        if m == Method::REGISTER {
+            MethodKind::Register
+        } else if m == Method::OPTIONS {
+            MethodKind::Options
+        } else if m == Method::INVITE {
+            MethodKind::Invite
+        } else {
+            MethodKind::Other
+        }
+    }
+}
