@@ -9,12 +9,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use farside_stun::binding::{
     AlternateAddress, BindingConfig, BindingServer, Outcome, Received, Transport,
 };
 use farside_stun::partner::{PartnerBook, PartnerConfig, PartnerWorker, attr};
 use farside_stun::{Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId};
+use farside_time::Timestamp;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -61,11 +63,11 @@ fuzz_target!(|data: &[u8]| {
             alternate_port: 3479,
             partners: vec![partner.ip()],
             secrets: vec![SECRET.to_vec()],
-            max_age_ms: 10_000,
+            max_age: Duration::from_secs(10),
             rate_limit: 5,
-            heartbeat_ms: 2_000,
+            heartbeat: Duration::from_secs(2),
         },
-        NOW - 1,
+        Timestamp::from_unix_millis(NOW - 1),
     ));
     let mut worker = PartnerWorker::new(book, 1, true);
     let check = |o: Outcome, out: &[u8], request_len: usize| match o {
@@ -93,7 +95,11 @@ fuzz_target!(|data: &[u8]| {
             remote: from,
             bytes: data,
         };
-        let o = rfc5780.handle_at(rx, Some((&mut worker, NOW)), &mut out);
+        let o = rfc5780.handle_at(
+            rx,
+            Some((&mut worker, Timestamp::from_unix_millis(NOW))),
+            &mut out,
+        );
         check(o, &out, data.len());
     }
     // The same bytes as the client request inside a genuine forward.
@@ -140,6 +146,10 @@ fuzz_target!(|data: &[u8]| {
         remote: partner,
         bytes: &fwd[..n],
     };
-    let o = rfc5780.handle_at(rx, Some((&mut worker, NOW)), &mut out);
+    let o = rfc5780.handle_at(
+        rx,
+        Some((&mut worker, Timestamp::from_unix_millis(NOW))),
+        &mut out,
+    );
     check(o, &out, data.len());
 });

@@ -6,10 +6,10 @@
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run sip_parse -- -max_total_time=30` from the repo root.
 #![no_main]
 
-use farside_sip::nat::{self, Transport};
-use farside_sip::proxy::{Action, Proxy};
 use farside_sip::edge::Edge;
 use farside_sip::flow_token::FlowTokens;
+use farside_sip::nat::{self, Transport};
+use farside_sip::proxy::{Action, Proxy};
 use farside_sip::registrar::{Flow, Registrar, RegistrarConfig};
 use farside_sip::{Edits, Frame, HeaderName, Message, frame};
 use libfuzzer_sys::fuzz_target;
@@ -40,17 +40,34 @@ fuzz_target!(|data: &[u8]| {
         assert!(h.line.end <= data.len());
     }
     let via = m.via();
-    let _ = (via.branch(), via.rport(), via.received(), via.transport(), via.port());
+    let _ = (
+        via.branch(),
+        via.rport(),
+        via.received(),
+        via.transport(),
+        via.port(),
+    );
     for v in m.vias() {
         let _ = v.params().iter().count();
     }
     for c in m.contacts() {
-        let _ = (c.uri().host(), c.uri().params().iter().count(), c.params().get("expires"));
+        let _ = (
+            c.uri().host(),
+            c.uri().params().iter().count(),
+            c.params().get("expires"),
+        );
     }
     for name in [HeaderName::Route, HeaderName::RecordRoute, HeaderName::Path] {
         let _ = m.routes(name).count();
     }
-    let _ = (m.from().tag(), m.to().tag(), m.cseq(), m.call_id(), m.expires(), m.max_forwards());
+    let _ = (
+        m.from().tag(),
+        m.to().tag(),
+        m.cseq(),
+        m.call_id(),
+        m.expires(),
+        m.max_forwards(),
+    );
     let _ = m.option_tags(HeaderName::Supported).count();
     // An edit at the end of the top Via's value keeps the rest of the message as it was.
     if let Some(r) = m.range_of(via.as_bytes()) {
@@ -74,14 +91,19 @@ fuzz_target!(|data: &[u8]| {
     // Over TCP the proxy record-routes twice for a UDP binding: both paths run.
     let proxy = Proxy::new(me, Transport::Tcp, "farside.invalid", 1);
     let tokens = FlowTokens::new([2; 32]);
-    let edge = Edge::new(me, "127.0.0.1:5090".parse().expect("literal"), tokens.clone(), 1);
+    let edge = Edge::new(
+        me,
+        "127.0.0.1:5090".parse().expect("literal"),
+        tokens.clone(),
+        1,
+    );
     let flow = Flow {
         transport: Transport::Udp,
         local: me,
         remote: source,
     };
     for action in [
-        proxy.request(&m, &registrar, 0),
+        proxy.request(&m, &registrar, farside_time::Timestamp::EPOCH),
         proxy.response(&m),
         edge.request(&m, flow),
         edge.response(&m),
@@ -90,5 +112,4 @@ fuzz_target!(|data: &[u8]| {
             Message::parse(&bytes).expect("what the proxy or edge forwards parses");
         }
     }
-
 });

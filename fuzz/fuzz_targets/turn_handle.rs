@@ -10,7 +10,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_stun::attributes::{
     AddressFamily, ChannelNumber, Nonce, Realm, RequestedTransport, Username, XorPeerAddress,
@@ -18,7 +20,8 @@ use farside_stun::attributes::{
 };
 use farside_stun::{Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId};
 use farside_turn::{
-    Credentials, Handled, Notice, RelayError, RelayPorts, TurnConfig, TurnServer, TurnTransport, UserKeys,
+    Credentials, Handled, Notice, Quotas, RelayError, RelayPorts, TurnConfig, TurnServer,
+    TurnTransport, UserKeys,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -78,12 +81,11 @@ fuzz_target!(|data: &[u8]| {
             sha256: farside_stun::long_term_key_sha256("alice", "farside", "pw").expect("key"),
         },
     );
-    let now = Instant::now();
+    let now = Timestamp::from_unix_secs(1_800_000_000);
     let mut server = TurnServer::new(
         TurnConfig::default(),
         Arc::new(creds),
-        now,
-        1_800_000_000,
+        Arc::new(Quotas::new(0, 20)),
         [3; 32],
     );
     let mut ports = Ports(0);
@@ -92,11 +94,7 @@ fuzz_target!(|data: &[u8]| {
     let stranger: SocketAddr = "198.51.100.8:4000".parse().expect("literal");
     let peer: SocketAddr = "203.0.113.9:5000".parse().expect("literal");
     let mut out = vec![0u8; 70_000];
-    let mut over = |server: &mut TurnServer,
-                    transport,
-                    from,
-                    bytes: &[u8],
-                    out: &mut Vec<u8>| {
+    let mut over = |server: &mut TurnServer, transport, from, bytes: &[u8], out: &mut Vec<u8>| {
         server.handle_client(now, transport, local, from, bytes, &mut ports, out)
     };
     let mut send = |server: &mut TurnServer, from, bytes: &[u8], out: &mut Vec<u8>| {

@@ -15,7 +15,7 @@ use crate::control::admin;
 use crate::control::credentials::{self, CredentialsCell};
 use crate::dataplane::relay_ports::PortPool;
 use crate::dataplane::turn::TurnShared;
-use crate::dataplane::{stun_tcp, tcp, udp};
+use crate::dataplane::{tcp, udp};
 use crate::telemetry::Metrics;
 use crate::telemetry::turn::TurnMetrics;
 
@@ -52,11 +52,11 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                     .iter()
                     .map(|s| s.as_bytes().to_vec())
                     .collect(),
-                max_age_ms: stun.partner_max_age * 1000,
+                max_age: Duration::from_secs(stun.partner_max_age),
                 rate_limit: stun.partner_rate_limit,
-                heartbeat_ms: stun.partner_heartbeat * 1000,
+                heartbeat: Duration::from_secs(stun.partner_heartbeat),
             },
-            crate::runtime::clock::unix_ms(),
+            crate::runtime::clock::now(),
         ))
     });
     let server = Arc::new(BindingServer::new(BindingConfig {
@@ -121,27 +121,6 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     let shutdown = Arc::new(AtomicBool::new(false));
 
     runtime.block_on(async {
-        // With TURN on, one thread serves STUN and TURN over TCP (below).
-        if stun.tcp && turn.is_none() {
-            let limits = stun_tcp::TcpLimits::new(
-                stun.tcp_max_connections,
-                stun.tcp_max_connections_per_ip,
-                Duration::from_secs(stun.tcp_idle_timeout),
-            );
-            for &a in &stun.listen {
-                if !udp_addresses.contains(&a) {
-                    continue; // skipped above
-                }
-                let l = stun_tcp::bind(a)?;
-                tracing::info!("S002 STUN listening on tcp {a}");
-                tokio::spawn(stun_tcp::serve(
-                    l,
-                    Arc::clone(&server),
-                    Arc::clone(&metrics),
-                    Arc::clone(&limits),
-                ));
-            }
-        }
         if let Some(addr) = config.admin.address() {
             tokio::spawn(admin::bind(addr, Arc::clone(&metrics)).await?);
         }
@@ -177,66 +156,56 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         };
         let counters = Arc::new(crate::telemetry::sip::SipCounters::default());
         metrics.register_sip(Arc::clone(&counters));
-        let udp: Vec<SocketAddr> = sip
-            .listen
-            .iter()
-            .filter(|l| !l.transport.is_stream())
-            .map(|l| l.address)
-            .collect();
-        let streams: Vec<_> = sip
-            .listen
-            .iter()
-            .filter(|l| l.transport.is_stream())
-            .map(|l| (l.address, l.transport))
-            .collect();
-        let sip_tls = match (sip.needs_tls(), &config.tls.cert, &config.tls.key) {
+        let tls = match (sip.needs_tls(), &config.tls.cert, &config.tls.key) {
             (true, Some(cert), Some(key)) => {
                 Some(crate::net::tls_reload::TlsFiles::load(cert, key)?)
             }
             _ => None,
         };
-        handles.push(crate::sip::thread::spawn(
-            &udp,
-            &streams,
-            sip_tls,
-            sip.max_connections,
-            &config.store.url,
-            sip.registrar(),
-            upstream,
-            sip.contact_fix.into(),
-            sip.keepalive(),
+        let shell = crate::sip::SipShell {
+            server: sip.server(upstream, stun.software.clone()),
+            limits: sip.stream_limits(),
+            stream_counters: {
+                let c = Arc::new(crate::telemetry::stream::StreamCounters::new("SIP"));
+                metrics.register_sip_streams(Arc::clone(&c));
+                c
+            },
+            tls,
+            store_url: config.store.url.clone(),
+        };
+        handles.push(crate::sip::spawn(
+            shell,
             Arc::clone(cell),
-            Arc::clone(&server),
             counters,
             Arc::clone(&shutdown),
         )?);
     }
-    if let Some(t) = &turn
-        && (stun.tcp || !config.tls.listen.is_empty())
-    {
-        let tcp: Vec<SocketAddr> = stun
-            .listen
-            .iter()
-            .copied()
-            .filter(|a| stun.tcp && udp_addresses.contains(a))
-            .collect();
+    // One thread serves STUN (and TURN, when on) over TCP and TLS.
+    let tcp: Vec<SocketAddr> = stun
+        .listen
+        .iter()
+        .copied()
+        .filter(|a| stun.tcp && udp_addresses.contains(a))
+        .collect();
+    if !tcp.is_empty() || !config.tls.listen.is_empty() {
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) if !config.tls.listen.is_empty() => {
                 Some(crate::net::tls_reload::TlsFiles::load(cert, key)?)
             }
             _ => None,
         };
-        handles.push(tcp::spawn(
-            &tcp,
-            &config.tls.listen,
+        let settings = tcp::StreamSettings {
+            tcp,
+            tls_addresses: config.tls.listen.clone(),
             tls,
-            Arc::clone(t),
+            limits: stun.stream_limits(),
+            counters: Arc::clone(&metrics.stun_streams),
+            stun_counters: Arc::clone(&metrics.tcp_stun),
+        };
+        handles.push(tcp::spawn(
+            settings,
+            turn.clone(),
             Arc::clone(&server),
-            tcp::Limits {
-                max: stun.tcp_max_connections,
-                per_ip: stun.tcp_max_connections_per_ip,
-                idle: Duration::from_secs(stun.tcp_idle_timeout),
-            },
             Arc::clone(&shutdown),
         )?);
     }
@@ -306,9 +275,7 @@ fn turn_shared(
         // The server-wide limit is kept by the shared port pool (workers see only their own
         // allocations); the core's check is a backstop.
         max_allocations: t.max_allocations,
-        max_allocations_per_user: t.max_allocations_per_user,
         peer_policy,
-        auth_failures_per_minute: t.auth_failures_per_minute,
         max_bandwidth: t.max_bps / 8,
         software: config.stun.software.clone(),
         tcp_relay: t.tcp_relay,
@@ -334,18 +301,22 @@ fn turn_shared(
         credentials: cell,
         counters: Arc::new(TurnMetrics::default()),
         nonce_key: crate::runtime::seed::random_key(),
+        quotas: Arc::new(farside_turn::Quotas::new(
+            t.max_allocations_per_user,
+            t.auth_failures_per_minute,
+        )),
     })))
 }
 
 /// Logs each partner going up or down (heartbeats, see `farside_stun::partner`).
 async fn watch_partners(book: Arc<PartnerBook>) {
     let mut was: Vec<Option<bool>> = vec![None; book.config().partners.len()];
-    let grace = Duration::from_millis(3 * book.config().heartbeat_ms);
+    let grace = 3 * book.config().heartbeat;
     let started = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        for (i, (ip, alive)) in book.status(crate::runtime::clock::unix_ms()).enumerate() {
+        for (i, (ip, alive)) in book.status(crate::runtime::clock::now()).enumerate() {
             let Some(prev) = was.get_mut(i) else { continue };
             match (*prev, alive) {
                 (Some(true), true) | (Some(false), false) => continue,

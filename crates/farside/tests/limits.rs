@@ -188,3 +188,102 @@ fn a_tcp_client_that_never_reads_is_closed() {
     let (m, local) = stun::tcp_binding(server.primary).unwrap();
     assert_eq!(m.xor_mapped(), Some(local));
 }
+
+/// Connections that never deliver a whole STUN message, over TCP and over TLS (where the
+/// handshake itself never finishes), are closed once `stun.tcp_first_message_timeout` and
+/// `stun.tls_handshake_timeout` pass, each counted; a client that asks in time is served and
+/// then kept until the idle timeout.
+#[test]
+fn silent_tcp_and_stalled_tls_connections_are_closed_on_time() {
+    let test = "silent_tcp_and_stalled_tls_connections_are_closed_on_time";
+    if !farside_only(test) || !common::require_tool(test, "openssl") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = common::self_signed_for_loopback(&dir);
+    let tls_port = common::free_ports(&[common::LOCALHOST], 1);
+    let relay = common::free_ports(&[common::LOCALHOST], 20);
+    let server = Server::start(
+        test,
+        ServerConfig::default()
+            .with("tcp_first_message_timeout = 1")
+            .with("tls_handshake_timeout = 2")
+            .with("tcp_idle_timeout = 4")
+            .with_table(&format!(
+                "[turn]\nenabled = true\nrelay_ports = \"{relay}-{}\"\n\n[tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+                relay + 19,
+                cert.display(),
+                key.display()
+            )),
+    );
+    let event = |e: &str| {
+        metric(
+            &server,
+            "farside_stun_tcp_connections_total",
+            &format!("event=\"{e}\""),
+        )
+    };
+    let silent = TcpStream::connect(server.primary).unwrap();
+    // A TLS client that sends half a ClientHello and stops.
+    let mut stalled = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    // A client that asks at once is answered.
+    let (m, _) = stun::tcp_binding(server.primary).unwrap();
+    assert!(m.xor_mapped().is_some());
+    let mut served = TcpStream::connect(server.primary).unwrap();
+    served
+        .write_all(&stun::binding_request(&stun::new_tid(), &[]))
+        .unwrap();
+    assert!(stun::tcp_read(&mut served, Duration::from_secs(3)).is_ok());
+    assert!(
+        common::wait_until(Duration::from_secs(5), || event("first_message_closed")
+            >= 1.0),
+        "{}",
+        server.describe()
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || event("tls_handshake_closed")
+            == 1.0),
+        "{}",
+        server.describe()
+    );
+    for mut s in [silent, stalled] {
+        // Closed: the end of the stream (after a TLS alert, for the TLS one).
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 64];
+        let mut ended = false;
+        for _ in 0..8 {
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    ended = e.kind() != ErrorKind::WouldBlock;
+                    break;
+                }
+            }
+        }
+        assert!(ended, "closed");
+    }
+    // The served one outlives the first-message timeout, not the idle one.
+    served
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(served.read(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "a served connection stays until it idles"
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(8), || event("idle_closed") >= 1.0),
+        "{}",
+        server.describe()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

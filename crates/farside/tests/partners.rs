@@ -20,6 +20,7 @@ use farside_stun::binding::{
     AlternateAddress, BindingConfig, BindingServer, Outcome, Received, Transport,
 };
 use farside_stun::partner::{PartnerBook, PartnerConfig, PartnerWorker};
+use farside_time::Timestamp;
 
 const SECRET: &str = "loopback partner secret 0123456789";
 const THIRD_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
@@ -301,11 +302,11 @@ impl FakePartner {
                 alternate_port: port + 1,
                 partners: vec![target],
                 secrets: vec![secret.as_bytes().to_vec()],
-                max_age_ms: 10_000,
+                max_age: Duration::from_secs(10),
                 rate_limit: 100,
-                heartbeat_ms: 1000,
+                heartbeat: Duration::from_secs(1),
             },
-            0,
+            Timestamp::EPOCH,
         ));
         FakePartner {
             server,
@@ -328,7 +329,7 @@ impl FakePartner {
                 remote: client,
                 bytes: &req,
             },
-            Some((&mut self.worker, at_ms)),
+            Some((&mut self.worker, Timestamp::from_unix_millis(at_ms))),
             &mut out,
         );
         let Outcome::Forward(m) = o else {

@@ -756,3 +756,134 @@ fn md5_hex(s: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Reads one SIP message (headers and Content-Length's body) from a stream.
+fn read_sip(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read as _;
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// An attacker on one address opens 300 SIP connections over TCP and sends nothing (a
+/// slow-connection attack). Only `max_connections_per_ip` of them are taken; a phone on another
+/// address registers over TCP all the same; the silent ones are closed once
+/// `first_message_timeout` passes; and the phone's connection, quiet past `idle_timeout`, stays
+/// open because its registration rides on it.
+#[test]
+fn idle_connections_from_one_address_neither_lock_others_out_nor_stay() {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+
+    let test = "idle_connections_from_one_address_neither_lock_others_out_nor_stay";
+    let port = common::free_ports(&[LOCALHOST], 1);
+    let sip = SocketAddr::new(LOCALHOST, port);
+    let config = ServerConfig::default().with_table(&format!(
+        "[sip]\nenabled = true\nlisten = [\"tcp:{sip}\"]\ndomain = \"{DOMAIN}\"\n\
+max_connections_per_ip = 100\nfirst_message_timeout = 2\nidle_timeout = 2\n\n\
+[sip.keepalive]\nenabled = false\n"
+    ));
+    let server = start_sip(test, config, "listening on tcp");
+    add_user(&server, "bob", "builder");
+    let connect_from = |ip: &str| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&format!("{ip}:0").parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        s.connect(&sip.into()).unwrap();
+        TcpStream::from(s)
+    };
+    let idle: Vec<TcpStream> = (0..300).map(|_| connect_from("127.0.0.1")).collect();
+    let open = |server: &Server| counter(server, "farside_sip_connections_open", "");
+    assert!(
+        common::wait_until(Duration::from_secs(5), || counter(
+            &server,
+            "farside_sip_connections_total",
+            "event=\"per_ip_limit\""
+        ) == 200.0),
+        "200 of 300 refused at the per-address limit\n{}",
+        server.describe()
+    );
+    assert_eq!(open(&server), 100.0);
+
+    // A phone on another address registers over TCP meanwhile.
+    let mut phone = connect_from("127.0.0.2");
+    phone
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = phone.local_addr().unwrap();
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKt{cseq};rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:bob@{DOMAIN}>;tag=t1\r\nTo: <sip:bob@{DOMAIN}>\r\nCall-ID: tcp-idle-1\r\n\
+CSeq: {cseq} REGISTER\r\nContact: <sip:bob@{me};transport=tcp>\r\nExpires: 300\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    phone.write_all(register(1, "").as_bytes()).unwrap();
+    let challenge = read_sip(&mut phone);
+    assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let ha1 = md5_hex(&format!("bob:{DOMAIN}:builder"));
+    let ha2 = md5_hex(&format!("REGISTER:sip:{DOMAIN}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+    let auth = format!(
+        "Authorization: Digest username=\"bob\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"sip:{DOMAIN}\", response=\"{response}\"\r\n"
+    );
+    phone.write_all(register(2, &auth).as_bytes()).unwrap();
+    let ok = read_sip(&mut phone);
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+
+    // The silent hundred are closed after first_message_timeout (2 s, swept every second);
+    // the phone's connection outlives idle_timeout (2 s) with its registration on it.
+    assert!(
+        common::wait_until(Duration::from_secs(8), || counter(
+            &server,
+            "farside_sip_connections_total",
+            "event=\"first_message_closed\""
+        ) == 100.0),
+        "{}",
+        server.describe()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(open(&server), 1.0, "{}", server.describe());
+    for mut s in idle.into_iter().take(5) {
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(
+            matches!(s.read(&mut buf), Ok(0) | Err(_)),
+            "an idle connection is closed"
+        );
+    }
+    let mut buf = [0u8; 16];
+    phone
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        matches!(phone.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the registered connection is still open"
+    );
+    assert_eq!(
+        counter(
+            &server,
+            "farside_sip_connections_total",
+            "event=\"idle_closed\""
+        ),
+        0.0
+    );
+}

@@ -815,6 +815,115 @@ fn a_flood_of_bad_passwords_is_rate_limited() {
     assert_eq!(Message::parse(&ok).unwrap().class(), Class::SuccessResponse);
 }
 
+/// One user allocating from 16 UDP source ports (which the kernel's `SO_REUSEPORT` hash spreads
+/// over the two data-plane workers) and over two TCP connections (the TCP thread's own TURN
+/// core) gets exactly `max_allocations_per_user`, not that many per worker.
+#[test]
+fn one_user_from_many_source_ports_gets_exactly_its_quota_across_workers() {
+    use common::turn::{allocate_request, nonce_of, rest_credentials};
+    use farside_stun::attributes::ErrorCode;
+    use farside_stun::{Class, Message};
+    use std::io::{Read, Write};
+
+    let test = "one_user_from_many_source_ports_gets_exactly_its_quota_across_workers";
+    let server = turn_server(test, "max_allocations_per_user = 3\n");
+    let (user, password) = rest_credentials(SECRET, "quota");
+    let allocate = |tid: u32, nonce: Option<&str>| {
+        allocate_request(tid, nonce.map(|n| (user.as_str(), password.as_str(), n)))
+    };
+    // The final answer to an Allocate: the code of its error, or 0 for success.
+    let code = |answer: &[u8]| -> u16 {
+        let m = Message::parse(answer).unwrap();
+        match m.class() {
+            Class::SuccessResponse => 0,
+            _ => m.attribute::<ErrorCode>().unwrap().unwrap().code,
+        }
+    };
+    let mut codes = Vec::new();
+    for i in 0..16u32 {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 2048];
+        sock.send_to(&allocate(100 + 2 * i, None), server.primary)
+            .unwrap();
+        let n = sock.recv(&mut buf).unwrap();
+        let nonce = nonce_of(&buf[..n]);
+        sock.send_to(&allocate(101 + 2 * i, Some(&nonce)), server.primary)
+            .unwrap();
+        let n = sock.recv(&mut buf).unwrap();
+        codes.push(code(&buf[..n]));
+        // Kept open (and so allocated) until the test ends.
+        std::mem::forget(sock);
+    }
+    let read_msg = |s: &mut std::net::TcpStream| {
+        let mut head = [0u8; 20];
+        s.read_exact(&mut head).unwrap();
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        [head.to_vec(), body].concat()
+    };
+    let mut held = Vec::new();
+    for i in 0..2u32 {
+        let mut s = std::net::TcpStream::connect(server.primary).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&allocate(200 + 2 * i, None)).unwrap();
+        let nonce = nonce_of(&read_msg(&mut s));
+        s.write_all(&allocate(201 + 2 * i, Some(&nonce))).unwrap();
+        codes.push(code(&read_msg(&mut s)));
+        held.push(s);
+    }
+    let granted = codes.iter().filter(|&&c| c == 0).count();
+    assert_eq!(granted, 3, "answers {codes:?}\n{}", server.describe());
+    assert!(
+        codes.iter().all(|&c| c == 0 || c == 486),
+        "the others are 486 Allocation Quota Reached: {codes:?}"
+    );
+    assert_eq!(counter(&server, "farside_turn_allocations", ""), 3.0);
+}
+
+/// Wrong passwords from one address spread over 16 source ports (so over the workers) are
+/// answered up to `auth_failures_per_minute` in all, then dropped: the limit is per source
+/// address, server-wide.
+#[test]
+fn bad_passwords_from_many_source_ports_of_one_address_share_one_limit() {
+    use common::turn::{allocate_request, nonce_of};
+
+    let test = "bad_passwords_from_many_source_ports_of_one_address_share_one_limit";
+    let server = turn_server(test, "auth_failures_per_minute = 5\n");
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    probe
+        .send_to(&allocate_request(1, None), server.primary)
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = probe.recv(&mut buf).unwrap();
+    let nonce = nonce_of(&buf[..n]);
+    let mut answered = 0;
+    for i in 0..16u32 {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let req = allocate_request(10 + i, Some(("mallory", "guess", &nonce)));
+        sock.send_to(&req, server.primary).unwrap();
+        if sock.recv(&mut buf).is_ok() {
+            answered += 1;
+        }
+    }
+    assert_eq!(
+        answered,
+        5,
+        "401s up to the limit in all, then silence\n{}",
+        server.describe()
+    );
+    assert_eq!(
+        counter(&server, "farside_turn_dropped_total", "auth_rate_limited"),
+        11.0
+    );
+}
+
 /// `farside bench turn`, the load tool users point at any TURN server, against Farside and
 /// against coturn: a light load is relayed whole both ways, and its JSON report adds up.
 #[test]

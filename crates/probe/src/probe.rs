@@ -2,7 +2,9 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use crate::lifetime::Search;
 use crate::message::{self, Asks, Incoming, Reply};
@@ -71,13 +73,13 @@ struct Trial {
     wait: Duration,
     socket: SocketId,
     /// Set once the binding is open: when to check it, and its public port.
-    check_at: Option<(Instant, u16)>,
+    check_at: Option<(Timestamp, u16)>,
 }
 
 impl Probe {
     /// Starts a probe of `config.server` from socket 0, bound to `local`; test I's request
     /// is ready in [`poll_transmit`](Self::poll_transmit). `seed` makes the transaction ids.
-    pub fn new(config: ProbeConfig, local: SocketAddr, now: Instant, seed: u64) -> Self {
+    pub fn new(config: ProbeConfig, local: SocketAddr, now: Timestamp, seed: u64) -> Self {
         let config = config.normalised();
         let schedule = Schedule {
             rto: config.rto,
@@ -109,7 +111,7 @@ impl Probe {
     /// one of the probe's requests (or one of its hairpinned requests) is ignored.
     pub fn handle_datagram(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         socket: SocketId,
         from: SocketAddr,
         bytes: &[u8],
@@ -145,7 +147,7 @@ impl Probe {
 
     /// Time passed: resends requests, gives up on unanswered ones, and checks lifetime
     /// bindings whose wait is over.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: Timestamp) {
         if self.is_done() {
             return;
         }
@@ -168,7 +170,7 @@ impl Probe {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due; `None` once done.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
         if self.is_done() {
             return None;
         }
@@ -211,7 +213,7 @@ impl Probe {
 
     fn answered(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         t: &Transaction,
         socket: SocketId,
         from: SocketAddr,
@@ -232,7 +234,7 @@ impl Probe {
         }
     }
 
-    fn failed(&mut self, now: Instant, t: &Transaction) {
+    fn failed(&mut self, now: Timestamp, t: &Transaction) {
         match t.purpose {
             Purpose::BindingI => {
                 self.note(format!(
@@ -270,7 +272,7 @@ impl Probe {
     }
 
     /// Moves on once the current stage has nothing left to wait for.
-    fn advance(&mut self, now: Instant) {
+    fn advance(&mut self, now: Timestamp) {
         loop {
             match self.stage {
                 Stage::BindingI | Stage::Done => return,
@@ -303,7 +305,7 @@ impl Probe {
 
     // --- test I ---------------------------------------------------------------------------
 
-    fn binding_i_answered(&mut self, now: Instant, reply: Reply) {
+    fn binding_i_answered(&mut self, now: Timestamp, reply: Reply) {
         self.report.reachable = true;
         self.progress(Progress::Finished(Test::Binding));
         let answer = match reply {
@@ -434,7 +436,7 @@ impl Probe {
 
     // --- hairpinning ----------------------------------------------------------------------
 
-    fn hairpin_learned(&mut self, now: Instant, reply: Reply) {
+    fn hairpin_learned(&mut self, now: Timestamp, reply: Reply) {
         let Reply::Success(message::Answer {
             mapped: Some(second),
             ..
@@ -465,7 +467,7 @@ impl Probe {
 
     // --- mapping --------------------------------------------------------------------------
 
-    fn start_mapping(&mut self, now: Instant) {
+    fn start_mapping(&mut self, now: Timestamp) {
         if !self.config.mapping || self.report.other_address.is_none() {
             return;
         }
@@ -474,7 +476,7 @@ impl Probe {
         self.send(now, Purpose::MappingI, SocketId::MAIN, server, Asks::PLAIN);
     }
 
-    fn mapping_answered(&mut self, now: Instant, purpose: Purpose, reply: Reply) {
+    fn mapping_answered(&mut self, now: Timestamp, purpose: Purpose, reply: Reply) {
         let mapped = match reply {
             Reply::Success(a) => a.mapped,
             Reply::Error(code) => {
@@ -521,7 +523,7 @@ impl Probe {
 
     // --- binding lifetime -----------------------------------------------------------------
 
-    fn start_lifetime(&mut self, now: Instant) {
+    fn start_lifetime(&mut self, now: Timestamp) {
         let Some(cfg) = self.config.lifetime else {
             return;
         };
@@ -537,7 +539,7 @@ impl Probe {
         self.next_trial(now);
     }
 
-    fn next_trial(&mut self, now: Instant) {
+    fn next_trial(&mut self, now: Timestamp) {
         let Some(run) = &mut self.lifetime else {
             return;
         };
@@ -582,7 +584,7 @@ impl Probe {
         self.progress(Progress::LifetimeWaiting { wait });
     }
 
-    fn wake_lifetime(&mut self, now: Instant) {
+    fn wake_lifetime(&mut self, now: Timestamp) {
         let Some(trial) = self.lifetime.as_mut().and_then(|l| l.trial.as_mut()) else {
             return;
         };
@@ -609,7 +611,13 @@ impl Probe {
         );
     }
 
-    fn lifetime_checked(&mut self, now: Instant, t: &Transaction, socket: SocketId, reply: Reply) {
+    fn lifetime_checked(
+        &mut self,
+        now: Timestamp,
+        t: &Transaction,
+        socket: SocketId,
+        reply: Reply,
+    ) {
         match reply {
             Reply::Success(_) if socket == t.answer_on => {
                 self.lifetime_trial_over(true);
@@ -669,13 +677,13 @@ impl Probe {
         self.events.push_back(Event::Done);
     }
 
-    fn send(&mut self, now: Instant, purpose: Purpose, s: SocketId, to: SocketAddr, asks: Asks) {
+    fn send(&mut self, now: Timestamp, purpose: Purpose, s: SocketId, to: SocketAddr, asks: Asks) {
         self.send_to(now, purpose, s, s, to, asks);
     }
 
     fn send_to(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         purpose: Purpose,
         socket: SocketId,
         answer_on: SocketId,

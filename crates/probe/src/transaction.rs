@@ -6,7 +6,9 @@
 //! Answers are matched by transaction id only; the caller checks where they came from.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_stun::TransactionId;
 
@@ -16,7 +18,7 @@ use crate::{SocketId, Transmit};
 const RM: u32 = 16;
 
 /// No single wait is longer than this, however large the settings: timers stay far from
-/// `Instant`'s overflow.
+/// the end of time.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// When to resend and when to give up.
@@ -84,10 +86,10 @@ pub(crate) struct Transaction {
     pub(crate) answer_on: SocketId,
     pub(crate) to: SocketAddr,
     /// When the request was last sent.
-    pub(crate) last_sent: Instant,
+    pub(crate) last_sent: Timestamp,
     payload: Vec<u8>,
     sends: u32,
-    deadline: Instant,
+    deadline: Timestamp,
 }
 
 /// The transactions in flight (a handful at most).
@@ -116,7 +118,7 @@ impl Transactions {
     }
 
     /// Sends the first request now.
-    pub(crate) fn start(&mut self, now: Instant, s: Start, out: &mut Vec<Transmit>) {
+    pub(crate) fn start(&mut self, now: Timestamp, s: Start, out: &mut Vec<Transmit>) {
         out.push(Transmit {
             from: s.socket,
             to: s.to,
@@ -156,13 +158,13 @@ impl Transactions {
     }
 
     /// The earliest resend or give-up time.
-    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+    pub(crate) fn next_timeout(&self) -> Option<Timestamp> {
         self.live.iter().map(|t| t.deadline).min()
     }
 
     /// Resends what is due and returns the transactions that failed, in the order they
     /// were started.
-    pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Transmit>) -> Vec<Transaction> {
+    pub(crate) fn expire(&mut self, now: Timestamp, out: &mut Vec<Transmit>) -> Vec<Transaction> {
         let mut failed = Vec::new();
         let mut i = 0;
         while let Some(t) = self.live.get_mut(i) {
@@ -188,7 +190,7 @@ impl Transactions {
     }
 }
 
-fn later(now: Instant, wait: Duration) -> Instant {
+fn later(now: Timestamp, wait: Duration) -> Timestamp {
     now.checked_add(wait).unwrap_or(now)
 }
 
@@ -219,7 +221,7 @@ mod tests {
 
     #[test]
     fn resends_on_schedule_then_fails() {
-        let t0 = Instant::now();
+        let t0 = Timestamp::from_unix_secs(1_800_000_000);
         let mut set = Transactions::new(schedule());
         let mut out = Vec::new();
         set.start(
@@ -253,7 +255,7 @@ mod tests {
 
     #[test]
     fn an_answer_ends_the_transaction() {
-        let t0 = Instant::now();
+        let t0 = Timestamp::from_unix_secs(1_800_000_000);
         let mut set = Transactions::new(schedule());
         let mut out = Vec::new();
         let id = TransactionId([2; 12]);

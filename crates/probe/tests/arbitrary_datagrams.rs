@@ -2,12 +2,14 @@
 //! finishes.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_probe::{Probe, ProbeConfig, SocketId};
 use proptest::prelude::*;
 
-fn probe(now: Instant) -> (Probe, Vec<u8>) {
+fn probe(now: Timestamp) -> (Probe, Vec<u8>) {
     let config = ProbeConfig {
         server: "192.0.2.1:3478".parse().expect("addr"),
         ..ProbeConfig::default()
@@ -30,7 +32,7 @@ fn with_their_id(request: &[u8], class_bits: u16, body: &[u8]) -> Vec<u8> {
     m
 }
 
-fn run_to_the_end(p: &mut Probe, mut now: Instant) {
+fn run_to_the_end(p: &mut Probe, mut now: Timestamp) {
     for _ in 0..10_000 {
         while p.poll_transmit().is_some() {}
         while p.poll_event().is_some() {}
@@ -49,7 +51,7 @@ proptest! {
             0..8,
         ),
     ) {
-        let now = Instant::now();
+        let now = Timestamp::from_unix_secs(1_800_000_000);
         let (mut p, _) = probe(now);
         for (bytes, socket, ip, port) in datagrams {
             let from = SocketAddr::from((ip, port));
@@ -65,7 +67,7 @@ proptest! {
             1..6,
         ),
     ) {
-        let mut now = Instant::now();
+        let mut now = Timestamp::from_unix_secs(1_800_000_000);
         let (mut p, request) = probe(now);
         for (class, body, socket, from_server) in answers {
             let from: SocketAddr = if from_server { "192.0.2.1:3478" } else { "192.0.2.2:3479" }

@@ -4,6 +4,10 @@
 //! table is bounded: a dialog whose BYE was never seen is forgotten after `max_age`, and the
 //! oldest goes when `max` are held.
 
+use std::time::Duration;
+
+use farside_time::Timestamp;
+
 use std::collections::{HashMap, VecDeque};
 
 use crate::message::{Message, Method, StartLine};
@@ -20,17 +24,17 @@ pub enum DialogEvent {
 /// The dialogs a proxy has seen established and not yet ended.
 #[derive(Debug)]
 pub struct Dialogs {
-    live: HashMap<u64, u64>,
-    order: VecDeque<(u64, u64)>,
+    live: HashMap<u64, Timestamp>,
+    order: VecDeque<(u64, Timestamp)>,
     max: usize,
-    max_age: u64,
+    max_age: Duration,
     key: u64,
 }
 
 impl Dialogs {
-    /// At most `max` dialogs, each forgotten `max_age` seconds after it began; `key` (random)
-    /// salts the ids.
-    pub fn new(max: usize, max_age: u64, key: u64) -> Self {
+    /// At most `max` dialogs, each forgotten `max_age` after it began; `key` (random) salts the
+    /// ids.
+    pub fn new(max: usize, max_age: Duration, key: u64) -> Self {
         Dialogs {
             live: HashMap::new(),
             order: VecDeque::new(),
@@ -50,8 +54,8 @@ impl Dialogs {
         self.live.is_empty()
     }
 
-    /// Looks at a response the proxy forwards, at `now` (seconds).
-    pub fn response(&mut self, msg: &Message<'_>, now: u64) -> Option<DialogEvent> {
+    /// Looks at a response the proxy forwards, at `now`.
+    pub fn response(&mut self, msg: &Message<'_>, now: Timestamp) -> Option<DialogEvent> {
         let StartLine::Response { code, .. } = msg.start_line() else {
             return None;
         };
@@ -80,10 +84,10 @@ impl Dialogs {
         }
     }
 
-    fn expire(&mut self, now: u64) {
+    fn expire(&mut self, now: Timestamp) {
         while let Some(&(id, at)) = self.order.front() {
             let gone = self.live.get(&id) != Some(&at);
-            if !gone && now < at.saturating_add(self.max_age) {
+            if !gone && now.duration_since(at) < self.max_age {
                 break;
             }
             self.order.pop_front();
@@ -117,8 +121,13 @@ Call-ID: c1\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
 
     #[test]
     fn a_dialog_counts_once_and_ends_with_its_bye_from_either_side() {
-        let mut d = Dialogs::new(10, 3600, 1);
-        let r = |d: &mut Dialogs, b: &[u8], now| d.response(&Message::parse(b).expect("ok"), now);
+        let mut d = Dialogs::new(10, Duration::from_secs(3600), 1);
+        let r = |d: &mut Dialogs, b: &[u8], now| {
+            d.response(
+                &Message::parse(b).expect("ok"),
+                Timestamp::from_unix_secs(now),
+            )
+        };
         assert_eq!(
             r(&mut d, &ok("1 INVITE", "a", "b"), 0),
             Some(DialogEvent::Started)
@@ -140,14 +149,20 @@ Call-ID: c1\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
 
     #[test]
     fn the_table_is_bounded_in_size_and_age() {
-        let mut d = Dialogs::new(2, 100, 1);
+        let mut d = Dialogs::new(2, Duration::from_secs(100), 1);
         for (i, tag) in ["x", "y", "z"].into_iter().enumerate() {
             let b = ok("1 INVITE", "a", tag);
-            d.response(&Message::parse(&b).expect("ok"), i as u64);
+            d.response(
+                &Message::parse(&b).expect("ok"),
+                Timestamp::from_unix_secs(i as u64),
+            );
         }
         assert_eq!(d.len(), 2, "the oldest went");
         let b = ok("1 INVITE", "a", "w");
-        d.response(&Message::parse(&b).expect("ok"), 500);
+        d.response(
+            &Message::parse(&b).expect("ok"),
+            Timestamp::from_unix_secs(500),
+        );
         assert_eq!(d.len(), 1, "the others aged out");
     }
 }

@@ -6,6 +6,9 @@
 //! The user store keeps, per user, H(username:realm:password) for each algorithm: the
 //! long-term keys TURN uses are exactly those (RFC 8489 §9.2.2), so one store serves both.
 
+use std::time::Duration;
+
+use farside_time::Timestamp;
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
@@ -163,13 +166,13 @@ impl<'a> Credentials<'a> {
 
     /// Checks the response for a request with `method`, given HA1 = H(username:realm:password)
     /// for the credentials' algorithm (`None`: no such user), and the nonce under `nonces` at
-    /// `now` (Unix seconds).
+    /// `now`.
     pub fn verify(
         &self,
         method: &[u8],
         ha1: Option<&[u8]>,
         nonces: &Nonces,
-        now: u64,
+        now: Timestamp,
     ) -> Result<(), Refusal> {
         let alg = self.algorithm();
         let ha1 = hex(ha1.ok_or(Refusal::Wrong)?);
@@ -210,7 +213,7 @@ impl<'a> Credentials<'a> {
 #[derive(Clone)]
 pub struct Nonces {
     key: [u8; 32],
-    lifetime: u64,
+    lifetime: Duration,
 }
 
 impl std::fmt::Debug for Nonces {
@@ -220,13 +223,14 @@ impl std::fmt::Debug for Nonces {
 }
 
 impl Nonces {
-    /// Nonces signed with `key` (random, kept by the server), valid for `lifetime` seconds.
-    pub fn new(key: [u8; 32], lifetime: u64) -> Self {
+    /// Nonces signed with `key` (random, kept by the server), valid for `lifetime`.
+    pub fn new(key: [u8; 32], lifetime: Duration) -> Self {
         Nonces { key, lifetime }
     }
 
-    /// A nonce made at `now` (Unix seconds).
-    pub fn make(&self, now: u64) -> String {
+    /// A nonce made at `now` (it carries the Unix second).
+    pub fn make(&self, now: Timestamp) -> String {
+        let now = now.unix_secs();
         let mut s = hex(&now.to_be_bytes());
         s.push_str(&hex(&self.mac(now)));
         s
@@ -234,7 +238,8 @@ impl Nonces {
 
     /// `Ok` if ours and fresh at `now`; `Stale` if ours but older than the lifetime (or from
     /// the future beyond a minute's clock step); `UnknownNonce` otherwise.
-    pub fn check(&self, nonce: &[u8], now: u64) -> Result<(), Refusal> {
+    pub fn check(&self, nonce: &[u8], now: Timestamp) -> Result<(), Refusal> {
+        let now = now.unix_secs();
         if nonce.len() != 48 || !nonce.iter().all(|b| b.is_ascii_hexdigit()) {
             return Err(Refusal::UnknownNonce);
         }
@@ -247,7 +252,7 @@ impl Nonces {
         if !ours {
             return Err(Refusal::UnknownNonce);
         }
-        if now.saturating_sub(made) > self.lifetime || made > now + 60 {
+        if now.saturating_sub(made) > self.lifetime.as_secs() || made > now + 60 {
             return Err(Refusal::Stale);
         }
         Ok(())
@@ -339,8 +344,9 @@ mod tests {
 
     #[test]
     fn fresh_stale_unknown_and_wrong() {
-        let nonces = Nonces::new([5; 32], 300);
-        let nonce = nonces.make(1_000_000);
+        let at = Timestamp::from_unix_secs;
+        let nonces = Nonces::new([5; 32], Duration::from_secs(300));
+        let nonce = nonces.make(at(1_000_000));
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
             let ha1v = ha1(alg);
             let h1 = hex(&ha1v);
@@ -361,25 +367,25 @@ mod tests {
             assert_eq!(c.algorithm(), alg);
             // Reused within its lifetime: accepted every time.
             for now in [1_000_000, 1_000_100, 1_000_300] {
-                assert_eq!(c.verify(b"REGISTER", Some(&ha1v), &nonces, now), Ok(()));
+                assert_eq!(c.verify(b"REGISTER", Some(&ha1v), &nonces, at(now)), Ok(()));
             }
             assert_eq!(
-                c.verify(b"REGISTER", Some(&ha1v), &nonces, 1_000_301),
+                c.verify(b"REGISTER", Some(&ha1v), &nonces, at(1_000_301)),
                 Err(Refusal::Stale)
             );
             assert_eq!(
-                c.verify(b"INVITE", Some(&ha1v), &nonces, 1_000_001),
+                c.verify(b"INVITE", Some(&ha1v), &nonces, at(1_000_001)),
                 Err(Refusal::Wrong),
                 "another method"
             );
             assert_eq!(
-                c.verify(b"REGISTER", None, &nonces, 1_000_001),
+                c.verify(b"REGISTER", None, &nonces, at(1_000_001)),
                 Err(Refusal::Wrong),
                 "no such user"
             );
-            let other = Nonces::new([6; 32], 300);
+            let other = Nonces::new([6; 32], Duration::from_secs(300));
             assert_eq!(
-                c.verify(b"REGISTER", Some(&ha1v), &other, 1_000_001),
+                c.verify(b"REGISTER", Some(&ha1v), &other, at(1_000_001)),
                 Err(Refusal::UnknownNonce)
             );
         }

@@ -4,6 +4,10 @@
 //! whatever the upstream sends for the phone comes back here and leaves over the flow the phone
 //! opened (the only way through its NAT). Responses follow the Via back. Stateless.
 
+use std::time::Duration;
+
+use farside_time::Timestamp;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -228,23 +232,23 @@ struct Pending {
     flow: Flow,
     contacts: Vec<String>,
     nat: crate::nat::NatTests,
-    since: u64,
+    since: Timestamp,
 }
 
 /// REGISTERs awaiting their answer, at most (the oldest are forgotten beyond).
 const MAX_PENDING: usize = 10_000;
-/// A REGISTER unanswered for this long (seconds) is forgotten.
-const PENDING_LIFETIME: u64 = 64;
+/// A REGISTER unanswered for this long is forgotten.
+const PENDING_LIFETIME: Duration = Duration::from_secs(64);
 
 impl EdgeRegistrations {
     /// Notes a REGISTER forwarded upstream that came over `flow`.
-    pub fn forwarded(&mut self, msg: &Message<'_>, flow: Flow, now: u64) {
+    pub fn forwarded(&mut self, msg: &Message<'_>, flow: Flow, now: Timestamp) {
         if msg.method() != Method::REGISTER {
             return;
         }
         if self.pending.len() >= MAX_PENDING {
             self.pending
-                .retain(|_, p| now < p.since.saturating_add(PENDING_LIFETIME));
+                .retain(|_, p| now.duration_since(p.since) < PENDING_LIFETIME);
             if self.pending.len() >= MAX_PENDING {
                 return;
             }
@@ -273,7 +277,7 @@ impl EdgeRegistrations {
     pub fn response(
         &mut self,
         msg: &Message<'_>,
-        now: u64,
+        now: Timestamp,
     ) -> Option<(String, Vec<crate::registrar::Binding>)> {
         let StartLine::Response { code, .. } = msg.start_line() else {
             return None;
@@ -314,7 +318,7 @@ impl EdgeRegistrations {
                 crate::registrar::Binding {
                     contact: c.clone(),
                     flow: p.flow,
-                    expires_at: now + u64::from(expires),
+                    expires_at: now + Duration::from_secs(u64::from(expires)),
                     instance: None,
                     reg_id: None,
                     call_id: String::from_utf8_lossy(msg.call_id()).into_owned(),

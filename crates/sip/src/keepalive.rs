@@ -4,6 +4,8 @@
 //! or NOTIFY) expect an answer, any answer: a binding that misses `max_failures` in a row is
 //! reported as unreachable, for the registrar to drop. CRLF and 4-byte pings expect none.
 
+use farside_time::Timestamp;
+
 use std::collections::HashMap;
 
 use crate::message::Message;
@@ -92,9 +94,9 @@ impl Keepalives {
         }
     }
 
-    /// The pings due between the last call and `now_ms` (Unix milliseconds), and the bindings
-    /// found unreachable.
-    pub fn poll(&mut self, now_ms: u64, registrar: &Registrar) -> Round {
+    /// The pings due between the last call and `now`, and the bindings found unreachable.
+    pub fn poll(&mut self, now: Timestamp, registrar: &Registrar) -> Round {
+        let now_ms = now.unix_millis();
         let mut round = Round::default();
         let interval = self.config.interval_ms.max(1);
         let Some(prev) = self.last_ms.replace(now_ms) else {
@@ -103,21 +105,19 @@ impl Keepalives {
         if now_ms <= prev {
             return round;
         }
-        let now_s = now_ms / 1000;
-        let mut live = Vec::new();
+        // Due if a multiple of the interval, shifted by the binding's phase, lies in
+        // (prev, now]. Nothing is allocated for a binding that is not due.
+        let slot = |t: u64, phase: u64| (t + interval - phase) / interval;
         for (aor, bindings) in registrar.all() {
-            for b in bindings.iter().filter(|b| b.expires_at > now_s) {
+            for b in bindings.iter().filter(|b| b.expires_at > now) {
                 if !self.config.all_contacts && !b.nat.natted() {
                     continue;
                 }
-                let key = (aor.clone(), b.contact.clone());
-                let phase = fnv(self.key, &[key.0.as_bytes(), key.1.as_bytes()]) % interval;
-                live.push(key.clone());
-                // Due if a multiple of the interval, shifted by the phase, lies in (prev, now].
-                let slot = |t: u64| (t + interval - phase) / interval;
-                if slot(now_ms) == slot(prev) {
+                let phase = fnv(self.key, &[aor.as_bytes(), b.contact.as_bytes()]) % interval;
+                if slot(now_ms, phase) == slot(prev, phase) {
                     continue;
                 }
+                let key = (aor.clone(), b.contact.clone());
                 // A binding restored from the store resumes its count.
                 let state = self.states.entry(key.clone()).or_insert(State {
                     waiting: None,
@@ -155,10 +155,10 @@ impl Keepalives {
                 });
             }
         }
-        // Forget bindings that are gone.
-        if self.states.len() > live.len() {
-            let live: std::collections::HashSet<_> = live.into_iter().collect();
-            self.states.retain(|k, _| live.contains(k));
+        // Forget bindings that are gone (only ever more states than bindings then).
+        if self.states.len() > registrar.len() {
+            self.states
+                .retain(|(aor, contact), _| registrar.binding(aor, contact).is_some());
             let states = &self.states;
             self.by_branch.retain(|_, k| states.contains_key(k));
         }

@@ -30,7 +30,9 @@ pub mod proxy;
 pub mod registrar;
 mod response;
 mod scan;
+pub mod server;
 pub mod transaction;
+mod transmit;
 mod uri;
 mod via;
 pub mod websocket;
@@ -43,6 +45,7 @@ pub use message::{CSeq, Header, Message, Method, StartLine};
 pub use name_addr::NameAddr;
 pub use response::response;
 pub use scan::Params;
+pub use transmit::Transmit;
 pub use uri::Uri;
 pub use via::Via;
 

@@ -4,6 +4,8 @@
 //! so they can reach a NATed phone by its flow too. Responses follow the Via back. Requests
 //! for other domains are refused (no open relay).
 
+use farside_time::Timestamp;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -107,7 +109,7 @@ impl Proxy {
 
     /// Routes a request (its top Via already carries `received`/`rport`). A request for a
     /// local user with several bindings goes to the one registered last (see [`Proxy::fork`]).
-    pub fn request(&self, msg: &Message<'_>, registrar: &Registrar, now: u64) -> Action {
+    pub fn request(&self, msg: &Message<'_>, registrar: &Registrar, now: Timestamp) -> Action {
         match self.plan(msg, registrar, now) {
             Ok(plan) => self.build(msg, &plan, 0),
             Err(action) => action,
@@ -121,7 +123,7 @@ impl Proxy {
         &self,
         msg: &Message<'_>,
         registrar: &Registrar,
-        now: u64,
+        now: Timestamp,
         max: usize,
     ) -> Vec<Action> {
         match self.plan(msg, registrar, now) {
@@ -133,7 +135,12 @@ impl Proxy {
     }
 
     /// Where a request goes (§16.4-16.5): the Routes of ours to drop, and the targets.
-    fn plan(&self, msg: &Message<'_>, registrar: &Registrar, now: u64) -> Result<Plan, Action> {
+    fn plan(
+        &self,
+        msg: &Message<'_>,
+        registrar: &Registrar,
+        now: Timestamp,
+    ) -> Result<Plan, Action> {
         let StartLine::Request { method, uri } = msg.start_line() else {
             return Err(Action::Drop);
         };
@@ -395,7 +402,7 @@ impl Proxy {
     /// The flow of the binding whose Contact has `uri`'s host and port (a request inside a
     /// dialog with a registered phone, sent to the Contact it gave; phones vary the user part
     /// between REGISTER and dialogs, never the address).
-    fn contact_flow(&self, uri: &Uri<'_>, registrar: &Registrar, now: u64) -> Option<Flow> {
+    fn contact_flow(&self, uri: &Uri<'_>, registrar: &Registrar, now: Timestamp) -> Option<Flow> {
         if !uri.is_sip() {
             return None;
         }

@@ -5,6 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use crate::digest::{self, Algorithm, Credentials, Nonces};
 use crate::header::HeaderName;
@@ -32,8 +35,8 @@ pub struct Binding {
     pub contact: String,
     /// The flow it registered over.
     pub flow: Flow,
-    /// Unix seconds when it lapses.
-    pub expires_at: u64,
+    /// When it lapses.
+    pub expires_at: Timestamp,
     /// `+sip.instance` (RFC 5626), as written.
     pub instance: Option<String>,
     /// `reg-id` (RFC 5626).
@@ -68,8 +71,8 @@ pub struct RegistrarConfig {
     pub max_bindings_per_aor: usize,
     /// Most addresses of record (503 beyond).
     pub max_aors: usize,
-    /// Seconds a nonce stays valid.
-    pub nonce_lifetime: u64,
+    /// How long a nonce stays valid.
+    pub nonce_lifetime: Duration,
     /// The Digest algorithms offered, most preferred first (one challenge each); credentials
     /// with another are challenged again.
     pub algorithms: Vec<Algorithm>,
@@ -88,7 +91,7 @@ impl Default for RegistrarConfig {
             default_expires: 3600,
             max_bindings_per_aor: 16,
             max_aors: 100_000,
-            nonce_lifetime: 300,
+            nonce_lifetime: Duration::from_secs(300),
             // MD5 first: many UAs answer the first challenge only (SIPp 3.6 refuses any
             // other algorithm), and MD5 is what Kamailio and Asterisk offer by default.
             algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
@@ -129,6 +132,8 @@ pub enum Outcome {
 
 /// Most distinct sources whose failed authentications are tracked at once.
 const MAX_TRACKED_FAILURES: usize = 65_536;
+/// The window over which failed authentications are counted.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// The registrar: the location table of one node.
 #[derive(Debug)]
@@ -136,10 +141,15 @@ pub struct Registrar {
     config: RegistrarConfig,
     nonces: Nonces,
     aors: HashMap<String, Vec<Binding>>,
+    /// How many bindings each flow carries (for [`Registrar::holds_flow`]); kept by
+    /// [`Registrar::set`], the one place the table changes.
+    flows: HashMap<Flow, u32>,
+    /// Bindings in the table.
+    count: usize,
     /// Addresses of record whose bindings changed since [`Registrar::take_changed`].
     dirty: HashSet<String>,
     /// Failed authentications per source IP: (count, when the minute began).
-    failures: HashMap<std::net::IpAddr, (u32, u64)>,
+    failures: HashMap<std::net::IpAddr, (u32, Timestamp)>,
 }
 
 impl Registrar {
@@ -150,18 +160,20 @@ impl Registrar {
             config,
             nonces,
             aors: HashMap::new(),
+            flows: HashMap::new(),
+            count: 0,
             dirty: HashSet::new(),
             failures: HashMap::new(),
         }
     }
 
-    /// Handles a REGISTER that arrived over `flow` at `now` (Unix seconds); returns the
+    /// Handles a REGISTER that arrived over `flow` at `now`; returns the
     /// response to send back over the same flow.
     pub fn register(
         &mut self,
         msg: &Message<'_>,
         flow: Flow,
-        now: u64,
+        now: Timestamp,
         users: &dyn Users,
     ) -> (Vec<u8>, Outcome) {
         let tag = to_tag(msg.call_id());
@@ -184,7 +196,7 @@ impl Registrar {
         // A source that failed too often lately is not answered (nor its guesses checked).
         let source = flow.remote.ip();
         if let Some(&(n, since)) = self.failures.get(&source)
-            && now < since + 60
+            && now.duration_since(since) < FAILURE_WINDOW
             && n >= self.config.auth_failures_per_minute
         {
             return (Vec::new(), Outcome::RateLimited);
@@ -226,7 +238,7 @@ impl Registrar {
             if header_expires != Some(0) || msg.items(HeaderName::Contact).count() != 1 {
                 return refuse(400, "Bad Request", &[]);
             }
-            self.aors.remove(&aor);
+            self.set(&aor, Vec::new());
             self.dirty.insert(aor.clone());
             let out = response(msg, 200, "OK", &tag, &[]);
             return (out, Outcome::Registered { aor, bindings: 0 });
@@ -277,7 +289,7 @@ impl Registrar {
             let binding = Binding {
                 contact: String::from_utf8_lossy(c.uri().as_bytes()).into_owned(),
                 flow,
-                expires_at: now + u64::from(expires),
+                expires_at: now + Duration::from_secs(u64::from(expires)),
                 instance,
                 reg_id,
                 call_id: String::from_utf8_lossy(msg.call_id()).into_owned(),
@@ -323,11 +335,7 @@ impl Registrar {
         let contacts: Vec<String> = bindings
             .iter()
             .map(|b| {
-                let mut v = format!(
-                    "<{}>;expires={}",
-                    b.contact,
-                    b.expires_at.saturating_sub(now)
-                );
+                let mut v = format!("<{}>;expires={}", b.contact, (b.expires_at - now).as_secs());
                 if let (Some(i), Some(r)) = (&b.instance, b.reg_id) {
                     v.push_str(&format!(";+sip.instance={i};reg-id={r}"));
                 }
@@ -351,22 +359,23 @@ impl Registrar {
         let n = bindings.len();
         if self.aors.get(&aor) != Some(&bindings) {
             self.dirty.insert(aor.clone());
-        }
-        if bindings.is_empty() {
-            self.aors.remove(&aor);
-        } else {
-            self.aors.insert(aor.clone(), bindings);
+            self.set(&aor, bindings);
         }
         (out, Outcome::Registered { aor, bindings: n })
     }
 
     /// The live bindings of `aor` (`sip:user@domain`) at `now`.
-    pub fn bindings(&self, aor: &str, now: u64) -> impl Iterator<Item = &Binding> {
+    pub fn bindings(&self, aor: &str, now: Timestamp) -> impl Iterator<Item = &Binding> {
         self.aors
             .get(aor)
             .into_iter()
             .flatten()
             .filter(move |b| b.expires_at > now)
+    }
+
+    /// The binding of `aor` with this Contact, if any.
+    pub fn binding(&self, aor: &str, contact: &str) -> Option<&Binding> {
+        self.aors.get(aor)?.iter().find(|b| b.contact == contact)
     }
 
     /// Every address of record with live bindings, for keepalives and the store.
@@ -375,19 +384,24 @@ impl Registrar {
     }
 
     /// Drops lapsed bindings; returns how many.
-    pub fn expire(&mut self, now: u64) -> usize {
-        self.failures.retain(|_, (_, since)| now < *since + 60);
+    pub fn expire(&mut self, now: Timestamp) -> usize {
+        self.failures
+            .retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
+        let lapsed: Vec<String> = self
+            .aors
+            .iter()
+            .filter(|(_, bs)| bs.iter().any(|b| b.expires_at <= now))
+            .map(|(aor, _)| aor.clone())
+            .collect();
         let mut gone = 0;
-        let dirty = &mut self.dirty;
-        self.aors.retain(|aor, bs| {
+        for aor in lapsed {
+            let mut bs = self.aors.get(&aor).cloned().unwrap_or_default();
             let before = bs.len();
             bs.retain(|b| b.expires_at > now);
-            if bs.len() != before {
-                gone += before - bs.len();
-                dirty.insert(aor.clone());
-            }
-            !bs.is_empty()
-        });
+            gone += before - bs.len();
+            self.set(&aor, bs);
+            self.dirty.insert(aor);
+        }
         gone
     }
 
@@ -424,16 +438,14 @@ impl Registrar {
 
     /// Drops one binding (a phone that stopped answering keep-alives).
     pub fn remove_binding(&mut self, aor: &str, contact: &str) -> bool {
-        let Some(bs) = self.aors.get_mut(aor) else {
+        let Some(mut bs) = self.aors.get(aor).cloned() else {
             return false;
         };
         let before = bs.len();
         bs.retain(|b| b.contact != contact);
         let removed = bs.len() != before;
-        if bs.is_empty() {
-            self.aors.remove(aor);
-        }
         if removed {
+            self.set(aor, bs);
             self.dirty.insert(aor.to_owned());
         }
         removed
@@ -442,39 +454,77 @@ impl Registrar {
     /// Takes bindings another registrar granted (edge mode: the upstream's 2xx to a REGISTER
     /// the edge forwarded): each replaces the binding with its Contact, or is added; one with
     /// `expires_at <= now` removes it. Kept for keep-alives and the store, not for routing.
-    pub fn mirror(&mut self, aor: &str, bindings: Vec<Binding>, now: u64) {
+    pub fn mirror(&mut self, aor: &str, bindings: Vec<Binding>, now: Timestamp) {
         if !self.aors.contains_key(aor) && self.aors.len() >= self.config.max_aors {
             return;
         }
-        let bs = self.aors.entry(aor.to_owned()).or_default();
+        let mut bs = self.aors.get(aor).cloned().unwrap_or_default();
         for b in bindings {
             bs.retain(|old| old.contact != b.contact);
             if b.expires_at > now && bs.len() < self.config.max_bindings_per_aor {
                 bs.push(b);
             }
         }
-        if bs.is_empty() {
-            self.aors.remove(aor);
-        }
+        self.set(aor, bs);
         self.dirty.insert(aor.to_owned());
     }
 
     /// Puts back the bindings of `aor` read from the store at start.
     pub fn restore(&mut self, aor: String, bindings: Vec<Binding>) {
         if !bindings.is_empty() && self.aors.len() < self.config.max_aors {
-            self.aors.insert(aor, bindings);
+            self.set(&aor, bindings);
         }
     }
 
-    fn count_failure(&mut self, source: std::net::IpAddr, now: u64) {
+    /// Whether a live binding was registered over `flow` (a connection carrying a registration
+    /// is kept open as long as the registration lives).
+    pub fn holds_flow(&self, flow: &Flow) -> bool {
+        self.flows.contains_key(flow)
+    }
+
+    /// Bindings held now (live or lapsed but not yet expired).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no binding is held.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The one place the table changes: `aor`'s bindings become `bindings` (none: `aor` goes),
+    /// and the per-flow index and the count follow.
+    fn set(&mut self, aor: &str, bindings: Vec<Binding>) {
+        let old = if bindings.is_empty() {
+            self.aors.remove(aor)
+        } else {
+            self.aors.insert(aor.to_owned(), bindings)
+        };
+        for b in old.iter().flatten() {
+            self.count -= 1;
+            if let Some(n) = self.flows.get_mut(&b.flow) {
+                *n -= 1;
+                if *n == 0 {
+                    self.flows.remove(&b.flow);
+                }
+            }
+        }
+        for b in self.aors.get(aor).into_iter().flatten() {
+            self.count += 1;
+            *self.flows.entry(b.flow).or_insert(0) += 1;
+        }
+    }
+
+    fn count_failure(&mut self, source: std::net::IpAddr, now: Timestamp) {
         if self.failures.len() >= MAX_TRACKED_FAILURES {
-            self.failures.retain(|_, (_, since)| now < *since + 60);
+            self.failures
+                .retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
         }
         if self.failures.len() >= MAX_TRACKED_FAILURES && !self.failures.contains_key(&source) {
             return;
         }
         let e = self.failures.entry(source).or_insert((0, now));
-        if now >= e.1 + 60 {
+        if now.duration_since(e.1) >= FAILURE_WINDOW {
             *e = (0, now);
         }
         e.0 += 1;
@@ -491,7 +541,7 @@ impl Registrar {
     fn authenticate(
         &self,
         msg: &Message<'_>,
-        now: u64,
+        now: Timestamp,
         users: &dyn Users,
     ) -> Result<String, AuthError> {
         let realm = self.config.realm.as_bytes();

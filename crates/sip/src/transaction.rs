@@ -9,6 +9,10 @@
 //! Timer F. ACK (for a 2xx) is end to end and stays stateless. Sans-IO: messages and the time in,
 //! packets out.
 
+use std::time::Duration;
+
+use farside_time::Timestamp;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -17,50 +21,18 @@ use crate::message::{Message, Method, StartLine};
 use crate::nat::Transport;
 use crate::proxy::Action;
 use crate::response::response;
+pub use crate::transmit::Transmit;
 
-/// Something to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet {
-    /// The message.
-    pub bytes: Vec<u8>,
-    /// Over which transport.
-    pub transport: Transport,
-    /// Farside's address to send from.
-    pub from: SocketAddr,
-    /// The peer.
-    pub to: SocketAddr,
-}
-
-impl Packet {
-    /// The packet a forwarding action sends, if it is one.
-    pub fn of(action: Action) -> Option<Packet> {
-        match action {
-            Action::Forward {
-                bytes,
-                transport,
-                from,
-                to,
-            } => Some(Packet {
-                bytes,
-                transport,
-                from,
-                to,
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// Timer T1 (RFC 3261 §17.1.1.1), ms.
-const T1: u64 = 500;
+/// Timer T1 (RFC 3261 §17.1.1.1).
+const T1: Duration = Duration::from_millis(500);
 /// Timer T2: the longest retransmission interval of a non-INVITE request.
-const T2: u64 = 4_000;
+const T2: Duration = Duration::from_secs(4);
 /// Timer B: an unanswered branch gives up after 64·T1.
-const TIMER_B: u64 = 64 * T1;
+const TIMER_B: Duration = Duration::from_secs(32);
 /// Timer C (§16.6 step 11): a branch that rang this long without a final answer is cancelled.
-const TIMER_C: u64 = 180_000;
+const TIMER_C: Duration = Duration::from_secs(180);
 /// A finished transaction is kept this long to absorb late retransmissions (Timer J-like).
-const LINGER: u64 = 64 * T1;
+const LINGER: Duration = TIMER_B;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BranchState {
@@ -75,17 +47,17 @@ enum BranchState {
 #[derive(Debug)]
 struct Branch {
     /// The INVITE as forwarded on this branch.
-    invite: Packet,
+    invite: Transmit,
     /// Our Via's branch parameter on it.
     id: Vec<u8>,
     state: BranchState,
     /// Next retransmission (UDP, Calling only).
-    resend_at: u64,
-    interval: u64,
+    resend_at: Timestamp,
+    interval: Duration,
     /// When it gives up (Timer B, then Timer C once proceeding).
-    deadline: u64,
+    deadline: Timestamp,
     /// The ACK sent for its non-2xx final answer (sent again for a retransmitted one).
-    ack: Option<Packet>,
+    ack: Option<Transmit>,
     cancelled: bool,
 }
 
@@ -98,16 +70,16 @@ struct ServerTx {
     /// Where our own responses go.
     source: (Transport, SocketAddr, SocketAddr),
     /// What went back last (sent again for a retransmitted INVITE).
-    last: Option<Packet>,
+    last: Option<Transmit>,
     branches: Vec<Branch>,
     /// The best final non-2xx so far, ready to forward.
-    best: Option<(u16, Packet)>,
+    best: Option<(u16, Transmit)>,
     /// Whether that is Farside's own 408 (Timer B), not a phone's answer.
     own_best: bool,
     /// A final response went back (2xx or the best).
     answered: bool,
     /// When it may be forgotten, once answered.
-    done_at: Option<u64>,
+    done_at: Option<Timestamp>,
 }
 
 /// The proxy's INVITE transactions.
@@ -171,11 +143,11 @@ impl Transactions {
         &mut self,
         msg: &Message<'_>,
         source: (Transport, SocketAddr, SocketAddr),
-        now: u64,
+        now: Timestamp,
         forward: impl FnOnce() -> Vec<Action>,
-    ) -> Vec<Packet> {
+    ) -> Vec<Transmit> {
         let (transport, local, remote) = source;
-        let back = |bytes: Vec<u8>| Packet {
+        let back = |bytes: Vec<u8>| Transmit {
             bytes,
             transport,
             from: local,
@@ -211,7 +183,7 @@ impl Transactions {
         for action in forward() {
             match action {
                 Action::Forward { .. } => {
-                    let Some(p) = Packet::of(action) else {
+                    let Some(p) = Transmit::of(action) else {
                         continue;
                     };
                     let Ok(m) = Message::parse(&p.bytes) else {
@@ -280,8 +252,8 @@ impl Transactions {
         &mut self,
         msg: &Message<'_>,
         upstream: Action,
-        now: u64,
-    ) -> Option<Vec<Packet>> {
+        now: Timestamp,
+    ) -> Option<Vec<Transmit>> {
         let StartLine::Response { code, .. } = msg.start_line() else {
             return None;
         };
@@ -290,7 +262,7 @@ impl Transactions {
         let tx = self.servers.get_mut(&key)?;
         let i = tx.branches.iter().position(|b| b.id == id)?;
         let mut out = Vec::new();
-        let up = Packet::of(upstream);
+        let up = Transmit::of(upstream);
         if !tx.invite {
             // Non-INVITE: a 100 stays here, other provisionals go up, the first final too.
             let b = &mut tx.branches[i];
@@ -376,11 +348,11 @@ impl Transactions {
         &mut self,
         msg: &Message<'_>,
         source: (Transport, SocketAddr, SocketAddr),
-    ) -> Option<Vec<Packet>> {
+    ) -> Option<Vec<Transmit>> {
         let key = server_key(msg)?;
         let tx = self.servers.get_mut(&key)?;
         let (transport, local, remote) = source;
-        let mut out = vec![Packet {
+        let mut out = vec![Transmit {
             bytes: response(msg, 200, "OK", "fst", &[]),
             transport,
             from: local,
@@ -410,8 +382,8 @@ impl Transactions {
             })
     }
 
-    /// Retransmissions and timeouts due at `now` (ms); forgets finished transactions.
-    pub fn poll(&mut self, now: u64) -> Vec<Packet> {
+    /// Retransmissions and timeouts due at `now`; forgets finished transactions.
+    pub fn poll(&mut self, now: Timestamp) -> Vec<Transmit> {
         let mut out = Vec::new();
         for tx in self.servers.values_mut() {
             if tx.answered {
@@ -460,7 +432,7 @@ impl Transactions {
                     tx.own_best = true;
                     tx.best = Some((
                         408,
-                        Packet {
+                        Transmit {
                             bytes: response(&req, 408, "Request Timeout", "fst", &[]),
                             transport,
                             from: local,
@@ -492,7 +464,7 @@ impl Transactions {
 }
 
 /// When every branch has a final answer and none was 2xx: the best one goes up.
-fn finish_if_done(tx: &mut ServerTx, now: u64) -> Option<Packet> {
+fn finish_if_done(tx: &mut ServerTx, now: Timestamp) -> Option<Transmit> {
     if tx.answered
         || tx
             .branches
@@ -509,7 +481,7 @@ fn finish_if_done(tx: &mut ServerTx, now: u64) -> Option<Packet> {
 }
 
 /// CANCELs for the branches still without a final answer.
-fn cancel_pending(tx: &mut ServerTx) -> Vec<Packet> {
+fn cancel_pending(tx: &mut ServerTx) -> Vec<Transmit> {
     let mut out = Vec::new();
     for b in &mut tx.branches {
         if b.state != BranchState::Completed && !b.cancelled {
@@ -559,19 +531,19 @@ fn copy_of(invite: &[u8]) -> Option<Copied> {
     })
 }
 
-fn cancel_for(invite: &Packet) -> Option<Packet> {
+fn cancel_for(invite: &Transmit) -> Option<Transmit> {
     let c = copy_of(&invite.bytes)?;
     Some(request_like(invite, "CANCEL", &c, &c.to))
 }
 
-fn ack_for(invite: &Packet, answer: &Message<'_>) -> Option<Packet> {
+fn ack_for(invite: &Transmit, answer: &Message<'_>) -> Option<Transmit> {
     let c = copy_of(&invite.bytes)?;
     // The ACK's To is the response's (with its tag).
     let to = String::from_utf8_lossy(answer.value(HeaderName::To)?).into_owned();
     Some(request_like(invite, "ACK", &c, &to))
 }
 
-fn request_like(invite: &Packet, method: &str, c: &Copied, to: &str) -> Packet {
+fn request_like(invite: &Transmit, method: &str, c: &Copied, to: &str) -> Transmit {
     let mut s = format!("{method} {} SIP/2.0\r\nVia: {}\r\n", c.uri, c.via);
     for r in &c.routes {
         s.push_str(&format!("Route: {r}\r\n"));
@@ -580,7 +552,7 @@ fn request_like(invite: &Packet, method: &str, c: &Copied, to: &str) -> Packet {
         "Max-Forwards: 70\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\nContent-Length: 0\r\n\r\n",
         c.from, c.call_id, c.cseq
     ));
-    Packet {
+    Transmit {
         bytes: s.into_bytes(),
         transport: invite.transport,
         from: invite.from,

@@ -13,6 +13,7 @@ use farside_sip::nat::Transport;
 use farside_sip::proxy::Action;
 use farside_sip::registrar::Flow;
 use farside_sip::{HeaderName, Message, NameAddr};
+use farside_time::Timestamp;
 
 const ME: &str = "192.0.2.10:5060";
 const UPSTREAM: &str = "127.0.0.1:5090";
@@ -224,24 +225,34 @@ fn the_upstreams_2xx_gives_the_bindings_of_the_phones_own_contacts() {
     use farside_sip::edge::EdgeRegistrations;
     let mut regs = EdgeRegistrations::default();
     let phone = flow("198.51.100.7:40001");
-    regs.forwarded(&Message::parse(REGISTER.as_bytes()).unwrap(), phone, 1000);
+    regs.forwarded(
+        &Message::parse(REGISTER.as_bytes()).unwrap(),
+        phone,
+        Timestamp::from_unix_secs(1000),
+    );
     // The 200 lists alice's other device too; only the contact this REGISTER sent is hers here.
     let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.168.1.20:5070;branch=z9hG4bKreg1;received=198.51.100.7;rport=40001\r\n\
 From: <sip:alice@example.org>;tag=a1\r\nTo: <sip:alice@example.org>;tag=r1\r\nCall-ID: reg-1\r\nCSeq: 1 REGISTER\r\n\
 Contact: <sip:alice@192.168.1.20:5070>;expires=300, <sip:alice@10.0.0.9:5060>;expires=3000\r\nContent-Length: 0\r\n\r\n";
     let (aor, bindings) = regs
-        .response(&Message::parse(ok.as_bytes()).unwrap(), 1001)
+        .response(
+            &Message::parse(ok.as_bytes()).unwrap(),
+            Timestamp::from_unix_secs(1001),
+        )
         .expect("a 2xx to a REGISTER we forwarded");
     assert_eq!(aor, "sip:alice@example.org");
     assert_eq!(bindings.len(), 1);
     assert_eq!(bindings[0].contact, "sip:alice@192.168.1.20:5070");
     assert_eq!(bindings[0].flow, phone);
-    assert_eq!(bindings[0].expires_at, 1301);
+    assert_eq!(bindings[0].expires_at, Timestamp::from_unix_secs(1301));
     assert!(bindings[0].nat.natted());
     // Answered once: a retransmitted 200 or someone else's gives nothing.
     assert!(
-        regs.response(&Message::parse(ok.as_bytes()).unwrap(), 1002)
-            .is_none()
+        regs.response(
+            &Message::parse(ok.as_bytes()).unwrap(),
+            Timestamp::from_unix_secs(1002)
+        )
+        .is_none()
     );
 }
 

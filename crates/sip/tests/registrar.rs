@@ -3,15 +3,25 @@
 //! stale nonces, SIP outbound, `Contact: *`, Min-Expires, limits and expiry.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use farside_sip::digest::Algorithm;
 use farside_sip::nat::{NatTests, Transport};
 use farside_sip::registrar::{Flow, Outcome, Registrar, RegistrarConfig, Users};
 use farside_sip::{HeaderName, Message, StartLine};
+use farside_time::Timestamp;
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
-const NOW: u64 = 1_800_000_000;
+const NOW: Timestamp = Timestamp::from_unix_secs(1_800_000_000);
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
 
 struct Store;
 
@@ -85,7 +95,7 @@ uri=\"sip:example.org\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00
 }
 
 /// `req` from the phone's NAT port `port` at `at`.
-fn submit(r: &mut Registrar, req: &[u8], port: u16, at: u64) -> (Vec<u8>, Outcome) {
+fn submit(r: &mut Registrar, req: &[u8], port: u16, at: Timestamp) -> (Vec<u8>, Outcome) {
     r.register(
         &Message::parse(req).expect("a valid REGISTER"),
         flow(port),
@@ -180,7 +190,7 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
     assert!(b.nat.any(NatTests::PRIVATE_CONTACT) && b.nat.natted());
 
     // The 200 was lost: the same REGISTER again gets 200, and changes nothing.
-    let (resp, _) = submit(&mut r, &req, 40123, NOW + 1);
+    let (resp, _) = submit(&mut r, &req, 40123, NOW + secs(1));
     assert_eq!(code(&resp), 200);
     // A refresh from a new NAT port (the binding moved): the same instance/reg-id is updated.
     let req = register(
@@ -189,9 +199,11 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
         "Expires: 600\r\n",
         Some(("alice", "wonderland", &n)),
     );
-    let (resp, _) = submit(&mut r, &req, 40999, NOW + 100);
+    let (resp, _) = submit(&mut r, &req, 40999, NOW + secs(100));
     assert_eq!(code(&resp), 200);
-    let all: Vec<_> = r.bindings("sip:alice@example.org", NOW + 100).collect();
+    let all: Vec<_> = r
+        .bindings("sip:alice@example.org", NOW + secs(100))
+        .collect();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].flow, flow(40999));
     // An older CSeq of the same Call-ID loses: 500.
@@ -201,7 +213,7 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
         "Expires: 600\r\n",
         Some(("alice", "wonderland", &n)),
     );
-    let (resp, _) = submit(&mut r, &req, 40999, NOW + 101);
+    let (resp, _) = submit(&mut r, &req, 40999, NOW + secs(101));
     assert_eq!(code(&resp), 500);
     // Every change is reported once for the store; restoring brings the binding back.
     let changed = r.take_changed();
@@ -213,19 +225,22 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
     restarted.restore(changed[0].0.clone(), changed[0].1.clone());
     assert_eq!(
         restarted
-            .bindings("sip:alice@example.org", NOW + 100)
+            .bindings("sip:alice@example.org", NOW + secs(100))
             .next()
             .map(|b| b.flow),
         Some(flow(40999))
     );
     // Expiry.
-    assert_eq!(r.expire(NOW + 100 + 599), 0);
-    assert_eq!(r.expire(NOW + 100 + 600), 1);
+    assert_eq!(r.expire(NOW + secs(100 + 599)), 0);
+    assert_eq!(r.expire(NOW + secs(100 + 600)), 1);
     assert_eq!(
         r.take_changed(),
         vec![("sip:alice@example.org".to_string(), vec![])]
     );
-    assert_eq!(r.bindings("sip:alice@example.org", NOW + 701).count(), 0);
+    assert_eq!(
+        r.bindings("sip:alice@example.org", NOW + secs(701)).count(),
+        0
+    );
 }
 
 #[test]
@@ -242,7 +257,7 @@ fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
             "",
             Some(("alice", "wonderland", &n)),
         );
-        let (resp, _) = submit(&mut r, &req, port, NOW + 10);
+        let (resp, _) = submit(&mut r, &req, port, NOW + secs(10));
         assert_eq!(code(&resp), 200);
     }
     // Past the nonce lifetime (300 s): 401 with stale=true, and the fresh nonce works.
@@ -252,7 +267,7 @@ fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
         "",
         Some(("alice", "wonderland", &n)),
     );
-    let (resp, outcome) = submit(&mut r, &req, 3, NOW + 301);
+    let (resp, outcome) = submit(&mut r, &req, 3, NOW + secs(301));
     assert_eq!(
         (code(&resp), outcome),
         (401, Outcome::Challenged { stale: true })
@@ -265,7 +280,7 @@ fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
         "",
         Some(("alice", "wonderland", &fresh)),
     );
-    let (resp, _) = submit(&mut r, &req, 3, NOW + 302);
+    let (resp, _) = submit(&mut r, &req, 3, NOW + secs(302));
     assert_eq!(code(&resp), 200);
     // A wrong password: a failure, never "stale".
     let req = register(
@@ -274,7 +289,7 @@ fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
         "",
         Some(("alice", "guess", &fresh)),
     );
-    let (resp, outcome) = submit(&mut r, &req, 3, NOW + 303);
+    let (resp, outcome) = submit(&mut r, &req, 3, NOW + secs(303));
     assert_eq!((code(&resp), outcome), (401, Outcome::AuthFailed));
     assert!(!String::from_utf8_lossy(&resp).contains("stale=true"));
     // Bob's good credentials for alice's address of record: 403.
@@ -284,7 +299,7 @@ fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
         "",
         Some(("bob", "builder", &fresh)),
     );
-    let (resp, _) = submit(&mut r, &req, 3, NOW + 304);
+    let (resp, _) = submit(&mut r, &req, 3, NOW + secs(304));
     assert_eq!(code(&resp), 403);
 }
 
@@ -309,7 +324,7 @@ fn star_min_expires_and_limits() {
     let auth = Some(("alice", "wonderland", n.as_str()));
     let send = |r: &mut Registrar, cseq, contact: &str, extra: &str| {
         let req = register(cseq, contact, extra, auth);
-        let (resp, _) = submit(r, &req, 1, NOW + 1);
+        let (resp, _) = submit(r, &req, 1, NOW + secs(1));
         code(&resp)
     };
     assert_eq!(send(&mut r, 2, "<sip:a@10.0.0.1>;expires=30", ""), 423);
@@ -320,7 +335,10 @@ fn star_min_expires_and_limits() {
         503,
         "a third binding"
     );
-    assert_eq!(r.bindings("sip:alice@example.org", NOW + 1).count(), 2);
+    assert_eq!(
+        r.bindings("sip:alice@example.org", NOW + secs(1)).count(),
+        2
+    );
     assert_eq!(
         send(
             &mut r,
@@ -333,15 +351,18 @@ fn star_min_expires_and_limits() {
     );
     assert_eq!(send(&mut r, 6, "*", ""), 400, "* needs Expires: 0");
     assert_eq!(send(&mut r, 7, "*", "Expires: 0\r\n"), 200);
-    assert_eq!(r.bindings("sip:alice@example.org", NOW + 1).count(), 0);
+    assert_eq!(
+        r.bindings("sip:alice@example.org", NOW + secs(1)).count(),
+        0
+    );
     // Path is kept and echoed only for a UA that supports it (RFC 3327 §5.3).
     let with_path = |r: &mut Registrar, cseq, supported: &str| {
         let extra = format!("Path: <sip:edge.example.org;lr>\r\n{supported}");
         let req = register(cseq, "<sip:a@10.0.0.1>", &extra, auth);
-        let (resp, _) = submit(r, &req, 1, NOW + 2);
+        let (resp, _) = submit(r, &req, 1, NOW + secs(2));
         assert_eq!(code(&resp), 200);
         let b = r
-            .bindings("sip:alice@example.org", NOW + 2)
+            .bindings("sip:alice@example.org", NOW + secs(2))
             .next()
             .expect("bound")
             .clone();
@@ -363,8 +384,12 @@ fn star_min_expires_and_limits() {
         [3; 32],
     );
     let req = register(9, "<sip:a@10.0.0.1>", "", auth);
-    let (resp, outcome) =
-        sha_only.register(&Message::parse(&req).expect("ok"), flow(1), NOW + 1, &Store);
+    let (resp, outcome) = sha_only.register(
+        &Message::parse(&req).expect("ok"),
+        flow(1),
+        NOW + secs(1),
+        &Store,
+    );
     assert_eq!(
         (code(&resp), outcome),
         (401, Outcome::Challenged { stale: false })
@@ -404,7 +429,11 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\n{extra}Content-Lengt
     let req = invite("sip:alice@example.org", "", 70);
     let Action::Forward {
         bytes, from, to, ..
-    } = proxy.request(&Message::parse(req.as_bytes()).expect("ok"), &r, NOW + 1)
+    } = proxy.request(
+        &Message::parse(req.as_bytes()).expect("ok"),
+        &r,
+        NOW + secs(1),
+    )
     else {
         panic!("forwarded")
     };
@@ -452,9 +481,11 @@ Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.20:5060>\r\nC
     )
     .replace("INVITE sip", "ACK sip")
     .replace("1 INVITE", "1 ACK");
-    let Action::Forward { bytes, to, .. } =
-        proxy.request(&Message::parse(ack.as_bytes()).expect("ok"), &r, NOW + 2)
-    else {
+    let Action::Forward { bytes, to, .. } = proxy.request(
+        &Message::parse(ack.as_bytes()).expect("ok"),
+        &r,
+        NOW + secs(2),
+    ) else {
         panic!("forwarded")
     };
     assert_eq!(to, flow(40123).remote);
@@ -469,7 +500,7 @@ Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.20:5060>\r\nC
     let answer = |req: &str| match proxy.request(
         &Message::parse(req.as_bytes()).expect("ok"),
         &r,
-        NOW + 3,
+        NOW + secs(3),
     ) {
         Action::Respond(b) | Action::Answer(b) => code(&b),
         Action::Forward { .. } => 1,
@@ -504,7 +535,11 @@ Max-Forwards: 70\r\nFrom: <sip:carol@example.org>;tag=c\r\nTo: <sip:alice@exampl
 CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070;transport=tcp>\r\nContent-Length: 0\r\n\r\n";
     let Action::Forward {
         bytes, transport, ..
-    } = over_tcp.request(&Message::parse(req.as_bytes()).expect("ok"), &r, NOW + 1)
+    } = over_tcp.request(
+        &Message::parse(req.as_bytes()).expect("ok"),
+        &r,
+        NOW + secs(1),
+    )
     else {
         panic!("forwarded")
     };
@@ -534,7 +569,11 @@ CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
         transport,
         to,
         ..
-    } = over_udp.request(&Message::parse(bye.as_bytes()).expect("ok"), &r, NOW + 2)
+    } = over_udp.request(
+        &Message::parse(bye.as_bytes()).expect("ok"),
+        &r,
+        NOW + secs(2),
+    )
     else {
         panic!("forwarded")
     };
@@ -579,7 +618,7 @@ fn keepalives_ping_each_natted_binding_once_per_interval_and_drop_the_silent() {
         all_contacts: false,
     };
     let mut k = Keepalives::new(config.clone(), 99);
-    let t0 = NOW * 1000;
+    let t0 = NOW;
     assert!(
         k.poll(t0, &r).pings.is_empty(),
         "the first call sets the clock"
@@ -587,7 +626,7 @@ fn keepalives_ping_each_natted_binding_once_per_interval_and_drop_the_silent() {
     // Over 10 s in 100 ms steps, each of the two bindings is pinged exactly once.
     let mut pings = Vec::new();
     for step in 1..=100 {
-        pings.extend(k.poll(t0 + step * 100, &r).pings);
+        pings.extend(k.poll(t0 + ms(step * 100), &r).pings);
     }
     assert_eq!(pings.len(), 2, "{pings:?}");
     for p in &pings {
@@ -614,7 +653,7 @@ fn keepalives_ping_each_natted_binding_once_per_interval_and_drop_the_silent() {
     .into_owned();
     let mut unreachable = Vec::new();
     for step in 101..=400 {
-        let round = k.poll(t0 + step * 100, &r);
+        let round = k.poll(t0 + ms(step * 100), &r);
         for p in &round.pings {
             let m = Message::parse(&p.bytes).expect("ok");
             if m.to().uri().as_bytes() == answered_contact.as_bytes() {
@@ -637,14 +676,17 @@ fn keepalives_ping_each_natted_binding_once_per_interval_and_drop_the_silent() {
     resumed.poll(t0, &r);
     let mut again = Vec::new();
     for step in 1..=200 {
-        again.extend(resumed.poll(t0 + step * 100, &r).unreachable);
+        again.extend(resumed.poll(t0 + ms(step * 100), &r).unreachable);
     }
     assert!(
         again.iter().any(|u| u.1 == unreachable[0].1),
         "one miss after the restart is the third: {again:?}"
     );
     assert!(r.remove_binding(&unreachable[0].0, &unreachable[0].1));
-    assert_eq!(r.bindings("sip:alice@example.org", NOW + 40).count(), 1);
+    assert_eq!(
+        r.bindings("sip:alice@example.org", NOW + secs(40)).count(),
+        1
+    );
     // CRLF pings need no answer; a binding with a public Contact seen where it says is not
     // pinged unless all contacts are.
     let mut crlf = Keepalives::new(
@@ -656,7 +698,7 @@ fn keepalives_ping_each_natted_binding_once_per_interval_and_drop_the_silent() {
     );
     crlf.poll(t0, &r);
     let pings: Vec<_> = (1..=100)
-        .flat_map(|s| crlf.poll(t0 + s * 100, &r).pings)
+        .flat_map(|s| crlf.poll(t0 + ms(s * 100), &r).pings)
         .collect();
     assert_eq!(pings.len(), 1);
     assert_eq!(pings[0].bytes, b"\r\n\r\n");
@@ -680,7 +722,7 @@ fn failed_authentications_are_rate_limited_per_source() {
     let mut outcomes = Vec::new();
     for cseq in 2..12 {
         let req = register(cseq, "<sip:a@10.0.0.1>", "", Some(("alice", "guess", &n)));
-        outcomes.push(submit(&mut r, &req, 1, NOW + 1).1);
+        outcomes.push(submit(&mut r, &req, 1, NOW + secs(1)).1);
     }
     assert_eq!(
         outcomes
@@ -703,13 +745,21 @@ fn failed_authentications_are_rate_limited_per_source() {
         "",
         Some(("alice", "wonderland", &n)),
     );
-    assert_eq!(submit(&mut r, &good, 1, NOW + 2).1, Outcome::RateLimited);
+    assert_eq!(
+        submit(&mut r, &good, 1, NOW + secs(2)).1,
+        Outcome::RateLimited
+    );
     // Another address is served; the first again a minute later.
     let other = Flow {
         remote: "203.0.113.99:5060".parse().expect("address"),
         ..flow(1)
     };
-    let (resp, _) = r.register(&Message::parse(&good).expect("ok"), other, NOW + 2, &Store);
+    let (resp, _) = r.register(
+        &Message::parse(&good).expect("ok"),
+        other,
+        NOW + secs(2),
+        &Store,
+    );
     assert_eq!(code(&resp), 200);
     let good = register(
         21,
@@ -717,7 +767,7 @@ fn failed_authentications_are_rate_limited_per_source() {
         "",
         Some(("alice", "wonderland", &n)),
     );
-    let (resp, _) = submit(&mut r, &good, 1, NOW + 62);
+    let (resp, _) = submit(&mut r, &good, 1, NOW + secs(62));
     assert_eq!(code(&resp), 200);
 }
 
@@ -729,7 +779,7 @@ fn failed_authentications_are_rate_limited_per_source() {
 #[test]
 fn the_stateful_proxy_forks_absorbs_retransmissions_and_answers_cancel() {
     use farside_sip::proxy::Proxy;
-    use farside_sip::transaction::{Packet, Transactions};
+    use farside_sip::transaction::{Transactions, Transmit};
     let mut r = registrar();
     // Two phones register (each its own contact and NAT port).
     registered(&mut r, 1, "<sip:alice@192.168.1.20:5060>", 40123);
@@ -745,15 +795,17 @@ Max-Forwards: 70\r\nFrom: <sip:carol@example.org>;tag=c\r\nTo: <sip:alice@exampl
 CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\n\r\n"
         )
     };
-    let status = |p: &Packet| code(&p.bytes);
+    let status = |p: &Transmit| code(&p.bytes);
     let mut t = Transactions::new(100);
     let req = invite("z9hG4bKa");
     let msg = Message::parse(req.as_bytes()).expect("ok");
-    let out = t.request(&msg, source, 0, || proxy.fork(&msg, &r, NOW + 1, 8));
+    let out = t.request(&msg, source, NOW + ms(0), || {
+        proxy.fork(&msg, &r, NOW + secs(1), 8)
+    });
     assert_eq!(out.len(), 3, "100 Trying and two forks");
     assert_eq!((status(&out[0]), out[0].to), (100, caller));
     let forks: Vec<_> = out[1..].to_vec();
-    let branch_of = |p: &Packet| {
+    let branch_of = |p: &Transmit| {
         let m = Message::parse(&p.bytes).expect("ok");
         String::from_utf8_lossy(m.via().branch().expect("branch")).into_owned()
     };
@@ -766,37 +818,45 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
         [40123, 40124].into_iter().collect()
     );
     // The caller's retransmission: the 100 again, nothing forwarded.
-    let again = t.request(&msg, source, 500, || panic!("not routed again"));
+    let again = t.request(&msg, source, NOW + ms(500), || panic!("not routed again"));
     assert_eq!(again.iter().map(status).collect::<Vec<_>>(), [100]);
     // Responses from the phones (each to its branch; the stateless proxy pops our Via).
-    let answer = |fork: &Packet, code: u16, to_tag: &str| {
+    let answer = |fork: &Transmit, code: u16, to_tag: &str| {
         let m = Message::parse(&fork.bytes).expect("ok");
         farside_sip::response(&m, code, "X", to_tag, &[])
     };
     let busy = answer(&forks[1], 486, "b2");
     let m = Message::parse(&busy).expect("ok");
-    let out = t.response(&m, proxy.response(&m), 600).expect("ours");
+    let out = t
+        .response(&m, proxy.response(&m), NOW + ms(600))
+        .expect("ours");
     assert_eq!(out.len(), 1, "only our ACK: {out:?}");
     assert!(out[0].bytes.starts_with(b"ACK "));
     assert_eq!(out[0].to, forks[1].to);
     let ringing = answer(&forks[0], 180, "a1");
     let m = Message::parse(&ringing).expect("ok");
-    let out = t.response(&m, proxy.response(&m), 700).expect("ours");
+    let out = t
+        .response(&m, proxy.response(&m), NOW + ms(700))
+        .expect("ours");
     assert_eq!((out.len(), status(&out[0]), out[0].to), (1, 180, caller));
     let ok = answer(&forks[0], 200, "a1");
     let m = Message::parse(&ok).expect("ok");
-    let out = t.response(&m, proxy.response(&m), 800).expect("ours");
+    let out = t
+        .response(&m, proxy.response(&m), NOW + ms(800))
+        .expect("ours");
     assert_eq!(out.iter().map(status).collect::<Vec<_>>(), [200]);
 
     // A second call is cancelled while both ring.
     let req = invite("z9hG4bKb");
     let msg = Message::parse(req.as_bytes()).expect("ok");
-    let out = t.request(&msg, source, 1000, || proxy.fork(&msg, &r, NOW + 1, 8));
+    let out = t.request(&msg, source, NOW + ms(1000), || {
+        proxy.fork(&msg, &r, NOW + secs(1), 8)
+    });
     let forks: Vec<_> = out[1..].to_vec();
     for f in &forks {
         let ringing = answer(f, 180, "r");
         let m = Message::parse(&ringing).expect("ok");
-        t.response(&m, proxy.response(&m), 1100);
+        t.response(&m, proxy.response(&m), NOW + ms(1100));
     }
     let cancel = req
         .replace("INVITE sip", "CANCEL sip")
@@ -815,11 +875,15 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
     // Both answer 487: each is acknowledged, one 487 goes up when the last is in.
     let terminated = answer(&forks[0], 487, "x");
     let m = Message::parse(&terminated).expect("ok");
-    let out = t.response(&m, proxy.response(&m), 1200).expect("ours");
+    let out = t
+        .response(&m, proxy.response(&m), NOW + ms(1200))
+        .expect("ours");
     assert!(out.iter().all(|p| p.bytes.starts_with(b"ACK ")));
     let terminated = answer(&forks[1], 487, "y");
     let m = Message::parse(&terminated).expect("ok");
-    let out = t.response(&m, proxy.response(&m), 1300).expect("ours");
+    let out = t
+        .response(&m, proxy.response(&m), NOW + ms(1300))
+        .expect("ours");
     assert_eq!(
         out.iter()
             .filter(|p| p.to == caller)
@@ -836,10 +900,12 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
     // A third call nobody answers: retransmitted over UDP, then 408 at Timer B.
     let req = invite("z9hG4bKc");
     let msg = Message::parse(req.as_bytes()).expect("ok");
-    t.request(&msg, source, 2000, || proxy.fork(&msg, &r, NOW + 1, 8));
-    let resent = t.poll(2500);
+    t.request(&msg, source, NOW + ms(2000), || {
+        proxy.fork(&msg, &r, NOW + secs(1), 8)
+    });
+    let resent = t.poll(NOW + ms(2500));
     assert_eq!(resent.len(), 2, "Timer A: both branches again after 500 ms");
-    let late = t.poll(2000 + 32_000);
+    let late = t.poll(NOW + ms(2000 + 32_000));
     assert_eq!(
         late.iter()
             .filter(|p| p.to == caller)
@@ -857,34 +923,36 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
         .replace("INVITE sip", "MESSAGE sip")
         .replace("1 INVITE", "1 MESSAGE");
     let msg = Message::parse(message.as_bytes()).expect("ok");
-    let out = t.request(&msg, source, 3000, || {
-        vec![proxy.request(&msg, &r, NOW + 1)]
+    let out = t.request(&msg, source, NOW + ms(3000), || {
+        vec![proxy.request(&msg, &r, NOW + secs(1))]
     });
     assert_eq!(out.len(), 1);
     assert!(out[0].bytes.starts_with(b"MESSAGE "));
     let fwd = out[0].clone();
     assert!(
-        t.request(&msg, source, 3100, || panic!("not again"))
+        t.request(&msg, source, NOW + ms(3100), || panic!("not again"))
             .is_empty()
     );
     let ok = answer(&fwd, 200, "m");
     let m = Message::parse(&ok).expect("ok");
-    let up = t.response(&m, proxy.response(&m), 3200).expect("ours");
+    let up = t
+        .response(&m, proxy.response(&m), NOW + ms(3200))
+        .expect("ours");
     assert_eq!((up.len(), status(&up[0]), up[0].to), (1, 200, caller));
-    let again = t.request(&msg, source, 3300, || panic!("not again"));
+    let again = t.request(&msg, source, NOW + ms(3300), || panic!("not again"));
     assert_eq!(again.iter().map(status).collect::<Vec<_>>(), [200]);
     // An unanswered MESSAGE: resent by Timer E up to T2, and no 408 at Timer F (RFC 4320).
     let quiet = invite("z9hG4bKq")
         .replace("INVITE sip", "MESSAGE sip")
         .replace("1 INVITE", "1 MESSAGE");
     let msg = Message::parse(quiet.as_bytes()).expect("ok");
-    t.request(&msg, source, 40_000, || {
-        vec![proxy.request(&msg, &r, NOW + 1)]
+    t.request(&msg, source, NOW + ms(40_000), || {
+        vec![proxy.request(&msg, &r, NOW + secs(1))]
     });
     let mut resends = 0;
     let mut to_caller = 0;
-    for ms in (40_100..=80_000).step_by(100) {
-        for p in t.poll(ms) {
+    for at in (40_100..=80_000).step_by(100) {
+        for p in t.poll(NOW + ms(at)) {
             if p.to == caller {
                 to_caller += 1;
             } else {
@@ -898,6 +966,6 @@ CSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.5:5070>\r\nContent-Length: 0\r\
     );
     assert_eq!(to_caller, 0, "no 408 for a non-INVITE");
     // Finished transactions are forgotten after a while.
-    t.poll(200_000);
+    t.poll(NOW + ms(200_000));
     assert!(t.is_empty());
 }

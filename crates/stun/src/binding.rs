@@ -7,6 +7,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use farside_time::Timestamp;
+
 use crate::attributes::{
     ChangeRequest, ChangedAddress, ErrorCode, MappedAddress, OtherAddress, Padding, ResponseOrigin,
     ResponsePort, SourceAddress, XorMappedAddress,
@@ -188,12 +190,12 @@ impl BindingServer {
     }
 
     /// [`handle`](Self::handle) for a server in partner mode: `partners` is this worker's
-    /// partner state and the time, Unix milliseconds. Change-IP requests become
+    /// partner state and the time. Change-IP requests become
     /// [`Outcome::Forward`]s and partner messages are verified and answered.
     pub fn handle_at(
         &self,
         rx: Received<'_>,
-        partners: Option<(&mut PartnerWorker, u64)>,
+        partners: Option<(&mut PartnerWorker, Timestamp)>,
         out: &mut [u8],
     ) -> Outcome {
         let bytes = rx.bytes;
@@ -259,7 +261,7 @@ impl BindingServer {
         msg: &Message<'_>,
         client: ClientKind,
         rx: Received<'_>,
-        partners: Option<(&mut PartnerWorker, u64)>,
+        partners: Option<(&mut PartnerWorker, Timestamp)>,
         out: &mut [u8],
     ) -> Option<Outcome> {
         // RFC 5780 applies on the UDP sockets only; `arrived` says which one. In partner

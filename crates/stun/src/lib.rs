@@ -39,6 +39,7 @@ mod builder;
 pub mod credentials;
 mod drop_reason;
 mod error;
+pub mod framing;
 mod header;
 mod integrity;
 mod message;

@@ -28,6 +28,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::Duration;
+
+use farside_time::Timestamp;
+
 use crate::attributes::XorMappedAddress;
 use crate::drop_reason::DropReason;
 use crate::{
@@ -75,12 +79,12 @@ pub struct PartnerConfig {
     pub partners: Vec<IpAddr>,
     /// Shared secrets; the first signs, any verifies (at most [`MAX_SECRETS`]).
     pub secrets: Vec<Vec<u8>>,
-    /// Partner messages older or newer than this (by this server's clock) are refused, ms.
-    pub max_age_ms: u64,
+    /// Partner messages older or newer than this (by this server's clock) are refused.
+    pub max_age: Duration,
     /// Forwards sent, and forwards answered, per second per worker.
     pub rate_limit: u32,
-    /// How often to greet each partner, ms.
-    pub heartbeat_ms: u64,
+    /// How often to greet each partner.
+    pub heartbeat: Duration,
 }
 
 /// What all workers share: the configuration, and when each partner was last heard from.
@@ -94,7 +98,8 @@ pub struct PartnerBook {
 impl PartnerBook {
     /// A book for `config`, created at `now_ms`. Messages timestamped earlier are refused: a
     /// restart forgets the seen nonces, and this keeps old captures out.
-    pub fn new(config: PartnerConfig, now_ms: u64) -> Self {
+    pub fn new(config: PartnerConfig, now: Timestamp) -> Self {
+        let now_ms = now.unix_millis();
         let last_heard = config.partners.iter().map(|_| AtomicU64::new(0)).collect();
         PartnerBook {
             config,
@@ -109,18 +114,19 @@ impl PartnerBook {
     }
 
     /// Whether partner `i` greeted us within the last three heartbeats.
-    pub fn is_alive(&self, i: usize, now_ms: u64) -> bool {
+    pub fn is_alive(&self, i: usize, now: Timestamp) -> bool {
+        let now_ms = now.unix_millis();
         let last = self
             .last_heard
             .get(i)
             .map_or(0, |t| t.load(Ordering::Relaxed));
-        last != 0 && now_ms.saturating_sub(last) <= HEARTBEATS_TO_DEATH * self.config.heartbeat_ms
+        last != 0
+            && now_ms.saturating_sub(last) <= HEARTBEATS_TO_DEATH * millis(self.config.heartbeat)
     }
 
     /// Each partner and whether it is alive now.
-    pub fn status(&self, now_ms: u64) -> impl Iterator<Item = (IpAddr, bool)> + '_ {
-        (self.config.partners.iter().enumerate())
-            .map(move |(i, ip)| (*ip, self.is_alive(i, now_ms)))
+    pub fn status(&self, now: Timestamp) -> impl Iterator<Item = (IpAddr, bool)> + '_ {
+        (self.config.partners.iter().enumerate()).map(move |(i, ip)| (*ip, self.is_alive(i, now)))
     }
 
     fn heard(&self, i: usize, now_ms: u64) {
@@ -131,11 +137,11 @@ impl PartnerBook {
 
     /// The first alive partner from `start` on (wrapping); `start` itself when none is alive
     /// (at startup, or when the heartbeats are lost), since trying beats refusing.
-    fn pick(&self, start: usize, now_ms: u64) -> usize {
+    fn pick(&self, start: usize, now: Timestamp) -> usize {
         let n = self.config.partners.len().max(1);
         (0..n)
             .map(|k| (start + k) % n)
-            .find(|&i| self.is_alive(i, now_ms))
+            .find(|&i| self.is_alive(i, now))
             .unwrap_or(start % n)
     }
 }
@@ -202,7 +208,7 @@ impl PartnerWorker {
         let c = book.config();
         // Every fresh message stays in the cache for twice max_age (see `receive`), and at
         // most `rate_limit` forwards per second (plus heartbeats) get that far.
-        let window_s = (2 * c.max_age_ms).div_ceil(1000) + 1;
+        let window_s = (2 * millis(c.max_age)).div_ceil(1000) + 1;
         let capacity = (u64::from(c.rate_limit) * window_s) as usize + 64 * MAX_PARTNERS;
         PartnerWorker {
             rng: seed ^ 0x9E37_79B9_7F4A_7C15,
@@ -225,11 +231,11 @@ impl PartnerWorker {
 
     /// The partner to name in OTHER-ADDRESS for `client`: stable per client IP (so one
     /// client's tests meet one partner), spread over the alive ones.
-    pub fn other_partner(&self, client: SocketAddr, now_ms: u64) -> IpAddr {
+    pub fn other_partner(&self, client: SocketAddr, now: Timestamp) -> IpAddr {
         let partners = &self.book.config.partners;
         let start = (hash_ip(client.ip()) % partners.len().max(1) as u64) as usize;
         partners
-            .get(self.book.pick(start, now_ms))
+            .get(self.book.pick(start, now))
             .copied()
             .unwrap_or(self.book.config.primary.ip())
     }
@@ -242,9 +248,10 @@ impl PartnerWorker {
         client: SocketAddr,
         other: SocketAddr,
         alternate_port: bool,
-        now_ms: u64,
+        now: Timestamp,
         out: &mut [u8],
     ) -> Result<PartnerMessage, DropReason> {
+        let now_ms = now.unix_millis();
         if !self.send_budget.take(now_ms) {
             return Err(DropReason::PartnerRateLimited);
         }
@@ -261,7 +268,7 @@ impl PartnerWorker {
                 self.next
             }
         };
-        let partner = self.book.pick(start, now_ms);
+        let partner = self.book.pick(start, now);
         self.recent[slot] = Some(Recent {
             transaction: tid,
             client,
@@ -283,7 +290,8 @@ impl PartnerWorker {
     }
 
     /// The next heartbeat that is due, written into `out`; call until `None`.
-    pub fn poll_hello(&mut self, now_ms: u64, out: &mut [u8]) -> Option<PartnerMessage> {
+    pub fn poll_hello(&mut self, now: Timestamp, out: &mut [u8]) -> Option<PartnerMessage> {
+        let now_ms = now.unix_millis();
         let n = self.book.config.partners.len();
         if !self.greets || n == 0 || now_ms < self.next_hello_ms {
             return None;
@@ -292,7 +300,7 @@ impl PartnerWorker {
         self.hello_index += 1;
         if self.hello_index >= n {
             self.hello_index = 0;
-            self.next_hello_ms = now_ms + self.book.config.heartbeat_ms;
+            self.next_hello_ms = now_ms + millis(self.book.config.heartbeat);
         }
         let (b, _) = self.start_message(out, now_ms).ok()?;
         let len = self.sign(b).ok()?;
@@ -306,8 +314,9 @@ impl PartnerWorker {
         msg: &Message<'m>,
         local: SocketAddr,
         remote: SocketAddr,
-        now_ms: u64,
+        now: Timestamp,
     ) -> Result<Incoming<'m>, DropReason> {
+        let now_ms = now.unix_millis();
         let c = &self.book.config;
         // The only path partner messages take: partner primary → our primary. Pinning the
         // 4-tuple also pins the SO_REUSEPORT worker, so this worker's nonce cache sees every
@@ -333,13 +342,13 @@ impl PartnerWorker {
             .and_then(|a| <[u8; 8]>::try_from(a.value).ok())
             .map(u64::from_be_bytes)
             .ok_or(DropReason::PartnerForged)?;
-        if stamp < self.book.started_ms || stamp.abs_diff(now_ms) > c.max_age_ms {
+        if stamp < self.book.started_ms || stamp.abs_diff(now_ms) > millis(c.max_age) {
             return Err(DropReason::PartnerStale);
         }
         // A message is valid until its stamp + max_age, and its stamp may be up to max_age
         // ahead of our clock: remembering it for 2 × max_age from now covers both.
         self.seen
-            .insert(msg.transaction_id(), now_ms, now_ms + 2 * c.max_age_ms)?;
+            .insert(msg.transaction_id(), now_ms, now_ms + 2 * millis(c.max_age))?;
         self.book.heard(partner, now_ms);
 
         let Some(request) = msg.raw_attribute(attr::PARTNER_REQUEST) else {
@@ -517,4 +526,9 @@ impl TokenBucket {
             false
         }
     }
+}
+
+/// Whole milliseconds of `d`, as partner messages count time.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

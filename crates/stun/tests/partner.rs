@@ -3,6 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_stun::attributes::{
     ChangeRequest, ChangedAddress, OtherAddress, ResponseOrigin, ResponsePort, SourceAddress,
@@ -18,6 +21,11 @@ use farside_stun::{Class, Header, Message, MessageBuilder, MessageType, Method, 
 const P: u16 = 3478;
 const Q: u16 = 3479;
 const T0: u64 = 1_800_000_000_000;
+
+/// `t` Unix milliseconds as the cores' time.
+fn ms(t: u64) -> Timestamp {
+    Timestamp::from_unix_millis(t)
+}
 const SECRET: &[u8] = b"a shared secret of some length";
 
 fn ip(s: &str) -> IpAddr {
@@ -58,11 +66,11 @@ fn node_with(me: &str, partners: &[&str], secrets: &[&[u8]], rate_limit: u32) ->
             alternate_port: Q,
             partners,
             secrets: secrets.iter().map(|s| s.to_vec()).collect(),
-            max_age_ms: 10_000,
+            max_age: Duration::from_secs(10),
             rate_limit,
-            heartbeat_ms: 2_000,
+            heartbeat: Duration::from_secs(2),
         },
-        T0,
+        ms(T0),
     ));
     Node {
         server,
@@ -92,7 +100,7 @@ impl Node {
                 remote,
                 bytes,
             },
-            Some((&mut self.worker, now)),
+            Some((&mut self.worker, ms(now))),
             &mut out,
         );
         let len = match o {
@@ -400,17 +408,20 @@ fn heartbeats_mark_partners_alive_and_dead_ones_are_skipped() {
     let mut out = vec![0u8; 2048];
 
     // B greets its one partner once per heartbeat.
-    let hello = b.worker.poll_hello(T0, &mut out).expect("a hello is due");
+    let hello = b
+        .worker
+        .poll_hello(ms(T0), &mut out)
+        .expect("a hello is due");
     assert_eq!(hello.to, a.primary());
     let hello_bytes = out[..hello.len].to_vec();
-    assert!(b.worker.poll_hello(T0 + 1, &mut out).is_none());
-    assert!(b.worker.poll_hello(T0 + 2_000, &mut out).is_some());
+    assert!(b.worker.poll_hello(ms(T0 + 1), &mut out).is_none());
+    assert!(b.worker.poll_hello(ms(T0 + 2_000), &mut out).is_some());
 
     let (o, _) = a.deliver(&b, &hello_bytes, T0 + 1);
     assert_eq!(o, Outcome::PartnerHello(ip(B)));
     let book = Arc::clone(a.worker.book());
-    assert!(book.is_alive(0, T0 + 1));
-    assert!(!book.is_alive(1, T0 + 1), "C never greeted");
+    assert!(book.is_alive(0, ms(T0 + 1)));
+    assert!(!book.is_alive(1, ms(T0 + 1)), "C never greeted");
 
     // C is dead: every forward, retransmissions included, goes to B.
     let req = binding(50, true, true, true);
@@ -427,11 +438,11 @@ fn heartbeats_mark_partners_alive_and_dead_ones_are_skipped() {
     // OTHER-ADDRESS names only alive partners.
     for last in 1..=40u8 {
         let client = SocketAddr::new(IpAddr::from([192, 0, 2, last]), 40000);
-        assert_eq!(a.worker.other_partner(client, T0 + 50), ip(B));
+        assert_eq!(a.worker.other_partner(client, ms(T0 + 50)), ip(B));
     }
 
     // Three heartbeats of silence and B is dead too; with none alive all are tried again.
-    assert!(!book.is_alive(0, T0 + 6_002));
+    assert!(!book.is_alive(0, ms(T0 + 6_002)));
     let tos: Vec<IpAddr> = (60..62)
         .map(|tid| {
             forward(&a.request(&binding(tid, true, true, true), T0 + 7_000).0)

@@ -1,9 +1,9 @@
 //! One allocation (RFC 8656 §2.2, §5): its relayed address, who owns it, when it expires,
 //! and its permissions and channels.
 
+use farside_time::Timestamp;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
 
 use farside_stun::TransactionId;
 
@@ -48,21 +48,21 @@ pub(crate) struct Allocation {
     pub(crate) tcp: bool,
     pub(crate) realm: String,
     pub(crate) username: String,
-    pub(crate) expires: Instant,
+    pub(crate) expires: Timestamp,
     /// The Allocate that made it, so a retransmission gets the same answer (RFC 8656 §7.2).
     pub(crate) allocate_transaction: TransactionId,
-    permissions: HashMap<IpAddr, Instant>,
+    permissions: HashMap<IpAddr, Timestamp>,
     channels: HashMap<u16, Channel>,
     channel_of_peer: HashMap<SocketAddr, u16>,
     /// Bandwidth budget in bytes (both directions), refilled at the configured rate.
     budget: u64,
-    budget_at: Option<Instant>,
+    budget_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Channel {
     peer: SocketAddr,
-    expires: Instant,
+    expires: Timestamp,
 }
 
 /// Why a ChannelBind cannot be done (RFC 8656 §11.2: each is a 400).
@@ -78,7 +78,7 @@ impl Allocation {
         relayed: SocketAddr,
         realm: String,
         username: String,
-        expires: Instant,
+        expires: Timestamp,
         allocate_transaction: TransactionId,
     ) -> Self {
         Allocation {
@@ -100,7 +100,7 @@ impl Allocation {
 
     /// Takes `bytes` from a budget refilled at `rate` bytes per second, with a burst of one
     /// second's worth; `false` (and nothing taken) if it would go below zero.
-    pub(crate) fn spend(&mut self, bytes: usize, rate: u64, now: Instant) -> bool {
+    pub(crate) fn spend(&mut self, bytes: usize, rate: u64, now: Timestamp) -> bool {
         let refill = match self.budget_at {
             None => rate,
             Some(at) => {
@@ -139,12 +139,12 @@ impl Allocation {
         std::iter::once(self.relayed).chain(self.relayed6)
     }
 
-    pub(crate) fn has_permission(&self, peer: IpAddr, now: Instant) -> bool {
+    pub(crate) fn has_permission(&self, peer: IpAddr, now: Timestamp) -> bool {
         self.permissions.get(&peer).is_some_and(|&e| e > now)
     }
 
     /// Whether installing permissions for `peers` stays within `max`.
-    pub(crate) fn permissions_fit(&self, peers: &[IpAddr], max: usize, now: Instant) -> bool {
+    pub(crate) fn permissions_fit(&self, peers: &[IpAddr], max: usize, now: Timestamp) -> bool {
         let live = self.permissions.values().filter(|&&e| e > now).count();
         let new = peers
             .iter()
@@ -154,12 +154,12 @@ impl Allocation {
         live + new <= max
     }
 
-    pub(crate) fn permit(&mut self, peer: IpAddr, until: Instant) {
+    pub(crate) fn permit(&mut self, peer: IpAddr, until: Timestamp) {
         self.permissions.insert(peer, until);
     }
 
     /// The peer bound to `channel`, while the binding lasts.
-    pub(crate) fn channel_peer(&self, channel: u16, now: Instant) -> Option<SocketAddr> {
+    pub(crate) fn channel_peer(&self, channel: u16, now: Timestamp) -> Option<SocketAddr> {
         self.channels
             .get(&channel)
             .filter(|c| c.expires > now)
@@ -167,7 +167,7 @@ impl Allocation {
     }
 
     /// The channel bound to `peer`, while the binding lasts.
-    pub(crate) fn peer_channel(&self, peer: SocketAddr, now: Instant) -> Option<u16> {
+    pub(crate) fn peer_channel(&self, peer: SocketAddr, now: Timestamp) -> Option<u16> {
         let ch = *self.channel_of_peer.get(&peer)?;
         self.channel_peer(ch, now)
             .filter(|p| *p == peer)
@@ -179,9 +179,9 @@ impl Allocation {
         &mut self,
         channel: u16,
         peer: SocketAddr,
-        until: Instant,
+        until: Timestamp,
         max: usize,
-        now: Instant,
+        now: Timestamp,
     ) -> Result<(), ChannelConflict> {
         // A binding lives on for 5 minutes after it expires, so that data in flight is not
         // delivered to the wrong peer (RFC 8656 §12); expiry here is `expires`, and a stale
@@ -213,7 +213,7 @@ impl Allocation {
     }
 
     /// Forgets permissions that expired, and channels 5 minutes after they expired.
-    pub(crate) fn expire(&mut self, now: Instant, channel_grace: std::time::Duration) {
+    pub(crate) fn expire(&mut self, now: Timestamp, channel_grace: std::time::Duration) {
         self.permissions.retain(|_, e| *e > now);
         let before = self.channels.len();
         self.channels.retain(|_, c| c.expires + channel_grace > now);

@@ -64,6 +64,19 @@ impl<'a> ChannelData<'a> {
     }
 }
 
+/// The frame at the start of a TCP or TLS stream's `buf` (RFC 8656 §12.5): ChannelData (first
+/// two bits 01), padded to 4 bytes, or a STUN message ([`farside_stun::framing::frame`]).
+pub fn stream_frame(buf: &[u8]) -> farside_stun::framing::Frame {
+    use farside_stun::framing::{Frame, frame};
+    match buf {
+        _ if is_channel_data(buf) => match buf.get(..HEADER_LEN) {
+            Some(&[a, b, c, d]) => Frame::Message(ChannelData::stream_len([a, b, c, d])),
+            _ => Frame::Incomplete,
+        },
+        _ => frame(buf),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +106,16 @@ mod tests {
         assert!(ChannelData::parse(&[0x40]).is_none());
         assert!(is_channel_data(&[0x40, 0]));
         assert!(!is_channel_data(&[0x00, 1]));
+    }
+
+    #[test]
+    fn stream_frames_are_stun_or_padded_channel_data() {
+        use farside_stun::framing::Frame;
+        assert_eq!(stream_frame(&[]), Frame::Incomplete);
+        assert_eq!(stream_frame(&[0x00, 0x01, 0x00, 0x08]), Frame::Message(28));
+        assert_eq!(stream_frame(&[0x40, 0x00, 0x00, 0x05]), Frame::Message(12));
+        assert_eq!(stream_frame(&[0x40, 0x00]), Frame::Incomplete);
+        assert_eq!(stream_frame(&[0x80, 0x00]), Frame::Invalid);
+        assert_eq!(stream_frame(&[0xC0]), Frame::Invalid);
     }
 }

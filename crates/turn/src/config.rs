@@ -1,4 +1,5 @@
-//! What the TURN core needs to know from the configuration file.
+//! What the TURN core needs to know from the configuration file (the limits that hold across
+//! workers, allocations per user and failures per source, are [`Quotas`](crate::Quotas)').
 
 use std::time::Duration;
 
@@ -21,8 +22,6 @@ pub struct TurnConfig {
     pub nonce_lifetime: Duration,
     /// Most allocations on this server (per core: the shell divides the total).
     pub max_allocations: usize,
-    /// Most allocations one username may hold (0 = no limit).
-    pub max_allocations_per_user: usize,
     /// Most permissions one allocation may hold.
     pub max_permissions: usize,
     /// Most channels one allocation may hold (RFC 8656 allows 4096).
@@ -32,9 +31,6 @@ pub struct TurnConfig {
     pub max_bandwidth: u64,
     /// Which peers may be relayed to.
     pub peer_policy: PeerPolicy,
-    /// Failed authentications (wrong key, unknown user) allowed per source IP per minute
-    /// before its requests are dropped unanswered.
-    pub auth_failures_per_minute: u32,
     /// SOFTWARE attribute in responses; none by default.
     pub software: Option<String>,
     /// Whether TCP allocations are granted (RFC 6062); if not, they get 442.
@@ -53,12 +49,10 @@ impl Default for TurnConfig {
             channel_lifetime: Duration::from_secs(600),
             nonce_lifetime: Duration::from_secs(600),
             max_allocations: 100_000,
-            max_allocations_per_user: 0,
             max_permissions: 256,
             max_channels: 4096,
             max_bandwidth: 0,
             peer_policy: PeerPolicy::default(),
-            auth_failures_per_minute: 20,
             software: None,
             tcp_relay: true,
             max_tcp_connections: 64,

@@ -17,6 +17,7 @@ mod credentials;
 mod nonce;
 mod outcome;
 pub mod policy;
+mod quotas;
 mod server;
 
 pub use allocation::FiveTuple;
@@ -27,4 +28,5 @@ pub use outcome::{
     Dropped, Handled, Notice, Refusal, RelayError, RelayPorts, Transmit, TurnTransport,
 };
 pub use policy::{Cidr, PeerPolicy};
+pub use quotas::Quotas;
 pub use server::TurnServer;

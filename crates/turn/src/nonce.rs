@@ -30,7 +30,7 @@ impl Nonces {
         Nonces { key }
     }
 
-    /// A nonce made at `secs` (seconds since the server's epoch).
+    /// A nonce made at `secs` (Unix seconds).
     pub(crate) fn make(&self, secs: u64) -> NonceText {
         let mut out = [0u8; NONCE_PREFIX.len() + 16 + 32];
         out[..NONCE_PREFIX.len()].copy_from_slice(NONCE_PREFIX.as_bytes());

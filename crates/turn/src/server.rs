@@ -7,9 +7,11 @@ mod responses;
 mod tcp;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_stun::attributes::{ConnectionId, Data, XorPeerAddress};
 use farside_stun::{Class, Message, MessageBuilder, MessageType, Method, attr_type};
@@ -20,6 +22,7 @@ use crate::config::TurnConfig;
 use crate::credentials::Credentials;
 use crate::nonce::Nonces;
 use crate::outcome::{Dropped, Handled, Notice, RelayPorts, Transmit, TurnTransport};
+use crate::quotas::Quotas;
 
 /// An authenticated request's user and key.
 #[derive(Debug, Clone)]
@@ -41,12 +44,10 @@ pub struct TurnServer {
     config: TurnConfig,
     credentials: Arc<Credentials>,
     nonces: Nonces,
-    epoch: Instant,
-    unix_at_epoch: u64,
     allocations: HashMap<FiveTuple, Allocation>,
     by_relayed: HashMap<SocketAddr, FiveTuple>,
-    per_user: HashMap<(String, String), usize>,
-    failures: HashMap<IpAddr, (u32, Instant)>,
+    /// Allocations per user and failures per source, shared with every other worker.
+    quotas: Arc<Quotas>,
     indications: u64,
     tcp_connections: HashMap<ConnectionId, tcp::TcpConnection>,
     next_connection: u32,
@@ -55,25 +56,22 @@ pub struct TurnServer {
 }
 
 impl TurnServer {
-    /// A server started at `now`, which is `unix_now` seconds after the Unix epoch (for
-    /// ephemeral usernames). `nonce_key` must be random: it signs the nonces.
+    /// A server (one per worker) counting its users' allocations and its sources' failures in
+    /// `quotas`, which every worker of the server shares (see [`Quotas`]). `nonce_key` must be
+    /// random and the same for every worker: it signs the nonces.
     pub fn new(
         config: TurnConfig,
         credentials: Arc<Credentials>,
-        now: Instant,
-        unix_now: u64,
+        quotas: Arc<Quotas>,
         nonce_key: [u8; 32],
     ) -> Self {
         TurnServer {
             config,
             credentials,
             nonces: Nonces::new(nonce_key),
-            epoch: now,
-            unix_at_epoch: unix_now,
             allocations: HashMap::new(),
             by_relayed: HashMap::new(),
-            per_user: HashMap::new(),
-            failures: HashMap::new(),
+            quotas,
             indications: u64::from_be_bytes([
                 nonce_key[0],
                 nonce_key[1],
@@ -136,7 +134,7 @@ impl TurnServer {
     #[allow(clippy::too_many_arguments)]
     pub fn handle_client(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         transport: TurnTransport,
         local: SocketAddr,
         remote: SocketAddr,
@@ -176,7 +174,7 @@ impl TurnServer {
     /// ChannelData if a channel is bound to the peer, else as a Data indication.
     pub fn handle_peer(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         relayed: SocketAddr,
         peer: SocketAddr,
         bytes: &[u8],
@@ -214,7 +212,7 @@ impl TurnServer {
 
     /// Removes expired allocations (releasing their relay ports), permissions and channels,
     /// and forgets old authentication failures. Call about once a second.
-    pub fn expire(&mut self, now: Instant, relay: &mut dyn RelayPorts) -> usize {
+    pub fn expire(&mut self, now: Timestamp, relay: &mut dyn RelayPorts) -> usize {
         let dead: Vec<FiveTuple> = self
             .allocations
             .iter()
@@ -228,8 +226,7 @@ impl TurnServer {
             a.expire(now, CHANNEL_GRACE);
         }
         self.expire_tcp(now);
-        self.failures
-            .retain(|_, (_, since)| now.duration_since(*since) < Duration::from_secs(60));
+        self.quotas.expire(now);
         dead.len()
     }
 
@@ -255,23 +252,13 @@ impl TurnServer {
                 self.by_relayed.remove(&r);
                 relay.release(r);
             }
-            let user = (a.realm, a.username);
-            if let Some(n) = self.per_user.get_mut(&user) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_user.remove(&user);
-                }
-            }
+            self.quotas.give_back_allocation(&a.realm, &a.username);
         }
-    }
-
-    fn unix_now(&self, now: Instant) -> u64 {
-        self.unix_at_epoch + now.saturating_duration_since(self.epoch).as_secs()
     }
 
     fn send(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         five: FiveTuple,
         msg: &Message<'_>,
         relay: &mut dyn RelayPorts,
@@ -312,7 +299,7 @@ impl TurnServer {
 
     fn client_channel_data(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         five: FiveTuple,
         bytes: &[u8],
         out: &mut [u8],

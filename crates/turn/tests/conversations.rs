@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_stun::attributes::{
     AddressFamily, ChannelNumber, ConnectionId, Data, ErrorCode, EvenPort, Lifetime, Nonce,
@@ -16,8 +18,8 @@ use farside_stun::{
 };
 use farside_turn::channel_data::ChannelData;
 use farside_turn::{
-    Credentials, Dropped, Handled, Notice, Refusal, RelayError, RelayPorts, TurnConfig, TurnServer,
-    TurnTransport, UserKeys, rest_password,
+    Credentials, Dropped, Handled, Notice, Quotas, Refusal, RelayError, RelayPorts, TurnConfig,
+    TurnServer, TurnTransport, UserKeys, rest_password,
 };
 
 const REALM: &str = "farside";
@@ -101,18 +103,23 @@ fn keys(user: &str, password: &str) -> UserKeys {
 struct Setup {
     server: TurnServer,
     ports: Ports,
-    t0: Instant,
+    t0: Timestamp,
 }
 
 fn setup_with(config: TurnConfig) -> Setup {
+    setup_with_quotas(config, Arc::new(Quotas::new(0, 20)))
+}
+
+/// A server counting in `quotas`, which several servers (a server's workers) may share.
+fn setup_with_quotas(config: TurnConfig, quotas: Arc<Quotas>) -> Setup {
     let mut creds = Credentials::new();
     creds.add_user(REALM, "alice", keys("alice", "wonderland"));
     creds.add_user(REALM, "bob", keys("bob", "builder"));
     creds.add_secret(b"north");
     creds.add_secret(b"south");
-    let t0 = Instant::now();
+    let t0 = Timestamp::from_unix_secs(UNIX);
     Setup {
-        server: TurnServer::new(config, Arc::new(creds), t0, UNIX, [9; 32]),
+        server: TurnServer::new(config, Arc::new(creds), quotas, [9; 32]),
         ports: Ports {
             limit: 100,
             ..Ports::default()
@@ -256,7 +263,7 @@ impl Client {
 }
 
 impl Setup {
-    fn now(&self, secs: u64) -> Instant {
+    fn now(&self, secs: u64) -> Timestamp {
         self.t0 + Duration::from_secs(secs)
     }
 
@@ -696,11 +703,10 @@ fn peer_policy_refuses_loopback_and_private_peers_by_default() {
 #[test]
 fn quotas_and_port_exhaustion() {
     let config = TurnConfig {
-        max_allocations_per_user: 2,
         max_allocations: 3,
         ..TurnConfig::default()
     };
-    let mut s = setup_with(config);
+    let mut s = setup_with_quotas(config, Arc::new(Quotas::new(2, 20)));
     let mut clients: Vec<Client> = (0..4)
         .map(|i| {
             let mut c = Client::new();
@@ -741,6 +747,52 @@ fn quotas_and_port_exhaustion() {
         (h_refusal(&h), r.code()),
         (Some(Refusal::InsufficientCapacity), Some(508))
     );
+}
+
+/// Two workers' cores sharing one [`Quotas`], as Farside's do: a user's allocations and a
+/// source's failed authentications are counted once for the server, whichever core sees them.
+#[test]
+fn workers_sharing_quotas_hold_one_limit_per_user_and_per_source() {
+    let quotas = Arc::new(Quotas::new(1, 2));
+    let mut w1 = setup_with_quotas(TurnConfig::default(), Arc::clone(&quotas));
+    let mut w2 = setup_with_quotas(TurnConfig::default(), Arc::clone(&quotas));
+    let mut a = Client::new();
+    let (h, _) = w1.allocate(&mut a, &alice(), 0);
+    assert!(matches!(h, Handled::Answered(_)), "{h:?}");
+    let mut b = Client::new();
+    b.addr = sa("198.51.100.7:40002");
+    let (h, r) = w2.allocate(&mut b, &alice(), 0);
+    assert_eq!(
+        (h_refusal(&h), r.code()),
+        (Some(Refusal::QuotaReached), Some(486)),
+        "alice's one allocation is held by the other worker"
+    );
+    // Its end (the lifetime runs out) gives the place back to every worker.
+    assert_eq!(w1.server.expire(w1.now(601), &mut w1.ports), 1);
+    let (h, _) = w2.allocate(&mut b, &alice(), 601);
+    assert!(matches!(h, Handled::Answered(_)), "{h:?}");
+
+    // Failures: one wrong password at each worker from one address uses up its two.
+    let wrong = Creds {
+        password: "guess".into(),
+        ..alice()
+    };
+    let mut m1 = Client::new();
+    m1.addr = sa("203.0.113.66:1000");
+    let mut m2 = Client::new();
+    m2.addr = sa("203.0.113.66:2000");
+    for (w, m) in [(&mut w1, &mut m1), (&mut w2, &mut m2)] {
+        let req = m.build(Method::ALLOCATE, None, udp);
+        w.ask(m, 601, &req);
+        let req = m.build(Method::ALLOCATE, Some(&wrong), udp);
+        let (h, _) = w.ask(m, 601, &req);
+        assert_eq!(h_refusal(&h), Some(Refusal::WrongPassword));
+    }
+    for (w, m) in [(&mut w1, &mut m1), (&mut w2, &mut m2)] {
+        let req = m.build(Method::ALLOCATE, Some(&alice()), udp);
+        let (h, _) = w.send(m, 602, &req);
+        assert_eq!(h, Handled::Dropped(Dropped::AuthRateLimited));
+    }
 }
 
 #[test]

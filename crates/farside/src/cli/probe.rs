@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -15,6 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::cli::dns::{self, Candidate, Target};
+use crate::runtime::clock;
 
 /// Exit status: the server answered but does not do RFC 5780, so only the public address is known.
 const EXIT_NO_RFC5780: u8 = 3;
@@ -171,7 +174,7 @@ fn parse_dns_server(s: &str) -> anyhow::Result<SocketAddr> {
 struct Arrival {
     socket: SocketId,
     from: SocketAddr,
-    at: Instant,
+    at: Timestamp,
     bytes: Vec<u8>,
 }
 
@@ -198,7 +201,7 @@ async fn probe_one(args: &ProbeArgs, candidate: &Candidate, seed: u64) -> anyhow
     let first = open_socket(local_ip, SocketId(0), &tx, &mut readers).await?;
     let local = first.local_addr()?;
     sockets.insert(SocketId(0), first);
-    let mut probe = Probe::new(config, local, Instant::now(), seed);
+    let mut probe = Probe::new(config, local, clock::now(), seed);
 
     loop {
         while let Some(Transmit { from, to, payload }) = probe.poll_transmit() {
@@ -225,14 +228,14 @@ async fn probe_one(args: &ProbeArgs, candidate: &Candidate, seed: u64) -> anyhow
         }
         let deadline = probe
             .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            .unwrap_or_else(|| clock::now() + Duration::from_secs(1));
         tokio::select! {
             got = rx.recv() => {
                 if let Some(a) = got {
                     probe.handle_datagram(a.at, a.socket, a.from, &a.bytes);
                 }
             }
-            () = tokio::time::sleep_until(deadline.into()) => probe.handle_timeout(Instant::now()),
+            () = tokio::time::sleep(clock::until(deadline)) => probe.handle_timeout(clock::now()),
         }
     }
     for r in readers {
@@ -280,7 +283,7 @@ async fn open_socket(
             let arrival = Arrival {
                 socket: id,
                 from,
-                at: Instant::now(),
+                at: clock::now(),
                 bytes: buf[..n].to_vec(),
             };
             if tx.send(arrival).await.is_err() {

@@ -9,6 +9,7 @@ use farside_sip::edge::ContactFix;
 use farside_sip::keepalive::{KeepaliveConfig, Method};
 use farside_sip::nat::Transport;
 use farside_sip::registrar::RegistrarConfig;
+use farside_sip::server::{self, SipServerConfig};
 use serde::Deserialize;
 
 use super::{Config, ConfigError, invalid};
@@ -21,8 +22,19 @@ pub struct SipConfig {
     pub enabled: bool,
     /// Listeners: `"udp:address:port"`, `"tcp:…"`, `"tls:…"`, `"ws:…"`, `"wss:…"`.
     pub listen: Vec<Listener>,
-    /// Most TCP connections open at once.
+    /// Most connections (TCP, TLS, WebSocket) open at once.
     pub max_connections: usize,
+    /// Most connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// A connection that has not delivered a whole message this long after it opened is
+    /// closed, seconds.
+    pub first_message_timeout: u64,
+    /// A connection idle this long is closed (unless a registration rides on it), seconds.
+    pub idle_timeout: u64,
+    /// A TLS handshake unfinished after this long is closed, seconds.
+    pub tls_handshake_timeout: u64,
+    /// Bytes queued for a peer that does not read, at most (then it is closed).
+    pub max_queued: usize,
     /// The domain whose users register here.
     pub domain: String,
     /// `"registrar"` (Farside authenticates and routes) or `"edge"` (in front of `upstream`).
@@ -66,6 +78,11 @@ impl Default for SipConfig {
             upstream: None,
             contact_fix: ContactFixFile::None,
             max_connections: 10_000,
+            max_connections_per_ip: 256,
+            first_message_timeout: 30,
+            idle_timeout: 600,
+            tls_handshake_timeout: 10,
+            max_queued: 1 << 20,
             realm: None,
             min_expires: 60,
             max_expires: 3600,
@@ -299,7 +316,7 @@ impl SipConfig {
             default_expires: self.default_expires,
             max_bindings_per_aor: self.max_bindings_per_aor,
             max_aors: self.max_aors,
-            nonce_lifetime: self.nonce_lifetime,
+            nonce_lifetime: std::time::Duration::from_secs(self.nonce_lifetime),
             algorithms: self.digest_algorithms.iter().map(|a| a.0).collect(),
             auth_failures_per_minute: self.auth_failures_per_minute,
         }
@@ -318,6 +335,46 @@ impl SipConfig {
             max_failures: k.max_failures,
             all_contacts: k.all_contacts,
         })
+    }
+
+    /// The SIP server's settings; `upstream` is edge mode's upstream, resolved at start.
+    pub fn server(
+        &self,
+        upstream: Option<SocketAddr>,
+        software: Option<String>,
+    ) -> SipServerConfig {
+        let mode = match (self.mode, upstream) {
+            (Mode::Edge, Some(upstream)) => server::Mode::Edge {
+                upstream,
+                contact_fix: self.contact_fix.into(),
+            },
+            _ => server::Mode::Registrar,
+        };
+        SipServerConfig {
+            registrar: self.registrar(),
+            mode,
+            keepalive: self.keepalive(),
+            listeners: self
+                .listen
+                .iter()
+                .map(|l| (l.address, l.transport))
+                .collect(),
+            limits: server::Limits::default(),
+            software,
+        }
+    }
+
+    /// The limits of SIP connections.
+    pub fn stream_limits(&self) -> crate::net::stream::Limits {
+        crate::net::stream::Limits {
+            max_connections: self.max_connections,
+            max_per_ip: self.max_connections_per_ip,
+            first_message: std::time::Duration::from_secs(self.first_message_timeout),
+            idle: std::time::Duration::from_secs(self.idle_timeout),
+            tls_handshake: std::time::Duration::from_secs(self.tls_handshake_timeout),
+            max_queued: self.max_queued,
+            max_message: farside_sip::MAX_MESSAGE,
+        }
     }
 
     /// Whether a listener needs the `[tls]` certificate (TLS or WSS).
@@ -356,8 +413,28 @@ impl Config {
                 "a \"tls:\" or \"wss:\" listener needs [tls] cert and key (PEM files)".into(),
             ));
         }
-        if sip.max_connections == 0 {
-            return Err(invalid("sip.max_connections", "must be at least 1".into()));
+        for (key, value) in [
+            ("sip.max_connections", sip.max_connections as u64),
+            (
+                "sip.max_connections_per_ip",
+                sip.max_connections_per_ip as u64,
+            ),
+            ("sip.first_message_timeout", sip.first_message_timeout),
+            ("sip.idle_timeout", sip.idle_timeout),
+            ("sip.tls_handshake_timeout", sip.tls_handshake_timeout),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if sip.max_queued < farside_sip::MAX_MESSAGE {
+            return Err(invalid(
+                "sip.max_queued",
+                format!(
+                    "must hold a whole message: at least {}",
+                    farside_sip::MAX_MESSAGE
+                ),
+            ));
         }
         if sip.min_expires == 0
             || sip.max_expires < sip.min_expires

@@ -32,8 +32,17 @@ pub struct StunConfig {
     pub tcp_max_connections: usize,
     /// Most simultaneous TCP connections from one client IP address.
     pub tcp_max_connections_per_ip: usize,
-    /// A TCP connection silent this long is closed, seconds.
+    /// A TCP or TLS connection silent this long (and without a TURN allocation) is closed,
+    /// seconds.
     pub tcp_idle_timeout: u64,
+    /// A TCP or TLS connection that has not delivered a whole message this long after it
+    /// opened is closed, seconds.
+    pub tcp_first_message_timeout: u64,
+    /// A TLS handshake unfinished after this long is closed, seconds.
+    pub tls_handshake_timeout: u64,
+    /// Bytes queued for a TCP or TLS client that does not read, at most: responses beyond
+    /// close the connection, relayed data beyond is dropped.
+    pub tcp_max_queued: usize,
     /// Partner mode: IP addresses of partner Farside servers (one address each, same two
     /// ports) that answer change-IP requests for this one-address server.
     pub partners: Vec<IpAddr>,
@@ -65,6 +74,9 @@ impl Default for StunConfig {
             tcp_max_connections: 4096,
             tcp_max_connections_per_ip: 64,
             tcp_idle_timeout: 30,
+            tcp_first_message_timeout: 30,
+            tls_handshake_timeout: 10,
+            tcp_max_queued: 256 * 1024,
             partners: Vec::new(),
             partner_secrets: Vec::new(),
             partner_max_age: 10,
@@ -74,7 +86,23 @@ impl Default for StunConfig {
     }
 }
 
+/// The largest STUN or ChannelData message on a stream: a header and a 16-bit length.
+pub const MAX_STREAM_MESSAGE: usize = 20 + 65_535;
+
 impl StunConfig {
+    /// The limits of STUN and TURN connections over TCP and TLS.
+    pub fn stream_limits(&self) -> crate::net::stream::Limits {
+        crate::net::stream::Limits {
+            max_connections: self.tcp_max_connections,
+            max_per_ip: self.tcp_max_connections_per_ip,
+            first_message: std::time::Duration::from_secs(self.tcp_first_message_timeout),
+            idle: std::time::Duration::from_secs(self.tcp_idle_timeout),
+            tls_handshake: std::time::Duration::from_secs(self.tls_handshake_timeout),
+            max_queued: self.tcp_max_queued,
+            max_message: MAX_STREAM_MESSAGE,
+        }
+    }
+
     /// The listen address RFC 5780 pairs with `alternate_address` (or with the partners):
     /// the first specific address of the same family.
     pub fn rfc5780_primary(&self) -> Option<SocketAddr> {
@@ -183,6 +211,21 @@ impl Config {
             return Err(invalid(
                 "stun.tcp_max_connections_per_ip",
                 "must be at least 1".into(),
+            ));
+        }
+        if stun.tcp_first_message_timeout == 0 || stun.tls_handshake_timeout == 0 {
+            return Err(invalid(
+                "stun.tcp_first_message_timeout",
+                "it and stun.tls_handshake_timeout must be at least 1 second".into(),
+            ));
+        }
+        if stun.tcp_max_queued < 2 * MAX_STREAM_MESSAGE {
+            return Err(invalid(
+                "stun.tcp_max_queued",
+                format!(
+                    "must hold two whole messages: at least {}",
+                    2 * MAX_STREAM_MESSAGE
+                ),
             ));
         }
         if stun.tcp_idle_timeout == 0 {

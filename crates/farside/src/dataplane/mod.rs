@@ -3,7 +3,6 @@
 //! connections, on a thread of their own.
 
 pub mod relay_ports;
-pub mod stun_tcp;
 pub mod tcp;
 pub mod turn;
 pub mod udp;

@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_stun::attributes::AddressFamily;
 use farside_turn::{RelayError, RelayPorts};
@@ -29,7 +31,7 @@ struct PoolState {
     used: HashSet<SocketAddr>,
     next: u16,
     /// Ports held for a RESERVATION-TOKEN, with their sockets, until they lapse.
-    reserved: HashMap<[u8; 8], (SocketAddr, UdpSocket, Instant)>,
+    reserved: HashMap<[u8; 8], (SocketAddr, UdpSocket, Timestamp)>,
 }
 
 /// Peers waiting to be accepted on a TCP relay listener.
@@ -61,7 +63,7 @@ impl PortPool {
     }
 
     /// Releases reservations nobody claimed in time.
-    pub fn expire_reservations(&self, now: Instant) {
+    pub fn expire_reservations(&self, now: Timestamp) {
         let mut st = lock(&self.state);
         let lapsed: Vec<[u8; 8]> = st
             .reserved
@@ -95,7 +97,11 @@ impl PortPool {
                 st.used.insert(next);
                 st.reserved.insert(
                     token,
-                    (next, reserved, Instant::now() + RESERVATION_LIFETIME),
+                    (
+                        next,
+                        reserved,
+                        crate::runtime::clock::now() + RESERVATION_LIFETIME,
+                    ),
                 );
                 return Ok((even, socket, token));
             }
@@ -107,7 +113,7 @@ impl PortPool {
     fn claim(&self, token: [u8; 8]) -> Option<(SocketAddr, UdpSocket)> {
         let mut st = lock(&self.state);
         let (addr, socket, until) = st.reserved.remove(&token)?;
-        if until <= Instant::now() {
+        if until <= crate::runtime::clock::now() {
             st.used.remove(&addr);
             return None;
         }
@@ -364,7 +370,7 @@ mod tests {
         assert_eq!(w2.claim(token), None, "once only");
         // An unclaimed reservation lapses.
         let (_, lapsing) = w1.allocate_reserving(AddressFamily::V4).expect("pair");
-        pool.expire_reservations(Instant::now() + RESERVATION_LIFETIME);
+        pool.expire_reservations(crate::runtime::clock::now() + RESERVATION_LIFETIME);
         assert_eq!(w2.claim(lapsing), None);
         assert_eq!(pool.in_use(), 3);
     }

@@ -7,7 +7,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_turn::{ConnectionId, Handled, Notice, TurnConfig, TurnServer, TurnTransport};
 
@@ -59,6 +61,8 @@ pub struct TurnShared {
     pub counters: Arc<TurnMetrics>,
     /// Signs NONCEs; one for all workers, so a nonce one gave is good at any other.
     pub nonce_key: [u8; 32],
+    /// Allocations per user and failed authentications per source, counted server-wide.
+    pub quotas: Arc<farside_turn::Quotas>,
 }
 
 /// One worker's TURN state.
@@ -68,7 +72,7 @@ pub struct TurnWorker {
     cell: Arc<CredentialsCell>,
     pool: Arc<PortPool>,
     seen: u64,
-    last_expire: Instant,
+    last_expire: Timestamp,
     counters: Arc<TurnCounters>,
     /// Output buffer for the core.
     pub out: Vec<u8>,
@@ -89,7 +93,7 @@ pub struct TurnWorker {
 impl TurnWorker {
     /// A worker's TURN state.
     pub fn new(shared: &TurnShared) -> Self {
-        let now = Instant::now();
+        let now = crate::runtime::clock::now();
         let counters = Arc::new(TurnCounters::default());
         lock(&shared.counters.workers).push(Arc::clone(&counters));
         let mut seen = 0;
@@ -101,8 +105,7 @@ impl TurnWorker {
             server: TurnServer::new(
                 shared.config.clone(),
                 credentials,
-                now,
-                crate::runtime::clock::unix_ms() / 1000,
+                Arc::clone(&shared.quotas),
                 shared.nonce_key,
             ),
             relays: RelaySockets::new(Arc::clone(&shared.pool), shared.relay_v4, shared.relay_v6),
@@ -122,7 +125,7 @@ impl TurnWorker {
 
     /// Once per pass: new credentials, expiry about once a second, and the allocation gauge
     /// (so it lags the core by one pass at most).
-    pub fn tick(&mut self, now: Instant) {
+    pub fn tick(&mut self, now: Timestamp) {
         if let Some(c) = self.cell.newer_than(&mut self.seen) {
             self.server.set_credentials(c);
         }
@@ -140,7 +143,7 @@ impl TurnWorker {
     /// (written in `self.out`); data for peers is sent here, from its relay socket.
     pub fn client(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         transport: TurnTransport,
         local: SocketAddr,
         remote: SocketAddr,
@@ -238,7 +241,7 @@ impl TurnWorker {
     /// (in `self.out`), or `None` if nobody waits for it (close the connection).
     pub fn peer_connected(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         id: ConnectionId,
         connected: bool,
     ) -> Option<farside_turn::Transmit> {
@@ -262,7 +265,7 @@ impl TurnWorker {
     /// ConnectionAttempt for the control connection (in `self.out`), or `None` to refuse it.
     pub fn peer_connection(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         relayed: SocketAddr,
         peer: SocketAddr,
     ) -> Option<(ConnectionId, farside_turn::Transmit)> {
@@ -324,7 +327,7 @@ impl TurnWorker {
     /// client-facing address).
     pub fn peer_readable(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         token: u64,
         mut send: impl FnMut(farside_turn::Transmit, &[u8]),
     ) {

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use farside_io::{Epoll, RecvBatch, SendBatch, SocketOptions, recv_batch};
@@ -174,14 +174,9 @@ impl Worker<'_> {
                 std::thread::sleep(POLL_INTERVAL);
                 continue;
             }
-            let now = Instant::now();
-            let now_ms = if self.partners.is_some() {
-                crate::runtime::clock::unix_ms()
-            } else {
-                0
-            };
+            let now = crate::runtime::clock::now();
             if let Some(p) = self.partners.as_mut() {
-                while let Some(m) = p.poll_hello(now_ms, &mut scratch) {
+                while let Some(m) = p.poll_hello(now, &mut scratch) {
                     self.counters.partner_hello_sent();
                     queue(
                         &self.ws.sockets,
@@ -271,7 +266,7 @@ impl Worker<'_> {
                                 remote: d.source,
                                 bytes: d.payload,
                             },
-                            self.partners.as_mut().map(|p| (p, now_ms)),
+                            self.partners.as_mut().map(|p| (p, now)),
                             &mut scratch,
                         );
                         self.counters.record(Transport::Udp, &outcome);

@@ -2,6 +2,7 @@
 //! configuration, its reload and its reads.
 
 pub mod bind;
+pub mod stream;
 pub mod tls_config;
 pub mod tls_io;
 pub mod tls_reload;

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use farside_time::Timestamp;
 
 /// How often the files are looked at (two `stat` calls).
 const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -18,7 +20,7 @@ pub struct TlsFiles {
     key: PathBuf,
     stamp: Stamp,
     config: Arc<rustls::ServerConfig>,
-    checked: Instant,
+    checked: Timestamp,
 }
 
 impl TlsFiles {
@@ -30,7 +32,7 @@ impl TlsFiles {
             cert: cert.to_owned(),
             key: key.to_owned(),
             stamp,
-            checked: Instant::now(),
+            checked: crate::runtime::clock::now(),
         })
     }
 
@@ -42,7 +44,7 @@ impl TlsFiles {
     /// Every few seconds: if either file changed, loads the pair again. A pair that does not
     /// load (a half-written renewal, a key that does not match) leaves the old one in use and is
     /// logged once; the next change is tried again.
-    pub fn refresh(&mut self, now: Instant) {
+    pub fn refresh(&mut self, now: Timestamp) {
         if now.duration_since(self.checked) < CHECK_EVERY {
             return;
         }

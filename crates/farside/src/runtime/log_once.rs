@@ -41,3 +41,15 @@ pub fn segmentation_refused(socket: &std::net::UdpSocket) {
          datagrams for one destination now leave one by one from that batch; nothing was lost"
     );
 }
+
+static ACCEPT_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Logs the first failed accept on a stream listener (out of file descriptors, most often).
+pub fn accept_failed(e: &std::io::Error) {
+    if ACCEPT_LOGGED.swap(true, Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        "S104 a TCP accept failed: {e}; connections wait in the backlog (raise the open-file limit, or lower the connection limits)"
+    );
+}

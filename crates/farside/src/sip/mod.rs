@@ -1,5 +1,7 @@
-//! The SIP shell: the thread that owns the SIP sockets and connections and drives the cores of
-//! `farside-sip`.
+//! The SIP shell: the thread that owns the SIP sockets and connections and drives
+//! `farside_sip::server::SipServer`, and the store writer that keeps its registrations.
 
-mod streams;
-pub mod thread;
+mod registrations;
+mod thread;
+
+pub use thread::{SipShell, spawn};

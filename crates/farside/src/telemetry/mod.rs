@@ -5,6 +5,7 @@
 
 mod prometheus;
 pub mod sip;
+pub mod stream;
 pub mod stun;
 pub mod turn;
 
@@ -15,24 +16,47 @@ use farside_stun::partner::PartnerBook;
 
 use crate::runtime::lock::lock;
 use sip::SipCounters;
-use stun::{StunCounters, TcpCounters};
+use stream::StreamCounters;
+use stun::StunCounters;
 use turn::TurnMetrics;
 
 /// Everything the admin endpoint reports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     pub(super) workers: Mutex<Vec<Arc<StunCounters>>>,
     /// Counters of STUN over TCP.
     pub tcp_stun: Arc<StunCounters>,
-    /// TCP connection counters.
-    pub tcp: TcpCounters,
+    /// STUN and TURN connections over TCP and TLS.
+    pub stun_streams: Arc<StreamCounters>,
+    /// SIP connections, when SIP is on.
+    pub(super) sip_streams: Mutex<Option<Arc<StreamCounters>>>,
     pub(super) sockets: Mutex<Vec<(SocketAddr, UdpSocket)>>,
     pub(super) partners: Mutex<Option<Arc<PartnerBook>>>,
     pub(super) turn: Mutex<Option<Arc<TurnMetrics>>>,
     pub(super) sip: Mutex<Option<Arc<SipCounters>>>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            workers: Mutex::default(),
+            tcp_stun: Arc::default(),
+            stun_streams: Arc::new(StreamCounters::new("STUN")),
+            sip_streams: Mutex::default(),
+            sockets: Mutex::default(),
+            partners: Mutex::default(),
+            turn: Mutex::default(),
+            sip: Mutex::default(),
+        }
+    }
+}
+
 impl Metrics {
+    /// Includes SIP's connection counters in every scrape.
+    pub fn register_sip_streams(&self, counters: Arc<StreamCounters>) {
+        *lock(&self.sip_streams) = Some(counters);
+    }
+
     /// A new counter set for one worker, included in every scrape.
     pub fn register_worker(&self) -> Arc<StunCounters> {
         let c = Arc::new(StunCounters::default());

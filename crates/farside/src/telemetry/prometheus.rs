@@ -9,6 +9,7 @@ use farside_turn::{Dropped, Refusal};
 
 use super::Metrics;
 use super::sip::SipCounters;
+use super::stream::StreamCounters;
 use super::stun::StunCounters;
 use super::turn::{TurnCounters, TurnMetrics};
 use crate::runtime::lock::lock;
@@ -111,34 +112,11 @@ pub(super) fn render(m: &Metrics) -> String {
         sum(&|x| &x.send_failures, None)
     );
 
-    header(
+    render_streams(
         &mut s,
-        "farside_stun_tcp_connections_total",
-        "counter",
-        "STUN TCP connections, by what became of them.",
-    );
-    let tcp = &m.tcp;
-    for (what, c) in [
-        ("accepted", &tcp.accepted),
-        ("refused", &tcp.refused),
-        ("idle_closed", &tcp.idle_closed),
-    ] {
-        let _ = writeln!(
-            s,
-            "farside_stun_tcp_connections_total{{event=\"{what}\"}} {}",
-            c.load(Relaxed)
-        );
-    }
-    header(
-        &mut s,
-        "farside_stun_tcp_connections_open",
-        "gauge",
-        "STUN TCP connections open now.",
-    );
-    let _ = writeln!(
-        s,
-        "farside_stun_tcp_connections_open {}",
-        tcp.open.load(Relaxed)
+        "farside_stun_tcp_connections",
+        "STUN and TURN connections over TCP and TLS",
+        &m.stun_streams,
     );
 
     if let Some(book) = lock(&m.partners).as_ref() {
@@ -165,7 +143,7 @@ pub(super) fn render(m: &Metrics) -> String {
             "gauge",
             "Partner mode: 1 if the partner greeted us within three heartbeats.",
         );
-        for (ip, alive) in book.status(crate::runtime::clock::unix_ms()) {
+        for (ip, alive) in book.status(crate::runtime::clock::now()) {
             let _ = writeln!(
                 s,
                 "farside_stun_partner_up{{partner=\"{ip}\"}} {}",
@@ -179,6 +157,14 @@ pub(super) fn render(m: &Metrics) -> String {
     }
     if let Some(c) = lock(&m.sip).as_ref() {
         render_sip(&mut s, c);
+    }
+    if let Some(c) = lock(&m.sip_streams).as_ref() {
+        render_streams(
+            &mut s,
+            "farside_sip_connections",
+            "SIP connections over TCP, TLS and WebSocket",
+            c,
+        );
     }
 
     let stats = m.kernel_socket_stats();
@@ -296,7 +282,7 @@ fn render_turn(s: &mut String, m: &TurnMetrics) {
 }
 
 fn render_sip(s: &mut String, c: &SipCounters) {
-    use super::sip::MethodKind;
+    use farside_sip::server::MethodKind;
     header(
         s,
         "farside_sip_requests_total",
@@ -446,9 +432,29 @@ fn render_sip(s: &mut String, c: &SipCounters) {
         s,
         "farside_sip_connections",
         "gauge",
-        "SIP TCP connections open now.",
+        "SIP connections (TCP, TLS, WebSocket) open now.",
     );
     let _ = writeln!(s, "farside_sip_connections {}", c.connections.load(Relaxed));
+}
+
+/// A pool's counters: `{prefix}_total{event}` and `{prefix}_open` (SIP's open gauge is the
+/// older `farside_sip_connections`).
+fn render_streams(s: &mut String, prefix: &str, what: &str, c: &StreamCounters) {
+    let total = format!("{prefix}_total");
+    header(
+        s,
+        &total,
+        "counter",
+        &format!(
+            "{what}, by what became of them (per_ip_limit: the refusals at the per-address limit, part of refused)."
+        ),
+    );
+    for (event, n) in c.events() {
+        let _ = writeln!(s, "{total}{{event=\"{event}\"}} {}", n.load(Relaxed));
+    }
+    let open = format!("{prefix}_open");
+    header(s, &open, "gauge", &format!("{what} open now."));
+    let _ = writeln!(s, "{open} {}", c.open.load(Relaxed));
 }
 
 fn header(s: &mut String, name: &str, kind: &str, help: &str) {

@@ -2,14 +2,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use farside_sip::Method;
 use farside_sip::nat::NatTests;
 
 /// SIP counters, read by the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct SipCounters {
-    /// Requests received, by [`MethodKind`].
-    pub requests: [AtomicU64; MethodKind::ALL.len()],
+    /// Requests received, by [`farside_sip::server::MethodKind`].
+    pub requests: [AtomicU64; farside_sip::server::MethodKind::ALL.len()],
     /// REGISTERs answered 200.
     pub registered: AtomicU64,
     /// REGISTERs challenged (401 without a failure).
@@ -70,40 +69,5 @@ impl SipCounters {
             .position(|&c| c == code)
             .unwrap_or(REFUSAL_CODES.len());
         self.refusals[i].fetch_add(1, Relaxed);
-    }
-}
-
-/// Request methods counted apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MethodKind {
-    /// REGISTER.
-    Register,
-    /// OPTIONS.
-    Options,
-    /// INVITE.
-    Invite,
-    /// Anything else.
-    Other,
-}
-
-impl MethodKind {
-    /// Every kind with its label.
-    pub const ALL: [(MethodKind, &'static str); 4] = [
-        (MethodKind::Register, "REGISTER"),
-        (MethodKind::Options, "OPTIONS"),
-        (MethodKind::Invite, "INVITE"),
-        (MethodKind::Other, "other"),
-    ];
-
-    pub fn of(m: Method<'_>) -> MethodKind {
-        if m == Method::REGISTER {
-            MethodKind::Register
-        } else if m == Method::OPTIONS {
-            MethodKind::Options
-        } else if m == Method::INVITE {
-            MethodKind::Invite
-        } else {
-            MethodKind::Other
-        }
     }
 }

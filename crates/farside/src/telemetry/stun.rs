@@ -73,16 +73,3 @@ impl StunCounters {
         self.send_failures.fetch_add(n, Relaxed);
     }
 }
-
-/// TCP listener counters.
-#[derive(Debug, Default)]
-pub struct TcpCounters {
-    /// Connections accepted.
-    pub accepted: AtomicU64,
-    /// Connections refused because `stun.tcp_max_connections` were open.
-    pub refused: AtomicU64,
-    /// Connections closed for silence (`stun.tcp_idle_timeout`).
-    pub idle_closed: AtomicU64,
-    /// Connections open now.
-    pub open: AtomicU64,
-}

@@ -14,7 +14,9 @@ pub mod nat;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_probe::{Event, Probe, ProbeConfig, Report, SocketId};
 use farside_stun::attributes::{
@@ -68,7 +70,7 @@ pub enum Loss {
 }
 
 struct Packet {
-    at: Instant,
+    at: Timestamp,
     seq: u64,
     src: SocketAddr,
     dst: SocketAddr,
@@ -76,8 +78,8 @@ struct Packet {
 }
 
 pub struct World {
-    pub start: Instant,
-    pub now: Instant,
+    pub start: Timestamp,
+    pub now: Timestamp,
     pub probe: Probe,
     pub nat: Nat,
     server: ServerKind,
@@ -119,7 +121,7 @@ impl World {
             }),
             _ => BindingServer::default(),
         };
-        let start = Instant::now();
+        let start = Timestamp::from_unix_secs(1_800_000_000);
         let local = SocketAddr::new(host_ip, 5000);
         let config = ProbeConfig {
             server: addr(SERVER),

@@ -3,7 +3,9 @@
 //! a plain stateful firewall in front of a host with a public address.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_probe::Behaviour;
 
@@ -49,7 +51,7 @@ struct Binding {
     internal: SocketAddr,
     key: DestKey,
     external: SocketAddr,
-    last_out: Instant,
+    last_out: Timestamp,
     /// Remote endpoints this binding sent to: what the filter lets back in.
     sent_to: Vec<SocketAddr>,
 }
@@ -80,14 +82,14 @@ impl Nat {
         }
     }
 
-    fn expire(&mut self, now: Instant) {
+    fn expire(&mut self, now: Timestamp) {
         let life = self.spec.lifetime;
         self.bindings
             .retain(|b| now.duration_since(b.last_out) < life);
     }
 
     /// A datagram from `src` behind the NAT to `dst`: its source outside.
-    pub fn outbound(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr) -> SocketAddr {
+    pub fn outbound(&mut self, now: Timestamp, src: SocketAddr, dst: SocketAddr) -> SocketAddr {
         self.expire(now);
         let key = self.key(dst);
         let i = match self
@@ -126,7 +128,7 @@ impl Nat {
     /// binding exists and its filter lets `src` in.
     pub fn inbound(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         src: SocketAddr,
         dst: SocketAddr,
     ) -> Option<SocketAddr> {
@@ -154,7 +156,7 @@ impl Nat {
     /// admits it.
     pub fn hairpin(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         src: SocketAddr,
         dst: SocketAddr,
     ) -> Option<(SocketAddr, SocketAddr)> {

@@ -1,7 +1,7 @@
 //! Long-term and ephemeral credentials (RFC 8489 §9.2.4, the TURN REST scheme), with a
 //! rate limit on failures per source.
 
-use std::time::Instant;
+use farside_time::Timestamp;
 
 use farside_stun::attributes::{Nonce, PasswordAlgorithm, Realm, Userhash, Username};
 use farside_stun::{Message, attr_type};
@@ -23,21 +23,16 @@ pub(super) const ALGORITHMS: [PasswordAlgorithm<'static>; 2] = [
     },
 ];
 
-/// Most distinct sources whose failed authentications are tracked at once.
-const MAX_TRACKED_FAILURES: usize = 65_536;
-
 impl TurnServer {
     pub(super) fn authenticate(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         five: FiveTuple,
         msg: &Message<'_>,
         out: &mut [u8],
     ) -> Step<Auth> {
         let source = five.client.ip();
-        if let Some((n, _)) = self.failures.get(&source)
-            && *n >= self.config.auth_failures_per_minute
-        {
+        if self.quotas.blocked(source, now) {
             return Err(Handled::Dropped(Dropped::AuthRateLimited));
         }
         let sha256_integrity = msg
@@ -52,7 +47,7 @@ impl TurnServer {
             return Err(self.error(msg, five, Refusal::BadRequest, None, &[], out));
         };
         let fresh = self.nonces.made_at(nonce.as_bytes()).is_some_and(|made| {
-            let age = self.secs(now).saturating_sub(made);
+            let age = now.unix_secs().saturating_sub(made);
             age <= self.config.nonce_lifetime.as_secs()
         });
         if !fresh {
@@ -109,7 +104,7 @@ impl TurnServer {
         if let Some(expiry) =
             rest_expiry(&username).filter(|_| !self.credentials.secrets().is_empty())
         {
-            if expiry >= self.unix_now(now) {
+            if expiry >= now.unix_secs() {
                 found = self
                     .credentials
                     .secrets()
@@ -138,21 +133,13 @@ impl TurnServer {
     /// A failed authentication: counted against the source, answered 401.
     fn fail(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         msg: &Message<'_>,
         five: FiveTuple,
         out: &mut [u8],
     ) -> Handled {
-        let source = five.client.ip();
-        if self.failures.len() < MAX_TRACKED_FAILURES || self.failures.contains_key(&source) {
-            let e = self.failures.entry(source).or_insert((0, now));
-            e.0 += 1;
-        }
+        self.quotas.failed(five.client.ip(), now);
         self.challenge(now, msg, five, Refusal::WrongPassword, out)
-    }
-
-    pub(super) fn secs(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_secs()
     }
 }
 

@@ -1,7 +1,9 @@
 //! Allocate, Refresh, CreatePermission and ChannelBind (RFC 8656 §7 to §11).
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_stun::attributes::{
     AdditionalAddressFamily, AddressErrorCode, AddressFamily, ChannelNumber, EvenPort, Lifetime,
@@ -48,7 +50,7 @@ const LEGACY_ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8032;
 impl TurnServer {
     pub(super) fn request(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         five: FiveTuple,
         msg: &Message<'_>,
         relay: &mut dyn RelayPorts,
@@ -127,7 +129,7 @@ impl TurnServer {
 
     fn allocate(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         five: FiveTuple,
         msg: &Message<'_>,
         auth: &Auth,
@@ -215,11 +217,8 @@ impl TurnServer {
         {
             return refuse(self, Refusal::BadRequest, out);
         }
-        let user = (auth.realm.clone(), auth.username.clone());
-        let held = self.per_user.get(&user).copied().unwrap_or(0);
         if self.allocations.len() >= self.config.max_allocations
-            || (self.config.max_allocations_per_user > 0
-                && held >= self.config.max_allocations_per_user)
+            || !self.quotas.allocation_allowed(&auth.realm, &auth.username)
         {
             return refuse(self, Refusal::QuotaReached, out);
         }
@@ -285,6 +284,15 @@ impl TurnServer {
                 out,
             ));
         }
+        // The user's count is taken only now, in one step with the check, so that another
+        // worker's Allocate for the same user in the meantime cannot push it over.
+        if !self.quotas.take_allocation(&auth.realm, &auth.username) {
+            relay.release(relayed);
+            if let Some(r6) = relayed6 {
+                relay.release(r6);
+            }
+            return refuse(self, Refusal::QuotaReached, out);
+        }
         let lifetime = self.lifetime(msg);
         let mut allocation = Allocation::new(
             relayed,
@@ -301,7 +309,6 @@ impl TurnServer {
         if let Some(r6) = relayed6 {
             self.by_relayed.insert(r6, five);
         }
-        *self.per_user.entry(user).or_insert(0) += 1;
         let r = self.allocate_success(
             msg,
             five,
@@ -366,7 +373,7 @@ impl TurnServer {
 
     fn refresh(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         five: FiveTuple,
         msg: &Message<'_>,
         auth: &Auth,
@@ -398,7 +405,7 @@ impl TurnServer {
 
     fn create_permission(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         five: FiveTuple,
         msg: &Message<'_>,
         auth: &Auth,
@@ -442,7 +449,7 @@ impl TurnServer {
 
     fn channel_bind(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         five: FiveTuple,
         msg: &Message<'_>,
         auth: &Auth,

@@ -1,6 +1,6 @@
 //! Success and error responses: integrity once authenticated, FINGERPRINT always.
 
-use std::time::Instant;
+use farside_time::Timestamp;
 
 use farside_stun::attributes::{ErrorCode, Nonce, PasswordAlgorithms, Realm, Software};
 use farside_stun::{Class, Message, MessageBuilder, attr_type};
@@ -14,13 +14,13 @@ impl TurnServer {
     /// 401 or 438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS.
     pub(super) fn challenge(
         &self,
-        now: Instant,
+        now: Timestamp,
         msg: &Message<'_>,
         five: FiveTuple,
         refusal: Refusal,
         out: &mut [u8],
     ) -> Handled {
-        let nonce = self.nonces.make(self.secs(now));
+        let nonce = self.nonces.make(now.unix_secs());
         let nonce = std::str::from_utf8(&nonce).unwrap_or_default();
         let len = (|| {
             let mut b = MessageBuilder::response_to(out, msg, Class::ErrorResponse).ok()?;

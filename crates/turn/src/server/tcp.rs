@@ -3,7 +3,9 @@
 //! data connection is bound, the shell splices it to its peer connection.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use farside_time::Timestamp;
 
 use farside_stun::attributes::{ConnectionId, XorPeerAddress};
 use farside_stun::{Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId};
@@ -23,7 +25,7 @@ pub(crate) struct TcpConnection {
     control: FiveTuple,
     peer: SocketAddr,
     state: TcpState,
-    since: Instant,
+    since: Timestamp,
 }
 
 /// Why an allocation may not have another connection.
@@ -50,7 +52,7 @@ impl TurnServer {
     /// Connect (RFC 6062 §5.2), on the control connection of a TCP allocation.
     pub(super) fn connect(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         five: FiveTuple,
         msg: &Message<'_>,
         auth: &Auth,
@@ -97,7 +99,7 @@ impl TurnServer {
     /// more (the shell then closes the connection).
     pub fn peer_connected(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         id: ConnectionId,
         connected: bool,
         out: &mut [u8],
@@ -139,7 +141,7 @@ impl TurnServer {
     /// connection; otherwise the shell closes it.
     pub fn peer_connection(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         relayed: SocketAddr,
         peer: SocketAddr,
         out: &mut [u8],
@@ -180,7 +182,7 @@ impl TurnServer {
     /// ConnectionBind (RFC 6062 §5.4), on a new connection from the client.
     pub(super) fn connection_bind(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         five: FiveTuple,
         msg: &Message<'_>,
         auth: &Auth,
@@ -237,7 +239,7 @@ impl TurnServer {
     }
 
     /// Connects that took too long get 447; peer connections nobody bound in time are closed.
-    pub(super) fn expire_tcp(&mut self, now: Instant) {
+    pub(super) fn expire_tcp(&mut self, now: Timestamp) {
         let late: Vec<ConnectionId> = self
             .tcp_connections
             .iter()

@@ -1,18 +1,20 @@
 //! TCP allocations' connections with peers (RFC 6062): connecting out for Connect, accepting
-//! on relay listeners, and splicing each to its client data connection once bound. The core
-//! decides who may connect and when to give up; this only moves bytes, with backpressure: a
-//! side is not read while the other side has [`MAX_QUEUED`] bytes waiting.
+//! on relay listeners, and splicing each to its client data connection (a raw connection of the
+//! pool) once bound. The core decides who may connect and when to give up; this only moves
+//! bytes, with backpressure: a side is not read while the other side has `max_queued` bytes
+//! waiting.
 
-use std::collections::HashMap;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use farside_io::Interest;
-use farside_turn::{ConnectionId, Notice, Transmit};
+use farside_time::Timestamp;
+use farside_turn::{ConnectionId, Notice};
 
-use super::{Conn, MAX_QUEUED, PEER_TOKEN_BASE, TcpTurn, watch};
+use super::{PEER_TOKEN_BASE, StreamThread};
+use crate::net::stream::{CloseReason, Urgency};
 
 /// Reads from one peer per pass, at most.
 const READS_PER_PASS: usize = 16;
@@ -30,22 +32,27 @@ pub(super) struct Peer {
     /// Bytes from the peer before the client bound a data connection (RFC 6062 §5.3: they
     /// must be kept).
     held: Vec<u8>,
-    /// The client data connection's token, once bound.
+    /// The client data connection's id in the pool, once bound.
     client: Option<u64>,
     paused: bool,
     /// The peer closed (or the connection failed): no more reading.
     ended: bool,
     /// One side ended: the pair closes once the other has taken what is queued for it, or at
     /// this time.
-    closing: Option<Instant>,
+    closing: Option<Timestamp>,
     interest: Interest,
 }
 
-impl TcpTurn {
+impl StreamThread {
+    /// The most bytes one side of a splice holds for the other.
+    fn max_queued(&self) -> usize {
+        self.pool.limits().max_queued
+    }
+
     /// Connect (RFC 6062 §5.2): a non-blocking connection from the relayed address to `peer`.
     pub(super) fn start_connect(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         id: ConnectionId,
         relayed: SocketAddr,
         peer: SocketAddr,
@@ -72,9 +79,12 @@ impl TcpTurn {
     }
 
     /// A peer connected to a TCP allocation's relayed address (RFC 6062 §5.3).
-    pub(super) fn accept_peers(&mut self, now: Instant, token: u64) {
+    pub(super) fn accept_peers(&mut self, now: Timestamp, token: u64) {
+        let Some(w) = self.worker.as_ref() else {
+            return;
+        };
         let mut accepted = Vec::new();
-        let relayed = match self.worker.listener_by_token(token) {
+        let relayed = match w.listener_by_token(token) {
             Some((relayed, l)) => {
                 for _ in 0..16 {
                     match l.accept() {
@@ -91,22 +101,28 @@ impl TcpTurn {
             if self.at_capacity() {
                 continue;
             }
-            let Some((id, attempt)) = self.worker.peer_connection(now, relayed, peer) else {
+            let Some(w) = self.worker.as_mut() else {
+                return;
+            };
+            let Some((id, attempt)) = w.peer_connection(now, relayed, peer) else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
             if stream.set_nonblocking(true).is_err()
                 || self.watch_peer(stream, id, false, Interest::READ).is_none()
             {
-                self.worker.tcp_connection_closed(id);
+                if let Some(w) = self.worker.as_mut() {
+                    w.tcp_connection_closed(id);
+                }
                 continue;
             }
-            self.send_control(attempt);
+            self.send_control(now, attempt);
         }
     }
 
     /// The peer connection behind `token` is ready: connected, readable or writable.
-    pub(super) fn peer_ready(&mut self, now: Instant, token: u64) {
+    pub(super) fn peer_ready(&mut self, now: Timestamp, token: u64) {
+        let max_queued = self.max_queued();
         let Some(p) = self.peers.get_mut(&token) else {
             return;
         };
@@ -135,8 +151,8 @@ impl TcpTurn {
             let Some(p) = self.peers.get_mut(&token) else {
                 return;
             };
-            let queued = queued_for_client(&self.conns, p);
-            let room = MAX_QUEUED.saturating_sub(queued).min(self.scratch.len());
+            let queued = queued_for_client(&self.pool, p);
+            let room = max_queued.saturating_sub(queued).min(self.scratch.len());
             if room == 0 {
                 p.paused = true;
                 break;
@@ -148,9 +164,11 @@ impl TcpTurn {
                 }
                 Ok(n) => match p.client {
                     Some(c) => {
-                        self.worker.count_stream(false, n);
-                        if let Some(conn) = self.conns.get_mut(&c) {
-                            conn.outbuf.extend_from_slice(&self.scratch[..n]);
+                        if let Some(w) = self.worker.as_ref() {
+                            w.count_stream(false, n);
+                        }
+                        if let Some(conn) = self.pool.get_mut(c) {
+                            conn.output.extend_from_slice(&self.scratch[..n]);
                         }
                     }
                     None => p.held.extend_from_slice(&self.scratch[..n]),
@@ -165,7 +183,7 @@ impl TcpTurn {
         }
         let client = self.peers.get(&token).and_then(|p| p.client);
         if let Some(c) = client {
-            self.flush(c);
+            self.pool.flush(&self.epoll, now, c);
         }
         match (closed, client) {
             // The peer's end: what it sent still reaches the client first (RFC 6062 §5.5).
@@ -184,68 +202,80 @@ impl TcpTurn {
 
     /// Client data connection `conn` ended: it is read no more, and the pair closes once the
     /// peer has taken what the client sent.
-    pub(super) fn data_ended(&mut self, now: Instant, conn: u64) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        c.ended = true;
-        let peer = c.data;
-        self.splice_to_peer(conn);
+    pub(super) fn data_ended(&mut self, now: Timestamp, conn: u64) {
+        let peer = self.pool.get(conn).and_then(|c| c.tag);
         if let Some(p) = peer.and_then(|t| self.peers.get_mut(&t)) {
-            p.closing = Some(now + LINGER);
+            p.closing.get_or_insert(now + LINGER);
         }
-        self.flush(conn);
+        if peer.is_none() {
+            self.pool.close(&self.epoll, conn, CloseReason::Peer);
+        }
     }
 
     /// ConnectionBind succeeded on connection `conn`: splice it to peer connection `id`, and
-    /// hand it what the peer sent so far.
-    pub(super) fn bind_data(&mut self, conn: u64, id: ConnectionId) {
-        let Some(&token) = self.peer_of.get(&id) else {
-            self.close(conn);
+    /// hand it what the peer sent so far. A bind whose answer could not go out (the
+    /// connection is gone) binds nothing: its peer connection goes too.
+    pub(super) fn bind_data(&mut self, now: Timestamp, conn: u64, id: ConnectionId) {
+        let token = self.peer_of.get(&id).copied();
+        let (Some(token), true) = (token, self.pool.get(conn).is_some()) else {
+            if let Some(w) = self.worker.as_mut() {
+                w.tcp_connection_closed(id);
+            }
+            if let Some(&t) = self.peer_of.get(&id) {
+                self.close_peer(t);
+            }
+            self.pool.close(&self.epoll, conn, CloseReason::Shell);
             return;
         };
-        let (Some(p), Some(c)) = (self.peers.get_mut(&token), self.conns.get_mut(&conn)) else {
-            self.close(conn);
+        let (Some(p), Some(c)) = (self.peers.get_mut(&token), self.pool.get_mut(conn)) else {
             return;
         };
         p.client = Some(conn);
         p.paused = false;
-        c.data = Some(token);
-        c.outbuf.append(&mut p.held);
-        if c.per_ip_counted {
-            c.per_ip_counted = false;
-            let ip = c.remote.ip();
-            self.uncount_ip(ip);
-        }
-        self.flush(conn);
+        c.tag = Some(token);
+        c.output.append(&mut p.held);
+        self.pool.flush(&self.epoll, now, conn);
+        // Bytes that came after the ConnectionBind are the client's first for the peer.
+        self.splice_to_peer(now, conn);
         self.peer_interest(token);
     }
 
     /// Moves what a client data connection sent to its peer, as far as there is room; pauses
     /// the connection if there is not.
-    pub(super) fn splice_to_peer(&mut self, conn: u64) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+    pub(super) fn splice_to_peer(&mut self, now: Timestamp, conn: u64) {
+        let max_queued = self.max_queued();
+        let Some(c) = self.pool.get_mut(conn) else {
             return;
         };
-        let Some(p) = c.data.and_then(|t| self.peers.get_mut(&t)) else {
+        let Some(p) = c.tag.and_then(|t| self.peers.get_mut(&t)) else {
             return;
         };
-        let room = MAX_QUEUED.saturating_sub(p.outbuf.len());
-        let n = room.min(c.inbuf.len());
+        let room = max_queued.saturating_sub(p.outbuf.len());
+        let n = room.min(c.input.len());
         if n > 0 {
-            p.outbuf.extend_from_slice(&c.inbuf[..n]);
-            c.inbuf.drain(..n);
-            self.worker.count_stream(true, n);
+            p.outbuf.extend_from_slice(&c.input[..n]);
+            c.input.drain(..n);
+            if let Some(w) = self.worker.as_ref() {
+                w.count_stream(true, n);
+            }
         }
-        c.paused = !c.inbuf.is_empty();
-        if let Some(t) = c.data {
-            self.flush_peer(t);
+        let paused = !c.input.is_empty();
+        let tag = c.tag;
+        if paused {
+            c.paused = true;
+            c.watch(&self.epoll);
+        } else if c.paused {
+            self.pool.resume(&self.epoll, conn);
+        }
+        if let Some(t) = tag {
+            self.flush_peer(now, t);
         }
     }
 
     /// Sends what is queued for every peer, resumes peers whose client has room again, and
     /// closes the pairs that were ending once drained.
-    pub(super) fn flush_peers(&mut self, now: Instant) {
+    pub(super) fn flush_peers(&mut self, now: Timestamp) {
+        let max_queued = self.max_queued();
         let busy: Vec<u64> = self
             .peers
             .iter()
@@ -259,20 +289,23 @@ impl TcpTurn {
                 self.close_peer(t);
                 continue;
             }
-            self.flush_peer(t);
+            self.flush_peer(now, t);
             let Some(p) = self.peers.get_mut(&t) else {
                 continue;
             };
             if p.paused {
-                p.paused = queued_for_client(&self.conns, p) >= MAX_QUEUED / 2;
+                p.paused = queued_for_client(&self.pool, p) >= max_queued / 2;
             }
             self.peer_interest(t);
         }
     }
 
     /// Carries out what the core decided on its own: closes, and late Connect answers.
-    pub(super) fn notices(&mut self) {
-        for n in self.worker.take_notices() {
+    pub(super) fn notices(&mut self, now: Timestamp) {
+        let Some(w) = self.worker.as_mut() else {
+            return;
+        };
+        for n in w.take_notices() {
             match n {
                 Notice::Close(id) => {
                     if let Some(&t) = self.peer_of.get(&id) {
@@ -280,36 +313,28 @@ impl TcpTurn {
                     }
                 }
                 Notice::Send { from, to, bytes } => {
-                    if let Some(&c) = self.by_client.get(&(to, from))
-                        && self
-                            .conns
-                            .get_mut(&c)
-                            .is_some_and(|c| c.enqueue(&bytes, true))
-                    {
-                        self.close(c);
-                    }
+                    self.pool
+                        .send(&self.epoll, now, from, to, &bytes, Urgency::Required);
                 }
             }
         }
     }
 
     /// Whether an ending pair has nothing left to pass on, or has waited long enough.
-    fn drained_or_late(&self, token: u64, now: Instant) -> bool {
+    fn drained_or_late(&self, token: u64, now: Timestamp) -> bool {
         let Some(p) = self.peers.get(&token) else {
             return false;
         };
         let Some(deadline) = p.closing else {
             return false;
         };
-        let client = p.client.and_then(|c| self.conns.get(&c));
+        let client = p.client.and_then(|c| self.pool.get(c));
         let drained = match client {
             None => true,
             // The peer ended: the client must have taken everything.
-            Some(c) if p.ended => {
-                c.outbuf.is_empty() && !c.tls.as_ref().is_some_and(|t| t.wants_write())
-            }
+            Some(c) if p.ended => !c.pending(),
             // The client ended: the peer must have.
-            Some(c) => c.inbuf.is_empty() && p.outbuf.is_empty(),
+            Some(c) => c.input.is_empty() && p.outbuf.is_empty(),
         };
         drained || now >= deadline
     }
@@ -322,30 +347,28 @@ impl TcpTurn {
             return;
         };
         self.peer_of.remove(&p.id);
-        self.worker.tcp_connection_closed(p.id);
+        if let Some(w) = self.worker.as_mut() {
+            w.tcp_connection_closed(p.id);
+        }
         // What is already queued for the peer goes out if the kernel takes it now.
         let _ = write_out(&mut p.stream, &mut p.outbuf);
         linger(&mut p.stream, &mut self.scratch);
         if let Some(c) = p.client {
-            if let Some(conn) = self.conns.get_mut(&c) {
-                // Likewise for the client, then it closes too.
-                conn.data = None;
-                if let Some(tls) = conn.tls.as_mut() {
-                    tls.send_close_notify();
-                }
-                let _ = conn.flush();
-                linger(&mut conn.stream, &mut self.scratch);
+            if let Some(conn) = self.pool.get_mut(c) {
+                conn.tag = None;
             }
-            self.close(c);
+            // The pool lingers on it likewise.
+            self.pool.close(&self.epoll, c, CloseReason::Shell);
         }
     }
 
     /// Whether the thread holds as many TCP connections (clients and peers) as it may.
     fn at_capacity(&self) -> bool {
-        self.conns.len() + self.peers.len() >= self.limits.max
+        self.pool.len() + self.peers.len() >= self.pool.limits().max_connections
     }
 
-    fn flush_peer(&mut self, token: u64) {
+    fn flush_peer(&mut self, now: Timestamp, token: u64) {
+        let max_queued = self.max_queued();
         let Some(p) = self.peers.get_mut(&token) else {
             return;
         };
@@ -358,12 +381,20 @@ impl TcpTurn {
         }
         // Room at the peer again: a paused client data connection may go on.
         let client = p.client;
-        let room = p.outbuf.len() < MAX_QUEUED / 2;
+        let room = p.outbuf.len() < max_queued / 2;
         if let Some(c) = client
             && room
-            && self.conns.get(&c).is_some_and(|c| c.paused)
+            && self
+                .pool
+                .get(c)
+                .is_some_and(|c| c.paused && !c.input.is_empty())
         {
-            self.splice_to_peer(c);
+            self.splice_to_peer(now, c);
+        } else if let Some(c) = client
+            && room
+            && self.pool.get(c).is_some_and(|c| c.paused)
+        {
+            self.pool.resume(&self.epoll, c);
         }
         self.peer_interest(token);
     }
@@ -379,13 +410,26 @@ impl TcpTurn {
             read: !p.paused && !p.ended,
             write: !p.outbuf.is_empty(),
         };
-        watch(
-            &self.epoll,
-            p.stream.as_raw_fd(),
-            token,
-            &mut p.interest,
-            want,
-        );
+        if want == p.interest {
+            return;
+        }
+        let fd = p.stream.as_raw_fd();
+        let none = Interest {
+            read: false,
+            write: false,
+        };
+        // Watching for nothing takes it out of the set: a reset socket nobody reads must not
+        // wake the loop again and again.
+        let done = if want == none {
+            self.epoll.remove(fd)
+        } else if p.interest == none {
+            self.epoll.add_with(fd, token, want)
+        } else {
+            self.epoll.modify(fd, token, want)
+        };
+        if done.is_ok() {
+            p.interest = want;
+        }
     }
 
     /// Registers a peer connection; `None` if it cannot be watched.
@@ -422,31 +466,24 @@ impl TcpTurn {
 
     /// Reports a Connect's outcome to the core and sends its answer; `false` if nobody waits
     /// for it any more.
-    fn connect_done(&mut self, now: Instant, id: ConnectionId, up: bool) -> bool {
-        match self.worker.peer_connected(now, id, up) {
+    fn connect_done(&mut self, now: Timestamp, id: ConnectionId, up: bool) -> bool {
+        let Some(w) = self.worker.as_mut() else {
+            return false;
+        };
+        match w.peer_connected(now, id, up) {
             Some(t) => {
-                self.send_control(t);
+                self.send_control(now, t);
                 up
             }
             None => false,
         }
     }
-
-    /// Sends the message in the worker's output buffer to a client's control connection.
-    fn send_control(&mut self, t: Transmit) {
-        let out = &self.worker.out[..t.len];
-        if let Some(&c) = self.by_client.get(&(t.to, t.from))
-            && self.conns.get_mut(&c).is_some_and(|c| c.enqueue(out, true))
-        {
-            self.close(c);
-        }
-    }
 }
 
 /// Bytes from `p` waiting for its client: in the client's queue once bound, held before.
-fn queued_for_client(conns: &HashMap<u64, Conn>, p: &Peer) -> usize {
-    match p.client.and_then(|c| conns.get(&c)) {
-        Some(c) => c.outbuf.len(),
+fn queued_for_client(pool: &crate::net::stream::Pool, p: &Peer) -> usize {
+    match p.client.and_then(|c| pool.get(c)) {
+        Some(c) => c.output.len(),
         None => p.held.len(),
     }
 }

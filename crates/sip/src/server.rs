@@ -1,0 +1,718 @@
+//! The SIP server: everything Farside does with SIP, as one sans-IO state machine in the shape
+//! of `farside-probe`'s and quinn's. It never touches a socket, a clock or the store. The I/O
+//! shell
+//!
+//! 1. creates it with [`SipServer::new`] (the keys from the store, so nonces and flow tokens
+//!    outlive a restart) and puts back the stored registrations with [`SipServer::restore`],
+//! 2. hands it every datagram and every framed stream message with
+//!    [`SipServer::handle_input`], and calls [`SipServer::handle_timeout`] once
+//!    [`SipServer::poll_timeout`] is reached,
+//! 3. sends every [`Transmit`] from [`SipServer::poll_transmit`] (over UDP from the socket at
+//!    its `from`, or over the connection to its `to`), and
+//! 4. counts, logs and stores what [`SipServer::poll_event`] reports.
+//!
+//! Inside, it tells keep-alives and STUN from SIP, fixes the top Via (`received`, `rport`,
+//! RFC 3581), runs the NAT tests, and routes: in registrar mode REGISTERs go to the
+//! [`Registrar`] and other requests through the stateful proxy ([`Transactions`], forking with
+//! [`Proxy::fork`]); in edge mode everything goes to the [`Edge`] and the upstream's 2xx to a
+//! REGISTER is mirrored for keep-alives. Keep-alive pings ([`Keepalives`]) and dialogs
+//! ([`Dialogs`]) are driven from here too.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use farside_stun::binding::{BindingConfig, BindingServer, Outcome as StunOutcome, Received};
+use farside_time::Timestamp;
+
+use crate::dialogs::{DialogEvent, Dialogs};
+use crate::edge::{ContactFix, Edge, EdgeRegistrations};
+use crate::flow_token::FlowTokens;
+use crate::keepalive::{KeepaliveConfig, Keepalives};
+use crate::message::{Message, Method, StartLine};
+use crate::nat::{self, NatTests, Transport};
+use crate::proxy::{Action, Proxy};
+use crate::registrar::{Binding, Flow, Outcome, Registrar, RegistrarConfig, Users};
+use crate::transaction::Transactions;
+use crate::transmit::Transmit;
+use crate::{Edits, ParseError};
+
+/// What the server is in front of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Farside is the registrar: it authenticates phones and routes their calls.
+    Registrar,
+    /// Farside is the NAT edge of the registrar or PBX at `upstream` (RFC 5626 §5).
+    Edge {
+        /// Where requests from phones go.
+        upstream: SocketAddr,
+        /// How NATed Contacts are fixed for an upstream that keeps no Path.
+        contact_fix: ContactFix,
+    },
+}
+
+/// Bounds on what the server holds at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Transactions at once (new requests beyond get 503).
+    pub max_transactions: usize,
+    /// Bindings one INVITE is forked to at most.
+    pub max_forks: usize,
+    /// Dialogs counted at once (the oldest is forgotten beyond).
+    pub max_dialogs: usize,
+    /// A dialog whose end was not seen is forgotten after this long.
+    pub dialog_max_age: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_transactions: 10_000,
+            max_forks: 8,
+            max_dialogs: 100_000,
+            dialog_max_age: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// Everything the server is configured with.
+#[derive(Debug, Clone)]
+pub struct SipServerConfig {
+    /// The registrar's settings (its domain is the proxy's too).
+    pub registrar: RegistrarConfig,
+    /// Registrar or edge.
+    pub mode: Mode,
+    /// Keep-alive pings to registered phones; `None`: off.
+    pub keepalive: Option<KeepaliveConfig>,
+    /// Every listener: its address and transport. The UDP ones are where requests sent over
+    /// UDP leave from.
+    pub listeners: Vec<(SocketAddr, Transport)>,
+    /// Bounds.
+    pub limits: Limits,
+    /// SOFTWARE in answers to STUN Binding requests on SIP ports; none by default.
+    pub software: Option<String>,
+}
+
+/// The keys that sign what the server hands out; kept across restarts (in the store) so that
+/// nonces and flow tokens given out before one stay good.
+#[derive(Clone)]
+pub struct Keys {
+    /// Signs Digest nonces.
+    pub nonces: [u8; 32],
+    /// Signs RFC 5626 flow tokens.
+    pub flow_tokens: [u8; 32],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+/// Request methods counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodKind {
+    /// REGISTER.
+    Register,
+    /// OPTIONS.
+    Options,
+    /// INVITE.
+    Invite,
+    /// Anything else.
+    Other,
+}
+
+impl MethodKind {
+    /// Every kind with its label.
+    pub const ALL: [(MethodKind, &'static str); 4] = [
+        (MethodKind::Register, "REGISTER"),
+        (MethodKind::Options, "OPTIONS"),
+        (MethodKind::Invite, "INVITE"),
+        (MethodKind::Other, "other"),
+    ];
+
+    /// The kind of `method`.
+    pub fn of(method: Method<'_>) -> MethodKind {
+        if method == Method::REGISTER {
+            MethodKind::Register
+        } else if method == Method::OPTIONS {
+            MethodKind::Options
+        } else if method == Method::INVITE {
+            MethodKind::Invite
+        } else {
+            MethodKind::Other
+        }
+    }
+}
+
+/// What happened, for the shell to count, log and store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A keep-alive arrived: CRLF or four zero bytes over UDP, a CRLF ping or pong over a
+    /// connection (RFC 5626 §3.5.1).
+    KeepaliveReceived,
+    /// A STUN Binding request on a SIP port was answered (RFC 5626 §3.5.1's UDP keep-alive).
+    StunAnswered,
+    /// Bytes from `remote` that are not a SIP message were dropped.
+    Malformed {
+        /// Where they came from.
+        remote: SocketAddr,
+        /// What is wrong with them.
+        error: ParseError,
+    },
+    /// A request arrived, and these NAT tests fired for it.
+    Request {
+        /// Its method.
+        method: MethodKind,
+        /// The tests (Kamailio's `nat_uac_test` bits).
+        nat: NatTests,
+    },
+    /// What became of a REGISTER in registrar mode.
+    Register(Outcome),
+    /// An error response Farside wrote itself, by status code (once per refusal, not per
+    /// retransmission).
+    Refused(u16),
+    /// This many requests or responses were sent on (each fork counts).
+    Forwarded(usize),
+    /// A response that belongs to nothing here was dropped.
+    ResponseDropped,
+    /// A dialog began (the first 2xx to an INVITE).
+    DialogStarted,
+    /// A dialog ended (a 2xx to its BYE).
+    DialogEnded,
+    /// A keep-alive ping went to a binding's flow.
+    PingSent,
+    /// A SIP keep-alive ping was answered.
+    PingAnswered,
+    /// A SIP keep-alive ping went unanswered.
+    PingMissed,
+    /// A binding missed `max_failures` pings in a row and was removed.
+    Unreachable {
+        /// Its address of record.
+        aor: String,
+        /// Its Contact.
+        contact: String,
+    },
+    /// The bindings of an address of record changed (none left: it is gone); the store keeps
+    /// them.
+    BindingsChanged {
+        /// The address of record.
+        aor: String,
+        /// Its bindings now.
+        bindings: Vec<Binding>,
+    },
+}
+
+/// How often the server wants [`SipServer::handle_timeout`] while transactions are live
+/// (their retransmission timers run from 500 ms, RFC 3261 §17.1.1.1).
+const TRANSACTION_TICK: Duration = Duration::from_millis(100);
+/// How often otherwise: keep-alives, expiry of bindings and failure counts.
+const HOUSEKEEPING_TICK: Duration = Duration::from_secs(1);
+
+/// The SIP server (see the module documentation).
+pub struct SipServer {
+    mode: Mode,
+    domain: String,
+    /// Every listener address (Routes and Vias naming one are ours).
+    addresses: Arc<[SocketAddr]>,
+    /// The UDP listeners.
+    udp: Vec<SocketAddr>,
+    limits: Limits,
+    binding: BindingServer,
+    registrar: Registrar,
+    users: Arc<dyn Users + Send + Sync>,
+    keepalives: Option<Keepalives>,
+    transactions: Transactions,
+    dialogs: Dialogs,
+    edge_registrations: EdgeRegistrations,
+    tokens: FlowTokens,
+    branch_key: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    /// When housekeeping last ran.
+    housekept: Option<Timestamp>,
+    /// When transactions were last polled.
+    ticked: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for SipServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipServer")
+            .field("mode", &self.mode)
+            .field("domain", &self.domain)
+            .field("bindings", &self.registrar.len())
+            .field("transactions", &self.transactions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// No users at all (until the shell sets them).
+struct NoUsers;
+
+impl Users for NoUsers {
+    fn ha1(&self, _: &str, _: &str, _: crate::digest::Algorithm) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+impl SipServer {
+    /// A server; `seed` (random) salts branches, dialog ids and keep-alive phases.
+    pub fn new(config: SipServerConfig, keys: Keys, seed: u64) -> Self {
+        let key = |n: u64| crate::scan::fnv(seed, &[&n.to_be_bytes()]);
+        let domain = config.registrar.domain.to_ascii_lowercase();
+        SipServer {
+            mode: config.mode,
+            domain,
+            addresses: config.listeners.iter().map(|(a, _)| *a).collect(),
+            udp: config
+                .listeners
+                .iter()
+                .filter(|(_, t)| *t == Transport::Udp)
+                .map(|(a, _)| *a)
+                .collect(),
+            limits: config.limits,
+            binding: BindingServer::new(BindingConfig {
+                alternate: None,
+                software: config.software,
+            }),
+            registrar: Registrar::new(config.registrar, keys.nonces),
+            users: Arc::new(NoUsers),
+            keepalives: config.keepalive.map(|k| Keepalives::new(k, key(1))),
+            transactions: Transactions::new(config.limits.max_transactions),
+            dialogs: Dialogs::new(
+                config.limits.max_dialogs,
+                config.limits.dialog_max_age,
+                key(2),
+            ),
+            edge_registrations: EdgeRegistrations::default(),
+            tokens: FlowTokens::new(keys.flow_tokens),
+            branch_key: key(3),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            housekept: None,
+            ticked: None,
+        }
+    }
+
+    /// The users REGISTERs authenticate against (replaced whole when the store changes).
+    pub fn set_users(&mut self, users: Arc<dyn Users + Send + Sync>) {
+        self.users = users;
+    }
+
+    /// Puts back the bindings of `aor` read from the store at start.
+    pub fn restore(&mut self, aor: String, bindings: Vec<Binding>) {
+        self.registrar.restore(aor, bindings);
+    }
+
+    /// The registrar's table (bindings, by address of record).
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    /// Dialogs established and not ended.
+    pub fn dialogs(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// Whether a live registration rides on `flow`: a connection that carries one is kept
+    /// open while it lives, however quiet.
+    pub fn holds_flow(&self, flow: &Flow) -> bool {
+        self.registrar.holds_flow(flow)
+    }
+
+    /// The next thing to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing that happened.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() {
+            // Registration changes are gathered once per drain, not per message.
+            self.take_changed();
+        }
+        self.events.pop_front()
+    }
+
+    /// When [`SipServer::handle_timeout`] is due: soon while transactions run, else at the
+    /// next housekeeping (keep-alives, expiry).
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let housekeeping = self.housekept.map(|t| t + HOUSEKEEPING_TICK);
+        let transactions = (!self.transactions.is_empty())
+            .then(|| self.ticked.map(|t| t + TRANSACTION_TICK))
+            .flatten();
+        match (housekeeping, transactions) {
+            (Some(h), Some(t)) => Some(h.min(t)),
+            (h, t) => h.or(t).or(Some(Timestamp::EPOCH)),
+        }
+    }
+
+    /// Runs the timers due at `now`: retransmissions and timeouts of transactions, keep-alive
+    /// pings and their misses, expiry of bindings.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if self.ticked.is_none_or(|t| now >= t + TRANSACTION_TICK) {
+            self.ticked = Some(now);
+            let due = self.transactions.poll(now);
+            self.take_refusals();
+            self.transmits.extend(due);
+        }
+        if self.housekept.is_none_or(|t| now >= t + HOUSEKEEPING_TICK) {
+            self.housekept = Some(now);
+            self.keepalive_round(now);
+            self.registrar.expire(now);
+        }
+    }
+
+    /// Handles what arrived over `flow`: a datagram, or one framed message (or CRLF ping or
+    /// pong) from a connection.
+    pub fn handle_input(&mut self, now: Timestamp, flow: Flow, bytes: &[u8]) {
+        if flow.transport.is_stream() {
+            // RFC 5626 §3.5.1: a CRLF CRLF ping is answered with CRLF; a lone CRLF is the pong.
+            if bytes == b"\r\n\r\n" {
+                self.events.push_back(Event::KeepaliveReceived);
+                self.send_back(flow, b"\r\n".to_vec());
+                return;
+            }
+            if bytes == b"\r\n" {
+                self.events.push_back(Event::KeepaliveReceived);
+                return;
+            }
+        } else {
+            // Phones send CRLF, or four zero bytes, over UDP all the same.
+            if bytes.len() <= 4 && bytes.iter().all(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+                self.events.push_back(Event::KeepaliveReceived);
+                return;
+            }
+            if is_stun(bytes) {
+                self.stun(flow, bytes);
+                return;
+            }
+        }
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(error) => {
+                self.events.push_back(Event::Malformed {
+                    remote: flow.remote,
+                    error,
+                });
+                return;
+            }
+        };
+        match msg.start_line() {
+            StartLine::Request { method, .. } => self.request(now, flow, &msg, method),
+            StartLine::Response { .. } => self.response(now, flow, &msg),
+        }
+    }
+
+    /// A STUN Binding request on a SIP port (RFC 5626 §3.5.1 keep-alive): answered.
+    fn stun(&mut self, flow: Flow, bytes: &[u8]) {
+        let mut out = [0u8; 512];
+        let outcome = self.binding.handle(
+            Received {
+                transport: farside_stun::binding::Transport::Udp,
+                local: flow.local,
+                remote: flow.remote,
+                bytes,
+            },
+            &mut out,
+        );
+        if let StunOutcome::Respond(r) = outcome {
+            self.events.push_back(Event::StunAnswered);
+            self.send_back(flow, out[..r.len].to_vec());
+        }
+    }
+
+    fn request(&mut self, now: Timestamp, flow: Flow, msg: &Message<'_>, method: Method<'_>) {
+        let nat = nat::detect(msg, flow.remote, flow.transport);
+        self.events.push_back(Event::Request {
+            method: MethodKind::of(method),
+            nat,
+        });
+        // RFC 3581: the answer goes where the request came from, and its Via says so.
+        let mut edits = Edits::new(msg.as_bytes());
+        nat::fix_via(msg, flow.remote, &mut edits);
+        let Ok(fixed) = edits.apply() else {
+            return;
+        };
+        let Ok(msg) = Message::parse(&fixed) else {
+            return;
+        };
+        match self.mode {
+            Mode::Edge {
+                upstream,
+                contact_fix,
+            } => self.edge_request(now, flow, &msg, upstream, contact_fix),
+            Mode::Registrar => self.registrar_request(now, flow, &msg, method, nat),
+        }
+    }
+
+    fn registrar_request(
+        &mut self,
+        now: Timestamp,
+        flow: Flow,
+        msg: &Message<'_>,
+        method: Method<'_>,
+        nat: NatTests,
+    ) {
+        if method == Method::REGISTER {
+            let (answer, outcome) = self.registrar.register(msg, flow, now, &*self.users);
+            if let Outcome::Registered { aor, bindings } = &outcome {
+                tracing::debug!(
+                    "S411 {aor} registered from {} {}: {bindings} bindings, NAT tests fired: {}",
+                    flow.transport.via_name().to_ascii_lowercase(),
+                    flow.remote,
+                    nat.names()
+                );
+            }
+            match outcome {
+                // Not answered: the source failed authentication too often lately.
+                Outcome::RateLimited => {}
+                Outcome::Refused(code) => {
+                    self.events.push_back(Event::Refused(code));
+                    self.send_back(flow, answer);
+                }
+                _ => self.send_back(flow, answer),
+            }
+            self.events.push_back(Event::Register(outcome));
+            return;
+        }
+        let proxy = self.proxy(flow);
+        let source = (flow.transport, flow.local, flow.remote);
+        let registrar = &self.registrar;
+        // INVITE, its CANCEL and the ACK of a refusal are transactions (RFC 3261 §16, §17);
+        // other requests but ACK and CANCEL are a transaction each, with one target.
+        let out = if method == Method::INVITE {
+            let max = self.limits.max_forks;
+            let out = self
+                .transactions
+                .request(msg, source, now, || proxy.fork(msg, registrar, now, max));
+            // The first is our 100 Trying (or the refusal).
+            let forks: Vec<SocketAddr> = out.iter().skip(1).map(|t| t.to).collect();
+            self.forwarded(&forks, msg, flow);
+            out
+        } else if method != Method::ACK && method != Method::CANCEL {
+            let mut forwarded = false;
+            let out = self.transactions.request(msg, source, now, || {
+                let action = proxy.request(msg, registrar, now);
+                forwarded = matches!(action, Action::Forward { .. });
+                // OPTIONS for Farside itself is answered here, not a transaction's business
+                // (but its retransmission gets the same answer).
+                match action {
+                    Action::Answer(r) => vec![Action::Respond(r)],
+                    other => vec![other],
+                }
+            });
+            if forwarded {
+                let to: Vec<SocketAddr> = out.iter().map(|t| t.to).collect();
+                self.forwarded(&to, msg, flow);
+            }
+            out
+        } else if let Some(out) = (method == Method::CANCEL)
+            .then(|| self.transactions.cancel(msg, source))
+            .flatten()
+        {
+            out
+        } else if method == Method::ACK && self.transactions.ack(msg) {
+            Vec::new()
+        } else {
+            let action = proxy.request(msg, &self.registrar, now);
+            self.act(flow, msg, action);
+            Vec::new()
+        };
+        self.take_refusals();
+        self.transmits.extend(out);
+    }
+
+    fn edge_request(
+        &mut self,
+        now: Timestamp,
+        flow: Flow,
+        msg: &Message<'_>,
+        upstream: SocketAddr,
+        contact_fix: ContactFix,
+    ) {
+        // The edge's own address in Paths and toward the upstream is its UDP one.
+        let edge = Edge::new(
+            self.udp_address(flow.local),
+            upstream,
+            self.tokens.clone(),
+            self.branch_key,
+        )
+        .with_addresses(Arc::clone(&self.addresses))
+        .with_contact_fix(contact_fix);
+        let action = edge.request(msg, flow);
+        if matches!(action, Action::Forward { .. }) && flow.remote != upstream {
+            // Its answer tells which bindings to keep alive.
+            self.edge_registrations.forwarded(msg, flow, now);
+        }
+        self.act(flow, msg, action);
+    }
+
+    fn response(&mut self, now: Timestamp, flow: Flow, msg: &Message<'_>) {
+        if let Some((aor, contact)) = self
+            .keepalives
+            .as_mut()
+            .and_then(|k| k.answered_binding(msg))
+        {
+            self.events.push_back(Event::PingAnswered);
+            self.registrar.set_keepalive_failures(&aor, &contact, 0);
+            return;
+        }
+        let action = self.proxy_at(flow.local, flow.transport).response(msg);
+        // Responses within a transaction go as it says; the rest as the stateless proxy does.
+        let out = match self.mode {
+            Mode::Registrar => self.transactions.response(msg, action.clone(), now),
+            Mode::Edge { .. } => None,
+        }
+        .unwrap_or_else(|| Transmit::of(action).into_iter().collect());
+        self.take_refusals();
+        if out.is_empty() {
+            self.events.push_back(Event::ResponseDropped);
+            return;
+        }
+        self.events.push_back(Event::Forwarded(out.len()));
+        self.transmits.extend(out);
+        if let Mode::Edge { .. } = self.mode
+            && let Some((aor, bindings)) = self.edge_registrations.response(msg, now)
+        {
+            self.registrar.mirror(&aor, bindings, now);
+        }
+        match self.dialogs.response(msg, now) {
+            Some(DialogEvent::Started) => self.events.push_back(Event::DialogStarted),
+            Some(DialogEvent::Ended) => self.events.push_back(Event::DialogEnded),
+            None => {}
+        }
+    }
+
+    /// Sends what the stateless proxy or the edge decided, and counts it.
+    fn act(&mut self, flow: Flow, msg: &Message<'_>, action: Action) {
+        match action {
+            Action::Answer(r) => self.send_back(flow, r),
+            Action::Respond(r) => {
+                if let Some(code) = status_of(&r) {
+                    self.events.push_back(Event::Refused(code));
+                }
+                self.send_back(flow, r);
+            }
+            Action::Forward { to, .. } => {
+                self.forwarded(&[to], msg, flow);
+                self.transmits.extend(Transmit::of(action));
+            }
+            Action::Drop => {}
+        }
+    }
+
+    /// Counts (and traces) `msg` sent on to `to` (one address per branch).
+    fn forwarded(&mut self, to: &[SocketAddr], msg: &Message<'_>, flow: Flow) {
+        if to.is_empty() {
+            return;
+        }
+        self.events.push_back(Event::Forwarded(to.len()));
+        if let StartLine::Request { method, uri } = msg.start_line() {
+            let method = String::from_utf8_lossy(method.0);
+            let uri = String::from_utf8_lossy(uri.as_bytes());
+            match to {
+                [one] => tracing::debug!(
+                    "S404 {method} {uri} from {} forwarded to {one}",
+                    flow.remote
+                ),
+                _ => tracing::debug!(
+                    "S404 {method} {uri} from {} forwarded to {} branches",
+                    flow.remote,
+                    to.len()
+                ),
+            }
+        }
+    }
+
+    /// Keep-alive pings due at `now`, and the bindings that stopped answering them.
+    fn keepalive_round(&mut self, now: Timestamp) {
+        let Some(k) = self.keepalives.as_mut() else {
+            return;
+        };
+        let round = k.poll(now, &self.registrar);
+        for ping in round.pings {
+            self.events.push_back(Event::PingSent);
+            self.transmits.push_back(Transmit {
+                bytes: ping.bytes,
+                transport: ping.flow.transport,
+                from: ping.flow.local,
+                to: ping.flow.remote,
+            });
+        }
+        // Missed pings go to the store with the binding: a restart resumes the count.
+        for (aor, contact, missed) in &round.missed {
+            self.events.push_back(Event::PingMissed);
+            self.registrar.set_keepalive_failures(aor, contact, *missed);
+        }
+        for (aor, contact) in round.unreachable {
+            if self.registrar.remove_binding(&aor, &contact) {
+                self.events.push_back(Event::Unreachable { aor, contact });
+            }
+        }
+    }
+
+    /// Registration changes, for the store.
+    fn take_changed(&mut self) {
+        for (aor, bindings) in self.registrar.take_changed() {
+            self.events
+                .push_back(Event::BindingsChanged { aor, bindings });
+        }
+    }
+
+    /// The refusals the transaction layer wrote, counted once each.
+    fn take_refusals(&mut self) {
+        for code in self.transactions.take_refusals() {
+            self.events.push_back(Event::Refused(code));
+        }
+    }
+
+    /// An answer to what came over `flow`, sent back over it.
+    fn send_back(&mut self, flow: Flow, bytes: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            bytes,
+            transport: flow.transport,
+            from: flow.local,
+            to: flow.remote,
+        });
+    }
+
+    /// The proxy for a request that came over `flow`.
+    fn proxy(&self, flow: Flow) -> Proxy {
+        self.proxy_at(flow.local, flow.transport)
+            .with_flow(flow, self.tokens.clone())
+    }
+
+    /// The proxy at the listener `me` (reached over `transport`).
+    fn proxy_at(&self, me: SocketAddr, transport: Transport) -> Proxy {
+        Proxy::new(me, transport, &self.domain, self.branch_key)
+            .with_addresses(Arc::clone(&self.addresses), self.udp_address(me))
+    }
+
+    /// The UDP listener that sends on behalf of a listener at `local`: the one at that very
+    /// address, else one on its IP, else the first.
+    fn udp_address(&self, local: SocketAddr) -> SocketAddr {
+        let udp = || self.udp.iter().copied();
+        udp()
+            .find(|a| *a == local)
+            .or_else(|| udp().find(|a| a.ip() == local.ip()))
+            .or_else(|| udp().next())
+            .unwrap_or(local)
+    }
+}
+
+/// A STUN message with the magic cookie (RFC 7983's first-byte rule, then the cookie).
+fn is_stun(b: &[u8]) -> bool {
+    b.len() >= farside_stun::HEADER_LEN
+        && b[0] < 4
+        && b[4..8] == farside_stun::MAGIC_COOKIE.to_be_bytes()
+}
+
+/// The status code of a response Farside wrote.
+fn status_of(response: &[u8]) -> Option<u16> {
+    match Message::parse(response).ok()?.start_line() {
+        StartLine::Response { code, .. } => Some(code),
+        StartLine::Request { .. } => None,
+    }
+}
