@@ -12,7 +12,7 @@ mod poll;
 mod random;
 mod socket;
 
-pub use batch::{Datagram, RecvBatch, SendBatch, recv_batch, send_batch};
+pub use batch::{Datagram, RecvBatch, SendBatch, recv_batch, recv_batch_waiting, send_batch};
 pub use epoll::{Epoll, Interest};
 pub use poll::{MAX_FDS, wait_readable};
 pub use random::random_bytes;

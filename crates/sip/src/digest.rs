@@ -14,7 +14,7 @@ use md5::{Digest as _, Md5};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::scan::{quoted_end, split_top, token, trim};
+use crate::scan::{is_lws, is_token, quoted_end, trim};
 
 /// A digest algorithm (RFC 8760 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,18 +44,20 @@ impl Algorithm {
         }
     }
 
-    /// Lowercase hex of H(parts joined by ':').
-    fn hash_hex(self, parts: &[&[u8]]) -> String {
-        let mut joined = Vec::new();
-        for (i, p) in parts.iter().enumerate() {
-            if i > 0 {
-                joined.push(b':');
+    /// Lowercase hex of H(parts joined by ':'), on the stack.
+    fn hash_hex(self, parts: &[&[u8]]) -> Hex {
+        fn feed<D: md5::Digest>(mut d: D, parts: &[&[u8]]) -> D {
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    d.update(b":");
+                }
+                d.update(p);
             }
-            joined.extend_from_slice(p);
+            d
         }
         match self {
-            Algorithm::Md5 => hex(&Md5::digest(&joined)),
-            Algorithm::Sha256 => hex(&Sha256::digest(&joined)),
+            Algorithm::Md5 => Hex::of(&feed(Md5::new(), parts).finalize()),
+            Algorithm::Sha256 => Hex::of(&feed(Sha256::new(), parts).finalize()),
         }
     }
 }
@@ -119,14 +121,49 @@ impl<'a> Credentials<'a> {
             nc: None,
             cnonce: None,
         };
-        for field in split_top(rest, b',').ok_or(Refusal::Malformed)? {
-            let field = trim(field);
-            let eq = field
-                .iter()
-                .position(|&b| b == b'=')
-                .ok_or(Refusal::Malformed)?;
-            let (name, raw) = (trim(&field[..eq]), trim(&field[eq + 1..]));
-            let v = unquote(raw).ok_or(Refusal::Malformed)?;
+        // One pass: `name = token` or `name = "quoted"`, separated by commas and white space.
+        let mut i = 0;
+        loop {
+            while rest.get(i).is_some_and(|&b| b == b',' || is_lws(b)) {
+                i += 1;
+            }
+            if i >= rest.len() {
+                break;
+            }
+            let start = i;
+            while rest.get(i).copied().is_some_and(is_token) {
+                i += 1;
+            }
+            let name = &rest[start..i];
+            while rest.get(i).copied().is_some_and(is_lws) {
+                i += 1;
+            }
+            if name.is_empty() || rest.get(i) != Some(&b'=') {
+                return Err(Refusal::Malformed);
+            }
+            i += 1;
+            while rest.get(i).copied().is_some_and(is_lws) {
+                i += 1;
+            }
+            let v = if rest.get(i) == Some(&b'"') {
+                let end = quoted_end(&rest[i..]).ok_or(Refusal::Malformed)?;
+                let v = &rest[i + 1..i + end - 1];
+                i += end;
+                v
+            } else {
+                let start = i;
+                while rest.get(i).is_some_and(|&b| b != b',' && !is_lws(b)) {
+                    i += 1;
+                }
+                &rest[start..i]
+            };
+            // Only white space may come before the next comma.
+            while rest.get(i).copied().is_some_and(is_lws) {
+                i += 1;
+            }
+            if rest.get(i).is_some_and(|&b| b != b',') {
+                return Err(Refusal::Malformed);
+            }
             let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
             if is("username") {
                 c.username = v;
@@ -146,8 +183,6 @@ impl<'a> Credentials<'a> {
                 c.nc = Some(v);
             } else if is("cnonce") {
                 c.cnonce = Some(v);
-            } else if !token(name) {
-                return Err(Refusal::Malformed);
             }
         }
         if [c.username, c.realm, c.nonce, c.uri, c.response]
@@ -175,7 +210,7 @@ impl<'a> Credentials<'a> {
         now: Timestamp,
     ) -> Result<(), Refusal> {
         let alg = self.algorithm();
-        let ha1 = hex(ha1.ok_or(Refusal::Wrong)?);
+        let ha1 = Hex::of(ha1.ok_or(Refusal::Wrong)?);
         let ha2 = alg.hash_hex(&[method, self.uri]);
         let expected = match self.qop {
             None => alg.hash_hex(&[ha1.as_bytes(), self.nonce, ha2.as_bytes()]),
@@ -196,7 +231,7 @@ impl<'a> Credentials<'a> {
         };
         let right: bool = expected
             .as_bytes()
-            .ct_eq(&self.response.to_ascii_lowercase())
+            .ct_eq(Hex::lower(self.response).as_bytes())
             .into();
         // The nonce is judged after the response, so that an old nonce with a right
         // response is `stale` (retry at once) and a wrong one is just wrong.
@@ -214,6 +249,9 @@ impl<'a> Credentials<'a> {
 pub struct Nonces {
     key: [u8; 32],
     lifetime: Duration,
+    /// The last second MACed and its MAC: every nonce of one second is the same, and a busy
+    /// registrar makes and checks thousands a second.
+    last: std::cell::Cell<Option<(u64, [u8; 16])>>,
 }
 
 impl std::fmt::Debug for Nonces {
@@ -225,7 +263,11 @@ impl std::fmt::Debug for Nonces {
 impl Nonces {
     /// Nonces signed with `key` (random, kept by the server), valid for `lifetime`.
     pub fn new(key: [u8; 32], lifetime: Duration) -> Self {
-        Nonces { key, lifetime }
+        Nonces {
+            key,
+            lifetime,
+            last: std::cell::Cell::new(None),
+        }
     }
 
     /// A nonce made at `now` (it carries the Unix second).
@@ -245,9 +287,9 @@ impl Nonces {
         }
         let made = u64::from_str_radix(std::str::from_utf8(&nonce[..16]).unwrap_or("x"), 16)
             .map_err(|_| Refusal::UnknownNonce)?;
-        let ours: bool = hex(&self.mac(made))
+        let ours: bool = Hex::of(&self.mac(made))
             .as_bytes()
-            .ct_eq(&nonce[16..].to_ascii_lowercase())
+            .ct_eq(Hex::lower(&nonce[16..]).as_bytes())
             .into();
         if !ours {
             return Err(Refusal::UnknownNonce);
@@ -259,6 +301,17 @@ impl Nonces {
     }
 
     fn mac(&self, secs: u64) -> [u8; 16] {
+        if let Some((at, mac)) = self.last.get()
+            && at == secs
+        {
+            return mac;
+        }
+        let mac = self.compute_mac(secs);
+        self.last.set(Some((secs, mac)));
+        mac
+    }
+
+    fn compute_mac(&self, secs: u64) -> [u8; 16] {
         let mut out = [0u8; 16];
         if let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) {
             mac.update(b"sip digest nonce");
@@ -271,22 +324,62 @@ impl Nonces {
 
 /// A `WWW-Authenticate` / `Proxy-Authenticate` value offering `algorithm` with `qop="auth"`.
 pub fn challenge(realm: &str, nonce: &str, algorithm: Algorithm, stale: bool) -> String {
-    let mut v = format!(
-        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
-        algorithm.as_str()
-    );
+    let mut v = String::with_capacity(realm.len() + nonce.len() + 72);
+    v.push_str("Digest realm=\"");
+    v.push_str(realm);
+    v.push_str("\", nonce=\"");
+    v.push_str(nonce);
+    v.push_str("\", algorithm=");
+    v.push_str(algorithm.as_str());
+    v.push_str(", qop=\"auth\"");
     if stale {
         v.push_str(", stale=true");
     }
     v
 }
 
-/// A quoted string's content, or a token as is.
-fn unquote(v: &[u8]) -> Option<&[u8]> {
-    if v.first() == Some(&b'"') {
-        (quoted_end(v) == Some(v.len()) && v.len() >= 2).then(|| &v[1..v.len() - 1])
-    } else {
-        Some(v)
+/// Lowercase hex of up to 32 bytes (a SHA-256), on the stack.
+struct Hex {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Hex {
+    fn of(bytes: &[u8]) -> Hex {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut h = Hex {
+            buf: [0; 64],
+            len: 0,
+        };
+        for &b in bytes.iter().take(32) {
+            h.buf[h.len] = DIGITS[usize::from(b >> 4)];
+            h.buf[h.len + 1] = DIGITS[usize::from(b & 15)];
+            h.len += 2;
+        }
+        h
+    }
+
+    /// `text` (at most 64 bytes, else nothing) in lower case, for comparing with a hex digest.
+    fn lower(text: &[u8]) -> Hex {
+        let mut h = Hex {
+            buf: [0; 64],
+            len: 0,
+        };
+        if let Some(b) = h.buf.get_mut(..text.len()) {
+            b.copy_from_slice(text);
+            b.make_ascii_lowercase();
+            h.len = text.len();
+        } else {
+            // Longer than any digest: compares unequal (one byte more than the longest).
+            h.len = 0;
+            h.buf[0] = b'!';
+            h.len = 1;
+        }
+        h
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -339,7 +432,7 @@ mod tests {
             b"auth",
             ha2.as_bytes(),
         ]);
-        assert_eq!(r, "6629fae49393a05397450978507c4ef1");
+        assert_eq!(r.as_bytes(), b"6629fae49393a05397450978507c4ef1");
     }
 
     #[test]
@@ -359,6 +452,7 @@ mod tests {
                 b"auth",
                 ha2.as_bytes(),
             ]);
+            let response = String::from_utf8_lossy(response.as_bytes()).into_owned();
             let mut v = authorization(&nonce, &response);
             if alg == Algorithm::Sha256 {
                 v.push_str(", algorithm=SHA-256");

@@ -43,7 +43,7 @@ pub use framing::{Frame, frame};
 pub use header::HeaderName;
 pub use message::{CSeq, Header, Message, Method, StartLine};
 pub use name_addr::NameAddr;
-pub use response::response;
+pub use response::{response, response_via};
 pub use scan::Params;
 pub use transmit::Transmit;
 pub use uri::Uri;

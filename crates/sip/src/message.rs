@@ -85,6 +85,9 @@ pub struct Message<'a> {
     from: NameAddr<'a>,
     to: NameAddr<'a>,
     cseq: CSeq<'a>,
+    /// The Contact, when there is exactly one (a phone's usual REGISTER or INVITE): parsed
+    /// once, while checking, for every reader after.
+    contact: Option<NameAddr<'a>>,
 }
 
 impl<'a> Message<'a> {
@@ -101,7 +104,7 @@ impl<'a> Message<'a> {
         let (line, next) = line_at(buf, pos).ok_or(ParseError::StartLine)?;
         let start = start_line(&buf[line.clone()])?;
         pos = next;
-        let mut headers: Vec<Header<'a>> = Vec::new();
+        let mut headers: Vec<Header<'a>> = Vec::with_capacity(16);
         let headers_end = loop {
             let (line, next) = line_at(buf, pos).ok_or(ParseError::NoEndOfHeaders)?;
             if line.is_empty() {
@@ -153,6 +156,7 @@ impl<'a> Message<'a> {
             from: c.from,
             to: c.to,
             cseq: c.cseq,
+            contact: c.contact,
         })
     }
 
@@ -243,8 +247,25 @@ impl<'a> Message<'a> {
 
     /// Contact values (checked when parsed); none for `Contact: *`.
     pub fn contacts(&self) -> impl Iterator<Item = NameAddr<'a>> + '_ {
-        self.items(HeaderName::Contact)
-            .filter_map(|c| NameAddr::parse(c).ok())
+        // One Contact was kept parsed; several are parsed as they are read.
+        let several = self
+            .contact
+            .is_none()
+            .then(|| {
+                self.items(HeaderName::Contact)
+                    .filter_map(|c| NameAddr::parse(c).ok())
+            })
+            .into_iter()
+            .flatten();
+        self.contact.into_iter().chain(several)
+    }
+
+    /// How many Contact values there are (`*` counts as one).
+    pub fn contact_count(&self) -> usize {
+        match self.contact {
+            Some(_) => 1,
+            None => self.items(HeaderName::Contact).count(),
+        }
     }
 
     /// Whether Contact is `*` (a REGISTER removing every binding).
@@ -302,6 +323,7 @@ struct Checked<'a> {
     from: NameAddr<'a>,
     to: NameAddr<'a>,
     cseq: CSeq<'a>,
+    contact: Option<NameAddr<'a>>,
 }
 
 /// RFC 3261's syntax on what every proxy relies on (§8.1.1, §16.3, §20); trims the body to
@@ -338,11 +360,15 @@ fn check<'a>(
         }
         Ok(())
     };
-    each(HeaderName::Via, &|v| Via::parse(v).is_ok())?;
-    let via = fields(HeaderName::Via)
-        .find_map(|h| split_top(h.value, b',').and_then(|mut i| i.next()))
-        .and_then(|v| Via::parse(v).ok())
-        .ok_or(ParseError::MissingOrRepeated(HeaderName::Via))?;
+    // Every Via must parse; the top one is kept.
+    let mut via = None;
+    for h in fields(HeaderName::Via) {
+        for item in split_top(h.value, b',').ok_or(bad(HeaderName::Via))? {
+            let v = Via::parse(item).map_err(|_| bad(HeaderName::Via))?;
+            via.get_or_insert(v);
+        }
+    }
+    let via = via.ok_or(ParseError::MissingOrRepeated(HeaderName::Via))?;
     let from = NameAddr::parse(once(HeaderName::From)?).map_err(|_| bad(HeaderName::From))?;
     let to = NameAddr::parse(once(HeaderName::To)?).map_err(|_| bad(HeaderName::To))?;
     let call_id = once(HeaderName::CallId)?;
@@ -367,8 +393,16 @@ fn check<'a>(
     if star && fields(HeaderName::Contact).count() > 1 {
         return Err(bad(HeaderName::Contact));
     }
+    let mut contact = None;
     if !star {
-        each(HeaderName::Contact, &|c| NameAddr::parse(c).is_ok())?;
+        let mut n = 0;
+        for h in fields(HeaderName::Contact) {
+            for item in split_top(h.value, b',').ok_or(bad(HeaderName::Contact))? {
+                let c = NameAddr::parse(item).map_err(|_| bad(HeaderName::Contact))?;
+                n += 1;
+                contact = (n == 1).then_some(c);
+            }
+        }
     }
     for name in [HeaderName::Route, HeaderName::RecordRoute, HeaderName::Path] {
         each(name, &|r| NameAddr::parse(r).is_ok())?;
@@ -396,6 +430,7 @@ fn check<'a>(
         from,
         to,
         cseq,
+        contact,
     })
 }
 

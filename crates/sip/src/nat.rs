@@ -9,8 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use crate::edit::Edits;
 use crate::header::HeaderName;
 use crate::message::Message;
-use crate::scan::trim;
+use crate::scan::{push_number, trim};
 use crate::uri::{host_text, ip_literal};
+use crate::via::Via;
 
 /// The transport a message arrived over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,11 +145,15 @@ pub fn detect(msg: &Message<'_>, source: SocketAddr, transport: Transport) -> Na
     let mut t = 0;
     let via = msg.via();
     let via_ip = ip_literal(via.host());
-    if msg
-        .contacts()
-        .any(|c| ip_literal(c.uri().host()).is_some_and(is_private))
-    {
-        t |= NatTests::PRIVATE_CONTACT;
+    let default = default_port(transport);
+    for c in msg.contacts() {
+        let uri = c.uri();
+        if ip_literal(uri.host()).is_some_and(is_private) {
+            t |= NatTests::PRIVATE_CONTACT;
+        }
+        if uri.port().unwrap_or(default) != source.port() {
+            t |= NatTests::CONTACT_PORT;
+        }
     }
     if via_ip != Some(source.ip()) {
         t |= NatTests::VIA_RECEIVED;
@@ -159,7 +164,7 @@ pub fn detect(msg: &Message<'_>, source: SocketAddr, transport: Transport) -> Na
     if sdp_addresses(msg).any(is_private) {
         t |= NatTests::PRIVATE_SDP;
     }
-    if via.port().unwrap_or(default_port(transport)) != source.port() {
+    if via.port().unwrap_or(default) != source.port() {
         t |= NatTests::VIA_PORT;
     }
     if is_private(source.ip()) {
@@ -167,10 +172,6 @@ pub fn detect(msg: &Message<'_>, source: SocketAddr, transport: Transport) -> Na
     }
     if matches!(transport, Transport::Ws | Transport::Wss) {
         t |= NatTests::WEBSOCKET;
-    }
-    let contact_port = |p: Option<u16>| p.unwrap_or(default_port(transport)) != source.port();
-    if msg.contacts().any(|c| contact_port(c.uri().port())) {
-        t |= NatTests::CONTACT_PORT;
     }
     NatTests(t)
 }
@@ -189,12 +190,22 @@ pub fn is_private(ip: IpAddr) -> bool {
 /// Adds `received` and `rport` to the top Via (RFC 3261 §18.2.1, RFC 3581 §4), replacing any
 /// the sender put there, so that responses go back where the request came from.
 pub fn fix_via<'a>(msg: &Message<'a>, source: SocketAddr, edits: &mut Edits<'a>) {
+    via_edits(msg.as_bytes(), &msg.via(), source, edits);
+}
+
+/// The value of the request's first Via field as [`fix_via`] leaves it: what a server that
+/// answers the request itself echoes (its responses go where it came from). Written in one
+/// pass, without rewriting the request.
+pub fn fixed_top_via(msg: &Message<'_>, source: SocketAddr) -> Option<Vec<u8>> {
+    let field = msg.value(crate::header::HeaderName::Via)?;
     let via = msg.via();
-    let Some(range) = msg.range_of(via.as_bytes()) else {
-        return;
+    let offset = |part: &[u8]| {
+        let start = (part.as_ptr() as usize).checked_sub(field.as_ptr() as usize)?;
+        (start + part.len() <= field.len()).then_some(start)
     };
-    let received = format!("received={}", source.ip());
-    let rport = format!("rport={}", source.port());
+    let (received, rport) = via_params(source);
+    let mut out = Vec::with_capacity(field.len() + received.len() + rport.len() + 2);
+    let mut copied = 0;
     let mut have = (false, false);
     for (name, value) in via.params().iter() {
         let is_received = name.eq_ignore_ascii_case(b"received");
@@ -203,7 +214,74 @@ pub fn fix_via<'a>(msg: &Message<'a>, source: SocketAddr, edits: &mut Edits<'a>)
             continue;
         }
         let end = value.unwrap_or(name);
-        let (Some(n), Some(e)) = (msg.range_of(name), msg.range_of(end)) else {
+        let (Some(n), Some(e)) = (offset(name), offset(end)) else {
+            continue;
+        };
+        out.extend_from_slice(field.get(copied..n)?);
+        out.extend_from_slice(if is_received { &received } else { &rport }.as_bytes());
+        copied = e + end.len();
+        if is_received {
+            have.0 = true;
+        } else {
+            have.1 = true;
+        }
+    }
+    let via_end = offset(via.as_bytes())? + via.as_bytes().len();
+    out.extend_from_slice(field.get(copied..via_end)?);
+    if !have.0 {
+        out.push(b';');
+        out.extend_from_slice(received.as_bytes());
+    }
+    if !have.1 {
+        out.push(b';');
+        out.extend_from_slice(rport.as_bytes());
+    }
+    out.extend_from_slice(&field[via_end..]);
+    Some(out)
+}
+
+/// `received=IP` and `rport=PORT` for `source`.
+fn via_params(source: SocketAddr) -> (String, String) {
+    let mut received = String::with_capacity(48);
+    received.push_str("received=");
+    match source.ip() {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    received.push('.');
+                }
+                push_number(&mut received, u64::from(o));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(received, "{v6}");
+        }
+    }
+    let mut rport = String::with_capacity(12);
+    rport.push_str("rport=");
+    push_number(&mut rport, u64::from(source.port()));
+    (received, rport)
+}
+
+/// The edits of [`fix_via`] to the Via `via`, which lies within `base` (edits are `base`'s).
+fn via_edits<'a>(base: &'a [u8], via: &Via<'a>, source: SocketAddr, edits: &mut Edits<'a>) {
+    let range_of = |part: &[u8]| {
+        let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+        (start + part.len() <= base.len()).then(|| start..start + part.len())
+    };
+    let Some(range) = range_of(via.as_bytes()) else {
+        return;
+    };
+    let (received, rport) = via_params(source);
+    let mut have = (false, false);
+    for (name, value) in via.params().iter() {
+        let is_received = name.eq_ignore_ascii_case(b"received");
+        let is_rport = name.eq_ignore_ascii_case(b"rport");
+        if !is_received && !is_rport {
+            continue;
+        }
+        let end = value.unwrap_or(name);
+        let (Some(n), Some(e)) = (range_of(name), range_of(end)) else {
             continue;
         };
         let text = if is_received { &received } else { &rport };
@@ -216,10 +294,12 @@ pub fn fix_via<'a>(msg: &Message<'a>, source: SocketAddr, edits: &mut Edits<'a>)
     }
     let mut add = String::new();
     if !have.0 {
-        let _ = write!(add, ";{received}");
+        add.push(';');
+        add.push_str(&received);
     }
     if !have.1 {
-        let _ = write!(add, ";{rport}");
+        add.push(';');
+        add.push_str(&rport);
     }
     if !add.is_empty() {
         edits.insert(range.end, add.as_bytes());
@@ -412,6 +492,36 @@ Content-Length: 0\r\n\r\n";
             again.contains(";rport=7;received=198.51.100.1\r\n"),
             "{again}"
         );
+    }
+
+    #[test]
+    fn the_fixed_top_via_is_what_fix_via_writes() {
+        for via in [
+            "Via: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK1;rport",
+            "Via: SIP/2.0/UDP 192.168.1.20:5060;rport=1;branch=z9hG4bK1;received=10.0.0.1",
+            "Via: SIP/2.0/UDP 192.168.1.20;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP 192.168.1.20;branch=z9hG4bK1, SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK2",
+            "v: SIP/2.0/TCP [2001:db8::1]:5070 ; branch=z9hG4bK3 ; RPORT",
+        ] {
+            let req = format!(
+                "OPTIONS sip:a@b SIP/2.0\r\n{via}\r\nVia: SIP/2.0/UDP 10.9.9.9;branch=z9hG4bK9\r\n\
+f: <sip:c@d>;tag=x\r\nt: <sip:a@b>\r\ni: abc\r\nCSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            let m = Message::parse(req.as_bytes()).expect("parses");
+            for src in [source(), "[2001:db8::7]:40000".parse().expect("addr")] {
+                let mut edits = Edits::new(m.as_bytes());
+                fix_via(&m, src, &mut edits);
+                let fixed = edits.apply().expect("edits");
+                let f = Message::parse(&fixed).expect("parses");
+                let want = f.value(crate::header::HeaderName::Via).expect("via");
+                let got = fixed_top_via(&m, src).expect("a Via");
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(want),
+                    "{via}"
+                );
+            }
+        }
     }
 
     #[test]

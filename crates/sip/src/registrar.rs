@@ -13,8 +13,8 @@ use crate::digest::{self, Algorithm, Credentials, Nonces};
 use crate::header::HeaderName;
 use crate::message::{Message, StartLine};
 use crate::nat::{self, NatTests, Transport};
-use crate::response::response;
-use crate::scan::{fnv, number};
+use crate::response::response_via;
+use crate::scan::{fnv, number, push_number};
 use crate::uri::Uri;
 
 /// Where a REGISTER really came from: the flow requests for its bindings go back over.
@@ -148,6 +148,8 @@ pub struct Registrar {
     count: usize,
     /// Addresses of record whose bindings changed since [`Registrar::take_changed`].
     dirty: HashSet<String>,
+    /// Addresses of record only refreshed since then.
+    refreshed: HashSet<String>,
     /// Failed authentications per source IP: (count, when the minute began).
     failures: HashMap<std::net::IpAddr, (u32, Timestamp)>,
 }
@@ -163,6 +165,7 @@ impl Registrar {
             flows: HashMap::new(),
             count: 0,
             dirty: HashSet::new(),
+            refreshed: HashSet::new(),
             failures: HashMap::new(),
         }
     }
@@ -176,10 +179,26 @@ impl Registrar {
         now: Timestamp,
         users: &dyn Users,
     ) -> (Vec<u8>, Outcome) {
+        let nat = nat::detect(msg, flow.remote, flow.transport);
+        self.register_detected(msg, flow, nat, now, users)
+    }
+
+    /// [`Registrar::register`] with the NAT tests already run on the REGISTER.
+    pub fn register_detected(
+        &mut self,
+        msg: &Message<'_>,
+        flow: Flow,
+        nat_tests: NatTests,
+        now: Timestamp,
+        users: &dyn Users,
+    ) -> (Vec<u8>, Outcome) {
         let tag = to_tag(msg.call_id());
+        // RFC 3581 §4: every answer's top Via says where the request came from.
+        let via = nat::fixed_top_via(msg, flow.remote);
+        let via = via.as_deref();
         let refuse = |code: u16, reason: &str, extra: &[(&str, &str)]| {
             (
-                response(msg, code, reason, &tag, extra),
+                response_via(msg, via, code, reason, &tag, extra),
                 Outcome::Refused(code),
             )
         };
@@ -224,7 +243,7 @@ impl Registrar {
                     .iter()
                     .map(|c| ("WWW-Authenticate", c.as_str()))
                     .collect();
-                let out = response(msg, code, "Unauthorized", &tag, &extra);
+                let out = response_via(msg, via, code, "Unauthorized", &tag, &extra);
                 return (out, outcome);
             }
         };
@@ -235,19 +254,18 @@ impl Registrar {
         let mut changes: Vec<(Binding, u32)> = Vec::new();
         if msg.contact_is_star() {
             // Step 6: `*` only with Expires: 0, and alone.
-            if header_expires != Some(0) || msg.items(HeaderName::Contact).count() != 1 {
+            if header_expires != Some(0) || msg.contact_count() != 1 {
                 return refuse(400, "Bad Request", &[]);
             }
             self.set(&aor, Vec::new());
             self.dirty.insert(aor.clone());
-            let out = response(msg, 200, "OK", &tag, &[]);
+            let out = response_via(msg, via, 200, "OK", &tag, &[]);
             return (out, Outcome::Registered { aor, bindings: 0 });
         }
         // Bound before anything is built per Contact: a REGISTER may list many.
-        if msg.items(HeaderName::Contact).count() > self.config.max_bindings_per_aor {
+        if msg.contact_count() > self.config.max_bindings_per_aor {
             return refuse(503, "Service Unavailable", &[]);
         }
-        let nat_tests = nat::detect(msg, flow.remote, flow.transport);
         // RFC 3327 §5.3: Path is stored (and echoed) only when the UA said it supports it.
         let path: Vec<String> = if msg
             .option_tags(HeaderName::Supported)
@@ -335,7 +353,11 @@ impl Registrar {
         let contacts: Vec<String> = bindings
             .iter()
             .map(|b| {
-                let mut v = format!("<{}>;expires={}", b.contact, (b.expires_at - now).as_secs());
+                let mut v = String::with_capacity(b.contact.len() + 24);
+                v.push('<');
+                v.push_str(&b.contact);
+                v.push_str(">;expires=");
+                push_number(&mut v, (b.expires_at - now).as_secs());
                 if let (Some(i), Some(r)) = (&b.instance, b.reg_id) {
                     v.push_str(&format!(";+sip.instance={i};reg-id={r}"));
                 }
@@ -355,10 +377,18 @@ impl Registrar {
         for p in &path_values {
             extra.push(("Path", p));
         }
-        let out = response(msg, 200, "OK", &tag, &extra);
+        let out = response_via(msg, via, 200, "OK", &tag, &extra);
         let n = bindings.len();
-        if self.aors.get(&aor) != Some(&bindings) {
-            self.dirty.insert(aor.clone());
+        let before = self.aors.get(&aor);
+        if before != Some(&bindings) {
+            // A refresh (the same contacts on the same flows, only their expiry, Call-ID or
+            // CSeq new) reaches the store at the next housekeeping; anything else at once.
+            let refresh = before.is_some_and(|old| same_reachability(old, &bindings));
+            if refresh {
+                self.refreshed.insert(aor.clone());
+            } else {
+                self.dirty.insert(aor.clone());
+            }
             self.set(&aor, bindings);
         }
         (out, Outcome::Registered { aor, bindings: n })
@@ -406,9 +436,20 @@ impl Registrar {
     }
 
     /// The addresses of record whose bindings changed since the last call, with their bindings
-    /// now (none: the address of record is gone), for the store.
-    pub fn take_changed(&mut self) -> Vec<(String, Vec<Binding>)> {
-        let dirty = std::mem::take(&mut self.dirty);
+    /// now (none: the address of record is gone), for the store. Changes to who is reachable
+    /// where (a new or removed binding, a new flow) come every time; mere refreshes (and
+    /// keep-alive counts) only with `refreshes`, which the server asks for about once a
+    /// second: so many phones refreshing often cost one store write each per second, not one
+    /// per REGISTER.
+    pub fn take_changed(&mut self, refreshes: bool) -> Vec<(String, Vec<Binding>)> {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        if refreshes {
+            dirty.extend(std::mem::take(&mut self.refreshed));
+        } else {
+            for aor in &dirty {
+                self.refreshed.remove(aor);
+            }
+        }
         dirty
             .into_iter()
             .map(|aor| {
@@ -432,7 +473,7 @@ impl Registrar {
             return false;
         }
         b.keepalive_failures = failures;
-        self.dirty.insert(aor.to_owned());
+        self.refreshed.insert(aor.to_owned());
         true
     }
 
@@ -495,13 +536,25 @@ impl Registrar {
     /// The one place the table changes: `aor`'s bindings become `bindings` (none: `aor` goes),
     /// and the per-flow index and the count follow.
     fn set(&mut self, aor: &str, bindings: Vec<Binding>) {
-        let old = if bindings.is_empty() {
-            self.aors.remove(aor)
-        } else {
-            self.aors.insert(aor.to_owned(), bindings)
+        let old = match self.aors.get_mut(aor) {
+            Some(slot) if !bindings.is_empty() => Some(std::mem::replace(slot, bindings)),
+            Some(_) => self.aors.remove(aor),
+            None if bindings.is_empty() => None,
+            None => {
+                self.aors.insert(aor.to_owned(), bindings);
+                None
+            }
         };
-        for b in old.iter().flatten() {
-            self.count -= 1;
+        let new = self.aors.get(aor).map_or(&[][..], Vec::as_slice);
+        let old = old.unwrap_or_default();
+        self.count = self.count - old.len() + new.len();
+        // The flows of a refresh are the same: the index need not move.
+        let same_flows =
+            old.len() == new.len() && old.iter().zip(new).all(|(a, b)| a.flow == b.flow);
+        if same_flows {
+            return;
+        }
+        for b in &old {
             if let Some(n) = self.flows.get_mut(&b.flow) {
                 *n -= 1;
                 if *n == 0 {
@@ -509,8 +562,7 @@ impl Registrar {
                 }
             }
         }
-        for b in self.aors.get(aor).into_iter().flatten() {
-            self.count += 1;
+        for b in new {
             *self.flows.entry(b.flow).or_insert(0) += 1;
         }
     }
@@ -578,11 +630,30 @@ pub fn aor_of(uri: &Uri<'_>) -> Option<String> {
     let user = uri.user()?;
     // A password in the userinfo is not part of the address of record.
     let user = user.split(|&b| b == b':').next()?;
-    Some(format!(
-        "sip:{}@{}",
-        String::from_utf8_lossy(user),
-        String::from_utf8_lossy(uri.host()).to_ascii_lowercase()
-    ))
+    let host = uri.host();
+    let mut aor = String::with_capacity(5 + user.len() + host.len());
+    aor.push_str("sip:");
+    aor.push_str(&String::from_utf8_lossy(user));
+    aor.push('@');
+    let host_at = aor.len();
+    aor.push_str(&String::from_utf8_lossy(host));
+    aor[host_at..].make_ascii_lowercase();
+    Some(aor)
+}
+
+/// Whether two binding sets reach the same phones the same way: the same contacts, flows,
+/// instances, reg-ids, Paths and NAT tests, in any order (expiry, Call-ID, CSeq and
+/// keep-alive counts may differ).
+fn same_reachability(a: &[Binding], b: &[Binding]) -> bool {
+    let same = |x: &Binding, y: &Binding| {
+        x.contact == y.contact
+            && x.flow == y.flow
+            && x.instance == y.instance
+            && x.reg_id == y.reg_id
+            && x.path == y.path
+            && x.nat == y.nat
+    };
+    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| same(x, y)))
 }
 
 /// RFC 5626 §6: with an instance and reg-id, the pair names the binding; otherwise the URI.
@@ -596,5 +667,13 @@ fn same_binding(a: &Binding, b: &Binding) -> bool {
 /// A To tag for the registrar's responses: stable for a Call-ID (so a retransmission gets the
 /// same), different across Call-IDs.
 fn to_tag(call_id: &[u8]) -> String {
-    format!("fs{:016x}", fnv(0, &[call_id]))
+    let mut tag = String::with_capacity(18);
+    tag.push_str("fs");
+    let h = fnv(0, &[call_id]);
+    for i in (0..16).rev() {
+        tag.push(char::from(
+            b"0123456789abcdef"[((h >> (4 * i)) & 15) as usize],
+        ));
+    }
+    tag
 }

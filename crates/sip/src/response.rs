@@ -14,10 +14,33 @@ pub fn response(
     to_tag: &str,
     extra: &[(&str, &str)],
 ) -> Vec<u8> {
+    response_via(req, None, code, reason, to_tag, extra)
+}
+
+/// [`response`], with `top_via` (when given) as the value of the first Via field: the
+/// request's with `received` and `rport` added ([`crate::nat::fixed_top_via`]), for a server
+/// that answers without rewriting the whole request first.
+pub fn response_via(
+    req: &Message<'_>,
+    top_via: Option<&[u8]>,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
-    for h in req.fields(HeaderName::Via) {
-        push(&mut out, "Via", h.value);
+    out.extend_from_slice(b"SIP/2.0 ");
+    let mut status = String::with_capacity(3);
+    crate::scan::push_number(&mut status, u64::from(code));
+    out.extend_from_slice(status.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (i, h) in req.fields(HeaderName::Via).enumerate() {
+        match top_via {
+            Some(v) if i == 0 => push(&mut out, "Via", v),
+            _ => push(&mut out, "Via", h.value),
+        }
     }
     if let Some(from) = req.value(HeaderName::From) {
         push(&mut out, "From", from);

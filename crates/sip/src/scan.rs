@@ -1,9 +1,25 @@
 //! Byte-level scanning shared by the parsers (RFC 3261 §25.1): tokens, linear white space,
 //! quoted strings, comma-separated lists and `;name=value` parameters.
 
+/// `token` characters (RFC 3261 §25.1), one flag per byte value.
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
 /// `token` characters (RFC 3261 §25.1).
 pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN[usize::from(b)]
 }
 
 /// Whether `s` is a non-empty token.
@@ -48,14 +64,20 @@ pub(crate) fn quoted_end(s: &[u8]) -> Option<usize> {
 /// Splits `s` at top-level occurrences of `sep`: not inside a quoted string or `<...>`.
 /// `None` if a quote or angle bracket is left open. Nothing is allocated.
 pub(crate) fn split_top(s: &[u8], sep: u8) -> Option<SplitTop<'_>> {
-    let mut at = 0;
-    while at < s.len() {
-        at = next_top(s, at, sep)? + 1;
+    // Most values (parameters, plain lists) have neither quotes nor brackets: every `sep` is
+    // then a split, with no state to carry.
+    let simple = !s.iter().any(|&b| b == b'"' || b == b'<' || b == b'>');
+    if !simple {
+        let mut at = 0;
+        while at < s.len() {
+            at = next_top(s, at, sep)? + 1;
+        }
     }
     Some(SplitTop {
         s,
         at: 0,
         sep,
+        simple,
         done: false,
     })
 }
@@ -88,6 +110,8 @@ pub(crate) struct SplitTop<'a> {
     s: &'a [u8],
     at: usize,
     sep: u8,
+    /// No quotes or brackets: split at every `sep`.
+    simple: bool,
     done: bool,
 }
 
@@ -98,8 +122,15 @@ impl<'a> Iterator for SplitTop<'a> {
         if self.done {
             return None;
         }
-        // Checked balanced in `split_top`, so this always finds an end.
-        let end = next_top(self.s, self.at, self.sep).unwrap_or(self.s.len());
+        let end = if self.simple {
+            self.s[self.at..]
+                .iter()
+                .position(|&b| b == self.sep)
+                .map_or(self.s.len(), |i| self.at + i)
+        } else {
+            // Checked balanced in `split_top`, so this always finds an end.
+            next_top(self.s, self.at, self.sep).unwrap_or(self.s.len())
+        };
         let part = &self.s[self.at..end];
         if end >= self.s.len() {
             self.done = true;
@@ -107,6 +138,23 @@ impl<'a> Iterator for SplitTop<'a> {
             self.at = end + 1;
         }
         Some(part)
+    }
+}
+
+/// Appends `n` in decimal (no formatting machinery: the hot paths write many numbers).
+pub(crate) fn push_number(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        s.push(char::from(d));
     }
 }
 

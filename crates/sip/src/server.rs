@@ -209,6 +209,10 @@ pub enum Event {
 const TRANSACTION_TICK: Duration = Duration::from_millis(100);
 /// How often otherwise: keep-alives, expiry of bindings and failure counts.
 const HOUSEKEEPING_TICK: Duration = Duration::from_secs(1);
+/// How often mere refreshes of registrations (and keep-alive counts) go to the store: a
+/// restart after a crash may find an expiry up to this much older than it was, never a
+/// binding missing (new and removed bindings go at once).
+const REFRESH_FLUSH: Duration = Duration::from_secs(10);
 
 /// The SIP server (see the module documentation).
 pub struct SipServer {
@@ -234,6 +238,8 @@ pub struct SipServer {
     housekept: Option<Timestamp>,
     /// When transactions were last polled.
     ticked: Option<Timestamp>,
+    /// When refreshes last went to the store.
+    refreshes_flushed: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for SipServer {
@@ -292,6 +298,7 @@ impl SipServer {
             events: VecDeque::new(),
             housekept: None,
             ticked: None,
+            refreshes_flushed: None,
         }
     }
 
@@ -330,7 +337,7 @@ impl SipServer {
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty() {
             // Registration changes are gathered once per drain, not per message.
-            self.take_changed();
+            self.take_changed(false);
         }
         self.events.pop_front()
     }
@@ -361,7 +368,20 @@ impl SipServer {
             self.housekept = Some(now);
             self.keepalive_round(now);
             self.registrar.expire(now);
+            let refreshes = self
+                .refreshes_flushed
+                .is_none_or(|t| now.duration_since(t) >= REFRESH_FLUSH);
+            if refreshes {
+                self.refreshes_flushed = Some(now);
+            }
+            self.take_changed(refreshes);
         }
+    }
+
+    /// Reports every registration change not yet reported, refreshes too ([`Event::BindingsChanged`]):
+    /// before a shutdown, so the store has everything.
+    pub fn flush_changes(&mut self) {
+        self.take_changed(true);
     }
 
     /// Handles what arrived over `flow`: a datagram, or one framed message (or CRLF ping or
@@ -429,6 +449,12 @@ impl SipServer {
             method: MethodKind::of(method),
             nat,
         });
+        // A REGISTER to the registrar is answered from here: its answers' Via is fixed as they
+        // are written, without rewriting and parsing the request again.
+        if method == Method::REGISTER && self.mode == Mode::Registrar {
+            self.registrar_request(now, flow, msg, method, nat);
+            return;
+        }
         // RFC 3581: the answer goes where the request came from, and its Via says so.
         let mut edits = Edits::new(msg.as_bytes());
         nat::fix_via(msg, flow.remote, &mut edits);
@@ -456,7 +482,9 @@ impl SipServer {
         nat: NatTests,
     ) {
         if method == Method::REGISTER {
-            let (answer, outcome) = self.registrar.register(msg, flow, now, &*self.users);
+            let (answer, outcome) =
+                self.registrar
+                    .register_detected(msg, flow, nat, now, &*self.users);
             if let Outcome::Registered { aor, bindings } = &outcome {
                 tracing::debug!(
                     "S411 {aor} registered from {} {}: {bindings} bindings, NAT tests fired: {}",
@@ -653,9 +681,9 @@ impl SipServer {
         }
     }
 
-    /// Registration changes, for the store.
-    fn take_changed(&mut self) {
-        for (aor, bindings) in self.registrar.take_changed() {
+    /// Registration changes, for the store (refreshes only with `refreshes`).
+    fn take_changed(&mut self, refreshes: bool) {
+        for (aor, bindings) in self.registrar.take_changed(refreshes) {
             self.events
                 .push_back(Event::BindingsChanged { aor, bindings });
         }

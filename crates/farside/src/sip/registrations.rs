@@ -33,9 +33,13 @@ pub fn rows(aor: &str, bindings: &[Binding]) -> Vec<RegistrationRow> {
 }
 
 /// The store writer: a thread of its own, since SQLite calls block.
-pub fn spawn_writer(mut store: Box<dyn Store>) -> anyhow::Result<SyncSender<Change>> {
+/// Starts the writer; it ends (and its handle returns) once the sender is dropped and what was
+/// queued is written.
+pub fn spawn_writer(
+    mut store: Box<dyn Store>,
+) -> anyhow::Result<(SyncSender<Change>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Change>(WRITE_QUEUE);
-    std::thread::Builder::new()
+    let handle = std::thread::Builder::new()
         .name("sip-store".into())
         .spawn(move || {
             // Whatever queued up meanwhile goes in the same transaction (one disk sync for
@@ -78,7 +82,7 @@ pub fn spawn_writer(mut store: Box<dyn Store>) -> anyhow::Result<SyncSender<Chan
             }
         })
         .context("spawn the SIP store writer")?;
-    Ok(tx)
+    Ok((tx, handle))
 }
 
 /// Registration changes waiting for the store writer at most.

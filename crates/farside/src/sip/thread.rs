@@ -38,6 +38,8 @@ const SLOT: usize = 4096;
 const ROUNDS: usize = 4;
 /// The longest wait, so that shutdown is seen.
 const MAX_WAIT: Duration = Duration::from_millis(200);
+/// The wait of a thread waiting on its lone socket: the SIP server's timers are no finer.
+const TICK: Duration = Duration::from_millis(100);
 /// Epoll tokens of the connections' pool start here (the UDP sockets' are below).
 const STREAM_TOKENS: u64 = 1 << 40;
 
@@ -136,7 +138,7 @@ pub fn spawn(
         server.restore(aor, bindings);
     }
     tracing::info!("S405 SIP registrations restored from the store: {restored}");
-    let writer = registrations::spawn_writer(store)?;
+    let (writer, writer_thread) = registrations::spawn_writer(store)?;
     let tx = sockets
         .iter()
         .map(|_| SendBatch::new(BATCH, SLOT))
@@ -158,6 +160,11 @@ pub fn spawn(
             if let Err(e) = t.run(&shutdown) {
                 tracing::error!("S402 the SIP thread stopped: {e:#}");
             }
+            // Whatever the store has not seen yet goes to it before the writer ends.
+            t.server.flush_changes();
+            t.drain_events(clock::now());
+            drop(t);
+            let _ = writer_thread.join();
         })
         .context("spawn the SIP thread")
 }
@@ -183,16 +190,31 @@ impl SipThread {
             epoll.add(s.as_raw_fd(), i as u64)?;
         }
         self.tcp.register(&epoll)?;
+        // With one UDP socket and no connections to watch, the thread waits in `recvmmsg` on
+        // it (one system call per wake-up, as Kamailio's receivers wait in `recvfrom`); else
+        // in `epoll_wait`.
+        let lone = match (&self.sockets[..], self.tcp.addresses().next()) {
+            ([(_, s)], None) => {
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(TICK))?;
+                true
+            }
+            _ => false,
+        };
         let mut ready = Vec::new();
         let mut rx = RecvBatch::new(BATCH, farside_sip::MAX_MESSAGE);
         let mut last_gauges: Option<Timestamp> = None;
         while !shutdown.load(Relaxed) {
-            let wait = self
-                .server
-                .poll_timeout()
-                .map_or(MAX_WAIT, |t| clock::until(t).min(MAX_WAIT));
             ready.clear();
-            epoll.wait(wait, |t| ready.push(t))?;
+            if lone {
+                self.receive(&epoll, 0, &mut rx, true);
+            } else {
+                let wait = self
+                    .server
+                    .poll_timeout()
+                    .map_or(MAX_WAIT, |t| clock::until(t).min(MAX_WAIT));
+                epoll.wait(wait, |t| ready.push(t))?;
+            }
             let now = clock::now();
             if let Some(c) = self.credentials.newer_than(&mut self.credentials_seen) {
                 self.server.set_users(Arc::new(StoreUsers(c)));
@@ -207,34 +229,7 @@ impl SipThread {
                     self.drain(&epoll, now);
                     continue;
                 }
-                let i = token as usize;
-                // A few batches, then the others' turn (level-triggered: what is left wakes
-                // the next wait).
-                for _ in 0..ROUNDS {
-                    let Some((local, socket)) = self.sockets.get(i) else {
-                        break;
-                    };
-                    let local = *local;
-                    match farside_io::recv_batch(socket, &mut rx) {
-                        Ok(n) if n > 0 => {}
-                        _ => break,
-                    }
-                    for d in rx.iter().filter(|d| !d.truncated) {
-                        // A dual-stack socket names IPv4 senders ::ffff:a.b.c.d: use a.b.c.d.
-                        let remote = SocketAddr::new(d.source.ip().to_canonical(), d.source.port());
-                        let flow = Flow {
-                            transport: Transport::Udp,
-                            local,
-                            remote,
-                        };
-                        self.server.handle_input(now, flow, d.payload);
-                    }
-                    self.drain(&epoll, now);
-                    self.flush();
-                    if rx.len() < BATCH {
-                        break;
-                    }
-                }
+                self.receive(&epoll, token as usize, &mut rx, false);
             }
             if self.server.poll_timeout().is_some_and(|t| now >= t) {
                 self.server.handle_timeout(now);
@@ -259,11 +254,53 @@ impl SipThread {
         Ok(())
     }
 
+    /// Takes a few batches from UDP socket `i` (the first waiting for a datagram, if `wait`),
+    /// hands them to the server and sends its answers; then the others' turn (epoll is
+    /// level-triggered: what is left wakes the next wait).
+    fn receive(&mut self, epoll: &Epoll, i: usize, rx: &mut RecvBatch, wait: bool) {
+        for round in 0..ROUNDS {
+            let Some((local, socket)) = self.sockets.get(i) else {
+                break;
+            };
+            let local = *local;
+            let got = if wait && round == 0 {
+                farside_io::recv_batch_waiting(socket, rx)
+            } else {
+                farside_io::recv_batch(socket, rx)
+            };
+            match got {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+            let now = clock::now();
+            for d in rx.iter().filter(|d| !d.truncated) {
+                // A dual-stack socket names IPv4 senders ::ffff:a.b.c.d: use a.b.c.d.
+                let remote = SocketAddr::new(d.source.ip().to_canonical(), d.source.port());
+                let flow = Flow {
+                    transport: Transport::Udp,
+                    local,
+                    remote,
+                };
+                self.server.handle_input(now, flow, d.payload);
+            }
+            self.drain(epoll, now);
+            self.flush();
+            if rx.len() < BATCH {
+                break;
+            }
+        }
+    }
+
     /// Sends what the server has to send and takes in what it reports.
     fn drain(&mut self, epoll: &Epoll, now: Timestamp) {
         while let Some(t) = self.server.poll_transmit() {
             self.send(epoll, now, t);
         }
+        self.drain_events(now);
+    }
+
+    /// Takes in what the server reports.
+    fn drain_events(&mut self, now: Timestamp) {
         while let Some(e) = self.server.poll_event() {
             self.event(e, now);
         }
