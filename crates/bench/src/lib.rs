@@ -5,14 +5,20 @@
 //!   given rate or closed loop with a window; prints answered/s, loss and latency percentiles.
 //! - `farside bench turn TARGET`: a TURN relay load generator (ChannelData round trips through
 //!   the relay to an echo peer it runs itself).
+//! - `farside bench sip TARGET`: a SIP registration load generator (REGISTER with Digest from
+//!   phones behind a NAT), open loop at a given rate.
 //! - `farside bench responder LISTEN`: the bare batched UDP responder, the floor the kernel
 //!   sets for any UDP request/response server on this machine.
 //!
-//! `bench/stun.sh` at the top of the repository runs both against Farside and coturn; the
-//! method and the figures are in `docs/benchmarks.md`.
+//! `bench/stun.sh`, `bench/turn.sh` and `bench/sip.sh` at the top of the repository run them
+//! against Farside and coturn or Kamailio; the method and the figures are in
+//! `docs/benchmarks.md`.
 
 mod histogram;
+mod measure;
 mod responder;
+mod sip;
+mod sip_wire;
 mod stun;
 mod turn;
 mod wire;
@@ -20,6 +26,7 @@ mod wire;
 use std::process::ExitCode;
 
 pub use responder::ResponderArgs;
+pub use sip::SipArgs;
 pub use stun::StunArgs;
 pub use turn::TurnArgs;
 
@@ -33,6 +40,10 @@ pub enum BenchCommand {
     /// Load a TURN server: allocations with a channel each to an echo peer, RTP-sized
     /// ChannelData round trips at --rate; reports sent, echoed, received and loss.
     Turn(turn::TurnArgs),
+    /// Load a SIP registrar: phones behind a NAT registering with Digest (REGISTER, 401,
+    /// REGISTER with credentials, 200), open loop at --rate registrations/s; reports
+    /// registered/s, failures and registration times.
+    Sip(sip::SipArgs),
     /// Run the bare batched UDP responder (recvmmsg, flip the STUN class, add an
     /// XOR-MAPPED-ADDRESS, sendmmsg): the floor any STUN server is measured against.
     Responder(responder::ResponderArgs),
@@ -44,5 +55,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Stun(args) => stun::run(args),
         BenchCommand::Responder(args) => responder::run(args),
         BenchCommand::Turn(args) => turn::run(args),
+        BenchCommand::Sip(args) => sip::run(args),
     }
 }

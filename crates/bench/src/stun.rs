@@ -17,11 +17,10 @@
 //! histogram: no allocation per datagram. Answers that come during a short drain after the run
 //! still count (as late).
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use farside_io::{
@@ -30,6 +29,7 @@ use farside_io::{
 };
 
 use super::histogram::Histogram;
+use super::measure::{Clock, own_cpu_secs, parse_duration, run_nonce};
 use super::wire;
 
 /// Arguments of `farside bench stun`.
@@ -594,15 +594,6 @@ impl Sockets {
 /// generator catching up on its schedule does not leave its receive buffers to overflow.
 const MAX_BATCHES_PER_TURN: usize = 8;
 
-/// Nanoseconds since the start of a run, on the monotonic clock.
-struct Clock(Instant);
-
-impl Clock {
-    fn ns(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-}
-
 /// Runs one load against `config.target` and measures it.
 pub(crate) fn run_load(config: &LoadConfig) -> std::io::Result<Report> {
     // Open loop: a batch never spans more than 1 ms of the schedule, so low rates are paced
@@ -615,7 +606,7 @@ pub(crate) fn run_load(config: &LoadConfig) -> std::io::Result<Report> {
     }
     .clamp(1, 1024);
     let mut socks = Sockets::open(config.target, config.sockets, batch)?;
-    let mut tracker = Tracker::new(nonce());
+    let mut tracker = Tracker::new(run_nonce());
     let duration_ns = u64::try_from(config.duration.as_nanos()).unwrap_or(u64::MAX);
     let drain_ns = u64::try_from(config.drain.as_nanos()).unwrap_or(u64::MAX);
     let timeout_ns = u64::try_from(config.timeout.as_nanos()).unwrap_or(u64::MAX);
@@ -627,7 +618,7 @@ pub(crate) fn run_load(config: &LoadConfig) -> std::io::Result<Report> {
     let mut send_end_ns = duration_ns;
     let mut drain_until: Option<u64> = None;
     let cpu_before = own_cpu_secs();
-    let clock = Clock(Instant::now());
+    let clock = Clock::start();
     loop {
         let now = clock.ns();
         if drain_until.is_none() && now >= duration_ns {
@@ -722,38 +713,6 @@ pub(crate) fn run_load(config: &LoadConfig) -> std::io::Result<Report> {
             us(h.max()),
         ],
     })
-}
-
-/// User + system CPU seconds this process has used, from `/proc/self/stat` (fields 14 and
-/// 15, in USER_HZ = 100 ticks, the value on every Linux architecture).
-fn own_cpu_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_comm.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
-}
-
-/// A per-run nonce for the transaction ids, so that answers to an earlier run (or another
-/// generator) are not taken for ours.
-fn nonce() -> [u8; 4] {
-    let mut h = std::hash::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    (h.finish() as u32).to_be_bytes()
-}
-
-/// Parses a duration in seconds: positive, at most 300.
-fn parse_duration(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && v > 0.0 && v <= 300.0 {
-        Ok(v)
-    } else {
-        Err("expected seconds in (0, 300]".into())
-    }
 }
 
 #[cfg(test)]

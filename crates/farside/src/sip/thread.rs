@@ -273,7 +273,7 @@ impl SipThread {
                 _ => break,
             }
             let now = clock::now();
-            for d in rx.iter().filter(|d| !d.truncated) {
+            for (k, d) in rx.iter().filter(|d| !d.truncated).enumerate() {
                 // A dual-stack socket names IPv4 senders ::ffff:a.b.c.d: use a.b.c.d.
                 let remote = SocketAddr::new(d.source.ip().to_canonical(), d.source.port());
                 let flow = Flow {
@@ -282,6 +282,13 @@ impl SipThread {
                     remote,
                 };
                 self.server.handle_input(now, flow, d.payload);
+                // The first answer of a wake-up leaves at once, the rest in one batch: its
+                // sender's next request (the REGISTER with credentials after a 401) may then
+                // arrive while the rest of the batch is handled, not after the thread slept.
+                if round == 0 && k == 0 && rx.len() > 1 {
+                    self.drain(epoll, now);
+                    self.flush();
+                }
             }
             self.drain(epoll, now);
             self.flush();
