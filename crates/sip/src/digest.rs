@@ -273,8 +273,9 @@ impl Nonces {
     /// A nonce made at `now` (it carries the Unix second).
     pub fn make(&self, now: Timestamp) -> String {
         let now = now.unix_secs();
-        let mut s = hex(&now.to_be_bytes());
-        s.push_str(&hex(&self.mac(now)));
+        let mut s = String::with_capacity(48);
+        push_hex(&mut s, &now.to_be_bytes());
+        push_hex(&mut s, &self.mac(now));
         s
     }
 
@@ -383,19 +384,23 @@ impl Hex {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+fn push_hex(s: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         s.push(char::from(DIGITS[usize::from(b >> 4)]));
         s.push(char::from(DIGITS[usize::from(b & 15)]));
     }
-    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        let mut s = String::new();
+        push_hex(&mut s, bytes);
+        s
+    }
 
     /// RFC 2617 §3.5's example, with the nonce replaced by one of ours.
     fn authorization(nonce: &str, response: &str) -> String {

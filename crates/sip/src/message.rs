@@ -126,10 +126,7 @@ impl<'a> Message<'a> {
                 if headers.len() == MAX_HEADERS {
                     return Err(ParseError::TooManyHeaders);
                 }
-                let colon = text
-                    .iter()
-                    .position(|&b| b == b':')
-                    .ok_or(ParseError::HeaderLine)?;
+                let colon = memchr::memchr(b':', text).ok_or(ParseError::HeaderLine)?;
                 let raw_name = trim(&text[..colon]);
                 if !token(raw_name) || text[..colon].first().is_some_and(|&b| b == b' ') {
                     return Err(ParseError::HeaderLine);
@@ -438,7 +435,7 @@ fn check<'a>(
 /// starts. A line ends with CRLF, or a bare LF (accepted, as most stacks do).
 fn line_at(buf: &[u8], pos: usize) -> Option<(Range<usize>, usize)> {
     let rest = buf.get(pos..)?;
-    let lf = rest.iter().position(|&b| b == b'\n')?;
+    let lf = memchr::memchr(b'\n', rest)?;
     let end = if lf > 0 && rest[lf - 1] == b'\r' {
         lf - 1
     } else {

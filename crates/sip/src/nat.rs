@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::edit::Edits;
 use crate::header::HeaderName;
 use crate::message::Message;
-use crate::scan::{push_number, trim};
+use crate::scan::{Short, push_number, trim};
 use crate::uri::{host_text, ip_literal};
 use crate::via::Via;
 
@@ -241,14 +241,14 @@ pub fn fixed_top_via(msg: &Message<'_>, source: SocketAddr) -> Option<Vec<u8>> {
 }
 
 /// `received=IP` and `rport=PORT` for `source`.
-fn via_params(source: SocketAddr) -> (String, String) {
-    let mut received = String::with_capacity(48);
-    received.push_str("received=");
+fn via_params(source: SocketAddr) -> (Short, Short) {
+    let mut received = Short::new();
+    let _ = received.write_str("received=");
     match source.ip() {
         IpAddr::V4(v4) => {
             for (i, o) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    received.push('.');
+                    let _ = received.write_str(".");
                 }
                 push_number(&mut received, u64::from(o));
             }
@@ -257,8 +257,8 @@ fn via_params(source: SocketAddr) -> (String, String) {
             let _ = write!(received, "{v6}");
         }
     }
-    let mut rport = String::with_capacity(12);
-    rport.push_str("rport=");
+    let mut rport = Short::new();
+    let _ = rport.write_str("rport=");
     push_number(&mut rport, u64::from(source.port()));
     (received, rport)
 }
@@ -295,11 +295,11 @@ fn via_edits<'a>(base: &'a [u8], via: &Via<'a>, source: SocketAddr, edits: &mut 
     let mut add = String::new();
     if !have.0 {
         add.push(';');
-        add.push_str(&received);
+        add.push_str(received.as_str());
     }
     if !have.1 {
         add.push(';');
-        add.push_str(&rport);
+        add.push_str(rport.as_str());
     }
     if !add.is_empty() {
         edits.insert(range.end, add.as_bytes());

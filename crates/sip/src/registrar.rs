@@ -271,9 +271,7 @@ impl Registrar {
             .option_tags(HeaderName::Supported)
             .any(|t| t.eq_ignore_ascii_case(b"path"))
         {
-            msg.items(HeaderName::Path)
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect()
+            msg.items(HeaderName::Path).map(crate::scan::text).collect()
         } else {
             Vec::new()
         };
@@ -295,7 +293,7 @@ impl Registrar {
                 .params()
                 .get("+sip.instance")
                 .flatten()
-                .map(|v| String::from_utf8_lossy(v).into_owned());
+                .map(crate::scan::text);
             // RFC 5626 §6: a reg-id without an instance is ignored.
             let reg_id = c
                 .params()
@@ -305,12 +303,12 @@ impl Registrar {
                 .and_then(|n| u32::try_from(n).ok())
                 .filter(|_| instance.is_some());
             let binding = Binding {
-                contact: String::from_utf8_lossy(c.uri().as_bytes()).into_owned(),
+                contact: crate::scan::text(c.uri().as_bytes()),
                 flow,
                 expires_at: now + Duration::from_secs(u64::from(expires)),
                 instance,
                 reg_id,
-                call_id: String::from_utf8_lossy(msg.call_id()).into_owned(),
+                call_id: crate::scan::text(msg.call_id()),
                 cseq: msg.cseq().number,
                 path: path.clone(),
                 nat: nat_tests,
@@ -603,7 +601,7 @@ impl Registrar {
             .find(|c| c.realm == realm)
             .filter(|c| self.config.algorithms.contains(&c.algorithm()))
             .ok_or(AuthError::Challenge { stale: false })?;
-        let user = String::from_utf8_lossy(creds.username).into_owned();
+        let user = crate::scan::text(creds.username);
         let ha1 = users.ha1(&self.config.realm, &user, creds.algorithm());
         match creds.verify(msg.method().0, ha1.as_deref(), &self.nonces, now) {
             Ok(()) => Ok(user),

@@ -28,9 +28,9 @@ pub fn response_via(
     to_tag: &str,
     extra: &[(&str, &str)],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(b"SIP/2.0 ");
-    let mut status = String::with_capacity(3);
+    let mut status = crate::scan::Short::new();
     crate::scan::push_number(&mut status, u64::from(code));
     out.extend_from_slice(status.as_bytes());
     out.push(b' ');

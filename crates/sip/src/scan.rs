@@ -142,7 +142,7 @@ impl<'a> Iterator for SplitTop<'a> {
 }
 
 /// Appends `n` in decimal (no formatting machinery: the hot paths write many numbers).
-pub(crate) fn push_number(s: &mut String, mut n: u64) {
+pub(crate) fn push_number(s: &mut impl std::fmt::Write, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -153,8 +153,52 @@ pub(crate) fn push_number(s: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in &digits[i..] {
-        s.push(char::from(d));
+    if let Ok(text) = std::str::from_utf8(&digits[i..]) {
+        let _ = s.write_str(text);
+    }
+}
+
+/// A short text kept on the stack, for the parameters the hot paths write (`received=` with
+/// an IPv6 address is 48 bytes): no allocation. A piece that does not fit is refused whole,
+/// so the text is always valid UTF-8.
+#[derive(Clone, Copy)]
+pub(crate) struct Short {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Short {
+    /// An empty text.
+    pub(crate) const fn new() -> Self {
+        Short {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    /// The bytes written.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The text written.
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl std::fmt::Write for Short {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -263,6 +307,15 @@ fn value_ok(v: &[u8]) -> bool {
         Some(b'"') => quoted_end(v) == Some(v.len()),
         Some(b'[') => v.last() == Some(&b']'),
         _ => !v.is_empty() && v.iter().all(|&b| is_token(b) || b == b':'),
+    }
+}
+
+/// `b` as an owned string, invalid UTF-8 replaced (U+FFFD): what a header value becomes when it
+/// is kept. Valid text, the usual case, is checked a word at a time and copied once.
+pub(crate) fn text(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
     }
 }
 
