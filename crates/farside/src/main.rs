@@ -1,4 +1,11 @@
-//! `farside`: STUN (and soon TURN, SIP and RTP) NAT traversal in one program.
+//! `farside`: NAT traversal for SIP and WebRTC in one program: a STUN server, a TURN relay and a
+//! SIP registrar and NAT edge (an RTP relay is on the way).
+//!
+//! The modules, from the top: `start` (builds everything; nothing imports it) and `cli` (the
+//! other commands); the protocol shells `dataplane` (STUN and TURN workers) and `sip`;
+//! `control` (admin HTTP, credentials); `net` (binding, UDP batches, TLS, the one stream
+//! connection), `config` and `telemetry`; `runtime` (clock, seeds, locks), which imports none
+//! of them. Imports point down this list, never up. `docs/architecture.md` is the map.
 
 // A binary has no public API: `pub` marks what modules share with each other.
 #![allow(unreachable_pub)]
@@ -20,9 +27,14 @@ use clap::{Parser, Subcommand};
 
 /// Farside makes SIP and WebRTC work across NAT.
 ///
-/// Today it is a STUN server (RFC 8489/5389, classic RFC 3489 clients, RFC 5780 NAT behaviour
-/// discovery) and a STUN load generator. Run `farside serve` with no file for a working
-/// server on port 3478.
+/// One program: a STUN server (RFC 8489/5389, classic RFC 3489 clients, RFC 5780 NAT behaviour
+/// discovery, alone or with partner servers), a TURN relay (RFC 8656, RFC 6062 TCP allocations,
+/// RFC 6156 IPv6; long-term users and shared secrets), and a SIP registrar and NAT edge for
+/// phones behind NAT (UDP, TCP, TLS, WebSocket; Digest, received/rport, flows, keep-alives,
+/// calls routed back over the phone's flow). TURN and SIP are off until enabled in the
+/// configuration file. Also: `farside probe` (what NAT am I behind?), user and secret
+/// management, and load generators. Run `farside serve` with no file for a working STUN server
+/// on port 3478.
 #[derive(Parser, Debug)]
 #[command(name = "farside", version, about, long_about)]
 struct Cli {
@@ -43,10 +55,15 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Check a configuration file and exit: 0 when valid, 2 with a one-line error if not.
+    ///
+    /// The file is given as `farside check-config FILE` or, as to `serve`, `--config FILE`.
     CheckConfig {
         /// The TOML configuration file.
-        #[arg(value_name = "FILE")]
-        config: PathBuf,
+        #[arg(value_name = "FILE", required_unless_present = "config")]
+        file: Option<PathBuf>,
+        /// The TOML configuration file (the same as FILE).
+        #[arg(short, long, value_name = "FILE", conflicts_with = "file")]
+        config: Option<PathBuf>,
     },
     /// Find out what NAT this host is behind (RFC 5780 behaviour discovery).
     ///
@@ -54,7 +71,7 @@ enum Command {
     /// and reports the public address, the NAT's mapping and filtering behaviour,
     /// hairpinning, optionally the binding lifetime, and the classic RFC 3489 name.
     Probe(cli::probe::ProbeArgs),
-    /// Manage TURN (and later SIP) users in the store the server uses.
+    /// Manage the users (TURN and SIP) in the store the server uses.
     User {
         #[command(subcommand)]
         cmd: cli::store::UserCommand,
@@ -101,16 +118,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config } => match config::Config::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("farside: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        Command::CheckConfig { file, config } => {
+            // clap insists on one of the two; the `else` is for completeness.
+            let Some(path) = file.or(config) else {
+                eprintln!("farside: check-config needs a FILE");
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            check_config(&path)
+        }
         Command::Probe(args) => match cli::probe::run(args) {
             Ok(code) => code,
             Err(e) => {
@@ -129,6 +144,20 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `farside check-config`: loads the file as `serve` would, starts nothing.
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match config::Config::load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("farside: {e}");
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }

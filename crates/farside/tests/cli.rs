@@ -61,7 +61,11 @@ fn bad_config_is_one_line_naming_the_key_and_exits_2() {
     for (i, (text, key)) in cases.iter().enumerate() {
         let path = dir.join(format!("bad{i}.toml"));
         std::fs::write(&path, text).unwrap();
-        for cmd in [&["serve", "--config"][..], &["check-config"][..]] {
+        for cmd in [
+            &["serve", "--config"][..],
+            &["check-config"][..],
+            &["check-config", "--config"][..],
+        ] {
             let mut args = cmd.to_vec();
             let p = path.to_str().unwrap();
             args.push(p);
@@ -78,6 +82,22 @@ fn bad_config_is_one_line_naming_the_key_and_exits_2() {
     }
     let missing = farside(&["serve", "--config", "/nonexistent/farside.toml"]);
     assert_eq!(missing.code(), Some(2));
+    // Both forms docs give (docs/configuration.md, docs/partner-mode.md) accept a good file.
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[stun]\nlisten = [\"127.0.0.1:3478\"]\n").unwrap();
+    let good = good.to_str().unwrap();
+    for args in [
+        &["check-config", good][..],
+        &["check-config", "--config", good][..],
+    ] {
+        let out = farside(args);
+        assert_eq!(out.code(), Some(0), "{args:?}: {}", out.describe());
+        assert!(out.stdout.contains(": ok"), "{args:?}: {}", out.describe());
+    }
+    let neither = farside(&["check-config"]);
+    assert_eq!(neither.code(), Some(2), "{}", neither.describe());
+    let both = farside(&["check-config", good, "--config", good]);
+    assert_eq!(both.code(), Some(2), "{}", both.describe());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -780,8 +780,9 @@ fn read_sip(s: &mut std::net::TcpStream) -> String {
 /// An attacker on one address opens 300 SIP connections over TCP and sends nothing (a
 /// slow-connection attack). Only `max_connections_per_ip` of them are taken; a phone on another
 /// address registers over TCP all the same; the silent ones are closed once
-/// `first_message_timeout` passes; and the phone's connection, quiet past `idle_timeout`, stays
-/// open because its registration rides on it.
+/// `first_message_timeout` passes; a client that asked once and fell silent is closed after
+/// `idle_timeout`; and the phone's connection, quiet past `idle_timeout`, stays open because
+/// its registration rides on it.
 #[test]
 fn idle_connections_from_one_address_neither_lock_others_out_nor_stay() {
     use std::io::{Read as _, Write as _};
@@ -848,9 +849,29 @@ CSeq: {cseq} REGISTER\r\nContact: <sip:bob@{me};transport=tcp>\r\nExpires: 300\r
     phone.write_all(register(2, &auth).as_bytes()).unwrap();
     let ok = read_sip(&mut phone);
     assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    // A client on a third address asks OPTIONS once, then says nothing more: no registration
+    // rides on its connection, so idle_timeout closes it.
+    let mut asker = connect_from("127.0.0.3");
+    asker
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let at = asker.local_addr().unwrap();
+    asker
+        .write_all(
+            format!(
+                "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TCP {at};branch=z9hG4bKo1\r\n\
+Max-Forwards: 70\r\nFrom: <sip:carol@{DOMAIN}>;tag=o1\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: tcp-idle-2\r\n\
+CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let answer = read_sip(&mut asker);
+    assert!(answer.starts_with("SIP/2.0 200 "), "{answer}");
 
-    // The silent hundred are closed after first_message_timeout (2 s, swept every second);
-    // the phone's connection outlives idle_timeout (2 s) with its registration on it.
+    // The silent hundred are closed after first_message_timeout (2 s, swept every second),
+    // the asker's after idle_timeout (2 s); the phone's connection outlives idle_timeout with
+    // its registration on it.
     assert!(
         common::wait_until(Duration::from_secs(8), || counter(
             &server,
@@ -859,6 +880,20 @@ CSeq: {cseq} REGISTER\r\nContact: <sip:bob@{me};transport=tcp>\r\nExpires: 300\r
         ) == 100.0),
         "{}",
         server.describe()
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(8), || counter(
+            &server,
+            "farside_sip_connections_total",
+            "event=\"idle_closed\""
+        ) == 1.0),
+        "the asker's connection is closed for silence\n{}",
+        server.describe()
+    );
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(asker.read(&mut buf), Ok(0) | Err(_)),
+        "the asker's connection is closed"
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(open(&server), 1.0, "{}", server.describe());
@@ -884,6 +919,7 @@ CSeq: {cseq} REGISTER\r\nContact: <sip:bob@{me};transport=tcp>\r\nExpires: 300\r
             "farside_sip_connections_total",
             "event=\"idle_closed\""
         ),
-        0.0
+        1.0,
+        "only the asker's was closed for silence"
     );
 }
