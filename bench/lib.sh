@@ -28,3 +28,46 @@ stop_server() { # TERM, up to 5 s, then KILL
     SERVER_PID=""
 }
 trap 'stop_server; rm -rf "$TMP"' EXIT
+
+# The ladder bench/turn.sh and bench/sip.sh climb for server $1: the rates of RATES in turn while
+# each passes, then BISECT halvings of the gap between the last rate passed and the first failed
+# (the highest rates, and their ratio, are then known to within the last gap, not the ladder's
+# step). The script defines `probe SERVER RATE`, which sets VERDICT (pass, fail, or gen: the
+# generator could not hold the rate) and, on a pass, MAX_RATE and MAX_SHOWN (associative arrays
+# the script declares). A ladder ended by the generator, or passed to its top, leaves a lower
+# bound (">=") in MAX_SHOWN.
+climb() { # climb SERVER
+    local s=$1 r failed=0 hi lo i
+    MAX_RATE[$s]=0
+    MAX_SHOWN[$s]=0
+    VERDICT=pass
+    for r in $RATES; do
+        probe "$s" "$r"
+        [[ $VERDICT == pass ]] || { failed=$r; break; }
+    done
+    if [[ $VERDICT == fail && ${MAX_RATE[$s]} -gt 0 ]]; then
+        hi=$failed
+        for ((i = 0; i < BISECT; i++)); do
+            lo=${MAX_RATE[$s]}
+            r=$(((lo + hi) / 2000 * 1000))
+            ((r > lo && r < hi)) || break
+            probe "$s" "$r"
+            case $VERDICT in
+            pass) ;;
+            fail) hi=$r ;;
+            gen) break ;;
+            esac
+        done
+        [[ $VERDICT == pass ]] && VERDICT=fail # the ladder ended on a failure above
+    fi
+    case $VERDICT in
+    gen)
+        MAX_SHOWN[$s]=">=${MAX_RATE[$s]}"
+        log "   the generator, not $s, was the limit above ${MAX_RATE[$s]}/s: that rate is a lower bound"
+        ;;
+    pass)
+        MAX_SHOWN[$s]=">=${MAX_RATE[$s]}"
+        log "   $s passed the top of the ladder: that rate is a lower bound"
+        ;;
+    esac
+}

@@ -187,40 +187,7 @@ for s in $SERVERS; do
     log "== $s on CPU $SERVER_CPU, load ($LOAD) on CPU $LOAD_CPU, port $PORT"
     start_server "$s" "$PORT"
     load 200 1 >/dev/null # warm-up
-    MAX_RATE[$s]=0
-    MAX_SHOWN[$s]=0
-    VERDICT=pass
-    failed=0
-    for r in $RATES; do
-        probe "$s" "$r"
-        [[ $VERDICT == pass ]] || { failed=$r; break; }
-    done
-    # Between the last rate passed and the first failed, halve the gap BISECT times.
-    if [[ $VERDICT == fail && ${MAX_RATE[$s]} -gt 0 ]]; then
-        hi=$failed
-        for ((i = 0; i < BISECT; i++)); do
-            lo=${MAX_RATE[$s]}
-            r=$(((lo + hi) / 2000 * 1000))
-            ((r > lo && r < hi)) || break
-            probe "$s" "$r"
-            case $VERDICT in
-            pass) ;;
-            fail) hi=$r ;;
-            gen) break ;;
-            esac
-        done
-        [[ $VERDICT == pass ]] && VERDICT=fail # the ladder ended on a failure above
-    fi
-    case $VERDICT in
-    gen)
-        MAX_SHOWN[$s]=">=${MAX_RATE[$s]}"
-        log "   the generator, not $s, was the limit above ${MAX_RATE[$s]}/s: that rate is a lower bound"
-        ;;
-    pass)
-        MAX_SHOWN[$s]=">=${MAX_RATE[$s]}"
-        log "   $s passed the top of the ladder: that rate is a lower bound"
-        ;;
-    esac
+    climb "$s"
     stop_server
 done
 

@@ -165,41 +165,7 @@ for s in $SERVERS; do
     sent=$(jq -r .sent <<<"$out")
     CPU_US[$s]=$(per_message "$((t1 - t0))" "$(relayed "$out")")
     log "   $FIXED_RATE round trips/s: sent $sent, received $recv, CPU $((t1 - t0)) ticks: ${CPU_US[$s]} µs per relayed message"
-    MAX_RATE[$s]=0
-    MAX_SHOWN[$s]=0
-    VERDICT=pass
-    failed=0
-    for r in $RATES; do
-        probe "$s" "$r"
-        [[ $VERDICT == pass ]] || { failed=$r; break; }
-    done
-    # Between the last rate passed and the first failed, halve the gap BISECT times: the highest
-    # rates (and their ratio) are then known to within the last gap, not the ladder's step.
-    if [[ $VERDICT == fail && ${MAX_RATE[$s]} -gt 0 ]]; then
-        hi=$failed
-        for ((i = 0; i < BISECT; i++)); do
-            lo=${MAX_RATE[$s]}
-            r=$(((lo + hi) / 2000 * 1000))
-            ((r > lo && r < hi)) || break
-            probe "$s" "$r"
-            case $VERDICT in
-            pass) ;;
-            fail) hi=$r ;;
-            gen) break ;;
-            esac
-        done
-        [[ $VERDICT == pass ]] && VERDICT=fail # the ladder ended on a failure above
-    fi
-    case $VERDICT in
-    gen)
-        MAX_SHOWN[$s]=">=${MAX_RATE[$s]}"
-        log "   the generator, not $s, was the limit above ${MAX_RATE[$s]}/s: that rate is a lower bound"
-        ;;
-    pass)
-        MAX_SHOWN[$s]=">=${MAX_RATE[$s]}"
-        log "   $s passed the top of the ladder: that rate is a lower bound"
-        ;;
-    esac
+    climb "$s"
     us=${STEP_US[$s,${MAX_RATE[$s]}]:-0}
     PER_CPU_S[$s]=$(awk -v us="$us" 'BEGIN { printf "%.0f", (us > 0) ? 1e6 / us : 0 }')
     stop_server

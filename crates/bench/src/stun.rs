@@ -17,19 +17,19 @@
 //! histogram: no allocation per datagram. Answers that come during a short drain after the run
 //! still count (as late).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use farside_io::{
-    RecvBatch, SendBatch, SocketOptions, bind_udp, recv_batch, send_batch, socket_stats,
-    wait_readable,
-};
+use farside_io::{RecvBatch, SendBatch, recv_batch, send_batch, wait_readable};
 
 use super::histogram::Histogram;
-use super::measure::{Clock, own_cpu_secs, parse_duration, run_nonce};
+use super::measure::{
+    Clock, Schedule, connected_sockets, drops, own_cpu_secs, parse_duration, percentiles_us,
+    run_nonce,
+};
 use super::wire;
 
 /// Arguments of `farside bench stun`.
@@ -502,25 +502,7 @@ struct Sockets {
 
 impl Sockets {
     fn open(target: SocketAddr, count: usize, batch: usize) -> std::io::Result<Self> {
-        let local: IpAddr = match target.ip() {
-            ip if ip.is_loopback() => ip,
-            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-        };
-        let opts = SocketOptions {
-            reuse_port: false,
-            recv_buffer: 16 << 20,
-            send_buffer: 4 << 20,
-            packet_info: false,
-        };
-        let mut sockets = Vec::with_capacity(count);
-        for _ in 0..count.clamp(1, farside_io::MAX_FDS) {
-            let s = bind_udp(SocketAddr::new(local, 0), opts)?;
-            // Connected: the kernel keeps the route, so sending costs no lookup per datagram,
-            // and only the target's answers are received.
-            s.connect(target)?;
-            sockets.push(s);
-        }
+        let sockets = connected_sockets(target, count)?;
         let fds = sockets.iter().map(|s| s.as_raw_fd()).collect();
         Ok(Sockets {
             sockets,
@@ -635,9 +617,13 @@ pub(crate) fn run_load(config: &LoadConfig) -> std::io::Result<Report> {
             }
             None => match config.mode {
                 Mode::Open { rate } => {
-                    // Batch k (of `batch` requests) is due once k * batch requests are due.
-                    let due = (u128::from(now) * u128::from(rate) / 1_000_000_000) as u64;
-                    let due = due.saturating_add(batch as u64).min(planned);
+                    let schedule = Schedule {
+                        rate,
+                        planned,
+                        duration_ns,
+                        batch,
+                    };
+                    let due = schedule.due(now);
                     let mut rounds = 0;
                     while tracker.next_seq < due && rounds < MAX_BATCHES_PER_TURN {
                         let owed = (due - tracker.next_seq) as usize;
@@ -648,15 +634,7 @@ pub(crate) fn run_load(config: &LoadConfig) -> std::io::Result<Report> {
                         rounds += 1;
                     }
                     max_backlog = max_backlog.max(due.saturating_sub(tracker.next_seq));
-                    let next_due_ns = if tracker.next_seq >= planned {
-                        duration_ns
-                    } else {
-                        (u128::from(tracker.next_seq) * 1_000_000_000 / u128::from(rate)) as u64
-                    };
-                    // Sleep in poll only when the next batch is 2 ms or more away (poll counts
-                    // whole milliseconds); otherwise spin, polling without blocking.
-                    Duration::from_nanos(next_due_ns.min(duration_ns).saturating_sub(now))
-                        .saturating_sub(Duration::from_millis(1))
+                    schedule.wait(tracker.next_seq, now)
                 }
                 Mode::Closed { window } => {
                     tracker.expire(now, timeout_ns);
@@ -682,12 +660,7 @@ pub(crate) fn run_load(config: &LoadConfig) -> std::io::Result<Report> {
     let cpu_secs = own_cpu_secs()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
-    let mut generator_drops = 0;
-    for s in &socks.sockets {
-        generator_drops += socket_stats(s).map(|st| st.drops).unwrap_or(0);
-    }
-    let us = |ns: u64| ns as f64 / 1e3;
-    let h = &tracker.latency;
+    let generator_drops = drops(&socks.sockets);
     Ok(Report {
         config: LoadConfig {
             batch,
@@ -706,12 +679,7 @@ pub(crate) fn run_load(config: &LoadConfig) -> std::io::Result<Report> {
         max_backlog,
         send_secs: send_end_ns as f64 / 1e9,
         cpu_secs,
-        latency_us: [
-            us(h.quantile(0.5)),
-            us(h.quantile(0.99)),
-            us(h.quantile(0.999)),
-            us(h.max()),
-        ],
+        latency_us: percentiles_us(&tracker.latency),
     })
 }
 
