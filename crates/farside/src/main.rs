@@ -3,9 +3,10 @@
 //!
 //! The modules, from the top: `start` (builds everything; nothing imports it) and `cli` (the
 //! other commands); the protocol shells `dataplane` (STUN and TURN workers) and `sip`;
-//! `control` (admin HTTP, credentials); `net` (binding, UDP batches, TLS, the one stream
-//! connection), `config` and `telemetry`; `runtime` (clock, seeds, locks), which imports none
-//! of them. Imports point down this list, never up. `docs/architecture.md` is the map.
+//! `control` (admin HTTP, credentials); `config` (each section converted once into typed
+//! settings); `net` (binding, UDP batches, TLS, the one stream connection); `telemetry`
+//! (counters and their renderer); `runtime` (clock, seeds, locks), which imports none of them.
+//! Imports point down this list, never up. `docs/architecture.md` is the map.
 
 // A binary has no public API: `pub` marks what modules share with each other.
 #![allow(unreachable_pub)]
