@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 
 use crate::edit::Edits;
 use crate::header::HeaderName;
@@ -198,46 +199,59 @@ pub fn fix_via<'a>(msg: &Message<'a>, source: SocketAddr, edits: &mut Edits<'a>)
 /// pass, without rewriting the request.
 pub fn fixed_top_via(msg: &Message<'_>, source: SocketAddr) -> Option<Vec<u8>> {
     let field = msg.value(crate::header::HeaderName::Via)?;
-    let via = msg.via();
-    let offset = |part: &[u8]| {
-        let start = (part.as_ptr() as usize).checked_sub(field.as_ptr() as usize)?;
-        (start + part.len() <= field.len()).then_some(start)
-    };
-    let (received, rport) = via_params(source);
-    let mut out = Vec::with_capacity(field.len() + received.len() + rport.len() + 2);
+    let mut out = Vec::with_capacity(field.len() + 64);
     let mut copied = 0;
-    let mut have = (false, false);
+    let (end, added) = via_fix(field, &msg.via(), source, |range, text| {
+        out.extend_from_slice(&field[copied..range.start]);
+        out.extend_from_slice(text);
+        copied = range.end;
+    })?;
+    out.extend_from_slice(field.get(copied..end)?);
+    out.extend_from_slice(added.as_bytes());
+    out.extend_from_slice(&field[end..]);
+    Some(out)
+}
+
+/// What [`fix_via`] changes in `via`, which lies within `base`: `replace` is called, in order,
+/// with the range in `base` of each `received` or `rport` parameter `via` has and its new
+/// text; returned are where `via` ends in `base` and the parameters to append there (those it
+/// lacked, each with its `;`). `None` when `via` is not within `base`.
+fn via_fix(
+    base: &[u8],
+    via: &Via<'_>,
+    source: SocketAddr,
+    mut replace: impl FnMut(Range<usize>, &[u8]),
+) -> Option<(usize, Short)> {
+    let range_of = |part: &[u8]| {
+        let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+        (start + part.len() <= base.len()).then(|| start..start + part.len())
+    };
+    let end = range_of(via.as_bytes())?.end;
+    let (received, rport) = via_params(source);
+    let (mut have_received, mut have_rport) = (false, false);
     for (name, value) in via.params().iter() {
-        let is_received = name.eq_ignore_ascii_case(b"received");
-        let is_rport = name.eq_ignore_ascii_case(b"rport");
-        if !is_received && !is_rport {
-            continue;
-        }
-        let end = value.unwrap_or(name);
-        let (Some(n), Some(e)) = (offset(name), offset(end)) else {
+        let (text, have) = if name.eq_ignore_ascii_case(b"received") {
+            (&received, &mut have_received)
+        } else if name.eq_ignore_ascii_case(b"rport") {
+            (&rport, &mut have_rport)
+        } else {
             continue;
         };
-        out.extend_from_slice(field.get(copied..n)?);
-        out.extend_from_slice(if is_received { &received } else { &rport }.as_bytes());
-        copied = e + end.len();
-        if is_received {
-            have.0 = true;
-        } else {
-            have.1 = true;
+        let (Some(n), Some(v)) = (range_of(name), range_of(value.unwrap_or(name))) else {
+            continue;
+        };
+        replace(n.start..v.end, text.as_bytes());
+        *have = true;
+    }
+    // At most ";received=" with an IPv6 address (49) and ";rport=65535" (12): a Short holds it.
+    let mut added = Short::new();
+    for (have, text) in [(have_received, &received), (have_rport, &rport)] {
+        if !have {
+            let _ = added.write_str(";");
+            let _ = added.write_str(text.as_str());
         }
     }
-    let via_end = offset(via.as_bytes())? + via.as_bytes().len();
-    out.extend_from_slice(field.get(copied..via_end)?);
-    if !have.0 {
-        out.push(b';');
-        out.extend_from_slice(received.as_bytes());
-    }
-    if !have.1 {
-        out.push(b';');
-        out.extend_from_slice(rport.as_bytes());
-    }
-    out.extend_from_slice(&field[via_end..]);
-    Some(out)
+    Some((end, added))
 }
 
 /// `received=IP` and `rport=PORT` for `source`.
@@ -265,44 +279,13 @@ fn via_params(source: SocketAddr) -> (Short, Short) {
 
 /// The edits of [`fix_via`] to the Via `via`, which lies within `base` (edits are `base`'s).
 fn via_edits<'a>(base: &'a [u8], via: &Via<'a>, source: SocketAddr, edits: &mut Edits<'a>) {
-    let range_of = |part: &[u8]| {
-        let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
-        (start + part.len() <= base.len()).then(|| start..start + part.len())
-    };
-    let Some(range) = range_of(via.as_bytes()) else {
-        return;
-    };
-    let (received, rport) = via_params(source);
-    let mut have = (false, false);
-    for (name, value) in via.params().iter() {
-        let is_received = name.eq_ignore_ascii_case(b"received");
-        let is_rport = name.eq_ignore_ascii_case(b"rport");
-        if !is_received && !is_rport {
-            continue;
-        }
-        let end = value.unwrap_or(name);
-        let (Some(n), Some(e)) = (range_of(name), range_of(end)) else {
-            continue;
-        };
-        let text = if is_received { &received } else { &rport };
-        edits.replace(n.start..e.end, text.as_bytes());
-        if is_received {
-            have.0 = true;
-        } else {
-            have.1 = true;
-        }
-    }
-    let mut add = String::new();
-    if !have.0 {
-        add.push(';');
-        add.push_str(received.as_str());
-    }
-    if !have.1 {
-        add.push(';');
-        add.push_str(rport.as_str());
-    }
-    if !add.is_empty() {
-        edits.insert(range.end, add.as_bytes());
+    let fixed = via_fix(base, via, source, |range, text| {
+        edits.replace(range, text);
+    });
+    if let Some((end, added)) = fixed
+        && added.len() > 0
+    {
+        edits.insert(end, added.as_bytes());
     }
 }
 
@@ -522,6 +505,21 @@ f: <sip:c@d>;tag=x\r\nt: <sip:a@b>\r\ni: abc\r\nCSeq: 7 OPTIONS\r\nContent-Lengt
                 );
             }
         }
+        // The longest parameters there are, both added, fit the stack text they are written in.
+        let m = Message::parse(
+            b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nf: <sip:c@d>;tag=x\r\n\
+t: <sip:a@b>\r\ni: abc\r\nCSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        )
+        .expect("parses");
+        let far: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+            .parse()
+            .expect("addr");
+        assert_eq!(
+            fixed_top_via(&m, far).as_deref(),
+            Some(
+                &b"SIP/2.0/UDP h;branch=z9hG4bK1;received=ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff;rport=65535"[..]
+            )
+        );
     }
 
     #[test]

@@ -380,7 +380,8 @@ impl Registrar {
         let before = self.aors.get(&aor);
         if before != Some(&bindings) {
             // A refresh (the same contacts on the same flows, only their expiry, Call-ID or
-            // CSeq new) reaches the store at the next housekeeping; anything else at once.
+            // CSeq new) reaches the store with the next batch of refreshes; anything else at
+            // once.
             let refresh = before.is_some_and(|old| same_reachability(old, &bindings));
             if refresh {
                 self.refreshed.insert(aor.clone());
@@ -436,9 +437,8 @@ impl Registrar {
     /// The addresses of record whose bindings changed since the last call, with their bindings
     /// now (none: the address of record is gone), for the store. Changes to who is reachable
     /// where (a new or removed binding, a new flow) come every time; mere refreshes (and
-    /// keep-alive counts) only with `refreshes`, which the server asks for about once a
-    /// second: so many phones refreshing often cost one store write each per second, not one
-    /// per REGISTER.
+    /// keep-alive counts) only with `refreshes`, which the server asks for every 10 s: so a
+    /// phone refreshing often costs one store write per 10 s, not one per REGISTER.
     pub fn take_changed(&mut self, refreshes: bool) -> Vec<(String, Vec<Binding>)> {
         let mut dirty = std::mem::take(&mut self.dirty);
         if refreshes {
