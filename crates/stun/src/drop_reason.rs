@@ -52,6 +52,17 @@ impl DropReason {
         DropReason::PartnerRateLimited,
     ];
 
+    /// Whether the bytes were no STUN message at all, so that on a stream (RFC 8489 §6.2.2,
+    /// where messages follow each other with no other boundary) nothing after them can be
+    /// trusted to start a message: the connection is closed. Other drops leave the stream in
+    /// step, and it goes on.
+    pub fn breaks_stream(self) -> bool {
+        matches!(
+            self,
+            DropReason::BadLength | DropReason::Malformed | DropReason::NotStun
+        )
+    }
+
     /// A short stable name (a metrics label value).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -254,6 +254,44 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_out_of_range_name_their_own_key() {
+        let stun = "[stun]\nlisten = [\"127.0.0.1:3478\"]\n";
+        for (line, key) in [
+            ("tcp_max_connections = 0", "stun.tcp_max_connections"),
+            (
+                "tcp_max_connections_per_ip = 0",
+                "stun.tcp_max_connections_per_ip",
+            ),
+            (
+                "tcp_first_message_timeout = 0",
+                "stun.tcp_first_message_timeout",
+            ),
+            ("tcp_idle_timeout = 0", "stun.tcp_idle_timeout"),
+            ("tls_handshake_timeout = 0", "stun.tls_handshake_timeout"),
+            ("tcp_max_queued = 131109", "stun.tcp_max_queued"),
+        ] {
+            let e = err(&format!("{stun}{line}\n"));
+            assert!(e.starts_with(&format!("f.toml: {key}: ")), "{line}: {e}");
+        }
+        Config::parse(&format!("{stun}tcp_max_queued = 131110\n"), "f.toml")
+            .expect("two whole STUN messages fit");
+        let sip = "[sip]\nenabled = true\ndomain = \"example.org\"\n";
+        for (line, key) in [
+            ("max_connections = 0", "sip.max_connections"),
+            ("max_connections_per_ip = 0", "sip.max_connections_per_ip"),
+            ("first_message_timeout = 0", "sip.first_message_timeout"),
+            ("idle_timeout = 0", "sip.idle_timeout"),
+            ("tls_handshake_timeout = 0", "sip.tls_handshake_timeout"),
+            ("max_queued = 131069", "sip.max_queued"),
+        ] {
+            let e = err(&format!("{sip}{line}\n"));
+            assert!(e.starts_with(&format!("f.toml: {key}: ")), "{line}: {e}");
+        }
+        Config::parse(&format!("{sip}max_queued = 131070\n"), "f.toml")
+            .expect("two whole SIP messages fit");
+    }
+
+    #[test]
     fn sip_edge_mode_needs_an_upstream_uri() {
         let sip = "[sip]\nenabled = true\ndomain = \"example.org\"\n";
         let e = err(&format!("{sip}mode = \"edge\"\n"));

@@ -413,28 +413,17 @@ impl Config {
                 "a \"tls:\" or \"wss:\" listener needs [tls] cert and key (PEM files)".into(),
             ));
         }
-        for (key, value) in [
-            ("sip.max_connections", sip.max_connections as u64),
-            (
-                "sip.max_connections_per_ip",
-                sip.max_connections_per_ip as u64,
-            ),
-            ("sip.first_message_timeout", sip.first_message_timeout),
-            ("sip.idle_timeout", sip.idle_timeout),
-            ("sip.tls_handshake_timeout", sip.tls_handshake_timeout),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1".into()));
-            }
-        }
-        if sip.max_queued < farside_sip::MAX_MESSAGE {
-            return Err(invalid(
-                "sip.max_queued",
-                format!(
-                    "must hold a whole message: at least {}",
-                    farside_sip::MAX_MESSAGE
-                ),
-            ));
+        if let Some((field, why)) = sip.stream_limits().problem() {
+            use crate::net::stream::LimitField;
+            let key = match field {
+                LimitField::MaxConnections => "sip.max_connections",
+                LimitField::MaxPerIp => "sip.max_connections_per_ip",
+                LimitField::FirstMessage => "sip.first_message_timeout",
+                LimitField::Idle => "sip.idle_timeout",
+                LimitField::TlsHandshake => "sip.tls_handshake_timeout",
+                LimitField::MaxQueued => "sip.max_queued",
+            };
+            return Err(invalid(key, why));
         }
         if sip.min_expires == 0
             || sip.max_expires < sip.min_expires

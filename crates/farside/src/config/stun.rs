@@ -207,32 +207,17 @@ impl Config {
                 format!("{}: at most 1024", stun.workers),
             ));
         }
-        if stun.tcp_max_connections_per_ip == 0 {
-            return Err(invalid(
-                "stun.tcp_max_connections_per_ip",
-                "must be at least 1".into(),
-            ));
-        }
-        if stun.tcp_first_message_timeout == 0 || stun.tls_handshake_timeout == 0 {
-            return Err(invalid(
-                "stun.tcp_first_message_timeout",
-                "it and stun.tls_handshake_timeout must be at least 1 second".into(),
-            ));
-        }
-        if stun.tcp_max_queued < 2 * MAX_STREAM_MESSAGE {
-            return Err(invalid(
-                "stun.tcp_max_queued",
-                format!(
-                    "must hold two whole messages: at least {}",
-                    2 * MAX_STREAM_MESSAGE
-                ),
-            ));
-        }
-        if stun.tcp_idle_timeout == 0 {
-            return Err(invalid(
-                "stun.tcp_idle_timeout",
-                "must be at least 1 second".into(),
-            ));
+        if let Some((field, why)) = stun.stream_limits().problem() {
+            use crate::net::stream::LimitField;
+            let key = match field {
+                LimitField::MaxConnections => "stun.tcp_max_connections",
+                LimitField::MaxPerIp => "stun.tcp_max_connections_per_ip",
+                LimitField::FirstMessage => "stun.tcp_first_message_timeout",
+                LimitField::Idle => "stun.tcp_idle_timeout",
+                LimitField::TlsHandshake => "stun.tls_handshake_timeout",
+                LimitField::MaxQueued => "stun.tcp_max_queued",
+            };
+            return Err(invalid(key, why));
         }
         Ok(())
     }

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use farside_io::Epoll;
-use farside_stun::binding::{BindingServer, DropReason, Outcome, Received, Transport};
+use farside_stun::binding::{BindingServer, Outcome, Received, Transport};
 use farside_time::Timestamp;
-use farside_turn::{ConnectionId, FiveTuple, TurnServer, TurnTransport};
+use farside_turn::{ConnectionId, FiveTuple, TurnServer};
 
 use crate::dataplane::relay_ports::RELAY_TOKEN_BASE;
 use crate::dataplane::turn::{TcpAction, TurnShared, TurnWorker};
@@ -217,10 +217,7 @@ impl StreamThread {
             ..
         } = self;
         pool.ready(epoll, now, token, &mut |meta, frame, out| {
-            let transport = match meta.kind {
-                Kind::StunTls => TurnTransport::Tls,
-                _ => TurnTransport::Tcp,
-            };
+            let transport = meta.kind.turn_transport();
             if let Some(w) = worker.as_mut()
                 && TurnServer::wants(frame)
             {
@@ -254,12 +251,7 @@ impl StreamThread {
                 Outcome::Respond(r) => out.push(&answer[..r.len]),
                 Outcome::Drop(reason) => {
                     log_once::dropped(reason, meta.remote);
-                    // The framing held (one whole message was read), so the stream goes on
-                    // unless the bytes were not STUN at all.
-                    if matches!(
-                        reason,
-                        DropReason::BadLength | DropReason::Malformed | DropReason::NotStun
-                    ) {
+                    if reason.breaks_stream() {
                         return After::Close;
                     }
                 }
@@ -321,9 +313,6 @@ fn five_tuple(meta: &Meta) -> FiveTuple {
     FiveTuple {
         client: meta.remote,
         server: meta.local,
-        transport: match meta.kind {
-            Kind::StunTls => TurnTransport::Tls,
-            _ => TurnTransport::Tcp,
-        },
+        transport: meta.kind.turn_transport(),
     }
 }

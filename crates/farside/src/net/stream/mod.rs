@@ -64,6 +64,15 @@ impl Kind {
         }
     }
 
+    /// The TURN transport of a STUN listener (RFC 8656 §3.1: TCP or TLS).
+    pub fn turn_transport(self) -> farside_turn::TurnTransport {
+        if self.is_secure() {
+            farside_turn::TurnTransport::Tls
+        } else {
+            farside_turn::TurnTransport::Tcp
+        }
+    }
+
     /// The SIP transport of a SIP listener.
     pub fn sip_transport(self) -> farside_sip::nat::Transport {
         use farside_sip::nat::Transport;
@@ -93,4 +102,54 @@ pub struct Limits {
     pub max_queued: usize,
     /// The largest message accepted (a longer one breaks the framing).
     pub max_message: usize,
+}
+
+/// A limit of [`Limits`] out of range, for the configuration to name its own key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitField {
+    /// [`Limits::max_connections`].
+    MaxConnections,
+    /// [`Limits::max_per_ip`].
+    MaxPerIp,
+    /// [`Limits::first_message`].
+    FirstMessage,
+    /// [`Limits::idle`].
+    Idle,
+    /// [`Limits::tls_handshake`].
+    TlsHandshake,
+    /// [`Limits::max_queued`].
+    MaxQueued,
+}
+
+impl Limits {
+    /// The first limit a pool cannot work with, and why: every count and time must be at
+    /// least one, and the output queue must hold two whole messages (a peer is no longer read
+    /// once half of it is used, so half must hold the answer to a whole message).
+    pub fn problem(&self) -> Option<(LimitField, String)> {
+        let at_least_one = [
+            (LimitField::MaxConnections, self.max_connections as u64, ""),
+            (LimitField::MaxPerIp, self.max_per_ip as u64, ""),
+            (
+                LimitField::FirstMessage,
+                self.first_message.as_secs(),
+                " second",
+            ),
+            (LimitField::Idle, self.idle.as_secs(), " second"),
+            (
+                LimitField::TlsHandshake,
+                self.tls_handshake.as_secs(),
+                " second",
+            ),
+        ];
+        if let Some((field, _, unit)) = at_least_one.into_iter().find(|(_, v, _)| *v == 0) {
+            return Some((field, format!("must be at least 1{unit}")));
+        }
+        let least = 2 * self.max_message;
+        (self.max_queued < least).then(|| {
+            (
+                LimitField::MaxQueued,
+                format!("must hold two whole messages: at least {least}"),
+            )
+        })
+    }
 }
