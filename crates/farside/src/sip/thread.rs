@@ -216,9 +216,7 @@ impl SipThread {
                 epoll.wait(wait, |t| ready.push(t))?;
             }
             let now = clock::now();
-            if let Some(c) = self.credentials.newer_than(&mut self.credentials_seen) {
-                self.server.set_users(Arc::new(StoreUsers(c)));
-            }
+            self.refresh_users();
             for &token in &ready {
                 if self.tcp.owns(token) {
                     let server = &mut self.server;
@@ -272,6 +270,9 @@ impl SipThread {
                 Ok(n) if n > 0 => {}
                 _ => break,
             }
+            // A lone socket's datagrams are handled before the main loop looks again: users
+            // added while the thread waited must be known to them.
+            self.refresh_users();
             let now = clock::now();
             for (k, d) in rx.iter().filter(|d| !d.truncated).enumerate() {
                 // A dual-stack socket names IPv4 senders ::ffff:a.b.c.d: use a.b.c.d.
@@ -295,6 +296,14 @@ impl SipThread {
             if rx.len() < BATCH {
                 break;
             }
+        }
+    }
+
+    /// The store's users, if they changed since the server last got them (one atomic load
+    /// when they did not).
+    fn refresh_users(&mut self) {
+        if let Some(c) = self.credentials.newer_than(&mut self.credentials_seen) {
+            self.server.set_users(Arc::new(StoreUsers(c)));
         }
     }
 
