@@ -664,19 +664,8 @@ fn a_natted_phone_is_answered_where_its_packets_came_from() {
         )),
         "{answer}"
     );
-    let nonce = answer
-        .split("nonce=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_owned();
     // MD5 Digest without qop (RFC 2069 style, still accepted).
-    let ha1 = md5_hex(&format!("bob:{DOMAIN}:builder"));
-    let ha2 = md5_hex(&format!("REGISTER:sip:{DOMAIN}"));
-    let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
-    let auth = format!(
-        "Authorization: Digest username=\"bob\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"sip:{DOMAIN}\", response=\"{response}\"\r\n"
-    );
+    let auth = bobs_credentials(&answer);
     let answer = ask(&phone, sip, &register(2, &auth));
     assert!(answer.starts_with("SIP/2.0 200 "), "{answer}");
     assert!(
@@ -747,6 +736,22 @@ From: <sip:bob@{DOMAIN}>;tag=o\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: o1\r\nCSeq: 1 O
         1.0
     );
     server.assert_alive("after the phone");
+}
+
+/// The Authorization field with which bob (password "builder") answers `challenge`, a 401:
+/// MD5 Digest without qop (RFC 2069's form, which RFC 2617 still accepts).
+fn bobs_credentials(challenge: &str) -> String {
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap();
+    let ha1 = md5_hex(&format!("bob:{DOMAIN}:builder"));
+    let ha2 = md5_hex(&format!("REGISTER:sip:{DOMAIN}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+    format!(
+        "Authorization: Digest username=\"bob\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"sip:{DOMAIN}\", response=\"{response}\"\r\n"
+    )
 }
 
 fn md5_hex(s: &str) -> String {
@@ -834,18 +839,7 @@ CSeq: {cseq} REGISTER\r\nContact: <sip:bob@{me};transport=tcp>\r\nExpires: 300\r
     phone.write_all(register(1, "").as_bytes()).unwrap();
     let challenge = read_sip(&mut phone);
     assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
-    let nonce = challenge
-        .split("nonce=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_owned();
-    let ha1 = md5_hex(&format!("bob:{DOMAIN}:builder"));
-    let ha2 = md5_hex(&format!("REGISTER:sip:{DOMAIN}"));
-    let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
-    let auth = format!(
-        "Authorization: Digest username=\"bob\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"sip:{DOMAIN}\", response=\"{response}\"\r\n"
-    );
+    let auth = bobs_credentials(&challenge);
     phone.write_all(register(2, &auth).as_bytes()).unwrap();
     let ok = read_sip(&mut phone);
     assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
@@ -922,4 +916,163 @@ CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         1.0,
         "only the asker's was closed for silence"
     );
+}
+
+/// `farside bench sip`, the load tool `bench/sip.sh` points at Farside and at Kamailio, judged
+/// by both: a light load (200 registrations/s for a second) registers every phone at each, and
+/// the tool's JSON report adds up. Kamailio runs the benchmark's own configuration
+/// (`bench/sip/kamailio-register.cfg`: Digest with one password for every user).
+#[test]
+fn bench_sip_registers_at_farside_and_at_kamailio_alike() {
+    let test = "bench_sip_registers_at_farside_and_at_kamailio_alike";
+    if !require_tool(test, "kamailio") {
+        return;
+    }
+    let (server, sip) = sip_server(test);
+    add_user(&server, "user0", "bench-password");
+    let report = bench_sip(sip);
+    assert_light_load_registered(&report, &server.describe());
+    assert!(
+        counter(&server, "farside_sip_register_total", "registered")
+            >= report["registered"].as_f64().unwrap(),
+        "{report}\n{}",
+        server.describe()
+    );
+
+    let kamailio = Kamailio::start();
+    let report = bench_sip(kamailio.addr);
+    assert_light_load_registered(&report, &kamailio.log());
+}
+
+/// `farside bench sip` at 200 registrations/s for one second, as user0; its JSON.
+fn bench_sip(target: SocketAddr) -> serde_json::Value {
+    let args: Vec<String> = [
+        "bench",
+        "sip",
+        &target.to_string(),
+        "--rate",
+        "200",
+        "--duration",
+        "1",
+        "--users",
+        "1",
+        "--password",
+        "bench-password",
+        "--domain",
+        DOMAIN,
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run_tool(
+        env!("CARGO_BIN_EXE_farside"),
+        &args,
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.describe()))
+}
+
+fn assert_light_load_registered(report: &serde_json::Value, server: &str) {
+    let n = |k: &str| {
+        report[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {report}"))
+    };
+    assert!(n("started") >= 190, "{report}\n{server}");
+    assert_eq!(n("registered"), n("started"), "{report}\n{server}");
+    for k in [
+        "failed",
+        "rejected",
+        "timed_out",
+        "send_failed",
+        "invalid",
+        "generator_drops",
+    ] {
+        assert_eq!(n(k), 0, "{k}: {report}\n{server}");
+    }
+    assert_eq!(
+        report["kept_up"].as_bool(),
+        Some(true),
+        "{report}\n{server}"
+    );
+}
+
+/// Kamailio with the benchmark's registrar configuration on a free loopback port, one UDP
+/// worker; stopped on drop.
+struct Kamailio {
+    child: std::process::Child,
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Kamailio {
+    fn start() -> Kamailio {
+        let port = common::free_ports(&[LOCALHOST], 1);
+        let addr = SocketAddr::new(LOCALHOST, port);
+        let dir =
+            std::env::temp_dir().join(format!("farside-kamailio-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
+        let cfg = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../bench/sip/kamailio-register.cfg"
+        );
+        let child = std::process::Command::new("kamailio")
+            .args(["-f", cfg, "-DD", "-E", "-n", "1", "-m", "64", "-M", "8"])
+            .arg("-Y")
+            .arg(&dir)
+            .arg("-l")
+            .arg(format!("udp:{addr}"))
+            .arg(format!("--alias={DOMAIN}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start kamailio");
+        let k = Kamailio { child, addr, dir };
+        // Ready when it answers: its configuration refuses all but REGISTER with 405.
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let me = probe.local_addr().unwrap();
+        let options = format!(
+            "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKk1;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:probe@{DOMAIN}>;tag=k1\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: kamailio-ready\r\n\
+CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        let mut buf = [0u8; 2048];
+        let ready = (0..50).any(|_| {
+            probe.send_to(options.as_bytes(), addr).unwrap();
+            matches!(probe.recv(&mut buf), Ok(n) if buf[..n].starts_with(b"SIP/2.0 405 "))
+        });
+        assert!(ready, "kamailio did not answer on {addr}:\n{}", k.log());
+        k
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // SIGTERM, so that the main process stops its children too.
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -448,7 +448,7 @@ fn uclient_over_tcp() {
 fn an_allocation_ends_with_its_tcp_connection() {
     use common::turn::{allocate_request, nonce_of, rest_credentials};
     use farside_stun::{Class, Message};
-    use std::io::{Read, Write};
+    use std::io::Write;
 
     let test = "an_allocation_ends_with_its_tcp_connection";
     let server = turn_server(test, "");
@@ -456,14 +456,7 @@ fn an_allocation_ends_with_its_tcp_connection() {
     let request = |tid: u32, nonce: Option<&str>| {
         allocate_request(tid, nonce.map(|n| (user.as_str(), password.as_str(), n)))
     };
-    let read_msg = |s: &mut std::net::TcpStream| {
-        let mut head = [0u8; 20];
-        s.read_exact(&mut head).unwrap();
-        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let mut body = vec![0u8; len];
-        s.read_exact(&mut body).unwrap();
-        [head.to_vec(), body].concat()
-    };
+    let read_msg = |s: &mut std::net::TcpStream| common::stun::tcp_read_bytes(s).unwrap();
     let mut s = std::net::TcpStream::connect(server.primary).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(&request(1, None)).unwrap();
@@ -823,7 +816,7 @@ fn one_user_from_many_source_ports_gets_exactly_its_quota_across_workers() {
     use common::turn::{allocate_request, nonce_of, rest_credentials};
     use farside_stun::attributes::ErrorCode;
     use farside_stun::{Class, Message};
-    use std::io::{Read, Write};
+    use std::io::Write;
 
     let test = "one_user_from_many_source_ports_gets_exactly_its_quota_across_workers";
     let server = turn_server(test, "max_allocations_per_user = 3\n");
@@ -855,14 +848,7 @@ fn one_user_from_many_source_ports_gets_exactly_its_quota_across_workers() {
         // Kept open (and so allocated) until the test ends.
         std::mem::forget(sock);
     }
-    let read_msg = |s: &mut std::net::TcpStream| {
-        let mut head = [0u8; 20];
-        s.read_exact(&mut head).unwrap();
-        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let mut body = vec![0u8; len];
-        s.read_exact(&mut body).unwrap();
-        [head.to_vec(), body].concat()
-    };
+    let read_msg = |s: &mut std::net::TcpStream| common::stun::tcp_read_bytes(s).unwrap();
     let mut held = Vec::new();
     for i in 0..2u32 {
         let mut s = std::net::TcpStream::connect(server.primary).unwrap();

@@ -959,16 +959,21 @@ pub mod stun {
         (0..5).find_map(|_| udp_exchange(sock, to, &req, Duration::from_millis(500)))
     }
 
-    /// Reads one STUN message from a TCP stream (RFC 8489 §6.2: messages back to back, length from the header).
+    /// Reads the bytes of one STUN message from a TCP stream (RFC 8489 §6.2: messages back
+    /// to back, length from the header), waiting as the stream's read timeout says.
+    pub fn tcp_read_bytes(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+        let mut all = vec![0u8; 20];
+        stream.read_exact(&mut all)?;
+        let len = usize::from(u16::from_be_bytes([all[2], all[3]]));
+        all.resize(20 + len, 0);
+        stream.read_exact(&mut all[20..])?;
+        Ok(all)
+    }
+
+    /// Reads one STUN message from a TCP stream, waiting at most `wait`.
     pub fn tcp_read(stream: &mut TcpStream, wait: Duration) -> std::io::Result<Msg> {
         stream.set_read_timeout(Some(wait))?;
-        let mut hdr = [0u8; 20];
-        stream.read_exact(&mut hdr)?;
-        let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-        let mut body = vec![0u8; len];
-        stream.read_exact(&mut body)?;
-        let mut all = hdr.to_vec();
-        all.extend_from_slice(&body);
+        let all = tcp_read_bytes(stream)?;
         parse(&all).ok_or_else(|| std::io::Error::other("unparsable STUN message over TCP"))
     }
 
