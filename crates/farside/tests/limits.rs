@@ -189,6 +189,60 @@ fn a_tcp_client_that_never_reads_is_closed() {
     assert_eq!(m.xor_mapped(), Some(local));
 }
 
+/// A client may pipeline more requests than the server's output queue (`stun.tcp_max_queued`,
+/// 256 KiB) and the kernel's buffers hold answers for, then end its side and only read later: the server stops reading
+/// it while its answers wait, goes on once they are read, and answers every request before it
+/// closes. (Reading a whole burst at once used to overflow the queue and close it unanswered.)
+#[test]
+fn a_tcp_client_that_pipelines_past_the_output_queue_gets_every_answer() {
+    let test = "a_tcp_client_that_pipelines_past_the_output_queue_gets_every_answer";
+    if !farside_only(test) {
+        return;
+    }
+    // 3 MB of requests, 6 MB of answers: more than the kernel's buffers hold, with the
+    // client's receive buffer kept small, so the answers wait in the server's queue.
+    const REQUESTS: usize = 150_000;
+    let server = Server::start(test, ServerConfig::default());
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&server.primary.into()).unwrap();
+    let mut c: TcpStream = sock.into();
+    let mut writer = c.try_clone().unwrap();
+    let tids: Vec<[u8; 12]> = (0..REQUESTS).map(|_| stun::new_tid()).collect();
+    let burst: Vec<u8> = tids
+        .iter()
+        .flat_map(|t| stun::binding_request(t, &[]))
+        .collect();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&burst).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    // Nothing is read for a while: the answers pile up at the server.
+    std::thread::sleep(Duration::from_millis(500));
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for (i, tid) in tids.iter().enumerate() {
+        let answer = stun::tcp_read_bytes(&mut c)
+            .unwrap_or_else(|e| panic!("answer {i} of {REQUESTS}: {e}\n{}", server.describe()));
+        assert_eq!(&answer[8..20], tid, "answer {i} is to another request");
+    }
+    sender.join().unwrap();
+    // Then the server closes its side too.
+    let mut rest = [0u8; 64];
+    assert_eq!(
+        c.read(&mut rest).unwrap(),
+        0,
+        "more than one answer per request"
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "farside_stun_tcp_connections_total",
+            "overflow_closed"
+        ),
+        0.0
+    );
+}
+
 /// Connections that never deliver a whole STUN message, over TCP and over TLS (where the
 /// handshake itself never finishes), are closed once `stun.tcp_first_message_timeout` and
 /// `stun.tls_handshake_timeout` pass, each counted; a client that asks in time is served and

@@ -135,7 +135,12 @@ impl StreamThread {
         let mut last_sweep = clock::now();
         while !shutdown.load(Ordering::Relaxed) {
             ready.clear();
-            self.epoll.wait(MAX_WAIT, |t| ready.push(t))?;
+            let wait = match self.pool.has_resumed() {
+                true => Duration::ZERO,
+                false => MAX_WAIT,
+            };
+            self.epoll.wait(wait, |t| ready.push(t))?;
+            ready.extend(self.pool.take_resumed());
             let now = clock::now();
             if let Some(w) = self.worker.as_mut() {
                 w.tick(now);

@@ -209,11 +209,15 @@ impl SipThread {
             if lone {
                 self.receive(&epoll, 0, &mut rx, true);
             } else {
-                let wait = self
-                    .server
-                    .poll_timeout()
-                    .map_or(MAX_WAIT, |t| clock::until(t).min(MAX_WAIT));
+                let wait = match self.tcp.has_resumed() {
+                    true => Duration::ZERO,
+                    false => self
+                        .server
+                        .poll_timeout()
+                        .map_or(MAX_WAIT, |t| clock::until(t).min(MAX_WAIT)),
+                };
                 epoll.wait(wait, |t| ready.push(t))?;
+                ready.extend(self.tcp.take_resumed());
             }
             let now = clock::now();
             self.refresh_users();

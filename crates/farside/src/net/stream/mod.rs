@@ -14,6 +14,9 @@
 //! - a connection idle (nothing read or written) for `idle` is closed, unless the shell holds
 //!   it: a TURN allocation rides on it, or a SIP registration (which then lives as long as its
 //!   keep-alives keep the registration);
+//! - a peer's pipelined messages are handled a few at a time, and none while its output
+//!   queue is past half of `max_queued` (its answers wait to be read first); one that ends
+//!   its side is answered before the connection closes;
 //! - output stuck (a peer that does not read) for `idle` closes it, and output beyond
 //!   `max_queued` closes it at once (or, for relayed data, is dropped as UDP would drop it);
 //! - what breaks the framing closes it.

@@ -12,7 +12,7 @@ use farside_sip::websocket::{self, Handshake};
 use farside_stun::framing::Frame;
 use farside_time::Timestamp;
 
-use super::conn::{CloseReason, Conn, Meta, Mode};
+use super::conn::{CloseReason, Conn, Meta, Mode, Read};
 use super::{Kind, Limits};
 use crate::net::tls_reload::TlsFiles;
 use crate::telemetry::stream::StreamCounters;
@@ -21,6 +21,19 @@ use crate::telemetry::stream::StreamCounters;
 const CONNECTIONS: u64 = 1 << 32;
 /// The span of tokens one pool uses from its base.
 const TOKENS: u64 = 1 << 40;
+/// Messages of one connection handled per turn: the rest of what it pipelined waits in its
+/// input for the next pass (see [`Pool::take_resumed`]), so that its answers are written, and
+/// its backlog checked, before it is read further, and other connections get their turn.
+const MESSAGES_PER_TURN: usize = 32;
+
+/// How a connection's turn at its input ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Nothing whole is left.
+    Done,
+    /// Stopped with bytes left that may hold whole messages.
+    Stopped,
+}
 
 /// A connection that closed, for the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +91,8 @@ pub struct Pool {
     closed: Vec<Closed>,
     /// Raw connections that read bytes since [`Pool::take_raw`].
     raw: Vec<u64>,
+    /// Connections with messages left in their input since [`Pool::take_resumed`].
+    resumed: Vec<u64>,
 }
 
 impl Pool {
@@ -118,6 +133,7 @@ impl Pool {
             scratch: vec![0u8; 16 * 1024],
             closed: Vec::new(),
             raw: Vec::new(),
+            resumed: Vec::new(),
         })
     }
 
@@ -160,6 +176,18 @@ impl Pool {
     /// Raw connections with new bytes in `input` since the last call.
     pub fn take_raw(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.raw)
+    }
+
+    /// Connections that stopped with messages left in their input (their turn was up, or
+    /// their peer stopped reading and has caught up since): the owner hands each to
+    /// [`Pool::ready`] as if it were readable, on its next pass without waiting.
+    pub fn take_resumed(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.resumed)
+    }
+
+    /// Whether a connection waits for [`Pool::take_resumed`]: the owner must not sleep.
+    pub fn has_resumed(&self) -> bool {
+        !self.resumed.is_empty()
     }
 
     /// Handles readiness of `token`: accepts on a listener, or reads a connection and hands
@@ -291,11 +319,18 @@ impl Pool {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        if c.paused || c.ended || c.backlogged {
+        if c.paused || c.backlogged || (c.ended && c.mode == Mode::Raw) {
             c.watch(epoll);
             return;
         }
-        let read = c.read(&mut self.scratch, limit);
+        // A framed peer that ended with messages still waiting is not read again.
+        let read = match c.ended {
+            true => Read {
+                closed: true,
+                got: false,
+            },
+            false => c.read(&mut self.scratch, limit),
+        };
         if read.got {
             c.active = now;
         }
@@ -318,8 +353,16 @@ impl Pool {
         };
         let reason = match outcome {
             Err(reason) => Some(reason),
-            Ok(()) if read.closed => Some(CloseReason::Peer),
-            Ok(()) => None,
+            // A peer that ended its side (a shutdown after its last request) is answered
+            // first: what it sent before is handled and what is queued for it written.
+            Ok(turn) if read.closed => match self.conns.get_mut(&id) {
+                Some(c) if turn == Turn::Stopped || c.pending() => {
+                    c.ended = true;
+                    None
+                }
+                _ => Some(CloseReason::Peer),
+            },
+            Ok(_) => None,
         };
         self.settle(epoll, now, id, reason);
     }
@@ -331,20 +374,30 @@ impl Pool {
         id: u64,
         now: Timestamp,
         on_message: &mut dyn FnMut(&Meta, &[u8], &mut Outbox<'_>) -> After,
-    ) -> Result<(), CloseReason> {
+    ) -> Result<Turn, CloseReason> {
         let max = self.limits.max_message;
+        let backlog = self.limits.max_queued / 2;
         let Some(c) = self.conns.get_mut(&id) else {
-            return Ok(());
+            return Ok(Turn::Done);
         };
         let input = std::mem::take(&mut c.input);
         let mut at = 0;
+        let mut handled = 0;
         let result = loop {
+            // Past the backlog, the rest waits until the peer reads (`settle` resumes it).
+            if c.output.len() >= backlog && at < input.len() {
+                break Ok(Turn::Stopped);
+            }
+            if handled == MESSAGES_PER_TURN && at < input.len() {
+                self.resumed.push(id);
+                break Ok(Turn::Stopped);
+            }
             let rest = &input[at..];
             let len = match frame(c.meta.kind, rest) {
-                Frame::Incomplete => break Ok(()),
+                Frame::Incomplete => break Ok(Turn::Done),
                 Frame::Invalid => break Err(CloseReason::Invalid),
                 Frame::Message(n) if n > max => break Err(CloseReason::Invalid),
-                Frame::Message(n) if n > rest.len() => break Ok(()),
+                Frame::Message(n) if n > rest.len() => break Ok(Turn::Done),
                 Frame::Message(n) => n,
             };
             c.greeted = true;
@@ -352,9 +405,10 @@ impl Pool {
             let mut out = Outbox { conn: c, now };
             let after = on_message(&meta, &rest[..len], &mut out);
             at += len;
+            handled += 1;
             match after {
                 After::Continue if !c.closing => {}
-                After::Continue => break Ok(()),
+                After::Continue => break Ok(Turn::Done),
                 After::Raw => {
                     c.mode = Mode::Raw;
                     if c.per_ip_counted {
@@ -364,7 +418,7 @@ impl Pool {
                             *n -= 1;
                         }
                     }
-                    break Ok(());
+                    break Ok(Turn::Done);
                 }
                 After::Close => break Err(CloseReason::Shell),
             }
@@ -384,16 +438,16 @@ impl Pool {
         id: u64,
         now: Timestamp,
         on_message: &mut dyn FnMut(&Meta, &[u8], &mut Outbox<'_>) -> After,
-    ) -> Result<(), CloseReason> {
+    ) -> Result<Turn, CloseReason> {
         let max = self.limits.max_message;
         let Some(c) = self.conns.get_mut(&id) else {
-            return Ok(());
+            return Ok(Turn::Done);
         };
         let mut used = 0;
         if c.ws.is_none() && !c.closing {
             match websocket::handshake(&c.input) {
                 Handshake::Incomplete if c.input.len() > max => return Err(CloseReason::Invalid),
-                Handshake::Incomplete => return Ok(()),
+                Handshake::Incomplete => return Ok(Turn::Done),
                 Handshake::Accept { response, used: n } => {
                     c.output.extend_from_slice(&response);
                     used = n;
@@ -408,14 +462,25 @@ impl Pool {
                     c.output.extend_from_slice(&response);
                     c.closing = true;
                     c.input.clear();
-                    return Ok(());
+                    return Ok(Turn::Done);
                 }
             }
         }
+        let backlog = self.limits.max_queued / 2;
         let input = std::mem::take(&mut c.input);
-        let mut result = Ok(());
+        let mut result = Ok(Turn::Done);
+        let mut handled = 0;
         while let Some(reader) = c.ws.as_mut() {
             if c.closing {
+                break;
+            }
+            if used < input.len() && c.output.len() >= backlog {
+                result = Ok(Turn::Stopped);
+                break;
+            }
+            if used < input.len() && handled == MESSAGES_PER_TURN {
+                self.resumed.push(id);
+                result = Ok(Turn::Stopped);
                 break;
             }
             match reader.step(&input[used..]) {
@@ -424,6 +489,7 @@ impl Pool {
                     used += n;
                     match event {
                         Some(websocket::Event::Message(m)) => {
+                            handled += 1;
                             c.greeted = true;
                             let meta = c.meta;
                             let mut out = Outbox { conn: c, now };
@@ -466,9 +532,18 @@ impl Pool {
             reason = reason.or(Some(CloseReason::Overflow));
         }
         // A peer that does not read is not read either, past half its queue: its requests
-        // wait in its own socket, and its stuck output closes it after the idle timeout. (A
-        // spliced connection's two directions stay apart: the splice has its own backpressure.)
+        // wait in its own socket (and its input), and its stuck output closes it after the idle
+        // timeout; once it catches up, what waits in its input is handled. (A spliced
+        // connection's two directions stay apart: the splice has its own backpressure.)
+        let was_backlogged = c.backlogged;
         c.backlogged = c.mode == Mode::Framed && c.output.len() >= max_queued / 2;
+        if was_backlogged && !c.backlogged && !c.input.is_empty() && reason.is_none() {
+            self.resumed.push(id);
+        }
+        let answered = !c.pending() && !c.backlogged && !self.resumed.contains(&id);
+        if c.ended && c.mode == Mode::Framed && answered {
+            reason = reason.or(Some(CloseReason::Peer));
+        }
         if c.closing && !c.pending() {
             reason = reason.or(Some(CloseReason::Shell));
         }
