@@ -811,6 +811,139 @@ fn ipv4_and_ipv6_listeners_in_one_server() {
     }
 }
 
+/// coturn's `turnutils_stunclient` over IPv6: its reflexive address is its own `::1` socket.
+#[test]
+fn turnutils_stunclient_over_ipv6_gets_its_own_address() {
+    let test = "turnutils_stunclient_over_ipv6_gets_its_own_address";
+    if !require_tool(test, "turnutils_stunclient") {
+        return;
+    }
+    if !common::ipv6_loopback_available() {
+        common::skip(test, "::1 is not available on this host");
+        return;
+    }
+    let v6: IpAddr = "::1".parse().unwrap();
+    let server = Server::start(test, ServerConfig::default().listen_on(&[v6]));
+    let port = server.primary.port().to_string();
+    let out = run_tool(
+        "turnutils_stunclient",
+        &args(&["-p", &port, "-L", "::1", "::1"]),
+        PEER_TIME_LIMIT,
+    );
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+    // It prints "IPv6. UDP reflexive addr: ::1:PORT" (no brackets).
+    let label = "IPv6. UDP reflexive addr: ";
+    let mapped: Vec<(String, u16)> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(label))
+        .filter_map(|(_, a)| a.trim().rsplit_once(':'))
+        .map(|(ip, port)| (ip.to_owned(), port.parse().unwrap_or(0)))
+        .collect();
+    assert!(!mapped.is_empty(), "no {label:?} line\n{}", out.describe());
+    for (ip, port) in &mapped {
+        assert_eq!(ip, "::1", "{}", out.describe());
+        assert_ne!(*port, 0, "{}", out.describe());
+    }
+    assert!(!out.all().contains("error"), "{}", out.describe());
+}
+
+/// A second STUN client: aioice's codec with Python's own sockets and TLS (OpenSSL) sends three
+/// Bindings each over UDP, TCP (one connection) and TLS, to IPv4 and IPv6 listeners; every
+/// answer is a success with a good FINGERPRINT naming the client's own socket.
+#[test]
+fn aioice_binding_over_udp_tcp_and_tls_on_ipv4_and_ipv6() {
+    let test = "aioice_binding_over_udp_tcp_and_tls_on_ipv4_and_ipv6";
+    if common::backend() != Backend::Farside {
+        common::skip(test, "Farside's TLS configuration");
+        return;
+    }
+    if !require_tool(test, "openssl") {
+        return;
+    }
+    let Some(python) = common::require_python_module(test, "aioice") else {
+        return;
+    };
+    let mut ips = vec![LOCALHOST];
+    if common::ipv6_loopback_available() {
+        ips.push("::1".parse().unwrap());
+    } else {
+        common::skip(test, "::1 is not available on this host: IPv4 only");
+    }
+    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = common::self_signed_for_loopback(&dir);
+    let tls_port = common::free_ports(&ips, 1);
+    let relay = common::free_ports(&[LOCALHOST], 10);
+    let tls: Vec<String> = ips
+        .iter()
+        .map(|ip| format!("\"{}\"", SocketAddr::new(*ip, tls_port)))
+        .collect();
+    // STUN over TLS is served with TURN on.
+    let server = Server::start(
+        test,
+        ServerConfig::default().listen_on(&ips).with_table(&format!(
+            "[turn]\nenabled = true\nrelay_ports = \"{relay}-{}\"\n\n[tls]\nlisten = [{}]\ncert = \"{}\"\nkey = \"{}\"\n",
+            relay + 9,
+            tls.join(", "),
+            cert.display(),
+            key.display()
+        )),
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/stun_binding.py"
+    );
+    for (i, ip) in ips.iter().enumerate() {
+        for transport in ["udp", "tcp", "tls"] {
+            let port = match transport {
+                "tls" => tls_port,
+                _ => server.listen[i].port(),
+            };
+            let out = run_tool(
+                &python,
+                &args(&[
+                    script,
+                    transport,
+                    &ip.to_string(),
+                    &port.to_string(),
+                    "3",
+                    &cert.display().to_string(),
+                ]),
+                PEER_TIME_LIMIT,
+            );
+            let json: serde_json::Value =
+                serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
+                    panic!(
+                        "{transport} {ip}: no JSON ({e})\n{}\n{}",
+                        out.describe(),
+                        server.describe()
+                    )
+                });
+            assert_eq!(
+                json["answered"],
+                3,
+                "{transport} {ip}: {json}\n{}",
+                out.describe()
+            );
+            for mapped in json["mapped"].as_array().unwrap() {
+                assert_eq!(mapped, &json["local"], "{transport} {ip}: {json}");
+            }
+        }
+    }
+    // TLS is counted with TCP (the same stream connections): 3 Bindings each, per address.
+    let streamed = common::counter(&server, "farside_stun_requests_total", "transport=\"tcp\"");
+    assert_eq!(streamed, 6.0 * ips.len() as f64, "{}", server.describe());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn tcp_binding_over_loopback() {
     let test = "tcp_binding_over_loopback";

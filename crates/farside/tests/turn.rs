@@ -313,52 +313,30 @@ fn aioice_gathers_a_relay_candidate_and_exchanges_data() {
 }
 
 /// Long-term credentials from the store, added with `farside user add` while the server runs
-/// (it picks them up without a restart); uclient authenticates with them. A removed user is
-/// refused again.
+/// (it picks them up without a restart); uclient authenticates with them, not with a wrong
+/// password. Removed with `farside user remove` while the server runs, the user is refused
+/// again.
 #[test]
-fn uclient_with_a_long_term_user_added_while_the_server_runs() {
-    let test = "uclient_with_a_long_term_user_added_while_the_server_runs";
+fn uclient_with_a_long_term_user_added_and_removed_while_the_server_runs() {
+    let test = "uclient_with_a_long_term_user_added_and_removed_while_the_server_runs";
     if !require(test) {
         return;
     }
-    let server = turn_server(test, "allowed_peers = [\"127.0.0.0/8\"]\n");
-    let peer = Peer::start();
-    let cfg = server.config_path().display().to_string();
-    let add = run_tool(
-        env!("CARGO_BIN_EXE_farside"),
-        &[
-            "user".into(),
-            "add".into(),
-            "dave".into(),
-            "--password".into(),
-            "secret-pw".into(),
-            "--config".into(),
-            cfg.clone(),
-        ],
-        Duration::from_secs(20),
+    // Every refusal here must be one for credentials, not the per-source limit on failures.
+    let server = turn_server(
+        test,
+        "allowed_peers = [\"127.0.0.0/8\"]\nauth_failures_per_minute = 1000\n",
     );
-    assert_eq!(add.code(), Some(0), "{}", add.describe());
+    let peer = Peer::start();
+    let add = server.cli(&["user", "add", "dave", "--password", "secret-pw"]);
     assert!(
         add.stdout.contains("added user dave in realm farside"),
         "{}",
         add.describe()
     );
-    // The server polls the store once a second.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !server.logs().contains("S306 store changed: 1 users") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.describe()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = uclient(
-        &server,
-        &peer,
-        &["-u", "dave", "-w", "secret-pw", "-n", "20", "-m", "2"],
-        UCLIENT_LIMIT,
-    );
+    server.wait_for_log("S306 store changed: 1 users");
+    let dave = ["-u", "dave", "-w", "secret-pw", "-n", "20", "-m", "2"];
+    let out = uclient(&server, &peer, &dave, UCLIENT_LIMIT);
     assert_all_relayed(&out, &server, 40);
     let wrong = uclient(
         &server,
@@ -368,6 +346,71 @@ fn uclient_with_a_long_term_user_added_while_the_server_runs() {
     );
     assert!(totals(&wrong.all()).is_none_or(|t| t.received == 0));
     assert!(counter(&server, "farside_turn_responses_total", "wrong_password") >= 1.0);
+
+    server.cli(&["user", "remove", "dave"]);
+    server.wait_for_log("S306 store changed: 0 users");
+    let refused_before = counter(&server, "farside_turn_responses_total", "wrong_password");
+    let gone = uclient(&server, &peer, &dave, FAILING_LIMIT);
+    assert!(
+        totals(&gone.all()).is_none_or(|t| t.received == 0),
+        "{}",
+        gone.describe()
+    );
+    assert!(
+        counter(&server, "farside_turn_responses_total", "wrong_password") > refused_before,
+        "{}",
+        server.describe()
+    );
+}
+
+/// Shared secrets of ephemeral credentials kept in the store: one added with `farside secret
+/// add` while the server runs is used by uclient (`-W`); removed with `farside secret remove`,
+/// its credentials are refused, while the secret of the config file still works.
+#[test]
+fn uclient_with_a_shared_secret_added_and_removed_while_the_server_runs() {
+    let test = "uclient_with_a_shared_secret_added_and_removed_while_the_server_runs";
+    if !require(test) {
+        return;
+    }
+    const STORED: &str = "a-secret-added-by-the-cli-0123";
+    // Every refusal here must be one for credentials, not the per-source limit on failures.
+    let server = turn_server(
+        test,
+        "allowed_peers = [\"127.0.0.0/8\"]\nauth_failures_per_minute = 1000\n",
+    );
+    let peer = Peer::start();
+    let with = |secret: &'static str| ["-W", secret, "-u", "erin", "-n", "20", "-m", "2"];
+    // Unknown yet: refused.
+    let early = uclient(&server, &peer, &with(STORED), FAILING_LIMIT);
+    assert!(totals(&early.all()).is_none_or(|t| t.received == 0));
+
+    let add = server.cli(&["secret", "add", STORED]);
+    let id = add
+        .stdout
+        .trim()
+        .strip_prefix("added secret ")
+        .unwrap_or_else(|| panic!("{}", add.describe()))
+        .to_string();
+    server.wait_for_log("S306 store changed: 0 users, 1 shared secrets");
+    let out = uclient(&server, &peer, &with(STORED), UCLIENT_LIMIT);
+    assert_all_relayed(&out, &server, 40);
+
+    server.cli(&["secret", "remove", &id]);
+    server.wait_for_log("S306 store changed: 0 users, 0 shared secrets");
+    let refused_before = counter(&server, "farside_turn_responses_total", "wrong_password");
+    let gone = uclient(&server, &peer, &with(STORED), FAILING_LIMIT);
+    assert!(
+        totals(&gone.all()).is_none_or(|t| t.received == 0),
+        "{}",
+        gone.describe()
+    );
+    assert!(
+        counter(&server, "farside_turn_responses_total", "wrong_password") > refused_before,
+        "{}",
+        server.describe()
+    );
+    let still = uclient(&server, &peer, &with(SECRET), UCLIENT_LIMIT);
+    assert_all_relayed(&still, &server, 40);
 }
 
 /// RFC 6156: an IPv4 client asks for an IPv6 relayed address (uclient `-x`) and relays to an
@@ -703,10 +746,12 @@ fn uclient_relays_through_tcp_allocations() {
 }
 
 /// Dual allocations (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2; uclient `-Z`, whose Refreshes
-/// ask for one family or the other at random): no refusal, every message relayed.
+/// ask for one family or the other at random): each Allocate is granted an IPv4 and an IPv6
+/// relayed address, both used: an IPv4 client's data reaches an IPv4 peer and an IPv6 peer
+/// (which only the IPv6 relayed address can reach) and comes back, no refusal, nothing lost.
 #[test]
-fn uclient_with_dual_allocations() {
-    let test = "uclient_with_dual_allocations";
+fn uclient_with_dual_allocations_gets_and_uses_both_families() {
+    let test = "uclient_with_dual_allocations_gets_and_uses_both_families";
     if !require(test) {
         return;
     }
@@ -718,15 +763,33 @@ fn uclient_with_dual_allocations() {
         test,
         "relay_address = [\"127.0.0.1\", \"::1\"]\nallowed_peers = [\"127.0.0.0/8\", \"::1\"]\n",
     );
-    let peer = Peer::start();
-    for _ in 0..3 {
-        let out = uclient(
+    let v4 = Peer::start();
+    let v6 = Peer::start_on("::1");
+    for (peer, peer_ip) in [(&v4, "127.0.0.1"), (&v6, "::1"), (&v4, "127.0.0.1")] {
+        let out = uclient_to(
             &server,
-            &peer,
-            &["-Z", "-W", SECRET, "-u", "alice", "-n", "20", "-m", "2"],
+            peer,
+            peer_ip,
+            &[
+                "-v", "-Z", "-W", SECRET, "-u", "alice", "-n", "20", "-m", "2",
+            ],
             UCLIENT_LIMIT,
         );
         assert!(!out.all().contains("error 4"), "{}", out.describe());
+        // uclient -v names the relayed address of the peer's family; with an IPv6 peer, both
+        // of each allocation.
+        // Each allocation's pair is printed together.
+        let granted = |line: &str| out.all().matches(line).count();
+        let v4_granted = granted("IPv4. Received relay addr: 127.0.0.1:");
+        assert!(v4_granted >= 2, "{}", out.describe());
+        if peer_ip == "::1" {
+            assert_eq!(
+                granted("IPv6. Received relay addr: ::1:"),
+                v4_granted,
+                "{}",
+                out.describe()
+            );
+        }
         assert_all_relayed(&out, &server, 40);
     }
     assert_eq!(

@@ -370,6 +370,28 @@ impl Server {
         self.output.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Runs `farside ARGS --config <this server's config>` (a user or secret command while the
+    /// server runs) and asserts that it succeeded.
+    pub fn cli(&self, args: &[&str]) -> ToolOutput {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--config".to_string(),
+            self.config_path().display().to_string(),
+        ]);
+        let out = run_tool(env!("CARGO_BIN_EXE_farside"), &all, Duration::from_secs(20));
+        assert_eq!(out.code(), Some(0), "{}", out.describe());
+        out
+    }
+
+    /// Waits up to 5 s for the server to log `line` (it polls its store once a second).
+    pub fn wait_for_log(&self, line: &str) {
+        assert!(
+            wait_until(Duration::from_secs(5), || self.logs().contains(line)),
+            "no {line:?} in the log\n{}",
+            self.describe()
+        );
+    }
+
     pub fn describe(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "--- {:?} config ---\n{}", self.backend, self.config_text);
