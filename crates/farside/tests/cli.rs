@@ -235,3 +235,159 @@ impl Drop for KillOnDrop<'_> {
         let _ = self.0.wait();
     }
 }
+
+/// Every `farside …` command line that README.md and docs/*.md show, in code blocks and inline,
+/// is one the command line accepts as written: its subcommands, options and values parse
+/// (checked by clap with `--help` appended, which runs nothing; an unknown or misplaced argument
+/// or a bad value still fails with exit status 2). Placeholders become real values first:
+/// `FILE`, `…` after `--config` and the example paths a config file, `PW`, `NAME`, `DOMAIN`,
+/// `ID` sample values, `[--opt value]` its contents. Lines that only name a command family
+/// (`farside user …`) are left out.
+#[test]
+fn every_command_line_in_the_docs_is_accepted() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    let dir = std::env::temp_dir().join(format!("farside-doc-lines-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("farside.toml");
+    std::fs::write(&config, "[stun]\nlisten = [\"127.0.0.1:3478\"]\n").unwrap();
+    let config = config.to_str().unwrap();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for line in documented_command_lines(&text) {
+            let Some(args) = sample_arguments(&line, config) else {
+                continue;
+            };
+            let mut with_help: Vec<&str> = args.iter().map(String::as_str).collect();
+            with_help.push("--help");
+            let out = farside(&with_help);
+            checked += 1;
+            if out.code() != Some(0) {
+                let name = file.strip_prefix(&root).unwrap_or(file).display();
+                failures.push(format!("{name}: `{line}`\n{}", out.stderr.trim()));
+            }
+        }
+    }
+    assert!(
+        checked >= 30,
+        "only {checked} command lines found in the docs"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} documented command lines are refused:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `farside …` lines of a Markdown text: lines of fenced code blocks (after an optional `$ `
+/// prompt), and inline code spans.
+fn documented_command_lines(text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            // A command, not a line of a program's output shown in the same kind of block
+            // (`farside    11.05 …`, `farside max rate: …`).
+            let l = line.trim().trim_start_matches("$ ");
+            let command = l.split(" #").next().unwrap_or(l);
+            if command
+                .strip_prefix("farside ")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()))
+                && !command.contains(": ")
+            {
+                lines.push(l.to_string());
+            }
+            continue;
+        }
+        // Inline code: the odd pieces between backticks.
+        for (i, span) in line.split('`').enumerate() {
+            if i % 2 == 1 && span.starts_with("farside ") {
+                lines.push(span.to_string());
+            }
+        }
+    }
+    lines
+}
+
+/// The arguments of a documented command line (after `farside`), placeholders replaced; `None`
+/// for a line that stands for a family of commands.
+fn sample_arguments(line: &str, config: &str) -> Option<Vec<String>> {
+    // A trailing shell comment, and a continuation of a longer command, are not arguments.
+    let line = line
+        .split(" #")
+        .next()?
+        .trim()
+        .trim_end_matches('\\')
+        .trim();
+    let words = shell_words(line.strip_prefix("farside ")?)?;
+    let mut args = Vec::new();
+    let mut previous = "";
+    for w in &words {
+        let w = w.trim_start_matches('[').trim_end_matches(']');
+        let value = match w {
+            "…" | "..." if previous == "--config" => config.to_string(),
+            "…" | "..." => return None,
+            "FILE" | "bad.toml" | "farside.toml" | "/etc/farside/farside.toml" => {
+                config.to_string()
+            }
+            "PW" => "a-password".to_string(),
+            "NAME" => "alice".to_string(),
+            "DOMAIN" => "example.org".to_string(),
+            "ID" => "1".to_string(),
+            w => w.to_string(),
+        };
+        previous = w;
+        if !value.is_empty() {
+            args.push(value);
+        }
+    }
+    Some(args)
+}
+
+/// Splits a command line at spaces, honouring single and double quotes; `None` if a quote is
+/// left open.
+fn shell_words(line: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, ' ') => {
+                if any || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    if quote.is_some() {
+        return None;
+    }
+    if any || !word.is_empty() {
+        words.push(word);
+    }
+    Some(words)
+}
