@@ -433,11 +433,102 @@ fn baresip_behind_a_symmetric_nat_registers_and_answers_a_call() {
     );
 }
 
+/// Keep-alives by SIP request, in the NAT lab: with `method = "OPTIONS"` and with `"NOTIFY"`
+/// (every 2 s, `max_failures = 2`), alice behind the home gateway answers every ping (SIPp)
+/// and stays: the call from a phone behind the symmetric gateway reaches her. Bob, behind the
+/// other home gateway, registers and then answers nothing: after two missed pings his binding
+/// is removed (S409) and a call to him gets 480.
+#[test]
+fn sip_pings_keep_answering_phones_and_remove_silent_ones() {
+    const TEST: &str = "sip_pings_keep_answering_phones_and_remove_silent_ones";
+    if !common::require_tool(TEST, "sipp") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let phone = |host: &str| lab.host(host).addr().to_string();
+    let (alice_ip, bob_ip, caller_ip) = (
+        phone("home-lan1"),
+        phone("home-lan2"),
+        phone("symmetric-lan1"),
+    );
+    for (method, port) in [("OPTIONS", 5060), ("NOTIFY", 5062)] {
+        let mut server = start_farside(
+            &lab,
+            &format!("farside-{method}"),
+            port,
+            &format!("interval = \"2s\"\nmethod = \"{method}\"\nmax_failures = 2"),
+        );
+        let target = format!("{primary}:{port}");
+        let alice = register_alice(&lab, "home-lan1", &alice_ip, &target);
+        assert!(alice.success(), "{method}: alice registers: {alice}");
+        let bob = lab.exec(
+            "home-lan2",
+            "sipp",
+            &sipp::strs(&sipp::register(
+                "bob", "builder", DOMAIN, &bob_ip, 5070, &target, 15,
+            )),
+            Duration::from_secs(30),
+        );
+        assert!(bob.success(), "{method}: bob registers: {bob}");
+        let (alice, (to_alice, to_bob)) = thread::scope(|s| {
+            let alice = s.spawn(|| {
+                lab.exec(
+                    "home-lan1",
+                    "sipp",
+                    &sipp::strs(&sipp::callee_pinged("alice", &alice_ip, 5070, 40)),
+                    Duration::from_secs(50),
+                )
+            });
+            // Long enough for alice to answer three pings and for bob to miss two.
+            thread::sleep(Duration::from_secs(8));
+            let to_bob = lab.exec(
+                "symmetric-lan1",
+                "sipp",
+                &sipp::strs(&sipp::caller_480(
+                    "bob", DOMAIN, &caller_ip, 5082, &target, 15,
+                )),
+                Duration::from_secs(30),
+            );
+            let to_alice = call_alice(&lab, "symmetric-lan1", &caller_ip, &target);
+            (alice.join().unwrap(), (to_alice, to_bob))
+        });
+        assert!(
+            to_alice.success() && alice.success(),
+            "{method}: alice answered her pings and the call\ncaller: {to_alice}\nalice: {alice}\n{server}"
+        );
+        let answered = sipp_count(&alice.stdout, &format!("----------> {method}")).unwrap_or(0);
+        assert!(
+            answered >= 3,
+            "{method}: alice answered {answered} pings\n{alice}"
+        );
+        assert!(
+            to_bob.success(),
+            "{method}: the call to silent bob gets 480\n{to_bob}\n{server}"
+        );
+        assert!(
+            server.wait_for_output("S409 sip:bob@example.org", Duration::from_secs(1)),
+            "{method}: bob's binding removed\n{server}"
+        );
+        assert!(
+            !server.output().contains("S409 sip:alice@"),
+            "{method}: alice kept\n{server}"
+        );
+        common::note(
+            TEST,
+            &format!(
+                "{method}: alice answered {answered} pings and took the call; bob removed after 2 missed, his call got 480"
+            ),
+        );
+    }
+}
+
 /// Seed 004's failure and its cure: behind the gateway whose NAT forgets a UDP binding or an
-/// idle TCP connection after 20 s, phones register (two over UDP, two over TCP) and stay
+/// idle TCP connection after 20 s, phones register (three over UDP, two over TCP) and stay
 /// silent for 90 s. With keep-alives (CRLF every 10 s over each flow: a datagram, or CRLF CRLF
-/// on the connection) the calls then reach them; the control, the same phones against a
-/// Farside with keep-alives off, never see the INVITE.
+/// on the connection; and, from a third Farside, the 4-byte UDP ping every 10 s) the calls
+/// then reach them; the control, the same phones against a Farside with keep-alives off, never
+/// see the INVITE.
 #[test]
 fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
     const TEST: &str = "keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat";
@@ -455,12 +546,19 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
         "interval = \"10s\"\nmethod = \"CRLF\"",
     );
     let control = start_farside(&lab, "farside-no-keepalive", 5062, "enabled = false");
+    let udp4 = start_farside(
+        &lab,
+        "farside-udp4",
+        5064,
+        "interval = \"10s\"\nmethod = \"UDP4\"",
+    );
     let phone = |host: &str| lab.host(host).addr().to_string();
     // All phones sit behind the short gateway (it has one LAN host): a port each, a binding each.
     let ip = phone("short-lan1");
     let (c1_ip, c2_ip) = (phone("home-lan1"), phone("home-lan2"));
     let (target_a, target_b) = (format!("{primary}:5060"), format!("{primary}:5062"));
-    for (target, port) in [(&target_a, 5070), (&target_b, 5072)] {
+    let target_c = format!("{primary}:5064");
+    for (target, port) in [(&target_a, 5070), (&target_b, 5072), (&target_c, 5078)] {
         let reg = lab.exec(
             "short-lan1",
             "sipp",
@@ -479,7 +577,7 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
     }
     let started = Instant::now();
     let tcp_call = |which: &str| format!("tcp-{which}-{}", std::process::id());
-    let (a, b, ta, tb, call_a, call_b, call_ta, call_tb) = thread::scope(|s| {
+    let (a, b, c, ta, tb, call_a, call_b, call_c, call_ta, call_tb) = thread::scope(|s| {
         let answer = |ip: String, port: u16| {
             let lab = &lab;
             s.spawn(move || {
@@ -507,6 +605,7 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
         };
         let a = answer(ip.clone(), 5070);
         let b = answer(ip.clone(), 5072);
+        let c = answer(ip.clone(), 5078);
         let ta = answer_tcp(ip.clone(), 5074, target_a.clone(), tcp_call("a"));
         let tb = answer_tcp(ip.clone(), 5076, target_b.clone(), tcp_call("b"));
         thread::sleep(Duration::from_secs(3)); // the TCP phones register
@@ -543,6 +642,14 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
             target_b.clone(),
             None,
         );
+        let call_c = call(
+            "home-lan1",
+            c1_ip.clone(),
+            5084,
+            "alice",
+            target_c.clone(),
+            None,
+        );
         let call_ta = call(
             "home-lan1",
             c1_ip.clone(),
@@ -562,10 +669,12 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
         (
             a.join().unwrap(),
             b.join().unwrap(),
+            c.join().unwrap(),
             ta.join().unwrap(),
             tb.join().unwrap(),
             call_a.join().unwrap(),
             call_b.join().unwrap(),
+            call_c.join().unwrap(),
             call_ta.join().unwrap(),
             call_tb.join().unwrap(),
         )
@@ -579,6 +688,10 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
         "UDP: without keep-alives the NAT forgot the binding: no INVITE may arrive (else the control proves nothing)\ncallee: {b}\n{control}"
     );
     assert!(!call_b.success(), "the control's UDP call fails\n{call_b}");
+    assert!(
+        call_c.success() && c.success(),
+        "UDP: with 4-byte pings the call reaches the phone after {SILENCE:?} of silence\ncaller: {call_c}\ncallee: {c}\n{udp4}"
+    );
     assert!(
         call_ta.success() && ta.success(),
         "TCP: with CRLF CRLF pings on the connection the call reaches the phone after {SILENCE:?}\ncaller: {call_ta}\ncallee: {ta}\n{pinging}"
@@ -603,7 +716,7 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
     common::note(
         TEST,
         &format!(
-            "{SILENCE:?} of silence behind the 20 s NAT: with CRLF keep-alives every 10 s the UDP and the TCP call arrived, without none did ({:?} in all)",
+            "{SILENCE:?} of silence behind the 20 s NAT: with CRLF keep-alives every 10 s the UDP and the TCP call arrived, with 4-byte UDP pings the UDP call too, without none did ({:?} in all)",
             started.elapsed()
         ),
     );

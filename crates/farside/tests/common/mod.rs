@@ -1174,6 +1174,30 @@ pub mod sipp {
         one_call("callee", user, ip, port, timeout_secs)
     }
 
+    /// The phone at `ip:port` (which registered `user` from there) answering keep-alive
+    /// pings (OPTIONS, NOTIFY) until it has answered one call; at most 100 pings.
+    pub fn callee_pinged(user: &str, ip: &str, port: u16, timeout_secs: u32) -> Vec<String> {
+        let mut a = one_call("callee-pinged", user, ip, port, timeout_secs);
+        let m = a.iter().position(|w| w == "-m").map_or(0, |i| i + 1);
+        if let Some(calls) = a.get_mut(m) {
+            *calls = "100".to_string();
+        }
+        a
+    }
+
+    /// A phone at `ip:port` calling `user@domain` through `target` that expects 480
+    /// Temporarily Unavailable.
+    pub fn caller_480(
+        user: &str,
+        domain: &str,
+        ip: &str,
+        port: u16,
+        target: &str,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        to_domain("caller-480", user, domain, ip, port, target, timeout_secs)
+    }
+
     /// The phone at `ip:port` (which registered `user` from there) answering 486 Busy.
     pub fn callee_busy(user: &str, ip: &str, port: u16, timeout_secs: u32) -> Vec<String> {
         one_call("callee-busy", user, ip, port, timeout_secs)
