@@ -137,6 +137,58 @@ fn sipp_registers_with_digest_authentication() {
     server.assert_alive("after SIPp");
 }
 
+/// `stale=true` with a real client (RFC 7616 §3.3): SIPp registers with Digest, waits until
+/// its nonce is older than `sip.nonce_lifetime` (2 s), and refreshes with credentials from the
+/// old challenge. Farside answers 401 with `stale=true` (the scenario fails without it), and
+/// SIPp's retry with the same password on the fresh nonce gets 200: counted as one stale
+/// challenge, no failed authentication.
+#[test]
+fn sipp_whose_nonce_expired_is_told_stale_and_reregisters_with_the_same_password() {
+    let test = "sipp_whose_nonce_expired_is_told_stale_and_reregisters_with_the_same_password";
+    if !require_tool(test, "sipp") {
+        return;
+    }
+    let port = common::free_ports(&[LOCALHOST], 1);
+    let sip = SocketAddr::new(LOCALHOST, port);
+    let server = start_sip(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\nnonce_lifetime = 2\n"
+        )),
+        "S400 SIP registrar",
+    );
+    add_user(&server, "alice", "wonderland");
+    // 4 s between the registration and its refresh: the nonce is then 3 s old or more.
+    let args = sipp::register_stale(
+        "alice",
+        "wonderland",
+        DOMAIN,
+        "127.0.0.1",
+        common::free_ports(&[LOCALHOST], 1),
+        &sip.to_string(),
+        20,
+        4000,
+    );
+    let out = run_tool("sipp", &args, Duration::from_secs(40));
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+    let register = |outcome: &str| {
+        counter(
+            &server,
+            "farside_sip_register_total",
+            &format!("\"{outcome}\""),
+        )
+    };
+    assert_eq!(register("stale"), 1.0, "{}", server.describe());
+    assert_eq!(register("registered"), 2.0);
+    assert_eq!(register("auth_failed"), 0.0);
+}
+
 /// The call of RFC 3261 §24.2 through Farside: SIPp registers alice (Digest), then answers on
 /// the port it registered from; another SIPp calls sip:alice@example.org through Farside,
 /// which routes the INVITE to alice's flow with her Contact as Request-URI, Record-Routes, and

@@ -1122,6 +1122,39 @@ pub mod sipp {
         a
     }
 
+    /// As [`register`], then after `pause_ms` a refresh with the old challenge's credentials,
+    /// which must get 401 `stale=true`, and the retry with the fresh nonce, 200
+    /// (`register-stale.xml`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn register_stale(
+        user: &str,
+        password: &str,
+        domain: &str,
+        ip: &str,
+        port: u16,
+        target: &str,
+        timeout_secs: u32,
+        pause_ms: u32,
+    ) -> Vec<String> {
+        let mut a = one_call("register-stale", user, ip, port, timeout_secs);
+        a.extend(
+            [
+                "-au",
+                user,
+                "-ap",
+                password,
+                "-set",
+                "domain",
+                domain,
+                "-d",
+                &pause_ms.to_string(),
+                target,
+            ]
+            .map(String::from),
+        );
+        a
+    }
+
     /// A phone at `ip:port` that registers `user@domain` at `target`, which asks no
     /// credentials.
     pub fn register_open(
