@@ -365,6 +365,127 @@ fn edge_mode_in_front_of_kamailio_delivers_calls_along_the_path() {
     );
 }
 
+/// `contact_fix` in front of a registrar that keeps no Path: Debian's Kamailio configuration
+/// with `use_path` off, told (as such a registrar must be) to send requests for its users
+/// through the edge (`$du` after `lookup`). For `"rewrite"` and for `"alias"`, alice behind the
+/// symmetric gateway registers through Farside; Kamailio stores her Contact as Farside fixed
+/// it (her NAT's address, or `;alias=`), and the call from behind the home gateway comes back
+/// from Kamailio to the edge, which sends it where that Contact says, over her flow; 180, 200,
+/// ACK, BYE and 200 pass at both phones.
+#[test]
+fn contact_fix_rewrite_and_alias_deliver_calls_from_a_kamailio_without_path() {
+    const TEST: &str = "contact_fix_rewrite_and_alias_deliver_calls_from_a_kamailio_without_path";
+    if !common::require_tool(TEST, "sipp") || !common::require_tool(TEST, "kamailio") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let shipped = std::fs::read_to_string("/etc/kamailio/kamailio.cfg").unwrap();
+    let alice_ip = lab.host("symmetric-lan1").addr().to_string();
+    let caller_ip = lab.host("home-lan1").addr().to_string();
+    let gateway = lab.host("symmetric-lan1").public.unwrap().to_string();
+    for (i, fix) in ["rewrite", "alias"].into_iter().enumerate() {
+        let edge_port = 5060 + 2 * i as u16;
+        let kamailio_addr = format!("127.0.0.1:{}", 5090 + 2 * i as u16);
+        let edge = format!("{primary}:{edge_port}");
+        let path_off = "modparam(\"registrar\", \"use_path\", 1)";
+        let relay_anchor = "\t# when routing via usrloc, log the missed calls also";
+        assert!(
+            shipped.contains(path_off) && shipped.contains(relay_anchor),
+            "Debian's kamailio.cfg changed: the test's edits no longer apply"
+        );
+        let cfg = shipped
+            .replace(path_off, "modparam(\"registrar\", \"use_path\", 0)")
+            .replace(
+                relay_anchor,
+                &format!("\t$du = \"sip:{edge}\";\n{relay_anchor}"),
+            );
+        let dir = lab.scratch_dir(&format!("kamailio-{fix}"));
+        let cfg_path = dir.join("kamailio.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let cfg_path = cfg_path.display().to_string();
+        let run_dir = dir.display().to_string();
+        let mut kamailio = lab.spawn(
+            "server",
+            "kamailio",
+            &[
+                "-f",
+                &cfg_path,
+                "-DD",
+                "-E",
+                "-Y",
+                &run_dir,
+                "-l",
+                &format!("udp:{kamailio_addr}"),
+                &format!("--alias={DOMAIN}"),
+                "-T",
+                "-n",
+                "2",
+                "-m",
+                "64",
+                "-M",
+                "8",
+            ],
+        );
+        assert!(
+            kamailio.wait_for_output("Listening on", Duration::from_secs(10)),
+            "{kamailio}"
+        );
+        thread::sleep(Duration::from_secs(1));
+        let server = start_farside_with(
+            &lab,
+            &format!("farside-edge-{fix}"),
+            edge_port,
+            &format!(
+                "mode = \"edge\"\nupstream = \"sip:{kamailio_addr}\"\ncontact_fix = \"{fix}\""
+            ),
+            "interval = \"2s\"\nmethod = \"CRLF\"",
+        );
+        let reg = lab.exec(
+            "symmetric-lan1",
+            "sipp",
+            &sipp::strs(&sipp::register_open(
+                "alice", DOMAIN, &alice_ip, 5070, &edge, 15,
+            )),
+            Duration::from_secs(30),
+        );
+        assert!(
+            reg.success(),
+            "{fix}: register: {reg}\n{server}\n{kamailio}"
+        );
+        let (callee_out, caller_out) = while_alice_waits(&lab, "symmetric-lan1", &alice_ip, || {
+            call_alice(&lab, "home-lan1", &caller_ip, &edge)
+        });
+        assert!(
+            caller_out.success() && callee_out.success(),
+            "{fix}: caller: {caller_out}\ncallee: {callee_out}\n{server}\n{kamailio}"
+        );
+        // The INVITE came back from Kamailio with no Route to the edge (no Path kept) and left
+        // to alice's NAT.
+        let logs = server.output();
+        let delivered = logs.lines().find(|l| {
+            l.contains("S404 INVITE sip:alice@")
+                && l.contains(&format!("from {kamailio_addr} forwarded to {gateway}:"))
+        });
+        assert!(
+            delivered.is_some(),
+            "{fix}: INVITE from Kamailio to alice's NAT\n{logs}"
+        );
+        let invite = delivered.unwrap().to_string();
+        match fix {
+            "rewrite" => assert!(
+                invite.contains(&format!("sip:alice@{gateway}:")),
+                "{invite}"
+            ),
+            _ => assert!(
+                invite.contains(&format!("sip:alice@{alice_ip}:")),
+                "{invite}"
+            ),
+        }
+        common::note(TEST, &format!("{fix}: {invite}"));
+    }
+}
+
 /// A real phone: baresip 1.0 from Debian, behind the symmetric gateway, registers with Digest
 /// through Farside (its outbound proxy) and answers by itself the call a SIPp phone behind the
 /// home gateway makes: 200 with its SDP answer, ACK, the caller's BYE.

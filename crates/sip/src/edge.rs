@@ -134,12 +134,22 @@ impl Edge {
                 }
             }
         }
+        // A request from an upstream that keeps no Path, to a Contact the edge fixed: the
+        // phone's flow it goes out on.
+        let mut fixed: Option<Flow> = None;
         let (from, to, transport) = match over {
             Some(f) => (f.local, f.remote, f.transport),
             None if from_upstream => {
                 // The upstream sends on along a Route it was given, or (for an upstream that
                 // keeps no Path) to the Contact as the edge fixed it.
                 let next = next_route.map(|r| r.uri());
+                let toward_phone = |transport, remote| {
+                    Some(Flow {
+                        transport,
+                        local: self.me,
+                        remote,
+                    })
+                };
                 if let Some(a) = next.as_ref().and_then(address_of) {
                     (self.me, a, Transport::Udp)
                 } else if let Some((a, t)) =
@@ -151,11 +161,14 @@ impl Edge {
                     {
                         edits.remove(r.start.saturating_sub(7)..r.end);
                     }
+                    fixed = toward_phone(t, a);
                     (self.me, a, t)
                 } else if self.contact_fix == ContactFix::Rewrite
                     && let Some(a) = address_of(&uri)
                 {
-                    (self.me, a, crate::proxy::transport_of(&uri))
+                    let t = crate::proxy::transport_of(&uri);
+                    fixed = toward_phone(t, a);
+                    (self.me, a, t)
                 } else {
                     return refuse(404, "Not Found");
                 }
@@ -177,9 +190,11 @@ impl Edge {
                 }
             }
         }
-        // The phone's flow: the one this came over, or the one it goes out on.
-        let phone = over.unwrap_or(flow);
-        let phone_side = over.is_some() || !from_upstream;
+        // The phone's flow: the one this came over, or the one it goes out on. A dialog the
+        // phone is in keeps the edge in its route set (Record-Route with the flow's token), so
+        // its ACK, BYE and re-INVITEs come back this way too, Path or not.
+        let phone = over.or(fixed).unwrap_or(flow);
+        let phone_side = over.is_some() || fixed.is_some() || !from_upstream;
         let mut more = String::new();
         if method == Method::REGISTER && !from_upstream {
             // RFC 3327 §5.1, RFC 5626 §5.1: the Path names the flow; `ob` when the phone does

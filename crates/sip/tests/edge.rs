@@ -293,3 +293,50 @@ To: <sip:alice@example.org>\r\nCall-ID: c7\r\nCSeq: 1 INVITE\r\nContent-Length: 
     let a = edge().request(&Message::parse(invite.as_bytes()).unwrap(), flow(UPSTREAM));
     assert_eq!(code(&a), 404);
 }
+
+/// An upstream without Path calls a Contact the edge fixed: the edge Record-Routes the INVITE
+/// with the phone's flow token, so the dialog's later requests (here the upstream's BYE, whose
+/// Request-URI is the phone's private Contact from its 200) come back to the edge and go out
+/// over the flow. Without the Record-Route they went straight to the private address (seen
+/// with Kamailio in the NAT lab: its ACK and BYE failed with 477).
+#[test]
+fn an_upstream_without_path_keeps_the_edge_in_the_dialogs_it_calls_through() {
+    use farside_sip::edge::ContactFix;
+    let phone = flow("198.51.100.7:40001");
+    for (fix, request_uri) in [
+        (ContactFix::Rewrite, "sip:alice@198.51.100.7:40001"),
+        (
+            ContactFix::Alias,
+            "sip:alice@192.168.1.20:5070;alias=198.51.100.7~40001~1",
+        ),
+    ] {
+        let e = edge().with_contact_fix(fix);
+        let invite = format!(
+            "INVITE {request_uri} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKk8\r\nMax-Forwards: 69\r\nFrom: <sip:bob@example.org>;tag=b\r\n\
+To: <sip:alice@example.org>\r\nCall-ID: c8\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        let (bytes, _, to) =
+            forwarded(e.request(&Message::parse(invite.as_bytes()).unwrap(), flow(UPSTREAM)));
+        assert_eq!(to, phone.remote, "{fix:?}");
+        let rr = header(&bytes, HeaderName::RecordRoute).unwrap_or_else(|| {
+            panic!(
+                "{fix:?}: no Record-Route\n{}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        let rr_uri = NameAddr::parse(rr.as_bytes()).unwrap().uri();
+        assert_eq!(rr_uri.host(), b"192.0.2.10", "{fix:?}: {rr}");
+        assert!(rr_uri.user().is_some(), "{fix:?}: the flow's token: {rr}");
+        // The upstream's BYE along that route, to the phone's private Contact.
+        let bye = format!(
+            "BYE sip:alice@192.168.1.20:5070 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKk9\r\nMax-Forwards: 69\r\nRoute: {rr}\r\n\
+From: <sip:bob@example.org>;tag=b\r\nTo: <sip:alice@example.org>;tag=a\r\nCall-ID: c8\r\n\
+CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+        );
+        let (_, _, to) =
+            forwarded(e.request(&Message::parse(bye.as_bytes()).unwrap(), flow(UPSTREAM)));
+        assert_eq!(to, phone.remote, "{fix:?}: the BYE goes out over the flow");
+    }
+}
