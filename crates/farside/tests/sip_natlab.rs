@@ -138,6 +138,28 @@ fn sipp_count(stdout: &str, step: &str) -> Option<u64> {
         .ok()
 }
 
+/// Kamailio on the server host, listening on `addr` only, with configuration file `cfg`, its
+/// run files in `run_dir` and `example.org` as its domain; returns once it listens (and a
+/// second more, for its children).
+fn start_kamailio(lab: &Lab, cfg: &str, addr: &str, run_dir: &str) -> LabChild {
+    let listen = format!("udp:{addr}");
+    let alias = format!("--alias={DOMAIN}");
+    let mut kamailio = lab.spawn(
+        "server",
+        "kamailio",
+        &[
+            "-f", cfg, "-DD", "-E", "-Y", run_dir, "-l", &listen, &alias, "-T", "-n", "2", "-m",
+            "64", "-M", "8",
+        ],
+    );
+    assert!(
+        kamailio.wait_for_output("Listening on", Duration::from_secs(10)),
+        "{kamailio}"
+    );
+    thread::sleep(Duration::from_secs(1));
+    kamailio
+}
+
 #[test]
 fn a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside() {
     const TEST: &str = "a_phone_behind_a_symmetric_nat_registers_and_takes_a_call_through_farside";
@@ -289,33 +311,7 @@ fn edge_mode_in_front_of_kamailio_delivers_calls_along_the_path() {
     let run_dir = run_dir.display().to_string();
     // Debian's /etc/kamailio/kamailio.cfg as shipped: no authentication, usrloc in memory,
     // use_path on. Only the listen address and the domain alias come from the command line.
-    let mut kamailio = lab.spawn(
-        "server",
-        "kamailio",
-        &[
-            "-f",
-            "/etc/kamailio/kamailio.cfg",
-            "-DD",
-            "-E",
-            "-Y",
-            &run_dir,
-            "-l",
-            &format!("udp:{KAMAILIO}"),
-            &format!("--alias={DOMAIN}"),
-            "-T",
-            "-n",
-            "2",
-            "-m",
-            "64",
-            "-M",
-            "8",
-        ],
-    );
-    assert!(
-        kamailio.wait_for_output("Listening on", Duration::from_secs(10)),
-        "{kamailio}"
-    );
-    thread::sleep(Duration::from_secs(1));
+    let kamailio = start_kamailio(&lab, "/etc/kamailio/kamailio.cfg", KAMAILIO, &run_dir);
     let server = start_farside_with(
         &lab,
         "farside-edge",
@@ -405,33 +401,7 @@ fn contact_fix_rewrite_and_alias_deliver_calls_from_a_kamailio_without_path() {
         std::fs::write(&cfg_path, cfg).unwrap();
         let cfg_path = cfg_path.display().to_string();
         let run_dir = dir.display().to_string();
-        let mut kamailio = lab.spawn(
-            "server",
-            "kamailio",
-            &[
-                "-f",
-                &cfg_path,
-                "-DD",
-                "-E",
-                "-Y",
-                &run_dir,
-                "-l",
-                &format!("udp:{kamailio_addr}"),
-                &format!("--alias={DOMAIN}"),
-                "-T",
-                "-n",
-                "2",
-                "-m",
-                "64",
-                "-M",
-                "8",
-            ],
-        );
-        assert!(
-            kamailio.wait_for_output("Listening on", Duration::from_secs(10)),
-            "{kamailio}"
-        );
-        thread::sleep(Duration::from_secs(1));
+        let kamailio = start_kamailio(&lab, &cfg_path, &kamailio_addr, &run_dir);
         let server = start_farside_with(
             &lab,
             &format!("farside-edge-{fix}"),

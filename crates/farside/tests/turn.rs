@@ -242,6 +242,23 @@ fn a_wrong_secret_is_refused() {
     assert_eq!(counter(&server, "farside_turn_allocations", ""), 0.0);
 }
 
+/// uclient with `args` relays nothing, and the server counts one more refusal for wrong
+/// credentials (401) than before.
+fn assert_refused_for_credentials(server: &Server, peer: &Peer, args: &[&str]) {
+    let before = counter(server, "farside_turn_responses_total", "wrong_password");
+    let out = uclient(server, peer, args, FAILING_LIMIT);
+    assert!(
+        totals(&out.all()).is_none_or(|t| t.received == 0),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        counter(server, "farside_turn_responses_total", "wrong_password") > before,
+        "{}",
+        server.describe()
+    );
+}
+
 /// A second, independent client: Python's aioice gathers a relay candidate from Farside and
 /// exchanges datagrams with a peer through it (the peer sees them come from the relayed
 /// address, and echoes them back the same way).
@@ -349,18 +366,7 @@ fn uclient_with_a_long_term_user_added_and_removed_while_the_server_runs() {
 
     server.cli(&["user", "remove", "dave"]);
     server.wait_for_log("S306 store changed: 0 users");
-    let refused_before = counter(&server, "farside_turn_responses_total", "wrong_password");
-    let gone = uclient(&server, &peer, &dave, FAILING_LIMIT);
-    assert!(
-        totals(&gone.all()).is_none_or(|t| t.received == 0),
-        "{}",
-        gone.describe()
-    );
-    assert!(
-        counter(&server, "farside_turn_responses_total", "wrong_password") > refused_before,
-        "{}",
-        server.describe()
-    );
+    assert_refused_for_credentials(&server, &peer, &dave);
 }
 
 /// Shared secrets of ephemeral credentials kept in the store: one added with `farside secret
@@ -381,8 +387,7 @@ fn uclient_with_a_shared_secret_added_and_removed_while_the_server_runs() {
     let peer = Peer::start();
     let with = |secret: &'static str| ["-W", secret, "-u", "erin", "-n", "20", "-m", "2"];
     // Unknown yet: refused.
-    let early = uclient(&server, &peer, &with(STORED), FAILING_LIMIT);
-    assert!(totals(&early.all()).is_none_or(|t| t.received == 0));
+    assert_refused_for_credentials(&server, &peer, &with(STORED));
 
     let add = server.cli(&["secret", "add", STORED]);
     let id = add
@@ -397,18 +402,7 @@ fn uclient_with_a_shared_secret_added_and_removed_while_the_server_runs() {
 
     server.cli(&["secret", "remove", &id]);
     server.wait_for_log("S306 store changed: 0 users, 0 shared secrets");
-    let refused_before = counter(&server, "farside_turn_responses_total", "wrong_password");
-    let gone = uclient(&server, &peer, &with(STORED), FAILING_LIMIT);
-    assert!(
-        totals(&gone.all()).is_none_or(|t| t.received == 0),
-        "{}",
-        gone.describe()
-    );
-    assert!(
-        counter(&server, "farside_turn_responses_total", "wrong_password") > refused_before,
-        "{}",
-        server.describe()
-    );
+    assert_refused_for_credentials(&server, &peer, &with(STORED));
     let still = uclient(&server, &peer, &with(SECRET), UCLIENT_LIMIT);
     assert_all_relayed(&still, &server, 40);
 }

@@ -1112,12 +1112,26 @@ pub mod sipp {
         target: &str,
         timeout_secs: u32,
     ) -> Vec<String> {
-        let mut a = one_call("register", user, ip, port, timeout_secs);
+        let phone = (user, password, domain, ip, port);
+        with_digest("register", phone, target, timeout_secs, &[])
+    }
+
+    /// `scenario` for a phone (user, password, domain, ip, port) that registers with Digest at
+    /// `target`, with `extra` arguments.
+    fn with_digest(
+        scenario: &str,
+        (user, password, domain, ip, port): (&str, &str, &str, &str, u16),
+        target: &str,
+        timeout_secs: u32,
+        extra: &[&str],
+    ) -> Vec<String> {
+        let mut a = one_call(scenario, user, ip, port, timeout_secs);
         a.extend(
-            [
-                "-au", user, "-ap", password, "-set", "domain", domain, target,
-            ]
-            .map(String::from),
+            ["-au", user, "-ap", password, "-set", "domain", domain]
+                .iter()
+                .chain(extra)
+                .chain([&target])
+                .map(|s| s.to_string()),
         );
         a
     }
@@ -1136,23 +1150,15 @@ pub mod sipp {
         timeout_secs: u32,
         pause_ms: u32,
     ) -> Vec<String> {
-        let mut a = one_call("register-stale", user, ip, port, timeout_secs);
-        a.extend(
-            [
-                "-au",
-                user,
-                "-ap",
-                password,
-                "-set",
-                "domain",
-                domain,
-                "-d",
-                &pause_ms.to_string(),
-                target,
-            ]
-            .map(String::from),
-        );
-        a
+        let phone = (user, password, domain, ip, port);
+        let pause = pause_ms.to_string();
+        with_digest(
+            "register-stale",
+            phone,
+            target,
+            timeout_secs,
+            &["-d", &pause],
+        )
     }
 
     /// A phone at `ip:port` that registers `user@domain` at `target`, which asks no
@@ -1191,15 +1197,9 @@ pub mod sipp {
         call_id: &str,
         timeout_secs: u32,
     ) -> Vec<String> {
-        let mut a = one_call("register-answer", user, ip, port, timeout_secs);
-        a.extend(
-            [
-                "-au", user, "-ap", password, "-set", "domain", domain, "-t", transport,
-                "-cid_str", call_id, target,
-            ]
-            .map(String::from),
-        );
-        a
+        let phone = (user, password, domain, ip, port);
+        let extra = ["-t", transport, "-cid_str", call_id];
+        with_digest("register-answer", phone, target, timeout_secs, &extra)
     }
 
     /// The phone at `ip:port` (which registered `user` from there) answering one call.
