@@ -1,9 +1,12 @@
 //! The media relay's sans-IO parts. Today: the control protocol Kamailio's and OpenSIPS's
 //! rtpengine modules speak ([`ng`]): a request is read into a typed [`ng::Request`] (command,
-//! call, tags, SDP, flags), and a reply written in rtpengine's shape. The relay's media core
-//! (streams, latching, RTP figures) comes next (issue 14).
+//! call, tags, SDP, flags), and a reply written in rtpengine's shape; RTP and RTCP headers as
+//! the relay reads them ([`rtp`]); and a stream's quality from them ([`quality`]: loss, jitter,
+//! round-trip time). The relay's streams and latching come next (issue 14).
 //!
 //! Reading is total: any datagram gives a request or an error, never a panic, and nothing is
 //! allocated beyond fixed bounds ([`ng::bencode::MAX_ITEMS`], [`ng::bencode::MAX_DEPTH`]).
 
 pub mod ng;
+pub mod quality;
+pub mod rtp;
