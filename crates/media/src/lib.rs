@@ -2,11 +2,14 @@
 //! rtpengine modules speak ([`ng`]): a request is read into a typed [`ng::Request`] (command,
 //! call, tags, SDP, flags), and a reply written in rtpengine's shape; RTP and RTCP headers as
 //! the relay reads them ([`rtp`]); and a stream's quality from them ([`quality`]: loss, jitter,
-//! round-trip time). The relay's streams and latching come next (issue 14).
+//! round-trip time); and symmetric latching with strict source ([`latch`]: which packets a
+//! relay port forwards, and where media for an endpoint goes). The relay's calls and streams,
+//! which put these together, come next (issue 14).
 //!
 //! Reading is total: any datagram gives a request or an error, never a panic, and nothing is
 //! allocated beyond fixed bounds ([`ng::bencode::MAX_ITEMS`], [`ng::bencode::MAX_DEPTH`]).
 
+pub mod latch;
 pub mod ng;
 pub mod quality;
 pub mod rtp;
