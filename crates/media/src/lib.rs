@@ -2,9 +2,11 @@
 //! rtpengine modules speak ([`ng`]): a request is read into a typed [`ng::Request`] (command,
 //! call, tags, SDP, flags), and a reply written in rtpengine's shape; RTP and RTCP headers as
 //! the relay reads them ([`rtp`]); and a stream's quality from them ([`quality`]: loss, jitter,
-//! round-trip time); and symmetric latching with strict source ([`latch`]: which packets a
-//! relay port forwards, and where media for an endpoint goes). The relay's calls and streams,
-//! which put these together, come next (issue 14).
+//! round-trip time); symmetric latching with strict source ([`latch`]: which packets a relay
+//! port forwards, and where media for an endpoint goes); and the calls and streams that put
+//! them together ([`relay::Relay`]: offer, answer, delete, a packet in and where it goes,
+//! timers). Not yet driven by the server: the shell's media worker and the ng socket come next
+//! (issue 14).
 //!
 //! Reading is total: any datagram gives a request or an error, never a panic, and nothing is
 //! allocated beyond fixed bounds ([`ng::bencode::MAX_ITEMS`], [`ng::bencode::MAX_DEPTH`]).
@@ -12,4 +14,5 @@
 pub mod latch;
 pub mod ng;
 pub mod quality;
+pub mod relay;
 pub mod rtp;

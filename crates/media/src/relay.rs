@@ -1,0 +1,469 @@
+//! The relay's calls and streams, sans-IO: an offer and its answer (from Farside's own SIP
+//! server or from an ng client) set up a call's streams, each with a relay port pair facing
+//! each side; a packet that arrives at a port is forwarded to the other side, or dropped for a
+//! counted reason; timers end calls that never carried media, fell silent, or ran too long.
+//!
+//! Ports come from the shell through [`MediaPorts`] (as TURN's relay sockets come through
+//! `RelayPorts`), so the two share one port range. Which packets are forwarded is
+//! [`crate::latch`]'s rule; the figures are [`crate::quality`]'s.
+//!
+//! Sides: side 0 made the call's first offer (its From tag names it), side 1 answered. A
+//! later offer may come from either side (a re-INVITE); its answer comes from the other.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use farside_sdp::{Connection, Ice, Rewrite, Sdp};
+use farside_time::Timestamp;
+
+use crate::latch::{Expect, Latch, Verdict, expect};
+use crate::quality::Quality;
+use crate::rtp::{self, RtpHeader};
+
+/// The relay ports, asked of the shell, which binds them. A pair is an even RTP port and the
+/// RTCP port after it.
+pub trait MediaPorts {
+    /// A free pair's RTP port, bound; `None` when the range is used up.
+    fn take_pair(&mut self) -> Option<u16>;
+    /// A pair is not needed any more.
+    fn give_back(&mut self, rtp_port: u16);
+}
+
+/// The relay's settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The address written into SDP (the advertised one, behind 1:1 NAT).
+    pub address: IpAddr,
+    /// A call answered this long ago that carried no packet at all ends (one never answered,
+    /// after at least three minutes).
+    pub setup_timeout: Duration,
+    /// A call with no packet for this long ends.
+    pub silence_timeout: Duration,
+    /// A call ends this long after its first offer, whatever it carries.
+    pub final_timeout: Duration,
+    /// Most calls at once; an offer beyond is refused.
+    pub max_calls: usize,
+}
+
+impl RelayConfig {
+    /// rtpengine's defaults where it has them: 60 s without media, 60 s of silence; 4 hours
+    /// at most; 10,000 calls.
+    pub fn new(address: IpAddr) -> RelayConfig {
+        RelayConfig {
+            address,
+            setup_timeout: Duration::from_secs(60),
+            silence_timeout: Duration::from_secs(60),
+            final_timeout: Duration::from_secs(4 * 3600),
+            max_calls: 10_000,
+        }
+    }
+}
+
+/// Why an offer or answer is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayError {
+    /// The SDP does not read.
+    Sdp(farside_sdp::Error),
+    /// An answer (or a delete) for a call the relay does not have.
+    UnknownCall,
+    /// [`RelayConfig::max_calls`] calls already.
+    TooManyCalls,
+    /// No free port pair.
+    NoPorts,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Deleted by the signalling (BYE, CANCEL, ng `delete`).
+    Deleted,
+    /// Answered, and no packet came within the setup timeout.
+    NoMedia,
+    /// No packet for the silence timeout.
+    Silence,
+    /// The final timeout.
+    Final,
+}
+
+/// What the relay reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A call ended, its ports given back.
+    CallEnded {
+        /// Its Call-ID.
+        call_id: Vec<u8>,
+        /// Why.
+        reason: Ended,
+    },
+}
+
+/// A packet to send: from which relay port, to where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// The relay port it leaves from (the one the recipient sends to).
+    pub from_port: u16,
+    /// Where it goes.
+    pub to: SocketAddr,
+}
+
+/// Why a packet was not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// No call owns the port.
+    NoStream,
+    /// From neither the learned address nor the host the signalling names (strict source).
+    ForeignSource,
+    /// The other side has no address yet (behind NAT, not heard from).
+    NoDestination,
+}
+
+/// Packets and bytes of one side, by what became of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets received from the side and forwarded.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Refused: foreign source.
+    pub foreign: u64,
+    /// Dropped: nowhere to send yet.
+    pub no_destination: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Side {
+    /// The relay's RTP port this side sends to (RTCP: the next one).
+    port: u16,
+    rtp: Latch,
+    rtcp: Latch,
+    rtcp_mux: bool,
+    counters: Counters,
+    quality: Quality,
+}
+
+#[derive(Debug, Clone)]
+struct Stream {
+    sides: [Side; 2],
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    offerer_tag: Vec<u8>,
+    created: Timestamp,
+    answered: Option<Timestamp>,
+    last_packet: Option<Timestamp>,
+    streams: Vec<Stream>,
+}
+
+/// The relay's calls on one worker.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    calls: HashMap<Vec<u8>, Call>,
+    /// RTP port to (Call-ID, stream, side).
+    owners: HashMap<u16, (Vec<u8>, usize, usize)>,
+    events: VecDeque<Event>,
+}
+
+impl Relay {
+    /// A relay with no calls.
+    pub fn new(config: RelayConfig) -> Relay {
+        Relay {
+            config,
+            calls: HashMap::new(),
+            owners: HashMap::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Calls open.
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// An offer from the side tagged `from_tag` (a new call, or a re-INVITE in one): the SDP
+    /// to pass on, naming the relay's ports that the other side sends to.
+    #[allow(clippy::too_many_arguments)]
+    pub fn offer(
+        &mut self,
+        now: Timestamp,
+        call_id: &[u8],
+        from_tag: &[u8],
+        sdp: &[u8],
+        sip_source: Option<IpAddr>,
+        ice: Ice,
+        ports: &mut dyn MediaPorts,
+    ) -> Result<Vec<u8>, RelayError> {
+        let parsed = Sdp::parse(sdp).map_err(RelayError::Sdp)?;
+        if !self.calls.contains_key(call_id) && self.calls.len() >= self.config.max_calls {
+            return Err(RelayError::TooManyCalls);
+        }
+        let call = self.calls.entry(call_id.to_vec()).or_insert_with(|| Call {
+            offerer_tag: from_tag.to_vec(),
+            created: now,
+            answered: None,
+            last_packet: None,
+            streams: Vec::new(),
+        });
+        let side = usize::from(call.offerer_tag != from_tag);
+        // New media sections get their port pairs (both sides at once); if the range runs
+        // out, what this offer took is given back (and a new call forgotten).
+        let before = call.streams.len();
+        let wanted = parsed.media().count();
+        while call.streams.len() < wanted {
+            let pair = match ports.take_pair() {
+                Some(a) => match ports.take_pair() {
+                    Some(b) => Some((a, b)),
+                    None => {
+                        ports.give_back(a);
+                        None
+                    }
+                },
+                None => None,
+            };
+            let Some((a, b)) = pair else {
+                for s in call.streams.drain(before..) {
+                    for side in &s.sides {
+                        self.owners.remove(&side.port);
+                        ports.give_back(side.port);
+                    }
+                }
+                if before == 0 {
+                    self.calls.remove(call_id);
+                }
+                return Err(RelayError::NoPorts);
+            };
+            let blank = |port| Side {
+                port,
+                rtp: Latch::new(Expect::Host(IpAddr::from([0, 0, 0, 0]))),
+                rtcp: Latch::new(Expect::Host(IpAddr::from([0, 0, 0, 0]))),
+                rtcp_mux: false,
+                counters: Counters::default(),
+                quality: Quality::new(8000),
+            };
+            let index = call.streams.len();
+            self.owners.insert(a, (call_id.to_vec(), index, 0));
+            self.owners.insert(b, (call_id.to_vec(), index, 1));
+            call.streams.push(Stream {
+                sides: [blank(a), blank(b)],
+            });
+        }
+        Ok(describe(
+            call,
+            side,
+            &parsed,
+            sip_source,
+            self.config.address,
+            ice,
+        ))
+    }
+
+    /// The answer to the last offer, from the side that did not make it: the SDP to pass on,
+    /// naming the relay's ports the offerer sends to.
+    pub fn answer(
+        &mut self,
+        now: Timestamp,
+        call_id: &[u8],
+        from_tag: &[u8],
+        sdp: &[u8],
+        sip_source: Option<IpAddr>,
+        ice: Ice,
+    ) -> Result<Vec<u8>, RelayError> {
+        let parsed = Sdp::parse(sdp).map_err(RelayError::Sdp)?;
+        let call = self.calls.get_mut(call_id).ok_or(RelayError::UnknownCall)?;
+        // The answer's From is the offer's: the answering side is the other one.
+        let side = usize::from(call.offerer_tag == from_tag);
+        call.answered.get_or_insert(now);
+        Ok(describe(
+            call,
+            side,
+            &parsed,
+            sip_source,
+            self.config.address,
+            ice,
+        ))
+    }
+
+    /// Ends a call (BYE, CANCEL, a failure, ng `delete`), giving its ports back.
+    pub fn delete(&mut self, call_id: &[u8], ports: &mut dyn MediaPorts) -> bool {
+        self.end(call_id, Ended::Deleted, ports)
+    }
+
+    fn end(&mut self, call_id: &[u8], reason: Ended, ports: &mut dyn MediaPorts) -> bool {
+        let Some(call) = self.calls.remove(call_id) else {
+            return false;
+        };
+        for s in &call.streams {
+            for side in &s.sides {
+                self.owners.remove(&side.port);
+                ports.give_back(side.port);
+            }
+        }
+        self.events.push_back(Event::CallEnded {
+            call_id: call_id.to_vec(),
+            reason,
+        });
+        true
+    }
+
+    /// A packet arrived at relay port `port` from `source`: where to send it, or why not.
+    pub fn handle_packet(
+        &mut self,
+        now: Timestamp,
+        port: u16,
+        source: SocketAddr,
+        packet: &[u8],
+    ) -> Result<Transmit, Drop> {
+        let rtp_port = port & !1;
+        let (call_id, stream, side) = self.owners.get(&rtp_port).ok_or(Drop::NoStream)?;
+        let call = self.calls.get_mut(call_id).ok_or(Drop::NoStream)?;
+        let (stream, side) = (*stream, *side);
+        let [a, b] = &mut call.streams.get_mut(stream).ok_or(Drop::NoStream)?.sides;
+        let (from, to) = if side == 0 { (a, b) } else { (b, a) };
+        // RTCP: on the port after RTP's, or on RTP's own with rtcp-mux (RFC 5761 §4).
+        let rtcp = port & 1 == 1 || rtp::kind(packet) == rtp::Kind::Rtcp;
+        let latch = if rtcp && port & 1 == 1 {
+            &mut from.rtcp
+        } else {
+            &mut from.rtp
+        };
+        if latch.on_packet(source) == Verdict::ForeignSource {
+            from.counters.foreign += 1;
+            return Err(Drop::ForeignSource);
+        }
+        call.last_packet = Some(now);
+        if !rtcp && let Some(h) = RtpHeader::parse(packet) {
+            from.quality.on_rtp(&h, now);
+        }
+        let (to_latch, from_port) = match (rtcp, to.rtcp_mux) {
+            (true, false) => (&to.rtcp, to.port + 1),
+            _ => (&to.rtp, to.port),
+        };
+        let Some(dest) = to_latch.destination() else {
+            from.counters.no_destination += 1;
+            return Err(Drop::NoDestination);
+        };
+        from.counters.packets += 1;
+        from.counters.bytes += packet.len() as u64;
+        Ok(Transmit {
+            from_port,
+            to: dest,
+        })
+    }
+
+    /// The counters of side `side` (0: the first offerer) of a call's stream `stream`.
+    pub fn counters(&self, call_id: &[u8], stream: usize, side: usize) -> Option<Counters> {
+        let s = self.calls.get(call_id)?.streams.get(stream)?;
+        Some(s.sides.get(side)?.counters)
+    }
+
+    /// The quality of what side `side` of a call's stream `stream` sends.
+    pub fn quality(&self, call_id: &[u8], stream: usize, side: usize) -> Option<&Quality> {
+        let s = self.calls.get(call_id)?.streams.get(stream)?;
+        Some(&s.sides.get(side)?.quality)
+    }
+
+    /// Ends the calls whose time is up.
+    pub fn handle_timeout(&mut self, now: Timestamp, ports: &mut dyn MediaPorts) {
+        let due: Vec<(Vec<u8>, Ended)> = self
+            .calls
+            .iter()
+            .filter_map(|(id, c)| self.due(c, now).map(|r| (id.clone(), r)))
+            .collect();
+        for (id, reason) in due {
+            self.end(&id, reason, ports);
+        }
+    }
+
+    fn due(&self, c: &Call, now: Timestamp) -> Option<Ended> {
+        let cfg = &self.config;
+        if now.duration_since(c.created) >= cfg.final_timeout {
+            return Some(Ended::Final);
+        }
+        match (c.last_packet, c.answered) {
+            (Some(last), _) if now.duration_since(last) >= cfg.silence_timeout => {
+                Some(Ended::Silence)
+            }
+            (None, Some(answered)) if now.duration_since(answered) >= cfg.setup_timeout => {
+                Some(Ended::NoMedia)
+            }
+            (None, None) if now.duration_since(c.created) >= unanswered(cfg) => {
+                Some(Ended::NoMedia)
+            }
+            _ => None,
+        }
+    }
+
+    /// When [`Relay::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let cfg = &self.config;
+        self.calls
+            .values()
+            .filter_map(|c| {
+                let final_at = c.created.checked_add(cfg.final_timeout);
+                let other = match (c.last_packet, c.answered) {
+                    (Some(last), _) => last.checked_add(cfg.silence_timeout),
+                    (None, Some(answered)) => answered.checked_add(cfg.setup_timeout),
+                    (None, None) => c.created.checked_add(unanswered(cfg)),
+                };
+                final_at.into_iter().chain(other).min()
+            })
+            .min()
+    }
+
+    /// What the relay reports.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+/// How long a call may go unanswered and without media: the setup timeout, but no less than
+/// the three minutes a phone may ring (RFC 3261 §16.6's Timer C), since a lost `delete` must
+/// not keep its ports for the final timeout's hours.
+fn unanswered(cfg: &RelayConfig) -> Duration {
+    cfg.setup_timeout.max(Duration::from_secs(180))
+}
+
+/// Takes side `side`'s SDP: its streams' expectations for the latches, and the SDP rewritten
+/// with the relay's address and the other side's ports (where the recipient will send).
+fn describe(
+    call: &mut Call,
+    side: usize,
+    sdp: &Sdp<'_>,
+    sip_source: Option<IpAddr>,
+    address: IpAddr,
+    ice: Ice,
+) -> Vec<u8> {
+    let other = 1 - side;
+    let mut ports = Vec::new();
+    let mut rtcp_ports = Vec::new();
+    for (m, stream) in sdp.media().zip(call.streams.iter_mut()) {
+        let s = &mut stream.sides[side];
+        let ip = match m.connection {
+            Connection::Ip(ip) => ip,
+            Connection::Other => IpAddr::from([0, 0, 0, 0]),
+        };
+        s.rtcp_mux = m.rtcp_mux;
+        s.rtp
+            .expect(expect(SocketAddr::new(ip, m.port), sip_source));
+        let rtcp_port = m.rtcp_port.unwrap_or(m.port.saturating_add(1));
+        s.rtcp
+            .expect(expect(SocketAddr::new(ip, rtcp_port), sip_source));
+        let relay = stream.sides[other].port;
+        ports.push(Some(relay));
+        rtcp_ports.push(Some(if m.rtcp_mux { relay } else { relay + 1 }));
+    }
+    let mut out = Vec::new();
+    sdp.rewrite(
+        &Rewrite {
+            address: Some(address),
+            origin: Some(address),
+            ports: &ports,
+            rtcp_ports: &rtcp_ports,
+            ice,
+        },
+        &mut out,
+    );
+    out
+}

@@ -1,0 +1,376 @@
+//! A call through the relay without sockets: alice behind a NAT offers, bob on a public address
+//! answers; the SDPs each receives name the relay; media flows once each side is known, never
+//! from a stranger; RTCP on its own ports; a re-INVITE from bob moves him; the timers end calls
+//! and every port comes back.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+
+use farside_media::relay::{Drop, Ended, Event, MediaPorts, Relay, RelayConfig, Transmit};
+use farside_sdp::{Ice, Sdp};
+use farside_time::Timestamp;
+
+/// Port pairs from 30000 up, as the shell would bind them.
+#[derive(Default)]
+struct Ports {
+    next: u16,
+    taken: BTreeSet<u16>,
+    limit: Option<usize>,
+}
+
+impl MediaPorts for Ports {
+    fn take_pair(&mut self) -> Option<u16> {
+        if self.limit.is_some_and(|l| self.taken.len() >= l) {
+            return None;
+        }
+        let p = 30_000 + self.next;
+        self.next += 2;
+        self.taken.insert(p);
+        Some(p)
+    }
+    fn give_back(&mut self, rtp_port: u16) {
+        assert!(self.taken.remove(&rtp_port), "{rtp_port} given back twice");
+    }
+}
+
+const RELAY: &str = "203.0.113.5";
+const ALICE_SIP: &str = "198.51.100.7";
+const BOB: &str = "192.0.2.20";
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_unix_secs(1_800_000_000 + secs)
+}
+
+fn offer_sdp(address: &str, port: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {address}\r\ns=-\r\nc=IN IP4 {address}\r\nt=0 0\r\n\
+m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+}
+
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend([0xd5; 160]);
+    p
+}
+
+/// The RTP port an SDP names.
+fn port_in(sdp: &[u8]) -> u16 {
+    Sdp::parse(sdp).unwrap().media().next().unwrap().port
+}
+
+/// Sets up alice (NATed, private SDP) calling bob (public); returns the relay, the ports, the
+/// relay ports alice and bob send to.
+fn call() -> (Relay, Ports, u16, u16) {
+    let mut relay = Relay::new(RelayConfig::new(ip(RELAY)));
+    let mut ports = Ports::default();
+    let to_bob = relay
+        .offer(
+            at(0),
+            b"call-1",
+            b"alice-tag",
+            offer_sdp("192.168.1.20", 4000).as_bytes(),
+            Some(ip(ALICE_SIP)),
+            Ice::Remove,
+            &mut ports,
+        )
+        .unwrap();
+    let to_bob = String::from_utf8(to_bob).unwrap();
+    assert!(
+        to_bob.contains(&format!("c=IN IP4 {RELAY}\r\n")),
+        "{to_bob}"
+    );
+    assert!(
+        to_bob.contains(&format!("o=- 1 1 IN IP4 {RELAY}\r\n")),
+        "{to_bob}"
+    );
+    let bob_sends_to = port_in(to_bob.as_bytes());
+    let to_alice = relay
+        .answer(
+            at(1),
+            b"call-1",
+            b"alice-tag",
+            offer_sdp(BOB, 5000).as_bytes(),
+            Some(ip(BOB)),
+            Ice::Remove,
+        )
+        .unwrap();
+    let alice_sends_to = port_in(&to_alice);
+    assert_ne!(alice_sends_to, bob_sends_to);
+    assert_eq!(ports.taken.len(), 2, "one pair for each side");
+    (relay, ports, alice_sends_to, bob_sends_to)
+}
+
+#[test]
+fn media_flows_both_ways_once_each_side_is_known_and_never_from_a_stranger() {
+    let (mut r, _ports, alice_port, bob_port) = call();
+    let alice = sa("198.51.100.7:40001");
+    let bob = sa("192.0.2.20:5000");
+    // Bob first: alice's NAT address is not known yet, so nothing can go to her.
+    assert_eq!(
+        r.handle_packet(at(2), bob_port, bob, &rtp(1)),
+        Err(Drop::NoDestination)
+    );
+    // Alice (from the port her NAT picked) goes to bob's SDP address, from the port he sends to.
+    assert_eq!(
+        r.handle_packet(at(2), alice_port, alice, &rtp(1)),
+        Ok(Transmit {
+            from_port: bob_port,
+            to: bob
+        })
+    );
+    // Now bob reaches her, from the port she sends to.
+    assert_eq!(
+        r.handle_packet(at(2), bob_port, bob, &rtp(2)),
+        Ok(Transmit {
+            from_port: alice_port,
+            to: alice
+        })
+    );
+    // A stranger at either port (RTP Bleed probe, RTP Inject): refused and counted.
+    let stranger = sa("203.0.113.66:6000");
+    for port in [alice_port, bob_port, alice_port + 1] {
+        assert_eq!(
+            r.handle_packet(at(3), port, stranger, &rtp(9)),
+            Err(Drop::ForeignSource)
+        );
+    }
+    assert_eq!(
+        r.handle_packet(at(3), 31_999, stranger, &rtp(9)),
+        Err(Drop::NoStream)
+    );
+    let a = r.counters(b"call-1", 0, 0).unwrap();
+    let b = r.counters(b"call-1", 0, 1).unwrap();
+    assert_eq!((a.packets, a.bytes, a.foreign), (1, 172, 2));
+    assert_eq!((b.packets, b.no_destination, b.foreign), (1, 1, 1));
+    // RTCP on the next ports, learned on its own.
+    let alice_rtcp = sa("198.51.100.7:40002");
+    let rr = [0x80, 201, 0, 1, 0, 0, 0, 7];
+    assert_eq!(
+        r.handle_packet(at(4), alice_port + 1, alice_rtcp, &rr),
+        Ok(Transmit {
+            from_port: bob_port + 1,
+            to: sa("192.0.2.20:5001")
+        })
+    );
+}
+
+#[test]
+fn a_reinvite_from_bob_moves_him_without_a_gap() {
+    let (mut r, mut ports, alice_port, bob_port) = call();
+    let alice = sa("198.51.100.7:40001");
+    let bob = sa("192.0.2.20:5000");
+    r.handle_packet(at(2), alice_port, alice, &rtp(1)).unwrap();
+    r.handle_packet(at(2), bob_port, bob, &rtp(1)).unwrap();
+    // Bob re-INVITEs from his new address: he offers now, alice answers.
+    let to_alice = r
+        .offer(
+            at(10),
+            b"call-1",
+            b"bob-tag",
+            offer_sdp("192.0.2.99", 7000).as_bytes(),
+            Some(ip("192.0.2.99")),
+            Ice::Remove,
+            &mut ports,
+        )
+        .unwrap();
+    assert_eq!(
+        port_in(&to_alice),
+        alice_port,
+        "alice keeps sending where she did"
+    );
+    let to_bob = r
+        .answer(
+            at(10),
+            b"call-1",
+            b"bob-tag",
+            offer_sdp("192.168.1.20", 4000).as_bytes(),
+            Some(ip(ALICE_SIP)),
+            Ice::Remove,
+        )
+        .unwrap();
+    assert_eq!(port_in(&to_bob), bob_port);
+    assert_eq!(ports.taken.len(), 2, "no new ports for the same stream");
+    // Until bob is heard from his new address, the old one still carries.
+    assert_eq!(
+        r.handle_packet(at(11), alice_port, alice, &rtp(2))
+            .unwrap()
+            .to,
+        bob
+    );
+    r.handle_packet(at(11), bob_port, sa("192.0.2.99:7000"), &rtp(2))
+        .unwrap();
+    assert_eq!(
+        r.handle_packet(at(11), alice_port, alice, &rtp(3))
+            .unwrap()
+            .to,
+        sa("192.0.2.99:7000")
+    );
+    assert_eq!(
+        r.handle_packet(at(11), bob_port, bob, &rtp(3)),
+        Err(Drop::ForeignSource)
+    );
+}
+
+#[test]
+fn calls_end_by_their_timers_and_by_delete_and_give_every_port_back() {
+    // Answered, never a packet: no media after 60 s.
+    let (mut r, mut ports, _, _) = call();
+    assert_eq!(r.poll_timeout(), Some(at(61)));
+    r.handle_timeout(at(60), &mut ports);
+    assert_eq!(r.calls(), 1);
+    r.handle_timeout(at(61), &mut ports);
+    assert_eq!(r.calls(), 0);
+    assert!(ports.taken.is_empty());
+    assert_eq!(
+        r.poll_event(),
+        Some(Event::CallEnded {
+            call_id: b"call-1".to_vec(),
+            reason: Ended::NoMedia
+        })
+    );
+    // Media, then silence.
+    let (mut r, mut ports, alice_port, _) = call();
+    r.handle_packet(at(5), alice_port, sa("198.51.100.7:40001"), &rtp(1))
+        .unwrap();
+    assert_eq!(r.poll_timeout(), Some(at(65)));
+    r.handle_timeout(at(65), &mut ports);
+    assert!(matches!(
+        r.poll_event(),
+        Some(Event::CallEnded {
+            reason: Ended::Silence,
+            ..
+        })
+    ));
+    // Media all along: the final limit.
+    let (mut r, mut ports, alice_port, _) = call();
+    let mut t = 0;
+    while r.calls() == 1 {
+        t += 30;
+        let _ = r.handle_packet(at(t), alice_port, sa("198.51.100.7:40001"), &rtp(t as u16));
+        r.handle_timeout(at(t), &mut ports);
+    }
+    assert_eq!(t, 4 * 3600);
+    assert!(matches!(
+        r.poll_event(),
+        Some(Event::CallEnded {
+            reason: Ended::Final,
+            ..
+        })
+    ));
+    // Deleted.
+    let (mut r, mut ports, _, _) = call();
+    assert!(r.delete(b"call-1", &mut ports));
+    assert!(!r.delete(b"call-1", &mut ports));
+    assert!(ports.taken.is_empty());
+}
+
+#[test]
+fn offers_the_relay_cannot_serve_are_refused() {
+    let mut r = Relay::new(RelayConfig {
+        max_calls: 1,
+        ..RelayConfig::new(ip(RELAY))
+    });
+    let mut ports = Ports {
+        limit: Some(3),
+        ..Ports::default()
+    };
+    let sdp = offer_sdp("192.0.2.1", 4000);
+    assert!(
+        r.offer(
+            at(0),
+            b"c1",
+            b"t",
+            sdp.as_bytes(),
+            None,
+            Ice::Keep,
+            &mut ports
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        r.offer(
+            at(0),
+            b"c2",
+            b"t",
+            sdp.as_bytes(),
+            None,
+            Ice::Keep,
+            &mut ports
+        ),
+        Err(farside_media::relay::RelayError::TooManyCalls)
+    );
+    assert_eq!(
+        r.answer(at(0), b"c9", b"t", sdp.as_bytes(), None, Ice::Keep),
+        Err(farside_media::relay::RelayError::UnknownCall)
+    );
+    assert!(matches!(
+        r.offer(at(0), b"c1", b"t", b"not sdp", None, Ice::Keep, &mut ports),
+        Err(farside_media::relay::RelayError::Sdp(_))
+    ));
+    // A re-offer adding a second stream needs two more pairs; only one is left.
+    let two = format!("{sdp}m=video 4002 RTP/AVP 96\r\n");
+    assert_eq!(
+        r.offer(
+            at(1),
+            b"c1",
+            b"t",
+            two.as_bytes(),
+            None,
+            Ice::Keep,
+            &mut ports
+        ),
+        Err(farside_media::relay::RelayError::NoPorts)
+    );
+    assert_eq!(
+        ports.taken.len(),
+        2,
+        "the pair taken for the failed stream is given back"
+    );
+    // A new call that gets no ports at all is not kept.
+    let mut r = Relay::new(RelayConfig::new(ip(RELAY)));
+    let mut none = Ports {
+        limit: Some(1),
+        ..Ports::default()
+    };
+    assert_eq!(
+        r.offer(
+            at(0),
+            b"c3",
+            b"t",
+            sdp.as_bytes(),
+            None,
+            Ice::Keep,
+            &mut none
+        ),
+        Err(farside_media::relay::RelayError::NoPorts)
+    );
+    assert_eq!((r.calls(), none.taken.len()), (0, 0));
+    // An offer never answered, with no media, ends after Timer C's three minutes.
+    let mut ports = Ports::default();
+    r.offer(
+        at(0),
+        b"c4",
+        b"t",
+        sdp.as_bytes(),
+        None,
+        Ice::Keep,
+        &mut ports,
+    )
+    .unwrap();
+    assert_eq!(r.poll_timeout(), Some(at(180)));
+    r.handle_timeout(at(180), &mut ports);
+    assert_eq!((r.calls(), ports.taken.len()), (0, 0));
+}
