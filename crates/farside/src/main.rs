@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod control;
 mod dataplane;
+mod media;
 mod net;
 mod runtime;
 mod sip;

@@ -180,6 +180,22 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
             Arc::clone(&shutdown),
         )?);
     }
+    // The RTP relay, driven over ng.
+    let rtp = &config.rtp;
+    if rtp.enabled
+        && let Some(bind) = rtp.relay_address()
+    {
+        let advertised = rtp.advertised_address.unwrap_or(bind);
+        handles.push(crate::media::spawn(
+            crate::media::MediaShell {
+                relay: farside_media::relay::RelayConfig::new(advertised),
+                bind,
+                ports: (rtp.ports.0, rtp.ports.1),
+                ng: rtp.ng_listen.iter().map(|l| l.0).collect(),
+            },
+            Arc::clone(&shutdown),
+        )?);
+    }
     // One thread serves STUN (and TURN, when on) over TCP and TLS.
     let tcp: Vec<SocketAddr> = stun
         .listen

@@ -991,7 +991,7 @@ fn bench_sip_registers_at_farside_and_at_kamailio_alike() {
         server.describe()
     );
 
-    let kamailio = Kamailio::start();
+    let kamailio = kamailio_registrar();
     let report = bench_sip(kamailio.addr);
     assert_light_load_registered(&report, &kamailio.log());
 }
@@ -1051,80 +1051,33 @@ fn assert_light_load_registered(report: &serde_json::Value, server: &str) {
     );
 }
 
-/// Kamailio with the benchmark's registrar configuration on a free loopback port, one UDP
-/// worker; stopped on drop.
-struct Kamailio {
-    child: std::process::Child,
-    addr: SocketAddr,
-    dir: std::path::PathBuf,
-}
-
-impl Kamailio {
-    fn start() -> Kamailio {
-        let port = common::free_ports(&[LOCALHOST], 1);
-        let addr = SocketAddr::new(LOCALHOST, port);
-        let dir =
-            std::env::temp_dir().join(format!("farside-kamailio-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
-        let cfg = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../bench/sip/kamailio-register.cfg"
-        );
-        let child = std::process::Command::new("kamailio")
-            .args(["-f", cfg, "-DD", "-E", "-n", "1", "-m", "64", "-M", "8"])
-            .arg("-Y")
-            .arg(&dir)
-            .arg("-l")
-            .arg(format!("udp:{addr}"))
-            .arg(format!("--alias={DOMAIN}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start kamailio");
-        let k = Kamailio { child, addr, dir };
-        // Ready when it answers: its configuration refuses all but REGISTER with 405.
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let me = probe.local_addr().unwrap();
-        let options = format!(
-            "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKk1;rport\r\n\
+/// Kamailio with the benchmark's registrar configuration on a free loopback port, ready once
+/// it answers: its configuration refuses all but REGISTER with 405.
+fn kamailio_registrar() -> common::kamailio::Kamailio {
+    let cfg = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../bench/sip/kamailio-register.cfg"
+    );
+    let k = common::kamailio::Kamailio::start(
+        std::path::Path::new(cfg),
+        &[&format!("--alias={DOMAIN}")],
+    );
+    let addr = k.addr;
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let me = probe.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKk1;rport\r\n\
 Max-Forwards: 70\r\nFrom: <sip:probe@{DOMAIN}>;tag=k1\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: kamailio-ready\r\n\
 CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        );
-        let mut buf = [0u8; 2048];
-        let ready = (0..50).any(|_| {
-            probe.send_to(options.as_bytes(), addr).unwrap();
-            matches!(probe.recv(&mut buf), Ok(n) if buf[..n].starts_with(b"SIP/2.0 405 "))
-        });
-        assert!(ready, "kamailio did not answer on {addr}:\n{}", k.log());
-        k
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        // SIGTERM, so that the main process stops its children too.
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    );
+    let mut buf = [0u8; 2048];
+    let ready = (0..50).any(|_| {
+        probe.send_to(options.as_bytes(), addr).unwrap();
+        matches!(probe.recv(&mut buf), Ok(n) if buf[..n].starts_with(b"SIP/2.0 405 "))
+    });
+    assert!(ready, "kamailio did not answer on {addr}:\n{}", k.log());
+    k
 }

@@ -5,12 +5,13 @@
 //! round-trip time); symmetric latching with strict source ([`latch`]: which packets a relay
 //! port forwards, and where media for an endpoint goes); and the calls and streams that put
 //! them together ([`relay::Relay`]: offer, answer, delete, a packet in and where it goes,
-//! timers). Not yet driven by the server: the shell's media worker and the ng socket come next
-//! (issue 14).
+//! timers), served over ng by [`control`]. Farside's media thread drives it (`[rtp]`); relaying
+//! inside Farside's own SIP calls comes next (issue 14).
 //!
 //! Reading is total: any datagram gives a request or an error, never a panic, and nothing is
 //! allocated beyond fixed bounds ([`ng::bencode::MAX_ITEMS`], [`ng::bencode::MAX_DEPTH`]).
 
+pub mod control;
 pub mod latch;
 pub mod ng;
 pub mod quality;

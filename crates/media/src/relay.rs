@@ -95,6 +95,8 @@ pub enum Event {
         call_id: Vec<u8>,
         /// Why.
         reason: Ended,
+        /// Packets forwarded from each side (the first offerer's first), all streams.
+        forwarded: [u64; 2],
     },
 }
 
@@ -294,6 +296,12 @@ impl Relay {
         let Some(call) = self.calls.remove(call_id) else {
             return false;
         };
+        let mut forwarded = [0; 2];
+        for s in &call.streams {
+            for (n, side) in forwarded.iter_mut().zip(&s.sides) {
+                *n += side.counters.packets;
+            }
+        }
         for s in &call.streams {
             for side in &s.sides {
                 self.owners.remove(&side.port);
@@ -303,6 +311,7 @@ impl Relay {
         self.events.push_back(Event::CallEnded {
             call_id: call_id.to_vec(),
             reason,
+            forwarded,
         });
         true
     }
@@ -350,6 +359,22 @@ impl Relay {
             from_port,
             to: dest,
         })
+    }
+
+    /// The Call-IDs of the calls open, in no particular order.
+    pub fn call_ids(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.calls.keys().map(Vec::as_slice)
+    }
+
+    /// A call's first offer's time, and the packets and bytes it forwarded (all streams, both
+    /// sides).
+    pub fn totals(&self, call_id: &[u8]) -> Option<(Timestamp, u64, u64)> {
+        let c = self.calls.get(call_id)?;
+        let sides = c.streams.iter().flat_map(|s| s.sides.iter());
+        let (packets, bytes) = sides.fold((0, 0), |(p, b), s| {
+            (p + s.counters.packets, b + s.counters.bytes)
+        });
+        Some((c.created, packets, bytes))
     }
 
     /// The counters of side `side` (0: the first offerer) of a call's stream `stream`.

@@ -238,7 +238,8 @@ fn calls_end_by_their_timers_and_by_delete_and_give_every_port_back() {
         r.poll_event(),
         Some(Event::CallEnded {
             call_id: b"call-1".to_vec(),
-            reason: Ended::NoMedia
+            reason: Ended::NoMedia,
+            forwarded: [0, 0],
         })
     );
     // Media, then silence.

@@ -6,6 +6,7 @@
 
 mod admin;
 mod log;
+pub mod rtp;
 pub mod sip;
 mod store;
 mod stun;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 pub use admin::AdminConfig;
 pub use log::LogConfig;
+pub use rtp::RtpConfig;
 pub use sip::SipConfig;
 pub use store::StoreConfig;
 pub use stun::StunConfig;
@@ -38,6 +40,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[sip]`: the SIP registrar.
     pub sip: SipConfig,
+    /// `[rtp]`: the RTP relay.
+    pub rtp: RtpConfig,
     /// `[admin]`: the HTTP endpoint for metrics and health.
     pub admin: AdminConfig,
     /// `[log]`: logging.
@@ -112,6 +116,7 @@ impl Config {
         self.validate_stun(origin)?;
         self.validate_turn(origin)?;
         self.validate_sip(origin)?;
+        self.validate_rtp(origin)?;
         self.validate_tls(origin)?;
         self.validate_store(origin)?;
         self.validate_admin(origin)?;
@@ -251,6 +256,30 @@ mod tests {
 
         let e = err("[bogus]\n");
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn the_rtp_relay_is_off_by_default_and_needs_a_specific_address_when_on() {
+        let c = Config::parse("", "f.toml").expect("valid");
+        assert!(!c.rtp.enabled);
+        assert_eq!(
+            c.rtp.ng_listen[0].0,
+            "127.0.0.1:2223".parse().expect("addr")
+        );
+        assert_eq!((c.rtp.ports.0, c.rtp.ports.1), (30_000, 39_999));
+        assert!(err("[rtp]\nenabled = true\n").contains("rtp.address"));
+        assert!(err("[rtp]\nenabled = true\naddress = [\"0.0.0.0\"]\n").contains("rtp.address"));
+        assert!(err("[rtp]\nports = \"40000-30000\"\n").contains("rtp.ports"));
+        assert!(err("[rtp]\nng_listen = [\"tcp:127.0.0.1:1\"]\n").contains("rtp.ng_listen"));
+        let c = Config::parse(
+            "[rtp]\nenabled = true\naddress = [\"192.0.2.1\"]\nadvertised_address = \"203.0.113.1\"\nports = \"40000-40999\"\n",
+            "f.toml",
+        )
+        .expect("valid");
+        assert_eq!(
+            c.rtp.relay_address(),
+            Some("192.0.2.1".parse().expect("ip"))
+        );
     }
 
     #[test]

@@ -1403,3 +1403,77 @@ pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Kamailio (Debian's) as a peer on loopback.
+pub mod kamailio {
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    use super::{LOCALHOST, free_ports};
+
+    /// Kamailio with a configuration file on a free loopback UDP port, one worker, its output
+    /// in a log file; stopped (SIGTERM, so its children stop too) on drop.
+    pub struct Kamailio {
+        child: std::process::Child,
+        /// Where it listens.
+        pub addr: SocketAddr,
+        dir: PathBuf,
+    }
+
+    impl Kamailio {
+        /// Starts `kamailio -f cfg` with `extra` arguments.
+        pub fn start(cfg: &Path, extra: &[&str]) -> Kamailio {
+            let port = free_ports(&[LOCALHOST], 1);
+            let addr = SocketAddr::new(LOCALHOST, port);
+            let dir = std::env::temp_dir()
+                .join(format!("farside-kamailio-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
+            let child = std::process::Command::new("kamailio")
+                .arg("-f")
+                .arg(cfg)
+                .args(["-DD", "-E", "-n", "1", "-m", "64", "-M", "8"])
+                .arg("-Y")
+                .arg(&dir)
+                .arg("-l")
+                .arg(format!("udp:{addr}"))
+                .args(extra)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start kamailio");
+            Kamailio { child, addr, dir }
+        }
+
+        /// What it logged so far.
+        pub fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
+        }
+
+        /// Waits up to `limit` for `needle` in its log.
+        pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+            super::wait_until(limit, || self.log().contains(needle))
+        }
+    }
+
+    impl Drop for Kamailio {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The media thread: it owns the ng control sockets and the relay's port pairs and moves bytes
+//! between them and the relay core. Requests are answered by `farside_media::control`; each
+//! packet's fate is `Relay::handle_packet`'s. One thread for now; the per-core data path with
+//! batched I/O comes with the rest of issue 14.
+
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use farside_io::Epoll;
+use farside_media::control::{self, Handled};
+use farside_media::relay::{Event, Relay, RelayConfig};
+
+use super::ports::{PortPool, Ports};
+use crate::runtime::clock;
+
+/// Epoll tokens of the ng sockets start here (relay ports are their own tokens, below).
+const NG_TOKENS: u64 = 1 << 20;
+/// Datagrams taken from one socket per wake-up before the others' turn.
+const PER_TURN: usize = 64;
+/// The longest wait, so that shutdown is seen.
+const MAX_WAIT: Duration = Duration::from_millis(200);
+
+/// What the media thread is started with.
+pub struct MediaShell {
+    /// The relay's settings (the address it writes into SDP among them).
+    pub relay: RelayConfig,
+    /// The address the port pairs are bound on.
+    pub bind: IpAddr,
+    /// The port range.
+    pub ports: (u16, u16),
+    /// The ng listeners.
+    pub ng: Vec<SocketAddr>,
+}
+
+/// Binds the ng listeners and starts the thread.
+pub fn spawn(shell: MediaShell, shutdown: Arc<AtomicBool>) -> anyhow::Result<JoinHandle<()>> {
+    let mut ng = Vec::new();
+    for &a in &shell.ng {
+        let s = UdpSocket::bind(a)
+            .with_context(|| format!("S501 cannot bind rtp.ng_listen udp:{a}"))?;
+        s.set_nonblocking(true)?;
+        tracing::info!(
+            "S500 RTP relay: ng control on udp {a}, media on {} ports {}-{}, written into SDP as {}",
+            shell.bind,
+            shell.ports.0,
+            shell.ports.1,
+            shell.relay.address
+        );
+        ng.push(s);
+    }
+    std::thread::Builder::new()
+        .name("media".into())
+        .spawn(move || {
+            if let Err(e) = run(shell, ng, &shutdown) {
+                tracing::error!("S502 the media thread stopped: {e:#}");
+            }
+        })
+        .context("spawn the media thread")
+}
+
+fn run(shell: MediaShell, ng: Vec<UdpSocket>, shutdown: &AtomicBool) -> anyhow::Result<()> {
+    let mut epoll = Epoll::new()?;
+    for (i, s) in ng.iter().enumerate() {
+        epoll.add(s.as_raw_fd(), NG_TOKENS + i as u64)?;
+    }
+    let mut relay = Relay::new(shell.relay);
+    let mut pool = PortPool::new(shell.bind, shell.ports.0, shell.ports.1);
+    let mut buf = vec![0u8; 65_536];
+    let mut ready = Vec::with_capacity(64);
+    while !shutdown.load(Relaxed) {
+        ready.clear();
+        let wait = relay
+            .poll_timeout()
+            .map_or(MAX_WAIT, |t| clock::until(t).min(MAX_WAIT));
+        epoll.wait(wait, |t| ready.push(t))?;
+        let now = clock::now();
+        for &token in &ready {
+            if let Some(socket) = token
+                .checked_sub(NG_TOKENS)
+                .and_then(|i| ng.get(i as usize))
+            {
+                for _ in 0..PER_TURN {
+                    let (n, from) = match socket.recv_from(&mut buf) {
+                        Ok(got) => got,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(_) => break,
+                    };
+                    let mut ports = Ports {
+                        pool: &mut pool,
+                        epoll: &epoll,
+                    };
+                    let (reply, handled, _) =
+                        control::handle(&mut relay, now, &buf[..n], &mut ports);
+                    if handled == Handled::Malformed {
+                        tracing::debug!("S503 ng request from {from} not understood");
+                    }
+                    if let Some(reply) = reply {
+                        let _ = socket.send_to(&reply, from);
+                    }
+                }
+                continue;
+            }
+            let Ok(port) = u16::try_from(token) else {
+                continue;
+            };
+            for _ in 0..PER_TURN {
+                let Some(socket) = pool.socket(port) else {
+                    break;
+                };
+                let (n, from) = match socket.recv_from(&mut buf) {
+                    Ok(got) => got,
+                    Err(_) => break,
+                };
+                if let Ok(t) = relay.handle_packet(now, port, from, &buf[..n])
+                    && let Some(out) = pool.socket(t.from_port)
+                {
+                    let _ = out.send_to(&buf[..n], t.to);
+                }
+            }
+        }
+        if relay.poll_timeout().is_some_and(|t| now >= t) {
+            let mut ports = Ports {
+                pool: &mut pool,
+                epoll: &epoll,
+            };
+            relay.handle_timeout(now, &mut ports);
+        }
+        while let Some(Event::CallEnded {
+            call_id,
+            reason,
+            forwarded,
+        }) = relay.poll_event()
+        {
+            tracing::debug!(
+                "S504 call {} ended ({reason:?}): {} packets relayed from the caller, {} from the callee",
+                String::from_utf8_lossy(&call_id),
+                forwarded[0],
+                forwarded[1]
+            );
+        }
+    }
+    Ok(())
+}

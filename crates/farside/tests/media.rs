@@ -1,0 +1,188 @@
+//! The RTP relay driven by a real rtpengine client: Debian's Kamailio with its rtpengine module
+//! pointed at Farside's ng socket (`tests/kamailio/rtpengine.cfg`, the stock config's flags)
+//! proxies a call between two SIPp phones on loopback; the caller plays SIPp's G.711 recording,
+//! the callee echoes it, and both directions go through Farside's relay ports.
+//!
+//! Needs kamailio and sipp (else SKIP, unless `FARSIDE_REQUIRE_PEERS=1`), and root for SIPp's
+//! pcap player (raw sockets).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::kamailio::Kamailio;
+use common::{LOCALHOST, Server, ServerConfig, free_ports, require_tool, run_tool, spawn_logged};
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// The two counts of Farside's S504 line for the ended call: packets relayed from the caller
+/// and from the callee.
+fn relayed(logs: &str) -> Option<(u64, u64)> {
+    let line = logs.lines().find(|l| l.contains("S504 call "))?;
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches(',').parse().ok())
+        .collect();
+    Some((*numbers.first()?, *numbers.get(1)?))
+}
+
+#[test]
+fn kamailio_with_its_rtpengine_module_relays_a_call_through_farside() {
+    let test = "kamailio_with_its_rtpengine_module_relays_a_call_through_farside";
+    if common::backend() != common::Backend::Farside {
+        common::skip(test, "Farside's RTP relay");
+        return;
+    }
+    if !require_tool(test, "kamailio") || !require_tool(test, "sipp") {
+        return;
+    }
+    if !is_root() {
+        common::skip(
+            test,
+            "SIPp plays its RTP recording through a raw socket: needs root",
+        );
+        return;
+    }
+    let ng = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
+    let media = free_ports(&[LOCALHOST], 100);
+    let media = media + (media & 1);
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\n",
+            media + 98
+        )),
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("S500 RTP relay")),
+        "{}",
+        server.describe()
+    );
+    let callee = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
+    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/kamailio/rtpengine.cfg"
+    ))
+    .unwrap();
+    let cfg = dir.join("kamailio.cfg");
+    std::fs::write(
+        &cfg,
+        template
+            .replace("@NG@", &format!("udp:{ng}"))
+            .replace("@CALLEE@", &callee.to_string()),
+    )
+    .unwrap();
+    let kamailio = Kamailio::start(&cfg, &[]);
+    // The module pings the ng socket when it starts and enables the node on the pong.
+    assert!(
+        kamailio.wait_for_log(
+            &format!("rtpengine instance <udp:{ng}> found, support for it enabled"),
+            Duration::from_secs(10)
+        ),
+        "{}\n{}",
+        kamailio.log(),
+        server.describe()
+    );
+    // SIPp's uac_pcap, its recordings named by absolute paths.
+    let dump = run_tool(
+        "sipp",
+        &["-sd".into(), "uac_pcap".into()],
+        Duration::from_secs(10),
+    );
+    let scenario = dump
+        .stdout
+        .replace("pcap/g711a.pcap", "/usr/share/sip-tester/g711a.pcap")
+        .replace(
+            "pcap/dtmf_2833_1.pcap",
+            "/usr/share/sip-tester/dtmf_2833_1.pcap",
+        );
+    let uac = dir.join("uac_pcap.xml");
+    std::fs::write(&uac, scenario).unwrap();
+    let echo_port = free_ports(&[LOCALHOST], 2);
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let answering = spawn_logged(
+        "sipp",
+        &s(&[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &callee.port().to_string(),
+            "-mi",
+            "127.0.0.1",
+            "-rtp_echo",
+            "-mp",
+            &echo_port.to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+        ]),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let caller = run_tool(
+        "sipp",
+        &s(&[
+            "-sf",
+            uac.to_str().unwrap(),
+            "-s",
+            "callee",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_ports(&[LOCALHOST], 1).to_string(),
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &(echo_port + 10).to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "40",
+            "-timeout_error",
+            &kamailio.addr.to_string(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        caller.code(),
+        Some(0),
+        "the call: {}\ncallee: {}\n{}\n{}",
+        caller.describe(),
+        answering.output(),
+        kamailio.log(),
+        server.describe()
+    );
+    // The BYE deleted the call at Farside, which counted both directions.
+    assert!(
+        common::wait_until(Duration::from_secs(5), || relayed(&server.logs()).is_some()),
+        "{}",
+        server.describe()
+    );
+    let (from_caller, from_callee) = relayed(&server.logs()).unwrap();
+    assert!(
+        from_caller >= 200 && from_callee >= 200,
+        "relayed {from_caller} from the caller, {from_callee} from the callee\n{}",
+        server.describe()
+    );
+    common::note(
+        test,
+        &format!(
+            "Kamailio's rtpengine module drove Farside over ng: {from_caller} RTP packets relayed from the caller, {from_callee} echoed back by the callee"
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,141 @@
+//! The ng control protocol served from a [`Relay`]: a datagram in, the reply out, with no
+//! socket in sight. Kamailio's and OpenSIPS's rtpengine modules switch to Farside by changing
+//! only the socket address.
+//!
+//! Replies are in rtpengine's shape where the modules read them: `result` (`pong`, `ok` or
+//! `error` with `error-reason`), `sdp` for offer and answer. `query`, `list` and `statistics`
+//! answer a subset of rtpengine's keys (documented per command below).
+
+use std::net::IpAddr;
+
+use farside_sdp::Ice as SdpIce;
+use farside_time::Timestamp;
+
+use crate::ng::bencode::Value;
+use crate::ng::{Command, Ice, Request, reply, reply_error};
+use crate::relay::{MediaPorts, Relay, RelayError};
+
+/// Most Call-IDs `list` returns when the request names no `limit`.
+const LIST_LIMIT: usize = 32;
+
+/// What one request did, for the shell's counters and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Answered with a success.
+    Ok,
+    /// Answered with an error (an unknown call, no ports, a bad SDP, an unknown command).
+    Refused,
+    /// Not an ng request, or one without a cookie to answer: dropped.
+    Malformed,
+}
+
+/// Handles one ng datagram from a control client that sent from `source`: the reply to send
+/// back, if any, and what became of it. Unknown flags are tolerated (`unknown_flags` counts
+/// them).
+pub fn handle(
+    relay: &mut Relay,
+    now: Timestamp,
+    datagram: &[u8],
+    ports: &mut dyn MediaPorts,
+) -> (Option<Vec<u8>>, Handled, usize) {
+    let request = match Request::parse(datagram) {
+        Ok(r) => r,
+        Err((Some(cookie), e)) => {
+            let text = format!("malformed request: {e:?}");
+            return (Some(reply_error(cookie, &text)), Handled::Malformed, 0);
+        }
+        Err((None, _)) => return (None, Handled::Malformed, 0),
+    };
+    let unknown = request.unknown_flags.len();
+    let cookie = request.cookie;
+    let refused = |reason: &str| (Some(reply_error(cookie, reason)), Handled::Refused, unknown);
+    let ok =
+        |entries: Vec<(&[u8], Value<'_>)>| (Some(reply(cookie, entries)), Handled::Ok, unknown);
+    let ice = match request.ice {
+        Some(Ice::Remove) => SdpIce::Remove,
+        _ => SdpIce::Keep,
+    };
+    let source: Option<IpAddr> = request.received_from;
+    match request.command {
+        Command::Ping => ok(vec![(b"result", Value::Bytes(b"pong"))]),
+        Command::Offer | Command::Answer => {
+            let (Some(call_id), Some(from_tag), Some(sdp)) =
+                (request.call_id, request.from_tag, request.sdp)
+            else {
+                return refused("Incomplete message: call-id, from-tag and sdp are needed");
+            };
+            let result = if request.command == Command::Offer {
+                relay.offer(now, call_id, from_tag, sdp, source, ice, ports)
+            } else {
+                relay.answer(now, call_id, from_tag, sdp, source, ice)
+            };
+            match result {
+                Ok(sdp) => ok(vec![
+                    (b"result", Value::Bytes(b"ok")),
+                    (b"sdp", Value::Bytes(&sdp)),
+                ]),
+                Err(RelayError::UnknownCall) => refused("Unknown call-id"),
+                Err(RelayError::TooManyCalls) => refused("Too many calls"),
+                Err(RelayError::NoPorts) => refused("Ran out of ports"),
+                Err(RelayError::Sdp(_)) => refused("Failed to parse SDP"),
+            }
+        }
+        Command::Delete => match request.call_id {
+            Some(id) if relay.delete(id, ports) => ok(vec![(b"result", Value::Bytes(b"ok"))]),
+            _ => refused("Call-ID not found or tags didn't match"),
+        },
+        // `query`: `result`, `created` (Unix seconds) and `totals.RTP` (packets, bytes) of
+        // both sides together.
+        Command::Query => {
+            let Some((created, packets, bytes)) = request.call_id.and_then(|id| relay.totals(id))
+            else {
+                return refused("Unknown call-id");
+            };
+            ok(vec![
+                (b"result", Value::Bytes(b"ok")),
+                (b"created", Value::Int(int(created.unix_secs()))),
+                (
+                    b"totals",
+                    Value::Dict(vec![(
+                        b"RTP",
+                        Value::Dict(vec![
+                            (b"packets", Value::Int(int(packets))),
+                            (b"bytes", Value::Int(int(bytes))),
+                        ]),
+                    )]),
+                ),
+            ])
+        }
+        // `list`: `result` and `calls`, at most `limit` Call-IDs.
+        Command::List => {
+            let calls: Vec<Value<'_>> = relay
+                .call_ids()
+                .take(LIST_LIMIT)
+                .map(Value::Bytes)
+                .collect();
+            ok(vec![
+                (b"result", Value::Bytes(b"ok")),
+                (b"calls", Value::List(calls)),
+            ])
+        }
+        // `statistics`: `result` and `currentstatistics.sessionsown`.
+        Command::Statistics => ok(vec![
+            (b"result", Value::Bytes(b"ok")),
+            (
+                b"statistics",
+                Value::Dict(vec![(
+                    b"currentstatistics",
+                    Value::Dict(vec![(
+                        b"sessionsown",
+                        Value::Int(int(relay.calls() as u64)),
+                    )]),
+                )]),
+            ),
+        ]),
+        Command::Other(_) => refused("Unrecognized command"),
+    }
+}
+
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
