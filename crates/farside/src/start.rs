@@ -193,6 +193,11 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                 ports: (rtp.ports.0, rtp.ports.1),
                 ng: rtp.ng_listen.iter().map(|l| l.0).collect(),
             },
+            {
+                let c = Arc::new(crate::telemetry::rtp::RtpCounters::default());
+                metrics.register_rtp(Arc::clone(&c));
+                c
+            },
             Arc::clone(&shutdown),
         )?);
     }

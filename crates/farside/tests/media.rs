@@ -1,7 +1,10 @@
 //! The RTP relay driven by a real rtpengine client: Debian's Kamailio with its rtpengine module
 //! pointed at Farside's ng socket (`tests/kamailio/rtpengine.cfg`, the stock config's flags)
 //! proxies a call between two SIPp phones on loopback; the caller plays SIPp's G.711 recording,
-//! the callee echoes it, and both directions go through Farside's relay ports.
+//! the callee echoes it, and both directions go through Farside's relay ports. Meanwhile an
+//! attacker on another address sprays every relay port of the range, before, during and after
+//! the call (RTP Bleed and RTP Inject, CVE-2025-53399): it receives nothing, and nothing it
+//! sends is relayed.
 //!
 //! Needs kamailio and sipp (else SKIP, unless `FARSIDE_REQUIRE_PEERS=1`), and root for SIPp's
 //! pcap player (raw sockets).
@@ -35,8 +38,8 @@ fn relayed(logs: &str) -> Option<(u64, u64)> {
 }
 
 #[test]
-fn kamailio_with_its_rtpengine_module_relays_a_call_through_farside() {
-    let test = "kamailio_with_its_rtpengine_module_relays_a_call_through_farside";
+fn kamailio_with_its_rtpengine_module_relays_a_call_and_a_port_spraying_attacker_gets_nothing() {
+    let test = "kamailio_with_its_rtpengine_module_relays_a_call_and_a_port_spraying_attacker_gets_nothing";
     if common::backend() != common::Backend::Farside {
         common::skip(test, "Farside's RTP relay");
         return;
@@ -110,6 +113,35 @@ fn kamailio_with_its_rtpengine_module_relays_a_call_through_farside() {
         );
     let uac = dir.join("uac_pcap.xml");
     std::fs::write(&uac, scenario).unwrap();
+    // The attacker: 127.0.0.2 (no phone is there), every port of the range, every 5 ms.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let sock = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+            sock.set_nonblocking(true).unwrap();
+            let mut probe = vec![0x80u8, 0, 0, 1, 0, 0, 0, 0, 0xba, 0xdb, 0x1e, 0xed];
+            probe.extend([0xd5; 160]);
+            let (mut sent, mut received) = (0u64, 0u64);
+            let mut buf = [0u8; 2048];
+            let deadline = std::time::Instant::now() + Duration::from_secs(90);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
+                for port in media..media + 100 {
+                    if sock.send_to(&probe, (LOCALHOST, port)).is_ok() {
+                        sent += 1;
+                    }
+                }
+                while sock.recv_from(&mut buf).is_ok() {
+                    received += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (sent, received)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
     let echo_port = free_ports(&[LOCALHOST], 2);
     let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     let answering = spawn_logged(
@@ -172,16 +204,28 @@ fn kamailio_with_its_rtpengine_module_relays_a_call_through_farside() {
         "{}",
         server.describe()
     );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sprayed, bled) = attacker.join().unwrap();
     let (from_caller, from_callee) = relayed(&server.logs()).unwrap();
+    // The recording is 246 packets; the callee echoes each. Anything injected would show as
+    // more relayed from one side than the other, or as thousands more.
     assert!(
-        from_caller >= 200 && from_callee >= 200,
-        "relayed {from_caller} from the caller, {from_callee} from the callee\n{}",
+        from_caller >= 200 && from_callee == from_caller && from_caller < 1000,
+        "relayed {from_caller} from the caller, {from_callee} from the callee, while an attacker sprayed {sprayed}\n{}",
         server.describe()
+    );
+    assert_eq!(bled, 0, "the attacker received media");
+    let refused = common::counter(&server, "farside_rtp_packets_total", "foreign_source");
+    assert!(
+        sprayed >= 10_000 && refused >= 1.0,
+        "sprayed {sprayed}, refused as foreign {refused}\n{}",
+        server.metrics().unwrap_or_default()
     );
     common::note(
         test,
         &format!(
-            "Kamailio's rtpengine module drove Farside over ng: {from_caller} RTP packets relayed from the caller, {from_callee} echoed back by the callee"
+            "Kamailio's rtpengine module drove Farside over ng: {from_caller} RTP packets relayed from the caller, {from_callee} echoed back by the callee; an attacker on 127.0.0.2 sprayed {sprayed} packets at the 100 relay ports, received 0, and {refused} reached a call's port and were refused as foreign"
         ),
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -14,10 +14,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use farside_io::Epoll;
 use farside_media::control::{self, Handled};
-use farside_media::relay::{Event, Relay, RelayConfig};
+use farside_media::relay::{Drop, Ended, Event, Relay, RelayConfig};
 
 use super::ports::{PortPool, Ports};
 use crate::runtime::clock;
+use crate::telemetry::rtp::RtpCounters;
 
 /// Epoll tokens of the ng sockets start here (relay ports are their own tokens, below).
 const NG_TOKENS: u64 = 1 << 20;
@@ -39,7 +40,11 @@ pub struct MediaShell {
 }
 
 /// Binds the ng listeners and starts the thread.
-pub fn spawn(shell: MediaShell, shutdown: Arc<AtomicBool>) -> anyhow::Result<JoinHandle<()>> {
+pub fn spawn(
+    shell: MediaShell,
+    counters: Arc<RtpCounters>,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<()>> {
     let mut ng = Vec::new();
     for &a in &shell.ng {
         let s = UdpSocket::bind(a)
@@ -57,14 +62,22 @@ pub fn spawn(shell: MediaShell, shutdown: Arc<AtomicBool>) -> anyhow::Result<Joi
     std::thread::Builder::new()
         .name("media".into())
         .spawn(move || {
-            if let Err(e) = run(shell, ng, &shutdown) {
+            if let Err(e) = run(shell, ng, &counters, &shutdown) {
                 tracing::error!("S502 the media thread stopped: {e:#}");
             }
         })
         .context("spawn the media thread")
 }
 
-fn run(shell: MediaShell, ng: Vec<UdpSocket>, shutdown: &AtomicBool) -> anyhow::Result<()> {
+fn run(
+    shell: MediaShell,
+    ng: Vec<UdpSocket>,
+    c: &RtpCounters,
+    shutdown: &AtomicBool,
+) -> anyhow::Result<()> {
+    let one = |n: &std::sync::atomic::AtomicU64| {
+        n.fetch_add(1, Relaxed);
+    };
     let mut epoll = Epoll::new()?;
     for (i, s) in ng.iter().enumerate() {
         epoll.add(s.as_raw_fd(), NG_TOKENS + i as u64)?;
@@ -95,10 +108,16 @@ fn run(shell: MediaShell, ng: Vec<UdpSocket>, shutdown: &AtomicBool) -> anyhow::
                         pool: &mut pool,
                         epoll: &epoll,
                     };
-                    let (reply, handled, _) =
+                    let (reply, handled, unknown) =
                         control::handle(&mut relay, now, &buf[..n], &mut ports);
-                    if handled == Handled::Malformed {
-                        tracing::debug!("S503 ng request from {from} not understood");
+                    c.ng_unknown_flags.fetch_add(unknown as u64, Relaxed);
+                    match handled {
+                        Handled::Ok => one(&c.ng[0]),
+                        Handled::Refused => one(&c.ng[1]),
+                        Handled::Malformed => {
+                            one(&c.ng[2]);
+                            tracing::debug!("S503 ng request from {from} not understood");
+                        }
                     }
                     if let Some(reply) = reply {
                         let _ = socket.send_to(&reply, from);
@@ -117,10 +136,17 @@ fn run(shell: MediaShell, ng: Vec<UdpSocket>, shutdown: &AtomicBool) -> anyhow::
                     Ok(got) => got,
                     Err(_) => break,
                 };
-                if let Ok(t) = relay.handle_packet(now, port, from, &buf[..n])
-                    && let Some(out) = pool.socket(t.from_port)
-                {
-                    let _ = out.send_to(&buf[..n], t.to);
+                match relay.handle_packet(now, port, from, &buf[..n]) {
+                    Ok(t) => {
+                        if let Some(out) = pool.socket(t.from_port) {
+                            let _ = out.send_to(&buf[..n], t.to);
+                        }
+                        one(&c.relayed);
+                        c.relayed_bytes.fetch_add(n as u64, Relaxed);
+                    }
+                    Err(Drop::ForeignSource) => one(&c.foreign_source),
+                    Err(Drop::NoDestination) => one(&c.no_destination),
+                    Err(Drop::NoStream) => one(&c.no_stream),
                 }
             }
         }
@@ -137,6 +163,12 @@ fn run(shell: MediaShell, ng: Vec<UdpSocket>, shutdown: &AtomicBool) -> anyhow::
             forwarded,
         }) = relay.poll_event()
         {
+            one(&c.ended[match reason {
+                Ended::Deleted => 0,
+                Ended::NoMedia => 1,
+                Ended::Silence => 2,
+                Ended::Final => 3,
+            }]);
             tracing::debug!(
                 "S504 call {} ended ({reason:?}): {} packets relayed from the caller, {} from the callee",
                 String::from_utf8_lossy(&call_id),
@@ -144,6 +176,8 @@ fn run(shell: MediaShell, ng: Vec<UdpSocket>, shutdown: &AtomicBool) -> anyhow::
                 forwarded[1]
             );
         }
+        c.calls.store(relay.calls() as u64, Relaxed);
+        c.port_pairs.store(pool.bound.len() as u64, Relaxed);
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! here.
 
 mod prometheus;
+pub mod rtp;
 pub mod sip;
 pub mod stream;
 pub mod stun;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use farside_stun::partner::PartnerBook;
 
 use crate::runtime::lock::lock;
+use rtp::RtpCounters;
 use sip::SipCounters;
 use stream::StreamCounters;
 use stun::StunCounters;
@@ -34,6 +36,7 @@ pub struct Metrics {
     pub(super) partners: Mutex<Option<Arc<PartnerBook>>>,
     pub(super) turn: Mutex<Option<Arc<TurnMetrics>>>,
     pub(super) sip: Mutex<Option<Arc<SipCounters>>>,
+    pub(super) rtp: Mutex<Option<Arc<RtpCounters>>>,
 }
 
 impl Default for Metrics {
@@ -47,6 +50,7 @@ impl Default for Metrics {
             partners: Mutex::default(),
             turn: Mutex::default(),
             sip: Mutex::default(),
+            rtp: Mutex::default(),
         }
     }
 }
@@ -72,6 +76,11 @@ impl Metrics {
     /// Includes the SIP counters in every scrape.
     pub fn register_sip(&self, counters: Arc<SipCounters>) {
         *lock(&self.sip) = Some(counters);
+    }
+
+    /// Includes the RTP relay's counters in every scrape.
+    pub fn register_rtp(&self, counters: Arc<RtpCounters>) {
+        *lock(&self.rtp) = Some(counters);
     }
 
     /// Reports partner liveness (partner mode).

@@ -8,6 +8,7 @@ use farside_stun::binding::DropReason;
 use farside_turn::{Dropped, Refusal};
 
 use super::Metrics;
+use super::rtp::RtpCounters;
 use super::sip::SipCounters;
 use super::stream::StreamCounters;
 use super::stun::StunCounters;
@@ -158,6 +159,9 @@ pub(super) fn render(m: &Metrics) -> String {
     if let Some(c) = lock(&m.sip).as_ref() {
         render_sip(&mut s, c);
     }
+    if let Some(c) = lock(&m.rtp).as_ref() {
+        render_rtp(&mut s, c);
+    }
     if let Some(c) = lock(&m.sip_streams).as_ref() {
         render_streams(
             &mut s,
@@ -278,6 +282,93 @@ fn render_turn(s: &mut String, m: &TurnMetrics) {
         s,
         "farside_turn_send_failures_total {}",
         sum(&|w| w.send_failures.load(Relaxed))
+    );
+}
+
+fn render_rtp(s: &mut String, c: &RtpCounters) {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    header(
+        s,
+        "farside_rtp_calls",
+        "gauge",
+        "Calls the RTP relay holds now.",
+    );
+    let _ = writeln!(s, "farside_rtp_calls {}", get(&c.calls));
+    header(
+        s,
+        "farside_rtp_port_pairs",
+        "gauge",
+        "Relay port pairs (RTP and RTCP) bound now.",
+    );
+    let _ = writeln!(s, "farside_rtp_port_pairs {}", get(&c.port_pairs));
+    header(
+        s,
+        "farside_rtp_packets_total",
+        "counter",
+        "Packets at relay ports: relayed, or dropped because they came from a host the signalling did not name (foreign_source), the other side had no address yet (no_destination), or no call owns the port (no_stream).",
+    );
+    for (label, n) in [
+        ("relayed", &c.relayed),
+        ("foreign_source", &c.foreign_source),
+        ("no_destination", &c.no_destination),
+        ("no_stream", &c.no_stream),
+    ] {
+        let _ = writeln!(
+            s,
+            "farside_rtp_packets_total{{result=\"{label}\"}} {}",
+            get(n)
+        );
+    }
+    header(
+        s,
+        "farside_rtp_relayed_bytes_total",
+        "counter",
+        "Bytes of the packets relayed.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_rtp_relayed_bytes_total {}",
+        get(&c.relayed_bytes)
+    );
+    header(
+        s,
+        "farside_rtp_calls_ended_total",
+        "counter",
+        "Calls ended: deleted by the signalling, no media after the answer, silence, the final limit.",
+    );
+    for (label, n) in ["deleted", "no_media", "silence", "final"]
+        .iter()
+        .zip(&c.ended)
+    {
+        let _ = writeln!(
+            s,
+            "farside_rtp_calls_ended_total{{reason=\"{label}\"}} {}",
+            get(n)
+        );
+    }
+    header(
+        s,
+        "farside_rtp_ng_requests_total",
+        "counter",
+        "ng control requests: answered with success (ok), with an error (refused), not understood (malformed).",
+    );
+    for (label, n) in ["ok", "refused", "malformed"].iter().zip(&c.ng) {
+        let _ = writeln!(
+            s,
+            "farside_rtp_ng_requests_total{{result=\"{label}\"}} {}",
+            get(n)
+        );
+    }
+    header(
+        s,
+        "farside_rtp_ng_unknown_flags_total",
+        "counter",
+        "Flags of ng requests the relay tolerates without acting on them.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_rtp_ng_unknown_flags_total {}",
+        get(&c.ng_unknown_flags)
     );
 }
 
