@@ -216,6 +216,22 @@ fn kamailio_with_its_rtpengine_module_relays_a_call_and_a_port_spraying_attacker
         server.describe()
     );
     assert_eq!(bled, 0, "the attacker received media");
+    // Kamailio's own query before the delete ($rtpstat): both directions' RTP, summed (a late
+    // packet may still pass between the query and the delete).
+    let rtpstat = kamailio
+        .log()
+        .lines()
+        .find_map(|l| l.split_once("RTPSTAT ").map(|(_, s)| s.to_string()))
+        .unwrap_or_else(|| panic!("no $rtpstat in Kamailio's log\n{}", kamailio.log()));
+    let queried: u64 = rtpstat
+        .split_once(" packets")
+        .and_then(|(head, _)| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        queried >= from_caller + from_callee - 10,
+        "$rtpstat {rtpstat:?}, relayed {from_caller} + {from_callee}"
+    );
     let refused = common::counter(&server, "farside_rtp_packets_total", "foreign_source");
     assert!(
         sprayed >= 10_000 && refused >= 1.0,
@@ -225,7 +241,7 @@ fn kamailio_with_its_rtpengine_module_relays_a_call_and_a_port_spraying_attacker
     common::note(
         test,
         &format!(
-            "Kamailio's rtpengine module drove Farside over ng: {from_caller} RTP packets relayed from the caller, {from_callee} echoed back by the callee; an attacker on 127.0.0.2 sprayed {sprayed} packets at the 100 relay ports, received 0, and {refused} reached a call's port and were refused as foreign"
+            "Kamailio's rtpengine module drove Farside over ng: {from_caller} RTP packets relayed from the caller, {from_callee} echoed back by the callee; an attacker on 127.0.0.2 sprayed {sprayed} packets at the 100 relay ports, received 0, and {refused} reached a call's port and were refused as foreign; Kamailio's $rtpstat before the BYE: {rtpstat}"
         ),
     );
     let _ = std::fs::remove_dir_all(&dir);

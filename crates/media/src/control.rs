@@ -84,25 +84,32 @@ pub fn handle(
             Some(id) if relay.delete(id, ports) => ok(vec![(b"result", Value::Bytes(b"ok"))]),
             _ => refused("Call-ID not found or tags didn't match"),
         },
-        // `query`: `result`, `created` (Unix seconds) and `totals.RTP` (packets, bytes) of
-        // both sides together.
+        // `query`: `result`, `created` (Unix seconds), and `totals` with `RTP` and `RTCP`, each
+        // `packets`, `bytes` and `errors` of both sides together (what Kamailio's `$rtpstat`
+        // reads); the packets dropped (foreign source, nowhere to send) count as RTP errors.
         Command::Query => {
-            let Some((created, packets, bytes)) = request.call_id.and_then(|id| relay.totals(id))
-            else {
+            let Some((created, t)) = request.call_id.and_then(|id| relay.totals(id)) else {
                 return refused("Unknown call-id");
+            };
+            let kind = |packets: u64, bytes: u64, errors: u64| {
+                Value::Dict(vec![
+                    (b"packets", Value::Int(int(packets))),
+                    (b"bytes", Value::Int(int(bytes))),
+                    (b"errors", Value::Int(int(errors))),
+                ])
             };
             ok(vec![
                 (b"result", Value::Bytes(b"ok")),
                 (b"created", Value::Int(int(created.unix_secs()))),
                 (
                     b"totals",
-                    Value::Dict(vec![(
-                        b"RTP",
-                        Value::Dict(vec![
-                            (b"packets", Value::Int(int(packets))),
-                            (b"bytes", Value::Int(int(bytes))),
-                        ]),
-                    )]),
+                    Value::Dict(vec![
+                        (
+                            b"RTP",
+                            kind(t.packets, t.bytes, t.foreign + t.no_destination),
+                        ),
+                        (b"RTCP", kind(t.rtcp_packets, t.rtcp_bytes, 0)),
+                    ]),
                 ),
             ])
         }

@@ -123,10 +123,14 @@ pub enum Drop {
 /// Packets and bytes of one side, by what became of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Packets received from the side and forwarded.
+    /// RTP packets received from the side and forwarded.
     pub packets: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// RTCP packets received from the side and forwarded.
+    pub rtcp_packets: u64,
+    /// Their bytes.
+    pub rtcp_bytes: u64,
     /// Refused: foreign source.
     pub foreign: u64,
     /// Dropped: nowhere to send yet.
@@ -353,8 +357,13 @@ impl Relay {
             from.counters.no_destination += 1;
             return Err(Drop::NoDestination);
         };
-        from.counters.packets += 1;
-        from.counters.bytes += packet.len() as u64;
+        if rtcp {
+            from.counters.rtcp_packets += 1;
+            from.counters.rtcp_bytes += packet.len() as u64;
+        } else {
+            from.counters.packets += 1;
+            from.counters.bytes += packet.len() as u64;
+        }
         Ok(Transmit {
             from_port,
             to: dest,
@@ -366,15 +375,20 @@ impl Relay {
         self.calls.keys().map(Vec::as_slice)
     }
 
-    /// A call's first offer's time, and the packets and bytes it forwarded (all streams, both
-    /// sides).
-    pub fn totals(&self, call_id: &[u8]) -> Option<(Timestamp, u64, u64)> {
+    /// A call's first offer's time, and its counters summed over all streams and both sides.
+    pub fn totals(&self, call_id: &[u8]) -> Option<(Timestamp, Counters)> {
         let c = self.calls.get(call_id)?;
-        let sides = c.streams.iter().flat_map(|s| s.sides.iter());
-        let (packets, bytes) = sides.fold((0, 0), |(p, b), s| {
-            (p + s.counters.packets, b + s.counters.bytes)
-        });
-        Some((c.created, packets, bytes))
+        let mut t = Counters::default();
+        for s in c.streams.iter().flat_map(|s| s.sides.iter()) {
+            let c = &s.counters;
+            t.packets += c.packets;
+            t.bytes += c.bytes;
+            t.rtcp_packets += c.rtcp_packets;
+            t.rtcp_bytes += c.rtcp_bytes;
+            t.foreign += c.foreign;
+            t.no_destination += c.no_destination;
+        }
+        Some((c.created, t))
     }
 
     /// The counters of side `side` (0: the first offerer) of a call's stream `stream`.

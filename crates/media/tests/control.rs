@@ -117,8 +117,16 @@ fn an_rtpengine_client_pings_offers_answers_queries_lists_and_deletes() {
         request("4", &[("command", "query"), ("call-id", "c@h")], &[]),
     );
     assert_eq!(q.get("created"), Some(&Value::Int(1_800_000_000)));
-    let totals = q.get("totals").unwrap().get("RTP").unwrap();
-    assert_eq!(totals.get("packets"), Some(&Value::Int(0)));
+    let totals = q.get("totals").unwrap();
+    for kind in ["RTP", "RTCP"] {
+        for key in ["packets", "bytes", "errors"] {
+            assert_eq!(
+                totals.get(kind).unwrap().get(key),
+                Some(&Value::Int(0)),
+                "{kind} {key}"
+            );
+        }
+    }
     let (l, _) = send(
         &mut relay,
         &mut ports,

@@ -165,6 +165,8 @@ fn media_flows_both_ways_once_each_side_is_known_and_never_from_a_stranger() {
             to: sa("192.0.2.20:5001")
         })
     );
+    let a = r.counters(b"call-1", 0, 0).unwrap();
+    assert_eq!((a.packets, a.rtcp_packets, a.rtcp_bytes), (1, 1, 8));
 }
 
 #[test]
