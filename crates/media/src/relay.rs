@@ -155,6 +155,7 @@ struct Stream {
 
 #[derive(Debug, Clone)]
 struct Call {
+    id: Vec<u8>,
     offerer_tag: Vec<u8>,
     created: Timestamp,
     answered: Option<Timestamp>,
@@ -162,13 +163,66 @@ struct Call {
     streams: Vec<Stream>,
 }
 
+/// The calls in slots that stay put while a call lives, found by Call-ID for the signalling
+/// and by slot for the packets.
+#[derive(Debug, Default)]
+struct Calls {
+    slots: Vec<Option<Call>>,
+    free: Vec<usize>,
+    by_id: HashMap<Vec<u8>, usize>,
+}
+
+impl Calls {
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    fn slot(&self, id: &[u8]) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    fn at_mut(&mut self, slot: usize) -> Option<&mut Call> {
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    fn get(&self, id: &[u8]) -> Option<&Call> {
+        self.slots.get(self.slot(id)?)?.as_ref()
+    }
+
+    fn insert(&mut self, call: Call) -> usize {
+        let slot = self.free.pop().unwrap_or(self.slots.len());
+        self.by_id.insert(call.id.clone(), slot);
+        match self.slots.get_mut(slot) {
+            Some(s) => *s = Some(call),
+            None => self.slots.push(Some(call)),
+        }
+        slot
+    }
+
+    fn remove(&mut self, id: &[u8]) -> Option<Call> {
+        let slot = self.by_id.remove(id)?;
+        let call = self.slots.get_mut(slot)?.take();
+        self.free.push(slot);
+        call
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Call> + '_ {
+        self.slots.iter().flatten()
+    }
+}
+
 /// The relay's calls on one worker.
 #[derive(Debug)]
 pub struct Relay {
     config: RelayConfig,
-    calls: HashMap<Vec<u8>, Call>,
-    /// RTP port to (Call-ID, stream, side).
-    owners: HashMap<u16, (Vec<u8>, usize, usize)>,
+    calls: Calls,
+    /// RTP port to (call slot, stream, side): a packet finds its call without hashing its
+    /// Call-ID.
+    owners: HashMap<u16, (usize, usize, usize)>,
     events: VecDeque<Event>,
     /// When the calls are next looked over for their timers.
     next_sweep: Option<Timestamp>,
@@ -182,7 +236,7 @@ impl Relay {
     pub fn new(config: RelayConfig) -> Relay {
         Relay {
             config,
-            calls: HashMap::new(),
+            calls: Calls::default(),
             owners: HashMap::new(),
             events: VecDeque::new(),
             next_sweep: None,
@@ -208,18 +262,25 @@ impl Relay {
         ports: &mut dyn MediaPorts,
     ) -> Result<Vec<u8>, RelayError> {
         let parsed = Sdp::parse(sdp).map_err(RelayError::Sdp)?;
-        if !self.calls.contains_key(call_id) && self.calls.len() >= self.config.max_calls {
-            return Err(RelayError::TooManyCalls);
-        }
+        let slot = match self.calls.slot(call_id) {
+            Some(slot) => slot,
+            None if self.calls.len() >= self.config.max_calls => {
+                return Err(RelayError::TooManyCalls);
+            }
+            None => self.calls.insert(Call {
+                id: call_id.to_vec(),
+                offerer_tag: from_tag.to_vec(),
+                created: now,
+                answered: None,
+                last_packet: None,
+                streams: Vec::new(),
+            }),
+        };
         self.next_sweep
             .get_or_insert(now.checked_add(SWEEP).unwrap_or(now));
-        let call = self.calls.entry(call_id.to_vec()).or_insert_with(|| Call {
-            offerer_tag: from_tag.to_vec(),
-            created: now,
-            answered: None,
-            last_packet: None,
-            streams: Vec::new(),
-        });
+        let Some(call) = self.calls.at_mut(slot) else {
+            return Err(RelayError::UnknownCall);
+        };
         let side = usize::from(call.offerer_tag != from_tag);
         // New media sections get their port pairs (both sides at once); if the range runs
         // out, what this offer took is given back (and a new call forgotten).
@@ -257,8 +318,8 @@ impl Relay {
                 quality: Quality::new(8000),
             };
             let index = call.streams.len();
-            self.owners.insert(a, (call_id.to_vec(), index, 0));
-            self.owners.insert(b, (call_id.to_vec(), index, 1));
+            self.owners.insert(a, (slot, index, 0));
+            self.owners.insert(b, (slot, index, 1));
             call.streams.push(Stream {
                 sides: [blank(a), blank(b)],
             });
@@ -285,7 +346,11 @@ impl Relay {
         ice: Ice,
     ) -> Result<Vec<u8>, RelayError> {
         let parsed = Sdp::parse(sdp).map_err(RelayError::Sdp)?;
-        let call = self.calls.get_mut(call_id).ok_or(RelayError::UnknownCall)?;
+        let call = self
+            .calls
+            .slot(call_id)
+            .and_then(|slot| self.calls.at_mut(slot))
+            .ok_or(RelayError::UnknownCall)?;
         // The answer's From is the offer's: the answering side is the other one.
         let side = usize::from(call.offerer_tag == from_tag);
         call.answered.get_or_insert(now);
@@ -337,9 +402,8 @@ impl Relay {
         packet: &[u8],
     ) -> Result<Transmit, Drop> {
         let rtp_port = port & !1;
-        let (call_id, stream, side) = self.owners.get(&rtp_port).ok_or(Drop::NoStream)?;
-        let call = self.calls.get_mut(call_id).ok_or(Drop::NoStream)?;
-        let (stream, side) = (*stream, *side);
+        let &(slot, stream, side) = self.owners.get(&rtp_port).ok_or(Drop::NoStream)?;
+        let call = self.calls.at_mut(slot).ok_or(Drop::NoStream)?;
         let [a, b] = &mut call.streams.get_mut(stream).ok_or(Drop::NoStream)?.sides;
         let (from, to) = if side == 0 { (a, b) } else { (b, a) };
         // RTCP: on the port after RTP's, or on RTP's own with rtcp-mux (RFC 5761 §4).
@@ -380,7 +444,7 @@ impl Relay {
 
     /// The Call-IDs of the calls open, in no particular order.
     pub fn call_ids(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.calls.keys().map(Vec::as_slice)
+        self.calls.by_id.keys().map(Vec::as_slice)
     }
 
     /// A call's first offer's time, and its counters summed over all streams and both sides.
@@ -421,7 +485,7 @@ impl Relay {
         let due: Vec<(Vec<u8>, Ended)> = self
             .calls
             .iter()
-            .filter_map(|(id, c)| self.due(c, now).map(|r| (id.clone(), r)))
+            .filter_map(|c| self.due(c, now).map(|r| (c.id.clone(), r)))
             .collect();
         for (id, reason) in due {
             self.end(&id, reason, ports);
