@@ -33,16 +33,23 @@ trap 'stop_server; rm -rf "$TMP"' EXIT
 # each passes, then BISECT halvings of the gap between the last rate passed and the first failed
 # (the highest rates, and their ratio, are then known to within the last gap, not the ladder's
 # step). The script defines `probe SERVER RATE`, which sets VERDICT (pass, fail, or gen: the
-# generator could not hold the rate) and, on a pass, MAX_RATE and MAX_SHOWN (associative arrays
-# the script declares). A ladder ended by the generator, or passed to its top, leaves a lower
-# bound (">=") in MAX_SHOWN.
+# generator could not hold the rate); a pass is recorded here in MAX_RATE and MAX_SHOWN
+# (associative arrays the script declares). A ladder ended by the generator, or passed to its
+# top, leaves a lower bound (">=") in MAX_SHOWN.
+rung() { # rung SERVER RATE: probe, and record a pass
+    probe "$1" "$2"
+    if [[ $VERDICT == pass ]]; then
+        MAX_RATE[$1]=$2
+        MAX_SHOWN[$1]=$2
+    fi
+}
 climb() { # climb SERVER
     local s=$1 r failed=0 hi lo i
     MAX_RATE[$s]=0
     MAX_SHOWN[$s]=0
     VERDICT=pass
     for r in $RATES; do
-        probe "$s" "$r"
+        rung "$s" "$r"
         [[ $VERDICT == pass ]] || { failed=$r; break; }
     done
     if [[ $VERDICT == fail && ${MAX_RATE[$s]} -gt 0 ]]; then
@@ -51,7 +58,7 @@ climb() { # climb SERVER
             lo=${MAX_RATE[$s]}
             r=$(((lo + hi) / 2000 * 1000))
             ((r > lo && r < hi)) || break
-            probe "$s" "$r"
+            rung "$s" "$r"
             case $VERDICT in
             pass) ;;
             fail) hi=$r ;;

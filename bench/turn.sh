@@ -117,8 +117,6 @@ probe() { # probe SERVER RATE
         [[ $VERDICT == gen ]] || break
     done
     if [[ $VERDICT == pass ]]; then
-        MAX_RATE[$1]=$2
-        MAX_SHOWN[$1]=$2
         STEP_US[$1,$2]=$us
     fi
 }
