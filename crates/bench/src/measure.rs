@@ -135,6 +135,33 @@ pub(crate) fn percentiles_us(h: &super::histogram::Histogram) -> [f64; 4] {
     ]
 }
 
+/// `n` per second over `secs` (0 for no time at all).
+pub(crate) fn per_sec(n: f64, secs: f64) -> f64 {
+    n / secs.max(1e-9)
+}
+
+/// `part` as a percentage of `whole` (0 of nothing).
+pub(crate) fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+/// Appends the generator's own CPU line to a report: its seconds and its share of one core.
+pub(crate) fn cpu_line(s: &mut String, cpu_secs: Option<f64>, send_secs: f64) {
+    if let Some(cpu) = cpu_secs {
+        let _ = std::fmt::Write::write_fmt(
+            s,
+            format_args!(
+                "  generator CPU {cpu:.2} s ({:.0} % of one core)\n",
+                100.0 * per_sec(cpu, send_secs)
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

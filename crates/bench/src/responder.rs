@@ -67,7 +67,7 @@ pub(crate) fn run(args: ResponderArgs) -> anyhow::Result<ExitCode> {
         "bench responder: answered {} datagrams in {:.1} s ({:.0}/s); ignored {} shorter than 20 bytes; {} answers not sent",
         totals.answered,
         secs,
-        totals.answered as f64 / secs.max(1e-9),
+        super::measure::per_sec(totals.answered as f64, secs),
         totals.short,
         totals.unsent
     );

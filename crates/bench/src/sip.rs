@@ -174,21 +174,17 @@ impl Report {
 
     /// Failed registrations as a percentage of those started.
     pub(crate) fn failed_pct(&self) -> f64 {
-        if self.started == 0 {
-            0.0
-        } else {
-            100.0 * self.failed() as f64 / self.started as f64
-        }
+        super::measure::pct(self.failed(), self.started)
     }
 
     /// Registrations completed per second of sending.
     pub(crate) fn registered_per_sec(&self) -> f64 {
-        self.registered as f64 / self.send_secs.max(1e-9)
+        super::measure::per_sec(self.registered as f64, self.send_secs)
     }
 
     /// Registrations started per second of sending.
     pub(crate) fn started_per_sec(&self) -> f64 {
-        self.started as f64 / self.send_secs.max(1e-9)
+        super::measure::per_sec(self.started as f64, self.send_secs)
     }
 
     /// The generator started (nearly) every registration its schedule called for, on time.
@@ -254,13 +250,7 @@ impl Report {
             s,
             "  registration time p50 {p50:.0} µs, p99 {p99:.0} µs, p99.9 {p999:.0} µs, max {max:.0} µs"
         );
-        if let Some(cpu) = self.cpu_secs {
-            let _ = writeln!(
-                s,
-                "  generator CPU {cpu:.2} s ({:.0} % of one core)",
-                100.0 * cpu / self.send_secs.max(1e-9)
-            );
-        }
+        super::measure::cpu_line(&mut s, self.cpu_secs, self.send_secs);
         if self.late + self.invalid > 0 {
             let _ = writeln!(
                 s,

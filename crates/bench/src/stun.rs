@@ -185,21 +185,17 @@ impl Report {
 
     /// Lost requests as a percentage of those sent.
     pub(crate) fn loss_pct(&self) -> f64 {
-        if self.sent == 0 {
-            0.0
-        } else {
-            100.0 * self.lost() as f64 / self.sent as f64
-        }
+        super::measure::pct(self.lost(), self.sent)
     }
 
     /// Answers per second of sending.
     pub(crate) fn answered_per_sec(&self) -> f64 {
-        self.answered as f64 / self.send_secs.max(1e-9)
+        super::measure::per_sec(self.answered as f64, self.send_secs)
     }
 
     /// Requests sent per second of sending.
     pub(crate) fn sent_per_sec(&self) -> f64 {
-        self.sent as f64 / self.send_secs.max(1e-9)
+        super::measure::per_sec(self.sent as f64, self.send_secs)
     }
 
     /// Open loop: the generator sent (nearly) everything its schedule called for, on time. A
@@ -274,13 +270,7 @@ impl Report {
             s,
             "  latency   p50 {p50:.0} µs, p99 {p99:.0} µs, p99.9 {p999:.0} µs, max {max:.0} µs"
         );
-        if let Some(cpu) = self.cpu_secs {
-            let _ = writeln!(
-                s,
-                "  generator CPU {cpu:.2} s ({:.0} % of one core)",
-                100.0 * cpu / self.send_secs.max(1e-9)
-            );
-        }
+        super::measure::cpu_line(&mut s, self.cpu_secs, self.send_secs);
         if self.send_failed > 0 {
             let _ = writeln!(s, "  send refused by the kernel: {}", self.send_failed);
         }

@@ -222,11 +222,7 @@ pub(crate) fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
         let _ = delete(&c.socket, args.target, &c.creds);
     }
 
-    let loss = if sent == 0 {
-        0.0
-    } else {
-        100.0 * (sent.saturating_sub(got)) as f64 / sent as f64
-    };
+    let loss = super::measure::pct(sent.saturating_sub(got), sent);
     if args.json {
         println!(
             "{}",
