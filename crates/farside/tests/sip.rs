@@ -43,8 +43,7 @@ fn sip_server(test: &str) -> (Server, SocketAddr) {
 /// `farside user add NAME --password PW --realm example.org` against the server's store, and
 /// waits until the running server has it.
 fn add_user(server: &Server, name: &str, password: &str) {
-    let cfg = server.config_path().display().to_string();
-    let args: Vec<String> = [
+    server.cli(&[
         "user",
         "add",
         name,
@@ -52,25 +51,8 @@ fn add_user(server: &Server, name: &str, password: &str) {
         password,
         "--realm",
         DOMAIN,
-        "--config",
-        &cfg,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let add = run_tool(
-        env!("CARGO_BIN_EXE_farside"),
-        &args,
-        Duration::from_secs(20),
-    );
-    assert_eq!(add.code(), Some(0), "{}", add.describe());
-    assert!(
-        common::wait_until(Duration::from_secs(5), || server
-            .logs()
-            .contains("S306 store changed")),
-        "{}",
-        server.describe()
-    );
+    ]);
+    server.wait_for_log("S306 store changed");
 }
 
 fn sipp(sip: SocketAddr, user: &str, password: &str) -> common::ToolOutput {
