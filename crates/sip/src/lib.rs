@@ -23,6 +23,7 @@ pub mod flow_token;
 mod framing;
 mod header;
 pub mod keepalive;
+pub mod media;
 mod message;
 mod name_addr;
 pub mod nat;

@@ -27,6 +27,8 @@ impl Method<'_> {
     pub const REGISTER: Method<'static> = Method(b"REGISTER");
     /// OPTIONS.
     pub const OPTIONS: Method<'static> = Method(b"OPTIONS");
+    /// UPDATE (RFC 3311).
+    pub const UPDATE: Method<'static> = Method(b"UPDATE");
 }
 
 /// The first line.

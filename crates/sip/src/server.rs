@@ -30,10 +30,11 @@ use crate::dialogs::{DialogEvent, Dialogs};
 use crate::edge::{ContactFix, Edge, EdgeRegistrations};
 use crate::flow_token::FlowTokens;
 use crate::keepalive::{KeepaliveConfig, Keepalives};
+use crate::media::{self, MediaCalls, MediaRelay, RelayPolicy, Step};
 use crate::message::{Message, Method, StartLine};
 use crate::nat::{self, NatTests, Transport};
 use crate::proxy::{Action, Proxy};
-use crate::registrar::{Binding, Flow, Outcome, Registrar, RegistrarConfig, Users};
+use crate::registrar::{Binding, Flow, Outcome, Registrar, RegistrarConfig, Users, aor_of};
 use crate::transaction::Transactions;
 use crate::transmit::Transmit;
 use crate::{Edits, ParseError};
@@ -92,6 +93,8 @@ pub struct SipServerConfig {
     pub limits: Limits,
     /// SOFTWARE in answers to STUN Binding requests on SIP ports; none by default.
     pub software: Option<String>,
+    /// Which calls the RTP relay set with [`SipServer::set_media_relay`] relays.
+    pub relay: RelayPolicy,
 }
 
 /// The keys that sign what the server hands out; kept across restarts (in the store) so that
@@ -181,6 +184,16 @@ pub enum Event {
     DialogStarted,
     /// A dialog ended (a 2xx to its BYE).
     DialogEnded,
+    /// An SDP offer or answer went to the RTP relay; `rewritten` unless the relay refused
+    /// it (or did not answer) and the SDP passed as it came.
+    MediaRelayed {
+        /// An answer (else an offer).
+        answer: bool,
+        /// The SDP passed on names the relay.
+        rewritten: bool,
+    },
+    /// A relayed call ended, and the relay was told.
+    MediaDeleted,
     /// A keep-alive ping went to a binding's flow.
     PingSent,
     /// A SIP keep-alive ping was answered.
@@ -229,6 +242,9 @@ pub struct SipServer {
     keepalives: Option<Keepalives>,
     transactions: Transactions,
     dialogs: Dialogs,
+    /// The calls handed to the RTP relay, and the relay.
+    media: MediaCalls,
+    relay: Option<Box<dyn MediaRelay + Send>>,
     edge_registrations: EdgeRegistrations,
     tokens: FlowTokens,
     branch_key: u64,
@@ -291,6 +307,12 @@ impl SipServer {
                 config.limits.dialog_max_age,
                 key(2),
             ),
+            media: MediaCalls::new(
+                config.relay,
+                config.limits.max_dialogs,
+                config.limits.dialog_max_age,
+            ),
+            relay: None,
             edge_registrations: EdgeRegistrations::default(),
             tokens: FlowTokens::new(keys.flow_tokens),
             branch_key: key(3),
@@ -305,6 +327,17 @@ impl SipServer {
     /// The users REGISTERs authenticate against (replaced whole when the store changes).
     pub fn set_users(&mut self, users: Arc<dyn Users + Send + Sync>) {
         self.users = users;
+    }
+
+    /// The RTP relay that calls are relayed through (by [`SipServerConfig::relay`]'s rule);
+    /// without one, SDP passes as it came.
+    pub fn set_media_relay(&mut self, relay: Box<dyn MediaRelay + Send>) {
+        self.relay = Some(relay);
+    }
+
+    /// Calls handed to the RTP relay and not yet ended.
+    pub fn relayed_calls(&self) -> usize {
+        self.media.len()
     }
 
     /// Puts back the bindings of `aor` read from the store at start.
@@ -330,7 +363,12 @@ impl SipServer {
 
     /// The next thing to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front()?;
+        // Whoever wrote it, a final failure to a relayed call's INVITE ends the call.
+        if let Some(call_id) = self.media.leaving(&t.bytes) {
+            self.media_delete(&call_id);
+        }
+        Some(t)
     }
 
     /// The next thing that happened.
@@ -368,6 +406,9 @@ impl SipServer {
             self.housekept = Some(now);
             self.keepalive_round(now);
             self.registrar.expire(now);
+            for call_id in self.media.expire(now) {
+                self.media_delete(&call_id);
+            }
             let refreshes = self
                 .refreshes_flushed
                 .is_none_or(|t| now.duration_since(t) >= REFRESH_FLUSH);
@@ -463,6 +504,14 @@ impl SipServer {
         };
         let Ok(msg) = Message::parse(&fixed) else {
             return;
+        };
+        let relayed = self.media_request(now, flow, &msg, nat);
+        let msg = match &relayed {
+            Some(bytes) => match Message::parse(bytes) {
+                Ok(m) => m,
+                Err(_) => return,
+            },
+            None => msg,
         };
         match self.mode {
             Mode::Edge {
@@ -587,6 +636,18 @@ impl SipServer {
             self.registrar.set_keepalive_failures(&aor, &contact, 0);
             return;
         }
+        match self.media_response(flow, msg) {
+            Some(bytes) => {
+                if let Ok(msg) = Message::parse(&bytes) {
+                    self.route_response(now, flow, &msg);
+                }
+            }
+            None => self.route_response(now, flow, msg),
+        }
+    }
+
+    /// Sends a response on: within its transaction, or as the stateless proxy does.
+    fn route_response(&mut self, now: Timestamp, flow: Flow, msg: &Message<'_>) {
         let action = self.proxy_at(flow.local, flow.transport).response(msg);
         // Responses within a transaction go as it says; the rest as the stateless proxy does.
         let out = match self.mode {
@@ -651,6 +712,64 @@ impl SipServer {
                     to.len()
                 ),
             }
+        }
+    }
+
+    /// Hands a request's SDP to the RTP relay when its call is relayed (a first INVITE, by
+    /// the policy); the request rewritten to carry the relay's SDP, if it was.
+    fn media_request(
+        &mut self,
+        now: Timestamp,
+        flow: Flow,
+        msg: &Message<'_>,
+        nat: NatTests,
+    ) -> Option<Vec<u8>> {
+        let relay = self.relay.as_mut()?;
+        let registrar = &self.registrar;
+        let step = self.media.request(msg, now, || {
+            nat.natted() || nat.any(NatTests::PRIVATE_SDP) || callee_nated(registrar, msg, now)
+        });
+        match step {
+            Step::Offer => {
+                let source = from_phone(self.mode, flow).then_some(flow.remote.ip());
+                let sdp = relay.offer(now, &media::passing(msg, source));
+                trace_media(msg, "offer", flow, sdp.is_some());
+                self.events.push_back(Event::MediaRelayed {
+                    answer: false,
+                    rewritten: sdp.is_some(),
+                });
+                sdp.map(|sdp| media::with_body(msg, &sdp))
+            }
+            Step::Delete => {
+                self.media_delete(msg.call_id());
+                None
+            }
+            Step::Answer | Step::None => None,
+        }
+    }
+
+    /// Hands a response's SDP (the answer) to the RTP relay when its call is relayed; the
+    /// response rewritten, if it was.
+    fn media_response(&mut self, flow: Flow, msg: &Message<'_>) -> Option<Vec<u8>> {
+        let relay = self.relay.as_mut()?;
+        if self.media.response(msg) != Step::Answer {
+            return None;
+        }
+        let source = from_phone(self.mode, flow).then_some(flow.remote.ip());
+        let sdp = relay.answer(&media::passing(msg, source));
+        trace_media(msg, "answer", flow, sdp.is_some());
+        self.events.push_back(Event::MediaRelayed {
+            answer: true,
+            rewritten: sdp.is_some(),
+        });
+        sdp.map(|sdp| media::with_body(msg, &sdp))
+    }
+
+    /// Tells the relay that a call ended.
+    fn media_delete(&mut self, call_id: &[u8]) {
+        if let Some(relay) = self.relay.as_mut() {
+            relay.delete(call_id);
+            self.events.push_back(Event::MediaDeleted);
         }
     }
 
@@ -728,6 +847,41 @@ impl SipServer {
             .or_else(|| udp().next())
             .unwrap_or(local)
     }
+}
+
+/// Traces an SDP handed to the relay.
+fn trace_media(msg: &Message<'_>, what: &str, flow: Flow, rewritten: bool) {
+    tracing::debug!(
+        "S415 call {}: the SDP {what} from {} went to the RTP relay and {}",
+        String::from_utf8_lossy(msg.call_id()),
+        flow.remote,
+        if rewritten {
+            "was rewritten"
+        } else {
+            "passed as it came"
+        }
+    );
+}
+
+/// Whether a message that came over `flow` was sent by the phone itself (not by the proxy an
+/// edge fronts), so that its source is where the phone's media comes from.
+fn from_phone(mode: Mode, flow: Flow) -> bool {
+    match mode {
+        Mode::Registrar => true,
+        Mode::Edge { upstream, .. } => flow.remote != upstream,
+    }
+}
+
+/// Whether the callee of `msg` (by its Request-URI, or To, as an address of record) holds a
+/// binding registered from behind a NAT.
+fn callee_nated(registrar: &Registrar, msg: &Message<'_>, now: Timestamp) -> bool {
+    let StartLine::Request { uri, .. } = msg.start_line() else {
+        return false;
+    };
+    [aor_of(&uri), aor_of(&msg.to().uri())]
+        .into_iter()
+        .flatten()
+        .any(|aor| registrar.bindings(&aor, now).any(|b| b.nat.natted()))
 }
 
 /// A STUN message with the magic cookie (RFC 7983's first-byte rule, then the cookie).

@@ -8,6 +8,7 @@
 
 pub mod nat;
 pub mod phone;
+pub mod relay;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use farside_sip::digest::Algorithm;
 use farside_sip::keepalive::{KeepaliveConfig, Method};
+use farside_sip::media::RelayPolicy;
 use farside_sip::nat::Transport;
 use farside_sip::registrar::{Binding, Flow, RegistrarConfig, Users};
 use farside_sip::server::{Event, Keys, Limits, Mode, SipServer, SipServerConfig};
@@ -74,6 +76,7 @@ pub fn config(keepalive: Option<Duration>) -> SipServerConfig {
         listeners: vec![(addr(SERVER), Transport::Udp)],
         limits: Limits::default(),
         software: None,
+        relay: RelayPolicy::Nated,
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Phone {
     pub byes: u32,
     /// Final responses to the INVITE it sent.
     pub call_answers: Vec<u16>,
+    /// The SDP of every INVITE it got and of every 2xx to its own INVITEs, in order.
+    pub sdp_seen: Vec<String>,
     /// Calls it finished with BYE and got 200 for.
     pub hung_up: u32,
     /// A 200 for one of its INVITEs to answer, ringing until this time (ms of the world).
@@ -88,6 +90,7 @@ impl Phone {
             cancels: 0,
             byes: 0,
             call_answers: Vec::new(),
+            sdp_seen: Vec::new(),
             hung_up: 0,
             pending_answer: None,
             dialog: None,
@@ -136,11 +139,16 @@ response=\"{resp}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\"\r\n",
     }
 
     /// An INVITE to `callee` (`sip:user@domain`).
-    pub fn invite(&mut self, callee: &str, call_id: &str) -> Vec<u8> {
-        let sdp = format!(
+    /// Its SDP: audio on port 4000 of its own address.
+    pub fn sdp(&self) -> String {
+        format!(
             "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
             ip = self.addr.ip()
-        );
+        )
+    }
+
+    pub fn invite(&mut self, callee: &str, call_id: &str) -> Vec<u8> {
+        let sdp = self.sdp();
         format!(
             "INVITE {callee} SIP/2.0\r\n{}Max-Forwards: 70\r\nFrom: <sip:{u}@{d}>;tag={t}\r\nTo: <{callee}>\r\n\
 Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{u}@{a}>\r\nContent-Type: application/sdp\r\n\
@@ -212,6 +220,8 @@ Content-Length: 0\r\n\r\n",
             b"INVITE" => {
                 self.invites
                     .push(String::from_utf8_lossy(m.call_id()).into_owned());
+                self.sdp_seen
+                    .push(String::from_utf8_lossy(m.body()).into_owned());
                 let contact = format!("<sip:{}@{}>", self.user, self.addr);
                 match self.answer {
                     Answer::Busy => vec![response(m, 486, "Busy Here", &tag, &[])],
@@ -228,7 +238,8 @@ Content-Length: 0\r\n\r\n",
                         let mut extra: Vec<(&str, &str)> =
                             rr.iter().map(|(n, v)| (*n, v.as_str())).collect();
                         extra.push(("Contact", &contact));
-                        let ok = response(m, 200, "OK", &tag, &extra);
+                        extra.push(("Content-Type", "application/sdp"));
+                        let ok = with_sdp(response(m, 200, "OK", &tag, &extra), &self.sdp());
                         let ringing = response(m, 180, "Ringing", &tag, &[]);
                         if after_ms == 0 {
                             vec![ringing, ok]
@@ -288,6 +299,8 @@ Content-Length: 0\r\n\r\n",
         if method.0 == b"INVITE" && code >= 200 {
             self.call_answers.push(code);
             if (200..300).contains(&code) {
+                self.sdp_seen
+                    .push(String::from_utf8_lossy(m.body()).into_owned());
                 // The route set is the Record-Route reversed (RFC 3261 §12.1.2); the target
                 // the callee's Contact.
                 let mut routes: Vec<String> = m
@@ -313,4 +326,14 @@ Content-Length: 0\r\n\r\n",
         }
         Vec::new()
     }
+}
+
+/// A response written with `Content-Length: 0`, given `sdp` as its body.
+fn with_sdp(response: Vec<u8>, sdp: &str) -> Vec<u8> {
+    let text = String::from_utf8(response).expect("ASCII response");
+    text.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()),
+    )
+    .into_bytes()
 }
