@@ -140,6 +140,16 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         tracing::info!("S001 STUN listening on udp {a} ({workers} workers)");
     }
     let mut handles = handles;
+    // The SIP server's line to the RTP relay, when both run and calls are relayed.
+    let rtp = &config.rtp;
+    let (sip_link, media_link) =
+        if config.sip.enabled && rtp.policy() != farside_sip::media::RelayPolicy::Never {
+            let (sip, media) = crate::media::link::pair()
+                .context("S502 the SIP server's line to the RTP relay")?;
+            (Some(sip), Some(media))
+        } else {
+            (None, None)
+        };
     if let (true, Some(cell)) = (config.sip.enabled, &credentials) {
         let sip = &config.sip;
         // Edge mode: the upstream's name is looked up once, at start.
@@ -163,7 +173,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
             _ => None,
         };
         let shell = crate::sip::SipShell {
-            server: sip.server(upstream, stun.software.clone()),
+            server: sip.server(upstream, stun.software.clone(), rtp.policy()),
             limits: sip.stream_limits(),
             stream_counters: {
                 let c = Arc::new(crate::telemetry::stream::StreamCounters::new("SIP"));
@@ -172,6 +182,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
             },
             tls,
             store_url: config.store.url.clone(),
+            relay: sip_link.map(|l| Box::new(l) as Box<dyn farside_sip::media::MediaRelay + Send>),
         };
         handles.push(crate::sip::spawn(
             shell,
@@ -180,8 +191,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
             Arc::clone(&shutdown),
         )?);
     }
-    // The RTP relay, driven over ng.
-    let rtp = &config.rtp;
+    // The RTP relay, driven over ng and by the SIP server.
     if rtp.enabled
         && let Some(bind) = rtp.relay_address()
     {
@@ -192,6 +202,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                 bind,
                 ports: (rtp.ports.0, rtp.ports.1),
                 ng: rtp.ng_listen.iter().map(|l| l.0).collect(),
+                link: media_link,
             },
             {
                 let c = Arc::new(crate::telemetry::rtp::RtpCounters::default());

@@ -24,18 +24,25 @@ const DOMAIN: &str = "example.org";
 /// `[sip.keepalive]` lines `keepalive`, and alice and bob added to its store; returns once it
 /// listens.
 fn start_farside(lab: &Lab, name: &str, port: u16, keepalive: &str) -> LabChild {
-    start_farside_with(lab, name, port, "", keepalive)
+    start_farside_with(lab, name, port, "", keepalive, "")
 }
 
-/// As [`start_farside`], with more `[sip]` lines.
-fn start_farside_with(lab: &Lab, name: &str, port: u16, sip: &str, keepalive: &str) -> LabChild {
+/// As [`start_farside`], with more `[sip]` lines and more tables.
+fn start_farside_with(
+    lab: &Lab,
+    name: &str,
+    port: u16,
+    sip: &str,
+    keepalive: &str,
+    tables: &str,
+) -> LabChild {
     let (primary, _) = lab.server_addrs();
     let dir = lab.scratch_dir(name);
     let config = dir.join("farside.toml");
     std::fs::write(
         &config,
         format!(
-            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\", \"tcp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\", \"tcp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n\n{tables}\n",
             port + 1000,
             dir.join("farside.db").display()
         ),
@@ -318,6 +325,7 @@ fn edge_mode_in_front_of_kamailio_delivers_calls_along_the_path() {
         5060,
         &format!("mode = \"edge\"\nupstream = \"sip:{KAMAILIO}\""),
         "interval = \"2s\"\nmethod = \"CRLF\"",
+        "",
     );
     let target = format!("{primary}:5060");
     let alice_ip = lab.host("symmetric-lan1").addr().to_string();
@@ -410,6 +418,7 @@ fn contact_fix_rewrite_and_alias_deliver_calls_from_a_kamailio_without_path() {
                 "mode = \"edge\"\nupstream = \"sip:{kamailio_addr}\"\ncontact_fix = \"{fix}\""
             ),
             "interval = \"2s\"\nmethod = \"CRLF\"",
+            "",
         );
         let reg = lab.exec(
             "symmetric-lan1",
@@ -811,4 +820,219 @@ fn keepalives_keep_a_silent_phone_reachable_behind_a_20_second_nat() {
             started.elapsed()
         ),
     );
+}
+
+/// RTP arriving at a phone's media port, captured by tcpdump in the phone's namespace.
+struct Capture {
+    tcpdump: LabChild,
+    file: std::path::PathBuf,
+}
+
+/// Starts capturing UDP to `ip:port` on `host`; returns once tcpdump listens.
+fn capture(lab: &Lab, host: &str, ip: &str, port: u16) -> Capture {
+    let file = lab.scratch_dir(&format!("capture-{host}")).join("rtp.pcap");
+    let filter = format!("udp and dst host {ip} and dst port {port}");
+    let path = file.display().to_string();
+    let mut tcpdump = lab.spawn(
+        host,
+        "tcpdump",
+        &["-i", "any", "-n", "-U", "-w", &path, &filter],
+    );
+    assert!(
+        tcpdump.wait_for_output("listening on", Duration::from_secs(10)),
+        "{tcpdump}"
+    );
+    Capture { tcpdump, file }
+}
+
+impl Capture {
+    /// Stops the capture: each captured packet's arrival time, in seconds.
+    fn arrivals(mut self) -> Vec<f64> {
+        self.tcpdump.interrupt(Duration::from_secs(5));
+        let bytes = std::fs::read(&self.file).unwrap_or_default();
+        pcap_times(&bytes)
+    }
+}
+
+/// The timestamps of a pcap file's records (microsecond or nanosecond format, either byte
+/// order); a truncated last record is left out.
+fn pcap_times(b: &[u8]) -> Vec<f64> {
+    let Some(magic) = b.get(..4) else {
+        return Vec::new();
+    };
+    let (le, scale) = match magic {
+        [0xd4, 0xc3, 0xb2, 0xa1] => (true, 1e-6),
+        [0xa1, 0xb2, 0xc3, 0xd4] => (false, 1e-6),
+        [0x4d, 0x3c, 0xb2, 0xa1] => (true, 1e-9),
+        [0xa1, 0xb2, 0x3c, 0x4d] => (false, 1e-9),
+        _ => return Vec::new(),
+    };
+    let word = |at: usize| -> Option<u32> {
+        let w: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+        Some(if le {
+            u32::from_le_bytes(w)
+        } else {
+            u32::from_be_bytes(w)
+        })
+    };
+    let mut times = Vec::new();
+    let mut at = 24;
+    while let (Some(secs), Some(frac), Some(len)) = (word(at), word(at + 4), word(at + 8)) {
+        let end = at + 16 + len as usize;
+        if end > b.len() {
+            break;
+        }
+        times.push(f64::from(secs) + f64::from(frac) * scale);
+        at = end;
+    }
+    times
+}
+
+/// The longest time between two packets in a row, in milliseconds.
+fn longest_gap_ms(times: &[f64]) -> f64 {
+    times
+        .windows(2)
+        .map(|w| (w[1] - w[0]) * 1000.0)
+        .fold(0.0, f64::max)
+}
+
+/// RTP packets in SIPp's recording (`/usr/share/sip-tester/g711a.pcap`), which each phone plays.
+const RECORDING_PACKETS: usize = 236;
+
+/// What one call with audio showed: each SIPp run, and the packets each phone received.
+struct AudioCall {
+    caller: natlab::Output,
+    callee: natlab::Output,
+    at_caller: Vec<f64>,
+    at_callee: Vec<f64>,
+}
+
+/// Alice behind the SIP-ALG gateway registers and answers; a phone behind the symmetric gateway
+/// calls her; each plays the recording and captures what reaches its media port (6000).
+fn call_with_audio(lab: &Lab, target: &str) -> AudioCall {
+    let alice_ip = lab.host("alg-lan1").addr().to_string();
+    let caller_ip = lab.host("symmetric-lan1").addr().to_string();
+    let reg = register_alice(lab, "alg-lan1", &alice_ip, target);
+    assert!(reg.success(), "register: {reg}");
+    let at_callee = capture(lab, "alg-lan1", &alice_ip, 6000);
+    let at_caller = capture(lab, "symmetric-lan1", &caller_ip, 6000);
+    let (callee, caller) = thread::scope(|s| {
+        let callee = s.spawn(|| {
+            lab.exec(
+                "alg-lan1",
+                "sipp",
+                &sipp::strs(&sipp::callee_media("alice", &alice_ip, 5070, 6000, 30)),
+                Duration::from_secs(40),
+            )
+        });
+        thread::sleep(Duration::from_millis(500));
+        let caller = lab.exec(
+            "symmetric-lan1",
+            "sipp",
+            &sipp::strs(&sipp::caller_media(
+                ("alice", DOMAIN),
+                &caller_ip,
+                5080,
+                6000,
+                target,
+                30,
+            )),
+            Duration::from_secs(40),
+        );
+        (callee.join().unwrap(), caller)
+    });
+    AudioCall {
+        caller,
+        callee,
+        at_caller: at_caller.arrivals(),
+        at_callee: at_callee.arrivals(),
+    }
+}
+
+/// Issue 14's acceptance: a phone behind the symmetric gateway calls one behind the SIP-ALG
+/// gateway through Farside, each playing SIPp's G.711 recording. With the relay (`[rtp]`, the
+/// default `relay = "nated"`) both hear at least 99 % of it, and the caller's hold and resume
+/// (re-INVITEs while the audio plays) leave no gap over 100 ms at either phone. The control,
+/// the same call with `relay = "never"`, shows why: the phones' SDP names private addresses (or
+/// what the ALG made of them), and at least one direction gets nothing.
+#[test]
+fn a_call_between_a_symmetric_nat_and_a_sip_alg_has_audio_both_ways_through_hold_and_resume() {
+    const TEST: &str =
+        "a_call_between_a_symmetric_nat_and_a_sip_alg_has_audio_both_ways_through_hold_and_resume";
+    if !common::require_tool(TEST, "sipp") || !common::require_tool(TEST, "tcpdump") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let target = format!("{primary}:5060");
+    let mut figures = Vec::new();
+    for relay in ["nated", "never"] {
+        let mut server = start_farside_with(
+            &lab,
+            &format!("farside-rtp-{relay}"),
+            5060,
+            "",
+            "method = \"CRLF\"",
+            &format!(
+                "[rtp]\nenabled = true\naddress = [\"{primary}\"]\nports = \"40000-40099\"\nng_listen = []\nrelay = \"{relay}\"\n"
+            ),
+        );
+        assert!(
+            server.wait_for_output("S500 RTP relay: media", Duration::from_secs(5)),
+            "{server}"
+        );
+        let call = call_with_audio(&lab, &target);
+        assert!(call.caller.success(), "caller: {}\n{server}", call.caller);
+        assert!(call.callee.success(), "callee: {}\n{server}", call.callee);
+        let (to_caller, to_callee) = (call.at_caller.len(), call.at_callee.len());
+        let gaps = (
+            longest_gap_ms(&call.at_caller),
+            longest_gap_ms(&call.at_callee),
+        );
+        figures.push(format!(
+            "relay = {relay}: the caller received {to_caller}/{RECORDING_PACKETS}, the callee {to_callee}/{RECORDING_PACKETS}; longest gaps {:.0} ms and {:.0} ms",
+            gaps.0, gaps.1
+        ));
+        if relay == "nated" {
+            let enough = RECORDING_PACKETS * 99 / 100;
+            assert!(
+                to_caller >= enough && to_callee >= enough,
+                "{}\n{server}",
+                figures.join("\n")
+            );
+            assert!(
+                gaps.0 <= 100.0 && gaps.1 <= 100.0,
+                "hold and resume must leave no gap over 100 ms: {}",
+                figures.join("\n")
+            );
+            // Farside relayed it: the offer and the two re-INVITEs' offers, and each answer,
+            // rewritten; the call deleted by the BYE.
+            assert!(
+                server.wait_for_output("S504 call ", Duration::from_secs(5)),
+                "{server}"
+            );
+            let logs = server.output();
+            let handed = |what: &str| {
+                logs.lines()
+                    .filter(|l| l.contains("S415") && l.contains(what))
+                    .count()
+            };
+            // (A retransmission is handed again, and gets the same SDP.)
+            assert!(
+                handed("SDP offer from 198.51.100.12") >= 3
+                    && handed("SDP answer from 198.51.100.16") >= 3,
+                "{server}"
+            );
+            assert_eq!(handed("passed as it came"), 0, "{server}");
+        } else {
+            assert!(!server.output().contains("S415"), "{server}");
+            assert!(
+                to_caller < RECORDING_PACKETS / 2 || to_callee < RECORDING_PACKETS / 2,
+                "without the relay one direction at least must fail: {}",
+                figures.join("\n")
+            );
+        }
+        drop(server);
+    }
+    common::note(TEST, &figures.join("; "));
 }

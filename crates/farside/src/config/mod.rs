@@ -271,6 +271,16 @@ mod tests {
         assert!(err("[rtp]\nenabled = true\naddress = [\"0.0.0.0\"]\n").contains("rtp.address"));
         assert!(err("[rtp]\nports = \"40000-30000\"\n").contains("rtp.ports"));
         assert!(err("[rtp]\nng_listen = [\"tcp:127.0.0.1:1\"]\n").contains("rtp.ng_listen"));
+        // Farside's own calls: relayed when NATed by default, and only while the relay runs.
+        assert_eq!(c.rtp.relay, super::rtp::Relay::Nated);
+        assert_eq!(c.rtp.policy(), farside_sip::media::RelayPolicy::Never);
+        assert!(err("[rtp]\nrelay = \"sometimes\"\n").contains("relay"));
+        let on = Config::parse(
+            "[rtp]\nenabled = true\naddress = [\"192.0.2.1\"]\nrelay = \"always\"\nng_listen = []\n",
+            "f.toml",
+        )
+        .expect("valid");
+        assert_eq!(on.rtp.policy(), farside_sip::media::RelayPolicy::Always);
         let c = Config::parse(
             "[rtp]\nenabled = true\naddress = [\"192.0.2.1\"]\nadvertised_address = \"203.0.113.1\"\nports = \"40000-40999\"\n",
             "f.toml",

@@ -21,6 +21,30 @@ pub struct RtpConfig {
     pub ports: PortRange,
     /// Where rtpengine's ng control protocol is served: `"udp:IP:PORT"`.
     pub ng_listen: Vec<NgListen>,
+    /// Which of the SIP server's own calls are relayed.
+    pub relay: Relay,
+}
+
+/// `relay`: which calls through Farside's SIP server have their media relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Relay {
+    /// Every call with SDP.
+    Always,
+    /// Calls whose caller or callee looks NATed.
+    Nated,
+    /// None.
+    Never,
+}
+
+impl From<Relay> for farside_sip::media::RelayPolicy {
+    fn from(r: Relay) -> Self {
+        match r {
+            Relay::Always => Self::Always,
+            Relay::Nated => Self::Nated,
+            Relay::Never => Self::Never,
+        }
+    }
 }
 
 impl Default for RtpConfig {
@@ -31,6 +55,7 @@ impl Default for RtpConfig {
             advertised_address: None,
             ports: PortRange(30_000, 39_999),
             ng_listen: vec![NgListen("127.0.0.1:2223".parse().expect("literal"))],
+            relay: Relay::Nated,
         }
     }
 }
@@ -75,6 +100,15 @@ impl RtpConfig {
     pub fn relay_address(&self) -> Option<IpAddr> {
         self.address.first().copied()
     }
+
+    /// Which of the SIP server's calls the relay takes: none unless it runs.
+    pub fn policy(&self) -> farside_sip::media::RelayPolicy {
+        if self.enabled && self.relay_address().is_some() {
+            self.relay.into()
+        } else {
+            farside_sip::media::RelayPolicy::Never
+        }
+    }
 }
 
 impl Config {
@@ -95,11 +129,6 @@ impl Config {
                 format!(
                     "{a}: a specific address is needed (it is written into SDP unless rtp.advertised_address is set)"
                 ),
-            )),
-            Some(_) if rtp.ng_listen.is_empty() => Err(invalid(
-                origin,
-                "rtp.ng_listen",
-                "the relay is driven over ng today: give at least one \"udp:IP:PORT\"".into(),
             )),
             Some(_) => Ok(()),
         }

@@ -342,6 +342,7 @@ impl SipConfig {
         &self,
         upstream: Option<SocketAddr>,
         software: Option<String>,
+        relay: farside_sip::media::RelayPolicy,
     ) -> SipServerConfig {
         let mode = match (self.mode, upstream) {
             (Mode::Edge, Some(upstream)) => server::Mode::Edge {
@@ -361,6 +362,7 @@ impl SipConfig {
                 .collect(),
             limits: server::Limits::default(),
             software,
+            relay,
         }
     }
 

@@ -1,11 +1,13 @@
-//! The media thread: it owns the ng control sockets and the relay's port pairs and moves bytes
-//! between them and the relay core. Requests are answered by `farside_media::control`; each
-//! packet's fate is `Relay::handle_packet`'s. One thread for now; the per-core data path with
+//! The media thread: it owns the ng control sockets, the SIP server's line to the relay
+//! (`link.rs`) and the relay's port pairs, and moves bytes between them and the relay core.
+//! Requests are answered by `farside_media::control`; each packet's fate is
+//! `Relay::handle_packet`'s. One thread for now; the per-core data path with
 //! batched I/O comes with the rest of issue 14.
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::JoinHandle;
@@ -15,6 +17,7 @@ use anyhow::Context as _;
 use farside_io::Epoll;
 use farside_media::control::{self, Handled};
 use farside_media::relay::{Drop, Ended, Event, Relay, RelayConfig};
+use farside_time::Timestamp;
 
 use super::ports::{PortPool, Ports};
 use crate::runtime::clock;
@@ -22,6 +25,8 @@ use crate::telemetry::rtp::RtpCounters;
 
 /// Epoll tokens of the ng sockets start here (relay ports are their own tokens, below).
 const NG_TOKENS: u64 = 1 << 20;
+/// The epoll token of the SIP server's line.
+const LINK_TOKEN: u64 = NG_TOKENS - 1;
 /// Datagrams taken from one socket per wake-up before the others' turn.
 const PER_TURN: usize = 64;
 /// The longest wait, so that shutdown is seen.
@@ -37,6 +42,8 @@ pub struct MediaShell {
     pub ports: (u16, u16),
     /// The ng listeners.
     pub ng: Vec<SocketAddr>,
+    /// The media thread's end of the SIP server's line (`link::pair`), if SIP relays.
+    pub link: Option<UnixDatagram>,
 }
 
 /// Binds the ng listeners and starts the thread.
@@ -50,15 +57,21 @@ pub fn spawn(
         let s = UdpSocket::bind(a)
             .with_context(|| format!("S501 cannot bind rtp.ng_listen udp:{a}"))?;
         s.set_nonblocking(true)?;
-        tracing::info!(
-            "S500 RTP relay: ng control on udp {a}, media on {} ports {}-{}, written into SDP as {}",
-            shell.bind,
-            shell.ports.0,
-            shell.ports.1,
-            shell.relay.address
-        );
+        tracing::info!("S500 RTP relay: ng control on udp {a}");
         ng.push(s);
     }
+    tracing::info!(
+        "S500 RTP relay: media on {} ports {}-{}, written into SDP as {}{}",
+        shell.bind,
+        shell.ports.0,
+        shell.ports.1,
+        shell.relay.address,
+        if shell.link.is_some() {
+            "; relaying Farside's own calls"
+        } else {
+            ""
+        }
+    );
     std::thread::Builder::new()
         .name("media".into())
         .spawn(move || {
@@ -82,6 +95,9 @@ fn run(
     for (i, s) in ng.iter().enumerate() {
         epoll.add(s.as_raw_fd(), NG_TOKENS + i as u64)?;
     }
+    if let Some(link) = &shell.link {
+        epoll.add(link.as_raw_fd(), LINK_TOKEN)?;
+    }
     let mut relay = Relay::new(shell.relay);
     let mut pool = PortPool::new(shell.bind, shell.ports.0, shell.ports.1);
     let mut buf = vec![0u8; 65_536];
@@ -94,6 +110,21 @@ fn run(
         epoll.wait(wait, |t| ready.push(t))?;
         let now = clock::now();
         for &token in &ready {
+            let mut ports = Ports {
+                pool: &mut pool,
+                epoll: &epoll,
+            };
+            if let (LINK_TOKEN, Some(link)) = (token, &shell.link) {
+                for _ in 0..PER_TURN {
+                    let Ok(n) = link.recv(&mut buf) else { break };
+                    let reply =
+                        serve_ng(&mut relay, now, &buf[..n], &mut ports, c, &"the SIP server");
+                    if let Some(reply) = reply {
+                        let _ = link.send(&reply);
+                    }
+                }
+                continue;
+            }
             if let Some(socket) = token
                 .checked_sub(NG_TOKENS)
                 .and_then(|i| ng.get(i as usize))
@@ -104,21 +135,7 @@ fn run(
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(_) => break,
                     };
-                    let mut ports = Ports {
-                        pool: &mut pool,
-                        epoll: &epoll,
-                    };
-                    let (reply, handled, unknown) =
-                        control::handle(&mut relay, now, &buf[..n], &mut ports);
-                    c.ng_unknown_flags.fetch_add(unknown as u64, Relaxed);
-                    match handled {
-                        Handled::Ok => one(&c.ng[0]),
-                        Handled::Refused => one(&c.ng[1]),
-                        Handled::Malformed => {
-                            one(&c.ng[2]);
-                            tracing::debug!("S503 ng request from {from} not understood");
-                        }
-                    }
+                    let reply = serve_ng(&mut relay, now, &buf[..n], &mut ports, c, &from);
                     if let Some(reply) = reply {
                         let _ = socket.send_to(&reply, from);
                     }
@@ -180,4 +197,27 @@ fn run(
         c.port_pairs.store(pool.bound.len() as u64, Relaxed);
     }
     Ok(())
+}
+
+/// Answers one ng request from `client`, and counts it.
+fn serve_ng(
+    relay: &mut Relay,
+    now: Timestamp,
+    request: &[u8],
+    ports: &mut Ports<'_>,
+    c: &RtpCounters,
+    client: &dyn std::fmt::Display,
+) -> Option<Vec<u8>> {
+    let (reply, handled, unknown) = control::handle(relay, now, request, ports);
+    c.ng_unknown_flags.fetch_add(unknown as u64, Relaxed);
+    let slot = match handled {
+        Handled::Ok => 0,
+        Handled::Refused => 1,
+        Handled::Malformed => {
+            tracing::debug!("S503 ng request from {client} not understood");
+            2
+        }
+    };
+    c.ng[slot].fetch_add(1, Relaxed);
+    reply
 }

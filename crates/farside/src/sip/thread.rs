@@ -68,6 +68,8 @@ pub struct SipShell {
     pub tls: Option<TlsFiles>,
     /// The store holding users, keys and registrations.
     pub store_url: String,
+    /// The RTP relay the server's calls are relayed through, if it runs.
+    pub relay: Option<Box<dyn farside_sip::media::MediaRelay + Send>>,
 }
 
 /// Binds the listeners, restores the registrations the store holds, and starts the thread (and
@@ -132,6 +134,9 @@ pub fn spawn(
         flow_tokens: key("sip-flow-tokens")?,
     };
     let mut server = SipServer::new(config, keys, crate::runtime::seed::fresh_seed());
+    if let Some(relay) = shell.relay {
+        server.set_media_relay(relay);
+    }
     let mut restored = 0;
     for (aor, bindings) in registrations::load(&mut *store, clock::now())? {
         restored += bindings.len();
@@ -409,6 +414,10 @@ impl SipThread {
             Event::ResponseDropped => one(&c.responses_dropped),
             Event::DialogStarted => one(&c.dialogs_started),
             Event::DialogEnded => one(&c.dialogs_ended),
+            Event::MediaRelayed { answer, rewritten } => {
+                one(&c.media[usize::from(answer) + if rewritten { 0 } else { 2 }]);
+            }
+            Event::MediaDeleted => one(&c.media[4]),
             Event::PingSent => one(&c.pings_sent),
             Event::PingAnswered => one(&c.pings_answered),
             Event::PingMissed => one(&c.pings_missed),

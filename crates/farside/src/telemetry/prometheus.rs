@@ -514,6 +514,19 @@ fn render_sip(s: &mut String, c: &SipCounters) {
     }
     header(
         s,
+        "farside_sip_media_total",
+        "counter",
+        "SDP of relayed calls handed to the RTP relay: offers and answers rewritten, or passed as they came (the relay refused or did not answer), and calls deleted.",
+    );
+    for ((step, result), v) in super::sip::MEDIA_STEPS.iter().zip(&c.media) {
+        let _ = writeln!(
+            s,
+            "farside_sip_media_total{{step=\"{step}\",result=\"{result}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    header(
+        s,
         "farside_sip_dialogs",
         "gauge",
         "Dialogs established and not ended (forgotten after 12 h or beyond 100000).",

@@ -56,7 +56,19 @@ pub struct SipCounters {
     pub pings_missed: AtomicU64,
     /// Bindings dropped for missing keep-alives.
     pub unreachable: AtomicU64,
+    /// SDP handed to the RTP relay: offers and answers rewritten, offers and answers the
+    /// relay refused or did not answer in time (passed as they came), calls deleted.
+    pub media: [AtomicU64; MEDIA_STEPS.len()],
 }
+
+/// The labels of [`SipCounters::media`], in order.
+pub const MEDIA_STEPS: [(&str, &str); 5] = [
+    ("offer", "rewritten"),
+    ("answer", "rewritten"),
+    ("offer", "passed"),
+    ("answer", "passed"),
+    ("delete", "sent"),
+];
 
 /// Status codes of refusals counted apart (the reasons a server refuses a SIP request).
 pub const REFUSAL_CODES: [u16; 12] = [400, 403, 404, 408, 420, 423, 480, 481, 483, 487, 500, 503];

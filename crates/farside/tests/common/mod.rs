@@ -1236,6 +1236,35 @@ pub mod sipp {
         one_call("callee-busy", user, ip, port, timeout_secs)
     }
 
+    /// The phone at `ip:port` (which registered `user` from there) answering one call with
+    /// audio from `media_port`, held and resumed by the caller (`callee-media.xml`).
+    pub fn callee_media(
+        user: &str,
+        ip: &str,
+        port: u16,
+        media_port: u16,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        let mut a = one_call("callee-media", user, ip, port, timeout_secs);
+        a.extend(["-mp".to_string(), media_port.to_string()]);
+        a
+    }
+
+    /// A phone at `ip:port` calling `user@domain` through `target` with audio from
+    /// `media_port`, putting the call on hold and resuming it (`caller-media.xml`).
+    pub fn caller_media(
+        (user, domain): (&str, &str),
+        ip: &str,
+        port: u16,
+        media_port: u16,
+        target: &str,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        let mut a = to_domain("caller-media", user, domain, ip, port, target, timeout_secs);
+        a.extend(["-mp".to_string(), media_port.to_string()]);
+        a
+    }
+
     /// A phone at `ip:port` calling `user@domain` through `target`.
     pub fn caller(
         user: &str,

@@ -631,6 +631,18 @@ impl LabChild {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends it SIGINT (a capture then writes what it has) and waits up to `timeout` for it
+    /// to exit.
+    pub fn interrupt(&mut self, timeout: Duration) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while self.is_running() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl fmt::Display for LabChild {

@@ -6,4 +6,4 @@
 pub mod bencode;
 mod request;
 
-pub use request::{Command, Error, Flag, Ice, Replace, Request, reply, reply_error};
+pub use request::{Command, Error, Flag, Ice, Replace, Request, reply, reply_error, request};

@@ -238,6 +238,17 @@ impl<'a> Request<'a> {
 
 /// A reply: the request's cookie, a space, and `entries` as a dictionary (in their order).
 pub fn reply(cookie: &[u8], entries: Vec<(&[u8], Value<'_>)>) -> Vec<u8> {
+    message(cookie, entries)
+}
+
+/// A request, as a control client writes it: a fresh cookie, a space, and `entries` (with
+/// `command`) as a dictionary.
+pub fn request(cookie: &[u8], entries: Vec<(&[u8], Value<'_>)>) -> Vec<u8> {
+    message(cookie, entries)
+}
+
+/// Either direction's datagram: the cookie, a space, the bencoded dictionary.
+fn message(cookie: &[u8], entries: Vec<(&[u8], Value<'_>)>) -> Vec<u8> {
     let mut out = Vec::with_capacity(cookie.len() + 64);
     out.extend_from_slice(cookie);
     out.push(b' ');
