@@ -846,11 +846,10 @@ fn capture(lab: &Lab, host: &str, ip: &str, port: u16) -> Capture {
 }
 
 impl Capture {
-    /// Stops the capture: each captured packet's arrival time, in seconds.
-    fn arrivals(mut self) -> Vec<f64> {
+    /// Stops the capture: the pcap file's bytes.
+    fn stop(mut self) -> Vec<u8> {
         self.tcpdump.interrupt(Duration::from_secs(5));
-        let bytes = std::fs::read(&self.file).unwrap_or_default();
-        pcap_times(&bytes)
+        std::fs::read(&self.file).unwrap_or_default()
     }
 }
 
@@ -899,12 +898,13 @@ fn longest_gap_ms(times: &[f64]) -> f64 {
 /// RTP packets in SIPp's recording (`/usr/share/sip-tester/g711a.pcap`), which each phone plays.
 const RECORDING_PACKETS: usize = 236;
 
-/// What one call with audio showed: each SIPp run, and the packets each phone received.
+/// What one call with audio showed: each SIPp run, and what reached each phone's media port
+/// (pcap files).
 struct AudioCall {
     caller: natlab::Output,
     callee: natlab::Output,
-    at_caller: Vec<f64>,
-    at_callee: Vec<f64>,
+    at_caller: Vec<u8>,
+    at_callee: Vec<u8>,
 }
 
 /// Alice behind the SIP-ALG gateway registers and answers; a phone behind the symmetric gateway
@@ -944,8 +944,8 @@ fn call_with_audio(lab: &Lab, target: &str) -> AudioCall {
     AudioCall {
         caller,
         callee,
-        at_caller: at_caller.arrivals(),
-        at_callee: at_callee.arrivals(),
+        at_caller: at_caller.stop(),
+        at_callee: at_callee.stop(),
     }
 }
 
@@ -955,6 +955,10 @@ fn call_with_audio(lab: &Lab, target: &str) -> AudioCall {
 /// (re-INVITEs while the audio plays) leave no gap over 100 ms at either phone. The control,
 /// the same call with `relay = "never"`, shows why: the phones' SDP names private addresses (or
 /// what the ALG made of them), and at least one direction gets nothing.
+///
+/// Meanwhile an attacker on the public peer host sprays marked RTP at every relay port, from
+/// before the call until after it (RTP Bleed and RTP Inject, CVE-2025-53399): it receives
+/// nothing, and no marked packet reaches either phone.
 #[test]
 fn a_call_between_a_symmetric_nat_and_a_sip_alg_has_audio_both_ways_through_hold_and_resume() {
     const TEST: &str =
@@ -965,6 +969,11 @@ fn a_call_between_a_symmetric_nat_and_a_sip_alg_has_audio_both_ways_through_hold
     let Some(lab) = Lab::up(TEST) else { return };
     let (primary, _) = lab.server_addrs();
     let target = format!("{primary}:5060");
+    let python = std::env::var("FARSIDE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let spray = format!(
+        "{}/../../tests/python/rtp_spray.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let mut figures = Vec::new();
     for relay in ["nated", "never"] {
         let mut server = start_farside_with(
@@ -981,14 +990,26 @@ fn a_call_between_a_symmetric_nat_and_a_sip_alg_has_audio_both_ways_through_hold
             server.wait_for_output("S500 RTP relay: media", Duration::from_secs(5)),
             "{server}"
         );
-        let call = call_with_audio(&lab, &target);
+        let (call, attack) = thread::scope(|s| {
+            let attacker = (relay == "nated").then(|| {
+                s.spawn(|| {
+                    lab.exec(
+                        "peer",
+                        &python,
+                        &[&spray, &primary.to_string(), "40000", "40099", "17", "20"],
+                        Duration::from_secs(30),
+                    )
+                })
+            });
+            thread::sleep(Duration::from_secs(1));
+            let call = call_with_audio(&lab, &target);
+            (call, attacker.map(|a| a.join().unwrap()))
+        });
         assert!(call.caller.success(), "caller: {}\n{server}", call.caller);
         assert!(call.callee.success(), "callee: {}\n{server}", call.callee);
-        let (to_caller, to_callee) = (call.at_caller.len(), call.at_callee.len());
-        let gaps = (
-            longest_gap_ms(&call.at_caller),
-            longest_gap_ms(&call.at_callee),
-        );
+        let (at_caller, at_callee) = (pcap_times(&call.at_caller), pcap_times(&call.at_callee));
+        let (to_caller, to_callee) = (at_caller.len(), at_callee.len());
+        let gaps = (longest_gap_ms(&at_caller), longest_gap_ms(&at_callee));
         figures.push(format!(
             "relay = {relay}: the caller received {to_caller}/{RECORDING_PACKETS}, the callee {to_callee}/{RECORDING_PACKETS}; longest gaps {:.0} ms and {:.0} ms",
             gaps.0, gaps.1
@@ -1024,6 +1045,30 @@ fn a_call_between_a_symmetric_nat_and_a_sip_alg_has_audio_both_ways_through_hold
                 "{server}"
             );
             assert_eq!(handed("passed as it came"), 0, "{server}");
+            let attack = attack.unwrap();
+            assert!(attack.success(), "attacker: {attack}");
+            let json = attack.stdout.trim();
+            let count = |key: &str| -> u64 {
+                json.split(&format!("\"{key}\": "))
+                    .nth(1)
+                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap()
+            };
+            let injected = |pcap: &[u8]| pcap.windows(15).any(|w| w == b"RTP-BLEED-PROBE");
+            assert!(
+                count("sent") > 10_000 && count("received") == 0,
+                "the attacker got media: {json}"
+            );
+            assert!(
+                !injected(&call.at_caller) && !injected(&call.at_callee),
+                "an attacker's packet reached a phone"
+            );
+            figures.push(format!(
+                "the attacker sent {} packets to the relay ports before, during and after the call and received {}; none reached a phone",
+                count("sent"),
+                count("received")
+            ));
         } else {
             assert!(!server.output().contains("S415"), "{server}");
             assert!(
