@@ -1250,6 +1250,21 @@ pub mod sipp {
         a
     }
 
+    /// The phone at `ip:port` (which registered `user` from there) answering one call with
+    /// audio from `media_port`, and hanging up itself once it has played it
+    /// (`callee-hangs-up.xml`).
+    pub fn callee_hangs_up(
+        user: &str,
+        ip: &str,
+        port: u16,
+        media_port: u16,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        let mut a = one_call("callee-hangs-up", user, ip, port, timeout_secs);
+        a.extend(["-mp".to_string(), media_port.to_string()]);
+        a
+    }
+
     /// A phone at `ip:port` calling `user@domain` through `target` with audio from
     /// `media_port`, putting the call on hold and resuming it (`caller-media.xml`).
     pub fn caller_media(
