@@ -13,7 +13,7 @@ use farside_time::Timestamp;
 
 use crate::ng::bencode::Value;
 use crate::ng::{Command, Ice, Request, reply, reply_error};
-use crate::relay::{MediaPorts, Relay, RelayError};
+use crate::relay::{MediaPorts, Passing, Relay, RelayError};
 
 /// Most Call-IDs `list` returns when the request names no `limit`.
 const LIST_LIMIT: usize = 32;
@@ -64,10 +64,18 @@ pub fn handle(
             else {
                 return refused("Incomplete message: call-id, from-tag and sdp are needed");
             };
+            let passing = Passing {
+                call_id,
+                from_tag,
+                to_tag: request.to_tag,
+                sdp,
+                source,
+                ice,
+            };
             let result = if request.command == Command::Offer {
-                relay.offer(now, call_id, from_tag, sdp, source, ice, ports)
+                relay.offer(now, &passing, ports)
             } else {
-                relay.answer(now, call_id, from_tag, sdp, source, ice)
+                relay.answer(now, &passing)
             };
             match result {
                 Ok(sdp) => ok(vec![

@@ -60,6 +60,25 @@ impl RelayConfig {
     }
 }
 
+/// An offer or answer on its way through, as the signalling hands it over (Farside's SIP
+/// server, or an ng client's `offer`/`answer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Passing<'a> {
+    /// The call's Call-ID.
+    pub call_id: &'a [u8],
+    /// The From tag: the offerer's in an offer, and in its answer too (ng's `from-tag`).
+    pub from_tag: &'a [u8],
+    /// The To tag, if the message has one: in an answer, the answerer's.
+    pub to_tag: Option<&'a [u8]>,
+    /// The SDP.
+    pub sdp: &'a [u8],
+    /// The SIP message's source, when the endpoint sent it itself (ng's `received-from`): the
+    /// host its media is expected from when its SDP names a private address.
+    pub source: Option<IpAddr>,
+    /// What becomes of ICE attributes.
+    pub ice: Ice,
+}
+
 /// Why an offer or answer is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayError {
@@ -157,6 +176,8 @@ struct Stream {
 struct Call {
     id: Vec<u8>,
     offerer_tag: Vec<u8>,
+    /// The answerer's tag, once an answer named one.
+    answerer_tag: Option<Vec<u8>>,
     created: Timestamp,
     answered: Option<Timestamp>,
     last_packet: Option<Timestamp>,
@@ -248,20 +269,18 @@ impl Relay {
         self.calls.len()
     }
 
-    /// An offer from the side tagged `from_tag` (a new call, or a re-INVITE in one): the SDP
+    /// An offer from the side its From tag names (a new call, or a re-INVITE in one): the SDP
     /// to pass on, naming the relay's ports that the other side sends to.
-    #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &mut self,
         now: Timestamp,
-        call_id: &[u8],
-        from_tag: &[u8],
-        sdp: &[u8],
-        sip_source: Option<IpAddr>,
-        ice: Ice,
+        offer: &Passing<'_>,
         ports: &mut dyn MediaPorts,
     ) -> Result<Vec<u8>, RelayError> {
-        let parsed = Sdp::parse(sdp).map_err(RelayError::Sdp)?;
+        let Passing {
+            call_id, from_tag, ..
+        } = *offer;
+        let parsed = Sdp::parse(offer.sdp).map_err(RelayError::Sdp)?;
         let slot = match self.calls.slot(call_id) {
             Some(slot) => slot,
             None if self.calls.len() >= self.config.max_calls => {
@@ -270,6 +289,7 @@ impl Relay {
             None => self.calls.insert(Call {
                 id: call_id.to_vec(),
                 offerer_tag: from_tag.to_vec(),
+                answerer_tag: None,
                 created: now,
                 answered: None,
                 last_packet: None,
@@ -328,39 +348,37 @@ impl Relay {
             call,
             side,
             &parsed,
-            sip_source,
+            offer.source,
             self.config.address,
-            ice,
+            offer.ice,
         ))
     }
 
     /// The answer to the last offer, from the side that did not make it: the SDP to pass on,
     /// naming the relay's ports the offerer sends to.
-    pub fn answer(
-        &mut self,
-        now: Timestamp,
-        call_id: &[u8],
-        from_tag: &[u8],
-        sdp: &[u8],
-        sip_source: Option<IpAddr>,
-        ice: Ice,
-    ) -> Result<Vec<u8>, RelayError> {
-        let parsed = Sdp::parse(sdp).map_err(RelayError::Sdp)?;
+    pub fn answer(&mut self, now: Timestamp, answer: &Passing<'_>) -> Result<Vec<u8>, RelayError> {
+        let parsed = Sdp::parse(answer.sdp).map_err(RelayError::Sdp)?;
         let call = self
             .calls
-            .slot(call_id)
+            .slot(answer.call_id)
             .and_then(|slot| self.calls.at_mut(slot))
             .ok_or(RelayError::UnknownCall)?;
         // The answer's From is the offer's: the answering side is the other one.
-        let side = usize::from(call.offerer_tag == from_tag);
+        let side = usize::from(call.offerer_tag == answer.from_tag);
+        if side == 1
+            && let Some(tag) = answer.to_tag
+            && call.answerer_tag.as_deref() != Some(tag)
+        {
+            call.answerer_tag = Some(tag.to_vec());
+        }
         call.answered.get_or_insert(now);
         Ok(describe(
             call,
             side,
             &parsed,
-            sip_source,
+            answer.source,
             self.config.address,
-            ice,
+            answer.ice,
         ))
     }
 

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use farside_media::relay::{MediaPorts, Relay, RelayConfig};
+use farside_media::relay::{MediaPorts, Passing, Relay, RelayConfig};
 use farside_sdp::Ice;
 use farside_time::Timestamp;
 
@@ -52,22 +52,28 @@ a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
         relay
             .offer(
                 now,
-                id.as_bytes(),
-                b"from-tag-1",
-                offer.as_bytes(),
-                Some("198.51.100.7".parse().unwrap()),
-                Ice::Remove,
+                &Passing {
+                    call_id: id.as_bytes(),
+                    from_tag: b"from-tag-1",
+                    to_tag: None,
+                    sdp: offer.as_bytes(),
+                    source: Some("198.51.100.7".parse().unwrap()),
+                    ice: Ice::Remove,
+                },
                 &mut ports,
             )
             .unwrap();
         relay
             .answer(
                 now,
-                id.as_bytes(),
-                b"from-tag-1",
-                answer.as_bytes(),
-                Some("192.0.2.20".parse().unwrap()),
-                Ice::Remove,
+                &Passing {
+                    call_id: id.as_bytes(),
+                    from_tag: b"from-tag-1",
+                    to_tag: None,
+                    sdp: answer.as_bytes(),
+                    source: Some("192.0.2.20".parse().unwrap()),
+                    ice: Ice::Remove,
+                },
             )
             .unwrap();
     }

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
-use farside_media::relay::{Drop, Ended, Event, MediaPorts, Relay, RelayConfig, Transmit};
+use farside_media::relay::{Drop, Ended, Event, MediaPorts, Passing, Relay, RelayConfig, Transmit};
 use farside_sdp::{Ice, Sdp};
 use farside_time::Timestamp;
 
@@ -79,11 +79,14 @@ fn call() -> (Relay, Ports, u16, u16) {
     let to_bob = relay
         .offer(
             at(0),
-            b"call-1",
-            b"alice-tag",
-            offer_sdp("192.168.1.20", 4000).as_bytes(),
-            Some(ip(ALICE_SIP)),
-            Ice::Remove,
+            &Passing {
+                call_id: b"call-1",
+                from_tag: b"alice-tag",
+                to_tag: None,
+                sdp: offer_sdp("192.168.1.20", 4000).as_bytes(),
+                source: Some(ip(ALICE_SIP)),
+                ice: Ice::Remove,
+            },
             &mut ports,
         )
         .unwrap();
@@ -100,11 +103,14 @@ fn call() -> (Relay, Ports, u16, u16) {
     let to_alice = relay
         .answer(
             at(1),
-            b"call-1",
-            b"alice-tag",
-            offer_sdp(BOB, 5000).as_bytes(),
-            Some(ip(BOB)),
-            Ice::Remove,
+            &Passing {
+                call_id: b"call-1",
+                from_tag: b"alice-tag",
+                to_tag: None,
+                sdp: offer_sdp(BOB, 5000).as_bytes(),
+                source: Some(ip(BOB)),
+                ice: Ice::Remove,
+            },
         )
         .unwrap();
     let alice_sends_to = port_in(&to_alice);
@@ -180,11 +186,14 @@ fn a_reinvite_from_bob_moves_him_without_a_gap() {
     let to_alice = r
         .offer(
             at(10),
-            b"call-1",
-            b"bob-tag",
-            offer_sdp("192.0.2.99", 7000).as_bytes(),
-            Some(ip("192.0.2.99")),
-            Ice::Remove,
+            &Passing {
+                call_id: b"call-1",
+                from_tag: b"bob-tag",
+                to_tag: None,
+                sdp: offer_sdp("192.0.2.99", 7000).as_bytes(),
+                source: Some(ip("192.0.2.99")),
+                ice: Ice::Remove,
+            },
             &mut ports,
         )
         .unwrap();
@@ -196,11 +205,14 @@ fn a_reinvite_from_bob_moves_him_without_a_gap() {
     let to_bob = r
         .answer(
             at(10),
-            b"call-1",
-            b"bob-tag",
-            offer_sdp("192.168.1.20", 4000).as_bytes(),
-            Some(ip(ALICE_SIP)),
-            Ice::Remove,
+            &Passing {
+                call_id: b"call-1",
+                from_tag: b"bob-tag",
+                to_tag: None,
+                sdp: offer_sdp("192.168.1.20", 4000).as_bytes(),
+                source: Some(ip(ALICE_SIP)),
+                ice: Ice::Remove,
+            },
         )
         .unwrap();
     assert_eq!(port_in(&to_bob), bob_port);
@@ -297,11 +309,14 @@ fn offers_the_relay_cannot_serve_are_refused() {
     assert!(
         r.offer(
             at(0),
-            b"c1",
-            b"t",
-            sdp.as_bytes(),
-            None,
-            Ice::Keep,
+            &Passing {
+                call_id: b"c1",
+                from_tag: b"t",
+                to_tag: None,
+                sdp: sdp.as_bytes(),
+                source: None,
+                ice: Ice::Keep
+            },
             &mut ports
         )
         .is_ok()
@@ -309,21 +324,45 @@ fn offers_the_relay_cannot_serve_are_refused() {
     assert_eq!(
         r.offer(
             at(0),
-            b"c2",
-            b"t",
-            sdp.as_bytes(),
-            None,
-            Ice::Keep,
+            &Passing {
+                call_id: b"c2",
+                from_tag: b"t",
+                to_tag: None,
+                sdp: sdp.as_bytes(),
+                source: None,
+                ice: Ice::Keep
+            },
             &mut ports
         ),
         Err(farside_media::relay::RelayError::TooManyCalls)
     );
     assert_eq!(
-        r.answer(at(0), b"c9", b"t", sdp.as_bytes(), None, Ice::Keep),
+        r.answer(
+            at(0),
+            &Passing {
+                call_id: b"c9",
+                from_tag: b"t",
+                to_tag: None,
+                sdp: sdp.as_bytes(),
+                source: None,
+                ice: Ice::Keep
+            }
+        ),
         Err(farside_media::relay::RelayError::UnknownCall)
     );
     assert!(matches!(
-        r.offer(at(0), b"c1", b"t", b"not sdp", None, Ice::Keep, &mut ports),
+        r.offer(
+            at(0),
+            &Passing {
+                call_id: b"c1",
+                from_tag: b"t",
+                to_tag: None,
+                sdp: b"not sdp",
+                source: None,
+                ice: Ice::Keep
+            },
+            &mut ports
+        ),
         Err(farside_media::relay::RelayError::Sdp(_))
     ));
     // A re-offer adding a second stream needs two more pairs; only one is left.
@@ -331,11 +370,14 @@ fn offers_the_relay_cannot_serve_are_refused() {
     assert_eq!(
         r.offer(
             at(1),
-            b"c1",
-            b"t",
-            two.as_bytes(),
-            None,
-            Ice::Keep,
+            &Passing {
+                call_id: b"c1",
+                from_tag: b"t",
+                to_tag: None,
+                sdp: two.as_bytes(),
+                source: None,
+                ice: Ice::Keep
+            },
             &mut ports
         ),
         Err(farside_media::relay::RelayError::NoPorts)
@@ -354,11 +396,14 @@ fn offers_the_relay_cannot_serve_are_refused() {
     assert_eq!(
         r.offer(
             at(0),
-            b"c3",
-            b"t",
-            sdp.as_bytes(),
-            None,
-            Ice::Keep,
+            &Passing {
+                call_id: b"c3",
+                from_tag: b"t",
+                to_tag: None,
+                sdp: sdp.as_bytes(),
+                source: None,
+                ice: Ice::Keep
+            },
             &mut none
         ),
         Err(farside_media::relay::RelayError::NoPorts)
@@ -368,11 +413,14 @@ fn offers_the_relay_cannot_serve_are_refused() {
     let mut ports = Ports::default();
     r.offer(
         at(0),
-        b"c4",
-        b"t",
-        sdp.as_bytes(),
-        None,
-        Ice::Keep,
+        &Passing {
+            call_id: b"c4",
+            from_tag: b"t",
+            to_tag: None,
+            sdp: sdp.as_bytes(),
+            source: None,
+            ice: Ice::Keep,
+        },
         &mut ports,
     )
     .unwrap();
