@@ -13,7 +13,7 @@ use farside_time::Timestamp;
 
 use crate::ng::bencode::Value;
 use crate::ng::{Command, Ice, Request, reply, reply_error};
-use crate::relay::{MediaPorts, Passing, Relay, RelayError};
+use crate::relay::{MediaPorts, Passing, Relay, RelayError, SideView};
 
 /// Most Call-IDs `list` returns when the request names no `limit`.
 const LIST_LIMIT: usize = 32;
@@ -92,13 +92,21 @@ pub fn handle(
             Some(id) if relay.delete(id, ports) => ok(vec![(b"result", Value::Bytes(b"ok"))]),
             _ => refused("Call-ID not found or tags didn't match"),
         },
-        // `query`: `result`, `created` (Unix seconds), and `totals` with `RTP` and `RTCP`, each
+        // `query`: `result`, `created` (Unix seconds), `totals` with `RTP` and `RTCP`, each
         // `packets`, `bytes` and `errors` of both sides together (what Kamailio's `$rtpstat`
-        // reads); the packets dropped (foreign source, nowhere to send) count as RTP errors.
+        // reads; the packets dropped, foreign source or nowhere to send, count as RTP errors),
+        // and `tags`, rtpengine's per-party view (see [`tags`]).
         Command::Query => {
-            let Some((created, t)) = request.call_id.and_then(|id| relay.totals(id)) else {
+            let Some(id) = request.call_id else {
                 return refused("Unknown call-id");
             };
+            let (Some((created, t)), Some(streams)) = (relay.totals(id), relay.streams(id)) else {
+                return refused("Unknown call-id");
+            };
+            let addresses: Vec<[String; 2]> = streams
+                .iter()
+                .map(|s| s.map(|v| v.endpoint.map(|e| e.ip().to_string()).unwrap_or_default()))
+                .collect();
             let kind = |packets: u64, bytes: u64, errors: u64| {
                 Value::Dict(vec![
                     (b"packets", Value::Int(int(packets))),
@@ -119,6 +127,7 @@ pub fn handle(
                         (b"RTCP", kind(t.rtcp_packets, t.rtcp_bytes, 0)),
                     ]),
                 ),
+                (b"tags", tags(&streams, &addresses)),
             ])
         }
         // `list`: `result` and `calls`, at most `limit` Call-IDs.
@@ -149,6 +158,90 @@ pub fn handle(
         ]),
         Command::Other(_) => refused("Unrecognized command"),
     }
+}
+
+/// `tags` of a `query` reply, in rtpengine's shape: for each party with a tag, `tag`, `in
+/// dialogue with` (the other's tag), and `medias`, one per stream (`index` from 1), each with
+/// `streams`: the RTP one (`local port`, `endpoint` once learned, `stats` with `packets`,
+/// `bytes` and `errors` of what the party sent) and the RTCP one. Farside adds the RTP
+/// stream's `quality`: `packets lost` (from sequence numbers), `jitter` (RFC 3550, in ms)
+/// and, once RTCP measured it, `round trip` (ms, between the relay and the party).
+fn tags<'a>(streams: &[[SideView<'a>; 2]], addresses: &'a [[String; 2]]) -> Value<'a> {
+    let Some(first) = streams.first() else {
+        return Value::Dict(Vec::new());
+    };
+    let mut parties = Vec::new();
+    for side in 0..2 {
+        let Some(tag) = first[side].tag else {
+            continue;
+        };
+        let other = first[1 - side].tag.unwrap_or_default();
+        let medias = streams
+            .iter()
+            .zip(addresses)
+            .enumerate()
+            .map(|(i, (s, address))| {
+                let v = &s[side];
+                let c = &v.counters;
+                let stats = |packets: u64, bytes: u64, errors: u64| {
+                    Value::Dict(vec![
+                        (b"packets", Value::Int(int(packets))),
+                        (b"bytes", Value::Int(int(bytes))),
+                        (b"errors", Value::Int(int(errors))),
+                    ])
+                };
+                let mut quality = vec![
+                    (b"packets lost".as_slice(), Value::Int(v.quality.lost())),
+                    (
+                        b"jitter",
+                        Value::Int(int(v.quality.jitter().as_millis() as u64)),
+                    ),
+                ];
+                if let Some(rtt) = v.round_trip {
+                    quality.push((b"round trip", Value::Int(int(rtt.as_millis() as u64))));
+                }
+                let mut rtp = vec![
+                    (b"local port".as_slice(), Value::Int(i64::from(v.port))),
+                    (
+                        b"stats",
+                        stats(c.packets, c.bytes, c.foreign + c.no_destination),
+                    ),
+                    (b"quality", Value::Dict(quality)),
+                ];
+                if let Some(e) = v.endpoint {
+                    let family: &[u8] = if e.is_ipv4() { b"IPv4" } else { b"IPv6" };
+                    rtp.push((
+                        b"endpoint",
+                        Value::Dict(vec![
+                            (b"family", Value::Bytes(family)),
+                            (b"address", Value::Bytes(address[side].as_bytes())),
+                            (b"port", Value::Int(i64::from(e.port()))),
+                        ]),
+                    ));
+                }
+                let rtcp = vec![
+                    (b"local port".as_slice(), Value::Int(i64::from(v.port) + 1)),
+                    (b"stats", stats(c.rtcp_packets, c.rtcp_bytes, 0)),
+                ];
+                Value::Dict(vec![
+                    (b"index", Value::Int(i as i64 + 1)),
+                    (
+                        b"streams",
+                        Value::List(vec![Value::Dict(rtp), Value::Dict(rtcp)]),
+                    ),
+                ])
+            })
+            .collect();
+        parties.push((
+            tag,
+            Value::Dict(vec![
+                (b"tag", Value::Bytes(tag)),
+                (b"in dialogue with", Value::Bytes(other)),
+                (b"medias", Value::List(medias)),
+            ]),
+        ));
+    }
+    Value::Dict(parties)
 }
 
 fn int(n: u64) -> i64 {

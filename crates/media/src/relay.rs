@@ -18,7 +18,7 @@ use farside_sdp::{Connection, Ice, Rewrite, Sdp};
 use farside_time::Timestamp;
 
 use crate::latch::{Expect, Latch, Verdict, expect};
-use crate::quality::Quality;
+use crate::quality::{Quality, RoundTrip};
 use crate::rtp::{self, RtpHeader};
 
 /// The relay ports, asked of the shell, which binds them. A pair is an even RTP port and the
@@ -165,6 +165,8 @@ struct Side {
     rtcp_mux: bool,
     counters: Counters,
     quality: Quality,
+    /// The round trip between the relay and this side, from RTCP.
+    round_trip: RoundTrip,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +236,23 @@ impl Calls {
     fn iter(&self) -> impl Iterator<Item = &Call> + '_ {
         self.slots.iter().flatten()
     }
+}
+
+/// One side of a call's stream, for `query`.
+#[derive(Debug, Clone, Copy)]
+pub struct SideView<'a> {
+    /// Its tag (From or To), if the signalling named one.
+    pub tag: Option<&'a [u8]>,
+    /// The relay's RTP port it sends to (RTCP: the next one, unless rtcp-mux).
+    pub port: u16,
+    /// Where its RTP comes from, once learned.
+    pub endpoint: Option<SocketAddr>,
+    /// What it sent, by fate.
+    pub counters: Counters,
+    /// The quality of its RTP as it arrived.
+    pub quality: &'a Quality,
+    /// The last round trip between the relay and it, from RTCP.
+    pub round_trip: Option<Duration>,
 }
 
 /// The relay's calls on one worker.
@@ -336,6 +355,7 @@ impl Relay {
                 rtcp_mux: false,
                 counters: Counters::default(),
                 quality: Quality::new(8000),
+                round_trip: RoundTrip::default(),
             };
             let index = call.streams.len();
             self.owners.insert(a, (slot, index, 0));
@@ -450,6 +470,12 @@ impl Relay {
         if rtcp {
             from.counters.rtcp_packets += 1;
             from.counters.rtcp_bytes += packet.len() as u64;
+            // An SR passing toward `to`, and `from`'s reports on the SRs that passed to it
+            // (RFC 3550 §6.4.1): the round trip to each side.
+            if let Some(report) = rtp::report(packet) {
+                to.round_trip.sender_report(&report, now);
+                from.round_trip.receiver_report(&report, now);
+            }
         } else {
             from.counters.packets += 1;
             from.counters.bytes += packet.len() as u64;
@@ -458,6 +484,31 @@ impl Relay {
             from_port,
             to: dest,
         })
+    }
+
+    /// A call's streams, each side as `query` shows it (side 0: the first offerer).
+    pub fn streams(&self, call_id: &[u8]) -> Option<Vec<[SideView<'_>; 2]>> {
+        let c = self.calls.get(call_id)?;
+        let tags = [Some(c.offerer_tag.as_slice()), c.answerer_tag.as_deref()];
+        Some(
+            c.streams
+                .iter()
+                .map(|s| {
+                    let view = |i: usize| {
+                        let side = &s.sides[i];
+                        SideView {
+                            tag: tags[i],
+                            port: side.port,
+                            endpoint: side.rtp.learned(),
+                            counters: side.counters,
+                            quality: &side.quality,
+                            round_trip: side.round_trip.last(),
+                        }
+                    };
+                    [view(0), view(1)]
+                })
+                .collect(),
+        )
     }
 
     /// The Call-IDs of the calls open, in no particular order.

@@ -220,3 +220,127 @@ fn an_rtpengine_client_pings_offers_answers_queries_lists_and_deletes() {
     let (r, h, _) = handle(&mut relay, now, b"d7:command4:pinge", &mut ports);
     assert_eq!((r, h), (None, Handled::Malformed));
 }
+
+/// `query` in rtpengine's shape: for each party, its tag, whom it talks with, and per stream the
+/// relay port it sends to, where it sends from once learned, what it sent, and the quality
+/// Farside reads from the RTP and RTCP: packets lost, jitter, and the round trip between the
+/// relay and the party (its RTCP receiver report answering the other side's sender report).
+#[test]
+fn query_shows_each_partys_stream_counters_endpoint_and_quality() {
+    let mut relay = Relay::new(RelayConfig::new("203.0.113.5".parse().unwrap()));
+    let mut ports = Ports(30_000);
+    let t0 = Timestamp::from_unix_secs(1_800_000_000);
+    let ms = |n: u64| t0.checked_add(std::time::Duration::from_millis(n)).unwrap();
+    let offer = request(
+        "1",
+        &[
+            ("command", "offer"),
+            ("call-id", "q@h"),
+            ("from-tag", "alice"),
+            ("sdp", SDP),
+        ],
+        &[("received-from", &["IP4", "198.51.100.7"])],
+    );
+    let bob_sdp = SDP
+        .replace("192.168.1.20", "192.0.2.20")
+        .replace("4000", "5000");
+    let reply = request(
+        "2",
+        &[
+            ("command", "answer"),
+            ("call-id", "q@h"),
+            ("from-tag", "alice"),
+            ("to-tag", "bob"),
+            ("sdp", &bob_sdp),
+        ],
+        &[],
+    );
+    for d in [offer, reply] {
+        assert_eq!(handle(&mut relay, t0, &d, &mut ports).1, Handled::Ok);
+    }
+    // Alice sends to the first pair (30002), bob to the second (30004); ten packets each, and
+    // alice's packet 4 is lost on the way.
+    let rtp = |seq: u16, ssrc: u8| {
+        let mut p = vec![0x80, 8];
+        p.extend(seq.to_be_bytes());
+        p.extend((u32::from(seq) * 160).to_be_bytes());
+        p.extend([0, 0, 0, ssrc]);
+        p.extend([0xd5; 160]);
+        p
+    };
+    let alice: std::net::SocketAddr = "198.51.100.7:40000".parse().unwrap();
+    let bob: std::net::SocketAddr = "192.0.2.20:5000".parse().unwrap();
+    for seq in 1..=10u16 {
+        let at = ms(20 * u64::from(seq));
+        if seq != 4 {
+            relay
+                .handle_packet(at, 30_002, alice, &rtp(seq, 1))
+                .unwrap();
+        }
+        relay.handle_packet(at, 30_004, bob, &rtp(seq, 2)).unwrap();
+    }
+    // Alice's sender report passes toward bob at 300 ms; bob's receiver report on it comes
+    // back at 400 ms, having held it 20 ms: 80 ms between the relay and bob.
+    let mut sr = vec![
+        0x80, 200, 0, 6, 0, 0, 0, 1, 0, 0, 0xab, 0xcd, 0x12, 0x34, 0, 0,
+    ];
+    sr.extend([0; 12]);
+    relay
+        .handle_packet(ms(300), 30_003, "198.51.100.7:40001".parse().unwrap(), &sr)
+        .unwrap();
+    let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 2, 0, 0, 0, 1];
+    rr.extend([0; 12]);
+    rr.extend([0xab, 0xcd, 0x12, 0x34]);
+    rr.extend(1310u32.to_be_bytes());
+    relay
+        .handle_packet(ms(400), 30_005, "192.0.2.20:5001".parse().unwrap(), &rr)
+        .unwrap();
+
+    let q = request("3", &[("command", "query"), ("call-id", "q@h")], &[]);
+    let (r, h, _) = handle(&mut relay, ms(500), &q, &mut ports);
+    assert_eq!(h, Handled::Ok);
+    let r = answer(&r.unwrap(), "3");
+    let tags = r.get("tags").unwrap();
+    let stream = |tag: &str| {
+        let party = tags.get(tag).unwrap();
+        let Some(Value::List(medias)) = party.get("medias") else {
+            panic!("medias of {tag}")
+        };
+        let Some(Value::List(streams)) = medias[0].get("streams") else {
+            panic!("streams of {tag}")
+        };
+        (party.clone(), streams[0].clone(), streams[1].clone())
+    };
+    let (a, a_rtp, a_rtcp) = stream("alice");
+    let (b, b_rtp, _) = stream("bob");
+    assert_eq!(a.get("in dialogue with"), Some(&Value::Bytes(b"bob")));
+    assert_eq!(b.get("in dialogue with"), Some(&Value::Bytes(b"alice")));
+    assert_eq!(a_rtp.get("local port"), Some(&Value::Int(30_002)));
+    assert_eq!(
+        a_rtp.get("stats").unwrap().get("packets"),
+        Some(&Value::Int(9))
+    );
+    assert_eq!(
+        b_rtp.get("stats").unwrap().get("packets"),
+        Some(&Value::Int(10))
+    );
+    assert_eq!(
+        a_rtcp.get("stats").unwrap().get("packets"),
+        Some(&Value::Int(1))
+    );
+    let endpoint = a_rtp.get("endpoint").unwrap();
+    assert_eq!(
+        (endpoint.get("address"), endpoint.get("port")),
+        (
+            Some(&Value::Bytes(b"198.51.100.7".as_slice())),
+            Some(&Value::Int(40_000))
+        )
+    );
+    fn quality(s: &Value<'static>, key: &str) -> Option<Value<'static>> {
+        s.get("quality").unwrap().get(key).cloned()
+    }
+    assert_eq!(quality(&a_rtp, "packets lost"), Some(Value::Int(1)));
+    assert_eq!(quality(&b_rtp, "packets lost"), Some(Value::Int(0)));
+    assert_eq!(quality(&b_rtp, "round trip"), Some(Value::Int(80)));
+    assert_eq!(quality(&a_rtp, "round trip"), None, "alice sent no report");
+}
