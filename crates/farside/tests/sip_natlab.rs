@@ -149,16 +149,27 @@ fn sipp_count(stdout: &str, step: &str) -> Option<u64> {
 /// run files in `run_dir` and `example.org` as its domain; returns once it listens (and a
 /// second more, for its children).
 fn start_kamailio(lab: &Lab, cfg: &str, addr: &str, run_dir: &str) -> LabChild {
+    start_kamailio_with(lab, cfg, addr, run_dir, &[])
+}
+
+/// As [`start_kamailio`], with `-A` defines (`WITH_NAT`, ...).
+fn start_kamailio_with(
+    lab: &Lab,
+    cfg: &str,
+    addr: &str,
+    run_dir: &str,
+    defines: &[&str],
+) -> LabChild {
     let listen = format!("udp:{addr}");
     let alias = format!("--alias={DOMAIN}");
-    let mut kamailio = lab.spawn(
-        "server",
-        "kamailio",
-        &[
-            "-f", cfg, "-DD", "-E", "-Y", run_dir, "-l", &listen, &alias, "-T", "-n", "2", "-m",
-            "64", "-M", "8",
-        ],
-    );
+    let mut args = vec![
+        "-f", cfg, "-DD", "-E", "-Y", run_dir, "-l", &listen, &alias, "-T", "-n", "2", "-m", "64",
+        "-M", "8",
+    ];
+    for d in defines {
+        args.extend(["-A", d]);
+    }
+    let mut kamailio = lab.spawn("server", "kamailio", &args);
     assert!(
         kamailio.wait_for_output("Listening on", Duration::from_secs(10)),
         "{kamailio}"
@@ -912,12 +923,24 @@ struct AudioCall {
     at_callee: Vec<u8>,
 }
 
-/// Alice behind the SIP-ALG gateway registers and answers; a phone behind the symmetric gateway
-/// calls her; each plays the recording and captures what reaches its media port (6000).
-fn call_with_audio(lab: &Lab, target: &str) -> AudioCall {
+/// Alice behind the SIP-ALG gateway registers (with Digest, or with `open`, without) and
+/// answers; a phone behind the symmetric gateway calls her; each plays the recording and
+/// captures what reaches its media port (6000).
+fn call_with_audio(lab: &Lab, target: &str, open: bool) -> AudioCall {
     let alice_ip = lab.host("alg-lan1").addr().to_string();
     let caller_ip = lab.host("symmetric-lan1").addr().to_string();
-    let reg = register_alice(lab, "alg-lan1", &alice_ip, target);
+    let reg = if open {
+        lab.exec(
+            "alg-lan1",
+            "sipp",
+            &sipp::strs(&sipp::register_open(
+                "alice", DOMAIN, &alice_ip, 5070, target, 15,
+            )),
+            Duration::from_secs(30),
+        )
+    } else {
+        register_alice(lab, "alg-lan1", &alice_ip, target)
+    };
     assert!(reg.success(), "register: {reg}");
     let at_callee = capture(lab, "alg-lan1", &alice_ip, 6000);
     let at_caller = capture(lab, "symmetric-lan1", &caller_ip, 6000);
@@ -1007,7 +1030,7 @@ fn a_call_between_a_symmetric_nat_and_a_sip_alg_has_audio_both_ways_through_hold
                 })
             });
             thread::sleep(Duration::from_secs(1));
-            let call = call_with_audio(&lab, &target);
+            let call = call_with_audio(&lab, &target, false);
             (call, attacker.map(|a| a.join().unwrap()))
         });
         assert!(call.caller.success(), "caller: {}\n{server}", call.caller);
@@ -1197,4 +1220,118 @@ fn baresip_behind_a_symmetric_nat_calls_a_sipp_phone_with_audio_both_ways() {
         "Farside relayed the call\n{server}"
     );
     common::note(TEST, &figures);
+}
+
+/// Farside as the rtpengine of a stock Kamailio: Debian's `/etc/kamailio/kamailio.cfg` as
+/// shipped, run with `WITH_NAT` and `WITH_RTPENGINE` (nathelper, and `rtpengine_manage` with the
+/// stock flags on Farside's default ng socket, `udp:127.0.0.1:2223`). The same call as above,
+/// symmetric NAT to SIP ALG with hold and resume, has audio both ways, and an ng `query` in the
+/// middle of the call shows both parties' streams counting.
+#[test]
+fn a_stock_kamailio_with_its_rtpengine_module_relays_the_lab_call_through_farside() {
+    const TEST: &str =
+        "a_stock_kamailio_with_its_rtpengine_module_relays_the_lab_call_through_farside";
+    for tool in ["sipp", "kamailio", "tcpdump"] {
+        if !common::require_tool(TEST, tool) {
+            return;
+        }
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    // Farside: the relay only (Kamailio holds the SIP port), ng on its default socket.
+    let dir = lab.scratch_dir("farside-rtpengine");
+    let config = dir.join("farside.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[stun]\nlisten = [\"{primary}:3478\"]\n\n[sip]\nenabled = false\n\n[rtp]\nenabled = true\naddress = [\"{primary}\"]\nports = \"40000-40099\"\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+            dir.join("farside.db").display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let mut server = lab.spawn(
+        "server",
+        env!("CARGO_BIN_EXE_farside"),
+        &["serve", "--config", &config],
+    );
+    assert!(
+        server.wait_for_output(
+            "S500 RTP relay: ng control on udp 127.0.0.1:2223",
+            Duration::from_secs(15)
+        ),
+        "{server}"
+    );
+    let run_dir = lab.scratch_dir("kamailio").display().to_string();
+    let mut kamailio = start_kamailio_with(
+        &lab,
+        "/etc/kamailio/kamailio.cfg",
+        &format!("{primary}:5060"),
+        &run_dir,
+        &["WITH_NAT", "WITH_RTPENGINE"],
+    );
+    assert!(
+        kamailio.wait_for_output(
+            "rtpengine instance <udp:127.0.0.1:2223> found, support for it enabled",
+            Duration::from_secs(10)
+        ),
+        "{kamailio}"
+    );
+    let python = std::env::var("FARSIDE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = format!(
+        "{}/../../tests/python/ng_query.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let target = format!("{primary}:5060");
+    let (call, query) = thread::scope(|s| {
+        // Seven seconds in: alice has registered, and the call is up and playing.
+        let query = s.spawn(|| {
+            lab.exec(
+                "server",
+                &python,
+                &[&script, "127.0.0.1", "2223", "7"],
+                Duration::from_secs(20),
+            )
+        });
+        let call = call_with_audio(&lab, &target, true);
+        (call, query.join().unwrap())
+    });
+    assert!(
+        call.caller.success(),
+        "caller: {}\n{kamailio}\n{server}",
+        call.caller
+    );
+    assert!(
+        call.callee.success(),
+        "callee: {}\n{kamailio}\n{server}",
+        call.callee
+    );
+    let (to_caller, to_callee) = (
+        pcap_times(&call.at_caller).len(),
+        pcap_times(&call.at_callee).len(),
+    );
+    let enough = RECORDING_PACKETS * 99 / 100;
+    assert!(
+        to_caller >= enough && to_callee >= enough,
+        "the caller received {to_caller}, the callee {to_callee} of {RECORDING_PACKETS}\n{kamailio}\n{server}"
+    );
+    assert!(query.success(), "query: {query}\n{server}");
+    // {"calls": {"<call-id>": {"<tag>": [[rtp, rtcp]], "<tag>": [[rtp, rtcp]]}}}: two parties,
+    // each with RTP counted.
+    let json = query.stdout.trim().to_string();
+    let rtp_counts: Vec<u64> = json
+        .split("[[")
+        .skip(1)
+        .filter_map(|r| r.split(',').next()?.trim().parse().ok())
+        .collect();
+    assert!(
+        rtp_counts.len() == 2 && rtp_counts.iter().all(|&n| n > 50),
+        "query mid-call: {json}\n{server}"
+    );
+    common::note(
+        TEST,
+        &format!(
+            "the caller received {to_caller}/{RECORDING_PACKETS}, the callee {to_callee}/{RECORDING_PACKETS}; ng query mid-call: {json}"
+        ),
+    );
 }
