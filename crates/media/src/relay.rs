@@ -255,14 +255,57 @@ pub struct SideView<'a> {
     pub round_trip: Option<Duration>,
 }
 
+/// The owner of a relay port pair: a call's slot, its stream, and the side that sends to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    slot: u32,
+    stream: u16,
+    side: u8,
+}
+
+impl Owner {
+    fn new(slot: usize, stream: usize, side: usize) -> Owner {
+        Owner {
+            slot: u32::try_from(slot).unwrap_or(u32::MAX),
+            stream: u16::try_from(stream).unwrap_or(u16::MAX),
+            side: u8::from(side == 1),
+        }
+    }
+}
+
+/// The owners of the relay ports, by pair number (the RTP port / 2): a packet finds its call
+/// with an index, not a hash. Grown as higher ports are handed out (at most 32,768 entries,
+/// 12 bytes each).
+#[derive(Debug, Default)]
+struct Owners(Vec<Option<Owner>>);
+
+impl Owners {
+    fn get(&self, rtp_port: u16) -> Option<Owner> {
+        self.0.get(usize::from(rtp_port / 2)).copied().flatten()
+    }
+
+    fn insert(&mut self, rtp_port: u16, owner: Owner) {
+        let i = usize::from(rtp_port / 2);
+        if self.0.len() <= i {
+            self.0.resize(i + 1, None);
+        }
+        self.0[i] = Some(owner);
+    }
+
+    fn remove(&mut self, rtp_port: u16) {
+        if let Some(o) = self.0.get_mut(usize::from(rtp_port / 2)) {
+            *o = None;
+        }
+    }
+}
+
 /// The relay's calls on one worker.
 #[derive(Debug)]
 pub struct Relay {
     config: RelayConfig,
     calls: Calls,
-    /// RTP port to (call slot, stream, side): a packet finds its call without hashing its
-    /// Call-ID.
-    owners: HashMap<u16, (usize, usize, usize)>,
+    /// Which call, stream and side owns each relay port.
+    owners: Owners,
     events: VecDeque<Event>,
     /// When the calls are next looked over for their timers.
     next_sweep: Option<Timestamp>,
@@ -277,7 +320,7 @@ impl Relay {
         Relay {
             config,
             calls: Calls::default(),
-            owners: HashMap::new(),
+            owners: Owners::default(),
             events: VecDeque::new(),
             next_sweep: None,
         }
@@ -339,7 +382,7 @@ impl Relay {
             let Some((a, b)) = pair else {
                 for s in call.streams.drain(before..) {
                     for side in &s.sides {
-                        self.owners.remove(&side.port);
+                        self.owners.remove(side.port);
                         ports.give_back(side.port);
                     }
                 }
@@ -358,8 +401,8 @@ impl Relay {
                 round_trip: RoundTrip::default(),
             };
             let index = call.streams.len();
-            self.owners.insert(a, (slot, index, 0));
-            self.owners.insert(b, (slot, index, 1));
+            self.owners.insert(a, Owner::new(slot, index, 0));
+            self.owners.insert(b, Owner::new(slot, index, 1));
             call.streams.push(Stream {
                 sides: [blank(a), blank(b)],
             });
@@ -419,7 +462,7 @@ impl Relay {
         }
         for s in &call.streams {
             for side in &s.sides {
-                self.owners.remove(&side.port);
+                self.owners.remove(side.port);
                 ports.give_back(side.port);
             }
         }
@@ -440,7 +483,8 @@ impl Relay {
         packet: &[u8],
     ) -> Result<Transmit, Drop> {
         let rtp_port = port & !1;
-        let &(slot, stream, side) = self.owners.get(&rtp_port).ok_or(Drop::NoStream)?;
+        let Owner { slot, stream, side } = self.owners.get(rtp_port).ok_or(Drop::NoStream)?;
+        let (slot, stream, side) = (slot as usize, usize::from(stream), usize::from(side));
         let call = self.calls.at_mut(slot).ok_or(Drop::NoStream)?;
         let [a, b] = &mut call.streams.get_mut(stream).ok_or(Drop::NoStream)?.sides;
         let (from, to) = if side == 0 { (a, b) } else { (b, a) };

@@ -1,7 +1,6 @@
 //! The relay's port pairs: bound on demand from `rtp.ports`, watched on the media thread's
 //! epoll (the RTP port's number is its token, RTCP's the next), closed when given back.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
@@ -14,8 +13,11 @@ pub struct PortPool {
     first: u16,
     last: u16,
     next: u16,
-    /// By RTP port: the RTP and RTCP sockets.
-    pub bound: HashMap<u16, [UdpSocket; 2]>,
+    /// By pair number from `first` ((RTP port - first) / 2): the RTP and RTCP sockets, so a
+    /// packet's socket is found with an index.
+    bound: Vec<Option<[UdpSocket; 2]>>,
+    /// Pairs bound now.
+    pairs: usize,
 }
 
 impl PortPool {
@@ -27,15 +29,26 @@ impl PortPool {
             first,
             last,
             next: first,
-            bound: HashMap::new(),
+            bound: std::iter::repeat_with(|| None)
+                .take(usize::from(last.saturating_sub(first) / 2 + 1))
+                .collect(),
+            pairs: 0,
         }
     }
 
     /// The socket of relay port `port` (RTP or RTCP).
     pub fn socket(&self, port: u16) -> Option<&UdpSocket> {
-        self.bound
-            .get(&(port & !1))
-            .map(|pair| &pair[usize::from(port & 1)])
+        let pair = self.bound.get(self.index(port)?)?.as_ref()?;
+        Some(&pair[usize::from(port & 1)])
+    }
+
+    /// Pairs bound now.
+    pub fn pairs(&self) -> usize {
+        self.pairs
+    }
+
+    fn index(&self, port: u16) -> Option<usize> {
+        Some(usize::from(port.checked_sub(self.first)? / 2))
     }
 }
 
@@ -56,7 +69,10 @@ impl MediaPorts for Ports<'_> {
         for _ in 0..=pairs {
             let rtp = p.next;
             p.next = if rtp + 3 > p.last { p.first } else { rtp + 2 };
-            if p.bound.contains_key(&rtp) {
+            let Some(i) = p.index(rtp).filter(|&i| i < p.bound.len()) else {
+                continue;
+            };
+            if p.bound[i].is_some() {
                 continue;
             }
             let bind = |port| {
@@ -67,19 +83,29 @@ impl MediaPorts for Ports<'_> {
             let (Ok(a), Ok(b)) = (bind(rtp), bind(rtp + 1)) else {
                 continue;
             };
-            if self.epoll.add(a.as_raw_fd(), u64::from(rtp)).is_err()
-                || self.epoll.add(b.as_raw_fd(), u64::from(rtp + 1)).is_err()
+            if self.epoll.add_edge(a.as_raw_fd(), u64::from(rtp)).is_err()
+                || self
+                    .epoll
+                    .add_edge(b.as_raw_fd(), u64::from(rtp + 1))
+                    .is_err()
             {
                 continue;
             }
-            p.bound.insert(rtp, [a, b]);
+            p.bound[i] = Some([a, b]);
+            p.pairs += 1;
             return Some(rtp);
         }
         None
     }
 
     fn give_back(&mut self, rtp_port: u16) {
-        if let Some(pair) = self.pool.bound.remove(&rtp_port) {
+        let p = &mut *self.pool;
+        let pair = p
+            .index(rtp_port)
+            .and_then(|i| p.bound.get_mut(i))
+            .and_then(Option::take);
+        if let Some(pair) = pair {
+            p.pairs -= 1;
             for s in &pair {
                 let _ = self.epoll.remove(s.as_raw_fd());
             }
