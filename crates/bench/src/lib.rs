@@ -7,6 +7,8 @@
 //!   the relay to an echo peer it runs itself).
 //! - `farside bench sip TARGET`: a SIP registration load generator (REGISTER with Digest from
 //!   phones behind a NAT), open loop at a given rate.
+//! - `farside bench rtp NG`: an RTP relay load generator (calls set up over rtpengine's ng
+//!   protocol, G.711-sized RTP both ways), phase by phase.
 //! - `farside bench responder LISTEN`: the bare batched UDP responder, the floor the kernel
 //!   sets for any UDP request/response server on this machine.
 //!
@@ -17,6 +19,7 @@
 mod histogram;
 mod measure;
 mod responder;
+mod rtp;
 mod sip;
 mod sip_wire;
 mod stun;
@@ -26,6 +29,7 @@ mod wire;
 use std::process::ExitCode;
 
 pub use responder::ResponderArgs;
+pub use rtp::RtpArgs;
 pub use sip::SipArgs;
 pub use stun::StunArgs;
 pub use turn::TurnArgs;
@@ -44,6 +48,10 @@ pub enum BenchCommand {
     /// REGISTER with credentials, 200), open loop at --rate registrations/s; reports
     /// registered/s, failures and registration times.
     Sip(sip::SipArgs),
+    /// Load an RTP relay over rtpengine's ng protocol: calls set up with offer and answer,
+    /// then G.711-sized RTP both ways at --pps per call, phase by phase (--phases); reports
+    /// sent, received, loss, broken streams and the relay's CPU.
+    Rtp(rtp::RtpArgs),
     /// Run the bare batched UDP responder (recvmmsg, flip the STUN class, add an
     /// XOR-MAPPED-ADDRESS, sendmmsg): the floor any STUN server is measured against.
     Responder(responder::ResponderArgs),
@@ -56,5 +64,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Responder(args) => responder::run(args),
         BenchCommand::Turn(args) => turn::run(args),
         BenchCommand::Sip(args) => sip::run(args),
+        BenchCommand::Rtp(args) => rtp::run(args),
     }
 }
