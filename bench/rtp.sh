@@ -17,13 +17,20 @@
 # and the ratios Farside/rtpengine. Loopback only. Needs taskset, jq, rtpengine
 # (`apt-get install rtpengine-daemon`).
 #
+# On this kind of machine (two cores) the generator tops out near 400,000 packets a second each
+# way, which may be below a server's knee: then the knee is shown as a lower bound (">=") and
+# the overload step says little about that server. SHARE_CPU=1 runs a busy loop on the
+# server's CPU throughout (for every server alike), so that each gets about half a core and its
+# knee, and what happens past it, come within the generator's reach.
+#
 # rtpengine runs with one worker thread (`--num-threads=1`): pinned to one core, more workers
 # would only take turns on it. Its kernel forwarding is off (`--table=-1`) because the
 # comparison is of userspace data paths; Farside has no kernel fast path yet.
 #
 # Knobs: SERVERS="farside rtpengine" SERVER_CPU=0 LOAD_CPU=1 IDLE_CALLS=4000 FIXED_CALLS=1000
 #        CALLS="500 1000 1500 2000 2500 3000 3500 4000 4500" STEP_SECS=4 LOSS_MAX=0.01
-#        OVER_SECS=10 RECOVER_SECS=6 SKIP_BUILD=1 (use target/release/farside) FARSIDE=path
+#        OVER_SECS=10 RECOVER_SECS=6 SHARE_CPU=0 SKIP_BUILD=1 (use target/release/farside)
+#        FARSIDE=path
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,6 +44,7 @@ STEP_SECS=${STEP_SECS:-4}
 LOSS_MAX=${LOSS_MAX:-0.01}
 OVER_SECS=${OVER_SECS:-10}
 RECOVER_SECS=${RECOVER_SECS:-6}
+SHARE_CPU=${SHARE_CPU:-0}
 NG_PORT=22223
 
 NAME=rtp.sh
@@ -89,9 +97,19 @@ load() { # calls phases -> JSON lines, one per phase
 
 declare -A PER_CPU KNEE SHOWN OVER RECOVER BROKEN RSS SLAB
 
+HOG_PID=""
+stop_hog() { [[ -z $HOG_PID ]] || kill "$HOG_PID" 2>/dev/null || true; HOG_PID=""; }
+trap 'stop_hog; stop_server; rm -rf "$TMP"' EXIT
+
 for s in $SERVERS; do
-    log "== $s on CPU $SERVER_CPU, load on CPU $LOAD_CPU"
+    shared=""
+    [[ $SHARE_CPU != 1 ]] || shared=", sharing its CPU with a busy loop"
+    log "== $s on CPU $SERVER_CPU$shared, load on CPU $LOAD_CPU"
     start_server "$s"
+    if [[ $SHARE_CPU == 1 ]]; then
+        taskset -c "$SERVER_CPU" sh -c 'while :; do :; done' &
+        HOG_PID=$!
+    fi
     load 100 "100:1" >/dev/null # warm-up
     out=$(load "$IDLE_CALLS" "1:1")
     RSS[$s]=$(jq -r '.rss_bytes_per_call // 0 | floor' <<<"$out")
@@ -144,6 +162,7 @@ for s in $SERVERS; do
         BROKEN[$s]=$(jq -r .broken_streams <<<"${lines[2]}")
         log "   $over calls (knee + 20 %) for ${OVER_SECS} s: loss ${OVER[$s]} %; then $half calls: loss ${RECOVER[$s]} %, ${BROKEN[$s]} broken streams"
     fi
+    stop_hog
     stop_server
 done
 

@@ -203,6 +203,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                 ports: (rtp.ports.0, rtp.ports.1),
                 ng: rtp.ng_listen.iter().map(|l| l.0).collect(),
                 link: media_link,
+                receive_buffer: rtp.receive_buffer,
             },
             {
                 let c = Arc::new(crate::telemetry::rtp::RtpCounters::default());

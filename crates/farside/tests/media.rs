@@ -246,3 +246,128 @@ fn kamailio_with_its_rtpengine_module_relays_a_call_and_a_port_spraying_attacker
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One call over ng on `server`'s relay: side A's and side B's sockets, and the relay ports
+/// each sends to.
+fn call_over_ng(ng: SocketAddr) -> (std::net::UdpSocket, std::net::UdpSocket, u16, u16) {
+    use farside_media::ng::bencode::Value;
+    let control = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    control
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sdp = |s: &std::net::UdpSocket| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 8\r\n",
+            s.local_addr().unwrap().port()
+        )
+    };
+    let port_in = |reply: &[u8]| -> u16 {
+        let text = String::from_utf8_lossy(reply);
+        text.split("m=audio ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {text}"))
+    };
+    let mut buf = [0u8; 4096];
+    let mut ask = |cookie: &[u8], command: &[u8], side: &std::net::UdpSocket, to_tag: bool| {
+        let sdp = sdp(side);
+        let mut entries = vec![
+            (b"command".as_slice(), Value::Bytes(command)),
+            (b"call-id", Value::Bytes(b"overflow-call")),
+            (b"from-tag", Value::Bytes(b"a")),
+            (b"sdp", Value::Bytes(sdp.as_bytes())),
+        ];
+        if to_tag {
+            entries.push((b"to-tag", Value::Bytes(b"b")));
+        }
+        control
+            .send_to(&farside_media::ng::request(cookie, entries), ng)
+            .unwrap();
+        let n = control.recv(&mut buf).unwrap();
+        port_in(&buf[..n])
+    };
+    // The offer as rewritten names where B sends; the answer, where A sends.
+    let b_to = ask(b"1", b"offer", &a, false);
+    let a_to = ask(b"2", b"answer", &b, true);
+    (a, b, a_to, b_to)
+}
+
+/// What happens past an overload: a flood at one relay port, far faster than the relay reads,
+/// overflows the port's small receive buffer (`rtp.receive_buffer`); the kernel drops the excess,
+/// the relay counts it (`result="overflow"`), and the next packets of the stream are relayed at
+/// once, not behind a backlog of old ones.
+#[test]
+fn a_flooded_relay_port_counts_its_overflow_and_relays_current_packets_at_once() {
+    let test = "a_flooded_relay_port_counts_its_overflow_and_relays_current_packets_at_once";
+    if common::backend() != common::Backend::Farside {
+        common::skip(test, "Farside's RTP relay");
+        return;
+    }
+    let ng = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
+    let media = free_ports(&[LOCALHOST], 10);
+    let media = media + (media & 1);
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\n",
+            media + 8
+        )),
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("S500 RTP relay: media")),
+        "{}",
+        server.describe()
+    );
+    let (a, b, a_to, _) = call_over_ng(ng);
+    let relay = SocketAddr::new(LOCALHOST, a_to);
+    let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    packet.extend([0xd5; 160]);
+    // The flood: 50,000 packets in a tight loop (a few tens of milliseconds).
+    const FLOOD: u32 = 50_000;
+    for seq in 0..FLOOD {
+        packet[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
+        let _ = a.send_to(&packet, relay);
+    }
+    // What got through arrives within a moment; then the stream goes on at 50 packets a
+    // second, and each packet must come out at once.
+    b.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut through = 0u32;
+    while b.recv(&mut buf).is_ok() {
+        through += 1;
+    }
+    b.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut prompt = 0;
+    for seq in 0..25u16 {
+        packet[2..4].copy_from_slice(&seq.wrapping_add(60_000).to_be_bytes());
+        a.send_to(&packet, relay).unwrap();
+        // The packet just sent, not an old one, within the 100 ms.
+        if let Ok(n) = b.recv(&mut buf)
+            && buf[..n].get(2..4) == Some(&packet[2..4])
+        {
+            prompt += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let overflow = common::counter(&server, "farside_rtp_packets_total", "overflow");
+    let relayed = common::counter(&server, "farside_rtp_packets_total", "\"relayed\"");
+    assert!(
+        through < FLOOD && overflow >= 1.0,
+        "{through} of {FLOOD} flooded packets read at the other side, {overflow} counted as overflow\n{}",
+        server.metrics().unwrap_or_default()
+    );
+    assert_eq!(prompt, 25, "after the flood each packet is relayed at once");
+    common::note(
+        test,
+        &format!(
+            "{FLOOD} packets flooded at one relay port: {relayed} relayed in all, {overflow} counted as dropped at its full buffer, {through} read at the other side (its own buffer full too); the next 25 packets, one each 20 ms, each came out within 100 ms"
+        ),
+    );
+}

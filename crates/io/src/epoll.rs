@@ -53,23 +53,6 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, Interest::READ)
     }
 
-    /// Watches `fd` for readability, edge-triggered: `token` is reported when data arrives at
-    /// an empty queue, and not again until the caller has read the queue empty (a `recvmmsg`
-    /// that returns fewer datagrams than it asked for has). Spares the kernel polling every
-    /// ready socket a second time, as level-triggered watching does.
-    pub fn add_edge(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
-            u64: token,
-        };
-        // SAFETY: `ev` is a valid event for the duration of the call.
-        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
     /// Watches `fd` for what `interest` names, reporting `token` (level-triggered; errors and
     /// hang-ups are always reported).
     pub fn add_with(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {

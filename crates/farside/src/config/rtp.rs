@@ -23,6 +23,10 @@ pub struct RtpConfig {
     pub ng_listen: Vec<NgListen>,
     /// Which of the SIP server's own calls are relayed.
     pub relay: Relay,
+    /// The receive buffer of each relay socket, in bytes asked of the kernel (which doubles
+    /// it): what piles up while the relay is behind. Small enough that the kernel drops the
+    /// excess of an overload (for free) instead of the relay forwarding seconds-old audio.
+    pub receive_buffer: usize,
 }
 
 /// `relay`: which calls through Farside's SIP server have their media relayed.
@@ -56,6 +60,7 @@ impl Default for RtpConfig {
             ports: PortRange(30_000, 39_999),
             ng_listen: vec![NgListen("127.0.0.1:2223".parse().expect("literal"))],
             relay: Relay::Nated,
+            receive_buffer: 8_192,
         }
     }
 }

@@ -15,14 +15,16 @@ pub struct PortPool {
     next: u16,
     /// By pair number from `first` ((RTP port - first) / 2): the RTP and RTCP sockets, so a
     /// packet's socket is found with an index.
-    bound: Vec<Option<[UdpSocket; 2]>>,
+    bound: Vec<Option<Pair>>,
     /// Pairs bound now.
     pairs: usize,
+    /// Each socket's receive buffer, in bytes asked of the kernel.
+    receive_buffer: usize,
 }
 
 impl PortPool {
     /// Pairs from `first` to `last` (RTP ports even) on `address`.
-    pub fn new(address: IpAddr, first: u16, last: u16) -> PortPool {
+    pub fn new(address: IpAddr, (first, last): (u16, u16), receive_buffer: usize) -> PortPool {
         let first = first + (first & 1);
         PortPool {
             address,
@@ -33,13 +35,30 @@ impl PortPool {
                 .take(usize::from(last.saturating_sub(first) / 2 + 1))
                 .collect(),
             pairs: 0,
+            receive_buffer,
         }
     }
 
     /// The socket of relay port `port` (RTP or RTCP).
     pub fn socket(&self, port: u16) -> Option<&UdpSocket> {
         let pair = self.bound.get(self.index(port)?)?.as_ref()?;
-        Some(&pair[usize::from(port & 1)])
+        Some(&pair.sockets[usize::from(port & 1)])
+    }
+
+    /// Port `port`'s socket reported `drops` overflows so far (`SO_RXQ_OVFL`): how many are
+    /// new since it last did.
+    pub fn overflowed(&mut self, port: u16, drops: u32) -> u64 {
+        let Some(pair) = self
+            .index(port)
+            .and_then(|i| self.bound.get_mut(i))
+            .and_then(Option::as_mut)
+        else {
+            return 0;
+        };
+        let seen = &mut pair.drops[usize::from(port & 1)];
+        let new = drops.wrapping_sub(*seen);
+        *seen = drops;
+        u64::from(new)
     }
 
     /// Pairs bound now.
@@ -50,6 +69,12 @@ impl PortPool {
     fn index(&self, port: u16) -> Option<usize> {
         Some(usize::from(port.checked_sub(self.first)? / 2))
     }
+}
+
+/// A bound pair: the RTP and RTCP sockets, and the overflow count each last reported.
+struct Pair {
+    sockets: [UdpSocket; 2],
+    drops: [u32; 2],
 }
 
 /// The pool with the epoll its sockets are watched on: what the relay core asks ports of.
@@ -76,22 +101,31 @@ impl MediaPorts for Ports<'_> {
                 continue;
             }
             let bind = |port| {
-                let s = UdpSocket::bind(SocketAddr::new(p.address, port))?;
-                s.set_nonblocking(true)?;
+                let s = farside_io::bind_udp(
+                    SocketAddr::new(p.address, port),
+                    farside_io::SocketOptions {
+                        reuse_port: false,
+                        recv_buffer: p.receive_buffer,
+                        send_buffer: p.receive_buffer,
+                        packet_info: false,
+                    },
+                )?;
+                // Overflows (the relay behind, the kernel dropping) are counted.
+                farside_io::report_drops(&s)?;
                 Ok::<_, std::io::Error>(s)
             };
             let (Ok(a), Ok(b)) = (bind(rtp), bind(rtp + 1)) else {
                 continue;
             };
-            if self.epoll.add_edge(a.as_raw_fd(), u64::from(rtp)).is_err()
-                || self
-                    .epoll
-                    .add_edge(b.as_raw_fd(), u64::from(rtp + 1))
-                    .is_err()
+            if self.epoll.add(a.as_raw_fd(), u64::from(rtp)).is_err()
+                || self.epoll.add(b.as_raw_fd(), u64::from(rtp + 1)).is_err()
             {
                 continue;
             }
-            p.bound[i] = Some([a, b]);
+            p.bound[i] = Some(Pair {
+                sockets: [a, b],
+                drops: [0; 2],
+            });
             p.pairs += 1;
             return Some(rtp);
         }
@@ -106,7 +140,7 @@ impl MediaPorts for Ports<'_> {
             .and_then(Option::take);
         if let Some(pair) = pair {
             p.pairs -= 1;
-            for s in &pair {
+            for s in &pair.sockets {
                 let _ = self.epoll.remove(s.as_raw_fd());
             }
         }

@@ -46,6 +46,8 @@ pub struct MediaShell {
     pub ng: Vec<SocketAddr>,
     /// The media thread's end of the SIP server's line (`link::pair`), if SIP relays.
     pub link: Option<UnixDatagram>,
+    /// Each relay socket's receive buffer (bytes asked of the kernel).
+    pub receive_buffer: usize,
 }
 
 /// Binds the ng listeners and starts the thread.
@@ -101,7 +103,7 @@ fn run(
         epoll.add(link.as_raw_fd(), LINK_TOKEN)?;
     }
     let mut relay = Relay::new(shell.relay);
-    let mut pool = PortPool::new(shell.bind, shell.ports.0, shell.ports.1);
+    let mut pool = PortPool::new(shell.bind, shell.ports, shell.receive_buffer);
     let mut buf = vec![0u8; 65_536];
     let mut rx = RecvBatch::new(RELAY_BATCH, 65_535);
     let mut ready = Vec::with_capacity(256);
@@ -149,22 +151,27 @@ fn run(
             let Ok(port) = u16::try_from(token) else {
                 continue;
             };
-            let Some(socket) = pool.socket(port) else {
-                continue;
-            };
-            // Ports are watched edge-triggered: each report is followed by reads until the
-            // queue is empty, which one `recvmmsg` usually sees (at 50 packets a second a
-            // port rarely holds more than one).
-            // An error (an ICMP unreachable reported on the socket) comes alone: the queue
-            // behind it is read too.
+            // The port's queue is read empty (at 50 packets a second it rarely holds more than
+            // one). Behind an overload it holds no more than its small receive buffer
+            // (rtp.receive_buffer) let pile up, a fraction of a second of audio: the kernel
+            // dropped the rest, so the relay never forwards seconds-old packets and is current
+            // again as soon as the load falls. (Level-triggered: a port read only in part is
+            // reported again.)
             for _ in 0..PER_TURN {
+                let Some(socket) = pool.socket(port) else {
+                    break;
+                };
                 match recv_batch(socket, &mut rx) {
                     Ok(got) => {
                         relay_batch(&mut relay, now, port, &rx, &pool, &mut tally);
+                        if let Some(drops) = rx.iter().filter_map(|d| d.drops).last() {
+                            tally.overflow += pool.overflowed(port, drops);
+                        }
                         if got < RELAY_BATCH {
                             break;
                         }
                     }
+                    // An error (an ICMP unreachable reported on the socket) comes alone.
                     Err(_) => continue,
                 }
             }
@@ -235,6 +242,7 @@ struct Tally {
     foreign_source: u64,
     no_destination: u64,
     no_stream: u64,
+    overflow: u64,
 }
 
 impl Tally {
@@ -245,6 +253,7 @@ impl Tally {
             (&c.foreign_source, self.foreign_source),
             (&c.no_destination, self.no_destination),
             (&c.no_stream, self.no_stream),
+            (&c.overflow, self.overflow),
         ] {
             if n > 0 {
                 counter.fetch_add(n, Relaxed);

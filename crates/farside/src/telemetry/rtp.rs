@@ -19,6 +19,9 @@ pub struct RtpCounters {
     pub no_destination: AtomicU64,
     /// Packets dropped: no call owns the port (a late packet of an ended call).
     pub no_stream: AtomicU64,
+    /// Packets the kernel dropped at a relay port's full receive buffer (the relay fell
+    /// behind), as the port's socket reported them.
+    pub overflow: AtomicU64,
     /// Calls ended, by reason: deleted, no media, silence, final limit.
     pub ended: [AtomicU64; 4],
     /// ng requests answered with success, with an error, and not understood.
