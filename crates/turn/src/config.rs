@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::policy::PeerPolicy;
+use farside_peers::PeerPolicy;
 
 /// TURN server settings. [`Default`] gives RFC 8656's lifetimes and safe limits.
 #[derive(Debug, Clone)]

@@ -16,17 +16,17 @@ mod config;
 mod credentials;
 mod nonce;
 mod outcome;
-pub mod policy;
 mod quotas;
 mod server;
 
 pub use allocation::FiveTuple;
 pub use config::TurnConfig;
 pub use credentials::{Credentials, UserKeys, rest_password};
+/// Which peers may be relayed to: `farside-peers`, shared with the RTP relay.
+pub use farside_peers::{Cidr, PeerPolicy};
 pub use farside_stun::attributes::ConnectionId;
 pub use outcome::{
     Dropped, Handled, Notice, Refusal, RelayError, RelayPorts, Transmit, TurnTransport,
 };
-pub use policy::{Cidr, PeerPolicy};
 pub use quotas::Quotas;
 pub use server::TurnServer;

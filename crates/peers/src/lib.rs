@@ -1,5 +1,6 @@
-//! Which peers a client may relay to (RFC 8656 §21.3: a relay must not become a way into the
-//! operator's own networks; coturn's CVE-2020-26262 relayed into loopback).
+//! Which peers a relay may send to: TURN's peers (RFC 8656 §21.3: a relay must not become a way
+//! into the operator's own networks; coturn's CVE-2020-26262 relayed into loopback) and the RTP
+//! relay's endpoints (an SDP naming an internal address must not make Farside send there).
 //!
 //! By default every address that is not globally routable is refused with 403: loopback,
 //! 0.0.0.0/8, RFC 1918, shared address space (100.64/10), link-local (including the cloud
