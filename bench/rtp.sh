@@ -69,6 +69,7 @@ enabled = true
 address = ["127.0.0.1"]
 ports = "10000-59999"
 ng_listen = ["udp:127.0.0.1:$NG_PORT"]
+allowed_peers = ["127.0.0.0/8"]
 [store]
 url = "sqlite://$TMP/farside.db"
 [admin]

@@ -198,7 +198,12 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         let advertised = rtp.advertised_address.unwrap_or(bind);
         handles.push(crate::media::spawn(
             crate::media::MediaShell {
-                relay: farside_media::relay::RelayConfig::new(advertised),
+                relay: farside_media::relay::RelayConfig {
+                    peers: rtp.peer_policy().map_err(|e| {
+                        anyhow::anyhow!("rtp.allowed_peers / rtp.denied_peers: {e}")
+                    })?,
+                    ..farside_media::relay::RelayConfig::new(advertised)
+                },
                 bind,
                 ports: (rtp.ports.0, rtp.ports.1),
                 ng: rtp.ng_listen.iter().map(|l| l.0).collect(),

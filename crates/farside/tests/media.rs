@@ -60,7 +60,7 @@ fn kamailio_with_its_rtpengine_module_relays_a_call_and_a_port_spraying_attacker
     let server = Server::start(
         test,
         ServerConfig::default().with_table(&format!(
-            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\n",
+            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\nallowed_peers = [\"127.0.0.0/8\"]\n",
             media + 98
         )),
     );
@@ -312,7 +312,7 @@ fn a_flooded_relay_port_counts_its_overflow_and_relays_current_packets_at_once()
     let server = Server::start(
         test,
         ServerConfig::default().with_table(&format!(
-            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\n",
+            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\nallowed_peers = [\"127.0.0.0/8\"]\n",
             media + 8
         )),
     );

@@ -94,7 +94,8 @@ pub fn handle(
         },
         // `query`: `result`, `created` (Unix seconds), `totals` with `RTP` and `RTCP`, each
         // `packets`, `bytes` and `errors` of both sides together (what Kamailio's `$rtpstat`
-        // reads; the packets dropped, foreign source or nowhere to send, count as RTP errors),
+        // reads; the packets dropped, foreign source, nowhere to send or a refused destination,
+        // count as RTP errors),
         // and `tags`, rtpengine's per-party view (see [`tags`]).
         Command::Query => {
             let Some(id) = request.call_id else {
@@ -204,7 +205,11 @@ fn tags<'a>(streams: &[[SideView<'a>; 2]], addresses: &'a [[String; 2]]) -> Valu
                     (b"local port".as_slice(), Value::Int(i64::from(v.port))),
                     (
                         b"stats",
-                        stats(c.packets, c.bytes, c.foreign + c.no_destination),
+                        stats(
+                            c.packets,
+                            c.bytes,
+                            c.foreign + c.no_destination + c.denied_peer,
+                        ),
                     ),
                     (b"quality", Value::Dict(quality)),
                 ];

@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use farside_peers::PeerPolicy;
 use farside_sdp::{Connection, Ice, Rewrite, Sdp};
 use farside_time::Timestamp;
 
@@ -44,6 +45,9 @@ pub struct RelayConfig {
     pub final_timeout: Duration,
     /// Most calls at once; an offer beyond is refused.
     pub max_calls: usize,
+    /// Where media may be sent: not, by default, to what is not globally routable (loopback,
+    /// RFC 1918, link-local, ...), whatever an SDP names or a packet's source says.
+    pub peers: PeerPolicy,
 }
 
 impl RelayConfig {
@@ -56,6 +60,7 @@ impl RelayConfig {
             silence_timeout: Duration::from_secs(60),
             final_timeout: Duration::from_secs(4 * 3600),
             max_calls: 10_000,
+            peers: PeerPolicy::default(),
         }
     }
 }
@@ -137,6 +142,8 @@ pub enum Drop {
     ForeignSource,
     /// The other side has no address yet (behind NAT, not heard from).
     NoDestination,
+    /// The other side's address is one the peer policy refuses ([`RelayConfig::peers`]).
+    DeniedPeer,
 }
 
 /// Packets and bytes of one side, by what became of them.
@@ -154,6 +161,8 @@ pub struct Counters {
     pub foreign: u64,
     /// Dropped: nowhere to send yet.
     pub no_destination: u64,
+    /// Dropped: the destination is refused by the peer policy.
+    pub denied_peer: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -511,6 +520,10 @@ impl Relay {
             from.counters.no_destination += 1;
             return Err(Drop::NoDestination);
         };
+        if !self.config.peers.permits(dest.ip()) {
+            from.counters.denied_peer += 1;
+            return Err(Drop::DeniedPeer);
+        }
         if rtcp {
             from.counters.rtcp_packets += 1;
             from.counters.rtcp_bytes += packet.len() as u64;
@@ -572,6 +585,7 @@ impl Relay {
             t.rtcp_bytes += c.rtcp_bytes;
             t.foreign += c.foreign;
             t.no_destination += c.no_destination;
+            t.denied_peer += c.denied_peer;
         }
         Some((c.created, t))
     }

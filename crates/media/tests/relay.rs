@@ -429,3 +429,40 @@ fn offers_the_relay_cannot_serve_are_refused() {
     r.handle_timeout(at(180), &mut ports);
     assert_eq!((r.calls(), ports.taken.len()), (0, 0));
 }
+
+/// An SDP naming an internal address (here 10.0.0.5, with no SIP source to say otherwise) does
+/// not make the relay send there: packets for it are dropped and counted (`DeniedPeer`), as
+/// TURN refuses such peers, unless the operator allows the range (`rtp.allowed_peers`).
+#[test]
+fn media_is_never_sent_to_an_address_the_peer_policy_refuses() {
+    for allowed in [false, true] {
+        let mut config = RelayConfig::new(ip(RELAY));
+        if allowed {
+            config.peers.allowed = vec!["10.0.0.0/8".parse().unwrap()];
+        }
+        let mut relay = Relay::new(config);
+        let mut ports = Ports::default();
+        let passing = |tag: &'static [u8], sdp: &'static str| Passing {
+            call_id: b"inside",
+            from_tag: tag,
+            to_tag: Some(b"b"),
+            sdp: sdp.as_bytes(),
+            source: None,
+            ice: Ice::Keep,
+        };
+        let alice = offer_sdp(ALICE_SIP, 4000).leak();
+        let inside = offer_sdp("10.0.0.5", 5000).leak();
+        relay
+            .offer(at(0), &passing(b"a", alice), &mut ports)
+            .unwrap();
+        let to_alice = relay.answer(at(0), &passing(b"a", inside)).unwrap();
+        let alice_sends_to = port_in(&to_alice);
+        let verdict = relay.handle_packet(at(1), alice_sends_to, sa("198.51.100.7:4000"), &rtp(1));
+        if allowed {
+            assert_eq!(verdict.map(|t| t.to), Ok(sa("10.0.0.5:5000")));
+        } else {
+            assert_eq!(verdict, Err(Drop::DeniedPeer));
+            assert_eq!(relay.totals(b"inside").unwrap().1.denied_peer, 1);
+        }
+    }
+}

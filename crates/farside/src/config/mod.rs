@@ -281,6 +281,18 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(on.rtp.policy(), farside_sip::media::RelayPolicy::Always);
+        // Media endpoints: what is not global is refused unless listed; ranges must parse.
+        let p = on.rtp.peer_policy().expect("policy");
+        assert!(!p.permits("127.0.0.1".parse().expect("ip")));
+        assert!(err("[rtp]\nallowed_peers = [\"300.1.2.3\"]\n").contains("rtp.allowed_peers"));
+        // TURN's relay ports and the RTP relay's, on one address, must not overlap.
+        let both = |rtp_ports: &str| {
+            format!(
+                "[stun]\nlisten = [\"192.0.2.1:3478\"]\n[turn]\nenabled = true\nauth_secrets = [\"0123456789abcdef0123\"]\nrelay_ports = \"40000-49999\"\n[rtp]\nenabled = true\naddress = [\"192.0.2.1\"]\nports = \"{rtp_ports}\"\n"
+            )
+        };
+        assert!(Config::parse(&both("30000-39999"), "f.toml").is_ok());
+        assert!(err(&both("39000-40999")).contains("overlaps turn.relay_ports"));
         let c = Config::parse(
             "[rtp]\nenabled = true\naddress = [\"192.0.2.1\"]\nadvertised_address = \"203.0.113.1\"\nports = \"40000-40999\"\n",
             "f.toml",

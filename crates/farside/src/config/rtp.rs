@@ -23,6 +23,12 @@ pub struct RtpConfig {
     pub ng_listen: Vec<NgListen>,
     /// Which of the SIP server's own calls are relayed.
     pub relay: Relay,
+    /// Media endpoints relayed to even though the defaults refuse them (`"address/prefix"`):
+    /// by default what is not globally routable (loopback, RFC 1918, link-local, ...) is never
+    /// sent to, whatever an SDP names.
+    pub allowed_peers: Vec<String>,
+    /// Media endpoints refused on top of the defaults.
+    pub denied_peers: Vec<String>,
     /// The receive buffer of each relay socket, in bytes asked of the kernel (which doubles
     /// it): what piles up while the relay is behind. Small enough that the kernel drops the
     /// excess of an overload (for free) instead of the relay forwarding seconds-old audio.
@@ -61,6 +67,8 @@ impl Default for RtpConfig {
             ng_listen: vec![NgListen("127.0.0.1:2223".parse().expect("literal"))],
             relay: Relay::Nated,
             receive_buffer: 8_192,
+            allowed_peers: Vec::new(),
+            denied_peers: Vec::new(),
         }
     }
 }
@@ -106,6 +114,19 @@ impl RtpConfig {
         self.address.first().copied()
     }
 
+    /// Where media may be sent, from `allowed_peers` and `denied_peers`.
+    pub fn peer_policy(&self) -> Result<farside_peers::PeerPolicy, String> {
+        let parse = |list: &[String]| {
+            list.iter()
+                .map(|s| s.parse::<farside_peers::Cidr>())
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(farside_peers::PeerPolicy {
+            allowed: parse(&self.allowed_peers)?,
+            denied: parse(&self.denied_peers)?,
+        })
+    }
+
     /// Which of the SIP server's calls the relay takes: none unless it runs.
     pub fn policy(&self) -> farside_sip::media::RelayPolicy {
         if self.enabled && self.relay_address().is_some() {
@@ -119,6 +140,8 @@ impl RtpConfig {
 impl Config {
     pub(super) fn validate_rtp(&self, origin: &str) -> Result<(), ConfigError> {
         let rtp = &self.rtp;
+        rtp.peer_policy()
+            .map_err(|e| invalid(origin, "rtp.allowed_peers / rtp.denied_peers", e))?;
         if !rtp.enabled {
             return Ok(());
         }
@@ -135,7 +158,31 @@ impl Config {
                     "{a}: a specific address is needed (it is written into SDP unless rtp.advertised_address is set)"
                 ),
             )),
-            Some(_) => Ok(()),
+            Some(ip) => self.rtp_ports_apart_from_turn(origin, ip),
         }
+    }
+
+    /// TURN's relay ports and the RTP relay's are bound on demand from their ranges; on one
+    /// address the two ranges must not overlap, or each would find the other's ports taken and
+    /// an operator would see allocations or calls refused with ports seemingly free.
+    fn rtp_ports_apart_from_turn(&self, origin: &str, ip: IpAddr) -> Result<(), ConfigError> {
+        let (Some((first, last)), (v4, v6)) = (
+            self.turn.port_range(),
+            self.turn.relay_addresses(&self.stun),
+        ) else {
+            return Ok(());
+        };
+        let shared = self.turn.enabled && (v4 == Some(ip) || v6 == Some(ip));
+        let PortRange(a, b) = self.rtp.ports;
+        if shared && a <= last && first <= b {
+            return Err(invalid(
+                origin,
+                "rtp.ports",
+                format!(
+                    "{a}-{b} overlaps turn.relay_ports {first}-{last} on {ip}: give each its own range"
+                ),
+            ));
+        }
+        Ok(())
     }
 }

@@ -230,6 +230,7 @@ fn relay_batch(
             Err(Drop::ForeignSource) => tally.foreign_source += 1,
             Err(Drop::NoDestination) => tally.no_destination += 1,
             Err(Drop::NoStream) => tally.no_stream += 1,
+            Err(Drop::DeniedPeer) => tally.denied_peer += 1,
         }
     }
 }
@@ -242,6 +243,7 @@ struct Tally {
     foreign_source: u64,
     no_destination: u64,
     no_stream: u64,
+    denied_peer: u64,
     overflow: u64,
 }
 
@@ -253,6 +255,7 @@ impl Tally {
             (&c.foreign_source, self.foreign_source),
             (&c.no_destination, self.no_destination),
             (&c.no_stream, self.no_stream),
+            (&c.denied_peer, self.denied_peer),
             (&c.overflow, self.overflow),
         ] {
             if n > 0 {

@@ -305,13 +305,14 @@ fn render_rtp(s: &mut String, c: &RtpCounters) {
         s,
         "farside_rtp_packets_total",
         "counter",
-        "Packets at relay ports: relayed, or dropped because they came from a host the signalling did not name (foreign_source), the other side had no address yet (no_destination), or no call owns the port (no_stream), or dropped by the kernel at the port's full receive buffer (overflow: the relay fell behind; counted as the port's socket reports them).",
+        "Packets at relay ports: relayed, or dropped because they came from a host the signalling did not name (foreign_source), the other side had no address yet (no_destination), no call owns the port (no_stream), the other side's address is refused by rtp.allowed_peers / rtp.denied_peers (denied_peer), or dropped by the kernel at the port's full receive buffer (overflow: the relay fell behind; counted as the port's socket reports them).",
     );
     for (label, n) in [
         ("relayed", &c.relayed),
         ("foreign_source", &c.foreign_source),
         ("no_destination", &c.no_destination),
         ("no_stream", &c.no_stream),
+        ("denied_peer", &c.denied_peer),
         ("overflow", &c.overflow),
     ] {
         let _ = writeln!(

@@ -19,6 +19,9 @@ pub struct RtpCounters {
     pub no_destination: AtomicU64,
     /// Packets dropped: no call owns the port (a late packet of an ended call).
     pub no_stream: AtomicU64,
+    /// Packets dropped: the other side's address is refused by `rtp.allowed_peers` /
+    /// `rtp.denied_peers` (by default, what is not globally routable).
+    pub denied_peer: AtomicU64,
     /// Packets the kernel dropped at a relay port's full receive buffer (the relay fell
     /// behind), as the port's socket reported them.
     pub overflow: AtomicU64,
