@@ -106,16 +106,14 @@ pub(crate) fn run(args: RtpArgs) -> anyhow::Result<ExitCode> {
                 "v=0\r\no=- 1 1 IN IP4 {local}\r\ns=-\r\nc=IN IP4 {local}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n"
             )
         };
-        let offer = sdp(side_a.local_addr()?.port());
-        let to_b = ng(
-            &control,
-            args.target,
-            &format!("{nonce}-o{i}"),
-            vec![
-                (b"command", Value::Bytes(b"offer")),
+        // As a SIP proxy asks: the offer from A (its From tag), the answer from B (its To tag).
+        let exchange = |command: &'static [u8], to_tag: Option<&str>, port: u16| {
+            let sdp = sdp(port);
+            let mut entries = vec![
+                (b"command".as_slice(), Value::Bytes(command)),
                 (b"call-id", Value::Bytes(id.as_bytes())),
                 (b"from-tag", Value::Bytes(from.as_bytes())),
-                (b"sdp", Value::Bytes(offer.as_bytes())),
+                (b"sdp", Value::Bytes(sdp.as_bytes())),
                 (
                     b"replace",
                     Value::List(vec![
@@ -123,30 +121,16 @@ pub(crate) fn run(args: RtpArgs) -> anyhow::Result<ExitCode> {
                         Value::Bytes(b"session-connection"),
                     ]),
                 ),
-            ],
-        )
-        .with_context(|| format!("offer of call {i}"))?;
-        let answer = sdp(side_b.local_addr()?.port());
-        let to_a = ng(
-            &control,
-            args.target,
-            &format!("{nonce}-a{i}"),
-            vec![
-                (b"command", Value::Bytes(b"answer")),
-                (b"call-id", Value::Bytes(id.as_bytes())),
-                (b"from-tag", Value::Bytes(from.as_bytes())),
-                (b"to-tag", Value::Bytes(to.as_bytes())),
-                (b"sdp", Value::Bytes(answer.as_bytes())),
-                (
-                    b"replace",
-                    Value::List(vec![
-                        Value::Bytes(b"origin"),
-                        Value::Bytes(b"session-connection"),
-                    ]),
-                ),
-            ],
-        )
-        .with_context(|| format!("answer of call {i}"))?;
+            ];
+            if let Some(tag) = to_tag {
+                entries.push((b"to-tag", Value::Bytes(tag.as_bytes())));
+            }
+            let cookie = format!("{nonce}-{}{i}", char::from(command[0]));
+            ng(&control, args.target, &cookie, entries)
+                .with_context(|| format!("{} of call {i}", String::from_utf8_lossy(command)))
+        };
+        let to_b = exchange(b"offer", None, side_a.local_addr()?.port())?;
+        let to_a = exchange(b"answer", Some(&to), side_b.local_addr()?.port())?;
         // The offer as rewritten goes to B: it names where B sends. The answer as rewritten
         // goes to A: where A sends.
         calls.push(Call {

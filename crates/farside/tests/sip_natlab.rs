@@ -476,6 +476,26 @@ fn contact_fix_rewrite_and_alias_deliver_calls_from_a_kamailio_without_path() {
     }
 }
 
+/// baresip's configuration directory for a phone listening on `ip:5070` with one account
+/// line (`tests/baresip/config`, and `accounts`).
+fn baresip_dir(lab: &Lab, ip: &str, account: &str) -> std::path::PathBuf {
+    let dir = lab.scratch_dir("baresip");
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/baresip/config"
+    ))
+    .unwrap();
+    std::fs::write(
+        dir.join("config"),
+        template
+            .replace("@LISTEN@", &format!("{ip}:5070"))
+            .replace("@DIR@", &dir.display().to_string()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
+    dir
+}
+
 /// A real phone: baresip 1.0 from Debian, behind the symmetric gateway, registers with Digest
 /// through Farside (its outbound proxy) and answers by itself the call a SIPp phone behind the
 /// home gateway makes: 200 with its SDP answer, ACK, the caller's BYE.
@@ -491,26 +511,13 @@ fn baresip_behind_a_symmetric_nat_registers_and_answers_a_call() {
     let target = format!("{primary}:5060");
     let alice_ip = lab.host("symmetric-lan1").addr().to_string();
     let caller_ip = lab.host("home-lan1").addr().to_string();
-    let dir = lab.scratch_dir("baresip");
-    let template = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/baresip/config"
-    ))
-    .unwrap();
-    std::fs::write(
-        dir.join("config"),
-        template
-            .replace("@LISTEN@", &format!("{alice_ip}:5070"))
-            .replace("@DIR@", &dir.display().to_string()),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("accounts"),
-        format!(
-            "<sip:alice@{DOMAIN}>;auth_pass=wonderland;outbound=\"sip:{target}\";regint=600;answermode=auto\n"
+    let dir = baresip_dir(
+        &lab,
+        &alice_ip,
+        &format!(
+            "<sip:alice@{DOMAIN}>;auth_pass=wonderland;outbound=\"sip:{target}\";regint=600;answermode=auto"
         ),
-    )
-    .unwrap();
+    );
     let dir_arg = dir.display().to_string();
     let mut phone = lab.spawn("symmetric-lan1", "baresip", &["-f", &dir_arg, "-t", "40"]);
     assert!(
@@ -949,7 +956,12 @@ fn call_with_audio(lab: &Lab, target: &str, open: bool) -> AudioCall {
             lab.exec(
                 "alg-lan1",
                 "sipp",
-                &sipp::strs(&sipp::callee_media("alice", &alice_ip, 5070, 6000, 30)),
+                &sipp::strs(&sipp::callee_with_audio(
+                    "callee-media",
+                    ("alice", &alice_ip, 5070),
+                    6000,
+                    30,
+                )),
                 Duration::from_secs(40),
             )
         });
@@ -1143,24 +1155,11 @@ fn baresip_behind_a_symmetric_nat_calls_a_sipp_phone_with_audio_both_ways() {
     assert!(reg.success(), "register: {reg}\n{server}");
 
     // bob's baresip, which dials alice as soon as it starts.
-    let dir = lab.scratch_dir("baresip");
-    let template = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/baresip/config"
-    ))
-    .unwrap();
-    std::fs::write(
-        dir.join("config"),
-        template
-            .replace("@LISTEN@", &format!("{bob_ip}:5070"))
-            .replace("@DIR@", &dir.display().to_string()),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("accounts"),
-        format!("<sip:bob@{DOMAIN}>;auth_pass=builder;outbound=\"sip:{target}\";regint=600\n"),
-    )
-    .unwrap();
+    let dir = baresip_dir(
+        &lab,
+        &bob_ip,
+        &format!("<sip:bob@{DOMAIN}>;auth_pass=builder;outbound=\"sip:{target}\";regint=600"),
+    );
     let at_alice = capture(&lab, "home-lan1", &alice_ip, 6000);
     // What baresip sends (PCMA, 20 ms: 180-byte UDP datagrams) and what reaches it.
     let sent_by_bob = capture_filtered(
@@ -1180,7 +1179,12 @@ fn baresip_behind_a_symmetric_nat_calls_a_sipp_phone_with_audio_both_ways() {
             lab.exec(
                 "home-lan1",
                 "sipp",
-                &sipp::strs(&sipp::callee_hangs_up("alice", &alice_ip, 5070, 6000, 30)),
+                &sipp::strs(&sipp::callee_with_audio(
+                    "callee-hangs-up",
+                    ("alice", &alice_ip, 5070),
+                    6000,
+                    30,
+                )),
                 Duration::from_secs(40),
             )
         });

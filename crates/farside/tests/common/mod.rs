@@ -1237,32 +1237,21 @@ pub mod sipp {
     }
 
     /// The phone at `ip:port` (which registered `user` from there) answering one call with
-    /// audio from `media_port`, held and resumed by the caller (`callee-media.xml`).
-    pub fn callee_media(
-        user: &str,
-        ip: &str,
-        port: u16,
+    /// audio from `media_port`: `callee-media` (held and resumed by the caller) or
+    /// `callee-hangs-up` (it hangs up itself once it has played its recording).
+    pub fn callee_with_audio(
+        scenario: &str,
+        (user, ip, port): (&str, &str, u16),
         media_port: u16,
         timeout_secs: u32,
     ) -> Vec<String> {
-        let mut a = one_call("callee-media", user, ip, port, timeout_secs);
-        a.extend(["-mp".to_string(), media_port.to_string()]);
-        a
+        with_media_port(one_call(scenario, user, ip, port, timeout_secs), media_port)
     }
 
-    /// The phone at `ip:port` (which registered `user` from there) answering one call with
-    /// audio from `media_port`, and hanging up itself once it has played it
-    /// (`callee-hangs-up.xml`).
-    pub fn callee_hangs_up(
-        user: &str,
-        ip: &str,
-        port: u16,
-        media_port: u16,
-        timeout_secs: u32,
-    ) -> Vec<String> {
-        let mut a = one_call("callee-hangs-up", user, ip, port, timeout_secs);
-        a.extend(["-mp".to_string(), media_port.to_string()]);
-        a
+    /// `args` with SIPp's media (RTP) port.
+    fn with_media_port(mut args: Vec<String>, media_port: u16) -> Vec<String> {
+        args.extend(["-mp".to_string(), media_port.to_string()]);
+        args
     }
 
     /// A phone at `ip:port` calling `user@domain` through `target` with audio from
@@ -1275,9 +1264,10 @@ pub mod sipp {
         target: &str,
         timeout_secs: u32,
     ) -> Vec<String> {
-        let mut a = to_domain("caller-media", user, domain, ip, port, target, timeout_secs);
-        a.extend(["-mp".to_string(), media_port.to_string()]);
-        a
+        with_media_port(
+            to_domain("caller-media", user, domain, ip, port, target, timeout_secs),
+            media_port,
+        )
     }
 
     /// A phone at `ip:port` calling `user@domain` through `target`.
