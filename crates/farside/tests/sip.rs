@@ -1063,3 +1063,114 @@ CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     assert!(ready, "kamailio did not answer on {addr}:\n{}", k.log());
     k
 }
+
+/// A late offer (RFC 3261 §13.2.1) through the RTP relay, with SIPp on both ends: the caller's
+/// INVITE has no SDP, the callee offers in its 200 and the caller answers in its ACK
+/// (`caller-late.xml`, `callee-late.xml`). With `[rtp] relay = "always"` the offer the caller
+/// gets and the answer the callee gets both name a relay port (each scenario fails otherwise).
+#[test]
+fn a_late_offer_from_sipp_is_relayed_from_the_200_and_answered_from_the_ack() {
+    let test = "a_late_offer_from_sipp_is_relayed_from_the_200_and_answered_from_the_ack";
+    if !require_tool(test, "sipp") {
+        return;
+    }
+    let port = common::free_ports(&[LOCALHOST], 1);
+    let sip = SocketAddr::new(LOCALHOST, port);
+    // Ten relay ports whose numbers share all but the last digit, so one pattern names them.
+    let free = common::free_ports(&[LOCALHOST], 30);
+    let first = free.div_ceil(10) * 10;
+    let server = start_sip(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\n\n[rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{first}-{}\"\nng_listen = []\nrelay = \"always\"\nallowed_peers = [\"127.0.0.0/8\"]\n",
+            first + 9
+        )),
+        "S400 SIP registrar",
+    );
+    add_user(&server, "alice", "wonderland");
+    let ports = common::free_ports(&[LOCALHOST], 2);
+    let reg = sipp_register_from(sip, "alice", "wonderland", ports);
+    assert_eq!(
+        reg.code(),
+        Some(0),
+        "{}\n{}",
+        reg.describe(),
+        server.describe()
+    );
+    let relay = format!("m=audio {}[0-9] ", first / 10);
+    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = |name: &str| {
+        let text = std::fs::read_to_string(sipp::scenario(name)).unwrap();
+        let path = dir.join(format!("{name}.xml"));
+        std::fs::write(&path, text.replace("@RELAY@", &relay)).unwrap();
+        path.display().to_string()
+    };
+    let (caller_sf, callee_sf) = (scenario("caller-late"), scenario("callee-late"));
+    // SIPp binds its media port and the three after it (audio and video, RTP and RTCP).
+    let media = common::free_ports(&[LOCALHOST], 8);
+    let phone = |sf: &str, local: u16, media: u16, target: Option<String>| {
+        let mut args: Vec<String> = [
+            "-sf",
+            sf,
+            "-s",
+            "alice",
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &local.to_string(),
+            "-mp",
+            &media.to_string(),
+            "-timeout",
+            "20",
+            "-timeout_error",
+            "-nostdin",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(t) = target {
+            args.extend(["-set".into(), "domain".into(), DOMAIN.into(), t]);
+        }
+        args
+    };
+    let callee_args = phone(&callee_sf, ports, media, None);
+    let callee =
+        std::thread::spawn(move || run_tool("sipp", &callee_args, Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(500));
+    let caller = run_tool(
+        "sipp",
+        &phone(&caller_sf, ports + 1, media + 4, Some(sip.to_string())),
+        Duration::from_secs(30),
+    );
+    let callee = callee.join().unwrap();
+    assert_eq!(
+        caller.code(),
+        Some(0),
+        "caller (the 200's offer must name the relay): {}\n{}",
+        caller.describe(),
+        server.describe()
+    );
+    assert_eq!(
+        callee.code(),
+        Some(0),
+        "callee (the ACK's answer must name the relay): {}\n{}",
+        callee.describe(),
+        server.describe()
+    );
+    let rewritten = counter(&server, "farside_sip_media_total", "result=\"rewritten\"");
+    let deleted = counter(&server, "farside_sip_media_total", "step=\"delete\"");
+    assert!(
+        rewritten >= 2.0 && deleted == 1.0,
+        "rewritten {rewritten}, deleted {deleted}\n{}",
+        server.describe()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    common::note(
+        test,
+        &format!(
+            "SIPp's late offer went through the relay: {rewritten} SDPs rewritten (the 200's offer, the ACK's answer), the BYE deleted the call"
+        ),
+    );
+}

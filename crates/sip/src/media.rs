@@ -11,13 +11,15 @@
 //!
 //! What is sent to the relay, and when (the ng protocol's commands, as rtpengine's Kamailio
 //! module sends them):
-//! - `offer`: an INVITE or UPDATE with SDP (a re-INVITE from either side too);
-//! - `answer`: a 18x or 2xx to it with SDP;
+//! - `offer`: an INVITE or UPDATE with SDP (a re-INVITE from either side too); for a first
+//!   INVITE without SDP (a late offer, RFC 3261 §13.2.1), the 18x or 2xx that carries the
+//!   callee's offer;
+//! - `answer`: a 18x or 2xx to an offer with SDP; after a late offer, the ACK's SDP;
 //! - `delete`: a BYE, a CANCEL of an unanswered call, or a final failure to its first INVITE
 //!   leaving Farside (forwarded, a timeout's 408, or Farside's own refusal).
 //!
-//! Not relayed (the SDP passes as it came): a late offer (an INVITE without SDP, whose 2xx
-//! offers and whose ACK answers).
+//! A late offer comes from the callee, so its `offer` and the ACK's `answer` name the callee's
+//! tag as the offerer's (ng's `from-tag`), as rtpengine expects.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -74,6 +76,19 @@ struct Relayed {
     since: Timestamp,
     /// A 2xx to an INVITE was seen: a failure now is a re-INVITE's, not the call's end.
     answered: bool,
+    /// The first INVITE had no SDP: the callee's response offers, the ACK answers.
+    late: Late,
+}
+
+/// Where a call with a late offer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Late {
+    /// The first INVITE carried its offer.
+    No,
+    /// No offer yet: the callee's 18x or 2xx with SDP will make it.
+    AwaitingOffer,
+    /// The callee offered: the caller's ACK answers.
+    AwaitingAnswer,
 }
 
 /// The calls handed to the relay, by Call-ID: bounded (the oldest is deleted beyond `max`)
@@ -86,18 +101,28 @@ pub(crate) struct MediaCalls {
     max_age: Duration,
 }
 
-/// What the relay is asked to do for a message.
+/// What the relay is asked to do for a message. `reversed`: the offerer is the message's To
+/// side (a late offer, made by the callee), so its To tag is the offerer's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Nothing.
     None,
     /// Offer its SDP.
-    Offer,
+    Offer {
+        /// The offerer is the To side.
+        reversed: bool,
+    },
     /// Answer with its SDP.
-    Answer,
+    Answer {
+        /// The offerer is the To side.
+        reversed: bool,
+    },
     /// Delete the call.
     Delete,
 }
+
+/// An offer from the From side.
+const OFFER: Step = Step::Offer { reversed: false };
 
 impl MediaCalls {
     pub(crate) fn new(policy: RelayPolicy, max: usize, max_age: Duration) -> Self {
@@ -125,11 +150,9 @@ impl MediaCalls {
         let method = msg.method();
         let call_id = msg.call_id();
         if method == Method::INVITE || method == Method::UPDATE {
-            if !has_sdp(msg) {
-                return Step::None;
-            }
+            let sdp = has_sdp(msg);
             if self.calls.contains_key(call_id) {
-                return Step::Offer;
+                return if sdp { OFFER } else { Step::None };
             }
             let first = method == Method::INVITE && msg.to().tag().is_none();
             let relay = first
@@ -147,13 +170,18 @@ impl MediaCalls {
                 Relayed {
                     since: now,
                     answered: false,
+                    late: if sdp { Late::No } else { Late::AwaitingOffer },
                 },
             );
-            return Step::Offer;
+            return if sdp { OFFER } else { Step::None };
         }
-        let Some(call) = self.calls.get(call_id) else {
+        let Some(call) = self.calls.get_mut(call_id) else {
             return Step::None;
         };
+        if method == Method::ACK && call.late == Late::AwaitingAnswer && has_sdp(msg) {
+            call.late = Late::No;
+            return Step::Answer { reversed: true };
+        }
         if method == Method::BYE || (method == Method::CANCEL && !call.answered) {
             self.calls.remove(call_id);
             return Step::Delete;
@@ -176,10 +204,16 @@ impl MediaCalls {
         if method == Method::INVITE && (200..300).contains(&code) {
             call.answered = true;
         }
-        if (180..300).contains(&code) && has_sdp(msg) {
-            Step::Answer
-        } else {
-            Step::None
+        if !(180..300).contains(&code) || !has_sdp(msg) {
+            return Step::None;
+        }
+        match call.late {
+            // The callee's offer (again, for a retransmitted 2xx: the same SDP comes back).
+            Late::AwaitingOffer | Late::AwaitingAnswer => {
+                call.late = Late::AwaitingAnswer;
+                Step::Offer { reversed: true }
+            }
+            Late::No => Step::Answer { reversed: false },
         }
     }
 
@@ -247,12 +281,18 @@ fn has_sdp(msg: &Message<'_>) -> bool {
         })
 }
 
-/// What the relay is handed for `msg`'s SDP.
-pub(crate) fn passing<'a>(msg: &Message<'a>, source: Option<IpAddr>) -> Passing<'a> {
+/// What the relay is handed for `msg`'s SDP; `reversed`: the offerer is the To side.
+pub(crate) fn passing<'a>(
+    msg: &Message<'a>,
+    source: Option<IpAddr>,
+    reversed: bool,
+) -> Passing<'a> {
+    let (from, to) = (msg.from().tag(), msg.to().tag());
+    let (offerer, other) = if reversed { (to, from) } else { (from, to) };
     Passing {
         call_id: msg.call_id(),
-        from_tag: msg.from().tag().unwrap_or_default(),
-        to_tag: msg.to().tag(),
+        from_tag: offerer.unwrap_or_default(),
+        to_tag: other,
         sdp: msg.body(),
         source,
     }
@@ -339,15 +379,15 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:b@b>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\nv=
         assert_eq!(never.request(&first, t, || true), Step::None);
         let mut nated = MediaCalls::new(RelayPolicy::Nated, 10, day);
         assert_eq!(nated.request(&first, t, || false), Step::None);
-        assert_eq!(nated.request(&first, t, || true), Step::Offer);
+        assert_eq!(nated.request(&first, t, || true), OFFER);
         assert_eq!(nated.len(), 1);
         let mut always = MediaCalls::new(RelayPolicy::Always, 10, day);
-        assert_eq!(always.request(&first, t, || false), Step::Offer);
+        assert_eq!(always.request(&first, t, || false), OFFER);
         // A re-INVITE of a call not relayed stays unrelayed; one of a relayed call is an offer.
         let again = invite("c1", ";tag=b1", "v=0\r\n");
         let again = Message::parse(&again).expect("parses");
         assert_eq!(never.request(&again, t, || true), Step::None);
-        assert_eq!(always.request(&again, t, || false), Step::Offer);
+        assert_eq!(always.request(&again, t, || false), OFFER);
         // No SDP, no offer.
         let bare = invite("c1", "", "");
         let bare = Message::parse(&bare).expect("parses");
@@ -376,7 +416,7 @@ From: <sip:alice@example.org>;tag=a1\r\nTo: <sip:bob@example.org>;tag=b1\r\nCall
 Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n";
         assert_eq!(
             calls.response(&Message::parse(ok).expect("parses")),
-            Step::Answer
+            Step::Answer { reversed: false }
         );
         assert_eq!(calls.leaving(busy), None);
         assert_eq!(calls.len(), 1);

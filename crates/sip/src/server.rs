@@ -636,7 +636,7 @@ impl SipServer {
             self.registrar.set_keepalive_failures(&aor, &contact, 0);
             return;
         }
-        match self.media_response(flow, msg) {
+        match self.media_response(now, flow, msg) {
             Some(bytes) => {
                 if let Ok(msg) = Message::parse(&bytes) {
                     self.route_response(now, flow, &msg);
@@ -724,42 +724,55 @@ impl SipServer {
         msg: &Message<'_>,
         nat: NatTests,
     ) -> Option<Vec<u8>> {
-        let relay = self.relay.as_mut()?;
+        self.relay.as_ref()?;
         let registrar = &self.registrar;
         let step = self.media.request(msg, now, || {
             nat.natted() || nat.any(NatTests::PRIVATE_SDP) || callee_nated(registrar, msg, now)
         });
-        match step {
-            Step::Offer => {
-                let source = from_phone(self.mode, flow).then_some(flow.remote.ip());
-                let sdp = relay.offer(now, &media::passing(msg, source));
-                trace_media(msg, "offer", flow, sdp.is_some());
-                self.events.push_back(Event::MediaRelayed {
-                    answer: false,
-                    rewritten: sdp.is_some(),
-                });
-                sdp.map(|sdp| media::with_body(msg, &sdp))
-            }
-            Step::Delete => {
-                self.media_delete(msg.call_id());
-                None
-            }
-            Step::Answer | Step::None => None,
-        }
-    }
-
-    /// Hands a response's SDP (the answer) to the RTP relay when its call is relayed; the
-    /// response rewritten, if it was.
-    fn media_response(&mut self, flow: Flow, msg: &Message<'_>) -> Option<Vec<u8>> {
-        let relay = self.relay.as_mut()?;
-        if self.media.response(msg) != Step::Answer {
+        if step == Step::Delete {
+            self.media_delete(msg.call_id());
             return None;
         }
+        self.media_step(now, flow, msg, step)
+    }
+
+    /// Hands a response's SDP (an answer, or a late offer) to the RTP relay when its call is
+    /// relayed; the response rewritten, if it was.
+    fn media_response(&mut self, now: Timestamp, flow: Flow, msg: &Message<'_>) -> Option<Vec<u8>> {
+        self.relay.as_ref()?;
+        let step = self.media.response(msg);
+        self.media_step(now, flow, msg, step)
+    }
+
+    /// Asks the relay to take `msg`'s SDP as an offer or an answer; `msg` with the relay's SDP
+    /// in place of its own, if it gave one.
+    fn media_step(
+        &mut self,
+        now: Timestamp,
+        flow: Flow,
+        msg: &Message<'_>,
+        step: Step,
+    ) -> Option<Vec<u8>> {
+        let relay = self.relay.as_mut()?;
         let source = from_phone(self.mode, flow).then_some(flow.remote.ip());
-        let sdp = relay.answer(&media::passing(msg, source));
-        trace_media(msg, "answer", flow, sdp.is_some());
+        let (answer, sdp) = match step {
+            Step::Offer { reversed } => (
+                false,
+                relay.offer(now, &media::passing(msg, source, reversed)),
+            ),
+            Step::Answer { reversed } => {
+                (true, relay.answer(&media::passing(msg, source, reversed)))
+            }
+            Step::Delete | Step::None => return None,
+        };
+        trace_media(
+            msg,
+            if answer { "answer" } else { "offer" },
+            flow,
+            sdp.is_some(),
+        );
         self.events.push_back(Event::MediaRelayed {
-            answer: true,
+            answer,
             rewritten: sdp.is_some(),
         });
         sdp.map(|sdp| media::with_body(msg, &sdp))

@@ -158,3 +158,56 @@ fn a_busy_fork_keeps_the_relayed_call_and_a_refused_call_frees_it() {
     assert!(matches!(&asked[4], Asked::Delete(id) if id == "call-busy"));
     assert_eq!(w.server.relayed_calls(), 0);
 }
+
+/// A late offer (RFC 3261 §13.2.1): bob calls with an INVITE without SDP, alice behind a NAT
+/// offers in her 200, and bob answers in his ACK. The relay gets alice's offer with her tag as
+/// the offerer's and bob's answer likewise (as rtpengine expects), and each phone sees only the
+/// relay's address.
+#[test]
+fn a_late_offer_is_relayed_from_the_2xx_and_answered_from_the_ack() {
+    let (mut w, relay) = world(RelayPolicy::Nated, 24);
+    let nat = w.add_nat(home_router(), "203.0.113.10");
+    let alice = w.add_phone("alice", "192.168.1.20:5070", Some(nat));
+    let bob = w.add_phone("bob", "198.51.100.5:5060", None);
+    w.phone(alice).answer = Answer::Accept { after_ms: 500 };
+    w.phone(bob).late_offer = true;
+    w.register(alice);
+    w.run_for(Duration::from_secs(1));
+    w.call(bob, ALICE, "call-late");
+    w.run_for(Duration::from_secs(2));
+    assert_eq!(w.phone(bob).call_answers, [200]);
+    assert_eq!(
+        w.phone(alice).sdp_seen[0],
+        "",
+        "the INVITE carried no offer"
+    );
+    let offer_at_bob = &w.phone(bob).sdp_seen[0];
+    assert!(
+        offer_at_bob.contains(&format!("c=IN IP4 {RELAY}")),
+        "bob gets alice's offer naming the relay: {offer_at_bob}"
+    );
+    let answer_at_alice = &w.phone(alice).sdp_seen[1];
+    assert!(
+        answer_at_alice.contains(&format!("c=IN IP4 {RELAY}"))
+            && !answer_at_alice.contains("198.51.100.5"),
+        "alice gets bob's answer naming the relay: {answer_at_alice}"
+    );
+    let asked = relay.asked();
+    assert_eq!(kinds(&asked), ["offer", "answer"], "{asked:?}");
+    let alice_public = w.public_ip_of(alice);
+    let bob_ip = w.public_ip_of(bob);
+    let (Asked::Offer(_, offerer, Some(from)), Asked::Answer(_, answered, Some(by))) =
+        (&asked[0], &asked[1])
+    else {
+        panic!("{asked:?}")
+    };
+    assert!(
+        offerer.starts_with("aalice"),
+        "alice's tag offers: {asked:?}"
+    );
+    assert_eq!(offerer, answered, "the answer names the offerer's tag");
+    assert_eq!((*from, *by), (alice_public, bob_ip));
+    w.hang_up(bob, "call-late");
+    w.run_for(Duration::from_secs(1));
+    assert_eq!(kinds(&relay.asked()), ["offer", "answer", "delete"]);
+}

@@ -43,8 +43,11 @@ pub struct Phone {
     pub byes: u32,
     /// Final responses to the INVITE it sent.
     pub call_answers: Vec<u16>,
-    /// The SDP of every INVITE it got and of every 2xx to its own INVITEs, in order.
+    /// The SDP of every INVITE or ACK it got and of every 2xx to its own INVITEs, in order.
     pub sdp_seen: Vec<String>,
+    /// It calls with a late offer (RFC 3261 §13.2.1): an INVITE without SDP, the answer in
+    /// the ACK.
+    pub late_offer: bool,
     /// Calls it finished with BYE and got 200 for.
     pub hung_up: u32,
     /// A 200 for one of its INVITEs to answer, ringing until this time (ms of the world).
@@ -91,6 +94,7 @@ impl Phone {
             byes: 0,
             call_answers: Vec::new(),
             sdp_seen: Vec::new(),
+            late_offer: false,
             hung_up: 0,
             pending_answer: None,
             dialog: None,
@@ -148,7 +152,11 @@ response=\"{resp}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\"\r\n",
     }
 
     pub fn invite(&mut self, callee: &str, call_id: &str) -> Vec<u8> {
-        let sdp = self.sdp();
+        let sdp = if self.late_offer {
+            String::new()
+        } else {
+            self.sdp()
+        };
         format!(
             "INVITE {callee} SIP/2.0\r\n{}Max-Forwards: 70\r\nFrom: <sip:{u}@{d}>;tag={t}\r\nTo: <{callee}>\r\n\
 Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{u}@{a}>\r\nContent-Type: application/sdp\r\n\
@@ -238,7 +246,6 @@ Content-Length: 0\r\n\r\n",
                         let mut extra: Vec<(&str, &str)> =
                             rr.iter().map(|(n, v)| (*n, v.as_str())).collect();
                         extra.push(("Contact", &contact));
-                        extra.push(("Content-Type", "application/sdp"));
                         let ok = with_sdp(response(m, 200, "OK", &tag, &extra), &self.sdp());
                         let ringing = response(m, 180, "Ringing", &tag, &[]);
                         if after_ms == 0 {
@@ -259,7 +266,14 @@ Content-Length: 0\r\n\r\n",
                 self.byes += 1;
                 vec![response(m, 200, "OK", &tag, &[])]
             }
-            _ => Vec::new(), // ACK
+            _ => {
+                // ACK: after a late offer it carries the answer.
+                if !m.body().is_empty() {
+                    self.sdp_seen
+                        .push(String::from_utf8_lossy(m.body()).into_owned());
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -317,7 +331,18 @@ Content-Length: 0\r\n\r\n",
                     String::from_utf8_lossy(m.value(HeaderName::To).unwrap_or(b"")).into_owned();
                 self.dialog = Some((routes, target, to));
                 let call_id = String::from_utf8_lossy(m.call_id()).into_owned();
-                return self.in_dialog("ACK", 1, &call_id).into_iter().collect();
+                let ack = self.in_dialog("ACK", 1, &call_id);
+                let sdp = self.sdp();
+                return ack
+                    .map(|a| {
+                        if self.late_offer {
+                            with_sdp(a, &sdp)
+                        } else {
+                            a
+                        }
+                    })
+                    .into_iter()
+                    .collect();
             }
             return Vec::new();
         }
@@ -328,12 +353,15 @@ Content-Length: 0\r\n\r\n",
     }
 }
 
-/// A response written with `Content-Length: 0`, given `sdp` as its body.
-fn with_sdp(response: Vec<u8>, sdp: &str) -> Vec<u8> {
-    let text = String::from_utf8(response).expect("ASCII response");
+/// A message written with `Content-Length: 0`, given `sdp` as its body.
+fn with_sdp(message: Vec<u8>, sdp: &str) -> Vec<u8> {
+    let text = String::from_utf8(message).expect("ASCII message");
     text.replace(
         "Content-Length: 0\r\n\r\n",
-        &format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()),
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
     )
     .into_bytes()
 }
