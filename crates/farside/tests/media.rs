@@ -232,6 +232,14 @@ fn kamailio_with_its_rtpengine_module_relays_a_call_and_a_port_spraying_attacker
         queried >= from_caller + from_callee - 10,
         "$rtpstat {rtpstat:?}, relayed {from_caller} + {from_callee}"
     );
+    // The ended call's quality summaries: both sides, none of their packets lost on the way.
+    let sides = common::counter(&server, "farside_rtp_stream_loss_ratio_count", "");
+    let lossless = common::counter(&server, "farside_rtp_stream_loss_ratio_bucket", "le=\"0\"");
+    assert!(
+        sides == 2.0 && lossless == 2.0,
+        "loss summaries: {sides} sides, {lossless} lossless\n{}",
+        server.metrics().unwrap_or_default()
+    );
     let refused = common::counter(&server, "farside_rtp_packets_total", "foreign_source");
     assert!(
         sprayed >= 10_000 && refused >= 1.0,

@@ -121,7 +121,30 @@ pub enum Event {
         reason: Ended,
         /// Packets forwarded from each side (the first offerer's first), all streams.
         forwarded: [u64; 2],
+        /// The quality of each side's RTP as it reached the relay (the first offerer's
+        /// first), over all its streams.
+        quality: [CallQuality; 2],
     },
+}
+
+/// A side's RTP over a call, as it reached the relay: for the operator's quality summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallQuality {
+    /// RTP packets expected from the sequence numbers (0: none came, or too few to tell).
+    pub expected: u64,
+    /// Of those, lost (never arrived; late duplicates can make it negative, counted as 0).
+    pub lost: u64,
+    /// The highest interarrival jitter of its streams at the end (RFC 3550 A.8).
+    pub jitter: Duration,
+    /// The last round trip measured from RTCP, if any.
+    pub round_trip: Option<Duration>,
+}
+
+impl CallQuality {
+    /// The share of expected packets lost, 0 to 1 (`None` if none were expected).
+    pub fn loss(&self) -> Option<f64> {
+        (self.expected > 0).then(|| self.lost as f64 / self.expected as f64)
+    }
 }
 
 /// A packet to send: from which relay port, to where.
@@ -464,9 +487,14 @@ impl Relay {
             return false;
         };
         let mut forwarded = [0; 2];
+        let mut quality = [CallQuality::default(); 2];
         for s in &call.streams {
-            for (n, side) in forwarded.iter_mut().zip(&s.sides) {
+            for ((n, q), side) in forwarded.iter_mut().zip(&mut quality).zip(&s.sides) {
                 *n += side.counters.packets;
+                q.expected += side.quality.expected();
+                q.lost += u64::try_from(side.quality.lost()).unwrap_or(0);
+                q.jitter = q.jitter.max(side.quality.jitter());
+                q.round_trip = side.round_trip.last().or(q.round_trip);
             }
         }
         for s in &call.streams {
@@ -479,6 +507,7 @@ impl Relay {
             call_id: call_id.to_vec(),
             reason,
             forwarded,
+            quality,
         });
         true
     }

@@ -256,6 +256,7 @@ fn calls_end_by_their_timers_and_by_delete_and_give_every_port_back() {
             call_id: b"call-1".to_vec(),
             reason: Ended::NoMedia,
             forwarded: [0, 0],
+            quality: Default::default(),
         })
     );
     // Media, then silence.
@@ -465,4 +466,33 @@ fn media_is_never_sent_to_an_address_the_peer_policy_refuses() {
             assert_eq!(relay.totals(b"inside").unwrap().1.denied_peer, 1);
         }
     }
+}
+
+/// When a call ends its event carries each side's quality, for the operator's summaries: the
+/// packets expected and lost by sequence number, the jitter, the round trip if RTCP gave one.
+#[test]
+fn an_ended_call_reports_each_sides_loss_and_jitter() {
+    let (mut r, mut ports, alice_port, bob_port) = call();
+    for seq in 1..=50u16 {
+        if seq != 20 && seq != 30 {
+            r.handle_packet(at(1), alice_port, sa("198.51.100.7:40001"), &rtp(seq))
+                .unwrap();
+        }
+        r.handle_packet(at(1), bob_port, sa("192.0.2.20:5000"), &rtp(seq))
+            .unwrap();
+    }
+    assert!(r.delete(b"call-1", &mut ports));
+    let Some(Event::CallEnded {
+        forwarded, quality, ..
+    }) = r.poll_event()
+    else {
+        panic!("no CallEnded")
+    };
+    assert_eq!(forwarded, [48, 50]);
+    assert_eq!((quality[0].lost, quality[1].lost), (2, 0));
+    assert!(quality[0].expected >= 48, "{quality:?}");
+    let loss = quality[0].loss().unwrap();
+    assert!((0.03..0.05).contains(&loss), "{loss}");
+    assert_eq!(quality[1].loss(), Some(0.0));
+    assert_eq!(quality[0].round_trip, None);
 }

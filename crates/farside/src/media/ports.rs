@@ -66,6 +66,11 @@ impl PortPool {
         self.pairs
     }
 
+    /// Pairs in the range.
+    pub fn capacity(&self) -> usize {
+        self.bound.len()
+    }
+
     fn index(&self, port: u16) -> Option<usize> {
         Some(usize::from(port.checked_sub(self.first)? / 2))
     }

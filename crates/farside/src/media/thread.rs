@@ -21,7 +21,7 @@ use farside_time::Timestamp;
 
 use super::ports::{PortPool, Ports};
 use crate::runtime::clock;
-use crate::telemetry::rtp::RtpCounters;
+use crate::telemetry::rtp::{JITTER_BUCKETS, LOSS_BUCKETS, RtpCounters};
 
 /// Epoll tokens of the ng sockets start here (relay ports are their own tokens, below).
 const NG_TOKENS: u64 = 1 << 20;
@@ -188,8 +188,19 @@ fn run(
             call_id,
             reason,
             forwarded,
+            quality,
         }) = relay.poll_event()
         {
+            for q in &quality {
+                if let Some(loss) = q.loss() {
+                    c.loss.observe(&LOSS_BUCKETS, loss);
+                    c.jitter.observe(&JITTER_BUCKETS, q.jitter.as_secs_f64());
+                }
+            }
+            let pct = |q: &farside_media::relay::CallQuality| {
+                q.loss()
+                    .map_or_else(|| "-".to_string(), |l| format!("{:.1} %", l * 100.0))
+            };
             one(&c.ended[match reason {
                 Ended::Deleted => 0,
                 Ended::NoMedia => 1,
@@ -197,14 +208,20 @@ fn run(
                 Ended::Final => 3,
             }]);
             tracing::debug!(
-                "S504 call {} ended ({reason:?}): {} packets relayed from the caller, {} from the callee",
+                "S504 call {} ended ({reason:?}): {} packets relayed from the caller, {} from the callee; lost on the way in {} and {}, jitter {:?} and {:?}",
                 String::from_utf8_lossy(&call_id),
                 forwarded[0],
-                forwarded[1]
+                forwarded[1],
+                pct(&quality[0]),
+                pct(&quality[1]),
+                quality[0].jitter,
+                quality[1].jitter,
             );
         }
         c.calls.store(relay.calls() as u64, Relaxed);
         c.port_pairs.store(pool.pairs() as u64, Relaxed);
+        c.port_pairs_free
+            .store(pool.capacity().saturating_sub(pool.pairs()) as u64, Relaxed);
     }
     Ok(())
 }

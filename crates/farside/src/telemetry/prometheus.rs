@@ -303,6 +303,27 @@ fn render_rtp(s: &mut String, c: &RtpCounters) {
     let _ = writeln!(s, "farside_rtp_port_pairs {}", get(&c.port_pairs));
     header(
         s,
+        "farside_rtp_port_pairs_free",
+        "gauge",
+        "Relay port pairs of rtp.ports not bound now (free, or held by another program).",
+    );
+    let _ = writeln!(s, "farside_rtp_port_pairs_free {}", get(&c.port_pairs_free));
+    histogram(
+        s,
+        "farside_rtp_stream_loss_ratio",
+        "Ended calls, each side: the share of its RTP lost on the way to the relay (from sequence numbers).",
+        &super::rtp::LOSS_BUCKETS,
+        &c.loss,
+    );
+    histogram(
+        s,
+        "farside_rtp_stream_jitter_seconds",
+        "Ended calls, each side: its RTP's interarrival jitter at the end (RFC 3550), at the relay.",
+        &super::rtp::JITTER_BUCKETS,
+        &c.jitter,
+    );
+    header(
+        s,
         "farside_rtp_packets_total",
         "counter",
         "Packets at relay ports: relayed, or dropped because they came from a host the signalling did not name (foreign_source), the other side had no address yet (no_destination), no call owns the port (no_stream), the other side's address is refused by rtp.allowed_peers / rtp.denied_peers (denied_peer), or dropped by the kernel at the port's full receive buffer (overflow: the relay fell behind; counted as the port's socket reports them).",
@@ -561,6 +582,26 @@ fn render_streams(s: &mut String, prefix: &str, what: &str, c: &StreamCounters) 
     let open = format!("{prefix}_open");
     header(s, &open, "gauge", &format!("{what} open now."));
     let _ = writeln!(s, "{open} {}", c.open.load(Relaxed));
+}
+
+/// A histogram in Prometheus's text form: cumulative `_bucket`s, `_sum` and `_count`.
+fn histogram<const N: usize>(
+    s: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[f64; N],
+    h: &super::rtp::Histogram<N>,
+) {
+    header(s, name, "histogram", help);
+    let mut total = 0;
+    for (bound, n) in bounds.iter().zip(&h.buckets) {
+        total += n.load(Relaxed);
+        let _ = writeln!(s, "{name}_bucket{{le=\"{bound}\"}} {total}");
+    }
+    total += h.above.load(Relaxed);
+    let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let sum = h.sum_micro.load(Relaxed) as f64 / 1e6;
+    let _ = writeln!(s, "{name}_sum {sum}\n{name}_count {total}");
 }
 
 fn header(s: &mut String, name: &str, kind: &str, help: &str) {
