@@ -31,10 +31,11 @@ use clap::{Parser, Subcommand};
 ///
 /// One program: a STUN server (RFC 8489/5389, classic RFC 3489 clients, RFC 5780 NAT behaviour
 /// discovery, alone or with partner servers), a TURN relay (RFC 8656, RFC 6062 TCP allocations,
-/// RFC 6156 IPv6; long-term users and shared secrets), and a SIP registrar and NAT edge for
+/// RFC 6156 IPv6; long-term users and shared secrets), a SIP registrar and NAT edge for
 /// phones behind NAT (UDP, TCP, TLS, WebSocket; Digest, received/rport, flows, keep-alives,
-/// calls routed back over the phone's flow). TURN and SIP are off until enabled in the
-/// configuration file. Also: `farside probe` (what NAT am I behind?), user and secret
+/// calls routed back over the phone's flow), and an RTP relay for their media (Farside's own
+/// calls, or Kamailio's rtpengine module over ng). TURN, SIP and RTP are off until enabled in
+/// the configuration file. Also: `farside probe` (what NAT am I behind?), user and secret
 /// management, and load generators. Run `farside serve` with no file for a working STUN server
 /// on port 3478.
 #[derive(Parser, Debug)]
