@@ -193,18 +193,18 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     }
     // The RTP relay, driven over ng and by the SIP server.
     if rtp.enabled
-        && let Some(bind) = rtp.relay_address()
+        && let Some(first) = rtp.relay_address()
     {
-        let advertised = rtp.advertised_address.unwrap_or(bind);
         handles.push(crate::media::spawn(
             crate::media::MediaShell {
                 relay: farside_media::relay::RelayConfig {
                     peers: rtp.peer_policy().map_err(|e| {
                         anyhow::anyhow!("rtp.allowed_peers / rtp.denied_peers: {e}")
                     })?,
-                    ..farside_media::relay::RelayConfig::new(advertised)
+                    addresses: rtp.advertised(),
+                    ..farside_media::relay::RelayConfig::new(first)
                 },
-                bind,
+                bind: rtp.address.clone(),
                 ports: (rtp.ports.0, rtp.ports.1),
                 ng: rtp.ng_listen.iter().map(|l| l.0).collect(),
                 link: media_link,

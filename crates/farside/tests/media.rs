@@ -255,19 +255,23 @@ fn kamailio_with_its_rtpengine_module_relays_a_call_and_a_port_spraying_attacker
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// One call over ng on `server`'s relay: side A's and side B's sockets, and the relay ports
-/// each sends to.
-fn call_over_ng(ng: SocketAddr) -> (std::net::UdpSocket, std::net::UdpSocket, u16, u16) {
+/// One call over ng on `server`'s relay, its phones on `ip`: side A's and side B's sockets, the
+/// relay ports each sends to, and the relay's answer to the offer (the SDP B gets).
+fn call_over_ng(
+    ng: SocketAddr,
+    ip: std::net::IpAddr,
+) -> (std::net::UdpSocket, std::net::UdpSocket, u16, u16, String) {
     use farside_media::ng::bencode::Value;
     let control = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     control
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let a = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+    let b = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
     let sdp = |s: &std::net::UdpSocket| {
         format!(
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 8\r\n",
+            "v=0\r\no=- 1 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP 8\r\n",
             s.local_addr().unwrap().port()
         )
     };
@@ -280,6 +284,7 @@ fn call_over_ng(ng: SocketAddr) -> (std::net::UdpSocket, std::net::UdpSocket, u1
             .unwrap_or_else(|| panic!("no port in {text}"))
     };
     let mut buf = [0u8; 4096];
+    let mut offered = String::new();
     let mut ask = |cookie: &[u8], command: &[u8], side: &std::net::UdpSocket, to_tag: bool| {
         let sdp = sdp(side);
         let mut entries = vec![
@@ -295,12 +300,15 @@ fn call_over_ng(ng: SocketAddr) -> (std::net::UdpSocket, std::net::UdpSocket, u1
             .send_to(&farside_media::ng::request(cookie, entries), ng)
             .unwrap();
         let n = control.recv(&mut buf).unwrap();
+        if !to_tag {
+            offered = String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
         port_in(&buf[..n])
     };
     // The offer as rewritten names where B sends; the answer, where A sends.
     let b_to = ask(b"1", b"offer", &a, false);
     let a_to = ask(b"2", b"answer", &b, true);
-    (a, b, a_to, b_to)
+    (a, b, a_to, b_to, offered)
 }
 
 /// What happens past an overload: a flood at one relay port, far faster than the relay reads,
@@ -331,7 +339,7 @@ fn a_flooded_relay_port_counts_its_overflow_and_relays_current_packets_at_once()
         "{}",
         server.describe()
     );
-    let (a, b, a_to, _) = call_over_ng(ng);
+    let (a, b, a_to, _, _) = call_over_ng(ng, LOCALHOST);
     let relay = SocketAddr::new(LOCALHOST, a_to);
     let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
     packet.extend([0xd5; 160]);
@@ -377,5 +385,65 @@ fn a_flooded_relay_port_counts_its_overflow_and_relays_current_packets_at_once()
         &format!(
             "{FLOOD} packets flooded at one relay port: {relayed} relayed in all, {overflow} counted as dropped at its full buffer, {through} read at the other side (its own buffer full too); the next 25 packets, one each 20 ms, each came out within 100 ms"
         ),
+    );
+}
+
+/// One relay address per family: with `rtp.address` naming 127.0.0.1 and ::1, a call whose
+/// offer is IPv6 gets the relay's IPv6 address in its SDP and is relayed over IPv6 both ways.
+#[test]
+fn a_call_offered_over_ipv6_is_relayed_over_ipv6() {
+    let test = "a_call_offered_over_ipv6_is_relayed_over_ipv6";
+    if common::backend() != common::Backend::Farside {
+        common::skip(test, "Farside's RTP relay");
+        return;
+    }
+    let six: std::net::IpAddr = "::1".parse().unwrap();
+    if std::net::UdpSocket::bind(SocketAddr::new(six, 0)).is_err() {
+        common::skip(test, "no IPv6 loopback here");
+        return;
+    }
+    let ng = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
+    let media = free_ports(&[LOCALHOST, six], 10);
+    let media = media + (media & 1);
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\", \"::1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\nallowed_peers = [\"127.0.0.0/8\", \"::1/128\"]\n",
+            media + 8
+        )),
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("S500 RTP relay: media on 127.0.0.1 and ::1")),
+        "{}",
+        server.describe()
+    );
+    let (a, b, a_to, b_to, offered) = call_over_ng(ng, six);
+    assert!(offered.contains("c=IN IP6 ::1"), "{offered}");
+    let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    packet.extend([0xd5; 160]);
+    let mut buf = [0u8; 2048];
+    for socket in [&a, &b] {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+    }
+    let (mut at_b, mut at_a) = (0, 0);
+    for seq in 0..10u16 {
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        a.send_to(&packet, SocketAddr::new(six, a_to)).unwrap();
+        b.send_to(&packet, SocketAddr::new(six, b_to)).unwrap();
+        if matches!(b.recv_from(&mut buf), Ok((_, from)) if from.is_ipv6()) {
+            at_b += 1;
+        }
+        if matches!(a.recv_from(&mut buf), Ok((_, from)) if from.is_ipv6()) {
+            at_a += 1;
+        }
+    }
+    assert_eq!((at_b, at_a), (10, 10), "{}", server.describe());
+    common::note(
+        test,
+        "an IPv6 offer got the relay's ::1 in its SDP; 10 packets each way relayed over IPv6",
     );
 }

@@ -23,10 +23,12 @@ use crate::quality::{Quality, RoundTrip};
 use crate::rtp::{self, RtpHeader};
 
 /// The relay ports, asked of the shell, which binds them. A pair is an even RTP port and the
-/// RTCP port after it.
+/// RTCP port after it; its number is unique whatever the family it is bound in.
 pub trait MediaPorts {
-    /// A free pair's RTP port, bound; `None` when the range is used up.
-    fn take_pair(&mut self) -> Option<u16>;
+    /// A free pair's RTP port, bound on the relay's address of the IPv6 family if `ipv6`, else
+    /// IPv4 (on the other family's if the relay has no address of that one); `None` when the
+    /// range is used up.
+    fn take_pair(&mut self, ipv6: bool) -> Option<u16>;
     /// A pair is not needed any more.
     fn give_back(&mut self, rtp_port: u16);
 }
@@ -34,8 +36,9 @@ pub trait MediaPorts {
 /// The relay's settings.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// The address written into SDP (the advertised one, behind 1:1 NAT).
-    pub address: IpAddr,
+    /// The addresses written into SDP (the advertised ones, behind 1:1 NAT), at most one per
+    /// family: a call takes the one of its first offer's family, else the first.
+    pub addresses: Vec<IpAddr>,
     /// A call answered this long ago that carried no packet at all ends (one never answered,
     /// after at least three minutes).
     pub setup_timeout: Duration,
@@ -55,7 +58,7 @@ impl RelayConfig {
     /// at most; 10,000 calls.
     pub fn new(address: IpAddr) -> RelayConfig {
         RelayConfig {
-            address,
+            addresses: vec![address],
             setup_timeout: Duration::from_secs(60),
             silence_timeout: Duration::from_secs(60),
             final_timeout: Duration::from_secs(4 * 3600),
@@ -212,6 +215,9 @@ struct Call {
     offerer_tag: Vec<u8>,
     /// The answerer's tag, once an answer named one.
     answerer_tag: Option<Vec<u8>>,
+    /// The relay's address for this call, of its first offer's family where the relay has
+    /// one: its ports are bound there and its SDPs name it.
+    address: IpAddr,
     created: Timestamp,
     answered: Option<Timestamp>,
     last_packet: Option<Timestamp>,
@@ -384,6 +390,7 @@ impl Relay {
                 id: call_id.to_vec(),
                 offerer_tag: from_tag.to_vec(),
                 answerer_tag: None,
+                address: address_for(&self.config.addresses, &parsed),
                 created: now,
                 answered: None,
                 last_packet: None,
@@ -400,9 +407,10 @@ impl Relay {
         // out, what this offer took is given back (and a new call forgotten).
         let before = call.streams.len();
         let wanted = parsed.media().count();
+        let ipv6 = call.address.is_ipv6();
         while call.streams.len() < wanted {
-            let pair = match ports.take_pair() {
-                Some(a) => match ports.take_pair() {
+            let pair = match ports.take_pair(ipv6) {
+                Some(a) => match ports.take_pair(ipv6) {
                     Some(b) => Some((a, b)),
                     None => {
                         ports.give_back(a);
@@ -439,12 +447,13 @@ impl Relay {
                 sides: [blank(a), blank(b)],
             });
         }
+        let address = call.address;
         Ok(describe(
             call,
             side,
             &parsed,
             offer.source,
-            self.config.address,
+            address,
             offer.ice,
         ))
     }
@@ -467,12 +476,13 @@ impl Relay {
             call.answerer_tag = Some(tag.to_vec());
         }
         call.answered.get_or_insert(now);
+        let address = call.address;
         Ok(describe(
             call,
             side,
             &parsed,
             answer.source,
-            self.config.address,
+            address,
             answer.ice,
         ))
     }
@@ -679,6 +689,24 @@ impl Relay {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
+}
+
+/// The relay's address for a call whose first offer is `sdp`: the one of the family its first
+/// media section names, else the first configured.
+fn address_for(addresses: &[IpAddr], sdp: &Sdp<'_>) -> IpAddr {
+    let ipv6 = sdp
+        .media()
+        .find_map(|m| match m.connection {
+            Connection::Ip(ip) => Some(ip.is_ipv6()),
+            Connection::Other => None,
+        })
+        .unwrap_or(false);
+    addresses
+        .iter()
+        .copied()
+        .find(|a| a.is_ipv6() == ipv6)
+        .or_else(|| addresses.first().copied())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
 /// How long a call may go unanswered and without media: the setup timeout, but no less than

@@ -12,7 +12,7 @@ use farside_time::Timestamp;
 struct Ports(u16);
 
 impl MediaPorts for Ports {
-    fn take_pair(&mut self) -> Option<u16> {
+    fn take_pair(&mut self, _ipv6: bool) -> Option<u16> {
         self.0 += 2;
         Some(self.0)
     }

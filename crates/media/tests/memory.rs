@@ -11,7 +11,7 @@ use farside_time::Timestamp;
 struct Ports(u32);
 
 impl MediaPorts for Ports {
-    fn take_pair(&mut self) -> Option<u16> {
+    fn take_pair(&mut self, _ipv6: bool) -> Option<u16> {
         self.0 += 2;
         Some((self.0 % 60_000) as u16 + 1024)
     }

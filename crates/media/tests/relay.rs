@@ -18,10 +18,13 @@ struct Ports {
     next: u16,
     taken: BTreeSet<u16>,
     limit: Option<usize>,
+    /// Pairs asked for in the IPv6 family.
+    ipv6: usize,
 }
 
 impl MediaPorts for Ports {
-    fn take_pair(&mut self) -> Option<u16> {
+    fn take_pair(&mut self, ipv6: bool) -> Option<u16> {
+        self.ipv6 += usize::from(ipv6);
         if self.limit.is_some_and(|l| self.taken.len() >= l) {
             return None;
         }
@@ -495,4 +498,34 @@ fn an_ended_call_reports_each_sides_loss_and_jitter() {
     assert!((0.03..0.05).contains(&loss), "{loss}");
     assert_eq!(quality[1].loss(), Some(0.0));
     assert_eq!(quality[0].round_trip, None);
+}
+
+/// One relay address per family: a call offered over IPv6 gets the relay's IPv6 address in its
+/// SDPs and its ports bound in that family; one over IPv4 the IPv4 address.
+#[test]
+fn a_call_takes_the_relay_address_of_its_offers_family() {
+    let mut config = RelayConfig::new(ip(RELAY));
+    config.addresses.push(ip("2001:db8::5"));
+    let mut relay = Relay::new(config);
+    let mut ports = Ports::default();
+    let v6 = "v=0\r\no=- 1 1 IN IP6 2001:db8::20\r\ns=-\r\nc=IN IP6 2001:db8::20\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let offer = |call_id: &'static [u8], sdp: &'static str| Passing {
+        call_id,
+        from_tag: b"a",
+        to_tag: None,
+        sdp: sdp.as_bytes(),
+        source: None,
+        ice: Ice::Keep,
+    };
+    let out = relay.offer(at(0), &offer(b"six", v6), &mut ports).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("c=IN IP6 2001:db8::5\r\n"), "{out}");
+    assert_eq!(ports.ipv6, 2, "both pairs bound in IPv6");
+    let four = offer_sdp(ALICE_SIP, 4000).leak();
+    let out = relay
+        .offer(at(0), &offer(b"four", four), &mut ports)
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains(&format!("c=IN IP4 {RELAY}\r\n")), "{out}");
+    assert_eq!(ports.ipv6, 2, "no more IPv6 pairs");
 }

@@ -293,6 +293,27 @@ mod tests {
         };
         assert!(Config::parse(&both("30000-39999"), "f.toml").is_ok());
         assert!(err(&both("39000-40999")).contains("overlaps turn.relay_ports"));
+        // One address per family; the advertised one stands for its family's.
+        let dual = Config::parse(
+            "[rtp]\nenabled = true\naddress = [\"192.0.2.1\", \"2001:db8::1\"]\nadvertised_address = \"203.0.113.9\"\n",
+            "f.toml",
+        )
+        .expect("valid");
+        assert_eq!(
+            dual.rtp.advertised(),
+            vec![
+                "203.0.113.9".parse::<std::net::IpAddr>().expect("ip"),
+                "2001:db8::1".parse().expect("ip")
+            ]
+        );
+        assert!(
+            err("[rtp]\nenabled = true\naddress = [\"192.0.2.1\", \"192.0.2.2\"]\n")
+                .contains("one address per family")
+        );
+        assert!(
+            err("[rtp]\nenabled = true\naddress = [\"192.0.2.1\"]\nadvertised_address = \"2001:db8::9\"\n")
+                .contains("rtp.advertised_address")
+        );
         let c = Config::parse(
             "[rtp]\nenabled = true\naddress = [\"192.0.2.1\"]\nadvertised_address = \"203.0.113.1\"\nports = \"40000-40999\"\n",
             "f.toml",

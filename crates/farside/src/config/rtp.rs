@@ -13,9 +13,11 @@ use super::{Config, ConfigError, invalid};
 pub struct RtpConfig {
     /// Run the relay (off by default until it also serves Farside's own calls).
     pub enabled: bool,
-    /// The addresses media is relayed from; today the first is used.
+    /// The addresses media is relayed from, at most one per family: a call takes the one of
+    /// its first offer's family.
     pub address: Vec<IpAddr>,
-    /// The address written into SDP instead of `address` (1:1 NAT, cloud instances).
+    /// The address written into SDP instead of `address`'s of the same family (1:1 NAT, cloud
+    /// instances).
     pub advertised_address: Option<IpAddr>,
     /// The relay ports, `"first-last"`, taken in pairs (RTP even, RTCP the next).
     pub ports: PortRange,
@@ -109,9 +111,22 @@ impl TryFrom<String> for NgListen {
 }
 
 impl RtpConfig {
-    /// The address media is relayed from.
+    /// The address media is relayed from (the first).
     pub fn relay_address(&self) -> Option<IpAddr> {
         self.address.first().copied()
+    }
+
+    /// What is written into SDP for each of `address`: itself, or `advertised_address` for
+    /// the one of its family.
+    pub fn advertised(&self) -> Vec<IpAddr> {
+        self.address
+            .iter()
+            .map(|&a| {
+                self.advertised_address
+                    .filter(|adv| adv.is_ipv6() == a.is_ipv6())
+                    .unwrap_or(a)
+            })
+            .collect()
     }
 
     /// Where media may be sent, from `allowed_peers` and `denied_peers`.
@@ -151,13 +166,32 @@ impl Config {
                 "rtp.address",
                 "rtp.enabled is set: name the address media is relayed from".into(),
             )),
-            Some(a) if a.is_unspecified() => Err(invalid(
+            Some(_) if rtp.address.iter().any(IpAddr::is_unspecified) => Err(invalid(
                 origin,
                 "rtp.address",
-                format!(
-                    "{a}: a specific address is needed (it is written into SDP unless rtp.advertised_address is set)"
-                ),
+                "a specific address is needed (it is written into SDP unless rtp.advertised_address is set)".into(),
             )),
+            Some(_)
+                if rtp.address.iter().filter(|a| a.is_ipv4()).count() > 1
+                    || rtp.address.iter().filter(|a| a.is_ipv6()).count() > 1 =>
+            {
+                Err(invalid(
+                    origin,
+                    "rtp.address",
+                    "at most one address per family (IPv4, IPv6)".into(),
+                ))
+            }
+            Some(_)
+                if rtp.advertised_address.is_some_and(|adv| {
+                    !rtp.address.iter().any(|a| a.is_ipv6() == adv.is_ipv6())
+                }) =>
+            {
+                Err(invalid(
+                    origin,
+                    "rtp.advertised_address",
+                    "it stands for rtp.address's address of its family, and there is none".into(),
+                ))
+            }
             Some(ip) => self.rtp_ports_apart_from_turn(origin, ip),
         }
     }

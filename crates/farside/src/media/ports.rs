@@ -9,7 +9,8 @@ use farside_media::relay::MediaPorts;
 
 /// The bound pairs and where the next search starts.
 pub struct PortPool {
-    address: IpAddr,
+    /// Where pairs are bound: the IPv4 address, the IPv6 one (each if configured).
+    addresses: [Option<IpAddr>; 2],
     first: u16,
     last: u16,
     next: u16,
@@ -24,10 +25,12 @@ pub struct PortPool {
 
 impl PortPool {
     /// Pairs from `first` to `last` (RTP ports even) on `address`.
-    pub fn new(address: IpAddr, (first, last): (u16, u16), receive_buffer: usize) -> PortPool {
+    pub fn new(addresses: &[IpAddr], (first, last): (u16, u16), receive_buffer: usize) -> PortPool {
+        let of = |ipv6: bool| addresses.iter().copied().find(|a| a.is_ipv6() == ipv6);
+        let addresses = [of(false), of(true)];
         let first = first + (first & 1);
         PortPool {
-            address,
+            addresses,
             first,
             last,
             next: first,
@@ -91,8 +94,10 @@ pub struct Ports<'a> {
 }
 
 impl MediaPorts for Ports<'_> {
-    fn take_pair(&mut self) -> Option<u16> {
+    fn take_pair(&mut self, ipv6: bool) -> Option<u16> {
         let p = &mut *self.pool;
+        let [v4, v6] = p.addresses;
+        let address = if ipv6 { v6.or(v4) } else { v4.or(v6) }?;
         let pairs = usize::from((p.last - p.first) / 2);
         // One pass over the range from where the last search stopped: a pair another program
         // holds is skipped, not waited for.
@@ -107,7 +112,7 @@ impl MediaPorts for Ports<'_> {
             }
             let bind = |port| {
                 let s = farside_io::bind_udp(
-                    SocketAddr::new(p.address, port),
+                    SocketAddr::new(address, port),
                     farside_io::SocketOptions {
                         reuse_port: false,
                         recv_buffer: p.receive_buffer,

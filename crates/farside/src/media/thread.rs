@@ -39,7 +39,7 @@ pub struct MediaShell {
     /// The relay's settings (the address it writes into SDP among them).
     pub relay: RelayConfig,
     /// The address the port pairs are bound on.
-    pub bind: IpAddr,
+    pub bind: Vec<IpAddr>,
     /// The port range.
     pub ports: (u16, u16),
     /// The ng listeners.
@@ -64,12 +64,18 @@ pub fn spawn(
         tracing::info!("S500 RTP relay: ng control on udp {a}");
         ng.push(s);
     }
+    let list = |a: &[IpAddr]| {
+        a.iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
     tracing::info!(
         "S500 RTP relay: media on {} ports {}-{}, written into SDP as {}{}",
-        shell.bind,
+        list(&shell.bind),
         shell.ports.0,
         shell.ports.1,
-        shell.relay.address,
+        list(&shell.relay.addresses),
         if shell.link.is_some() {
             "; relaying Farside's own calls"
         } else {
@@ -103,7 +109,7 @@ fn run(
         epoll.add(link.as_raw_fd(), LINK_TOKEN)?;
     }
     let mut relay = Relay::new(shell.relay);
-    let mut pool = PortPool::new(shell.bind, shell.ports, shell.receive_buffer);
+    let mut pool = PortPool::new(&shell.bind, shell.ports, shell.receive_buffer);
     let mut buf = vec![0u8; 65_536];
     let mut rx = RecvBatch::new(RELAY_BATCH, 65_535);
     let mut ready = Vec::with_capacity(256);
