@@ -192,18 +192,12 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
         )?);
     }
     // The RTP relay, driven over ng and by the SIP server.
-    if rtp.enabled
-        && let Some(first) = rtp.relay_address()
-    {
+    if rtp.enabled && rtp.relay_address().is_some() {
         handles.push(crate::media::spawn(
             crate::media::MediaShell {
-                relay: farside_media::relay::RelayConfig {
-                    peers: rtp.peer_policy().map_err(|e| {
-                        anyhow::anyhow!("rtp.allowed_peers / rtp.denied_peers: {e}")
-                    })?,
-                    addresses: rtp.advertised(),
-                    ..farside_media::relay::RelayConfig::new(first)
-                },
+                relay: rtp
+                    .relay_config()
+                    .map_err(|e| anyhow::anyhow!("[rtp]: {e}"))?,
                 bind: rtp.address.clone(),
                 ports: (rtp.ports.0, rtp.ports.1),
                 ng: rtp.ng_listen.iter().map(|l| l.0).collect(),

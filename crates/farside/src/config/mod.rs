@@ -293,6 +293,22 @@ mod tests {
         };
         assert!(Config::parse(&both("30000-39999"), "f.toml").is_ok());
         assert!(err(&both("39000-40999")).contains("overlaps turn.relay_ports"));
+        // The relay's limits, converted once.
+        let limits = Config::parse(
+            "[rtp]\nenabled = true\naddress = [\"192.0.2.1\"]\nmax_calls = 50\nsilence_timeout = 20\n",
+            "f.toml",
+        )
+        .expect("valid")
+        .rtp
+        .relay_config()
+        .expect("relay config");
+        assert_eq!(limits.max_calls, 50);
+        assert_eq!(limits.silence_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(
+            limits.final_timeout,
+            std::time::Duration::from_secs(4 * 3600)
+        );
+        assert!(err("[rtp]\nsetup_timeout = 0\n").contains("rtp.setup_timeout"));
         // One address per family; the advertised one stands for its family's.
         let dual = Config::parse(
             "[rtp]\nenabled = true\naddress = [\"192.0.2.1\", \"2001:db8::1\"]\nadvertised_address = \"203.0.113.9\"\n",

@@ -31,6 +31,14 @@ pub struct RtpConfig {
     pub allowed_peers: Vec<String>,
     /// Media endpoints refused on top of the defaults.
     pub denied_peers: Vec<String>,
+    /// Most calls at once; an offer beyond is refused.
+    pub max_calls: usize,
+    /// Seconds after the answer within which a call must carry a packet, else it ends.
+    pub setup_timeout: u64,
+    /// Seconds without a packet after which a call ends.
+    pub silence_timeout: u64,
+    /// Seconds after its first offer at which a call ends, whatever it carries.
+    pub final_timeout: u64,
     /// The receive buffer of each relay socket, in bytes asked of the kernel (which doubles
     /// it): what piles up while the relay is behind. Small enough that the kernel drops the
     /// excess of an overload (for free) instead of the relay forwarding seconds-old audio.
@@ -71,6 +79,10 @@ impl Default for RtpConfig {
             receive_buffer: 8_192,
             allowed_peers: Vec::new(),
             denied_peers: Vec::new(),
+            max_calls: 10_000,
+            setup_timeout: 60,
+            silence_timeout: 60,
+            final_timeout: 4 * 3600,
         }
     }
 }
@@ -129,6 +141,22 @@ impl RtpConfig {
             .collect()
     }
 
+    /// The relay core's settings: the addresses written into SDP, the peer policy, the limits.
+    pub fn relay_config(&self) -> Result<farside_media::relay::RelayConfig, String> {
+        if self.address.is_empty() {
+            return Err("rtp.address is empty".into());
+        }
+        let secs = std::time::Duration::from_secs;
+        Ok(farside_media::relay::RelayConfig {
+            addresses: self.advertised(),
+            peers: self.peer_policy()?,
+            max_calls: self.max_calls,
+            setup_timeout: secs(self.setup_timeout),
+            silence_timeout: secs(self.silence_timeout),
+            final_timeout: secs(self.final_timeout),
+        })
+    }
+
     /// Where media may be sent, from `allowed_peers` and `denied_peers`.
     pub fn peer_policy(&self) -> Result<farside_peers::PeerPolicy, String> {
         let parse = |list: &[String]| {
@@ -157,6 +185,16 @@ impl Config {
         let rtp = &self.rtp;
         rtp.peer_policy()
             .map_err(|e| invalid(origin, "rtp.allowed_peers / rtp.denied_peers", e))?;
+        for (key, value) in [
+            ("rtp.max_calls", rtp.max_calls as u64),
+            ("rtp.setup_timeout", rtp.setup_timeout),
+            ("rtp.silence_timeout", rtp.silence_timeout),
+            ("rtp.final_timeout", rtp.final_timeout),
+        ] {
+            if value == 0 {
+                return Err(invalid(origin, key, "must be at least 1".into()));
+            }
+        }
         if !rtp.enabled {
             return Ok(());
         }
