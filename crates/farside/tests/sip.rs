@@ -59,6 +59,22 @@ fn sipp(sip: SocketAddr, user: &str, password: &str) -> common::ToolOutput {
     sipp_register_from(sip, user, password, common::free_ports(&[LOCALHOST], 1))
 }
 
+/// Adds alice to the store and registers her with SIPp from the first of two free ports (the
+/// second is left for a caller); returns the first.
+fn alice_registered(server: &Server, sip: SocketAddr) -> u16 {
+    add_user(server, "alice", "wonderland");
+    let ports = common::free_ports(&[LOCALHOST], 2);
+    let reg = sipp_register_from(sip, "alice", "wonderland", ports);
+    assert_eq!(
+        reg.code(),
+        Some(0),
+        "{}\n{}",
+        reg.describe(),
+        server.describe()
+    );
+    ports
+}
+
 /// SIPp's `register.xml` from local port `port`.
 fn sipp_register_from(
     sip: SocketAddr,
@@ -182,16 +198,7 @@ fn sipp_calls_a_registered_phone_through_the_proxy() {
         return;
     }
     let (server, sip) = sip_server(test);
-    add_user(&server, "alice", "wonderland");
-    let ports = common::free_ports(&[LOCALHOST], 2);
-    let reg = sipp_register_from(sip, "alice", "wonderland", ports);
-    assert_eq!(
-        reg.code(),
-        Some(0),
-        "{}\n{}",
-        reg.describe(),
-        server.describe()
-    );
+    let ports = alice_registered(&server, sip);
     let (caller, callee) = call(sip, ports);
     assert_eq!(
         caller.code(),
@@ -1087,16 +1094,7 @@ fn a_late_offer_from_sipp_is_relayed_from_the_200_and_answered_from_the_ack() {
         )),
         "S400 SIP registrar",
     );
-    add_user(&server, "alice", "wonderland");
-    let ports = common::free_ports(&[LOCALHOST], 2);
-    let reg = sipp_register_from(sip, "alice", "wonderland", ports);
-    assert_eq!(
-        reg.code(),
-        Some(0),
-        "{}\n{}",
-        reg.describe(),
-        server.describe()
-    );
+    let ports = alice_registered(&server, sip);
     let relay = format!("m=audio {}[0-9] ", first / 10);
     let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
