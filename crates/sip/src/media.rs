@@ -20,6 +20,10 @@
 //!
 //! A late offer comes from the callee, so its `offer` and the ACK's `answer` name the callee's
 //! tag as the offerer's (ng's `from-tag`), as rtpengine expects.
+//!
+//! A call whose offer carries ICE (`a=ice-ufrag`: a WebRTC phone) is not relayed: its endpoints
+//! find their way through NAT themselves (with TURN), and the relay cannot yet take part in ICE
+//! or DTLS-SRTP; removing their candidates would break the call.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -156,6 +160,7 @@ impl MediaCalls {
             }
             let first = method == Method::INVITE && msg.to().tag().is_none();
             let relay = first
+                && !(sdp && offers_ice(msg.body()))
                 && match self.policy {
                     RelayPolicy::Always => true,
                     RelayPolicy::Nated => nated(),
@@ -269,6 +274,12 @@ impl MediaCalls {
             self.calls.remove(&oldest);
         }
     }
+}
+
+/// Whether an SDP offer carries ICE (RFC 8839's `a=ice-ufrag`, at session or media level).
+fn offers_ice(sdp: &[u8]) -> bool {
+    sdp.split(|&b| b == b'\n')
+        .any(|line| line.trim_ascii().starts_with(b"a=ice-ufrag:"))
 }
 
 /// Whether the message carries an SDP body (RFC 3264 via RFC 3261 §13.2.1).
@@ -388,6 +399,13 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:b@b>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\nv=
         let again = Message::parse(&again).expect("parses");
         assert_eq!(never.request(&again, t, || true), Step::None);
         assert_eq!(always.request(&again, t, || false), OFFER);
+        // An offer with ICE (WebRTC) is left to ICE, whatever the policy.
+        let webrtc = invite("c1", "", "v=0\r\na=ice-ufrag:Fx1a\r\n");
+        let webrtc = Message::parse(&webrtc).expect("parses");
+        assert_eq!(
+            MediaCalls::new(RelayPolicy::Always, 10, day).request(&webrtc, t, || true),
+            Step::None
+        );
         // No SDP, no offer.
         let bare = invite("c1", "", "");
         let bare = Message::parse(&bare).expect("parses");
