@@ -121,10 +121,7 @@ pub fn handle(
                 (
                     b"totals",
                     Value::Dict(vec![
-                        (
-                            b"RTP",
-                            kind(t.packets, t.bytes, t.foreign + t.no_destination),
-                        ),
+                        (b"RTP", kind(t.packets, t.bytes, t.errors())),
                         (b"RTCP", kind(t.rtcp_packets, t.rtcp_bytes, 0)),
                     ]),
                 ),
@@ -203,14 +200,7 @@ fn tags<'a>(streams: &[[SideView<'a>; 2]], addresses: &'a [[String; 2]]) -> Valu
                 }
                 let mut rtp = vec![
                     (b"local port".as_slice(), Value::Int(i64::from(v.port))),
-                    (
-                        b"stats",
-                        stats(
-                            c.packets,
-                            c.bytes,
-                            c.foreign + c.no_destination + c.denied_peer,
-                        ),
-                    ),
+                    (b"stats", stats(c.packets, c.bytes, c.errors())),
                     (b"quality", Value::Dict(quality)),
                 ];
                 if let Some(e) = v.endpoint {

@@ -191,6 +191,26 @@ pub struct Counters {
     pub denied_peer: u64,
 }
 
+impl Counters {
+    /// The RTP packets from the side that were not relayed, whatever the reason (what
+    /// rtpengine's `query` calls errors).
+    pub fn errors(&self) -> u64 {
+        self.foreign + self.no_destination + self.denied_peer
+    }
+}
+
+impl std::ops::AddAssign for Counters {
+    fn add_assign(&mut self, c: Counters) {
+        self.packets += c.packets;
+        self.bytes += c.bytes;
+        self.rtcp_packets += c.rtcp_packets;
+        self.rtcp_bytes += c.rtcp_bytes;
+        self.foreign += c.foreign;
+        self.no_destination += c.no_destination;
+        self.denied_peer += c.denied_peer;
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Side {
     /// The relay's RTP port this side sends to (RTCP: the next one).
@@ -617,14 +637,7 @@ impl Relay {
         let c = self.calls.get(call_id)?;
         let mut t = Counters::default();
         for s in c.streams.iter().flat_map(|s| s.sides.iter()) {
-            let c = &s.counters;
-            t.packets += c.packets;
-            t.bytes += c.bytes;
-            t.rtcp_packets += c.rtcp_packets;
-            t.rtcp_bytes += c.rtcp_bytes;
-            t.foreign += c.foreign;
-            t.no_destination += c.no_destination;
-            t.denied_peer += c.denied_peer;
+            t += s.counters;
         }
         Some((c.created, t))
     }
