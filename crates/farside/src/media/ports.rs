@@ -12,8 +12,8 @@ pub struct PortPool {
     /// Where pairs are bound: the IPv4 address, the IPv6 one (each if configured).
     addresses: [Option<IpAddr>; 2],
     first: u16,
-    last: u16,
-    next: u16,
+    /// The pair number (from `first`) the next search starts at.
+    next: usize,
     /// By pair number from `first` ((RTP port - first) / 2): the RTP and RTCP sockets, so a
     /// packet's socket is found with an index.
     bound: Vec<Option<Pair>>,
@@ -28,15 +28,14 @@ impl PortPool {
     pub fn new(addresses: &[IpAddr], (first, last): (u16, u16), receive_buffer: usize) -> PortPool {
         let of = |ipv6: bool| addresses.iter().copied().find(|a| a.is_ipv6() == ipv6);
         let addresses = [of(false), of(true)];
-        let first = first + (first & 1);
+        let first = first.saturating_add(first & 1);
+        // Whole pairs only: an RTCP port past `last` is not the operator's to bind.
+        let pairs = (usize::from(last) + 1).saturating_sub(usize::from(first)) / 2;
         PortPool {
             addresses,
             first,
-            last,
-            next: first,
-            bound: std::iter::repeat_with(|| None)
-                .take(usize::from(last.saturating_sub(first) / 2 + 1))
-                .collect(),
+            next: 0,
+            bound: std::iter::repeat_with(|| None).take(pairs).collect(),
             pairs: 0,
             receive_buffer,
         }
@@ -98,18 +97,18 @@ impl MediaPorts for Ports<'_> {
         let p = &mut *self.pool;
         let [v4, v6] = p.addresses;
         let address = if ipv6 { v6.or(v4) } else { v4.or(v6) }?;
-        let pairs = usize::from((p.last - p.first) / 2);
         // One pass over the range from where the last search stopped: a pair another program
         // holds is skipped, not waited for.
-        for _ in 0..=pairs {
-            let rtp = p.next;
-            p.next = if rtp + 3 > p.last { p.first } else { rtp + 2 };
-            let Some(i) = p.index(rtp).filter(|&i| i < p.bound.len()) else {
-                continue;
-            };
+        for _ in 0..p.bound.len() {
+            let i = p.next;
+            p.next = (i + 1) % p.bound.len();
             if p.bound[i].is_some() {
                 continue;
             }
+            // In range: `first + 2 * i + 1 <= last`.
+            let Some(rtp) = u16::try_from(2 * i).ok().map(|n| p.first + n) else {
+                continue;
+            };
             let bind = |port| {
                 let s = farside_io::bind_udp(
                     SocketAddr::new(address, port),
