@@ -293,6 +293,12 @@ mod tests {
         };
         assert!(Config::parse(&both("30000-39999"), "f.toml").is_ok());
         assert!(err(&both("39000-40999")).contains("overlaps turn.relay_ports"));
+        // On each of the relay's addresses, not only the first.
+        let second = both("30000-39999").replace(
+            "address = [\"192.0.2.1\"]\nports = \"30000-39999\"",
+            "address = [\"2001:db8::1\", \"192.0.2.1\"]\nports = \"39000-40999\"",
+        );
+        assert!(err(&second).contains("overlaps turn.relay_ports"));
         // The relay's limits, converted once.
         let limits = Config::parse(
             "[rtp]\nenabled = true\naddress = [\"192.0.2.1\"]\nmax_calls = 50\nsilence_timeout = 20\n",

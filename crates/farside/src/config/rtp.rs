@@ -230,7 +230,10 @@ impl Config {
                     "it stands for rtp.address's address of its family, and there is none".into(),
                 ))
             }
-            Some(ip) => self.rtp_ports_apart_from_turn(origin, ip),
+            Some(_) => rtp
+                .address
+                .iter()
+                .try_for_each(|&ip| self.rtp_ports_apart_from_turn(origin, ip)),
         }
     }
 
