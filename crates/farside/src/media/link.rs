@@ -10,7 +10,6 @@
 
 use std::net::IpAddr;
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use farside_media::ng::bencode::Value;
@@ -44,8 +43,6 @@ pub fn pair() -> std::io::Result<(RelayLink, UnixDatagram)> {
     ))
 }
 
-static MISS_LOGGED: AtomicBool = AtomicBool::new(false);
-
 impl RelayLink {
     /// Whether `deadline` passed; else the next receive waits until it at most.
     fn timed_out(&self, deadline: Instant) -> bool {
@@ -53,13 +50,20 @@ impl RelayLink {
         left.is_zero() || self.socket.set_read_timeout(Some(left)).is_err()
     }
 
-    /// Sends `entries` as a request; the reply's `sdp` if its `result` is `ok`.
-    fn ask(&mut self, entries: Vec<(&[u8], Value<'_>)>) -> Option<Vec<u8>> {
+    /// Sends `entries` as a request under a fresh cookie, which it returns if the send went.
+    fn send(&mut self, entries: Vec<(&[u8], Value<'_>)>) -> Option<String> {
         self.cookie = self.cookie.wrapping_add(1);
         let cookie = format!("f{}", self.cookie);
         let datagram = request(cookie.as_bytes(), entries);
+        self.socket.send(&datagram).is_ok().then_some(cookie)
+    }
+
+    /// Sends `entries` as a request; the reply's `sdp` if its `result` is `ok`.
+    fn ask(&mut self, entries: Vec<(&[u8], Value<'_>)>) -> Option<Vec<u8>> {
         let deadline = Instant::now() + WAIT;
-        let sent = self.socket.send(&datagram).is_ok();
+        let cookie = self.send(entries);
+        let sent = cookie.is_some();
+        let cookie = cookie.unwrap_or_default();
         while sent && !self.timed_out(deadline) {
             let Ok(n) = self.socket.recv(&mut self.buf) else {
                 break;
@@ -86,12 +90,7 @@ impl RelayLink {
                 .and_then(Value::as_bytes)
                 .map(<[u8]>::to_vec);
         }
-        if !MISS_LOGGED.swap(true, Relaxed) {
-            tracing::warn!(
-                "S505 the RTP relay did not answer within {WAIT:?}: the call's SDP passes as it came; \
-                 further misses are only counted in farside_sip_media_total{{result=\"passed\"}}"
-            );
-        }
+        crate::runtime::log_once::relay_unanswered(WAIT);
         None
     }
 }
@@ -144,7 +143,9 @@ impl MediaRelay for RelayLink {
     }
 
     fn delete(&mut self, call_id: &[u8]) {
-        let _ = self.ask(vec![
+        // Nothing in the reply changes what the SIP server does: it is not waited for (a late
+        // one is skipped by its cookie), so a stalled relay never holds the SIP thread here.
+        let _ = self.send(vec![
             (b"command", Value::Bytes(b"delete")),
             (b"call-id", Value::Bytes(call_id)),
         ]);

@@ -42,6 +42,19 @@ pub fn segmentation_refused(socket: &std::net::UdpSocket) {
     );
 }
 
+static RELAY_UNANSWERED_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Logs the first time the RTP relay does not answer the SIP server in time (`wait`).
+pub fn relay_unanswered(wait: std::time::Duration) {
+    if RELAY_UNANSWERED_LOGGED.load(Relaxed) || RELAY_UNANSWERED_LOGGED.swap(true, Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        "S505 the RTP relay did not answer within {wait:?}: the call's SDP passes as it came; \
+         further misses are only counted in farside_sip_media_total{{result=\"passed\"}}"
+    );
+}
+
 static ACCEPT_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Logs the first failed accept on a stream listener (out of file descriptors, most often).
