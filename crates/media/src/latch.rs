@@ -145,23 +145,12 @@ impl Latch {
 
 /// What the relay expects of an endpoint from its SDP address and the SIP message's source:
 /// the SDP's address where it can be the sender; the SIP source's host when the SDP address is
-/// private, loopback, link-local or unspecified (a phone behind NAT, or one on hold by
-/// `c=0.0.0.0`) and the message came from elsewhere.
+/// not globally routable (`farside_peers::is_global`: private, shared, loopback, link-local,
+/// unspecified; a phone behind NAT, or one on hold by `c=0.0.0.0`) and the message came from
+/// elsewhere.
 pub fn expect(sdp: SocketAddr, sip_source: Option<IpAddr>) -> Expect {
     let ip = sdp.ip();
-    let unreachable = match ip {
-        IpAddr::V4(v4) => {
-            v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified()
-                // RFC 6598 shared space (carrier-grade NAT).
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    };
+    let unreachable = !farside_peers::is_global(ip);
     match sip_source {
         Some(source) if unreachable && source != ip => Expect::Host(source),
         _ => Expect::Address(sdp),

@@ -109,6 +109,12 @@ impl PeerPolicy {
     }
 }
 
+/// Whether `ip` is globally routable: not refused by the defaults (IPv4-mapped IPv6 judged by
+/// its IPv4 address). What the RTP relay asks of an SDP address: can it be the sender's?
+pub fn is_global(ip: IpAddr) -> bool {
+    !refused_by_default(canonical(ip))
+}
+
 fn refused_by_default(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => refused_v4(v4),
