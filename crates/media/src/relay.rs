@@ -441,10 +441,7 @@ impl Relay {
             };
             let Some((a, b)) = pair else {
                 for s in call.streams.drain(before..) {
-                    for side in &s.sides {
-                        self.owners.remove(side.port);
-                        ports.give_back(side.port);
-                    }
+                    release(&mut self.owners, ports, &s);
                 }
                 if before == 0 {
                     self.calls.remove(call_id);
@@ -528,10 +525,7 @@ impl Relay {
             }
         }
         for s in &call.streams {
-            for side in &s.sides {
-                self.owners.remove(side.port);
-                ports.give_back(side.port);
-            }
+            release(&mut self.owners, ports, s);
         }
         self.events.push_back(Event::CallEnded {
             call_id: call_id.to_vec(),
@@ -701,6 +695,14 @@ impl Relay {
     /// What the relay reports.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+}
+
+/// Gives a stream's port pairs back and forgets their owner.
+fn release(owners: &mut Owners, ports: &mut dyn MediaPorts, stream: &Stream) {
+    for side in &stream.sides {
+        owners.remove(side.port);
+        ports.give_back(side.port);
     }
 }
 
