@@ -12,7 +12,7 @@ use farside_sdp::Ice as SdpIce;
 use farside_time::Timestamp;
 
 use crate::ng::bencode::Value;
-use crate::ng::{Command, Ice, Request, reply, reply_error};
+use crate::ng::{Command, Flag, Ice, Request, reply, reply_error};
 use crate::relay::{MediaPorts, Passing, Relay, RelayError, SideView};
 
 /// Most Call-IDs `list` returns when the request names no `limit`.
@@ -71,6 +71,7 @@ pub fn handle(
                 sdp,
                 source,
                 ice,
+                handover: request.has(Flag::MediaHandover),
             };
             let result = if request.command == Command::Offer {
                 relay.offer(now, &passing, ports)

@@ -85,6 +85,9 @@ pub struct Passing<'a> {
     pub source: Option<IpAddr>,
     /// What becomes of ICE attributes.
     pub ice: Ice,
+    /// The sender's learned address may move to another port of its host without new
+    /// signalling (ng's `media-handover`; [`Latch::handover`]).
+    pub handover: bool,
 }
 
 /// Why an offer or answer is refused.
@@ -465,14 +468,7 @@ impl Relay {
             });
         }
         let address = call.address;
-        Ok(describe(
-            call,
-            side,
-            &parsed,
-            offer.source,
-            address,
-            offer.ice,
-        ))
+        Ok(describe(call, side, &parsed, offer, address))
     }
 
     /// The answer to the last offer, from the side that did not make it: the SDP to pass on,
@@ -494,14 +490,7 @@ impl Relay {
         }
         call.answered.get_or_insert(now);
         let address = call.address;
-        Ok(describe(
-            call,
-            side,
-            &parsed,
-            answer.source,
-            address,
-            answer.ice,
-        ))
+        Ok(describe(call, side, &parsed, answer, address))
     }
 
     /// Ends a call (BYE, CANCEL, a failure, ng `delete`), giving its ports back.
@@ -737,10 +726,10 @@ fn describe(
     call: &mut Call,
     side: usize,
     sdp: &Sdp<'_>,
-    sip_source: Option<IpAddr>,
+    passing: &Passing<'_>,
     address: IpAddr,
-    ice: Ice,
 ) -> Vec<u8> {
+    let sip_source = passing.source;
     let other = 1 - side;
     let mut ports = Vec::new();
     let mut rtcp_ports = Vec::new();
@@ -751,6 +740,8 @@ fn describe(
             Connection::Other => IpAddr::from([0, 0, 0, 0]),
         };
         s.rtcp_mux = m.rtcp_mux;
+        s.rtp.handover(passing.handover);
+        s.rtcp.handover(passing.handover);
         s.rtp
             .expect(expect(SocketAddr::new(ip, m.port), sip_source));
         let rtcp_port = m.rtcp_port.unwrap_or(m.port.saturating_add(1));
@@ -767,7 +758,7 @@ fn describe(
             origin: Some(address),
             ports: &ports,
             rtcp_ports: &rtcp_ports,
-            ice,
+            ice: passing.ice,
         },
         &mut out,
     );

@@ -59,6 +59,7 @@ a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
                     sdp: offer.as_bytes(),
                     source: Some("198.51.100.7".parse().unwrap()),
                     ice: Ice::Remove,
+                    handover: false,
                 },
                 &mut ports,
             )
@@ -73,6 +74,7 @@ a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
                     sdp: answer.as_bytes(),
                     source: Some("192.0.2.20".parse().unwrap()),
                     ice: Ice::Remove,
+                    handover: false,
                 },
             )
             .unwrap();

@@ -77,6 +77,11 @@ fn port_in(sdp: &[u8]) -> u16 {
 /// Sets up alice (NATed, private SDP) calling bob (public); returns the relay, the ports, the
 /// relay ports alice and bob send to.
 fn call() -> (Relay, Ports, u16, u16) {
+    call_with(false)
+}
+
+/// [`call`], alice's offer allowing `media-handover` or not.
+fn call_with(handover: bool) -> (Relay, Ports, u16, u16) {
     let mut relay = Relay::new(RelayConfig::new(ip(RELAY)));
     let mut ports = Ports::default();
     let to_bob = relay
@@ -89,6 +94,7 @@ fn call() -> (Relay, Ports, u16, u16) {
                 sdp: offer_sdp("192.168.1.20", 4000).as_bytes(),
                 source: Some(ip(ALICE_SIP)),
                 ice: Ice::Remove,
+                handover,
             },
             &mut ports,
         )
@@ -113,6 +119,7 @@ fn call() -> (Relay, Ports, u16, u16) {
                 sdp: offer_sdp(BOB, 5000).as_bytes(),
                 source: Some(ip(BOB)),
                 ice: Ice::Remove,
+                handover: false,
             },
         )
         .unwrap();
@@ -196,6 +203,7 @@ fn a_reinvite_from_bob_moves_him_without_a_gap() {
                 sdp: offer_sdp("192.0.2.99", 7000).as_bytes(),
                 source: Some(ip("192.0.2.99")),
                 ice: Ice::Remove,
+                handover: false,
             },
             &mut ports,
         )
@@ -215,6 +223,7 @@ fn a_reinvite_from_bob_moves_him_without_a_gap() {
                 sdp: offer_sdp("192.168.1.20", 4000).as_bytes(),
                 source: Some(ip(ALICE_SIP)),
                 ice: Ice::Remove,
+                handover: false,
             },
         )
         .unwrap();
@@ -319,7 +328,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 to_tag: None,
                 sdp: sdp.as_bytes(),
                 source: None,
-                ice: Ice::Keep
+                ice: Ice::Keep,
+                handover: false
             },
             &mut ports
         )
@@ -334,7 +344,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 to_tag: None,
                 sdp: sdp.as_bytes(),
                 source: None,
-                ice: Ice::Keep
+                ice: Ice::Keep,
+                handover: false
             },
             &mut ports
         ),
@@ -349,7 +360,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 to_tag: None,
                 sdp: sdp.as_bytes(),
                 source: None,
-                ice: Ice::Keep
+                ice: Ice::Keep,
+                handover: false
             }
         ),
         Err(farside_media::relay::RelayError::UnknownCall)
@@ -363,7 +375,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 to_tag: None,
                 sdp: b"not sdp",
                 source: None,
-                ice: Ice::Keep
+                ice: Ice::Keep,
+                handover: false
             },
             &mut ports
         ),
@@ -380,7 +393,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 to_tag: None,
                 sdp: two.as_bytes(),
                 source: None,
-                ice: Ice::Keep
+                ice: Ice::Keep,
+                handover: false
             },
             &mut ports
         ),
@@ -406,7 +420,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 to_tag: None,
                 sdp: sdp.as_bytes(),
                 source: None,
-                ice: Ice::Keep
+                ice: Ice::Keep,
+                handover: false
             },
             &mut none
         ),
@@ -424,6 +439,7 @@ fn offers_the_relay_cannot_serve_are_refused() {
             sdp: sdp.as_bytes(),
             source: None,
             ice: Ice::Keep,
+            handover: false,
         },
         &mut ports,
     )
@@ -453,6 +469,7 @@ fn media_is_never_sent_to_an_address_the_peer_policy_refuses() {
             sdp: sdp.as_bytes(),
             source: None,
             ice: Ice::Keep,
+            handover: false,
         };
         let alice = offer_sdp(ALICE_SIP, 4000).leak();
         let inside = offer_sdp("10.0.0.5", 5000).leak();
@@ -516,6 +533,7 @@ fn a_call_takes_the_relay_address_of_its_offers_family() {
         sdp: sdp.as_bytes(),
         source: None,
         ice: Ice::Keep,
+        handover: false,
     };
     let out = relay.offer(at(0), &offer(b"six", v6), &mut ports).unwrap();
     let out = String::from_utf8(out).unwrap();
@@ -528,4 +546,17 @@ fn a_call_takes_the_relay_address_of_its_offers_family() {
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains(&format!("c=IN IP4 {RELAY}\r\n")), "{out}");
     assert_eq!(ports.ipv6, 2, "no more IPv6 pairs");
+}
+
+/// ng's `media-handover` reaches the latch: alice's NAT moves her to another port mid-call
+/// and, with the flag, her packets from there take over; without it they are refused.
+#[test]
+fn media_handover_lets_a_new_port_of_the_same_host_take_over() {
+    for handover in [false, true] {
+        let (mut r, _ports, alice_port, _) = call_with(handover);
+        r.handle_packet(at(1), alice_port, sa("198.51.100.7:40001"), &rtp(1))
+            .unwrap();
+        let moved = r.handle_packet(at(2), alice_port, sa("198.51.100.7:40999"), &rtp(2));
+        assert_eq!(moved.is_ok(), handover, "{moved:?}");
+    }
 }
