@@ -321,6 +321,8 @@ fn total(bytes: &[u8]) {
         // What the relay wrote reads again, with its ports and no ICE.
         let again = Sdp::parse(&out).expect("a rewritten description reads");
         assert!(!again.has_ice());
+        // Every media section is still there (the zip below would stop at the shorter list).
+        assert_eq!(again.media().count(), sdp.media().count());
         for (m, (before, port)) in again.media().zip(sdp.media().zip(&ports)) {
             let want = if before.port == 0 {
                 0
