@@ -1009,7 +1009,9 @@ fn a_call_between_a_symmetric_nat_and_a_sip_alg_has_audio_both_ways_through_hold
     let Some(lab) = Lab::up(TEST) else { return };
     let (primary, _) = lab.server_addrs();
     let target = format!("{primary}:5060");
-    let python = std::env::var("FARSIDE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let Some(python) = common::require_python_module(TEST, "socket") else {
+        return;
+    };
     let spray = format!(
         "{}/../../tests/python/rtp_spray.py",
         env!("CARGO_MANIFEST_DIR")
@@ -1088,13 +1090,8 @@ fn a_call_between_a_symmetric_nat_and_a_sip_alg_has_audio_both_ways_through_hold
             let attack = attack.unwrap();
             assert!(attack.success(), "attacker: {attack}");
             let json = attack.stdout.trim();
-            let count = |key: &str| -> u64 {
-                json.split(&format!("\"{key}\": "))
-                    .nth(1)
-                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap()
-            };
+            let report: serde_json::Value = serde_json::from_str(json).unwrap();
+            let count = |key: &str| report[key].as_u64().unwrap();
             let injected = |pcap: &[u8]| pcap.windows(15).any(|w| w == b"RTP-BLEED-PROBE");
             assert!(
                 count("sent") > 10_000 && count("received") == 0,
@@ -1281,7 +1278,9 @@ fn a_stock_kamailio_with_its_rtpengine_module_relays_the_lab_call_through_farsid
         ),
         "{kamailio}"
     );
-    let python = std::env::var("FARSIDE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let Some(python) = common::require_python_module(TEST, "socket") else {
+        return;
+    };
     let script = format!(
         "{}/../../tests/python/ng_query.py",
         env!("CARGO_MANIFEST_DIR")
@@ -1323,10 +1322,15 @@ fn a_stock_kamailio_with_its_rtpengine_module_relays_the_lab_call_through_farsid
     // {"calls": {"<call-id>": {"<tag>": [[rtp, rtcp]], "<tag>": [[rtp, rtcp]]}}}: two parties,
     // each with RTP counted.
     let json = query.stdout.trim().to_string();
-    let rtp_counts: Vec<u64> = json
-        .split("[[")
-        .skip(1)
-        .filter_map(|r| r.split(',').next()?.trim().parse().ok())
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // Each party's first stream's RTP packets.
+    let rtp_counts: Vec<u64> = report["calls"]
+        .as_object()
+        .into_iter()
+        .flat_map(|calls| calls.values())
+        .filter_map(serde_json::Value::as_object)
+        .flat_map(|parties| parties.values())
+        .filter_map(|streams| streams[0][0].as_u64())
         .collect();
     assert!(
         rtp_counts.len() == 2 && rtp_counts.iter().all(|&n| n > 50),
