@@ -631,12 +631,6 @@ impl Relay {
         Some(s.sides.get(side)?.counters)
     }
 
-    /// The quality of what side `side` of a call's stream `stream` sends.
-    pub fn quality(&self, call_id: &[u8], stream: usize, side: usize) -> Option<&Quality> {
-        let s = self.calls.get(call_id)?.streams.get(stream)?;
-        Some(&s.sides.get(side)?.quality)
-    }
-
     /// Ends the calls whose time is up. The calls are looked over once per [`SWEEP`] at most
     /// (a call ends up to that much after its limit): the data path's wake-ups then cost
     /// nothing per call.
