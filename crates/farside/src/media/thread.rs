@@ -244,11 +244,17 @@ fn relay_batch(
     for d in rx.iter() {
         match relay.handle_packet(now, port, d.source, d.payload) {
             Ok(t) => {
-                if let Some(out) = pool.socket(t.from_port) {
-                    let _ = out.send_to(d.payload, t.to);
+                // Relayed is what the kernel took; a refused send (no route, a full buffer) is
+                // counted apart.
+                let sent = pool
+                    .socket(t.from_port)
+                    .is_some_and(|out| out.send_to(d.payload, t.to).is_ok());
+                if sent {
+                    tally.relayed += 1;
+                    tally.bytes += d.payload.len() as u64;
+                } else {
+                    tally.send_failed += 1;
                 }
-                tally.relayed += 1;
-                tally.bytes += d.payload.len() as u64;
             }
             Err(Drop::ForeignSource) => tally.foreign_source += 1,
             Err(Drop::NoDestination) => tally.no_destination += 1,
@@ -268,6 +274,7 @@ struct Tally {
     no_stream: u64,
     denied_peer: u64,
     overflow: u64,
+    send_failed: u64,
 }
 
 impl Tally {
@@ -280,6 +287,7 @@ impl Tally {
             (&c.no_stream, self.no_stream),
             (&c.denied_peer, self.denied_peer),
             (&c.overflow, self.overflow),
+            (&c.send_failed, self.send_failed),
         ] {
             if n > 0 {
                 counter.fetch_add(n, Relaxed);

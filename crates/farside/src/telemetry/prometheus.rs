@@ -326,7 +326,7 @@ fn render_rtp(s: &mut String, c: &RtpCounters) {
         s,
         "farside_rtp_packets_total",
         "counter",
-        "Packets at relay ports: relayed, or dropped because they came from a host the signalling did not name (foreign_source), the other side had no address yet (no_destination), no call owns the port (no_stream), the other side's address is refused by rtp.allowed_peers / rtp.denied_peers (denied_peer), or dropped by the kernel at the port's full receive buffer (overflow: the relay fell behind; counted as the port's socket reports them).",
+        "Packets at relay ports: relayed, or dropped because they came from a host the signalling did not name (foreign_source), the other side had no address yet (no_destination), no call owns the port (no_stream), the other side's address is refused by rtp.allowed_peers / rtp.denied_peers (denied_peer),, dropped by the kernel at the port's full receive buffer (overflow: the relay fell behind; counted as the port's socket reports them), or refused by the kernel when sent on (send_failed).",
     );
     for (label, n) in [
         ("relayed", &c.relayed),
@@ -335,6 +335,7 @@ fn render_rtp(s: &mut String, c: &RtpCounters) {
         ("no_stream", &c.no_stream),
         ("denied_peer", &c.denied_peer),
         ("overflow", &c.overflow),
+        ("send_failed", &c.send_failed),
     ] {
         let _ = writeln!(
             s,

@@ -27,6 +27,8 @@ pub struct RtpCounters {
     /// Packets the kernel dropped at a relay port's full receive buffer (the relay fell
     /// behind), as the port's socket reported them.
     pub overflow: AtomicU64,
+    /// Packets the relay meant to send but the kernel refused (no route, a full send buffer).
+    pub send_failed: AtomicU64,
     /// Calls ended, by reason: deleted, no media, silence, final limit.
     pub ended: [AtomicU64; 4],
     /// ng requests answered with success, with an error, and not understood.
