@@ -25,10 +25,7 @@ const KERNEL_DROP_CHECK: Duration = Duration::from_secs(10);
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     let stun = &config.stun;
-    let workers = match stun.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let workers = crate::config::worker_threads(stun.workers);
     // In partner mode the alternate IP is a partner's (chosen per client); only the primary
     // IP's two ports are ours to bind.
     let alternate = stun.rfc5780_primary().and_then(|p| {
@@ -193,7 +190,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     }
     // The RTP relay, driven over ng and by the SIP server.
     if rtp.enabled && rtp.relay_address().is_some() {
-        handles.push(crate::media::spawn(
+        handles.extend(crate::media::spawn(
             crate::media::MediaShell {
                 relay: rtp
                     .relay_config()
@@ -203,6 +200,7 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
                 ng: rtp.ng_listen.iter().map(|l| l.0).collect(),
                 link: media_link,
                 receive_buffer: rtp.receive_buffer,
+                workers: crate::config::worker_threads(rtp.workers),
             },
             {
                 let c = Arc::new(crate::telemetry::rtp::RtpCounters::default());

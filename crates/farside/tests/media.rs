@@ -255,11 +255,12 @@ fn kamailio_with_its_rtpengine_module_relays_a_call_and_a_port_spraying_attacker
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// One call over ng on `server`'s relay, its phones on `ip`: side A's and side B's sockets, the
+/// One call `call_id` over ng on `server`'s relay, its phones on `ip`: side A's and side B's sockets, the
 /// relay ports each sends to, and the relay's answer to the offer (the SDP B gets).
 fn call_over_ng(
     ng: SocketAddr,
     ip: std::net::IpAddr,
+    call_id: &str,
 ) -> (std::net::UdpSocket, std::net::UdpSocket, u16, u16, String) {
     use farside_media::ng::bencode::Value;
     let control = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -289,7 +290,7 @@ fn call_over_ng(
         let sdp = sdp(side);
         let mut entries = vec![
             (b"command".as_slice(), Value::Bytes(command)),
-            (b"call-id", Value::Bytes(b"overflow-call")),
+            (b"call-id", Value::Bytes(call_id.as_bytes())),
             (b"from-tag", Value::Bytes(b"a")),
             (b"sdp", Value::Bytes(sdp.as_bytes())),
         ];
@@ -339,7 +340,7 @@ fn a_flooded_relay_port_counts_its_overflow_and_relays_current_packets_at_once()
         "{}",
         server.describe()
     );
-    let (a, b, a_to, _, _) = call_over_ng(ng, LOCALHOST);
+    let (a, b, a_to, _, _) = call_over_ng(ng, LOCALHOST, "overflow-call");
     let relay = SocketAddr::new(LOCALHOST, a_to);
     let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
     packet.extend([0xd5; 160]);
@@ -419,7 +420,7 @@ fn a_call_offered_over_ipv6_is_relayed_over_ipv6() {
         "{}",
         server.describe()
     );
-    let (a, b, a_to, b_to, offered) = call_over_ng(ng, six);
+    let (a, b, a_to, b_to, offered) = call_over_ng(ng, six, "ipv6-call");
     assert!(offered.contains("c=IN IP6 ::1"), "{offered}");
     let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
     packet.extend([0xd5; 160]);
@@ -445,5 +446,125 @@ fn a_call_offered_over_ipv6_is_relayed_over_ipv6() {
     common::note(
         test,
         "an IPv6 offer got the relay's ::1 in its SDP; 10 packets each way relayed over IPv6",
+    );
+}
+
+/// The data path on several workers (`rtp.workers = 2`): each takes the calls whose Call-ID
+/// hashes to it, on its own half of `rtp.ports`; every call is relayed both ways, and `list`
+/// and `statistics` gather every worker's calls.
+#[test]
+fn calls_on_two_workers_are_relayed_from_each_workers_half_of_the_range() {
+    use farside_media::ng::bencode::Value;
+    let test = "calls_on_two_workers_are_relayed_from_each_workers_half_of_the_range";
+    if common::backend() != common::Backend::Farside {
+        common::skip(test, "Farside's RTP relay");
+        return;
+    }
+    const CALLS: usize = 8;
+    // 4 * CALLS ports: two pairs a call, each worker's half room for all of them.
+    let ng = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
+    let media = free_ports(&[LOCALHOST], 4 * CALLS as u16 * 2 + 2);
+    let media = media + (media & 1);
+    let last = media + 4 * CALLS as u16 * 2 - 1;
+    let middle = media + 4 * CALLS as u16;
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{media}-{last}\"\nng_listen = [\"udp:{ng}\"]\nallowed_peers = [\"127.0.0.0/8\"]\nworkers = 2\n"
+        )),
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("(2 workers)")),
+        "{}",
+        server.describe()
+    );
+    let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    packet.extend([0xd5; 160]);
+    let mut buf = [0u8; 2048];
+    let mut halves = [0; 2];
+    for i in 0..CALLS {
+        let call_id = format!("call-{i}@workers");
+        let (a, b, a_to, b_to, _) = call_over_ng(ng, LOCALHOST, &call_id);
+        let worker = farside_media::control::shard(call_id.as_bytes(), 2);
+        for port in [a_to, b_to] {
+            assert_eq!(
+                usize::from(port >= middle),
+                worker,
+                "{call_id}: port {port} in the half of worker {worker} ({media}-{last})"
+            );
+        }
+        halves[worker] += 1;
+        for socket in [&a, &b] {
+            socket
+                .set_read_timeout(Some(Duration::from_secs(1)))
+                .unwrap();
+        }
+        let (mut at_b, mut at_a) = (0, 0);
+        for seq in 0..5u16 {
+            packet[2..4].copy_from_slice(&seq.to_be_bytes());
+            a.send_to(&packet, SocketAddr::new(LOCALHOST, a_to))
+                .unwrap();
+            b.send_to(&packet, SocketAddr::new(LOCALHOST, b_to))
+                .unwrap();
+            at_b += usize::from(b.recv(&mut buf).is_ok());
+            at_a += usize::from(a.recv(&mut buf).is_ok());
+        }
+        assert_eq!((at_b, at_a), (5, 5), "{call_id}\n{}", server.describe());
+    }
+    assert!(
+        halves[0] > 0 && halves[1] > 0,
+        "both workers hold calls: {halves:?}"
+    );
+    let control = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    control
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut ask = |cookie: &str, command: &str| {
+        let request = farside_media::ng::request(
+            cookie.as_bytes(),
+            vec![(b"command", Value::Bytes(command.as_bytes()))],
+        );
+        control.send_to(&request, ng).unwrap();
+        let n = control.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let stats = ask("s", "statistics");
+    let own = Value::parse(stats.strip_prefix("s ").unwrap().as_bytes())
+        .ok()
+        .and_then(|d| {
+            d.get("statistics")?
+                .get("currentstatistics")?
+                .get("sessionsown")
+                .cloned()
+        });
+    assert_eq!(own, Some(Value::Int(CALLS as i64)), "{stats}");
+    let list = ask("l", "list");
+    for i in 0..CALLS {
+        assert!(list.contains(&format!("call-{i}@workers")), "{list}");
+    }
+    // Each worker adds its wake-up's tally once it has sent the batch.
+    let relayed = || common::counter(&server, "farside_rtp_packets_total", "\"relayed\"");
+    common::wait_until(Duration::from_secs(2), || relayed() >= (CALLS * 10) as f64);
+    assert_eq!(
+        relayed(),
+        (CALLS * 10) as f64,
+        "{}",
+        server.metrics().unwrap_or_default()
+    );
+    let calls = common::counter(&server, "farside_rtp_calls", "");
+    assert_eq!(
+        calls,
+        CALLS as f64,
+        "{}",
+        server.metrics().unwrap_or_default()
+    );
+    common::note(
+        test,
+        &format!(
+            "{CALLS} calls over ng on 2 workers ({} and {} by Call-ID), each on its worker's half of the range, 5 packets each way relayed in each; statistics and list show all {CALLS}",
+            halves[0], halves[1]
+        ),
     );
 }

@@ -48,6 +48,15 @@ impl Epoll {
         })
     }
 
+    /// A second handle of the same instance, with its own event buffer: another thread adds
+    /// and removes sockets through it while the owner waits.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Epoll {
+            fd: self.fd.try_clone()?,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS],
+        })
+    }
+
     /// Watches `fd` for readability, reporting `token` (level-triggered).
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, Interest::READ)

@@ -6,8 +6,6 @@
 //! `error` with `error-reason`), `sdp` for offer and answer. `query`, `list` and `statistics`
 //! answer a subset of rtpengine's keys (documented per command below).
 
-use std::net::IpAddr;
-
 use farside_sdp::Ice as SdpIce;
 use farside_time::Timestamp;
 
@@ -29,14 +27,51 @@ pub enum Handled {
     Malformed,
 }
 
-/// Handles one ng datagram from a control client that sent from `source`: the reply to send
-/// back, if any, and what became of it. Unknown flags are tolerated (`unknown_flags` counts
-/// them).
+/// The relays requests are served from: one, or one per data-plane worker, each owning the
+/// calls whose Call-ID [`shard`] gives it (so a call's packets, timers and figures stay on
+/// one core).
+pub trait Shards {
+    /// How many relays.
+    fn count(&self) -> usize;
+    /// Runs `f` on relay `i` with the ports it takes pairs from.
+    fn with(&mut self, i: usize, f: &mut dyn FnMut(&mut Relay, &mut dyn MediaPorts));
+}
+
+/// A single relay and its ports.
+pub struct One<'a> {
+    /// The relay.
+    pub relay: &'a mut Relay,
+    /// Its ports.
+    pub ports: &'a mut dyn MediaPorts,
+}
+
+impl Shards for One<'_> {
+    fn count(&self) -> usize {
+        1
+    }
+
+    fn with(&mut self, _: usize, f: &mut dyn FnMut(&mut Relay, &mut dyn MediaPorts)) {
+        f(self.relay, self.ports)
+    }
+}
+
+/// Which of `shards` relays owns the call `call_id` (FNV-1a, stable across runs: a call's
+/// requests always reach the relay holding it).
+pub fn shard(call_id: &[u8], shards: usize) -> usize {
+    let hash = call_id.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % shards.max(1) as u64) as usize
+}
+
+/// Handles one ng datagram from a control client: the reply to send back, if any, and what
+/// became of it. A call's requests go to the relay [`shard`] names; `list` and `statistics`
+/// gather from all, and `max_calls` holds for all together. Unknown flags are tolerated
+/// (the third value counts them).
 pub fn handle(
-    relay: &mut Relay,
+    shards: &mut dyn Shards,
     now: Timestamp,
     datagram: &[u8],
-    ports: &mut dyn MediaPorts,
 ) -> (Option<Vec<u8>>, Handled, usize) {
     let request = match Request::parse(datagram) {
         Ok(r) => r,
@@ -48,20 +83,98 @@ pub fn handle(
     };
     let unknown = request.unknown_flags.len();
     let cookie = request.cookie;
-    let refused = |reason: &str| (Some(reply_error(cookie, reason)), Handled::Refused, unknown);
-    let ok =
-        |entries: Vec<(&[u8], Value<'_>)>| (Some(reply(cookie, entries)), Handled::Ok, unknown);
-    let ice = match request.ice {
-        Some(Ice::Remove) => SdpIce::Remove,
-        _ => SdpIce::Keep,
-    };
-    let source: Option<IpAddr> = request.received_from;
-    match request.command {
+    let ok = |entries: Vec<(&[u8], Value<'_>)>| (reply(cookie, entries), Handled::Ok);
+    let (reply, handled) = match request.command {
         Command::Ping => ok(vec![(b"result", Value::Bytes(b"pong"))]),
+        // `list`: `result` and `calls`, at most `limit` Call-IDs.
+        Command::List => {
+            let mut ids: Vec<Vec<u8>> = Vec::new();
+            for i in 0..shards.count() {
+                shards.with(i, &mut |relay, _| {
+                    let room = LIST_LIMIT.saturating_sub(ids.len());
+                    ids.extend(relay.call_ids().take(room).map(<[u8]>::to_vec));
+                });
+            }
+            let calls = ids.iter().map(|id| Value::Bytes(id)).collect();
+            ok(vec![
+                (b"result", Value::Bytes(b"ok")),
+                (b"calls", Value::List(calls)),
+            ])
+        }
+        // `statistics`: `result` and `currentstatistics.sessionsown`.
+        Command::Statistics => {
+            let calls = total_calls(shards);
+            ok(vec![
+                (b"result", Value::Bytes(b"ok")),
+                (
+                    b"statistics",
+                    Value::Dict(vec![(
+                        b"currentstatistics",
+                        Value::Dict(vec![(b"sessionsown", Value::Int(int(calls as u64)))]),
+                    )]),
+                ),
+            ])
+        }
+        Command::Other(_) => (
+            reply_error(cookie, "Unrecognized command"),
+            Handled::Refused,
+        ),
+        _ => {
+            let Some(call_id) = request.call_id else {
+                let reason = match request.command {
+                    Command::Offer | Command::Answer => {
+                        "Incomplete message: call-id, from-tag and sdp are needed"
+                    }
+                    _ => "Unknown call-id",
+                };
+                return (Some(reply_error(cookie, reason)), Handled::Refused, unknown);
+            };
+            // Only an offer opens a call; the limit counts every relay's.
+            let full = request.command == Command::Offer
+                && shards.count() > 1
+                && total_calls(shards) >= max_calls(shards);
+            let mut out = None;
+            shards.with(shard(call_id, shards.count()), &mut |relay, ports| {
+                out = Some(if full && !relay.has_call(call_id) {
+                    (reply_error(cookie, "Too many calls"), Handled::Refused)
+                } else {
+                    serve_call(relay, ports, now, &request, call_id)
+                });
+            });
+            out.unwrap_or_else(|| (reply_error(cookie, "Unknown call-id"), Handled::Refused))
+        }
+    };
+    (Some(reply), handled, unknown)
+}
+
+fn total_calls(shards: &mut dyn Shards) -> usize {
+    let mut calls = 0;
+    for i in 0..shards.count() {
+        shards.with(i, &mut |relay, _| calls += relay.calls());
+    }
+    calls
+}
+
+fn max_calls(shards: &mut dyn Shards) -> usize {
+    let mut most = usize::MAX;
+    shards.with(0, &mut |relay, _| most = relay.max_calls());
+    most
+}
+
+/// `offer`, `answer`, `delete` and `query` of the call `call_id`, on the relay that owns it.
+fn serve_call(
+    relay: &mut Relay,
+    ports: &mut dyn MediaPorts,
+    now: Timestamp,
+    request: &Request<'_>,
+    call_id: &[u8],
+) -> (Vec<u8>, Handled) {
+    let cookie = request.cookie;
+    let refused = |reason: &str| (reply_error(cookie, reason), Handled::Refused);
+    let ok = |entries: Vec<(&[u8], Value<'_>)>| (reply(cookie, entries), Handled::Ok);
+    match request.command {
         Command::Offer | Command::Answer => {
-            let (Some(call_id), Some(from_tag), Some(sdp)) =
-                (request.call_id, request.from_tag, request.sdp)
-            else {
+            let (Some(from_tag), Some(sdp)) = (request.from_tag, request.sdp) else {
                 return refused("Incomplete message: call-id, from-tag and sdp are needed");
             };
             let passing = Passing {
@@ -69,8 +182,11 @@ pub fn handle(
                 from_tag,
                 to_tag: request.to_tag,
                 sdp,
-                source,
-                ice,
+                source: request.received_from,
+                ice: match request.ice {
+                    Some(Ice::Remove) => SdpIce::Remove,
+                    _ => SdpIce::Keep,
+                },
                 handover: request.has(Flag::MediaHandover),
             };
             let result = if request.command == Command::Offer {
@@ -89,20 +205,18 @@ pub fn handle(
                 Err(RelayError::Sdp(_)) => refused("Failed to parse SDP"),
             }
         }
-        Command::Delete => match request.call_id {
-            Some(id) if relay.delete(id, ports) => ok(vec![(b"result", Value::Bytes(b"ok"))]),
-            _ => refused("Call-ID not found or tags didn't match"),
-        },
+        Command::Delete if relay.delete(call_id, ports) => {
+            ok(vec![(b"result", Value::Bytes(b"ok"))])
+        }
+        Command::Delete => refused("Call-ID not found or tags didn't match"),
         // `query`: `result`, `created` (Unix seconds), `totals` with `RTP` and `RTCP`, each
         // `packets`, `bytes` and `errors` of both sides together (what Kamailio's `$rtpstat`
         // reads; the packets dropped, foreign source, nowhere to send or a refused destination,
-        // count as RTP errors),
-        // and `tags`, rtpengine's per-party view (see [`tags`]).
+        // count as RTP errors), and `tags`, rtpengine's per-party view (see [`tags`]).
         Command::Query => {
-            let Some(id) = request.call_id else {
-                return refused("Unknown call-id");
-            };
-            let (Some((created, t)), Some(streams)) = (relay.totals(id), relay.streams(id)) else {
+            let (Some((created, t)), Some(streams)) =
+                (relay.totals(call_id), relay.streams(call_id))
+            else {
                 return refused("Unknown call-id");
             };
             let addresses: Vec<[String; 2]> = streams
@@ -129,33 +243,7 @@ pub fn handle(
                 (b"tags", tags(&streams, &addresses)),
             ])
         }
-        // `list`: `result` and `calls`, at most `limit` Call-IDs.
-        Command::List => {
-            let calls: Vec<Value<'_>> = relay
-                .call_ids()
-                .take(LIST_LIMIT)
-                .map(Value::Bytes)
-                .collect();
-            ok(vec![
-                (b"result", Value::Bytes(b"ok")),
-                (b"calls", Value::List(calls)),
-            ])
-        }
-        // `statistics`: `result` and `currentstatistics.sessionsown`.
-        Command::Statistics => ok(vec![
-            (b"result", Value::Bytes(b"ok")),
-            (
-                b"statistics",
-                Value::Dict(vec![(
-                    b"currentstatistics",
-                    Value::Dict(vec![(
-                        b"sessionsown",
-                        Value::Int(int(relay.calls() as u64)),
-                    )]),
-                )]),
-            ),
-        ]),
-        Command::Other(_) => refused("Unrecognized command"),
+        _ => refused("Unrecognized command"),
     }
 }
 

@@ -392,6 +392,16 @@ impl Relay {
         self.calls.len()
     }
 
+    /// Whether the relay has the call `call_id`.
+    pub fn has_call(&self, call_id: &[u8]) -> bool {
+        self.calls.slot(call_id).is_some()
+    }
+
+    /// The most calls it takes ([`RelayConfig::max_calls`]).
+    pub fn max_calls(&self) -> usize {
+        self.config.max_calls
+    }
+
     /// An offer from the side its From tag names (a new call, or a re-INVITE in one): the SDP
     /// to pass on, naming the relay's ports that the other side sends to.
     pub fn offer(

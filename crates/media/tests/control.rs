@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use farside_media::control::{Handled, handle};
+use farside_media::control::{Handled, One, handle};
 use farside_media::ng::bencode::Value;
 use farside_media::relay::{MediaPorts, Relay, RelayConfig};
 use farside_sdp::Sdp;
@@ -54,7 +54,7 @@ fn an_rtpengine_client_pings_offers_answers_queries_lists_and_deletes() {
         datagram: Vec<u8>,
     ) -> (Value<'static>, Handled) {
         let now = Timestamp::from_unix_secs(1_800_000_000);
-        let (reply, handled, _) = handle(relay, now, &datagram, ports);
+        let (reply, handled, _) = handle(&mut One { relay, ports }, now, &datagram);
         (answer(&reply.unwrap(), cookie), handled)
     }
     let (pong, h) = send(&mut relay, &mut ports, "1", b"1 d7:command4:pinge".to_vec());
@@ -78,7 +78,14 @@ fn an_rtpengine_client_pings_offers_answers_queries_lists_and_deletes() {
             ("received-from", &["IP4", "198.51.100.7"]),
         ],
     );
-    let (r, _, unknown) = handle(&mut relay, now, &offer, &mut ports);
+    let (r, _, unknown) = handle(
+        &mut One {
+            relay: &mut relay,
+            ports: &mut ports,
+        },
+        now,
+        &offer,
+    );
     assert_eq!(unknown, 1, "the unknown flag is tolerated and counted");
     let r = answer(&r.unwrap(), "2");
     assert_eq!(r.get("result"), Some(&Value::Bytes(b"ok")));
@@ -217,7 +224,14 @@ fn an_rtpengine_client_pings_offers_answers_queries_lists_and_deletes() {
         );
     }
     // No cookie: nothing to answer.
-    let (r, h, _) = handle(&mut relay, now, b"d7:command4:pinge", &mut ports);
+    let (r, h, _) = handle(
+        &mut One {
+            relay: &mut relay,
+            ports: &mut ports,
+        },
+        now,
+        b"d7:command4:pinge",
+    );
     assert_eq!((r, h), (None, Handled::Malformed));
 }
 
@@ -256,7 +270,18 @@ fn query_shows_each_partys_stream_counters_endpoint_and_quality() {
         &[],
     );
     for d in [offer, reply] {
-        assert_eq!(handle(&mut relay, t0, &d, &mut ports).1, Handled::Ok);
+        assert_eq!(
+            handle(
+                &mut One {
+                    relay: &mut relay,
+                    ports: &mut ports
+                },
+                t0,
+                &d
+            )
+            .1,
+            Handled::Ok
+        );
     }
     // Alice sends to the first pair (30002), bob to the second (30004); ten packets each, and
     // alice's packet 4 is lost on the way.
@@ -297,7 +322,14 @@ fn query_shows_each_partys_stream_counters_endpoint_and_quality() {
         .unwrap();
 
     let q = request("3", &[("command", "query"), ("call-id", "q@h")], &[]);
-    let (r, h, _) = handle(&mut relay, ms(500), &q, &mut ports);
+    let (r, h, _) = handle(
+        &mut One {
+            relay: &mut relay,
+            ports: &mut ports,
+        },
+        ms(500),
+        &q,
+    );
     assert_eq!(h, Handled::Ok);
     let r = answer(&r.unwrap(), "3");
     let tags = r.get("tags").unwrap();
@@ -343,4 +375,99 @@ fn query_shows_each_partys_stream_counters_endpoint_and_quality() {
     assert_eq!(quality(&b_rtp, "packets lost"), Some(Value::Int(0)));
     assert_eq!(quality(&b_rtp, "round trip"), Some(Value::Int(80)));
     assert_eq!(quality(&a_rtp, "round trip"), None, "alice sent no report");
+}
+
+/// Two relays, as the shell runs one per data-plane worker.
+struct Two {
+    relays: [Relay; 2],
+    ports: [Ports; 2],
+}
+
+impl farside_media::control::Shards for Two {
+    fn count(&self) -> usize {
+        2
+    }
+    fn with(&mut self, i: usize, f: &mut dyn FnMut(&mut Relay, &mut dyn MediaPorts)) {
+        f(&mut self.relays[i], &mut self.ports[i])
+    }
+}
+
+#[test]
+fn calls_spread_over_relays_by_call_id_and_list_statistics_and_the_limit_cover_all() {
+    let config = RelayConfig {
+        max_calls: 6,
+        ..RelayConfig::new("203.0.113.5".parse().unwrap())
+    };
+    let mut two = Two {
+        relays: [Relay::new(config.clone()), Relay::new(config)],
+        // Each relay's pairs from its own slice of the range.
+        ports: [Ports(30_000), Ports(35_000)],
+    };
+    let now = Timestamp::from_unix_secs(1_800_000_000);
+    let offer = |id: &str| {
+        request(
+            "o",
+            &[
+                ("command", "offer"),
+                ("call-id", id),
+                ("from-tag", "ft"),
+                ("sdp", SDP),
+            ],
+            &[],
+        )
+    };
+    let ids: Vec<String> = (0..6).map(|i| format!("call-{i}@h")).collect();
+    for id in &ids {
+        let (r, h, _) = handle(&mut two, now, &offer(id));
+        assert_eq!(h, Handled::Ok, "{id}: {:?}", answer(&r.unwrap(), "o"));
+    }
+    let [a, b] = [two.relays[0].calls(), two.relays[1].calls()];
+    assert_eq!(a + b, 6);
+    assert!(a > 0 && b > 0, "both relays hold calls: {a} and {b}");
+    for id in &ids {
+        let owner = farside_media::control::shard(id.as_bytes(), 2);
+        assert!(two.relays[owner].has_call(id.as_bytes()), "{id}");
+    }
+
+    // The limit is the server's: a seventh call is refused whichever relay it would go to,
+    // while a re-offer in a call already open is still served.
+    let (r, h, _) = handle(&mut two, now, &offer("call-6@h"));
+    assert_eq!(h, Handled::Refused);
+    assert_eq!(
+        answer(&r.unwrap(), "o").get("error-reason"),
+        Some(&Value::Bytes(b"Too many calls"))
+    );
+    assert_eq!(handle(&mut two, now, &offer(&ids[0])).1, Handled::Ok);
+
+    let ask = |two: &mut Two, entries: &[(&str, &str)]| {
+        let (r, _, _) = handle(two, now, &request("q", entries, &[]));
+        answer(&r.unwrap(), "q")
+    };
+    let list = ask(&mut two, &[("command", "list")]);
+    let Some(Value::List(calls)) = list.get("calls") else {
+        panic!("{list:?}")
+    };
+    let mut listed: Vec<String> = calls
+        .iter()
+        .map(|c| String::from_utf8(c.as_bytes().unwrap().to_vec()).unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ids);
+    let stats = ask(&mut two, &[("command", "statistics")]);
+    assert_eq!(
+        stats
+            .get("statistics")
+            .and_then(|s| s.get("currentstatistics"))
+            .and_then(|s| s.get("sessionsown")),
+        Some(&Value::Int(6))
+    );
+
+    // Query and delete reach the call's relay.
+    for id in &ids {
+        let q = ask(&mut two, &[("command", "query"), ("call-id", id)]);
+        assert_eq!(q.get("result"), Some(&Value::Bytes(b"ok")), "{id}");
+        let d = ask(&mut two, &[("command", "delete"), ("call-id", id)]);
+        assert_eq!(d.get("result"), Some(&Value::Bytes(b"ok")), "{id}");
+    }
+    assert_eq!(two.relays[0].calls() + two.relays[1].calls(), 0);
 }

@@ -125,6 +125,15 @@ impl Config {
 }
 
 /// A value that parses but cannot work, named by its key.
+/// The threads a `workers` key asks for: itself, or with 0 one per CPU this process may run on
+/// (its affinity: `taskset -c 0` gives one).
+pub fn worker_threads(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 fn invalid(origin: &str, key: &'static str, message: String) -> ConfigError {
     ConfigError::Invalid {
         path: origin.to_string(),
@@ -315,6 +324,7 @@ mod tests {
             std::time::Duration::from_secs(4 * 3600)
         );
         assert!(err("[rtp]\nsetup_timeout = 0\n").contains("rtp.setup_timeout"));
+        assert!(err("[rtp]\nworkers = 5000\n").contains("rtp.workers"));
         // One address per family; the advertised one stands for its family's.
         let dual = Config::parse(
             "[rtp]\nenabled = true\naddress = [\"192.0.2.1\", \"2001:db8::1\"]\nadvertised_address = \"203.0.113.9\"\n",

@@ -43,6 +43,9 @@ pub struct RtpConfig {
     /// it): what piles up while the relay is behind. Small enough that the kernel drops the
     /// excess of an overload (for free) instead of the relay forwarding seconds-old audio.
     pub receive_buffer: usize,
+    /// Data-plane threads, each relaying its own calls on its slice of `ports`; 0 = one per
+    /// CPU this process may run on.
+    pub workers: usize,
 }
 
 /// `relay`: which calls through Farside's SIP server have their media relayed.
@@ -77,6 +80,7 @@ impl Default for RtpConfig {
             ng_listen: vec![NgListen("127.0.0.1:2223".parse().expect("literal"))],
             relay: Relay::Nated,
             receive_buffer: 8_192,
+            workers: 0,
             allowed_peers: Vec::new(),
             denied_peers: Vec::new(),
             max_calls: 10_000,
@@ -194,6 +198,13 @@ impl Config {
             if value == 0 {
                 return Err(invalid(origin, key, "must be at least 1".into()));
             }
+        }
+        if rtp.workers > 1024 {
+            return Err(invalid(
+                origin,
+                "rtp.workers",
+                format!("{}: at most 1024", rtp.workers),
+            ));
         }
         if !rtp.enabled {
             return Ok(());

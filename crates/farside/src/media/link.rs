@@ -1,9 +1,9 @@
-//! The SIP server's line to the RTP relay on the media thread: rtpengine's ng protocol over a
+//! The SIP server's line to the RTP relay's control thread: rtpengine's ng protocol over a
 //! Unix datagram socket pair. Farside's own calls take the path Kamailio's rtpengine module
 //! takes (the same requests, answered by the same `farside_media::control`), without a
 //! network socket anyone else could reach.
 //!
-//! Failure rule: a request not answered within [`WAIT`] (the media thread stopped, or is far
+//! Failure rule: a request not answered within [`WAIT`] (the relay's control thread stopped, or is far
 //! behind) leaves the SDP as it came, so the call still rings; the SIP server counts it
 //! (`farside_sip_media_total{result="passed"}`), and the first is logged (S505). A late reply is
 //! recognised by its cookie and skipped.
@@ -29,7 +29,7 @@ pub struct RelayLink {
     buf: Vec<u8>,
 }
 
-/// A line: the SIP thread's end, and the media thread's (which it serves like an ng socket).
+/// A line: the SIP thread's end, and the relay control thread's (which it serves like an ng socket).
 pub fn pair() -> std::io::Result<(RelayLink, UnixDatagram)> {
     let (sip, media) = UnixDatagram::pair()?;
     media.set_nonblocking(true)?;
@@ -157,7 +157,7 @@ impl MediaRelay for RelayLink {
 mod tests {
     use super::*;
 
-    /// What the media thread does with the line, in miniature: the request must parse as ng
+    /// What the control thread does with the line, in miniature: the request must parse as ng
     /// with every key the relay reads.
     #[test]
     fn requests_are_ng_the_relay_reads_and_late_replies_are_skipped() {

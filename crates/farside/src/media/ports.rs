@@ -1,5 +1,6 @@
-//! The relay's port pairs: bound on demand from `rtp.ports`, watched on the media thread's
-//! epoll (the RTP port's number is its token, RTCP's the next), closed when given back.
+//! The relay's port pairs: bound on demand from `rtp.ports` (each data-plane worker from its
+//! own slice), watched on the worker's epoll (the RTP port's number is its token, RTCP's the
+//! next), closed when given back.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -24,21 +25,35 @@ pub struct PortPool {
 }
 
 impl PortPool {
-    /// Pairs from `first` to `last` (RTP ports even) on `address`.
-    pub fn new(addresses: &[IpAddr], (first, last): (u16, u16), receive_buffer: usize) -> PortPool {
+    /// The pairs from `first` to `last` (RTP ports even) on `addresses`, split into `n`
+    /// pools of consecutive pairs, as even as can be (one per data-plane worker; fewer if the
+    /// range has fewer than `n` pairs).
+    pub fn split(
+        addresses: &[IpAddr],
+        (first, last): (u16, u16),
+        n: usize,
+        receive_buffer: usize,
+    ) -> Vec<PortPool> {
         let of = |ipv6: bool| addresses.iter().copied().find(|a| a.is_ipv6() == ipv6);
         let addresses = [of(false), of(true)];
         let first = first.saturating_add(first & 1);
         // Whole pairs only: an RTCP port past `last` is not the operator's to bind.
         let pairs = (usize::from(last) + 1).saturating_sub(usize::from(first)) / 2;
-        PortPool {
-            addresses,
-            first,
-            next: 0,
-            bound: std::iter::repeat_with(|| None).take(pairs).collect(),
-            pairs: 0,
-            receive_buffer,
-        }
+        let n = n.clamp(1, pairs.max(1));
+        (0..n)
+            .map(|k| {
+                let (from, to) = (k * pairs / n, (k + 1) * pairs / n);
+                PortPool {
+                    addresses,
+                    // In range: `from < pairs`, so `first + 2 * from <= last`.
+                    first: u16::try_from(usize::from(first) + 2 * from).unwrap_or(u16::MAX),
+                    next: 0,
+                    bound: std::iter::repeat_with(|| None).take(to - from).collect(),
+                    pairs: 0,
+                    receive_buffer,
+                }
+            })
+            .collect()
     }
 
     /// The socket of relay port `port` (RTP or RTCP).
@@ -88,7 +103,7 @@ struct Pair {
 pub struct Ports<'a> {
     /// The pool.
     pub pool: &'a mut PortPool,
-    /// The media thread's epoll.
+    /// The epoll of the worker the pool belongs to.
     pub epoll: &'a Epoll,
 }
 
@@ -153,5 +168,30 @@ impl MediaPorts for Ports<'_> {
                 let _ = self.epoll.remove(s.as_raw_fd());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slices(range: (u16, u16), n: usize) -> Vec<(u16, usize)> {
+        let lo: IpAddr = "127.0.0.1".parse().expect("literal");
+        PortPool::split(&[lo], range, n, 8192)
+            .iter()
+            .map(|p| (p.first, p.capacity()))
+            .collect()
+    }
+
+    #[test]
+    fn the_range_splits_into_whole_pairs_one_slice_per_worker() {
+        // 5 pairs from 30000: 2 and 3.
+        assert_eq!(slices((30_000, 30_009), 2), [(30_000, 2), (30_004, 3)]);
+        // An odd first port starts at the next even one; a lone port at the end is no pair.
+        assert_eq!(slices((30_001, 30_010), 1), [(30_002, 4)]);
+        // More workers than pairs: one pair each.
+        assert_eq!(slices((30_000, 30_003), 4), [(30_000, 1), (30_002, 1)]);
+        // The top of the port space, without overflow.
+        assert_eq!(slices((65_530, 65_535), 2), [(65_530, 1), (65_532, 2)]);
     }
 }

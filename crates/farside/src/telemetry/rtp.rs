@@ -1,4 +1,4 @@
-//! RTP relay counters: what the media thread relayed, refused and answered.
+//! RTP relay counters: what the relay's workers relayed and refused, and its control thread answered.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
