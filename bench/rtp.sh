@@ -70,6 +70,7 @@ address = ["127.0.0.1"]
 ports = "10000-59999"
 ng_listen = ["udp:127.0.0.1:$NG_PORT"]
 allowed_peers = ["127.0.0.0/8"]
+workers = 1
 [store]
 url = "sqlite://$TMP/farside.db"
 [admin]

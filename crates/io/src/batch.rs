@@ -104,10 +104,6 @@ pub struct Datagram<'a> {
     /// The address it was sent to, when the socket reports it (wildcard sockets opened with
     /// [`crate::SocketOptions`]'s `packet_info`).
     pub destination: Option<IpAddr>,
-    /// How many datagrams the kernel had dropped at this socket (its receive buffer full)
-    /// when this one was queued, a count that wraps; when the socket reports it
-    /// ([`crate::report_drops`]).
-    pub drops: Option<u32>,
 }
 
 /// Preallocated buffers for `recvmmsg`.
@@ -148,13 +144,12 @@ impl RecvBatch {
         let hdr = &self.slots.headers[i];
         let source = sockaddr_to_std(&self.slots.addrs[i])?;
         let len = (hdr.msg_len as usize).min(self.slots.buf_len);
-        let (destination, drops) = control_messages(&hdr.msg_hdr);
+        let destination = destination(&hdr.msg_hdr);
         Some(Datagram {
             source,
             payload: &self.slots.buf(i)[..len],
             truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             destination,
-            drops,
         })
     }
 
@@ -504,12 +499,12 @@ fn send_one_by_one(fd: RawFd, slots: &mut Slots, run: &Run, i: usize) -> usize {
     sent
 }
 
-/// What a received datagram's control messages say: its destination address (an
-/// `IP_PKTINFO` / `IPV6_PKTINFO` message) and the socket's drop count (`SO_RXQ_OVFL`).
-fn control_messages(hdr: &libc::msghdr) -> (Option<IpAddr>, Option<u32>) {
-    let (mut destination, mut drops) = (None, None);
+/// A received datagram's destination address, from its control messages (an `IP_PKTINFO` /
+/// `IPV6_PKTINFO` message).
+fn destination(hdr: &libc::msghdr) -> Option<IpAddr> {
+    let mut destination = None;
     if hdr.msg_controllen == 0 {
-        return (destination, drops);
+        return destination;
     }
     // SAFETY: `hdr` was filled by the kernel: its control pointer and length describe a valid
     // control buffer of ours, which the CMSG_* macros walk within bounds.
@@ -526,13 +521,11 @@ fn control_messages(hdr: &libc::msghdr) -> (Option<IpAddr>, Option<u32>) {
             } else if level == libc::IPPROTO_IPV6 && typ == libc::IPV6_PKTINFO {
                 let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
                 destination = Some(IpAddr::from(info.ipi6_addr.s6_addr));
-            } else if level == libc::SOL_SOCKET && typ == libc::SO_RXQ_OVFL {
-                drops = Some(std::ptr::read_unaligned(data.cast::<u32>()));
             }
             c = libc::CMSG_NXTHDR(hdr, c);
         }
     }
-    (destination, drops)
+    destination
 }
 
 /// Writes (or clears) the control message that picks the source address of a datagram.

@@ -62,6 +62,23 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, Interest::READ)
     }
 
+    /// Watches `fd` for readability, edge-triggered: `token` is reported when a datagram
+    /// arrives, not again for what waits unread, so the owner reads until the queue is empty
+    /// (or remembers that it did not). Saves the kernel re-checking every reported socket at
+    /// the next wait, as level-triggered watching does.
+    pub fn add_edge(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid event for the duration of the call.
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Watches `fd` for what `interest` names, reporting `token` (level-triggered; errors and
     /// hang-ups are always reported).
     pub fn add_with(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
@@ -149,5 +166,33 @@ mod tests {
         ep.wait(Duration::from_millis(10), |t| seen.push(t))
             .expect("wait");
         assert!(seen.is_empty());
+    }
+
+    #[test]
+    fn an_edge_triggered_socket_is_reported_once_per_arrival_and_a_clone_adds_to_the_same_set() {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut ep = Epoll::new().expect("epoll");
+        // Registered through another handle, reported by the owner's wait.
+        ep.try_clone()
+            .expect("clone")
+            .add_edge(b.as_raw_fd(), 3)
+            .expect("add");
+        let to = b.local_addr().expect("addr");
+        a.send_to(b"x", to).expect("send");
+        let mut seen = Vec::new();
+        ep.wait(Duration::from_secs(2), |t| seen.push(t))
+            .expect("wait");
+        assert_eq!(seen, vec![3]);
+        // Left unread, it is not reported again (level-triggered would be)...
+        seen.clear();
+        ep.wait(Duration::from_millis(10), |t| seen.push(t))
+            .expect("wait");
+        assert!(seen.is_empty());
+        // ...until another datagram arrives.
+        a.send_to(b"y", to).expect("send");
+        ep.wait(Duration::from_secs(2), |t| seen.push(t))
+            .expect("wait");
+        assert_eq!(seen, vec![3]);
     }
 }

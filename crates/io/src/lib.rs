@@ -17,6 +17,5 @@ pub use epoll::{Epoll, Interest};
 pub use poll::{MAX_FDS, wait_readable};
 pub use random::random_bytes;
 pub use socket::{
-    SocketOptions, UdpSocketStats, bind_udp, raise_fd_limit, report_drops, set_dont_fragment,
-    socket_stats,
+    SocketOptions, UdpSocketStats, bind_udp, raise_fd_limit, set_dont_fragment, socket_stats,
 };

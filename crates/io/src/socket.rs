@@ -113,27 +113,6 @@ pub struct UdpSocketStats {
     pub recv_buffer: u64,
 }
 
-/// Asks the kernel to report, with each datagram `socket` receives, how many it had dropped
-/// at the socket so far (`SO_RXQ_OVFL`, read as [`crate::Datagram::drops`]): a socket's
-/// overflows are counted from what it reads, without a system call per socket.
-pub fn report_drops(socket: &impl AsRawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: the option value is a valid c_int for the duration of the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RXQ_OVFL,
-            (&raw const on).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Reads the kernel's counters for `socket`.
 pub fn socket_stats(socket: &impl AsRawFd) -> io::Result<UdpSocketStats> {
     // SK_MEMINFO_VARS is 9 on every kernel since 4.x; ask for a few more in case it grows.

@@ -26,6 +26,8 @@ const RELAY_BATCH: usize = 8;
 const PER_TURN: usize = 64;
 /// The longest wait, so that shutdown and timers set by the control thread are seen.
 const MAX_WAIT: Duration = Duration::from_millis(200);
+/// How often the ports' overflow counts are read.
+const OVERFLOW_SWEEP: Duration = Duration::from_secs(1);
 
 /// A relay core and its port pairs: one worker's calls.
 pub struct Shard {
@@ -63,8 +65,8 @@ impl Worker {
 }
 
 impl Shard {
-    /// Reports the calls that ended and brings the gauges up to date; called by whichever
-    /// thread last changed the shard.
+    /// Reports the calls that ended and the overflows found, and brings the gauges up to date;
+    /// called by whichever thread last changed the shard.
     pub fn settle(&mut self, c: &RtpCounters) {
         while let Some(Event::CallEnded {
             call_id,
@@ -74,6 +76,10 @@ impl Shard {
         }) = self.relay.poll_event()
         {
             ended(c, &call_id, reason, forwarded, &quality);
+        }
+        let overflowed = self.pool.take_overflowed();
+        if overflowed > 0 {
+            c.overflow.fetch_add(overflowed, Relaxed);
         }
         let now = [
             self.relay.calls() as u64,
@@ -139,9 +145,17 @@ pub fn run(
     let mut rx = RecvBatch::new(RELAY_BATCH, 65_535);
     let mut ready = Vec::with_capacity(256);
     let mut next_timer = None;
+    let mut next_sweep = clock::now();
+    // Ports left with datagrams queued after their turn: edge-triggered, they are not reported
+    // again, so they are read first at the next wake-up, which does not wait.
+    let mut unread: Vec<u64> = Vec::new();
     while !shutdown.load(Relaxed) {
         ready.clear();
-        let wait = next_timer.map_or(MAX_WAIT, |t| clock::until(t).min(MAX_WAIT));
+        let wait = match unread.is_empty() {
+            true => next_timer.map_or(MAX_WAIT, |t| clock::until(t).min(MAX_WAIT)),
+            false => Duration::ZERO,
+        };
+        ready.append(&mut unread);
         epoll.wait(wait, |t| ready.push(t))?;
         let now = clock::now();
         let mut tally = Tally::default();
@@ -156,17 +170,18 @@ pub fn run(
             // (rtp.receive_buffer) let pile up, a fraction of a second of audio: the kernel
             // dropped the rest, so the relay never forwards seconds-old packets and is current
             // again as soon as the load falls.
+            let mut empty = false;
             for _ in 0..PER_TURN {
                 let Some(socket) = shard.pool.socket(port) else {
+                    empty = true;
                     break;
                 };
                 match recv_batch(socket, &mut rx) {
                     Ok(got) => {
                         relay_batch(&mut shard.relay, now, port, &rx, &shard.pool, &mut tally);
-                        if let Some(drops) = rx.iter().filter_map(|d| d.drops).last() {
-                            tally.overflow += shard.pool.overflowed(port, drops);
-                        }
+                        // Fewer than asked for: the queue is empty.
                         if got < RELAY_BATCH {
+                            empty = true;
                             break;
                         }
                     }
@@ -174,8 +189,15 @@ pub fn run(
                     Err(_) => continue,
                 }
             }
+            if !empty && !unread.contains(&token) {
+                unread.push(token);
+            }
         }
         tally.add_to(c);
+        if next_sweep <= now {
+            shard.pool.sweep();
+            next_sweep = now.checked_add(OVERFLOW_SWEEP).unwrap_or(now);
+        }
         if shard.relay.poll_timeout().is_some_and(|t| now >= t) {
             let mut ports = Ports {
                 pool: &mut shard.pool,
