@@ -262,18 +262,30 @@ fn call_over_ng(
     ip: std::net::IpAddr,
     call_id: &str,
 ) -> (std::net::UdpSocket, std::net::UdpSocket, u16, u16, String) {
+    call_over_ng_between(ng, [ip, ip], call_id)
+}
+
+/// As [`call_over_ng`], A's phone on `ips[0]` and B's on `ips[1]`; when their families differ
+/// the offer asks for B's (`address family`).
+fn call_over_ng_between(
+    ng: SocketAddr,
+    ips: [std::net::IpAddr; 2],
+    call_id: &str,
+) -> (std::net::UdpSocket, std::net::UdpSocket, u16, u16, String) {
     use farside_media::ng::bencode::Value;
     let control = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     control
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    let a = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
-    let b = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
-    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
+    let a = std::net::UdpSocket::bind(SocketAddr::new(ips[0], 0)).unwrap();
+    let b = std::net::UdpSocket::bind(SocketAddr::new(ips[1], 0)).unwrap();
+    let family = |ip: std::net::IpAddr| if ip.is_ipv6() { "IP6" } else { "IP4" };
     let sdp = |s: &std::net::UdpSocket| {
+        let at = s.local_addr().unwrap();
+        let (ip, family) = (at.ip(), family(at.ip()));
         format!(
             "v=0\r\no=- 1 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP 8\r\n",
-            s.local_addr().unwrap().port()
+            at.port()
         )
     };
     let port_in = |reply: &[u8]| -> u16 {
@@ -296,6 +308,8 @@ fn call_over_ng(
         ];
         if to_tag {
             entries.push((b"to-tag", Value::Bytes(b"b")));
+        } else if ips[0].is_ipv6() != ips[1].is_ipv6() {
+            entries.push((b"address family", Value::Bytes(family(ips[1]).as_bytes())));
         }
         control
             .send_to(&farside_media::ng::request(cookie, entries), ng)
@@ -569,5 +583,70 @@ fn calls_on_two_workers_are_relayed_from_each_workers_half_of_the_range() {
             "{CALLS} calls over ng on 2 workers ({} and {} by Call-ID), each on its worker's half of the range, 5 packets each way relayed in each; statistics and list show all {CALLS}",
             halves[0], halves[1]
         ),
+    );
+}
+
+/// An IPv4 phone calls an IPv6 phone over ng with `address family` = `IP6`: each gets the
+/// relay's address of its own family, and packets cross between 127.0.0.1 and ::1 both ways.
+#[test]
+fn an_ipv4_phone_and_an_ipv6_phone_are_bridged_when_the_offer_asks_for_ipv6() {
+    let test = "an_ipv4_phone_and_an_ipv6_phone_are_bridged_when_the_offer_asks_for_ipv6";
+    if common::backend() != common::Backend::Farside {
+        common::skip(test, "Farside's RTP relay");
+        return;
+    }
+    let six: std::net::IpAddr = "::1".parse().unwrap();
+    if std::net::UdpSocket::bind(SocketAddr::new(six, 0)).is_err() {
+        common::skip(test, "no IPv6 loopback here");
+        return;
+    }
+    let ng = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
+    let media = free_ports(&[LOCALHOST, six], 10);
+    let media = media + (media & 1);
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\", \"::1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\nallowed_peers = [\"127.0.0.0/8\", \"::1/128\"]\nworkers = 1\n",
+            media + 8
+        )),
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("S500 RTP relay: media on 127.0.0.1 and ::1")),
+        "{}",
+        server.describe()
+    );
+    let (a, b, a_to, b_to, offered) = call_over_ng_between(ng, [LOCALHOST, six], "bridge-call");
+    assert!(
+        offered.contains("c=IN IP6 ::1"),
+        "B is given IPv6: {offered}"
+    );
+    let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    packet.extend([0xd5; 160]);
+    let mut buf = [0u8; 2048];
+    for socket in [&a, &b] {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+    }
+    let (mut at_b, mut at_a) = (0, 0);
+    for seq in 0..10u16 {
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        a.send_to(&packet, SocketAddr::new(LOCALHOST, a_to))
+            .unwrap();
+        b.send_to(&packet, SocketAddr::new(six, b_to)).unwrap();
+        if matches!(b.recv_from(&mut buf), Ok((_, from)) if from == SocketAddr::new(six, b_to)) {
+            at_b += 1;
+        }
+        if matches!(a.recv_from(&mut buf), Ok((_, from)) if from == SocketAddr::new(LOCALHOST, a_to))
+        {
+            at_a += 1;
+        }
+    }
+    assert_eq!((at_b, at_a), (10, 10), "{}", server.describe());
+    common::note(
+        test,
+        "IPv4 phone A and IPv6 phone B over ng (address family IP6): B's SDP named ::1, A's 127.0.0.1; 10 packets each way crossed families, each from the relay port its recipient sends to",
     );
 }

@@ -188,6 +188,11 @@ fn serve_call(
                     _ => SdpIce::Keep,
                 },
                 handover: request.has(Flag::MediaHandover),
+                recipient_ipv6: match request.address_family {
+                    Some(b"IP6") => Some(true),
+                    Some(b"IP4") => Some(false),
+                    _ => None,
+                },
             };
             let result = if request.command == Command::Offer {
                 relay.offer(now, &passing, ports)

@@ -88,6 +88,10 @@ pub struct Passing<'a> {
     /// The sender's learned address may move to another port of its host without new
     /// signalling (ng's `media-handover`; [`Latch::handover`]).
     pub handover: bool,
+    /// The family the first offer's recipient is given, IPv6 if `true` (ng's `address-family`:
+    /// `IP6`, `IP4`); the offer's own if `None`. The two sides of a call may so be of
+    /// different families, and the relay bridges IPv4 and IPv6.
+    pub recipient_ipv6: Option<bool>,
 }
 
 /// Why an offer or answer is refused.
@@ -238,9 +242,10 @@ struct Call {
     offerer_tag: Vec<u8>,
     /// The answerer's tag, once an answer named one.
     answerer_tag: Option<Vec<u8>>,
-    /// The relay's address for this call, of its first offer's family where the relay has
-    /// one: its ports are bound there and its SDPs name it.
-    address: IpAddr,
+    /// The relay's address facing each side (the first offerer's first): of its first offer's
+    /// family, and of the family asked for its recipient (else the same), where the relay has
+    /// one. A side's ports are bound on its address, and the SDPs it receives name it.
+    addresses: [IpAddr; 2],
     created: Timestamp,
     answered: Option<Timestamp>,
     last_packet: Option<Timestamp>,
@@ -423,7 +428,12 @@ impl Relay {
                 id: call_id.to_vec(),
                 offerer_tag: from_tag.to_vec(),
                 answerer_tag: None,
-                address: address_for(&self.config.addresses, &parsed),
+                addresses: {
+                    let offerer = family_of(&parsed);
+                    let recipient = offer.recipient_ipv6.unwrap_or(offerer);
+                    let of = |ipv6| address_of(&self.config.addresses, ipv6);
+                    [of(offerer), of(recipient)]
+                },
                 created: now,
                 answered: None,
                 last_packet: None,
@@ -440,10 +450,10 @@ impl Relay {
         // out, what this offer took is given back (and a new call forgotten).
         let before = call.streams.len();
         let wanted = parsed.media().count();
-        let ipv6 = call.address.is_ipv6();
+        let [ipv6_a, ipv6_b] = call.addresses.map(|a| a.is_ipv6());
         while call.streams.len() < wanted {
-            let pair = match ports.take_pair(ipv6) {
-                Some(a) => match ports.take_pair(ipv6) {
+            let pair = match ports.take_pair(ipv6_a) {
+                Some(a) => match ports.take_pair(ipv6_b) {
                     Some(b) => Some((a, b)),
                     None => {
                         ports.give_back(a);
@@ -477,8 +487,7 @@ impl Relay {
                 sides: [blank(a), blank(b)],
             });
         }
-        let address = call.address;
-        Ok(describe(call, side, &parsed, offer, address))
+        Ok(describe(call, side, &parsed, offer))
     }
 
     /// The answer to the last offer, from the side that did not make it: the SDP to pass on,
@@ -499,8 +508,7 @@ impl Relay {
             call.answerer_tag = Some(tag.to_vec());
         }
         call.answered.get_or_insert(now);
-        let address = call.address;
-        Ok(describe(call, side, &parsed, answer, address))
+        Ok(describe(call, side, &parsed, answer))
     }
 
     /// Ends a call (BYE, CANCEL, a failure, ng `delete`), giving its ports back.
@@ -699,16 +707,19 @@ fn release(owners: &mut Owners, ports: &mut dyn MediaPorts, stream: &Stream) {
     }
 }
 
-/// The relay's address for a call whose first offer is `sdp`: the one of the family its first
-/// media section names, else the first configured.
-fn address_for(addresses: &[IpAddr], sdp: &Sdp<'_>) -> IpAddr {
-    let ipv6 = sdp
-        .media()
+/// Whether an SDP's media is IPv6: the family its first media section names (IPv4 if none).
+fn family_of(sdp: &Sdp<'_>) -> bool {
+    sdp.media()
         .find_map(|m| match m.connection {
             Connection::Ip(ip) => Some(ip.is_ipv6()),
             Connection::Other => None,
         })
-        .unwrap_or(false);
+        .unwrap_or(false)
+}
+
+/// The relay's address of the IPv6 family if `ipv6`, else IPv4; the first configured if it
+/// has none of that family.
+fn address_of(addresses: &[IpAddr], ipv6: bool) -> IpAddr {
     addresses
         .iter()
         .copied()
@@ -725,16 +736,12 @@ fn unanswered(cfg: &RelayConfig) -> Duration {
 }
 
 /// Takes side `side`'s SDP: its streams' expectations for the latches, and the SDP rewritten
-/// with the relay's address and the other side's ports (where the recipient will send).
-fn describe(
-    call: &mut Call,
-    side: usize,
-    sdp: &Sdp<'_>,
-    passing: &Passing<'_>,
-    address: IpAddr,
-) -> Vec<u8> {
+/// with the relay's address and ports facing the other side (where the recipient will send).
+fn describe(call: &mut Call, side: usize, sdp: &Sdp<'_>, passing: &Passing<'_>) -> Vec<u8> {
     let sip_source = passing.source;
     let other = 1 - side;
+    // The recipient sends to the relay's address facing it.
+    let address = call.addresses[other];
     let mut ports = Vec::new();
     let mut rtcp_ports = Vec::new();
     for (m, stream) in sdp.media().zip(call.streams.iter_mut()) {

@@ -60,6 +60,7 @@ a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
                     source: Some("198.51.100.7".parse().unwrap()),
                     ice: Ice::Remove,
                     handover: false,
+                    recipient_ipv6: None,
                 },
                 &mut ports,
             )
@@ -75,6 +76,7 @@ a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
                     source: Some("192.0.2.20".parse().unwrap()),
                     ice: Ice::Remove,
                     handover: false,
+                    recipient_ipv6: None,
                 },
             )
             .unwrap();

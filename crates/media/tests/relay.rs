@@ -95,6 +95,7 @@ fn call_with(handover: bool) -> (Relay, Ports, u16, u16) {
                 source: Some(ip(ALICE_SIP)),
                 ice: Ice::Remove,
                 handover,
+                recipient_ipv6: None,
             },
             &mut ports,
         )
@@ -120,6 +121,7 @@ fn call_with(handover: bool) -> (Relay, Ports, u16, u16) {
                 source: Some(ip(BOB)),
                 ice: Ice::Remove,
                 handover: false,
+                recipient_ipv6: None,
             },
         )
         .unwrap();
@@ -204,6 +206,7 @@ fn a_reinvite_from_bob_moves_him_without_a_gap() {
                 source: Some(ip("192.0.2.99")),
                 ice: Ice::Remove,
                 handover: false,
+                recipient_ipv6: None,
             },
             &mut ports,
         )
@@ -224,6 +227,7 @@ fn a_reinvite_from_bob_moves_him_without_a_gap() {
                 source: Some(ip(ALICE_SIP)),
                 ice: Ice::Remove,
                 handover: false,
+                recipient_ipv6: None,
             },
         )
         .unwrap();
@@ -329,7 +333,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 sdp: sdp.as_bytes(),
                 source: None,
                 ice: Ice::Keep,
-                handover: false
+                handover: false,
+                recipient_ipv6: None,
             },
             &mut ports
         )
@@ -345,7 +350,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 sdp: sdp.as_bytes(),
                 source: None,
                 ice: Ice::Keep,
-                handover: false
+                handover: false,
+                recipient_ipv6: None,
             },
             &mut ports
         ),
@@ -361,7 +367,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 sdp: sdp.as_bytes(),
                 source: None,
                 ice: Ice::Keep,
-                handover: false
+                handover: false,
+                recipient_ipv6: None,
             }
         ),
         Err(farside_media::relay::RelayError::UnknownCall)
@@ -376,7 +383,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 sdp: b"not sdp",
                 source: None,
                 ice: Ice::Keep,
-                handover: false
+                handover: false,
+                recipient_ipv6: None,
             },
             &mut ports
         ),
@@ -394,7 +402,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 sdp: two.as_bytes(),
                 source: None,
                 ice: Ice::Keep,
-                handover: false
+                handover: false,
+                recipient_ipv6: None,
             },
             &mut ports
         ),
@@ -421,7 +430,8 @@ fn offers_the_relay_cannot_serve_are_refused() {
                 sdp: sdp.as_bytes(),
                 source: None,
                 ice: Ice::Keep,
-                handover: false
+                handover: false,
+                recipient_ipv6: None,
             },
             &mut none
         ),
@@ -440,6 +450,7 @@ fn offers_the_relay_cannot_serve_are_refused() {
             source: None,
             ice: Ice::Keep,
             handover: false,
+            recipient_ipv6: None,
         },
         &mut ports,
     )
@@ -470,6 +481,7 @@ fn media_is_never_sent_to_an_address_the_peer_policy_refuses() {
             source: None,
             ice: Ice::Keep,
             handover: false,
+            recipient_ipv6: None,
         };
         let alice = offer_sdp(ALICE_SIP, 4000).leak();
         let inside = offer_sdp("10.0.0.5", 5000).leak();
@@ -534,6 +546,7 @@ fn a_call_takes_the_relay_address_of_its_offers_family() {
         source: None,
         ice: Ice::Keep,
         handover: false,
+        recipient_ipv6: None,
     };
     let out = relay.offer(at(0), &offer(b"six", v6), &mut ports).unwrap();
     let out = String::from_utf8(out).unwrap();
@@ -546,6 +559,68 @@ fn a_call_takes_the_relay_address_of_its_offers_family() {
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains(&format!("c=IN IP4 {RELAY}\r\n")), "{out}");
     assert_eq!(ports.ipv6, 2, "no more IPv6 pairs");
+}
+
+/// ng's `address-family`: an IPv4 phone's offer to an IPv6 phone. The relay faces each side
+/// in its own family: bob's SDP names the relay's IPv6 address and a port bound in IPv6,
+/// alice's its IPv4 one, and packets cross between the two.
+#[test]
+fn a_call_between_an_ipv4_and_an_ipv6_phone_is_bridged_when_the_offer_asks_for_ipv6() {
+    let mut config = RelayConfig::new(ip(RELAY));
+    config.addresses.push(ip("2001:db8::5"));
+    config.peers.allowed.push("2001:db8::/32".parse().unwrap());
+    let mut relay = Relay::new(config);
+    let mut ports = Ports::default();
+    let alice_sdp = offer_sdp(ALICE_SIP, 4000);
+    let bob_sdp = "v=0\r\no=- 1 1 IN IP6 2001:db8::20\r\ns=-\r\nc=IN IP6 2001:db8::20\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+    let passing = |sdp: &'static str, to_tag, recipient_ipv6| Passing {
+        call_id: b"bridge",
+        from_tag: b"alice",
+        to_tag,
+        sdp: sdp.as_bytes(),
+        source: None,
+        ice: Ice::Keep,
+        handover: false,
+        recipient_ipv6,
+    };
+    let to_bob = relay
+        .offer(
+            at(0),
+            &passing(alice_sdp.leak(), None, Some(true)),
+            &mut ports,
+        )
+        .unwrap();
+    let to_bob = String::from_utf8(to_bob).unwrap();
+    assert!(to_bob.contains("c=IN IP6 2001:db8::5\r\n"), "{to_bob}");
+    assert!(
+        to_bob.contains("o=- 1 1 IN IP6 2001:db8::5\r\n"),
+        "{to_bob}"
+    );
+    assert_eq!(ports.ipv6, 1, "bob's pair in IPv6, alice's in IPv4");
+    let to_alice = relay
+        .answer(at(1), &passing(bob_sdp, Some(b"bob"), None))
+        .unwrap();
+    let to_alice = String::from_utf8(to_alice).unwrap();
+    assert!(
+        to_alice.contains(&format!("c=IN IP4 {RELAY}\r\n")),
+        "{to_alice}"
+    );
+    let (alice_port, bob_port) = (port_in(to_alice.as_bytes()), port_in(to_bob.as_bytes()));
+    let (alice, bob) = (sa("198.51.100.7:4000"), sa("[2001:db8::20]:5000"));
+    assert_eq!(
+        relay.handle_packet(at(2), alice_port, alice, &rtp(1)),
+        Ok(Transmit {
+            from_port: bob_port,
+            to: bob
+        })
+    );
+    assert_eq!(
+        relay.handle_packet(at(2), bob_port, bob, &rtp(1)),
+        Ok(Transmit {
+            from_port: alice_port,
+            to: alice
+        })
+    );
 }
 
 /// ng's `media-handover` reaches the latch: alice's NAT moves her to another port mid-call
