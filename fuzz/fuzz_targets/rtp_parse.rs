@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
             q.on_rtp(&h, at);
         }
         if let Some(r) = report(p) {
-            assert!(r.blocks.len() <= 31);
+            assert!(r.blocks().count() <= 31);
             rt.sender_report(&r, at);
             let _ = rt.receiver_report(&r, at);
         }

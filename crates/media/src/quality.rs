@@ -176,7 +176,7 @@ pub struct RoundTrip {
 
 impl RoundTrip {
     /// A sender report passed the relay toward the endpoint at `now`.
-    pub fn sender_report(&mut self, report: &Report, now: Timestamp) {
+    pub fn sender_report(&mut self, report: &Report<'_>, now: Timestamp) {
         if let Some(ntp) = report.ntp_middle {
             self.sent[self.next] = (ntp, Some(now));
             self.next = (self.next + 1) % SR_KEPT;
@@ -185,8 +185,8 @@ impl RoundTrip {
 
     /// A report came from the endpoint at `now`: the round trip, if one of its blocks answers
     /// a sender report noted here.
-    pub fn receiver_report(&mut self, report: &Report, now: Timestamp) -> Option<Duration> {
-        for b in &report.blocks {
+    pub fn receiver_report(&mut self, report: &Report<'_>, now: Timestamp) -> Option<Duration> {
+        for b in report.blocks() {
             if b.last_sr == 0 {
                 continue;
             }

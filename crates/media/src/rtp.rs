@@ -82,21 +82,37 @@ pub struct ReportBlock {
     pub delay_since_last_sr: u32,
 }
 
-/// The report blocks of the first SR or RR of a compound RTCP packet (at most 31), and, for
-/// an SR, the middle 32 bits of its NTP timestamp (what the other side's LSR will name).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+/// The first SR or RR of a compound RTCP packet, read in place: its report blocks (at most 31)
+/// and, for an SR, the middle 32 bits of its NTP timestamp (what the other side's LSR will
+/// name). Nothing is copied or allocated: a relay reads one per RTCP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report<'a> {
     /// The sender's SSRC.
     pub ssrc: u32,
     /// For a sender report: the middle 32 bits of its NTP timestamp.
     pub ntp_middle: Option<u32>,
+    /// The report blocks' bytes, 24 each.
+    blocks: &'a [u8],
+}
+
+impl Report<'_> {
     /// Its report blocks.
-    pub blocks: Vec<ReportBlock>,
+    pub fn blocks(&self) -> impl Iterator<Item = ReportBlock> + '_ {
+        self.blocks.chunks_exact(24).map(|b| {
+            let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            ReportBlock {
+                ssrc: word(0),
+                fraction_lost: b[4],
+                last_sr: word(16),
+                delay_since_last_sr: word(20),
+            }
+        })
+    }
 }
 
 /// Reads the first packet of a compound RTCP packet if it is an SR (200) or RR (201) whose
 /// length fits the bytes and its report count. `None` otherwise.
-pub fn report(packet: &[u8]) -> Option<Report> {
+pub fn report(packet: &[u8]) -> Option<Report<'_>> {
     let head: &[u8; 8] = packet.get(..8)?.try_into().ok()?;
     if head[0] >> 6 != 2 {
         return None;
@@ -116,22 +132,9 @@ pub fn report(packet: &[u8]) -> Option<Report> {
         201 => (None, 8),
         _ => return None,
     };
-    let blocks = body.get(blocks_at..blocks_at + count * 24)?;
-    let blocks = blocks
-        .chunks_exact(24)
-        .map(|b| {
-            let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-            ReportBlock {
-                ssrc: word(0),
-                fraction_lost: b[4],
-                last_sr: word(16),
-                delay_since_last_sr: word(20),
-            }
-        })
-        .collect();
     Some(Report {
         ssrc,
         ntp_middle,
-        blocks,
+        blocks: body.get(blocks_at..blocks_at + count * 24)?,
     })
 }
