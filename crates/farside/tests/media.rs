@@ -337,23 +337,7 @@ fn a_flooded_relay_port_counts_its_overflow_and_relays_current_packets_at_once()
         common::skip(test, "Farside's RTP relay");
         return;
     }
-    let ng = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
-    let media = free_ports(&[LOCALHOST], 10);
-    let media = media + (media & 1);
-    let server = Server::start(
-        test,
-        ServerConfig::default().with_table(&format!(
-            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\nallowed_peers = [\"127.0.0.0/8\"]\n",
-            media + 8
-        )),
-    );
-    assert!(
-        common::wait_until(Duration::from_secs(5), || server
-            .logs()
-            .contains("S500 RTP relay: media")),
-        "{}",
-        server.describe()
-    );
+    let (server, ng, _) = relay_server(test, &[LOCALHOST], 4, "", "S500 RTP relay: media");
     let (a, b, a_to, _, _) = call_over_ng(ng, LOCALHOST, "overflow-call");
     let relay = SocketAddr::new(LOCALHOST, a_to);
     let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
@@ -406,60 +390,111 @@ fn a_flooded_relay_port_counts_its_overflow_and_relays_current_packets_at_once()
     );
 }
 
-/// One relay address per family: with `rtp.address` naming 127.0.0.1 and ::1, a call whose
-/// offer is IPv6 gets the relay's IPv6 address in its SDP and is relayed over IPv6 both ways.
-#[test]
-fn a_call_offered_over_ipv6_is_relayed_over_ipv6() {
-    let test = "a_call_offered_over_ipv6_is_relayed_over_ipv6";
-    if common::backend() != common::Backend::Farside {
-        common::skip(test, "Farside's RTP relay");
-        return;
-    }
-    let six: std::net::IpAddr = "::1".parse().unwrap();
-    if std::net::UdpSocket::bind(SocketAddr::new(six, 0)).is_err() {
-        common::skip(test, "no IPv6 loopback here");
-        return;
-    }
+/// Starts Farside with the RTP relay on `ips` (one per family), ng on a free port, `pairs`
+/// relay port pairs free on each of `ips`, and `extra` TOML lines in `[rtp]`; returns the
+/// server, its ng address and the first relay port, once the relay has logged that it runs
+/// (`started`, a part of that line).
+fn relay_server(
+    test: &str,
+    ips: &[std::net::IpAddr],
+    pairs: u16,
+    extra: &str,
+    started: &str,
+) -> (Server, SocketAddr, u16) {
     let ng = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
-    let media = free_ports(&[LOCALHOST, six], 10);
+    let media = free_ports(ips, 2 * pairs + 2);
     let media = media + (media & 1);
+    let quoted = |list: Vec<String>| list.join(", ");
+    let addresses = quoted(ips.iter().map(|ip| format!("\"{ip}\"")).collect());
+    let peers = quoted(
+        ips.iter()
+            .map(|ip| format!("\"{ip}/{}\"", if ip.is_ipv6() { 128 } else { 8 }))
+            .collect(),
+    );
     let server = Server::start(
         test,
         ServerConfig::default().with_table(&format!(
-            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\", \"::1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\nallowed_peers = [\"127.0.0.0/8\", \"::1/128\"]\n",
-            media + 8
+            "[rtp]\nenabled = true\naddress = [{addresses}]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\nallowed_peers = [{peers}]\n{extra}",
+            media + 2 * pairs - 1
         )),
     );
     assert!(
-        common::wait_until(Duration::from_secs(5), || server
-            .logs()
-            .contains("S500 RTP relay: media on 127.0.0.1 and ::1")),
+        common::wait_until(Duration::from_secs(5), || server.logs().contains(started)),
         "{}",
         server.describe()
     );
-    let (a, b, a_to, b_to, offered) = call_over_ng(ng, six, "ipv6-call");
-    assert!(offered.contains("c=IN IP6 ::1"), "{offered}");
+    (server, ng, media)
+}
+
+/// Sends `n` RTP packets each way between phone A (to relay port `a_to`) and phone B (to
+/// `b_to`), one exchange at a time: how many each received from the relay port it sends to.
+fn exchange(
+    [a, b]: [&std::net::UdpSocket; 2],
+    [a_to, b_to]: [SocketAddr; 2],
+    n: u16,
+) -> (u16, u16) {
     let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
     packet.extend([0xd5; 160]);
     let mut buf = [0u8; 2048];
-    for socket in [&a, &b] {
+    for socket in [a, b] {
         socket
             .set_read_timeout(Some(Duration::from_secs(1)))
             .unwrap();
     }
     let (mut at_b, mut at_a) = (0, 0);
-    for seq in 0..10u16 {
+    for seq in 0..n {
         packet[2..4].copy_from_slice(&seq.to_be_bytes());
-        a.send_to(&packet, SocketAddr::new(six, a_to)).unwrap();
-        b.send_to(&packet, SocketAddr::new(six, b_to)).unwrap();
-        if matches!(b.recv_from(&mut buf), Ok((_, from)) if from.is_ipv6()) {
+        a.send_to(&packet, a_to).unwrap();
+        b.send_to(&packet, b_to).unwrap();
+        if matches!(b.recv_from(&mut buf), Ok((_, from)) if from == b_to) {
             at_b += 1;
         }
-        if matches!(a.recv_from(&mut buf), Ok((_, from)) if from.is_ipv6()) {
+        if matches!(a.recv_from(&mut buf), Ok((_, from)) if from == a_to) {
             at_a += 1;
         }
     }
-    assert_eq!((at_b, at_a), (10, 10), "{}", server.describe());
+    (at_b, at_a)
+}
+
+/// The relay on 127.0.0.1 and ::1 (server, ng address, ::1), or `None` after saying why the
+/// test is skipped (another backend, or no IPv6 loopback).
+fn dual_stack_relay(test: &str) -> Option<(Server, SocketAddr, std::net::IpAddr)> {
+    if common::backend() != common::Backend::Farside {
+        common::skip(test, "Farside's RTP relay");
+        return None;
+    }
+    let six: std::net::IpAddr = "::1".parse().unwrap();
+    if std::net::UdpSocket::bind(SocketAddr::new(six, 0)).is_err() {
+        common::skip(test, "no IPv6 loopback here");
+        return None;
+    }
+    let (server, ng, _) = relay_server(
+        test,
+        &[LOCALHOST, six],
+        4,
+        "",
+        "S500 RTP relay: media on 127.0.0.1 and ::1",
+    );
+    Some((server, ng, six))
+}
+
+/// One relay address per family: with `rtp.address` naming 127.0.0.1 and ::1, a call whose
+/// offer is IPv6 gets the relay's IPv6 address in its SDP and is relayed over IPv6 both ways.
+#[test]
+fn a_call_offered_over_ipv6_is_relayed_over_ipv6() {
+    let test = "a_call_offered_over_ipv6_is_relayed_over_ipv6";
+    let Some((server, ng, six)) = dual_stack_relay(test) else {
+        return;
+    };
+    let (a, b, a_to, b_to, offered) = call_over_ng(ng, six, "ipv6-call");
+    assert!(offered.contains("c=IN IP6 ::1"), "{offered}");
+    let to = [SocketAddr::new(six, a_to), SocketAddr::new(six, b_to)];
+    assert_eq!(
+        exchange([&a, &b], to, 10),
+        (10, 10),
+        "{}",
+        server.describe()
+    );
     common::note(
         test,
         "an IPv6 offer got the relay's ::1 in its SDP; 10 packets each way relayed over IPv6",
@@ -478,28 +513,11 @@ fn calls_on_two_workers_are_relayed_from_each_workers_half_of_the_range() {
         return;
     }
     const CALLS: usize = 8;
-    // 4 * CALLS ports: two pairs a call, each worker's half room for all of them.
-    let ng = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
-    let media = free_ports(&[LOCALHOST], 4 * CALLS as u16 * 2 + 2);
-    let media = media + (media & 1);
-    let last = media + 4 * CALLS as u16 * 2 - 1;
-    let middle = media + 4 * CALLS as u16;
-    let server = Server::start(
-        test,
-        ServerConfig::default().with_table(&format!(
-            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{media}-{last}\"\nng_listen = [\"udp:{ng}\"]\nallowed_peers = [\"127.0.0.0/8\"]\nworkers = 2\n"
-        )),
-    );
-    assert!(
-        common::wait_until(Duration::from_secs(5), || server
-            .logs()
-            .contains("(2 workers)")),
-        "{}",
-        server.describe()
-    );
-    let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    packet.extend([0xd5; 160]);
-    let mut buf = [0u8; 2048];
+    // Two pairs a call; each worker's half of the range has room for all of them.
+    let pairs = 4 * CALLS as u16;
+    let (server, ng, media) =
+        relay_server(test, &[LOCALHOST], pairs, "workers = 2\n", "(2 workers)");
+    let (middle, last) = (media + pairs, media + 2 * pairs - 1);
     let mut halves = [0; 2];
     for i in 0..CALLS {
         let call_id = format!("call-{i}@workers");
@@ -513,21 +531,8 @@ fn calls_on_two_workers_are_relayed_from_each_workers_half_of_the_range() {
             );
         }
         halves[worker] += 1;
-        for socket in [&a, &b] {
-            socket
-                .set_read_timeout(Some(Duration::from_secs(1)))
-                .unwrap();
-        }
-        let (mut at_b, mut at_a) = (0, 0);
-        for seq in 0..5u16 {
-            packet[2..4].copy_from_slice(&seq.to_be_bytes());
-            a.send_to(&packet, SocketAddr::new(LOCALHOST, a_to))
-                .unwrap();
-            b.send_to(&packet, SocketAddr::new(LOCALHOST, b_to))
-                .unwrap();
-            at_b += usize::from(b.recv(&mut buf).is_ok());
-            at_a += usize::from(a.recv(&mut buf).is_ok());
-        }
+        let to = [a_to, b_to].map(|p| SocketAddr::new(LOCALHOST, p));
+        let (at_b, at_a) = exchange([&a, &b], to, 5);
         assert_eq!((at_b, at_a), (5, 5), "{call_id}\n{}", server.describe());
     }
     assert!(
@@ -538,6 +543,7 @@ fn calls_on_two_workers_are_relayed_from_each_workers_half_of_the_range() {
     control
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
+    let mut buf = [0u8; 2048];
     let mut ask = |cookie: &str, command: &str| {
         let request = farside_media::ng::request(
             cookie.as_bytes(),
@@ -591,60 +597,21 @@ fn calls_on_two_workers_are_relayed_from_each_workers_half_of_the_range() {
 #[test]
 fn an_ipv4_phone_and_an_ipv6_phone_are_bridged_when_the_offer_asks_for_ipv6() {
     let test = "an_ipv4_phone_and_an_ipv6_phone_are_bridged_when_the_offer_asks_for_ipv6";
-    if common::backend() != common::Backend::Farside {
-        common::skip(test, "Farside's RTP relay");
+    let Some((server, ng, six)) = dual_stack_relay(test) else {
         return;
-    }
-    let six: std::net::IpAddr = "::1".parse().unwrap();
-    if std::net::UdpSocket::bind(SocketAddr::new(six, 0)).is_err() {
-        common::skip(test, "no IPv6 loopback here");
-        return;
-    }
-    let ng = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
-    let media = free_ports(&[LOCALHOST, six], 10);
-    let media = media + (media & 1);
-    let server = Server::start(
-        test,
-        ServerConfig::default().with_table(&format!(
-            "[rtp]\nenabled = true\naddress = [\"127.0.0.1\", \"::1\"]\nports = \"{media}-{}\"\nng_listen = [\"udp:{ng}\"]\nallowed_peers = [\"127.0.0.0/8\", \"::1/128\"]\nworkers = 1\n",
-            media + 8
-        )),
-    );
-    assert!(
-        common::wait_until(Duration::from_secs(5), || server
-            .logs()
-            .contains("S500 RTP relay: media on 127.0.0.1 and ::1")),
-        "{}",
-        server.describe()
-    );
+    };
     let (a, b, a_to, b_to, offered) = call_over_ng_between(ng, [LOCALHOST, six], "bridge-call");
     assert!(
         offered.contains("c=IN IP6 ::1"),
         "B is given IPv6: {offered}"
     );
-    let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    packet.extend([0xd5; 160]);
-    let mut buf = [0u8; 2048];
-    for socket in [&a, &b] {
-        socket
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
-    }
-    let (mut at_b, mut at_a) = (0, 0);
-    for seq in 0..10u16 {
-        packet[2..4].copy_from_slice(&seq.to_be_bytes());
-        a.send_to(&packet, SocketAddr::new(LOCALHOST, a_to))
-            .unwrap();
-        b.send_to(&packet, SocketAddr::new(six, b_to)).unwrap();
-        if matches!(b.recv_from(&mut buf), Ok((_, from)) if from == SocketAddr::new(six, b_to)) {
-            at_b += 1;
-        }
-        if matches!(a.recv_from(&mut buf), Ok((_, from)) if from == SocketAddr::new(LOCALHOST, a_to))
-        {
-            at_a += 1;
-        }
-    }
-    assert_eq!((at_b, at_a), (10, 10), "{}", server.describe());
+    let to = [SocketAddr::new(LOCALHOST, a_to), SocketAddr::new(six, b_to)];
+    assert_eq!(
+        exchange([&a, &b], to, 10),
+        (10, 10),
+        "{}",
+        server.describe()
+    );
     common::note(
         test,
         "IPv4 phone A and IPv6 phone B over ng (address family IP6): B's SDP named ::1, A's 127.0.0.1; 10 packets each way crossed families, each from the relay port its recipient sends to",

@@ -3,21 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::Ports;
 use farside_media::control::{Handled, One, handle};
 use farside_media::ng::bencode::Value;
 use farside_media::relay::{MediaPorts, Relay, RelayConfig};
 use farside_sdp::Sdp;
 use farside_time::Timestamp;
-
-struct Ports(u16);
-
-impl MediaPorts for Ports {
-    fn take_pair(&mut self, _ipv6: bool) -> Option<u16> {
-        self.0 += 2;
-        Some(self.0)
-    }
-    fn give_back(&mut self, _: u16) {}
-}
 
 fn request(cookie: &str, entries: &[(&str, &str)], lists: &[(&str, &[&str])]) -> Vec<u8> {
     let mut d: Vec<(&[u8], Value<'_>)> = entries

@@ -11,8 +11,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use farside_media::relay::{MediaPorts, Passing, Relay, RelayConfig};
-use farside_sdp::{Ice, Sdp};
+mod common;
+
+use common::{Ports, passing};
+use farside_media::relay::{Relay, RelayConfig};
+use farside_sdp::Sdp;
 use farside_time::Timestamp;
 
 /// The system allocator, counting allocations.
@@ -35,16 +38,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-struct Ports(u16);
-
-impl MediaPorts for Ports {
-    fn take_pair(&mut self, _ipv6: bool) -> Option<u16> {
-        self.0 += 2;
-        Some(self.0)
-    }
-    fn give_back(&mut self, _: u16) {}
-}
 
 fn sdp(ip: &str, port: u16) -> String {
     format!(
@@ -89,25 +82,12 @@ fn relaying_rtp_and_rtcp_allocates_nothing() {
         t0.checked_add(std::time::Duration::from_millis(ms))
             .unwrap()
     };
-    let passing = |sdp: &'static str, to_tag| Passing {
-        call_id: b"c",
-        from_tag: b"alice",
-        to_tag,
-        sdp: sdp.as_bytes(),
-        source: None,
-        ice: Ice::Keep,
-        handover: false,
-        recipient_ipv6: None,
-    };
+    let (offer, answer) = (sdp("198.51.100.7", 4000), sdp("192.0.2.20", 5000));
     let to_bob = relay
-        .offer(
-            t0,
-            &passing(sdp("198.51.100.7", 4000).leak(), None),
-            &mut ports,
-        )
+        .offer(t0, &passing(b"c", b"alice", None, &offer), &mut ports)
         .unwrap();
     let to_alice = relay
-        .answer(t0, &passing(sdp("192.0.2.20", 5000).leak(), Some(b"bob")))
+        .answer(t0, &passing(b"c", b"alice", Some(b"bob"), &answer))
         .unwrap();
     let port = |s: &[u8]| Sdp::parse(s).unwrap().media().next().unwrap().port;
     let (alice_port, bob_port) = (port(&to_alice), port(&to_bob));

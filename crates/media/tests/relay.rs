@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
@@ -573,23 +575,11 @@ fn a_call_between_an_ipv4_and_an_ipv6_phone_is_bridged_when_the_offer_asks_for_i
     let mut ports = Ports::default();
     let alice_sdp = offer_sdp(ALICE_SIP, 4000);
     let bob_sdp = "v=0\r\no=- 1 1 IN IP6 2001:db8::20\r\ns=-\r\nc=IN IP6 2001:db8::20\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
-    let passing = |sdp: &'static str, to_tag, recipient_ipv6| Passing {
-        call_id: b"bridge",
-        from_tag: b"alice",
-        to_tag,
-        sdp: sdp.as_bytes(),
-        source: None,
-        ice: Ice::Keep,
-        handover: false,
-        recipient_ipv6,
+    let offer = Passing {
+        recipient_ipv6: Some(true),
+        ..common::passing(b"bridge", b"alice", None, &alice_sdp)
     };
-    let to_bob = relay
-        .offer(
-            at(0),
-            &passing(alice_sdp.leak(), None, Some(true)),
-            &mut ports,
-        )
-        .unwrap();
+    let to_bob = relay.offer(at(0), &offer, &mut ports).unwrap();
     let to_bob = String::from_utf8(to_bob).unwrap();
     assert!(to_bob.contains("c=IN IP6 2001:db8::5\r\n"), "{to_bob}");
     assert!(
@@ -598,7 +588,10 @@ fn a_call_between_an_ipv4_and_an_ipv6_phone_is_bridged_when_the_offer_asks_for_i
     );
     assert_eq!(ports.ipv6, 1, "bob's pair in IPv6, alice's in IPv4");
     let to_alice = relay
-        .answer(at(1), &passing(bob_sdp, Some(b"bob"), None))
+        .answer(
+            at(1),
+            &common::passing(b"bridge", b"alice", Some(b"bob"), bob_sdp),
+        )
         .unwrap();
     let to_alice = String::from_utf8(to_alice).unwrap();
     assert!(
