@@ -380,6 +380,83 @@ fn edge_mode_in_front_of_kamailio_delivers_calls_along_the_path() {
     );
 }
 
+/// The relay in edge mode: Farside is the NAT edge of Debian's stock Kamailio and relays the
+/// media of the calls it carries. A phone behind the symmetric gateway calls alice behind the
+/// SIP-ALG gateway, both registered through the edge; the INVITE passes the edge twice (up to
+/// Kamailio, back along the Path) and so does the answer. The relay takes each SDP once, from
+/// the phone, and passes its own rewriting on unchanged the second time; both phones hear at
+/// least 99 % of the other's recording, through hold and resume.
+#[test]
+fn edge_mode_relays_a_call_between_two_of_its_phones_with_audio_both_ways() {
+    const TEST: &str = "edge_mode_relays_a_call_between_two_of_its_phones_with_audio_both_ways";
+    const KAMAILIO: &str = "127.0.0.1:5090";
+    if !common::require_tool(TEST, "sipp")
+        || !common::require_tool(TEST, "kamailio")
+        || !common::require_tool(TEST, "tcpdump")
+    {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let run_dir = lab.scratch_dir("kamailio");
+    let kamailio = start_kamailio(
+        &lab,
+        "/etc/kamailio/kamailio.cfg",
+        KAMAILIO,
+        &run_dir.display().to_string(),
+    );
+    let mut server = start_farside_with(
+        &lab,
+        "farside-edge-rtp",
+        5060,
+        &format!("mode = \"edge\"\nupstream = \"sip:{KAMAILIO}\""),
+        "method = \"CRLF\"",
+        &format!(
+            "[rtp]\nenabled = true\naddress = [\"{primary}\"]\nports = \"40000-40099\"\nng_listen = []\n"
+        ),
+    );
+    assert!(
+        server.wait_for_output("S500 RTP relay: media", Duration::from_secs(5)),
+        "{server}"
+    );
+    let call = call_with_audio(&lab, &format!("{primary}:5060"), true);
+    assert!(
+        call.caller.success(),
+        "caller: {}\n{server}\n{kamailio}",
+        call.caller
+    );
+    assert!(
+        call.callee.success(),
+        "callee: {}\n{server}\n{kamailio}",
+        call.callee
+    );
+    let (at_caller, at_callee) = (pcap_times(&call.at_caller), pcap_times(&call.at_callee));
+    let figures = format!(
+        "the caller received {}/{RECORDING_PACKETS}, the callee {}/{RECORDING_PACKETS}; longest gaps {:.0} ms and {:.0} ms",
+        at_caller.len(),
+        at_callee.len(),
+        longest_gap_ms(&at_caller),
+        longest_gap_ms(&at_callee)
+    );
+    let enough = RECORDING_PACKETS * 99 / 100;
+    assert!(
+        at_caller.len() >= enough && at_callee.len() >= enough,
+        "{figures}\n{server}\n{kamailio}"
+    );
+    assert!(
+        longest_gap_ms(&at_caller) <= 100.0 && longest_gap_ms(&at_callee) <= 100.0,
+        "hold and resume must leave no gap over 100 ms: {figures}"
+    );
+    assert!(
+        server.wait_for_output("S504 call ", Duration::from_secs(5)),
+        "{server}"
+    );
+    common::note(
+        TEST,
+        &format!("Farside as the edge of Kamailio, relaying: {figures}"),
+    );
+}
+
 /// `contact_fix` in front of a registrar that keeps no Path: Debian's Kamailio configuration
 /// with `use_path` off, told (as such a registrar must be) to send requests for its users
 /// through the edge (`$du` after `lookup`). For `"rewrite"` and for `"alias"`, alice behind the

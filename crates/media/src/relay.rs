@@ -445,6 +445,9 @@ impl Relay {
         let Some(call) = self.calls.at_mut(slot) else {
             return Err(RelayError::UnknownCall);
         };
+        if rewritten_here(call, &parsed) {
+            return Ok(offer.sdp.to_vec());
+        }
         let side = usize::from(call.offerer_tag != from_tag);
         // New media sections get their port pairs (both sides at once); if the range runs
         // out, what this offer took is given back (and a new call forgotten).
@@ -499,6 +502,9 @@ impl Relay {
             .slot(answer.call_id)
             .and_then(|slot| self.calls.at_mut(slot))
             .ok_or(RelayError::UnknownCall)?;
+        if rewritten_here(call, &parsed) {
+            return Ok(answer.sdp.to_vec());
+        }
         // The answer's From is the offer's: the answering side is the other one.
         let side = usize::from(call.offerer_tag == answer.from_tag);
         if side == 1
@@ -705,6 +711,24 @@ fn release(owners: &mut Owners, ports: &mut dyn MediaPorts, stream: &Stream) {
         owners.remove(side.port);
         ports.give_back(side.port);
     }
+}
+
+/// Whether `sdp` is one this relay wrote for `call`: every media section names one of the
+/// call's relay addresses and relay ports. It comes back when a message passes the relay's
+/// signalling twice (Farside's edge in front of a registrar, where a call between two of its
+/// phones leaves through the edge and comes back along the Path; a spiral in Kamailio), and
+/// is passed on as it is: taken as the endpoint's, it would have the relay expect media from
+/// itself (rtpengine's `loop-protect`, always on).
+fn rewritten_here(call: &Call, sdp: &Sdp<'_>) -> bool {
+    let mut media = sdp.media().peekable();
+    media.peek().is_some()
+        && media.all(|m| {
+            let ours = matches!(m.connection, Connection::Ip(ip) if call.addresses.contains(&ip));
+            ours && call
+                .streams
+                .iter()
+                .any(|s| s.sides.iter().any(|side| side.port == m.port))
+        })
 }
 
 /// Whether an SDP's media is IPv6: the family its first media section names (IPv4 if none).

@@ -563,6 +563,55 @@ fn a_call_takes_the_relay_address_of_its_offers_family() {
     assert_eq!(ports.ipv6, 2, "no more IPv6 pairs");
 }
 
+/// A call between two phones of Farside's edge passes it twice: the caller's INVITE goes up to
+/// the registrar and comes back along the Path, the answer the other way. The second time its
+/// SDP is the relay's own: passed on unchanged, and the latches keep the phones' addresses.
+#[test]
+fn an_sdp_the_relay_wrote_passes_unchanged_when_it_comes_back() {
+    let mut relay = Relay::new(RelayConfig::new(ip(RELAY)));
+    let mut ports = Ports::default();
+    let (alice_sdp, bob_sdp) = (offer_sdp(ALICE_SIP, 4000), offer_sdp(BOB, 5000));
+    let alice_offer = common::passing(b"loop", b"alice", None, &alice_sdp);
+    let to_bob = relay.offer(at(0), &alice_offer, &mut ports).unwrap();
+    let to_bob = String::from_utf8(to_bob).unwrap();
+    // Back from the registrar: the same call, the relay's SDP.
+    let again = relay
+        .offer(
+            at(0),
+            &common::passing(b"loop", b"alice", None, &to_bob),
+            &mut ports,
+        )
+        .unwrap();
+    assert_eq!(String::from_utf8(again).unwrap(), to_bob);
+    assert_eq!(ports.taken.len(), 2, "no more pairs taken");
+    let bob_answer = common::passing(b"loop", b"alice", Some(b"bob"), &bob_sdp);
+    let to_alice = String::from_utf8(relay.answer(at(1), &bob_answer).unwrap()).unwrap();
+    let again = relay
+        .answer(
+            at(1),
+            &common::passing(b"loop", b"alice", Some(b"bob"), &to_alice),
+        )
+        .unwrap();
+    assert_eq!(String::from_utf8(again).unwrap(), to_alice);
+    // Media still goes between the phones, not to the relay itself.
+    let (alice_port, bob_port) = (port_in(to_alice.as_bytes()), port_in(to_bob.as_bytes()));
+    let (alice, bob) = (sa("198.51.100.7:4000"), sa("192.0.2.20:5000"));
+    assert_eq!(
+        relay.handle_packet(at(2), alice_port, alice, &rtp(1)),
+        Ok(Transmit {
+            from_port: bob_port,
+            to: bob
+        })
+    );
+    assert_eq!(
+        relay.handle_packet(at(2), bob_port, bob, &rtp(1)),
+        Ok(Transmit {
+            from_port: alice_port,
+            to: alice
+        })
+    );
+}
+
 /// ng's `address-family`: an IPv4 phone's offer to an IPv6 phone. The relay faces each side
 /// in its own family: bob's SDP names the relay's IPv6 address and a port bound in IPv6,
 /// alice's its IPv4 one, and packets cross between the two.
