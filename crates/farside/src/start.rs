@@ -282,7 +282,7 @@ fn turn_shared(
         tracing::info!("S300 TURN off: set turn.enabled = true to relay");
         return Ok(None);
     };
-    let (first, last) = t.port_range().context("turn.relay_ports")?;
+    let crate::config::values::PortRange(first, last) = t.relay_ports;
     // One socket per allocation: the default soft limit (often 1024) would cap TURN early.
     match farside_io::raise_fd_limit() {
         Ok(n) if (n as usize) < t.max_allocations.min(usize::from(last - first) + 1) => {
@@ -294,9 +294,7 @@ fn turn_shared(
         Err(e) => tracing::warn!("S302 cannot raise the open-file limit: {e}"),
     }
     let (relay_v4, relay_v6) = t.relay_addresses(&config.stun);
-    let peer_policy = t
-        .peer_policy()
-        .map_err(|e| anyhow::anyhow!("turn peers: {e}"))?;
+    let peer_policy = t.peer_policy();
     let core = farside_turn::TurnConfig {
         realm: t.realm.clone(),
         default_lifetime: Duration::from_secs(t.default_lifetime),

@@ -12,6 +12,7 @@ mod store;
 mod stun;
 mod tls;
 mod turn;
+pub mod values;
 
 use std::path::Path;
 
@@ -279,6 +280,11 @@ mod tests {
         assert!(err("[rtp]\nenabled = true\n").contains("rtp.address"));
         assert!(err("[rtp]\nenabled = true\naddress = [\"0.0.0.0\"]\n").contains("rtp.address"));
         assert!(err("[rtp]\nports = \"40000-30000\"\n").contains("rtp.ports"));
+        // A range TURN takes may still be short of what RTP needs: pairs from 1024.
+        assert!(err("[rtp]\nports = \"1000-2000\"\n").contains("rtp.ports"));
+        assert!(err("[rtp]\nports = \"30000-30000\"\n").contains("rtp.ports"));
+        assert!(err("[turn]\nrelay_ports = \"50000-4\"\n").contains("turn.relay_ports"));
+        assert!(err("[turn]\ndenied_peers = [\"10.0.0.0/40\"]\n").contains("turn.denied_peers"));
         assert!(err("[rtp]\nng_listen = [\"tcp:127.0.0.1:1\"]\n").contains("rtp.ng_listen"));
         // Farside's own calls: relayed when NATed by default, and only while the relay runs.
         assert_eq!(c.rtp.relay, super::rtp::Relay::Nated);
@@ -291,7 +297,7 @@ mod tests {
         .expect("valid");
         assert_eq!(on.rtp.policy(), farside_sip::media::RelayPolicy::Always);
         // Media endpoints: what is not global is refused unless listed; ranges must parse.
-        let p = on.rtp.peer_policy().expect("policy");
+        let p = on.rtp.peer_policy();
         assert!(!p.permits("127.0.0.1".parse().expect("ip")));
         assert!(err("[rtp]\nallowed_peers = [\"300.1.2.3\"]\n").contains("rtp.allowed_peers"));
         // TURN's relay ports and the RTP relay's, on one address, must not overlap.

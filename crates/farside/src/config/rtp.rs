@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 
+use super::values::{PeerRanges, PortRange, peer_policy};
 use super::{Config, ConfigError, invalid};
 
 /// `[rtp]`.
@@ -28,9 +29,9 @@ pub struct RtpConfig {
     /// Media endpoints relayed to even though the defaults refuse them (`"address/prefix"`):
     /// by default what is not globally routable (loopback, RFC 1918, link-local, ...) is never
     /// sent to, whatever an SDP names.
-    pub allowed_peers: Vec<String>,
+    pub allowed_peers: PeerRanges,
     /// Media endpoints refused on top of the defaults.
-    pub denied_peers: Vec<String>,
+    pub denied_peers: PeerRanges,
     /// Most calls at once; an offer beyond is refused.
     pub max_calls: usize,
     /// Seconds after the answer within which a call must carry a packet, else it ends.
@@ -81,32 +82,13 @@ impl Default for RtpConfig {
             relay: Relay::Nated,
             receive_buffer: 8_192,
             workers: 0,
-            allowed_peers: Vec::new(),
-            denied_peers: Vec::new(),
+            allowed_peers: PeerRanges::default(),
+            denied_peers: PeerRanges::default(),
             max_calls: 10_000,
             setup_timeout: 60,
             silence_timeout: 60,
             final_timeout: 4 * 3600,
         }
-    }
-}
-
-/// A port range, written `"30000-39999"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct PortRange(pub u16, pub u16);
-
-impl TryFrom<String> for PortRange {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        let parsed = s
-            .split_once('-')
-            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
-            .filter(|&(a, b)| 1024 <= a && a < b);
-        parsed
-            .map(|(a, b)| PortRange(a, b))
-            .ok_or_else(|| format!("{s:?}: expected \"first-last\", 1024 <= first < last"))
     }
 }
 
@@ -153,7 +135,7 @@ impl RtpConfig {
         let secs = std::time::Duration::from_secs;
         Ok(farside_media::relay::RelayConfig {
             addresses: self.advertised(),
-            peers: self.peer_policy()?,
+            peers: self.peer_policy(),
             max_calls: self.max_calls,
             setup_timeout: secs(self.setup_timeout),
             silence_timeout: secs(self.silence_timeout),
@@ -162,16 +144,8 @@ impl RtpConfig {
     }
 
     /// Where media may be sent, from `allowed_peers` and `denied_peers`.
-    pub fn peer_policy(&self) -> Result<farside_peers::PeerPolicy, String> {
-        let parse = |list: &[String]| {
-            list.iter()
-                .map(|s| s.parse::<farside_peers::Cidr>())
-                .collect::<Result<Vec<_>, _>>()
-        };
-        Ok(farside_peers::PeerPolicy {
-            allowed: parse(&self.allowed_peers)?,
-            denied: parse(&self.denied_peers)?,
-        })
+    pub fn peer_policy(&self) -> farside_peers::PeerPolicy {
+        peer_policy(&self.allowed_peers, &self.denied_peers)
     }
 
     /// Which of the SIP server's calls the relay takes: none unless it runs.
@@ -187,8 +161,14 @@ impl RtpConfig {
 impl Config {
     pub(super) fn validate_rtp(&self, origin: &str) -> Result<(), ConfigError> {
         let rtp = &self.rtp;
-        rtp.peer_policy()
-            .map_err(|e| invalid(origin, "rtp.allowed_peers / rtp.denied_peers", e))?;
+        let PortRange(first, last) = rtp.ports;
+        if first < 1024 || first >= last {
+            return Err(invalid(
+                origin,
+                "rtp.ports",
+                format!("{first}-{last}: a range of pairs from port 1024 up, first < last"),
+            ));
+        }
         for (key, value) in [
             ("rtp.max_calls", rtp.max_calls as u64),
             ("rtp.setup_timeout", rtp.setup_timeout),
@@ -252,12 +232,8 @@ impl Config {
     /// address the two ranges must not overlap, or each would find the other's ports taken and
     /// an operator would see allocations or calls refused with ports seemingly free.
     fn rtp_ports_apart_from_turn(&self, origin: &str, ip: IpAddr) -> Result<(), ConfigError> {
-        let (Some((first, last)), (v4, v6)) = (
-            self.turn.port_range(),
-            self.turn.relay_addresses(&self.stun),
-        ) else {
-            return Ok(());
-        };
+        let PortRange(first, last) = self.turn.relay_ports;
+        let (v4, v6) = self.turn.relay_addresses(&self.stun);
         let shared = self.turn.enabled && (v4 == Some(ip) || v6 == Some(ip));
         let PortRange(a, b) = self.rtp.ports;
         if shared && a <= last && first <= b {

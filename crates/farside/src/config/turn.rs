@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 use super::stun::StunConfig;
+use super::values::{PeerRanges, PortRange, peer_policy};
 use super::{Config, ConfigError, invalid};
 
 /// `[turn]`: the TURN relay (RFC 8656), off unless enabled.
@@ -19,11 +20,11 @@ pub struct TurnConfigFile {
     /// `stun.listen` address of each family.
     pub relay_address: Vec<IpAddr>,
     /// Relay port range, `"first-last"`.
-    pub relay_ports: String,
+    pub relay_ports: PortRange,
     /// Peer ranges relayed to although the defaults refuse them.
-    pub allowed_peers: Vec<String>,
+    pub allowed_peers: PeerRanges,
     /// Peer ranges refused on top of the defaults.
-    pub denied_peers: Vec<String>,
+    pub denied_peers: PeerRanges,
     /// Shared secrets for ephemeral (REST) credentials, besides those in the store.
     pub auth_secrets: Vec<String>,
     /// Most allocations on this server.
@@ -52,9 +53,9 @@ impl Default for TurnConfigFile {
             enabled: false,
             realm: "farside".into(),
             relay_address: Vec::new(),
-            relay_ports: "49152-65535".into(),
-            allowed_peers: Vec::new(),
-            denied_peers: Vec::new(),
+            relay_ports: PortRange(49152, 65535),
+            allowed_peers: PeerRanges::default(),
+            denied_peers: PeerRanges::default(),
             auth_secrets: Vec::new(),
             max_allocations: 100_000,
             max_allocations_per_user: 64,
@@ -70,13 +71,6 @@ impl Default for TurnConfigFile {
 }
 
 impl TurnConfigFile {
-    /// The relay port range.
-    pub fn port_range(&self) -> Option<(u16, u16)> {
-        let (a, b) = self.relay_ports.split_once('-')?;
-        let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-        (0 < a && a <= b).then_some((a, b))
-    }
-
     /// The relay addresses: configured, or the first specific STUN address of each family.
     pub fn relay_addresses(&self, stun: &StunConfig) -> (Option<IpAddr>, Option<IpAddr>) {
         let pick = |v4: bool| {
@@ -98,16 +92,8 @@ impl TurnConfigFile {
     }
 
     /// The peer policy from `allowed_peers` and `denied_peers`.
-    pub fn peer_policy(&self) -> Result<farside_turn::PeerPolicy, String> {
-        let parse = |list: &[String]| {
-            list.iter()
-                .map(|s| s.parse::<farside_turn::Cidr>())
-                .collect::<Result<Vec<_>, _>>()
-        };
-        Ok(farside_turn::PeerPolicy {
-            allowed: parse(&self.allowed_peers)?,
-            denied: parse(&self.denied_peers)?,
-        })
+    pub fn peer_policy(&self) -> farside_turn::PeerPolicy {
+        peer_policy(&self.allowed_peers, &self.denied_peers)
     }
 }
 
@@ -115,17 +101,6 @@ impl Config {
     pub(super) fn validate_turn(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |key, message| invalid(origin, key, message);
         let turn = &self.turn;
-        if turn.port_range().is_none() {
-            return Err(invalid(
-                "turn.relay_ports",
-                format!(
-                    "{:?}: expected \"first-last\", 1 <= first <= last <= 65535",
-                    turn.relay_ports
-                ),
-            ));
-        }
-        turn.peer_policy()
-            .map_err(|e| invalid("turn.allowed_peers / turn.denied_peers", e))?;
         if turn.realm.is_empty() || turn.realm.len() > 127 {
             return Err(invalid("turn.realm", "must be 1 to 127 characters".into()));
         }
