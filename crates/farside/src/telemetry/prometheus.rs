@@ -246,38 +246,48 @@ fn render_turn(s: &mut String, m: &TurnMetrics) {
             sum(&|w| w.dropped[d as usize].load(Relaxed))
         );
     }
+    let directions = [
+        (
+            "to_peer",
+            sum(&|w| w.to_peer.load(Relaxed)),
+            sum(&|w| w.to_peer_bytes.load(Relaxed)),
+        ),
+        (
+            "to_client",
+            sum(&|w| w.to_client.load(Relaxed)),
+            sum(&|w| w.to_client_bytes.load(Relaxed)),
+        ),
+    ];
     header(
         s,
         "farside_turn_relayed_packets_total",
         "counter",
         "Datagrams relayed, by direction.",
     );
+    for (dir, packets, _) in directions {
+        let _ = writeln!(
+            s,
+            "farside_turn_relayed_packets_total{{direction=\"{dir}\"}} {packets}"
+        );
+    }
     header(
         s,
         "farside_turn_relayed_bytes_total",
         "counter",
         "Payload bytes relayed, by direction.",
     );
-    let to_peer = (
-        sum(&|w| w.to_peer.load(Relaxed)),
-        sum(&|w| w.to_peer_bytes.load(Relaxed)),
-    );
-    let to_client = (
-        sum(&|w| w.to_client.load(Relaxed)),
-        sum(&|w| w.to_client_bytes.load(Relaxed)),
-    );
-    for (dir, (p, b)) in [("to_peer", to_peer), ("to_client", to_client)] {
+    for (dir, _, bytes) in directions {
         let _ = writeln!(
             s,
-            "farside_turn_relayed_packets_total{{direction=\"{dir}\"}} {}",
-            p
-        );
-        let _ = writeln!(
-            s,
-            "farside_turn_relayed_bytes_total{{direction=\"{dir}\"}} {}",
-            b
+            "farside_turn_relayed_bytes_total{{direction=\"{dir}\"}} {bytes}"
         );
     }
+    header(
+        s,
+        "farside_turn_send_failures_total",
+        "counter",
+        "Relayed datagrams the kernel refused to send.",
+    );
     let _ = writeln!(
         s,
         "farside_turn_send_failures_total {}",
@@ -326,7 +336,7 @@ fn render_rtp(s: &mut String, c: &RtpCounters) {
         s,
         "farside_rtp_packets_total",
         "counter",
-        "Packets at relay ports: relayed, or dropped because they came from a host the signalling did not name (foreign_source), the other side had no address yet (no_destination), no call owns the port (no_stream), the other side's address is refused by rtp.allowed_peers / rtp.denied_peers (denied_peer),, dropped by the kernel at the port's full receive buffer (overflow: the relay fell behind; counted as the port's socket reports them), or refused by the kernel when sent on (send_failed).",
+        "Packets at relay ports: relayed, or dropped because they came from a host the signalling did not name (foreign_source), the other side had no address yet (no_destination), no call owns the port (no_stream), the other side's address is refused by rtp.allowed_peers / rtp.denied_peers (denied_peer), dropped by the kernel at the port's full receive buffer (overflow: the relay fell behind; read from the kernel once a second), or refused by the kernel when sent on (send_failed).",
     );
     for (label, n) in [
         ("relayed", &c.relayed),

@@ -66,10 +66,21 @@ pub fn require_tool(test: &str, tool: &str) -> bool {
     false
 }
 
-/// A Python interpreter that can `import module` (`FARSIDE_PYTHON`, else `python3`). If none: prints
-/// `SKIP` and returns `None`, or panics when `FARSIDE_REQUIRE_PEERS=1`.
+/// A Python interpreter that can `import module`: `FARSIDE_PYTHON`, else the one
+/// `scripts/install-peers` set up (`target/peers-venv`), else `python3`. If none: prints `SKIP`
+/// and returns `None`, or panics when `FARSIDE_REQUIRE_PEERS=1`.
 pub fn require_python_module(test: &str, module: &str) -> Option<String> {
-    let python = std::env::var("FARSIDE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let venv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/peers-venv/bin/python"
+    );
+    let python = std::env::var("FARSIDE_PYTHON").unwrap_or_else(|_| {
+        if std::path::Path::new(venv).exists() {
+            venv.into()
+        } else {
+            "python3".into()
+        }
+    });
     let ok = Command::new(&python)
         .args(["-c", &format!("import {module}")])
         .stdout(Stdio::null())
