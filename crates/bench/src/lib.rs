@@ -16,7 +16,6 @@
 //! against Farside and coturn or Kamailio; the method and the figures are in
 //! `docs/benchmarks.md`.
 
-mod histogram;
 mod measure;
 mod responder;
 mod rtp;

@@ -21,12 +21,12 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use farside_io::{RecvBatch, SendBatch, recv_batch, send_batch, wait_readable};
 
-use super::histogram::Histogram;
 use super::measure::{
     Clock, Schedule, connected_sockets, drops, own_cpu_secs, parse_duration, percentiles_us,
     run_nonce,
 };
 use super::sip_wire::{self, Authorization, Phone};
+use hdrhistogram::Histogram;
 
 /// Arguments of `farside bench sip`.
 #[derive(clap::Args, Debug)]
@@ -403,7 +403,7 @@ struct Tracker {
     timed_out: u64,
     late: u64,
     invalid: u64,
-    latency: Histogram,
+    latency: Histogram<u64>,
 }
 
 impl Tracker {
@@ -426,7 +426,7 @@ impl Tracker {
             timed_out: 0,
             late: 0,
             invalid: 0,
-            latency: Histogram::new(),
+            latency: super::measure::latency_histogram(),
         }
     }
 
@@ -716,7 +716,9 @@ fn on_answer(
         (Stage::Authorizing, 200..=299) => {
             tracker.end(seq);
             tracker.registered += 1;
-            tracker.latency.record(now.saturating_sub(r.started_ns));
+            tracker
+                .latency
+                .saturating_record(now.saturating_sub(r.started_ns));
         }
         _ => tracker.reject(seq),
     }

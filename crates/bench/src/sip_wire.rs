@@ -283,12 +283,8 @@ pub(crate) fn response(
 }
 
 fn hex(digest: &[u8; 16]) -> [u8; 32] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
-    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
-    }
+    let _ = base16ct::lower::encode(digest, &mut out);
     out
 }
 

@@ -347,17 +347,10 @@ struct Hex {
 
 impl Hex {
     fn of(bytes: &[u8]) -> Hex {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut h = Hex {
-            buf: [0; 64],
-            len: 0,
-        };
-        for &b in bytes.iter().take(32) {
-            h.buf[h.len] = DIGITS[usize::from(b >> 4)];
-            h.buf[h.len + 1] = DIGITS[usize::from(b & 15)];
-            h.len += 2;
-        }
-        h
+        let mut buf = [0; 64];
+        let bytes = bytes.get(..32).unwrap_or(bytes);
+        let len = base16ct::lower::encode(bytes, &mut buf).map_or(0, <[u8]>::len);
+        Hex { buf, len }
     }
 
     /// `text` (at most 64 bytes, else nothing) in lower case, for comparing with a hex digest.
@@ -385,11 +378,7 @@ impl Hex {
 }
 
 fn push_hex(s: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
+    s.push_str(&base16ct::lower::encode_string(bytes));
 }
 
 #[cfg(test)]

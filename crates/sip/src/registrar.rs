@@ -665,13 +665,5 @@ fn same_binding(a: &Binding, b: &Binding) -> bool {
 /// A To tag for the registrar's responses: stable for a Call-ID (so a retransmission gets the
 /// same), different across Call-IDs.
 fn to_tag(call_id: &[u8]) -> String {
-    let mut tag = String::with_capacity(18);
-    tag.push_str("fs");
-    let h = fnv(0, &[call_id]);
-    for i in (0..16).rev() {
-        tag.push(char::from(
-            b"0123456789abcdef"[((h >> (4 * i)) & 15) as usize],
-        ));
-    }
-    tag
+    format!("fs{:016x}", fnv(0, &[call_id]))
 }

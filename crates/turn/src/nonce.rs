@@ -64,27 +64,15 @@ impl Nonces {
     }
 }
 
+/// Lowercase hex of `bytes` into `out` (twice their length).
 fn hex(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
-    }
+    let _ = base16ct::lower::encode(bytes, out);
 }
 
+/// The bytes of lowercase hex `text`, which must fill `out` exactly.
 fn unhex(text: &[u8], out: &mut [u8]) -> Option<()> {
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    if text.len() != out.len() * 2 {
-        return None;
-    }
-    for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        *o = (digit(pair[0])? << 4) | digit(pair[1])?;
-    }
-    Some(())
+    let len = out.len();
+    (base16ct::lower::decode(text, out).ok()?.len() == len && text.len() == 2 * len).then_some(())
 }
 
 #[cfg(test)]

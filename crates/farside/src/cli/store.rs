@@ -135,7 +135,7 @@ fn random_secret() -> Result<String, String> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut key))
         .map_err(|e| format!("reading /dev/urandom: {e}"))?;
-    Ok(key.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(base16ct::lower::encode_string(&key))
 }
 
 /// Unix seconds as an RFC 3339 UTC time, `2026-11-21T17:54:35Z` (Howard Hinnant's
