@@ -1,5 +1,5 @@
-//! `farside`: NAT traversal for SIP and WebRTC in one program: a STUN server, a TURN relay and a
-//! SIP registrar and NAT edge (an RTP relay is on the way).
+//! `farside`: NAT traversal for SIP and WebRTC in one program: a STUN server, a TURN relay, a
+//! SIP registrar and NAT edge, and an RTP relay.
 //!
 //! The modules, from the top: `start` (builds everything; nothing imports it) and `cli` (the
 //! other commands); the protocol shells `dataplane` (STUN and TURN workers) and `sip`;
@@ -93,6 +93,20 @@ enum Command {
         #[command(subcommand)]
         cmd: farside_bench::BenchCommand,
     },
+    /// Print a shell's completion script for farside, generated from this command line.
+    ///
+    /// Packages install it where the shell looks (bash:
+    /// /usr/share/bash-completion/completions/farside); by hand:
+    /// `source <(farside completions bash)`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page farside(1), in roff, generated from this command line.
+    ///
+    /// `farside manpage > farside.1 && man ./farside.1`.
+    Manpage,
 }
 
 /// Exit status for a configuration error (as `sysexits` EX_USAGE-like tools do with 2).
@@ -138,6 +152,21 @@ fn main() -> ExitCode {
         },
         Command::User { cmd, store } => cli::store::user(cmd, &store),
         Command::Secret { cmd, store } => cli::store::secret(cmd, &store),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "farside", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Manpage => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("farside manpage: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Bench { cmd } => {
             init_logging("warn");
             match farside_bench::run(cmd) {

@@ -1,0 +1,172 @@
+//! Packaging: the systemd unit's `ExecStart` line, run as systemd would run it (the shipped
+//! configuration file, `$STATE_DIRECTORY` set), starts a server that answers STUN;
+//! the Debian package `packaging/build-deb` makes holds the binary, the unit, the
+//! configuration as a conffile, the manual page and the completions; and those come from the
+//! command line itself.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{LOCALHOST, free_ports, stun};
+
+const FARSIDE: &str = env!("CARGO_BIN_EXE_farside");
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// The unit's `ExecStart` command, split into words.
+fn exec_start() -> Vec<String> {
+    let unit = std::fs::read_to_string(format!("{ROOT}/packaging/farside.service")).unwrap();
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_units_exec_start_with_the_shipped_configuration_answers_stun() {
+    let test = "the_units_exec_start_with_the_shipped_configuration_answers_stun";
+    let words = exec_start();
+    assert_eq!(
+        words[..3],
+        ["/usr/bin/farside", "serve", "--config"],
+        "{words:?}"
+    );
+    assert_eq!(words[3], "/etc/farside/farside.toml");
+    // The shipped file sets nothing; this copy adds only ports free here (the defaults, 3478
+    // and 9478 on every address, may be taken by another test).
+    let dir = std::env::temp_dir().join(format!("farside-unit-{}", std::process::id()));
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let shipped = std::fs::read_to_string(format!("{ROOT}/packaging/farside.toml")).unwrap();
+    assert!(
+        shipped
+            .lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "the shipped configuration sets nothing: the embedded defaults apply"
+    );
+    let port = free_ports(&[LOCALHOST], 2);
+    let config = dir.join("farside.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{shipped}\n[stun]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:{}\"\n",
+            port + 1
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(FARSIDE)
+        .args(&words[1..3])
+        .arg(&config)
+        .env("STATE_DIRECTORY", &state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let answered = common::wait_until(Duration::from_secs(5), || {
+        stun::udp_binding_once(
+            &client,
+            SocketAddr::new(LOCALHOST, port),
+            Duration::from_millis(200),
+        )
+        .is_some()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered, "no STUN answer from the unit's command");
+    let _ = std::fs::remove_dir_all(&dir);
+    common::note(
+        test,
+        "ExecStart with the shipped (empty) configuration answered a Binding",
+    );
+}
+
+#[test]
+fn the_debian_package_holds_the_binary_unit_conffile_manual_and_completions() {
+    let test = "the_debian_package_holds_the_binary_unit_conffile_manual_and_completions";
+    if !common::require_tool(test, "dpkg-deb") {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("farside-deb-{}", std::process::id()));
+    let built = Command::new(format!("{ROOT}/packaging/build-deb"))
+        .arg(&out)
+        .env("BIN", FARSIDE)
+        .env("DEB_COMPRESSION", "gzip")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = String::from_utf8(built.stdout).unwrap().trim().to_owned();
+    assert!(Path::new(&deb).exists(), "{deb}");
+    let dpkg = |args: &[&str]| {
+        let o = Command::new("dpkg-deb")
+            .args(args)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let contents = dpkg(&["--contents"]);
+    for path in [
+        "./usr/bin/farside",
+        "./lib/systemd/system/farside.service",
+        "./etc/farside/farside.toml",
+        "./usr/share/man/man1/farside.1.gz",
+        "./usr/share/bash-completion/completions/farside",
+        "./usr/share/zsh/vendor-completions/_farside",
+        "./usr/share/fish/vendor_completions.d/farside.fish",
+        "./usr/share/doc/farside/configuration.md",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(path)),
+            "{path} missing:\n{contents}"
+        );
+    }
+    let control = dpkg(&["--field"]);
+    assert!(control.contains("Package: farside"), "{control}");
+    let conffiles = dpkg(&["--info"]);
+    assert!(conffiles.contains("conffiles"), "{conffiles}");
+    // The manual and completions are the command line's own.
+    let man = Command::new(FARSIDE).arg("manpage").output().unwrap();
+    let man = String::from_utf8(man.stdout).unwrap();
+    assert!(man.starts_with(".ie") && man.contains(".SH SUBCOMMANDS"));
+    for sub in [
+        "serve",
+        "check-config",
+        "probe",
+        "user",
+        "secret",
+        "completions",
+    ] {
+        // roff writes a hyphen as `\-`.
+        let written = format!("farside\\-{}(1)", sub.replace('-', "\\-"));
+        assert!(man.contains(&written), "the manual names {written}");
+    }
+    let bash = Command::new(FARSIDE)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(bash.stdout)
+            .unwrap()
+            .contains("check-config")
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    common::note(
+        test,
+        &format!(
+            "{deb}: binary, unit, conffile, manual, bash/zsh/fish completions, docs ({} entries)",
+            contents.lines().count()
+        ),
+    );
+}
