@@ -57,7 +57,8 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Check a configuration file and exit: 0 when valid, 2 with a one-line error if not.
+    /// Check a configuration file and exit: 0 when valid, 2 with a one-line error naming the
+    /// file, the line and the key if not.
     ///
     /// The file is given as `farside check-config FILE` or, as to `serve`, `--config FILE`.
     CheckConfig {

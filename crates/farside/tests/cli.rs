@@ -78,6 +78,12 @@ fn bad_config_is_one_line_naming_the_key_and_exits_2() {
                 "{args:?}: not one line: {err}"
             );
             assert!(err.contains(key), "{args:?}: {key:?} not named in: {err}");
+            // And its line: `FILE:LINE: key: ...`.
+            let line = err
+                .split_once(&format!("{p}:"))
+                .and_then(|(_, rest)| rest.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            assert!(line.is_some_and(|n| n >= 2), "{args:?}: no line in: {err}");
         }
     }
     let missing = farside(&["serve", "--config", "/nonexistent/farside.toml"]);

@@ -73,10 +73,12 @@ pub enum ConfigError {
         message: String,
     },
     /// A value that parses but cannot work.
-    #[error("{path}: {key}: {message}")]
+    #[error("{path}{}: {key}: {message}", .line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid {
         /// The file.
         path: String,
+        /// 1-based line of the key (of its table, if the key is missing), when in a file.
+        line: Option<usize>,
         /// The dotted key.
         key: &'static str,
         /// What is wrong.
@@ -108,7 +110,17 @@ impl Config {
                 message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
             }
         })?;
-        config.validate(origin)?;
+        config.validate(origin).map_err(|e| match e {
+            ConfigError::Invalid {
+                path, key, message, ..
+            } => ConfigError::Invalid {
+                line: line_of(text, key),
+                path,
+                key,
+                message,
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -125,7 +137,6 @@ impl Config {
     }
 }
 
-/// A value that parses but cannot work, named by its key.
 /// The threads a `workers` key asks for: itself, or with 0 one per CPU this process may run on
 /// (its affinity: `taskset -c 0` gives one).
 pub fn worker_threads(configured: usize) -> usize {
@@ -135,12 +146,34 @@ pub fn worker_threads(configured: usize) -> usize {
     }
 }
 
+/// A value that parses but cannot work, named by its key (its line is found by `parse`).
 fn invalid(origin: &str, key: &'static str, message: String) -> ConfigError {
     ConfigError::Invalid {
         path: origin.to_string(),
+        line: None,
         key,
         message,
     }
+}
+
+/// The line of dotted `key` in a TOML document: where it is set, else where its table starts
+/// (where it is missing), else `None`.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut current = String::new();
+    let mut header = None;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') && !t.starts_with("[[") {
+            current = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            if current == table {
+                header.get_or_insert(i + 1);
+            }
+        } else if current == table && t.split_once('=').is_some_and(|(k, _)| k.trim() == name) {
+            return Some(i + 1);
+        }
+    }
+    header
 }
 
 /// The line number and the dotted key at byte `offset` of a TOML document.
@@ -231,28 +264,29 @@ mod tests {
         assert!(e.starts_with("f.toml:2: stun.lsten: unknown field"), "{e}");
 
         let e = err("[stun]\nlisten = [\"0.0.0.0:3478\"]\nalternate_address = \"127.0.0.2\"\n");
-        assert!(e.starts_with("f.toml: stun.alternate_address: "), "{e}");
+        assert!(e.starts_with("f.toml:3: stun.alternate_address: "), "{e}");
 
         let e = err("[stun]\nlisten = []\n");
-        assert_eq!(e, "f.toml: stun.listen: needs at least one address:port");
+        assert_eq!(e, "f.toml:2: stun.listen: needs at least one address:port");
 
         let e = err("[admin]\nlisten = \"x\"\n");
-        assert!(e.starts_with("f.toml: admin.listen: "), "{e}");
+        assert!(e.starts_with("f.toml:2: admin.listen: "), "{e}");
 
         let e = err("[log]\nlevel = \"loud\"\n");
-        assert!(e.starts_with("f.toml: log.level: "), "{e}");
+        assert!(e.starts_with("f.toml:2: log.level: "), "{e}");
         Config::parse("[log]\nlevel = \"info,farside=debug\"\n", "f.toml")
             .expect("directives are valid");
 
         let partner = "[stun]\nlisten = [\"192.0.2.1:3478\"]\npartners = [\"198.51.100.2\"]\n";
         let e = err(partner);
-        assert!(e.starts_with("f.toml: stun.partner_secrets: "), "{e}");
+        // Missing: the line of its table, where it belongs.
+        assert!(e.starts_with("f.toml:1: stun.partner_secrets: "), "{e}");
         let e = err(&format!("{partner}partner_secrets = [\"short\"]\n"));
         assert!(e.contains("at least 16 bytes"), "{e}");
         let e = err(
             "[stun]\nlisten = [\"0.0.0.0:3478\"]\npartners = [\"198.51.100.2\"]\npartner_secrets = [\"0123456789abcdef\"]\n",
         );
-        assert!(e.starts_with("f.toml: stun.partners: "), "{e}");
+        assert!(e.starts_with("f.toml:3: stun.partners: "), "{e}");
         let e = err(
             "[stun]\nlisten = [\"192.0.2.1:3478\"]\npartners = [\"192.0.2.1\"]\npartner_secrets = [\"0123456789abcdef\"]\n",
         );
@@ -381,7 +415,11 @@ mod tests {
             ("tcp_max_queued = 131109", "stun.tcp_max_queued"),
         ] {
             let e = err(&format!("{stun}{line}\n"));
-            assert!(e.starts_with(&format!("f.toml: {key}: ")), "{line}: {e}");
+            let at = stun.lines().count() + 1;
+            assert!(
+                e.starts_with(&format!("f.toml:{at}: {key}: ")),
+                "{line}: {e}"
+            );
         }
         Config::parse(&format!("{stun}tcp_max_queued = 131110\n"), "f.toml")
             .expect("two whole STUN messages fit");
@@ -395,7 +433,7 @@ mod tests {
             ("max_queued = 131069", "sip.max_queued"),
         ] {
             let e = err(&format!("{sip}{line}\n"));
-            assert!(e.starts_with(&format!("f.toml: {key}: ")), "{line}: {e}");
+            assert!(e.starts_with(&format!("f.toml:4: {key}: ")), "{line}: {e}");
         }
         Config::parse(&format!("{sip}max_queued = 131070\n"), "f.toml")
             .expect("two whole SIP messages fit");
@@ -405,7 +443,7 @@ mod tests {
     fn sip_edge_mode_needs_an_upstream_uri() {
         let sip = "[sip]\nenabled = true\ndomain = \"example.org\"\n";
         let e = err(&format!("{sip}mode = \"edge\"\n"));
-        assert!(e.starts_with("f.toml: sip.upstream: "), "{e}");
+        assert!(e.starts_with("f.toml:1: sip.upstream: "), "{e}");
         for bad in ["pbx", "sip:", "sip:a@pbx", "sip:pbx:http", "sip:p b"] {
             let e = err(&format!("{sip}mode = \"edge\"\nupstream = \"{bad}\"\n"));
             assert!(e.starts_with("f.toml:5: sip.upstream: "), "{bad}: {e}");
@@ -474,7 +512,7 @@ mod tests {
             assert!(e.starts_with(&format!("f.toml:4: {key}")), "{bad}: {e}");
         }
         let e = err(&format!("{sip}digest_algorithms = []\n"));
-        assert!(e.starts_with("f.toml: sip.digest_algorithms: "), "{e}");
+        assert!(e.starts_with("f.toml:4: sip.digest_algorithms: "), "{e}");
     }
 
     #[test]
@@ -495,14 +533,14 @@ mod tests {
         let e = err("[store]\nurl = \"postgres://farside:hunter2@db/farside\"\n");
         assert_eq!(
             e,
-            "f.toml: store.url: PostgreSQL is not supported yet: use sqlite://PATH"
+            "f.toml:2: store.url: PostgreSQL is not supported yet: use sqlite://PATH"
         );
         let e = err("[store]\nurl = \"sqlite://\"\n");
-        assert!(e.starts_with("f.toml: store.url: "), "{e}");
+        assert!(e.starts_with("f.toml:2: store.url: "), "{e}");
         let e = err("[store]\nurl = \"/var/lib/farside/farside.db\"\n");
-        assert_eq!(e, "f.toml: store.url: no scheme: expected sqlite://PATH");
+        assert_eq!(e, "f.toml:2: store.url: no scheme: expected sqlite://PATH");
         let e = err("[store]\nurl = \"mysql://u:hunter2@db/x\"\n");
-        assert_eq!(e, "f.toml: store.url: mysql: expected sqlite://PATH");
+        assert_eq!(e, "f.toml:2: store.url: mysql: expected sqlite://PATH");
         let e = err("[store]\npath = \"x\"\n");
         assert!(e.starts_with("f.toml:2: store.path: unknown field"), "{e}");
     }
