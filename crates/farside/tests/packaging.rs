@@ -170,3 +170,99 @@ fn the_debian_package_holds_the_binary_unit_conffile_manual_and_completions() {
         ),
     );
 }
+
+/// The package installed with `dpkg -i` on this machine (only where the test may change it:
+/// `FARSIDE_SYSTEM_TESTS=1`, which `.ci/run` sets, as root): the `farside` user exists, the
+/// unit and the conffile are in place, and the unit's `ExecStart`, run as that user with the
+/// state directory systemd would make, answers STUN on the embedded defaults' port 3478.
+/// Then the package is purged.
+#[test]
+fn the_installed_package_runs_as_its_own_user_and_answers_stun() {
+    let test = "the_installed_package_runs_as_its_own_user_and_answers_stun";
+    if std::env::var("FARSIDE_SYSTEM_TESTS").as_deref() != Ok("1") {
+        common::skip(
+            test,
+            "installs a package system-wide: set FARSIDE_SYSTEM_TESTS=1 (as root) to run it",
+        );
+        return;
+    }
+    for tool in ["dpkg", "dpkg-deb", "setpriv", "adduser"] {
+        if !common::require_tool(test, tool) {
+            return;
+        }
+    }
+    let out = std::env::temp_dir().join(format!("farside-install-{}", std::process::id()));
+    let built = Command::new(format!("{ROOT}/packaging/build-deb"))
+        .arg(&out)
+        .env("BIN", FARSIDE)
+        .env("DEB_COMPRESSION", "gzip")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = String::from_utf8(built.stdout).unwrap().trim().to_owned();
+    let run = |program: &str, args: &[&str]| {
+        let o = Command::new(program).args(args).output().unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let (ok, said) = run("dpkg", &["-i", &deb]);
+    assert!(ok, "dpkg -i: {said}");
+    let (user, said) = run("getent", &["passwd", "farside"]);
+    assert!(user, "no farside user: {said}");
+    for path in [
+        "/usr/bin/farside",
+        "/lib/systemd/system/farside.service",
+        "/etc/farside/farside.toml",
+        "/usr/share/man/man1/farside.1.gz",
+    ] {
+        assert!(Path::new(path).exists(), "{path} not installed");
+    }
+    // As systemd would: StateDirectory made and owned by the user, then ExecStart as it.
+    let state = "/var/lib/farside";
+    std::fs::create_dir_all(state).unwrap();
+    assert!(run("chown", &["farside:farside", state]).0);
+    let words = exec_start();
+    // setpriv changes user and execs (runuser would fork, and killing it leave the server).
+    let mut server = Command::new("setpriv")
+        .args(["--reuid=farside", "--regid=farside", "--init-groups", "--"])
+        .args(&words)
+        .env("STATE_DIRECTORY", state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let answered = common::wait_until(Duration::from_secs(5), || {
+        stun::udp_binding_once(
+            &client,
+            SocketAddr::new(LOCALHOST, 3478),
+            Duration::from_millis(200),
+        )
+        .is_some()
+    });
+    let _ = server.kill();
+    let output = server.wait_with_output().unwrap();
+    let (purged, said) = run("dpkg", &["--purge", "farside"]);
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(
+        answered,
+        "the installed unit's ExecStart did not answer STUN on 3478: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(purged, "dpkg --purge: {said}");
+    assert!(!Path::new("/usr/bin/farside").exists(), "purged");
+    common::note(
+        test,
+        "dpkg -i made the farside user and installed the unit, conffile and manual; ExecStart as farside answered STUN on 3478; dpkg --purge removed it",
+    );
+}
