@@ -1,7 +1,7 @@
 //! The metrics exposition as an operator's Prometheus reads it: with every part running (STUN
 //! with RFC 5780, TURN, SIP, the RTP relay) and some traffic through each, `/metrics` passes
 //! Prometheus's own `promtool check metrics`, and every family in it is documented in
-//! `docs/metrics.md`.
+//! `docs/metrics.md`; the Grafana dashboard in `docs/` queries only metrics and labels that exist.
 
 #![allow(clippy::unwrap_used)]
 
@@ -122,6 +122,51 @@ fn the_exposition_passes_promtool_and_every_family_is_documented() {
         undocumented.is_empty(),
         "not in docs/metrics.md: {undocumented:?}"
     );
+    // The Grafana dashboard in docs/ asks only for what is there: each metric it names is in
+    // the exposition, with each label it groups by.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .expect("docs/grafana-dashboard.json is JSON");
+    let mut exprs = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            exprs += 1;
+            let names = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("farside_"));
+            for name in names {
+                let family = name.strip_suffix("_bucket").unwrap_or(name);
+                let samples: Vec<&str> = text
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with(&format!("{family}{{"))
+                            || l.starts_with(&format!("{family} "))
+                            || l.starts_with(&format!("{family}_bucket{{"))
+                    })
+                    .collect();
+                assert!(
+                    !samples.is_empty(),
+                    "dashboard: {name} is not exposed ({expr})"
+                );
+                if let Some(by) = expr.split("by (").nth(1).and_then(|r| r.split(')').next()) {
+                    for label in by.split(',').map(str::trim) {
+                        assert!(
+                            samples.iter().any(|l| l.contains(&format!("{label}=\""))),
+                            "dashboard: {name} has no label {label} ({expr})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(exprs > 10, "{exprs} queries in the dashboard");
+
     // No label value comes from a client: this one's address appears nowhere.
     let me = client.local_addr().unwrap().port().to_string();
     assert!(
