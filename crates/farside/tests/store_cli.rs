@@ -188,6 +188,93 @@ fn users_and_secrets_through_the_cli() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Without `--realm`, a user is added (and changed, and removed) in TURN's realm and, when SIP
+/// runs, in the registrar's: one command and the user can relay and register. A user already
+/// in one of them (added before SIP ran) gets the other.
+#[test]
+fn without_a_realm_a_user_serves_turn_and_sip() {
+    let dir = std::env::temp_dir().join(format!("farside-store-cli-realms-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("farside.db");
+    let url = format!("sqlite://{}", db.display());
+    let config = dir.join("farside.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[turn]\nrealm = \"example.org\"\n\n[sip]\nenabled = true\ndomain = \"sip.example.net\"\n\n[store]\nurl = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let (code, out, err) = farside(&config, &["user", "add", "bob", "--password", "pw1"], None);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "added user bob in realm example.org and sip.example.net"),
+        "{err}"
+    );
+    for realm in ["example.org", "sip.example.net"] {
+        assert_eq!(
+            keys(&url, realm, "bob"),
+            expected(realm, "bob", "pw1"),
+            "{realm}"
+        );
+    }
+    let (code, _, err) = farside(&config, &["user", "add", "bob", "--password", "pw1"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, out, _) = farside(
+        &config,
+        &["user", "passwd", "bob", "--password", "pw2"],
+        None,
+    );
+    assert_eq!(
+        (code, out.trim()),
+        (
+            0,
+            "changed the password of bob in realm example.org and sip.example.net"
+        )
+    );
+    assert_eq!(
+        keys(&url, "sip.example.net", "bob"),
+        expected("sip.example.net", "bob", "pw2")
+    );
+    // Carol was added to TURN's realm alone; the next add gives her SIP's.
+    let (code, _, err) = farside(
+        &config,
+        &[
+            "user",
+            "add",
+            "carol",
+            "--password",
+            "pw",
+            "--realm",
+            "example.org",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = farside(&config, &["user", "add", "carol", "--password", "pw"], None);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "added user carol in realm sip.example.net"),
+        "{err}"
+    );
+    let (code, out, _) = farside(&config, &["user", "remove", "bob"], None);
+    assert_eq!(
+        (code, out.trim()),
+        (
+            0,
+            "removed user bob from realm example.org and sip.example.net"
+        )
+    );
+    assert_eq!(keys(&url, "example.org", "bob"), None);
+    let (code, _, err) = farside(&config, &["user", "remove", "bob"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("not found"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn store_errors_are_one_line_with_exit_1() {
     let dir = std::env::temp_dir().join(format!("farside-store-cli-err-{}", std::process::id()));

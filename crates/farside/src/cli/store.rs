@@ -50,7 +50,8 @@ pub struct UserPassword {
     /// Read the password from standard input (its first line, without the line end).
     #[arg(long)]
     password_stdin: bool,
-    /// The realm (default: `turn.realm` of the configuration).
+    /// The realm (default: TURN's, `turn.realm`, and the SIP registrar's when `[sip]` is
+    /// enabled and its realm differs: one command serves both).
     #[arg(long)]
     realm: Option<String>,
 }
@@ -60,7 +61,7 @@ pub struct UserPassword {
 pub struct UserName {
     /// The username.
     name: String,
-    /// The realm (default: `turn.realm` of the configuration).
+    /// The realm (default: TURN's and the SIP registrar's, as for `add`).
     #[arg(long)]
     realm: Option<String>,
 }
@@ -159,35 +160,83 @@ fn utc(t: i64) -> String {
     )
 }
 
+/// Runs `change` in each of `realms` where user `name` is; the realms it ran in, or the
+/// error if the user is in none of them.
+fn each_realm(
+    realms: &[String],
+    name: &str,
+    mut change: impl FnMut(&str) -> Result<(), farside_store::StoreError>,
+) -> Result<String, String> {
+    let mut done = Vec::new();
+    let mut missing = None;
+    for realm in realms {
+        match change(realm) {
+            Ok(()) => done.push(realm.as_str()),
+            Err(e @ farside_store::StoreError::NotFound(_)) => missing = Some(e),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    match (done.is_empty(), missing) {
+        (true, Some(e)) => Err(e.to_string()),
+        (true, None) => Err(format!("user {name}: no realm")),
+        (false, _) => Ok(done.join(" and ")),
+    }
+}
+
 /// Runs a `farside user` command.
 pub fn user(cmd: UserCommand, args: &StoreArgs) -> ExitCode {
     finish((|| {
         let (config, mut store) = open(args)?;
-        let realm = |r: &Option<String>| r.clone().unwrap_or_else(|| config.turn.realm.clone());
+        // The realms a command acts in: the one named, else TURN's and, when SIP runs, the
+        // registrar's (a user's long-term key is per realm: one password, a key for each).
+        let realms = |r: &Option<String>| match r {
+            Some(r) => vec![r.clone()],
+            None => {
+                let mut all = vec![config.turn.realm.clone()];
+                let sip = config.sip.realm();
+                if config.sip.enabled && sip != config.turn.realm {
+                    all.push(sip.to_owned());
+                }
+                all
+            }
+        };
         match cmd {
             UserCommand::Add(u) => {
-                let realm = realm(&u.realm);
-                store
-                    .add_user(&realm, &u.name, &password(&u)?)
-                    .map_err(|e| e.to_string())?;
-                Ok(format!("added user {} in realm {realm}", u.name))
+                let password = password(&u)?;
+                let (mut added, mut exists) = (Vec::new(), None);
+                for realm in realms(&u.realm) {
+                    match store.add_user(&realm, &u.name, &password) {
+                        Ok(()) => added.push(realm),
+                        // Already there (added before SIP ran, say): the other realms still
+                        // get it; only a user in every realm is refused.
+                        Err(e @ farside_store::StoreError::Exists { .. }) => exists = Some(e),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                if let (true, Some(e)) = (added.is_empty(), exists) {
+                    return Err(e.to_string());
+                }
+                Ok(format!(
+                    "added user {} in realm {}",
+                    u.name,
+                    added.join(" and ")
+                ))
             }
             UserCommand::Passwd(u) => {
-                let realm = realm(&u.realm);
-                store
-                    .set_password(&realm, &u.name, &password(&u)?)
-                    .map_err(|e| e.to_string())?;
+                let password = password(&u)?;
+                let done = each_realm(&realms(&u.realm), &u.name, |realm| {
+                    store.set_password(realm, &u.name, &password)
+                })?;
                 Ok(format!(
-                    "changed the password of {} in realm {realm}",
+                    "changed the password of {} in realm {done}",
                     u.name
                 ))
             }
             UserCommand::Remove(u) => {
-                let realm = realm(&u.realm);
-                store
-                    .remove_user(&realm, &u.name)
-                    .map_err(|e| e.to_string())?;
-                Ok(format!("removed user {} from realm {realm}", u.name))
+                let done = each_realm(&realms(&u.realm), &u.name, |realm| {
+                    store.remove_user(realm, &u.name)
+                })?;
+                Ok(format!("removed user {} from realm {done}", u.name))
             }
             UserCommand::List { realm } => {
                 let rows = store
