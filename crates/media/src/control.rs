@@ -35,6 +35,15 @@ pub trait Shards {
     fn count(&self) -> usize;
     /// Runs `f` on relay `i` with the ports it takes pairs from.
     fn with(&mut self, i: usize, f: &mut dyn FnMut(&mut Relay, &mut dyn MediaPorts));
+
+    /// Calls open in all the relays.
+    fn calls(&mut self) -> usize {
+        let mut calls = 0;
+        for i in 0..self.count() {
+            self.with(i, &mut |relay, _| calls += relay.calls());
+        }
+        calls
+    }
 }
 
 /// A single relay and its ports.
@@ -103,7 +112,7 @@ pub fn handle(
         }
         // `statistics`: `result` and `currentstatistics.sessionsown`.
         Command::Statistics => {
-            let calls = total_calls(shards);
+            let calls = shards.calls();
             ok(vec![
                 (b"result", Value::Bytes(b"ok")),
                 (
@@ -132,7 +141,7 @@ pub fn handle(
             // Only an offer opens a call; the limit counts every relay's.
             let full = request.command == Command::Offer
                 && shards.count() > 1
-                && total_calls(shards) >= max_calls(shards);
+                && shards.calls() >= max_calls(shards);
             let mut out = None;
             shards.with(shard(call_id, shards.count()), &mut |relay, ports| {
                 out = Some(if full && !relay.has_call(call_id) {
@@ -145,14 +154,6 @@ pub fn handle(
         }
     };
     (Some(reply), handled, unknown)
-}
-
-fn total_calls(shards: &mut dyn Shards) -> usize {
-    let mut calls = 0;
-    for i in 0..shards.count() {
-        shards.with(i, &mut |relay, _| calls += relay.calls());
-    }
-    calls
 }
 
 fn max_calls(shards: &mut dyn Shards) -> usize {

@@ -720,7 +720,9 @@ fn release(owners: &mut Owners, ports: &mut dyn MediaPorts, stream: &Stream) {
 /// is passed on as it is: taken as the endpoint's, it would have the relay expect media from
 /// itself (rtpengine's `loop-protect`, always on).
 fn rewritten_here(call: &Call, sdp: &Sdp<'_>) -> bool {
-    let mut media = sdp.media().peekable();
+    // A rejected section (port 0, RFC 3264 §6) stays 0 in the relay's rewriting too, and says
+    // nothing of who wrote the SDP.
+    let mut media = sdp.media().filter(|m| m.port != 0).peekable();
     media.peek().is_some()
         && media.all(|m| {
             let ours = matches!(m.connection, Connection::Ip(ip) if call.addresses.contains(&ip));

@@ -612,6 +612,48 @@ fn an_sdp_the_relay_wrote_passes_unchanged_when_it_comes_back() {
     );
 }
 
+/// The same with a rejected stream: alice offers audio and video, bob takes audio only (video
+/// at port 0, RFC 3264 §6), which the relay's rewriting keeps at 0. Its own answer coming back
+/// is still recognised.
+#[test]
+fn an_sdp_the_relay_wrote_with_a_rejected_stream_passes_unchanged_too() {
+    let mut relay = Relay::new(RelayConfig::new(ip(RELAY)));
+    let mut ports = Ports::default();
+    let video = |sdp: String, port: u16| format!("{sdp}m=video {port} RTP/AVP 96\r\n");
+    let (alice_sdp, bob_sdp) = (
+        video(offer_sdp(ALICE_SIP, 4000), 4002),
+        video(offer_sdp(BOB, 5000), 0),
+    );
+    let to_bob = relay
+        .offer(
+            at(0),
+            &common::passing(b"v", b"alice", None, &alice_sdp),
+            &mut ports,
+        )
+        .unwrap();
+    let to_bob = String::from_utf8(to_bob).unwrap();
+    let answer = common::passing(b"v", b"alice", Some(b"bob"), &bob_sdp);
+    let to_alice = String::from_utf8(relay.answer(at(1), &answer).unwrap()).unwrap();
+    assert!(to_alice.contains("m=video 0 "), "{to_alice}");
+    let again = relay
+        .answer(
+            at(1),
+            &common::passing(b"v", b"alice", Some(b"bob"), &to_alice),
+        )
+        .unwrap();
+    assert_eq!(String::from_utf8(again).unwrap(), to_alice);
+    let (alice_port, bob_port) = (port_in(to_alice.as_bytes()), port_in(to_bob.as_bytes()));
+    let bob = sa("192.0.2.20:5000");
+    assert_eq!(
+        relay.handle_packet(at(2), bob_port, bob, &rtp(1)),
+        Ok(Transmit {
+            from_port: alice_port,
+            to: sa("198.51.100.7:4000")
+        }),
+        "bob is still expected where his SDP said"
+    );
+}
+
 /// ng's `address-family`: an IPv4 phone's offer to an IPv6 phone. The relay faces each side
 /// in its own family: bob's SDP names the relay's IPv6 address and a port bound in IPv6,
 /// alice's its IPv4 one, and packets cross between the two.

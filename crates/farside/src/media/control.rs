@@ -38,11 +38,19 @@ impl Shards for WorkerShards<'_> {
         self.workers.len()
     }
 
+    fn calls(&mut self) -> usize {
+        // Every shard's count as it last published it (after each request and wake-up),
+        // without taking every worker's lock for each offer.
+        self.counters.calls.load(Relaxed) as usize
+    }
+
     fn with(&mut self, i: usize, f: &mut dyn FnMut(&mut Relay, &mut dyn MediaPorts)) {
         let Some(worker) = self.workers.get(i) else {
             return;
         };
+        worker.control_waiting.store(true, Relaxed);
         let mut guard = lock(&worker.shard);
+        worker.control_waiting.store(false, Relaxed);
         let shard = &mut *guard;
         let mut ports = Ports {
             pool: &mut shard.pool,

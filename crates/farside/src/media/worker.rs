@@ -21,8 +21,8 @@ use crate::telemetry::rtp::{JITTER_BUCKETS, LOSS_BUCKETS, RtpCounters};
 
 /// Datagrams taken from one relay port per read (a port with more is read again).
 const RELAY_BATCH: usize = 8;
-/// Reads of one port per wake-up before the others' turn (level-triggered: it is reported
-/// again).
+/// Reads of one port per wake-up before the others' turn (a port left with datagrams is read
+/// first at the next wake-up).
 const PER_TURN: usize = 64;
 /// The longest wait, so that shutdown and timers set by the control thread are seen.
 const MAX_WAIT: Duration = Duration::from_millis(200);
@@ -46,6 +46,10 @@ pub struct Worker {
     /// A handle of the worker's epoll, through which the control thread watches the pairs it
     /// binds.
     pub epoll: Epoll,
+    /// The control thread waits for [`Worker::shard`]: the worker lets go between ports.
+    /// (std's `Mutex` does not queue, so a busy worker would otherwise take it back at once,
+    /// and a SIP call's offer could wait past the line's 100 ms.)
+    pub control_waiting: AtomicBool,
 }
 
 impl Worker {
@@ -59,6 +63,7 @@ impl Worker {
                 published: [0; 3],
             }),
             epoll: epoll.try_clone()?,
+            control_waiting: AtomicBool::new(false),
         };
         Ok((worker, epoll))
     }
@@ -157,11 +162,21 @@ pub fn run(
         };
         ready.append(&mut unread);
         epoll.wait(wait, |t| ready.push(t))?;
+        // A port left unread may also have been reported again.
+        ready.sort_unstable();
+        ready.dedup();
         let now = clock::now();
         let mut tally = Tally::default();
         let mut guard = lock(&worker.shard);
-        let shard = &mut *guard;
         for &token in &ready {
+            if worker.control_waiting.load(Relaxed) {
+                drop(guard);
+                while worker.control_waiting.load(Relaxed) {
+                    std::thread::yield_now();
+                }
+                guard = lock(&worker.shard);
+            }
+            let shard = &mut *guard;
             let Ok(port) = u16::try_from(token) else {
                 continue;
             };
@@ -170,7 +185,7 @@ pub fn run(
             // (rtp.receive_buffer) let pile up, a fraction of a second of audio: the kernel
             // dropped the rest, so the relay never forwards seconds-old packets and is current
             // again as soon as the load falls.
-            let mut empty = false;
+            let (mut empty, mut error) = (false, false);
             for _ in 0..PER_TURN {
                 let Some(socket) = shard.pool.socket(port) else {
                     empty = true;
@@ -185,15 +200,17 @@ pub fn run(
                             break;
                         }
                     }
-                    // An error (an ICMP unreachable reported on the socket) comes alone.
-                    Err(_) => continue,
+                    // An error (an ICMP unreachable reported on the socket) comes alone, and
+                    // may have cut the batch before it short: the port is read again.
+                    Err(_) => error = true,
                 }
             }
-            if !empty && !unread.contains(&token) {
+            if !empty || error {
                 unread.push(token);
             }
         }
         tally.add_to(c);
+        let shard = &mut *guard;
         if next_sweep <= now {
             shard.pool.sweep();
             next_sweep = now.checked_add(OVERFLOW_SWEEP).unwrap_or(now);
@@ -252,7 +269,6 @@ struct Tally {
     no_destination: u64,
     no_stream: u64,
     denied_peer: u64,
-    overflow: u64,
     send_failed: u64,
 }
 
@@ -265,7 +281,6 @@ impl Tally {
             (&c.no_destination, self.no_destination),
             (&c.no_stream, self.no_stream),
             (&c.denied_peer, self.denied_peer),
-            (&c.overflow, self.overflow),
             (&c.send_failed, self.send_failed),
         ] {
             if n > 0 {
