@@ -58,7 +58,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Check a configuration file and exit: 0 when valid, 2 with a one-line error naming the
-    /// file, the line and the key if not.
+    /// file, the line (of the key, or of its table when the key is missing) and the key if not.
     ///
     /// The file is given as `farside check-config FILE` or, as to `serve`, `--config FILE`.
     CheckConfig {

@@ -191,6 +191,31 @@ fn the_installed_package_runs_as_its_own_user_and_answers_stun() {
             return;
         }
     }
+    // The machine must not hold a Farside of its own, or a server on the port it checks: the
+    // answer must come from the server this test starts.
+    if Command::new("dpkg-query")
+        .args(["-W", "farside"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        common::skip(test, "a farside package is installed here already");
+        return;
+    }
+    if Path::new("/run/systemd/system").exists() {
+        common::skip(
+            test,
+            "systemd runs here: the package's postinst would start its own server",
+        );
+        return;
+    }
+    if UdpSocket::bind("0.0.0.0:3478").is_err() {
+        common::skip(test, "UDP port 3478 is taken here");
+        return;
+    }
+    let user_before = Command::new("getent")
+        .args(["passwd", "farside"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     let out = std::env::temp_dir().join(format!("farside-install-{}", std::process::id()));
     let built = Command::new(format!("{ROOT}/packaging/build-deb"))
         .arg(&out)
@@ -215,6 +240,8 @@ fn the_installed_package_runs_as_its_own_user_and_answers_stun() {
             ),
         )
     };
+    // Whatever happens next, the machine is left as it was found.
+    let _cleanup = Cleanup { user_before };
     let (ok, said) = run("dpkg", &["-i", &deb]);
     assert!(ok, "dpkg -i: {said}");
     let (user, said) = run("getent", &["passwd", "farside"]);
@@ -250,8 +277,14 @@ fn the_installed_package_runs_as_its_own_user_and_answers_stun() {
         )
         .is_some()
     });
+    let still_running = server.try_wait().unwrap().is_none();
     let _ = server.kill();
     let output = server.wait_with_output().unwrap();
+    assert!(
+        still_running,
+        "the server exited: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let (purged, said) = run("dpkg", &["--purge", "farside"]);
     let _ = std::fs::remove_dir_all(&out);
     assert!(
@@ -265,4 +298,26 @@ fn the_installed_package_runs_as_its_own_user_and_answers_stun() {
         test,
         "dpkg -i made the farside user and installed the unit, conffile and manual; ExecStart as farside answered STUN on 3478; dpkg --purge removed it",
     );
+}
+
+/// Purges the package, removes the state directory and, if the package made it, the user.
+struct Cleanup {
+    user_before: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let quiet = |program: &str, args: &[&str]| {
+            let _ = Command::new(program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        };
+        quiet("dpkg", &["--purge", "farside"]);
+        let _ = std::fs::remove_dir_all("/var/lib/farside");
+        if !self.user_before {
+            quiet("deluser", &["--system", "farside"]);
+        }
+    }
 }

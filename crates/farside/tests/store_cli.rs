@@ -257,7 +257,10 @@ fn without_a_realm_a_user_serves_turn_and_sip() {
     let (code, out, err) = farside(&config, &["user", "add", "carol", "--password", "pw"], None);
     assert_eq!(
         (code, out.trim()),
-        (0, "added user carol in realm sip.example.net"),
+        (
+            0,
+            "added user carol in realm sip.example.net (already in realm example.org: its password there is unchanged)"
+        ),
         "{err}"
     );
     let (code, out, _) = farside(&config, &["user", "remove", "bob"], None);

@@ -217,6 +217,12 @@ pub(crate) fn check_username(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Whether `realm` can hold users (the rule `add_user` applies): checked before a command
+/// writes in several realms, so that it writes in all or none.
+pub fn check_realm(realm: &str) -> Result<(), StoreError> {
+    check_name("realm", realm)
+}
+
 pub(crate) fn check_name(what: &str, s: &str) -> Result<(), StoreError> {
     if s.is_empty() || s.len() > MAX_NAME {
         return Err(StoreError::Invalid(format!(

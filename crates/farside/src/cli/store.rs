@@ -193,8 +193,10 @@ pub fn user(cmd: UserCommand, args: &StoreArgs) -> ExitCode {
             Some(r) => vec![r.clone()],
             None => {
                 let mut all = vec![config.turn.realm.clone()];
+                // The registrar authenticates; an edge leaves that to the registrar behind it.
                 let sip = config.sip.realm();
-                if config.sip.enabled && sip != config.turn.realm {
+                let registrar = config.sip.mode == crate::config::sip::Mode::Registrar;
+                if config.sip.enabled && registrar && sip != config.turn.realm {
                     all.push(sip.to_owned());
                 }
                 all
@@ -203,21 +205,36 @@ pub fn user(cmd: UserCommand, args: &StoreArgs) -> ExitCode {
         match cmd {
             UserCommand::Add(u) => {
                 let password = password(&u)?;
-                let (mut added, mut exists) = (Vec::new(), None);
+                let (mut added, mut kept, mut exists) = (Vec::new(), Vec::new(), None);
+                // All or none: a realm that cannot hold users is refused before any write.
+                for realm in realms(&u.realm) {
+                    farside_store::check_realm(&realm).map_err(|e| e.to_string())?;
+                }
                 for realm in realms(&u.realm) {
                     match store.add_user(&realm, &u.name, &password) {
                         Ok(()) => added.push(realm),
                         // Already there (added before SIP ran, say): the other realms still
                         // get it; only a user in every realm is refused.
-                        Err(e @ farside_store::StoreError::Exists { .. }) => exists = Some(e),
+                        Err(e @ farside_store::StoreError::Exists { .. }) => {
+                            kept.push(realm);
+                            exists = Some(e);
+                        }
                         Err(e) => return Err(e.to_string()),
                     }
                 }
                 if let (true, Some(e)) = (added.is_empty(), exists) {
                     return Err(e.to_string());
                 }
+                let note = if kept.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (already in realm {}: its password there is unchanged)",
+                        kept.join(" and ")
+                    )
+                };
                 Ok(format!(
-                    "added user {} in realm {}",
+                    "added user {} in realm {}{note}",
                     u.name,
                     added.join(" and ")
                 ))

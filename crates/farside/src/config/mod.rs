@@ -163,7 +163,8 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
     let mut current = String::new();
     let mut header = None;
     for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
+        // A comment may follow a header or a value; a key is before both.
+        let t = l.split('#').next().unwrap_or("").trim();
         if t.starts_with('[') && !t.starts_with("[[") {
             current = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
             if current == table {
@@ -444,6 +445,11 @@ mod tests {
         let sip = "[sip]\nenabled = true\ndomain = \"example.org\"\n";
         let e = err(&format!("{sip}mode = \"edge\"\n"));
         assert!(e.starts_with("f.toml:1: sip.upstream: "), "{e}");
+        // A comment after the header does not hide the table.
+        let e = err(
+            "# edge\n[sip]   # in front of the PBX\nenabled = true\ndomain = \"example.org\"\nmode = \"edge\"\n",
+        );
+        assert!(e.starts_with("f.toml:2: sip.upstream: "), "{e}");
         for bad in ["pbx", "sip:", "sip:a@pbx", "sip:pbx:http", "sip:p b"] {
             let e = err(&format!("{sip}mode = \"edge\"\nupstream = \"{bad}\"\n"));
             assert!(e.starts_with("f.toml:5: sip.upstream: "), "{bad}: {e}");
