@@ -28,6 +28,23 @@ fn exec_start() -> Vec<String> {
     line.split_whitespace().map(str::to_owned).collect()
 }
 
+/// `packaging/build-deb` into `out`, with the binary under test (gzip: faster than xz); the
+/// package's path.
+fn build_deb(out: &Path) -> String {
+    let built = Command::new(format!("{ROOT}/packaging/build-deb"))
+        .arg(out)
+        .env("BIN", FARSIDE)
+        .env("DEB_COMPRESSION", "gzip")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    String::from_utf8(built.stdout).unwrap().trim().to_owned()
+}
+
 #[test]
 fn the_units_exec_start_with_the_shipped_configuration_answers_stun() {
     let test = "the_units_exec_start_with_the_shipped_configuration_answers_stun";
@@ -94,18 +111,7 @@ fn the_debian_package_holds_the_binary_unit_conffile_manual_and_completions() {
         return;
     }
     let out = std::env::temp_dir().join(format!("farside-deb-{}", std::process::id()));
-    let built = Command::new(format!("{ROOT}/packaging/build-deb"))
-        .arg(&out)
-        .env("BIN", FARSIDE)
-        .env("DEB_COMPRESSION", "gzip")
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let deb = String::from_utf8(built.stdout).unwrap().trim().to_owned();
+    let deb = build_deb(&out);
     assert!(Path::new(&deb).exists(), "{deb}");
     let dpkg = |args: &[&str]| {
         let o = Command::new("dpkg-deb")
@@ -217,18 +223,7 @@ fn the_installed_package_runs_as_its_own_user_and_answers_stun() {
         .output()
         .is_ok_and(|o| o.status.success());
     let out = std::env::temp_dir().join(format!("farside-install-{}", std::process::id()));
-    let built = Command::new(format!("{ROOT}/packaging/build-deb"))
-        .arg(&out)
-        .env("BIN", FARSIDE)
-        .env("DEB_COMPRESSION", "gzip")
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let deb = String::from_utf8(built.stdout).unwrap().trim().to_owned();
+    let deb = build_deb(&out);
     let run = |program: &str, args: &[&str]| {
         let o = Command::new(program).args(args).output().unwrap();
         (

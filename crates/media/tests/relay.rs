@@ -563,94 +563,81 @@ fn a_call_takes_the_relay_address_of_its_offers_family() {
     assert_eq!(ports.ipv6, 2, "no more IPv6 pairs");
 }
 
-/// A call between two phones of Farside's edge passes it twice: the caller's INVITE goes up to
-/// the registrar and comes back along the Path, the answer the other way. The second time its
-/// SDP is the relay's own: passed on unchanged, and the latches keep the phones' addresses.
-#[test]
-fn an_sdp_the_relay_wrote_passes_unchanged_when_it_comes_back() {
-    let mut relay = Relay::new(RelayConfig::new(ip(RELAY)));
-    let mut ports = Ports::default();
-    let (alice_sdp, bob_sdp) = (offer_sdp(ALICE_SIP, 4000), offer_sdp(BOB, 5000));
-    let alice_offer = common::passing(b"loop", b"alice", None, &alice_sdp);
-    let to_bob = relay.offer(at(0), &alice_offer, &mut ports).unwrap();
-    let to_bob = String::from_utf8(to_bob).unwrap();
-    // Back from the registrar: the same call, the relay's SDP.
-    let again = relay
-        .offer(
-            at(0),
-            &common::passing(b"loop", b"alice", None, &to_bob),
-            &mut ports,
-        )
-        .unwrap();
-    assert_eq!(String::from_utf8(again).unwrap(), to_bob);
-    assert_eq!(ports.taken.len(), 2, "no more pairs taken");
-    let bob_answer = common::passing(b"loop", b"alice", Some(b"bob"), &bob_sdp);
-    let to_alice = String::from_utf8(relay.answer(at(1), &bob_answer).unwrap()).unwrap();
-    let again = relay
-        .answer(
-            at(1),
-            &common::passing(b"loop", b"alice", Some(b"bob"), &to_alice),
-        )
-        .unwrap();
-    assert_eq!(String::from_utf8(again).unwrap(), to_alice);
-    // Media still goes between the phones, not to the relay itself.
-    let (alice_port, bob_port) = (port_in(to_alice.as_bytes()), port_in(to_bob.as_bytes()));
-    let (alice, bob) = (sa("198.51.100.7:4000"), sa("192.0.2.20:5000"));
+/// A packet from alice (at the relay port she sends to) reaches bob from his, and back.
+fn relays_both_ways(relay: &mut Relay, alice: (u16, SocketAddr), bob: (u16, SocketAddr)) {
+    let there = relay.handle_packet(at(2), alice.0, alice.1, &rtp(1));
     assert_eq!(
-        relay.handle_packet(at(2), alice_port, alice, &rtp(1)),
+        there,
         Ok(Transmit {
-            from_port: bob_port,
-            to: bob
+            from_port: bob.0,
+            to: bob.1
         })
     );
+    let back = relay.handle_packet(at(2), bob.0, bob.1, &rtp(1));
     assert_eq!(
-        relay.handle_packet(at(2), bob_port, bob, &rtp(1)),
+        back,
         Ok(Transmit {
-            from_port: alice_port,
-            to: alice
+            from_port: alice.0,
+            to: alice.1
         })
     );
 }
 
+/// Alice's offer and bob's answer, each passing the relay twice as through Farside's edge (up
+/// to the registrar and back along the Path): the second time each SDP is the relay's own and
+/// must come back unchanged. The SDPs bob and alice get.
+fn offer_and_answer_twice(relay: &mut Relay, alice_sdp: &str, bob_sdp: &str) -> (String, String) {
+    let mut ports = Ports::default();
+    let offer = |sdp| common::passing(b"loop", b"alice", None, sdp);
+    let answer = |sdp| common::passing(b"loop", b"alice", Some(b"bob"), sdp);
+    let to_bob =
+        String::from_utf8(relay.offer(at(0), &offer(alice_sdp), &mut ports).unwrap()).unwrap();
+    let again = relay.offer(at(0), &offer(&to_bob), &mut ports).unwrap();
+    assert_eq!(String::from_utf8(again).unwrap(), to_bob);
+    let taken = ports.taken.len();
+    let to_alice = String::from_utf8(relay.answer(at(1), &answer(bob_sdp)).unwrap()).unwrap();
+    let again = relay.answer(at(1), &answer(&to_alice)).unwrap();
+    assert_eq!(String::from_utf8(again).unwrap(), to_alice);
+    assert_eq!(ports.taken.len(), taken, "no more pairs taken");
+    (to_bob, to_alice)
+}
+
+/// A call between two phones of Farside's edge passes it twice: the relay passes its own SDPs
+/// on unchanged, and the latches keep the phones' addresses.
+#[test]
+fn an_sdp_the_relay_wrote_passes_unchanged_when_it_comes_back() {
+    let mut relay = Relay::new(RelayConfig::new(ip(RELAY)));
+    let (to_bob, to_alice) = offer_and_answer_twice(
+        &mut relay,
+        &offer_sdp(ALICE_SIP, 4000),
+        &offer_sdp(BOB, 5000),
+    );
+    // Media still goes between the phones, not to the relay itself.
+    let (alice_port, bob_port) = (port_in(to_alice.as_bytes()), port_in(to_bob.as_bytes()));
+    let (alice, bob) = (sa("198.51.100.7:4000"), sa("192.0.2.20:5000"));
+    relays_both_ways(&mut relay, (alice_port, alice), (bob_port, bob));
+}
+
 /// The same with a rejected stream: alice offers audio and video, bob takes audio only (video
 /// at port 0, RFC 3264 §6), which the relay's rewriting keeps at 0. Its own answer coming back
-/// is still recognised.
+/// is still recognised, and bob is still expected where his SDP said.
 #[test]
 fn an_sdp_the_relay_wrote_with_a_rejected_stream_passes_unchanged_too() {
     let mut relay = Relay::new(RelayConfig::new(ip(RELAY)));
-    let mut ports = Ports::default();
     let video = |sdp: String, port: u16| format!("{sdp}m=video {port} RTP/AVP 96\r\n");
-    let (alice_sdp, bob_sdp) = (
-        video(offer_sdp(ALICE_SIP, 4000), 4002),
-        video(offer_sdp(BOB, 5000), 0),
+    let (to_bob, to_alice) = offer_and_answer_twice(
+        &mut relay,
+        &video(offer_sdp(ALICE_SIP, 4000), 4002),
+        &video(offer_sdp(BOB, 5000), 0),
     );
-    let to_bob = relay
-        .offer(
-            at(0),
-            &common::passing(b"v", b"alice", None, &alice_sdp),
-            &mut ports,
-        )
-        .unwrap();
-    let to_bob = String::from_utf8(to_bob).unwrap();
-    let answer = common::passing(b"v", b"alice", Some(b"bob"), &bob_sdp);
-    let to_alice = String::from_utf8(relay.answer(at(1), &answer).unwrap()).unwrap();
     assert!(to_alice.contains("m=video 0 "), "{to_alice}");
-    let again = relay
-        .answer(
-            at(1),
-            &common::passing(b"v", b"alice", Some(b"bob"), &to_alice),
-        )
-        .unwrap();
-    assert_eq!(String::from_utf8(again).unwrap(), to_alice);
     let (alice_port, bob_port) = (port_in(to_alice.as_bytes()), port_in(to_bob.as_bytes()));
-    let bob = sa("192.0.2.20:5000");
     assert_eq!(
-        relay.handle_packet(at(2), bob_port, bob, &rtp(1)),
+        relay.handle_packet(at(2), bob_port, sa("192.0.2.20:5000"), &rtp(1)),
         Ok(Transmit {
             from_port: alice_port,
             to: sa("198.51.100.7:4000")
-        }),
-        "bob is still expected where his SDP said"
+        })
     );
 }
 
@@ -691,20 +678,7 @@ fn a_call_between_an_ipv4_and_an_ipv6_phone_is_bridged_when_the_offer_asks_for_i
     );
     let (alice_port, bob_port) = (port_in(to_alice.as_bytes()), port_in(to_bob.as_bytes()));
     let (alice, bob) = (sa("198.51.100.7:4000"), sa("[2001:db8::20]:5000"));
-    assert_eq!(
-        relay.handle_packet(at(2), alice_port, alice, &rtp(1)),
-        Ok(Transmit {
-            from_port: bob_port,
-            to: bob
-        })
-    );
-    assert_eq!(
-        relay.handle_packet(at(2), bob_port, bob, &rtp(1)),
-        Ok(Transmit {
-            from_port: alice_port,
-            to: alice
-        })
-    );
+    relays_both_ways(&mut relay, (alice_port, alice), (bob_port, bob));
 }
 
 /// ng's `media-handover` reaches the latch: alice's NAT moves her to another port mid-call
