@@ -117,6 +117,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
+            let path_given = config.clone();
             let (config, from_defaults) = match config {
                 None => (config::Config::default(), true),
                 Some(path) => match config::Config::load(&path) {
@@ -127,8 +128,13 @@ fn main() -> ExitCode {
                     }
                 },
             };
-            init_logging(&config.log.level);
-            match start::run(config, from_defaults) {
+            let log = init_logging(&config.log.level);
+            let reload = control::reload::Reload {
+                path: path_given,
+                running: config.clone(),
+                log: Some(log),
+            };
+            match start::run(config, from_defaults, reload) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -195,14 +201,23 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
+/// Logging to standard error at `level` (`RUST_LOG` overrides it); the handle through which
+/// a reload changes the level.
+fn init_logging(level: &str) -> control::reload::LogFilter {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false),
+        )
         .init();
+    handle
 }

@@ -22,8 +22,12 @@ use crate::telemetry::turn::TurnMetrics;
 /// How often the kernel's drop counters are checked for the log.
 const KERNEL_DROP_CHECK: Duration = Duration::from_secs(10);
 
-/// Runs the server until SIGINT or SIGTERM.
-pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
+/// Runs the server until SIGINT or SIGTERM; SIGHUP reloads the file (`reload`).
+pub fn run(
+    config: Config,
+    from_defaults: bool,
+    mut reload: crate::control::reload::Reload,
+) -> anyhow::Result<()> {
     let stun = &config.stun;
     let workers = crate::config::worker_threads(stun.workers);
     // In partner mode the alternate IP is a partner's (chosen per client); only the primary
@@ -257,7 +261,10 @@ pub fn run(config: Config, from_defaults: bool) -> anyhow::Result<()> {
     runtime.block_on(async {
         let kernel = tokio::spawn(watch_kernel_drops(Arc::clone(&metrics)));
         let watch = partners.clone().map(|b| tokio::spawn(watch_partners(b)));
-        wait_for_signal().await;
+        let mut signals = Signals::new();
+        while let Signal::Reload = signals.next().await {
+            reload.apply();
+        }
         kernel.abort();
         if let Some(w) = watch {
             w.abort();
@@ -364,18 +371,49 @@ async fn watch_partners(book: Arc<PartnerBook>) {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// What a signal asks for.
+enum Signal {
+    /// SIGINT or SIGTERM.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// The signals the server answers, listened to for its whole life (a signal that comes while a
+/// reload runs waits for the next `next`).
+struct Signals(
+    Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+);
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Signals(Some((term, int, hup))),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                Signals(None)
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Signal {
+        let Some((term, int, hup)) = &mut self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => Signal::Stop,
+            _ = int.recv() => Signal::Stop,
+            _ = hup.recv() => Signal::Reload,
+        }
     }
 }
 

@@ -1,0 +1,100 @@
+//! `SIGHUP`: the configuration file read again while everything keeps running. One job, one
+//! failure rule:
+//!
+//! - A file that does not load (unreadable, bad TOML, a value that cannot work) is refused as a
+//!   whole and logged with its line (S007); the running configuration stays, untouched.
+//! - A valid file's `log.level` applies at once (unless `RUST_LOG` overrides it, as at start).
+//!   Every other section that changed is named in the log as taking effect at the next
+//!   restart (S006): listeners, limits and the rest are built once, at start.
+//! - Users and shared secrets are not in the file: they live in the store and every running
+//!   server picks their changes up by itself within a second (S306), as it does new TLS
+//!   certificates (S309, `net/tls_reload.rs`).
+
+use std::path::PathBuf;
+
+use tracing_subscriber::{EnvFilter, Registry, reload};
+
+use crate::config::Config;
+
+/// The handle through which the log filter is replaced.
+pub type LogFilter = reload::Handle<EnvFilter, Registry>;
+
+/// What a reload compares against and changes.
+pub struct Reload {
+    /// The file the server started with (`None`: the embedded defaults, nothing to read).
+    pub path: Option<PathBuf>,
+    /// The configuration running now.
+    pub running: Config,
+    /// The log filter, if logging was set up with one.
+    pub log: Option<LogFilter>,
+}
+
+impl Reload {
+    /// Reads the file again and applies what can change live (see the module's rule).
+    pub fn apply(&mut self) {
+        let Some(path) = &self.path else {
+            tracing::info!(
+                "S006 SIGHUP: nothing to reload (started on the embedded defaults, without --config)"
+            );
+            return;
+        };
+        let new = match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("S007 reload refused, the running configuration stays: {e}");
+                return;
+            }
+        };
+        let mut applied = Vec::new();
+        if new.log.level != self.running.log.level {
+            if std::env::var_os("RUST_LOG").is_some() {
+                tracing::info!("S006 log.level changed, but RUST_LOG overrides it");
+            } else if let Some(handle) = &self.log {
+                match EnvFilter::try_new(&new.log.level).map(|f| handle.reload(f)) {
+                    Ok(Ok(())) => {
+                        applied.push("log.level");
+                        self.running.log = new.log.clone();
+                        tracing::debug!("S006 log level now {}", self.running.log.level);
+                    }
+                    Ok(Err(e)) => tracing::warn!("S007 log.level not applied: {e}"),
+                    Err(e) => tracing::warn!("S007 log.level not applied: {e}"),
+                }
+            }
+        }
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        let (old, newer) = (&self.running, &new);
+        let restart: Vec<&str> = [
+            ("[stun]", differs(&old.stun, &newer.stun)),
+            ("[turn]", differs(&old.turn, &newer.turn)),
+            ("[sip]", differs(&old.sip, &newer.sip)),
+            ("[rtp]", differs(&old.rtp, &newer.rtp)),
+            ("[tls]", differs(&old.tls, &newer.tls)),
+            ("[store]", differs(&old.store, &newer.store)),
+            ("[admin]", differs(&old.admin, &newer.admin)),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect();
+        let list = |v: &[&str]| v.join(", ");
+        match (applied.is_empty(), restart.is_empty()) {
+            (true, true) => tracing::info!("S006 reloaded {}: nothing changed", path.display()),
+            (false, true) => tracing::info!(
+                "S006 reloaded {}: applied {}",
+                path.display(),
+                list(&applied)
+            ),
+            (true, false) => tracing::info!(
+                "S006 reloaded {}: {} changed, applies at the next restart",
+                path.display(),
+                list(&restart)
+            ),
+            (false, false) => tracing::info!(
+                "S006 reloaded {}: applied {}; {} changed, applies at the next restart",
+                path.display(),
+                list(&applied),
+                list(&restart)
+            ),
+        }
+    }
+}
