@@ -28,6 +28,15 @@ fn exec_start() -> Vec<String> {
     line.split_whitespace().map(str::to_owned).collect()
 }
 
+/// Whether a server on 127.0.0.1:`port` answers a Binding within 5 s (while starting).
+fn answers_stun(port: u16) -> bool {
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = SocketAddr::new(LOCALHOST, port);
+    common::wait_until(Duration::from_secs(5), || {
+        stun::udp_binding_once(&client, to, Duration::from_millis(200)).is_some()
+    })
+}
+
 /// `packaging/build-deb` into `out`, with the binary under test (gzip: faster than xz); the
 /// package's path.
 fn build_deb(out: &Path) -> String {
@@ -85,15 +94,7 @@ fn the_units_exec_start_with_the_shipped_configuration_answers_stun() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let answered = common::wait_until(Duration::from_secs(5), || {
-        stun::udp_binding_once(
-            &client,
-            SocketAddr::new(LOCALHOST, port),
-            Duration::from_millis(200),
-        )
-        .is_some()
-    });
+    let answered = answers_stun(port);
     let _ = child.kill();
     let _ = child.wait();
     assert!(answered, "no STUN answer from the unit's command");
@@ -263,15 +264,7 @@ fn the_installed_package_runs_as_its_own_user_and_answers_stun() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let answered = common::wait_until(Duration::from_secs(5), || {
-        stun::udp_binding_once(
-            &client,
-            SocketAddr::new(LOCALHOST, 3478),
-            Duration::from_millis(200),
-        )
-        .is_some()
-    });
+    let answered = answers_stun(3478);
     let still_running = server.try_wait().unwrap().is_none();
     let _ = server.kill();
     let output = server.wait_with_output().unwrap();

@@ -342,6 +342,14 @@ impl Server {
                 }
                 thread::sleep(Duration::from_millis(50));
             }
+            // The probe was a connection from the tests' own address: until the server has
+            // seen it close, it counts against per-address limits a test is about to fill.
+            if self.backend == Backend::Farside {
+                let open = |m: &str| metric_sum(m, "farside_stun_tcp_connections_open");
+                while self.metrics().is_none_or(|m| open(&m) > 0.0) && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(20));
+                }
+            }
         }
     }
 
