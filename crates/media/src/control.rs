@@ -139,11 +139,12 @@ pub fn handle(
                 return (Some(reply_error(cookie, reason)), Handled::Refused, unknown);
             };
             // Only an offer opens a call; the limit counts every relay's.
-            let full = request.command == Command::Offer
-                && shards.count() > 1
-                && shards.calls() >= max_calls(shards);
+            // (One relay checks its own limit; each has the server's.)
+            let total =
+                (request.command == Command::Offer && shards.count() > 1).then(|| shards.calls());
             let mut out = None;
             shards.with(shard(call_id, shards.count()), &mut |relay, ports| {
+                let full = total.is_some_and(|t| t >= relay.max_calls());
                 out = Some(if full && !relay.has_call(call_id) {
                     (reply_error(cookie, "Too many calls"), Handled::Refused)
                 } else {
@@ -154,12 +155,6 @@ pub fn handle(
         }
     };
     (Some(reply), handled, unknown)
-}
-
-fn max_calls(shards: &mut dyn Shards) -> usize {
-    let mut most = usize::MAX;
-    shards.with(0, &mut |relay, _| most = relay.max_calls());
-    most
 }
 
 /// `offer`, `answer`, `delete` and `query` of the call `call_id`, on the relay that owns it.
