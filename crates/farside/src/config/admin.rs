@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{Config, ConfigError, invalid};
 
 /// `[admin]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Where to serve `GET /metrics` (Prometheus) and `GET /health`; `"off"` disables it.

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::{Config, ConfigError, invalid};
 
 /// `[log]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace`; or a full `tracing` filter directive.

@@ -28,7 +28,7 @@ pub use tls::TlsConfig;
 pub use turn::TurnConfigFile;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[stun]`: the STUN server.

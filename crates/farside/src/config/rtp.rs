@@ -9,7 +9,7 @@ use super::values::{PeerRanges, PortRange, peer_policy};
 use super::{Config, ConfigError, invalid};
 
 /// `[rtp]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RtpConfig {
     /// Run the relay (off by default until it also serves Farside's own calls).

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{Config, ConfigError, invalid};
 
 /// `[sip]`: the SIP registrar and NAT edge.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
     /// Serve SIP.
@@ -216,7 +216,7 @@ impl TryFrom<String> for DigestAlgorithm {
 }
 
 /// `[sip.keepalive]`: pings that keep registered phones' NAT bindings open.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeepaliveFile {
     /// Ping registered phones.

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::{Config, ConfigError, invalid};
 
 /// `[store]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite://PATH`; default: `farside.db` in the data directory.

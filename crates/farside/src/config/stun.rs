@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{Config, ConfigError, invalid};
 
 /// `[stun]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StunConfig {
     /// Primary `address:port`s, each served over UDP (and TCP when `tcp` is on).

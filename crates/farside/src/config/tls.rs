@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{Config, ConfigError, invalid};
 
 /// `[tls]`: STUN and TURN over TLS (RFC 8489 §6.2.3, RFC 8656 §3.1), served with TURN.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// `address:port`s to accept TLS on (coturn's 5349); none by default.

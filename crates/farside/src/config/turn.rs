@@ -9,7 +9,7 @@ use super::values::{PeerRanges, PortRange, peer_policy};
 use super::{Config, ConfigError, invalid};
 
 /// `[turn]`: the TURN relay (RFC 8656), off unless enabled.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TurnConfigFile {
     /// Serve TURN on the STUN UDP addresses.

@@ -61,17 +61,15 @@ impl Reload {
                 }
             }
         }
-        let differs =
-            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
         let (old, newer) = (&self.running, &new);
         let restart: Vec<&str> = [
-            ("[stun]", differs(&old.stun, &newer.stun)),
-            ("[turn]", differs(&old.turn, &newer.turn)),
-            ("[sip]", differs(&old.sip, &newer.sip)),
-            ("[rtp]", differs(&old.rtp, &newer.rtp)),
-            ("[tls]", differs(&old.tls, &newer.tls)),
-            ("[store]", differs(&old.store, &newer.store)),
-            ("[admin]", differs(&old.admin, &newer.admin)),
+            ("[stun]", old.stun != newer.stun),
+            ("[turn]", old.turn != newer.turn),
+            ("[sip]", old.sip != newer.sip),
+            ("[rtp]", old.rtp != newer.rtp),
+            ("[tls]", old.tls != newer.tls),
+            ("[store]", old.store != newer.store),
+            ("[admin]", old.admin != newer.admin),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
