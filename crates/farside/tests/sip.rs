@@ -578,16 +578,7 @@ fn a_registration_survives_kill_9() {
         server
     };
     let first = start("a_registration_survives_kill_9-first");
-    add_user(&first, "alice", "wonderland");
-    let ports = common::free_ports(&[LOCALHOST], 2);
-    let reg = sipp_register_from(sip, "alice", "wonderland", ports);
-    assert_eq!(
-        reg.code(),
-        Some(0),
-        "{}\n{}",
-        reg.describe(),
-        first.describe()
-    );
+    let ports = alice_registered(&first, sip);
     // The store writer saves within a pass; then the hard kill.
     std::thread::sleep(Duration::from_millis(500));
     let kill = run_tool(
