@@ -326,53 +326,15 @@ fn offers_the_relay_cannot_serve_are_refused() {
     };
     let sdp = offer_sdp("192.0.2.1", 4000);
     assert!(
-        r.offer(
-            at(0),
-            &Passing {
-                call_id: b"c1",
-                from_tag: b"t",
-                to_tag: None,
-                sdp: sdp.as_bytes(),
-                source: None,
-                ice: Ice::Keep,
-                handover: false,
-                recipient_ipv6: None,
-            },
-            &mut ports
-        )
-        .is_ok()
+        r.offer(at(0), &common::passing(b"c1", b"t", None, &sdp), &mut ports)
+            .is_ok()
     );
     assert_eq!(
-        r.offer(
-            at(0),
-            &Passing {
-                call_id: b"c2",
-                from_tag: b"t",
-                to_tag: None,
-                sdp: sdp.as_bytes(),
-                source: None,
-                ice: Ice::Keep,
-                handover: false,
-                recipient_ipv6: None,
-            },
-            &mut ports
-        ),
+        r.offer(at(0), &common::passing(b"c2", b"t", None, &sdp), &mut ports),
         Err(farside_media::relay::RelayError::TooManyCalls)
     );
     assert_eq!(
-        r.answer(
-            at(0),
-            &Passing {
-                call_id: b"c9",
-                from_tag: b"t",
-                to_tag: None,
-                sdp: sdp.as_bytes(),
-                source: None,
-                ice: Ice::Keep,
-                handover: false,
-                recipient_ipv6: None,
-            }
-        ),
+        r.answer(at(0), &common::passing(b"c9", b"t", None, &sdp)),
         Err(farside_media::relay::RelayError::UnknownCall)
     );
     assert!(matches!(
@@ -395,20 +357,7 @@ fn offers_the_relay_cannot_serve_are_refused() {
     // A re-offer adding a second stream needs two more pairs; only one is left.
     let two = format!("{sdp}m=video 4002 RTP/AVP 96\r\n");
     assert_eq!(
-        r.offer(
-            at(1),
-            &Passing {
-                call_id: b"c1",
-                from_tag: b"t",
-                to_tag: None,
-                sdp: two.as_bytes(),
-                source: None,
-                ice: Ice::Keep,
-                handover: false,
-                recipient_ipv6: None,
-            },
-            &mut ports
-        ),
+        r.offer(at(1), &common::passing(b"c1", b"t", None, &two), &mut ports),
         Err(farside_media::relay::RelayError::NoPorts)
     );
     assert_eq!(
@@ -423,40 +372,14 @@ fn offers_the_relay_cannot_serve_are_refused() {
         ..Ports::default()
     };
     assert_eq!(
-        r.offer(
-            at(0),
-            &Passing {
-                call_id: b"c3",
-                from_tag: b"t",
-                to_tag: None,
-                sdp: sdp.as_bytes(),
-                source: None,
-                ice: Ice::Keep,
-                handover: false,
-                recipient_ipv6: None,
-            },
-            &mut none
-        ),
+        r.offer(at(0), &common::passing(b"c3", b"t", None, &sdp), &mut none),
         Err(farside_media::relay::RelayError::NoPorts)
     );
     assert_eq!((r.calls(), none.taken.len()), (0, 0));
     // An offer never answered, with no media, ends after Timer C's three minutes.
     let mut ports = Ports::default();
-    r.offer(
-        at(0),
-        &Passing {
-            call_id: b"c4",
-            from_tag: b"t",
-            to_tag: None,
-            sdp: sdp.as_bytes(),
-            source: None,
-            ice: Ice::Keep,
-            handover: false,
-            recipient_ipv6: None,
-        },
-        &mut ports,
-    )
-    .unwrap();
+    r.offer(at(0), &common::passing(b"c4", b"t", None, &sdp), &mut ports)
+        .unwrap();
     r.handle_timeout(at(179), &mut ports);
     assert_eq!(r.calls(), 1);
     r.handle_timeout(at(180), &mut ports);
