@@ -153,6 +153,9 @@ pub(crate) struct Report {
     pub(crate) late: u64,
     /// Datagrams that were not an answer to one of this run's requests.
     pub(crate) invalid: u64,
+    /// Requests and keep-alives the server sent to the phones' Contact (its NAT pings),
+    /// read and left unanswered.
+    pub(crate) pings: u64,
     /// Datagrams the kernel dropped in the generator's own receive buffers.
     pub(crate) generator_drops: u64,
     /// The furthest the generator fell behind its schedule, in registrations.
@@ -258,6 +261,9 @@ impl Report {
                 self.late, self.invalid
             );
         }
+        if self.pings > 0 {
+            let _ = writeln!(s, "  keep-alive pings from the server: {}", self.pings);
+        }
         if !self.kept_up() {
             let _ = writeln!(
                 s,
@@ -292,7 +298,7 @@ impl Report {
                 "{{\"target\":\"{}\",\"rate\":{},\"duration_s\":{:.3},\"users\":{},",
                 "\"sockets\":{},\"batch\":{},\"send_s\":{:.3},\"planned\":{},\"started\":{},",
                 "\"registered\":{},\"failed\":{},\"failed_pct\":{:.4},\"rejected\":{},",
-                "\"timed_out\":{},\"send_failed\":{},\"late\":{},\"invalid\":{},",
+                "\"timed_out\":{},\"send_failed\":{},\"late\":{},\"invalid\":{},\"pings\":{},",
                 "\"started_per_s\":{:.0},\"registered_per_s\":{:.0},\"kept_up\":{},",
                 "\"max_lag_ms\":{:.2},\"generator_drops\":{},",
                 "\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1},",
@@ -315,6 +321,7 @@ impl Report {
             self.send_failed,
             self.late,
             self.invalid,
+            self.pings,
             self.started_per_sec(),
             self.registered_per_sec(),
             self.kept_up(),
@@ -403,6 +410,7 @@ struct Tracker {
     timed_out: u64,
     late: u64,
     invalid: u64,
+    pings: u64,
     latency: Histogram<u64>,
 }
 
@@ -426,6 +434,7 @@ impl Tracker {
             timed_out: 0,
             late: 0,
             invalid: 0,
+            pings: 0,
             latency: super::measure::latency_histogram(),
         }
     }
@@ -608,6 +617,7 @@ pub(crate) fn run_load(config: &LoadConfig) -> std::io::Result<Report> {
         send_failed: socks.send_failed,
         late: tracker.late,
         invalid: tracker.invalid,
+        pings: tracker.pings,
         generator_drops,
         max_backlog,
         send_secs: send_end_ns as f64 / 1e9,
@@ -670,6 +680,11 @@ fn on_answer(
     tx: &mut SendBatch,
     queued: &mut Vec<u64>,
 ) {
+    if sip_wire::is_ping(payload) {
+        // A registrar that keeps NAT bindings open pings the Contact now and then.
+        tracker.pings += 1;
+        return;
+    }
     let Some((status, seq)) = sip_wire::parse_answer(payload, &tracker.tag) else {
         tracker.invalid += 1;
         return;

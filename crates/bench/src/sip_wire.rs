@@ -142,6 +142,16 @@ pub(crate) fn write_register(
     Some(o.len)
 }
 
+/// Whether `bytes` is a request (an OPTIONS or NOTIFY ping, RFC 3261 §7.1: a method token,
+/// then a space) or a bare keep-alive (CRLFs, RFC 5626 §3.5.1, or zeros), not an answer.
+pub(crate) fn is_ping(bytes: &[u8]) -> bool {
+    if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return !bytes.is_empty();
+    }
+    let method = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    method > 0 && bytes.get(method) == Some(&b' ')
+}
+
 /// The status code of an answer and the sequence number its run tag carries, if `bytes` is a
 /// SIP response that mentions `{tag}-{seq}`.
 pub(crate) fn parse_answer(bytes: &[u8], tag: &str) -> Option<(u16, u64)> {
@@ -315,6 +325,18 @@ mod tests {
 
     fn text(buf: &[u8], n: usize) -> String {
         String::from_utf8(buf[..n].to_vec()).expect("utf-8")
+    }
+
+    #[test]
+    fn keepalive_pings_are_told_from_answers() {
+        let options = b"OPTIONS sip:alice@192.168.1.7:5060 SIP/2.0\r\nVia: SIP/2.0/UDP \
+                        127.0.0.1:5060;branch=z9hG4bKka1\r\n\r\n";
+        assert!(is_ping(options));
+        assert!(is_ping(b"\r\n\r\n"));
+        assert!(is_ping(&[0; 4]));
+        assert!(!is_ping(b"SIP/2.0 200 OK\r\n\r\n"));
+        assert!(!is_ping(b""));
+        assert!(!is_ping(b"garbage"));
     }
 
     #[test]
