@@ -118,17 +118,18 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => {
             let path_given = config.clone();
-            let (config, from_defaults) = match config {
-                None => (config::Config::default(), true),
-                Some(path) => match config::Config::load(&path) {
-                    Ok(c) => (c, false),
-                    Err(e) => {
-                        eprintln!("farside: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                },
+            let from_defaults = config.is_none();
+            let (config, notices) = match config::Config::load_settled(config.as_deref()) {
+                Ok(settled) => settled,
+                Err(e) => {
+                    eprintln!("farside: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
             };
             let log = init_logging(&config.log.level);
+            for n in &notices.0 {
+                tracing::info!("{n}");
+            }
             let reload = control::reload::Reload {
                 path: path_given,
                 running: config.clone(),
@@ -189,9 +190,12 @@ fn main() -> ExitCode {
 
 /// `farside check-config`: loads the file as `serve` would, starts nothing.
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match config::Config::load(path) {
-        Ok(_) => {
+    match config::Config::load_settled(Some(path)) {
+        Ok((_, notices)) => {
             println!("{}: ok", path.display());
+            for n in &notices.0 {
+                println!("  {n}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -141,17 +141,65 @@ pub fn run(
         tracing::info!("S001 STUN listening on udp {a} ({workers} workers)");
     }
     let mut handles = handles;
+    let mut running = vec![format!("STUN on {}", list(&udp_addresses))];
+    if let Some(t) = &turn {
+        running.push(format!(
+            "TURN relaying from {}",
+            [t.relay_v4, t.relay_v6]
+                .iter()
+                .flatten()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ));
+    }
     // The SIP server's line to the RTP relay, when both run and calls are relayed.
     let rtp = &config.rtp;
-    let (sip_link, media_link) =
-        if config.sip.enabled && rtp.policy() != farside_sip::media::RelayPolicy::Never {
+    let sip_on = config.sip.enabled.wanted() && credentials.is_some();
+    let (mut sip_link, media_link) =
+        if sip_on && rtp.policy() != farside_sip::media::RelayPolicy::Never {
             let (sip, media) = crate::media::link::pair()
                 .context("S502 the SIP server's line to the RTP relay")?;
             (Some(sip), Some(media))
         } else {
             (None, None)
         };
-    if let (true, Some(cell)) = (config.sip.enabled, &credentials) {
+    // The RTP relay, driven over ng and by the SIP server; started first, so that SIP knows
+    // whether it may hand calls to it.
+    if rtp.enabled.wanted() && rtp.relay_address().is_some() {
+        let started = crate::media::spawn(
+            crate::media::MediaShell {
+                relay: rtp
+                    .relay_config()
+                    .map_err(|e| anyhow::anyhow!("[rtp]: {e}"))?,
+                bind: rtp.address.clone(),
+                ports: (rtp.ports.0, rtp.ports.1),
+                ng: rtp.ng_listen.iter().map(|l| l.0).collect(),
+                link: media_link,
+                receive_buffer: rtp.receive_buffer,
+                workers: crate::config::worker_threads(rtp.workers),
+            },
+            {
+                let c = Arc::new(crate::telemetry::rtp::RtpCounters::default());
+                metrics.register_rtp(Arc::clone(&c));
+                c
+            },
+            Arc::clone(&shutdown),
+        );
+        match soft(started, rtp.enabled, "RTP relay", "rtp.enabled")? {
+            Some(h) => {
+                handles.extend(h);
+                running.push(format!(
+                    "RTP relay on {} ports {}-{}",
+                    list(&rtp.address),
+                    rtp.ports.0,
+                    rtp.ports.1
+                ));
+            }
+            None => sip_link = None,
+        }
+    }
+    if let (true, Some(cell)) = (sip_on, &credentials) {
         let sip = &config.sip;
         // Edge mode: the upstream's name is looked up once, at start.
         let upstream = match (sip.mode, &sip.upstream) {
@@ -173,8 +221,12 @@ pub fn run(
             }
             _ => None,
         };
+        let policy = match sip_link {
+            Some(_) => rtp.policy(),
+            None => farside_sip::media::RelayPolicy::Never,
+        };
         let shell = crate::sip::SipShell {
-            server: sip.server(upstream, stun.software.clone(), rtp.policy()),
+            server: sip.server(upstream, stun.software.clone(), policy),
             limits: sip.stream_limits(),
             stream_counters: {
                 let c = Arc::new(crate::telemetry::stream::StreamCounters::new("SIP"));
@@ -185,34 +237,27 @@ pub fn run(
             store_url: config.store.url.clone(),
             relay: sip_link.map(|l| Box::new(l) as Box<dyn farside_sip::media::MediaRelay + Send>),
         };
-        handles.push(crate::sip::spawn(
-            shell,
-            Arc::clone(cell),
-            counters,
-            Arc::clone(&shutdown),
-        )?);
-    }
-    // The RTP relay, driven over ng and by the SIP server.
-    if rtp.enabled && rtp.relay_address().is_some() {
-        handles.extend(crate::media::spawn(
-            crate::media::MediaShell {
-                relay: rtp
-                    .relay_config()
-                    .map_err(|e| anyhow::anyhow!("[rtp]: {e}"))?,
-                bind: rtp.address.clone(),
-                ports: (rtp.ports.0, rtp.ports.1),
-                ng: rtp.ng_listen.iter().map(|l| l.0).collect(),
-                link: media_link,
-                receive_buffer: rtp.receive_buffer,
-                workers: crate::config::worker_threads(rtp.workers),
-            },
-            {
-                let c = Arc::new(crate::telemetry::rtp::RtpCounters::default());
-                metrics.register_rtp(Arc::clone(&c));
-                c
-            },
-            Arc::clone(&shutdown),
-        )?);
+        let started = crate::sip::spawn(shell, Arc::clone(cell), counters, Arc::clone(&shutdown));
+        if let Some(h) = soft(started, sip.enabled, "SIP", "sip.enabled")? {
+            handles.push(h);
+            running.push(format!(
+                "SIP {} for {:?} on {}",
+                match sip.mode {
+                    crate::config::sip::Mode::Registrar => "registrar",
+                    crate::config::sip::Mode::Edge => "edge",
+                },
+                sip.domain,
+                sip.listen
+                    .iter()
+                    .map(|l| format!(
+                        "{} {}",
+                        l.transport.via_name().to_ascii_lowercase(),
+                        l.address
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
     // One thread serves STUN (and TURN, when on) over TCP and TLS.
     let tcp: Vec<SocketAddr> = stun
@@ -258,6 +303,11 @@ pub fn run(
         None => tracing::info!("S004 RFC 5780 off: set stun.alternate_address to enable it"),
     }
 
+    if let Some(addr) = config.admin.address() {
+        running.push(format!("admin http://{addr}/ (metrics at /metrics)"));
+    }
+    tracing::info!("S010 running: {}", running.join("; "));
+
     runtime.block_on(async {
         let kernel = tokio::spawn(watch_kernel_drops(Arc::clone(&metrics)));
         let watch = partners.clone().map(|b| tokio::spawn(watch_partners(b)));
@@ -285,8 +335,8 @@ fn turn_shared(
     cell: Option<Arc<CredentialsCell>>,
 ) -> anyhow::Result<Option<Arc<TurnShared>>> {
     let t = &config.turn;
-    let (true, Some(cell)) = (t.enabled, cell) else {
-        tracing::info!("S300 TURN off: set turn.enabled = true to relay");
+    let (true, Some(cell)) = (t.enabled.wanted(), cell) else {
+        tracing::info!("S300 TURN off");
         return Ok(None);
     };
     let crate::config::values::PortRange(first, last) = t.relay_ports;
@@ -341,6 +391,34 @@ fn turn_shared(
             t.auth_failures_per_minute,
         )),
     })))
+}
+
+/// A part's start: its result when it ran; when it could not, the error if the file asked for
+/// it (`enabled = true`), else `None` and a warning, and the rest runs.
+fn soft<T>(
+    started: anyhow::Result<T>,
+    switch: crate::config::values::Switch,
+    part: &str,
+    key: &str,
+) -> anyhow::Result<Option<T>> {
+    match started {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if switch.required() => Err(e),
+        Err(e) => {
+            tracing::warn!(
+                "S011 {part} off: {e:#}; the rest runs (set {key} = false to silence this, or free the port)"
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Logs each partner going up or down (heartbeats, see `farside_stun::partner`).

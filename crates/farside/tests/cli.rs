@@ -116,7 +116,6 @@ fn embedded_defaults_serve_udp_and_tcp_on_3478() {
         return;
     }
     // The defaults take fixed ports: refuse to guess when something else holds them.
-    // The defaults take fixed ports: refuse to guess when something else holds them.
     let mut busy: Vec<String> = Vec::new();
     let mut check = |what: &str, r: std::io::Result<()>| {
         if let Err(e) = r {
@@ -147,8 +146,13 @@ fn embedded_defaults_serve_udp_and_tcp_on_3478() {
         common::skip(test, &format!("default ports in use: {busy}"));
         return;
     }
+    // Its own data directory (as root the default is /var/lib/farside): TURN and SIP, on by
+    // default, open the store there.
+    let state = std::env::temp_dir().join(format!("farside-defaults-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
     let mut child = Command::new(FARSIDE)
         .arg("serve")
+        .env("STATE_DIRECTORY", &state)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -224,6 +228,7 @@ fn embedded_defaults_serve_udp_and_tcp_on_3478() {
         "{body}"
     );
     drop(guard);
+    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// Binds (and drops) an IPv6-only UDP socket, as the server's `[::]` listener is.

@@ -42,10 +42,10 @@ fn a_second_server_on_the_same_udp_address_fails_to_start() {
     let path = dir.join("second.toml");
     std::fs::write(
         &path,
-        format!(
+        common::only_named_parts(&format!(
             "[stun]\nlisten = [\"{}\"]\ntcp = false\n[admin]\nlisten = \"off\"\n",
             first.primary
-        ),
+        )),
     )
     .unwrap();
     let out = run_tool(

@@ -111,10 +111,10 @@ fn spawn_farside(lab: &Lab, name: &str, stun_table: &str) -> LabChild {
     let config = dir.join("farside.toml");
     std::fs::write(
         &config,
-        format!(
+        common::only_named_parts(&format!(
             "{stun_table}\n[admin]\nlisten = \"off\"\n\n[store]\nurl = \"sqlite://{}\"\n",
             dir.join("farside.db").display()
-        ),
+        )),
     )
     .unwrap();
     let config = config.display().to_string();

@@ -26,10 +26,10 @@ fn sighup_applies_the_log_level_names_the_rest_and_refuses_an_invalid_file() {
     let port = free_ports(&[LOCALHOST], 2);
     let path = dir.join("farside.toml");
     let config = |level: &str, workers: u32| {
-        format!(
+        common::only_named_parts(&format!(
             "[stun]\nlisten = [\"127.0.0.1:{port}\"]\ntcp = false\nworkers = {workers}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"{level}\"\n\n[store]\nurl = \"sqlite://{}/f.db\"\n",
             dir.display()
-        )
+        ))
     };
     std::fs::write(&path, config("info", 2)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_farside"))

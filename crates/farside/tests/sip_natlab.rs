@@ -41,11 +41,11 @@ fn start_farside_with(
     let config = dir.join("farside.toml");
     std::fs::write(
         &config,
-        format!(
+        common::only_named_parts(&format!(
             "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\", \"tcp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n\n{tables}\n",
             port + 1000,
             dir.join("farside.db").display()
-        ),
+        )),
     )
     .unwrap();
     let config = config.display().to_string();
@@ -1321,10 +1321,10 @@ fn a_stock_kamailio_with_its_rtpengine_module_relays_the_lab_call_through_farsid
     let config = dir.join("farside.toml");
     std::fs::write(
         &config,
-        format!(
+        common::only_named_parts(&format!(
             "[stun]\nlisten = [\"{primary}:3478\"]\n\n[sip]\nenabled = false\n\n[rtp]\nenabled = true\naddress = [\"{primary}\"]\nports = \"40000-40099\"\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
             dir.join("farside.db").display()
-        ),
+        )),
     )
     .unwrap();
     let config = config.display().to_string();

@@ -88,10 +88,8 @@ pub enum SecretCommand {
 }
 
 fn open(args: &StoreArgs) -> Result<(Config, Box<dyn Store>), String> {
-    let config = match &args.config {
-        None => Config::default(),
-        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
-    };
+    // Settled as `serve` settles it: the SIP realm may be the host's default.
+    let (config, _) = Config::load_settled(args.config.as_deref()).map_err(|e| e.to_string())?;
     let store = farside_store::open(&config.store.url)
         .map_err(|e| format!("cannot open the store: {e}"))?;
     Ok((config, store))
@@ -196,7 +194,7 @@ pub fn user(cmd: UserCommand, args: &StoreArgs) -> ExitCode {
                 // The registrar authenticates; an edge leaves that to the registrar behind it.
                 let sip = config.sip.realm();
                 let registrar = config.sip.mode == crate::config::sip::Mode::Registrar;
-                if config.sip.enabled && registrar && sip != config.turn.realm {
+                if config.sip.enabled.wanted() && registrar && sip != config.turn.realm {
                     all.push(sip.to_owned());
                 }
                 all

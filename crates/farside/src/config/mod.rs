@@ -5,6 +5,7 @@
 //! Every key is documented in `docs/configuration.md`; keep the two in step.
 
 mod admin;
+pub mod host;
 mod log;
 pub mod rtp;
 pub mod sip;
@@ -95,6 +96,32 @@ impl Config {
             source,
         })?;
         Self::parse(&text, &shown)
+    }
+
+    /// The file at `path` (or, without one, the embedded defaults), loaded and settled on this
+    /// host ([`host`]): what `serve` runs and the CLI's commands act on.
+    pub fn load_settled(path: Option<&Path>) -> Result<(Config, host::Notices), ConfigError> {
+        let (config, origin) = match path {
+            Some(p) => (Self::load(p)?, p.display().to_string()),
+            None => (Config::default(), "(defaults)".to_string()),
+        };
+        let text = path.and_then(|p| std::fs::read_to_string(p).ok());
+        config
+            .settle(&host::Host::detect(), &origin)
+            .map_err(|e| match (e, &text) {
+                (
+                    ConfigError::Invalid {
+                        path, key, message, ..
+                    },
+                    Some(t),
+                ) => ConfigError::Invalid {
+                    line: line_of(t, key),
+                    path,
+                    key,
+                    message,
+                },
+                (e, _) => e,
+            })
     }
 
     /// Parses and validates a TOML document; `origin` names it in errors.
@@ -304,15 +331,18 @@ mod tests {
     }
 
     #[test]
-    fn the_rtp_relay_is_off_by_default_and_needs_a_specific_address_when_on() {
+    fn the_rtp_relay_is_left_to_the_host_by_default_and_needs_a_specific_address() {
         let c = Config::parse("", "f.toml").expect("valid");
-        assert!(!c.rtp.enabled);
+        assert_eq!(c.rtp.enabled, values::Switch::Auto);
+        assert!(
+            c.rtp.address.is_empty(),
+            "the host's to fill (config::host)"
+        );
         assert_eq!(
             c.rtp.ng_listen[0].0,
             "127.0.0.1:2223".parse().expect("addr")
         );
         assert_eq!((c.rtp.ports.0, c.rtp.ports.1), (30_000, 39_999));
-        assert!(err("[rtp]\nenabled = true\n").contains("rtp.address"));
         assert!(err("[rtp]\nenabled = true\naddress = [\"0.0.0.0\"]\n").contains("rtp.address"));
         assert!(err("[rtp]\nports = \"40000-30000\"\n").contains("rtp.ports"));
         // A range TURN takes may still be short of what RTP needs: pairs from 1024.

@@ -12,8 +12,8 @@ use super::{Config, ConfigError, invalid};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RtpConfig {
-    /// Run the relay (off by default until it also serves Farside's own calls).
-    pub enabled: bool,
+    /// Run the relay (left out: when the host gives it an address, see `config::host`).
+    pub enabled: super::values::Switch,
     /// The addresses media is relayed from, at most one per family: a call takes the one of
     /// its first offer's family.
     pub address: Vec<IpAddr>,
@@ -74,7 +74,7 @@ impl From<Relay> for farside_sip::media::RelayPolicy {
 impl Default for RtpConfig {
     fn default() -> Self {
         RtpConfig {
-            enabled: false,
+            enabled: super::values::Switch::Auto,
             address: Vec::new(),
             advertised_address: None,
             ports: PortRange(30_000, 39_999),
@@ -150,7 +150,7 @@ impl RtpConfig {
 
     /// Which of the SIP server's calls the relay takes: none unless it runs.
     pub fn policy(&self) -> farside_sip::media::RelayPolicy {
-        if self.enabled && self.relay_address().is_some() {
+        if self.enabled.wanted() && self.relay_address().is_some() {
             self.relay.into()
         } else {
             farside_sip::media::RelayPolicy::Never
@@ -186,15 +186,12 @@ impl Config {
                 format!("{}: at most 1024", rtp.workers),
             ));
         }
-        if !rtp.enabled {
+        if !rtp.enabled.wanted() {
             return Ok(());
         }
         match rtp.relay_address() {
-            None => Err(invalid(
-                origin,
-                "rtp.address",
-                "rtp.enabled is set: name the address media is relayed from".into(),
-            )),
+            // The host's to fill (`config::host`).
+            None => Ok(()),
             Some(_) if rtp.address.iter().any(IpAddr::is_unspecified) => Err(invalid(
                 origin,
                 "rtp.address",
@@ -234,7 +231,7 @@ impl Config {
     fn rtp_ports_apart_from_turn(&self, origin: &str, ip: IpAddr) -> Result<(), ConfigError> {
         let PortRange(first, last) = self.turn.relay_ports;
         let (v4, v6) = self.turn.relay_addresses(&self.stun);
-        let shared = self.turn.enabled && (v4 == Some(ip) || v6 == Some(ip));
+        let shared = self.turn.enabled.wanted() && (v4 == Some(ip) || v6 == Some(ip));
         let PortRange(a, b) = self.rtp.ports;
         if shared && a <= last && first <= b {
             return Err(invalid(

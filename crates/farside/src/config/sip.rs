@@ -18,9 +18,10 @@ use super::{Config, ConfigError, invalid};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
-    /// Serve SIP.
-    pub enabled: bool,
-    /// Listeners: `"udp:address:port"`, `"tcp:…"`, `"tls:…"`, `"ws:…"`, `"wss:…"`.
+    /// Serve SIP (left out: when the host gives it a domain, see `config::host`).
+    pub enabled: super::values::Switch,
+    /// Listeners: `"udp:address:port"`, `"tcp:…"`, `"tls:…"`, `"ws:…"`, `"wss:…"`; default:
+    /// UDP and TCP on port 5060 of every host address.
     pub listen: Vec<Listener>,
     /// Most connections (TCP, TLS, WebSocket) open at once.
     pub max_connections: usize,
@@ -35,7 +36,7 @@ pub struct SipConfig {
     pub tls_handshake_timeout: u64,
     /// Bytes queued for a peer that does not read, at most (then it is closed).
     pub max_queued: usize,
-    /// The domain whose users register here.
+    /// The domain whose users register here; default: the host's address (or name).
     pub domain: String,
     /// `"registrar"` (Farside authenticates and routes) or `"edge"` (in front of `upstream`).
     pub mode: Mode,
@@ -68,11 +69,8 @@ pub struct SipConfig {
 impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
-            enabled: false,
-            listen: vec![Listener {
-                transport: Transport::Udp,
-                address: SocketAddr::from(([127, 0, 0, 1], 5060)),
-            }],
+            enabled: super::values::Switch::Auto,
+            listen: Vec::new(),
             domain: String::new(),
             mode: Mode::Registrar,
             upstream: None,
@@ -391,23 +389,18 @@ impl Config {
     pub(super) fn validate_sip(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |key, message| invalid(origin, key, message);
         let sip = &self.sip;
-        if !sip.enabled {
+        if !sip.enabled.wanted() {
             return Ok(());
         }
-        if sip.domain.is_empty() || sip.domain.len() > 253 {
-            return Err(invalid(
-                "sip.domain",
-                "SIP is enabled: set the domain whose users register here".into(),
-            ));
+        // An empty domain or listen list is the host's to fill (`config::host`).
+        if sip.domain.len() > 253 {
+            return Err(invalid("sip.domain", "at most 253 characters".into()));
         }
         if sip.mode == Mode::Edge && sip.upstream.is_none() {
             return Err(invalid(
                 "sip.upstream",
                 "edge mode needs the registrar behind it, as \"sip:host[:port]\"".into(),
             ));
-        }
-        if sip.listen.is_empty() {
-            return Err(invalid("sip.listen", "needs at least one listener".into()));
         }
         if sip.needs_tls() && (self.tls.cert.is_none() || self.tls.key.is_none()) {
             return Err(invalid(

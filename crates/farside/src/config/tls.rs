@@ -29,7 +29,7 @@ impl Config {
                     "tls.listen is set: tls.cert and tls.key (PEM files) are needed".into(),
                 ));
             }
-            if !self.turn.enabled {
+            if !self.turn.enabled.wanted() {
                 return Err(invalid(
                     "tls.listen",
                     "TLS is served with TURN: set turn.enabled = true".into(),

@@ -1,19 +1,20 @@
-//! `[turn]`: the TURN relay (RFC 8656), off unless enabled.
+//! `[turn]`: the TURN relay (RFC 8656), on where the host gives it an address to relay from.
 
 use std::net::IpAddr;
 
 use serde::Deserialize;
 
 use super::stun::StunConfig;
-use super::values::{PeerRanges, PortRange, peer_policy};
+use super::values::{PeerRanges, PortRange, Switch, peer_policy};
 use super::{Config, ConfigError, invalid};
 
-/// `[turn]`: the TURN relay (RFC 8656), off unless enabled.
+/// `[turn]`: the TURN relay (RFC 8656).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TurnConfigFile {
-    /// Serve TURN on the STUN UDP addresses.
-    pub enabled: bool,
+    /// Serve TURN on the STUN addresses (left out: when the host has an address to relay
+    /// from, see `config::host`).
+    pub enabled: Switch,
     /// REALM of the long-term credentials.
     pub realm: String,
     /// Addresses relayed from (one IPv4, one IPv6 at most); default: the first specific
@@ -50,7 +51,7 @@ pub struct TurnConfigFile {
 impl Default for TurnConfigFile {
     fn default() -> Self {
         TurnConfigFile {
-            enabled: false,
+            enabled: Switch::Auto,
             realm: "farside".into(),
             relay_address: Vec::new(),
             relay_ports: PortRange(49152, 65535),
@@ -136,15 +137,7 @@ impl Config {
                 "must be 1 to 4096".into(),
             ));
         }
-        if turn.enabled {
-            let (v4, v6) = turn.relay_addresses(&self.stun);
-            if v4.is_none() && v6.is_none() {
-                return Err(invalid(
-                    "turn.relay_address",
-                    "TURN is enabled but stun.listen has only wildcard addresses: set the address to relay from".into(),
-                ));
-            }
-        }
+        // A missing relay address is the host's to fill (`config::host`).
         Ok(())
     }
 }

@@ -44,3 +44,35 @@ pub fn peer_policy(allowed: &PeerRanges, denied: &PeerRanges) -> farside_peers::
         denied: denied.0.clone(),
     }
 }
+
+/// A part's `enabled` key: left out, the part runs when the host lets it (and says why not
+/// when it cannot); `true` makes it required (it fails the start); `false` turns it off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "bool")]
+pub enum Switch {
+    /// Not set: on if it can be.
+    #[default]
+    Auto,
+    /// `enabled = true`.
+    On,
+    /// `enabled = false`.
+    Off,
+}
+
+impl From<bool> for Switch {
+    fn from(on: bool) -> Self {
+        if on { Switch::On } else { Switch::Off }
+    }
+}
+
+impl Switch {
+    /// Whether the part is to run (set or left to the host).
+    pub fn wanted(self) -> bool {
+        self != Switch::Off
+    }
+
+    /// Whether the operator asked for it, so that failing to start it fails the start.
+    pub fn required(self) -> bool {
+        self == Switch::On
+    }
+}

@@ -44,10 +44,10 @@ impl CredentialsCell {
 /// The users and secrets of the store (for TURN and SIP), kept current by a watcher thread;
 /// `None` when neither is on.
 pub fn from_store(config: &Config) -> anyhow::Result<Option<Arc<CredentialsCell>>> {
-    if !config.turn.enabled && !config.sip.enabled {
+    if !config.turn.enabled.wanted() && !config.sip.enabled.wanted() {
         return Ok(None);
     }
-    let secrets = if config.turn.enabled {
+    let secrets = if config.turn.enabled.wanted() {
         config.turn.auth_secrets.clone()
     } else {
         Vec::new()

@@ -38,8 +38,8 @@ impl Reload {
             );
             return;
         };
-        let new = match Config::load(path) {
-            Ok(c) => c,
+        let new = match Config::load_settled(Some(path)) {
+            Ok((c, _)) => c,
             Err(e) => {
                 tracing::warn!("S007 reload refused, the running configuration stays: {e}");
                 return;

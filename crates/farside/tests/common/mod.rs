@@ -481,6 +481,20 @@ impl Drop for Server {
     }
 }
 
+/// `text` with `enabled = false` for each part (TURN, SIP, RTP) it has no table for: left out,
+/// a part runs when the host lets it (`config::host`), and a test's server runs only what the
+/// test names, not a registrar on port 5060 of every address.
+pub fn only_named_parts(text: &str) -> String {
+    let mut out = text.to_string();
+    for part in ["turn", "sip", "rtp"] {
+        let header = format!("[{part}]");
+        if !text.lines().any(|l| l.trim() == header) {
+            let _ = write!(out, "\n{header}\nenabled = false\n");
+        }
+    }
+    out
+}
+
 fn farside_command(
     dir: &Path,
     cfg: &ServerConfig,
@@ -518,6 +532,7 @@ fn farside_command(
         text,
         "\n[admin]\nlisten = \"{admin}\"\n\n[log]\nlevel = \"debug\""
     );
+    let text = only_named_parts(&text);
     let path = dir.join("farside.toml");
     std::fs::write(&path, &text).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_farside"));
