@@ -50,8 +50,9 @@ enum Command {
     /// Run the server.
     ///
     /// Without --config, the embedded defaults apply: STUN on UDP and TCP port 3478 of every
-    /// IPv4 and IPv6 address, no RFC 5780, metrics on http://127.0.0.1:9478/metrics.
-    /// Every key is described in docs/configuration.md.
+    /// IPv4 and IPv6 address, no RFC 5780; TURN, a SIP registrar on port 5060 and the RTP
+    /// relay where the host has one address to serve them from; metrics and the API on
+    /// http://127.0.0.1:9478/. Every key is described in docs/configuration.md.
     Serve {
         /// The TOML configuration file.
         #[arg(short, long, value_name = "FILE")]
@@ -89,6 +90,12 @@ enum Command {
         #[command(flatten)]
         store: cli::store::StoreArgs,
     },
+    /// Ask a running server what runs, where, and how much (its admin API).
+    Status(cli::admin::AdminArgs),
+    /// List a running server's TURN allocations and SIP registrations (its admin API).
+    Sessions(cli::admin::AdminArgs),
+    /// Make a running server read its configuration file again, as SIGHUP does.
+    Reload(cli::admin::AdminArgs),
     /// Load generators and reference servers for benchmarks.
     Bench {
         #[command(subcommand)]
@@ -158,6 +165,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Status(args) => cli::admin::status(&args),
+        Command::Sessions(args) => cli::admin::sessions(&args),
+        Command::Reload(args) => cli::admin::reload(&args),
         Command::User { cmd, store } => cli::store::user(cmd, &store),
         Command::Secret { cmd, store } => cli::store::secret(cmd, &store),
         Command::Completions { shell } => {

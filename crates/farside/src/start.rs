@@ -26,8 +26,9 @@ const KERNEL_DROP_CHECK: Duration = Duration::from_secs(10);
 pub fn run(
     config: Config,
     from_defaults: bool,
-    mut reload: crate::control::reload::Reload,
+    reload: crate::control::reload::Reload,
 ) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let stun = &config.stun;
     let workers = crate::config::worker_threads(stun.workers);
     // In partner mode the alternate IP is a partner's (chosen per client); only the primary
@@ -121,12 +122,15 @@ pub fn run(
         .context("start the control-plane runtime")?;
     let shutdown = Arc::new(AtomicBool::new(false));
 
-    runtime.block_on(async {
-        if let Some(addr) = config.admin.address() {
-            tokio::spawn(admin::bind(addr, Arc::clone(&metrics)).await?);
-        }
-        anyhow::Ok(())
-    })?;
+    let admin_listener = match config.admin.address() {
+        Some(addr) => Some(runtime.block_on(admin::listen(addr))?),
+        None => None,
+    };
+    let token_file = crate::control::token::path(&config);
+    let token = match admin_listener {
+        Some(_) => Some(crate::control::token::load_or_create(&token_file)?),
+        None => None,
+    };
 
     let handles = udp::spawn_workers(
         sockets,
@@ -304,16 +308,36 @@ pub fn run(
     }
 
     if let Some(addr) = config.admin.address() {
-        running.push(format!("admin http://{addr}/ (metrics at /metrics)"));
+        running.push(format!(
+            "admin http://{addr}/ (metrics at /metrics; API token in {})",
+            token_file.display()
+        ));
     }
     tracing::info!("S010 running: {}", running.join("; "));
+    let reload = Arc::new(std::sync::Mutex::new(reload));
+    if let (Some(listener), Some(token)) = (admin_listener, token) {
+        let api = Arc::new(crate::control::api::Api {
+            token,
+            started,
+            running,
+            metrics: Arc::clone(&metrics),
+            turn: turn.as_ref().map(|t| Arc::clone(&t.board)),
+            registrations_from: sip_on.then(|| config.store.url.clone()),
+            reload: Arc::clone(&reload),
+        });
+        runtime.spawn(admin::serve(listener, Arc::clone(&metrics), api));
+    }
 
     runtime.block_on(async {
         let kernel = tokio::spawn(watch_kernel_drops(Arc::clone(&metrics)));
         let watch = partners.clone().map(|b| tokio::spawn(watch_partners(b)));
         let mut signals = Signals::new();
         while let Signal::Reload = signals.next().await {
-            reload.apply();
+            let reload = Arc::clone(&reload);
+            // Reading the file blocks; the API may be reloading at the same moment.
+            let _ =
+                tokio::task::spawn_blocking(move || crate::runtime::lock::lock(&reload).apply())
+                    .await;
         }
         kernel.abort();
         if let Some(w) = watch {
@@ -390,6 +414,7 @@ fn turn_shared(
             t.max_allocations_per_user,
             t.auth_failures_per_minute,
         )),
+        board: Arc::default(),
     })))
 }
 

@@ -21,6 +21,27 @@ pub struct FiveTuple {
     pub transport: TurnTransport,
 }
 
+/// One allocation as an operator sees it (a dashboard row, an API object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationSummary {
+    /// The client's 5-tuple.
+    pub five: FiveTuple,
+    /// The REALM it was authenticated in.
+    pub realm: String,
+    /// The USERNAME it was authenticated as.
+    pub username: String,
+    /// Its relayed transport addresses (two for a dual allocation, RFC 8656 §7.2).
+    pub relayed: Vec<SocketAddr>,
+    /// A TCP allocation (RFC 6062).
+    pub tcp: bool,
+    /// When it lapses unless refreshed.
+    pub expires: Timestamp,
+    /// Live permissions (peer IP addresses).
+    pub permissions: usize,
+    /// Live channel bindings.
+    pub channels: usize,
+}
+
 /// The key an allocation was authenticated with; later requests must use the same user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Key {
@@ -131,6 +152,20 @@ impl Allocation {
             Some(self.relayed)
         } else {
             self.relayed6.filter(|_| !v4)
+        }
+    }
+
+    /// What an operator sees of it.
+    pub(crate) fn summary(&self, five: FiveTuple, now: Timestamp) -> AllocationSummary {
+        AllocationSummary {
+            five,
+            realm: self.realm.clone(),
+            username: self.username.clone(),
+            relayed: self.relayed_addresses().collect(),
+            tcp: self.tcp,
+            expires: self.expires,
+            permissions: self.permissions.values().filter(|&&e| e > now).count(),
+            channels: self.channels.values().filter(|c| c.expires > now).count(),
         }
     }
 

@@ -19,7 +19,7 @@ mod outcome;
 mod quotas;
 mod server;
 
-pub use allocation::FiveTuple;
+pub use allocation::{AllocationSummary, FiveTuple};
 pub use config::TurnConfig;
 pub use credentials::{Credentials, UserKeys, rest_password};
 /// Which peers may be relayed to: `farside-peers`, shared with the RTP relay.

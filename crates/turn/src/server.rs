@@ -16,7 +16,7 @@ use farside_time::Timestamp;
 use farside_stun::attributes::{ConnectionId, Data, XorPeerAddress};
 use farside_stun::{Class, Message, MessageBuilder, MessageType, Method, attr_type};
 
-use crate::allocation::{Allocation, FiveTuple, Key};
+use crate::allocation::{Allocation, AllocationSummary, FiveTuple, Key};
 use crate::channel_data::ChannelData;
 use crate::config::TurnConfig;
 use crate::credentials::Credentials;
@@ -230,6 +230,22 @@ impl TurnServer {
         dead.len()
     }
 
+    /// Every allocation of this server, as an operator sees it at `now`.
+    pub fn allocations(&self, now: Timestamp) -> impl Iterator<Item = AllocationSummary> + '_ {
+        self.allocations
+            .iter()
+            .map(move |(&f, a)| a.summary(f, now))
+    }
+
+    /// Ends the allocation of `five` at an operator's request, releasing its relay ports as
+    /// expiry would: the client's next Refresh gets 437 (RFC 8656 §7.3). Returns whether
+    /// there was one.
+    pub fn end(&mut self, five: FiveTuple, relay: &mut dyn RelayPorts) -> bool {
+        let had = self.allocations.contains_key(&five);
+        self.remove(&five, relay);
+        had
+    }
+
     /// Whether `five` has a live allocation.
     pub fn has_allocation(&self, five: &FiveTuple) -> bool {
         self.allocations.contains_key(five)
@@ -238,9 +254,7 @@ impl TurnServer {
     /// The client's TCP or TLS connection closed: its allocation, if any, goes with it
     /// (RFC 8656 §2.1: the allocation is bound to the connection). Returns whether there was one.
     pub fn connection_closed(&mut self, five: FiveTuple, relay: &mut dyn RelayPorts) -> bool {
-        let had = self.allocations.contains_key(&five);
-        self.remove(&five, relay);
-        had
+        self.end(five, relay)
     }
 
     fn remove(&mut self, five: &FiveTuple, relay: &mut dyn RelayPorts) {

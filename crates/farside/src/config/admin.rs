@@ -1,4 +1,4 @@
-//! `[admin]`: the HTTP endpoint for metrics and health.
+//! `[admin]`: the HTTP endpoint for metrics, health and the JSON API.
 
 use std::net::SocketAddr;
 
@@ -10,14 +10,18 @@ use super::{Config, ConfigError, invalid};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Where to serve `GET /metrics` (Prometheus) and `GET /health`; `"off"` disables it.
+    /// Where to serve `GET /metrics` (Prometheus), `GET /health` and the API (`/api/v1/`);
+    /// `"off"` disables it.
     pub listen: Option<String>,
+    /// The API's bearer token file; default: `admin.token` beside an SQLite store.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: Some("127.0.0.1:9478".into()),
+            token_file: None,
         }
     }
 }

@@ -23,7 +23,7 @@ pub use admin::AdminConfig;
 pub use log::LogConfig;
 pub use rtp::RtpConfig;
 pub use sip::SipConfig;
-pub use store::StoreConfig;
+pub use store::{StoreConfig, default_data_dir};
 pub use stun::StunConfig;
 pub use tls::TlsConfig;
 pub use turn::TurnConfigFile;

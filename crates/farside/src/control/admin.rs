@@ -1,4 +1,5 @@
-//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and `GET /health`.
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format), `GET /health` and the
+//! JSON API (`control/api.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,16 +10,19 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::control::api::{self, Api};
 use crate::telemetry::Metrics;
 
-/// Binds the admin listener now (so a bad address fails the start) and returns its task.
-pub async fn bind(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<impl Future<Output = ()>> {
-    let listener = tokio::net::TcpListener::bind(addr)
+/// Binds the admin listener (at start, so that a bad address fails it before anything runs).
+pub async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("S102 cannot bind admin HTTP {addr}"))?;
+        .with_context(|| format!("S102 cannot bind admin HTTP {addr}"))
+}
+
+/// Serves the endpoint on `listener` until the runtime stops.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, api: Arc<Api>) {
+    let addr = listener.local_addr().ok();
     let app = Router::new()
         .route(
             "/metrics",
@@ -33,11 +37,12 @@ pub async fn bind(
                 }
             }),
         )
-        .route("/health", get(|| async { "ok\n" }));
-    tracing::info!("S003 admin HTTP on http://{addr}/metrics");
-    Ok(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("S104 admin HTTP stopped: {e}");
-        }
-    })
+        .route("/health", get(|| async { "ok\n" }))
+        .merge(api::routes(api));
+    if let Some(addr) = addr {
+        tracing::info!("S003 admin HTTP on http://{addr}/metrics, API on http://{addr}/api/v1/");
+    }
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("S104 admin HTTP stopped: {e}");
+    }
 }

@@ -1,5 +1,9 @@
-//! The control plane: the admin HTTP endpoint and the credentials every protocol shell reads.
+//! The control plane: the admin HTTP endpoint and its JSON API, the credentials every protocol
+//! shell reads, reload, and what the API sees of sessions.
 
 pub mod admin;
+pub mod api;
 pub mod credentials;
 pub mod reload;
+pub mod sessions;
+pub mod token;

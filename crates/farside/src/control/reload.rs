@@ -19,6 +19,15 @@ use crate::config::Config;
 /// The handle through which the log filter is replaced.
 pub type LogFilter = reload::Handle<EnvFilter, Registry>;
 
+/// What one reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// Keys applied at once.
+    pub applied: Vec<&'static str>,
+    /// Sections that changed and apply at the next restart.
+    pub restart: Vec<&'static str>,
+}
+
 /// What a reload compares against and changes.
 pub struct Reload {
     /// The file the server started with (`None`: the embedded defaults, nothing to read).
@@ -30,19 +39,20 @@ pub struct Reload {
 }
 
 impl Reload {
-    /// Reads the file again and applies what can change live (see the module's rule).
-    pub fn apply(&mut self) {
+    /// Reads the file again and applies what can change live (see the module's rule); the
+    /// error says why the file was refused.
+    pub fn apply(&mut self) -> Result<Outcome, String> {
         let Some(path) = &self.path else {
             tracing::info!(
-                "S006 SIGHUP: nothing to reload (started on the embedded defaults, without --config)"
+                "S006 reload: nothing to reload (started on the embedded defaults, without --config)"
             );
-            return;
+            return Ok(Outcome::default());
         };
         let new = match Config::load_settled(Some(path)) {
             Ok((c, _)) => c,
             Err(e) => {
                 tracing::warn!("S007 reload refused, the running configuration stays: {e}");
-                return;
+                return Err(e.to_string());
             }
         };
         let mut applied = Vec::new();
@@ -62,7 +72,7 @@ impl Reload {
             }
         }
         let (old, newer) = (&self.running, &new);
-        let restart: Vec<&str> = [
+        let restart: Vec<&'static str> = [
             ("[stun]", old.stun != newer.stun),
             ("[turn]", old.turn != newer.turn),
             ("[sip]", old.sip != newer.sip),
@@ -94,5 +104,6 @@ impl Reload {
                 list(&restart)
             ),
         }
+        Ok(Outcome { applied, restart })
     }
 }

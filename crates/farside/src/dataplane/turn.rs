@@ -63,6 +63,8 @@ pub struct TurnShared {
     pub nonce_key: [u8; 32],
     /// Allocations per user and failed authentications per source, counted server-wide.
     pub quotas: Arc<farside_turn::Quotas>,
+    /// Every worker's allocations, for the admin API, and the operator's end requests.
+    pub board: Arc<crate::control::sessions::TurnBoard>,
 }
 
 /// One worker's TURN state.
@@ -74,6 +76,7 @@ pub struct TurnWorker {
     seen: u64,
     last_expire: Timestamp,
     counters: Arc<TurnCounters>,
+    board: Arc<crate::control::sessions::WorkerBoard>,
     /// Output buffer for the core.
     pub out: Vec<u8>,
     /// Datagrams from relay sockets, taken with one `recvmmsg` per readable socket.
@@ -114,6 +117,7 @@ impl TurnWorker {
             seen,
             last_expire: now,
             counters,
+            board: shared.board.join(),
             out: vec![0u8; TURN_OUT],
             rx: farside_io::RecvBatch::new(RELAY_BATCH, MAX_RELAYED),
             action: None,
@@ -133,6 +137,15 @@ impl TurnWorker {
             self.last_expire = now;
             self.pool.expire_reservations(now);
             self.server.expire(now, &mut self.relays);
+            let snapshot = self.server.allocations(now).collect();
+            for five in self.board.publish(snapshot) {
+                if self.server.end(five, &mut self.relays) {
+                    tracing::info!(
+                        "S311 TURN allocation of {} ended by the operator",
+                        five.client
+                    );
+                }
+            }
         }
         self.counters
             .allocations

@@ -37,6 +37,19 @@ pub struct Metrics {
     pub(super) turn: Mutex<Option<Arc<TurnMetrics>>>,
     pub(super) sip: Mutex<Option<Arc<SipCounters>>>,
     pub(super) rtp: Mutex<Option<Arc<RtpCounters>>>,
+    /// Admin API requests refused for a missing or wrong token.
+    pub admin_refused: std::sync::atomic::AtomicU64,
+}
+
+/// The live gauges the API's status reports (what runs has `Some`).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Live {
+    /// TURN allocations.
+    pub allocations: Option<u64>,
+    /// SIP bindings (registered contacts).
+    pub bindings: Option<u64>,
+    /// Calls on the RTP relay.
+    pub calls: Option<u64>,
 }
 
 impl Default for Metrics {
@@ -51,6 +64,7 @@ impl Default for Metrics {
             turn: Mutex::default(),
             sip: Mutex::default(),
             rtp: Mutex::default(),
+            admin_refused: Default::default(),
         }
     }
 }
@@ -112,8 +126,22 @@ impl Metrics {
         out
     }
 
-    /// Renders the Prometheus text exposition format.
-    /// Renders the Prometheus text exposition format.
+    /// The live gauges, as the API's status reports them.
+    pub fn live(&self) -> Live {
+        use std::sync::atomic::Ordering::Relaxed;
+        Live {
+            allocations: lock(&self.turn).as_ref().map(|t| {
+                lock(&t.workers)
+                    .iter()
+                    .map(|w| w.allocations.load(Relaxed) as u64)
+                    .sum()
+            }),
+            bindings: lock(&self.sip).as_ref().map(|c| c.bindings.load(Relaxed)),
+            calls: lock(&self.rtp).as_ref().map(|c| c.calls.load(Relaxed)),
+        }
+    }
+
+    /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         prometheus::render(self)
     }

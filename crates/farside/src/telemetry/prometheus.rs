@@ -153,6 +153,17 @@ pub(super) fn render(m: &Metrics) -> String {
         }
     }
 
+    header(
+        &mut s,
+        "farside_admin_refused_total",
+        "counter",
+        "Admin API requests refused for a missing or wrong token.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_admin_refused_total {}",
+        m.admin_refused.load(Relaxed)
+    );
     if let Some(t) = lock(&m.turn).as_ref() {
         render_turn(&mut s, t);
     }

@@ -1,0 +1,206 @@
+//! The JSON API on the admin listener, version 1 (`/api/v1/`): what `farside status`,
+//! `farside sessions` and `farside reload` use, and scripts may too. Documented in
+//! `docs/api.md`.
+//!
+//! Every request needs `Authorization: Bearer TOKEN`, the token of `control/token.rs`;
+//! one without it, or with another, gets 401 and is counted
+//! (`farside_admin_refused_total`). Tokens are compared in constant time.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde_json::{Value, json};
+
+use crate::control::reload::Reload;
+use crate::control::sessions::TurnBoard;
+use crate::runtime::lock::lock;
+use crate::telemetry::Metrics;
+
+/// What the API reads and acts on.
+pub struct Api {
+    /// The bearer token.
+    pub token: String,
+    /// When the server started.
+    pub started: Instant,
+    /// What runs where (the S010 line, part by part).
+    pub running: Vec<String>,
+    /// The counters and gauges.
+    pub metrics: Arc<Metrics>,
+    /// TURN's allocations, when TURN runs.
+    pub turn: Option<Arc<TurnBoard>>,
+    /// The store, for the SIP registrations it holds, when SIP runs.
+    pub registrations_from: Option<String>,
+    /// The reload a `POST /api/v1/reload` runs (the one SIGHUP runs).
+    pub reload: Arc<Mutex<Reload>>,
+}
+
+/// The `/api/v1` routes, behind the token check.
+pub fn routes(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/sessions", get(sessions))
+        .route("/api/v1/reload", post(reload))
+        .route("/api/v1/allocations/{relayed}", delete(end_allocation))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&api), authorize))
+        .with_state(api)
+}
+
+async fn authorize(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same(given.trim().as_bytes(), api.token.as_bytes()) {
+        api.metrics
+            .admin_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "a valid bearer token is needed (see docs/api.md)"})),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// Constant-time equality (the lengths are not secret).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+async fn status(State(api): State<Arc<Api>>) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": api.started.elapsed().as_secs(),
+        "running": api.running,
+        "live": api.metrics.live(),
+    }))
+}
+
+async fn sessions(State(api): State<Arc<Api>>) -> Response {
+    let now = crate::runtime::clock::now();
+    let allocations: Vec<Value> = api
+        .turn
+        .as_ref()
+        .map(|b| b.allocations())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            json!({
+                "client": a.five.client.to_string(),
+                "server": a.five.server.to_string(),
+                "transport": format!("{:?}", a.five.transport).to_ascii_lowercase(),
+                "realm": a.realm,
+                "username": a.username,
+                "relayed": a.relayed.iter().map(SocketAddr::to_string).collect::<Vec<_>>(),
+                "tcp": a.tcp,
+                "expires_in_s": a.expires.unix_secs().saturating_sub(now.unix_secs()),
+                "permissions": a.permissions,
+                "channels": a.channels,
+            })
+        })
+        .collect();
+    let registrations = match api.registrations_from.clone() {
+        None => Vec::new(),
+        Some(url) => {
+            let secs = i64::try_from(now.unix_secs()).unwrap_or(i64::MAX);
+            let rows = tokio::task::spawn_blocking(move || {
+                farside_store::open(&url).and_then(|mut s| s.load_registrations(secs))
+            })
+            .await;
+            match rows {
+                Ok(Ok(rows)) => rows
+                    .into_iter()
+                    .map(|r| {
+                        let nat = farside_sip::nat::NatTests(u16::try_from(r.nat).unwrap_or(0));
+                        json!({
+                            "aor": r.aor,
+                            "contact": r.contact,
+                            "transport": r.transport,
+                            "local": r.local,
+                            "remote": r.remote,
+                            "expires_in_s": (r.expires_at - secs).max(0),
+                            "nat_tests": nat.names(),
+                            "keepalive_failures": r.keepalive_failures,
+                        })
+                    })
+                    .collect(),
+                Ok(Err(e)) => return failure(format!("cannot read the registrations: {e}")),
+                Err(e) => return failure(format!("cannot read the registrations: {e}")),
+            }
+        }
+    };
+    Json(json!({
+        "allocations": allocations,
+        "registrations": registrations,
+        "calls": api.metrics.live().calls,
+    }))
+    .into_response()
+}
+
+async fn reload(State(api): State<Arc<Api>>) -> Response {
+    let done = tokio::task::spawn_blocking(move || lock(&api.reload).apply()).await;
+    match done {
+        Ok(Ok(outcome)) => Json(json!(outcome)).into_response(),
+        Ok(Err(why)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": why})),
+        )
+            .into_response(),
+        Err(e) => failure(e.to_string()),
+    }
+}
+
+async fn end_allocation(State(api): State<Arc<Api>>, Path(relayed): Path<String>) -> Response {
+    let Ok(relayed) = relayed.parse::<SocketAddr>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "expected a relayed address, IP:port"})),
+        )
+            .into_response();
+    };
+    match api.turn.as_ref().map(|b| b.end(relayed)) {
+        Some(true) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"ending": relayed.to_string()})),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no allocation relays at {relayed}")})),
+        )
+            .into_response(),
+    }
+}
+
+fn failure(why: String) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": why})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"", b"abc"));
+    }
+}

@@ -1,0 +1,68 @@
+//! What the admin API and dashboard see of TURN allocations, and how an operator ends one.
+//!
+//! Allocations live in each data-plane worker's core, which no other thread may touch. So each
+//! worker publishes a snapshot of its allocations here about once a second (with its expiry
+//! pass) and takes the operator's end requests from here at the same moment: a listing is at
+//! most a second old, and an ended allocation is gone within a second. The hot path never
+//! looks at this board.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use farside_turn::{AllocationSummary, FiveTuple};
+
+use crate::runtime::lock::lock;
+
+/// Every worker's board.
+#[derive(Debug, Default)]
+pub struct TurnBoard {
+    workers: Mutex<Vec<Arc<WorkerBoard>>>,
+}
+
+/// One worker's snapshot and the end requests waiting for it.
+#[derive(Debug, Default)]
+pub struct WorkerBoard {
+    allocations: Mutex<Vec<AllocationSummary>>,
+    to_end: Mutex<Vec<FiveTuple>>,
+}
+
+impl TurnBoard {
+    /// A new worker's board.
+    pub fn join(&self) -> Arc<WorkerBoard> {
+        let b = Arc::new(WorkerBoard::default());
+        lock(&self.workers).push(Arc::clone(&b));
+        b
+    }
+
+    /// Every allocation, as last published.
+    pub fn allocations(&self) -> Vec<AllocationSummary> {
+        lock(&self.workers)
+            .iter()
+            .flat_map(|w| lock(&w.allocations).clone())
+            .collect()
+    }
+
+    /// Asks the worker holding the allocation relayed at `relayed` to end it; whether one
+    /// was found.
+    pub fn end(&self, relayed: SocketAddr) -> bool {
+        for w in lock(&self.workers).iter() {
+            let five = lock(&w.allocations)
+                .iter()
+                .find(|a| a.relayed.contains(&relayed))
+                .map(|a| a.five);
+            if let Some(five) = five {
+                lock(&w.to_end).push(five);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl WorkerBoard {
+    /// The worker's allocations now; the end requests that came since the last call.
+    pub fn publish(&self, allocations: Vec<AllocationSummary>) -> Vec<FiveTuple> {
+        *lock(&self.allocations) = allocations;
+        std::mem::take(&mut *lock(&self.to_end))
+    }
+}

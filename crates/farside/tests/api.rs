@@ -1,0 +1,225 @@
+//! The admin API (`/api/v1/`) and its commands `farside status`, `farside sessions` and
+//! `farside reload`: a TURN allocation and a SIPp registration appear, an operator ends the
+//! allocation and the client's next Refresh is refused, a wrong token is refused and counted,
+//! and a reload through the API reports what applied.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::{LOCALHOST, Server, ServerConfig, require_tool, run_tool, turn};
+
+const DOMAIN: &str = "example.org";
+
+#[test]
+fn the_api_lists_an_allocation_and_a_registration_and_ends_the_allocation() {
+    let test = "the_api_lists_an_allocation_and_a_registration_and_ends_the_allocation";
+    if !require_tool(test, "sipp") {
+        return;
+    }
+    let sip = SocketAddr::new(LOCALHOST, common::free_ports(&[LOCALHOST], 1));
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[turn]\nenabled = true\nallowed_peers = [\"127.0.0.0/8\"]\n\n\
+             [sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\nrealm = \"farside\"\n"
+        )),
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("S010 running")),
+        "{}",
+        server.describe()
+    );
+    // One user for both, without a realm: TURN's and the registrar's are one here.
+    server.cli(&["user", "add", "alice", "--password", "wonderland"]);
+    server.wait_for_log("S306 store changed");
+
+    // No token, or a wrong one: 401, counted.
+    let (code, _) =
+        common::http_request(server.admin, "GET", "/api/v1/status", None).expect("http");
+    assert_eq!(code, 401);
+    let (code, _) =
+        common::http_request(server.admin, "GET", "/api/v1/status", Some(&"0".repeat(64)))
+            .expect("http");
+    assert_eq!(code, 401);
+    assert_eq!(
+        common::counter(&server, "farside_admin_refused_total", ""),
+        2.0
+    );
+
+    // A TURN allocation (long-term credentials) and a SIPp registration.
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let challenge = exchange(&client, server.primary, &turn::allocate_request(1, None))
+        .expect("a 401 to the first Allocate");
+    let nonce = turn::nonce_of(&challenge);
+    let auth = Some(("alice", "wonderland", nonce.as_str()));
+    let answer = exchange(&client, server.primary, &turn::allocate_request(2, auth))
+        .expect("an Allocate answer");
+    assert_eq!(
+        class_of(&answer),
+        0x0103,
+        "Allocate success\n{}",
+        server.describe()
+    );
+    let port = common::free_ports(&[LOCALHOST], 1);
+    let reg = run_tool(
+        "sipp",
+        &common::sipp::register(
+            "alice",
+            "wonderland",
+            DOMAIN,
+            "127.0.0.1",
+            port,
+            &sip.to_string(),
+            10,
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        reg.code(),
+        Some(0),
+        "{}\n{}",
+        reg.describe(),
+        server.describe()
+    );
+
+    // Both appear (allocations are published once a second).
+    let mut sessions = serde_json::Value::Null;
+    let listed = common::wait_until(Duration::from_secs(5), || {
+        let out = server.cli(&["sessions", "--json"]);
+        sessions = serde_json::from_str(out.stdout.trim()).expect("JSON");
+        sessions["allocations"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+            && sessions["registrations"]
+                .as_array()
+                .is_some_and(|r| r.len() == 1)
+    });
+    assert!(listed, "{sessions}\n{}", server.describe());
+    let a = &sessions["allocations"][0];
+    assert_eq!(a["username"], "alice");
+    assert_eq!(a["client"], client.local_addr().unwrap().to_string());
+    let relayed = a["relayed"][0].as_str().expect("relayed").to_string();
+    let r = &sessions["registrations"][0];
+    assert_eq!(r["aor"], format!("sip:alice@{DOMAIN}"));
+    assert_eq!(r["remote"], format!("127.0.0.1:{port}"));
+    assert!(r["nat_tests"].is_string(), "{r}");
+    let text = server.cli(&["sessions"]).stdout;
+    assert!(
+        text.contains("TURN allocations: 1") && text.contains("SIP registrations: 1"),
+        "{text}"
+    );
+    assert!(text.contains(&relayed), "{text}");
+
+    // Status names what runs and the live gauges.
+    let status = server.cli(&["status", "--json"]).stdout;
+    let status: serde_json::Value = serde_json::from_str(status.trim()).expect("JSON");
+    assert_eq!(status["live"]["allocations"], 1, "{status}");
+    assert!(
+        status["running"]
+            .as_array()
+            .expect("running")
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.starts_with("SIP registrar"))),
+        "{status}"
+    );
+
+    // The operator ends the allocation: gone within a second or so, and the client's next
+    // Refresh gets 437 Allocation Mismatch (RFC 8656 §7.3).
+    let token = std::fs::read_to_string(server.config_path().with_file_name("admin.token"))
+        .expect("token file");
+    let (code, body) = common::http_request(
+        server.admin,
+        "DELETE",
+        &format!("/api/v1/allocations/{relayed}"),
+        Some(token.trim()),
+    )
+    .expect("http");
+    assert_eq!(code, 202, "{body}");
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("S311 TURN allocation")),
+        "{}",
+        server.describe()
+    );
+    let refresh = |tid| {
+        turn::request(farside_stun::Method::REFRESH, tid, auth, |b| {
+            b.add(&farside_stun::attributes::Lifetime(600)).unwrap();
+        })
+    };
+    let answer = exchange(&client, server.primary, &refresh(3)).expect("Refresh answer");
+    assert_eq!(class_of(&answer), 0x0114, "Refresh error");
+    assert_eq!(error_code(&answer), Some(437), "{}", server.describe());
+    let (code, _) = common::http_request(
+        server.admin,
+        "DELETE",
+        &format!("/api/v1/allocations/{relayed}"),
+        Some(token.trim()),
+    )
+    .expect("http");
+    // Published again within a second: then it is not found.
+    assert!(code == 404 || code == 202);
+
+    // A reload through the API: a changed log level applies; an invalid file is refused with
+    // its line, and the server runs on.
+    let path = server.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("level = \"debug\"", "level = \"info\"")).unwrap();
+    let out = server.cli(&["reload"]);
+    assert!(
+        out.stdout.contains("applied log.level"),
+        "{}",
+        out.describe()
+    );
+    let lines = text.lines().count();
+    std::fs::write(&path, format!("{text}\nbogus = 1\n")).unwrap();
+    let (code, body) =
+        common::http_request(server.admin, "POST", "/api/v1/reload", Some(token.trim()))
+            .expect("http");
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains(&format!(":{}: ", lines + 2)),
+        "the line is named: {body}"
+    );
+    std::fs::write(&path, &text).unwrap();
+    assert!(
+        server
+            .cli(&["status"])
+            .stdout
+            .contains("TURN allocations: 0")
+    );
+    common::note(
+        test,
+        &format!(
+            "allocation relayed at {relayed} and alice's registration listed; ended; Refresh got 437"
+        ),
+    );
+}
+
+/// Sends `msg` to `to` and returns the first datagram that comes back within 2 s.
+fn exchange(sock: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Option<Vec<u8>> {
+    sock.send_to(msg, to).ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut buf = vec![0u8; 2048];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+fn class_of(msg: &[u8]) -> u16 {
+    u16::from_be_bytes([msg[0], msg[1]])
+}
+
+fn error_code(msg: &[u8]) -> Option<u16> {
+    let m = farside_stun::Message::parse(msg).ok()?;
+    let e = m
+        .attribute::<farside_stun::attributes::ErrorCode<'_>>()?
+        .ok()?;
+    Some(e.code)
+}
