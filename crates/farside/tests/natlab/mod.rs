@@ -408,7 +408,7 @@ fn is_root() -> bool {
 }
 
 /// Why a lab cannot be built here, if it cannot.
-fn unavailable() -> Option<String> {
+pub fn unavailable() -> Option<String> {
     if !is_root() {
         return Some("not root (network namespaces need root)".into());
     }
