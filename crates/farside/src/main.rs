@@ -24,6 +24,7 @@ mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -83,6 +84,13 @@ enum Command {
         #[command(flatten)]
         store: cli::store::StoreArgs,
     },
+    /// Manage the dashboard's login.
+    Admin {
+        #[command(subcommand)]
+        cmd: cli::store::AdminCommand,
+        #[command(flatten)]
+        store: cli::store::StoreArgs,
+    },
     /// Manage the shared secrets of ephemeral (REST) TURN credentials.
     Secret {
         #[command(subcommand)]
@@ -133,7 +141,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            let log = init_logging(&config.log.level);
+            let ring = Arc::new(telemetry::log_ring::LogRing::new(config.admin.log_lines));
+            let log = init_logging(&config.log.level, Arc::clone(&ring));
             for n in &notices.0 {
                 tracing::info!("{n}");
             }
@@ -142,7 +151,7 @@ fn main() -> ExitCode {
                 running: config.clone(),
                 log: Some(log),
             };
-            match start::run(config, from_defaults, reload) {
+            match start::run(config, from_defaults, reload, ring) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -169,6 +178,7 @@ fn main() -> ExitCode {
         Command::Sessions(args) => cli::admin::sessions(&args),
         Command::Reload(args) => cli::admin::reload(&args),
         Command::User { cmd, store } => cli::store::user(cmd, &store),
+        Command::Admin { cmd, store } => cli::store::admin(cmd, &store),
         Command::Secret { cmd, store } => cli::store::secret(cmd, &store),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -186,7 +196,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Bench { cmd } => {
-            init_logging("warn");
+            init_logging("warn", Arc::new(telemetry::log_ring::LogRing::new(1)));
             match farside_bench::run(cmd) {
                 Ok(code) => code,
                 Err(e) => {
@@ -217,7 +227,10 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 
 /// Logging to standard error at `level` (`RUST_LOG` overrides it); the handle through which
 /// a reload changes the level.
-fn init_logging(level: &str) -> control::reload::LogFilter {
+fn init_logging(
+    level: &str,
+    ring: Arc<telemetry::log_ring::LogRing>,
+) -> control::reload::LogFilter {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -232,6 +245,7 @@ fn init_logging(level: &str) -> control::reload::LogFilter {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_target(false),
         )
+        .with(telemetry::log_ring::RingLayer(ring))
         .init();
     handle
 }

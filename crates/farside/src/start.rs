@@ -27,6 +27,7 @@ pub fn run(
     config: Config,
     from_defaults: bool,
     reload: crate::control::reload::Reload,
+    log: Arc<crate::telemetry::log_ring::LogRing>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let stun = &config.stun;
@@ -307,9 +308,17 @@ pub fn run(
         None => tracing::info!("S004 RFC 5780 off: set stun.alternate_address to enable it"),
     }
 
+    let one_time = match admin_listener {
+        Some(_) => first_run_password(&config, &token_file)?,
+        None => None,
+    };
     if let Some(addr) = config.admin.address() {
         running.push(format!(
-            "admin http://{addr}/ (metrics at /metrics; API token in {})",
+            "dashboard http://{addr}/ ({}; metrics at /metrics; API token in {})",
+            match &one_time {
+                Some((_, path)) => format!("first-run password in {}", path.display()),
+                None => "password set with farside admin passwd".into(),
+            },
             token_file.display()
         ));
     }
@@ -325,7 +334,18 @@ pub fn run(
             registrations_from: sip_on.then(|| config.store.url.clone()),
             reload: Arc::clone(&reload),
         });
-        runtime.spawn(admin::serve(listener, Arc::clone(&metrics), api));
+        let dashboard = Arc::new(crate::control::dashboard::Dashboard {
+            api: Arc::clone(&api),
+            auth: crate::control::dashboard::auth::Auth::new(
+                config.store.url.clone(),
+                one_time.map(|(p, _)| p),
+            ),
+            log,
+            config_text: crate::control::dashboard::redacted(&config),
+            store_url: config.store.url.clone(),
+            realms: config.user_realms(),
+        });
+        runtime.spawn(admin::serve(listener, Arc::clone(&metrics), api, dashboard));
     }
 
     runtime.block_on(async {
@@ -416,6 +436,33 @@ fn turn_shared(
         )),
         board: Arc::default(),
     })))
+}
+
+/// Until `farside admin passwd` sets one, the dashboard takes a password made at each start
+/// and written (mode 0600) as `dashboard.password` beside the API token; `None` when one is set.
+fn first_run_password(
+    config: &crate::config::Config,
+    token_file: &std::path::Path,
+) -> anyhow::Result<Option<(String, std::path::PathBuf)>> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let set = farside_store::open(&config.store.url)
+        .and_then(|mut s| s.admin_password())
+        .map_err(|e| anyhow::anyhow!("S303 cannot read the store: {e}"))?;
+    if set.is_some() {
+        return Ok(None);
+    }
+    let password = crate::control::dashboard::auth::random_hex()[..20].to_string();
+    let path = token_file.with_file_name("dashboard.password");
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("S014 cannot write {}", path.display()))?;
+    writeln!(f, "{password}").with_context(|| format!("S014 cannot write {}", path.display()))?;
+    Ok(Some((password, path)))
 }
 
 /// A part's start: its result when it ran; when it could not, the error if the file asked for

@@ -182,6 +182,10 @@ pub trait Store: Send {
     /// kept key is returned ever after, so what it signs (SIP flow tokens in a registrar's
     /// Paths) stays valid across restarts.
     fn server_key(&mut self, name: &str, fresh: [u8; 32]) -> Result<[u8; 32], StoreError>;
+    /// The dashboard's password hash (a PHC string), if one was set.
+    fn admin_password(&mut self) -> Result<Option<String>, StoreError>;
+    /// Sets the dashboard's password hash (a PHC string).
+    fn set_admin_password(&mut self, hash: &str) -> Result<(), StoreError>;
 }
 
 /// Opens the store `url` names: `sqlite://PATH` (created with its directory if missing).

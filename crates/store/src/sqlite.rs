@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS server_keys (
     name TEXT PRIMARY KEY,
     key BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS admin (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    password TEXT NOT NULL,
+    updated INTEGER NOT NULL
+);
 ";
 
 /// Users and secrets in one SQLite file.
@@ -365,6 +370,28 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    fn admin_password(&mut self) -> Result<Option<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT password FROM admin WHERE id = 1")?;
+        let mut rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.next().transpose()?)
+    }
+
+    fn set_admin_password(&mut self, hash: &str) -> Result<(), StoreError> {
+        if hash.is_empty() || hash.len() > 1024 {
+            return Err(StoreError::Invalid(
+                "a password hash of 1 to 1024 bytes".into(),
+            ));
+        }
+        self.conn.execute(
+            "INSERT INTO admin (id, password, updated) VALUES (1, ?1, ?2) \
+             ON CONFLICT (id) DO UPDATE SET password = ?1, updated = ?2",
+            params![hash, now()],
+        )?;
+        Ok(())
+    }
+
     fn server_key(&mut self, name: &str, fresh: [u8; 32]) -> Result<[u8; 32], StoreError> {
         let tx = self
             .conn
@@ -469,6 +496,22 @@ mod tests {
         assert_eq!(
             s.server_key("sip-flow-tokens", [4; 32]).expect("key"),
             [1; 32]
+        );
+    }
+
+    #[test]
+    fn the_admin_password_is_set_replaced_and_kept() {
+        let path = temp("admin-password");
+        let mut s = SqliteStore::open(&path).expect("open");
+        assert_eq!(s.admin_password().expect("read"), None);
+        s.set_admin_password("$argon2id$first").expect("set");
+        s.set_admin_password("$argon2id$second").expect("replace");
+        assert!(s.set_admin_password("").is_err());
+        drop(s);
+        let mut s = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(
+            s.admin_password().expect("read").as_deref(),
+            Some("$argon2id$second")
         );
     }
 

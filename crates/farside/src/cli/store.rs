@@ -66,6 +66,48 @@ pub struct UserName {
     realm: Option<String>,
 }
 
+/// `farside admin`.
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Set the dashboard's password (its Argon2id hash goes to the store; it replaces the
+    /// first-run password at the next login).
+    Passwd {
+        /// The password (visible to other local users in `ps`; prefer --password-stdin).
+        #[arg(
+            long,
+            conflicts_with = "password_stdin",
+            required_unless_present = "password_stdin"
+        )]
+        password: Option<String>,
+        /// Read the password from standard input (its first line, without the line end).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Runs a `farside admin` command.
+pub fn admin(cmd: AdminCommand, args: &StoreArgs) -> ExitCode {
+    finish((|| {
+        let AdminCommand::Passwd {
+            password: given,
+            password_stdin,
+        } = cmd;
+        let pw = password(&UserPassword {
+            name: String::new(),
+            password: given,
+            password_stdin,
+            realm: None,
+        })?;
+        if pw.len() < 8 {
+            return Err("the dashboard password needs 8 characters or more".into());
+        }
+        let (_, mut store) = open(args)?;
+        let hash = crate::control::dashboard::auth::hash(&pw)?;
+        store.set_admin_password(&hash).map_err(|e| e.to_string())?;
+        Ok("dashboard password set".into())
+    })())
+}
+
 /// `farside secret`.
 #[derive(Subcommand, Debug)]
 pub enum SecretCommand {
@@ -189,16 +231,7 @@ pub fn user(cmd: UserCommand, args: &StoreArgs) -> ExitCode {
         // registrar's (a user's long-term key is per realm: one password, a key for each).
         let realms = |r: &Option<String>| match r {
             Some(r) => vec![r.clone()],
-            None => {
-                let mut all = vec![config.turn.realm.clone()];
-                // The registrar authenticates; an edge leaves that to the registrar behind it.
-                let sip = config.sip.realm();
-                let registrar = config.sip.mode == crate::config::sip::Mode::Registrar;
-                if config.sip.enabled.wanted() && registrar && sip != config.turn.realm {
-                    all.push(sip.to_owned());
-                }
-                all
-            }
+            None => config.user_realms(),
         };
         match cmd {
             UserCommand::Add(u) => {

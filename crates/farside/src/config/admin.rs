@@ -15,6 +15,8 @@ pub struct AdminConfig {
     pub listen: Option<String>,
     /// The API's bearer token file; default: `admin.token` beside an SQLite store.
     pub token_file: Option<std::path::PathBuf>,
+    /// Log messages kept in memory for the dashboard's log page (1 to 100000).
+    pub log_lines: usize,
 }
 
 impl Default for AdminConfig {
@@ -22,6 +24,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: Some("127.0.0.1:9478".into()),
             token_file: None,
+            log_lines: 1000,
         }
     }
 }
@@ -47,6 +50,9 @@ impl Config {
                 "admin.listen",
                 format!("{s:?}: expected address:port or \"off\""),
             ));
+        }
+        if !(1..=100_000).contains(&self.admin.log_lines) {
+            return Err(invalid("admin.log_lines", "1 to 100000".into()));
         }
         Ok(())
     }

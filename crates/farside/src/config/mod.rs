@@ -151,6 +151,19 @@ impl Config {
         Ok(config)
     }
 
+    /// The realms a user is added to when none is named: TURN's and, when the registrar runs,
+    /// its own (a user's long-term key is per realm: one password, a key for each). An edge
+    /// leaves authentication to the registrar behind it.
+    pub fn user_realms(&self) -> Vec<String> {
+        let mut all = vec![self.turn.realm.clone()];
+        let sip = self.sip.realm();
+        let registrar = self.sip.mode == sip::Mode::Registrar;
+        if self.sip.enabled.wanted() && registrar && sip != self.turn.realm {
+            all.push(sip.to_owned());
+        }
+        all
+    }
+
     /// Checks what the types cannot, section by section.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         self.validate_stun(origin)?;

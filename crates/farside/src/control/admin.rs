@@ -1,5 +1,5 @@
-//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format), `GET /health` and the
-//! JSON API (`control/api.rs`).
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format), `GET /health`, the
+//! JSON API (`control/api.rs`) and the dashboard (`control/dashboard`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::control::api::{self, Api};
+use crate::control::dashboard::{self, Dashboard};
 use crate::telemetry::Metrics;
 
 /// Binds the admin listener (at start, so that a bad address fails it before anything runs).
@@ -21,7 +22,12 @@ pub async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener>
 }
 
 /// Serves the endpoint on `listener` until the runtime stops.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, api: Arc<Api>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    api: Arc<Api>,
+    dashboard: Arc<Dashboard>,
+) {
     let addr = listener.local_addr().ok();
     let app = Router::new()
         .route(
@@ -38,10 +44,13 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, api
             }),
         )
         .route("/health", get(|| async { "ok\n" }))
-        .merge(api::routes(api));
+        .merge(api::routes(api))
+        .merge(dashboard::routes(dashboard));
     if let Some(addr) = addr {
-        tracing::info!("S003 admin HTTP on http://{addr}/metrics, API on http://{addr}/api/v1/");
+        tracing::info!("S003 admin HTTP on http://{addr}/ (dashboard), /metrics, API on /api/v1/");
     }
+    // The dashboard's lockout needs each request's source address.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("S104 admin HTTP stopped: {e}");
     }

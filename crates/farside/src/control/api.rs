@@ -80,15 +80,28 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn status(State(api): State<Arc<Api>>) -> Json<Value> {
-    Json(json!({
+    Json(status_value(&api))
+}
+
+/// `GET /api/v1/status`'s answer.
+pub fn status_value(api: &Api) -> Value {
+    json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": api.started.elapsed().as_secs(),
         "running": api.running,
         "live": api.metrics.live(),
-    }))
+    })
 }
 
 async fn sessions(State(api): State<Arc<Api>>) -> Response {
+    match sessions_value(&api).await {
+        Ok(v) => Json(v).into_response(),
+        Err(why) => failure(why),
+    }
+}
+
+/// `GET /api/v1/sessions`'s answer: allocations, registrations, calls.
+pub async fn sessions_value(api: &Api) -> Result<Value, String> {
     let now = crate::runtime::clock::now();
     let allocations: Vec<Value> = api
         .turn
@@ -118,35 +131,31 @@ async fn sessions(State(api): State<Arc<Api>>) -> Response {
             let rows = tokio::task::spawn_blocking(move || {
                 farside_store::open(&url).and_then(|mut s| s.load_registrations(secs))
             })
-            .await;
-            match rows {
-                Ok(Ok(rows)) => rows
-                    .into_iter()
-                    .map(|r| {
-                        let nat = farside_sip::nat::NatTests(u16::try_from(r.nat).unwrap_or(0));
-                        json!({
-                            "aor": r.aor,
-                            "contact": r.contact,
-                            "transport": r.transport,
-                            "local": r.local,
-                            "remote": r.remote,
-                            "expires_in_s": (r.expires_at - secs).max(0),
-                            "nat_tests": nat.names(),
-                            "keepalive_failures": r.keepalive_failures,
-                        })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read the registrations: {e}"))?;
+            rows.into_iter()
+                .map(|r| {
+                    let nat = farside_sip::nat::NatTests(u16::try_from(r.nat).unwrap_or(0));
+                    json!({
+                        "aor": r.aor,
+                        "contact": r.contact,
+                        "transport": r.transport,
+                        "local": r.local,
+                        "remote": r.remote,
+                        "expires_in_s": (r.expires_at - secs).max(0),
+                        "nat_tests": nat.names(),
+                        "keepalive_failures": r.keepalive_failures,
                     })
-                    .collect(),
-                Ok(Err(e)) => return failure(format!("cannot read the registrations: {e}")),
-                Err(e) => return failure(format!("cannot read the registrations: {e}")),
-            }
+                })
+                .collect()
         }
     };
-    Json(json!({
+    Ok(json!({
         "allocations": allocations,
         "registrations": registrations,
         "calls": api.metrics.live().calls,
     }))
-    .into_response()
 }
 
 async fn reload(State(api): State<Arc<Api>>) -> Response {

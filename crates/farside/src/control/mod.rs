@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api;
 pub mod credentials;
+pub mod dashboard;
 pub mod reload;
 pub mod sessions;
 pub mod token;

@@ -66,3 +66,16 @@ pub fn accept_failed(e: &std::io::Error) {
         "S104 a TCP accept failed: {e}; connections wait in the backlog (raise the open-file limit, or lower the connection limits)"
     );
 }
+
+static LOGIN_REFUSED_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Logs the first refused dashboard login (later ones are counted in
+/// `farside_admin_login_failures_total`).
+pub fn login_refused(source: std::net::IpAddr, why: &str) {
+    if LOGIN_REFUSED_LOGGED.swap(true, Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        "S017 dashboard login refused from {source} ({why}); further refusals are only counted in farside_admin_login_failures_total"
+    );
+}

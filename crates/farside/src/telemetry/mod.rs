@@ -3,6 +3,7 @@
 //! metrics grow. Nothing here imports a protocol shell: the shells import their counters from
 //! here.
 
+pub mod log_ring;
 mod prometheus;
 pub mod rtp;
 pub mod sip;
@@ -39,6 +40,8 @@ pub struct Metrics {
     pub(super) rtp: Mutex<Option<Arc<RtpCounters>>>,
     /// Admin API requests refused for a missing or wrong token.
     pub admin_refused: std::sync::atomic::AtomicU64,
+    /// Dashboard logins refused: a wrong password, or a source locked out.
+    pub admin_login_failures: std::sync::atomic::AtomicU64,
 }
 
 /// The live gauges the API's status reports (what runs has `Some`).
@@ -65,6 +68,7 @@ impl Default for Metrics {
             sip: Mutex::default(),
             rtp: Mutex::default(),
             admin_refused: Default::default(),
+            admin_login_failures: Default::default(),
         }
     }
 }

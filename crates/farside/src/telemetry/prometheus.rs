@@ -164,6 +164,17 @@ pub(super) fn render(m: &Metrics) -> String {
         "farside_admin_refused_total {}",
         m.admin_refused.load(Relaxed)
     );
+    header(
+        &mut s,
+        "farside_admin_login_failures_total",
+        "counter",
+        "Dashboard logins refused: a wrong password, or a source locked out after too many.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_admin_login_failures_total {}",
+        m.admin_login_failures.load(Relaxed)
+    );
     if let Some(t) = lock(&m.turn).as_ref() {
         render_turn(&mut s, t);
     }

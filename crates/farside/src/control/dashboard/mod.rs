@@ -1,0 +1,476 @@
+//! The dashboard: server-rendered pages on the admin listener, behind a login
+//! ([`auth`]). Overview, TURN allocations (end one), SIP registrations (with the NAT tests that
+//! fired and keep-alive health), the log (the last messages, numbered, by level), users (add,
+//! remove) and the effective configuration with secrets redacted. Each page's data is also in
+//! the JSON API (`control/api.rs`). No script: plain HTML forms, so it works from any browser
+//! and a test can drive it.
+
+pub mod auth;
+mod html;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::control::api::{self, Api};
+use crate::telemetry::log_ring::{LogRing, parse_level};
+use auth::{Auth, COOKIE, Refused, Session};
+use html::{esc, page, table};
+
+/// What the pages read and act on.
+pub struct Dashboard {
+    /// The API's state (status, sessions, reload).
+    pub api: Arc<Api>,
+    /// Logins.
+    pub auth: Auth,
+    /// The last log messages.
+    pub log: Arc<LogRing>,
+    /// The effective configuration, secrets redacted.
+    pub config_text: String,
+    /// The store (users).
+    pub store_url: String,
+    /// The realms a user is added to (`Config::user_realms`).
+    pub realms: Vec<String>,
+}
+
+/// The dashboard's routes.
+pub fn routes(d: Arc<Dashboard>) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/allocations", get(allocations))
+        .route("/allocations/end", post(end_allocation))
+        .route("/registrations", get(registrations))
+        .route("/log", get(log))
+        .route("/users", get(users))
+        .route("/users/add", post(add_user))
+        .route("/users/remove", post(remove_user))
+        .route("/config", get(config))
+        .with_state(d)
+}
+
+/// Why a request gets no page.
+enum Denied {
+    /// No live session: to the login page.
+    Login,
+    /// A form without its session's CSRF token.
+    Forbidden,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Login => Redirect::to("/login").into_response(),
+            Denied::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "stale or missing form token: reload the page",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The session of a request.
+fn session(d: &Dashboard, headers: &HeaderMap) -> Result<Session, Denied> {
+    let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+    d.auth.session(cookie).ok_or(Denied::Login)
+}
+
+/// The session of a form's POST, checked against the form's CSRF token.
+fn posted(d: &Dashboard, headers: &HeaderMap, csrf: &str) -> Result<Session, Denied> {
+    let s = session(d, headers)?;
+    if !auth::same(s.csrf.as_bytes(), csrf.as_bytes()) {
+        return Err(Denied::Forbidden);
+    }
+    Ok(s)
+}
+
+async fn login_form() -> Html<String> {
+    Html(html::login(None))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    password: String,
+}
+
+async fn login(
+    State(d): State<Arc<Dashboard>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let d2 = Arc::clone(&d);
+    let result = tokio::task::spawn_blocking(move || d2.auth.login(peer.ip(), &f.password)).await;
+    match result {
+        Ok(Ok((id, _))) => {
+            tracing::info!("S016 dashboard login from {}", peer.ip());
+            (
+                [(
+                    header::SET_COOKIE,
+                    format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200"),
+                )],
+                Redirect::to("/"),
+            )
+                .into_response()
+        }
+        Ok(Err(why)) => {
+            d.api
+                .metrics
+                .admin_login_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (code, text) = match why {
+                Refused::Wrong => (StatusCode::UNAUTHORIZED, "Wrong password."),
+                Refused::LockedOut => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many wrong passwords from this address: try again in 15 minutes.",
+                ),
+            };
+            crate::runtime::log_once::login_refused(
+                peer.ip(),
+                match why {
+                    Refused::Wrong => "wrong password",
+                    Refused::LockedOut => "locked out",
+                },
+            );
+            (code, Html(html::login(Some(text)))).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(d): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = posted(&d, &headers, &f.csrf) {
+        return r.into_response();
+    }
+    d.auth
+        .logout(headers.get(header::COOKIE).and_then(|v| v.to_str().ok()));
+    Redirect::to("/login").into_response()
+}
+
+async fn overview(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
+    let s = match session(&d, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let v = api::status_value(&d.api);
+    let mut body = format!(
+        "<p>Farside {} up {} s.</p><h2>Running</h2><ul>",
+        esc(v["version"].as_str().unwrap_or("")),
+        v["uptime_s"]
+    );
+    for part in v["running"].as_array().into_iter().flatten() {
+        body.push_str(&format!("<li>{}</li>", esc(part.as_str().unwrap_or(""))));
+    }
+    body.push_str("</ul><h2>Now</h2>");
+    let live = &v["live"];
+    let rows: Vec<Vec<String>> = [
+        ("TURN allocations", "allocations"),
+        ("SIP registered contacts", "bindings"),
+        ("Calls on the RTP relay", "calls"),
+    ]
+    .iter()
+    .filter(|(_, k)| !live[*k].is_null())
+    .map(|(name, k)| vec![esc(name), live[*k].to_string()])
+    .collect();
+    body.push_str(&table("live", &["what", "now"], &rows));
+    body.push_str("<p><a href=\"/metrics\">All metrics</a> (Prometheus)</p>");
+    Html(page("Overview", &s, &body)).into_response()
+}
+
+async fn allocations(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
+    let s = match session(&d, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let v = match api::sessions_value(&d.api).await {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    };
+    let rows: Vec<Vec<String>> = v["allocations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let relayed: Vec<&str> = a["relayed"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            vec![
+                esc(a["username"].as_str().unwrap_or("")),
+                esc(a["client"].as_str().unwrap_or("")),
+                esc(a["transport"].as_str().unwrap_or("")),
+                esc(&relayed.join(" ")),
+                a["expires_in_s"].to_string(),
+                a["permissions"].to_string(),
+                a["channels"].to_string(),
+                format!(
+                    "<form method=\"post\" action=\"/allocations/end\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"relayed\" value=\"{}\"><button class=\"end\" type=\"submit\">End</button></form>",
+                    s.csrf,
+                    esc(relayed.first().copied().unwrap_or(""))
+                ),
+            ]
+        })
+        .collect();
+    let body = format!(
+        "<p>{} allocations (listed at most a second late).</p>{}",
+        rows.len(),
+        table(
+            "allocations",
+            &[
+                "user",
+                "client",
+                "transport",
+                "relayed",
+                "expires in (s)",
+                "permissions",
+                "channels",
+                ""
+            ],
+            &rows
+        )
+    );
+    Html(page("TURN allocations", &s, &body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct EndForm {
+    csrf: String,
+    relayed: String,
+}
+
+async fn end_allocation(
+    State(d): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Form(f): Form<EndForm>,
+) -> Response {
+    if let Err(r) = posted(&d, &headers, &f.csrf) {
+        return r.into_response();
+    }
+    if let (Ok(relayed), Some(board)) = (f.relayed.parse::<SocketAddr>(), &d.api.turn) {
+        board.end(relayed);
+    }
+    Redirect::to("/allocations").into_response()
+}
+
+async fn registrations(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
+    let s = match session(&d, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let v = match api::sessions_value(&d.api).await {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    };
+    let rows: Vec<Vec<String>> = v["registrations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let missed = r["keepalive_failures"].as_i64().unwrap_or(0);
+            vec![
+                esc(r["aor"].as_str().unwrap_or("")),
+                esc(r["contact"].as_str().unwrap_or("")),
+                esc(r["transport"].as_str().unwrap_or("")),
+                esc(r["remote"].as_str().unwrap_or("")),
+                r["expires_in_s"].to_string(),
+                esc(r["nat_tests"].as_str().unwrap_or("")),
+                if missed == 0 {
+                    "answering".into()
+                } else {
+                    format!("{missed} missed")
+                },
+            ]
+        })
+        .collect();
+    let body = format!(
+        "<p>{} registered contacts.</p>{}",
+        rows.len(),
+        table(
+            "registrations",
+            &[
+                "address of record",
+                "contact",
+                "transport",
+                "from",
+                "expires in (s)",
+                "NAT tests fired",
+                "keep-alives"
+            ],
+            &rows
+        )
+    );
+    Html(page("SIP registrations", &s, &body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    level: Option<String>,
+}
+
+async fn log(
+    State(d): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let s = match session(&d, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let level = parse_level(q.level.as_deref().unwrap_or("info"));
+    let mut body = String::from("<p>Level: ");
+    for l in ["error", "warn", "info", "debug"] {
+        body.push_str(&format!("<a href=\"/log?level={l}\">{l}</a> "));
+    }
+    body.push_str("</p>");
+    let rows: Vec<Vec<String>> = d
+        .log
+        .entries(level)
+        .iter()
+        .rev()
+        .map(|e| vec![e.seq.to_string(), e.level.to_string(), esc(&e.message)])
+        .collect();
+    body.push_str(&table("log", &["#", "level", "message"], &rows));
+    Html(page("Log", &s, &body)).into_response()
+}
+
+async fn users(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
+    let s = match session(&d, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let url = d.store_url.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        farside_store::open(&url).and_then(|mut st| st.list_users(None))
+    })
+    .await;
+    let rows: Vec<Vec<String>> = match listed {
+        Ok(Ok(users)) => users
+            .iter()
+            .map(|u| {
+                vec![
+                    esc(&u.name),
+                    esc(&u.realm),
+                    format!(
+                        "<form method=\"post\" action=\"/users/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"name\" value=\"{}\"><button type=\"submit\">Remove</button></form>",
+                        s.csrf,
+                        esc(&u.name)
+                    ),
+                ]
+            })
+            .collect(),
+        Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    let body = format!(
+        "{}<h2>Add a user</h2><p>Added to the realms {} (TURN and SIP).</p><form method=\"post\" action=\"/users/add\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><label>Name <input name=\"name\" required></label> <label>Password <input name=\"password\" type=\"password\" required></label> <button type=\"submit\">Add</button></form>",
+        table("users", &["name", "realm", ""], &rows),
+        esc(&d.realms.join(", ")),
+        s.csrf
+    );
+    Html(page("Users", &s, &body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct UserForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn add_user(
+    State(d): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Form(f): Form<UserForm>,
+) -> Response {
+    if let Err(r) = posted(&d, &headers, &f.csrf) {
+        return r.into_response();
+    }
+    let d2 = Arc::clone(&d);
+    let done = tokio::task::spawn_blocking(move || {
+        let mut store = farside_store::open(&d2.store_url)?;
+        for realm in &d2.realms {
+            match store.add_user(realm, &f.name, &f.password) {
+                Ok(()) | Err(farside_store::StoreError::Exists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => Redirect::to("/users").into_response(),
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            Html(format!(
+                "<p>{}</p><p><a href=\"/users\">Back</a></p>",
+                esc(&e.to_string())
+            )),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn remove_user(
+    State(d): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Form(f): Form<UserForm>,
+) -> Response {
+    if let Err(r) = posted(&d, &headers, &f.csrf) {
+        return r.into_response();
+    }
+    let d2 = Arc::clone(&d);
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Ok(mut store) = farside_store::open(&d2.store_url)
+            && let Ok(users) = store.list_users(None)
+        {
+            for u in users.iter().filter(|u| u.name == f.name) {
+                let _ = store.remove_user(&u.realm, &u.name);
+            }
+        }
+    })
+    .await;
+    Redirect::to("/users").into_response()
+}
+
+async fn config(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
+    let s = match session(&d, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let body = format!(
+        "<p>As running (after what was taken from the host); secrets shown as <code>(redacted)</code>.</p><pre>{}</pre>",
+        esc(&d.config_text)
+    );
+    Html(page("Configuration", &s, &body)).into_response()
+}
+
+/// The configuration as the dashboard shows it: secrets replaced.
+pub fn redacted(config: &crate::config::Config) -> String {
+    let mut c = config.clone();
+    for s in c
+        .turn
+        .auth_secrets
+        .iter_mut()
+        .chain(c.stun.partner_secrets.iter_mut())
+    {
+        *s = "(redacted)".into();
+    }
+    format!("{c:#?}")
+}
