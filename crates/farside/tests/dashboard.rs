@@ -1,0 +1,224 @@
+//! The dashboard in a real headless browser (Debian's Chromium, driven over the DevTools
+//! protocol by `tests/python/dashboard_browser.py`): a wrong password refused and counted, a
+//! login with the first-run password, a SIPp registration and a coturn `turnutils_uclient`
+//! allocation on their pages, the log page, and the operator ending the allocation while
+//! uclient relays: it disappears from the page and uclient's relayed messages stop coming back.
+//! Screenshots of each page go to `target/dashboard-screenshots/` (CI artifacts, not committed).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{LOCALHOST, Server, ServerConfig, require_tool, run_tool};
+
+const DOMAIN: &str = "example.org";
+
+#[test]
+fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
+    let test = "an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium";
+    for tool in ["chromium", "sipp", "turnutils_uclient", "turnutils_peer"] {
+        if !require_tool(test, tool) {
+            return;
+        }
+    }
+    let Some(python) = common::require_python_module(test, "websockets") else {
+        return;
+    };
+    let sip = SocketAddr::new(LOCALHOST, common::free_ports(&[LOCALHOST], 1));
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[turn]\nenabled = true\nallowed_peers = [\"127.0.0.0/8\"]\nauth_secrets = [\"a-shared-secret-0123456789\"]\n\n\
+             [sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\nrealm = \"farside\"\n"
+        )),
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("S010 running")),
+        "{}",
+        server.describe()
+    );
+    let password_file = server.config_path().with_file_name("dashboard.password");
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    server.cli(&["user", "add", "alice", "--password", "wonderland"]);
+    server.wait_for_log("S306 store changed");
+
+    // SIPp registers alice.
+    let port = common::free_ports(&[LOCALHOST], 1);
+    let reg = run_tool(
+        "sipp",
+        &common::sipp::register(
+            "alice",
+            "wonderland",
+            DOMAIN,
+            "127.0.0.1",
+            port,
+            &sip.to_string(),
+            10,
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        reg.code(),
+        Some(0),
+        "{}\n{}",
+        reg.describe(),
+        server.describe()
+    );
+
+    // uclient relays 1500 messages, 20 ms apart (30 s), to a turnutils_peer.
+    let peer_port = common::free_ports(&[LOCALHOST], 1);
+    let mut peer = Command::new("turnutils_peer")
+        .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let uclient_args: Vec<String> = [
+        "-u",
+        "alice",
+        "-w",
+        "wonderland",
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer_port.to_string(),
+        "-p",
+        &server.primary.port().to_string(),
+        "-n",
+        "1500",
+        "-z",
+        "20",
+        "-c",
+        "127.0.0.1",
+    ]
+    .map(String::from)
+    .to_vec();
+    let uclient = std::thread::spawn(move || {
+        run_tool("turnutils_uclient", &uclient_args, Duration::from_secs(60))
+    });
+    let mut relayed = String::new();
+    let allocated = common::wait_until(Duration::from_secs(10), || {
+        let out = server.cli(&["sessions", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        // uclient allocates twice; the one with channels carries its data.
+        let carrying = v["allocations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["channels"].as_u64().is_some_and(|c| c > 0));
+        if let Some(r) = carrying.and_then(|a| a["relayed"][0].as_str()) {
+            relayed = r.to_string();
+        }
+        !relayed.is_empty()
+    });
+    assert!(
+        allocated,
+        "no allocation from uclient\n{}",
+        server.describe()
+    );
+    // Relaying both ways before the operator steps in.
+    let relaying = common::wait_until(Duration::from_secs(10), || {
+        common::counter(&server, "farside_turn_relayed_packets_total", "to_client") >= 20.0
+    });
+    assert!(
+        relaying,
+        "uclient's data is not relayed\n{}",
+        server.describe()
+    );
+
+    // The browser.
+    let shots = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/dashboard-screenshots"
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/dashboard_browser.py"
+    );
+    let expect = serde_json::json!({"user": "alice", "relayed": relayed}).to_string();
+    let out = run_tool(
+        &python,
+        &[
+            script.to_string(),
+            format!("http://{}", server.admin),
+            password.trim().to_string(),
+            shots.to_string(),
+            expect,
+        ],
+        Duration::from_secs(150),
+    );
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+    let seen: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let text = |k: &str| seen[k].as_str().unwrap_or_default().to_string();
+    assert_eq!(text("root_path"), "/login", "{seen}");
+    assert!(text("wrong_text").contains("Wrong password."), "{seen}");
+    assert_eq!(text("after_login"), "/", "{seen}");
+    assert!(
+        text("overview_text").contains("SIP registrar for"),
+        "{seen}"
+    );
+    assert!(
+        text("registrations_text").contains(&format!("sip:alice@{DOMAIN}")),
+        "{seen}"
+    );
+    assert!(text("registrations_text").contains("answering"), "{seen}");
+    assert!(text("log_text").contains("S010 running"), "{seen}");
+    assert!(text("users_text").contains("alice"), "{seen}");
+    assert!(text("config_text").contains("(redacted)"), "{seen}");
+    assert!(
+        !text("config_text").contains("a-shared-secret"),
+        "secrets stay hidden: {seen}"
+    );
+    assert!(text("allocations_text").contains(&relayed), "{seen}");
+    assert_eq!(seen["end_clicked"], true, "{seen}");
+    assert!(!text("allocations_after_end").contains(&relayed), "{seen}");
+    assert!(
+        server.logs().contains("S311 TURN allocation"),
+        "{}",
+        server.describe()
+    );
+    assert_eq!(
+        common::counter(&server, "farside_admin_login_failures_total", ""),
+        1.0,
+        "the wrong password is counted"
+    );
+
+    // uclient's relay stopped with the allocation: fewer of its messages came back.
+    let out = uclient.join().unwrap();
+    let _ = peer.kill();
+    let _ = peer.wait();
+    let all = out.all();
+    let totals = all
+        .lines()
+        .rev()
+        .find(|l| l.contains("start_mclient: tot_send_msgs="))
+        .unwrap_or_else(|| panic!("no totals\n{}", out.describe()));
+    let count = |key: &str| -> u64 {
+        let rest = &totals[totals.find(key).map_or(totals.len(), |i| i + key.len())..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let (sent, received) = (count("tot_send_msgs="), count("tot_recv_msgs="));
+    assert!(received < sent, "{totals}\n{}", out.describe());
+    common::note(
+        test,
+        &format!(
+            "Chromium: login refused then accepted, 6 pages read, allocation {relayed} ended; uclient got {received} of {sent} back; screenshots in target/dashboard-screenshots"
+        ),
+    );
+}
