@@ -98,7 +98,7 @@ pub fn run(
         });
     }
 
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(config.admin.source_table_size));
     if let Some(book) = &partners {
         metrics.register_partners(Arc::clone(book));
     }
@@ -333,6 +333,8 @@ pub fn run(
             turn: turn.as_ref().map(|t| Arc::clone(&t.board)),
             registrations_from: sip_on.then(|| config.store.url.clone()),
             reload: Arc::clone(&reload),
+            log: Arc::clone(&log),
+            config_text: crate::control::dashboard::redacted(&config),
         });
         let dashboard = Arc::new(crate::control::dashboard::Dashboard {
             api: Arc::clone(&api),
@@ -340,8 +342,6 @@ pub fn run(
                 config.store.url.clone(),
                 one_time.map(|(p, _)| p),
             ),
-            log,
-            config_text: crate::control::dashboard::redacted(&config),
             store_url: config.store.url.clone(),
             realms: config.user_realms(),
         });

@@ -20,7 +20,13 @@ const DOMAIN: &str = "example.org";
 #[test]
 fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
     let test = "an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium";
-    for tool in ["chromium", "sipp", "turnutils_uclient", "turnutils_peer"] {
+    for tool in [
+        "chromium",
+        "sipp",
+        "turnutils_uclient",
+        "turnutils_peer",
+        "turnutils_stunclient",
+    ] {
         if !require_tool(test, tool) {
             return;
         }
@@ -133,6 +139,24 @@ fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
         server.describe()
     );
 
+    // A STUN client's requests (classic and RFC 5389) for the per-source table.
+    let stun = run_tool(
+        "turnutils_stunclient",
+        &[
+            "-p".to_string(),
+            server.primary.port().to_string(),
+            "127.0.0.1".to_string(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(
+        stun.stdout.contains("UDP reflexive addr"),
+        "{}",
+        stun.describe()
+    );
+    // Published once a second.
+    std::thread::sleep(Duration::from_millis(1200));
+
     // The browser.
     let shots = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -176,6 +200,23 @@ fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
     );
     assert!(text("registrations_text").contains("answering"), "{seen}");
     assert!(text("log_text").contains("S010 running"), "{seen}");
+    // The per-source row: 127.0.0.1 with its STUN requests and uclient's live allocations.
+    let sources = text("sources_text");
+    let row = sources
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1"))
+        .unwrap_or_else(|| panic!("no row for 127.0.0.1: {sources}"));
+    let cells: Vec<&str> = row.split('\t').collect();
+    assert!(cells.len() >= 9, "{row:?}");
+    assert!(cells[2].parse::<u64>().unwrap() >= 1, "requests: {row:?}");
+    assert!(
+        cells[7].parse::<u64>().unwrap() >= 1,
+        "allocations: {row:?}"
+    );
+    assert!(
+        cells[8].parse::<u64>().unwrap() > 0,
+        "relayed bytes: {row:?}"
+    );
     assert!(text("users_text").contains("alice"), "{seen}");
     assert!(text("config_text").contains("(redacted)"), "{seen}");
     assert!(
@@ -218,7 +259,7 @@ fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
     common::note(
         test,
         &format!(
-            "Chromium: login refused then accepted, 6 pages read, allocation {relayed} ended; uclient got {received} of {sent} back; screenshots in target/dashboard-screenshots"
+            "Chromium: login refused then accepted, 7 pages read (the sources row of 127.0.0.1 among them), allocation {relayed} ended; uclient got {received} of {sent} back; screenshots in target/dashboard-screenshots"
         ),
     );
 }

@@ -40,6 +40,8 @@ pub struct AllocationSummary {
     pub permissions: usize,
     /// Live channel bindings.
     pub channels: usize,
+    /// Payload bytes relayed so far, both directions.
+    pub relayed_bytes: u64,
 }
 
 /// The key an allocation was authenticated with; later requests must use the same user.
@@ -78,6 +80,8 @@ pub(crate) struct Allocation {
     /// Bandwidth budget in bytes (both directions), refilled at the configured rate.
     budget: u64,
     budget_at: Option<Timestamp>,
+    /// Payload bytes relayed, both directions (for the operator's views).
+    pub(crate) relayed_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +120,7 @@ impl Allocation {
             channel_of_peer: HashMap::new(),
             budget: 0,
             budget_at: None,
+            relayed_bytes: 0,
         }
     }
 
@@ -166,6 +171,7 @@ impl Allocation {
             expires: self.expires,
             permissions: self.permissions.values().filter(|&&e| e > now).count(),
             channels: self.channels.values().filter(|c| c.expires > now).count(),
+            relayed_bytes: self.relayed_bytes,
         }
     }
 

@@ -193,6 +193,7 @@ impl TurnServer {
         if cap > 0 && !a.spend(bytes.len(), cap, now) {
             return Handled::Dropped(Dropped::OverBandwidth);
         }
+        a.relayed_bytes += bytes.len() as u64;
         let len = match a.peer_channel(peer, now) {
             Some(ch) => ChannelData::write(ch, bytes, five.transport.is_stream(), out),
             None => {
@@ -297,6 +298,7 @@ impl TurnServer {
         if cap > 0 && !a.spend(data.len(), cap, now) {
             return Handled::Dropped(Dropped::OverBandwidth);
         }
+        a.relayed_bytes += data.len() as u64;
         let Some(from) = a.relayed_for(peer.ip()) else {
             return Handled::Dropped(Dropped::NoPermission);
         };
@@ -337,6 +339,7 @@ impl TurnServer {
         if cap > 0 && !a.spend(cd.data.len(), cap, now) {
             return Handled::Dropped(Dropped::OverBandwidth);
         }
+        a.relayed_bytes += cd.data.len() as u64;
         let Some(from) = a.relayed_for(peer.ip()) else {
             return Handled::Dropped(Dropped::NoPermission);
         };

@@ -17,6 +17,8 @@ pub struct AdminConfig {
     pub token_file: Option<std::path::PathBuf>,
     /// Log messages kept in memory for the dashboard's log page (1 to 100000).
     pub log_lines: usize,
+    /// Addresses each data-plane worker keeps in the per-source table (2 to 1000000).
+    pub source_table_size: usize,
 }
 
 impl Default for AdminConfig {
@@ -25,6 +27,7 @@ impl Default for AdminConfig {
             listen: Some("127.0.0.1:9478".into()),
             token_file: None,
             log_lines: 1000,
+            source_table_size: 1000,
         }
     }
 }
@@ -50,6 +53,9 @@ impl Config {
                 "admin.listen",
                 format!("{s:?}: expected address:port or \"off\""),
             ));
+        }
+        if !(2..=1_000_000).contains(&self.admin.source_table_size) {
+            return Err(invalid("admin.source_table_size", "2 to 1000000".into()));
         }
         if !(1..=100_000).contains(&self.admin.log_lines) {
             return Err(invalid("admin.log_lines", "1 to 100000".into()));

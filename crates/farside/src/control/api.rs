@@ -40,6 +40,10 @@ pub struct Api {
     pub registrations_from: Option<String>,
     /// The reload a `POST /api/v1/reload` runs (the one SIGHUP runs).
     pub reload: Arc<Mutex<Reload>>,
+    /// The last log messages.
+    pub log: Arc<crate::telemetry::log_ring::LogRing>,
+    /// The effective configuration, secrets redacted.
+    pub config_text: String,
 }
 
 /// The `/api/v1` routes, behind the token check.
@@ -47,6 +51,9 @@ pub fn routes(api: Arc<Api>) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/sessions", get(sessions))
+        .route("/api/v1/sources", get(sources))
+        .route("/api/v1/log", get(log))
+        .route("/api/v1/config", get(config))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/allocations/{relayed}", delete(end_allocation))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&api), authorize))
@@ -81,6 +88,56 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 async fn status(State(api): State<Arc<Api>>) -> Json<Value> {
     Json(status_value(&api))
+}
+
+/// `GET /api/v1/sources`'s answer: per client address, STUN figures from the data-plane
+/// workers and live TURN allocations with their relayed bytes, sorted by `sort`
+/// (`last_seen`, the default, `requests`, `errors`, `allocations`, `relayed_bytes`, `address`),
+/// most first.
+pub fn sources_value(api: &Api, sort: &str) -> Value {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    let mut rows: HashMap<IpAddr, (crate::telemetry::sources::SourceStats, u64, u64)> =
+        HashMap::new();
+    for (ip, s) in api.metrics.sources.snapshot() {
+        rows.entry(ip).or_default().0 = s;
+    }
+    for a in api
+        .turn
+        .as_ref()
+        .map(|b| b.allocations())
+        .unwrap_or_default()
+    {
+        let r = rows.entry(a.five.client.ip()).or_default();
+        r.1 += 1;
+        r.2 += a.relayed_bytes;
+    }
+    let mut rows: Vec<_> = rows.into_iter().collect();
+    rows.sort_by(|(ia, a), (ib, b)| match sort {
+        "requests" => b.0.requests.cmp(&a.0.requests),
+        "errors" => b.0.errors.cmp(&a.0.errors),
+        "allocations" => b.1.cmp(&a.1),
+        "relayed_bytes" => b.2.cmp(&a.2),
+        "address" => ia.cmp(ib),
+        _ => b.0.last_seen_ms.cmp(&a.0.last_seen_ms),
+    });
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|(ip, (s, allocations, bytes))| {
+            json!({
+                "address": ip.to_string(),
+                "last_seen_unix_ms": s.last_seen_ms,
+                "requests": s.requests,
+                "no_change": s.no_change,
+                "change_ip": s.change_ip,
+                "change_port": s.change_port,
+                "errors": s.errors,
+                "allocations": allocations,
+                "relayed_bytes": bytes,
+            })
+        })
+        .collect();
+    json!({ "sources": rows })
 }
 
 /// `GET /api/v1/status`'s answer.
@@ -156,6 +213,38 @@ pub async fn sessions_value(api: &Api) -> Result<Value, String> {
         "registrations": registrations,
         "calls": api.metrics.live().calls,
     }))
+}
+
+#[derive(serde::Deserialize)]
+struct Sort {
+    sort: Option<String>,
+}
+
+async fn sources(
+    State(api): State<Arc<Api>>,
+    axum::extract::Query(q): axum::extract::Query<Sort>,
+) -> Json<Value> {
+    Json(sources_value(
+        &api,
+        q.sort.as_deref().unwrap_or("last_seen"),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct LevelQuery {
+    level: Option<String>,
+}
+
+async fn log(
+    State(api): State<Arc<Api>>,
+    axum::extract::Query(q): axum::extract::Query<LevelQuery>,
+) -> Json<Value> {
+    let level = crate::telemetry::log_ring::parse_level(q.level.as_deref().unwrap_or("info"));
+    Json(json!({ "messages": api.log.entries(level) }))
+}
+
+async fn config(State(api): State<Arc<Api>>) -> Json<Value> {
+    Json(json!({ "config": api.config_text }))
 }
 
 async fn reload(State(api): State<Arc<Api>>) -> Response {

@@ -100,6 +100,7 @@ pub fn spawn_workers(
             .as_ref()
             .map(|b| PartnerWorker::new(Arc::clone(b), crate::runtime::seed::fresh_seed(), i == 0));
         let turn = turn.as_ref().map(|t| TurnWorker::new(t));
+        let sources = metrics.sources.join();
         let h = std::thread::Builder::new()
             .name(format!("stun-udp-{i}"))
             .spawn(move || {
@@ -110,6 +111,7 @@ pub fn spawn_workers(
                     turn,
                     batch,
                     counters: &counters,
+                    sources,
                 };
                 w.run(&shutdown);
             })
@@ -126,6 +128,7 @@ struct Worker<'a> {
     turn: Option<TurnWorker>,
     batch: usize,
     counters: &'a StunCounters,
+    sources: crate::telemetry::sources::SourceTable,
 }
 
 impl Worker<'_> {
@@ -191,6 +194,7 @@ impl Worker<'_> {
             if let Some(t) = self.turn.as_mut() {
                 t.tick(now);
             }
+            self.sources.publish_every_second(now.unix_millis());
             // A bounded share per ready socket per pass (one batch, a few for client-facing
             // sockets): a flood on one socket cannot starve the others, and shutdown is seen
             // within one pass (epoll is level-triggered, so what is left is reported again).
@@ -270,6 +274,8 @@ impl Worker<'_> {
                             &mut scratch,
                         );
                         self.counters.record(Transport::Udp, &outcome);
+                        self.sources
+                            .record(now.unix_millis(), d.source.ip(), local, &outcome);
                         let (len, from, to) = match outcome {
                             Outcome::Respond(r) => (r.len, r.from, r.to),
                             Outcome::Forward(m) => (m.len, m.from, m.to),

@@ -7,6 +7,7 @@ pub mod log_ring;
 mod prometheus;
 pub mod rtp;
 pub mod sip;
+pub mod sources;
 pub mod stream;
 pub mod stun;
 pub mod turn;
@@ -42,6 +43,8 @@ pub struct Metrics {
     pub admin_refused: std::sync::atomic::AtomicU64,
     /// Dashboard logins refused: a wrong password, or a source locked out.
     pub admin_login_failures: std::sync::atomic::AtomicU64,
+    /// Per-source statistics (the dashboard's table, not exposed as metrics).
+    pub sources: Arc<sources::Sources>,
 }
 
 /// The live gauges the API's status reports (what runs has `Some`).
@@ -69,6 +72,17 @@ impl Default for Metrics {
             rtp: Mutex::default(),
             admin_refused: Default::default(),
             admin_login_failures: Default::default(),
+            sources: Arc::new(sources::Sources::new(1000)),
+        }
+    }
+}
+
+impl Metrics {
+    /// Metrics whose per-source tables keep `source_table_size` addresses per worker.
+    pub fn new(source_table_size: usize) -> Metrics {
+        Metrics {
+            sources: Arc::new(sources::Sources::new(source_table_size)),
+            ..Metrics::default()
         }
     }
 }

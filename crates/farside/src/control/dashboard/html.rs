@@ -29,7 +29,7 @@ pub fn page(title: &str, session: &Session, body: &str) -> String {
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} - Farside</title><style>{STYLE}</style></head>\
          <body><header><strong>Farside</strong> &nbsp; <a href=\"/\">Overview</a><a href=\"/allocations\">Allocations</a>\
-         <a href=\"/registrations\">Registrations</a><a href=\"/log\">Log</a><a href=\"/users\">Users</a>\
+         <a href=\"/registrations\">Registrations</a><a href=\"/sources\">Sources</a><a href=\"/log\">Log</a><a href=\"/users\">Users</a>\
          <a href=\"/config\">Configuration</a><form class=\"inline\" method=\"post\" action=\"/logout\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Log out</button></form></header>\
          <main><h1>{t}</h1>{body}</main></body></html>",
@@ -55,9 +55,15 @@ pub fn login(error: Option<&str>) -> String {
 
 /// A table with `id`, `headers` and rows of cells (already HTML).
 pub fn table(id: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
+    let headers: Vec<String> = headers.iter().map(|h| esc(h)).collect();
+    table_raw(id, &headers, rows)
+}
+
+/// As [`table`], with headers already HTML (links).
+pub fn table_raw(id: &str, headers: &[String], rows: &[Vec<String>]) -> String {
     let mut s = format!("<table id=\"{}\"><thead><tr>", esc(id));
     for h in headers {
-        s.push_str(&format!("<th>{}</th>", esc(h)));
+        s.push_str(&format!("<th>{h}</th>"));
     }
     s.push_str("</tr></thead><tbody>");
     for r in rows {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::control::api::{self, Api};
-use crate::telemetry::log_ring::{LogRing, parse_level};
+use crate::telemetry::log_ring::parse_level;
 use auth::{Auth, COOKIE, Refused, Session};
 use html::{esc, page, table};
 
@@ -31,10 +31,6 @@ pub struct Dashboard {
     pub api: Arc<Api>,
     /// Logins.
     pub auth: Auth,
-    /// The last log messages.
-    pub log: Arc<LogRing>,
-    /// The effective configuration, secrets redacted.
-    pub config_text: String,
     /// The store (users).
     pub store_url: String,
     /// The realms a user is added to (`Config::user_realms`).
@@ -50,6 +46,7 @@ pub fn routes(d: Arc<Dashboard>) -> Router {
         .route("/allocations", get(allocations))
         .route("/allocations/end", post(end_allocation))
         .route("/registrations", get(registrations))
+        .route("/sources", get(sources))
         .route("/log", get(log))
         .route("/users", get(users))
         .route("/users/add", post(add_user))
@@ -318,6 +315,65 @@ async fn registrations(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> R
 }
 
 #[derive(Deserialize)]
+struct SortQuery {
+    sort: Option<String>,
+}
+
+async fn sources(
+    State(d): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Query(q): Query<SortQuery>,
+) -> Response {
+    let s = match session(&d, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let v = api::sources_value(&d.api, q.sort.as_deref().unwrap_or("last_seen"));
+    let now_ms = crate::runtime::clock::now().unix_millis();
+    let rows: Vec<Vec<String>> = v["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let seen = r["last_seen_unix_ms"].as_u64().unwrap_or(0);
+            vec![
+                esc(r["address"].as_str().unwrap_or("")),
+                if seen == 0 {
+                    "-".into()
+                } else {
+                    format!("{} s ago", now_ms.saturating_sub(seen) / 1000)
+                },
+                r["requests"].to_string(),
+                r["no_change"].to_string(),
+                r["change_ip"].to_string(),
+                r["change_port"].to_string(),
+                r["errors"].to_string(),
+                r["allocations"].to_string(),
+                r["relayed_bytes"].to_string(),
+            ]
+        })
+        .collect();
+    let sort_link = |key: &str, name: &str| format!("<a href=\"/sources?sort={key}\">{name}</a>");
+    let headers = [
+        sort_link("address", "address"),
+        sort_link("last_seen", "last seen"),
+        sort_link("requests", "requests"),
+        "no change".into(),
+        "change IP".into(),
+        "change port".into(),
+        sort_link("errors", "errors"),
+        sort_link("allocations", "TURN allocations"),
+        sort_link("relayed_bytes", "relayed bytes"),
+    ];
+    let mut body = format!(
+        "<p>{} addresses (per data-plane worker at most <code>admin.source_table_size</code>, the least recently seen dropped first; published once a second). Click a heading to sort.</p>",
+        rows.len()
+    );
+    body.push_str(&html::table_raw("sources", &headers, &rows));
+    Html(page("Sources", &s, &body)).into_response()
+}
+
+#[derive(Deserialize)]
 struct LogQuery {
     level: Option<String>,
 }
@@ -338,6 +394,7 @@ async fn log(
     }
     body.push_str("</p>");
     let rows: Vec<Vec<String>> = d
+        .api
         .log
         .entries(level)
         .iter()
@@ -456,7 +513,7 @@ async fn config(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response
     };
     let body = format!(
         "<p>As running (after what was taken from the host); secrets shown as <code>(redacted)</code>.</p><pre>{}</pre>",
-        esc(&d.config_text)
+        esc(&d.api.config_text)
     );
     Html(page("Configuration", &s, &body)).into_response()
 }
