@@ -150,6 +150,7 @@ fn main() -> ExitCode {
                 path: path_given,
                 running: config.clone(),
                 log: Some(log),
+                live: control::reload::Live::default(),
             };
             match start::run(config, from_defaults, reload, ring) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -26,7 +26,7 @@ const KERNEL_DROP_CHECK: Duration = Duration::from_secs(10);
 pub fn run(
     config: Config,
     from_defaults: bool,
-    reload: crate::control::reload::Reload,
+    mut reload: crate::control::reload::Reload,
     log: Arc<crate::telemetry::log_ring::LogRing>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -111,6 +111,7 @@ pub fn run(
     let sockets = udp::bind_all(&udp_addresses, workers, opts, &metrics)?;
     let credentials = credentials::from_store(&config)?;
     let turn = turn_shared(&config, credentials.clone())?;
+    reload.live.turn = turn.clone();
     if let Some(t) = &turn {
         metrics.register_turn(Arc::clone(&t.counters));
     }
@@ -230,7 +231,10 @@ pub fn run(
             Some(_) => rtp.policy(),
             None => farside_sip::media::RelayPolicy::Never,
         };
+        let settings = Arc::new(crate::runtime::versioned::Versioned::new(sip.settings()));
+        reload.live.sip = Some(Arc::clone(&settings));
         let shell = crate::sip::SipShell {
+            settings,
             server: sip.server(upstream, stun.software.clone(), policy),
             limits: sip.stream_limits(),
             stream_counters: {
@@ -395,22 +399,7 @@ fn turn_shared(
         Err(e) => tracing::warn!("S302 cannot raise the open-file limit: {e}"),
     }
     let (relay_v4, relay_v6) = t.relay_addresses(&config.stun);
-    let peer_policy = t.peer_policy();
-    let core = farside_turn::TurnConfig {
-        realm: t.realm.clone(),
-        default_lifetime: Duration::from_secs(t.default_lifetime),
-        max_lifetime: Duration::from_secs(t.max_lifetime),
-        nonce_lifetime: Duration::from_secs(t.nonce_lifetime),
-        // The server-wide limit is kept by the shared port pool (workers see only their own
-        // allocations); the core's check is a backstop.
-        max_allocations: t.max_allocations,
-        peer_policy,
-        max_bandwidth: t.max_bps / 8,
-        software: config.stun.software.clone(),
-        tcp_relay: t.tcp_relay,
-        max_tcp_connections: t.max_tcp_connections,
-        ..farside_turn::TurnConfig::default()
-    };
+    let core = t.core(config.stun.software.clone());
     tracing::info!(
         "S301 TURN on: realm {:?}, relaying from {} ports {first}-{last}, {} shared secrets in the configuration",
         t.realm,
@@ -423,6 +412,7 @@ fn turn_shared(
         t.auth_secrets.len()
     );
     Ok(Some(Arc::new(TurnShared {
+        settings: Arc::new(crate::runtime::versioned::Versioned::new(core.clone())),
         config: core,
         pool: Arc::new(PortPool::new(first, last, t.max_allocations)),
         relay_v4,

@@ -104,3 +104,192 @@ fn sighup_applies_the_log_level_names_the_rest_and_refuses_an_invalid_file() {
         "SIGHUP: same file 'nothing changed'; log.level applied live (a debug line appeared) and [stun] named for the next restart; an invalid file refused with its line while STUN kept answering",
     );
 }
+
+/// `farside reload` while coturn's `turnutils_uclient` relays and a SIPp phone is registered:
+/// a user's password changes (in the store) and a TURN limit and the keep-alive interval
+/// change (in the file). uclient's relay carries on to the end, the registration stays, the
+/// old password is refused and the new one accepted at the next authentication, and the new
+/// per-user limit answers 486 to one more allocation. An invalid file is then refused with its
+/// line and the limit stays.
+#[test]
+fn a_reload_changes_a_password_and_limits_while_uclient_relays_and_sipp_stays_registered() {
+    let test =
+        "a_reload_changes_a_password_and_limits_while_uclient_relays_and_sipp_stays_registered";
+    for tool in ["sipp", "turnutils_uclient", "turnutils_peer"] {
+        if !common::require_tool(test, tool) {
+            return;
+        }
+    }
+    let sip = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
+    let server = common::Server::start(
+        test,
+        common::ServerConfig::default().with_table(&format!(
+            "[turn]\nenabled = true\nallowed_peers = [\"127.0.0.0/8\"]\n\n\
+             [sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n"
+        )),
+    );
+    assert!(common::wait_until(Duration::from_secs(5), || server
+        .logs()
+        .contains("S010 running")));
+    server.cli(&["user", "add", "alice", "--password", "wonderland"]);
+    server.wait_for_log("S306 store changed");
+    let port = free_ports(&[LOCALHOST], 1);
+    let reg = common::run_tool(
+        "sipp",
+        &common::sipp::register(
+            "alice",
+            "wonderland",
+            "example.org",
+            "127.0.0.1",
+            port,
+            &sip.to_string(),
+            10,
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        reg.code(),
+        Some(0),
+        "{}\n{}",
+        reg.describe(),
+        server.describe()
+    );
+
+    // uclient: 600 messages 20 ms apart (12 s), through two allocations of alice's.
+    let peer_port = free_ports(&[LOCALHOST], 1);
+    let mut peer = Command::new("turnutils_peer")
+        .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let args: Vec<String> = [
+        "-u",
+        "alice",
+        "-w",
+        "wonderland",
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer_port.to_string(),
+        "-p",
+        &server.primary.port().to_string(),
+        "-n",
+        "600",
+        "-z",
+        "20",
+        "-c",
+        "127.0.0.1",
+    ]
+    .map(String::from)
+    .to_vec();
+    let uclient = std::thread::spawn(move || {
+        common::run_tool("turnutils_uclient", &args, Duration::from_secs(60))
+    });
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        common::counter(&server, "farside_turn_relayed_packets_total", "to_client") >= 20.0
+    }));
+
+    // The password (store) and two limits (file) change while it relays.
+    server.cli(&["user", "passwd", "alice", "--password", "new-password"]);
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .logs()
+            .matches("S306 store changed")
+            .count()
+            >= 2),
+        "{}",
+        server.describe()
+    );
+    let path = server.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let changed = text.replace(
+        "[turn]\nenabled = true\n",
+        "[turn]\nenabled = true\nmax_allocations_per_user = 2\n",
+    ) + "\n[sip.keepalive]\ninterval = \"40s\"\n";
+    std::fs::write(&path, &changed).unwrap();
+    let out = server.cli(&["reload"]);
+    assert!(
+        out.stdout.contains("turn.max_allocations_per_user")
+            && out.stdout.contains("sip.keepalive"),
+        "{}",
+        out.describe()
+    );
+    assert!(!out.stdout.contains("next restart"), "{}", out.describe());
+
+    // The next authentication: the old password is refused, the new one accepted, and
+    // alice, holding uclient's two allocations, is at the new limit: 486.
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let exchange = |msg: &[u8]| {
+        client.send_to(msg, server.primary).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = client.recv_from(&mut buf).expect("an answer");
+        stun::parse(&buf[..n]).expect("STUN")
+    };
+    let challenge = exchange(&common::turn::allocate_request(1, None));
+    let nonce = String::from_utf8(challenge.attr(0x0015).expect("NONCE").to_vec()).unwrap();
+    let old = exchange(&common::turn::allocate_request(
+        2,
+        Some(("alice", "wonderland", &nonce)),
+    ));
+    assert_eq!(
+        old.error_code(),
+        Some(401),
+        "the old password: {:?}",
+        old.attr_types()
+    );
+    let new = exchange(&common::turn::allocate_request(
+        3,
+        Some(("alice", "new-password", &nonce)),
+    ));
+    assert_eq!(new.error_code(), Some(486), "{}", server.describe());
+
+    // An invalid file: refused with its line; the limit stays.
+    std::fs::write(&path, format!("{changed}\nmax_aors = \"many\"\n")).unwrap();
+    let bad = common::run_tool(
+        env!("CARGO_BIN_EXE_farside"),
+        &[
+            "reload".into(),
+            "--config".into(),
+            path.display().to_string(),
+        ],
+        Duration::from_secs(20),
+    );
+    let line = changed.lines().count() + 2;
+    assert_ne!(bad.code(), Some(0), "{}", bad.describe());
+    assert!(
+        bad.stderr
+            .contains(&format!(":{line}: sip.keepalive.max_aors")),
+        "{}",
+        bad.describe()
+    );
+    std::fs::write(&path, &changed).unwrap();
+    let again = exchange(&common::turn::allocate_request(
+        4,
+        Some(("alice", "new-password", &nonce)),
+    ));
+    assert_eq!(again.error_code(), Some(486));
+
+    // uclient relayed to the end; the registration is still there.
+    let out = uclient.join().unwrap();
+    let _ = peer.kill();
+    let _ = peer.wait();
+    let all = out.all();
+    assert!(
+        all.contains("tot_send_msgs=600, tot_recv_msgs=600")
+            && all.contains("Total lost packets 0 "),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+    let sessions = server.cli(&["sessions"]).stdout;
+    assert!(sessions.contains("SIP registrations: 1"), "{sessions}");
+    common::note(
+        test,
+        "uclient 600/600 across the reload; old password 401, new one at the new per-user limit 486; registration kept",
+    );
+}

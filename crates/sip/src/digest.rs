@@ -261,6 +261,11 @@ impl std::fmt::Debug for Nonces {
 }
 
 impl Nonces {
+    /// A new lifetime (a reload); nonces given out are judged by it from now on.
+    pub fn set_lifetime(&mut self, lifetime: Duration) {
+        self.lifetime = lifetime;
+    }
+
     /// Nonces signed with `key` (random, kept by the server), valid for `lifetime`.
     pub fn new(key: [u8; 32], lifetime: Duration) -> Self {
         Nonces {

@@ -94,6 +94,11 @@ impl Keepalives {
         }
     }
 
+    /// New settings (a reload); every binding's count of missed pings stays.
+    pub fn set_config(&mut self, config: KeepaliveConfig) {
+        self.config = config;
+    }
+
     /// The pings due between the last call and `now`, and the bindings found unreachable.
     pub fn poll(&mut self, now: Timestamp, registrar: &Registrar) -> Round {
         let now_ms = now.unix_millis();

@@ -155,6 +155,16 @@ pub struct Registrar {
 }
 
 impl Registrar {
+    /// New settings (a reload): expiries, limits, algorithms, the nonce lifetime apply from
+    /// the next REGISTER; the domain and realm stay (they change only with a restart).
+    /// Bindings stay.
+    pub fn set_config(&mut self, mut config: RegistrarConfig) {
+        config.domain = std::mem::take(&mut self.config.domain);
+        config.realm = std::mem::take(&mut self.config.realm);
+        self.nonces.set_lifetime(config.nonce_lifetime);
+        self.config = config;
+    }
+
     /// A registrar signing nonces with `nonce_key` (random, per server).
     pub fn new(config: RegistrarConfig, nonce_key: [u8; 32]) -> Self {
         let nonces = Nonces::new(nonce_key, config.nonce_lifetime);

@@ -324,6 +324,22 @@ impl SipServer {
         }
     }
 
+    /// New registrar and keep-alive settings (a reload); registrations, dialogs and
+    /// transactions stay. Keep-alives turned on start with the next round; turned off, they
+    /// stop.
+    pub fn set_settings(
+        &mut self,
+        registrar: crate::registrar::RegistrarConfig,
+        keepalive: Option<KeepaliveConfig>,
+        seed: u64,
+    ) {
+        self.registrar.set_config(registrar);
+        match (&mut self.keepalives, keepalive) {
+            (Some(k), Some(c)) => k.set_config(c),
+            (slot, c) => *slot = c.map(|c| Keepalives::new(c, seed)),
+        }
+    }
+
     /// The users REGISTERs authenticate against (replaced whole when the store changes).
     pub fn set_users(&mut self, users: Arc<dyn Users + Send + Sync>) {
         self.users = users;

@@ -27,8 +27,8 @@ const SHARDS: usize = 64;
 /// Server-wide quotas, shared by every worker (behind an `Arc`).
 #[derive(Debug)]
 pub struct Quotas {
-    max_allocations_per_user: usize,
-    failures_per_minute: u32,
+    max_allocations_per_user: std::sync::atomic::AtomicUsize,
+    failures_per_minute: std::sync::atomic::AtomicU32,
     hasher: RandomState,
     /// Live allocations per (realm, username).
     per_user: [Mutex<HashMap<(String, String), usize>>; SHARDS],
@@ -42,18 +42,32 @@ impl Quotas {
     /// are dropped for the rest of the minute.
     pub fn new(max_allocations_per_user: usize, failures_per_minute: u32) -> Self {
         Quotas {
-            max_allocations_per_user,
-            failures_per_minute,
+            max_allocations_per_user: max_allocations_per_user.into(),
+            failures_per_minute: failures_per_minute.into(),
             hasher: RandomState::new(),
             per_user: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             failures: std::array::from_fn(|_| Mutex::new(HashMap::new())),
         }
     }
 
+    /// New limits (a reload); allocations held now stay, even above a lowered limit.
+    pub fn set_limits(&self, max_allocations_per_user: usize, failures_per_minute: u32) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.max_allocations_per_user
+            .store(max_allocations_per_user, Relaxed);
+        self.failures_per_minute.store(failures_per_minute, Relaxed);
+    }
+
+    fn max_per_user(&self) -> usize {
+        self.max_allocations_per_user
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether `user` may take one more allocation (a check only; see
     /// [`Quotas::take_allocation`]).
     pub fn allocation_allowed(&self, realm: &str, username: &str) -> bool {
-        if self.max_allocations_per_user == 0 {
+        let max = self.max_per_user();
+        if max == 0 {
             return true;
         }
         let key = (realm.to_owned(), username.to_owned());
@@ -61,7 +75,7 @@ impl Quotas {
             .get(&key)
             .copied()
             .unwrap_or(0);
-        held < self.max_allocations_per_user
+        held < max
     }
 
     /// Takes one of `user`'s allocations; `false` (nothing taken) when the user holds the
@@ -70,7 +84,8 @@ impl Quotas {
         let key = (realm.to_owned(), username.to_owned());
         let mut shard = lock(self.shard(&self.per_user, &key));
         let held = shard.entry(key).or_insert(0);
-        if self.max_allocations_per_user > 0 && *held >= self.max_allocations_per_user {
+        let max = self.max_per_user();
+        if max > 0 && *held >= max {
             return false;
         }
         *held += 1;
@@ -94,7 +109,10 @@ impl Quotas {
         lock(self.shard(&self.failures, &source))
             .get(&source)
             .is_some_and(|&(n, since)| {
-                n >= self.failures_per_minute && now.duration_since(since) < FAILURE_WINDOW
+                n >= self
+                    .failures_per_minute
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    && now.duration_since(since) < FAILURE_WINDOW
             })
     }
 

@@ -94,6 +94,12 @@ impl TurnServer {
         }
     }
 
+    /// Replaces the settings (a reload): limits, lifetimes, the peer policy, the bandwidth
+    /// cap apply from the next request; allocations, permissions and channels stay.
+    pub fn set_config(&mut self, config: TurnConfig) {
+        self.config = config;
+    }
+
     /// Replaces the credentials (the store changed); existing allocations stay.
     pub fn set_credentials(&mut self, credentials: Arc<Credentials>) {
         self.credentials = credentials;

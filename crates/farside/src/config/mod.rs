@@ -6,6 +6,7 @@
 
 mod admin;
 pub mod host;
+pub mod live;
 mod log;
 pub mod rtp;
 pub mod sip;

@@ -320,6 +320,14 @@ impl SipConfig {
         }
     }
 
+    /// What a reload may change in the running SIP server.
+    pub fn settings(&self) -> crate::sip::SipSettings {
+        crate::sip::SipSettings {
+            registrar: self.registrar(),
+            keepalive: self.keepalive(),
+        }
+    }
+
     /// The keep-alive settings, `None` when keep-alives are off.
     pub fn keepalive(&self) -> Option<KeepaliveConfig> {
         let k = &self.keepalive;

@@ -92,6 +92,26 @@ impl TurnConfigFile {
         (pick(true), pick(false))
     }
 
+    /// The TURN core's settings; `software` is `stun.software`.
+    pub fn core(&self, software: Option<String>) -> farside_turn::TurnConfig {
+        use std::time::Duration;
+        farside_turn::TurnConfig {
+            realm: self.realm.clone(),
+            default_lifetime: Duration::from_secs(self.default_lifetime),
+            max_lifetime: Duration::from_secs(self.max_lifetime),
+            nonce_lifetime: Duration::from_secs(self.nonce_lifetime),
+            // The server-wide limit is kept by the shared port pool (workers see only their
+            // own allocations); the core's check is a backstop.
+            max_allocations: self.max_allocations,
+            peer_policy: self.peer_policy(),
+            max_bandwidth: self.max_bps / 8,
+            software,
+            tcp_relay: self.tcp_relay,
+            max_tcp_connections: self.max_tcp_connections,
+            ..farside_turn::TurnConfig::default()
+        }
+    }
+
     /// The peer policy from `allowed_peers` and `denied_peers`.
     pub fn peer_policy(&self) -> farside_turn::PeerPolicy {
         peer_policy(&self.allowed_peers, &self.denied_peers)

@@ -2,44 +2,15 @@
 //! read from the store at start, published to all of them, and published again when the store
 //! changes (a watcher thread polls its generation).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use farside_turn::Credentials;
 
 use crate::config::Config;
-use crate::runtime::lock::lock;
 
 /// The credentials all workers use, replaced as a whole when the store changes.
-#[derive(Debug, Default)]
-pub struct CredentialsCell {
-    generation: AtomicU64,
-    current: Mutex<Arc<Credentials>>,
-}
-
-impl CredentialsCell {
-    /// Publishes a new set; workers pick it up on their next pass.
-    pub fn publish(&self, credentials: Credentials) {
-        *lock(&self.current) = Arc::new(credentials);
-        self.generation.fetch_add(1, Relaxed);
-    }
-
-    /// The current set.
-    pub fn load(&self) -> Arc<Credentials> {
-        Arc::clone(&lock(&self.current))
-    }
-
-    /// The current set if it was published since `seen` (which is updated).
-    pub fn newer_than(&self, seen: &mut u64) -> Option<Arc<Credentials>> {
-        let g = self.generation.load(Relaxed);
-        if g == *seen {
-            return None;
-        }
-        *seen = g;
-        Some(self.load())
-    }
-}
+pub type CredentialsCell = crate::runtime::versioned::Versioned<Credentials>;
 
 /// The users and secrets of the store (for TURN and SIP), kept current by a watcher thread;
 /// `None` when neither is on.

@@ -3,9 +3,11 @@
 //!
 //! - A file that does not load (unreadable, bad TOML, a value that cannot work) is refused as a
 //!   whole and logged with its line (S007); the running configuration stays, untouched.
-//! - A valid file's `log.level` applies at once (unless `RUST_LOG` overrides it, as at start).
-//!   Every other section that changed is named in the log as taking effect at the next
-//!   restart (S006): listeners, limits and the rest are built once, at start.
+//! - From a valid file, `log.level` applies at once (unless `RUST_LOG` overrides it, as at
+//!   start), and so do the live keys of `config/live.rs` (TURN's and the registrar's limits,
+//!   lifetimes, peer policy, keep-alives): workers take them between packets; allocations,
+//!   registrations and calls stay. Every other section that changed is named in the log as
+//!   taking effect at the next restart (S006): listeners and addresses are built once.
 //! - Users and shared secrets are not in the file: they live in the store and every running
 //!   server picks their changes up by itself within a second (S306), as it does new TLS
 //!   certificates (S309, `net/tls_reload.rs`).
@@ -36,6 +38,17 @@ pub struct Reload {
     pub running: Config,
     /// The log filter, if logging was set up with one.
     pub log: Option<LogFilter>,
+    /// Where live keys go, filled in by the start as parts come up.
+    pub live: Live,
+}
+
+/// The running parts a reload hands live keys to.
+#[derive(Default)]
+pub struct Live {
+    /// TURN's workers' settings, quotas and port pool.
+    pub turn: Option<std::sync::Arc<crate::dataplane::turn::TurnShared>>,
+    /// The SIP server's registrar and keep-alive settings.
+    pub sip: Option<std::sync::Arc<crate::runtime::versioned::Versioned<crate::sip::SipSettings>>>,
 }
 
 impl Reload {
@@ -71,6 +84,9 @@ impl Reload {
                 }
             }
         }
+        let live = crate::config::live::adopt(&mut self.running, &new);
+        self.hand_over(&live);
+        applied.extend(live);
         let (old, newer) = (&self.running, &new);
         let restart: Vec<&'static str> = [
             ("[stun]", old.stun != newer.stun),
@@ -105,5 +121,22 @@ impl Reload {
             ),
         }
         Ok(Outcome { applied, restart })
+    }
+
+    /// Gives the running parts the live keys just adopted (`changed` names them).
+    fn hand_over(&self, changed: &[&'static str]) {
+        use crate::config::live::touches;
+        let r = &self.running;
+        if let Some(t) = self.live.turn.as_ref().filter(|_| touches(changed, "turn")) {
+            t.settings.publish(r.turn.core(r.stun.software.clone()));
+            t.quotas.set_limits(
+                r.turn.max_allocations_per_user,
+                r.turn.auth_failures_per_minute,
+            );
+            t.pool.set_max(r.turn.max_allocations);
+        }
+        if let Some(s) = self.live.sip.as_ref().filter(|_| touches(changed, "sip")) {
+            s.publish(r.sip.settings());
+        }
     }
 }

@@ -22,7 +22,7 @@ const MAX_BIND_TRIES: usize = 64;
 pub struct PortPool {
     first: u16,
     last: u16,
-    max: usize,
+    max: std::sync::atomic::AtomicUsize,
     state: Mutex<PoolState>,
 }
 
@@ -47,13 +47,18 @@ impl PortPool {
         PortPool {
             first,
             last,
-            max,
+            max: max.into(),
             state: Mutex::new(PoolState {
                 used: HashSet::new(),
                 next: first,
                 reserved: HashMap::new(),
             }),
         }
+    }
+
+    /// A new server-wide allocation limit (a reload); allocations held now stay.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Ports in use now.
@@ -155,7 +160,7 @@ impl PortPool {
         bind: impl Fn(SocketAddr) -> std::io::Result<S>,
     ) -> Result<(SocketAddr, S), RelayError> {
         let mut st = lock(&self.state);
-        if st.used.len() >= self.max {
+        if st.used.len() >= self.max.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(RelayError::Quota);
         }
         let span = u32::from(self.last - self.first) + 1;

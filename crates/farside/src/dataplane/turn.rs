@@ -47,8 +47,10 @@ pub enum TcpAction {
 /// What the TURN workers share.
 #[derive(Debug)]
 pub struct TurnShared {
-    /// The core's settings (per-worker limits already divided).
+    /// The core's settings at start.
     pub config: TurnConfig,
+    /// The core's settings as a reload replaces them.
+    pub settings: Arc<crate::runtime::versioned::Versioned<TurnConfig>>,
     /// The relay port range.
     pub pool: Arc<PortPool>,
     /// IPv4 relay address.
@@ -77,6 +79,8 @@ pub struct TurnWorker {
     last_expire: Timestamp,
     counters: Arc<TurnCounters>,
     board: Arc<crate::control::sessions::WorkerBoard>,
+    settings: Arc<crate::runtime::versioned::Versioned<TurnConfig>>,
+    settings_seen: u64,
     /// Output buffer for the core.
     pub out: Vec<u8>,
     /// Datagrams from relay sockets, taken with one `recvmmsg` per readable socket.
@@ -118,6 +122,8 @@ impl TurnWorker {
             last_expire: now,
             counters,
             board: shared.board.join(),
+            settings: Arc::clone(&shared.settings),
+            settings_seen: 0,
             out: vec![0u8; TURN_OUT],
             rx: farside_io::RecvBatch::new(RELAY_BATCH, MAX_RELAYED),
             action: None,
@@ -132,6 +138,9 @@ impl TurnWorker {
     pub fn tick(&mut self, now: Timestamp) {
         if let Some(c) = self.cell.newer_than(&mut self.seen) {
             self.server.set_credentials(c);
+        }
+        if let Some(c) = self.settings.newer_than(&mut self.settings_seen) {
+            self.server.set_config((*c).clone());
         }
         if now.duration_since(self.last_expire) >= Duration::from_secs(1) {
             self.last_expire = now;

@@ -4,4 +4,4 @@
 mod registrations;
 mod thread;
 
-pub use thread::{SipShell, spawn};
+pub use thread::{SipSettings, SipShell, spawn};

@@ -27,6 +27,7 @@ use crate::control::credentials::CredentialsCell;
 use crate::net::stream::{self, After, Kind, Pool, Urgency};
 use crate::net::tls_reload::TlsFiles;
 use crate::runtime::clock;
+use crate::runtime::versioned::Versioned;
 use crate::telemetry::sip::SipCounters;
 use crate::telemetry::stream::StreamCounters;
 
@@ -60,6 +61,8 @@ impl Users for StoreUsers {
 pub struct SipShell {
     /// The server's settings (its listeners among them).
     pub server: SipServerConfig,
+    /// The registrar and keep-alive settings a reload replaces.
+    pub settings: Arc<Versioned<SipSettings>>,
     /// The limits of its connections.
     pub limits: stream::Limits,
     /// Its connections' counters.
@@ -70,6 +73,16 @@ pub struct SipShell {
     pub store_url: String,
     /// The RTP relay the server's calls are relayed through, if it runs.
     pub relay: Option<Box<dyn farside_sip::media::MediaRelay + Send>>,
+}
+
+/// What a reload may change in the running SIP server: the registrar's settings (but its
+/// domain and realm) and the keep-alives'.
+#[derive(Debug, Clone)]
+pub struct SipSettings {
+    /// The registrar's settings.
+    pub registrar: farside_sip::registrar::RegistrarConfig,
+    /// The keep-alives' settings, `None` when off.
+    pub keepalive: Option<farside_sip::keepalive::KeepaliveConfig>,
 }
 
 /// Binds the listeners, restores the registrations the store holds, and starts the thread (and
@@ -134,6 +147,7 @@ pub fn spawn(
         flow_tokens: key("sip-flow-tokens")?,
     };
     let mut server = SipServer::new(config, keys, crate::runtime::seed::fresh_seed());
+    let settings = shell.settings;
     if let Some(relay) = shell.relay {
         server.set_media_relay(relay);
     }
@@ -158,6 +172,8 @@ pub fn spawn(
                 server,
                 credentials,
                 credentials_seen: 0,
+                settings,
+                settings_seen: 0,
                 writer,
                 counters,
                 last_malformed_log: None,
@@ -182,6 +198,8 @@ struct SipThread {
     server: SipServer,
     credentials: Arc<CredentialsCell>,
     credentials_seen: u64,
+    settings: Arc<Versioned<SipSettings>>,
+    settings_seen: u64,
     writer: SyncSender<Change>,
     counters: Arc<SipCounters>,
     /// When a malformed message was last logged (at most one a second).
@@ -313,6 +331,14 @@ impl SipThread {
     fn refresh_users(&mut self) {
         if let Some(c) = self.credentials.newer_than(&mut self.credentials_seen) {
             self.server.set_users(Arc::new(StoreUsers(c)));
+        }
+        if let Some(s) = self.settings.newer_than(&mut self.settings_seen) {
+            self.server.set_settings(
+                s.registrar.clone(),
+                s.keepalive.clone(),
+                crate::runtime::seed::fresh_seed(),
+            );
+            tracing::debug!("S416 SIP registrar and keep-alive settings reloaded");
         }
     }
 
