@@ -205,6 +205,7 @@ pub fn run(
             None => sip_link = None,
         }
     }
+    let mut sip_board = None;
     if let (true, Some(cell)) = (sip_on, &credentials) {
         let sip = &config.sip;
         // Edge mode: the upstream's name is looked up once, at start.
@@ -233,7 +234,10 @@ pub fn run(
         };
         let settings = Arc::new(crate::runtime::versioned::Versioned::new(sip.settings()));
         reload.live.sip = Some(Arc::clone(&settings));
+        let board = Arc::new(crate::control::sessions::SipBoard::default());
+        sip_board = Some(Arc::clone(&board));
         let shell = crate::sip::SipShell {
+            board,
             settings,
             server: sip.server(upstream, stun.software.clone(), policy),
             limits: sip.stream_limits(),
@@ -336,9 +340,12 @@ pub fn run(
             metrics: Arc::clone(&metrics),
             turn: turn.as_ref().map(|t| Arc::clone(&t.board)),
             registrations_from: sip_on.then(|| config.store.url.clone()),
+            sip: sip_board,
             reload: Arc::clone(&reload),
             log: Arc::clone(&log),
             config_text: crate::control::dashboard::redacted(&config),
+            store_url: config.store.url.clone(),
+            realms: config.user_realms(),
         });
         let dashboard = Arc::new(crate::control::dashboard::Dashboard {
             api: Arc::clone(&api),
@@ -346,8 +353,6 @@ pub fn run(
                 config.store.url.clone(),
                 one_time.map(|(p, _)| p),
             ),
-            store_url: config.store.url.clone(),
-            realms: config.user_realms(),
         });
         runtime.spawn(admin::serve(listener, Arc::clone(&metrics), api, dashboard));
     }

@@ -15,8 +15,8 @@ use common::{LOCALHOST, Server, ServerConfig, require_tool, run_tool, turn};
 const DOMAIN: &str = "example.org";
 
 #[test]
-fn the_api_lists_an_allocation_and_a_registration_and_ends_the_allocation() {
-    let test = "the_api_lists_an_allocation_and_a_registration_and_ends_the_allocation";
+fn the_api_lists_and_ends_sessions_and_manages_users_and_secrets() {
+    let test = "the_api_lists_and_ends_sessions_and_manages_users_and_secrets";
     if !require_tool(test, "sipp") {
         return;
     }
@@ -165,6 +165,71 @@ fn the_api_lists_an_allocation_and_a_registration_and_ends_the_allocation() {
     .expect("http");
     // Published again within a second: then it is not found.
     assert!(code == 404 || code == 202);
+
+    // Users and secrets through the API; the server takes them from the store.
+    let t = token.trim();
+    let (code, body) = common::http_json(
+        server.admin,
+        "POST",
+        "/api/v1/users",
+        t,
+        r#"{"name":"bob","password":"builder"}"#,
+    )
+    .expect("http");
+    assert_eq!(code, 201, "{body}");
+    let (_, body) =
+        common::http_request(server.admin, "GET", "/api/v1/users", Some(t)).expect("http");
+    assert!(body.contains("\"bob\""), "{body}");
+    let (code, _) =
+        common::http_request(server.admin, "DELETE", "/api/v1/users/bob", Some(t)).expect("http");
+    assert_eq!(code, 200);
+    let (code, body) =
+        common::http_json(server.admin, "POST", "/api/v1/secrets", t, "{}").expect("http");
+    assert_eq!(code, 201, "{body}");
+    let made: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let secret = made["secret"]
+        .as_str()
+        .expect("a secret made here, shown once");
+    assert_eq!(secret.len(), 64);
+    let (_, body) =
+        common::http_request(server.admin, "GET", "/api/v1/secrets", Some(t)).expect("http");
+    assert!(
+        body.contains(&secret[..4]) && !body.contains(secret),
+        "masked: {body}"
+    );
+    let (code, _) = common::http_request(
+        server.admin,
+        "DELETE",
+        &format!("/api/v1/secrets/{}", made["id"]),
+        Some(t),
+    )
+    .expect("http");
+    assert_eq!(code, 200);
+
+    // The operator removes alice's registration: gone from the store within a second.
+    let contact = sessions["registrations"][0]["contact"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let query = format!(
+        "/api/v1/registrations?aor=sip:alice@{DOMAIN}&contact={}",
+        contact.replace(':', "%3A").replace('@', "%40")
+    );
+    let (code, body) = common::http_request(server.admin, "DELETE", &query, Some(t)).expect("http");
+    assert_eq!(code, 202, "{body}");
+    assert!(
+        common::wait_until(Duration::from_secs(5), || server
+            .cli(&["sessions", "--json"])
+            .stdout
+            .contains("\"registrations\":[]")),
+        "{}",
+        server.describe()
+    );
+    assert!(
+        server.logs().contains("S417 sip:alice@example.org"),
+        "{}",
+        server.describe()
+    );
 
     // A reload through the API: a changed log level applies; an invalid file is refused with
     // its line, and the server runs on.

@@ -324,6 +324,17 @@ impl SipServer {
         }
     }
 
+    /// Removes one binding at an operator's request; the store hears of it with the next
+    /// events. Returns whether there was one. The phone is reached no more until it
+    /// registers again (its next refresh, or a restart).
+    pub fn remove_binding(&mut self, aor: &str, contact: &str) -> bool {
+        let removed = self.registrar.remove_binding(aor, contact);
+        if removed {
+            self.take_changed(false);
+        }
+        removed
+    }
+
     /// New registrar and keep-alive settings (a reload); registrations, dialogs and
     /// transactions stay. Keep-alives turned on start with the next round; turned off, they
     /// stop.

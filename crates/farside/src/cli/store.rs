@@ -1,7 +1,7 @@
 //! `farside user …` and `farside secret …`: manage the store the server uses (found through
 //! `--config`). A running server picks the change up within a second.
 
-use std::io::{BufRead as _, Read as _};
+use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -168,17 +168,6 @@ fn password(p: &UserPassword) -> Result<String, String> {
     }
 }
 
-/// 32 bytes from the kernel's random source, as 64 hex digits. Not `seed::fresh_seed`: std's
-/// `RandomState` draws its keys once per thread and then counts up, so several seeds hold at
-/// most 128 bits of entropy, and a long-lived HMAC key deserves its full 256.
-fn random_secret() -> Result<String, String> {
-    let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut key))
-        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
-    Ok(base16ct::lower::encode_string(&key))
-}
-
 /// Unix seconds as an RFC 3339 UTC time, `2026-11-21T17:54:35Z` (Howard Hinnant's
 /// days-to-civil algorithm, proleptic Gregorian calendar).
 fn utc(t: i64) -> String {
@@ -308,7 +297,8 @@ pub fn secret(cmd: SecretCommand, args: &StoreArgs) -> ExitCode {
             SecretCommand::Add { secret, generate } => {
                 let secret = match secret {
                     Some(s) => s,
-                    None => random_secret()?,
+                    None => crate::runtime::seed::random_hex()
+                        .map_err(|e| format!("no randomness: {e}"))?,
                 };
                 let id = store.add_secret(&secret).map_err(|e| e.to_string())?;
                 Ok(if generate {

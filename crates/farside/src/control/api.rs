@@ -38,12 +38,18 @@ pub struct Api {
     pub turn: Option<Arc<TurnBoard>>,
     /// The store, for the SIP registrations it holds, when SIP runs.
     pub registrations_from: Option<String>,
+    /// Where registration removals go, when SIP runs.
+    pub sip: Option<Arc<crate::control::sessions::SipBoard>>,
     /// The reload a `POST /api/v1/reload` runs (the one SIGHUP runs).
     pub reload: Arc<Mutex<Reload>>,
     /// The last log messages.
     pub log: Arc<crate::telemetry::log_ring::LogRing>,
     /// The effective configuration, secrets redacted.
     pub config_text: String,
+    /// The store (users and secrets).
+    pub store_url: String,
+    /// The realms a user is added to (`Config::user_realms`).
+    pub realms: Vec<String>,
 }
 
 /// The `/api/v1` routes, behind the token check.
@@ -56,6 +62,11 @@ pub fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/config", get(config))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/allocations/{relayed}", delete(end_allocation))
+        .route("/api/v1/registrations", delete(remove_registration))
+        .route("/api/v1/users", get(list_users).post(add_user))
+        .route("/api/v1/users/{name}", delete(remove_user))
+        .route("/api/v1/secrets", get(list_secrets).post(add_secret))
+        .route("/api/v1/secrets/{id}", delete(remove_secret))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&api), authorize))
         .with_state(api)
 }
@@ -280,6 +291,110 @@ async fn end_allocation(State(api): State<Arc<Api>>, Path(relayed): Path<String>
         )
             .into_response(),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct BindingQuery {
+    aor: String,
+    contact: String,
+}
+
+async fn remove_registration(
+    State(api): State<Arc<Api>>,
+    axum::extract::Query(q): axum::extract::Query<BindingQuery>,
+) -> Response {
+    match &api.sip {
+        Some(board) => {
+            board.remove(q.aor.clone(), q.contact.clone());
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"removing": {"aor": q.aor, "contact": q.contact}})),
+            )
+                .into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "SIP does not run here"})),
+        )
+            .into_response(),
+    }
+}
+
+/// Runs a blocking store job; its answer, or 400 with its error.
+async fn store_job<T: serde::Serialize + Send + 'static>(
+    ok: StatusCode,
+    job: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(job).await {
+        Ok(Ok(v)) => (ok, Json(json!(v))).into_response(),
+        Ok(Err(why)) => (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response(),
+        Err(e) => failure(e.to_string()),
+    }
+}
+
+async fn list_users(State(api): State<Arc<Api>>) -> Response {
+    let url = api.store_url.clone();
+    store_job(StatusCode::OK, move || {
+        let (users, _) = crate::control::users::list(&url)?;
+        Ok(json!({"users": users.iter().map(|u| json!({"realm": u.realm, "name": u.name, "created_unix": u.created})).collect::<Vec<_>>()}))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct NewUser {
+    name: String,
+    password: String,
+}
+
+async fn add_user(State(api): State<Arc<Api>>, Json(u): Json<NewUser>) -> Response {
+    store_job(StatusCode::CREATED, move || {
+        crate::control::users::add_user(&api.store_url, &api.realms, &u.name, &u.password)?;
+        Ok(json!({"added": u.name, "realms": api.realms}))
+    })
+    .await
+}
+
+async fn remove_user(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
+    store_job(
+        StatusCode::OK,
+        move || match crate::control::users::remove_user(&api.store_url, &name)? {
+            0 => Err(format!("no user {name}")),
+            n => Ok(json!({"removed": name, "realms": n})),
+        },
+    )
+    .await
+}
+
+async fn list_secrets(State(api): State<Arc<Api>>) -> Response {
+    let url = api.store_url.clone();
+    store_job(StatusCode::OK, move || {
+        let (_, secrets) = crate::control::users::list(&url)?;
+        Ok(json!({"secrets": secrets.iter().map(|s| json!({"id": s.id, "masked": s.masked, "created_unix": s.created})).collect::<Vec<_>>()}))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct NewSecret {
+    /// The secret; a random one is made (and returned once) without it.
+    secret: Option<String>,
+}
+
+async fn add_secret(State(api): State<Arc<Api>>, Json(n): Json<NewSecret>) -> Response {
+    store_job(StatusCode::CREATED, move || {
+        let (id, made) = crate::control::users::add_secret(&api.store_url, n.secret)?;
+        Ok(json!({"id": id, "secret": made}))
+    })
+    .await
+}
+
+async fn remove_secret(State(api): State<Arc<Api>>, Path(id): Path<i64>) -> Response {
+    store_job(StatusCode::OK, move || {
+        crate::control::users::remove_secret(&api.store_url, id)?;
+        Ok(json!({"removed": id}))
+    })
+    .await
 }
 
 fn failure(why: String) -> Response {

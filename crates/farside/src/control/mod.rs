@@ -8,3 +8,4 @@ pub mod dashboard;
 pub mod reload;
 pub mod sessions;
 pub mod token;
+pub mod users;

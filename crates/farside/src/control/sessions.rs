@@ -1,4 +1,5 @@
-//! What the admin API and dashboard see of TURN allocations, and how an operator ends one.
+//! What the admin API and dashboard see of TURN allocations, and how an operator ends one or
+//! removes a SIP registration.
 //!
 //! Allocations live in each data-plane worker's core, which no other thread may touch. So each
 //! worker publishes a snapshot of its allocations here about once a second (with its expiry
@@ -56,6 +57,28 @@ impl TurnBoard {
             }
         }
         false
+    }
+}
+
+/// Registrations an operator asked to remove, for the SIP thread to take between messages.
+#[derive(Debug, Default)]
+pub struct SipBoard {
+    to_remove: Mutex<Vec<(String, String)>>,
+}
+
+impl SipBoard {
+    /// Asks the SIP thread to remove `contact`'s binding of `aor`.
+    pub fn remove(&self, aor: String, contact: String) {
+        let mut q = lock(&self.to_remove);
+        // Bounded: an operator's clicks, not traffic; beyond this they wait for the next.
+        if q.len() < 1024 {
+            q.push((aor, contact));
+        }
+    }
+
+    /// The removals asked for since the last call.
+    pub fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *lock(&self.to_remove))
     }
 }
 

@@ -37,9 +37,8 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<String> {
         }
         Err(_) => {}
     }
-    let mut bytes = [0u8; 32];
-    farside_io::random_bytes(&mut bytes).context("S013 no randomness for the admin token")?;
-    let token = base16ct::lower::encode_string(&bytes);
+    let token =
+        crate::runtime::seed::random_hex().context("S013 no randomness for the admin token")?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("S013 cannot create {}", dir.display()))?;

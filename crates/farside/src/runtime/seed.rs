@@ -1,4 +1,4 @@
-//! Seeds for the sans-IO cores' generators.
+//! Seeds for the sans-IO cores' generators, and secrets made for operators.
 
 /// 64 bits from the kernel's CSPRNG (`getrandom(2)`), fresh for each use: STUN transaction ids,
 /// partner nonces and TURN reservation tokens must not repeat or be guessable (RFC 8489 §6).
@@ -13,6 +13,15 @@ pub fn fresh_seed() -> u64 {
         return h.finish();
     }
     u64::from_le_bytes(b)
+}
+
+/// 32 bytes straight from the kernel's CSPRNG as 64 hex digits: a shared secret, the API
+/// token, a session id. An error (no `getrandom(2)`) rather than a weaker fallback: these are
+/// long-lived secrets.
+pub fn random_hex() -> std::io::Result<String> {
+    let mut b = [0u8; 32];
+    farside_io::random_bytes(&mut b)?;
+    Ok(base16ct::lower::encode_string(&b))
 }
 
 /// 32 random bytes: a key to sign TURN and SIP nonces or flow tokens with.

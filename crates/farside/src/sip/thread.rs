@@ -63,6 +63,8 @@ pub struct SipShell {
     pub server: SipServerConfig,
     /// The registrar and keep-alive settings a reload replaces.
     pub settings: Arc<Versioned<SipSettings>>,
+    /// Registrations an operator asked to remove.
+    pub board: Arc<crate::control::sessions::SipBoard>,
     /// The limits of its connections.
     pub limits: stream::Limits,
     /// Its connections' counters.
@@ -148,6 +150,7 @@ pub fn spawn(
     };
     let mut server = SipServer::new(config, keys, crate::runtime::seed::fresh_seed());
     let settings = shell.settings;
+    let board = shell.board;
     if let Some(relay) = shell.relay {
         server.set_media_relay(relay);
     }
@@ -174,6 +177,7 @@ pub fn spawn(
                 credentials_seen: 0,
                 settings,
                 settings_seen: 0,
+                board,
                 writer,
                 counters,
                 last_malformed_log: None,
@@ -200,6 +204,7 @@ struct SipThread {
     credentials_seen: u64,
     settings: Arc<Versioned<SipSettings>>,
     settings_seen: u64,
+    board: Arc<crate::control::sessions::SipBoard>,
     writer: SyncSender<Change>,
     counters: Arc<SipCounters>,
     /// When a malformed message was last logged (at most one a second).
@@ -339,6 +344,11 @@ impl SipThread {
                 crate::runtime::seed::fresh_seed(),
             );
             tracing::debug!("S416 SIP registrar and keep-alive settings reloaded");
+        }
+        for (aor, contact) in self.board.take() {
+            if self.server.remove_binding(&aor, &contact) {
+                tracing::info!("S417 {aor}: {contact} removed by the operator");
+            }
         }
     }
 

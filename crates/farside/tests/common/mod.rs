@@ -719,6 +719,17 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     http_request(addr, "GET", path, None)
 }
 
+/// As [`http_request`], with a JSON body.
+pub fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    http_exchange(addr, method, path, Some(token), Some(body))
+}
+
 /// An HTTP/1.0 `method` request for `path`, with `Authorization: Bearer <token>` if given;
 /// the status and the body.
 pub fn http_request(
@@ -727,13 +738,28 @@ pub fn http_request(
     path: &str,
     token: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    http_exchange(addr, method, path, token, None)
+}
+
+fn http_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(3)))?;
     s.set_write_timeout(Some(Duration::from_secs(3)))?;
     let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let (kind, body) = match json {
+        Some(b) => ("Content-Type: application/json\r\n", b),
+        None => ("", ""),
+    };
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}{kind}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

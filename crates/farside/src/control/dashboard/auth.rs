@@ -158,13 +158,10 @@ pub fn hash(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// 32 random bytes, hex.
+/// A session id or CSRF token: 32 random bytes, hex.
 pub fn random_hex() -> String {
-    let mut b = [0u8; 32];
-    if farside_io::random_bytes(&mut b).is_err() {
-        b = crate::runtime::seed::random_key();
-    }
-    base16ct::lower::encode_string(&b)
+    crate::runtime::seed::random_hex()
+        .unwrap_or_else(|_| base16ct::lower::encode_string(&crate::runtime::seed::random_key()))
 }
 
 /// Constant-time equality (the lengths are not secret).

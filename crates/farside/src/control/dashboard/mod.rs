@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::control::api::{self, Api};
+use crate::control::users;
 use crate::telemetry::log_ring::parse_level;
 use auth::{Auth, COOKIE, Refused, Session};
 use html::{esc, page, table};
@@ -31,10 +32,6 @@ pub struct Dashboard {
     pub api: Arc<Api>,
     /// Logins.
     pub auth: Auth,
-    /// The store (users).
-    pub store_url: String,
-    /// The realms a user is added to (`Config::user_realms`).
-    pub realms: Vec<String>,
 }
 
 /// The dashboard's routes.
@@ -46,11 +43,14 @@ pub fn routes(d: Arc<Dashboard>) -> Router {
         .route("/allocations", get(allocations))
         .route("/allocations/end", post(end_allocation))
         .route("/registrations", get(registrations))
+        .route("/registrations/remove", post(remove_registration))
         .route("/sources", get(sources))
         .route("/log", get(log))
         .route("/users", get(users))
         .route("/users/add", post(add_user))
         .route("/users/remove", post(remove_user))
+        .route("/secrets/add", post(add_secret))
+        .route("/secrets/remove", post(remove_secret))
         .route("/config", get(config))
         .with_state(d)
 }
@@ -291,6 +291,12 @@ async fn registrations(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> R
                 } else {
                     format!("{missed} missed")
                 },
+                format!(
+                    "<form method=\"post\" action=\"/registrations/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"aor\" value=\"{}\"><input type=\"hidden\" name=\"contact\" value=\"{}\"><button type=\"submit\">Remove</button></form>",
+                    s.csrf,
+                    esc(r["aor"].as_str().unwrap_or("")),
+                    esc(r["contact"].as_str().unwrap_or(""))
+                ),
             ]
         })
         .collect();
@@ -306,12 +312,34 @@ async fn registrations(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> R
                 "from",
                 "expires in (s)",
                 "NAT tests fired",
-                "keep-alives"
+                "keep-alives",
+                ""
             ],
             &rows
         )
     );
     Html(page("SIP registrations", &s, &body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct BindingForm {
+    csrf: String,
+    aor: String,
+    contact: String,
+}
+
+async fn remove_registration(
+    State(d): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Form(f): Form<BindingForm>,
+) -> Response {
+    if let Err(r) = posted(&d, &headers, &f.csrf) {
+        return r.into_response();
+    }
+    if let Some(board) = &d.api.sip {
+        board.remove(f.aor, f.contact);
+    }
+    Redirect::to("/registrations").into_response()
 }
 
 #[derive(Deserialize)]
@@ -410,36 +438,49 @@ async fn users(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response 
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let url = d.store_url.clone();
-    let listed = tokio::task::spawn_blocking(move || {
-        farside_store::open(&url).and_then(|mut st| st.list_users(None))
-    })
-    .await;
-    let rows: Vec<Vec<String>> = match listed {
-        Ok(Ok(users)) => users
-            .iter()
-            .map(|u| {
-                vec![
-                    esc(&u.name),
-                    esc(&u.realm),
-                    format!(
-                        "<form method=\"post\" action=\"/users/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"name\" value=\"{}\"><button type=\"submit\">Remove</button></form>",
-                        s.csrf,
-                        esc(&u.name)
-                    ),
-                ]
-            })
-            .collect(),
-        Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    let url = d.api.store_url.clone();
+    let (users, secrets) = match tokio::task::spawn_blocking(move || users::list(&url)).await {
+        Ok(Ok(both)) => both,
+        Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
+    let button = |action: &str, field: &str, value: &str, label: &str| {
+        format!(
+            "<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"{field}\" value=\"{}\"><button type=\"submit\">{label}</button></form>",
+            s.csrf,
+            esc(value)
+        )
+    };
+    let user_rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            vec![
+                esc(&u.name),
+                esc(&u.realm),
+                button("/users/remove", "name", &u.name, "Remove"),
+            ]
+        })
+        .collect();
+    let secret_rows: Vec<Vec<String>> = secrets
+        .iter()
+        .map(|x| {
+            vec![
+                x.id.to_string(),
+                esc(&x.masked),
+                button("/secrets/remove", "id", &x.id.to_string(), "Remove"),
+            ]
+        })
+        .collect();
     let body = format!(
-        "{}<h2>Add a user</h2><p>Added to the realms {} (TURN and SIP).</p><form method=\"post\" action=\"/users/add\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><label>Name <input name=\"name\" required></label> <label>Password <input name=\"password\" type=\"password\" required></label> <button type=\"submit\">Add</button></form>",
-        table("users", &["name", "realm", ""], &rows),
-        esc(&d.realms.join(", ")),
-        s.csrf
+        "{}<h2>Add a user</h2><p>Added to the realms {} (TURN and SIP).</p><form method=\"post\" action=\"/users/add\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>Name <input name=\"name\" required></label> <label>Password <input name=\"password\" type=\"password\" required></label> <button type=\"submit\">Add</button></form>\
+         <h2>Shared secrets</h2><p>For ephemeral (REST) TURN credentials, as coturn's <code>static-auth-secret</code>; secrets in the configuration file are not listed.</p>{}\
+         <form method=\"post\" action=\"/secrets/add\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Make a new secret</button></form>",
+        table("users", &["name", "realm", ""], &user_rows),
+        esc(&d.api.realms.join(", ")),
+        table("secrets", &["id", "secret", ""], &secret_rows),
+        csrf = s.csrf,
     );
-    Html(page("Users", &s, &body)).into_response()
+    Html(page("Users and secrets", &s, &body)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -460,14 +501,7 @@ async fn add_user(
     }
     let d2 = Arc::clone(&d);
     let done = tokio::task::spawn_blocking(move || {
-        let mut store = farside_store::open(&d2.store_url)?;
-        for realm in &d2.realms {
-            match store.add_user(realm, &f.name, &f.password) {
-                Ok(()) | Err(farside_store::StoreError::Exists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        users::add_user(&d2.api.store_url, &d2.api.realms, &f.name, &f.password)
     })
     .await;
     match done {
@@ -476,7 +510,7 @@ async fn add_user(
             StatusCode::BAD_REQUEST,
             Html(format!(
                 "<p>{}</p><p><a href=\"/users\">Back</a></p>",
-                esc(&e.to_string())
+                esc(&e)
             )),
         )
             .into_response(),
@@ -492,17 +526,51 @@ async fn remove_user(
     if let Err(r) = posted(&d, &headers, &f.csrf) {
         return r.into_response();
     }
-    let d2 = Arc::clone(&d);
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Ok(mut store) = farside_store::open(&d2.store_url)
-            && let Ok(users) = store.list_users(None)
-        {
-            for u in users.iter().filter(|u| u.name == f.name) {
-                let _ = store.remove_user(&u.realm, &u.name);
-            }
+    let url = d.api.store_url.clone();
+    let _ = tokio::task::spawn_blocking(move || users::remove_user(&url, &f.name)).await;
+    Redirect::to("/users").into_response()
+}
+
+async fn add_secret(
+    State(d): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let s = match posted(&d, &headers, &f.csrf) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let url = d.api.store_url.clone();
+    match tokio::task::spawn_blocking(move || users::add_secret(&url, None)).await {
+        Ok(Ok((id, Some(secret)))) => {
+            let body = format!(
+                "<p>Secret {id}, shown this once: <code id=\"secret\">{}</code></p><p><a href=\"/users\">Back</a></p>",
+                esc(&secret)
+            );
+            Html(page("New shared secret", &s, &body)).into_response()
         }
-    })
-    .await;
+        Ok(Ok((_, None))) => Redirect::to("/users").into_response(),
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SecretForm {
+    csrf: String,
+    id: i64,
+}
+
+async fn remove_secret(
+    State(d): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Form(f): Form<SecretForm>,
+) -> Response {
+    if let Err(r) = posted(&d, &headers, &f.csrf) {
+        return r.into_response();
+    }
+    let url = d.api.store_url.clone();
+    let _ = tokio::task::spawn_blocking(move || users::remove_secret(&url, f.id)).await;
     Redirect::to("/users").into_response()
 }
 
