@@ -322,7 +322,8 @@ pub fn run(
     };
     if let Some(addr) = config.admin.address() {
         running.push(format!(
-            "dashboard http://{addr}/ ({}; metrics at /metrics; API token in {})",
+            "dashboard {}://{addr}/ ({}; metrics at /metrics; API token in {})",
+            if config.admin.tls { "https" } else { "http" },
             match &one_time {
                 Some((_, path)) => format!("first-run password in {}", path.display()),
                 None => "password set with farside admin passwd".into(),
@@ -354,7 +355,19 @@ pub fn run(
                 one_time.map(|(p, _)| p),
             ),
         });
-        runtime.spawn(admin::serve(listener, Arc::clone(&metrics), api, dashboard));
+        let tls = match (config.admin.tls, &config.tls.cert, &config.tls.key) {
+            (true, Some(cert), Some(key)) => {
+                Some(crate::net::tls_reload::TlsFiles::load(cert, key)?)
+            }
+            _ => None,
+        };
+        runtime.spawn(admin::serve(
+            listener,
+            Arc::clone(&metrics),
+            api,
+            dashboard,
+            tls,
+        ));
     }
 
     runtime.block_on(async {

@@ -288,3 +288,78 @@ fn error_code(msg: &[u8]) -> Option<u16> {
         .ok()?;
     Some(e.code)
 }
+
+/// `[admin] tls = true`: the dashboard, the API and `/metrics` over HTTPS with the `[tls]`
+/// certificate; `farside status` pins that certificate and gets its answer; plain HTTP gets
+/// none; and with another certificate configured the client refuses the server.
+#[test]
+fn the_admin_endpoint_over_https_answers_farside_status_with_a_pinned_certificate() {
+    let test = "the_admin_endpoint_over_https_answers_farside_status_with_a_pinned_certificate";
+    if !require_tool(test, "openssl") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("farside-admin-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = common::self_signed_for_loopback(&dir);
+    let ports = common::free_ports(&[LOCALHOST], 2);
+    let admin = SocketAddr::new(LOCALHOST, ports + 1);
+    let config = |cert: &std::path::Path| {
+        common::only_named_parts(&format!(
+            "[stun]\nlisten = [\"127.0.0.1:{ports}\"]\ntcp = false\n\n[admin]\nlisten = \"{admin}\"\ntls = true\n\n\
+             [tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+            cert.display(),
+            key.display(),
+            dir.join("f.db").display()
+        ))
+    };
+    let path = dir.join("farside.toml");
+    std::fs::write(&path, config(&cert)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_farside"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = |config: &std::path::Path| {
+        run_tool(
+            env!("CARGO_BIN_EXE_farside"),
+            &[
+                "status".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ],
+            Duration::from_secs(20),
+        )
+    };
+    let answered = common::wait_until(Duration::from_secs(10), || status(&path).code() == Some(0));
+    let out = status(&path);
+    // Plain HTTP on the HTTPS port: no HTTP answer.
+    let plain = common::http_get(admin, "/health")
+        .map(|(code, _)| code)
+        .unwrap_or(0);
+    // Another certificate in the client's configuration: refused.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (other_cert, _) = common::self_signed_for_loopback(&other);
+    let other_config = dir.join("other.toml");
+    std::fs::write(&other_config, config(&other_cert)).unwrap();
+    let refused = status(&other_config);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered, "{}", out.describe());
+    assert!(
+        out.stdout.contains("dashboard https://"),
+        "{}",
+        out.describe()
+    );
+    assert_ne!(plain, 200, "plain HTTP must not be served");
+    assert_ne!(refused.code(), Some(0), "{}", refused.describe());
+    assert!(refused.stderr.contains("TLS"), "{}", refused.describe());
+    let _ = std::fs::remove_dir_all(&dir);
+    common::note(
+        test,
+        "farside status over HTTPS with the pinned certificate; plain HTTP and another certificate refused",
+    );
+}

@@ -1,10 +1,13 @@
 //! `farside status`, `farside sessions` and `farside reload`: clients of a running server's
 //! admin API (`control/api.rs`), found where the configuration says (`admin.listen`) and
-//! authorized with the token beside its store (`control/token.rs`).
+//! authorized with the token beside its store (`control/token.rs`). Over HTTPS
+//! (`admin.tls`) the server must present exactly the configured `tls.cert`: the client pins
+//! it, so a self-signed certificate works and no other does.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -155,9 +158,13 @@ fn call(args: &AdminArgs, method: &str, path: &str) -> Result<Value, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let pinned = match (&config.admin.tls, &config.tls.cert) {
+        (true, Some(cert)) => Some(pinned_cert(cert)?),
+        _ => None,
+    };
     let (status, body) = runtime
         .block_on(async {
-            tokio::time::timeout(TIMEOUT, request(addr, method, path, &token)).await
+            tokio::time::timeout(TIMEOUT, request(addr, method, path, &token, pinned)).await
         })
         .map_err(|_| format!("http://{addr}{path}: no answer within {TIMEOUT:?}"))??;
     let v: Value = serde_json::from_slice(&body)
@@ -174,14 +181,46 @@ async fn request(
     method: &str,
     path: &str,
     token: &str,
+    pinned: Option<rustls::pki_types::CertificateDer<'static>>,
 ) -> Result<(u16, Vec<u8>), String> {
-    use http_body_util::BodyExt as _;
-    let fail = |e: &dyn std::fmt::Display| format!("http://{addr}{path}: {e}");
+    let fail = |e: &dyn std::fmt::Display| format!("{addr}{path}: {e}");
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| fail(&format!("{e} (is farside serve running?)")))?;
+    let Some(cert) = pinned else {
+        return exchange(stream, addr, method, path, token).await;
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| fail(&e))?
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(Pinned(cert)))
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| fail(&format!("TLS: {e}")))?;
+    exchange(tls, addr, method, path, token).await
+}
+
+/// One HTTP/1.1 request over `io`.
+async fn exchange<IO>(
+    io: IO,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+) -> Result<(u16, Vec<u8>), String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt as _;
+    let fail = |e: &dyn std::fmt::Display| format!("{addr}{path}: {e}");
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
             .await
             .map_err(|e| fail(&e))?;
     tokio::spawn(connection);
@@ -201,6 +240,76 @@ async fn request(
         .map_err(|e| fail(&e))?
         .to_bytes();
     Ok((status, body.to_vec()))
+}
+
+/// The first certificate of the PEM file `path`.
+fn pinned_cert(
+    path: &std::path::Path,
+) -> Result<rustls::pki_types::CertificateDer<'static>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("tls.cert {}: {e}", path.display()))?
+        .next()
+        .ok_or_else(|| format!("tls.cert {}: no certificate", path.display()))?
+        .map_err(|e| format!("tls.cert {}: {e}", path.display()))
+}
+
+/// Accepts the server's certificate when it is exactly the pinned one (the signature of the
+/// handshake still checked with it).
+#[derive(Debug)]
+struct Pinned(rustls::pki_types::CertificateDer<'static>);
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.0.as_ref() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the admin endpoint's certificate is not the configured tls.cert".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// "2 h 5 min", "3 min 7 s", "42 s".

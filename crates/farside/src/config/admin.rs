@@ -19,6 +19,8 @@ pub struct AdminConfig {
     pub log_lines: usize,
     /// Addresses each data-plane worker keeps in the per-source table (2 to 1000000).
     pub source_table_size: usize,
+    /// Serve HTTPS with the `[tls]` certificate and key instead of plain HTTP.
+    pub tls: bool,
 }
 
 impl Default for AdminConfig {
@@ -28,6 +30,7 @@ impl Default for AdminConfig {
             token_file: None,
             log_lines: 1000,
             source_table_size: 1000,
+            tls: false,
         }
     }
 }
@@ -52,6 +55,12 @@ impl Config {
             return Err(invalid(
                 "admin.listen",
                 format!("{s:?}: expected address:port or \"off\""),
+            ));
+        }
+        if self.admin.tls && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+            return Err(invalid(
+                "admin.tls",
+                "HTTPS needs [tls] cert and key (PEM files)".into(),
             ));
         }
         if !(2..=1_000_000).contains(&self.admin.source_table_size) {

@@ -14,6 +14,31 @@ use crate::control::api::{self, Api};
 use crate::control::dashboard::{self, Dashboard};
 use crate::telemetry::Metrics;
 
+/// Where a request came from (the dashboard's lockout counts by it), over HTTP or HTTPS.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*s.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, crate::net::tls_listener::TlsListener>,
+    > for Peer
+{
+    fn connect_info(
+        s: axum::serve::IncomingStream<'_, crate::net::tls_listener::TlsListener>,
+    ) -> Self {
+        Peer(*s.remote_addr())
+    }
+}
+
 /// Binds the admin listener (at start, so that a bad address fails it before anything runs).
 pub async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
@@ -27,6 +52,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     api: Arc<Api>,
     dashboard: Arc<Dashboard>,
+    tls: Option<crate::net::tls_reload::TlsFiles>,
 ) {
     let addr = listener.local_addr().ok();
     let app = Router::new()
@@ -47,11 +73,21 @@ pub async fn serve(
         .merge(api::routes(api))
         .merge(dashboard::routes(dashboard));
     if let Some(addr) = addr {
-        tracing::info!("S003 admin HTTP on http://{addr}/ (dashboard), /metrics, API on /api/v1/");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(
+            "S003 admin HTTP on {scheme}://{addr}/ (dashboard), /metrics, API on /api/v1/"
+        );
     }
     // The dashboard's lockout needs each request's source address.
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).await {
+    let app = app.into_make_service_with_connect_info::<Peer>();
+    let served = match tls {
+        None => axum::serve(listener, app).await,
+        Some(files) => match crate::net::tls_listener::TlsListener::new(listener, files) {
+            Ok(l) => axum::serve(l, app).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = served {
         tracing::error!("S104 admin HTTP stopped: {e}");
     }
 }

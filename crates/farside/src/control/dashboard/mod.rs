@@ -102,7 +102,7 @@ struct LoginForm {
 
 async fn login(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::control::admin::Peer(peer)): ConnectInfo<crate::control::admin::Peer>,
     Form(f): Form<LoginForm>,
 ) -> Response {
     let d2 = Arc::clone(&d);
