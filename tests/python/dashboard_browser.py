@@ -33,7 +33,7 @@ async def drive(base, password, shots, expect):
         seen["after_login"] = await b.submit("document.getElementById('login').click()", None)
         await b.shot(os.path.join(shots, "overview.png"))
         seen["overview_text"] = await b.text()
-        for page in ["registrations", "sources", "log", "users", "config"]:
+        for page in ["registrations", "sources", "calls", "log", "users", "config"]:
             await b.goto(f"{base}/{page}", page)
             seen[f"{page}_text"] = await b.text()
             await b.shot(os.path.join(shots, f"{page}.png"))

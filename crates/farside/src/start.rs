@@ -170,6 +170,8 @@ pub fn run(
         } else {
             (None, None)
         };
+    let calls = Arc::new(crate::control::sessions::CallBoard::default());
+    let mut calls_running = false;
     // The RTP relay, driven over ng and by the SIP server; started first, so that SIP knows
     // whether it may hand calls to it.
     if rtp.enabled.wanted() && rtp.relay_address().is_some() {
@@ -190,11 +192,13 @@ pub fn run(
                 metrics.register_rtp(Arc::clone(&c));
                 c
             },
+            &calls,
             Arc::clone(&shutdown),
         );
         match soft(started, rtp.enabled, "RTP relay", "rtp.enabled")? {
             Some(h) => {
                 handles.extend(h);
+                calls_running = true;
                 running.push(format!(
                     "RTP relay on {} ports {}-{}",
                     list(&rtp.address),
@@ -342,6 +346,7 @@ pub fn run(
             turn: turn.as_ref().map(|t| Arc::clone(&t.board)),
             registrations_from: sip_on.then(|| config.store.url.clone()),
             sip: sip_board,
+            calls: calls_running.then(|| Arc::clone(&calls)),
             reload: Arc::clone(&reload),
             log: Arc::clone(&log),
             config_text: crate::control::dashboard::redacted(&config),

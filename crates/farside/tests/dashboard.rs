@@ -218,6 +218,7 @@ fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
         "relayed bytes: {row:?}"
     );
     assert!(text("users_text").contains("alice"), "{seen}");
+    assert!(text("calls_text").contains("does not run here"), "{seen}");
     assert!(text("config_text").contains("(redacted)"), "{seen}");
     assert!(
         !text("config_text").contains("a-shared-secret"),
@@ -259,7 +260,7 @@ fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
     common::note(
         test,
         &format!(
-            "Chromium: login refused then accepted, 7 pages read (the sources row of 127.0.0.1 among them), allocation {relayed} ended; uclient got {received} of {sent} back; screenshots in target/dashboard-screenshots"
+            "Chromium: login refused then accepted, 8 pages read (the sources row of 127.0.0.1 among them), allocation {relayed} ended; uclient got {received} of {sent} back; screenshots in target/dashboard-screenshots"
         ),
     );
 }

@@ -583,10 +583,20 @@ fn calls_on_two_workers_are_relayed_from_each_workers_half_of_the_range() {
         "{}",
         server.metrics().unwrap_or_default()
     );
+    // `farside sessions` lists them from both workers (published once a second), with
+    // their 10 packets each.
+    let mut listed = serde_json::Value::Null;
+    let all_listed = common::wait_until(Duration::from_secs(5), || {
+        listed = serde_json::from_str(server.cli(&["sessions", "--json"]).stdout.trim()).unwrap();
+        listed["calls"].as_array().is_some_and(|c| {
+            c.len() == CALLS && c.iter().all(|c| c["packets"] == 10 && c["streams"] == 1)
+        })
+    });
+    assert!(all_listed, "{listed}");
     common::note(
         test,
         &format!(
-            "{CALLS} calls over ng on 2 workers ({} and {} by Call-ID), each on its worker's half of the range, 5 packets each way relayed in each; statistics and list show all {CALLS}",
+            "{CALLS} calls over ng on 2 workers ({} and {} by Call-ID), each on its worker's half of the range, 5 packets each way relayed in each; statistics, list and farside sessions show all {CALLS}",
             halves[0], halves[1]
         ),
     );

@@ -92,8 +92,16 @@ pub fn sessions(args: &AdminArgs) -> ExitCode {
                 r["keepalive_failures"],
             ));
         }
-        if let Some(n) = v["calls"].as_u64() {
-            out.push_str(&format!("Calls on the RTP relay: {n}\n"));
+        let calls = v["calls"].as_array().cloned().unwrap_or_default();
+        out.push_str(&format!("Calls on the RTP relay: {}\n", calls.len()));
+        for c in &calls {
+            out.push_str(&format!(
+                "  {} {} streams, {} packets relayed, {} not\n",
+                c["call_id"].as_str().unwrap_or("?"),
+                c["streams"],
+                c["packets"],
+                c["errors"],
+            ));
         }
         out
     })

@@ -40,6 +40,8 @@ pub struct Api {
     pub registrations_from: Option<String>,
     /// Where registration removals go, when SIP runs.
     pub sip: Option<Arc<crate::control::sessions::SipBoard>>,
+    /// The RTP relay's calls, when it runs.
+    pub calls: Option<Arc<crate::control::sessions::CallBoard>>,
     /// The reload a `POST /api/v1/reload` runs (the one SIGHUP runs).
     pub reload: Arc<Mutex<Reload>>,
     /// The last log messages.
@@ -222,7 +224,7 @@ pub async fn sessions_value(api: &Api) -> Result<Value, String> {
     Ok(json!({
         "allocations": allocations,
         "registrations": registrations,
-        "calls": api.metrics.live().calls,
+        "calls": api.calls.as_ref().map(|b| b.calls()).unwrap_or_default(),
     }))
 }
 

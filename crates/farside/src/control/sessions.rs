@@ -60,6 +60,46 @@ impl TurnBoard {
     }
 }
 
+/// One call on the RTP relay, as an operator sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallSummary {
+    /// Its Call-ID.
+    pub call_id: String,
+    /// Unix milliseconds of its first offer.
+    pub created_unix_ms: u64,
+    /// Media streams (m= lines).
+    pub streams: usize,
+    /// RTP packets relayed, both sides.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// RTP packets not relayed (a foreign source, nowhere to send, a refused peer).
+    pub errors: u64,
+}
+
+/// Every RTP relay worker's calls, published once a second.
+#[derive(Debug, Default)]
+pub struct CallBoard {
+    workers: Mutex<Vec<Arc<Mutex<Vec<CallSummary>>>>>,
+}
+
+impl CallBoard {
+    /// A new worker's slot.
+    pub fn join(&self) -> Arc<Mutex<Vec<CallSummary>>> {
+        let slot = Arc::new(Mutex::new(Vec::new()));
+        lock(&self.workers).push(Arc::clone(&slot));
+        slot
+    }
+
+    /// Every call, as last published.
+    pub fn calls(&self) -> Vec<CallSummary> {
+        lock(&self.workers)
+            .iter()
+            .flat_map(|w| lock(w).clone())
+            .collect()
+    }
+}
+
 /// Registrations an operator asked to remove, for the SIP thread to take between messages.
 #[derive(Debug, Default)]
 pub struct SipBoard {

@@ -42,6 +42,7 @@ pub struct MediaShell {
 pub fn spawn(
     shell: MediaShell,
     counters: Arc<RtpCounters>,
+    board: &crate::control::sessions::CallBoard,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut ng = Vec::new();
@@ -85,11 +86,12 @@ pub fn spawn(
         let worker = Arc::new(worker);
         workers.push(Arc::clone(&worker));
         let (c, stop) = (Arc::clone(&counters), Arc::clone(&shutdown));
+        let published = board.join();
         handles.push(
             std::thread::Builder::new()
                 .name(format!("media-{i}"))
                 .spawn(move || {
-                    if let Err(e) = worker::run(&worker, epoll, &c, &stop) {
+                    if let Err(e) = worker::run(&worker, epoll, &c, &published, &stop) {
                         tracing::error!("S502 RTP relay worker {i} stopped: {e:#}");
                     }
                 })

@@ -145,6 +145,7 @@ pub fn run(
     worker: &Worker,
     mut epoll: Epoll,
     c: &RtpCounters,
+    published: &Mutex<Vec<crate::control::sessions::CallSummary>>,
     shutdown: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut rx = RecvBatch::new(RELAY_BATCH, 65_535);
@@ -213,6 +214,7 @@ pub fn run(
         let shard = &mut *guard;
         if next_sweep <= now {
             shard.pool.sweep();
+            *lock(published) = summaries(&shard.relay);
             next_sweep = now.checked_add(OVERFLOW_SWEEP).unwrap_or(now);
         }
         if shard.relay.poll_timeout().is_some_and(|t| now >= t) {
@@ -226,6 +228,24 @@ pub fn run(
         next_timer = shard.relay.poll_timeout();
     }
     Ok(())
+}
+
+/// The calls of `relay` for the dashboard and the API (once a second).
+fn summaries(relay: &Relay) -> Vec<crate::control::sessions::CallSummary> {
+    relay
+        .call_ids()
+        .filter_map(|id| {
+            let (created, t) = relay.totals(id)?;
+            Some(crate::control::sessions::CallSummary {
+                call_id: String::from_utf8_lossy(id).into_owned(),
+                created_unix_ms: created.unix_millis(),
+                streams: relay.streams(id).map_or(0, |s| s.len()),
+                packets: t.packets,
+                bytes: t.bytes,
+                errors: t.errors(),
+            })
+        })
+        .collect()
 }
 
 /// Relays the datagrams `rx` holds, which arrived at relay port `port`.

@@ -159,6 +159,32 @@ impl Metrics {
         }
     }
 
+    /// The RTP relay's counters by name, when it runs (the dashboard's calls page).
+    pub fn rtp_counters(&self) -> Option<Vec<(&'static str, u64)>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let guard = lock(&self.rtp);
+        let c = guard.as_ref()?;
+        Some(vec![
+            ("calls open", c.calls.load(Relaxed)),
+            ("packets relayed", c.relayed.load(Relaxed)),
+            ("bytes relayed", c.relayed_bytes.load(Relaxed)),
+            ("refused: foreign source", c.foreign_source.load(Relaxed)),
+            (
+                "dropped: no destination yet",
+                c.no_destination.load(Relaxed),
+            ),
+            ("dropped: refused peer", c.denied_peer.load(Relaxed)),
+            ("dropped: no call on the port", c.no_stream.load(Relaxed)),
+            (
+                "dropped by the kernel (relay behind)",
+                c.overflow.load(Relaxed),
+            ),
+            ("send failures", c.send_failed.load(Relaxed)),
+            ("port pairs bound", c.port_pairs.load(Relaxed)),
+            ("port pairs free", c.port_pairs_free.load(Relaxed)),
+        ])
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         prometheus::render(self)

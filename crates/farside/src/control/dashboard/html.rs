@@ -29,7 +29,7 @@ pub fn page(title: &str, session: &Session, body: &str) -> String {
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} - Farside</title><style>{STYLE}</style></head>\
          <body><header><strong>Farside</strong> &nbsp; <a href=\"/\">Overview</a><a href=\"/allocations\">Allocations</a>\
-         <a href=\"/registrations\">Registrations</a><a href=\"/sources\">Sources</a><a href=\"/log\">Log</a><a href=\"/users\">Users and secrets</a>\
+         <a href=\"/registrations\">Registrations</a><a href=\"/sources\">Sources</a><a href=\"/calls\">Calls</a><a href=\"/log\">Log</a><a href=\"/users\">Users and secrets</a>\
          <a href=\"/config\">Configuration</a><form class=\"inline\" method=\"post\" action=\"/logout\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Log out</button></form></header>\
          <main><h1>{t}</h1>{body}</main></body></html>",

@@ -45,6 +45,7 @@ pub fn routes(d: Arc<Dashboard>) -> Router {
         .route("/registrations", get(registrations))
         .route("/registrations/remove", post(remove_registration))
         .route("/sources", get(sources))
+        .route("/calls", get(calls))
         .route("/log", get(log))
         .route("/users", get(users))
         .route("/users/add", post(add_user))
@@ -340,6 +341,58 @@ async fn remove_registration(
         board.remove(f.aor, f.contact);
     }
     Redirect::to("/registrations").into_response()
+}
+
+async fn calls(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
+    let s = match session(&d, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let Some(board) = &d.api.calls else {
+        let body = "<p>The RTP relay does not run here (<code>[rtp]</code>).</p>";
+        return Html(page("Calls", &s, body)).into_response();
+    };
+    let now_ms = crate::runtime::clock::now().unix_millis();
+    let rows: Vec<Vec<String>> = board
+        .calls()
+        .iter()
+        .map(|c| {
+            vec![
+                esc(&c.call_id),
+                format!("{} s", now_ms.saturating_sub(c.created_unix_ms) / 1000),
+                c.streams.to_string(),
+                c.packets.to_string(),
+                c.bytes.to_string(),
+                c.errors.to_string(),
+            ]
+        })
+        .collect();
+    let counters: Vec<Vec<String>> = d
+        .api
+        .metrics
+        .rtp_counters()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| vec![esc(k), v.to_string()])
+        .collect();
+    let body = format!(
+        "<p>{} calls (published once a second).</p>{}<h2>Relay counters</h2>{}",
+        rows.len(),
+        table(
+            "calls",
+            &[
+                "Call-ID",
+                "age",
+                "streams",
+                "packets relayed",
+                "bytes",
+                "not relayed"
+            ],
+            &rows
+        ),
+        table("relay", &["what", "since start"], &counters)
+    );
+    Html(page("Calls", &s, &body)).into_response()
 }
 
 #[derive(Deserialize)]
