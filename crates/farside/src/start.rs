@@ -99,6 +99,8 @@ pub fn run(
     }
 
     let metrics = Arc::new(Metrics::new(config.admin.source_table_size));
+    reload.live.sources = Some(Arc::clone(&metrics.sources));
+    reload.live.log = Some(Arc::clone(&log));
     if let Some(book) = &partners {
         metrics.register_partners(Arc::clone(book));
     }

@@ -1,9 +1,10 @@
 //! The keys a running server takes from a reload, and those that wait for a restart.
 //!
 //! Live: `[turn]` limits, lifetimes, bandwidth and peer policy; `[sip]` expiries, limits,
-//! Digest algorithms, nonce lifetime and `[sip.keepalive]`; `[log] level` (applied by
-//! `control/reload.rs`). Everything else (addresses, ports, realms, domains, modes,
-//! connection limits, `[rtp]`, `[tls]` paths, `[store]`, `[admin]`) is built once at start.
+//! Digest algorithms, nonce lifetime and `[sip.keepalive]`; the dashboard's `[admin]`
+//! `log_lines` and `source_table_size`; `[log] level` (applied by `control/reload.rs`).
+//! Everything else (addresses, ports, realms, domains, modes, connection limits, `[rtp]`,
+//! `[tls]` paths, `[store]`, the admin listener) is built once at start.
 
 use super::Config;
 
@@ -41,6 +42,8 @@ pub fn adopt(running: &mut Config, new: &Config) -> Vec<&'static str> {
         sip.digest_algorithms,
         sip.auth_failures_per_minute,
         sip.keepalive,
+        admin.log_lines,
+        admin.source_table_size,
     );
     changed
 }

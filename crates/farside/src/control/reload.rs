@@ -49,6 +49,10 @@ pub struct Live {
     pub turn: Option<std::sync::Arc<crate::dataplane::turn::TurnShared>>,
     /// The SIP server's registrar and keep-alive settings.
     pub sip: Option<std::sync::Arc<crate::runtime::versioned::Versioned<crate::sip::SipSettings>>>,
+    /// The dashboard's log ring.
+    pub log: Option<std::sync::Arc<crate::telemetry::log_ring::LogRing>>,
+    /// The per-source tables.
+    pub sources: Option<std::sync::Arc<crate::telemetry::sources::Sources>>,
 }
 
 impl Reload {
@@ -137,6 +141,12 @@ impl Reload {
         }
         if let Some(s) = self.live.sip.as_ref().filter(|_| touches(changed, "sip")) {
             s.publish(r.sip.settings());
+        }
+        if let Some(l) = &self.live.log {
+            l.set_capacity(r.admin.log_lines);
+        }
+        if let Some(s) = &self.live.sources {
+            s.set_capacity(r.admin.source_table_size);
         }
     }
 }

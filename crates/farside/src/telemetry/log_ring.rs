@@ -29,7 +29,7 @@ pub struct Entry {
 /// The ring.
 #[derive(Debug)]
 pub struct LogRing {
-    capacity: usize,
+    capacity: std::sync::atomic::AtomicUsize,
     entries: Mutex<(u64, VecDeque<Entry>)>,
 }
 
@@ -37,8 +37,19 @@ impl LogRing {
     /// A ring of `capacity` messages (at least one).
     pub fn new(capacity: usize) -> LogRing {
         LogRing {
-            capacity: capacity.max(1),
+            capacity: capacity.max(1).into(),
             entries: Mutex::new((0, VecDeque::new())),
+        }
+    }
+
+    /// Keeps `capacity` messages from now on (a reload); the oldest go if it shrank.
+    pub fn set_capacity(&self, capacity: usize) {
+        let capacity = capacity.max(1);
+        self.capacity
+            .store(capacity, std::sync::atomic::Ordering::Relaxed);
+        let mut g = lock(&self.entries);
+        while g.1.len() > capacity {
+            g.1.pop_front();
         }
     }
 
@@ -56,7 +67,7 @@ impl LogRing {
         let mut g = lock(&self.entries);
         g.0 += 1;
         let seq = g.0;
-        if g.1.len() == self.capacity {
+        if g.1.len() >= self.capacity.load(std::sync::atomic::Ordering::Relaxed) {
             g.1.pop_front();
         }
         g.1.push_back(Entry {
@@ -128,5 +139,9 @@ mod tests {
         );
         let warn: Vec<u64> = ring.entries(Level::WARN).iter().map(|e| e.seq).collect();
         assert_eq!(warn, [2, 4]);
+        // A reload that shrinks it drops the oldest at once.
+        ring.set_capacity(1);
+        let left: Vec<u64> = ring.entries(Level::TRACE).iter().map(|e| e.seq).collect();
+        assert_eq!(left, [4]);
     }
 }

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use farside_stun::binding::{Outcome, ResponseKind};
@@ -52,7 +53,7 @@ type Published = Arc<Mutex<Vec<(IpAddr, SourceStats)>>>;
 /// One worker's table.
 #[derive(Debug)]
 pub struct SourceTable {
-    capacity: usize,
+    capacity: Arc<AtomicUsize>,
     map: Map,
     published: Published,
     last_publish_ms: u64,
@@ -67,7 +68,7 @@ impl SourceTable {
             Outcome::Forward(_) => None,
             Outcome::Drop(_) | Outcome::PartnerHello(_) => return,
         };
-        if self.map.len() >= self.capacity && !self.map.contains_key(&source) {
+        if self.map.len() >= self.capacity.load(Relaxed) && !self.map.contains_key(&source) {
             self.forget_older_half();
         }
         let s = self.map.entry(source).or_default();
@@ -105,7 +106,7 @@ impl SourceTable {
 /// Every worker's published table.
 #[derive(Debug)]
 pub struct Sources {
-    capacity: usize,
+    capacity: Arc<AtomicUsize>,
     workers: Mutex<Vec<Published>>,
 }
 
@@ -113,9 +114,15 @@ impl Sources {
     /// Tables of at most `capacity` addresses each.
     pub fn new(capacity: usize) -> Sources {
         Sources {
-            capacity: capacity.max(2),
+            capacity: Arc::new(AtomicUsize::new(capacity.max(2))),
             workers: Mutex::default(),
         }
+    }
+
+    /// Keeps `capacity` addresses per worker from now on (a reload); a table above it drops
+    /// its least recently seen half at its next new address.
+    pub fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity.max(2), Relaxed);
     }
 
     /// A new worker's table.
@@ -123,7 +130,7 @@ impl Sources {
         let published = Arc::new(Mutex::new(Vec::new()));
         lock(&self.workers).push(Arc::clone(&published));
         SourceTable {
-            capacity: self.capacity,
+            capacity: Arc::clone(&self.capacity),
             map: Map::default(),
             published,
             last_publish_ms: 0,
