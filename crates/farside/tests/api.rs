@@ -10,7 +10,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{LOCALHOST, Server, ServerConfig, require_tool, run_tool, turn};
+use common::{LOCALHOST, require_tool, run_tool, turn};
 
 const DOMAIN: &str = "example.org";
 
@@ -20,24 +20,8 @@ fn the_api_lists_and_ends_sessions_and_manages_users_and_secrets() {
     if !require_tool(test, "sipp") {
         return;
     }
-    let sip = SocketAddr::new(LOCALHOST, common::free_ports(&[LOCALHOST], 1));
-    let server = Server::start(
-        test,
-        ServerConfig::default().with_table(&format!(
-            "[turn]\nenabled = true\nallowed_peers = [\"127.0.0.0/8\"]\n\n\
-             [sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\nrealm = \"farside\"\n"
-        )),
-    );
-    assert!(
-        common::wait_until(Duration::from_secs(5), || server
-            .logs()
-            .contains("S010 running")),
-        "{}",
-        server.describe()
-    );
     // One user for both, without a realm: TURN's and the registrar's are one here.
-    server.cli(&["user", "add", "alice", "--password", "wonderland"]);
-    server.wait_for_log("S306 store changed");
+    let (server, _, port) = common::alice_on_turn_and_sip(test, "");
 
     // No token, or a wrong one: 401, counted.
     let (code, _) =
@@ -66,28 +50,6 @@ fn the_api_lists_and_ends_sessions_and_manages_users_and_secrets() {
         "Allocate success\n{}",
         server.describe()
     );
-    let port = common::free_ports(&[LOCALHOST], 1);
-    let reg = run_tool(
-        "sipp",
-        &common::sipp::register(
-            "alice",
-            "wonderland",
-            DOMAIN,
-            "127.0.0.1",
-            port,
-            &sip.to_string(),
-            10,
-        ),
-        Duration::from_secs(30),
-    );
-    assert_eq!(
-        reg.code(),
-        Some(0),
-        "{}\n{}",
-        reg.describe(),
-        server.describe()
-    );
-
     // Both appear (allocations are published once a second).
     let mut sessions = serde_json::Value::Null;
     let listed = common::wait_until(Duration::from_secs(5), || {

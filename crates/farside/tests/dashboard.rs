@@ -9,11 +9,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{LOCALHOST, Server, ServerConfig, require_tool, run_tool};
+use common::{require_tool, run_tool};
 
 const DOMAIN: &str = "example.org";
 
@@ -34,58 +32,14 @@ fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
     let Some(python) = common::require_python_module(test, "websockets") else {
         return;
     };
-    let sip = SocketAddr::new(LOCALHOST, common::free_ports(&[LOCALHOST], 1));
-    let server = Server::start(
-        test,
-        ServerConfig::default().with_table(&format!(
-            "[turn]\nenabled = true\nallowed_peers = [\"127.0.0.0/8\"]\nauth_secrets = [\"a-shared-secret-0123456789\"]\n\n\
-             [sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\nrealm = \"farside\"\n"
-        )),
-    );
-    assert!(
-        common::wait_until(Duration::from_secs(5), || server
-            .logs()
-            .contains("S010 running")),
-        "{}",
-        server.describe()
-    );
+    let (server, _, _) =
+        common::alice_on_turn_and_sip(test, "auth_secrets = [\"a-shared-secret-0123456789\"]\n");
     let password_file = server.config_path().with_file_name("dashboard.password");
     let password = std::fs::read_to_string(&password_file).unwrap();
-    server.cli(&["user", "add", "alice", "--password", "wonderland"]);
-    server.wait_for_log("S306 store changed");
-
-    // SIPp registers alice.
-    let port = common::free_ports(&[LOCALHOST], 1);
-    let reg = run_tool(
-        "sipp",
-        &common::sipp::register(
-            "alice",
-            "wonderland",
-            DOMAIN,
-            "127.0.0.1",
-            port,
-            &sip.to_string(),
-            10,
-        ),
-        Duration::from_secs(30),
-    );
-    assert_eq!(
-        reg.code(),
-        Some(0),
-        "{}\n{}",
-        reg.describe(),
-        server.describe()
-    );
 
     // uclient relays 1500 messages, 20 ms apart (30 s), to a turnutils_peer.
-    let peer_port = common::free_ports(&[LOCALHOST], 1);
-    let mut peer = Command::new("turnutils_peer")
-        .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let peer = common::turn::Peer::start();
+    let peer_port = peer.port;
     let uclient_args: Vec<String> = [
         "-u",
         "alice",
@@ -240,23 +194,11 @@ fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
 
     // uclient's relay stopped with the allocation: fewer of its messages came back.
     let out = uclient.join().unwrap();
-    let _ = peer.kill();
-    let _ = peer.wait();
-    let all = out.all();
-    let totals = all
-        .lines()
-        .rev()
-        .find(|l| l.contains("start_mclient: tot_send_msgs="))
-        .unwrap_or_else(|| panic!("no totals\n{}", out.describe()));
-    let count = |key: &str| -> u64 {
-        let rest = &totals[totals.find(key).map_or(totals.len(), |i| i + key.len())..];
-        rest.split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    let (sent, received) = (count("tot_send_msgs="), count("tot_recv_msgs="));
-    assert!(received < sent, "{totals}\n{}", out.describe());
+    drop(peer);
+    let t =
+        common::turn::totals(&out.all()).unwrap_or_else(|| panic!("no totals\n{}", out.describe()));
+    let (sent, received) = (t.sent, t.received);
+    assert!(received < sent, "{t:?}\n{}", out.describe());
     common::note(
         test,
         &format!(

@@ -120,50 +120,11 @@ fn a_reload_changes_a_password_and_limits_while_uclient_relays_and_sipp_stays_re
             return;
         }
     }
-    let sip = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
-    let server = common::Server::start(
-        test,
-        common::ServerConfig::default().with_table(&format!(
-            "[turn]\nenabled = true\nallowed_peers = [\"127.0.0.0/8\"]\n\n\
-             [sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n"
-        )),
-    );
-    assert!(common::wait_until(Duration::from_secs(5), || server
-        .logs()
-        .contains("S010 running")));
-    server.cli(&["user", "add", "alice", "--password", "wonderland"]);
-    server.wait_for_log("S306 store changed");
-    let port = free_ports(&[LOCALHOST], 1);
-    let reg = common::run_tool(
-        "sipp",
-        &common::sipp::register(
-            "alice",
-            "wonderland",
-            "example.org",
-            "127.0.0.1",
-            port,
-            &sip.to_string(),
-            10,
-        ),
-        Duration::from_secs(30),
-    );
-    assert_eq!(
-        reg.code(),
-        Some(0),
-        "{}\n{}",
-        reg.describe(),
-        server.describe()
-    );
+    let (server, _, _) = common::alice_on_turn_and_sip(test, "");
 
     // uclient: 600 messages 20 ms apart (12 s), through two allocations of alice's.
-    let peer_port = free_ports(&[LOCALHOST], 1);
-    let mut peer = Command::new("turnutils_peer")
-        .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let peer = common::turn::Peer::start();
+    let peer_port = peer.port;
     let args: Vec<String> = [
         "-u",
         "alice",
@@ -276,12 +237,14 @@ fn a_reload_changes_a_password_and_limits_while_uclient_relays_and_sipp_stays_re
 
     // uclient relayed to the end; the registration is still there.
     let out = uclient.join().unwrap();
-    let _ = peer.kill();
-    let _ = peer.wait();
-    let all = out.all();
-    assert!(
-        all.contains("tot_send_msgs=600, tot_recv_msgs=600")
-            && all.contains("Total lost packets 0 "),
+    drop(peer);
+    assert_eq!(
+        common::turn::totals(&out.all()),
+        Some(common::turn::Totals {
+            sent: 600,
+            received: 600,
+            lost: Some(0)
+        }),
         "{}\n{}",
         out.describe(),
         server.describe()

@@ -6,9 +6,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use std::process::{Child, Command, Stdio};
+
+use common::turn::{Peer, Totals, totals};
 use common::{LOCALHOST, Server, ServerConfig, counter, require_tool, run_tool};
 
 const SECRET: &str = "turn test secret 0123456789";
@@ -27,69 +29,6 @@ fn turn_server(test: &str, turn: &str) -> Server {
             ports + 199
         )),
     )
-}
-
-/// `turnutils_peer` on a free loopback port, killed on drop.
-struct Peer {
-    child: Child,
-    port: u16,
-}
-
-impl Peer {
-    fn start() -> Peer {
-        Self::start_on("127.0.0.1")
-    }
-
-    fn start_on(ip: &str) -> Peer {
-        let port = common::free_ports(&[ip.parse().unwrap()], 1);
-        let child = Command::new("turnutils_peer")
-            .args(["-L", ip, "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start turnutils_peer");
-        std::thread::sleep(Duration::from_millis(300));
-        Peer { child, port }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What uclient printed at the end.
-#[derive(Debug, PartialEq)]
-struct Totals {
-    sent: u64,
-    received: u64,
-    lost: Option<u64>,
-}
-
-fn totals(text: &str) -> Option<Totals> {
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("start_mclient: tot_send_msgs="))?;
-    let num = |key: &str| -> Option<u64> {
-        let rest = &line[line.find(key)? + key.len()..];
-        rest.split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
-    let lost = text
-        .lines()
-        .find_map(|l| l.split("Total lost packets ").nth(1))
-        .and_then(|r| r.split_whitespace().next()?.parse().ok());
-    Some(Totals {
-        sent: num("tot_send_msgs=")?,
-        received: num("tot_recv_msgs=")?,
-        lost,
-    })
 }
 
 /// Runs uclient against `server` and `peer`; `limit` bounds it (it retries forever on some errors).

@@ -55,6 +55,17 @@ impl Host {
         out
     }
 
+    /// The addresses to relay from (the one specific address of each family that has one),
+    /// and what was found, for a message when there are none.
+    fn relay_addresses(&self) -> (Vec<IpAddr>, String) {
+        let (v4, v6) = (self.one(true), self.one(false));
+        let chosen = [&v4, &v6]
+            .into_iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        (chosen, choices(&v4, &v6))
+    }
+
     /// The one specific address of a family, or why there is none (the choices found).
     fn one(&self, v4: bool) -> Result<IpAddr, Vec<IpAddr>> {
         match self.specific(v4).as_slice() {
@@ -108,15 +119,10 @@ impl Config {
         if turn.relay_addresses(&self.stun) != (None, None) {
             return Ok(());
         }
-        let (v4, v6) = (host.one(true), host.one(false));
-        let chosen: Vec<IpAddr> = [&v4, &v6]
-            .into_iter()
-            .filter_map(|r| r.as_ref().ok().copied())
-            .collect();
+        let (chosen, found) = host.relay_addresses();
         if chosen.is_empty() {
             let why = format!(
-                "the host has no single address to relay from ({}): set turn.relay_address",
-                choices(&v4, &v6)
+                "the host has no single address to relay from ({found}): set turn.relay_address"
             );
             return off(
                 &mut turn.enabled,
@@ -196,15 +202,10 @@ impl Config {
         if !rtp.enabled.wanted() || !rtp.address.is_empty() {
             return Ok(());
         }
-        let (v4, v6) = (host.one(true), host.one(false));
-        let chosen: Vec<IpAddr> = [&v4, &v6]
-            .into_iter()
-            .filter_map(|r| r.as_ref().ok().copied())
-            .collect();
+        let (chosen, found) = host.relay_addresses();
         if chosen.is_empty() {
             let why = format!(
-                "the host has no single address to relay media from ({}): set rtp.address",
-                choices(&v4, &v6)
+                "the host has no single address to relay media from ({found}): set rtp.address"
             );
             return off(&mut rtp.enabled, origin, "rtp.address", why, notices);
         }

@@ -1154,6 +1154,70 @@ pub mod turn {
         buf
     }
 
+    /// `turnutils_peer` on a free loopback port, killed on drop.
+    pub struct Peer {
+        child: std::process::Child,
+        pub port: u16,
+    }
+
+    impl Peer {
+        pub fn start() -> Peer {
+            Self::start_on("127.0.0.1")
+        }
+
+        pub fn start_on(ip: &str) -> Peer {
+            let port = super::free_ports(&[ip.parse().unwrap()], 1);
+            let child = std::process::Command::new("turnutils_peer")
+                .args(["-L", ip, "-p", &port.to_string()])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start turnutils_peer");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Peer { child, port }
+        }
+    }
+
+    impl Drop for Peer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// What uclient printed at the end.
+    #[derive(Debug, PartialEq)]
+    pub struct Totals {
+        pub sent: u64,
+        pub received: u64,
+        pub lost: Option<u64>,
+    }
+
+    /// uclient's totals in what it printed.
+    pub fn totals(text: &str) -> Option<Totals> {
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("start_mclient: tot_send_msgs="))?;
+        let num = |key: &str| -> Option<u64> {
+            let rest = &line[line.find(key)? + key.len()..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
+        let lost = text
+            .lines()
+            .find_map(|l| l.split("Total lost packets ").nth(1))
+            .and_then(|r| r.split_whitespace().next()?.parse().ok());
+        Some(Totals {
+            sent: num("tot_send_msgs=")?,
+            received: num("tot_recv_msgs=")?,
+            lost,
+        })
+    }
+
     /// The NONCE of a challenge.
     pub fn nonce_of(challenge: &[u8]) -> String {
         Message::parse(challenge)
@@ -1164,6 +1228,49 @@ pub mod turn {
             .0
             .to_owned()
     }
+}
+
+/// A Farside with TURN (loopback peers allowed; `turn_extra`, lines for `[turn]`) and a SIP
+/// registrar for example.org on a free UDP port, one realm (`farside`) for both; alice
+/// (password `wonderland`) added without a realm and registered with SIPp. Returns the server,
+/// its SIP address and the port alice registered from.
+pub fn alice_on_turn_and_sip(test: &str, turn_extra: &str) -> (Server, SocketAddr, u16) {
+    let sip = SocketAddr::new(LOCALHOST, free_ports(&[LOCALHOST], 1));
+    let server = Server::start(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[turn]\nenabled = true\nallowed_peers = [\"127.0.0.0/8\"]\n{turn_extra}\n\
+             [sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n"
+        )),
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("S010 running")),
+        "{}",
+        server.describe()
+    );
+    server.cli(&["user", "add", "alice", "--password", "wonderland"]);
+    server.wait_for_log("S306 store changed");
+    let port = free_ports(&[LOCALHOST], 1);
+    let args = sipp::register(
+        "alice",
+        "wonderland",
+        "example.org",
+        "127.0.0.1",
+        port,
+        &sip.to_string(),
+        10,
+    );
+    let reg = run_tool("sipp", &args, Duration::from_secs(30));
+    assert_eq!(
+        reg.code(),
+        Some(0),
+        "{}\n{}",
+        reg.describe(),
+        server.describe()
+    );
+    (server, sip, port)
 }
 
 /// SIPp command lines for the scenarios in `tests/sipp/` (SIPp from Debian's sip-tester): one

@@ -57,7 +57,7 @@ pub fn routes(d: Arc<Dashboard>) -> Router {
 }
 
 /// Why a request gets no page.
-enum Denied {
+pub enum Denied {
     /// No live session: to the login page.
     Login,
     /// A form without its session's CSRF token.
@@ -77,19 +77,30 @@ impl IntoResponse for Denied {
     }
 }
 
-/// The session of a request.
-fn session(d: &Dashboard, headers: &HeaderMap) -> Result<Session, Denied> {
-    let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
-    d.auth.session(cookie).ok_or(Denied::Login)
+/// Every page but the login takes the session its cookie names, or goes to the login page.
+impl axum::extract::FromRequestParts<Arc<Dashboard>> for Session {
+    type Rejection = Denied;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        d: &Arc<Dashboard>,
+    ) -> Result<Self, Denied> {
+        let cookie = parts
+            .headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok());
+        d.auth.session(cookie).ok_or(Denied::Login)
+    }
 }
 
-/// The session of a form's POST, checked against the form's CSRF token.
-fn posted(d: &Dashboard, headers: &HeaderMap, csrf: &str) -> Result<Session, Denied> {
-    let s = session(d, headers)?;
-    if !auth::same(s.csrf.as_bytes(), csrf.as_bytes()) {
-        return Err(Denied::Forbidden);
+impl Session {
+    /// The session, if a form's CSRF token is its own.
+    fn check(self, csrf: &str) -> Result<Session, Denied> {
+        if !auth::same(self.csrf.as_bytes(), csrf.as_bytes()) {
+            return Err(Denied::Forbidden);
+        }
+        Ok(self)
     }
-    Ok(s)
 }
 
 async fn login_form() -> Html<String> {
@@ -153,9 +164,10 @@ struct CsrfForm {
 async fn logout(
     State(d): State<Arc<Dashboard>>,
     headers: HeaderMap,
+    s: Session,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = posted(&d, &headers, &f.csrf) {
+    if let Err(r) = s.check(&f.csrf) {
         return r.into_response();
     }
     d.auth
@@ -163,11 +175,7 @@ async fn logout(
     Redirect::to("/login").into_response()
 }
 
-async fn overview(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
-    let s = match session(&d, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn overview(State(d): State<Arc<Dashboard>>, s: Session) -> Response {
     let v = api::status_value(&d.api);
     let mut body = format!(
         "<p>Farside {} up {} s.</p><h2>Running</h2><ul>",
@@ -193,11 +201,7 @@ async fn overview(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Respon
     Html(page("Overview", &s, &body)).into_response()
 }
 
-async fn allocations(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
-    let s = match session(&d, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn allocations(State(d): State<Arc<Dashboard>>, s: Session) -> Response {
     let v = match api::sessions_value(&d.api).await {
         Ok(v) => v,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
@@ -253,10 +257,10 @@ struct EndForm {
 
 async fn end_allocation(
     State(d): State<Arc<Dashboard>>,
-    headers: HeaderMap,
+    s: Session,
     Form(f): Form<EndForm>,
 ) -> Response {
-    if let Err(r) = posted(&d, &headers, &f.csrf) {
+    if let Err(r) = s.check(&f.csrf) {
         return r.into_response();
     }
     if let (Ok(relayed), Some(board)) = (f.relayed.parse::<SocketAddr>(), &d.api.turn) {
@@ -265,11 +269,7 @@ async fn end_allocation(
     Redirect::to("/allocations").into_response()
 }
 
-async fn registrations(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
-    let s = match session(&d, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn registrations(State(d): State<Arc<Dashboard>>, s: Session) -> Response {
     let v = match api::sessions_value(&d.api).await {
         Ok(v) => v,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
@@ -331,10 +331,10 @@ struct BindingForm {
 
 async fn remove_registration(
     State(d): State<Arc<Dashboard>>,
-    headers: HeaderMap,
+    s: Session,
     Form(f): Form<BindingForm>,
 ) -> Response {
-    if let Err(r) = posted(&d, &headers, &f.csrf) {
+    if let Err(r) = s.check(&f.csrf) {
         return r.into_response();
     }
     if let Some(board) = &d.api.sip {
@@ -343,11 +343,7 @@ async fn remove_registration(
     Redirect::to("/registrations").into_response()
 }
 
-async fn calls(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
-    let s = match session(&d, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn calls(State(d): State<Arc<Dashboard>>, s: Session) -> Response {
     let Some(board) = &d.api.calls else {
         let body = "<p>The RTP relay does not run here (<code>[rtp]</code>).</p>";
         return Html(page("Calls", &s, body)).into_response();
@@ -402,13 +398,9 @@ struct SortQuery {
 
 async fn sources(
     State(d): State<Arc<Dashboard>>,
-    headers: HeaderMap,
+    s: Session,
     Query(q): Query<SortQuery>,
 ) -> Response {
-    let s = match session(&d, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let v = api::sources_value(&d.api, q.sort.as_deref().unwrap_or("last_seen"));
     let now_ms = crate::runtime::clock::now().unix_millis();
     let rows: Vec<Vec<String>> = v["sources"]
@@ -459,15 +451,7 @@ struct LogQuery {
     level: Option<String>,
 }
 
-async fn log(
-    State(d): State<Arc<Dashboard>>,
-    headers: HeaderMap,
-    Query(q): Query<LogQuery>,
-) -> Response {
-    let s = match session(&d, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn log(State(d): State<Arc<Dashboard>>, s: Session, Query(q): Query<LogQuery>) -> Response {
     let level = parse_level(q.level.as_deref().unwrap_or("info"));
     let mut body = String::from("<p>Level: ");
     for l in ["error", "warn", "info", "debug"] {
@@ -486,11 +470,7 @@ async fn log(
     Html(page("Log", &s, &body)).into_response()
 }
 
-async fn users(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
-    let s = match session(&d, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn users(State(d): State<Arc<Dashboard>>, s: Session) -> Response {
     let url = d.api.store_url.clone();
     let (users, secrets) = match tokio::task::spawn_blocking(move || users::list(&url)).await {
         Ok(Ok(both)) => both,
@@ -546,10 +526,10 @@ struct UserForm {
 
 async fn add_user(
     State(d): State<Arc<Dashboard>>,
-    headers: HeaderMap,
+    s: Session,
     Form(f): Form<UserForm>,
 ) -> Response {
-    if let Err(r) = posted(&d, &headers, &f.csrf) {
+    if let Err(r) = s.check(&f.csrf) {
         return r.into_response();
     }
     let d2 = Arc::clone(&d);
@@ -573,10 +553,10 @@ async fn add_user(
 
 async fn remove_user(
     State(d): State<Arc<Dashboard>>,
-    headers: HeaderMap,
+    s: Session,
     Form(f): Form<UserForm>,
 ) -> Response {
-    if let Err(r) = posted(&d, &headers, &f.csrf) {
+    if let Err(r) = s.check(&f.csrf) {
         return r.into_response();
     }
     let url = d.api.store_url.clone();
@@ -586,10 +566,10 @@ async fn remove_user(
 
 async fn add_secret(
     State(d): State<Arc<Dashboard>>,
-    headers: HeaderMap,
+    s: Session,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let s = match posted(&d, &headers, &f.csrf) {
+    let s = match s.check(&f.csrf) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -616,10 +596,10 @@ struct SecretForm {
 
 async fn remove_secret(
     State(d): State<Arc<Dashboard>>,
-    headers: HeaderMap,
+    s: Session,
     Form(f): Form<SecretForm>,
 ) -> Response {
-    if let Err(r) = posted(&d, &headers, &f.csrf) {
+    if let Err(r) = s.check(&f.csrf) {
         return r.into_response();
     }
     let url = d.api.store_url.clone();
@@ -627,11 +607,7 @@ async fn remove_secret(
     Redirect::to("/users").into_response()
 }
 
-async fn config(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
-    let s = match session(&d, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn config(State(d): State<Arc<Dashboard>>, s: Session) -> Response {
     let body = format!(
         "<p>As running (after what was taken from the host); secrets shown as <code>(redacted)</code>.</p><pre>{}</pre>",
         esc(&d.api.config_text)
