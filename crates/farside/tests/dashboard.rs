@@ -39,30 +39,7 @@ fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
 
     // uclient relays 1500 messages, 20 ms apart (30 s), to a turnutils_peer.
     let peer = common::turn::Peer::start();
-    let peer_port = peer.port;
-    let uclient_args: Vec<String> = [
-        "-u",
-        "alice",
-        "-w",
-        "wonderland",
-        "-e",
-        "127.0.0.1",
-        "-r",
-        &peer_port.to_string(),
-        "-p",
-        &server.primary.port().to_string(),
-        "-n",
-        "1500",
-        "-z",
-        "20",
-        "-c",
-        "127.0.0.1",
-    ]
-    .map(String::from)
-    .to_vec();
-    let uclient = std::thread::spawn(move || {
-        run_tool("turnutils_uclient", &uclient_args, Duration::from_secs(60))
-    });
+    let uclient = common::turn::uclient_paced(&server, &peer, 1500);
     let mut relayed = String::new();
     let allocated = common::wait_until(Duration::from_secs(10), || {
         let out = server.cli(&["sessions", "--json"]);

@@ -124,30 +124,7 @@ fn a_reload_changes_a_password_and_limits_while_uclient_relays_and_sipp_stays_re
 
     // uclient: 600 messages 20 ms apart (12 s), through two allocations of alice's.
     let peer = common::turn::Peer::start();
-    let peer_port = peer.port;
-    let args: Vec<String> = [
-        "-u",
-        "alice",
-        "-w",
-        "wonderland",
-        "-e",
-        "127.0.0.1",
-        "-r",
-        &peer_port.to_string(),
-        "-p",
-        &server.primary.port().to_string(),
-        "-n",
-        "600",
-        "-z",
-        "20",
-        "-c",
-        "127.0.0.1",
-    ]
-    .map(String::from)
-    .to_vec();
-    let uclient = std::thread::spawn(move || {
-        common::run_tool("turnutils_uclient", &args, Duration::from_secs(60))
-    });
+    let uclient = common::turn::uclient_paced(&server, &peer, 600);
     assert!(common::wait_until(Duration::from_secs(10), || {
         common::counter(&server, "farside_turn_relayed_packets_total", "to_client") >= 20.0
     }));

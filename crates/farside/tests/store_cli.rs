@@ -302,3 +302,33 @@ fn store_errors_are_one_line_with_exit_1() {
     assert!(err.contains("missing.toml: cannot read"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `farside admin passwd`: the dashboard's password goes to the store as an Argon2id hash
+/// (never as given); one shorter than 8 characters is refused.
+#[test]
+fn the_dashboard_password_is_stored_as_an_argon2id_hash() {
+    let dir = std::env::temp_dir().join(format!("farside-admin-passwd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("f.db").display());
+    let config = dir.join("farside.toml");
+    std::fs::write(&config, format!("[store]\nurl = \"{url}\"\n")).unwrap();
+    let config = config.display().to_string();
+    let (code, _, err) = farside(&config, &["admin", "passwd", "--password", "short"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("8 characters"), "{err}");
+    let (code, out, err) = farside(
+        &config,
+        &["admin", "passwd", "--password-stdin"],
+        Some("a longer secret\n"),
+    );
+    assert_eq!((code, out.trim()), (0, "dashboard password set"), "{err}");
+    let hash = farside_store::open(&url)
+        .unwrap()
+        .admin_password()
+        .unwrap()
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("a longer secret"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -40,16 +40,8 @@ pub enum UserCommand {
 pub struct UserPassword {
     /// The username.
     name: String,
-    /// The password (visible to other local users in `ps`; prefer --password-stdin).
-    #[arg(
-        long,
-        conflicts_with = "password_stdin",
-        required_unless_present = "password_stdin"
-    )]
-    password: Option<String>,
-    /// Read the password from standard input (its first line, without the line end).
-    #[arg(long)]
-    password_stdin: bool,
+    #[command(flatten)]
+    password: Password,
     /// The realm (default: TURN's, `turn.realm`, and the SIP registrar's when `[sip]` is
     /// enabled and its realm differs: one command serves both).
     #[arg(long)]
@@ -71,33 +63,29 @@ pub struct UserName {
 pub enum AdminCommand {
     /// Set the dashboard's password (its Argon2id hash goes to the store; it replaces the
     /// first-run password at the next login).
-    Passwd {
-        /// The password (visible to other local users in `ps`; prefer --password-stdin).
-        #[arg(
-            long,
-            conflicts_with = "password_stdin",
-            required_unless_present = "password_stdin"
-        )]
-        password: Option<String>,
-        /// Read the password from standard input (its first line, without the line end).
-        #[arg(long)]
-        password_stdin: bool,
-    },
+    Passwd(Password),
+}
+
+/// A password, given or read from standard input.
+#[derive(Args, Debug)]
+pub struct Password {
+    /// The password (visible to other local users in `ps`; prefer --password-stdin).
+    #[arg(
+        long,
+        conflicts_with = "password_stdin",
+        required_unless_present = "password_stdin"
+    )]
+    password: Option<String>,
+    /// Read the password from standard input (its first line, without the line end).
+    #[arg(long)]
+    password_stdin: bool,
 }
 
 /// Runs a `farside admin` command.
 pub fn admin(cmd: AdminCommand, args: &StoreArgs) -> ExitCode {
     finish((|| {
-        let AdminCommand::Passwd {
-            password: given,
-            password_stdin,
-        } = cmd;
-        let pw = password(&UserPassword {
-            name: String::new(),
-            password: given,
-            password_stdin,
-            realm: None,
-        })?;
+        let AdminCommand::Passwd(given) = cmd;
+        let pw = password(&given)?;
         if pw.len() < 8 {
             return Err("the dashboard password needs 8 characters or more".into());
         }
@@ -152,7 +140,7 @@ fn finish(r: Result<String, String>) -> ExitCode {
     }
 }
 
-fn password(p: &UserPassword) -> Result<String, String> {
+fn password(p: &Password) -> Result<String, String> {
     match &p.password {
         Some(pw) => Ok(pw.clone()),
         None => {
@@ -224,7 +212,7 @@ pub fn user(cmd: UserCommand, args: &StoreArgs) -> ExitCode {
         };
         match cmd {
             UserCommand::Add(u) => {
-                let password = password(&u)?;
+                let password = password(&u.password)?;
                 let (mut added, mut kept, mut exists) = (Vec::new(), Vec::new(), None);
                 // All or none: a realm that cannot hold users is refused before any write.
                 for realm in realms(&u.realm) {
@@ -260,7 +248,7 @@ pub fn user(cmd: UserCommand, args: &StoreArgs) -> ExitCode {
                 ))
             }
             UserCommand::Passwd(u) => {
-                let password = password(&u)?;
+                let password = password(&u.password)?;
                 let done = each_realm(&realms(&u.realm), &u.name, |realm| {
                     store.set_password(realm, &u.name, &password)
                 })?;

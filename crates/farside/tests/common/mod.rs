@@ -1194,6 +1194,38 @@ pub mod turn {
         pub lost: Option<u64>,
     }
 
+    /// coturn's `turnutils_uclient` as alice (password `wonderland`) through `server` to
+    /// `peer`: `messages` messages 20 ms apart, no RTCP, started on a thread of its own.
+    pub fn uclient_paced(
+        server: &super::Server,
+        peer: &Peer,
+        messages: u32,
+    ) -> std::thread::JoinHandle<super::ToolOutput> {
+        let args: Vec<String> = [
+            "-u",
+            "alice",
+            "-w",
+            "wonderland",
+            "-e",
+            "127.0.0.1",
+            "-r",
+            &peer.port.to_string(),
+            "-p",
+            &server.primary.port().to_string(),
+            "-n",
+            &messages.to_string(),
+            "-z",
+            "20",
+            "-c",
+            "127.0.0.1",
+        ]
+        .map(String::from)
+        .to_vec();
+        let limit = std::time::Duration::from_millis(20 * u64::from(messages))
+            + std::time::Duration::from_secs(30);
+        std::thread::spawn(move || super::run_tool("turnutils_uclient", &args, limit))
+    }
+
     /// uclient's totals in what it printed.
     pub fn totals(text: &str) -> Option<Totals> {
         let line = text
