@@ -62,6 +62,8 @@ start_server() { # start_server SERVER
 [stun]
 listen = ["127.0.0.1:23478"]
 tcp = false
+[turn]
+enabled = false
 [sip]
 enabled = false
 [rtp]

@@ -81,6 +81,10 @@ listen = ["udp:127.0.0.1:$port"]
 domain = "example.org"
 [sip.keepalive]
 enabled = false
+[turn]
+enabled = false
+[rtp]
+enabled = false
 [store]
 url = "sqlite://$TMP/farside.db"
 [admin]

@@ -154,6 +154,13 @@ listen = ["127.0.0.1:$port"]
 tcp = false
 workers = 1
 
+[turn]
+enabled = false
+[sip]
+enabled = false
+[rtp]
+enabled = false
+
 [admin]
 listen = "127.0.0.1:$admin_port"
 

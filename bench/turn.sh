@@ -70,6 +70,10 @@ enabled = true
 relay_ports = "42000-43999"
 allowed_peers = ["127.0.0.0/8"]
 auth_secrets = ["$SECRET"]
+[sip]
+enabled = false
+[rtp]
+enabled = false
 [store]
 url = "sqlite://$TMP/farside.db"
 [admin]

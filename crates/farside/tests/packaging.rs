@@ -253,7 +253,9 @@ fn the_installed_package_runs_as_its_own_user_and_answers_stun() {
     // As systemd would: StateDirectory made and owned by the user, then ExecStart as it.
     let state = "/var/lib/farside";
     std::fs::create_dir_all(state).unwrap();
-    assert!(run("chown", &["farside:farside", state]).0);
+    // systemd gives the whole directory to the unit's user (what a root-run command left in
+    // it too).
+    assert!(run("chown", &["-R", "farside:farside", state]).0);
     let words = exec_start();
     // setpriv changes user and execs (runuser would fork, and killing it leave the server).
     let mut server = Command::new("setpriv")

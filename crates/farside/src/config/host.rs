@@ -102,6 +102,7 @@ impl Config {
         self.settle_turn(host, origin, &mut notices)?;
         self.settle_sip(host, origin, &mut notices)?;
         self.settle_rtp(host, origin, &mut notices)?;
+        self.settle_ports(&mut notices);
         self.validate(origin)?;
         Ok((self, Notices(notices)))
     }
@@ -215,6 +216,30 @@ impl Config {
         ));
         rtp.address = chosen;
         Ok(())
+    }
+}
+
+impl Config {
+    /// A TURN left to the host whose relay ports overlap the RTP relay's on one address yields
+    /// (the relay's range was asked for); one the file turns on is refused by `validate`.
+    fn settle_ports(&mut self, notices: &mut Vec<String>) {
+        if self.turn.enabled != Switch::Auto || !self.rtp.enabled.wanted() {
+            return;
+        }
+        let (v4, v6) = self.turn.relay_addresses(&self.stun);
+        let (first, last) = (self.turn.relay_ports.0, self.turn.relay_ports.1);
+        let (a, b) = (self.rtp.ports.0, self.rtp.ports.1);
+        let shared = self
+            .rtp
+            .address
+            .iter()
+            .any(|ip| v4 == Some(*ip) || v6 == Some(*ip));
+        if shared && a <= last && first <= b {
+            notices.push(format!(
+                "S009 TURN off: its relay ports {first}-{last} overlap rtp.ports {a}-{b} on the same address: set turn.relay_ports (or turn.enabled = false)"
+            ));
+            self.turn.enabled = Switch::Off;
+        }
     }
 }
 
@@ -344,6 +369,20 @@ mod tests {
         .expect("settles");
         assert_eq!(c.sip.domain, "pbx.example.org");
         assert!(c.sip.enabled.wanted());
+    }
+
+    #[test]
+    fn a_turn_left_to_the_host_yields_its_ports_to_the_rtp_relay() {
+        let h = host(&["127.0.0.1", "192.0.2.2"], "");
+        let text = "[stun]\nlisten = [\"192.0.2.2:3478\"]\n[rtp]\naddress = [\"192.0.2.2\"]\nports = \"10000-59999\"\n";
+        let (c, notices) = settle(text, &h).expect("settles");
+        assert_eq!(c.turn.enabled, Switch::Off);
+        assert!(
+            notices.0.iter().any(|n| n.contains("overlap rtp.ports")),
+            "{notices:?}"
+        );
+        let e = settle(&format!("{text}[turn]\nenabled = true\n"), &h).expect_err("asked for");
+        assert!(e.contains("rtp.ports"), "{e}");
     }
 
     #[test]

@@ -231,7 +231,8 @@ impl Config {
     fn rtp_ports_apart_from_turn(&self, origin: &str, ip: IpAddr) -> Result<(), ConfigError> {
         let PortRange(first, last) = self.turn.relay_ports;
         let (v4, v6) = self.turn.relay_addresses(&self.stun);
-        let shared = self.turn.enabled.wanted() && (v4 == Some(ip) || v6 == Some(ip));
+        // A TURN left to the host yields instead (`config::host`).
+        let shared = self.turn.enabled.required() && (v4 == Some(ip) || v6 == Some(ip));
         let PortRange(a, b) = self.rtp.ports;
         if shared && a <= last && first <= b {
             return Err(invalid(
