@@ -6,9 +6,13 @@
 //! 0.0.0.0/8, RFC 1918, shared address space (100.64/10), link-local (including the cloud
 //! metadata address 169.254.169.254), multicast, broadcast and reserved space; for IPv6
 //! loopback, unspecified, unique local (fc00::/7), link-local (fe80::/10), multicast, and
-//! IPv4-mapped addresses are judged by their IPv4 address. `denied_peers` refuses more;
-//! `allowed_peers` lets chosen ranges through (e.g. a media server on a private network);
-//! an explicit denial wins over an explicit allowance.
+//! IPv6 addresses that carry an IPv4 address are judged by it too: IPv4-mapped (`::ffff:0:0/96`),
+//! IPv4-compatible (`::/96`), NAT64 (`64:ff9b::/96`, RFC 6052; the local-use `64:ff9b:1::/48`
+//! of RFC 8215 is refused whole, its mapping being the operator's), 6to4 (`2002::/16`,
+//! RFC 3056) and Teredo (`2001::/32`, RFC 4380: its client's address): through a translator or
+//! tunnel each reaches the IPv4 address inside. `denied_peers` refuses more; `allowed_peers`
+//! lets chosen ranges through (e.g. a media server on a private network); an explicit denial
+//! wins over an explicit allowance.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -134,12 +138,32 @@ fn refused_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn refused_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let s = ip.segments();
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
-        || (first & 0xFE00) == 0xFC00 // unique local, RFC 4193
-        || (first & 0xFFC0) == 0xFE80 // link-local
+        || (s[0] & 0xFE00) == 0xFC00 // unique local, RFC 4193
+        || (s[0] & 0xFFC0) == 0xFE80 // link-local
+        || (s[0], s[1], s[2]) == (0x64, 0xFF9B, 1) // local-use NAT64, RFC 8215
+        || embedded_v4(ip).is_some_and(refused_v4)
+}
+
+/// The IPv4 address an IPv6 address carries to a translator or tunnel, if it is of such a
+/// form (IPv4-mapped addresses are made IPv4 before this).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        // NAT64 well-known prefix, RFC 6052 §2.1: the last 32 bits.
+        [0x64, 0xFF9B, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        // IPv4-compatible (deprecated, RFC 4291 §2.5.5.1): the last 32 bits.
+        [0, 0, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        // 6to4, RFC 3056 §2: bits 16-47.
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        // Teredo, RFC 4380 §4: the client's address, bits 96-127, inverted.
+        [0x2001, 0, _, _, _, _, hi, lo] => Some(v4(!hi, !lo)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +237,30 @@ mod tests {
         assert!(!p.permits(ip("10.0.0.1")));
         assert!(!p.permits(ip("192.0.2.20")));
         assert!(!p.permits(ip("192.168.0.1")));
+    }
+
+    #[test]
+    fn ipv6_forms_that_carry_a_refused_ipv4_address_are_refused() {
+        let p = PeerPolicy::default();
+        for bad in [
+            "64:ff9b::7f00:1",                      // NAT64 of 127.0.0.1
+            "64:ff9b::a00:1",                       // NAT64 of 10.0.0.1
+            "64:ff9b::a9fe:a9fe",                   // NAT64 of 169.254.169.254
+            "64:ff9b:1::808:808",                   // local-use NAT64, whatever it carries
+            "2002:c0a8:101::1",                     // 6to4 of 192.168.1.1
+            "2002:7f00:1::",                        // 6to4 of 127.0.0.1
+            "::a00:1",                              // IPv4-compatible 10.0.0.1
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe", // Teredo, client 10.0.0.1
+        ] {
+            assert!(!p.permits(ip(bad)), "{bad} should be refused");
+        }
+        for good in [
+            "64:ff9b::808:808",                     // NAT64 of 8.8.8.8
+            "2002:808:808::1",                      // 6to4 of 8.8.8.8
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7", // Teredo, client 8.8.8.8
+        ] {
+            assert!(p.permits(ip(good)), "{good} should be allowed");
+        }
     }
 
     #[test]
