@@ -341,3 +341,79 @@ fn silent_tcp_and_stalled_tls_connections_are_closed_on_time() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A part left to the host (no `enabled` key) whose port another program holds is turned off
+/// with S011 and the rest runs: here SIP, while STUN answers. The same part turned on by the
+/// file (`enabled = true`) fails the start with S401.
+#[test]
+fn a_part_left_to_the_host_that_cannot_bind_is_off_and_the_rest_runs() {
+    let test = "a_part_left_to_the_host_that_cannot_bind_is_off_and_the_rest_runs";
+    if common::backend() != Backend::Farside {
+        common::skip(test, "Farside's defaults");
+        return;
+    }
+    let localhost = common::LOCALHOST;
+    let ports = common::free_ports(&[localhost], 2);
+    let (stun_port, sip_port) = (ports, ports + 1);
+    // Another program on the SIP port.
+    let _holder = std::net::UdpSocket::bind((localhost, sip_port)).unwrap();
+    let dir = std::env::temp_dir().join(format!("farside-soft-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = |sip_switch: &str| {
+        format!(
+            "[stun]\nlisten = [\"127.0.0.1:{stun_port}\"]\ntcp = false\n\n[sip]\n{sip_switch}listen = [\"udp:127.0.0.1:{sip_port}\"]\ndomain = \"example.org\"\n\n\
+             [turn]\nenabled = false\n\n[rtp]\nenabled = false\n\n[store]\nurl = \"sqlite://{}\"\n\n[admin]\nlisten = \"off\"\n",
+            dir.join("f.db").display()
+        )
+    };
+    let left = dir.join("left.toml");
+    std::fs::write(&left, config("")).unwrap();
+    let server = common::spawn_logged(
+        env!("CARGO_BIN_EXE_farside"),
+        &[
+            "serve".into(),
+            "--config".into(),
+            left.display().to_string(),
+        ],
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(10), || server
+            .output()
+            .contains("S010 running")),
+        "{}",
+        server.output()
+    );
+    let log = server.output();
+    assert!(
+        log.contains("S011 SIP off: S401 cannot bind SIP udp"),
+        "{log}"
+    );
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let answered = stun::udp_binding_once(
+        &sock,
+        std::net::SocketAddr::new(localhost, stun_port),
+        Duration::from_secs(2),
+    );
+    assert!(answered.is_some(), "STUN runs on\n{log}");
+    drop(server);
+
+    let on = dir.join("on.toml");
+    std::fs::write(&on, config("enabled = true\n")).unwrap();
+    let out = run_tool(
+        env!("CARGO_BIN_EXE_farside"),
+        &["serve".into(), "--config".into(), on.display().to_string()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("S401 cannot bind SIP udp"),
+        "{}",
+        out.describe()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    common::note(
+        test,
+        "SIP's port held: left to the host, SIP off (S011) and STUN answering; asked for, the start failed (S401)",
+    );
+}
