@@ -94,6 +94,31 @@ fn sipp_register_from(
     run_tool("sipp", &args, Duration::from_secs(30))
 }
 
+/// RFC 3261 §8.2.2.3 with a real phone: SIPp asks for `Require: path, frobnicate` and gets 420
+/// Bad Extension naming `frobnicate` in Unsupported (SIPp checks the header).
+#[test]
+fn sipp_requiring_an_unknown_extension_gets_420_naming_it() {
+    let test = "sipp_requiring_an_unknown_extension_gets_420_naming_it";
+    if !require_tool(test, "sipp") {
+        return;
+    }
+    let (server, sip) = sip_server(test);
+    let port = common::free_ports(&[LOCALHOST], 1);
+    let args = sipp::register_require("alice", DOMAIN, "127.0.0.1", port, &sip.to_string(), 10);
+    let out = run_tool("sipp", &args, Duration::from_secs(30));
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+    common::note(
+        test,
+        "REGISTER with Require: path, frobnicate -> 420, Unsupported: frobnicate",
+    );
+}
+
 #[test]
 fn sipp_registers_with_digest_authentication() {
     let test = "sipp_registers_with_digest_authentication";

@@ -230,6 +230,17 @@ impl Registrar {
         {
             return (Vec::new(), Outcome::RateLimited);
         }
+        // RFC 3261 §8.2.2.3: an extension the registrar does not support, asked for in
+        // Require, gets 420 naming it in Unsupported (answered before a challenge: no larger
+        // than the request's tags, and the source's failure limit above applies).
+        let unsupported = unsupported_required(msg);
+        if !unsupported.is_empty() {
+            return refuse(
+                420,
+                "Bad Extension",
+                &[("Unsupported", &unsupported.join(", "))],
+            );
+        }
         // RFC 3261 §10.3 steps 3-6: authenticate, and only for one's own address of record.
         let user = match self.authenticate(msg, now, users) {
             Ok(user) => user,
@@ -631,6 +642,31 @@ enum AuthError {
 
 fn stale_of(o: &Outcome) -> bool {
     matches!(o, Outcome::Challenged { stale: true })
+}
+
+/// The extensions a registration may require here: Path (RFC 3327) and outbound (RFC 5626).
+pub const SUPPORTED: [&str; 2] = ["path", "outbound"];
+
+/// The option tags of `msg`'s Require headers that are not [`SUPPORTED`] (at most 16, each
+/// at most 64 bytes: the 420 stays small whatever the request says).
+fn unsupported_required(msg: &Message<'_>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in msg.option_tags(HeaderName::Require) {
+        if SUPPORTED
+            .iter()
+            .any(|s| s.as_bytes().eq_ignore_ascii_case(tag))
+        {
+            continue;
+        }
+        let tag: String = String::from_utf8_lossy(&tag[..tag.len().min(64)])
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .collect();
+        if !tag.is_empty() && out.len() < 16 && !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    out
 }
 
 /// `sip:user@host` (host in lower case) of a SIP URI with a user part.

@@ -257,6 +257,33 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
     );
 }
 
+/// RFC 3261 §8.2.2.3: a Require the registrar cannot honour gets 420 Bad Extension naming
+/// the unknown tags in Unsupported, before any challenge; Path and outbound are honoured.
+#[test]
+fn an_unsupported_require_gets_420_naming_it() {
+    let mut r = registrar();
+    let req = register(
+        1,
+        "<sip:alice@192.168.1.20:5060>",
+        "Require: path, Foo\r\nRequire: gruu\r\n",
+        None,
+    );
+    let (resp, outcome) = submit(&mut r, &req, 40000, NOW);
+    assert_eq!(code(&resp), 420);
+    assert_eq!(outcome, Outcome::Refused(420));
+    let m = Message::parse(&resp).expect("parses");
+    assert_eq!(m.value_of("Unsupported"), Some(&b"Foo, gruu"[..]));
+    assert!(resp.len() < req.len(), "no larger than the request");
+    // What it supports: challenged as usual.
+    let ok = register(
+        1,
+        "<sip:alice@192.168.1.20:5060>",
+        "Require: path, outbound\r\n",
+        None,
+    );
+    assert_eq!(code(&submit(&mut r, &ok, 40000, NOW).0), 401);
+}
+
 #[test]
 fn nonces_are_reused_until_stale_and_wrong_passwords_fail() {
     let mut r = registrar();
