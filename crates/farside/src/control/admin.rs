@@ -12,32 +12,8 @@ use axum::routing::get;
 
 use crate::control::api::{self, Api};
 use crate::control::dashboard::{self, Dashboard};
+use crate::net::tls_listener::Peer;
 use crate::telemetry::Metrics;
-
-/// Where a request came from (the dashboard's lockout counts by it), over HTTP or HTTPS.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
-
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for Peer
-{
-    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Peer(*s.remote_addr())
-    }
-}
-
-impl
-    axum::extract::connect_info::Connected<
-        axum::serve::IncomingStream<'_, crate::net::tls_listener::TlsListener>,
-    > for Peer
-{
-    fn connect_info(
-        s: axum::serve::IncomingStream<'_, crate::net::tls_listener::TlsListener>,
-    ) -> Self {
-        Peer(*s.remote_addr())
-    }
-}
 
 /// Binds the admin listener (at start, so that a bad address fails it before anything runs).
 pub async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {

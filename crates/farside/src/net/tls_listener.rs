@@ -2,7 +2,8 @@
 //! One job, one failure rule: each handshake runs on its own task, at most
 //! [`HANDSHAKE_TIMEOUT`] and [`MAX_HANDSHAKES`] at once, so a slow or silent client holds up no
 //! one; a handshake that fails or times out closes that connection only. The certificate is
-//! loaded again when its files change (`tls_reload.rs`).
+//! loaded again when its files change (`tls_reload.rs`). [`Peer`] names a connection's source
+//! over plain HTTP or HTTPS alike.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,5 +77,24 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+/// Where a request came from (the dashboard's lockout counts by it), over HTTP or HTTPS.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*s.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(s: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*s.remote_addr())
     }
 }

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use crate::control::api::{self, Api};
 use crate::control::users;
+use crate::net::tls_listener::Peer;
 use crate::telemetry::log_ring::parse_level;
 use auth::{Auth, COOKIE, Refused, Session};
 use html::{esc, page, table};
@@ -114,7 +115,7 @@ struct LoginForm {
 
 async fn login(
     State(d): State<Arc<Dashboard>>,
-    ConnectInfo(crate::control::admin::Peer(peer)): ConnectInfo<crate::control::admin::Peer>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     Form(f): Form<LoginForm>,
 ) -> Response {
     let d2 = Arc::clone(&d);
