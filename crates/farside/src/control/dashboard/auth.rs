@@ -138,7 +138,7 @@ impl Auth {
             Ok(None) => self
                 .one_time
                 .as_deref()
-                .is_some_and(|o| same(o.as_bytes(), password.as_bytes())),
+                .is_some_and(|o| crate::control::api::same(o.as_bytes(), password.as_bytes())),
             Err(e) => {
                 tracing::warn!("S015 dashboard login: cannot read the store: {e}");
                 false
@@ -162,11 +162,6 @@ pub fn hash(password: &str) -> Result<String, String> {
 pub fn random_hex() -> String {
     crate::runtime::seed::random_hex()
         .unwrap_or_else(|_| base16ct::lower::encode_string(&crate::runtime::seed::random_key()))
-}
-
-/// Constant-time equality (the lengths are not secret).
-pub fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// The cookie's name.

@@ -97,7 +97,7 @@ impl axum::extract::FromRequestParts<Arc<Dashboard>> for Session {
 impl Session {
     /// The session, if a form's CSRF token is its own.
     fn check(self, csrf: &str) -> Result<Session, Denied> {
-        if !auth::same(self.csrf.as_bytes(), csrf.as_bytes()) {
+        if !api::same(self.csrf.as_bytes(), csrf.as_bytes()) {
             return Err(Denied::Forbidden);
         }
         Ok(self)
