@@ -21,16 +21,31 @@ pub const SIP_PORT: u16 = 5060;
 /// What the host offers: its interface addresses and its name.
 #[derive(Debug, Clone, Default)]
 pub struct Host {
-    /// The addresses of the interfaces that are up.
-    pub addresses: Vec<IpAddr>,
+    /// The addresses of the interfaces that are up, each once (one address on two interfaces
+    /// is one choice, and one listener).
+    addresses: Vec<IpAddr>,
     /// The host name (`/proc/sys/kernel/hostname`), possibly empty.
-    pub name: String,
+    name: String,
 }
 
 impl Host {
+    /// A host with `addresses` (repeats dropped, first kept) and `name`.
+    pub fn new(addresses: impl IntoIterator<Item = IpAddr>, name: String) -> Host {
+        let mut unique: Vec<IpAddr> = Vec::new();
+        for ip in addresses {
+            if !unique.contains(&ip) {
+                unique.push(ip);
+            }
+        }
+        Host {
+            addresses: unique,
+            name,
+        }
+    }
+
     /// This machine.
     pub fn detect() -> Host {
-        let addresses = farside_io::interface_addresses()
+        let addresses: Vec<IpAddr> = farside_io::interface_addresses()
             .map(|all| all.into_iter().map(|a| a.ip).collect())
             .unwrap_or_else(|e| {
                 tracing::warn!("S008 cannot list the host's addresses: {e}");
@@ -39,20 +54,17 @@ impl Host {
         let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default();
-        Host { addresses, name }
+        Host::new(addresses, name)
     }
 
     /// The addresses a server can be reached on from elsewhere: not loopback, link-local,
     /// multicast or unspecified.
     fn specific(&self, v4: bool) -> Vec<IpAddr> {
-        let mut out: Vec<IpAddr> = self
-            .addresses
+        self.addresses
             .iter()
             .copied()
             .filter(|ip| ip.is_ipv4() == v4 && reachable(*ip))
-            .collect();
-        out.dedup();
-        out
+            .collect()
     }
 
     /// The addresses to relay from (the one specific address of each family that has one),
@@ -172,13 +184,12 @@ impl Config {
             sip.domain = domain;
         }
         if sip.listen.is_empty() {
-            let mut ips: Vec<IpAddr> = host
+            let ips: Vec<IpAddr> = host
                 .addresses
                 .iter()
                 .copied()
                 .filter(|ip| reachable(*ip) || ip.is_loopback())
                 .collect();
-            ips.dedup();
             if ips.is_empty() {
                 let why = "no address to listen on: set sip.listen".to_string();
                 return off(&mut sip.enabled, origin, "sip.listen", why, notices);
@@ -286,10 +297,27 @@ mod tests {
     use super::*;
 
     fn host(addresses: &[&str], name: &str) -> Host {
-        Host {
-            addresses: addresses.iter().map(|a| a.parse().expect("ip")).collect(),
-            name: name.into(),
-        }
+        Host::new(
+            addresses.iter().map(|a| a.parse().expect("ip")),
+            name.into(),
+        )
+    }
+
+    #[test]
+    fn one_address_on_two_interfaces_is_one_choice_and_one_listener() {
+        let h = host(&["192.0.2.2", "127.0.0.1", "192.0.2.2"], "");
+        let (c, _) = settle("", &h).expect("settles");
+        assert_eq!(
+            c.turn.relay_address,
+            ["192.0.2.2".parse::<IpAddr>().expect("ip")]
+        );
+        let udp = c
+            .sip
+            .listen
+            .iter()
+            .filter(|l| l.transport == Transport::Udp && l.address.ip() == c.turn.relay_address[0])
+            .count();
+        assert_eq!(udp, 1);
     }
 
     fn settle(text: &str, host: &Host) -> Result<(Config, Notices), String> {
