@@ -104,7 +104,15 @@ fn sipp_requiring_an_unknown_extension_gets_420_naming_it() {
     }
     let (server, sip) = sip_server(test);
     let port = common::free_ports(&[LOCALHOST], 1);
-    let args = sipp::register_require("alice", DOMAIN, "127.0.0.1", port, &sip.to_string(), 10);
+    let args = sipp::to_domain(
+        "register-require",
+        "alice",
+        DOMAIN,
+        "127.0.0.1",
+        port,
+        &sip.to_string(),
+        10,
+    );
     let out = run_tool("sipp", &args, Duration::from_secs(30));
     assert_eq!(
         out.code(),

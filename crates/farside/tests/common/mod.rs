@@ -1372,27 +1372,6 @@ pub mod sipp {
         )
     }
 
-    /// A phone at `ip:port` that asks `target` to register `user@domain` with `Require:
-    /// path, frobnicate`, and expects 420 with `frobnicate` in Unsupported.
-    pub fn register_require(
-        user: &str,
-        domain: &str,
-        ip: &str,
-        port: u16,
-        target: &str,
-        timeout_secs: u32,
-    ) -> Vec<String> {
-        to_domain(
-            "register-require",
-            user,
-            domain,
-            ip,
-            port,
-            target,
-            timeout_secs,
-        )
-    }
-
     /// A phone at `ip:port` that registers `user@domain` at `target`, which asks no
     /// credentials.
     pub fn register_open(
@@ -1514,8 +1493,9 @@ pub mod sipp {
         to_domain("caller", user, domain, ip, port, target, timeout_secs)
     }
 
-    /// `scenario` from `ip:port` for `user@domain`, sent to `target`.
-    fn to_domain(
+    /// `scenario` from `ip:port` for `user@domain`, sent to `target` (e.g. `register-require`:
+    /// `Require: path, frobnicate`, expecting 420 with `frobnicate` in Unsupported).
+    pub fn to_domain(
         scenario: &str,
         user: &str,
         domain: &str,
