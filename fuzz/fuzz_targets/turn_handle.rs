@@ -85,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
     let mut server = TurnServer::new(
         TurnConfig::default(),
         Arc::new(creds),
-        Arc::new(Quotas::new(0, 20)),
+        Arc::new(Quotas::new(0, 20, 0)),
         [3; 32],
     );
     let mut ports = Ports(0);

@@ -448,6 +448,7 @@ fn turn_shared(
         quotas: Arc::new(farside_turn::Quotas::new(
             t.max_allocations_per_user,
             t.auth_failures_per_minute,
+            t.refusals_per_second,
         )),
         board: Arc::default(),
     })))

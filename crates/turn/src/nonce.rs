@@ -22,8 +22,14 @@ impl std::fmt::Debug for Nonces {
     }
 }
 
-/// A nonce's bytes (fixed length, so no allocation).
-pub(crate) type NonceText = [u8; NONCE_PREFIX.len() + 16 + 32];
+/// Hex digits of the stamp (the Unix second, 32 bits: good until 2106).
+const STAMP: usize = 8;
+/// Hex digits of the MAC: 96 bits, far beyond guessing within a nonce's lifetime. Kept short
+/// because every 401 carries a nonce, and a 401 is what a forged source can draw.
+const MAC: usize = 24;
+
+/// A nonce's bytes (fixed length, so no allocation): 45, which a NONCE attribute pads to 48.
+pub(crate) type NonceText = [u8; NONCE_PREFIX.len() + STAMP + MAC];
 
 impl Nonces {
     pub(crate) fn new(key: [u8; 32]) -> Self {
@@ -32,33 +38,34 @@ impl Nonces {
 
     /// A nonce made at `secs` (Unix seconds).
     pub(crate) fn make(&self, secs: u64) -> NonceText {
-        let mut out = [0u8; NONCE_PREFIX.len() + 16 + 32];
+        let secs = secs as u32;
+        let mut out = [0u8; NONCE_PREFIX.len() + STAMP + MAC];
         out[..NONCE_PREFIX.len()].copy_from_slice(NONCE_PREFIX.as_bytes());
-        hex(&secs.to_be_bytes(), &mut out[NONCE_PREFIX.len()..][..16]);
+        hex(&secs.to_be_bytes(), &mut out[NONCE_PREFIX.len()..][..STAMP]);
         let mac = self.mac(secs);
-        hex(&mac, &mut out[NONCE_PREFIX.len() + 16..]);
+        hex(&mac, &mut out[NONCE_PREFIX.len() + STAMP..]);
         out
     }
 
     /// When `nonce` was made, if it is one of ours.
     pub(crate) fn made_at(&self, nonce: &[u8]) -> Option<u64> {
         let rest = nonce.strip_prefix(NONCE_PREFIX.as_bytes())?;
-        if rest.len() != 48 {
+        if rest.len() != STAMP + MAC {
             return None;
         }
-        let mut stamp = [0u8; 8];
-        unhex(&rest[..16], &mut stamp)?;
-        let secs = u64::from_be_bytes(stamp);
-        let mut mac = [0u8; 16];
-        unhex(&rest[16..], &mut mac)?;
-        bool::from(self.mac(secs).ct_eq(&mac)).then_some(secs)
+        let mut stamp = [0u8; STAMP / 2];
+        unhex(&rest[..STAMP], &mut stamp)?;
+        let secs = u32::from_be_bytes(stamp);
+        let mut mac = [0u8; MAC / 2];
+        unhex(&rest[STAMP..], &mut mac)?;
+        bool::from(self.mac(secs).ct_eq(&mac)).then_some(u64::from(secs))
     }
 
-    fn mac(&self, secs: u64) -> [u8; 16] {
-        let mut out = [0u8; 16];
+    fn mac(&self, secs: u32) -> [u8; MAC / 2] {
+        let mut out = [0u8; MAC / 2];
         if let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) {
             mac.update(&secs.to_be_bytes());
-            out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+            out.copy_from_slice(&mac.finalize().into_bytes()[..MAC / 2]);
         }
         out
     }

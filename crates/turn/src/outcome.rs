@@ -215,6 +215,9 @@ pub enum Dropped {
     Unexpected,
     /// Too many failed authentications from this source lately.
     AuthRateLimited,
+    /// A refusal of an unauthenticated request over UDP, over the source's budget of
+    /// refusals per second (a forged source must not draw a flood).
+    RefusalRateLimited,
     /// The output buffer could not hold the message.
     NoRoom,
     /// Over the allocation's bandwidth cap.
@@ -230,7 +233,7 @@ pub enum Dropped {
 
 impl Dropped {
     /// Every reason, for metrics.
-    pub const ALL: [Dropped; 12] = [
+    pub const ALL: [Dropped; 13] = [
         Dropped::NotTurn,
         Dropped::Malformed,
         Dropped::NoAllocation,
@@ -238,6 +241,7 @@ impl Dropped {
         Dropped::NoChannel,
         Dropped::Unexpected,
         Dropped::AuthRateLimited,
+        Dropped::RefusalRateLimited,
         Dropped::NoRoom,
         Dropped::OverBandwidth,
         Dropped::NoDontFragment,
@@ -255,6 +259,7 @@ impl Dropped {
             Dropped::NoChannel => "no_channel",
             Dropped::Unexpected => "unexpected",
             Dropped::AuthRateLimited => "auth_rate_limited",
+            Dropped::RefusalRateLimited => "refusal_rate_limited",
             Dropped::NoRoom => "no_room",
             Dropped::OverBandwidth => "over_bandwidth",
             Dropped::NoDontFragment => "no_dont_fragment",

@@ -1,5 +1,5 @@
-//! The limits that must hold across the whole server, not per worker: allocations per user and
-//! failed authentications per source address. Every worker's [`TurnServer`](crate::TurnServer)
+//! The limits that must hold across the whole server, not per worker: allocations per user,
+//! failed authentications per source address, and refusals per source address and second. Every worker's [`TurnServer`](crate::TurnServer)
 //! holds the same [`Quotas`], so a user or an attacker spread over source ports (and so over
 //! workers, by the kernel's `SO_REUSEPORT` hash) gets the configured limit once, not once per
 //! worker.
@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use farside_ratelimit::PerSource;
 use farside_time::Timestamp;
 
 /// The window over which failed authentications are counted.
@@ -34,25 +35,41 @@ pub struct Quotas {
     per_user: [Mutex<HashMap<(String, String), usize>>; SHARDS],
     /// Failed authentications per source: (count, when the window began).
     failures: [Mutex<HashMap<IpAddr, (u32, Timestamp)>>; SHARDS],
+    /// Answers to unauthenticated requests over UDP (401, 438, 400, 420) per source and
+    /// second: a forged source draws no more than this (see `farside_ratelimit`).
+    refusals: PerSource,
 }
 
 impl Quotas {
     /// At most `max_allocations_per_user` allocations per username (0: no limit), and at most
     /// `failures_per_minute` failed authentications per source address before its requests
-    /// are dropped for the rest of the minute.
-    pub fn new(max_allocations_per_user: usize, failures_per_minute: u32) -> Self {
+    /// are dropped for the rest of the minute, and at most `refusals_per_second` refusals of
+    /// unauthenticated requests over UDP per source address and second (0: no limit).
+    pub fn new(
+        max_allocations_per_user: usize,
+        failures_per_minute: u32,
+        refusals_per_second: u32,
+    ) -> Self {
+        let hasher = RandomState::new();
         Quotas {
+            refusals: PerSource::new(refusals_per_second, hasher.hash_one(0x5eed_u32)),
             max_allocations_per_user: max_allocations_per_user.into(),
             failures_per_minute: failures_per_minute.into(),
-            hasher: RandomState::new(),
+            hasher,
             per_user: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             failures: std::array::from_fn(|_| Mutex::new(HashMap::new())),
         }
     }
 
     /// New limits (a reload); allocations held now stay, even above a lowered limit.
-    pub fn set_limits(&self, max_allocations_per_user: usize, failures_per_minute: u32) {
+    pub fn set_limits(
+        &self,
+        max_allocations_per_user: usize,
+        failures_per_minute: u32,
+        refusals_per_second: u32,
+    ) {
         use std::sync::atomic::Ordering::Relaxed;
+        self.refusals.set_per_second(refusals_per_second);
         self.max_allocations_per_user
             .store(max_allocations_per_user, Relaxed);
         self.failures_per_minute.store(failures_per_minute, Relaxed);
@@ -132,6 +149,12 @@ impl Quotas {
         e.0 += 1;
     }
 
+    /// Spends one refusal to `source` over UDP in the second of `now`; `false`: its budget is
+    /// spent, and the refusal is dropped unsent.
+    pub fn refusal_allowed(&self, source: IpAddr, now: Timestamp) -> bool {
+        self.refusals.take(source, now)
+    }
+
     /// Forgets failures whose window has passed. Any worker may call it, about once a second.
     pub fn expire(&self, now: Timestamp) {
         for shard in &self.failures {
@@ -156,7 +179,7 @@ mod tests {
 
     #[test]
     fn allocations_are_counted_per_user_across_callers() {
-        let q = Quotas::new(2, 20);
+        let q = Quotas::new(2, 20, 0);
         assert!(q.take_allocation("r", "alice"));
         assert!(q.take_allocation("r", "alice"));
         assert!(!q.allocation_allowed("r", "alice"));
@@ -167,13 +190,13 @@ mod tests {
         );
         q.give_back_allocation("r", "alice");
         assert!(q.take_allocation("r", "alice"));
-        let unlimited = Quotas::new(0, 20);
+        let unlimited = Quotas::new(0, 20, 0);
         assert!((0..1000).all(|_| unlimited.take_allocation("r", "alice")));
     }
 
     #[test]
     fn failures_block_a_source_for_the_rest_of_its_minute() {
-        let q = Quotas::new(0, 3);
+        let q = Quotas::new(0, 3, 0);
         let t0 = Timestamp::from_unix_secs(1_800_000_000);
         let ip: IpAddr = "203.0.113.9".parse().expect("ip");
         for i in 0..3 {

@@ -107,7 +107,7 @@ struct Setup {
 }
 
 fn setup_with(config: TurnConfig) -> Setup {
-    setup_with_quotas(config, Arc::new(Quotas::new(0, 20)))
+    setup_with_quotas(config, Arc::new(Quotas::new(0, 20, 0)))
 }
 
 /// A server counting in `quotas`, which several servers (a server's workers) may share.
@@ -706,7 +706,7 @@ fn quotas_and_port_exhaustion() {
         max_allocations: 3,
         ..TurnConfig::default()
     };
-    let mut s = setup_with_quotas(config, Arc::new(Quotas::new(2, 20)));
+    let mut s = setup_with_quotas(config, Arc::new(Quotas::new(2, 20, 0)));
     let mut clients: Vec<Client> = (0..4)
         .map(|i| {
             let mut c = Client::new();
@@ -753,7 +753,7 @@ fn quotas_and_port_exhaustion() {
 /// source's failed authentications are counted once for the server, whichever core sees them.
 #[test]
 fn workers_sharing_quotas_hold_one_limit_per_user_and_per_source() {
-    let quotas = Arc::new(Quotas::new(1, 2));
+    let quotas = Arc::new(Quotas::new(1, 2, 0));
     let mut w1 = setup_with_quotas(TurnConfig::default(), Arc::clone(&quotas));
     let mut w2 = setup_with_quotas(TurnConfig::default(), Arc::clone(&quotas));
     let mut a = Client::new();
@@ -1513,4 +1513,47 @@ fn peers_connecting_in_need_a_permission_and_a_bind_within_30_s() {
     assert!(s.server.connection_closed(five, &mut s.ports));
     assert_eq!(s.server.take_notices(), vec![Notice::Close(id)]);
     assert!(s.ports.released.contains(&relayed));
+}
+
+/// Refusals of unauthenticated requests over UDP are rationed per source address and second
+/// (`Quotas`' refusals budget): 30 Allocates without credentials from one address, from
+/// several ports, in one second draw 10 challenges; the rest are dropped unsent and named. The
+/// next second brings a fresh budget, another address is answered meanwhile, and over TCP (a
+/// handshake proved the address) nothing is rationed. An authenticated request is never.
+#[test]
+fn refusals_without_credentials_are_rationed_per_source_over_udp() {
+    let mut s = setup_with_quotas(TurnConfig::default(), Arc::new(Quotas::new(0, 20, 10)));
+    let mut answered = 0;
+    for i in 0..30u16 {
+        let mut c = Client::new();
+        c.addr = SocketAddr::new(sa(CLIENT).ip(), 40_000 + i);
+        let req = c.build(Method::ALLOCATE, None, udp);
+        match s.send(&c, 0, &req).0 {
+            Handled::Refused(_, Refusal::Challenge) => answered += 1,
+            h => assert_eq!(h, Handled::Dropped(Dropped::RefusalRateLimited)),
+        }
+    }
+    assert_eq!(answered, 10);
+    let mut other = Client::new();
+    other.addr = sa("198.51.100.77:5000");
+    let req = other.build(Method::ALLOCATE, None, udp);
+    assert_eq!(
+        h_refusal(&s.send(&other, 0, &req).0),
+        Some(Refusal::Challenge)
+    );
+    let mut c = Client::new();
+    let req = c.build(Method::ALLOCATE, None, udp);
+    assert_eq!(h_refusal(&s.send(&c, 1, &req).0), Some(Refusal::Challenge));
+    // Within the budget of second 1 still: the challenge is answered and alice allocates.
+    let (h, _) = s.allocate(&mut c, &alice(), 1);
+    assert!(matches!(h, Handled::Answered(_)), "{h:?}");
+    let mut tcp = Client::new();
+    tcp.transport = TurnTransport::Tcp;
+    for _ in 0..30 {
+        let req = tcp.build(Method::ALLOCATE, None, udp);
+        assert_eq!(
+            h_refusal(&s.send(&tcp, 1, &req).0),
+            Some(Refusal::Challenge)
+        );
+    }
 }

@@ -28,6 +28,7 @@ pub fn adopt(running: &mut Config, new: &Config) -> Vec<&'static str> {
         turn.max_lifetime,
         turn.nonce_lifetime,
         turn.auth_failures_per_minute,
+        turn.refusals_per_second,
         turn.max_bps,
         turn.allowed_peers,
         turn.denied_peers,

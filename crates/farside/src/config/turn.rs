@@ -40,6 +40,10 @@ pub struct TurnConfigFile {
     pub nonce_lifetime: u64,
     /// Failed authentications per source IP per minute before it is ignored.
     pub auth_failures_per_minute: u32,
+    /// Refusals (401, 438, 400, 420) of unauthenticated requests over UDP per source IP and
+    /// second; beyond, they are dropped unsent, so a forged source draws no flood (0 = no
+    /// limit).
+    pub refusals_per_second: u32,
     /// Relayed bits per second per allocation, both directions together (0 = no cap).
     pub max_bps: u64,
     /// Grant TCP allocations (RFC 6062) to clients on TCP or TLS.
@@ -64,6 +68,7 @@ impl Default for TurnConfigFile {
             max_lifetime: 3600,
             nonce_lifetime: 600,
             auth_failures_per_minute: 20,
+            refusals_per_second: 10,
             max_bps: 0,
             tcp_relay: true,
             max_tcp_connections: 64,

@@ -136,6 +136,7 @@ impl Reload {
             t.quotas.set_limits(
                 r.turn.max_allocations_per_user,
                 r.turn.auth_failures_per_minute,
+                r.turn.refusals_per_second,
             );
             t.pool.set_max(r.turn.max_allocations);
         }

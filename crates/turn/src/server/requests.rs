@@ -14,7 +14,7 @@ use farside_stun::{Message, Method, attr_type};
 
 use super::{Auth, Step, TurnServer};
 use crate::allocation::{Allocation, ChannelConflict, FiveTuple};
-use crate::outcome::{Dropped, Handled, Refusal, RelayError, RelayPorts};
+use crate::outcome::{Dropped, Handled, Refusal, RelayError, RelayPorts, TurnTransport};
 
 /// Comprehension-required attributes a TURN request may carry here. DONT-FRAGMENT is known,
 /// but if the shell cannot set the DF bit the request gets 420 all the same (RFC 8656 §7.2).
@@ -56,37 +56,11 @@ impl TurnServer {
         relay: &mut dyn RelayPorts,
         out: &mut [u8],
     ) -> Step<Handled> {
-        // RFC 8489 §6.3.1: unknown comprehension-required attributes first.
-        if msg.unknown_comprehension_required(KNOWN).next().is_some() {
-            let mut unknown = [0u16; 8];
-            let mut n = 0;
-            for t in msg.unknown_comprehension_required(KNOWN).take(8) {
-                unknown[n] = t;
-                n += 1;
-            }
-            return Err(self.error(
-                msg,
-                five,
-                Refusal::UnknownAttribute,
-                None,
-                &unknown[..n],
-                out,
-            ));
-        }
+        let auth = match self.admit(now, five, msg, out) {
+            Ok(auth) => auth,
+            Err(refused) => return Err(self.limit_refusal(now, five, refused)),
+        };
         let method = msg.method();
-        if ![
-            Method::ALLOCATE,
-            Method::REFRESH,
-            Method::CREATE_PERMISSION,
-            Method::CHANNEL_BIND,
-            Method::CONNECT,
-            Method::CONNECTION_BIND,
-        ]
-        .contains(&method)
-        {
-            return Err(self.error(msg, five, Refusal::BadRequest, None, &[], out));
-        }
-        let auth = self.authenticate(now, five, msg, out)?;
         if method == Method::ALLOCATE {
             return self.allocate(now, five, msg, &auth, relay, out);
         }
@@ -124,6 +98,62 @@ impl TurnServer {
             Method::CREATE_PERMISSION => self.create_permission(now, five, msg, &auth, out),
             Method::CONNECT => self.connect(now, five, msg, &auth, out),
             _ => self.channel_bind(now, five, msg, &auth, out),
+        }
+    }
+
+    /// What comes before a request is acted on, and what anyone can draw without credentials:
+    /// unknown attributes, unknown methods, then authentication.
+    fn admit(
+        &mut self,
+        now: Timestamp,
+        five: FiveTuple,
+        msg: &Message<'_>,
+        out: &mut [u8],
+    ) -> Step<Auth> {
+        // RFC 8489 §6.3.1: unknown comprehension-required attributes first.
+        if msg.unknown_comprehension_required(KNOWN).next().is_some() {
+            let mut unknown = [0u16; 8];
+            let mut n = 0;
+            for t in msg.unknown_comprehension_required(KNOWN).take(8) {
+                unknown[n] = t;
+                n += 1;
+            }
+            return Err(self.error(
+                msg,
+                five,
+                Refusal::UnknownAttribute,
+                None,
+                &unknown[..n],
+                out,
+            ));
+        }
+        let method = msg.method();
+        if ![
+            Method::ALLOCATE,
+            Method::REFRESH,
+            Method::CREATE_PERMISSION,
+            Method::CHANNEL_BIND,
+            Method::CONNECT,
+            Method::CONNECTION_BIND,
+        ]
+        .contains(&method)
+        {
+            return Err(self.error(msg, five, Refusal::BadRequest, None, &[], out));
+        }
+        self.authenticate(now, five, msg, out)
+    }
+
+    /// A refusal of an unauthenticated request, sent over UDP only within the source's budget
+    /// per second: a 401 is several times its Allocate, and over UDP the source may be forged.
+    fn limit_refusal(&self, now: Timestamp, five: FiveTuple, refused: Handled) -> Handled {
+        match refused {
+            Handled::Refused(..)
+                if five.transport == TurnTransport::Udp
+                    && !self.quotas.refusal_allowed(five.client.ip(), now) =>
+            {
+                Handled::Dropped(Dropped::RefusalRateLimited)
+            }
+            other => other,
         }
     }
 
