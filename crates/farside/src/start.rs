@@ -253,6 +253,7 @@ pub fn run(
                 c
             },
             tls,
+            ws_origins: sip.ws_origins(),
             store_url: config.store.url.clone(),
             relay: sip_link.map(|l| Box::new(l) as Box<dyn farside_sip::media::MediaRelay + Send>),
         };

@@ -575,6 +575,62 @@ fn websocket_phone_call(test: &str, secure: bool) {
     );
 }
 
+/// A WebSocket handshake from a web page of another site is refused 403 (cross-site
+/// WebSocket hijacking: any page a user visits could otherwise register or call from their
+/// browser): by default only pages of the host connected to, those `sip.ws_origins` lists, and
+/// clients that send no `Origin` (not browsers) get 101.
+#[test]
+fn websocket_handshakes_from_pages_of_other_sites_are_refused() {
+    use std::io::{Read, Write};
+    let test = "websocket_handshakes_from_pages_of_other_sites_are_refused";
+    let ws = SocketAddr::new(LOCALHOST, common::free_ports(&[LOCALHOST], 1));
+    let config = ServerConfig::default().with_table(&format!(
+        "[sip]\nenabled = true\nlisten = [\"ws:{ws}\"]\ndomain = \"{DOMAIN}\"\n\
+         ws_origins = [\"https://app.example.com\"]\n"
+    ));
+    let server = start_sip(test, config, "listening on ws");
+    let status = |origin: &str| {
+        let mut c = std::net::TcpStream::connect(ws).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            c,
+            "GET / HTTP/1.1\r\nHost: {ws}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: sip\r\n\
+             Sec-WebSocket-Version: 13\r\n{origin}\r\n"
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        String::from_utf8_lossy(&head[9..12]).into_owned()
+    };
+    let cases = [
+        ("", "101", "no Origin: not a browser"),
+        (
+            "Origin: http://127.0.0.1:8080\r\n",
+            "101",
+            "a page of the same host",
+        ),
+        (
+            "Origin: https://app.example.com\r\n",
+            "101",
+            "a listed origin",
+        ),
+        ("Origin: https://evil.example\r\n", "403", "another site"),
+        ("Origin: null\r\n", "403", "an opaque origin"),
+    ];
+    for (origin, want, why) in cases {
+        assert_eq!(status(origin), want, "{why}\n{}", server.describe());
+        println!("{why}: {want}");
+    }
+    assert!(
+        server
+            .logs()
+            .contains("its Origin is not allowed (sip.ws_origins)"),
+        "{}",
+        server.describe()
+    );
+}
+
 /// Registrations live in the store: Farside killed with SIGKILL between REGISTER and INVITE,
 /// started again on the same address and store, still routes the call to the phone.
 #[test]
@@ -993,7 +1049,17 @@ fn bench_sip_registers_at_farside_and_at_kamailio_alike() {
     if !require_tool(test, "kamailio") {
         return;
     }
-    let (server, sip) = sip_server(test);
+    // Every phone of the load comes from 127.0.0.1: the per-source budget of answers (against
+    // forged sources) is off, as Kamailio has none.
+    let sip = SocketAddr::new(LOCALHOST, common::free_ports(&[LOCALHOST], 1));
+    let server = start_sip(
+        test,
+        ServerConfig::default().with_table(&format!(
+            "[sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\n\
+             refusals_per_second = 0\n"
+        )),
+        "S400 SIP registrar",
+    );
     add_user(&server, "user0", "bench-password");
     let report = bench_sip(sip);
     assert_light_load_registered(&report, &server.describe());

@@ -243,15 +243,16 @@ impl<'a> Credentials<'a> {
     }
 }
 
-/// Makes and checks stateless nonces: 16 hex digits of the Unix time they were made, then 32
-/// of an HMAC-SHA-256 of it.
+/// Makes and checks stateless nonces: 8 hex digits of the Unix second they were made, 8 of a
+/// serial number, then 32 of an HMAC-SHA-256 of both. Every challenge gets a nonce of its own
+/// (the serial), so that the uses of one nonce are one client's and can be counted
+/// ([`crate::nonce_counts`]); the server keeps no table of the nonces it gave out.
 #[derive(Clone)]
 pub struct Nonces {
     key: [u8; 32],
     lifetime: Duration,
-    /// The last second MACed and its MAC: every nonce of one second is the same, and a busy
-    /// registrar makes and checks thousands a second.
-    last: std::cell::Cell<Option<(u64, [u8; 16])>>,
+    /// The next serial number.
+    serial: std::cell::Cell<u32>,
 }
 
 impl std::fmt::Debug for Nonces {
@@ -268,19 +269,27 @@ impl Nonces {
 
     /// Nonces signed with `key` (random, kept by the server), valid for `lifetime`.
     pub fn new(key: [u8; 32], lifetime: Duration) -> Self {
+        // Serials start where the key says, so that two servers (or a restart) with one key
+        // do not begin with the same nonce in the same second.
+        let serial = u32::from_be_bytes([key[0], key[7], key[15], key[31]]);
         Nonces {
             key,
             lifetime,
-            last: std::cell::Cell::new(None),
+            serial: std::cell::Cell::new(serial),
         }
     }
 
-    /// A nonce made at `now` (it carries the Unix second).
+    /// A nonce made at `now` (it carries the Unix second), different from every other made in
+    /// the same second.
     pub fn make(&self, now: Timestamp) -> String {
-        let now = now.unix_secs();
+        // The second fits 32 bits until 2106.
+        let secs = now.unix_secs() as u32;
+        let serial = self.serial.get();
+        self.serial.set(serial.wrapping_add(1));
         let mut s = String::with_capacity(48);
-        push_hex(&mut s, &now.to_be_bytes());
-        push_hex(&mut s, &self.mac(now));
+        push_hex(&mut s, &secs.to_be_bytes());
+        push_hex(&mut s, &serial.to_be_bytes());
+        push_hex(&mut s, &self.mac(secs, serial));
         s
     }
 
@@ -291,9 +300,13 @@ impl Nonces {
         if nonce.len() != 48 || !nonce.iter().all(|b| b.is_ascii_hexdigit()) {
             return Err(Refusal::UnknownNonce);
         }
-        let made = u64::from_str_radix(std::str::from_utf8(&nonce[..16]).unwrap_or("x"), 16)
-            .map_err(|_| Refusal::UnknownNonce)?;
-        let ours: bool = Hex::of(&self.mac(made))
+        let hex = |r: std::ops::Range<usize>| {
+            u32::from_str_radix(std::str::from_utf8(&nonce[r]).unwrap_or("x"), 16)
+                .map_err(|_| Refusal::UnknownNonce)
+        };
+        let (secs, serial) = (hex(0..8)?, hex(8..16)?);
+        let made = u64::from(secs);
+        let ours: bool = Hex::of(&self.mac(secs, serial))
             .as_bytes()
             .ct_eq(Hex::lower(&nonce[16..]).as_bytes())
             .into();
@@ -306,22 +319,19 @@ impl Nonces {
         Ok(())
     }
 
-    fn mac(&self, secs: u64) -> [u8; 16] {
-        if let Some((at, mac)) = self.last.get()
-            && at == secs
-        {
-            return mac;
-        }
-        let mac = self.compute_mac(secs);
-        self.last.set(Some((secs, mac)));
-        mac
+    /// The Unix second a nonce of the form [`Nonces::make`] writes was made (unchecked: call
+    /// [`Nonces::check`] first).
+    pub fn made_at(nonce: &[u8]) -> Option<u64> {
+        let digits = nonce.get(..8)?;
+        u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
     }
 
-    fn compute_mac(&self, secs: u64) -> [u8; 16] {
+    fn mac(&self, secs: u32, serial: u32) -> [u8; 16] {
         let mut out = [0u8; 16];
         if let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) {
             mac.update(b"sip digest nonce");
             mac.update(&secs.to_be_bytes());
+            mac.update(&serial.to_be_bytes());
             out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
         }
         out
@@ -439,6 +449,9 @@ mod tests {
         let at = Timestamp::from_unix_secs;
         let nonces = Nonces::new([5; 32], Duration::from_secs(300));
         let nonce = nonces.make(at(1_000_000));
+        assert_eq!(nonce.len(), 48);
+        assert_ne!(nonce, nonces.make(at(1_000_000)), "one nonce per challenge");
+        assert_eq!(Nonces::made_at(nonce.as_bytes()), Some(1_000_000));
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
             let ha1v = ha1(alg);
             let h1 = hex(&ha1v);

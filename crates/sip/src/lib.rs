@@ -14,11 +14,13 @@
 //! [`frame`] finds message boundaries on stream transports (TCP, TLS, WebSocket's payloads are
 //! whole messages already) and recognises RFC 5626 CRLF keep-alives.
 
+pub mod bad_request;
 pub mod dialogs;
 pub mod digest;
 pub mod edge;
 mod edit;
 mod error;
+pub mod extensions;
 pub mod flow_token;
 mod framing;
 mod header;
@@ -27,6 +29,7 @@ pub mod media;
 mod message;
 mod name_addr;
 pub mod nat;
+pub mod nonce_counts;
 pub mod proxy;
 pub mod registrar;
 mod response;

@@ -13,6 +13,7 @@ use crate::digest::{self, Algorithm, Credentials, Nonces};
 use crate::header::HeaderName;
 use crate::message::{Message, StartLine};
 use crate::nat::{self, NatTests, Transport};
+use crate::nonce_counts::{MAX_TRACKED, NonceCounts, parse_nc};
 use crate::response::response_via;
 use crate::scan::{fnv, number, push_number};
 use crate::uri::Uri;
@@ -152,6 +153,8 @@ pub struct Registrar {
     refreshed: HashSet<String>,
     /// Failed authentications per source IP: (count, when the minute began).
     failures: HashMap<std::net::IpAddr, (u32, Timestamp)>,
+    /// Each nonce's uses, so that none is accepted twice (`nc`, RFC 7616 §3.4).
+    counts: NonceCounts,
 }
 
 impl Registrar {
@@ -177,6 +180,7 @@ impl Registrar {
             dirty: HashSet::new(),
             refreshed: HashSet::new(),
             failures: HashMap::new(),
+            counts: NonceCounts::new(MAX_TRACKED, fnv(0, &[&nonce_key])),
         }
     }
 
@@ -233,7 +237,8 @@ impl Registrar {
         // RFC 3261 §8.2.2.3: an extension the registrar does not support, asked for in
         // Require, gets 420 naming it in Unsupported (answered before a challenge: no larger
         // than the request's tags, and the source's failure limit above applies).
-        let unsupported = unsupported_required(msg);
+        let unsupported =
+            crate::extensions::unsupported(msg, HeaderName::Require, &crate::extensions::REGISTRAR);
         if !unsupported.is_empty() {
             return refuse(
                 420,
@@ -242,7 +247,7 @@ impl Registrar {
             );
         }
         // RFC 3261 §10.3 steps 3-6: authenticate, and only for one's own address of record.
-        let user = match self.authenticate(msg, now, users) {
+        let user = match self.authenticate(msg, flow, now, users) {
             Ok(user) => user,
             Err(a) => {
                 let (code, outcome) = match a {
@@ -277,6 +282,18 @@ impl Registrar {
             // Step 6: `*` only with Expires: 0, and alone.
             if header_expires != Some(0) || msg.contact_count() != 1 {
                 return refuse(400, "Bad Request", &[]);
+            }
+            // Each binding of the same Call-ID goes only if this CSeq is higher than the one
+            // that made it; else the whole removal is aborted (an old `*` arriving late must
+            // not undo a newer registration). Bindings of other Call-IDs go regardless.
+            let call_id = msg.call_id();
+            let cseq = msg.cseq().number;
+            let newer =
+                self.aors.get(&aor).into_iter().flatten().any(|b| {
+                    b.expires_at > now && b.call_id.as_bytes() == call_id && b.cseq >= cseq
+                });
+            if newer {
+                return refuse(500, "Server Internal Error", &[("Retry-After", "1")]);
             }
             self.set(&aor, Vec::new());
             self.dirty.insert(aor.clone());
@@ -437,6 +454,11 @@ impl Registrar {
     pub fn expire(&mut self, now: Timestamp) -> usize {
         self.failures
             .retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
+        // A nonce older than its lifetime is stale whatever its count: its uses can go.
+        self.counts.expire(
+            now.unix_secs()
+                .saturating_sub(self.config.nonce_lifetime.as_secs() + 1),
+        );
         let lapsed: Vec<String> = self
             .aors
             .iter()
@@ -610,8 +632,9 @@ impl Registrar {
 
     /// The authenticated username.
     fn authenticate(
-        &self,
+        &mut self,
         msg: &Message<'_>,
+        flow: Flow,
         now: Timestamp,
         users: &dyn Users,
     ) -> Result<String, AuthError> {
@@ -625,12 +648,36 @@ impl Registrar {
         let user = crate::scan::text(creds.username);
         let ha1 = users.ha1(&self.config.realm, &user, creds.algorithm());
         match creds.verify(msg.method().0, ha1.as_deref(), &self.nonces, now) {
-            Ok(()) => Ok(user),
-            Err(digest::Refusal::Stale) => Err(AuthError::Challenge { stale: true }),
+            Ok(()) => {}
+            Err(digest::Refusal::Stale) => return Err(AuthError::Challenge { stale: true }),
             Err(digest::Refusal::UnknownNonce | digest::Refusal::Unsupported) => {
-                Err(AuthError::Challenge { stale: false })
+                return Err(AuthError::Challenge { stale: false });
             }
-            Err(digest::Refusal::Wrong | digest::Refusal::Malformed) => Err(AuthError::Failed),
+            Err(digest::Refusal::Wrong | digest::Refusal::Malformed) => {
+                return Err(AuthError::Failed);
+            }
+        }
+        // Right credentials: now the count must have gone up (a replay gets a fresh nonce,
+        // which its sender cannot answer).
+        let nc = match creds.qop {
+            Some(_) => Some(
+                creds
+                    .nc
+                    .and_then(parse_nc)
+                    .ok_or(AuthError::Challenge { stale: false })?,
+            ),
+            None => None,
+        };
+        let made = Nonces::made_at(creds.nonce).ok_or(AuthError::Challenge { stale: false })?;
+        let source = flow.remote.to_string();
+        let request = fnv(0, &[msg.as_bytes(), source.as_bytes()]);
+        let cnonce = creds.cnonce.unwrap_or_default();
+        match self
+            .counts
+            .use_nonce(creds.nonce, made, creds.username, cnonce, nc, request)
+        {
+            Ok(()) => Ok(user),
+            Err(_) => Err(AuthError::Challenge { stale: true }),
         }
     }
 }
@@ -642,31 +689,6 @@ enum AuthError {
 
 fn stale_of(o: &Outcome) -> bool {
     matches!(o, Outcome::Challenged { stale: true })
-}
-
-/// The extensions a registration may require here: Path (RFC 3327) and outbound (RFC 5626).
-pub const SUPPORTED: [&str; 2] = ["path", "outbound"];
-
-/// The option tags of `msg`'s Require headers that are not [`SUPPORTED`] (at most 16, each
-/// at most 64 bytes: the 420 stays small whatever the request says).
-fn unsupported_required(msg: &Message<'_>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for tag in msg.option_tags(HeaderName::Require) {
-        if SUPPORTED
-            .iter()
-            .any(|s| s.as_bytes().eq_ignore_ascii_case(tag))
-        {
-            continue;
-        }
-        let tag: String = String::from_utf8_lossy(&tag[..tag.len().min(64)])
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .collect();
-        if !tag.is_empty() && out.len() < 16 && !out.contains(&tag) {
-            out.push(tag);
-        }
-    }
-    out
 }
 
 /// `sip:user@host` (host in lower case) of a SIP URI with a user part.

@@ -28,6 +28,7 @@ use farside_time::Timestamp;
 
 use crate::dialogs::{DialogEvent, Dialogs};
 use crate::edge::{ContactFix, Edge, EdgeRegistrations};
+use crate::extensions;
 use crate::flow_token::FlowTokens;
 use crate::keepalive::{KeepaliveConfig, Keepalives};
 use crate::media::{self, MediaCalls, MediaRelay, RelayPolicy, Step};
@@ -37,7 +38,7 @@ use crate::proxy::{Action, Proxy};
 use crate::registrar::{Binding, Flow, Outcome, Registrar, RegistrarConfig, Users, aor_of};
 use crate::transaction::Transactions;
 use crate::transmit::Transmit;
-use crate::{Edits, ParseError};
+use crate::{Edits, HeaderName, ParseError};
 
 /// What the server is in front of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,10 @@ pub struct Limits {
     pub max_dialogs: usize,
     /// A dialog whose end was not seen is forgotten after this long.
     pub dialog_max_age: Duration,
+    /// Answers Farside writes itself over UDP (error answers, answers to OPTIONS) per source
+    /// IP and second; beyond, they are dropped unsent, so that a forged source draws no flood
+    /// (0: no limit). Responses forwarded from phones are not counted.
+    pub refusals_per_second: u32,
 }
 
 impl Default for Limits {
@@ -73,6 +78,7 @@ impl Default for Limits {
             max_forks: 8,
             max_dialogs: 100_000,
             dialog_max_age: Duration::from_secs(12 * 3600),
+            refusals_per_second: 50,
         }
     }
 }
@@ -180,6 +186,9 @@ pub enum Event {
     Forwarded(usize),
     /// A response that belongs to nothing here was dropped.
     ResponseDropped,
+    /// An answer Farside wrote over UDP was dropped unsent: its destination's budget of
+    /// [`Limits::refusals_per_second`] was spent.
+    RefusalRateLimited,
     /// A dialog began (the first 2xx to an INVITE).
     DialogStarted,
     /// A dialog ended (a 2xx to its BYE).
@@ -256,6 +265,10 @@ pub struct SipServer {
     ticked: Option<Timestamp>,
     /// When refreshes last went to the store.
     refreshes_flushed: Option<Timestamp>,
+    /// Error answers over UDP, per destination and second.
+    refusals: farside_ratelimit::PerSource,
+    /// The latest time handed in (what [`SipServer::poll_transmit`] judges budgets by).
+    now: Timestamp,
 }
 
 impl std::fmt::Debug for SipServer {
@@ -321,7 +334,15 @@ impl SipServer {
             housekept: None,
             ticked: None,
             refreshes_flushed: None,
+            refusals: farside_ratelimit::PerSource::new(config.limits.refusals_per_second, key(4)),
+            now: Timestamp::EPOCH,
         }
+    }
+
+    /// A new budget of error answers over UDP per source and second (a reload).
+    pub fn set_refusals_per_second(&mut self, per_second: u32) {
+        self.refusals.set_per_second(per_second);
+        self.limits.refusals_per_second = per_second;
     }
 
     /// Removes one binding at an operator's request; the store hears of it with the next
@@ -423,11 +444,20 @@ impl SipServer {
     /// Runs the timers due at `now`: retransmissions and timeouts of transactions, keep-alive
     /// pings and their misses, expiry of bindings.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
         if self.ticked.is_none_or(|t| now >= t + TRANSACTION_TICK) {
             self.ticked = Some(now);
             let due = self.transactions.poll(now);
             self.take_refusals();
-            self.transmits.extend(due);
+            for t in due {
+                // A final response retransmitted until its ACK comes (RFC 3261 §17.2.1): to a
+                // forged source, that ACK never does.
+                if is_response(&t.bytes) {
+                    self.answer(now, t);
+                } else {
+                    self.transmits.push_back(t);
+                }
+            }
         }
         if self.housekept.is_none_or(|t| now >= t + HOUSEKEEPING_TICK) {
             self.housekept = Some(now);
@@ -455,6 +485,7 @@ impl SipServer {
     /// Handles what arrived over `flow`: a datagram, or one framed message (or CRLF ping or
     /// pong) from a connection.
     pub fn handle_input(&mut self, now: Timestamp, flow: Flow, bytes: &[u8]) {
+        self.now = self.now.max(now);
         if flow.transport.is_stream() {
             // RFC 5626 §3.5.1: a CRLF CRLF ping is answered with CRLF; a lone CRLF is the pong.
             if bytes == b"\r\n\r\n" {
@@ -484,6 +515,13 @@ impl SipServer {
                     remote: flow.remote,
                     error,
                 });
+                // RFC 3261 §16.3 step 1, §21.4.1: a request that can be answered is, naming
+                // the problem.
+                if let Some(answer) = crate::bad_request::answer(bytes, error) {
+                    self.events
+                        .push_back(Event::Refused(status_of(&answer).unwrap_or(400)));
+                    self.send_back(flow, answer);
+                }
                 return;
             }
         };
@@ -532,6 +570,23 @@ impl SipServer {
         let Ok(msg) = Message::parse(&fixed) else {
             return;
         };
+        // RFC 3261 §16.3 step 4: an extension a proxy must support and this one does not.
+        if method != Method::ACK && method != Method::CANCEL {
+            let tags = extensions::unsupported(&msg, HeaderName::ProxyRequire, &extensions::PROXY);
+            if !tags.is_empty() {
+                let unsupported = tags.join(", ");
+                let answer = crate::response::response(
+                    &msg,
+                    420,
+                    "Bad Extension",
+                    "fsp",
+                    &[("Unsupported", &unsupported)],
+                );
+                self.events.push_back(Event::Refused(420));
+                self.send_back(flow, answer);
+                return;
+            }
+        }
         let relayed = self.media_request(now, flow, &msg, nat);
         let msg = match &relayed {
             Some(bytes) => match Message::parse(bytes) {
@@ -625,7 +680,15 @@ impl SipServer {
             Vec::new()
         };
         self.take_refusals();
-        self.transmits.extend(out);
+        for t in out {
+            // While a request is handled, a response to its source is the answer to it (the
+            // 100 Trying, a refusal, or a final response again for a retransmission).
+            if t.to == flow.remote && is_response(&t.bytes) {
+                self.answer(now, t);
+            } else {
+                self.transmits.push_back(t);
+            }
+        }
     }
 
     fn edge_request(
@@ -857,12 +920,28 @@ impl SipServer {
 
     /// An answer to what came over `flow`, sent back over it.
     fn send_back(&mut self, flow: Flow, bytes: Vec<u8>) {
-        self.transmits.push_back(Transmit {
+        let t = Transmit {
             bytes,
             transport: flow.transport,
             from: flow.local,
             to: flow.remote,
-        });
+        };
+        self.answer(self.now, t);
+    }
+
+    /// Queues an answer Farside wrote to a request. Over UDP its destination may be a forged
+    /// source, so error answers and answers to OPTIONS (several times their request, some of
+    /// them) go within that address's budget per second, and are dropped and counted beyond
+    /// it. Answers over connections go to a peer that completed a handshake.
+    fn answer(&mut self, now: Timestamp, t: Transmit) {
+        if t.transport == Transport::Udp
+            && spends_budget(&t.bytes)
+            && !self.refusals.take(t.to.ip(), now)
+        {
+            self.events.push_back(Event::RefusalRateLimited);
+            return;
+        }
+        self.transmits.push_back(t);
     }
 
     /// The proxy for a request that came over `flow`.
@@ -922,6 +1001,26 @@ fn callee_nated(registrar: &Registrar, msg: &Message<'_>, now: Timestamp) -> boo
         .into_iter()
         .flatten()
         .any(|aor| registrar.bindings(&aor, now).any(|b| b.nat.natted()))
+}
+
+/// Whether `bytes` is a response (a Status-Line).
+fn is_response(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"SIP/2.0 ")
+}
+
+/// Whether a message Farside sends spends its destination's budget of error answers: a
+/// response of 300 or more, or to OPTIONS (a 200 that lists what Farside allows).
+fn spends_budget(bytes: &[u8]) -> bool {
+    let Some(code) = bytes
+        .strip_prefix(b"SIP/2.0 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse::<u16>().ok())
+    else {
+        return false;
+    };
+    code >= 300
+        || (code >= 200 && Message::parse(bytes).is_ok_and(|m| m.cseq().method == Method::OPTIONS))
 }
 
 /// A STUN message with the magic cookie (RFC 7983's first-byte rule, then the cookie).

@@ -3,6 +3,12 @@
 //! (RFC 7118 §5.2). Client frames must be masked (§5.1); messages are bounded by
 //! [`crate::MAX_MESSAGE`], fragmented ones included; control frames are answered (ping → pong,
 //! close → close). Sans-IO: bytes in, events and bytes out.
+//!
+//! A browser sends `Origin` with every handshake (RFC 6455 §10.2): a page on any site could
+//! otherwise open a SIP connection to Farside from a visitor's browser (cross-site WebSocket
+//! hijacking) and register or call as whoever that browser can reach. [`Origins`] says which
+//! pages may; by default only those served from the host the browser connected to. A client
+//! that is not a browser sends no `Origin` and is not judged by it (it could send any).
 
 use base64ct::{Base64, Encoding as _};
 use sha1::{Digest as _, Sha1};
@@ -24,15 +30,73 @@ pub enum Handshake {
         /// Bytes of the request.
         used: usize,
     },
-    /// Not a WebSocket upgrade for SIP: send `response` (400 or 426) and close.
+    /// Not a WebSocket upgrade for SIP, or from a page whose origin is not allowed: send
+    /// `response` (400, 403 or 426) and close.
     Refuse {
         /// The error response.
         response: Vec<u8>,
+        /// Why, for the log.
+        reason: &'static str,
     },
 }
 
-/// Reads the opening handshake at the start of `buf`.
-pub fn handshake(buf: &[u8]) -> Handshake {
+/// The web pages (by `Origin`, RFC 6454) whose scripts may open SIP connections.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origins {
+    /// Any origin at all.
+    pub any: bool,
+    /// Origins allowed besides the connected host's own, as `scheme://host[:port]`, compared
+    /// without regard to case.
+    pub allowed: Vec<String>,
+}
+
+impl Origins {
+    /// Whether a handshake with `origin` (its `Origin` value; `None`: not sent) to `host` (its
+    /// `Host` value) may go on.
+    pub fn allow(&self, origin: Option<&[u8]>, host: Option<&[u8]>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        if self.any {
+            return true;
+        }
+        if self
+            .allowed
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(origin))
+        {
+            return true;
+        }
+        // The same host: the origin's host (scheme and port aside) is the one connected to.
+        let origin_host = origin
+            .windows(3)
+            .position(|w| w == b"://")
+            .map(|i| hostname(&origin[i + 3..]));
+        match (origin_host, host.map(hostname)) {
+            (Some(o), Some(h)) => !o.is_empty() && o.eq_ignore_ascii_case(h),
+            _ => false,
+        }
+    }
+}
+
+/// The host of `host[:port]` (an IPv6 literal keeps its brackets).
+fn hostname(hostport: &[u8]) -> &[u8] {
+    let hostport = hostport.trim_ascii();
+    if hostport.starts_with(b"[") {
+        return match hostport.iter().position(|&b| b == b']') {
+            Some(end) => &hostport[..=end],
+            None => hostport,
+        };
+    }
+    match hostport.iter().rposition(|&b| b == b':') {
+        Some(colon) => &hostport[..colon],
+        None => hostport,
+    }
+}
+
+/// Reads the opening handshake at the start of `buf`, from a page of an origin `origins`
+/// allows.
+pub fn handshake(buf: &[u8], origins: &Origins) -> Handshake {
     let limit = buf.len().min(MAX_HANDSHAKE);
     let Some(end) = buf[..limit].windows(4).position(|w| w == b"\r\n\r\n") else {
         return if buf.len() >= MAX_HANDSHAKE {
@@ -53,6 +117,7 @@ pub fn handshake(buf: &[u8]) -> Handshake {
     }
     let (mut upgrade, mut connection, mut version, mut key, mut sip) =
         (false, false, false, None, false);
+    let (mut origin, mut host) = (None, None);
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
@@ -70,11 +135,16 @@ pub fn handshake(buf: &[u8]) -> Handshake {
             key = Some(value);
         } else if name.eq_ignore_ascii_case(b"Sec-WebSocket-Protocol") {
             sip |= tokens().any(|t| t.eq_ignore_ascii_case(b"sip"));
+        } else if name.eq_ignore_ascii_case(b"Origin") {
+            origin = Some(value);
+        } else if name.eq_ignore_ascii_case(b"Host") {
+            host = Some(value);
         }
     }
     if !version {
         return Handshake::Refuse {
             response: b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            reason: "not WebSocket version 13",
         };
     }
     // RFC 7118 §4.1: the client must ask for "sip"; the key is 16 bytes in base64 (24 chars).
@@ -83,6 +153,12 @@ pub fn handshake(buf: &[u8]) -> Handshake {
     };
     if !(upgrade && connection && sip) {
         return refuse(400, "Bad Request");
+    }
+    if !origins.allow(origin, host) {
+        return Handshake::Refuse {
+            response: b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            reason: "its Origin is not allowed (sip.ws_origins)",
+        };
     }
     let mut sha = Sha1::new();
     sha.update(key);
@@ -100,6 +176,7 @@ pub fn handshake(buf: &[u8]) -> Handshake {
 fn refuse(code: u16, reason: &str) -> Handshake {
     Handshake::Refuse {
         response: format!("HTTP/1.1 {code} {reason}\r\nContent-Length: 0\r\n\r\n").into_bytes(),
+        reason: "not a WebSocket upgrade for SIP",
     }
 }
 
@@ -230,7 +307,7 @@ mod tests {
         // RFC 6455 §1.3's key and accept value.
         let req = b"GET /sip HTTP/1.1\r\nHost: farside.example\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: sip\r\nSec-WebSocket-Version: 13\r\n\r\nrest";
-        let Handshake::Accept { response, used } = handshake(req) else {
+        let Handshake::Accept { response, used } = handshake(req, &Origins::default()) else {
             panic!("accepted")
         };
         assert_eq!(used, req.len() - 4);
@@ -241,21 +318,73 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: sip\r\nSe
             "{text}"
         );
         assert!(text.contains("Sec-WebSocket-Protocol: sip\r\n"));
-        assert_eq!(handshake(&req[..30]), Handshake::Incomplete);
+        assert_eq!(
+            handshake(&req[..30], &Origins::default()),
+            Handshake::Incomplete
+        );
         let no_sip = String::from_utf8_lossy(req).replace("Sec-WebSocket-Protocol: sip\r\n", "");
         assert!(matches!(
-            handshake(no_sip.as_bytes()),
+            handshake(no_sip.as_bytes(), &Origins::default()),
             Handshake::Refuse { .. }
         ));
         let old = String::from_utf8_lossy(req).replace("Version: 13", "Version: 8");
-        let Handshake::Refuse { response } = handshake(old.as_bytes()) else {
+        let Handshake::Refuse { response, .. } = handshake(old.as_bytes(), &Origins::default())
+        else {
             panic!("refused")
         };
         assert!(response.starts_with(b"HTTP/1.1 426 "));
         assert!(matches!(
-            handshake(&[b'x'; MAX_HANDSHAKE]),
+            handshake(&[b'x'; MAX_HANDSHAKE], &Origins::default()),
             Handshake::Refuse { .. }
         ));
+    }
+
+    #[test]
+    fn only_allowed_origins_may_open_a_connection() {
+        let req = |origin: &str| {
+            format!(
+                "GET /sip HTTP/1.1\r\nHost: sip.example.org:8443\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: sip\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
+            )
+        };
+        let accepted = |origin: &str, origins: &Origins| {
+            matches!(
+                handshake(req(origin).as_bytes(), origins),
+                Handshake::Accept { .. }
+            )
+        };
+        let same_host = Origins::default();
+        assert!(accepted("", &same_host), "no Origin: not a browser");
+        assert!(accepted("Origin: https://SIP.example.org\r\n", &same_host));
+        assert!(accepted(
+            "Origin: https://sip.example.org:443\r\n",
+            &same_host
+        ));
+        assert!(!accepted("Origin: https://evil.example\r\n", &same_host));
+        assert!(!accepted("Origin: null\r\n", &same_host));
+        assert!(!accepted(
+            "Origin: https://sip.example.org.evil.example\r\n",
+            &same_host
+        ));
+        let Handshake::Refuse { response, reason } = handshake(
+            req("Origin: https://evil.example\r\n").as_bytes(),
+            &same_host,
+        ) else {
+            panic!("refused")
+        };
+        assert!(response.starts_with(b"HTTP/1.1 403 "), "{reason}");
+        let listed = Origins {
+            any: false,
+            allowed: vec!["https://app.example.com".into()],
+        };
+        assert!(accepted("Origin: https://app.example.com\r\n", &listed));
+        assert!(!accepted("Origin: http://app.example.com\r\n", &listed));
+        let any = Origins {
+            any: true,
+            allowed: Vec::new(),
+        };
+        assert!(accepted("Origin: https://evil.example\r\n", &any));
+        assert_eq!(hostname(b"[::1]:5066"), b"[::1]");
     }
 
     fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {

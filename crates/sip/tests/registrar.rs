@@ -82,12 +82,14 @@ Contact: {contact}\r\n{extra}"
             format!("{user}:example.org:{password}").as_bytes(),
         ));
         let ha2 = hex(&Md5::digest(b"REGISTER:sip:example.org"));
+        // The count goes up with the CSeq, as a phone's does with each use of a nonce.
+        let nc = format!("{cseq:08x}");
         let response = hex(&Md5::digest(
-            format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}").as_bytes(),
+            format!("{ha1}:{nonce}:{nc}:c0ffee:auth:{ha2}").as_bytes(),
         ));
         m.push_str(&format!(
             "Authorization: Digest username=\"{user}\", realm=\"example.org\", nonce=\"{nonce}\", \
-uri=\"sip:example.org\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+uri=\"sip:example.org\", response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"c0ffee\"\r\n"
         ));
     }
     m.push_str("Content-Length: 0\r\n\r\n");
@@ -193,6 +195,22 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
     // The 200 was lost: the same REGISTER again gets 200, and changes nothing.
     let (resp, _) = submit(&mut r, &req, 40123, NOW + secs(1));
     assert_eq!(code(&resp), 200);
+    // A sniffed Authorization sent again by someone else, to bind another Contact (qop=auth
+    // signs neither the Contact nor the source): the count did not go up, so stale.
+    let forged = register(
+        2,
+        "<sip:alice@198.51.100.66:5060>",
+        "Expires: 600\r\n",
+        Some(("alice", "wonderland", &n)),
+    );
+    let (resp, outcome) = submit(&mut r, &forged, 5555, NOW + secs(1));
+    assert_eq!(
+        (code(&resp), outcome),
+        (401, Outcome::Challenged { stale: true })
+    );
+    // The very same bytes from another source are no retransmission either.
+    let (resp, _) = submit(&mut r, &req, 5555, NOW + secs(1));
+    assert_eq!(code(&resp), 401);
     // A refresh from a new NAT port (the binding moved): the same instance/reg-id is updated.
     let req = register(
         3,
@@ -207,12 +225,31 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
         .collect();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].flow, flow(40999));
-    // An older CSeq of the same Call-ID loses: 500.
-    let req = register(
+    // The old nonce with an old count is a replay: challenged afresh (stale), nothing changed.
+    let replay = register(
         2,
         contact,
         "Expires: 600\r\n",
         Some(("alice", "wonderland", &n)),
+    );
+    let (resp, outcome) = submit(&mut r, &replay, 40999, NOW + secs(101));
+    assert_eq!(
+        (code(&resp), outcome),
+        (401, Outcome::Challenged { stale: true })
+    );
+    // An older CSeq of the same Call-ID, with a fresh nonce, loses: 500 (step 7).
+    let (challenge, _) = submit(
+        &mut r,
+        &register(9, contact, "", None),
+        40999,
+        NOW + secs(101),
+    );
+    let fresh = nonce(&challenge);
+    let req = register(
+        2,
+        contact,
+        "Expires: 600\r\n",
+        Some(("alice", "wonderland", &fresh)),
     );
     let (resp, _) = submit(&mut r, &req, 40999, NOW + secs(101));
     assert_eq!(code(&resp), 500);
@@ -383,15 +420,36 @@ fn star_min_expires_and_limits() {
     assert_eq!(
         send(
             &mut r,
-            50,
+            6,
             "<sip:a@10.0.0.4>, <sip:a@10.0.0.5>, <sip:a@10.0.0.6>",
             ""
         ),
         503,
         "more Contacts in one REGISTER than an AOR may hold"
     );
-    assert_eq!(send(&mut r, 6, "*", ""), 400, "* needs Expires: 0");
-    assert_eq!(send(&mut r, 7, "*", "Expires: 0\r\n"), 200);
+    assert_eq!(send(&mut r, 7, "*", ""), 400, "* needs Expires: 0");
+    // RFC 3261 §10.3 step 6: a `*` of the same Call-ID whose CSeq is not above the one that
+    // made a binding is aborted whole (a late old `*` must not undo a newer registration).
+    let star = |r: &mut Registrar, cseq, nonce: &str| {
+        let req = register(
+            cseq,
+            "*",
+            "Expires: 0\r\n",
+            Some(("alice", "wonderland", nonce)),
+        );
+        code(&submit(r, &req, 1, NOW + secs(2)).0)
+    };
+    let fresh = nonce(&submit(&mut r, &register(8, "*", "", None), 1, NOW + secs(2)).0);
+    assert_eq!(
+        star(&mut r, 4, &fresh),
+        500,
+        "older than the binding at CSeq 4"
+    );
+    assert_eq!(
+        r.bindings("sip:alice@example.org", NOW + secs(1)).count(),
+        2
+    );
+    assert_eq!(send(&mut r, 8, "*", "Expires: 0\r\n"), 200);
     assert_eq!(
         r.bindings("sip:alice@example.org", NOW + secs(1)).count(),
         0

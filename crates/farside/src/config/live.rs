@@ -42,6 +42,7 @@ pub fn adopt(running: &mut Config, new: &Config) -> Vec<&'static str> {
         sip.max_aors,
         sip.digest_algorithms,
         sip.auth_failures_per_minute,
+        sip.refusals_per_second,
         sip.keepalive,
         admin.log_lines,
         admin.source_table_size,

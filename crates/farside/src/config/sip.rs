@@ -34,6 +34,10 @@ pub struct SipConfig {
     pub idle_timeout: u64,
     /// A TLS handshake unfinished after this long is closed, seconds.
     pub tls_handshake_timeout: u64,
+    /// Web pages (`Origin`s, `"https://host[:port]"`) whose scripts may open SIP WebSocket
+    /// connections besides those served from the host connected to; `"*"`: any page.
+    /// Clients that send no `Origin` (not browsers) are not judged by it.
+    pub ws_origins: Vec<WsOrigin>,
     /// Bytes queued for a peer that does not read, at most (then it is closed).
     pub max_queued: usize,
     /// The domain whose users register here; default: the host's address (or name).
@@ -62,6 +66,10 @@ pub struct SipConfig {
     pub digest_algorithms: Vec<DigestAlgorithm>,
     /// Failed authentications per source IP per minute before its REGISTERs are ignored.
     pub auth_failures_per_minute: u32,
+    /// Answers Farside writes itself over UDP (401, 4xx, 5xx, answers to OPTIONS) per source
+    /// IP and second; beyond, they are dropped unsent, so a forged source draws no flood
+    /// (0 = no limit). Responses forwarded from phones are not counted.
+    pub refusals_per_second: u32,
     /// `[sip.keepalive]`.
     pub keepalive: KeepaliveFile,
 }
@@ -80,6 +88,7 @@ impl Default for SipConfig {
             first_message_timeout: 30,
             idle_timeout: 600,
             tls_handshake_timeout: 10,
+            ws_origins: Vec::new(),
             max_queued: 1 << 20,
             realm: None,
             min_expires: 60,
@@ -90,7 +99,35 @@ impl Default for SipConfig {
             max_aors: 100_000,
             digest_algorithms: vec![DigestAlgorithm(Algorithm::Md5)],
             auth_failures_per_minute: 20,
+            refusals_per_second: 50,
             keepalive: KeepaliveFile::default(),
+        }
+    }
+}
+
+/// One `[sip] ws_origins` entry: `"*"`, or an origin `scheme://host[:port]` (RFC 6454) with
+/// scheme `http` or `https` and nothing after the host and port.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct WsOrigin(pub String);
+
+impl TryFrom<String> for WsOrigin {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "*" {
+            return Ok(WsOrigin(s));
+        }
+        let rest = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ', '@']) => {
+                Ok(WsOrigin(s))
+            }
+            _ => Err(format!(
+                "{s:?}: expected \"*\" or an origin such as \"https://app.example.com\" (scheme, host and port only)"
+            )),
         }
     }
 }
@@ -325,6 +362,7 @@ impl SipConfig {
         crate::sip::SipSettings {
             registrar: self.registrar(),
             keepalive: self.keepalive(),
+            refusals_per_second: self.refusals_per_second,
         }
     }
 
@@ -366,9 +404,25 @@ impl SipConfig {
                 .iter()
                 .map(|l| (l.address, l.transport))
                 .collect(),
-            limits: server::Limits::default(),
+            limits: server::Limits {
+                refusals_per_second: self.refusals_per_second,
+                ..server::Limits::default()
+            },
             software,
             relay,
+        }
+    }
+
+    /// Which pages may open SIP WebSocket connections.
+    pub fn ws_origins(&self) -> farside_sip::websocket::Origins {
+        farside_sip::websocket::Origins {
+            any: self.ws_origins.iter().any(|o| o.0 == "*"),
+            allowed: self
+                .ws_origins
+                .iter()
+                .filter(|o| o.0 != "*")
+                .map(|o| o.0.clone())
+                .collect(),
         }
     }
 

@@ -71,6 +71,8 @@ pub struct SipShell {
     pub stream_counters: Arc<StreamCounters>,
     /// The certificate for TLS and WSS listeners.
     pub tls: Option<TlsFiles>,
+    /// Which pages may open WebSocket connections.
+    pub ws_origins: farside_sip::websocket::Origins,
     /// The store holding users, keys and registrations.
     pub store_url: String,
     /// The RTP relay the server's calls are relayed through, if it runs.
@@ -85,6 +87,8 @@ pub struct SipSettings {
     pub registrar: farside_sip::registrar::RegistrarConfig,
     /// The keep-alives' settings, `None` when off.
     pub keepalive: Option<farside_sip::keepalive::KeepaliveConfig>,
+    /// `sip.refusals_per_second`.
+    pub refusals_per_second: u32,
 }
 
 /// Binds the listeners, restores the registrations the store holds, and starts the thread (and
@@ -125,7 +129,7 @@ pub fn spawn(
         tracing::info!("S400 SIP {what} listening on udp {a}");
         sockets.push((a, s));
     }
-    let tcp = Pool::bind(
+    let mut tcp = Pool::bind(
         &streams,
         shell.tls,
         shell.limits,
@@ -133,6 +137,7 @@ pub fn spawn(
         STREAM_TOKENS,
     )
     .map_err(|e| anyhow::anyhow!("S401 cannot bind a SIP listener: {e:#}"))?;
+    tcp.set_ws_origins(shell.ws_origins);
     for (a, kind) in tcp.addresses() {
         tracing::info!("S400 SIP {what} listening on {} {a}", kind.name());
     }
@@ -343,6 +348,7 @@ impl SipThread {
                 s.keepalive.clone(),
                 crate::runtime::seed::fresh_seed(),
             );
+            self.server.set_refusals_per_second(s.refusals_per_second);
             tracing::debug!("S416 SIP registrar and keep-alive settings reloaded");
         }
         for (aor, contact) in self.board.take() {
@@ -448,6 +454,7 @@ impl SipThread {
                 c.forwarded.fetch_add(n as u64, Relaxed);
             }
             Event::ResponseDropped => one(&c.responses_dropped),
+            Event::RefusalRateLimited => one(&c.refusals_rate_limited),
             Event::DialogStarted => one(&c.dialogs_started),
             Event::DialogEnded => one(&c.dialogs_ended),
             Event::MediaRelayed { answer, rewritten } => {

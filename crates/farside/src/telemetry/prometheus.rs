@@ -480,6 +480,7 @@ fn render_sip(s: &mut String, c: &SipCounters) {
         ("malformed", &c.malformed),
         ("response", &c.responses_dropped),
         ("no_flow", &c.no_flow),
+        ("refusal_rate_limited", &c.refusals_rate_limited),
     ] {
         let _ = writeln!(
             s,

@@ -30,6 +30,8 @@ pub struct SipCounters {
     pub malformed: AtomicU64,
     /// Messages dropped: responses (nothing to forward them to yet).
     pub responses_dropped: AtomicU64,
+    /// Answers dropped unsent: their UDP destination's `sip.refusals_per_second` was spent.
+    pub refusals_rate_limited: AtomicU64,
     /// STUN Binding requests answered on SIP ports.
     pub stun: AtomicU64,
     /// CRLF or 4-byte keep-alives received.

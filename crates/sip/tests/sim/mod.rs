@@ -4,7 +4,12 @@
 //! (a packet's arrival, the server's timeout, a phone's), so minutes of protocol time take
 //! milliseconds, and the same seeds give the same run.
 
-#![allow(dead_code, unreachable_pub, reason = "each scenario uses part of this")]
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    reason = "each scenario uses part of this"
+)]
 
 pub mod nat;
 pub mod phone;

@@ -129,8 +129,9 @@ Expires: 3600\r\n",
         if let Some(nonce) = nonce {
             let ha1 = md5_hex(&format!("{}:{}:{}", self.user, self.domain, self.password));
             let ha2 = md5_hex(&format!("REGISTER:{uri}"));
-            let cnonce = "0a4f113b";
-            let nc = "00000001";
+            // Each phone its own cnonce (RFC 7616 §3.4), counting its uses of a nonce up.
+            let cnonce = format!("c-{}", self.tag);
+            let nc = format!("{:08x}", self.cseq);
             let resp = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
             m.push_str(&format!(
                 "Authorization: Digest username=\"{}\", realm=\"{}\", nonce=\"{nonce}\", uri=\"{uri}\", \

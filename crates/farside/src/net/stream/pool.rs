@@ -82,6 +82,8 @@ pub struct Pool {
     by_remote: HashMap<SocketAddr, u64>,
     per_ip: HashMap<IpAddr, usize>,
     limits: Limits,
+    /// Which pages may open WebSocket connections (same host only, unless set).
+    ws_origins: websocket::Origins,
     tls: Option<TlsFiles>,
     counters: Arc<StreamCounters>,
     base: u64,
@@ -126,6 +128,7 @@ impl Pool {
             by_remote: HashMap::new(),
             per_ip: HashMap::new(),
             limits,
+            ws_origins: websocket::Origins::default(),
             tls,
             counters,
             base,
@@ -445,7 +448,7 @@ impl Pool {
         };
         let mut used = 0;
         if c.ws.is_none() && !c.closing {
-            match websocket::handshake(&c.input) {
+            match websocket::handshake(&c.input, &self.ws_origins) {
                 Handshake::Incomplete if c.input.len() > max => return Err(CloseReason::Invalid),
                 Handshake::Incomplete => return Ok(Turn::Done),
                 Handshake::Accept { response, used: n } => {
@@ -453,9 +456,9 @@ impl Pool {
                     used = n;
                     c.ws = Some(websocket::Reader::default());
                 }
-                Handshake::Refuse { response } => {
+                Handshake::Refuse { response, reason } => {
                     tracing::debug!(
-                        "S414 SIP {} connection from {} closed: not a WebSocket upgrade for SIP",
+                        "S414 SIP {} connection from {} closed: {reason}",
                         c.meta.kind.name(),
                         c.meta.remote
                     );
@@ -722,6 +725,11 @@ impl Pool {
     /// its queue overflowed): for the splice, which queues raw bytes on `output` itself.
     pub fn flush(&mut self, epoll: &Epoll, now: Timestamp, id: u64) {
         self.settle(epoll, now, id, None);
+    }
+
+    /// Which pages may open WebSocket connections (`sip.ws_origins`).
+    pub fn set_ws_origins(&mut self, origins: websocket::Origins) {
+        self.ws_origins = origins;
     }
 
     /// The limits.
