@@ -84,9 +84,13 @@ pub fn handle(
 ) -> (Option<Vec<u8>>, Handled, usize) {
     let request = match Request::parse(datagram) {
         Ok(r) => r,
-        Err((Some(cookie), e)) => {
-            let text = format!("malformed request: {e:?}");
-            return (Some(reply_error(cookie, &text)), Handled::Malformed, 0);
+        Err((Some(cookie), _)) => {
+            // A fixed, short reason: whoever reaches the socket draws no more than this.
+            return (
+                Some(reply_error(cookie, "malformed request")),
+                Handled::Malformed,
+                0,
+            );
         }
         Err((None, _)) => return (None, Handled::Malformed, 0),
     };
