@@ -7,6 +7,7 @@
 //! the request.
 
 use crate::error::ParseError;
+use crate::message::Message;
 
 /// Longest value copied into the answer; a longer field is left out.
 const MAX_VALUE: usize = 1024;
@@ -78,6 +79,9 @@ pub fn answer(bytes: &[u8], error: ParseError) -> Option<Vec<u8>> {
         }
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    // Only an answer that is itself well formed goes out: with a Via, From, To or CSeq that
+    // does not parse, the sender could not match it (and a peer's parser would refuse it).
+    Message::parse(&out).ok()?;
     Some(out)
 }
 
@@ -91,7 +95,7 @@ fn push(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Message, StartLine};
+    use crate::message::StartLine;
 
     fn status(bytes: &[u8]) -> Option<(u16, String)> {
         let m = Message::parse(bytes).ok()?;
@@ -139,5 +143,10 @@ f: <sip:a@example.org>;tag=1\r\nTo: <sip:b@example.org>\r\ni: bad-1\r\nCSeq: 3 I
         let response = format!("SIP/2.0 200 OK\r\n{HEAD}\r\n");
         assert_eq!(answer(response.as_bytes(), ParseError::HeaderLine), None);
         assert_eq!(answer(b"\x16\x03\x01 garbage", ParseError::StartLine), None);
+        // A Via that does not parse: an answer copying it would not either.
+        let bad_via = HEAD.replace("SIP/2.0/UDP 192.0.2.1:5060", "SIP/2.0/UDP [::1");
+        let req = format!("OPTIONS sip:b@example.org SIP/2.0\r\n{bad_via}\r\n");
+        let err = Message::parse(req.as_bytes()).expect_err("does not parse");
+        assert_eq!(answer(req.as_bytes(), err), None);
     }
 }
