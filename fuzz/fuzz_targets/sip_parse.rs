@@ -20,7 +20,23 @@ fuzz_target!(|data: &[u8]| {
         Frame::Incomplete | Frame::Invalid => {}
     }
     // WebSocket (RFC 7118): the opening handshake and the frames, from any bytes.
-    let _ = farside_sip::websocket::handshake(data);
+    for origins in [
+        farside_sip::websocket::Origins::default(),
+        farside_sip::websocket::Origins {
+            any: false,
+            allowed: vec!["https://app.example.com".into()],
+        },
+    ] {
+        let _ = farside_sip::websocket::handshake(data, &origins);
+    }
+    // A request that does not parse gets 400 written from its lines: what is written parses.
+    if let Err(e) = Message::parse(data)
+        && let Some(answer) = farside_sip::bad_request::answer(data, e)
+    {
+        Message::parse(&answer).expect("a 400 parses (answer checks it)");
+        // Compact names and bare LFs are written out in full: at most twice, plus a line.
+        assert!(answer.len() <= 2 * data.len() + 128, "no larger than needed");
+    }
     let mut reader = farside_sip::websocket::Reader::default();
     let mut at = 0;
     while let Ok((n, _)) = reader.step(&data[at..]) {
