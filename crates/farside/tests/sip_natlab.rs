@@ -1420,3 +1420,167 @@ fn a_stock_kamailio_with_its_rtpengine_module_relays_the_lab_call_through_farsid
         ),
     );
 }
+
+/// Alice behind the home gateway, whose router forwards TCP port 5070 to her phone (as offices
+/// do for a phone or PBX), registers over TCP with that public address in her Contact, and her
+/// connection closes (SIPp exits, as a NAT's timeout or a phone's restart would close it). A
+/// call for her cannot go over her flow, so Farside dials her Contact (RFC 3261 §18.1.1), and
+/// the call goes through over the new connection: INVITE, 180, 200, ACK, BYE, 200.
+#[test]
+fn a_tcp_phone_whose_connection_closed_is_dialled_at_its_contact() {
+    const TEST: &str = "a_tcp_phone_whose_connection_closed_is_dialled_at_its_contact";
+    if !common::require_tool(TEST, "sipp") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let mut server = start_farside(&lab, "farside-dial", 5060, "enabled = false");
+    let target = format!("{primary}:5060");
+    let alice_ip = lab.host("home-lan1").addr().to_string();
+    let public = lab.host("home").addr().to_string();
+    let caller_ip = lab.host("symmetric-lan1").addr().to_string();
+    // The port forward: TCP 5070 on the router's public address to alice's phone.
+    let forward = [
+        vec!["add", "chain", "ip", "natlab", "forward5070"],
+        vec!["{ type nat hook prerouting priority dstnat; policy accept; }"],
+    ]
+    .concat();
+    assert!(
+        lab.exec("home", "nft", &forward, Duration::from_secs(5))
+            .success()
+    );
+    let to = format!("{alice_ip}:5070");
+    let rule = [
+        "add",
+        "rule",
+        "ip",
+        "natlab",
+        "forward5070",
+        "iifname",
+        "wan",
+        "tcp",
+        "dport",
+        "5070",
+        "dnat",
+        "ip",
+        "to",
+        &to,
+    ];
+    let added = lab.exec("home", "nft", &rule, Duration::from_secs(5));
+    assert!(added.success(), "{added}");
+    let contact = format!("<sip:alice@{public}:5070;transport=tcp>");
+    let reg = lab.exec(
+        "home-lan1",
+        "sipp",
+        &sipp::strs(&sipp::over_tcp(sipp::register_contact(
+            "alice",
+            "wonderland",
+            DOMAIN,
+            &alice_ip,
+            5070,
+            &target,
+            &contact,
+            15,
+        ))),
+        Duration::from_secs(30),
+    );
+    assert!(reg.success(), "register over TCP: {reg}\n{server}");
+    assert!(
+        server.wait_for_output("registered from tcp", Duration::from_secs(5)),
+        "{server}"
+    );
+    let (callee, caller) = thread::scope(|s| {
+        let callee = s.spawn(|| {
+            lab.exec(
+                "home-lan1",
+                "sipp",
+                &sipp::strs(&sipp::over_tcp(sipp::callee("alice", &alice_ip, 5070, 25))),
+                Duration::from_secs(40),
+            )
+        });
+        thread::sleep(Duration::from_millis(500));
+        let caller = call_alice(&lab, "symmetric-lan1", &caller_ip, &target);
+        (callee.join().unwrap(), caller)
+    });
+    assert!(caller.success(), "caller: {caller}\n{server}");
+    assert!(callee.success(), "callee: {callee}\n{server}");
+    let logs = server.output();
+    assert!(
+        logs.contains(&format!(
+            "dialling its Contact sip:alice@{public}:5070;transport=tcp"
+        )),
+        "{server}"
+    );
+    assert!(
+        logs.contains(&format!("S419 SIP tcp connection to {public}:5070 opened")),
+        "{server}"
+    );
+    common::note(
+        TEST,
+        &format!(
+            "registered over TCP, connection closed; Farside dialled {public}:5070 (the port forward) and INVITE/180/200/ACK/BYE/200 passed"
+        ),
+    );
+}
+
+/// Alice behind the symmetric gateway registers an RFC 5626 outbound flow over TCP
+/// (`+sip.instance`, `reg-id`, `;ob`), confirmed with `Require: outbound`; then the flow
+/// closes. A call for her gets 430 Flow Failed at once (RFC 5626 §5.3): her flow is the only
+/// way to her, and nothing is dialled; she is to register a new one.
+#[test]
+fn a_call_over_an_outbound_flow_that_closed_gets_430() {
+    const TEST: &str = "a_call_over_an_outbound_flow_that_closed_gets_430";
+    if !common::require_tool(TEST, "sipp") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let mut server = start_farside(&lab, "farside-430", 5060, "enabled = false");
+    let target = format!("{primary}:5060");
+    let alice_ip = lab.host("symmetric-lan1").addr().to_string();
+    let caller_ip = lab.host("home-lan1").addr().to_string();
+    let contact = format!(
+        "<sip:alice@{alice_ip}:5070;transport=tcp;ob>;+sip.instance=\"<urn:uuid:8c7d0d4e-98a5-4b43-9d2f-3c1c8c2a5e01>\";reg-id=1"
+    );
+    let reg = lab.exec(
+        "symmetric-lan1",
+        "sipp",
+        &sipp::strs(&sipp::over_tcp(sipp::register_contact(
+            "alice",
+            "wonderland",
+            DOMAIN,
+            &alice_ip,
+            5070,
+            &target,
+            &contact,
+            15,
+        ))),
+        Duration::from_secs(30),
+    );
+    assert!(reg.success(), "register over TCP: {reg}\n{server}");
+    assert!(
+        server.wait_for_output("registered from tcp", Duration::from_secs(5)),
+        "{server}"
+    );
+    let started = Instant::now();
+    let caller = lab.exec(
+        "home-lan1",
+        "sipp",
+        &sipp::strs(&sipp::caller_430(
+            "alice", DOMAIN, &caller_ip, 5080, &target, 20,
+        )),
+        Duration::from_secs(30),
+    );
+    assert!(caller.success(), "caller: {caller}\n{server}");
+    assert!(
+        !server.output().contains("dialling its Contact"),
+        "an outbound flow is not dialled\n{server}"
+    );
+    common::note(
+        TEST,
+        &format!(
+            "outbound flow over TCP closed; the caller got 430 Flow Failed in {:?}",
+            started.elapsed()
+        ),
+    );
+}

@@ -195,6 +195,14 @@ impl Keepalives {
         Some(key)
     }
 
+    /// Whether `request` is one of the keep-alive pings (by its branch's prefix).
+    pub fn is_ping(request: &Message<'_>) -> bool {
+        request
+            .via()
+            .branch()
+            .is_some_and(|b| b.starts_with(b"z9hG4bKka"))
+    }
+
     fn sip_ping(&self, flow: Flow, contact: &str, branch: u64) -> Vec<u8> {
         let method = match self.config.method {
             Method::Notify => "NOTIFY",

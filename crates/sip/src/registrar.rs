@@ -440,6 +440,19 @@ impl Registrar {
             .filter(move |b| b.expires_at > now)
     }
 
+    /// A live binding registered over `flow`, if any: looked up when a message for that flow
+    /// could not be sent. The flow index answers "none" at once; only a flow that carries
+    /// bindings costs a walk of the table.
+    pub fn binding_on_flow(&self, flow: &Flow, now: Timestamp) -> Option<&Binding> {
+        if !self.flows.contains_key(flow) {
+            return None;
+        }
+        self.aors
+            .values()
+            .flatten()
+            .find(|b| b.flow == *flow && b.expires_at > now)
+    }
+
     /// The binding of `aor` with this Contact, if any.
     pub fn binding(&self, aor: &str, contact: &str) -> Option<&Binding> {
         self.aors.get(aor)?.iter().find(|b| b.contact == contact)

@@ -203,6 +203,14 @@ pub enum Event {
     },
     /// A relayed call ended, and the relay was told.
     MediaDeleted,
+    /// A message could not go over its flow (the connection is gone; see
+    /// [`SipServer::flow_failed`]): dropped, or its request answered 430 or 480, or dialled.
+    FlowFailed,
+    /// Open a connection from `from` (a listener) to `to` over `transport` (TCP or TLS), and
+    /// send `bytes` over it: a request for a phone whose own connection is gone, to the
+    /// address its Contact names (RFC 3261 §18.1.1). When that fails, hand the transmit back
+    /// with [`SipServer::flow_failed`].
+    Dial(Transmit),
     /// A keep-alive ping went to a binding's flow.
     PingSent,
     /// A SIP keep-alive ping was answered.
@@ -244,6 +252,8 @@ pub struct SipServer {
     addresses: Arc<[SocketAddr]>,
     /// The UDP listeners.
     udp: Vec<SocketAddr>,
+    /// Every listener with its transport (where a dialled connection starts).
+    listeners: Vec<(SocketAddr, Transport)>,
     limits: Limits,
     binding: BindingServer,
     registrar: Registrar,
@@ -306,6 +316,7 @@ impl SipServer {
                 .filter(|(_, t)| *t == Transport::Udp)
                 .map(|(a, _)| *a)
                 .collect(),
+            listeners: config.listeners.clone(),
             limits: config.limits,
             binding: BindingServer::new(BindingConfig {
                 alternate: None,
@@ -529,6 +540,116 @@ impl SipServer {
             StartLine::Request { method, .. } => self.request(now, flow, &msg, method),
             StartLine::Response { .. } => self.response(now, flow, &msg),
         }
+    }
+
+    /// A message the shell could not send over its stream flow: the connection is gone (a
+    /// NAT dropped it, the phone closed it) or a dial failed. A response, an ACK or a ping is
+    /// dropped. A request for a phone registered over that flow goes on as RFC 5626 §5.3 and
+    /// RFC 3261 §18.1.1 say: an outbound flow (`reg-id`) cannot be replaced by the server, so
+    /// 430 Flow Failed (the phone will register a new one); otherwise the phone's Contact is
+    /// dialled (UDP: sent to; TCP or TLS: [`Event::Dial`]). What cannot be dialled (a name, a
+    /// WebSocket, a non-unicast address, or a dial that failed) gets 480. The failure answers
+    /// the request's branch as if the phone had, so forking and the caller's transaction go
+    /// on as they do for any answer.
+    pub fn flow_failed(&mut self, now: Timestamp, t: Transmit) {
+        self.failed(now, t, true);
+    }
+
+    /// A dial ([`Event::Dial`]) failed: the connection could not be opened, or closed before
+    /// the phone said anything. A request it carried is answered 480; nothing is dialled
+    /// again for it.
+    pub fn dial_failed(&mut self, now: Timestamp, t: Transmit) {
+        self.failed(now, t, false);
+    }
+
+    fn failed(&mut self, now: Timestamp, t: Transmit, dial: bool) {
+        self.now = self.now.max(now);
+        self.events.push_back(Event::FlowFailed);
+        let Ok(msg) = Message::parse(&t.bytes) else {
+            return;
+        };
+        let StartLine::Request { method, .. } = msg.start_line() else {
+            return;
+        };
+        if method == Method::ACK || Keepalives::is_ping(&msg) {
+            return;
+        }
+        let flow = Flow {
+            transport: t.transport,
+            local: t.from,
+            remote: t.to,
+        };
+        let binding = match dial {
+            true => self.registrar.binding_on_flow(&flow, now),
+            false => None,
+        };
+        let (code, reason) = match binding {
+            Some(b) if b.reg_id.is_some() => (430, "Flow Failed"),
+            Some(b) => match self.dial_target(&b.contact) {
+                Some((transport, from, to)) => {
+                    let dial = Transmit {
+                        bytes: t.bytes.clone(),
+                        transport,
+                        from,
+                        to,
+                    };
+                    tracing::debug!(
+                        "S418 {} over {} {} failed: dialling its Contact {}",
+                        String::from_utf8_lossy(method.0),
+                        flow.transport.via_name().to_ascii_lowercase(),
+                        flow.remote,
+                        b.contact
+                    );
+                    if transport.is_stream() {
+                        self.events.push_back(Event::Dial(dial));
+                    } else {
+                        self.transmits.push_back(dial);
+                    }
+                    return;
+                }
+                None => (480, "Temporarily Unavailable"),
+            },
+            None => (480, "Temporarily Unavailable"),
+        };
+        // The answer the phone would have given: to the request as forwarded (our Via on
+        // top), taken in as if it had come over the flow.
+        let answer = crate::response::response(&msg, code, reason, "fsf", &[]);
+        self.events.push_back(Event::Refused(code));
+        if let Ok(answer) = Message::parse(&answer) {
+            self.route_response(now, flow, &answer);
+        }
+    }
+
+    /// Where a request for a phone with `contact` can be sent when its own flow is gone: the
+    /// transport its Contact asks for (UDP when it names none, TLS for `sips:`), from a
+    /// listener of that transport and family, to the Contact's address (an IP literal; a
+    /// unicast one, as for any request Farside routes by a URI). None for a WebSocket (a
+    /// browser cannot be dialled) or a name.
+    fn dial_target(&self, contact: &str) -> Option<(Transport, SocketAddr, SocketAddr)> {
+        let uri = crate::uri::Uri::parse(contact.as_bytes()).ok()?;
+        let secure = uri.scheme().eq_ignore_ascii_case(b"sips");
+        let transport = match crate::proxy::transport_of(&uri) {
+            Transport::Udp if secure => Transport::Tls,
+            t => t,
+        };
+        if matches!(transport, Transport::Ws | Transport::Wss) {
+            return None;
+        }
+        let ip = crate::uri::ip_literal(uri.host())?;
+        if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
+            return None;
+        }
+        let port = uri.port().unwrap_or(if transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        });
+        let from = self
+            .listeners
+            .iter()
+            .find(|(a, t)| *t == transport && a.is_ipv4() == ip.is_ipv4())?
+            .0;
+        Some((transport, from, SocketAddr::new(ip, port)))
     }
 
     /// A STUN Binding request on a SIP port (RFC 5626 §3.5.1 keep-alive): answered.

@@ -1,7 +1,7 @@
 //! What anyone on the internet can make the SIP server do without credentials, driven through
 //! the sans-IO server: the answers a forged source can draw are bounded per second, a request
 //! that does not parse is answered 400 naming the fault, and an extension the proxy does not
-//! support gets 420.
+//! support gets 420. And what becomes of a call to a phone whose connection is gone.
 
 mod sim;
 
@@ -13,7 +13,7 @@ use farside_sip::registrar::Flow;
 use farside_sip::server::{Event, SipServer};
 use farside_sip::{Message, StartLine};
 use farside_time::Timestamp;
-use sim::{SERVER, World, addr, config, server};
+use sim::{DOMAIN, SERVER, World, addr, config, md5_hex, server};
 
 const T0: Timestamp = Timestamp::from_unix_secs(1_800_000_000);
 
@@ -141,4 +141,169 @@ fn an_unsupported_proxy_require_gets_420() {
     assert!(text.starts_with("SIP/2.0 420 Bad Extension\r\n"), "{text}");
     assert!(text.contains("\r\nUnsupported: sec-agree\r\n"), "{text}");
     assert!(w.server.poll_transmit().is_none(), "nothing forwarded");
+}
+
+/// alice registers `contact` over `flow` (challenge, then credentials with `extra` headers).
+fn register_alice(s: &mut SipServer, flow: Flow, contact: &str, extra: &str) {
+    let via = flow.transport.via_name();
+    let request = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/{via} 10.0.0.5:5070;branch=z9hG4bK-r{cseq}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@{DOMAIN}>;tag=r1\r\nTo: <sip:alice@{DOMAIN}>\r\n\
+Call-ID: reg-alice\r\nCSeq: {cseq} REGISTER\r\nContact: {contact}\r\n{extra}{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    s.handle_input(T0, flow, request(1, "").as_bytes());
+    let challenge = s.poll_transmit().expect("a challenge");
+    let text = String::from_utf8_lossy(&challenge.bytes).into_owned();
+    let nonce = text
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a nonce")
+        .to_owned();
+    let ha1 = md5_hex(&format!("alice:{DOMAIN}:secret-alice"));
+    let ha2 = md5_hex(&format!("REGISTER:sip:{DOMAIN}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:00000001:c1:auth:{ha2}"));
+    let auth = format!(
+        "Authorization: Digest username=\"alice\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", \
+uri=\"sip:{DOMAIN}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c1\"\r\n"
+    );
+    s.handle_input(T0, flow, request(2, &auth).as_bytes());
+    let ok = s.poll_transmit().expect("an answer");
+    assert!(
+        ok.bytes.starts_with(b"SIP/2.0 200 "),
+        "{}",
+        String::from_utf8_lossy(&ok.bytes)
+    );
+    events(s);
+}
+
+/// The server with TCP listeners beside the UDP one.
+fn server_with_tcp() -> SipServer {
+    let mut cfg = config(None);
+    cfg.listeners.push((addr(SERVER), Transport::Tcp));
+    server(cfg, 1)
+}
+
+const BOB: &str = "198.51.100.5:5060";
+
+/// bob calls alice over UDP; the INVITE the server forwards to alice's flow.
+fn call_alice(s: &mut SipServer) -> farside_sip::Transmit {
+    let mut w = World::new(server(config(None), 9));
+    let b = w.add_phone("bob", BOB, None);
+    let invite = w
+        .phone(b)
+        .invite(&format!("sip:alice@{DOMAIN}"), "call-dead-flow");
+    s.handle_input(T0, flow(BOB), &invite);
+    let out: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
+    assert!(
+        out[0].bytes.starts_with(b"SIP/2.0 100 "),
+        "100 Trying first"
+    );
+    out.into_iter()
+        .find(|t| t.bytes.starts_with(b"INVITE "))
+        .expect("the INVITE goes to alice")
+}
+
+/// What bob hears now, by status code.
+fn bob_hears(s: &mut SipServer) -> Vec<u16> {
+    sent(s)
+        .into_iter()
+        .filter(|(to, _)| *to == addr(BOB))
+        .map(|(_, code)| code)
+        .collect()
+}
+
+/// A phone registered over TCP (no outbound) whose connection a NAT closed: the INVITE cannot
+/// go over its flow, so the server dials the Contact (RFC 3261 §18.1.1); when that dial fails
+/// too, the caller gets 480.
+#[test]
+fn a_call_to_a_phone_whose_tcp_connection_closed_dials_its_contact_then_480() {
+    let mut s = server_with_tcp();
+    let alice = Flow {
+        transport: Transport::Tcp,
+        local: addr(SERVER),
+        remote: addr("203.0.113.9:41000"),
+    };
+    register_alice(
+        &mut s,
+        alice,
+        "<sip:alice@203.0.113.9:5070;transport=tcp>",
+        "",
+    );
+    let invite = call_alice(&mut s);
+    assert_eq!(
+        (invite.transport, invite.to),
+        (Transport::Tcp, alice.remote)
+    );
+    // The shell finds no connection for it.
+    s.flow_failed(T0, invite);
+    let dial = events(&mut s)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Dial(t) => Some(t),
+            _ => None,
+        })
+        .expect("the Contact is dialled");
+    assert_eq!(
+        (dial.transport, dial.from, dial.to),
+        (Transport::Tcp, addr(SERVER), addr("203.0.113.9:5070"))
+    );
+    assert!(
+        dial.bytes
+            .starts_with(b"INVITE sip:alice@203.0.113.9:5070;transport=tcp ")
+    );
+    assert!(bob_hears(&mut s).is_empty(), "nothing final yet");
+    // The dial fails (refused, or closed before the phone said anything).
+    s.dial_failed(T0, dial);
+    assert_eq!(bob_hears(&mut s), [480]);
+}
+
+/// The same phone with RFC 5626 outbound (`+sip.instance` and `reg-id`): its flow is the only
+/// way to it the server may use, so the caller gets 430 Flow Failed at once (RFC 5626 §5.3)
+/// and nothing is dialled; the phone will register a new flow.
+#[test]
+fn a_call_over_a_failed_outbound_flow_gets_430() {
+    let mut s = server_with_tcp();
+    let alice = Flow {
+        transport: Transport::Tcp,
+        local: addr(SERVER),
+        remote: addr("203.0.113.9:41001"),
+    };
+    register_alice(
+        &mut s,
+        alice,
+        "<sip:alice@203.0.113.9:5070;transport=tcp;ob>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-000000000001>\";reg-id=1",
+        "Supported: outbound, path\r\n",
+    );
+    let invite = call_alice(&mut s);
+    s.flow_failed(T0, invite);
+    assert!(
+        !events(&mut s).iter().any(|e| matches!(e, Event::Dial(_))),
+        "an outbound flow is not dialled"
+    );
+    assert_eq!(bob_hears(&mut s), [430]);
+}
+
+/// A browser registered over WebSocket whose connection closed cannot be dialled: 480.
+#[test]
+fn a_call_to_a_websocket_phone_whose_connection_closed_gets_480() {
+    let mut cfg = config(None);
+    cfg.listeners.push((addr(SERVER), Transport::Ws));
+    let mut s = server(cfg, 1);
+    let alice = Flow {
+        transport: Transport::Ws,
+        local: addr(SERVER),
+        remote: addr("203.0.113.9:41002"),
+    };
+    register_alice(
+        &mut s,
+        alice,
+        "<sip:alice@df7jal23ls0d.invalid;transport=ws>",
+        "",
+    );
+    let invite = call_alice(&mut s);
+    s.flow_failed(T0, invite);
+    assert_eq!(bob_hears(&mut s), [480]);
 }

@@ -5,6 +5,7 @@
 //! UDP is read with `recvmmsg` and answered with `sendmmsg`: each socket's answers to one batch
 //! leave in one system call.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -186,6 +187,8 @@ pub fn spawn(
                 writer,
                 counters,
                 last_malformed_log: None,
+                dials: Vec::new(),
+                dialling: HashMap::new(),
             };
             if let Err(e) = t.run(&shutdown) {
                 tracing::error!("S402 the SIP thread stopped: {e:#}");
@@ -214,6 +217,11 @@ struct SipThread {
     counters: Arc<SipCounters>,
     /// When a malformed message was last logged (at most one a second).
     last_malformed_log: Option<Timestamp>,
+    /// Dials the server asked for ([`Event::Dial`]), made once its events are in.
+    dials: Vec<Transmit>,
+    /// Connections Farside opened whose phone has not spoken yet, with what went over them:
+    /// handed back to the server if the connection fails first.
+    dialling: HashMap<u64, Vec<Transmit>>,
 }
 
 impl SipThread {
@@ -256,8 +264,10 @@ impl SipThread {
             self.refresh_users();
             for &token in &ready {
                 if self.tcp.owns(token) {
-                    let server = &mut self.server;
+                    let (server, dialling) = (&mut self.server, &mut self.dialling);
                     self.tcp.ready(&epoll, now, token, &mut |meta, bytes, _| {
+                        // A dialled phone that speaks is reached: its connection is a flow.
+                        dialling.remove(&meta.id);
                         server.handle_input(now, flow_of(meta), bytes);
                         After::Continue
                     });
@@ -272,8 +282,14 @@ impl SipThread {
             self.drain(&epoll, now);
             self.flush();
             self.tcp.flush_all(&epoll, now);
-            // Nothing rides on a SIP connection but what the registrar holds.
-            self.tcp.take_closed();
+            // Nothing rides on a SIP connection but what the registrar holds, and what went
+            // over a dialled one that failed before the phone spoke.
+            for closed in self.tcp.take_closed() {
+                for t in self.dialling.remove(&closed.meta.id).unwrap_or_default() {
+                    self.server.dial_failed(now, t);
+                }
+            }
+            self.drain(&epoll, now);
             if last_gauges.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
                 last_gauges = Some(now);
                 let server = &self.server;
@@ -358,12 +374,56 @@ impl SipThread {
         }
     }
 
-    /// Sends what the server has to send and takes in what it reports.
+    /// Sends what the server has to send and takes in what it reports, until it has nothing
+    /// more (a failed send or dial gives it more to say).
     fn drain(&mut self, epoll: &Epoll, now: Timestamp) {
-        while let Some(t) = self.server.poll_transmit() {
-            self.send(epoll, now, t);
+        loop {
+            while let Some(t) = self.server.poll_transmit() {
+                self.send(epoll, now, t);
+            }
+            self.drain_events(now);
+            if self.dials.is_empty() {
+                break;
+            }
+            for t in std::mem::take(&mut self.dials) {
+                self.dial(epoll, now, t);
+            }
         }
-        self.drain_events(now);
+    }
+
+    /// Sends `t` over the connection Farside has to its destination, or opens one (RFC 3261
+    /// §18.1.1); hands it back to the server when that cannot be done.
+    fn dial(&mut self, epoll: &Epoll, now: Timestamp, t: Transmit) {
+        let kind = match t.transport {
+            Transport::Tls => Kind::SipTls,
+            _ => Kind::SipTcp,
+        };
+        let id = self
+            .tcp
+            .find(t.from, t.to)
+            .or_else(|| self.tcp.connect(epoll, now, t.from, t.to, kind, DIALLED));
+        match id {
+            Some(id)
+                if self
+                    .tcp
+                    .send_to(epoll, now, id, &t.bytes, Urgency::Required) =>
+            {
+                tracing::debug!(
+                    "S419 SIP {} connection to {} opened for a request",
+                    kind.name(),
+                    t.to
+                );
+                self.dialling.entry(id).or_default().push(t);
+            }
+            _ => {
+                tracing::debug!(
+                    "S419 SIP {} connection to {} could not be opened",
+                    kind.name(),
+                    t.to
+                );
+                self.server.dial_failed(now, t);
+            }
+        }
     }
 
     /// Takes in what the server reports.
@@ -381,7 +441,8 @@ impl SipThread {
                 .tcp
                 .send(epoll, now, t.from, t.to, &t.bytes, Urgency::Required)
             {
-                self.counters.no_flow.fetch_add(1, Relaxed);
+                // The flow is gone: the server decides (430, a dial, 480, or nothing).
+                self.server.flow_failed(now, t);
             }
             return;
         }
@@ -454,6 +515,8 @@ impl SipThread {
                 c.forwarded.fetch_add(n as u64, Relaxed);
             }
             Event::ResponseDropped => one(&c.responses_dropped),
+            Event::FlowFailed => one(&c.no_flow),
+            Event::Dial(t) => self.dials.push(t),
             Event::RefusalRateLimited => one(&c.refusals_rate_limited),
             Event::DialogStarted => one(&c.dialogs_started),
             Event::DialogEnded => one(&c.dialogs_ended),
@@ -494,6 +557,9 @@ impl SipThread {
 }
 
 /// The flow of a SIP connection.
+/// The pool's mark on connections Farside opened.
+const DIALLED: u64 = 1;
+
 fn flow_of(meta: &stream::Meta) -> Flow {
     Flow {
         transport: meta.kind.sip_transport(),

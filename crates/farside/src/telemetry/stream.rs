@@ -10,6 +10,8 @@ pub struct StreamCounters {
     pub service: &'static str,
     /// Connections accepted.
     pub accepted: AtomicU64,
+    /// Connections Farside opened itself (SIP: to a phone whose own connection is gone).
+    pub dialled: AtomicU64,
     /// Connections refused (closed as they came): at the total or the per-address limit.
     pub refused: AtomicU64,
     /// Of those, refused at the per-address limit.
@@ -36,6 +38,7 @@ impl StreamCounters {
         StreamCounters {
             service,
             accepted: AtomicU64::new(0),
+            dialled: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             per_ip_limit: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
@@ -49,9 +52,10 @@ impl StreamCounters {
     }
 
     /// Every event with its label, for the renderers.
-    pub fn events(&self) -> [(&'static str, &AtomicU64); 8] {
+    pub fn events(&self) -> [(&'static str, &AtomicU64); 9] {
         [
             ("accepted", &self.accepted),
+            ("dialled", &self.dialled),
             ("refused", &self.refused),
             ("per_ip_limit", &self.per_ip_limit),
             ("idle_closed", &self.idle_closed),

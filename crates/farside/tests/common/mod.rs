@@ -1509,6 +1509,51 @@ pub mod sipp {
         a
     }
 
+    /// A phone at `ip:port` that registers `user@domain` with Digest at `target` with the
+    /// Contact value `contact` (`register-contact.xml`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn register_contact(
+        user: &str,
+        password: &str,
+        domain: &str,
+        ip: &str,
+        port: u16,
+        target: &str,
+        contact: &str,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        let phone = (user, password, domain, ip, port);
+        with_digest(
+            "register-contact",
+            phone,
+            target,
+            timeout_secs,
+            &["-set", "contact", contact],
+        )
+    }
+
+    /// A phone at `ip:port` calling `user@domain` through `target` that expects 430 Flow
+    /// Failed.
+    pub fn caller_430(
+        user: &str,
+        domain: &str,
+        ip: &str,
+        port: u16,
+        target: &str,
+        timeout_secs: u32,
+    ) -> Vec<String> {
+        to_domain("caller-430", user, domain, ip, port, target, timeout_secs)
+    }
+
+    /// `args` over TCP (one connection, SIPp's `-t t1`) instead of UDP.
+    pub fn over_tcp(args: Vec<String>) -> Vec<String> {
+        ["-t", "t1"]
+            .map(String::from)
+            .into_iter()
+            .chain(args)
+            .collect()
+    }
+
     /// The arguments as `&str`s (for `Lab::exec`).
     pub fn strs(args: &[String]) -> Vec<&str> {
         args.iter().map(String::as_str).collect()

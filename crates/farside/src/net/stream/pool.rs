@@ -259,7 +259,6 @@ impl Pool {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
-        let _ = stream.set_nodelay(true);
         let tls = match (kind.is_secure(), &self.tls) {
             (false, _) => None,
             (true, Some(files)) => {
@@ -270,14 +269,79 @@ impl Pool {
             }
             (true, None) => return,
         };
+        if self
+            .insert(epoll, now, stream, local, remote, kind, tls)
+            .is_some()
+        {
+            self.counters.accepted.fetch_add(1, Relaxed);
+            *self.per_ip.entry(remote.ip()).or_insert(0) += 1;
+        }
+    }
+
+    /// Opens a connection to `remote` on behalf of the listener at `local` (from its IP, an
+    /// ephemeral port), for a request whose peer's own connection is gone (RFC 3261
+    /// §18.1.1): it is the flow between `local` and `remote` from then on, as if accepted
+    /// there, and is marked `tag` for the shell. Plain TCP only; `None` when it cannot even
+    /// start (no room, no socket, an immediate refusal). A connect that fails later closes
+    /// the connection, which [`Pool::take_closed`] reports with its tag.
+    pub fn connect(
+        &mut self,
+        epoll: &Epoll,
+        now: Timestamp,
+        local: SocketAddr,
+        remote: SocketAddr,
+        kind: Kind,
+        tag: u64,
+    ) -> Option<u64> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        if kind.is_secure()
+            || kind.is_websocket()
+            || self.conns.len() >= self.limits.max_connections
+        {
+            return None;
+        }
+        let socket = Socket::new(
+            Domain::for_address(remote),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+        .ok()?;
+        socket.set_nonblocking(true).ok()?;
+        if !local.ip().is_unspecified() {
+            socket.bind(&SocketAddr::new(local.ip(), 0).into()).ok()?;
+        }
+        match socket.connect(&remote.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(_) => return None,
+        }
+        let stream: TcpStream = socket.into();
+        let id = self.insert(epoll, now, stream, local, remote, kind, None)?;
+        self.counters.dialled.fetch_add(1, Relaxed);
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.tag = Some(tag);
+            c.per_ip_counted = false;
+        }
+        Some(id)
+    }
+
+    /// Takes a connection into the pool: its epoll token, its flow, its state.
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        epoll: &Epoll,
+        now: Timestamp,
+        stream: TcpStream,
+        local: SocketAddr,
+        remote: SocketAddr,
+        kind: Kind,
+        tls: Option<Box<rustls::ServerConnection>>,
+    ) -> Option<u64> {
+        let _ = stream.set_nodelay(true);
         let id = self.base + CONNECTIONS + self.next_id;
         self.next_id += 1;
-        if epoll.add(stream.as_raw_fd(), id).is_err() {
-            return;
-        }
-        c.accepted.fetch_add(1, Relaxed);
-        c.open.fetch_add(1, Relaxed);
-        *self.per_ip.entry(remote.ip()).or_insert(0) += 1;
+        epoll.add(stream.as_raw_fd(), id).ok()?;
+        self.counters.open.fetch_add(1, Relaxed);
         self.by_flow.insert((local, remote), id);
         // A newer connection from the same address (a NAT reusing a port) is the flow now.
         self.by_remote.insert(remote, id);
@@ -309,6 +373,7 @@ impl Pool {
                 interest: Interest::READ,
             },
         );
+        Some(id)
     }
 
     fn serve(
