@@ -179,8 +179,9 @@ pub enum Event {
     },
     /// What became of a REGISTER in registrar mode.
     Register(Outcome),
-    /// An error response Farside wrote itself, by status code (once per refusal, not per
-    /// retransmission).
+    /// An error response Farside wrote itself, by status code (a request refused at once is
+    /// counted again when retransmitted; a transaction's own 408 once, however often it is
+    /// sent again).
     Refused(u16),
     /// This many requests or responses were sent on (each fork counts).
     Forwarded(usize),

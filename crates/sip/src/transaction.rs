@@ -6,7 +6,9 @@
 //! answers 2xx, and answers a CANCEL itself with 200 before cancelling its branches. Other
 //! requests (BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY...): retransmissions absorbed, Farside's
 //! own UDP retransmissions (Timer E, up to T2), the first final response forwarded, 408 at
-//! Timer F. ACK (for a 2xx) is end to end and stays stateless. Sans-IO: messages and the time in,
+//! Timer F. ACK (for a 2xx) is end to end and stays stateless. A request refused at once (404,
+//! 480, 403...) keeps no state: its retransmission is refused again, as by a stateless proxy,
+//! so that refused requests cannot fill the table calls need. Sans-IO: messages and the time in,
 //! packets out.
 
 use std::time::Duration;
@@ -215,16 +217,13 @@ impl Transactions {
                 Action::Drop => {}
             }
         }
-        // Refused (404, 480, 403...): the answer is final; no 100 needed before it.
-        let refused = branches.is_empty();
-        if refused && refusal.is_none() {
-            return Vec::new();
+        // Refused (404, 480, 403...): the answer is final; no 100 needed before it, and no
+        // state kept (a retransmission is refused again, the same way, as a stateless proxy
+        // does): a flood of requests Farside refuses must not fill the table that calls need.
+        if branches.is_empty() {
+            return refusal.into_iter().collect();
         }
-        let last = if refused {
-            refusal.clone()
-        } else {
-            invite.then_some(trying)
-        };
+        let last = invite.then_some(trying);
         self.servers.insert(
             key,
             ServerTx {
@@ -235,14 +234,11 @@ impl Transactions {
                 branches,
                 best: None,
                 own_best: false,
-                answered: refused,
-                done_at: refused.then_some(now + LINGER),
+                answered: false,
+                done_at: None,
             },
         );
-        match refusal {
-            Some(r) if refused => vec![r],
-            _ => out,
-        }
+        out
     }
 
     /// A response whose top Via is ours: `None` if it belongs to no INVITE transaction (the

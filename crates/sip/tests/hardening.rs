@@ -307,3 +307,30 @@ fn a_call_to_a_websocket_phone_whose_connection_closed_gets_480() {
     s.flow_failed(T0, invite);
     assert_eq!(bob_hears(&mut s), [480]);
 }
+
+/// 12,000 INVITEs to users who do not exist (more than the 10,000 transactions the server
+/// holds) are refused without a trace of state: the call that follows still gets through.
+/// Refused requests once lingered 32 s in the transaction table, so ~300 spoofed INVITEs a
+/// second kept every real call at 503.
+#[test]
+fn a_flood_of_refused_invites_leaves_no_state_and_calls_get_through() {
+    let mut s = server_with_tcp();
+    let alice = flow("203.0.113.9:5070");
+    register_alice(&mut s, alice, "<sip:alice@203.0.113.9:5070>", "");
+    for n in 0..12_000u32 {
+        let source = format!("198.18.{}.{}:5060", n / 250, n % 250 + 1);
+        let invite = format!(
+            "INVITE sip:nobody{n}@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {source};branch=z9hG4bK-i{n}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:x@198.18.0.1>;tag=i{n}\r\nTo: <sip:nobody{n}@{DOMAIN}>\r\n\
+Call-ID: flood-{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        s.handle_input(T0, flow(&source), invite.as_bytes());
+        while s.poll_transmit().is_some() {}
+        events(&mut s);
+    }
+    let invite = call_alice(&mut s);
+    assert_eq!(
+        invite.to, alice.remote,
+        "the call is forwarded, not refused 503"
+    );
+}
