@@ -11,6 +11,8 @@ pub struct TlsRead {
     pub closed: bool,
     /// Records arrived.
     pub got: bool,
+    /// What arrived is not TLS (or breaks its rules): the connection closes for that.
+    pub invalid: bool,
 }
 
 /// Reads the TLS records `stream` has (sixteen reads at most, so others get their turn) and
@@ -24,7 +26,11 @@ pub fn read_tls(
     limit: usize,
 ) -> TlsRead {
     let mut got = false;
-    let end = |got| TlsRead { closed: true, got };
+    let end = |got| TlsRead {
+        closed: true,
+        got,
+        invalid: false,
+    };
     for _ in 0..16 {
         match tls.read_tls(stream) {
             Ok(0) => return end(got),
@@ -33,7 +39,10 @@ pub fn read_tls(
                 if tls.process_new_packets().is_err() {
                     // Let the alert go out, then close.
                     let _ = tls.write_tls(stream);
-                    return end(got);
+                    return TlsRead {
+                        invalid: true,
+                        ..end(got)
+                    };
                 }
                 loop {
                     match tls.reader().read(scratch) {
@@ -52,5 +61,9 @@ pub fn read_tls(
             Err(_) => return end(got),
         }
     }
-    TlsRead { closed: false, got }
+    TlsRead {
+        closed: false,
+        got,
+        invalid: false,
+    }
 }

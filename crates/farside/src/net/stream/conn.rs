@@ -94,6 +94,8 @@ pub(super) struct Read {
     pub closed: bool,
     /// Bytes arrived.
     pub got: bool,
+    /// What arrived breaks the transport's own rules (not TLS): closed as invalid.
+    pub invalid: bool,
 }
 
 impl Conn {
@@ -116,12 +118,19 @@ impl Conn {
             return Read {
                 closed: r.closed,
                 got: r.got,
+                invalid: r.invalid,
             };
         }
         let mut got = false;
         for _ in 0..16 {
             match self.stream.read(scratch) {
-                Ok(0) => return Read { closed: true, got },
+                Ok(0) => {
+                    return Read {
+                        closed: true,
+                        got,
+                        invalid: false,
+                    };
+                }
                 Ok(n) => {
                     got = true;
                     self.input.extend_from_slice(&scratch[..n]);
@@ -131,10 +140,20 @@ impl Conn {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Read { closed: true, got },
+                Err(_) => {
+                    return Read {
+                        closed: true,
+                        got,
+                        invalid: false,
+                    };
+                }
             }
         }
-        Read { closed: false, got }
+        Read {
+            closed: false,
+            got,
+            invalid: false,
+        }
     }
 
     /// Queues a message for the peer as its transport carries one (a WebSocket text frame).

@@ -396,6 +396,7 @@ impl Pool {
             true => Read {
                 closed: true,
                 got: false,
+                invalid: false,
             },
             false => c.read(&mut self.scratch, limit),
         };
@@ -412,6 +413,17 @@ impl Pool {
                 self.raw.push(id);
             }
             c.watch(epoll);
+            return;
+        }
+        if read.invalid {
+            // Not TLS: nothing it sent is read; it is closed and counted as invalid.
+            tracing::debug!(
+                "S414 {} {} connection from {} closed: what it sent is not TLS",
+                self.counters.service,
+                c.meta.kind.name(),
+                c.meta.remote
+            );
+            self.close(epoll, id, CloseReason::Invalid);
             return;
         }
         let outcome = if c.meta.kind.is_websocket() {
