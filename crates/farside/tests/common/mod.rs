@@ -180,6 +180,8 @@ pub struct ServerConfig {
     /// Fixed (STUN primary port, admin port) instead of free ones the harness picks; the
     /// alternate port is the primary + 1. Partner servers need the same ports.
     pub ports: Option<(u16, u16)>,
+    /// Environment variables for the server's process (Farside only).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServerConfig {
@@ -193,6 +195,7 @@ impl Default for ServerConfig {
             extra_stun: Vec::new(),
             extra_tables: Vec::new(),
             ports: None,
+            env: Vec::new(),
         }
     }
 }
@@ -214,6 +217,11 @@ impl ServerConfig {
     /// Adds a whole table after `[stun]`.
     pub fn with_table(mut self, table: &str) -> Self {
         self.extra_tables.push(table.to_owned());
+        self
+    }
+    /// Sets an environment variable of the server's process.
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
     /// Adds a `key = value` line to the `[stun]` table.
@@ -275,6 +283,9 @@ impl Server {
             Backend::Farside => farside_command(&dir, &cfg, &listen, alt_port, admin),
             Backend::Coturn => coturn_command(&dir, &cfg, port, alt_port),
         };
+        if backend == Backend::Farside {
+            command.envs(cfg.env.iter().map(|(k, v)| (k, v)));
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
