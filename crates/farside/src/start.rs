@@ -254,6 +254,7 @@ pub fn run(
             },
             tls,
             ws_origins: sip.ws_origins(),
+            write_behind: std::time::Duration::from_secs(sip.write_behind.0),
             store_url: config.store.url.clone(),
             relay: sip_link.map(|l| Box::new(l) as Box<dyn farside_sip::media::MediaRelay + Send>),
         };

@@ -156,25 +156,12 @@ CSeq: {cseq} REGISTER\r\nContact: <sip:alice@{via}>\r\n{auth}Content-Length: 0\r
 
 /// Digest credentials for alice with `password` against the challenge in `answer`.
 fn digest(answer: &[u8], password: &str, nc: u32) -> String {
-    let text = String::from_utf8_lossy(answer);
-    let nonce = text
-        .split("nonce=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap();
-    use md5::Digest as _;
-    let md5 = |s: String| -> String {
-        md5::Md5::digest(s.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    let ha1 = md5(format!("alice:{DOMAIN}:{password}"));
-    let ha2 = md5(format!("REGISTER:sip:{DOMAIN}"));
-    let response = md5(format!("{ha1}:{nonce}:{nc:08x}:c0:auth:{ha2}"));
-    format!(
-        "Authorization: Digest username=\"alice\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", \
-uri=\"sip:{DOMAIN}\", response=\"{response}\", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce=\"c0\"\r\n"
+    common::register_credentials(
+        &String::from_utf8_lossy(answer),
+        "alice",
+        password,
+        DOMAIN,
+        Some(nc),
     )
 }
 

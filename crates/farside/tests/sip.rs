@@ -862,25 +862,7 @@ From: <sip:bob@{DOMAIN}>;tag=o\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: o1\r\nCSeq: 1 O
 /// The Authorization field with which bob (password "builder") answers `challenge`, a 401:
 /// MD5 Digest without qop (RFC 2069's form, which RFC 2617 still accepts).
 fn bobs_credentials(challenge: &str) -> String {
-    let nonce = challenge
-        .split("nonce=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap();
-    let ha1 = md5_hex(&format!("bob:{DOMAIN}:builder"));
-    let ha2 = md5_hex(&format!("REGISTER:sip:{DOMAIN}"));
-    let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
-    format!(
-        "Authorization: Digest username=\"bob\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"sip:{DOMAIN}\", response=\"{response}\"\r\n"
-    )
-}
-
-fn md5_hex(s: &str) -> String {
-    use md5::{Digest as _, Md5};
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    common::register_credentials(challenge, "bob", "builder", DOMAIN, None)
 }
 
 /// Reads one SIP message (headers and Content-Length's body) from a stream.

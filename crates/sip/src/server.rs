@@ -240,9 +240,9 @@ pub enum Event {
 const TRANSACTION_TICK: Duration = Duration::from_millis(100);
 /// How often otherwise: keep-alives, expiry of bindings and failure counts.
 const HOUSEKEEPING_TICK: Duration = Duration::from_secs(1);
-/// How often mere refreshes of registrations (and keep-alive counts) go to the store: a
-/// restart after a crash may find an expiry up to this much older than it was, never a
-/// binding missing (new and removed bindings go at once).
+/// How often mere refreshes of registrations (and keep-alive counts) go to the store, unless
+/// set otherwise: a restart after a crash may find an expiry up to this much older than it
+/// was, never a binding missing (new and removed bindings go at once).
 const REFRESH_FLUSH: Duration = Duration::from_secs(10);
 
 /// The SIP server (see the module documentation).
@@ -276,6 +276,8 @@ pub struct SipServer {
     ticked: Option<Timestamp>,
     /// When refreshes last went to the store.
     refreshes_flushed: Option<Timestamp>,
+    /// How often refreshes go to the store ([`SipServer::set_refresh_flush`]).
+    refresh_flush: Duration,
     /// Error answers over UDP, per destination and second.
     refusals: farside_ratelimit::PerSource,
     /// The latest time handed in (what [`SipServer::poll_transmit`] judges budgets by).
@@ -346,9 +348,17 @@ impl SipServer {
             housekept: None,
             ticked: None,
             refreshes_flushed: None,
+            refresh_flush: REFRESH_FLUSH,
             refusals: farside_ratelimit::PerSource::new(config.limits.refusals_per_second, key(4)),
             now: Timestamp::EPOCH,
         }
+    }
+
+    /// How often mere refreshes of registrations (and keep-alive counts) are reported for the
+    /// store: 10 s by default; zero reports them with every change, as new and removed
+    /// bindings are (a store kept write-through).
+    pub fn set_refresh_flush(&mut self, every: Duration) {
+        self.refresh_flush = every;
     }
 
     /// A new budget of error answers over UDP per source and second (a reload).
@@ -435,7 +445,7 @@ impl SipServer {
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty() {
             // Registration changes are gathered once per drain, not per message.
-            self.take_changed(false);
+            self.take_changed(self.refresh_flush.is_zero());
         }
         self.events.pop_front()
     }
@@ -480,7 +490,7 @@ impl SipServer {
             }
             let refreshes = self
                 .refreshes_flushed
-                .is_none_or(|t| now.duration_since(t) >= REFRESH_FLUSH);
+                .is_none_or(|t| now.duration_since(t) >= self.refresh_flush);
             if refreshes {
                 self.refreshes_flushed = Some(now);
             }

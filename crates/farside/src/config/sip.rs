@@ -66,6 +66,9 @@ pub struct SipConfig {
     pub digest_algorithms: Vec<DigestAlgorithm>,
     /// Failed authentications per source IP per minute before its REGISTERs are ignored.
     pub auth_failures_per_minute: u32,
+    /// How late a refresh (a later expiry, keep-alive counts) may reach the store; new and
+    /// removed bindings go at once. 0: write-through, a REGISTER's 2xx waits for the store.
+    pub write_behind: WriteBehind,
     /// Answers Farside writes itself over UDP (401, 4xx, 5xx, answers to OPTIONS) per source
     /// IP and second; beyond, they are dropped unsent, so a forged source draws no flood
     /// (0 = no limit). Responses forwarded from phones are not counted.
@@ -99,6 +102,7 @@ impl Default for SipConfig {
             max_aors: 100_000,
             digest_algorithms: vec![DigestAlgorithm(Algorithm::Md5)],
             auth_failures_per_minute: 20,
+            write_behind: WriteBehind(10),
             refusals_per_second: 50,
             keepalive: KeepaliveFile::default(),
         }
@@ -290,24 +294,48 @@ impl TryFrom<toml::Value> for Interval {
     type Error = String;
 
     fn try_from(v: toml::Value) -> Result<Self, String> {
-        let secs = match &v {
-            toml::Value::Integer(n) => u64::try_from(*n).ok(),
-            toml::Value::String(s) => {
-                let s = s.trim();
-                let (n, unit) = match s.strip_suffix('s') {
-                    Some(n) => (n, 1),
-                    None => match s.strip_suffix('m') {
-                        Some(n) => (n, 60),
-                        None => (s, 1),
-                    },
-                };
-                n.trim().parse::<u64>().ok().map(|n| n * unit)
-            }
-            _ => None,
-        };
-        secs.filter(|n| (1..=3600).contains(n))
+        seconds(&v)
+            .filter(|n| (1..=3600).contains(n))
             .map(Interval)
             .ok_or_else(|| format!("{v}: expected \"25s\", \"1m\" or seconds, 1 s to 1 h"))
+    }
+}
+
+/// `[sip] write_behind`: how late a refresh may reach the store, in seconds (0 to 1 h), written
+/// as [`Interval`] is; 0 is write-through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub struct WriteBehind(pub u64);
+
+impl TryFrom<toml::Value> for WriteBehind {
+    type Error = String;
+
+    fn try_from(v: toml::Value) -> Result<Self, String> {
+        seconds(&v)
+            .filter(|n| *n <= 3600)
+            .map(WriteBehind)
+            .ok_or_else(|| {
+                format!("{v}: expected \"10s\", \"1m\" or seconds, 0 (write-through) to 1 h")
+            })
+    }
+}
+
+/// Seconds written `"25s"`, `"1m"`, `"30"` or `30`.
+fn seconds(v: &toml::Value) -> Option<u64> {
+    match v {
+        toml::Value::Integer(n) => u64::try_from(*n).ok(),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let (n, unit) = match s.strip_suffix('s') {
+                Some(n) => (n, 1),
+                None => match s.strip_suffix('m') {
+                    Some(n) => (n, 60),
+                    None => (s, 1),
+                },
+            };
+            n.trim().parse::<u64>().ok().map(|n| n * unit)
+        }
+        _ => None,
     }
 }
 

@@ -1,7 +1,10 @@
 //! Registrations in the store: read back at start, and kept in step with the registrar by a
 //! writer thread of its own (SQLite calls block; the SIP thread must not).
 
-use std::sync::mpsc::SyncSender;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -10,8 +13,30 @@ use farside_sip::registrar::{Binding, Flow};
 use farside_store::{RegistrationRow, Store};
 use farside_time::Timestamp;
 
-/// What the SIP thread hands the writer: an address of record and its bindings now.
-pub type Change = (String, Vec<RegistrationRow>);
+/// What the SIP thread hands the writer.
+#[derive(Debug)]
+pub enum Job {
+    /// An address of record and its bindings now.
+    Change(String, Vec<RegistrationRow>),
+    /// Acknowledge `seq` once every change handed in before it is in the store (or say that
+    /// it could not be written).
+    Mark(u64),
+}
+
+/// The writer's answer to a [`Job::Mark`]: its number, and whether everything before it is
+/// in the store.
+pub type Ack = (u64, bool);
+
+/// The writer's ends: where jobs go, where acknowledgements come back, and whether the store
+/// takes writes now.
+pub struct Writer {
+    /// Jobs.
+    pub jobs: SyncSender<Job>,
+    /// Acknowledgements of marks.
+    pub acks: Receiver<Ack>,
+    /// False while the store refuses writes (a full disk, a file that cannot be written).
+    pub healthy: Arc<AtomicBool>,
+}
 
 /// The stored registrations that are still live at `now`, by address of record.
 pub fn load(store: &mut dyn Store, now: Timestamp) -> anyhow::Result<Vec<(String, Vec<Binding>)>> {
@@ -32,57 +57,125 @@ pub fn rows(aor: &str, bindings: &[Binding]) -> Vec<RegistrationRow> {
     bindings.iter().map(|b| row_of(aor, b)).collect()
 }
 
-/// The store writer: a thread of its own, since SQLite calls block.
-/// Starts the writer; it ends (and its handle returns) once the sender is dropped and what was
-/// queued is written.
+/// The store writer: a thread of its own, since SQLite calls block. It ends (and its handle
+/// returns) once the job sender is dropped and what it holds is written, or tried once more.
+///
+/// Its failure rule: a change that cannot be written is not dropped. The writer keeps the
+/// latest bindings of every address of record it could not write, tries again every
+/// [`RETRY`] while taking in new jobs (the newer change of an address of record replaces the
+/// older), logs the failure once (S407) and the recovery once (S420), and says meanwhile
+/// through [`Writer::healthy`] that the store takes no writes, so that the SIP thread answers
+/// REGISTERs 500 with Retry-After instead of acknowledging what would not last a restart.
 pub fn spawn_writer(
     mut store: Box<dyn Store>,
-) -> anyhow::Result<(SyncSender<Change>, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Change>(WRITE_QUEUE);
+) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(WRITE_QUEUE);
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<Ack>();
+    let healthy = Arc::new(AtomicBool::new(true));
+    let ok = Arc::clone(&healthy);
     let handle = std::thread::Builder::new()
         .name("sip-store".into())
         .spawn(move || {
-            // Whatever queued up meanwhile goes in the same transaction (one disk sync for
-            // many changes under load), the last change of each address of record winning.
+            // The latest bindings of each address of record not yet written.
+            let mut pending: HashMap<String, Vec<RegistrationRow>> = HashMap::new();
+            let mut marks: Vec<u64> = Vec::new();
+            let mut failing = false;
             let mut last_write: Option<Instant> = None;
-            while let Ok(first) = rx.recv() {
+            let mut open = true;
+            while open || !pending.is_empty() {
+                // Wait for work: as long as it takes when nothing is held, until the next
+                // retry while the store fails.
+                let first = match (pending.is_empty() && marks.is_empty(), failing) {
+                    _ if !open => None,
+                    (true, _) => match rx.recv() {
+                        Ok(job) => Some(job),
+                        Err(_) => break,
+                    },
+                    (false, true) => match rx.recv_timeout(RETRY) {
+                        Ok(job) => Some(job),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => {
+                            open = false;
+                            None
+                        }
+                    },
+                    (false, false) => None,
+                };
                 // Under load, at most one transaction per WRITE_INTERVAL: the rest queue up
                 // and are coalesced (a kill -9 loses at most that much more).
-                if let Some(t) = last_write {
+                if let Some(t) = last_write.filter(|_| !failing && open) {
                     std::thread::sleep(WRITE_INTERVAL.saturating_sub(t.elapsed()));
                 }
-                last_write = Some(Instant::now());
-                let mut batch = vec![first];
-                while batch.len() < WRITE_BATCH {
+                let mut take = |job: Job| match job {
+                    Job::Change(aor, rows) => {
+                        pending.insert(aor, rows);
+                    }
+                    Job::Mark(seq) => marks.push(seq),
+                };
+                if let Some(job) = first {
+                    take(job);
+                }
+                for _ in 0..WRITE_BATCH {
                     match rx.try_recv() {
-                        Ok(change) => batch.push(change),
-                        Err(_) => break,
+                        Ok(job) => take(job),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
                     }
                 }
-                let mut latest = std::collections::HashMap::with_capacity(batch.len());
-                for (i, (aor, _)) in batch.iter().enumerate() {
-                    latest.insert(aor.clone(), i);
+                if !pending.is_empty() {
+                    last_write = Some(Instant::now());
+                    let batch: Vec<(String, Vec<RegistrationRow>)> =
+                        pending.iter().map(|(a, r)| (a.clone(), r.clone())).collect();
+                    let rows: usize = batch.iter().map(|(_, r)| r.len()).sum();
+                    match store.save_registrations_many(&batch) {
+                        Ok(()) => {
+                            pending.clear();
+                            tracing::debug!(
+                                "S408 saved the registrations of {} addresses of record ({rows} bindings)",
+                                batch.len()
+                            );
+                            if failing {
+                                failing = false;
+                                ok.store(true, Relaxed);
+                                tracing::info!(
+                                    "S420 the store takes writes again: every registration held back is saved"
+                                );
+                            }
+                        }
+                        Err(e) if !failing => {
+                            failing = true;
+                            ok.store(false, Relaxed);
+                            tracing::warn!(
+                                "S407 cannot save the registrations of {} addresses of record: {e}; \
+                                 they are kept and tried again every second, and REGISTERs are answered \
+                                 500 until the store takes writes",
+                                batch.len()
+                            );
+                        }
+                        Err(_) => {}
+                    }
+                    if !open && failing {
+                        // Shutting down with a store that takes nothing: nothing more to try.
+                        break;
+                    }
                 }
-                let mut i = 0;
-                batch.retain(|(aor, _)| {
-                    i += 1;
-                    latest.get(aor) == Some(&(i - 1))
-                });
-                let rows: usize = batch.iter().map(|(_, r)| r.len()).sum();
-                match store.save_registrations_many(&batch) {
-                    Ok(()) => tracing::debug!(
-                        "S408 saved the registrations of {} addresses of record ({rows} bindings)",
-                        batch.len()
-                    ),
-                    Err(e) => tracing::warn!(
-                        "S407 cannot save the registrations of {} addresses of record: {e}",
-                        batch.len()
-                    ),
+                for seq in marks.drain(..) {
+                    let _ = ack_tx.send((seq, !failing));
                 }
             }
         })
         .context("spawn the SIP store writer")?;
-    Ok((tx, handle))
+    Ok((
+        Writer {
+            jobs: tx,
+            acks: ack_rx,
+            healthy,
+        },
+        handle,
+    ))
 }
 
 /// Registration changes waiting for the store writer at most.
@@ -91,6 +184,8 @@ const WRITE_QUEUE: usize = 4096;
 const WRITE_BATCH: usize = 4096;
 /// Least time between two transactions of the store writer.
 const WRITE_INTERVAL: Duration = Duration::from_millis(20);
+/// How often the writer tries again while the store refuses writes.
+const RETRY: Duration = Duration::from_secs(1);
 
 fn row_of(aor: &str, b: &Binding) -> farside_store::RegistrationRow {
     farside_store::RegistrationRow {

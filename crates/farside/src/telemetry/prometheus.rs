@@ -444,7 +444,7 @@ fn render_sip(s: &mut String, c: &SipCounters) {
         s,
         "farside_sip_register_total",
         "counter",
-        "REGISTER outcomes: registered (200), challenged (401), stale (401 stale=true, also counted as challenged), auth_failed (401 after wrong credentials), rate_limited (dropped: too many failures from the source), refused (other 4xx/5xx to a REGISTER; every refusal by code is farside_sip_refusals_total).",
+        "REGISTER outcomes: registered (200), challenged (401), stale (401 stale=true, also counted as challenged), auth_failed (401 after wrong credentials), rate_limited (dropped: too many failures from the source), refused (other 4xx/5xx to a REGISTER; every refusal by code is farside_sip_refusals_total), store_unavailable (500 instead of 2xx: the store took no writes).",
     );
     for (label, v) in [
         ("registered", &c.registered),
@@ -453,6 +453,7 @@ fn render_sip(s: &mut String, c: &SipCounters) {
         ("auth_failed", &c.auth_failures),
         ("rate_limited", &c.auth_rate_limited),
         ("refused", &c.refused),
+        ("store_unavailable", &c.store_refused),
     ] {
         let _ = writeln!(
             s,

@@ -19,6 +19,8 @@ pub struct SipCounters {
     pub auth_failures: AtomicU64,
     /// REGISTERs dropped: their source failed authentication too often lately.
     pub auth_rate_limited: AtomicU64,
+    /// REGISTERs answered 500 instead of 2xx: the store took no writes.
+    pub store_refused: AtomicU64,
     /// Other final responses the registrar or the server gave (4xx, 5xx).
     pub refused: AtomicU64,
     /// Error responses Farside itself sent (registrar, proxy, transactions), by status code:

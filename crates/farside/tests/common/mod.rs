@@ -1316,6 +1316,49 @@ pub fn alice_on_turn_and_sip(test: &str, turn_extra: &str) -> (Server, SocketAdd
     (server, sip, port)
 }
 
+/// Digest credentials for a REGISTER to `domain` (realm = domain, uri `sip:<domain>`), MD5,
+/// against the challenge in `answer` (its first `nonce`): with `nc`, `qop=auth` and that count
+/// (cnonce `c0`); without, the RFC 2069 form.
+pub fn register_credentials(
+    answer: &str,
+    user: &str,
+    password: &str,
+    domain: &str,
+    nc: Option<u32>,
+) -> String {
+    let nonce = answer
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default();
+    let ha1 = md5_hex(&format!("{user}:{domain}:{password}"));
+    let ha2 = md5_hex(&format!("REGISTER:sip:{domain}"));
+    let head = format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{domain}\", nonce=\"{nonce}\", uri=\"sip:{domain}\""
+    );
+    match nc {
+        Some(nc) => {
+            let response = md5_hex(&format!("{ha1}:{nonce}:{nc:08x}:c0:auth:{ha2}"));
+            format!(
+                "{head}, response=\"{response}\", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce=\"c0\"\r\n"
+            )
+        }
+        None => {
+            let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+            format!("{head}, response=\"{response}\"\r\n")
+        }
+    }
+}
+
+/// Lowercase hex MD5 of `s`.
+pub fn md5_hex(s: &str) -> String {
+    use md5::{Digest as _, Md5};
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// SIPp command lines for the scenarios in `tests/sipp/` (SIPp from Debian's sip-tester): one
 /// place that knows their options, for the loopback and the NAT-lab tests.
 pub mod sipp {
