@@ -181,6 +181,10 @@ pub fn run(
             crate::media::MediaShell {
                 relay: rtp
                     .relay_config()
+                    .map(|mut r| {
+                        r.peers = config.with_own_addresses(r.peers);
+                        r
+                    })
                     .map_err(|e| anyhow::anyhow!("[rtp]: {e}"))?,
                 bind: rtp.address.clone(),
                 ports: (rtp.ports.0, rtp.ports.1),
@@ -426,7 +430,8 @@ fn turn_shared(
         Err(e) => tracing::warn!("S302 cannot raise the open-file limit: {e}"),
     }
     let (relay_v4, relay_v6) = t.relay_addresses(&config.stun);
-    let core = t.core(config.stun.software.clone());
+    let mut core = t.core(config.stun.software.clone());
+    core.peer_policy = config.with_own_addresses(core.peer_policy);
     tracing::info!(
         "S301 TURN on: realm {:?}, relaying from {} ports {first}-{last}, {} shared secrets in the configuration",
         t.realm,

@@ -586,7 +586,7 @@ impl Relay {
             from.counters.no_destination += 1;
             return Err(Drop::NoDestination);
         };
-        if !self.config.peers.permits(dest.ip()) {
+        if !self.config.peers.permits_to(dest) {
             from.counters.denied_peer += 1;
             return Err(Drop::DeniedPeer);
         }

@@ -13,8 +13,15 @@
 //! tunnel each reaches the IPv4 address inside. `denied_peers` refuses more; `allowed_peers`
 //! lets chosen ranges through (e.g. a media server on a private network); an explicit denial
 //! wins over an explicit allowance.
+//!
+//! The server's own addresses are refused too, but for the relay's own ports: a peer at one of
+//! them is the server itself (its STUN, SIP or admin listener, an SSH daemon on the host: a
+//! relay loop, or a way around a firewall that trusts the host), while a peer at one of them on
+//! a relay port is another client's allocation or call, and two clients of one server must be
+//! able to reach each other through it. So the own-address rule needs the port:
+//! [`PeerPolicy::permits_to`]; an address in `allowed_peers` is exempt.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 /// An address range, `address/prefix` (a bare address is a /32 or /128).
@@ -98,6 +105,11 @@ pub struct PeerPolicy {
     pub allowed: Vec<Cidr>,
     /// Ranges refused on top of the defaults.
     pub denied: Vec<Cidr>,
+    /// The server's own addresses: refused but on [`PeerPolicy::relay_ports`].
+    pub own: Vec<IpAddr>,
+    /// The ports of the server's relays (TURN's and the RTP relay's ranges): a peer at an own
+    /// address on one of them is another allocation or call.
+    pub relay_ports: Vec<std::ops::RangeInclusive<u16>>,
 }
 
 impl PeerPolicy {
@@ -110,6 +122,21 @@ impl PeerPolicy {
             return true;
         }
         !refused_by_default(canonical(ip))
+    }
+
+    /// Whether a client may relay to `peer`: [`PeerPolicy::permits`] its address, and it is
+    /// not one of the server's own but on a relay port (unless `allowed` names it).
+    pub fn permits_to(&self, peer: SocketAddr) -> bool {
+        let ip = canonical(peer.ip());
+        self.permits(ip)
+            && (!self.is_own_listener(ip, peer.port())
+                || self.allowed.iter().any(|c| c.contains(ip)))
+    }
+
+    /// Whether `ip` is one of the server's own addresses and `port` none of its relay ports.
+    fn is_own_listener(&self, ip: IpAddr, port: u16) -> bool {
+        self.own.iter().any(|&o| canonical(o) == ip)
+            && !self.relay_ports.iter().any(|r| r.contains(&port))
     }
 }
 
@@ -230,6 +257,7 @@ mod tests {
                 "10.0.0.1".parse().expect("cidr"),
                 "192.0.2.0/24".parse().expect("cidr"),
             ],
+            ..PeerPolicy::default()
         };
         assert!(p.permits(ip("127.0.0.1")));
         assert!(p.permits(ip("::ffff:127.0.0.1")));
@@ -277,6 +305,36 @@ mod tests {
                 .parse::<Cidr>()
                 .expect("cidr")
                 .contains(ip("8.8.8.8"))
+        );
+    }
+
+    #[test]
+    fn the_servers_own_addresses_are_refused_but_on_relay_ports() {
+        let own: IpAddr = "203.0.113.10".parse().expect("ip");
+        let p = PeerPolicy {
+            own: vec![own],
+            relay_ports: vec![49152..=65535],
+            ..PeerPolicy::default()
+        };
+        let at = |ip: IpAddr, port| SocketAddr::new(ip, port);
+        assert!(!p.permits_to(at(own, 3478)), "its STUN/TURN listener");
+        assert!(!p.permits_to(at(own, 22)), "an SSH daemon on the host");
+        assert!(p.permits_to(at(own, 50000)), "another client's allocation");
+        let mapped = IpAddr::V6(
+            "203.0.113.10"
+                .parse::<Ipv4Addr>()
+                .expect("ip")
+                .to_ipv6_mapped(),
+        );
+        assert!(!p.permits_to(at(mapped, 5060)), "its mapped form");
+        assert!(p.permits_to(at("198.51.100.7".parse().expect("ip"), 5060)));
+        let allowed = PeerPolicy {
+            allowed: vec!["203.0.113.10/32".parse().expect("cidr")],
+            ..p
+        };
+        assert!(
+            allowed.permits_to(at(own, 3478)),
+            "an operator's explicit allowance"
         );
     }
 }

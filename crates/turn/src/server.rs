@@ -298,7 +298,9 @@ impl TurnServer {
             return Handled::Dropped(Dropped::Malformed);
         };
         // Indications are never answered: no permission, no relay (RFC 8656 §10.2).
-        if !a.has_permission(peer.ip(), now) {
+        // A permission is for an address; the port a Send names must not be one of the
+        // server's own listeners (the relay's own ports are fine: another allocation).
+        if !a.has_permission(peer.ip(), now) || !self.config.peer_policy.permits_to(peer) {
             return Handled::Dropped(Dropped::NoPermission);
         }
         if cap > 0 && !a.spend(data.len(), cap, now) {

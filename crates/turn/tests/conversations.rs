@@ -1557,3 +1557,55 @@ fn refusals_without_credentials_are_rationed_per_source_over_udp() {
         );
     }
 }
+
+/// The server's own addresses (the relay policy's `own`) are refused but on relay ports: a
+/// channel to its STUN listener gets 403, data sent there is dropped; a channel to another
+/// allocation's relayed port on the same address is bound (two clients of one server).
+#[test]
+fn the_servers_own_listeners_are_refused_and_its_relay_ports_are_not() {
+    let own: std::net::IpAddr = "203.0.113.9".parse().expect("ip");
+    let mut s = setup_with(TurnConfig {
+        peer_policy: farside_turn::PeerPolicy {
+            own: vec![own],
+            relay_ports: vec![49152..=65535],
+            ..farside_turn::PeerPolicy::default()
+        },
+        ..TurnConfig::default()
+    });
+    let mut c = Client::new();
+    s.allocate(&mut c, &alice(), 0);
+    let permit = c.build(Method::CREATE_PERMISSION, Some(&alice()), |b| {
+        b.add(&XorPeerAddress(sa("203.0.113.9:3478")))
+            .expect("room");
+    });
+    let (h, _) = s.ask(&mut c, 1, &permit);
+    assert!(
+        matches!(h, Handled::Answered(_)),
+        "a permission is for the address: {h:?}"
+    );
+    let bind = |c: &mut Client, channel: u16, peer: &str| {
+        c.build(Method::CHANNEL_BIND, Some(&alice()), |b| {
+            b.add(&ChannelNumber(channel)).expect("room");
+            b.add(&XorPeerAddress(sa(peer))).expect("room");
+        })
+    };
+    let req = bind(&mut c, 0x4000, "203.0.113.9:3478");
+    let (h, r) = s.ask(&mut c, 1, &req);
+    assert_eq!(
+        (h_refusal(&h), r.code()),
+        (Some(Refusal::PeerForbidden), Some(403))
+    );
+    let req = bind(&mut c, 0x4001, "203.0.113.9:50000");
+    let (h, _) = s.ask(&mut c, 1, &req);
+    assert!(
+        matches!(h, Handled::Answered(_)),
+        "another allocation: {h:?}"
+    );
+    let send = c.send_indication("203.0.113.9:5060", b"to its SIP port");
+    assert_eq!(
+        s.send(&c, 1, &send).0,
+        Handled::Dropped(Dropped::NoPermission)
+    );
+    let send = c.send_indication("203.0.113.9:50002", b"to a relay port");
+    assert!(matches!(s.send(&c, 1, &send).0, Handled::Relayed(_)));
+}

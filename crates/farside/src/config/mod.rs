@@ -8,6 +8,7 @@ mod admin;
 pub mod host;
 pub mod live;
 mod log;
+mod own;
 pub mod rtp;
 pub mod sip;
 mod store;

@@ -42,6 +42,7 @@ pub fn peer_policy(allowed: &PeerRanges, denied: &PeerRanges) -> farside_peers::
     farside_peers::PeerPolicy {
         allowed: allowed.0.clone(),
         denied: denied.0.clone(),
+        ..farside_peers::PeerPolicy::default()
     }
 }
 

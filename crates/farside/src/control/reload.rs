@@ -132,7 +132,9 @@ impl Reload {
         use crate::config::live::touches;
         let r = &self.running;
         if let Some(t) = self.live.turn.as_ref().filter(|_| touches(changed, "turn")) {
-            t.settings.publish(r.turn.core(r.stun.software.clone()));
+            let mut core = r.turn.core(r.stun.software.clone());
+            core.peer_policy = r.with_own_addresses(core.peer_policy);
+            t.settings.publish(core);
             t.quotas.set_limits(
                 r.turn.max_allocations_per_user,
                 r.turn.auth_failures_per_minute,

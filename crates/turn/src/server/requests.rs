@@ -497,6 +497,10 @@ impl TurnServer {
             return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
         }
         self.check_peer(msg, five, auth, peer, out)?;
+        // A channel names the port too: not one of the server's own listeners.
+        if !self.config.peer_policy.permits_to(peer) {
+            return Err(self.refused(msg, five, auth, Refusal::PeerForbidden, out));
+        }
         let (max, until) = (self.config.max_channels, now + self.config.channel_lifetime);
         let permission_until = now + self.config.permission_lifetime;
         let Some(a) = self.allocations.get_mut(&five) else {

@@ -65,6 +65,9 @@ impl TurnServer {
             return Err(self.refused(msg, five, auth, Refusal::BadRequest, out));
         };
         self.check_peer(msg, five, auth, peer, out)?;
+        if !self.config.peer_policy.permits_to(peer) {
+            return Err(self.refused(msg, five, auth, Refusal::PeerForbidden, out));
+        }
         match self.room_for(five, peer) {
             Err(Taken) => {
                 return Err(self.refused(msg, five, auth, Refusal::ConnectionAlreadyExists, out));
