@@ -41,7 +41,8 @@ listen = ["127.0.0.1:$((PORT + 1))"]
 tcp = false
 [turn]
 enabled = true
-relay_ports = "30000-65000"
+# Outside the kernel's ephemeral range, where the generator's own sockets are.
+relay_ports = "10000-31999"
 allowed_peers = ["127.0.0.0/8"]
 auth_secrets = ["$SECRET"]
 max_allocations = $((ALLOCS + 1000))

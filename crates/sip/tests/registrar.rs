@@ -46,6 +46,7 @@ fn registrar() -> Registrar {
             domain: "example.org".into(),
             realm: "example.org".into(),
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            flow_timer: Some(25),
             ..RegistrarConfig::default()
         },
         [3; 32],
@@ -181,6 +182,8 @@ fn a_natted_phone_registers_and_is_bound_to_its_flow() {
     assert_eq!(c.uri().as_bytes(), b"sip:alice@192.168.1.20:5060;ob");
     assert_eq!(c.params().get("expires"), Some(Some(&b"600"[..])));
     assert_eq!(m.value_of("Require"), Some(&b"outbound"[..]));
+    // RFC 5626 §5.4: how often the phone should keep its flow alive.
+    assert_eq!(m.value_of("Flow-Timer"), Some(&b"25"[..]));
     let b = r
         .bindings("sip:alice@example.org", NOW)
         .next()

@@ -382,6 +382,9 @@ impl SipConfig {
             nonce_lifetime: std::time::Duration::from_secs(self.nonce_lifetime),
             algorithms: self.digest_algorithms.iter().map(|a| a.0).collect(),
             auth_failures_per_minute: self.auth_failures_per_minute,
+            // RFC 5626 phones keep their own flows: they are told the interval this server
+            // keeps other phones' bindings with.
+            flow_timer: Some(self.keepalive.interval.0 as u32),
         }
     }
 
