@@ -1584,3 +1584,108 @@ fn a_call_over_an_outbound_flow_that_closed_gets_430() {
         ),
     );
 }
+
+/// A real RFC 5626 client: baresip with an `outbound` account over TCP, behind the short
+/// gateway (whose netfilter forgets an idle TCP connection after 20 s). Farside pings nobody
+/// (`[sip.keepalive] enabled = false`) and tells the phone `Flow-Timer: 10` with `Require:
+/// outbound`; after 45 s of silence a call still reaches the phone, so the phone's own CRLF
+/// keep-alives kept its flow. Then the gateway loses the flow (its packets vanish for 15 s, as
+/// when a NAT reboots): the phone's keep-alives go unanswered, it registers a new flow (RFC 5626
+/// §4.4.1), and the next call reaches it over that one.
+#[test]
+fn baresip_outbound_over_tcp_keeps_its_flow_and_registers_a_new_one_when_the_nat_loses_it() {
+    const TEST: &str =
+        "baresip_outbound_over_tcp_keeps_its_flow_and_registers_a_new_one_when_the_nat_loses_it";
+    if !common::require_tool(TEST, "sipp") || !common::require_tool(TEST, "baresip") {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let mut server = start_farside(
+        &lab,
+        "farside-outbound",
+        5060,
+        "enabled = false\ninterval = \"10s\"",
+    );
+    let target = format!("{primary}:5060");
+    let alice_ip = lab.host("short-lan1").addr().to_string();
+    let caller_ip = lab.host("home-lan1").addr().to_string();
+    let dir = baresip_dir(
+        &lab,
+        &alice_ip,
+        &format!(
+            "<sip:alice@{DOMAIN};transport=tcp>;auth_pass=wonderland;outbound=\"sip:{target};transport=tcp\";sipnat=outbound;regint=600;answermode=auto"
+        ),
+    );
+    let dir_arg = dir.display().to_string();
+    let phone = lab.spawn("short-lan1", "baresip", &["-f", &dir_arg, "-t", "170"]);
+    assert!(
+        server.wait_for_output("registered from tcp", Duration::from_secs(15)),
+        "baresip registers over TCP\n{phone}\n{server}"
+    );
+    let registered = server
+        .output()
+        .lines()
+        .find(|l| l.contains("S411 sip:alice@example.org registered"))
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_secs(45));
+    let first = call_alice(&lab, "home-lan1", &caller_ip, &target);
+    assert!(
+        first.success(),
+        "a call after 45 s of silence: {first}\n{phone}\n{server}"
+    );
+    // The NAT loses the flow: its packets vanish for 15 s (a NAT rebooted, a binding reused).
+    let rule = [
+        "insert", "rule", "ip", "natlab", "forward", "tcp", "dport", "5060", "drop",
+    ];
+    let added = lab.exec("short", "nft", &rule, Duration::from_secs(5));
+    assert!(added.success(), "{added}");
+    let dropped = Instant::now();
+    std::thread::sleep(Duration::from_secs(15));
+    let flush = lab.exec(
+        "short",
+        "nft",
+        &["flush", "chain", "ip", "natlab", "forward"],
+        Duration::from_secs(5),
+    );
+    assert!(flush.success(), "{flush}");
+    // The forward chain's own rules back (natlab.sh's: new connections from the WAN dropped).
+    for r in [
+        &[
+            "add", "rule", "ip", "natlab", "forward", "iifname", "wan", "ct", "state", "new", "ct",
+            "status", "dnat", "accept",
+        ][..],
+        &[
+            "add", "rule", "ip", "natlab", "forward", "iifname", "wan", "ct", "state", "new",
+            "drop",
+        ][..],
+    ] {
+        let out = lab.exec("short", "nft", r, Duration::from_secs(5));
+        assert!(out.success(), "{out}");
+    }
+    let before = server
+        .output()
+        .matches("S411 sip:alice@example.org registered")
+        .count();
+    assert!(
+        common::wait_until(Duration::from_secs(150), || server
+            .output()
+            .matches("S411 sip:alice@example.org registered")
+            .count()
+            > before),
+        "baresip registers a new flow\n{phone}\n{server}"
+    );
+    let took = dropped.elapsed();
+    let second = call_alice(&lab, "home-lan1", &caller_ip, &target);
+    assert!(
+        second.success(),
+        "a call over the new flow: {second}\n{phone}\n{server}"
+    );
+    common::note(
+        TEST,
+        &format!(
+            "{registered}; a call after 45 s of silence reached it; the NAT lost its flow and it registered a new one {took:?} later; the next call reached it"
+        ),
+    );
+}
