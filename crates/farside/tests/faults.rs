@@ -19,6 +19,78 @@ use common::{LOCALHOST, Server, ServerConfig, counter, run_tool, sipp};
 const SECRET: &str = "faults-test-shared-secret";
 const DOMAIN: &str = "example.org";
 
+/// Adds `users` (name, password) to `server`'s store and waits until it has them.
+fn add_users(server: &Server, users: &[(&str, &str)]) {
+    for (user, password) in users {
+        server.cli(&[
+            "user",
+            "add",
+            user,
+            "--password",
+            password,
+            "--realm",
+            DOMAIN,
+        ]);
+    }
+    server.wait_for_log("S306 store changed");
+}
+
+/// SIPp alice registers at `sip` from 127.0.0.1:`port`; it must get its 200.
+fn alice_registers(server: &Server, sip: SocketAddr, port: u16) {
+    let reg = run_tool(
+        "sipp",
+        &sipp::register(
+            "alice",
+            "wonderland",
+            DOMAIN,
+            "127.0.0.1",
+            port,
+            &sip.to_string(),
+            10,
+        ),
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        reg.code(),
+        Some(0),
+        "{}\n{}",
+        reg.describe(),
+        server.describe()
+    );
+}
+
+/// SIPp alice answers on 127.0.0.1:`port` the call a SIPp caller from `caller_port` makes
+/// through `sip`; (callee, caller).
+fn call_alice(
+    sip: SocketAddr,
+    port: u16,
+    caller_port: u16,
+) -> (common::ToolOutput, common::ToolOutput) {
+    std::thread::scope(|s| {
+        let callee = s.spawn(|| {
+            run_tool(
+                "sipp",
+                &sipp::callee("alice", "127.0.0.1", port, 15),
+                Duration::from_secs(25),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let caller = run_tool(
+            "sipp",
+            &sipp::caller(
+                "alice",
+                DOMAIN,
+                "127.0.0.1",
+                caller_port,
+                &sip.to_string(),
+                15,
+            ),
+            Duration::from_secs(25),
+        );
+        (callee.join().unwrap(), caller)
+    })
+}
+
 /// Where Debian puts libfaketime.
 fn libfaketime() -> Option<String> {
     [
@@ -98,36 +170,8 @@ fn a_wall_clock_step_expires_no_registration_and_no_allocation() {
                  [sip.keepalive]\nenabled = false\n"
             )),
     );
-    server.cli(&[
-        "user",
-        "add",
-        "alice",
-        "--password",
-        "wonderland",
-        "--realm",
-        DOMAIN,
-    ]);
-    server.wait_for_log("S306 store changed");
-    let reg = run_tool(
-        "sipp",
-        &sipp::register(
-            "alice",
-            "wonderland",
-            DOMAIN,
-            "127.0.0.1",
-            base + 1,
-            &sip.to_string(),
-            10,
-        ),
-        Duration::from_secs(20),
-    );
-    assert_eq!(
-        reg.code(),
-        Some(0),
-        "{}\n{}",
-        reg.describe(),
-        server.describe()
-    );
+    add_users(&server, &[("alice", "wonderland")]);
+    alice_registers(&server, sip, base + 1);
     let (user, password) = rest_credentials(SECRET, "clock");
     let client = UdpSocket::bind((LOCALHOST, 0)).unwrap();
     client
@@ -197,29 +241,7 @@ fn a_wall_clock_step_expires_no_registration_and_no_allocation() {
     let n = client.recv(&mut buf).unwrap();
     let refreshed = buf[0..2] == [0x01, 0x04];
     // And a call reaches alice at the Contact she registered.
-    let (callee, caller) = std::thread::scope(|s| {
-        let callee = s.spawn(|| {
-            run_tool(
-                "sipp",
-                &sipp::callee("alice", "127.0.0.1", base + 1, 15),
-                Duration::from_secs(25),
-            )
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        let caller = run_tool(
-            "sipp",
-            &sipp::caller(
-                "alice",
-                DOMAIN,
-                "127.0.0.1",
-                common::free_ports(&[LOCALHOST], 1),
-                &sip.to_string(),
-                15,
-            ),
-            Duration::from_secs(25),
-        );
-        (callee.join().unwrap(), caller)
-    });
+    let (callee, caller) = call_alice(sip, base + 1, common::free_ports(&[LOCALHOST], 1));
     println!(
         "wall clock stepped 3 h ahead under the server: bindings {bindings}, allocations \
          {allocations}, refresh with the old nonce {}, call to alice {}",
@@ -588,38 +610,8 @@ fn a_full_disk_gets_500_keeps_serving_and_recovers_by_itself() {
             dir.join("farside.db").display()
         ));
     let first = Server::start(&format!("{test}-first"), config.clone());
-    for (user, password) in [("alice", "wonderland"), ("bob", "builder")] {
-        first.cli(&[
-            "user",
-            "add",
-            user,
-            "--password",
-            password,
-            "--realm",
-            DOMAIN,
-        ]);
-    }
-    first.wait_for_log("S306 store changed");
-    let reg = run_tool(
-        "sipp",
-        &sipp::register(
-            "alice",
-            "wonderland",
-            DOMAIN,
-            "127.0.0.1",
-            base + 1,
-            &sip.to_string(),
-            10,
-        ),
-        Duration::from_secs(20),
-    );
-    assert_eq!(
-        reg.code(),
-        Some(0),
-        "{}\n{}",
-        reg.describe(),
-        first.describe()
-    );
+    add_users(&first, &[("alice", "wonderland"), ("bob", "builder")]);
+    alice_registers(&first, sip, base + 1);
     // The disk fills up.
     let fill = dir.join("fill");
     {
@@ -639,22 +631,7 @@ fn a_full_disk_gets_500_keeps_serving_and_recovers_by_itself() {
     // While the disk is full: REGISTER gets 500 with Retry-After...
     let during = register_raw(&bob, sip, "bob", "builder", 10);
     // ...and alice, registered before, is still called.
-    let (callee, caller) = std::thread::scope(|s| {
-        let callee = s.spawn(|| {
-            run_tool(
-                "sipp",
-                &sipp::callee("alice", "127.0.0.1", base + 1, 15),
-                Duration::from_secs(25),
-            )
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        let caller = run_tool(
-            "sipp",
-            &sipp::caller("alice", DOMAIN, "127.0.0.1", base + 2, &sip.to_string(), 15),
-            Duration::from_secs(25),
-        );
-        (callee.join().unwrap(), caller)
-    });
+    let (callee, caller) = call_alice(sip, base + 1, base + 2);
     let s407 = first.logs().matches("S407 ").count();
     // Space comes back.
     std::fs::remove_file(&fill).unwrap();

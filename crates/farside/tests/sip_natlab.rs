@@ -1421,6 +1421,37 @@ fn a_stock_kamailio_with_its_rtpengine_module_relays_the_lab_call_through_farsid
     );
 }
 
+/// SIPp alice on `host` registers over TCP from `ip:5070` at `target` with Contact `contact`,
+/// and `server` logs it.
+fn register_alice_over_tcp(
+    lab: &Lab,
+    server: &mut LabChild,
+    host: &str,
+    (ip, target): (&str, &str),
+    contact: &str,
+) {
+    let reg = lab.exec(
+        host,
+        "sipp",
+        &sipp::strs(&sipp::over_tcp(sipp::register_contact(
+            "alice",
+            "wonderland",
+            DOMAIN,
+            ip,
+            5070,
+            target,
+            contact,
+            15,
+        ))),
+        Duration::from_secs(30),
+    );
+    assert!(reg.success(), "register over TCP: {reg}\n{server}");
+    assert!(
+        server.wait_for_output("registered from tcp", Duration::from_secs(5)),
+        "{server}"
+    );
+}
+
 /// Alice behind the home gateway, whose router forwards TCP port 5070 to her phone (as offices
 /// do for a phone or PBX), registers over TCP with that public address in her Contact, and her
 /// connection closes (SIPp exits, as a NAT's timeout or a phone's restart would close it). A
@@ -1469,25 +1500,12 @@ fn a_tcp_phone_whose_connection_closed_is_dialled_at_its_contact() {
     let added = lab.exec("home", "nft", &rule, Duration::from_secs(5));
     assert!(added.success(), "{added}");
     let contact = format!("<sip:alice@{public}:5070;transport=tcp>");
-    let reg = lab.exec(
+    register_alice_over_tcp(
+        &lab,
+        &mut server,
         "home-lan1",
-        "sipp",
-        &sipp::strs(&sipp::over_tcp(sipp::register_contact(
-            "alice",
-            "wonderland",
-            DOMAIN,
-            &alice_ip,
-            5070,
-            &target,
-            &contact,
-            15,
-        ))),
-        Duration::from_secs(30),
-    );
-    assert!(reg.success(), "register over TCP: {reg}\n{server}");
-    assert!(
-        server.wait_for_output("registered from tcp", Duration::from_secs(5)),
-        "{server}"
+        (&alice_ip, &target),
+        &contact,
     );
     let (callee, caller) = thread::scope(|s| {
         let callee = s.spawn(|| {
@@ -1542,25 +1560,12 @@ fn a_call_over_an_outbound_flow_that_closed_gets_430() {
     let contact = format!(
         "<sip:alice@{alice_ip}:5070;transport=tcp;ob>;+sip.instance=\"<urn:uuid:8c7d0d4e-98a5-4b43-9d2f-3c1c8c2a5e01>\";reg-id=1"
     );
-    let reg = lab.exec(
+    register_alice_over_tcp(
+        &lab,
+        &mut server,
         "symmetric-lan1",
-        "sipp",
-        &sipp::strs(&sipp::over_tcp(sipp::register_contact(
-            "alice",
-            "wonderland",
-            DOMAIN,
-            &alice_ip,
-            5070,
-            &target,
-            &contact,
-            15,
-        ))),
-        Duration::from_secs(30),
-    );
-    assert!(reg.success(), "register over TCP: {reg}\n{server}");
-    assert!(
-        server.wait_for_output("registered from tcp", Duration::from_secs(5)),
-        "{server}"
+        (&alice_ip, &target),
+        &contact,
     );
     let started = Instant::now();
     let caller = lab.exec(

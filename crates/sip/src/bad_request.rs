@@ -8,6 +8,7 @@
 
 use crate::error::ParseError;
 use crate::message::Message;
+use crate::response::push;
 
 /// Longest value copied into the answer; a longer field is left out.
 const MAX_VALUE: usize = 1024;
@@ -83,13 +84,6 @@ pub fn answer(bytes: &[u8], error: ParseError) -> Option<Vec<u8>> {
     // does not parse, the sender could not match it (and a peer's parser would refuse it).
     Message::parse(&out).ok()?;
     Some(out)
-}
-
-fn push(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

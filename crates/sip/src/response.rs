@@ -65,7 +65,8 @@ pub fn response_via(
     out
 }
 
-fn push(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+/// Appends the header field `name: value` and its CRLF.
+pub(crate) fn push(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
