@@ -1,7 +1,8 @@
 """A browser-like SIP phone over WebSocket (RFC 7118) for crates/farside/tests/sip.rs.
 
 The WebSocket side is the `websockets` library from PyPI (its own handshake checks and
-framing); the SIP side is the few messages a browser phone such as JsSIP sends: it registers
+framing); the SIP side is the few messages a browser phone such as JsSIP sends (and it answers
+the server's CRLF CRLF keep-alives with CRLF while it waits): it registers
 with Digest (MD5, qop=auth) from a Contact on an `.invalid` host (a browser has no address
 of its own, RFC 7118 section 5.4), prints REGISTERED, then answers one INVITE with 200, waits
 for the ACK and the BYE, answers the BYE and prints CALL DONE. Any surprise exits non-zero.
@@ -115,6 +116,11 @@ def main():
             ws.send("\r\n".join(lines))
 
         invite = ws.recv(timeout=seconds)
+        # RFC 5626 keep-alives from the server (CRLF CRLF) are answered with CRLF, as a
+        # browser phone (JsSIP) does, while it waits.
+        while invite == "\r\n\r\n":
+            ws.send("\r\n")
+            invite = ws.recv(timeout=seconds)
         if not invite.startswith("INVITE "):
             sys.exit("expected an INVITE, got:\n" + invite)
         print("INVITE", flush=True)
@@ -124,6 +130,9 @@ def main():
         seen = set()
         while "BYE" not in seen:
             request = ws.recv(timeout=seconds)
+            if request == "\r\n\r\n":
+                ws.send("\r\n")
+                continue
             method = request.split(" ", 1)[0]
             seen.add(method)
             if method == "BYE":

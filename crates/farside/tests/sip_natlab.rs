@@ -27,7 +27,8 @@ fn start_farside(lab: &Lab, name: &str, port: u16, keepalive: &str) -> LabChild 
     start_farside_with(lab, name, port, "", keepalive, "")
 }
 
-/// As [`start_farside`], with more `[sip]` lines and more tables.
+/// As [`start_farside`], with more `[sip]` lines (a `listen` among them replaces UDP and TCP
+/// on `port`) and more tables.
 fn start_farside_with(
     lab: &Lab,
     name: &str,
@@ -39,10 +40,15 @@ fn start_farside_with(
     let (primary, _) = lab.server_addrs();
     let dir = lab.scratch_dir(name);
     let config = dir.join("farside.toml");
+    // UDP and TCP on `port`, unless `sip` says where.
+    let listen = match sip.contains("listen =") {
+        true => String::new(),
+        false => format!("listen = [\"udp:{primary}:{port}\", \"tcp:{primary}:{port}\"]\n"),
+    };
     std::fs::write(
         &config,
         common::only_named_parts(&format!(
-            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\nlisten = [\"udp:{primary}:{port}\", \"tcp:{primary}:{port}\"]\ndomain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n\n{tables}\n",
+            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\n{listen}domain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n\n{tables}\n",
             port + 1000,
             dir.join("farside.db").display()
         )),
@@ -1691,6 +1697,108 @@ fn baresip_outbound_over_tcp_keeps_its_flow_and_registers_a_new_one_when_the_nat
         TEST,
         &format!(
             "{registered}; a call after 45 s of silence reached it; the NAT lost its flow and it registered a new one {took:?} later; the next call reached it"
+        ),
+    );
+}
+
+/// Keep-alives over TLS and WebSocket, across the short gateway (its netfilter forgets an idle
+/// connection after 20 s): baresip registered over TLS and a browser-like phone
+/// (`tests/ws_phone.py`, which answers CRLF CRLF with CRLF) over WebSocket, both silent for 45
+/// s while Farside sends CRLF CRLF over their connections every 10 s; then each is called and
+/// answers, over the connection it registered on.
+#[test]
+fn keepalives_over_tls_and_websocket_keep_phones_reachable_behind_a_20_second_nat() {
+    const TEST: &str =
+        "keepalives_over_tls_and_websocket_keep_phones_reachable_behind_a_20_second_nat";
+    if !common::require_tool(TEST, "sipp") || !common::require_tool(TEST, "baresip") {
+        return;
+    }
+    let Some(python) = common::require_python_module(TEST, "websockets") else {
+        return;
+    };
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let certs = lab.scratch_dir("certs");
+    let (cert, key) = common::self_signed(&certs, &primary.to_string());
+    let mut server = start_farside_with(
+        &lab,
+        "farside-tls-ws",
+        5060,
+        &format!(
+            "listen = [\"udp:{primary}:5060\", \"tls:{primary}:5061\", \"ws:{primary}:5062\"]"
+        ),
+        "interval = \"10s\"\nmethod = \"CRLF\"",
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let target = format!("{primary}:5060");
+    let phone_ip = lab.host("short-lan1").addr().to_string();
+    let caller_ip = lab.host("home-lan1").addr().to_string();
+    // alice: baresip over TLS, verifying Farside's certificate.
+    let dir = baresip_dir(
+        &lab,
+        &phone_ip,
+        &format!(
+            "<sip:alice@{DOMAIN};transport=tls>;auth_pass=wonderland;outbound=\"sip:{primary}:5061;transport=tls\";regint=600;answermode=auto"
+        ),
+    );
+    let config = std::fs::read_to_string(dir.join("config")).unwrap();
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "{}sip_cafile {}\n",
+            config.replace("sip_trans_def udp", "sip_trans_def tls"),
+            cert.display()
+        ),
+    )
+    .unwrap();
+    let dir_arg = dir.display().to_string();
+    let alice = lab.spawn("short-lan1", "baresip", &["-f", &dir_arg, "-t", "120"]);
+    // bob: a browser-like phone over WebSocket.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ws_phone.py");
+    let ws_uri = format!("ws://{primary}:5062/");
+    let mut bob = lab.spawn(
+        "short-lan1",
+        &python,
+        &[script, &ws_uri, "bob", "builder", DOMAIN, "100"],
+    );
+    assert!(
+        server.wait_for_output("registered from tls", Duration::from_secs(15)),
+        "alice registers over TLS\n{alice}\n{server}"
+    );
+    assert!(
+        bob.wait_for_output("REGISTERED", Duration::from_secs(15)),
+        "bob registers over WebSocket\n{bob}\n{server}"
+    );
+    let silent = Instant::now();
+    std::thread::sleep(Duration::from_secs(45));
+    let to_alice = call_alice(&lab, "home-lan1", &caller_ip, &target);
+    let to_bob = lab.exec(
+        "home-lan1",
+        "sipp",
+        &sipp::strs(&sipp::caller("bob", DOMAIN, &caller_ip, 5082, &target, 20)),
+        Duration::from_secs(40),
+    );
+    assert!(
+        to_alice.success(),
+        "the call to alice over TLS: {to_alice}\n{alice}\n{server}"
+    );
+    assert!(
+        to_bob.success(),
+        "the call to bob over WebSocket: {to_bob}\n{bob}\n{server}"
+    );
+    assert!(
+        bob.wait_for_output("CALL DONE", Duration::from_secs(10)),
+        "{bob}"
+    );
+    common::note(
+        TEST,
+        &format!(
+            "after {:?} of silence behind the 20 s gateway, with CRLF keep-alives every 10 s, calls reached alice over TLS and bob over WebSocket",
+            silent.elapsed()
         ),
     );
 }

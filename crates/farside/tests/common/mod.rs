@@ -1703,23 +1703,19 @@ pub fn self_signed_for_loopback(dir: &std::path::Path) -> (std::path::PathBuf, s
     self_signed(dir, "127.0.0.1")
 }
 
-/// A throwaway self-signed certificate (`cert.pem`, subject CN `cn`, valid for 127.0.0.1 as IP
-/// SAN) and its key (`key.pem`), in `dir`.
+/// A throwaway self-signed certificate (`cert.pem`, subject CN `cn`, valid for `cn` as IP SAN
+/// when it is an address, else for 127.0.0.1) and its key (`key.pem`), in `dir`.
 pub fn self_signed(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let subject = format!("/CN={cn}");
+    // An address as the CN is the certificate's address too; else it is for 127.0.0.1.
+    let san = match cn.parse::<std::net::IpAddr>() {
+        Ok(ip) => format!("subjectAltName=IP:{ip}"),
+        Err(_) => "subjectAltName=IP:127.0.0.1".to_string(),
+    };
     let args: Vec<String> = [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        &subject,
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", &subject,
+        "-addext", &san,
     ]
     .iter()
     .map(|s| s.to_string())
