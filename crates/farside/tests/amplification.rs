@@ -122,6 +122,45 @@ fn every_answer_without_credentials_is_bounded_and_the_table_is_the_docs() {
             )),
     );
     let stun_at = server.primary;
+    // carol registers (from a port of her own), so that a call to her is forwarded and its
+    // sender gets a 100 Trying.
+    server.cli(&[
+        "user",
+        "add",
+        "carol",
+        "--password",
+        "pw",
+        "--realm",
+        DOMAIN,
+    ]);
+    server.wait_for_log("S306 store changed");
+    let carol = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    carol
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let register = |auth: &str, n: u32| {
+        format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-c{n}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:carol@{DOMAIN}>;tag=c\r\nTo: <sip:carol@{DOMAIN}>\r\n\
+Call-ID: carol-1\r\nCSeq: {n} REGISTER\r\nContact: <sip:carol@{me}>\r\n{auth}Content-Length: 0\r\n\r\n",
+            me = carol.local_addr().unwrap()
+        )
+    };
+    let mut buf = [0u8; 4096];
+    carol.send_to(register("", 1).as_bytes(), sip_addr).unwrap();
+    let n = carol.recv(&mut buf).unwrap();
+    let auth = common::register_credentials(
+        &String::from_utf8_lossy(&buf[..n]),
+        "carol",
+        "pw",
+        DOMAIN,
+        Some(1),
+    );
+    carol
+        .send_to(register(&auth, 2).as_bytes(), sip_addr)
+        .unwrap();
+    let n = carol.recv(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 "), "carol registers");
     let transport_udp = attr(REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
     let forged_auth = [
         transport_udp.clone(),
@@ -219,6 +258,30 @@ fn every_answer_without_credentials_is_bounded_and_the_table_is_the_docs() {
                 &format!("sip:{DOMAIN}"),
                 "Require: foo\r\nContact: <sip:alice@192.0.2.1>\r\n",
                 2,
+            ),
+            bound: 1.5,
+            limit: "`sip.refusals_per_second` (50) per source",
+        },
+        Case {
+            what: "SIP INVITE to a registered user (forwarded to her phone)",
+            to: sip_addr,
+            request: sip(
+                "INVITE",
+                &format!("sip:carol@{DOMAIN}"),
+                "Contact: <sip:alice@192.0.2.1>\r\n",
+                8,
+            ),
+            bound: 1.0,
+            limit: "none needed (the 100 Trying is smaller than the INVITE); if no phone answers, a 408 follows 32 s later, within `sip.refusals_per_second`",
+        },
+        Case {
+            what: "SIP INVITE to another domain (no open relay)",
+            to: sip_addr,
+            request: sip(
+                "INVITE",
+                "sip:bob@elsewhere.example",
+                "Contact: <sip:alice@192.0.2.1>\r\n",
+                9,
             ),
             bound: 1.5,
             limit: "`sip.refusals_per_second` (50) per source",
