@@ -1,7 +1,8 @@
 //! Differential: Farside's SIP parser against `rsip` (written independently, on nom). Where
 //! both accept a message in the canonical wire form (every line ending in CRLF, no bare CR or
 //! LF, no folded header lines: Farside also takes a bare LF as a line end and unfolds, as
-//! Kamailio does, rsip does neither), they must agree on whether it is a request or a
+//! Kamailio does, rsip does neither; a Content-Length, and nothing after the body it gives),
+//! they must agree on whether it is a request or a
 //! response, its method or status code, its Call-ID and its CSeq number. Where they differ in
 //! what they accept, nothing is asserted.
 //!
@@ -33,6 +34,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(ours) = Message::parse(data) else {
         return;
     };
+    // The body is what Content-Length says, and nothing follows it: without Content-Length
+    // (allowed over UDP) Farside takes the rest of the datagram as the body, and after it
+    // drops what follows (RFC 3261 §18.3); rsip reads header lines out of both.
+    if ours.value_of("content-length").is_none()
+        || ours.headers_end() + 2 + ours.body().len() != data.len()
+    {
+        return;
+    }
     let Ok(theirs) = rsip::SipMessage::try_from(data) else {
         return;
     };
