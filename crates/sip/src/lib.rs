@@ -35,6 +35,7 @@ pub mod registrar;
 mod response;
 mod scan;
 pub mod server;
+mod store_gate;
 pub mod transaction;
 mod transmit;
 mod uri;

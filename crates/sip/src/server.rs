@@ -218,6 +218,12 @@ pub enum Event {
     PingAnswered,
     /// A SIP keep-alive ping went unanswered.
     PingMissed,
+    /// Hand the store this mark after the [`Event::BindingsChanged`] before it, and tell the
+    /// server with [`SipServer::persisted`] once the store has them (write-through: answers to
+    /// REGISTERs wait for it).
+    Persist(u64),
+    /// A REGISTER was answered 500 with Retry-After instead of 2xx: the store took no writes.
+    StoreUnavailable,
     /// A binding missed `max_failures` pings in a row and was removed.
     Unreachable {
         /// Its address of record.
@@ -278,6 +284,8 @@ pub struct SipServer {
     refreshes_flushed: Option<Timestamp>,
     /// How often refreshes go to the store ([`SipServer::set_refresh_flush`]).
     refresh_flush: Duration,
+    /// Registrar 2xx answers and the store.
+    store: crate::store_gate::StoreGate,
     /// Error answers over UDP, per destination and second.
     refusals: farside_ratelimit::PerSource,
     /// The latest time handed in (what [`SipServer::poll_transmit`] judges budgets by).
@@ -349,6 +357,7 @@ impl SipServer {
             ticked: None,
             refreshes_flushed: None,
             refresh_flush: REFRESH_FLUSH,
+            store: crate::store_gate::StoreGate::new(),
             refusals: farside_ratelimit::PerSource::new(config.limits.refusals_per_second, key(4)),
             now: Timestamp::EPOCH,
         }
@@ -359,6 +368,30 @@ impl SipServer {
     /// bindings are (a store kept write-through).
     pub fn set_refresh_flush(&mut self, every: Duration) {
         self.refresh_flush = every;
+        self.store.set_write_through(every.is_zero());
+    }
+
+    /// Whether the store takes writes now: while it does not, REGISTERs are answered 500 with
+    /// Retry-After instead of 2xx (see `store_gate`).
+    pub fn set_store_writable(&mut self, writable: bool) {
+        self.store.set_writable(writable);
+    }
+
+    /// The store has every change reported before mark `seq` ([`Event::Persist`]), or (not
+    /// `saved`) could not write them: the answers waiting for it go out, as 2xx or as 500.
+    pub fn persisted(&mut self, seq: u64, saved: bool) {
+        for (t, refused) in self.store.release(seq, saved) {
+            if refused {
+                self.events.push_back(Event::StoreUnavailable);
+            }
+            self.transmits.push_back(t);
+        }
+    }
+
+    /// Whether answers wait for the store (write-through): the shell should look for its
+    /// acknowledgement soon.
+    pub fn awaiting_store(&self) -> bool {
+        self.store.holding()
     }
 
     /// A new budget of error answers over UDP per source and second (a reload).
@@ -431,6 +464,11 @@ impl SipServer {
         self.registrar.holds_flow(flow)
     }
 
+    /// Whether something waits to be sent.
+    pub fn has_transmits(&self) -> bool {
+        !self.transmits.is_empty()
+    }
+
     /// The next thing to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.transmits.pop_front()?;
@@ -444,8 +482,12 @@ impl SipServer {
     /// The next thing that happened.
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty() {
-            // Registration changes are gathered once per drain, not per message.
+            // Registration changes are gathered once per drain, not per message; the mark
+            // that releases the answers waiting for them follows them.
             self.take_changed(self.refresh_flush.is_zero());
+            if let Some(seq) = self.store.take_mark() {
+                self.events.push_back(Event::Persist(seq));
+            }
         }
         self.events.pop_front()
     }
@@ -762,6 +804,21 @@ impl SipServer {
                 Outcome::Refused(code) => {
                     self.events.push_back(Event::Refused(code));
                     self.send_back(flow, answer);
+                }
+                // The bindings changed: acknowledged as the store allows.
+                Outcome::Registered { .. } => {
+                    let t = Transmit {
+                        bytes: answer,
+                        transport: flow.transport,
+                        from: flow.local,
+                        to: flow.remote,
+                    };
+                    if let Some((t, refused)) = self.store.pass(t) {
+                        if refused {
+                            self.events.push_back(Event::StoreUnavailable);
+                        }
+                        self.transmits.push_back(t);
+                    }
                 }
                 _ => self.send_back(flow, answer),
             }

@@ -64,7 +64,8 @@ pub fn rows(aor: &str, bindings: &[Binding]) -> Vec<RegistrationRow> {
 /// latest bindings of every address of record it could not write, tries again every
 /// [`RETRY`] while taking in new jobs (the newer change of an address of record replaces the
 /// older), logs the failure once (S407) and the recovery once (S420), and says meanwhile
-/// through [`Writer::healthy`] that the store takes no writes, so that the SIP thread answers
+/// through [`Writer::healthy`] that the store takes no writes, which the SIP thread passes to the
+/// server (`SipServer::set_store_writable`), which answers
 /// REGISTERs 500 with Retry-After instead of acknowledging what would not last a restart.
 pub fn spawn_writer(
     mut store: Box<dyn Store>,

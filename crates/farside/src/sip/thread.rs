@@ -169,7 +169,6 @@ pub fn spawn(
     }
     tracing::info!("S405 SIP registrations restored from the store: {restored}");
     let (writer, writer_thread) = registrations::spawn_writer(store)?;
-    let write_through = shell.write_behind.is_zero();
     server.set_refresh_flush(shell.write_behind);
     let tx = sockets
         .iter()
@@ -191,9 +190,6 @@ pub fn spawn(
                 writer: writer.jobs,
                 acks: writer.acks,
                 store_ok: writer.healthy,
-                write_through,
-                held: std::collections::VecDeque::new(),
-                marks: 0,
                 counters,
                 last_malformed_log: None,
                 dials: Vec::new(),
@@ -227,12 +223,7 @@ struct SipThread {
     acks: std::sync::mpsc::Receiver<Ack>,
     /// Whether the store takes writes now (the writer says).
     store_ok: Arc<AtomicBool>,
-    /// `sip.write_behind = 0`: a REGISTER's 2xx waits until its change is in the store.
-    write_through: bool,
-    /// 2xx answers to REGISTERs waiting for the store, by the mark that releases them.
-    held: std::collections::VecDeque<(u64, Transmit)>,
-    /// The last mark handed to the writer.
-    marks: u64,
+
     counters: Arc<SipCounters>,
     /// When a malformed message was last logged (at most one a second).
     last_malformed_log: Option<Timestamp>,
@@ -272,7 +263,7 @@ impl SipThread {
                 let wait = match self.tcp.has_resumed() {
                     true => Duration::ZERO,
                     // Answers wait for the store: look for its acknowledgement soon.
-                    false if !self.held.is_empty() => HELD_WAIT,
+                    false if self.server.awaiting_store() => HELD_WAIT,
                     false => self
                         .server
                         .poll_timeout()
@@ -283,7 +274,7 @@ impl SipThread {
             }
             let now = clock::now();
             self.refresh_users();
-            self.take_acks(&epoll, now);
+            self.take_acks();
             for &token in &ready {
                 if self.tcp.owns(token) {
                     let (server, dialling) = (&mut self.server, &mut self.dialling);
@@ -400,64 +391,24 @@ impl SipThread {
     /// more (a failed send or dial gives it more to say).
     fn drain(&mut self, epoll: &Epoll, now: Timestamp) {
         loop {
-            let out: Vec<Transmit> = std::iter::from_fn(|| self.server.poll_transmit()).collect();
-            // The changes behind the answers go to the writer before the answers go out.
-            self.drain_events(now);
-            let busy = !out.is_empty() || !self.dials.is_empty();
-            let mut mark = None;
-            for t in out {
-                match is_register_ok(&t.bytes) {
-                    // What would not last a restart is not acknowledged (RFC 3261 §21.5.1).
-                    true if !self.store_ok.load(Relaxed) => {
-                        self.counters.store_refused.fetch_add(1, Relaxed);
-                        self.send(epoll, now, unsaved(t));
-                    }
-                    true if self.write_through => {
-                        let seq = *mark.get_or_insert_with(|| {
-                            self.marks += 1;
-                            self.marks
-                        });
-                        self.held.push_back((seq, t));
-                    }
-                    _ => self.send(epoll, now, t),
-                }
+            while let Some(t) = self.server.poll_transmit() {
+                self.send(epoll, now, t);
             }
-            if let Some(seq) = mark
-                && self.writer.try_send(Job::Mark(seq)).is_err()
-            {
-                self.release(epoll, now, seq, false);
+            self.drain_events(now);
+            if self.dials.is_empty() && !self.server.has_transmits() {
+                break;
             }
             for t in std::mem::take(&mut self.dials) {
                 self.dial(epoll, now, t);
             }
-            // A failed send or dial may have given the server more to say.
-            if !busy {
-                break;
-            }
-        }
-    }
-
-    /// Sends the held answers up to mark `seq`: as they are if the store has their changes,
-    /// else as 500.
-    fn release(&mut self, epoll: &Epoll, now: Timestamp, seq: u64, saved: bool) {
-        while self.held.front().is_some_and(|(s, _)| *s <= seq) {
-            let Some((_, t)) = self.held.pop_front() else {
-                break;
-            };
-            let t = if saved {
-                t
-            } else {
-                self.counters.store_refused.fetch_add(1, Relaxed);
-                unsaved(t)
-            };
-            self.send(epoll, now, t);
         }
     }
 
     /// Takes in the store writer's acknowledgements.
-    fn take_acks(&mut self, epoll: &Epoll, now: Timestamp) {
+    fn take_acks(&mut self) {
+        self.server.set_store_writable(self.store_ok.load(Relaxed));
         while let Ok((seq, saved)) = self.acks.try_recv() {
-            self.release(epoll, now, seq, saved);
+            self.server.persisted(seq, saved);
         }
     }
 
@@ -586,6 +537,12 @@ impl SipThread {
             }
             Event::ResponseDropped => one(&c.responses_dropped),
             Event::FlowFailed => one(&c.no_flow),
+            Event::StoreUnavailable => one(&c.store_refused),
+            Event::Persist(seq) => {
+                if self.writer.try_send(Job::Mark(seq)).is_err() {
+                    self.server.persisted(seq, false);
+                }
+            }
             Event::Dial(t) => self.dials.push(t),
             Event::RefusalRateLimited => one(&c.refusals_rate_limited),
             Event::DialogStarted => one(&c.dialogs_started),
@@ -629,29 +586,6 @@ impl SipThread {
 /// The flow of a SIP connection.
 /// How long the thread waits at most while answers wait for the store writer.
 const HELD_WAIT: Duration = Duration::from_millis(2);
-
-/// Whether `bytes` is a 2xx answer to a REGISTER: what acknowledges a registration.
-fn is_register_ok(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"SIP/2.0 2")
-        && farside_sip::Message::parse(bytes)
-            .is_ok_and(|m| m.cseq().method == farside_sip::Method::REGISTER)
-}
-
-/// The answer to send instead of a REGISTER's 2xx whose change the store did not take: 500
-/// with Retry-After (RFC 3261 §21.5.1, §20.33); the phone tries again.
-fn unsaved(t: Transmit) -> Transmit {
-    let bytes = match farside_sip::Message::parse(&t.bytes) {
-        Ok(m) => farside_sip::response(
-            &m,
-            500,
-            "Server Internal Error",
-            "fs",
-            &[("Retry-After", "30")],
-        ),
-        Err(_) => return t,
-    };
-    Transmit { bytes, ..t }
-}
 
 /// The pool's mark on connections Farside opened.
 const DIALLED: u64 = 1;
