@@ -694,8 +694,13 @@ impl Registrar {
             None => None,
         };
         let made = Nonces::made_at(creds.nonce).ok_or(AuthError::Challenge { stale: false })?;
-        let source = flow.remote.to_string();
-        let request = fnv(0, &[msg.as_bytes(), source.as_bytes()]);
+        // The request and where it came from: a retransmission is both again.
+        let ip = match flow.remote.ip() {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        let port = flow.remote.port().to_be_bytes();
+        let request = fnv(0, &[msg.as_bytes(), &ip, &port]);
         let cnonce = creds.cnonce.unwrap_or_default();
         match self
             .counts

@@ -517,7 +517,7 @@ impl SipServer {
                 // A final response retransmitted until its ACK comes (RFC 3261 §17.2.1): to a
                 // forged source, that ACK never does.
                 if is_response(&t.bytes) {
-                    self.answer(now, t);
+                    self.answer(now, t, false);
                 } else {
                     self.transmits.push_back(t);
                 }
@@ -873,7 +873,7 @@ impl SipServer {
             // While a request is handled, a response to its source is the answer to it (the
             // 100 Trying, a refusal, or a final response again for a retransmission).
             if t.to == flow.remote && is_response(&t.bytes) {
-                self.answer(now, t);
+                self.answer(now, t, method == Method::OPTIONS);
             } else {
                 self.transmits.push_back(t);
             }
@@ -956,7 +956,7 @@ impl SipServer {
     /// Sends what the stateless proxy or the edge decided, and counts it.
     fn act(&mut self, flow: Flow, msg: &Message<'_>, action: Action) {
         match action {
-            Action::Answer(r) => self.send_back(flow, r),
+            Action::Answer(r) => self.answer_back(flow, r, msg.method() == Method::OPTIONS),
             Action::Respond(r) => {
                 if let Some(code) = status_of(&r) {
                     self.events.push_back(Event::Refused(code));
@@ -1107,24 +1107,30 @@ impl SipServer {
         }
     }
 
-    /// An answer to what came over `flow`, sent back over it.
+    /// An answer to what came over `flow` (not to an OPTIONS), sent back over it.
     fn send_back(&mut self, flow: Flow, bytes: Vec<u8>) {
+        self.answer_back(flow, bytes, false);
+    }
+
+    /// [`SipServer::send_back`] for an answer to a request that may be an OPTIONS.
+    fn answer_back(&mut self, flow: Flow, bytes: Vec<u8>, to_options: bool) {
         let t = Transmit {
             bytes,
             transport: flow.transport,
             from: flow.local,
             to: flow.remote,
         };
-        self.answer(self.now, t);
+        self.answer(self.now, t, to_options);
     }
 
-    /// Queues an answer Farside wrote to a request. Over UDP its destination may be a forged
+    /// Queues an answer Farside wrote to a request (`to_options`: to an OPTIONS). Over UDP its
+    /// destination may be a forged
     /// source, so error answers and answers to OPTIONS (several times their request, some of
     /// them) go within that address's budget per second, and are dropped and counted beyond
     /// it. Answers over connections go to a peer that completed a handshake.
-    fn answer(&mut self, now: Timestamp, t: Transmit) {
+    fn answer(&mut self, now: Timestamp, t: Transmit, to_options: bool) {
         if t.transport == Transport::Udp
-            && spends_budget(&t.bytes)
+            && spends_budget(&t.bytes, to_options)
             && !self.refusals.take(t.to.ip(), now)
         {
             self.events.push_back(Event::RefusalRateLimited);
@@ -1197,19 +1203,18 @@ fn is_response(bytes: &[u8]) -> bool {
     bytes.starts_with(b"SIP/2.0 ")
 }
 
-/// Whether a message Farside sends spends its destination's budget of error answers: a
-/// response of 300 or more, or to OPTIONS (a 200 that lists what Farside allows).
-fn spends_budget(bytes: &[u8]) -> bool {
-    let Some(code) = bytes
+/// Whether an answer Farside sends spends its destination's budget of error answers: a
+/// response of 300 or more, or a 2xx to an OPTIONS (which lists what Farside allows). Read from
+/// the status code only: answers are on every request's path.
+fn spends_budget(bytes: &[u8], to_options: bool) -> bool {
+    let code = bytes
         .strip_prefix(b"SIP/2.0 ")
         .and_then(|r| r.get(..3))
-        .and_then(|c| std::str::from_utf8(c).ok())
-        .and_then(|c| c.parse::<u16>().ok())
-    else {
-        return false;
-    };
-    code >= 300
-        || (code >= 200 && Message::parse(bytes).is_ok_and(|m| m.cseq().method == Method::OPTIONS))
+        .filter(|c| c.iter().all(u8::is_ascii_digit))
+        .map_or(0, |c| {
+            c.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'))
+        });
+    code >= 300 || (to_options && code >= 200)
 }
 
 /// A STUN message with the magic cookie (RFC 7983's first-byte rule, then the cookie).
