@@ -128,15 +128,19 @@ pub fn spawn_writer(
                 }
                 if !pending.is_empty() {
                     last_write = Some(Instant::now());
-                    let batch: Vec<(String, Vec<RegistrationRow>)> =
-                        pending.iter().map(|(a, r)| (a.clone(), r.clone())).collect();
+                    // Taken out while written; put back whole if the store refuses (nothing else
+                    // touches `pending` meanwhile: this thread alone takes jobs).
+                    let batch: Vec<(String, Vec<RegistrationRow>)> = pending.drain().collect();
                     let rows: usize = batch.iter().map(|(_, r)| r.len()).sum();
-                    match store.save_registrations_many(&batch) {
+                    let result = store.save_registrations_many(&batch);
+                    let aors = batch.len();
+                    if result.is_err() {
+                        pending.extend(batch);
+                    }
+                    match result {
                         Ok(()) => {
-                            pending.clear();
                             tracing::debug!(
-                                "S408 saved the registrations of {} addresses of record ({rows} bindings)",
-                                batch.len()
+                                "S408 saved the registrations of {aors} addresses of record ({rows} bindings)"
                             );
                             if failing {
                                 failing = false;
@@ -150,10 +154,9 @@ pub fn spawn_writer(
                             failing = true;
                             ok.store(false, Relaxed);
                             tracing::warn!(
-                                "S407 cannot save the registrations of {} addresses of record: {e}; \
+                                "S407 cannot save the registrations of {aors} addresses of record: {e}; \
                                  they are kept and tried again every second, and REGISTERs are answered \
-                                 500 until the store takes writes",
-                                batch.len()
+                                 500 until the store takes writes"
                             );
                         }
                         Err(_) => {}
