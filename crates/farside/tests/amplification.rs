@@ -10,7 +10,7 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::stun::{self, encode};
 use common::{LOCALHOST, Server, ServerConfig};
@@ -32,22 +32,7 @@ struct Case {
 
 /// Every datagram that comes back within a short wait, and their total size.
 fn answers(socket: &UdpSocket) -> (usize, Vec<Vec<u8>>) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 65_535];
-    let deadline = Instant::now() + Duration::from_millis(400);
-    while Instant::now() < deadline {
-        socket
-            .set_read_timeout(Some(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1)),
-            ))
-            .ok();
-        match socket.recv(&mut buf) {
-            Ok(n) => got.push(buf[..n].to_vec()),
-            Err(_) => break,
-        }
-    }
+    let got = common::replies(socket, Duration::from_millis(400));
     (got.iter().map(Vec::len).sum(), got)
 }
 

@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::turn::{Peer, allocate_request, nonce_of, rest_credentials};
-use common::{ALT_IP, LOCALHOST, Server, ServerConfig, counter, run_tool, sipp};
+use common::{ALT_IP, LOCALHOST, Server, ServerConfig, counter, replies, run_tool, sipp};
 
 const SECRET: &str = "attack-test-shared-secret";
 const DOMAIN: &str = "example.org";
@@ -35,9 +35,7 @@ fn target(test: &str, sip: &str) -> Target {
     let base = common::free_ports(&[LOCALHOST, ALT_IP], 204);
     let at = |n: u16| SocketAddr::new(LOCALHOST, base + n);
     let (udp, tcp, tls, ws) = (at(0), at(1), at(2), at(3));
-    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir(test);
     let (cert, key) = common::self_signed_for_loopback(&dir);
     let server = Server::start(
         test,
@@ -85,13 +83,6 @@ fn target(test: &str, sip: &str) -> Target {
     }
 }
 
-/// Every datagram that comes back to `socket` within `wait` of the last one.
-fn replies(socket: &UdpSocket, wait: Duration) -> Vec<Vec<u8>> {
-    socket.set_read_timeout(Some(wait)).unwrap();
-    let mut buf = [0u8; 65_535];
-    std::iter::from_fn(|| socket.recv(&mut buf).ok().map(|n| buf[..n].to_vec())).collect()
-}
-
 /// A UDP socket of the attacker's.
 fn attacker_udp() -> UdpSocket {
     UdpSocket::bind((ALT_IP, 0)).unwrap()
@@ -134,14 +125,20 @@ fn uclient_relays(t: &Target, peer: &Peer) -> bool {
         "20",
         "-m",
         "1",
+        // No RTCP: the 20 messages are the only ones.
+        "-c",
         "127.0.0.1",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     let out = run_tool("turnutils_uclient", &args, Duration::from_secs(20));
-    out.all().contains("tot_recv_msgs=20") && out.all().contains("lost packets 0 ")
-        || out.all().contains("Total lost packets 0")
+    common::turn::totals(&out.all())
+        == Some(common::turn::Totals {
+            sent: 20,
+            received: 20,
+            lost: Some(0),
+        })
 }
 
 /// A REGISTER for alice from `via` with `auth` (an Authorization line, or nothing).

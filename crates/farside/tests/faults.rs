@@ -146,9 +146,7 @@ fn a_wall_clock_step_expires_no_registration_and_no_allocation() {
         );
         return;
     };
-    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir(test);
     let offset = dir.join("faketime");
     std::fs::write(&offset, "+0\n").unwrap();
     let base = common::free_ports(&[LOCALHOST], 102);
@@ -299,9 +297,7 @@ fn kill_9_under_load(test: &str, sip_lines: &str, window: Duration) {
     }
     let base = common::free_ports(&[LOCALHOST], 102);
     let sip = SocketAddr::new(LOCALHOST, base);
-    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir(test);
     let db = dir.join("farside.db");
     let config = ServerConfig::default()
         .with_table(&format!(
@@ -571,9 +567,7 @@ fn a_full_disk_gets_500_keeps_serving_and_recovers_by_itself() {
         common::skip(test, "needs root to mount a small tmpfs for the store");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir(test);
     let mount = run_tool(
         "mount",
         &[

@@ -1316,6 +1316,21 @@ pub fn alice_on_turn_and_sip(test: &str, turn_extra: &str) -> (Server, SocketAdd
     (server, sip, port)
 }
 
+/// An empty scratch directory for `test` (this process's own, left from no earlier run).
+pub fn fresh_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("farside-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every datagram that comes to `socket` until none has for `wait`.
+pub fn replies(socket: &std::net::UdpSocket, wait: Duration) -> Vec<Vec<u8>> {
+    socket.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 65_535];
+    std::iter::from_fn(|| socket.recv(&mut buf).ok().map(|n| buf[..n].to_vec())).collect()
+}
+
 /// Digest credentials for a REGISTER to `domain` (realm = domain, uri `sip:<domain>`), MD5,
 /// against the challenge in `answer` (its first `nonce`): with `nc`, `qop=auth` and that count
 /// (cnonce `c0`); without, the RFC 2069 form.
