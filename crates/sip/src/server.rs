@@ -596,14 +596,14 @@ impl SipServer {
     }
 
     /// A message the shell could not send over its stream flow: the connection is gone (a
-    /// NAT dropped it, the phone closed it) or a dial failed. A response, an ACK or a ping is
-    /// dropped. A request for a phone registered over that flow goes on as RFC 5626 §5.3 and
+    /// NAT dropped it, the phone closed it) or a dial failed. A response or a ping is dropped.
+    /// A request (an ACK too) for a phone registered over that flow goes on as RFC 5626 §5.3 and
     /// RFC 3261 §18.1.1 say: an outbound flow (`reg-id`) cannot be replaced by the server, so
     /// 430 Flow Failed (the phone will register a new one); otherwise the phone's Contact is
     /// dialled (UDP: sent to; TCP or TLS: [`Event::Dial`]). What cannot be dialled (a name, a
     /// WebSocket, a non-unicast address, or a dial that failed) gets 480. The failure answers
     /// the request's branch as if the phone had, so forking and the caller's transaction go
-    /// on as they do for any answer.
+    /// on as they do for any answer; an ACK that cannot be dialled is dropped.
     pub fn flow_failed(&mut self, now: Timestamp, t: Transmit) {
         self.failed(now, t, true);
     }
@@ -624,7 +624,9 @@ impl SipServer {
         let StartLine::Request { method, .. } = msg.start_line() else {
             return;
         };
-        if method == Method::ACK || Keepalives::is_ping(&msg) {
+        // A ping, or the ACK this proxy wrote for a non-2xx answer (its one Via is ours,
+        // RFC 3261 §17.1.1.3), which only the phone that answered needs: dropped.
+        if Keepalives::is_ping(&msg) || (method == Method::ACK && msg.vias().nth(1).is_none()) {
             return;
         }
         let flow = Flow {
@@ -664,6 +666,11 @@ impl SipServer {
             },
             None => (480, "Temporarily Unavailable"),
         };
+        // An ACK gets no answer: it follows the dial above (the 2xx it acknowledges came over
+        // the dialled connection, but the dialog's route names the old flow), or is dropped.
+        if method == Method::ACK {
+            return;
+        }
         // The answer the phone would have given: to the request as forwarded (our Via on
         // top), taken in as if it had come over the flow.
         let answer = crate::response::response(&msg, code, reason, "fsf", &[]);

@@ -260,6 +260,79 @@ fn a_call_to_a_phone_whose_tcp_connection_closed_dials_its_contact_then_480() {
     assert_eq!(bob_hears(&mut s), [480]);
 }
 
+/// The ACK of a call answered over a dialled connection: the dialog's route still names the
+/// phone's old flow, so the ACK fails there too, and follows the INVITE to the Contact (the
+/// shell finds the connection it dialled); without that the phone never hears it (an ACK
+/// gets no answer, so nobody would notice). When it cannot be dialled it is dropped, unanswered;
+/// the ACK the proxy itself writes for a refusal is never dialled.
+#[test]
+fn an_ack_for_a_phone_whose_connection_closed_follows_the_dial() {
+    let mut s = server_with_tcp();
+    let alice = Flow {
+        transport: Transport::Tcp,
+        local: addr(SERVER),
+        remote: addr("203.0.113.9:41003"),
+    };
+    register_alice(
+        &mut s,
+        alice,
+        "<sip:alice@203.0.113.9:5070;transport=tcp>",
+        "",
+    );
+    let ack = farside_sip::Transmit {
+        bytes: format!(
+            "ACK sip:alice@203.0.113.9:5070;transport=tcp SIP/2.0\r\n\
+             Via: SIP/2.0/TCP {SERVER};branch=z9hG4bKack1\r\n\
+             Via: SIP/2.0/UDP {BOB};branch=z9hG4bKbob1\r\n\
+             Max-Forwards: 69\r\n\
+             From: <sip:bob@{DOMAIN}>;tag=b1\r\n\
+             To: <sip:alice@{DOMAIN}>;tag=a1\r\n\
+             Call-ID: ack-dead-flow\r\n\
+             CSeq: 1 ACK\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes(),
+        transport: Transport::Tcp,
+        from: alice.local,
+        to: alice.remote,
+    };
+    s.flow_failed(T0, ack);
+    let dial = events(&mut s)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Dial(t) => Some(t),
+            _ => None,
+        })
+        .expect("the ACK is dialled");
+    assert_eq!(dial.to, addr("203.0.113.9:5070"));
+    assert!(dial.bytes.starts_with(b"ACK "));
+    s.dial_failed(T0, dial);
+    assert!(bob_hears(&mut s).is_empty(), "an ACK is never answered");
+    // The ACK the proxy writes itself for a non-2xx answer (one Via, ours) is not dialled.
+    let own = farside_sip::Transmit {
+        bytes: format!(
+            "ACK sip:alice@203.0.113.9:5070;transport=tcp SIP/2.0\r\n\
+             Via: SIP/2.0/TCP {SERVER};branch=z9hG4bKinvite1\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:bob@{DOMAIN}>;tag=b1\r\n\
+             To: <sip:alice@{DOMAIN}>;tag=a2\r\n\
+             Call-ID: ack-dead-flow-2\r\n\
+             CSeq: 1 ACK\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes(),
+        transport: Transport::Tcp,
+        from: alice.local,
+        to: alice.remote,
+    };
+    s.flow_failed(T0, own);
+    assert!(
+        !events(&mut s).iter().any(|e| matches!(e, Event::Dial(_))),
+        "the proxy's own ACK of a refusal is not dialled"
+    );
+    assert!(bob_hears(&mut s).is_empty());
+}
+
 /// The same phone with RFC 5626 outbound (`+sip.instance` and `reg-id`): its flow is the only
 /// way to it the server may use, so the caller gets 430 Flow Failed at once (RFC 5626 §5.3)
 /// and nothing is dialled; the phone will register a new flow.
