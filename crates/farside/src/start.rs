@@ -257,6 +257,7 @@ pub fn run(
                 c
             },
             tls,
+            dial_tls: dial_tls(sip)?,
             ws_origins: sip.ws_origins(),
             write_behind: std::time::Duration::from_secs(sip.write_behind.0),
             store_url: config.store.url.clone(),
@@ -486,6 +487,28 @@ fn first_run_password(
         .with_context(|| format!("S014 cannot write {}", path.display()))?;
     writeln!(f, "{password}").with_context(|| format!("S014 cannot write {}", path.display()))?;
     Ok(Some((password, path)))
+}
+
+/// The client side SIP dials phones' TLS Contacts with, when it has a TLS listener to dial
+/// from. A CA bundle that cannot be read fails the start (S307); no bundle at all (none
+/// configured, none where distributions keep it) leaves TLS Contacts undialled, with a warning.
+fn dial_tls(
+    sip: &crate::config::sip::SipConfig,
+) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    if !sip.dials_tls() {
+        return Ok(None);
+    }
+    match sip.dial_verify() {
+        Some(verify) => Ok(Some(crate::net::tls_client::config(&verify)?)),
+        None => {
+            tracing::warn!(
+                "S422 no CA bundle for checking phones' certificates: phones registered over TLS \
+                 whose connection is gone get 480 rather than being dialled (set sip.tls_ca, or \
+                 sip.tls_verify = false)"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// A part's start: its result when it ran; when it could not, the error if the file asked for

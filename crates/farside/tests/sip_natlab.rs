@@ -1458,6 +1458,29 @@ fn register_alice_over_tcp(
     );
 }
 
+/// A port forward on `router`: TCP `port` on its public address to `to_ip`, the same port (as
+/// offices set up for a phone or a PBX).
+fn forward_tcp(lab: &Lab, router: &str, port: u16, to_ip: &str) {
+    let chain = format!("forward{port}");
+    let add_chain = [
+        "add",
+        "chain",
+        "ip",
+        "natlab",
+        &chain,
+        "{ type nat hook prerouting priority dstnat; policy accept; }",
+    ];
+    let added = lab.exec(router, "nft", &add_chain, Duration::from_secs(5));
+    assert!(added.success(), "{added}");
+    let (port, to) = (port.to_string(), format!("{to_ip}:{port}"));
+    let rule = [
+        "add", "rule", "ip", "natlab", &chain, "iifname", "wan", "tcp", "dport", &port, "dnat",
+        "ip", "to", &to,
+    ];
+    let added = lab.exec(router, "nft", &rule, Duration::from_secs(5));
+    assert!(added.success(), "{added}");
+}
+
 /// Alice behind the home gateway, whose router forwards TCP port 5070 to her phone (as offices
 /// do for a phone or PBX), registers over TCP with that public address in her Contact, and her
 /// connection closes (SIPp exits, as a NAT's timeout or a phone's restart would close it). A
@@ -1476,35 +1499,7 @@ fn a_tcp_phone_whose_connection_closed_is_dialled_at_its_contact() {
     let alice_ip = lab.host("home-lan1").addr().to_string();
     let public = lab.host("home").addr().to_string();
     let caller_ip = lab.host("symmetric-lan1").addr().to_string();
-    // The port forward: TCP 5070 on the router's public address to alice's phone.
-    let forward = [
-        vec!["add", "chain", "ip", "natlab", "forward5070"],
-        vec!["{ type nat hook prerouting priority dstnat; policy accept; }"],
-    ]
-    .concat();
-    assert!(
-        lab.exec("home", "nft", &forward, Duration::from_secs(5))
-            .success()
-    );
-    let to = format!("{alice_ip}:5070");
-    let rule = [
-        "add",
-        "rule",
-        "ip",
-        "natlab",
-        "forward5070",
-        "iifname",
-        "wan",
-        "tcp",
-        "dport",
-        "5070",
-        "dnat",
-        "ip",
-        "to",
-        &to,
-    ];
-    let added = lab.exec("home", "nft", &rule, Duration::from_secs(5));
-    assert!(added.success(), "{added}");
+    forward_tcp(&lab, "home", 5070, &alice_ip);
     let contact = format!("<sip:alice@{public}:5070;transport=tcp>");
     register_alice_over_tcp(
         &lab,
@@ -1543,6 +1538,163 @@ fn a_tcp_phone_whose_connection_closed_is_dialled_at_its_contact() {
         TEST,
         &format!(
             "registered over TCP, connection closed; Farside dialled {public}:5070 (the port forward) and INVITE/180/200/ACK/BYE/200 passed"
+        ),
+    );
+}
+
+/// Alice behind the home gateway, whose router forwards TCP port 5071 to her phone, registers
+/// over TLS (an OpenSSL phone, `tests/tls_phone.py`) with that public address in a TLS Contact,
+/// and her connection closes. A call for her is dialled over TLS (RFC 3261 §18.1.1) and her
+/// certificate checked as `sip.tls_verify` (on by default) and `sip.tls_ca` say:
+/// - a certificate from the lab's CA (`tls_ca`) naming the router's public address is
+///   accepted, and the call completes: INVITE, 180, 200, ACK, BYE, 200;
+/// - one from another CA, and one from the lab's CA for another address, are refused in the
+///   handshake (S421: `UnknownIssuer`, `not valid for name`) and the caller gets 480;
+/// - with `tls_verify = false` (a second server) the other CA's is taken and the call
+///   completes.
+#[test]
+fn a_tls_phone_whose_connection_closed_is_dialled_and_its_certificate_checked() {
+    const TEST: &str = "a_tls_phone_whose_connection_closed_is_dialled_and_its_certificate_checked";
+    if !common::require_tool(TEST, "sipp") || !common::require_tool(TEST, "openssl") {
+        return;
+    }
+    let Some(python) = common::require_python_module(TEST, "ssl") else {
+        return;
+    };
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    let alice_ip = lab.host("home-lan1").addr().to_string();
+    let public = lab.host("home").addr().to_string();
+    let caller_ip = lab.host("symmetric-lan1").addr().to_string();
+    forward_tcp(&lab, "home", 5071, &alice_ip);
+    // Farside's own certificate (the phone checks it), the lab's CA and alice's certificate
+    // from it, and a self-signed one for the same address.
+    let (server_cert, server_key) =
+        common::self_signed(&lab.scratch_dir("server-cert"), &primary.to_string());
+    let lab_ca = lab.scratch_dir("lab-ca");
+    let (ca, signed_cert, signed_key) = common::ca_signed(&lab_ca, &public);
+    // Not accepted: alice's address from another CA, and the lab CA's for another address.
+    let (_, rogue_cert, rogue_key) = common::ca_signed(&lab.scratch_dir("rogue-ca"), &public);
+    let (_, elsewhere_cert, elsewhere_key) = common::ca_signed(&lab_ca, "192.0.2.99");
+    let tables = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        server_cert.display(),
+        server_key.display()
+    );
+    let start = |name: &str, port: u16, verify: &str| {
+        start_farside_with(
+            &lab,
+            name,
+            port,
+            &format!(
+                "listen = [\"udp:{primary}:{port}\", \"tls:{primary}:{}\"]\ntls_ca = \"{}\"\n{verify}",
+                port + 1,
+                ca.display()
+            ),
+            "enabled = false",
+            &tables,
+        )
+    };
+    // alice's phone: registers at `port + 1` over TLS, closes, and serves `cert` on 5071.
+    let phone = |port: u16, cert: &std::path::Path, key: &std::path::Path| {
+        let mut phone = lab.spawn(
+            "home-lan1",
+            &python,
+            &[
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/tls_phone.py"),
+                &format!("{primary}:{}", port + 1),
+                "alice",
+                "wonderland",
+                DOMAIN,
+                &format!("{public}:5071"),
+                &format!("{alice_ip}:5071"),
+                &cert.display().to_string(),
+                &key.display().to_string(),
+                &server_cert.display().to_string(),
+                "30",
+            ],
+        );
+        assert!(
+            phone.wait_for_output("LISTENING", Duration::from_secs(15)),
+            "the phone registers over TLS\n{phone}"
+        );
+        phone
+    };
+
+    let mut server = start("farside-tls-dial", 5060, "");
+    let target = format!("{primary}:5060");
+    let mut trusted = phone(5060, &signed_cert, &signed_key);
+    let call = call_alice(&lab, "symmetric-lan1", &caller_ip, &target);
+    assert!(call.success(), "caller: {call}\n{trusted}\n{server}");
+    assert!(
+        trusted.wait_for_output("CALL DONE", Duration::from_secs(10)),
+        "{trusted}\n{server}"
+    );
+    assert!(
+        server.wait_for_output(
+            &format!("S419 SIP tls connection to {public}:5071 opened"),
+            Duration::from_secs(1)
+        ),
+        "{server}"
+    );
+    drop(trusted);
+
+    // Refused in the handshake, each for its reason; the caller gets 480.
+    let mut refusals = Vec::new();
+    for (cert, key, reason) in [
+        (&rogue_cert, &rogue_key, "UnknownIssuer"),
+        (&elsewhere_cert, &elsewhere_key, "not valid for name"),
+    ] {
+        let untrusted = phone(5060, cert, key);
+        let refused = lab.exec(
+            "symmetric-lan1",
+            "sipp",
+            &sipp::strs(&sipp::caller_480(
+                "alice", DOMAIN, &caller_ip, 5080, &target, 20,
+            )),
+            Duration::from_secs(40),
+        );
+        assert!(
+            refused.success(),
+            "caller expecting 480 ({reason}): {refused}\n{untrusted}\n{server}"
+        );
+        let logged = format!("S421 SIP tls connection to {public}:5071 failed its handshake");
+        let line = server
+            .output()
+            .lines()
+            .rev()
+            .find(|l| l.contains(&logged))
+            .unwrap_or_default()
+            .to_string();
+        assert!(line.contains(reason), "{reason}\n{server}");
+        refusals.push(
+            line.split("handshake: ")
+                .nth(1)
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+
+    let lenient = start("farside-tls-dial-any", 5160, "tls_verify = false");
+    let mut taken = phone(5160, &rogue_cert, &rogue_key);
+    let call = call_alice(
+        &lab,
+        "symmetric-lan1",
+        &caller_ip,
+        &format!("{primary}:5160"),
+    );
+    assert!(call.success(), "caller: {call}\n{taken}\n{lenient}");
+    assert!(
+        taken.wait_for_output("CALL DONE", Duration::from_secs(10)),
+        "{taken}\n{lenient}"
+    );
+    common::note(
+        TEST,
+        &format!(
+            "dialled {public}:5071 over TLS: the lab CA's certificate accepted and the call completed; another CA's and one for another address refused ({refusals:?}) and the caller got 480 each time; with tls_verify = false another CA's was taken and the call completed"
         ),
     );
 }

@@ -40,6 +40,12 @@ pub struct SipConfig {
     pub ws_origins: Vec<WsOrigin>,
     /// Bytes queued for a peer that does not read, at most (then it is closed).
     pub max_queued: usize,
+    /// Check the certificate of a phone Farside dials over TLS (its own connection gone):
+    /// it must chain to a CA of `tls_ca` and name the Contact's address. Off: any
+    /// certificate (phones with self-signed ones).
+    pub tls_verify: bool,
+    /// The CA bundle (PEM) for `tls_verify`; default: the system's.
+    pub tls_ca: Option<std::path::PathBuf>,
     /// The domain whose users register here; default: the host's address (or name).
     pub domain: String,
     /// `"registrar"` (Farside authenticates and routes) or `"edge"` (in front of `upstream`).
@@ -93,6 +99,8 @@ impl Default for SipConfig {
             tls_handshake_timeout: 10,
             ws_origins: Vec::new(),
             max_queued: 1 << 20,
+            tls_verify: true,
+            tls_ca: None,
             realm: None,
             min_expires: 60,
             max_expires: 3600,
@@ -468,6 +476,23 @@ impl SipConfig {
             max_queued: self.max_queued,
             max_message: farside_sip::MAX_MESSAGE,
         }
+    }
+
+    /// How a phone dialled over TLS is checked (`tls_verify`, `tls_ca`); `None` when
+    /// `tls_verify` is on, `tls_ca` unset and the system has no CA bundle where
+    /// distributions keep it.
+    pub fn dial_verify(&self) -> Option<crate::net::tls_client::Verify> {
+        use crate::net::tls_client::{Verify, system_bundle};
+        match (self.tls_verify, &self.tls_ca) {
+            (false, _) => Some(Verify::Off),
+            (true, Some(ca)) => Some(Verify::Ca(ca.clone())),
+            (true, None) => system_bundle().map(Verify::Ca),
+        }
+    }
+
+    /// Whether SIP can dial TLS: it has a `tls:` listener to dial from.
+    pub fn dials_tls(&self) -> bool {
+        self.listen.iter().any(|l| l.transport == Transport::Tls)
     }
 
     /// Whether a listener needs the `[tls]` certificate (TLS or WSS).

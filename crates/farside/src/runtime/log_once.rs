@@ -79,3 +79,20 @@ pub fn login_refused(source: std::net::IpAddr, why: &str) {
         "S017 dashboard login refused from {source} ({why}); further refusals are only counted in farside_admin_login_failures_total"
     );
 }
+
+static DIAL_REFUSED_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Logs the first TLS connection Farside dialled to a phone that failed its handshake (later
+/// ones are counted in `farside_sip_connections_total{event="certificate_refused"}`).
+pub fn dial_refused(remote: SocketAddr, why: &str) {
+    if DIAL_REFUSED_LOGGED.swap(true, Relaxed) {
+        tracing::debug!("S421 SIP tls connection to {remote} failed its handshake: {why}");
+        return;
+    }
+    tracing::warn!(
+        "S421 SIP tls connection to {remote} failed its handshake: {why}; calls to a phone \
+         whose certificate is not accepted get 480 (see sip.tls_verify and sip.tls_ca); \
+         further failures are only counted in \
+         farside_sip_connections_total{{event=\"certificate_refused\"}}"
+    );
+}

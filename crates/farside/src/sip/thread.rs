@@ -74,6 +74,8 @@ pub struct SipShell {
     pub tls: Option<TlsFiles>,
     /// Which pages may open WebSocket connections.
     pub ws_origins: farside_sip::websocket::Origins,
+    /// The client side for dialling phones' TLS Contacts; none: they get 480.
+    pub dial_tls: Option<Arc<rustls::ClientConfig>>,
     /// The store holding users, keys and registrations.
     pub store_url: String,
     /// The RTP relay the server's calls are relayed through, if it runs.
@@ -141,6 +143,9 @@ pub fn spawn(
     )
     .map_err(|e| anyhow::anyhow!("S401 cannot bind a SIP listener: {e:#}"))?;
     tcp.set_ws_origins(shell.ws_origins);
+    if let Some(client) = shell.dial_tls {
+        tcp.set_dial_tls(client);
+    }
     for (a, kind) in tcp.addresses() {
         tracing::info!("S400 SIP {what} listening on {} {a}", kind.name());
     }
@@ -419,21 +424,21 @@ impl SipThread {
             Transport::Tls => Kind::SipTls,
             _ => Kind::SipTcp,
         };
-        let id = self
-            .tcp
-            .find(t.from, t.to)
-            .or_else(|| self.tcp.connect(epoll, now, t.from, t.to, kind, DIALLED));
+        let found = self.tcp.find(t.from, t.to);
+        let id = found.or_else(|| self.tcp.connect(epoll, now, t.from, t.to, kind, DIALLED));
         match id {
             Some(id)
                 if self
                     .tcp
                     .send_to(epoll, now, id, &t.bytes, Urgency::Required) =>
             {
-                tracing::debug!(
-                    "S419 SIP {} connection to {} opened for a request",
-                    kind.name(),
-                    t.to
-                );
+                if found.is_none() {
+                    tracing::debug!(
+                        "S419 SIP {} connection to {} opened for a request",
+                        kind.name(),
+                        t.to
+                    );
+                }
                 self.dialling.entry(id).or_default().push(t);
             }
             _ => {

@@ -12,6 +12,9 @@ pub struct StreamCounters {
     pub accepted: AtomicU64,
     /// Connections Farside opened itself (SIP: to a phone whose own connection is gone).
     pub dialled: AtomicU64,
+    /// Of those, TLS connections closed in the handshake: the peer's certificate (or its
+    /// TLS) was not accepted.
+    pub certificate_refused: AtomicU64,
     /// Connections refused (closed as they came): at the total or the per-address limit.
     pub refused: AtomicU64,
     /// Of those, refused at the per-address limit.
@@ -39,6 +42,7 @@ impl StreamCounters {
             service,
             accepted: AtomicU64::new(0),
             dialled: AtomicU64::new(0),
+            certificate_refused: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             per_ip_limit: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
@@ -52,10 +56,11 @@ impl StreamCounters {
     }
 
     /// Every event with its label, for the renderers.
-    pub fn events(&self) -> [(&'static str, &AtomicU64); 9] {
+    pub fn events(&self) -> [(&'static str, &AtomicU64); 10] {
         [
             ("accepted", &self.accepted),
             ("dialled", &self.dialled),
+            ("certificate_refused", &self.certificate_refused),
             ("refused", &self.refused),
             ("per_ip_limit", &self.per_ip_limit),
             ("idle_closed", &self.idle_closed),

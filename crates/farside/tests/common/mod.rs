@@ -1746,6 +1746,91 @@ pub fn self_signed(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std:
     (cert, key)
 }
 
+/// A certificate for the address `ip` (its IP SAN, for TLS servers) signed by the throwaway
+/// CA of `dir` (`ca.pem`, made on first use), with its key, in `dir`: (ca, cert, key).
+pub fn ca_signed(
+    dir: &std::path::Path,
+    ip: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let ext = dir.join(format!("{ip}.ext"));
+    std::fs::write(
+        &ext,
+        format!(
+            "subjectAltName=IP:{ip}\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        ),
+    )
+    .unwrap();
+    let (cert, key, csr) = (
+        format!("{ip}.pem"),
+        format!("{ip}.key"),
+        format!("{ip}.csr"),
+    );
+    let owned = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut steps = Vec::new();
+    if !dir.join("ca.pem").exists() {
+        // Each CA has a name of its own: one CA's certificates must not even name another.
+        let name = format!(
+            "/CN=Farside test CA {}",
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        );
+        steps.push(owned(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            &name,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &path("ca.key"),
+            "-out",
+            &path("ca.pem"),
+        ]));
+    }
+    steps.push(owned(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &format!("/CN={ip}"),
+        "-keyout",
+        &path(&key),
+        "-out",
+        &path(&csr),
+    ]));
+    steps.push(owned(&[
+        "x509",
+        "-req",
+        "-days",
+        "1",
+        "-set_serial",
+        "2",
+        "-in",
+        &path(&csr),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-extfile",
+        &ext.display().to_string(),
+        "-out",
+        &path(&cert),
+    ]));
+    for args in steps {
+        let made = run_tool("openssl", &args, Duration::from_secs(60));
+        assert_eq!(made.code(), Some(0), "{}", made.describe());
+    }
+    (dir.join("ca.pem"), dir.join(cert), dir.join(key))
+}
+
 /// Polls `ok` every 50 ms until it holds (true) or `limit` passes (false).
 pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + limit;

@@ -58,7 +58,10 @@ pub enum CloseReason {
 pub struct Conn {
     pub(super) meta: Meta,
     pub(super) stream: TcpStream,
-    pub(super) tls: Option<Box<rustls::ServerConnection>>,
+    /// TLS: the server side for accepted connections, the client side for dialled ones.
+    pub(super) tls: Option<Box<rustls::Connection>>,
+    /// Farside opened it (to a phone's Contact) rather than accepted it.
+    pub(super) dialled: bool,
     /// WebSocket listeners: the frame reader once the handshake is done.
     pub(super) ws: Option<websocket::Reader>,
     /// Bytes read and not yet used.
@@ -96,6 +99,8 @@ pub(super) struct Read {
     pub got: bool,
     /// What arrived breaks the transport's own rules (not TLS): closed as invalid.
     pub invalid: bool,
+    /// Why TLS refused it, when it did.
+    pub tls_error: Option<rustls::Error>,
 }
 
 impl Conn {
@@ -119,6 +124,7 @@ impl Conn {
                 closed: r.closed,
                 got: r.got,
                 invalid: r.invalid,
+                tls_error: r.error,
             };
         }
         let mut got = false;
@@ -129,6 +135,7 @@ impl Conn {
                         closed: true,
                         got,
                         invalid: false,
+                        tls_error: None,
                     };
                 }
                 Ok(n) => {
@@ -145,6 +152,7 @@ impl Conn {
                         closed: true,
                         got,
                         invalid: false,
+                        tls_error: None,
                     };
                 }
             }
@@ -153,6 +161,7 @@ impl Conn {
             closed: false,
             got,
             invalid: false,
+            tls_error: None,
         }
     }
 

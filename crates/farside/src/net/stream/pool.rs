@@ -85,6 +85,8 @@ pub struct Pool {
     /// Which pages may open WebSocket connections (same host only, unless set).
     ws_origins: websocket::Origins,
     tls: Option<TlsFiles>,
+    /// The client side for dialling TLS (see [`Pool::connect`]); none: TLS is not dialled.
+    dial_tls: Option<Arc<rustls::ClientConfig>>,
     counters: Arc<StreamCounters>,
     base: u64,
     next_id: u64,
@@ -130,6 +132,7 @@ impl Pool {
             limits,
             ws_origins: websocket::Origins::default(),
             tls,
+            dial_tls: None,
             counters,
             base,
             next_id: 0,
@@ -263,7 +266,7 @@ impl Pool {
             (false, _) => None,
             (true, Some(files)) => {
                 match rustls::ServerConnection::new(Arc::clone(files.config())) {
-                    Ok(t) => Some(Box::new(t)),
+                    Ok(t) => Some(Box::new(rustls::Connection::Server(t))),
                     Err(_) => return,
                 }
             }
@@ -281,9 +284,11 @@ impl Pool {
     /// Opens a connection to `remote` on behalf of the listener at `local` (from its IP, an
     /// ephemeral port), for a request whose peer's own connection is gone (RFC 3261
     /// §18.1.1): it is the flow between `local` and `remote` from then on, as if accepted
-    /// there, and is marked `tag` for the shell. Plain TCP only; `None` when it cannot even
-    /// start (no room, no socket, an immediate refusal). A connect that fails later closes
-    /// the connection, which [`Pool::take_closed`] reports with its tag.
+    /// there, and is marked `tag` for the shell. TCP, or TLS with the client side set by
+    /// [`Pool::set_dial_tls`] (the peer's certificate checked for `remote`'s address); `None`
+    /// when it cannot even start (no room, no socket, an immediate refusal, TLS not set up). A
+    /// connect, handshake or certificate check that fails later closes the connection, which
+    /// [`Pool::take_closed`] reports with its tag.
     pub fn connect(
         &mut self,
         epoll: &Epoll,
@@ -294,12 +299,18 @@ impl Pool {
         tag: u64,
     ) -> Option<u64> {
         use socket2::{Domain, Protocol, Socket, Type};
-        if kind.is_secure()
-            || kind.is_websocket()
-            || self.conns.len() >= self.limits.max_connections
-        {
+        if kind.is_websocket() || self.conns.len() >= self.limits.max_connections {
             return None;
         }
+        let tls = match kind.is_secure() {
+            false => None,
+            true => {
+                let name = rustls::pki_types::ServerName::IpAddress(remote.ip().into());
+                let client =
+                    rustls::ClientConnection::new(Arc::clone(self.dial_tls.as_ref()?), name);
+                Some(Box::new(rustls::Connection::Client(client.ok()?)))
+            }
+        };
         let socket = Socket::new(
             Domain::for_address(remote),
             Type::STREAM,
@@ -316,11 +327,14 @@ impl Pool {
             Err(_) => return None,
         }
         let stream: TcpStream = socket.into();
-        let id = self.insert(epoll, now, stream, local, remote, kind, None)?;
+        let id = self.insert(epoll, now, stream, local, remote, kind, tls)?;
         self.counters.dialled.fetch_add(1, Relaxed);
         if let Some(c) = self.conns.get_mut(&id) {
             c.tag = Some(tag);
             c.per_ip_counted = false;
+            c.dialled = true;
+            // The ClientHello waits to be written once the connect completes.
+            c.watch(epoll);
         }
         Some(id)
     }
@@ -335,7 +349,7 @@ impl Pool {
         local: SocketAddr,
         remote: SocketAddr,
         kind: Kind,
-        tls: Option<Box<rustls::ServerConnection>>,
+        tls: Option<Box<rustls::Connection>>,
     ) -> Option<u64> {
         let _ = stream.set_nodelay(true);
         let id = self.base + CONNECTIONS + self.next_id;
@@ -356,6 +370,7 @@ impl Pool {
                 },
                 stream,
                 tls,
+                dialled: false,
                 ws: None,
                 input: Vec::new(),
                 output: Vec::new(),
@@ -397,6 +412,7 @@ impl Pool {
                 closed: true,
                 got: false,
                 invalid: false,
+                tls_error: None,
             },
             false => c.read(&mut self.scratch, limit),
         };
@@ -413,6 +429,17 @@ impl Pool {
                 self.raw.push(id);
             }
             c.watch(epoll);
+            return;
+        }
+        if read.invalid && c.dialled {
+            // The phone Farside dialled failed the TLS handshake: most often its certificate
+            // was not accepted (`sip.tls_verify`).
+            let why = read
+                .tls_error
+                .map_or_else(|| "not TLS".to_string(), |e| e.to_string());
+            self.counters.certificate_refused.fetch_add(1, Relaxed);
+            crate::runtime::log_once::dial_refused(c.meta.remote, &why);
+            self.close(epoll, id, CloseReason::Invalid);
             return;
         }
         if read.invalid {
@@ -802,6 +829,11 @@ impl Pool {
     /// its queue overflowed): for the splice, which queues raw bytes on `output` itself.
     pub fn flush(&mut self, epoll: &Epoll, now: Timestamp, id: u64) {
         self.settle(epoll, now, id, None);
+    }
+
+    /// The client side for dialling TLS (`sip.tls_verify`, `sip.tls_ca`).
+    pub fn set_dial_tls(&mut self, config: Arc<rustls::ClientConfig>) {
+        self.dial_tls = Some(config);
     }
 
     /// Which pages may open WebSocket connections (`sip.ws_origins`).
