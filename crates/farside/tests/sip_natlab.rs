@@ -1757,18 +1757,43 @@ fn a_call_over_an_outbound_flow_that_closed_gets_430() {
 /// flow (RFC 5626 §4.4.1), and the next call reaches it over that one.
 #[test]
 fn baresip_outbound_over_tcp_keeps_its_flow_and_registers_a_new_one_when_the_nat_loses_it() {
-    const TEST: &str =
-        "baresip_outbound_over_tcp_keeps_its_flow_and_registers_a_new_one_when_the_nat_loses_it";
-    if !common::require_tool(TEST, "sipp") || !common::require_tool(TEST, "baresip") {
+    baresip_outbound_keeps_its_flow(
+        "baresip_outbound_over_tcp_keeps_its_flow_and_registers_a_new_one_when_the_nat_loses_it",
+        "tcp",
+    );
+}
+
+/// The same over TLS: baresip checks Farside's certificate, its CRLF keep-alives and the
+/// new flow after the loss run inside TLS.
+#[test]
+fn baresip_outbound_over_tls_keeps_its_flow_and_registers_a_new_one_when_the_nat_loses_it() {
+    baresip_outbound_keeps_its_flow(
+        "baresip_outbound_over_tls_keeps_its_flow_and_registers_a_new_one_when_the_nat_loses_it",
+        "tls",
+    );
+}
+
+/// The outbound scenario above over `transport` (`"tcp"` or `"tls"`).
+fn baresip_outbound_keeps_its_flow(test: &str, transport: &str) {
+    if !common::require_tool(test, "sipp") || !common::require_tool(test, "baresip") {
         return;
     }
-    let Some(lab) = Lab::up(TEST) else { return };
+    let Some(lab) = Lab::up(test) else { return };
     let (primary, _) = lab.server_addrs();
-    let mut server = start_farside(
+    let certs = lab.scratch_dir("certs");
+    let (cert, key) = common::self_signed(&certs, &primary.to_string());
+    // The phone's transport on 5061, UDP on 5060 for the caller.
+    let mut server = start_farside_with(
         &lab,
         "farside-outbound",
         5060,
+        &format!("listen = [\"udp:{primary}:5060\", \"{transport}:{primary}:5061\"]"),
         "enabled = false\ninterval = \"10s\"",
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
     );
     let target = format!("{primary}:5060");
     let alice_ip = lab.host("short-lan1").addr().to_string();
@@ -1777,14 +1802,28 @@ fn baresip_outbound_over_tcp_keeps_its_flow_and_registers_a_new_one_when_the_nat
         &lab,
         &alice_ip,
         &format!(
-            "<sip:alice@{DOMAIN};transport=tcp>;auth_pass=wonderland;outbound=\"sip:{target};transport=tcp\";sipnat=outbound;regint=600;answermode=auto"
+            "<sip:alice@{DOMAIN};transport={transport}>;auth_pass=wonderland;outbound=\"sip:{primary}:5061;transport={transport}\";sipnat=outbound;regint=600;answermode=auto"
         ),
     );
+    if transport == "tls" {
+        // baresip checks Farside's certificate.
+        let config = std::fs::read_to_string(dir.join("config")).unwrap();
+        std::fs::write(
+            dir.join("config"),
+            format!(
+                "{}sip_cafile {}\n",
+                config.replace("sip_trans_def udp", "sip_trans_def tls"),
+                cert.display()
+            ),
+        )
+        .unwrap();
+    }
     let dir_arg = dir.display().to_string();
     let phone = lab.spawn("short-lan1", "baresip", &["-f", &dir_arg, "-t", "260"]);
+    let from = format!("registered from {transport} ");
     assert!(
-        server.wait_for_output("registered from tcp", Duration::from_secs(15)),
-        "baresip registers over TCP\n{phone}\n{server}"
+        server.wait_for_output(&from, Duration::from_secs(15)),
+        "baresip registers over {transport}\n{phone}\n{server}"
     );
     let registered = server
         .output()
@@ -1802,7 +1841,7 @@ fn baresip_outbound_over_tcp_keeps_its_flow_and_registers_a_new_one_when_the_nat
     // Farside saw it) vanishes from now on, as when a NAT reboots or reuses the binding; new
     // connections pass.
     let old_port: String = registered
-        .split("registered from tcp ")
+        .split(&from)
         .nth(1)
         .and_then(|r| r.split(':').nth(1))
         .unwrap()
@@ -1830,7 +1869,7 @@ fn baresip_outbound_over_tcp_keeps_its_flow_and_registers_a_new_one_when_the_nat
     // A registration of a new flow: another public port, a binding.
     let new_flow = |server: &LabChild| {
         server.output().lines().any(|l| {
-            l.contains("S411 sip:alice@example.org registered from tcp ")
+            l.contains(&format!("S411 sip:alice@example.org {from}"))
                 && !l.contains(&format!(":{old_port}: "))
                 && l.contains(": 1 bindings")
         })
@@ -1846,7 +1885,7 @@ fn baresip_outbound_over_tcp_keeps_its_flow_and_registers_a_new_one_when_the_nat
         "a call over the new flow: {second}\n{phone}\n{server}"
     );
     common::note(
-        TEST,
+        test,
         &format!(
             "{registered}; a call after 45 s of silence reached it; the NAT lost its flow and it registered a new one {took:?} later; the next call reached it"
         ),
