@@ -6,11 +6,13 @@
 //! a running server polls one integer and reloads only after a change; the data plane works
 //! from an in-memory snapshot ([`Snapshot`]) and never queries the database per packet.
 //!
-//! [`Store`] is the interface; [`SqliteStore`] the default implementation (one file). A
-//! PostgreSQL implementation for several nodes will join it.
+//! [`Store`] is the interface; [`SqliteStore`] the default implementation (one file),
+//! [`PostgresStore`] the one several nodes share.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Longest username or realm, bytes.
@@ -50,9 +52,20 @@ pub enum StoreError {
         /// Why, one line.
         reason: String,
     },
+    /// The database server could not be reached or refused us (its URL without the password).
+    #[error("{url}: {reason}")]
+    Server {
+        /// The URL, password removed.
+        url: String,
+        /// Why, one line.
+        reason: String,
+    },
     /// The database failed.
     #[error("store: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The PostgreSQL database failed.
+    #[error("store: {0}")]
+    Postgres(#[from] ::postgres::Error),
     /// The file or its directory could not be made.
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
@@ -188,7 +201,8 @@ pub trait Store: Send {
     fn set_admin_password(&mut self, hash: &str) -> Result<(), StoreError>;
 }
 
-/// Opens the store `url` names: `sqlite://PATH` (created with its directory if missing).
+/// Opens the store `url` names: `sqlite://PATH` (created with its directory if missing) or
+/// `postgres://user:password@host:port/database` (its schema created or brought up to date).
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
@@ -201,11 +215,41 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     // Name the scheme only: a database URL may carry a password.
     let scheme = url.split_once("://").map_or("no scheme", |(s, _)| s);
     if matches!(scheme, "postgres" | "postgresql") {
-        return Err(StoreError::Url(
-            "PostgreSQL is not supported yet: use sqlite://PATH".into(),
-        ));
+        return Ok(Box::new(PostgresStore::open(url)?));
     }
-    Err(StoreError::Url(format!("{scheme}: expected sqlite://PATH")))
+    Err(StoreError::Url(format!(
+        "{scheme}: expected sqlite://PATH or postgres://user:password@host/database"
+    )))
+}
+
+/// `url` fit to show: a password in it (`user:password@`, `password=...`) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let mut shown = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            // The authority ends at the first '/', '?' or '#'; its userinfo at the last '@'.
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+                    None => url.to_owned(),
+                },
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    };
+    // A password given as a parameter (`?password=...&...`, or in a key=value string).
+    let mut from = 0;
+    while let Some(at) = shown[from..].find("password=").map(|i| from + i) {
+        let start = at + "password=".len();
+        let end = shown[start..]
+            .find(['&', ' '])
+            .map_or(shown.len(), |i| start + i);
+        shown.replace_range(start..end, "***");
+        from = start + 3;
+    }
+    shown
 }
 
 /// A username a long-term user can have: a valid name that does not read as an ephemeral one.
