@@ -452,7 +452,7 @@ fn turn_shared(
         relay_v6,
         credentials: cell,
         counters: Arc::new(TurnMetrics::default()),
-        nonce_key: crate::runtime::seed::random_key(),
+        nonce_key: turn_nonce_key(&config.store.url)?,
         quotas: Arc::new(farside_turn::Quotas::new(
             t.max_allocations_per_user,
             t.auth_failures_per_minute,
@@ -460,6 +460,14 @@ fn turn_shared(
         )),
         board: Arc::default(),
     })))
+}
+
+/// The key TURN's nonces are made with, kept in the store (made on first use): a nonce stays
+/// good across a restart, and on every node sharing the store.
+fn turn_nonce_key(store_url: &str) -> anyhow::Result<[u8; 32]> {
+    farside_store::open(store_url)
+        .and_then(|mut s| s.server_key("turn-nonces", crate::runtime::seed::random_key()))
+        .map_err(|e| anyhow::anyhow!("S303 cannot read the turn-nonces key from the store: {e}"))
 }
 
 /// Until `farside admin passwd` sets one, the dashboard takes a password made at each start

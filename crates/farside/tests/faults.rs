@@ -9,6 +9,8 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
+#[path = "../../store/tests/common/postgres.rs"]
+mod test_database;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -276,7 +278,28 @@ fn kill_9_under_load_loses_nothing_acknowledged_before_the_write_behind_window()
         "kill_9_under_load_loses_nothing_acknowledged_before_the_write_behind_window",
         "",
         WRITE_BEHIND,
+        None,
     );
+}
+
+/// The same on PostgreSQL (`[store] url = "postgres://..."`).
+#[test]
+fn kill_9_under_load_on_postgres_loses_nothing_acknowledged_before_the_write_behind_window() {
+    const TEST: &str =
+        "kill_9_under_load_on_postgres_loses_nothing_acknowledged_before_the_write_behind_window";
+    if let Some(db) = test_database::TestDatabase::new(TEST) {
+        kill_9_under_load(TEST, "", WRITE_BEHIND, Some(&db.url));
+    }
+}
+
+/// Write-through on PostgreSQL: nothing acknowledged is lost.
+#[test]
+fn kill_9_under_load_on_postgres_with_write_through_loses_no_acknowledged_registration() {
+    const TEST: &str =
+        "kill_9_under_load_on_postgres_with_write_through_loses_no_acknowledged_registration";
+    if let Some(db) = test_database::TestDatabase::new(TEST) {
+        kill_9_under_load(TEST, "write_behind = 0\n", Duration::ZERO, Some(&db.url));
+    }
 }
 
 /// The same with `sip.write_behind = 0` (write-through): a REGISTER's 200 goes out only once
@@ -288,10 +311,12 @@ fn kill_9_under_load_with_write_through_loses_no_acknowledged_registration() {
         "kill_9_under_load_with_write_through_loses_no_acknowledged_registration",
         "write_behind = 0\n",
         Duration::ZERO,
+        None,
     );
 }
 
-fn kill_9_under_load(test: &str, sip_lines: &str, window: Duration) {
+/// The load, the kill and the restart, on the store at `postgres` (a URL), else an SQLite file.
+fn kill_9_under_load(test: &str, sip_lines: &str, window: Duration, postgres: Option<&str>) {
     if !common::require_tool(test, "sipp") || !common::require_tool(test, "turnutils_uclient") {
         return;
     }
@@ -310,7 +335,10 @@ fn kill_9_under_load(test: &str, sip_lines: &str, window: Duration) {
             "[sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"{DOMAIN}\"\n\
              refusals_per_second = 0\n{sip_lines}[sip.keepalive]\nenabled = false\n"
         ))
-        .with_table(&format!("[store]\nurl = \"sqlite://{}\"\n", db.display()));
+        .with_table(&format!(
+            "[store]\nurl = \"{}\"\n",
+            postgres.map_or_else(|| format!("sqlite://{}", db.display()), String::from)
+        ));
     let first = Server::start(&format!("{test}-first"), config.clone());
     // 300 phones' users, and SIPp's injection file for them.
     let mut inf = String::from("SEQUENTIAL\n");
@@ -483,13 +511,18 @@ fn kill_9_under_load(test: &str, sip_lines: &str, window: Duration) {
     // Listed masked (its first four characters, "a-se…"), one line each.
     let secrets_listed = secrets.lines().filter(|l| l.contains("a-se…")).count();
     println!(
-        "killed -9 under load ({}): {} registrations acknowledged {window:?} or more before the \
+        "killed -9 under load ({}, {}): {} registrations acknowledged {window:?} or more before the \
          kill, {} missing after the restart; {} acknowledged by the kill, {} restored in all; \
          {} users and {secrets_added} secrets added during the load, {} lost",
         if window.is_zero() {
             "write-through"
         } else {
             "write-behind"
+        },
+        if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
         },
         acknowledged.len(),
         missing.len(),

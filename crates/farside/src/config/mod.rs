@@ -567,7 +567,7 @@ mod tests {
     }
 
     #[test]
-    fn store_url_defaults_to_the_data_dir_and_only_sqlite() {
+    fn store_url_defaults_to_the_data_dir_and_takes_sqlite_or_postgres() {
         let c = Config::parse("", "f.toml").expect("valid");
         assert_eq!(
             c.store.url,
@@ -580,18 +580,30 @@ mod tests {
             .expect("valid");
         assert_eq!(c.store.url, "sqlite:///tmp/x/users.db");
 
-        // The password in a PostgreSQL URL must not end up in the message.
-        let e = err("[store]\nurl = \"postgres://farside:hunter2@db/farside\"\n");
+        let c = Config::parse(
+            "[store]\nurl = \"postgres://farside:hunter2@db/farside\"\n",
+            "f.toml",
+        )
+        .expect("PostgreSQL");
+        assert_eq!(c.store.url, "postgres://farside:hunter2@db/farside");
+        let e = err("[store]\nurl = \"postgres://\"\n");
         assert_eq!(
             e,
-            "f.toml:2: store.url: PostgreSQL is not supported yet: use sqlite://PATH"
+            "f.toml:2: store.url: postgres: expected sqlite://PATH or postgres://user:password@host/database"
         );
         let e = err("[store]\nurl = \"sqlite://\"\n");
         assert!(e.starts_with("f.toml:2: store.url: "), "{e}");
         let e = err("[store]\nurl = \"/var/lib/farside/farside.db\"\n");
-        assert_eq!(e, "f.toml:2: store.url: no scheme: expected sqlite://PATH");
+        assert_eq!(
+            e,
+            "f.toml:2: store.url: no scheme: expected sqlite://PATH or postgres://user:password@host/database"
+        );
+        // The password in a database URL must not end up in the message.
         let e = err("[store]\nurl = \"mysql://u:hunter2@db/x\"\n");
-        assert_eq!(e, "f.toml:2: store.url: mysql: expected sqlite://PATH");
+        assert_eq!(
+            e,
+            "f.toml:2: store.url: mysql: expected sqlite://PATH or postgres://user:password@host/database"
+        );
         let e = err("[store]\npath = \"x\"\n");
         assert!(e.starts_with("f.toml:2: store.path: unknown field"), "{e}");
     }

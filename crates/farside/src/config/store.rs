@@ -72,18 +72,20 @@ impl Config {
     pub(super) fn validate_store(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |key, message| invalid(origin, key, message);
         let url = &self.store.url;
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(invalid(
-                "store.url",
-                "PostgreSQL is not supported yet: use sqlite://PATH".into(),
-            ));
+        let postgres = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"));
+        if postgres.is_some_and(|rest| !rest.is_empty()) {
+            return Ok(());
         }
         if url.strip_prefix("sqlite://").is_none_or(str::is_empty) {
             // Name the scheme only: a database URL may carry a password.
             let scheme = url.split_once("://").map_or("no scheme", |(s, _)| s);
             return Err(invalid(
                 "store.url",
-                format!("{scheme}: expected sqlite://PATH"),
+                format!(
+                    "{scheme}: expected sqlite://PATH or postgres://user:password@host/database"
+                ),
             ));
         }
         Ok(())

@@ -31,7 +31,7 @@ pub fn from_store(config: &Config) -> anyhow::Result<Option<Arc<CredentialsCell>
         .map_err(|e| anyhow::anyhow!("S303 cannot read the store: {e}"))?;
     tracing::info!(
         "S304 store {}: {} users, {} shared secrets",
-        config.store.url,
+        farside_store::redact(&config.store.url),
         snapshot.users.len(),
         snapshot.secrets.len()
     );

@@ -1,0 +1,113 @@
+//! Farside on PostgreSQL, through the real binary: two nodes sharing one database see the same
+//! users and secrets and take each other's TURN nonces, with coturn's uclient as the client.
+//! The database is one of the test's own on the server `FARSIDE_TEST_POSTGRES` names (see
+//! `scripts/start-postgres`); without it the tests are skipped with the reason.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+#[path = "../../store/tests/common/postgres.rs"]
+mod test_database;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use common::{Server, ServerConfig};
+use test_database::TestDatabase;
+
+/// A node with TURN (realm `farside`, loopback peers allowed) on the database `url`.
+fn node(name: &str, url: &str) -> Server {
+    let server = Server::start(
+        name,
+        ServerConfig::default()
+            .with_table(
+                "[turn]\nenabled = true\nrealm = \"farside\"\nallowed_peers = [\"127.0.0.0/8\"]\n",
+            )
+            .with_table(&format!("[store]\nurl = \"{url}\"\n")),
+    );
+    server.wait_for_log("S010 running");
+    server
+}
+
+/// Two nodes on one database: a user added through node A's command line relays through node B
+/// (uclient), B's store watcher picks the change up within its one-second poll; a shared
+/// secret added on B is listed by A; and a TURN nonce node A gave out is good on node B (their
+/// nonce key is the store's).
+#[test]
+fn two_nodes_on_one_database_share_users_secrets_and_nonces() {
+    const TEST: &str = "two_nodes_on_one_database_share_users_secrets_and_nonces";
+    if !common::require_tool(TEST, "turnutils_uclient") {
+        return;
+    }
+    let Some(db) = TestDatabase::new(TEST) else {
+        return;
+    };
+    let a = node("pg-node-a", &db.url);
+    let b = node("pg-node-b", &db.url);
+    assert!(
+        !a.logs().contains("farside_test:farside_test@") && !b.logs().contains(":farside_test@"),
+        "the URL's password is never logged\n{}",
+        a.describe()
+    );
+
+    let added = Instant::now();
+    let out = a.cli(&["user", "add", "alice", "--password", "wonderland"]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        common::wait_until(Duration::from_secs(3), || b
+            .logs()
+            .contains("S306 store changed: 1 users")),
+        "node B sees the user\n{}",
+        b.describe()
+    );
+    let seen_after = added.elapsed();
+    let peer = common::turn::Peer::start();
+    let relayed = common::turn::uclient_paced(&b, &peer, 20).join().unwrap();
+    let totals = common::turn::totals(&relayed.all());
+    assert!(
+        totals
+            .as_ref()
+            .is_some_and(|t| t.sent == 20 && t.received == 20),
+        "uclient through node B: {totals:?}\n{}\n{}",
+        relayed.describe(),
+        b.describe()
+    );
+
+    let secret = b.cli(&["secret", "add", "0123456789abcdef0123"]);
+    assert_eq!(secret.code(), Some(0), "{}", secret.describe());
+    let listed = a.cli(&["secret", "list"]);
+    assert!(listed.stdout.contains("0123…"), "{}", listed.describe());
+
+    // A nonce from A, used on B.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    socket
+        .send_to(&common::turn::allocate_request(1, None), a.primary)
+        .unwrap();
+    let n = socket.recv(&mut buf).unwrap();
+    let nonce = common::turn::nonce_of(&buf[..n]);
+    socket
+        .send_to(
+            &common::turn::allocate_request(2, Some(("alice", "wonderland", &nonce))),
+            b.primary,
+        )
+        .unwrap();
+    let n = socket.recv(&mut buf).unwrap();
+    let class = u16::from_be_bytes([buf[0], buf[1]]) & 0x0110;
+    assert_eq!(
+        class,
+        0x0100,
+        "node B accepts node A's nonce: an Allocate success, not 438\n{}",
+        b.describe()
+    );
+    let _ = n;
+    common::note(
+        TEST,
+        &format!(
+            "a user added on node A was in node B's credentials {seen_after:?} later and relayed 20/20 through B; a secret added on B was listed on A; B took A's nonce"
+        ),
+    );
+}
