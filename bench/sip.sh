@@ -25,7 +25,13 @@
 # ladder ends there and the highest rate is a lower bound (">="). Then the ratios at each rate
 # both passed. Loopback only. Needs taskset, jq, kamailio (sipp for LOAD=sipp), cargo.
 #
-# Knobs: SERVERS="farside kamailio" SERVER_CPU=0 LOAD_CPU=1 USERS=200 STEP_SECS=5 FAIL_MAX=0.1
+# The store: "farside" keeps it in SQLite; "farside-pg" is the same on PostgreSQL (the server
+# FARSIDE_TEST_POSTGRES names, as scripts/start-postgres prints it; a database farside_bench is
+# made afresh). WRITE_BEHIND (sip.write_behind, default 10s) 0 puts the store on every REGISTER's
+# path (its 200 waits for the write), which is where the backends differ.
+#
+# Knobs: SERVERS="farside kamailio" (or "farside farside-pg kamailio") WRITE_BEHIND=10s
+#        SERVER_CPU=0 LOAD_CPU=1 USERS=200 STEP_SECS=5 FAIL_MAX=0.1
 #        RATES="2000 4000 ... 160000" BISECT=2 GEN_RETRIES=2 LOAD=farside|sipp
 #        SKIP_BUILD=1 FARSIDE=path FARSIDE_SERVER=path (another farside binary as the server)
 set -euo pipefail
@@ -40,6 +46,7 @@ FAIL_MAX=${FAIL_MAX:-0.1}
 LOAD=${LOAD:-farside}
 RATES=${RATES:-"2000 4000 6000 8000 10000 15000 20000 25000 30000 40000 50000 60000 70000 80000 90000 100000 120000 140000 160000"}
 BISECT=${BISECT:-2}
+WRITE_BEHIND=${WRITE_BEHIND:-10s}
 GEN_RETRIES=${GEN_RETRIES:-2}
 PASSWORD=bench-password # as in bench/sip/kamailio-register.cfg
 
@@ -69,7 +76,14 @@ free_port() { # a UDP port nobody listens on
 start_server() {
     local which=$1 port=$2
     case $which in
-    farside)
+    farside | farside-pg)
+        local url="sqlite://$TMP/farside.db"
+        if [[ $which == farside-pg ]]; then
+            [[ -n ${FARSIDE_TEST_POSTGRES:-} ]] || die "farside-pg needs FARSIDE_TEST_POSTGRES (scripts/start-postgres)"
+            psql -q "$FARSIDE_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS farside_bench WITH (FORCE)" \
+                -c "CREATE DATABASE farside_bench" >/dev/null
+            url="${FARSIDE_TEST_POSTGRES%/*}/farside_bench"
+        fi
         cat >"$TMP/farside.toml" <<TOML
 [stun]
 listen = ["127.0.0.1:$((port + 1))"]
@@ -82,6 +96,7 @@ domain = "example.org"
 # Every phone of the load comes from 127.0.0.1; the per-source budget of 401s (against forged
 # sources) would ration them. Kamailio has no such budget either.
 refusals_per_second = 0
+write_behind = "$WRITE_BEHIND"
 [sip.keepalive]
 enabled = false
 [turn]
@@ -89,7 +104,7 @@ enabled = false
 [rtp]
 enabled = false
 [store]
-url = "sqlite://$TMP/farside.db"
+url = "$url"
 [admin]
 listen = "off"
 [log]
@@ -101,7 +116,7 @@ TOML
                 --config "$TMP/farside.toml" >/dev/null
         done
         taskset -c "$SERVER_CPU" "${FARSIDE_SERVER:-$FARSIDE}" serve --config "$TMP/farside.toml" \
-            >"$TMP/farside.log" 2>&1 &
+            >"$TMP/$which.log" 2>&1 &
         ;;
     kamailio)
         mkdir -p "$TMP/kamailio"
@@ -115,9 +130,11 @@ TOML
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/$which.log" >&2; die "$which did not start"; }
 }
 
-cpu_ns() { # on-CPU nanoseconds of the server: its threads, and its child processes' (Kamailio forks)
-    local p t total=0
-    for p in $SERVER_PID $(pgrep -P "$SERVER_PID" || true); do
+cpu_ns() { # on-CPU nanoseconds of the server: its threads, its child processes' (Kamailio forks),
+    # and PostgreSQL's processes when it is farside-pg's store (not pinned: it runs where it can)
+    local p t total=0 store=""
+    [[ ${s:-} == farside-pg ]] && store=$(pgrep -x postgres || true)
+    for p in $SERVER_PID $(pgrep -P "$SERVER_PID" || true) $store; do
         for t in /proc/"$p"/task/*/schedstat; do
             [[ -r $t ]] && total=$((total + $(cut -d' ' -f1 "$t")))
         done
@@ -198,6 +215,16 @@ done
 
 printf '\n%-10s %34s\n' server "max registrations/s (<${FAIL_MAX}% failed)"
 for s in $SERVERS; do printf '%-10s %34s\n' "$s" "${MAX_SHOWN[$s]}"; done
+if [[ -n ${MAX_RATE[farside]:-} && -n ${MAX_RATE[farside-pg]:-} ]]; then
+    printf '\n%-16s %16s %16s %26s\n' "registrations/s" "SQLite µs/reg" "PostgreSQL µs/reg" "PostgreSQL/SQLite CPU"
+    for r in $(printf '%s\n' "${!STEP_US[@]}" | sed -n 's/^farside,//p' | sort -n); do
+        f=${STEP_US[farside,$r]:-}; p=${STEP_US[farside-pg,$r]:-}
+        [[ -n $f && -n $p ]] || continue
+        awk -v r="$r" -v f="$f" -v p="$p" 'BEGIN { printf "%-16s %16s %16s %26.2f\n", r, f, p, (f > 0) ? p / f : 0 }'
+    done
+    awk -v rf="${MAX_RATE[farside]}" -v rp="${MAX_RATE[farside-pg]}" -v wb="$WRITE_BEHIND" \
+        'BEGIN { printf "\nPostgreSQL/SQLite max registration rate (write_behind = %s): %.2f\n", wb, (rf > 0) ? rp / rf : 0 }'
+fi
 if [[ -n ${MAX_RATE[farside]:-} && -n ${MAX_RATE[kamailio]:-} ]]; then
     printf '\n%-16s %16s %16s %26s\n' "registrations/s" "farside µs/reg" "kamailio µs/reg" "farside/kamailio CPU"
     for r in $(printf '%s\n' "${!STEP_US[@]}" | sed -n 's/^farside,//p' | sort -n); do
