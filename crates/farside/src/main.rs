@@ -104,6 +104,13 @@ enum Command {
     Sessions(cli::admin::AdminArgs),
     /// Make a running server read its configuration file again, as SIGHUP does.
     Reload(cli::admin::AdminArgs),
+    /// Send a running server's new TURN allocations to another node while its own run out.
+    ///
+    /// `farside drain --to 192.0.2.2:3478` answers every new Allocate with 300 Try Alternate
+    /// naming that node (once the client has authenticated); allocations already here go on
+    /// until they end, and the count left is shown. `--stop` ends it; a restart ends it too.
+    /// Without either, shows whether it drains.
+    Drain(cli::admin::DrainArgs),
     /// Load generators and reference servers for benchmarks.
     Bench {
         #[command(subcommand)]
@@ -178,6 +185,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::admin::status(&args),
         Command::Sessions(args) => cli::admin::sessions(&args),
         Command::Reload(args) => cli::admin::reload(&args),
+        Command::Drain(args) => cli::admin::drain(&args),
         Command::User { cmd, store } => cli::store::user(cmd, &store),
         Command::Admin { cmd, store } => cli::store::admin(cmd, &store),
         Command::Secret { cmd, store } => cli::store::secret(cmd, &store),

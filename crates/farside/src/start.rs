@@ -353,6 +353,7 @@ pub fn run(
             running,
             metrics: Arc::clone(&metrics),
             turn: turn.as_ref().map(|t| Arc::clone(&t.board)),
+            drain: turn.as_ref().map(|t| Arc::clone(&t.drain)),
             registrations_from: sip_on.then(|| config.store.url.clone()),
             sip: sip_board,
             calls: calls_running.then(|| Arc::clone(&calls)),
@@ -444,8 +445,10 @@ fn turn_shared(
             .join(" and "),
         t.auth_secrets.len()
     );
+    let settings = Arc::new(crate::runtime::versioned::Versioned::new(core.clone()));
     Ok(Some(Arc::new(TurnShared {
-        settings: Arc::new(crate::runtime::versioned::Versioned::new(core.clone())),
+        drain: Arc::new(crate::control::drain::Drain::new(Arc::clone(&settings))),
+        settings,
         config: core,
         pool: Arc::new(PortPool::new(first, last, t.max_allocations)),
         relay_v4,

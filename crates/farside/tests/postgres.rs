@@ -111,3 +111,133 @@ fn two_nodes_on_one_database_share_users_secrets_and_nonces() {
         ),
     );
 }
+
+/// `farside drain --to B` on node A: coturn's uclient asks A for an allocation, gets 300 Try
+/// Alternate naming B (after authenticating), allocates at B and relays there; an allocation
+/// made at A before the drain is left to run. `farside drain --stop` makes A allocate again.
+#[test]
+fn a_draining_node_sends_uclient_to_the_other_node_which_relays() {
+    const TEST: &str = "a_draining_node_sends_uclient_to_the_other_node_which_relays";
+    if !common::require_tool(TEST, "turnutils_uclient") {
+        return;
+    }
+    let Some(db) = TestDatabase::new(TEST) else {
+        return;
+    };
+    let a = node("drain-node-a", &db.url);
+    let b = node("drain-node-b", &db.url);
+    let out = a.cli(&["user", "add", "alice", "--password", "wonderland"]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    for n in [&a, &b] {
+        assert!(
+            common::wait_until(Duration::from_secs(3), || n
+                .logs()
+                .contains("S306 store changed: 1 users")),
+            "{}",
+            n.describe()
+        );
+    }
+    // An allocation at A before the drain, left running.
+    let before = UdpSocket::bind("127.0.0.1:0").unwrap();
+    before
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    before
+        .send_to(&common::turn::allocate_request(1, None), a.primary)
+        .unwrap();
+    let n = before.recv(&mut buf).unwrap();
+    let nonce = common::turn::nonce_of(&buf[..n]);
+    before
+        .send_to(
+            &common::turn::allocate_request(2, Some(("alice", "wonderland", &nonce))),
+            a.primary,
+        )
+        .unwrap();
+    let n = before.recv(&mut buf).unwrap();
+    assert_eq!(
+        u16::from_be_bytes([buf[0], buf[1]]),
+        0x0103,
+        "allocated at A"
+    );
+    let _ = n;
+
+    // The workers publish their allocations to the API about once a second.
+    assert!(
+        common::wait_until(Duration::from_secs(3), || a
+            .cli(&["drain"])
+            .stdout
+            .contains("made here; 1 now")),
+        "{}",
+        a.cli(&["drain"]).describe()
+    );
+    let to = b.primary.to_string();
+    let drain = a.cli(&["drain", "--to", &to]);
+    assert_eq!(drain.code(), Some(0), "{}", drain.describe());
+    assert_eq!(
+        drain.stdout.trim(),
+        format!("draining: new TURN allocations go to {to}; 1 allocations left here")
+    );
+    let peer = common::turn::Peer::start();
+    let relayed = common::turn::uclient_paced(&a, &peer, 20).join().unwrap();
+    let totals = common::turn::totals(&relayed.all());
+    let redirected = common::counter(&a, "farside_turn_responses_total", "try_alternate");
+    let at_b = common::counter(&b, "farside_turn_responses_total", "result=\"success\"");
+    assert!(
+        totals
+            .as_ref()
+            .is_some_and(|t| t.sent == 20 && t.received == 20),
+        "uclient sent to A relays at B: {totals:?}\n{}\n{}\n{}",
+        relayed.describe(),
+        a.describe(),
+        b.describe()
+    );
+    assert!(redirected >= 1.0, "A answered 300: {redirected}");
+    assert!(at_b >= 1.0, "B allocated: {at_b}");
+    // The allocation made at A before the drain goes on: a Refresh is answered.
+    let refresh = common::turn::request(
+        farside_stun::Method::REFRESH,
+        3,
+        Some(("alice", "wonderland", &nonce)),
+        |_| {},
+    );
+    before.send_to(&refresh, a.primary).unwrap();
+    let n = before.recv(&mut buf).unwrap();
+    assert_eq!(
+        u16::from_be_bytes([buf[0], buf[1]]),
+        0x0104,
+        "a Refresh success at A: {:02x?}",
+        &buf[..n]
+    );
+    let shown = a.cli(&["drain"]);
+    assert!(
+        shown.stdout.starts_with("draining: "),
+        "{}",
+        shown.describe()
+    );
+    let stop = a.cli(&["drain", "--stop"]);
+    assert!(
+        stop.stdout.starts_with("not draining: "),
+        "{}",
+        stop.describe()
+    );
+    let again = common::turn::uclient_paced(&a, &peer, 5).join().unwrap();
+    assert_eq!(
+        common::counter(&a, "farside_turn_responses_total", "try_alternate"),
+        redirected,
+        "no 300 once stopped\n{}",
+        again.describe()
+    );
+    assert!(
+        common::turn::totals(&again.all()).is_some_and(|t| t.received == 5),
+        "relayed at A again\n{}",
+        again.describe()
+    );
+    common::note(
+        TEST,
+        &format!(
+            "node A draining to B: uclient got {redirected} 300 Try Alternate from A and relayed {:?} at B; the allocation made at A before stayed; after --stop, A allocated again",
+            totals.map(|t| (t.sent, t.received))
+        ),
+    );
+}

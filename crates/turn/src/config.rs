@@ -37,6 +37,10 @@ pub struct TurnConfig {
     pub tcp_relay: bool,
     /// Most TCP connections with peers one TCP allocation may hold at once.
     pub max_tcp_connections: usize,
+    /// Draining: a new Allocate is answered 300 Try Alternate naming the first of these of the
+    /// client's address family (none of it: allocated here as usual); existing allocations
+    /// go on until they end. Empty: not draining.
+    pub alternate_servers: Vec<std::net::SocketAddr>,
 }
 
 impl Default for TurnConfig {
@@ -56,6 +60,7 @@ impl Default for TurnConfig {
             software: None,
             tcp_relay: true,
             max_tcp_connections: 64,
+            alternate_servers: Vec::new(),
         }
     }
 }

@@ -85,6 +85,9 @@ pub struct Transmit {
 /// Why a request was refused: the error responses, counted by the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
+    /// 300: the server is draining; the client is to allocate at the ALTERNATE-SERVER it names
+    /// (RFC 8656 §6.2, RFC 8489 §10).
+    TryAlternate,
     /// 400: malformed, or a required attribute missing.
     BadRequest,
     /// 401: no credentials yet (the normal first round trip).
@@ -119,7 +122,8 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, for metrics.
-    pub const ALL: [Refusal; 15] = [
+    pub const ALL: [Refusal; 16] = [
+        Refusal::TryAlternate,
         Refusal::BadRequest,
         Refusal::Challenge,
         Refusal::WrongPassword,
@@ -140,6 +144,7 @@ impl Refusal {
     /// The STUN error code.
     pub fn code(self) -> u16 {
         match self {
+            Refusal::TryAlternate => ErrorCode::TRY_ALTERNATE,
             Refusal::BadRequest => ErrorCode::BAD_REQUEST,
             Refusal::Challenge | Refusal::WrongPassword => ErrorCode::UNAUTHENTICATED,
             Refusal::PeerForbidden => ErrorCode::FORBIDDEN,
@@ -160,6 +165,7 @@ impl Refusal {
     /// A short stable name (a metrics label value).
     pub fn as_str(self) -> &'static str {
         match self {
+            Refusal::TryAlternate => "try_alternate",
             Refusal::BadRequest => "bad_request",
             Refusal::Challenge => "challenge",
             Refusal::WrongPassword => "wrong_password",
@@ -180,6 +186,7 @@ impl Refusal {
 
     pub(crate) fn reason(self) -> &'static str {
         match self {
+            Refusal::TryAlternate => "Try Alternate",
             Refusal::BadRequest => "Bad Request",
             Refusal::Challenge | Refusal::WrongPassword => "Unauthenticated",
             Refusal::PeerForbidden => "Forbidden",

@@ -9,9 +9,10 @@ use std::time::Duration;
 use farside_time::Timestamp;
 
 use farside_stun::attributes::{
-    AddressFamily, ChannelNumber, ConnectionId, Data, ErrorCode, EvenPort, Lifetime, Nonce,
-    PasswordAlgorithm, PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport,
-    ReservationToken, Userhash, Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+    AddressFamily, AlternateServer, ChannelNumber, ConnectionId, Data, ErrorCode, EvenPort,
+    Lifetime, Nonce, PasswordAlgorithm, PasswordAlgorithms, Realm, RequestedAddressFamily,
+    RequestedTransport, ReservationToken, Userhash, Username, XorMappedAddress, XorPeerAddress,
+    XorRelayedAddress,
 };
 use farside_stun::{
     Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId, attr_type,
@@ -747,6 +748,52 @@ fn quotas_and_port_exhaustion() {
         (h_refusal(&h), r.code()),
         (Some(Refusal::InsufficientCapacity), Some(508))
     );
+}
+
+/// A draining server (`alternate_servers` set, as `farside drain` sets it): a new Allocate,
+/// once authenticated, gets 300 Try Alternate naming the alternate of the client's family,
+/// with integrity (RFC 8489 §10); an allocation made before goes on (a Refresh is answered); a
+/// client of a family no alternate has is allocated here as usual.
+#[test]
+fn a_draining_server_sends_new_allocations_to_its_alternate() {
+    let mut s = setup();
+    let mut before = Client::new();
+    s.allocate(&mut before, &alice(), 0);
+    s.server.set_config(TurnConfig {
+        alternate_servers: vec![sa("192.0.2.2:3478"), sa("[2001:db8::2]:3478")],
+        ..TurnConfig::default()
+    });
+    let mut c = Client::new();
+    c.addr = sa("198.51.100.8:40000");
+    let (h, r) = s.allocate(&mut c, &alice(), 1);
+    assert_eq!(
+        (h_refusal(&h), r.code()),
+        (Some(Refusal::TryAlternate), Some(300))
+    );
+    let alternate = r
+        .msg()
+        .attribute::<AlternateServer>()
+        .expect("ALTERNATE-SERVER")
+        .expect("parses");
+    assert_eq!(alternate.0, sa("192.0.2.2:3478"));
+    assert!(
+        r.msg()
+            .raw_attribute(attr_type::MESSAGE_INTEGRITY)
+            .is_some(),
+        "the 300 is authenticated"
+    );
+    let refresh = before.build(Method::REFRESH, Some(&alice()), |_| {});
+    let (h, _) = s.ask(&mut before, 2, &refresh);
+    assert!(matches!(h, Handled::Answered(_)), "{h:?}");
+    // Only an IPv6 alternate: an IPv4 client is served here.
+    s.server.set_config(TurnConfig {
+        alternate_servers: vec![sa("[2001:db8::2]:3478")],
+        ..TurnConfig::default()
+    });
+    let mut v4 = Client::new();
+    v4.addr = sa("198.51.100.9:40000");
+    let (h, _) = s.allocate(&mut v4, &alice(), 3);
+    assert!(matches!(h, Handled::Answered(_)), "{h:?}");
 }
 
 /// Two workers' cores sharing one [`Quotas`], as Farside's do: a user's allocations and a

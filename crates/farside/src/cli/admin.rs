@@ -1,4 +1,4 @@
-//! `farside status`, `farside sessions` and `farside reload`: clients of a running server's
+//! `farside status`, `farside sessions`, `farside reload` and `farside drain`: clients of a running server's
 //! admin API (`control/api.rs`), found where the configuration says (`admin.listen`) and
 //! authorized with the token beside its store (`control/token.rs`). Over HTTPS
 //! (`admin.tls`) the server must present exactly the configured `tls.cert`: the client pins
@@ -126,6 +126,56 @@ pub fn reload(args: &AdminArgs) -> ExitCode {
             (false, false) => format!(
                 "reloaded: applied {applied}; {restart} changed, applies at the next restart\n"
             ),
+        }
+    })
+}
+
+/// What `farside drain` asks.
+#[derive(clap::Args, Debug)]
+pub struct DrainArgs {
+    /// Where new TURN allocations go: `IP:port` of another node (several: the first of the
+    /// client's address family is named).
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        value_delimiter = ',',
+        conflicts_with = "stop"
+    )]
+    to: Vec<SocketAddr>,
+    /// Stop draining: allocations are made here again.
+    #[arg(long)]
+    stop: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// `farside drain`: starts, stops, or (with neither `--to` nor `--stop`) shows the drain.
+pub fn drain(args: &DrainArgs) -> ExitCode {
+    let to = args
+        .to
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let (method, path) = match (args.stop, to.is_empty()) {
+        (true, _) => ("DELETE", "/api/v1/drain".to_string()),
+        (false, true) => ("GET", "/api/v1/drain".to_string()),
+        (false, false) => ("POST", format!("/api/v1/drain?to={to}")),
+    };
+    run(&args.admin, method, &path, |v| {
+        let left = v["allocations"].as_u64().unwrap_or(0);
+        let to: Vec<&str> = v["to"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match v["draining"].as_bool() {
+            Some(true) => format!(
+                "draining: new TURN allocations go to {}; {left} allocations left here\n",
+                to.join(", ")
+            ),
+            _ => format!("not draining: TURN allocations are made here; {left} now\n"),
         }
     })
 }

@@ -36,6 +36,8 @@ pub struct Api {
     pub metrics: Arc<Metrics>,
     /// TURN's allocations, when TURN runs.
     pub turn: Option<Arc<TurnBoard>>,
+    /// TURN's drain, when TURN runs.
+    pub drain: Option<Arc<crate::control::drain::Drain>>,
     /// The store, for the SIP registrations it holds, when SIP runs.
     pub registrations_from: Option<String>,
     /// Where registration removals go, when SIP runs.
@@ -64,6 +66,10 @@ pub fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/config", get(config))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/allocations/{relayed}", delete(end_allocation))
+        .route(
+            "/api/v1/drain",
+            get(drain).post(start_drain).delete(stop_drain),
+        )
         .route("/api/v1/registrations", delete(remove_registration))
         .route("/api/v1/users", get(list_users).post(add_user))
         .route("/api/v1/users/{name}", delete(remove_user))
@@ -294,6 +300,80 @@ async fn end_allocation(State(api): State<Arc<Api>>, Path(relayed): Path<String>
         )
             .into_response(),
     }
+}
+
+/// `GET /api/v1/drain`: where new allocations go (none: not draining) and how many allocations
+/// are left here.
+async fn drain(State(api): State<Arc<Api>>) -> Response {
+    match &api.drain {
+        Some(d) => Json(drain_state(&api, d)).into_response(),
+        None => not_running("TURN"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DrainQuery {
+    /// Comma-separated `IP:port`s.
+    to: String,
+}
+
+/// `POST /api/v1/drain?to=IP:port[,IP:port]`: new Allocates get 300 Try Alternate naming the
+/// first of these of the client's family; allocations here run on until they end.
+async fn start_drain(
+    State(api): State<Arc<Api>>,
+    axum::extract::Query(q): axum::extract::Query<DrainQuery>,
+) -> Response {
+    let Some(d) = &api.drain else {
+        return not_running("TURN");
+    };
+    let parsed: Result<Vec<SocketAddr>, _> = q.to.split(',').map(|a| a.trim().parse()).collect();
+    match parsed {
+        Ok(to) if !to.is_empty() => {
+            tracing::info!(
+                "S310 TURN draining: new allocations are sent to {}",
+                to.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            d.set(to);
+            (StatusCode::OK, Json(drain_state(&api, d))).into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "expected to=IP:port[,IP:port]: where new allocations go"})),
+        )
+            .into_response(),
+    }
+}
+
+/// `DELETE /api/v1/drain`: allocations are made here again.
+async fn stop_drain(State(api): State<Arc<Api>>) -> Response {
+    let Some(d) = &api.drain else {
+        return not_running("TURN");
+    };
+    if !d.alternates().is_empty() {
+        tracing::info!("S310 TURN no longer draining: new allocations are made here");
+    }
+    d.set(Vec::new());
+    Json(drain_state(&api, d)).into_response()
+}
+
+fn drain_state(api: &Api, d: &crate::control::drain::Drain) -> Value {
+    let left = api.turn.as_ref().map_or(0, |b| b.allocations().len());
+    json!({
+        "draining": !d.alternates().is_empty(),
+        "to": d.alternates().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "allocations": left,
+    })
+}
+
+fn not_running(part: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": format!("{part} is not running on this server")})),
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -134,6 +134,7 @@ impl Reload {
         if let Some(t) = self.live.turn.as_ref().filter(|_| touches(changed, "turn")) {
             let mut core = r.turn.core(r.stun.software.clone());
             core.peer_policy = r.with_own_addresses(core.peer_policy);
+            t.drain.apply(&mut core);
             t.settings.publish(core);
             t.quotas.set_limits(
                 r.turn.max_allocations_per_user,

@@ -67,6 +67,8 @@ pub struct TurnShared {
     pub quotas: Arc<farside_turn::Quotas>,
     /// Every worker's allocations, for the admin API, and the operator's end requests.
     pub board: Arc<crate::control::sessions::TurnBoard>,
+    /// Where new allocations go while draining (`farside drain`).
+    pub drain: Arc<crate::control::drain::Drain>,
 }
 
 /// One worker's TURN state.

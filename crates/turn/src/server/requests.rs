@@ -175,6 +175,16 @@ impl TurnServer {
             }
             return Err(self.refused(msg, five, auth, Refusal::AllocationMismatch, out));
         }
+        // Draining: new allocations go elsewhere, once the client has proved who it is (an
+        // authenticated 300, so a forged one cannot send clients away; RFC 8489 §10).
+        if let Some(&alternate) = self
+            .config
+            .alternate_servers
+            .iter()
+            .find(|a| a.is_ipv4() == five.client.is_ipv4())
+        {
+            return Err(self.try_alternate(msg, five, auth, alternate, out));
+        }
         let refuse = |s: &Self, r, out: &mut [u8]| Err(s.refused(msg, five, auth, r, out));
         let tcp = match msg.attribute::<RequestedTransport>() {
             None | Some(Err(_)) => return refuse(self, Refusal::BadRequest, out),

@@ -2,7 +2,9 @@
 
 use farside_time::Timestamp;
 
-use farside_stun::attributes::{ErrorCode, Nonce, PasswordAlgorithms, Realm, Software};
+use farside_stun::attributes::{
+    AlternateServer, ErrorCode, Nonce, PasswordAlgorithms, Realm, Software,
+};
 use farside_stun::{Class, Message, MessageBuilder, attr_type};
 
 use super::auth::ALGORITHMS;
@@ -97,6 +99,39 @@ impl TurnServer {
         out: &mut [u8],
     ) -> Handled {
         self.error(msg, five, refusal, Some(auth), &[], out)
+    }
+
+    /// 300 Try Alternate naming `alternate` (ALTERNATE-SERVER), with integrity.
+    pub(super) fn try_alternate(
+        &self,
+        msg: &Message<'_>,
+        five: FiveTuple,
+        auth: &Auth,
+        alternate: std::net::SocketAddr,
+        out: &mut [u8],
+    ) -> Handled {
+        let refusal = Refusal::TryAlternate;
+        let len = (|| {
+            let mut b = MessageBuilder::response_to(out, msg, Class::ErrorResponse).ok()?;
+            b.add(&ErrorCode {
+                code: refusal.code(),
+                reason: refusal.reason(),
+            })
+            .ok()?;
+            b.add(&AlternateServer(alternate)).ok()?;
+            self.finish(b, Some(auth)).ok()
+        })();
+        match len {
+            Some(len) => Handled::Refused(
+                Transmit {
+                    len,
+                    from: five.server,
+                    to: five.client,
+                },
+                refusal,
+            ),
+            None => Handled::Dropped(Dropped::NoRoom),
+        }
     }
 
     pub(super) fn success(
