@@ -172,6 +172,13 @@ pub trait Store: Send {
     fn remove_secret(&mut self, id: i64) -> Result<(), StoreError>;
     /// The generation: changes after every write.
     fn generation(&mut self) -> Result<u64, StoreError>;
+    /// Waits up to `limit` for a write that may have changed the generation (by any
+    /// connection, on any node), so a watcher polling [`Store::generation`] can poll at once
+    /// rather than on its next tick. Returns early only where the backend can tell
+    /// (PostgreSQL's LISTEN/NOTIFY); by default it just waits.
+    fn wait_for_change(&mut self, limit: std::time::Duration) {
+        std::thread::sleep(limit);
+    }
     /// Everything the server needs, in one read.
     fn load(&mut self) -> Result<Snapshot, StoreError>;
     /// Replaces the registrations of `aor` with `rows` (none: the address of record is gone).

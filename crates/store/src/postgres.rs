@@ -9,6 +9,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 use crate::{
@@ -59,6 +60,10 @@ CREATE TABLE admin (
 );
 "];
 
+/// The channel every write that bumps the generation notifies (LISTEN/NOTIFY), so the other
+/// nodes' watchers reread at once.
+const CHANNEL: &str = "farside_store";
+
 /// The advisory lock migrations run under (any constant; "farside" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0066_6172_7369_6465;
 
@@ -67,6 +72,8 @@ pub struct PostgresStore {
     /// The URL, password and all (never shown: see [`crate::redact`]).
     url: String,
     client: Client,
+    /// This connection LISTENs on [`CHANNEL`] (lost with the connection).
+    listening: bool,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -97,6 +104,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             url: url.to_owned(),
             client,
+            listening: false,
         })
     }
 
@@ -104,6 +112,7 @@ impl PostgresStore {
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.is_closed() {
             self.client = connect(&self.url)?;
+            self.listening = false;
         }
         Ok(&mut self.client)
     }
@@ -117,6 +126,8 @@ impl PostgresStore {
         let mut tx = self.client()?.transaction()?;
         let t = f(&mut tx)?;
         tx.execute("UPDATE generation SET value = value + 1 WHERE id = 1", &[])?;
+        // Delivered to every listener when the transaction commits.
+        tx.batch_execute(&format!("NOTIFY {CHANNEL}"))?;
         tx.commit()?;
         Ok(t)
     }
@@ -284,6 +295,27 @@ impl Store for PostgresStore {
             .query_one("SELECT value FROM generation WHERE id = 1", &[])?
             .get(0);
         Ok(g as u64)
+    }
+
+    fn wait_for_change(&mut self, limit: std::time::Duration) {
+        let started = std::time::Instant::now();
+        if !self.listening {
+            let listened = self
+                .client()
+                .and_then(|c| Ok(c.batch_execute(&format!("LISTEN {CHANNEL}"))?));
+            self.listening = listened.is_ok();
+        }
+        if self.listening {
+            match self.client.notifications().timeout_iter(limit).next() {
+                // Notified, or the time is up.
+                Ok(_) => return,
+                // The connection broke: LISTEN again once it is made anew.
+                Err(_) => self.listening = false,
+            }
+        }
+        if let Some(left) = limit.checked_sub(started.elapsed()) {
+            std::thread::sleep(left);
+        }
     }
 
     fn load(&mut self) -> Result<Snapshot, StoreError> {

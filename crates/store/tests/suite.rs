@@ -409,3 +409,58 @@ fn postgres_errors_never_show_the_password() {
         "sqlite:///var/lib/farside/users.db"
     );
 }
+
+/// A watcher waiting for a change (the server's credential watcher, on another node) wakes as
+/// soon as another connection writes (NOTIFY at commit), not at the end of its wait; with no
+/// write, it waits the whole time; after its connection is killed it does not spin.
+#[test]
+fn postgres_a_write_wakes_a_waiting_watcher() {
+    use std::time::{Duration, Instant};
+    let Some(db) = Db::postgres("wakes") else {
+        return;
+    };
+    let mut watcher = db.open();
+    let mut writer = db.open();
+    let idle = Instant::now();
+    watcher.wait_for_change(Duration::from_millis(300));
+    assert!(
+        idle.elapsed() >= Duration::from_millis(300),
+        "no write, the whole wait"
+    );
+    let woke = std::thread::scope(|s| {
+        let waiting = s.spawn(move || {
+            let started = Instant::now();
+            watcher.wait_for_change(Duration::from_secs(10));
+            (started.elapsed(), watcher)
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        writer
+            .add_user("farside", "alice", "wonderland")
+            .expect("add");
+        waiting.join().expect("watcher")
+    });
+    let (waited, mut watcher) = woke;
+    assert!(
+        waited < Duration::from_secs(2),
+        "woken by the write, not the 10 s limit: {waited:?}"
+    );
+    assert_eq!(watcher.load().expect("load").users.len(), 1);
+    // Its connection killed: the next waits neither fail nor spin.
+    let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .expect("terminate");
+    let started = Instant::now();
+    for _ in 0..3 {
+        watcher.wait_for_change(Duration::from_millis(200));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "a broken connection does not spin: {:?}",
+        started.elapsed()
+    );
+}

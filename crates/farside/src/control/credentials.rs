@@ -63,8 +63,9 @@ fn credentials(
     c
 }
 
-/// Polls the store's generation once a second and republishes the credentials after a change
-/// (`farside user add` while the server runs). A thread of its own: SQLite calls block.
+/// Polls the store's generation once a second, or at once when the store tells of a write
+/// (PostgreSQL's NOTIFY, from any node), and republishes the credentials after a change
+/// (`farside user add` while the server runs). A thread of its own: store calls block.
 fn watch_store(
     mut store: Box<dyn farside_store::Store>,
     mut generation: u64,
@@ -76,7 +77,8 @@ fn watch_store(
         .spawn(move || {
             let mut failing = false;
             loop {
-                std::thread::sleep(Duration::from_secs(1));
+                // At most a second; at once when the store says it changed (PostgreSQL).
+                store.wait_for_change(Duration::from_secs(1));
                 let g = match store.generation() {
                     Ok(g) => g,
                     Err(e) => {
