@@ -261,6 +261,7 @@ pub fn run(
             ws_origins: sip.ws_origins(),
             write_behind: std::time::Duration::from_secs(sip.write_behind.0),
             store_url: config.store.url.clone(),
+            node: config.store.node.clone(),
             relay: sip_link.map(|l| Box::new(l) as Box<dyn farside_sip::media::MediaRelay + Send>),
         };
         let started = crate::sip::spawn(shell, Arc::clone(cell), counters, Arc::clone(&shutdown));

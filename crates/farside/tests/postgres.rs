@@ -247,3 +247,112 @@ fn a_draining_node_sends_uclient_to_the_other_node_which_relays() {
         ),
     );
 }
+
+/// Nodes A and B with SIP on one database: alice registers through each (two contacts), and
+/// each registration is stored under the node holding its flow. Every node lists both, with
+/// their nodes (`farside sessions`); B, killed with `kill -9` and started again, restores its
+/// own binding only (A's phone is A's to serve and ping), and A's writes never replaced it.
+#[test]
+fn each_node_restores_the_registrations_it_holds_and_lists_all() {
+    const TEST: &str = "each_node_restores_the_registrations_it_holds_and_lists_all";
+    if !common::require_tool(TEST, "sipp") {
+        return;
+    }
+    let Some(db) = TestDatabase::new(TEST) else {
+        return;
+    };
+    let ip = common::LOCALHOST;
+    // Two SIP ports and two phones', in a row of free ones.
+    let base = common::free_ports(&[ip], 4);
+    let (sip_a, sip_b) = (base, base + 1);
+    let config = |node: &str, port: u16| {
+        ServerConfig::default()
+            .with_table(&format!(
+                "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{port}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n[sip.keepalive]\nenabled = false\n"
+            ))
+            .with_table(&format!("[store]\nurl = \"{}\"\nnode = \"{node}\"\n", db.url))
+    };
+    let a = Server::start("sip-node-a", config("node-a", sip_a));
+    let b = Server::start("sip-node-b", config("node-b", sip_b));
+    let out = a.cli(&["user", "add", "alice", "--password", "wonderland"]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    for n in [&a, &b] {
+        assert!(
+            common::wait_until(Duration::from_secs(3), || n
+                .logs()
+                .contains("S306 store changed")),
+            "{}",
+            n.describe()
+        );
+    }
+    for (target, phone_port) in [(sip_a, base + 2), (sip_b, base + 3)] {
+        let reg = common::run_tool(
+            "sipp",
+            &common::sipp::register(
+                "alice",
+                "wonderland",
+                "example.org",
+                "127.0.0.1",
+                phone_port,
+                &format!("127.0.0.1:{target}"),
+                10,
+            ),
+            Duration::from_secs(30),
+        );
+        assert_eq!(reg.code(), Some(0), "{}", reg.describe());
+    }
+    let nodes_listed = |server: &Server| -> Vec<(String, String)> {
+        let out = server.cli(&["sessions", "--json"]);
+        let json: serde_json::Value = serde_json::from_str(out.stdout.trim())
+            .unwrap_or_else(|e| panic!("{e}: {}", out.describe()));
+        let mut listed: Vec<(String, String)> = json["registrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["node"].as_str().unwrap_or("?").to_owned(),
+                    r["contact"].as_str().unwrap_or("?").to_owned(),
+                )
+            })
+            .collect();
+        listed.sort();
+        listed
+    };
+    // Each registration reaches the store within the write-behind batch.
+    assert!(
+        common::wait_until(Duration::from_secs(3), || nodes_listed(&a).len() == 2),
+        "{:?}",
+        nodes_listed(&a)
+    );
+    let listed = nodes_listed(&a);
+    assert_eq!(
+        listed.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["node-a", "node-b"],
+        "{listed:?}"
+    );
+    let kill = common::run_tool(
+        "kill",
+        &["-9".to_string(), b.pid().to_string()],
+        Duration::from_secs(5),
+    );
+    assert_eq!(kill.code(), Some(0));
+    assert!(common::wait_until(Duration::from_secs(5), || b
+        .exited()
+        .is_some()));
+    let b2 = Server::start("sip-node-b-again", config("node-b", sip_b));
+    assert!(
+        common::wait_until(Duration::from_secs(5), || b2
+            .logs()
+            .contains("S405 SIP registrations restored from the store: 1")),
+        "B restores its own binding only\n{}",
+        b2.describe()
+    );
+    assert_eq!(nodes_listed(&b2), listed, "nothing lost, nothing replaced");
+    common::note(
+        TEST,
+        &format!(
+            "listed on both nodes: {listed:?}; node B after kill -9 restored 1 binding, its own"
+        ),
+    );
+}

@@ -152,6 +152,9 @@ pub struct RegistrationRow {
     pub nat: i64,
     /// Keep-alive pings it missed in a row (its keep-alive state).
     pub keepalive_failures: i64,
+    /// The node that holds its flow (`store.node`; empty in rows from before nodes were
+    /// recorded). Set by [`Store::save_registrations`]'s `node`, whatever the row says.
+    pub node: String,
 }
 
 /// The store's operations.
@@ -181,22 +184,28 @@ pub trait Store: Send {
     }
     /// Everything the server needs, in one read.
     fn load(&mut self) -> Result<Snapshot, StoreError>;
-    /// Replaces the registrations of `aor` with `rows` (none: the address of record is gone).
-    /// Does not change the generation: credentials are not reread for it.
-    fn save_registrations(&mut self, aor: &str, rows: &[RegistrationRow])
-    -> Result<(), StoreError>;
-    /// Several [`Store::save_registrations`] at once (one transaction where the store has
-    /// them): the registrations of each address of record listed are replaced, in order.
+    /// Replaces the registrations of `aor` that `node` holds with `rows` (none: that node
+    /// holds no binding of it any more); other nodes' rows of `aor` stay. Does not change the
+    /// generation: credentials are not reread for it.
+    fn save_registrations(
+        &mut self,
+        node: &str,
+        aor: &str,
+        rows: &[RegistrationRow],
+    ) -> Result<(), StoreError>;
+    /// Several [`Store::save_registrations`] of one node at once (one transaction where the
+    /// store has them), in order.
     fn save_registrations_many(
         &mut self,
+        node: &str,
         changes: &[(String, Vec<RegistrationRow>)],
     ) -> Result<(), StoreError> {
         for (aor, rows) in changes {
-            self.save_registrations(aor, rows)?;
+            self.save_registrations(node, aor, rows)?;
         }
         Ok(())
     }
-    /// Every registration that has not lapsed at `now` (Unix seconds).
+    /// Every registration that has not lapsed at `now` (Unix seconds), of every node.
     fn load_registrations(&mut self, now: i64) -> Result<Vec<RegistrationRow>, StoreError>;
     /// The server key named `name`: `fresh` is kept under that name on first use and the
     /// kept key is returned ever after, so what it signs (SIP flow tokens in a registrar's

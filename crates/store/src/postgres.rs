@@ -17,9 +17,10 @@ use crate::{
     check_name, check_username, keys,
 };
 
-/// The schema, one step per version (version = index + 1). Steps are never edited once
-/// released: a change is a new step.
-const MIGRATIONS: &[&str] = &["
+/// The schema, one step per version (version = index + 1): 1, the tables; 2, the node holding
+/// each registration's flow. Steps are never edited once released: a change is a new step.
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL);
 INSERT INTO generation (id, value) VALUES (1, 1);
 CREATE TABLE users (
@@ -58,7 +59,12 @@ CREATE TABLE admin (
     password TEXT NOT NULL,
     updated BIGINT NOT NULL
 );
-"];
+",
+    "
+ALTER TABLE registrations ADD COLUMN node TEXT NOT NULL DEFAULT '';
+CREATE INDEX registrations_aor_node ON registrations (aor, node);
+",
+];
 
 /// The channel every write that bumps the generation notifies (LISTEN/NOTIFY), so the other
 /// nodes' watchers reread at once.
@@ -357,25 +363,27 @@ impl Store for PostgresStore {
 
     fn save_registrations(
         &mut self,
+        node: &str,
         aor: &str,
         rows: &[RegistrationRow],
     ) -> Result<(), StoreError> {
-        self.save_registrations_many(&[(aor.to_owned(), rows.to_vec())])
+        self.save_registrations_many(node, &[(aor.to_owned(), rows.to_vec())])
     }
 
     fn save_registrations_many(
         &mut self,
+        node: &str,
         changes: &[(String, Vec<RegistrationRow>)],
     ) -> Result<(), StoreError> {
         let mut tx = self.client()?.transaction()?;
-        let delete = tx.prepare("DELETE FROM registrations WHERE aor = $1")?;
+        let delete = tx.prepare("DELETE FROM registrations WHERE aor = $1 AND node = $2")?;
         let insert = tx.prepare(
             "INSERT INTO registrations (aor, contact, transport, local, remote, expires_at, \
-             instance, reg_id, call_id, cseq, path, nat, keepalive_failures) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             instance, reg_id, call_id, cseq, path, nat, keepalive_failures, node) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )?;
         for (aor, rows) in changes {
-            tx.execute(&delete, &[aor])?;
+            tx.execute(&delete, &[aor, &node])?;
             for r in rows {
                 tx.execute(
                     &insert,
@@ -393,6 +401,7 @@ impl Store for PostgresStore {
                         &r.path,
                         &r.nat,
                         &r.keepalive_failures,
+                        &node,
                     ],
                 )?;
             }
@@ -404,8 +413,8 @@ impl Store for PostgresStore {
     fn load_registrations(&mut self, now: i64) -> Result<Vec<RegistrationRow>, StoreError> {
         let rows = self.client()?.query(
             "SELECT aor, contact, transport, local, remote, expires_at, instance, reg_id, \
-             call_id, cseq, path, nat, keepalive_failures FROM registrations \
-             WHERE expires_at > $1 ORDER BY aor",
+             call_id, cseq, path, nat, keepalive_failures, node FROM registrations \
+             WHERE expires_at > $1 ORDER BY aor, node",
             &[&now],
         )?;
         Ok(rows
@@ -424,6 +433,7 @@ impl Store for PostgresStore {
                 path: r.get(10),
                 nat: r.get(11),
                 keepalive_failures: r.get(12),
+                node: r.get(13),
             })
             .collect())
     }

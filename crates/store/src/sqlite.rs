@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS registrations (
     cseq INTEGER NOT NULL,
     path TEXT NOT NULL,
     nat INTEGER NOT NULL,
-    keepalive_failures INTEGER NOT NULL DEFAULT 0
+    keepalive_failures INTEGER NOT NULL DEFAULT 0,
+    node TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS registrations_aor ON registrations (aor);
 CREATE TABLE IF NOT EXISTS server_keys (
@@ -143,6 +144,13 @@ impl SqliteStore {
             tx.execute_batch(
                 "ALTER TABLE registrations ADD COLUMN keepalive_failures INTEGER NOT NULL DEFAULT 0",
             )?;
+        }
+        // And those from before the node holding a flow was recorded, theirs.
+        let has_node: bool = tx
+            .prepare("SELECT 1 FROM pragma_table_info('registrations') WHERE name = 'node'")?
+            .exists([])?;
+        if !has_node {
+            tx.execute_batch("ALTER TABLE registrations ADD COLUMN node TEXT NOT NULL DEFAULT ''")?;
         }
         tx.commit()?;
         Ok(SqliteStore { conn })
@@ -324,21 +332,23 @@ impl Store for SqliteStore {
 
     fn save_registrations(
         &mut self,
+        node: &str,
         aor: &str,
         rows: &[RegistrationRow],
     ) -> Result<(), StoreError> {
-        self.save_registrations_many(&[(aor.to_owned(), rows.to_vec())])
+        self.save_registrations_many(node, &[(aor.to_owned(), rows.to_vec())])
     }
 
     fn save_registrations_many(
         &mut self,
+        node: &str,
         changes: &[(String, Vec<RegistrationRow>)],
     ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (aor, rows) in changes {
-            save_aor(&tx, aor, rows)?;
+            save_aor(&tx, node, aor, rows)?;
         }
         tx.commit()?;
         Ok(())
@@ -347,8 +357,8 @@ impl Store for SqliteStore {
     fn load_registrations(&mut self, now: i64) -> Result<Vec<RegistrationRow>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT aor, contact, transport, local, remote, expires_at, instance, reg_id, \
-             call_id, cseq, path, nat, keepalive_failures FROM registrations \
-             WHERE expires_at > ?1 ORDER BY aor",
+             call_id, cseq, path, nat, keepalive_failures, node FROM registrations \
+             WHERE expires_at > ?1 ORDER BY aor, node",
         )?;
         let rows = st.query_map([now], |r| {
             Ok(RegistrationRow {
@@ -365,6 +375,7 @@ impl Store for SqliteStore {
                 path: r.get(10)?,
                 nat: r.get(11)?,
                 keepalive_failures: r.get(12)?,
+                node: r.get(13)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -411,20 +422,21 @@ impl Store for SqliteStore {
     }
 }
 
-/// Replaces the registrations of `aor` inside `tx`.
+/// Replaces the registrations of `aor` that `node` holds, inside `tx`.
 fn save_aor(
     tx: &rusqlite::Transaction<'_>,
+    node: &str,
     aor: &str,
     rows: &[RegistrationRow],
 ) -> Result<(), StoreError> {
     // Cached statements: the writer saves thousands of these a second under load.
-    tx.prepare_cached("DELETE FROM registrations WHERE aor = ?1")?
-        .execute([aor])?;
+    tx.prepare_cached("DELETE FROM registrations WHERE aor = ?1 AND node = ?2")?
+        .execute([aor, node])?;
     for r in rows {
         tx.prepare_cached(
             "INSERT INTO registrations (aor, contact, transport, local, remote, expires_at, \
-                 instance, reg_id, call_id, cseq, path, nat, keepalive_failures) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 instance, reg_id, call_id, cseq, path, nat, keepalive_failures, node) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
             aor,
@@ -439,7 +451,8 @@ fn save_aor(
             r.cseq,
             r.path,
             r.nat,
-            r.keepalive_failures
+            r.keepalive_failures,
+            node
         ])?;
     }
     Ok(())

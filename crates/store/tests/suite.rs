@@ -68,6 +68,7 @@ on_every_backend!(
     registrations_replace_per_aor_survive_reopening_and_lapse,
     a_server_key_is_made_once_and_kept,
     the_admin_password_is_set_replaced_and_kept,
+    each_node_replaces_only_the_registrations_it_holds,
 );
 
 fn users_keys_generation_and_reopening(db: &Db) {
@@ -233,29 +234,34 @@ fn registrations_replace_per_aor_survive_reopening_and_lapse(db: &Db) {
         path: "<sip:edge;lr>".into(),
         nat: 7,
         keepalive_failures: 2,
+        node: "node-a".into(),
     };
     let alice = "sip:alice@example.org";
     let bob = "sip:bob@example.org";
     let mut s = db.open();
     let g = s.generation().expect("g");
     s.save_registrations(
+        "node-a",
         alice,
         &[row(alice, "sip:a@1", 100), row(alice, "sip:a@2", 50)],
     )
     .expect("save");
-    s.save_registrations(alice, &[row(alice, "sip:a@3", 100)])
+    s.save_registrations("node-a", alice, &[row(alice, "sip:a@3", 100)])
         .expect("replace");
-    s.save_registrations_many(&[
-        (bob.into(), vec![row(bob, "sip:b@1", 100)]),
-        (
-            bob.into(),
-            vec![RegistrationRow {
-                instance: None,
-                reg_id: None,
-                ..row(bob, "sip:b@2", 100)
-            }],
-        ),
-    ])
+    s.save_registrations_many(
+        "node-a",
+        &[
+            (bob.into(), vec![row(bob, "sip:b@1", 100)]),
+            (
+                bob.into(),
+                vec![RegistrationRow {
+                    instance: None,
+                    reg_id: None,
+                    ..row(bob, "sip:b@2", 100)
+                }],
+            ),
+        ],
+    )
     .expect("many, in order");
     assert_eq!(
         s.generation().expect("g"),
@@ -279,8 +285,48 @@ fn registrations_replace_per_aor_survive_reopening_and_lapse(db: &Db) {
         s.load_registrations(100).expect("load").is_empty(),
         "lapsed"
     );
-    s.save_registrations(alice, &[]).expect("gone");
+    s.save_registrations("node-a", alice, &[]).expect("gone");
     assert_eq!(s.load_registrations(0).expect("load").len(), 1);
+}
+
+/// Two nodes hold flows of one address of record (RFC 5626: a phone registered through both):
+/// each node's writes replace its own rows only, and every row says which node holds it.
+fn each_node_replaces_only_the_registrations_it_holds(db: &Db) {
+    let row = |contact: &str, node: &str| RegistrationRow {
+        aor: "sip:alice@example.org".into(),
+        contact: contact.into(),
+        transport: "tcp".into(),
+        local: "192.0.2.10:5060".into(),
+        remote: "203.0.113.7:40123".into(),
+        expires_at: 100,
+        instance: Some("\"<urn:uuid:1>\"".into()),
+        reg_id: Some(1),
+        call_id: "c1".into(),
+        cseq: 2,
+        path: String::new(),
+        nat: 0,
+        keepalive_failures: 0,
+        node: node.into(),
+    };
+    let alice = "sip:alice@example.org";
+    let mut a = db.open();
+    let mut b = db.open();
+    a.save_registrations("node-a", alice, &[row("sip:a@1;ob", "node-a")])
+        .expect("a");
+    b.save_registrations("node-b", alice, &[row("sip:a@2;ob", "node-b")])
+        .expect("b");
+    // The node column is the writer's, whatever the row says.
+    a.save_registrations("node-a", alice, &[row("sip:a@3;ob", "node-z")])
+        .expect("a again");
+    let rows = b.load_registrations(0).expect("load");
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.contact.as_str(), r.node.as_str()))
+            .collect::<Vec<_>>(),
+        [("sip:a@3;ob", "node-a"), ("sip:a@2;ob", "node-b")]
+    );
+    b.save_registrations("node-b", alice, &[]).expect("b gone");
+    assert_eq!(a.load_registrations(0).expect("load").len(), 1, "a's stays");
 }
 
 fn a_server_key_is_made_once_and_kept(db: &Db) {
@@ -342,7 +388,7 @@ fn postgres_migrations_are_versioned_and_a_newer_schema_is_refused() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1], "each step once");
+    assert_eq!(versions, [1, 2], "each step once");
     c.execute(
         "INSERT INTO schema_migrations (version, applied) VALUES (99, 0)",
         &[],

@@ -8,8 +8,11 @@ use super::{Config, ConfigError, invalid};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://PATH`; default: `farside.db` in the data directory.
+    /// `sqlite://PATH` or `postgres://...`; default: `farside.db` in the data directory.
     pub url: String,
+    /// This node's name among those sharing the store: the registrations it holds the flows
+    /// of are recorded under it, and it restores only those. Default: the host's name.
+    pub node: String,
 }
 
 impl Default for StoreConfig {
@@ -19,8 +22,18 @@ impl Default for StoreConfig {
                 "sqlite://{}",
                 default_data_dir().join("farside.db").display()
             ),
+            node: host_name(),
         }
     }
+}
+
+/// The kernel's host name, else "farside".
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "farside".to_owned())
 }
 
 /// Where Farside keeps its database by default: systemd's `$STATE_DIRECTORY`, else
@@ -71,6 +84,13 @@ fn data_dir_from(
 impl Config {
     pub(super) fn validate_store(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |key, message| invalid(origin, key, message);
+        let node = &self.store.node;
+        if node.is_empty() || node.len() > 64 || node.chars().any(char::is_control) {
+            return Err(invalid(
+                "store.node",
+                "1 to 64 characters, no control characters".into(),
+            ));
+        }
         let url = &self.store.url;
         let postgres = url
             .strip_prefix("postgres://")

@@ -223,6 +223,7 @@ pub async fn sessions_value(api: &Api) -> Result<Value, String> {
                         "expires_in_s": (r.expires_at - secs).max(0),
                         "nat_tests": nat.names(),
                         "keepalive_failures": r.keepalive_failures,
+                        "node": r.node,
                     })
                 })
                 .collect()

@@ -38,13 +38,22 @@ pub struct Writer {
     pub healthy: Arc<AtomicBool>,
 }
 
-/// The stored registrations that are still live at `now`, by address of record.
-pub fn load(store: &mut dyn Store, now: Timestamp) -> anyhow::Result<Vec<(String, Vec<Binding>)>> {
+/// The stored registrations still live at `now` whose flows `node` holds (and those stored
+/// before nodes were recorded), by address of record. Other nodes' are theirs to serve and
+/// ping.
+pub fn load(
+    store: &mut dyn Store,
+    now: Timestamp,
+    node: &str,
+) -> anyhow::Result<Vec<(String, Vec<Binding>)>> {
     let rows = store
         .load_registrations(i64::try_from(now.unix_secs()).unwrap_or(i64::MAX))
         .map_err(|e| anyhow::anyhow!("S303 cannot read registrations from the store: {e}"))?;
     let mut by_aor: std::collections::BTreeMap<String, Vec<Binding>> = Default::default();
-    for row in rows {
+    for row in rows
+        .into_iter()
+        .filter(|r| r.node == node || r.node.is_empty())
+    {
         if let Some(b) = binding_of(&row) {
             by_aor.entry(row.aor).or_default().push(b);
         }
@@ -69,6 +78,7 @@ pub fn rows(aor: &str, bindings: &[Binding]) -> Vec<RegistrationRow> {
 /// REGISTERs 500 with Retry-After instead of acknowledging what would not last a restart.
 pub fn spawn_writer(
     mut store: Box<dyn Store>,
+    node: String,
 ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(WRITE_QUEUE);
     let (ack_tx, ack_rx) = std::sync::mpsc::channel::<Ack>();
@@ -132,7 +142,7 @@ pub fn spawn_writer(
                     // touches `pending` meanwhile: this thread alone takes jobs).
                     let batch: Vec<(String, Vec<RegistrationRow>)> = pending.drain().collect();
                     let rows: usize = batch.iter().map(|(_, r)| r.len()).sum();
-                    let result = store.save_registrations_many(&batch);
+                    let result = store.save_registrations_many(&node, &batch);
                     let aors = batch.len();
                     if result.is_err() {
                         pending.extend(batch);
@@ -213,6 +223,8 @@ fn row_of(aor: &str, b: &Binding) -> farside_store::RegistrationRow {
         path: b.path.join("\n"),
         nat: i64::from(b.nat.0),
         keepalive_failures: i64::from(b.keepalive_failures),
+        // The writer's node is what is stored.
+        node: String::new(),
     }
 }
 

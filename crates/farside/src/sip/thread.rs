@@ -78,6 +78,8 @@ pub struct SipShell {
     pub dial_tls: Option<Arc<rustls::ClientConfig>>,
     /// The store holding users, keys and registrations.
     pub store_url: String,
+    /// This node's name in the store (`store.node`).
+    pub node: String,
     /// The RTP relay the server's calls are relayed through, if it runs.
     pub relay: Option<Box<dyn farside_sip::media::MediaRelay + Send>>,
     /// `sip.write_behind`: how late refreshes may reach the store; zero: write-through.
@@ -168,12 +170,12 @@ pub fn spawn(
         server.set_media_relay(relay);
     }
     let mut restored = 0;
-    for (aor, bindings) in registrations::load(&mut *store, clock::now())? {
+    for (aor, bindings) in registrations::load(&mut *store, clock::now(), &shell.node)? {
         restored += bindings.len();
         server.restore(aor, bindings);
     }
     tracing::info!("S405 SIP registrations restored from the store: {restored}");
-    let (writer, writer_thread) = registrations::spawn_writer(store)?;
+    let (writer, writer_thread) = registrations::spawn_writer(store, shell.node.clone())?;
     server.set_refresh_flush(shell.write_behind);
     let tx = sockets
         .iter()
