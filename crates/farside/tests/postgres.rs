@@ -356,3 +356,101 @@ fn each_node_restores_the_registrations_it_holds_and_lists_all() {
         ),
     );
 }
+
+/// A call across nodes: alice (SIPp) registers through node A; bob (SIPp) calls her through
+/// node B. B reads A's binding from the shared store, sends the INVITE to A with a Route
+/// naming A and alice's flow token, and A sends it down alice's flow: INVITE, 180, 200, ACK,
+/// BYE, 200 between the two SIPp phones.
+#[test]
+fn a_call_through_node_b_reaches_a_phone_registered_through_node_a() {
+    const TEST: &str = "a_call_through_node_b_reaches_a_phone_registered_through_node_a";
+    if !common::require_tool(TEST, "sipp") {
+        return;
+    }
+    let Some(db) = TestDatabase::new(TEST) else {
+        return;
+    };
+    let ip = common::LOCALHOST;
+    let base = common::free_ports(&[ip], 4);
+    let (sip_a, sip_b, alice_port, bob_port) = (base, base + 1, base + 2, base + 3);
+    let config = |node: &str, port: u16| {
+        ServerConfig::default()
+            .with_table(&format!(
+                "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{port}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n[sip.keepalive]\nenabled = false\n[rtp]\nenabled = false\n"
+            ))
+            .with_table(&format!("[store]\nurl = \"{}\"\nnode = \"{node}\"\n", db.url))
+    };
+    let a = Server::start("call-node-a", config("node-a", sip_a));
+    let b = Server::start("call-node-b", config("node-b", sip_b));
+    let out = a.cli(&["user", "add", "alice", "--password", "wonderland"]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        common::wait_until(Duration::from_secs(3), || a
+            .logs()
+            .contains("S306 store changed")),
+        "{}",
+        a.describe()
+    );
+    let reg = common::run_tool(
+        "sipp",
+        &common::sipp::register(
+            "alice",
+            "wonderland",
+            "example.org",
+            "127.0.0.1",
+            alice_port,
+            &format!("127.0.0.1:{sip_a}"),
+            10,
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(reg.code(), Some(0), "{}", reg.describe());
+    // Node B reads the other nodes' bindings about once a second.
+    std::thread::sleep(Duration::from_millis(2500));
+    let started = Instant::now();
+    let (callee, caller) = std::thread::scope(|s| {
+        let callee = s.spawn(|| {
+            common::run_tool(
+                "sipp",
+                &common::sipp::callee("alice", "127.0.0.1", alice_port, 20),
+                Duration::from_secs(30),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let caller = common::run_tool(
+            "sipp",
+            &common::sipp::caller(
+                "alice",
+                "example.org",
+                "127.0.0.1",
+                bob_port,
+                &format!("127.0.0.1:{sip_b}"),
+                20,
+            ),
+            Duration::from_secs(30),
+        );
+        (callee.join().unwrap(), caller)
+    });
+    assert_eq!(
+        caller.code(),
+        Some(0),
+        "caller: {}\n{}\n{}",
+        caller.describe(),
+        b.describe(),
+        a.describe()
+    );
+    assert_eq!(callee.code(), Some(0), "callee: {}", callee.describe());
+    assert!(
+        b.logs()
+            .contains(&format!("forwarded to 127.0.0.1:{sip_a}")),
+        "B sent the INVITE to A\n{}",
+        b.describe()
+    );
+    common::note(
+        TEST,
+        &format!(
+            "bob called alice through node B; B sent it to node A, which sent it down alice's flow: INVITE/180/200/ACK/BYE/200 in {:?}",
+            started.elapsed()
+        ),
+    );
+}

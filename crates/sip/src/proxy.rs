@@ -196,6 +196,7 @@ impl Proxy {
                     from,
                     new_uri,
                     transport,
+                    route: None,
                 }],
             })
         };
@@ -215,22 +216,22 @@ impl Proxy {
                 return Err(refuse(404, "Not Found"));
             };
             let mut bindings: Vec<_> = registrar.bindings(&aor, now).collect();
-            if bindings.is_empty() {
+            bindings.sort_by_key(|b| std::cmp::Reverse(b.expires_at));
+            let mut targets: Vec<Target> = bindings
+                .iter()
+                .map(|b| Target {
+                    to: b.flow.remote,
+                    from: b.flow.local,
+                    new_uri: Some(b.contact.clone()),
+                    transport: b.flow.transport,
+                    route: None,
+                })
+                .collect();
+            targets.extend(self.elsewhere(&aor, &bindings, registrar, now));
+            if targets.is_empty() {
                 return Err(refuse(480, "Temporarily Unavailable"));
             }
-            bindings.sort_by_key(|b| std::cmp::Reverse(b.expires_at));
-            Ok(Plan {
-                ours,
-                targets: bindings
-                    .into_iter()
-                    .map(|b| Target {
-                        to: b.flow.remote,
-                        from: b.flow.local,
-                        new_uri: Some(b.contact.clone()),
-                        transport: b.flow.transport,
-                    })
-                    .collect(),
-            })
+            Ok(Plan { ours, targets })
         } else if routed_here && !self.is_me(&uri) && msg.to().tag().is_some() {
             // Inside a dialog we record-routed: on to the Request-URI (loose routing, §16.12),
             // but never to this host's own or a non-unicast address.
@@ -250,6 +251,40 @@ impl Proxy {
         } else {
             Err(refuse(403, "Relaying Denied"))
         }
+    }
+
+    /// Targets for the bindings of `aor` other nodes hold (a shared store): each goes to the
+    /// node holding its flow, over UDP, with a Route naming that node and the flow's token
+    /// (the nodes share the token key), so that node sends it down the flow as it sends a
+    /// request routed by its own Record-Route. A phone instance this node holds a flow of is
+    /// reached over that one only (RFC 5626 §5.3: any flow of an instance reaches it; ours is
+    /// a hop shorter and outlives the other node).
+    fn elsewhere(
+        &self,
+        aor: &str,
+        here: &[&crate::registrar::Binding],
+        registrar: &Registrar,
+        now: Timestamp,
+    ) -> Vec<Target> {
+        let Some((_, tokens)) = &self.flow else {
+            return Vec::new();
+        };
+        registrar
+            .bindings_elsewhere(aor, now)
+            .filter(|b| b.instance.is_none() || here.iter().all(|h| h.instance != b.instance))
+            .filter(|b| !self.ours(b.flow.local.ip(), b.flow.local.port()))
+            .map(|b| Target {
+                to: b.flow.local,
+                from: self.udp,
+                new_uri: Some(b.contact.clone()),
+                transport: Transport::Udp,
+                route: Some(format!(
+                    "<sip:{}@{};lr>",
+                    tokens.token(&b.flow),
+                    b.flow.local
+                )),
+            })
+            .collect()
     }
 
     /// The request for target `i` of `plan` (§16.6): our Routes off, the Request-URI set,
@@ -293,6 +328,9 @@ impl Proxy {
             i => fnv(self.branch(msg), &[&(i as u64).to_be_bytes()]),
         };
         self.hop(msg, &mut edits, &record_route, t.transport, t.from, branch);
+        if let Some(route) = &t.route {
+            edits.insert(first_header(msg), format!("Route: {route}\r\n").as_bytes());
+        }
         match edits.apply() {
             Ok(bytes) => Action::Forward {
                 bytes,
@@ -466,6 +504,8 @@ struct Target {
     /// A new Request-URI (a binding's Contact).
     new_uri: Option<String>,
     transport: Transport,
+    /// A Route to put on top (the node holding a flow, for a binding held elsewhere).
+    route: Option<String>,
 }
 
 /// The transport a URI asks for (`transport=`), UDP when none.

@@ -160,6 +160,10 @@ pub struct Registrar {
     failures: HashMap<std::net::IpAddr, (u32, Timestamp)>,
     /// Each nonce's uses, so that none is accepted twice (`nc`, RFC 7616 §3.4).
     counts: NonceCounts,
+    /// Bindings other nodes sharing the store hold, by address of record: reached through
+    /// the node holding the flow (its address is the flow's local end). Neither pinged nor
+    /// stored by this node.
+    elsewhere: HashMap<String, Vec<Binding>>,
 }
 
 impl Registrar {
@@ -186,6 +190,7 @@ impl Registrar {
             refreshed: HashSet::new(),
             failures: HashMap::new(),
             counts: NonceCounts::new(MAX_TRACKED, fnv(0, &[&nonce_key])),
+            elsewhere: HashMap::new(),
         }
     }
 
@@ -438,6 +443,20 @@ impl Registrar {
             self.set(&aor, bindings);
         }
         (out, Outcome::Registered { aor, bindings: n })
+    }
+
+    /// Replaces the bindings other nodes hold (read from the shared store).
+    pub fn set_elsewhere(&mut self, bindings: Vec<(String, Vec<Binding>)>) {
+        self.elsewhere = bindings.into_iter().collect();
+    }
+
+    /// The live bindings of `aor` that other nodes hold.
+    pub fn bindings_elsewhere(&self, aor: &str, now: Timestamp) -> impl Iterator<Item = &Binding> {
+        self.elsewhere
+            .get(aor)
+            .into_iter()
+            .flatten()
+            .filter(move |b| b.expires_at > now)
     }
 
     /// The live bindings of `aor` (`sip:user@domain`) at `now`.

@@ -400,6 +400,13 @@ impl SipServer {
         self.limits.refusals_per_second = per_second;
     }
 
+    /// The bindings other nodes sharing the store hold (their flows' local ends are those
+    /// nodes' addresses), replacing the last set: a request for one of those users goes to the
+    /// node holding the flow, unless this node holds a flow of the same phone instance.
+    pub fn set_bindings_elsewhere(&mut self, bindings: Vec<(String, Vec<Binding>)>) {
+        self.registrar.set_elsewhere(bindings);
+    }
+
     /// Removes one binding at an operator's request; the store hears of it with the next
     /// events. Returns whether there was one. The phone is reached no more until it
     /// registers again (its next refresh, or a restart).

@@ -61,6 +61,77 @@ pub fn load(
     Ok(by_aor.into_iter().collect())
 }
 
+/// Other nodes' bindings, by address of record, as [`watch_elsewhere`] publishes them.
+pub type Elsewhere = Vec<(String, Vec<Binding>)>;
+
+/// Reads the bindings other nodes hold from a shared store about once a second, on a thread
+/// of its own (store calls block), and publishes them when they change; the SIP thread hands
+/// them to the server (`SipServer::set_bindings_elsewhere`). A store that fails is tried
+/// again each second, its failure logged once (S423); the last bindings read stay meanwhile.
+pub fn watch_elsewhere(
+    url: String,
+    node: String,
+) -> anyhow::Result<Arc<crate::runtime::versioned::Versioned<Elsewhere>>> {
+    let cell = Arc::new(crate::runtime::versioned::Versioned::new(Vec::new()));
+    let out = Arc::clone(&cell);
+    std::thread::Builder::new()
+        .name("sip-nodes".into())
+        .spawn(move || {
+            let mut store: Option<Box<dyn Store>> = None;
+            let mut last: Vec<RegistrationRow> = Vec::new();
+            let mut failing = false;
+            loop {
+                std::thread::sleep(ELSEWHERE_POLL);
+                if Arc::strong_count(&out) == 1 {
+                    return; // the SIP thread is gone
+                }
+                let now = i64::try_from(crate::runtime::clock::now().unix_secs()).unwrap_or(i64::MAX);
+                let read = match store.as_mut() {
+                    Some(s) => s.load_registrations(now),
+                    None => farside_store::open(&url).and_then(|mut s| {
+                        let rows = s.load_registrations(now);
+                        store = Some(s);
+                        rows
+                    }),
+                };
+                let rows = match read {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(
+                                "S423 cannot read the other nodes' registrations from the store: {e}; \
+                                 the last ones read stay in use, tried again every second"
+                            );
+                        }
+                        failing = true;
+                        continue;
+                    }
+                };
+                failing = false;
+                let theirs: Vec<RegistrationRow> = rows
+                    .into_iter()
+                    .filter(|r| r.node != node && !r.node.is_empty())
+                    .collect();
+                if theirs == last {
+                    continue;
+                }
+                let mut by_aor: std::collections::BTreeMap<String, Vec<Binding>> = Default::default();
+                for r in &theirs {
+                    if let Some(b) = binding_of(r) {
+                        by_aor.entry(r.aor.clone()).or_default().push(b);
+                    }
+                }
+                out.publish(by_aor.into_iter().collect());
+                last = theirs;
+            }
+        })
+        .context("spawn the SIP thread's reader of other nodes' registrations")?;
+    Ok(cell)
+}
+
+/// How often [`watch_elsewhere`] reads the store.
+const ELSEWHERE_POLL: Duration = Duration::from_secs(1);
+
 /// The store rows of `aor`'s bindings.
 pub fn rows(aor: &str, bindings: &[Binding]) -> Vec<RegistrationRow> {
     bindings.iter().map(|b| row_of(aor, b)).collect()

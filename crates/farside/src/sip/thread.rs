@@ -176,6 +176,15 @@ pub fn spawn(
     }
     tracing::info!("S405 SIP registrations restored from the store: {restored}");
     let (writer, writer_thread) = registrations::spawn_writer(store, shell.node.clone())?;
+    // A store nodes share (PostgreSQL): the phones whose flows other nodes hold are reached
+    // through them.
+    let elsewhere = match shell.store_url.starts_with("postgres") {
+        true => Some(registrations::watch_elsewhere(
+            shell.store_url.clone(),
+            shell.node.clone(),
+        )?),
+        false => None,
+    };
     server.set_refresh_flush(shell.write_behind);
     let tx = sockets
         .iter()
@@ -193,6 +202,8 @@ pub fn spawn(
                 credentials_seen: 0,
                 settings,
                 settings_seen: 0,
+                elsewhere,
+                elsewhere_seen: 0,
                 board,
                 writer: writer.jobs,
                 acks: writer.acks,
@@ -224,6 +235,9 @@ struct SipThread {
     credentials_seen: u64,
     settings: Arc<Versioned<SipSettings>>,
     settings_seen: u64,
+    /// The bindings other nodes hold, when nodes share the store.
+    elsewhere: Option<Arc<Versioned<registrations::Elsewhere>>>,
+    elsewhere_seen: u64,
     board: Arc<crate::control::sessions::SipBoard>,
     writer: SyncSender<Job>,
     /// The store writer's acknowledgements of marks.
@@ -386,6 +400,13 @@ impl SipThread {
             );
             self.server.set_refusals_per_second(s.refusals_per_second);
             tracing::debug!("S416 SIP registrar and keep-alive settings reloaded");
+        }
+        if let Some(e) = self
+            .elsewhere
+            .as_ref()
+            .and_then(|e| e.newer_than(&mut self.elsewhere_seen))
+        {
+            self.server.set_bindings_elsewhere((*e).clone());
         }
         for (aor, contact) in self.board.take() {
             if self.server.remove_binding(&aor, &contact) {
