@@ -11,6 +11,8 @@
 mod common;
 #[path = "natlab/mod.rs"]
 mod natlab;
+#[path = "../../store/tests/common/postgres.rs"]
+mod test_database;
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -45,12 +47,19 @@ fn start_farside_with(
         true => String::new(),
         false => format!("listen = [\"udp:{primary}:{port}\", \"tcp:{primary}:{port}\"]\n"),
     };
+    // A store of its own, unless `tables` names one (nodes sharing PostgreSQL).
+    let store = match tables.contains("[store]") {
+        true => String::new(),
+        false => format!(
+            "[store]\nurl = \"sqlite://{}\"\n",
+            dir.join("farside.db").display()
+        ),
+    };
     std::fs::write(
         &config,
         common::only_named_parts(&format!(
-            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\n{listen}domain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n\n{tables}\n",
+            "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\n{listen}domain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n{store}\n{tables}\n",
             port + 1000,
-            dir.join("farside.db").display()
         )),
     )
     .unwrap();
@@ -72,7 +81,11 @@ fn start_farside_with(
             ],
             Duration::from_secs(20),
         );
-        assert!(add.success(), "{add}");
+        // A shared store may have them from another node already.
+        assert!(
+            add.success() || add.to_string().contains("already exists"),
+            "{add}"
+        );
     }
     let mut server = lab.spawn(
         "server",
@@ -1991,5 +2004,166 @@ fn keepalives_over_tls_and_websocket_keep_phones_reachable_behind_a_20_second_na
             "after {:?} of silence behind the 20 s gateway, with CRLF keep-alives every 10 s, calls reached alice over TLS and bob over WebSocket",
             silent.elapsed()
         ),
+    );
+}
+
+/// A test database's URL through PostgreSQL's Unix socket, which every network namespace
+/// shares (the lab's server reaches no loopback TCP of the root namespace).
+fn through_the_socket(url: &str) -> String {
+    let (credentials, rest) = url
+        .strip_prefix("postgres://")
+        .and_then(|u| u.split_once('@'))
+        .expect("postgres://user:password@host:port/database");
+    let (host_port, database) = rest.split_once('/').expect("a database");
+    let port = host_port.rsplit_once(':').map_or("5432", |(_, p)| p);
+    format!("postgres://{credentials}@%2Fvar%2Frun%2Fpostgresql:{port}/{database}")
+}
+
+/// Node `node` on `ip:5060` (UDP and TCP) in the lab's server namespace, its store the shared
+/// database `url`; its STUN on `stun_port` of the primary address.
+fn start_node(
+    lab: &Lab,
+    node: &str,
+    ip: std::net::Ipv4Addr,
+    stun_port: u16,
+    url: &str,
+) -> LabChild {
+    start_farside_with(
+        lab,
+        &format!("farside-{node}"),
+        stun_port - 1000,
+        &format!("listen = [\"udp:{ip}:5060\", \"tcp:{ip}:5060\"]"),
+        "interval = \"10s\"\nmethod = \"CRLF\"",
+        &format!("[store]\nurl = \"{url}\"\nnode = \"{node}\"\n\n[rtp]\nenabled = false\n"),
+    )
+}
+
+/// Two Farside nodes in the lab share one PostgreSQL (through its socket): alice's SIPp phone
+/// behind the home gateway registers through node A; a phone behind the symmetric gateway
+/// calls her through node B, which sends the INVITE to A, and A down alice's NAT binding:
+/// INVITE, 180, 200, ACK, BYE, 200.
+#[test]
+fn a_phone_behind_a_nat_registered_through_node_a_is_called_through_node_b() {
+    const TEST: &str = "a_phone_behind_a_nat_registered_through_node_a_is_called_through_node_b";
+    if !common::require_tool(TEST, "sipp") {
+        return;
+    }
+    let Some(db) = test_database::TestDatabase::new(TEST) else {
+        return;
+    };
+    let Some(lab) = Lab::up(TEST) else { return };
+    let url = through_the_socket(&db.url);
+    let (primary, secondary) = lab.server_addrs();
+    let a = start_node(&lab, "lab-a", primary, 6060, &url);
+    let b = start_node(&lab, "lab-b", secondary, 6160, &url);
+    let alice_ip = lab.host("home-lan1").addr().to_string();
+    let caller_ip = lab.host("symmetric-lan1").addr().to_string();
+    let reg = register_alice(&lab, "home-lan1", &alice_ip, &format!("{primary}:5060"));
+    assert!(reg.success(), "register through A: {reg}\n{a}");
+    // B reads the other nodes' bindings about once a second.
+    thread::sleep(Duration::from_millis(2500));
+    let (callee, caller) = while_alice_waits(&lab, "home-lan1", &alice_ip, || {
+        call_alice(
+            &lab,
+            "symmetric-lan1",
+            &caller_ip,
+            &format!("{secondary}:5060"),
+        )
+    });
+    assert!(caller.success(), "caller through B: {caller}\n{b}\n{a}");
+    assert!(callee.success(), "alice: {callee}\n{a}");
+    assert!(
+        b.output().contains(&format!("forwarded to {primary}:5060")),
+        "B sent it to A\n{b}"
+    );
+    common::note(
+        TEST,
+        "alice registered through node A from behind the home NAT; a call through node B reached her through A: INVITE/180/200/ACK/BYE/200",
+    );
+}
+
+/// A real RFC 5626 client with a flow to each node: baresip behind the home gateway with two
+/// outbound proxies (`outbound` node A, `outbound2` node B, `sipnat=outbound`) registers one
+/// flow through each (`reg-id` 1 and 2, one instance, each stored under its node). A call
+/// through node B goes over B's own flow, not through A; node A is killed (`kill -9`) and a
+/// call through node B still reaches the phone.
+#[test]
+fn an_outbound_phone_with_a_flow_to_each_node_is_reached_when_one_node_is_killed() {
+    const TEST: &str =
+        "an_outbound_phone_with_a_flow_to_each_node_is_reached_when_one_node_is_killed";
+    if !common::require_tool(TEST, "sipp") || !common::require_tool(TEST, "baresip") {
+        return;
+    }
+    let Some(db) = test_database::TestDatabase::new(TEST) else {
+        return;
+    };
+    let Some(lab) = Lab::up(TEST) else { return };
+    let url = through_the_socket(&db.url);
+    let (primary, secondary) = lab.server_addrs();
+    let mut a = start_node(&lab, "lab-a", primary, 6060, &url);
+    let mut b = start_node(&lab, "lab-b", secondary, 6160, &url);
+    let alice_ip = lab.host("home-lan1").addr().to_string();
+    let caller_ip = lab.host("symmetric-lan1").addr().to_string();
+    let dir = baresip_dir(
+        &lab,
+        &alice_ip,
+        &format!(
+            "<sip:alice@{DOMAIN};transport=tcp>;auth_pass=wonderland;outbound=\"sip:{primary}:5060;transport=tcp\";outbound2=\"sip:{secondary}:5060;transport=tcp\";sipnat=outbound;regint=600;answermode=auto"
+        ),
+    );
+    let dir_arg = dir.display().to_string();
+    let phone = lab.spawn("home-lan1", "baresip", &["-f", &dir_arg, "-t", "60"]);
+    for (node, server) in [("A", &mut a), ("B", &mut b)] {
+        assert!(
+            server.wait_for_output("registered from tcp", Duration::from_secs(15)),
+            "baresip registers a flow through node {node}\n{phone}\n{server}"
+        );
+    }
+    // One instance, a flow through each node, each stored under its node.
+    let mut store = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let flows = |store: &mut postgres::Client| -> Vec<(String, Option<i64>)> {
+        store
+            .query("SELECT node, reg_id FROM registrations ORDER BY node", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(3), || flows(&mut store)
+            == [
+                ("lab-a".to_string(), Some(1)),
+                ("lab-b".to_string(), Some(2))
+            ]),
+        "two flows, reg-id 1 through A and 2 through B: {:?}",
+        flows(&mut store)
+    );
+    // B has a flow of the phone's own: it calls over that, not through A.
+    thread::sleep(Duration::from_millis(2500));
+    let first = call_alice(
+        &lab,
+        "symmetric-lan1",
+        &caller_ip,
+        &format!("{secondary}:5060"),
+    );
+    assert!(first.success(), "{first}\n{phone}\n{b}");
+    assert!(
+        !b.output().contains(&format!("forwarded to {primary}:5060")),
+        "not through A\n{b}"
+    );
+    drop(a); // SIGKILL
+    let call = call_alice(
+        &lab,
+        "symmetric-lan1",
+        &caller_ip,
+        &format!("{secondary}:5060"),
+    );
+    assert!(
+        call.success(),
+        "a call through B with A dead: {call}\n{phone}\n{b}"
+    );
+    common::note(
+        TEST,
+        "baresip registered a flow through each node (stored: lab-a reg-id 1, lab-b reg-id 2); a call through B went over B's own flow; node A was killed; the next call through B reached it too",
     );
 }
