@@ -15,6 +15,8 @@
 mod common;
 #[path = "natlab/mod.rs"]
 mod natlab;
+#[path = "../../store/tests/common/postgres.rs"]
+mod test_database;
 
 use natlab::{Expected, Filtering, Host, Lab, LabChild, Mapping, Role};
 use std::fmt::{self, Write as _};
@@ -912,4 +914,151 @@ fn hosts_behind_two_symmetric_gateways_talk_through_the_relay_and_not_without_it
         }
     }
     common::note(TEST, &report);
+}
+
+/// A TURN node in the lab's server namespace on `ip:3478`, its store the shared database
+/// `url`, its admin API on the namespace's loopback at `admin_port` (for `farside drain`);
+/// returns it and its configuration file.
+fn spawn_turn_node(
+    lab: &Lab,
+    node: &str,
+    ip: std::net::Ipv4Addr,
+    url: &str,
+    admin_port: u16,
+    peer: &str,
+) -> (LabChild, String) {
+    let dir = lab.scratch_dir(node);
+    let config = dir.join("farside.toml");
+    std::fs::write(
+        &config,
+        common::only_named_parts(&format!(
+            "[stun]\nlisten = [\"{ip}:3478\"]\n\n[turn]\nenabled = true\nrealm = \"farside\"\n\
+             allowed_peers = [\"{peer}/32\"]\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+             token_file = \"{}\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"{url}\"\nnode = \"{node}\"\n",
+            dir.join("admin.token").display()
+        )),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let mut server = lab.spawn(
+        "server",
+        env!("CARGO_BIN_EXE_farside"),
+        &["serve", "--config", &config],
+    );
+    assert!(
+        server.wait_for_output("S010 running", STARTUP_TIMEOUT),
+        "{server}"
+    );
+    (server, config)
+}
+
+/// Two TURN nodes in the lab share one PostgreSQL (through its socket). A user added with
+/// `farside user add` on node A is in node B's credentials within a second, and coturn's
+/// uclient behind the symmetric gateway relays through B with it. Then B drains to A (`farside
+/// drain --to`): uclient behind the home gateway asks B, is sent to A with 300 Try Alternate,
+/// and relays there (A lists its allocation meanwhile).
+#[test]
+fn turn_nodes_on_one_database_share_users_and_drain_to_each_other() {
+    const TEST: &str = "turn_nodes_on_one_database_share_users_and_drain_to_each_other";
+    if !require_tools(TEST, &["turnutils_uclient", "turnutils_peer"]) {
+        return;
+    }
+    let Some(db) = test_database::TestDatabase::new(TEST) else {
+        return;
+    };
+    let Some(lab) = Lab::up(TEST) else { return };
+    let url = natlab::postgres_through_the_socket(&db.url);
+    let (primary, secondary) = lab.server_addrs();
+    let peer_ip = lab.host("peer").addr().to_string();
+    let (a, a_config) = spawn_turn_node(&lab, "lab-a", primary, &url, 9481, &peer_ip);
+    let (mut b, b_config) = spawn_turn_node(&lab, "lab-b", secondary, &url, 9482, &peer_ip);
+    let _peer = lab.spawn("peer", "turnutils_peer", &["-L", &peer_ip, "-p", "3490"]);
+    let farside = env!("CARGO_BIN_EXE_farside");
+    let added = Instant::now();
+    let add = lab.exec(
+        "server",
+        farside,
+        &[
+            "user",
+            "add",
+            "carol",
+            "--password",
+            "pw",
+            "--config",
+            &a_config,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(add.success(), "{add}");
+    assert!(
+        b.wait_for_output("S306 store changed: 1 users", Duration::from_secs(3)),
+        "{b}"
+    );
+    let seen = added.elapsed();
+    assert!(seen < Duration::from_secs(1), "within a second: {seen:?}");
+    let uclient = |host: &str, server: std::net::Ipv4Addr, n: &str| {
+        let server = server.to_string();
+        lab.exec(
+            host,
+            "turnutils_uclient",
+            &[
+                "-u", "carol", "-w", "pw", "-e", &peer_ip, "-r", "3490", "-n", n, "-z", "20", "-c",
+                &server,
+            ],
+            Duration::from_secs(40),
+        )
+    };
+    let relayed = |out: &natlab::Output| common::turn::totals(&out.stdout);
+    let first = uclient("symmetric-lan1", secondary, "20");
+    assert!(
+        relayed(&first).is_some_and(|t| t.sent == 20 && t.received == 20),
+        "uclient through B: {first}\n{b}"
+    );
+    let drain = lab.exec(
+        "server",
+        farside,
+        &[
+            "drain",
+            "--to",
+            &format!("{primary}:3478"),
+            "--config",
+            &b_config,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(drain.success(), "{drain}");
+    assert!(
+        drain
+            .stdout
+            .starts_with("draining: new TURN allocations go to"),
+        "{drain}"
+    );
+    let home_public = lab.host("home").addr().to_string();
+    let (second, listed_at_a) = thread::scope(|s| {
+        let run = s.spawn(|| uclient("home-lan1", secondary, "150"));
+        // A lists the allocation while uclient relays there (the list is a second old at most).
+        let listed = common::wait_until(Duration::from_secs(6), || {
+            lab.exec(
+                "server",
+                farside,
+                &["sessions", "--json", "--config", &a_config],
+                Duration::from_secs(10),
+            )
+            .stdout
+            .contains(&home_public)
+        });
+        (run.join().unwrap(), listed)
+    });
+    assert!(
+        relayed(&second).is_some_and(|t| t.sent == 150 && t.received == 150),
+        "uclient sent from B to A: {second}\n{b}\n{a}"
+    );
+    assert!(listed_at_a, "A held the allocation\n{a}");
+    assert!(b.output().contains("S310 TURN draining"), "{b}");
+    common::note(
+        TEST,
+        &format!(
+            "a user added on node A was in node B's credentials {seen:?} later; uclient relayed 20/20 through B; B drained to A; uclient asking B relayed 150/150 at A"
+        ),
+    );
 }

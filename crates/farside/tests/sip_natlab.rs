@@ -2007,18 +2007,6 @@ fn keepalives_over_tls_and_websocket_keep_phones_reachable_behind_a_20_second_na
     );
 }
 
-/// A test database's URL through PostgreSQL's Unix socket, which every network namespace
-/// shares (the lab's server reaches no loopback TCP of the root namespace).
-fn through_the_socket(url: &str) -> String {
-    let (credentials, rest) = url
-        .strip_prefix("postgres://")
-        .and_then(|u| u.split_once('@'))
-        .expect("postgres://user:password@host:port/database");
-    let (host_port, database) = rest.split_once('/').expect("a database");
-    let port = host_port.rsplit_once(':').map_or("5432", |(_, p)| p);
-    format!("postgres://{credentials}@%2Fvar%2Frun%2Fpostgresql:{port}/{database}")
-}
-
 /// Node `node` on `ip:5060` (UDP and TCP) in the lab's server namespace, its store the shared
 /// database `url`; its STUN on `stun_port` of the primary address.
 fn start_node(
@@ -2052,7 +2040,7 @@ fn a_phone_behind_a_nat_registered_through_node_a_is_called_through_node_b() {
         return;
     };
     let Some(lab) = Lab::up(TEST) else { return };
-    let url = through_the_socket(&db.url);
+    let url = natlab::postgres_through_the_socket(&db.url);
     let (primary, secondary) = lab.server_addrs();
     let a = start_node(&lab, "lab-a", primary, 6060, &url);
     let b = start_node(&lab, "lab-b", secondary, 6160, &url);
@@ -2098,7 +2086,7 @@ fn an_outbound_phone_with_a_flow_to_each_node_is_reached_when_one_node_is_killed
         return;
     };
     let Some(lab) = Lab::up(TEST) else { return };
-    let url = through_the_socket(&db.url);
+    let url = natlab::postgres_through_the_socket(&db.url);
     let (primary, secondary) = lab.server_addrs();
     let mut a = start_node(&lab, "lab-a", primary, 6060, &url);
     let mut b = start_node(&lab, "lab-b", secondary, 6160, &url);

@@ -657,3 +657,16 @@ impl Drop for LabChild {
         let _ = self.child.wait();
     }
 }
+
+/// A PostgreSQL URL (`postgres://user:password@host:port/database`) made to go through the
+/// server's Unix socket in `/var/run/postgresql`, whose path every network namespace shares:
+/// the lab's hosts reach no loopback TCP of the root namespace.
+pub fn postgres_through_the_socket(url: &str) -> String {
+    let (credentials, rest) = url
+        .strip_prefix("postgres://")
+        .and_then(|u| u.split_once('@'))
+        .expect("postgres://user:password@host:port/database");
+    let (host_port, database) = rest.split_once('/').expect("a database");
+    let port = host_port.rsplit_once(':').map_or("5432", |(_, p)| p);
+    format!("postgres://{credentials}@%2Fvar%2Frun%2Fpostgresql:{port}/{database}")
+}
