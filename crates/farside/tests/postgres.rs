@@ -454,3 +454,90 @@ fn a_call_through_node_b_reaches_a_phone_registered_through_node_a() {
         ),
     );
 }
+
+/// The database connections drop under a running node (PostgreSQL restarted, a network
+/// failure: here every connection to the node's database is terminated). The node goes on
+/// serving from memory: another phone registers at once; the registration writer's failed
+/// write is logged once (S407), kept and written once it has connected again (S420); the
+/// credential watcher connects again too, so a user added afterwards is served.
+#[test]
+fn a_node_rides_out_lost_database_connections() {
+    const TEST: &str = "a_node_rides_out_lost_database_connections";
+    if !common::require_tool(TEST, "sipp") {
+        return;
+    }
+    let Some(db) = TestDatabase::new(TEST) else {
+        return;
+    };
+    let base = common::free_ports(&[common::LOCALHOST], 4);
+    let node = Server::start(
+        "lost-connections",
+        ServerConfig::default()
+            .with_table(&format!(
+                "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{base}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n[sip.keepalive]\nenabled = false\n"
+            ))
+            .with_table(&format!("[store]\nurl = \"{}\"\nnode = \"n1\"\n", db.url)),
+    );
+    let out = node.cli(&["user", "add", "alice", "--password", "wonderland"]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    node.wait_for_log("S306 store changed");
+    let register = |user: &str, password: &str, port: u16| {
+        common::run_tool(
+            "sipp",
+            &common::sipp::register(
+                user,
+                password,
+                "example.org",
+                "127.0.0.1",
+                port,
+                &format!("127.0.0.1:{base}"),
+                10,
+            ),
+            Duration::from_secs(30),
+        )
+    };
+    let first = register("alice", "wonderland", base + 1);
+    assert_eq!(first.code(), Some(0), "{}", first.describe());
+    let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let cut = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert!(
+        cut >= 2,
+        "the writer's and the watcher's connections: {cut}"
+    );
+    // Served from memory: a second phone of alice's is answered, and its binding (a new one,
+    // written at once) reaches the store once the writer has connected again.
+    let again = register("alice", "wonderland", base + 2);
+    assert_eq!(again.code(), Some(0), "{}", again.describe());
+    assert!(
+        common::wait_until(Duration::from_secs(5), || node
+            .logs()
+            .contains("S420 the store takes writes again")),
+        "{}",
+        node.describe()
+    );
+    let logs = node.logs();
+    assert_eq!(logs.matches("S407 ").count(), 1, "logged once\n{logs}");
+    let out = node.cli(&["user", "add", "bob", "--password", "builder"]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        common::wait_until(Duration::from_secs(3), || node
+            .logs()
+            .contains("S306 store changed: 2 users")),
+        "the watcher connected again\n{}",
+        node.describe()
+    );
+    let bob = register("bob", "builder", base + 3);
+    assert_eq!(bob.code(), Some(0), "{}", bob.describe());
+    common::note(
+        TEST,
+        &format!(
+            "{cut} connections cut: alice's second phone answered from memory, its write failed once (S407) and went in on reconnecting (S420); bob, added afterwards, registered"
+        ),
+    );
+}
