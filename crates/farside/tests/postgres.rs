@@ -360,7 +360,7 @@ fn each_node_restores_the_registrations_it_holds_and_lists_all() {
 /// A call across nodes: alice (SIPp) registers through node A; bob (SIPp) calls her through
 /// node B. B reads A's binding from the shared store, sends the INVITE to A with a Route
 /// naming A and alice's flow token, and A sends it down alice's flow: INVITE, 180, 200, ACK,
-/// BYE, 200 between the two SIPp phones.
+/// BYE, 200 between the two SIPp phones. Only A, which holds her flow, pings her.
 #[test]
 fn a_call_through_node_b_reaches_a_phone_registered_through_node_a() {
     const TEST: &str = "a_call_through_node_b_reaches_a_phone_registered_through_node_a";
@@ -376,7 +376,7 @@ fn a_call_through_node_b_reaches_a_phone_registered_through_node_a() {
     let config = |node: &str, port: u16| {
         ServerConfig::default()
             .with_table(&format!(
-                "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{port}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n[sip.keepalive]\nenabled = false\n[rtp]\nenabled = false\n"
+                "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{port}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n[sip.keepalive]\ninterval = \"1s\"\nmethod = \"CRLF\"\nall_contacts = true\n[rtp]\nenabled = false\n"
             ))
             .with_table(&format!("[store]\nurl = \"{}\"\nnode = \"{node}\"\n", db.url))
     };
@@ -446,10 +446,14 @@ fn a_call_through_node_b_reaches_a_phone_registered_through_node_a() {
         "B sent the INVITE to A\n{}",
         b.describe()
     );
+    // Only the node holding alice's flow pings it (every second here): A, never B.
+    let sent = |n: &Server| common::counter(n, "farside_sip_keepalive_total", "event=\"sent\"");
+    let (by_a, by_b) = (sent(&a), sent(&b));
+    assert!(by_a >= 2.0 && by_b == 0.0, "pings sent: A {by_a}, B {by_b}");
     common::note(
         TEST,
         &format!(
-            "bob called alice through node B; B sent it to node A, which sent it down alice's flow: INVITE/180/200/ACK/BYE/200 in {:?}",
+            "bob called alice through node B; B sent it to node A, which sent it down alice's flow: INVITE/180/200/ACK/BYE/200 in {:?}; keep-alives sent to her by A {by_a}, by B {by_b}",
             started.elapsed()
         ),
     );
@@ -539,5 +543,65 @@ fn a_node_rides_out_lost_database_connections() {
         &format!(
             "{cut} connections cut: alice's second phone answered from memory, its write failed once (S407) and went in on reconnecting (S420); bob, added afterwards, registered"
         ),
+    );
+}
+
+/// A Digest nonce node A gave out is good on node B (their nonce key is the store's): a
+/// REGISTER challenged by A and answered to B is accepted.
+#[test]
+fn a_digest_nonce_from_node_a_is_good_on_node_b() {
+    const TEST: &str = "a_digest_nonce_from_node_a_is_good_on_node_b";
+    let Some(db) = TestDatabase::new(TEST) else {
+        return;
+    };
+    let base = common::free_ports(&[common::LOCALHOST], 2);
+    let config = |node: &str, port: u16| {
+        ServerConfig::default()
+            .with_table(&format!(
+                "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{port}\"]\ndomain = \"example.org\"\n[sip.keepalive]\nenabled = false\n"
+            ))
+            .with_table(&format!("[store]\nurl = \"{}\"\nnode = \"{node}\"\n", db.url))
+    };
+    let a = Server::start("nonce-node-a", config("node-a", base));
+    let b = Server::start("nonce-node-b", config("node-b", base + 1));
+    let out = a.cli(&["user", "add", "bob", "--password", "builder"]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        common::wait_until(Duration::from_secs(3), || b
+            .logs()
+            .contains("S306 store changed")),
+        "{}",
+        b.describe()
+    );
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let me = socket.local_addr().unwrap();
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:example.org SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-n{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:bob@example.org>;tag=n1\r\nTo: <sip:bob@example.org>\r\n\
+             Call-ID: nonce-across-nodes\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:bob@{me}>\r\n{auth}\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    let mut buf = [0u8; 4096];
+    socket
+        .send_to(register(1, "").as_bytes(), ("127.0.0.1", base))
+        .unwrap();
+    let n = socket.recv(&mut buf).unwrap();
+    let challenge = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
+    let auth = common::register_credentials(&challenge, "bob", "builder", "example.org", Some(1));
+    socket
+        .send_to(register(2, &auth).as_bytes(), ("127.0.0.1", base + 1))
+        .unwrap();
+    let n = socket.recv(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        answer.starts_with("SIP/2.0 200 "),
+        "node B takes node A's nonce: {answer}\n{}",
+        b.describe()
     );
 }

@@ -2029,7 +2029,8 @@ fn start_node(
 /// Two Farside nodes in the lab share one PostgreSQL (through its socket): alice's SIPp phone
 /// behind the home gateway registers through node A; a phone behind the symmetric gateway
 /// calls her through node B, which sends the INVITE to A, and A down alice's NAT binding:
-/// INVITE, 180, 200, ACK, BYE, 200.
+/// INVITE, 180, 200, ACK, BYE, 200. Node A is then killed (SIGKILL) and started again: it
+/// restores her binding from the store and the next call through B reaches her.
 #[test]
 fn a_phone_behind_a_nat_registered_through_node_a_is_called_through_node_b() {
     const TEST: &str = "a_phone_behind_a_nat_registered_through_node_a_is_called_through_node_b";
@@ -2064,9 +2065,30 @@ fn a_phone_behind_a_nat_registered_through_node_a_is_called_through_node_b() {
         b.output().contains(&format!("forwarded to {primary}:5060")),
         "B sent it to A\n{b}"
     );
+    // Node A killed (SIGKILL) and started again: it restores alice's binding from the
+    // store, and the next call through B reaches her through A again.
+    drop(a);
+    let mut a = start_node(&lab, "lab-a", primary, 6060, &url);
+    assert!(
+        a.wait_for_output(
+            "S405 SIP registrations restored from the store: 1",
+            Duration::from_secs(10)
+        ),
+        "{a}"
+    );
+    let (callee, caller) = while_alice_waits(&lab, "home-lan1", &alice_ip, || {
+        call_alice(
+            &lab,
+            "symmetric-lan1",
+            &caller_ip,
+            &format!("{secondary}:5060"),
+        )
+    });
+    assert!(caller.success(), "after A's restart: {caller}\n{b}\n{a}");
+    assert!(callee.success(), "alice: {callee}\n{a}");
     common::note(
         TEST,
-        "alice registered through node A from behind the home NAT; a call through node B reached her through A: INVITE/180/200/ACK/BYE/200",
+        "alice registered through node A from behind the home NAT; a call through node B reached her through A: INVITE/180/200/ACK/BYE/200; A killed with SIGKILL and started again restored her binding, and the next call through B reached her",
     );
 }
 
