@@ -11,39 +11,13 @@ usage: ws_phone.py URI USER PASSWORD DOMAIN SECONDS [CA_FILE]
 (a wss:// URI is verified against CA_FILE)
 """
 
-import hashlib
 import random
 import ssl
 import sys
 
 from websockets.sync.client import connect
 
-
-def md5(text):
-    return hashlib.md5(text.encode()).hexdigest()
-
-
-def header(msg, name):
-    for line in msg.split("\r\n")[1:]:
-        if ":" in line and line.split(":", 1)[0].strip().lower() == name.lower():
-            return line.split(":", 1)[1].strip()
-    return None
-
-
-def headers(msg, name):
-    return [
-        line.split(":", 1)[1].strip()
-        for line in msg.split("\r\n")[1:]
-        if ":" in line and line.split(":", 1)[0].strip().lower() == name.lower()
-    ]
-
-
-def param(challenge, name):
-    for part in challenge.split(","):
-        key, _, value = part.strip().partition("=")
-        if key.strip().lower().endswith(name):
-            return value.strip().strip('"')
-    return None
+from sip_text import header, headers, register_authorization
 
 
 def main():
@@ -79,18 +53,7 @@ def main():
         answer = register(ws, 1, "")
         if not answer.startswith("SIP/2.0 401 "):
             sys.exit("expected 401, got:\n" + answer)
-        challenge = next(
-            c for c in headers(answer, "WWW-Authenticate") if "MD5" in c.upper() or "algorithm" not in c
-        )
-        realm, nonce = param(challenge, "realm"), param(challenge, "nonce")
-        ha1 = md5("%s:%s:%s" % (user, realm, password))
-        ha2 = md5("REGISTER:sip:%s" % domain)
-        cnonce, nc = "%08x" % random.getrandbits(32), "00000001"
-        response = md5("%s:%s:%s:%s:auth:%s" % (ha1, nonce, nc, cnonce, ha2))
-        auth = (
-            'Authorization: Digest username="%s", realm="%s", nonce="%s", uri="sip:%s", '
-            'response="%s", algorithm=MD5, qop=auth, nc=%s, cnonce="%s"\r\n'
-        ) % (user, realm, nonce, domain, response, nc, cnonce)
+        auth = register_authorization(answer, user, password, domain)
         answer = register(ws, 2, auth)
         if not answer.startswith("SIP/2.0 200 "):
             sys.exit("expected 200, got:\n" + answer)

@@ -109,22 +109,13 @@ fn start_farside_partners(lab: &Lab) -> [LabChild; 2] {
 }
 
 fn spawn_farside(lab: &Lab, name: &str, stun_table: &str) -> LabChild {
-    let dir = lab.scratch_dir(name);
-    let config = dir.join("farside.toml");
-    std::fs::write(
-        &config,
+    let config = lab.farside_config(name, |dir| {
         common::only_named_parts(&format!(
             "{stun_table}\n[admin]\nlisten = \"off\"\n\n[store]\nurl = \"sqlite://{}\"\n",
             dir.join("farside.db").display()
-        )),
-    )
-    .unwrap();
-    let config = config.display().to_string();
-    lab.spawn(
-        "server",
-        env!("CARGO_BIN_EXE_farside"),
-        &["serve", "--config", &config],
-    )
+        ))
+    });
+    lab.serve_farside(&config)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -927,24 +918,15 @@ fn spawn_turn_node(
     admin_port: u16,
     peer: &str,
 ) -> (LabChild, String) {
-    let dir = lab.scratch_dir(node);
-    let config = dir.join("farside.toml");
-    std::fs::write(
-        &config,
+    let config = lab.farside_config(node, |dir| {
         common::only_named_parts(&format!(
             "[stun]\nlisten = [\"{ip}:3478\"]\n\n[turn]\nenabled = true\nrealm = \"farside\"\n\
              allowed_peers = [\"{peer}/32\"]\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
              token_file = \"{}\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"{url}\"\nnode = \"{node}\"\n",
             dir.join("admin.token").display()
-        )),
-    )
-    .unwrap();
-    let config = config.display().to_string();
-    let mut server = lab.spawn(
-        "server",
-        env!("CARGO_BIN_EXE_farside"),
-        &["serve", "--config", &config],
-    );
+        ))
+    });
+    let mut server = lab.serve_farside(&config);
     assert!(
         server.wait_for_output("S010 running", STARTUP_TIMEOUT),
         "{server}"

@@ -15,18 +15,108 @@ use std::time::{Duration, Instant};
 use common::{Server, ServerConfig};
 use test_database::TestDatabase;
 
-/// A node with TURN (realm `farside`, loopback peers allowed) on the database `url`.
-fn node(name: &str, url: &str) -> Server {
+/// Node `node` on the database `url` with `tables` (TOML), started and running.
+fn start_node(name: &str, url: &str, node: &str, tables: &str) -> Server {
     let server = Server::start(
         name,
         ServerConfig::default()
-            .with_table(
-                "[turn]\nenabled = true\nrealm = \"farside\"\nallowed_peers = [\"127.0.0.0/8\"]\n",
-            )
-            .with_table(&format!("[store]\nurl = \"{url}\"\n")),
+            .with_table(tables)
+            .with_table(&format!("[store]\nurl = \"{url}\"\nnode = \"{node}\"\n")),
     );
     server.wait_for_log("S010 running");
     server
+}
+
+/// A node with TURN (realm `farside`, loopback peers allowed) on the database `url`.
+fn turn_node(name: &str, url: &str) -> Server {
+    start_node(
+        name,
+        url,
+        name,
+        "[turn]\nenabled = true\nrealm = \"farside\"\nallowed_peers = [\"127.0.0.0/8\"]\n",
+    )
+}
+
+/// A node with SIP for example.org on UDP 127.0.0.1:`port` on the database `url`;
+/// `keepalive`, the lines of `[sip.keepalive]`.
+fn sip_node(name: &str, url: &str, node: &str, port: u16, keepalive: &str) -> Server {
+    start_node(
+        name,
+        url,
+        node,
+        &format!(
+            "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{port}\"]\ndomain = \"example.org\"\n\
+             [sip.keepalive]\n{keepalive}\n[rtp]\nenabled = false\n"
+        ),
+    )
+}
+
+/// Adds `user` (password `password`) through `on`'s command line and waits until each of
+/// `nodes` has reread its credentials; how long that took from the command's start.
+fn add_user(on: &Server, user: &str, password: &str, nodes: &[&Server]) -> Duration {
+    let before: Vec<usize> = nodes
+        .iter()
+        .map(|n| n.logs().matches("S306 store changed").count())
+        .collect();
+    let started = Instant::now();
+    let out = on.cli(&["user", "add", user, "--password", password]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    for (n, before) in nodes.iter().zip(before) {
+        assert!(
+            common::wait_until(Duration::from_secs(3), || n
+                .logs()
+                .matches("S306 store changed")
+                .count()
+                > before),
+            "{}",
+            n.describe()
+        );
+    }
+    started.elapsed()
+}
+
+/// SIPp `user` registering with Digest from 127.0.0.1:`port` at 127.0.0.1:`target`.
+fn sipp_register(user: &str, password: &str, port: u16, target: u16) -> common::ToolOutput {
+    common::run_tool(
+        "sipp",
+        &common::sipp::register(
+            user,
+            password,
+            "example.org",
+            "127.0.0.1",
+            port,
+            &format!("127.0.0.1:{target}"),
+            10,
+        ),
+        Duration::from_secs(30),
+    )
+}
+
+/// An Allocate of alice's (password `wonderland`) from `socket`, challenged at `challenge_at`
+/// and sent with credentials to `at`: the answer's message type and the nonce.
+fn allocate(
+    socket: &UdpSocket,
+    challenge_at: std::net::SocketAddr,
+    at: std::net::SocketAddr,
+    tid: u32,
+) -> (u16, String) {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    socket
+        .send_to(&common::turn::allocate_request(tid, None), challenge_at)
+        .unwrap();
+    let n = socket.recv(&mut buf).unwrap();
+    let nonce = common::turn::nonce_of(&buf[..n]);
+    socket
+        .send_to(
+            &common::turn::allocate_request(tid + 1, Some(("alice", "wonderland", &nonce))),
+            at,
+        )
+        .unwrap();
+    socket.recv(&mut buf).unwrap();
+    (u16::from_be_bytes([buf[0], buf[1]]), nonce)
 }
 
 /// Two nodes on one database: a user added through node A's command line relays through node B
@@ -43,25 +133,14 @@ fn two_nodes_on_one_database_share_users_secrets_and_nonces() {
     let Some(db) = TestDatabase::new(TEST) else {
         return;
     };
-    let a = node("pg-node-a", &db.url);
-    let b = node("pg-node-b", &db.url);
+    let a = turn_node("pg-node-a", &db.url);
+    let b = turn_node("pg-node-b", &db.url);
     assert!(
         !a.logs().contains("farside_test:farside_test@") && !b.logs().contains(":farside_test@"),
         "the URL's password is never logged\n{}",
         a.describe()
     );
-
-    let added = Instant::now();
-    let out = a.cli(&["user", "add", "alice", "--password", "wonderland"]);
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    assert!(
-        common::wait_until(Duration::from_secs(3), || b
-            .logs()
-            .contains("S306 store changed: 1 users")),
-        "node B sees the user\n{}",
-        b.describe()
-    );
-    let seen_after = added.elapsed();
+    let seen_after = add_user(&a, "alice", "wonderland", &[&b]);
     assert!(
         seen_after < Duration::from_secs(1),
         "within a second: {seen_after:?}\n{}",
@@ -84,32 +163,19 @@ fn two_nodes_on_one_database_share_users_secrets_and_nonces() {
     let listed = a.cli(&["secret", "list"]);
     assert!(listed.stdout.contains("0123…"), "{}", listed.describe());
 
-    // A nonce from A, used on B.
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let mut buf = [0u8; 1500];
-    socket
-        .send_to(&common::turn::allocate_request(1, None), a.primary)
-        .unwrap();
-    let n = socket.recv(&mut buf).unwrap();
-    let nonce = common::turn::nonce_of(&buf[..n]);
-    socket
-        .send_to(
-            &common::turn::allocate_request(2, Some(("alice", "wonderland", &nonce))),
-            b.primary,
-        )
-        .unwrap();
-    let n = socket.recv(&mut buf).unwrap();
-    let class = u16::from_be_bytes([buf[0], buf[1]]) & 0x0110;
+    // A nonce from A, used on B: an Allocate success (0x0103), not 438.
+    let (answer, _) = allocate(
+        &UdpSocket::bind("127.0.0.1:0").unwrap(),
+        a.primary,
+        b.primary,
+        1,
+    );
     assert_eq!(
-        class,
-        0x0100,
-        "node B accepts node A's nonce: an Allocate success, not 438\n{}",
+        answer,
+        0x0103,
+        "node B accepts node A's nonce\n{}",
         b.describe()
     );
-    let _ = n;
     common::note(
         TEST,
         &format!(
@@ -130,44 +196,13 @@ fn a_draining_node_sends_uclient_to_the_other_node_which_relays() {
     let Some(db) = TestDatabase::new(TEST) else {
         return;
     };
-    let a = node("drain-node-a", &db.url);
-    let b = node("drain-node-b", &db.url);
-    let out = a.cli(&["user", "add", "alice", "--password", "wonderland"]);
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    for n in [&a, &b] {
-        assert!(
-            common::wait_until(Duration::from_secs(3), || n
-                .logs()
-                .contains("S306 store changed: 1 users")),
-            "{}",
-            n.describe()
-        );
-    }
+    let a = turn_node("drain-node-a", &db.url);
+    let b = turn_node("drain-node-b", &db.url);
+    add_user(&a, "alice", "wonderland", &[&a, &b]);
     // An allocation at A before the drain, left running.
     let before = UdpSocket::bind("127.0.0.1:0").unwrap();
-    before
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let mut buf = [0u8; 1500];
-    before
-        .send_to(&common::turn::allocate_request(1, None), a.primary)
-        .unwrap();
-    let n = before.recv(&mut buf).unwrap();
-    let nonce = common::turn::nonce_of(&buf[..n]);
-    before
-        .send_to(
-            &common::turn::allocate_request(2, Some(("alice", "wonderland", &nonce))),
-            a.primary,
-        )
-        .unwrap();
-    let n = before.recv(&mut buf).unwrap();
-    assert_eq!(
-        u16::from_be_bytes([buf[0], buf[1]]),
-        0x0103,
-        "allocated at A"
-    );
-    let _ = n;
-
+    let (answer, nonce) = allocate(&before, a.primary, a.primary, 1);
+    assert_eq!(answer, 0x0103, "allocated at A");
     // The workers publish their allocations to the API about once a second.
     assert!(
         common::wait_until(Duration::from_secs(3), || a
@@ -208,6 +243,7 @@ fn a_draining_node_sends_uclient_to_the_other_node_which_relays() {
         |_| {},
     );
     before.send_to(&refresh, a.primary).unwrap();
+    let mut buf = [0u8; 1500];
     let n = before.recv(&mut buf).unwrap();
     assert_eq!(
         u16::from_be_bytes([buf[0], buf[1]]),
@@ -261,44 +297,15 @@ fn each_node_restores_the_registrations_it_holds_and_lists_all() {
     let Some(db) = TestDatabase::new(TEST) else {
         return;
     };
-    let ip = common::LOCALHOST;
     // Two SIP ports and two phones', in a row of free ones.
-    let base = common::free_ports(&[ip], 4);
+    let base = common::free_ports(&[common::LOCALHOST], 4);
     let (sip_a, sip_b) = (base, base + 1);
-    let config = |node: &str, port: u16| {
-        ServerConfig::default()
-            .with_table(&format!(
-                "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{port}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n[sip.keepalive]\nenabled = false\n"
-            ))
-            .with_table(&format!("[store]\nurl = \"{}\"\nnode = \"{node}\"\n", db.url))
-    };
-    let a = Server::start("sip-node-a", config("node-a", sip_a));
-    let b = Server::start("sip-node-b", config("node-b", sip_b));
-    let out = a.cli(&["user", "add", "alice", "--password", "wonderland"]);
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    for n in [&a, &b] {
-        assert!(
-            common::wait_until(Duration::from_secs(3), || n
-                .logs()
-                .contains("S306 store changed")),
-            "{}",
-            n.describe()
-        );
-    }
+    let off = "enabled = false";
+    let a = sip_node("sip-node-a", &db.url, "node-a", sip_a, off);
+    let b = sip_node("sip-node-b", &db.url, "node-b", sip_b, off);
+    add_user(&a, "alice", "wonderland", &[&a, &b]);
     for (target, phone_port) in [(sip_a, base + 2), (sip_b, base + 3)] {
-        let reg = common::run_tool(
-            "sipp",
-            &common::sipp::register(
-                "alice",
-                "wonderland",
-                "example.org",
-                "127.0.0.1",
-                phone_port,
-                &format!("127.0.0.1:{target}"),
-                10,
-            ),
-            Duration::from_secs(30),
-        );
+        let reg = sipp_register("alice", "wonderland", phone_port, target);
         assert_eq!(reg.code(), Some(0), "{}", reg.describe());
     }
     let nodes_listed = |server: &Server| -> Vec<(String, String)> {
@@ -340,7 +347,7 @@ fn each_node_restores_the_registrations_it_holds_and_lists_all() {
     assert!(common::wait_until(Duration::from_secs(5), || b
         .exited()
         .is_some()));
-    let b2 = Server::start("sip-node-b-again", config("node-b", sip_b));
+    let b2 = sip_node("sip-node-b-again", &db.url, "node-b", sip_b, off);
     assert!(
         common::wait_until(Duration::from_secs(5), || b2
             .logs()
@@ -370,40 +377,13 @@ fn a_call_through_node_b_reaches_a_phone_registered_through_node_a() {
     let Some(db) = TestDatabase::new(TEST) else {
         return;
     };
-    let ip = common::LOCALHOST;
-    let base = common::free_ports(&[ip], 4);
+    let base = common::free_ports(&[common::LOCALHOST], 4);
     let (sip_a, sip_b, alice_port, bob_port) = (base, base + 1, base + 2, base + 3);
-    let config = |node: &str, port: u16| {
-        ServerConfig::default()
-            .with_table(&format!(
-                "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{port}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n[sip.keepalive]\ninterval = \"1s\"\nmethod = \"CRLF\"\nall_contacts = true\n[rtp]\nenabled = false\n"
-            ))
-            .with_table(&format!("[store]\nurl = \"{}\"\nnode = \"{node}\"\n", db.url))
-    };
-    let a = Server::start("call-node-a", config("node-a", sip_a));
-    let b = Server::start("call-node-b", config("node-b", sip_b));
-    let out = a.cli(&["user", "add", "alice", "--password", "wonderland"]);
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    assert!(
-        common::wait_until(Duration::from_secs(3), || a
-            .logs()
-            .contains("S306 store changed")),
-        "{}",
-        a.describe()
-    );
-    let reg = common::run_tool(
-        "sipp",
-        &common::sipp::register(
-            "alice",
-            "wonderland",
-            "example.org",
-            "127.0.0.1",
-            alice_port,
-            &format!("127.0.0.1:{sip_a}"),
-            10,
-        ),
-        Duration::from_secs(30),
-    );
+    let pings = "interval = \"1s\"\nmethod = \"CRLF\"\nall_contacts = true";
+    let a = sip_node("call-node-a", &db.url, "node-a", sip_a, pings);
+    let b = sip_node("call-node-b", &db.url, "node-b", sip_b, pings);
+    add_user(&a, "alice", "wonderland", &[&a]);
+    let reg = sipp_register("alice", "wonderland", alice_port, sip_a);
     assert_eq!(reg.code(), Some(0), "{}", reg.describe());
     // Node B reads the other nodes' bindings about once a second.
     std::thread::sleep(Duration::from_millis(2500));
@@ -474,32 +454,10 @@ fn a_node_rides_out_lost_database_connections() {
         return;
     };
     let base = common::free_ports(&[common::LOCALHOST], 4);
-    let node = Server::start(
-        "lost-connections",
-        ServerConfig::default()
-            .with_table(&format!(
-                "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{base}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n[sip.keepalive]\nenabled = false\n"
-            ))
-            .with_table(&format!("[store]\nurl = \"{}\"\nnode = \"n1\"\n", db.url)),
-    );
-    let out = node.cli(&["user", "add", "alice", "--password", "wonderland"]);
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    node.wait_for_log("S306 store changed");
-    let register = |user: &str, password: &str, port: u16| {
-        common::run_tool(
-            "sipp",
-            &common::sipp::register(
-                user,
-                password,
-                "example.org",
-                "127.0.0.1",
-                port,
-                &format!("127.0.0.1:{base}"),
-                10,
-            ),
-            Duration::from_secs(30),
-        )
-    };
+    let node = sip_node("lost-connections", &db.url, "n1", base, "enabled = false");
+    add_user(&node, "alice", "wonderland", &[&node]);
+    let register =
+        |user: &str, password: &str, port: u16| sipp_register(user, password, port, base);
     let first = register("alice", "wonderland", base + 1);
     assert_eq!(first.code(), Some(0), "{}", first.describe());
     let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
@@ -527,15 +485,8 @@ fn a_node_rides_out_lost_database_connections() {
     );
     let logs = node.logs();
     assert_eq!(logs.matches("S407 ").count(), 1, "logged once\n{logs}");
-    let out = node.cli(&["user", "add", "bob", "--password", "builder"]);
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    assert!(
-        common::wait_until(Duration::from_secs(3), || node
-            .logs()
-            .contains("S306 store changed: 2 users")),
-        "the watcher connected again\n{}",
-        node.describe()
-    );
+    // The watcher connected again: a user added now is served.
+    add_user(&node, "bob", "builder", &[&node]);
     let bob = register("bob", "builder", base + 3);
     assert_eq!(bob.code(), Some(0), "{}", bob.describe());
     common::note(
@@ -555,24 +506,15 @@ fn a_digest_nonce_from_node_a_is_good_on_node_b() {
         return;
     };
     let base = common::free_ports(&[common::LOCALHOST], 2);
-    let config = |node: &str, port: u16| {
-        ServerConfig::default()
-            .with_table(&format!(
-                "[sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{port}\"]\ndomain = \"example.org\"\n[sip.keepalive]\nenabled = false\n"
-            ))
-            .with_table(&format!("[store]\nurl = \"{}\"\nnode = \"{node}\"\n", db.url))
-    };
-    let a = Server::start("nonce-node-a", config("node-a", base));
-    let b = Server::start("nonce-node-b", config("node-b", base + 1));
-    let out = a.cli(&["user", "add", "bob", "--password", "builder"]);
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    assert!(
-        common::wait_until(Duration::from_secs(3), || b
-            .logs()
-            .contains("S306 store changed")),
-        "{}",
-        b.describe()
+    let a = sip_node("nonce-node-a", &db.url, "node-a", base, "enabled = false");
+    let b = sip_node(
+        "nonce-node-b",
+        &db.url,
+        "node-b",
+        base + 1,
+        "enabled = false",
     );
+    add_user(&a, "bob", "builder", &[&b]);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))

@@ -40,30 +40,25 @@ fn start_farside_with(
     tables: &str,
 ) -> LabChild {
     let (primary, _) = lab.server_addrs();
-    let dir = lab.scratch_dir(name);
-    let config = dir.join("farside.toml");
     // UDP and TCP on `port`, unless `sip` says where.
     let listen = match sip.contains("listen =") {
         true => String::new(),
         false => format!("listen = [\"udp:{primary}:{port}\", \"tcp:{primary}:{port}\"]\n"),
     };
-    // A store of its own, unless `tables` names one (nodes sharing PostgreSQL).
-    let store = match tables.contains("[store]") {
-        true => String::new(),
-        false => format!(
-            "[store]\nurl = \"sqlite://{}\"\n",
-            dir.join("farside.db").display()
-        ),
-    };
-    std::fs::write(
-        &config,
+    let config = lab.farside_config(name, |dir| {
+        // A store of its own, unless `tables` names one (nodes sharing PostgreSQL).
+        let store = match tables.contains("[store]") {
+            true => String::new(),
+            false => format!(
+                "[store]\nurl = \"sqlite://{}\"\n",
+                dir.join("farside.db").display()
+            ),
+        };
         common::only_named_parts(&format!(
             "[stun]\nlisten = [\"{primary}:{}\"]\n\n[sip]\nenabled = true\n{listen}domain = \"{DOMAIN}\"\n{sip}\n\n[sip.keepalive]\n{keepalive}\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n{store}\n{tables}\n",
             port + 1000,
-        )),
-    )
-    .unwrap();
-    let config = config.display().to_string();
+        ))
+    });
     for (user, password) in [("alice", "wonderland"), ("bob", "builder")] {
         let add = lab.exec(
             "peer",
@@ -87,11 +82,7 @@ fn start_farside_with(
             "{add}"
         );
     }
-    let mut server = lab.spawn(
-        "server",
-        env!("CARGO_BIN_EXE_farside"),
-        &["serve", "--config", &config],
-    );
+    let mut server = lab.serve_farside(&config);
     assert!(
         server.wait_for_output("S400 SIP ", Duration::from_secs(15)),
         "{server}"
@@ -1336,22 +1327,13 @@ fn a_stock_kamailio_with_its_rtpengine_module_relays_the_lab_call_through_farsid
     let Some(lab) = Lab::up(TEST) else { return };
     let (primary, _) = lab.server_addrs();
     // Farside: the relay only (Kamailio holds the SIP port), ng on its default socket.
-    let dir = lab.scratch_dir("farside-rtpengine");
-    let config = dir.join("farside.toml");
-    std::fs::write(
-        &config,
+    let config = lab.farside_config("farside-rtpengine", |dir| {
         common::only_named_parts(&format!(
             "[stun]\nlisten = [\"{primary}:3478\"]\n\n[sip]\nenabled = false\n\n[rtp]\nenabled = true\naddress = [\"{primary}\"]\nports = \"40000-40099\"\n\n[admin]\nlisten = \"off\"\n\n[log]\nlevel = \"debug\"\n\n[store]\nurl = \"sqlite://{}\"\n",
             dir.join("farside.db").display()
-        )),
-    )
-    .unwrap();
-    let config = config.display().to_string();
-    let mut server = lab.spawn(
-        "server",
-        env!("CARGO_BIN_EXE_farside"),
-        &["serve", "--config", &config],
-    );
+        ))
+    });
+    let mut server = lab.serve_farside(&config);
     assert!(
         server.wait_for_output(
             "S500 RTP relay: ng control on udp 127.0.0.1:2223",

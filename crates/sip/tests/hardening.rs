@@ -279,23 +279,14 @@ fn an_ack_for_a_phone_whose_connection_closed_follows_the_dial() {
         "<sip:alice@203.0.113.9:5070;transport=tcp>",
         "",
     );
-    let ack = farside_sip::Transmit {
-        bytes: format!(
-            "ACK sip:alice@203.0.113.9:5070;transport=tcp SIP/2.0\r\n\
-             Via: SIP/2.0/TCP {SERVER};branch=z9hG4bKack1\r\n\
-             Via: SIP/2.0/UDP {BOB};branch=z9hG4bKbob1\r\n\
-             Max-Forwards: 69\r\n\
-             From: <sip:bob@{DOMAIN}>;tag=b1\r\n\
-             To: <sip:alice@{DOMAIN}>;tag=a1\r\n\
-             Call-ID: ack-dead-flow\r\n\
-             CSeq: 1 ACK\r\n\
-             Content-Length: 0\r\n\r\n"
-        )
-        .into_bytes(),
-        transport: Transport::Tcp,
-        from: alice.local,
-        to: alice.remote,
-    };
+    // Forwarded from bob's 2xx ACK: our Via over his.
+    let ack = ack_to(
+        alice,
+        &format!(
+            "Via: SIP/2.0/TCP {SERVER};branch=z9hG4bKack1\r\nVia: SIP/2.0/UDP {BOB};branch=z9hG4bKbob1"
+        ),
+        "ack-dead-flow",
+    );
     s.flow_failed(T0, ack);
     let dial = events(&mut s)
         .into_iter()
@@ -309,28 +300,32 @@ fn an_ack_for_a_phone_whose_connection_closed_follows_the_dial() {
     s.dial_failed(T0, dial);
     assert!(bob_hears(&mut s).is_empty(), "an ACK is never answered");
     // The ACK the proxy writes itself for a non-2xx answer (one Via, ours) is not dialled.
-    let own = farside_sip::Transmit {
-        bytes: format!(
-            "ACK sip:alice@203.0.113.9:5070;transport=tcp SIP/2.0\r\n\
-             Via: SIP/2.0/TCP {SERVER};branch=z9hG4bKinvite1\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:bob@{DOMAIN}>;tag=b1\r\n\
-             To: <sip:alice@{DOMAIN}>;tag=a2\r\n\
-             Call-ID: ack-dead-flow-2\r\n\
-             CSeq: 1 ACK\r\n\
-             Content-Length: 0\r\n\r\n"
-        )
-        .into_bytes(),
-        transport: Transport::Tcp,
-        from: alice.local,
-        to: alice.remote,
-    };
+    let own = ack_to(
+        alice,
+        &format!("Via: SIP/2.0/TCP {SERVER};branch=z9hG4bKinvite1"),
+        "ack-dead-flow-2",
+    );
     s.flow_failed(T0, own);
     assert!(
         !events(&mut s).iter().any(|e| matches!(e, Event::Dial(_))),
         "the proxy's own ACK of a refusal is not dialled"
     );
     assert!(bob_hears(&mut s).is_empty());
+}
+
+/// An ACK for alice's Contact with `vias` (header lines), sent over her flow `alice`.
+fn ack_to(alice: Flow, vias: &str, call_id: &str) -> farside_sip::Transmit {
+    farside_sip::Transmit {
+        bytes: format!(
+            "ACK sip:alice@203.0.113.9:5070;transport=tcp SIP/2.0\r\n{vias}\r\nMax-Forwards: 69\r\n\
+             From: <sip:bob@{DOMAIN}>;tag=b1\r\nTo: <sip:alice@{DOMAIN}>;tag=a1\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes(),
+        transport: Transport::Tcp,
+        from: alice.local,
+        to: alice.remote,
+    }
 }
 
 /// The same phone with RFC 5626 outbound (`+sip.instance` and `reg-id`): its flow is the only

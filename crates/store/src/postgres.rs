@@ -143,12 +143,19 @@ fn connect(url: &str) -> Result<Client, StoreError> {
     Ok(Client::connect(url, NoTls)?)
 }
 
-/// A PostgreSQL error in one line: the server's message when it sent one.
+/// A PostgreSQL error in one line: the server's message when it sent one, else the error and
+/// its causes ("error connecting to server: Connection refused (os error 111)").
 fn postgres_reason(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_owned();
     }
+    let mut reason = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        reason.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    reason.replace('\n', " ")
 }
 
 /// Applies what [`MIGRATIONS`] has that the database has not, in one transaction.

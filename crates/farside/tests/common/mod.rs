@@ -539,9 +539,12 @@ fn farside_command(
             dir.join("farside.db").display()
         );
     }
+    // The API token and the first-run password beside the configuration too: with a
+    // PostgreSQL store they would go to the data directory every server shares.
     let _ = writeln!(
         text,
-        "\n[admin]\nlisten = \"{admin}\"\n\n[log]\nlevel = \"debug\""
+        "\n[admin]\nlisten = \"{admin}\"\ntoken_file = \"{}\"\n\n[log]\nlevel = \"debug\"",
+        dir.join("admin.token").display()
     );
     let text = only_named_parts(&text);
     let path = dir.join("farside.toml");

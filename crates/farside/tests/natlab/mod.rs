@@ -670,3 +670,25 @@ pub fn postgres_through_the_socket(url: &str) -> String {
     let port = host_port.rsplit_once(':').map_or("5432", |(_, p)| p);
     format!("postgres://{credentials}@%2Fvar%2Frun%2Fpostgresql:{port}/{database}")
 }
+
+impl Lab {
+    /// Writes the Farside configuration `text` makes of the scratch directory `name` (made
+    /// afresh, for the files the configuration names) as `farside.toml` there, and returns
+    /// the file's path, for `serve --config` and the command line's other commands.
+    pub fn farside_config(&self, name: &str, text: impl FnOnce(&Path) -> String) -> String {
+        let dir = self.scratch_dir(name);
+        let path = dir.join("farside.toml");
+        std::fs::write(&path, text(&dir))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path.display().to_string()
+    }
+
+    /// `farside serve --config config` in the server's namespace.
+    pub fn serve_farside(&self, config: &str) -> LabChild {
+        self.spawn(
+            "server",
+            env!("CARGO_BIN_EXE_farside"),
+            &["serve", "--config", config],
+        )
+    }
+}

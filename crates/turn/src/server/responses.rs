@@ -24,29 +24,11 @@ impl TurnServer {
     ) -> Handled {
         let nonce = self.nonces.make(now.unix_secs());
         let nonce = std::str::from_utf8(&nonce).unwrap_or_default();
-        let len = (|| {
-            let mut b = MessageBuilder::response_to(out, msg, Class::ErrorResponse).ok()?;
-            b.add(&ErrorCode {
-                code: refusal.code(),
-                reason: refusal.reason(),
-            })
-            .ok()?;
+        self.refusal(msg, five, refusal, None, out, |b| {
             b.add(&Realm(&self.config.realm)).ok()?;
             b.add(&Nonce(nonce)).ok()?;
-            b.add(&PasswordAlgorithms::new(&ALGORITHMS)).ok()?;
-            self.finish(b, None).ok()
-        })();
-        match len {
-            Some(len) => Handled::Refused(
-                Transmit {
-                    len,
-                    from: five.server,
-                    to: five.client,
-                },
-                refusal,
-            ),
-            None => Handled::Dropped(Dropped::NoRoom),
-        }
+            b.add(&PasswordAlgorithms::new(&ALGORITHMS)).ok()
+        })
     }
 
     /// An error response; with integrity once the request was authenticated.
@@ -59,13 +41,7 @@ impl TurnServer {
         unknown: &[u16],
         out: &mut [u8],
     ) -> Handled {
-        let len = (|| {
-            let mut b = MessageBuilder::response_to(out, msg, Class::ErrorResponse).ok()?;
-            b.add(&ErrorCode {
-                code: refusal.code(),
-                reason: refusal.reason(),
-            })
-            .ok()?;
+        self.refusal(msg, five, refusal, auth, out, |b| {
             if !unknown.is_empty() {
                 let mut value = [0u8; 16];
                 for (c, t) in value.chunks_exact_mut(2).zip(unknown) {
@@ -74,19 +50,8 @@ impl TurnServer {
                 b.add_raw(attr_type::UNKNOWN_ATTRIBUTES, &value[..unknown.len() * 2])
                     .ok()?;
             }
-            self.finish(b, auth).ok()
-        })();
-        match len {
-            Some(len) => Handled::Refused(
-                Transmit {
-                    len,
-                    from: five.server,
-                    to: five.client,
-                },
-                refusal,
-            ),
-            None => Handled::Dropped(Dropped::NoRoom),
-        }
+            Some(())
+        })
     }
 
     /// An error response to an authenticated request (with integrity, no UNKNOWN-ATTRIBUTES).
@@ -110,7 +75,22 @@ impl TurnServer {
         alternate: std::net::SocketAddr,
         out: &mut [u8],
     ) -> Handled {
-        let refusal = Refusal::TryAlternate;
+        self.refusal(msg, five, Refusal::TryAlternate, Some(auth), out, |b| {
+            b.add(&AlternateServer(alternate)).ok()
+        })
+    }
+
+    /// The error response `refusal` to `msg`: ERROR-CODE, what `more` adds, then SOFTWARE,
+    /// integrity for `auth` and FINGERPRINT; dropped if it does not fit `out`.
+    fn refusal(
+        &self,
+        msg: &Message<'_>,
+        five: FiveTuple,
+        refusal: Refusal,
+        auth: Option<&Auth>,
+        out: &mut [u8],
+        more: impl FnOnce(&mut MessageBuilder<'_>) -> Option<()>,
+    ) -> Handled {
         let len = (|| {
             let mut b = MessageBuilder::response_to(out, msg, Class::ErrorResponse).ok()?;
             b.add(&ErrorCode {
@@ -118,8 +98,8 @@ impl TurnServer {
                 reason: refusal.reason(),
             })
             .ok()?;
-            b.add(&AlternateServer(alternate)).ok()?;
-            self.finish(b, Some(auth)).ok()
+            more(&mut b)?;
+            self.finish(b, auth).ok()
         })();
         match len {
             Some(len) => Handled::Refused(

@@ -1,0 +1,49 @@
+"""SIP message text for the test phones (ws_phone.py, tls_phone.py): header lookup and the
+Digest (MD5, qop=auth) answer to a REGISTER challenge, as a softphone computes it."""
+
+import hashlib
+import random
+
+
+def md5(text):
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def header(msg, name):
+    """The first value of header `name` (any case) in `msg`, or None."""
+    for line in msg.split("\r\n")[1:]:
+        if ":" in line and line.split(":", 1)[0].strip().lower() == name.lower():
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def headers(msg, name):
+    """Every value of header `name` (any case) in `msg`."""
+    return [
+        line.split(":", 1)[1].strip()
+        for line in msg.split("\r\n")[1:]
+        if ":" in line and line.split(":", 1)[0].strip().lower() == name.lower()
+    ]
+
+
+def param(challenge, name):
+    for part in challenge.split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower().endswith(name):
+            return value.strip().strip('"')
+    return None
+
+
+def register_authorization(answer, user, password, domain):
+    """The Authorization header line (CRLF-terminated) answering the 401 `answer` to a
+    REGISTER for sip:`domain`: its MD5 challenge, qop=auth, nc 1, a fresh cnonce."""
+    challenge = next(c for c in headers(answer, "WWW-Authenticate") if "MD5" in c.upper() or "algorithm" not in c)
+    realm, nonce = param(challenge, "realm"), param(challenge, "nonce")
+    ha1 = md5("%s:%s:%s" % (user, realm, password))
+    ha2 = md5("REGISTER:sip:%s" % domain)
+    cnonce, nc = "%08x" % random.getrandbits(32), "00000001"
+    response = md5("%s:%s:%s:%s:auth:%s" % (ha1, nonce, nc, cnonce, ha2))
+    return (
+        'Authorization: Digest username="%s", realm="%s", nonce="%s", uri="sip:%s", '
+        'response="%s", algorithm=MD5, qop=auth, nc=%s, cnonce="%s"\r\n'
+    ) % (user, realm, nonce, domain, response, nc, cnonce)
