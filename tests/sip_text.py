@@ -47,3 +47,25 @@ def register_authorization(answer, user, password, domain):
         'Authorization: Digest username="%s", realm="%s", nonce="%s", uri="sip:%s", '
         'response="%s", algorithm=MD5, qop=auth, nc=%s, cnonce="%s"\r\n'
     ) % (user, realm, nonce, domain, response, nc, cnonce)
+
+
+def response(request, code, reason, to_tag, contact):
+    """The response `code` `reason` to `request` as a phone writes it: its Vias and
+    Record-Routes, its To with `to_tag` added (when given and not there yet), `contact`."""
+    to = header(request, "To")
+    if to_tag and ";tag=" not in to:
+        to += ";tag=" + to_tag
+    lines = ["SIP/2.0 %d %s" % (code, reason)]
+    lines += ["Via: " + v for v in headers(request, "Via")]
+    lines += ["Record-Route: " + r for r in headers(request, "Record-Route")]
+    lines += [
+        "From: " + header(request, "From"),
+        "To: " + to,
+        "Call-ID: " + header(request, "Call-ID"),
+        "CSeq: " + header(request, "CSeq"),
+        "Contact: " + contact,
+        "Content-Length: 0",
+        "",
+        "",
+    ]
+    return "\r\n".join(lines)

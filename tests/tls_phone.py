@@ -20,7 +20,7 @@ import ssl
 import sys
 import time
 
-from sip_text import header, headers, register_authorization
+from sip_text import header, register_authorization, response
 
 
 def address(text):
@@ -123,23 +123,7 @@ def main():
     sip = Stream(conn)
 
     def reply(request, code, reason, to_tag):
-        to = header(request, "To")
-        if to_tag and ";tag=" not in to:
-            to += ";tag=" + to_tag
-        lines = ["SIP/2.0 %d %s" % (code, reason)]
-        lines += ["Via: " + v for v in headers(request, "Via")]
-        lines += ["Record-Route: " + r for r in headers(request, "Record-Route")]
-        lines += [
-            "From: " + header(request, "From"),
-            "To: " + to,
-            "Call-ID: " + header(request, "Call-ID"),
-            "CSeq: " + header(request, "CSeq"),
-            "Contact: " + contact,
-            "Content-Length: 0",
-            "",
-            "",
-        ]
-        sip.send("\r\n".join(lines))
+        sip.send(response(request, code, reason, to_tag, contact))
 
     invite = sip.recv()
     if not invite.startswith("INVITE "):

@@ -17,7 +17,7 @@ import sys
 
 from websockets.sync.client import connect
 
-from sip_text import header, headers, register_authorization
+from sip_text import register_authorization, response
 
 
 def main():
@@ -60,23 +60,7 @@ def main():
         print("REGISTERED", flush=True)
 
         def reply(request, code, reason, to_tag):
-            to = header(request, "To")
-            if to_tag and ";tag=" not in to:
-                to += ";tag=" + to_tag
-            lines = ["SIP/2.0 %d %s" % (code, reason)]
-            lines += ["Via: " + v for v in headers(request, "Via")]
-            lines += ["Record-Route: " + r for r in headers(request, "Record-Route")]
-            lines += [
-                "From: " + header(request, "From"),
-                "To: " + to,
-                "Call-ID: " + header(request, "Call-ID"),
-                "CSeq: " + header(request, "CSeq"),
-                "Contact: " + contact,
-                "Content-Length: 0",
-                "",
-                "",
-            ]
-            ws.send("\r\n".join(lines))
+            ws.send(response(request, code, reason, to_tag, contact))
 
         invite = ws.recv(timeout=seconds)
         # RFC 5626 keep-alives from the server (CRLF CRLF) are answered with CRLF, as a
