@@ -507,10 +507,16 @@ fn first_run_password(
 fn dial_tls(
     sip: &crate::config::sip::SipConfig,
 ) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    use crate::net::tls_client::{Verify, system_bundle};
     if !sip.dials_tls() {
         return Ok(None);
     }
-    match sip.dial_verify() {
+    let verify = match (sip.tls_verify, &sip.tls_ca) {
+        (false, _) => Some(Verify::Off),
+        (true, Some(ca)) => Some(Verify::Ca(ca.clone())),
+        (true, None) => system_bundle().map(Verify::Ca),
+    };
+    match verify {
         Some(verify) => Ok(Some(crate::net::tls_client::config(&verify)?)),
         None => {
             tracing::warn!(

@@ -478,18 +478,6 @@ impl SipConfig {
         }
     }
 
-    /// How a phone dialled over TLS is checked (`tls_verify`, `tls_ca`); `None` when
-    /// `tls_verify` is on, `tls_ca` unset and the system has no CA bundle where
-    /// distributions keep it.
-    pub fn dial_verify(&self) -> Option<crate::net::tls_client::Verify> {
-        use crate::net::tls_client::{Verify, system_bundle};
-        match (self.tls_verify, &self.tls_ca) {
-            (false, _) => Some(Verify::Off),
-            (true, Some(ca)) => Some(Verify::Ca(ca.clone())),
-            (true, None) => system_bundle().map(Verify::Ca),
-        }
-    }
-
     /// Whether SIP can dial TLS: it has a `tls:` listener to dial from.
     pub fn dials_tls(&self) -> bool {
         self.listen.iter().any(|l| l.transport == Transport::Tls)
