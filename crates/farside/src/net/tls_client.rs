@@ -1,5 +1,6 @@
-//! The TLS client side, for the connections SIP opens to a phone's TLS Contact when the phone's
-//! own connection is gone (RFC 3261 §18.1.1, §26.3.1).
+//! The TLS client side: the connections SIP opens to a phone's TLS Contact when the phone's
+//! own connection is gone (RFC 3261 §18.1.1, §26.3.1), and the admin commands' connection to
+//! the server's HTTPS API (its configured certificate pinned).
 //!
 //! The rule (`sip.tls_verify`, `sip.tls_ca`): by default the phone's certificate must chain to
 //! a CA of the bundle (the system's, unless `sip.tls_ca` names one) and name the Contact's
@@ -32,6 +33,8 @@ pub enum Verify {
     Ca(PathBuf),
     /// Not at all (signatures of the handshake only).
     Off,
+    /// Exactly this certificate (the admin API's `tls.cert`), whatever its name or issuer.
+    Pinned(CertificateDer<'static>),
 }
 
 /// The system's CA bundle, if one is where distributions keep it.
@@ -48,15 +51,23 @@ pub fn config(verify: &Verify) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .context("TLS versions")?;
+    let accept = |pinned| {
+        Arc::new(Accepting {
+            algorithms: provider.signature_verification_algorithms,
+            pinned,
+        })
+    };
     let config = match verify {
         Verify::Ca(bundle) => builder
             .with_root_certificates(roots(bundle)?)
             .with_no_client_auth(),
         Verify::Off => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(
-                provider.signature_verification_algorithms,
-            )))
+            .with_custom_certificate_verifier(accept(None))
+            .with_no_client_auth(),
+        Verify::Pinned(cert) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(accept(Some(cert.clone())))
             .with_no_client_auth(),
     };
     Ok(Arc::new(config))
@@ -80,21 +91,29 @@ fn roots(bundle: &Path) -> anyhow::Result<rustls::RootCertStore> {
     Ok(roots)
 }
 
-/// `sip.tls_verify = false`: every certificate is accepted; the handshake's signatures are
-/// checked as usual.
+/// A certificate check of our own: any certificate (`sip.tls_verify = false`), or only the
+/// pinned one; either way the handshake's signatures are checked as usual.
 #[derive(Debug)]
-struct AnyCertificate(WebPkiSupportedAlgorithms);
+struct Accepting {
+    algorithms: WebPkiSupportedAlgorithms,
+    pinned: Option<CertificateDer<'static>>,
+}
 
-impl ServerCertVerifier for AnyCertificate {
+impl ServerCertVerifier for Accepting {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        match &self.pinned {
+            Some(pinned) if pinned.as_ref() != end_entity.as_ref() => Err(rustls::Error::General(
+                "the server's certificate is not the pinned one".into(),
+            )),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -103,7 +122,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -112,11 +131,11 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
