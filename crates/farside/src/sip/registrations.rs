@@ -38,46 +38,35 @@ pub struct Writer {
     pub healthy: Arc<AtomicBool>,
 }
 
+/// Bindings by address of record.
+pub type ByAor = Vec<(String, Vec<Binding>)>;
+
 /// The stored registrations still live at `now` whose flows `node` holds (and those stored
 /// before nodes were recorded), by address of record. Other nodes' are theirs to serve and
 /// ping.
-pub fn load(
-    store: &mut dyn Store,
-    now: Timestamp,
-    node: &str,
-) -> anyhow::Result<Vec<(String, Vec<Binding>)>> {
+pub fn load(store: &mut dyn Store, now: Timestamp, node: &str) -> anyhow::Result<ByAor> {
     let rows = store
         .load_registrations(i64::try_from(now.unix_secs()).unwrap_or(i64::MAX))
         .map_err(|e| anyhow::anyhow!("S303 cannot read registrations from the store: {e}"))?;
-    let mut by_aor: std::collections::BTreeMap<String, Vec<Binding>> = Default::default();
-    for row in rows
-        .into_iter()
-        .filter(|r| r.node == node || r.node.is_empty())
-    {
-        if let Some(b) = binding_of(&row) {
-            by_aor.entry(row.aor).or_default().push(b);
-        }
-    }
-    Ok(by_aor.into_iter().collect())
+    Ok(by_aor(rows.iter().filter(|r| held_by(r, node))))
 }
 
-/// Other nodes' bindings, by address of record, as [`watch_elsewhere`] publishes them.
-pub type Elsewhere = Vec<(String, Vec<Binding>)>;
-
-/// Reads the bindings other nodes hold from a shared store about once a second, on a thread
-/// of its own (store calls block), and publishes them when they change; the SIP thread hands
-/// them to the server (`SipServer::set_bindings_elsewhere`). A store that fails is tried
-/// again each second, its failure logged once (S423); the last bindings read stay meanwhile.
+/// Reads the bindings other nodes hold from the shared store at `url` about once a second, on
+/// a thread of its own (store calls block), and publishes them when they change; the SIP
+/// thread hands them to the server (`SipServer::set_bindings_elsewhere`). A read that fails
+/// is tried again each second (the store connects again by itself), its failure logged once
+/// (S423); the last bindings read stay meanwhile.
 pub fn watch_elsewhere(
-    url: String,
+    url: &str,
     node: String,
-) -> anyhow::Result<Arc<crate::runtime::versioned::Versioned<Elsewhere>>> {
+) -> anyhow::Result<Arc<crate::runtime::versioned::Versioned<ByAor>>> {
+    let mut store =
+        farside_store::open(url).map_err(|e| anyhow::anyhow!("S303 cannot open the store: {e}"))?;
     let cell = Arc::new(crate::runtime::versioned::Versioned::new(Vec::new()));
     let out = Arc::clone(&cell);
     std::thread::Builder::new()
         .name("sip-nodes".into())
         .spawn(move || {
-            let mut store: Option<Box<dyn Store>> = None;
             let mut last: Vec<RegistrationRow> = Vec::new();
             let mut failing = false;
             loop {
@@ -86,15 +75,7 @@ pub fn watch_elsewhere(
                     return; // the SIP thread is gone
                 }
                 let now = i64::try_from(crate::runtime::clock::now().unix_secs()).unwrap_or(i64::MAX);
-                let read = match store.as_mut() {
-                    Some(s) => s.load_registrations(now),
-                    None => farside_store::open(&url).and_then(|mut s| {
-                        let rows = s.load_registrations(now);
-                        store = Some(s);
-                        rows
-                    }),
-                };
-                let rows = match read {
+                let rows = match store.load_registrations(now) {
                     Ok(rows) => rows,
                     Err(e) => {
                         if !failing {
@@ -108,25 +89,33 @@ pub fn watch_elsewhere(
                     }
                 };
                 failing = false;
-                let theirs: Vec<RegistrationRow> = rows
-                    .into_iter()
-                    .filter(|r| r.node != node && !r.node.is_empty())
-                    .collect();
-                if theirs == last {
-                    continue;
+                let theirs: Vec<RegistrationRow> =
+                    rows.into_iter().filter(|r| !held_by(r, &node)).collect();
+                if theirs != last {
+                    out.publish(by_aor(&theirs));
+                    last = theirs;
                 }
-                let mut by_aor: std::collections::BTreeMap<String, Vec<Binding>> = Default::default();
-                for r in &theirs {
-                    if let Some(b) = binding_of(r) {
-                        by_aor.entry(r.aor.clone()).or_default().push(b);
-                    }
-                }
-                out.publish(by_aor.into_iter().collect());
-                last = theirs;
             }
         })
         .context("spawn the SIP thread's reader of other nodes' registrations")?;
     Ok(cell)
+}
+
+/// Whether `node` holds the flow of `row`: rows stored before nodes were recorded are every
+/// node's own.
+fn held_by(row: &RegistrationRow, node: &str) -> bool {
+    row.node == node || row.node.is_empty()
+}
+
+/// `rows` as bindings by address of record; a row with a field that does not parse is skipped.
+fn by_aor<'a>(rows: impl IntoIterator<Item = &'a RegistrationRow>) -> ByAor {
+    let mut by_aor: std::collections::BTreeMap<String, Vec<Binding>> = Default::default();
+    for row in rows {
+        if let Some(b) = binding_of(row) {
+            by_aor.entry(row.aor.clone()).or_default().push(b);
+        }
+    }
+    by_aor.into_iter().collect()
 }
 
 /// How often [`watch_elsewhere`] reads the store.

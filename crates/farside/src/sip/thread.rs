@@ -180,7 +180,7 @@ pub fn spawn(
     // through them.
     let elsewhere = match shell.store_url.starts_with("postgres") {
         true => Some(registrations::watch_elsewhere(
-            shell.store_url.clone(),
+            &shell.store_url,
             shell.node.clone(),
         )?),
         false => None,
@@ -236,7 +236,7 @@ struct SipThread {
     settings: Arc<Versioned<SipSettings>>,
     settings_seen: u64,
     /// The bindings other nodes hold, when nodes share the store.
-    elsewhere: Option<Arc<Versioned<registrations::Elsewhere>>>,
+    elsewhere: Option<Arc<Versioned<registrations::ByAor>>>,
     elsewhere_seen: u64,
     board: Arc<crate::control::sessions::SipBoard>,
     writer: SyncSender<Job>,
