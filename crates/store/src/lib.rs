@@ -268,6 +268,46 @@ pub fn redact(url: &str) -> String {
     shown
 }
 
+/// The keys of a new user, once its name, realm and password pass every check.
+pub(crate) fn new_user_keys(
+    realm: &str,
+    name: &str,
+    password: &str,
+) -> Result<([u8; 16], [u8; 32]), StoreError> {
+    check_username(name)?;
+    check_name("realm", realm)?;
+    keys(realm, name, password)
+}
+
+/// A shared secret the store takes: [`SECRET_LEN`] bytes.
+pub(crate) fn check_secret(secret: &str) -> Result<(), StoreError> {
+    if SECRET_LEN.contains(&secret.len()) {
+        return Ok(());
+    }
+    Err(StoreError::Invalid(format!(
+        "a shared secret must be {} to {} bytes (try `farside secret add --generate`)",
+        SECRET_LEN.start(),
+        SECRET_LEN.end()
+    )))
+}
+
+/// A dashboard password hash the store takes: 1 to 1024 bytes.
+pub(crate) fn check_admin_hash(hash: &str) -> Result<(), StoreError> {
+    if hash.is_empty() || hash.len() > 1024 {
+        return Err(StoreError::Invalid(
+            "a password hash of 1 to 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Unix seconds now, for the rows' `created` and `updated`.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// A username a long-term user can have: a valid name that does not read as an ephemeral one.
 pub(crate) fn check_username(name: &str) -> Result<(), StoreError> {
     check_name("username", name)?;

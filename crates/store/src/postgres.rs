@@ -7,14 +7,12 @@
 //! credential watcher's) decide when that is. Errors and logs never carry the URL's password
 //! ([`crate::redact`]).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 use crate::{
-    RegistrationRow, SECRET_LEN, SecretRow, Snapshot, Store, StoreError, UserKeys, UserRow,
-    check_name, check_username, keys,
+    RegistrationRow, SecretRow, Snapshot, Store, StoreError, UserKeys, UserRow, check_admin_hash,
+    check_secret, keys, new_user_keys, unix_now,
 };
 
 /// The schema, one step per version (version = index + 1): 1, the tables; 2, the node holding
@@ -86,12 +84,6 @@ impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PostgresStore({})", crate::redact(&self.url))
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl PostgresStore {
@@ -181,7 +173,7 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
         tx.batch_execute(step)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)",
-            &[&version, &now()],
+            &[&version, &unix_now()],
         )?;
     }
     tx.commit()?;
@@ -190,14 +182,12 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
 
 impl Store for PostgresStore {
     fn add_user(&mut self, realm: &str, name: &str, password: &str) -> Result<(), StoreError> {
-        check_username(name)?;
-        check_name("realm", realm)?;
-        let (md5, sha256) = keys(realm, name, password)?;
+        let (md5, sha256) = new_user_keys(realm, name, password)?;
         self.write(|tx| {
             let n = tx.execute(
                 "INSERT INTO users (realm, name, key_md5, key_sha256, created, updated) \
                  VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
-                &[&realm, &name, &&md5[..], &&sha256[..], &now()],
+                &[&realm, &name, &&md5[..], &&sha256[..], &unix_now()],
             )?;
             match n {
                 0 => Err(StoreError::Exists {
@@ -215,7 +205,7 @@ impl Store for PostgresStore {
             let n = tx.execute(
                 "UPDATE users SET key_md5 = $3, key_sha256 = $4, updated = $5 \
                  WHERE realm = $1 AND name = $2",
-                &[&realm, &name, &&md5[..], &&sha256[..], &now()],
+                &[&realm, &name, &&md5[..], &&sha256[..], &unix_now()],
             )?;
             match n {
                 0 => Err(StoreError::NotFound(format!(
@@ -258,18 +248,12 @@ impl Store for PostgresStore {
     }
 
     fn add_secret(&mut self, secret: &str) -> Result<i64, StoreError> {
-        if !SECRET_LEN.contains(&secret.len()) {
-            return Err(StoreError::Invalid(format!(
-                "a shared secret must be {} to {} bytes (try `farside secret add --generate`)",
-                SECRET_LEN.start(),
-                SECRET_LEN.end()
-            )));
-        }
+        check_secret(secret)?;
         self.write(|tx| {
             let row = tx.query_opt(
                 "INSERT INTO secrets (secret, created) VALUES ($1, $2) \
                  ON CONFLICT (secret) DO NOTHING RETURNING id",
-                &[&secret, &now()],
+                &[&secret, &unix_now()],
             )?;
             row.map(|r| r.get(0))
                 .ok_or_else(|| StoreError::Invalid("that secret is stored already".into()))
@@ -468,15 +452,11 @@ impl Store for PostgresStore {
     }
 
     fn set_admin_password(&mut self, hash: &str) -> Result<(), StoreError> {
-        if hash.is_empty() || hash.len() > 1024 {
-            return Err(StoreError::Invalid(
-                "a password hash of 1 to 1024 bytes".into(),
-            ));
-        }
+        check_admin_hash(hash)?;
         self.client()?.execute(
             "INSERT INTO admin (id, password, updated) VALUES (1, $1, $2) \
              ON CONFLICT (id) DO UPDATE SET password = $1, updated = $2",
-            &[&hash, &now()],
+            &[&hash, &unix_now()],
         )?;
         Ok(())
     }

@@ -1,13 +1,12 @@
 //! The SQLite store: one file, created on first use.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::{
-    RegistrationRow, SECRET_LEN, SecretRow, Snapshot, Store, StoreError, UserKeys, UserRow,
-    check_name, check_username, keys,
+    RegistrationRow, SecretRow, Snapshot, Store, StoreError, UserKeys, UserRow, check_admin_hash,
+    check_secret, keys, new_user_keys, unix_now,
 };
 
 /// Schema version this build writes.
@@ -63,12 +62,6 @@ CREATE TABLE IF NOT EXISTS admin (
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl SqliteStore {
@@ -164,11 +157,9 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn add_user(&mut self, realm: &str, name: &str, password: &str) -> Result<(), StoreError> {
-        check_username(name)?;
-        check_name("realm", realm)?;
-        let (md5, sha256) = keys(realm, name, password)?;
+        let (md5, sha256) = new_user_keys(realm, name, password)?;
         let tx = self.conn.transaction()?;
-        let t = now();
+        let t = unix_now();
         let n = tx.execute(
             "INSERT OR IGNORE INTO users (realm, name, key_md5, key_sha256, created, updated)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -190,7 +181,7 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "UPDATE users SET key_md5 = ?3, key_sha256 = ?4, updated = ?5 WHERE realm = ?1 AND name = ?2",
-            params![realm, name, &md5[..], &sha256[..], now()],
+            params![realm, name, &md5[..], &sha256[..], unix_now()],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!(
@@ -233,17 +224,11 @@ impl Store for SqliteStore {
     }
 
     fn add_secret(&mut self, secret: &str) -> Result<i64, StoreError> {
-        if !SECRET_LEN.contains(&secret.len()) {
-            return Err(StoreError::Invalid(format!(
-                "a shared secret must be {} to {} bytes (try `farside secret add --generate`)",
-                SECRET_LEN.start(),
-                SECRET_LEN.end()
-            )));
-        }
+        check_secret(secret)?;
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "INSERT OR IGNORE INTO secrets (secret, created) VALUES (?1, ?2)",
-            params![secret, now()],
+            params![secret, unix_now()],
         )?;
         if n == 0 {
             return Err(StoreError::Invalid("that secret is stored already".into()));
@@ -390,15 +375,11 @@ impl Store for SqliteStore {
     }
 
     fn set_admin_password(&mut self, hash: &str) -> Result<(), StoreError> {
-        if hash.is_empty() || hash.len() > 1024 {
-            return Err(StoreError::Invalid(
-                "a password hash of 1 to 1024 bytes".into(),
-            ));
-        }
+        check_admin_hash(hash)?;
         self.conn.execute(
             "INSERT INTO admin (id, password, updated) VALUES (1, ?1, ?2) \
              ON CONFLICT (id) DO UPDATE SET password = ?1, updated = ?2",
-            params![hash, now()],
+            params![hash, unix_now()],
         )?;
         Ok(())
     }
