@@ -1,8 +1,10 @@
-"""SIP message text for the test phones (ws_phone.py, tls_phone.py): header lookup and the
-Digest (MD5, qop=auth) answer to a REGISTER challenge, as a softphone computes it."""
+"""SIP message text for the test phones (ws_phone.py, tls_phone.py): header lookup, the
+Digest (MD5, qop=auth) answer to a REGISTER challenge as a softphone computes it, responses,
+and answering one call."""
 
 import hashlib
 import random
+import sys
 
 
 def md5(text):
@@ -69,3 +71,28 @@ def response(request, code, reason, to_tag, contact):
         "",
     ]
     return "\r\n".join(lines)
+
+
+def answer_one_call(recv, send, contact):
+    """Answers one call as a phone does: the INVITE `recv()` gives (keep-alives already taken
+    care of) gets 180 and 200, then the ACK is awaited and the BYE answered with 200. Prints
+    INVITE and CALL DONE; any surprise exits non-zero."""
+    invite = recv()
+    if not invite.startswith("INVITE "):
+        sys.exit("expected an INVITE, got:\n" + invite)
+    print("INVITE", flush=True)
+    my_tag = "%08x" % random.getrandbits(32)
+    send(response(invite, 180, "Ringing", my_tag, contact))
+    send(response(invite, 200, "OK", my_tag, contact))
+    seen = set()
+    while "BYE" not in seen:
+        request = recv()
+        method = request.split(" ", 1)[0]
+        seen.add(method)
+        if method == "BYE":
+            send(response(request, 200, "OK", None, contact))
+        elif method not in ("ACK", "INVITE"):
+            sys.exit("unexpected:\n" + request)
+    if "ACK" not in seen:
+        sys.exit("no ACK before the BYE")
+    print("CALL DONE", flush=True)

@@ -20,7 +20,7 @@ import ssl
 import sys
 import time
 
-from sip_text import header, register_authorization, response
+from sip_text import answer_one_call, header, register_authorization
 
 
 def address(text):
@@ -122,28 +122,7 @@ def main():
         break
     sip = Stream(conn)
 
-    def reply(request, code, reason, to_tag):
-        sip.send(response(request, code, reason, to_tag, contact))
-
-    invite = sip.recv()
-    if not invite.startswith("INVITE "):
-        sys.exit("expected an INVITE, got:\n" + invite)
-    print("INVITE", flush=True)
-    my_tag = "%08x" % random.getrandbits(32)
-    reply(invite, 180, "Ringing", my_tag)
-    reply(invite, 200, "OK", my_tag)
-    seen = set()
-    while "BYE" not in seen:
-        request = sip.recv()
-        method = request.split(" ", 1)[0]
-        seen.add(method)
-        if method == "BYE":
-            reply(request, 200, "OK", None)
-        elif method not in ("ACK", "INVITE"):
-            sys.exit("unexpected:\n" + request)
-    if "ACK" not in seen:
-        sys.exit("no ACK before the BYE")
-    print("CALL DONE", flush=True)
+    answer_one_call(sip.recv, sip.send, contact)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 
 from websockets.sync.client import connect
 
-from sip_text import register_authorization, response
+from sip_text import answer_one_call, register_authorization
 
 
 def main():
@@ -59,36 +59,16 @@ def main():
             sys.exit("expected 200, got:\n" + answer)
         print("REGISTERED", flush=True)
 
-        def reply(request, code, reason, to_tag):
-            ws.send(response(request, code, reason, to_tag, contact))
-
-        invite = ws.recv(timeout=seconds)
-        # RFC 5626 keep-alives from the server (CRLF CRLF) are answered with CRLF, as a
-        # browser phone (JsSIP) does, while it waits.
-        while invite == "\r\n\r\n":
-            ws.send("\r\n")
-            invite = ws.recv(timeout=seconds)
-        if not invite.startswith("INVITE "):
-            sys.exit("expected an INVITE, got:\n" + invite)
-        print("INVITE", flush=True)
-        my_tag = "%08x" % random.getrandbits(32)
-        reply(invite, 180, "Ringing", my_tag)
-        reply(invite, 200, "OK", my_tag)
-        seen = set()
-        while "BYE" not in seen:
-            request = ws.recv(timeout=seconds)
-            if request == "\r\n\r\n":
+        def recv():
+            # RFC 5626 keep-alives from the server (CRLF CRLF) are answered with CRLF, as a
+            # browser phone (JsSIP) does, while it waits.
+            while True:
+                message = ws.recv(timeout=seconds)
+                if message != "\r\n\r\n":
+                    return message
                 ws.send("\r\n")
-                continue
-            method = request.split(" ", 1)[0]
-            seen.add(method)
-            if method == "BYE":
-                reply(request, 200, "OK", None)
-            elif method not in ("ACK", "INVITE"):
-                sys.exit("unexpected:\n" + request)
-        if "ACK" not in seen:
-            sys.exit("no ACK before the BYE")
-        print("CALL DONE", flush=True)
+
+        answer_one_call(recv, ws.send, contact)
 
 
 if __name__ == "__main__":
