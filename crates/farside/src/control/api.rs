@@ -272,22 +272,17 @@ async fn reload(State(api): State<Arc<Api>>) -> Response {
     let done = tokio::task::spawn_blocking(move || lock(&api.reload).apply()).await;
     match done {
         Ok(Ok(outcome)) => Json(json!(outcome)).into_response(),
-        Ok(Err(why)) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"error": why})),
-        )
-            .into_response(),
+        Ok(Err(why)) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
         Err(e) => failure(e.to_string()),
     }
 }
 
 async fn end_allocation(State(api): State<Arc<Api>>, Path(relayed): Path<String>) -> Response {
     let Ok(relayed) = relayed.parse::<SocketAddr>() else {
-        return (
+        return error(
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "expected a relayed address, IP:port"})),
-        )
-            .into_response();
+            "expected a relayed address, IP:port",
+        );
     };
     match api.turn.as_ref().map(|b| b.end(relayed)) {
         Some(true) => (
@@ -295,11 +290,10 @@ async fn end_allocation(State(api): State<Arc<Api>>, Path(relayed): Path<String>
             Json(json!({"ending": relayed.to_string()})),
         )
             .into_response(),
-        _ => (
+        _ => error(
             StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("no allocation relays at {relayed}")})),
-        )
-            .into_response(),
+            format!("no allocation relays at {relayed}"),
+        ),
     }
 }
 
@@ -340,11 +334,10 @@ async fn start_drain(
             d.set(to);
             (StatusCode::OK, Json(drain_state(&api, d))).into_response()
         }
-        _ => (
+        _ => error(
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "expected to=IP:port[,IP:port]: where new allocations go"})),
-        )
-            .into_response(),
+            "expected to=IP:port[,IP:port]: where new allocations go",
+        ),
     }
 }
 
@@ -370,11 +363,10 @@ fn drain_state(api: &Api, d: &crate::control::drain::Drain) -> Value {
 }
 
 fn not_running(part: &str) -> Response {
-    (
+    error(
         StatusCode::NOT_FOUND,
-        Json(json!({"error": format!("{part} is not running on this server")})),
+        format!("{part} is not running on this server"),
     )
-        .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -396,11 +388,7 @@ async fn remove_registration(
             )
                 .into_response()
         }
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "SIP does not run here"})),
-        )
-            .into_response(),
+        None => error(StatusCode::NOT_FOUND, "SIP does not run here"),
     }
 }
 
@@ -411,7 +399,7 @@ async fn store_job<T: serde::Serialize + Send + 'static>(
 ) -> Response {
     match tokio::task::spawn_blocking(job).await {
         Ok(Ok(v)) => (ok, Json(json!(v))).into_response(),
-        Ok(Err(why)) => (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response(),
+        Ok(Err(why)) => error(StatusCode::BAD_REQUEST, why),
         Err(e) => failure(e.to_string()),
     }
 }
@@ -482,11 +470,12 @@ async fn remove_secret(State(api): State<Arc<Api>>, Path(id): Path<i64>) -> Resp
 }
 
 fn failure(why: String) -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"error": why})),
-    )
-        .into_response()
+    error(StatusCode::INTERNAL_SERVER_ERROR, why)
+}
+
+/// An error answer: `{"error": why}` with `status`.
+fn error(status: StatusCode, why: impl Into<String>) -> Response {
+    (status, Json(json!({"error": why.into()}))).into_response()
 }
 
 #[cfg(test)]
