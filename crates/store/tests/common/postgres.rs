@@ -29,8 +29,12 @@ impl TestDatabase {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(63)
             .collect::<String>();
-        let mut admin = postgres::Client::connect(&server, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("FARSIDE_TEST_POSTGRES: {e}"));
+        let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap_or_else(|e| {
+            panic!(
+                "FARSIDE_TEST_POSTGRES={:?}: {e}",
+                farside_store::redact(&server)
+            )
+        });
         // One statement at a time: a batch is one transaction, which these cannot be in.
         for sql in [
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
