@@ -263,6 +263,7 @@ pub fn run(
             store_url: config.store.url.clone(),
             node: config.store.node.clone(),
             relay: sip_link.map(|l| Box::new(l) as Box<dyn farside_sip::media::MediaRelay + Send>),
+            stun_seen: Arc::clone(&metrics.stun_seen) as _,
         };
         let started = crate::sip::spawn(shell, Arc::clone(cell), counters, Arc::clone(&shutdown));
         if let Some(h) = soft(started, sip.enabled, "SIP", "sip.enabled")? {

@@ -321,6 +321,135 @@ fn a_phone_behind_a_sip_alg_authenticates_on_the_first_challenge_and_takes_a_cal
     );
 }
 
+/// The server sees the SIP ALG ([`farside_sip::alg`]): behind the ALG gateway, a SIPp phone
+/// and baresip register and each is reported once (S424, with the evidence: the Via names the
+/// packet's source though nothing had told the phone; SIPp's Call-ID still names its private
+/// address), and their bindings carry `alg_suspected`. Behind the other gateways none is: a
+/// SIPp phone behind the home gateway, baresip behind the symmetric one (both write private
+/// addresses, then are told by `rport`), and a phone behind the full-cone gateway that fills
+/// its Via and Contact from Farside's STUN answer (`tests/stun_phone.py`, its Call-ID naming
+/// its private address as Yealink phones' do).
+#[test]
+fn the_server_suspects_a_sip_alg_behind_the_alg_gateway_and_nowhere_else() {
+    const TEST: &str = "the_server_suspects_a_sip_alg_behind_the_alg_gateway_and_nowhere_else";
+    if !common::require_tool(TEST, "sipp") || !common::require_tool(TEST, "baresip") {
+        return;
+    }
+    let Some(python) = common::require_python_module(TEST, "socket") else {
+        return;
+    };
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, _) = lab.server_addrs();
+    // The lab's ALG helper watches port 5060 only; STUN listens on 6060.
+    let server = start_farside(&lab, "farside-alg-seen", 5060, "method = \"CRLF\"");
+    let target = format!("{primary}:5060");
+    let ip = |host: &str| lab.host(host).addr().to_string();
+    let wan = |gateway: &str| lab.host(gateway).addrs[0].to_string();
+    let baresip = |host: &str| {
+        let dir = baresip_dir(
+            &lab,
+            &ip(host),
+            &format!("<sip:bob@{DOMAIN}>;auth_pass=builder;outbound=\"sip:{target}\";regint=600"),
+        );
+        let mut phone = lab.spawn(
+            host,
+            "baresip",
+            &["-f", &dir.display().to_string(), "-t", "20"],
+        );
+        assert!(
+            phone.wait_for_output("200 OK", Duration::from_secs(15)),
+            "baresip behind {host} registers\n{phone}\n{server}"
+        );
+        phone
+    };
+    let reg = register_alice(&lab, "alg-lan1", &ip("alg-lan1"), &target);
+    assert!(reg.success(), "SIPp behind the ALG: {reg}\n{server}");
+    let _bob_alg = baresip("alg-lan2");
+    let reg = register_alice(&lab, "home-lan1", &ip("home-lan1"), &target);
+    assert!(reg.success(), "SIPp behind home: {reg}\n{server}");
+    let _bob_symmetric = baresip("symmetric-lan1");
+    let stun_phone = lab.exec(
+        "fullcone-lan1",
+        &python,
+        &[
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/stun_phone.py"),
+            &format!("{}:5070", ip("fullcone-lan1")),
+            &target,
+            &format!("{primary}:6060"),
+            "alice",
+            "wonderland",
+            DOMAIN,
+        ],
+        Duration::from_secs(20),
+    );
+    let mapped = format!("MAPPED {}:", wan("fullcone"));
+    assert!(
+        stun_phone.success()
+            && stun_phone.stdout.contains(&mapped)
+            && stun_phone.stdout.contains("REGISTERED"),
+        "the STUN phone: {stun_phone}\n{server}"
+    );
+    // Five registrations, each logged (S411) with the tests that fired.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.output().matches("S411 ").count() < 5 && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let logs = server.output();
+    let lines = |code: &str, from: &str| -> Vec<String> {
+        logs.lines()
+            .filter(|l| l.contains(code) && l.contains(&format!(" {from}:")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let alg = wan("alg");
+    let suspected = lines("S424 ", &alg);
+    assert_eq!(
+        suspected.len(),
+        2,
+        "one S424 per phone behind the ALG:\n{logs}"
+    );
+    let sipp = suspected
+        .iter()
+        .find(|l| l.contains("S424 SIP ALG suspected for sip:alice@example.org"))
+        .unwrap_or_else(|| panic!("SIPp's S424: {logs}"));
+    assert!(
+        sipp.contains(&format!("the top Via names {alg}:5070"))
+            && sipp.contains(&format!("private {} left in the Call-ID", ip("alg-lan1"))),
+        "{sipp}"
+    );
+    assert!(
+        suspected
+            .iter()
+            .any(|l| l.contains("S424 SIP ALG suspected for sip:bob@example.org")),
+        "baresip's S424: {logs}"
+    );
+    let registered = lines("S411 ", &alg);
+    assert!(
+        registered.len() >= 2 && registered.iter().all(|l| l.contains("alg_suspected")),
+        "bindings behind the ALG carry alg_suspected: {registered:?}"
+    );
+    for gateway in ["home", "symmetric", "fullcone"] {
+        let from = wan(gateway);
+        assert!(
+            lines("S424 ", &from).is_empty(),
+            "no ALG behind {gateway}:\n{logs}"
+        );
+        let registered = lines("S411 ", &from);
+        assert!(
+            !registered.is_empty() && registered.iter().all(|l| !l.contains("alg_suspected")),
+            "behind {gateway}: {registered:?}\n{logs}"
+        );
+    }
+    common::note(
+        TEST,
+        &format!(
+            "suspected behind the ALG gateway only:\n{}\nthe STUN phone: {}",
+            suspected.join("\n"),
+            lines("S411 ", &wan("fullcone")).join("\n")
+        ),
+    );
+}
+
 /// Edge mode in front of a real registrar: Kamailio with Debian's default configuration on the
 /// server host's loopback. Alice behind the symmetric gateway registers through Farside, which
 /// adds a Path with her flow token; Kamailio keeps it, and routes the call from a phone behind

@@ -14,6 +14,7 @@
 //! [`frame`] finds message boundaries on stream transports (TCP, TLS, WebSocket's payloads are
 //! whole messages already) and recognises RFC 5626 CRLF keep-alives.
 
+pub mod alg;
 pub mod bad_request;
 pub mod dialogs;
 pub mod digest;

@@ -96,8 +96,11 @@ impl NatTests {
     pub const WEBSOCKET: u16 = 64;
     /// 128: a Contact URI's port is not the source port.
     pub const CONTACT_PORT: u16 = 128;
+    /// 256 (Farside's own, not Kamailio's): the message looks rewritten by a SIP ALG on its
+    /// way ([`crate::alg`]).
+    pub const ALG_SUSPECTED: u16 = 256;
     /// Every test, with its name (for counters).
-    pub const ALL: [(u16, &'static str); 8] = [
+    pub const ALL: [(u16, &'static str); 9] = [
         (Self::PRIVATE_CONTACT, "private_contact"),
         (Self::VIA_RECEIVED, "via_received"),
         (Self::PRIVATE_VIA, "private_via"),
@@ -106,6 +109,7 @@ impl NatTests {
         (Self::PRIVATE_SOURCE, "private_source"),
         (Self::WEBSOCKET, "websocket"),
         (Self::CONTACT_PORT, "contact_port"),
+        (Self::ALG_SUSPECTED, "alg_suspected"),
     ];
 
     /// The names of the tests that fired, comma-separated ("none" when none did).
@@ -128,7 +132,8 @@ impl NatTests {
     }
 
     /// Whether the sender looks NATed by the tests Farside uses by default: a private
-    /// Contact, Via or source, a Via that is not the source, a WebSocket.
+    /// Contact, Via or source, a Via that is not the source, a WebSocket. (A suspected ALG is
+    /// reported, not acted on: a phone on a public address looks the same.)
     pub fn natted(self) -> bool {
         self.any(
             Self::PRIVATE_CONTACT

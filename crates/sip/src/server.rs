@@ -26,6 +26,7 @@ use std::time::Duration;
 use farside_stun::binding::{BindingConfig, BindingServer, Outcome as StunOutcome, Received};
 use farside_time::Timestamp;
 
+use crate::alg::{AlgDetector, StunSeen};
 use crate::dialogs::{DialogEvent, Dialogs};
 use crate::edge::{ContactFix, Edge, EdgeRegistrations};
 use crate::extensions;
@@ -69,6 +70,9 @@ pub struct Limits {
     /// IP and second; beyond, they are dropped unsent, so that a forged source draws no flood
     /// (0: no limit). Responses forwarded from phones are not counted.
     pub refusals_per_second: u32,
+    /// Sources whose SIP ALG verdict is remembered ([`crate::alg`]): one found again after it
+    /// was forgotten is judged afresh by its next request.
+    pub alg_sources: usize,
 }
 
 impl Default for Limits {
@@ -79,6 +83,7 @@ impl Default for Limits {
             max_dialogs: 100_000,
             dialog_max_age: Duration::from_secs(12 * 3600),
             refusals_per_second: 50,
+            alg_sources: 100_000,
         }
     }
 }
@@ -169,6 +174,14 @@ pub enum Event {
         remote: SocketAddr,
         /// What is wrong with them.
         error: ParseError,
+    },
+    /// A source's first request that looks rewritten by a SIP ALG ([`crate::alg`]): log it
+    /// once. Its requests and bindings carry [`NatTests::ALG_SUSPECTED`] from then on.
+    AlgSuspected {
+        /// The From URI of the request (who the phone says it is).
+        from: String,
+        /// The source and the evidence.
+        suspicion: crate::alg::Suspicion,
     },
     /// A request arrived, and these NAT tests fired for it.
     Request {
@@ -263,6 +276,10 @@ pub struct SipServer {
     listeners: Vec<(SocketAddr, Transport)>,
     limits: Limits,
     binding: BindingServer,
+    /// The SIP ALG verdict per source.
+    alg: AlgDetector,
+    /// Which addresses Farside's STUN service answered (set by the shell).
+    stun_seen: Option<Arc<dyn StunSeen + Send + Sync>>,
     registrar: Registrar,
     users: Arc<dyn Users + Send + Sync>,
     keepalives: Option<Keepalives>,
@@ -333,6 +350,8 @@ impl SipServer {
                 alternate: None,
                 software: config.software,
             }),
+            alg: AlgDetector::new(config.limits.alg_sources),
+            stun_seen: None,
             registrar: Registrar::new(config.registrar, keys.nonces),
             users: Arc::new(NoUsers),
             keepalives: config.keepalive.map(|k| Keepalives::new(k, key(1))),
@@ -361,6 +380,12 @@ impl SipServer {
             refusals: farside_ratelimit::PerSource::new(config.limits.refusals_per_second, key(4)),
             now: Timestamp::EPOCH,
         }
+    }
+
+    /// Which addresses Farside's STUN service answered lately, so that phones that learned
+    /// their public address there are not taken for rewritten by a SIP ALG.
+    pub fn set_stun_seen(&mut self, seen: Arc<dyn StunSeen + Send + Sync>) {
+        self.stun_seen = Some(seen);
     }
 
     /// How often mere refreshes of registrations (and keep-alive counts) are reported for the
@@ -732,13 +757,26 @@ impl SipServer {
             &mut out,
         );
         if let StunOutcome::Respond(r) = outcome {
+            self.alg.told(flow.remote);
             self.events.push_back(Event::StunAnswered);
             self.send_back(flow, out[..r.len].to_vec());
         }
     }
 
     fn request(&mut self, now: Timestamp, flow: Flow, msg: &Message<'_>, method: Method<'_>) {
-        let nat = nat::detect(msg, flow.remote, flow.transport);
+        let mut nat = nat::detect(msg, flow.remote, flow.transport);
+        let stun_seen = self.stun_seen.as_deref().map(|s| s as &dyn StunSeen);
+        if let Some(suspicion) = self
+            .alg
+            .examine(now, msg, flow.remote, flow.transport, stun_seen)
+        {
+            nat.0 |= NatTests::ALG_SUSPECTED;
+            if suspicion.first {
+                let from = String::from_utf8_lossy(msg.from().uri().as_bytes()).into_owned();
+                self.events
+                    .push_back(Event::AlgSuspected { from, suspicion });
+            }
+        }
         self.events.push_back(Event::Request {
             method: MethodKind::of(method),
             nat,

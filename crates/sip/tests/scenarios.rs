@@ -7,6 +7,7 @@ mod sim;
 
 use std::time::Duration;
 
+use farside_sip::nat::NatTests;
 use farside_sip::registrar::Outcome;
 use farside_sip::server::Event;
 use sim::{Answer, DOMAIN, NatSpec, World, config, server};
@@ -99,6 +100,24 @@ fn a_register_an_alg_rewrote_authenticates_with_the_first_challenge() {
     assert_eq!(
         w.count(|e| matches!(e, Event::Register(Outcome::AuthFailed))),
         0
+    );
+    // The server saw the ALG: each new public port's first request named that very port in
+    // its Via, which nothing had told the phone; the binding carries the verdict.
+    assert!(b.nat.any(NatTests::ALG_SUSPECTED), "{:?}", b.nat);
+    let suspected: Vec<_> = w
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AlgSuspected { from, suspicion } => Some((from.clone(), suspicion.source)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(suspected.len(), 3, "one per public port: {suspected:?}");
+    assert!(
+        suspected
+            .iter()
+            .all(|(from, source)| from == ALICE && source.ip() == w.public_ip_of(alice)),
+        "{suspected:?}"
     );
     w.call(bob, ALICE, "call-alg");
     w.run_for(Duration::from_secs(2));

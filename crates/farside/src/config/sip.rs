@@ -79,6 +79,8 @@ pub struct SipConfig {
     /// IP and second; beyond, they are dropped unsent, so a forged source draws no flood
     /// (0 = no limit). Responses forwarded from phones are not counted.
     pub refusals_per_second: u32,
+    /// Source addresses whose SIP ALG verdict is remembered (each judged by its first request).
+    pub alg_sources: usize,
     /// `[sip.keepalive]`.
     pub keepalive: KeepaliveFile,
 }
@@ -112,6 +114,7 @@ impl Default for SipConfig {
             auth_failures_per_minute: 20,
             write_behind: WriteBehind(10),
             refusals_per_second: 50,
+            alg_sources: 100_000,
             keepalive: KeepaliveFile::default(),
         }
     }
@@ -445,6 +448,7 @@ impl SipConfig {
                 .collect(),
             limits: server::Limits {
                 refusals_per_second: self.refusals_per_second,
+                alg_sources: self.alg_sources,
                 ..server::Limits::default()
             },
             software,

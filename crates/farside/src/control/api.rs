@@ -222,6 +222,10 @@ pub async fn sessions_value(api: &Api) -> Result<Value, String> {
                         "remote": r.remote,
                         "expires_in_s": (r.expires_at - secs).max(0),
                         "nat_tests": nat.names(),
+                        "sip_alg": match nat.any(farside_sip::nat::NatTests::ALG_SUSPECTED) {
+                            true => "suspected",
+                            false => "none",
+                        },
                         "keepalive_failures": r.keepalive_failures,
                         "node": r.node,
                     })

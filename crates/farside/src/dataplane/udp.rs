@@ -101,6 +101,7 @@ pub fn spawn_workers(
             .map(|b| PartnerWorker::new(Arc::clone(b), crate::runtime::seed::fresh_seed(), i == 0));
         let turn = turn.as_ref().map(|t| TurnWorker::new(t));
         let sources = metrics.sources.join();
+        let stun_seen = Arc::clone(&metrics.stun_seen);
         let h = std::thread::Builder::new()
             .name(format!("stun-udp-{i}"))
             .spawn(move || {
@@ -112,6 +113,7 @@ pub fn spawn_workers(
                     batch,
                     counters: &counters,
                     sources,
+                    stun_seen,
                 };
                 w.run(&shutdown);
             })
@@ -129,6 +131,7 @@ struct Worker<'a> {
     batch: usize,
     counters: &'a StunCounters,
     sources: crate::telemetry::sources::SourceTable,
+    stun_seen: Arc<crate::telemetry::stun_seen::StunSeen>,
 }
 
 impl Worker<'_> {
@@ -276,6 +279,11 @@ impl Worker<'_> {
                         self.counters.record(Transport::Udp, &outcome);
                         self.sources
                             .record(now.unix_millis(), d.source.ip(), local, &outcome);
+                        if let Outcome::Respond(r) = &outcome
+                            && r.kind == farside_stun::binding::ResponseKind::Success
+                        {
+                            self.stun_seen.answered_at(d.source.ip(), now);
+                        }
                         let (len, from, to) = match outcome {
                             Outcome::Respond(r) => (r.len, r.from, r.to),
                             Outcome::Forward(m) => (m.len, m.from, m.to),

@@ -84,6 +84,8 @@ pub struct SipShell {
     pub relay: Option<Box<dyn farside_sip::media::MediaRelay + Send>>,
     /// `sip.write_behind`: how late refreshes may reach the store; zero: write-through.
     pub write_behind: Duration,
+    /// Which addresses the STUN service answered lately (the SIP ALG check's).
+    pub stun_seen: Arc<dyn farside_sip::alg::StunSeen + Send + Sync>,
 }
 
 /// What a reload may change in the running SIP server: the registrar's settings (but its
@@ -169,6 +171,7 @@ pub fn spawn(
     if let Some(relay) = shell.relay {
         server.set_media_relay(relay);
     }
+    server.set_stun_seen(shell.stun_seen);
     let mut restored = 0;
     for (aor, bindings) in registrations::load(&mut *store, clock::now(), &shell.node)? {
         restored += bindings.len();
@@ -535,6 +538,15 @@ impl SipThread {
         match e {
             Event::KeepaliveReceived => one(&c.keepalives),
             Event::StunAnswered => one(&c.stun),
+            Event::AlgSuspected { from, suspicion } => {
+                one(&c.alg_suspected);
+                // Once per source: the core reports a source's first rewritten request only.
+                tracing::warn!(
+                    "S424 SIP ALG suspected for {from} from {}: {}. Ask the user to turn off \"SIP ALG\" (or \"SIP helper\") on their router",
+                    suspicion.source,
+                    suspicion.evidence
+                );
+            }
             Event::Malformed { remote, error } => {
                 one(&c.malformed);
                 self.log_malformed(now, remote, error);

@@ -10,6 +10,7 @@ pub mod sip;
 pub mod sources;
 pub mod stream;
 pub mod stun;
+pub mod stun_seen;
 pub mod turn;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -45,6 +46,8 @@ pub struct Metrics {
     pub admin_login_failures: std::sync::atomic::AtomicU64,
     /// Per-source statistics (the dashboard's table, not exposed as metrics).
     pub sources: Arc<sources::Sources>,
+    /// Which addresses the STUN service answered lately (the SIP ALG check's).
+    pub stun_seen: Arc<stun_seen::StunSeen>,
 }
 
 /// The live gauges the API's status reports (what runs has `Some`).
@@ -73,6 +76,7 @@ impl Default for Metrics {
             admin_refused: Default::default(),
             admin_login_failures: Default::default(),
             sources: Arc::new(sources::Sources::new(1000)),
+            stun_seen: Arc::default(),
         }
     }
 }

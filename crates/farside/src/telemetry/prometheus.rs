@@ -491,6 +491,17 @@ fn render_sip(s: &mut String, c: &SipCounters) {
     }
     header(
         s,
+        "farside_sip_alg_suspected_total",
+        "counter",
+        "Phones (source addresses) whose first request looked rewritten by a SIP ALG on its way (S424; their requests count as nat_tests alg_suspected).",
+    );
+    let _ = writeln!(
+        s,
+        "farside_sip_alg_suspected_total {}",
+        c.alg_suspected.load(Relaxed)
+    );
+    header(
+        s,
         "farside_sip_keepalives_total",
         "counter",
         "Keep-alives received on SIP ports: STUN Binding requests answered, CRLF or zero bytes.",

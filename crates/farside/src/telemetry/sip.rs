@@ -36,6 +36,8 @@ pub struct SipCounters {
     pub refusals_rate_limited: AtomicU64,
     /// STUN Binding requests answered on SIP ports.
     pub stun: AtomicU64,
+    /// Sources whose first request looked rewritten by a SIP ALG (S424).
+    pub alg_suspected: AtomicU64,
     /// CRLF or 4-byte keep-alives received.
     pub keepalives: AtomicU64,
     /// Live bindings.
