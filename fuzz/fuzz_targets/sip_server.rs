@@ -42,6 +42,7 @@ fn server() -> SipServer {
             limits: Limits::default(),
             software: None,
             relay: farside_sip::media::RelayPolicy::Never,
+            mirror_user: farside_sip::mirror::DEFAULT_USER.into(),
         },
         Keys {
             nonces: [1; 32],

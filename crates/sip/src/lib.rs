@@ -28,6 +28,7 @@ mod header;
 pub mod keepalive;
 pub mod media;
 mod message;
+pub mod mirror;
 mod name_addr;
 pub mod nat;
 pub mod nonce_counts;

@@ -28,6 +28,19 @@ pub fn response_via(
     to_tag: &str,
     extra: &[(&str, &str)],
 ) -> Vec<u8> {
+    response_body(req, top_via, code, reason, to_tag, extra, None)
+}
+
+/// [`response_via`] with a body: `(content type, bytes)`.
+pub(crate) fn response_body(
+    req: &Message<'_>,
+    top_via: Option<&[u8]>,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(b"SIP/2.0 ");
     let mut status = crate::scan::Short::new();
@@ -61,7 +74,17 @@ pub fn response_via(
     for (name, value) in extra {
         push(&mut out, name, value.as_bytes());
     }
-    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    match body {
+        None => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
+        Some((content_type, body)) => {
+            push(&mut out, "Content-Type", content_type.as_bytes());
+            let mut length = crate::scan::Short::new();
+            crate::scan::push_number(&mut length, body.len() as u64);
+            push(&mut out, "Content-Length", length.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(body);
+        }
+    }
     out
 }
 

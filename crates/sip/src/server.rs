@@ -106,6 +106,8 @@ pub struct SipServerConfig {
     pub software: Option<String>,
     /// Which calls the RTP relay set with [`SipServer::set_media_relay`] relays.
     pub relay: RelayPolicy,
+    /// The mirror service's reserved user ([`crate::mirror`]); empty: no mirror.
+    pub mirror_user: String,
 }
 
 /// The keys that sign what the server hands out; kept across restarts (in the store) so that
@@ -183,6 +185,8 @@ pub enum Event {
         /// The source and the evidence.
         suspicion: crate::alg::Suspicion,
     },
+    /// A request for the mirror service was answered with what arrived ([`crate::mirror`]).
+    Mirrored,
     /// A request arrived, and these NAT tests fired for it.
     Request {
         /// Its method.
@@ -278,6 +282,8 @@ pub struct SipServer {
     binding: BindingServer,
     /// The SIP ALG verdict per source.
     alg: AlgDetector,
+    /// The mirror service's reserved user; empty: none.
+    mirror_user: String,
     /// Which addresses Farside's STUN service answered (set by the shell).
     stun_seen: Option<Arc<dyn StunSeen + Send + Sync>>,
     registrar: Registrar,
@@ -351,6 +357,7 @@ impl SipServer {
                 software: config.software,
             }),
             alg: AlgDetector::new(config.limits.alg_sources),
+            mirror_user: config.mirror_user,
             stun_seen: None,
             registrar: Registrar::new(config.registrar, keys.nonces),
             users: Arc::new(NoUsers),
@@ -781,6 +788,16 @@ impl SipServer {
             method: MethodKind::of(method),
             nat,
         });
+        if crate::mirror::is_for(msg, &self.mirror_user) {
+            let via = nat::fixed_top_via(msg, flow.remote);
+            if let Some(answer) = crate::mirror::answer(msg, method, via.as_deref()) {
+                self.events.push_back(Event::Mirrored);
+                // Within the source's budget over UDP, as answers to OPTIONS are: the copy is
+                // larger than the request.
+                self.answer_back(flow, answer, true);
+            }
+            return;
+        }
         // A REGISTER to the registrar is answered from here: its answers' Via is fixed as they
         // are written, without rewriting and parsing the request again.
         if method == Method::REGISTER && self.mode == Mode::Registrar {

@@ -26,6 +26,7 @@ fn world(policy: RelayPolicy, seed: u64) -> (World, FakeRelay) {
     let relay = FakeRelay::default();
     let config = SipServerConfig {
         relay: policy,
+        mirror_user: farside_sip::mirror::DEFAULT_USER.into(),
         ..config(None)
     };
     let mut s = server(config, seed);

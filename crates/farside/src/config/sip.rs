@@ -81,6 +81,9 @@ pub struct SipConfig {
     pub refusals_per_second: u32,
     /// Source addresses whose SIP ALG verdict is remembered (each judged by its first request).
     pub alg_sources: usize,
+    /// The mirror service's reserved user: a request for it is answered with what arrived.
+    /// Empty: no mirror.
+    pub mirror_user: String,
     /// `[sip.keepalive]`.
     pub keepalive: KeepaliveFile,
 }
@@ -115,6 +118,7 @@ impl Default for SipConfig {
             write_behind: WriteBehind(10),
             refusals_per_second: 50,
             alg_sources: 100_000,
+            mirror_user: farside_sip::mirror::DEFAULT_USER.into(),
             keepalive: KeepaliveFile::default(),
         }
     }
@@ -453,6 +457,7 @@ impl SipConfig {
             },
             software,
             relay,
+            mirror_user: self.mirror_user.clone(),
         }
     }
 

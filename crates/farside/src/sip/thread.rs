@@ -538,6 +538,7 @@ impl SipThread {
         match e {
             Event::KeepaliveReceived => one(&c.keepalives),
             Event::StunAnswered => one(&c.stun),
+            Event::Mirrored => one(&c.mirrored),
             Event::AlgSuspected { from, suspicion } => {
                 one(&c.alg_suspected);
                 // Once per source: the core reports a source's first rewritten request only.

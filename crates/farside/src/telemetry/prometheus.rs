@@ -502,6 +502,13 @@ fn render_sip(s: &mut String, c: &SipCounters) {
     );
     header(
         s,
+        "farside_sip_mirrored_total",
+        "counter",
+        "Requests the mirror service (sip.mirror_user) answered with what arrived.",
+    );
+    let _ = writeln!(s, "farside_sip_mirrored_total {}", c.mirrored.load(Relaxed));
+    header(
+        s,
         "farside_sip_keepalives_total",
         "counter",
         "Keep-alives received on SIP ports: STUN Binding requests answered, CRLF or zero bytes.",

@@ -38,6 +38,8 @@ pub struct SipCounters {
     pub stun: AtomicU64,
     /// Sources whose first request looked rewritten by a SIP ALG (S424).
     pub alg_suspected: AtomicU64,
+    /// Requests the mirror service answered with what arrived.
+    pub mirrored: AtomicU64,
     /// CRLF or 4-byte keep-alives received.
     pub keepalives: AtomicU64,
     /// Live bindings.

@@ -82,6 +82,7 @@ pub fn config(keepalive: Option<Duration>) -> SipServerConfig {
         limits: Limits::default(),
         software: None,
         relay: RelayPolicy::Nated,
+        mirror_user: farside_sip::mirror::DEFAULT_USER.into(),
     }
 }
 
