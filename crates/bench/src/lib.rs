@@ -20,9 +20,10 @@ mod measure;
 mod responder;
 mod rtp;
 mod sip;
-mod sip_wire;
+pub mod sip_wire;
 mod stun;
 mod turn;
+pub mod turn_client;
 mod wire;
 
 use std::process::ExitCode;

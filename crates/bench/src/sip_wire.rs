@@ -179,20 +179,20 @@ pub(crate) fn parse_answer(bytes: &[u8], tag: &str) -> Option<(u16, u64)> {
 
 /// A Digest challenge (RFC 2617 §3.2.1), borrowed from the 401 that carried it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Challenge<'a> {
+pub struct Challenge<'a> {
     /// `realm`.
-    pub(crate) realm: &'a [u8],
+    pub realm: &'a [u8],
     /// `nonce`.
-    pub(crate) nonce: &'a [u8],
+    pub nonce: &'a [u8],
     /// `opaque`, to be echoed.
-    pub(crate) opaque: Option<&'a [u8]>,
+    pub opaque: Option<&'a [u8]>,
     /// `qop` offers `auth`.
-    pub(crate) qop_auth: bool,
+    pub qop_auth: bool,
 }
 
 /// The Digest challenge of a 401's WWW-Authenticate header, if it has one with a realm and a
 /// nonce and its algorithm (if named) is MD5.
-pub(crate) fn parse_challenge(bytes: &[u8]) -> Option<Challenge<'_>> {
+pub fn parse_challenge(bytes: &[u8]) -> Option<Challenge<'_>> {
     const NAME: &[u8] = b"www-authenticate:";
     let head_end = bytes
         .windows(4)
@@ -252,7 +252,7 @@ pub(crate) fn parse_challenge(bytes: &[u8]) -> Option<Challenge<'_>> {
 }
 
 /// HA1 = MD5(username:realm:password), in hex (RFC 2617 §3.2.2.2).
-pub(crate) fn ha1(user: &str, realm: &[u8], password: &str) -> [u8; 32] {
+pub fn ha1(user: &str, realm: &[u8], password: &str) -> [u8; 32] {
     let mut h = Md5::new();
     h.update(user.as_bytes());
     h.update(b":");
@@ -263,7 +263,7 @@ pub(crate) fn ha1(user: &str, realm: &[u8], password: &str) -> [u8; 32] {
 }
 
 /// HA2 = MD5(REGISTER:sip:domain), in hex (RFC 2617 §3.2.2.3, qop absent or `auth`).
-pub(crate) fn ha2_register(domain: &str) -> [u8; 32] {
+pub fn ha2_register(domain: &str) -> [u8; 32] {
     let mut h = Md5::new();
     h.update(b"REGISTER:sip:");
     h.update(domain.as_bytes());
@@ -272,12 +272,7 @@ pub(crate) fn ha2_register(domain: &str) -> [u8; 32] {
 
 /// The `response` for a challenge (RFC 2617 §3.2.2.1): with `qop=auth` and nonce count 1 when
 /// the challenge offers it, else RFC 2069's form.
-pub(crate) fn response(
-    ha1: &[u8; 32],
-    c: &Challenge<'_>,
-    cnonce: &str,
-    ha2: &[u8; 32],
-) -> [u8; 32] {
+pub fn response(ha1: &[u8; 32], c: &Challenge<'_>, cnonce: &str, ha2: &[u8; 32]) -> [u8; 32] {
     let mut h = Md5::new();
     h.update(ha1);
     h.update(b":");

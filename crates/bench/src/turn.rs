@@ -15,11 +15,8 @@ use anyhow::{Context as _, bail};
 use farside_io::{
     Epoll, RecvBatch, SendBatch, SocketOptions, bind_udp, recv_batch, send_batch, socket_stats,
 };
-use farside_stun::attributes::{
-    ChannelNumber, ErrorCode, Lifetime, Nonce, Realm, RequestedTransport, Username, XorPeerAddress,
-    XorRelayedAddress,
-};
-use farside_stun::{Class, Header, Message, MessageBuilder, MessageType, Method, TransactionId};
+
+use crate::turn_client::{AllocationMismatch, Creds, delete, setup};
 
 /// Room for one run of datagrams for one destination, sent as one segmented send.
 const RUN_BYTES: usize = 16 * 1024;
@@ -74,24 +71,6 @@ pub struct TurnArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-}
-
-/// 437 to an Allocate: the 5-tuple has an allocation already.
-#[derive(Debug)]
-struct AllocationMismatch;
-
-impl std::fmt::Display for AllocationMismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Allocate refused: 437 (this client address has an allocation already)")
-    }
-}
-
-impl std::error::Error for AllocationMismatch {}
-
-/// A client's credentials.
-struct Creds {
-    user: String,
-    password: String,
 }
 
 /// One allocation: its socket and the credentials it was made with (an ephemeral username
@@ -161,7 +140,7 @@ pub(crate) fn run(args: TurnArgs) -> anyhow::Result<ExitCode> {
                 .context("bind a client socket")?;
             socket.set_nonblocking(false)?;
             socket.set_read_timeout(Some(Duration::from_secs(2)))?;
-            match setup(&socket, args.target, &c, peer) {
+            match setup(&socket, args.target, &c, CHANNEL, peer) {
                 Ok(_) => break socket,
                 Err(e) if e.is::<AllocationMismatch>() && tries < 3 => tries += 1,
                 Err(e) => return Err(e.context(format!("client {i}"))),
@@ -354,163 +333,4 @@ impl Load {
             }
         }
     }
-}
-
-/// Sends `req` and waits for the response with its transaction id.
-fn exchange(socket: &UdpSocket, to: SocketAddr, req: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let tid = req.get(8..20).context("short request")?.to_vec();
-    for _ in 0..3 {
-        socket.send_to(req, to)?;
-        let mut buf = [0u8; 2048];
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline {
-            match socket.recv_from(&mut buf) {
-                Ok((n, _)) if buf.get(8..20) == Some(&tid[..]) => return Ok(buf[..n].to_vec()),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    }
-    bail!("no answer from {to}")
-}
-
-fn tid() -> TransactionId {
-    let mut t = [0u8; 12];
-    // A generator's ids need not be secret, only unlikely to repeat: the clock will do when
-    // getrandom(2) is missing.
-    if farside_io::random_bytes(&mut t).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        t.copy_from_slice(&nanos.to_le_bytes()[..12]);
-    }
-    TransactionId(t)
-}
-
-/// A request; with `auth` = (creds, realm, nonce) it carries long-term integrity.
-fn request(
-    method: Method,
-    auth: Option<(&Creds, &str, &str)>,
-    body: impl FnOnce(&mut MessageBuilder<'_>) -> anyhow::Result<()>,
-) -> anyhow::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 512];
-    let mut b = MessageBuilder::new(
-        &mut buf,
-        MessageType::new(Class::Request, method),
-        Header::new(tid()),
-    )
-    .map_err(|_| anyhow::anyhow!("buffer"))?;
-    body(&mut b)?;
-    if let Some((c, realm, nonce)) = auth {
-        b.add(&Username(&c.user))
-            .map_err(|_| anyhow::anyhow!("buffer"))?;
-        b.add(&Realm(realm))
-            .map_err(|_| anyhow::anyhow!("buffer"))?;
-        b.add(&Nonce(nonce))
-            .map_err(|_| anyhow::anyhow!("buffer"))?;
-        let key = farside_stun::long_term_key_md5(&c.user, realm, &c.password)
-            .map_err(|e| anyhow::anyhow!("password: {e}"))?;
-        b.add_message_integrity(&key)
-            .map_err(|_| anyhow::anyhow!("buffer"))?;
-    }
-    let n = b.finish();
-    buf.truncate(n);
-    Ok(buf)
-}
-
-fn error_code(m: &Message<'_>) -> Option<u16> {
-    m.attribute::<ErrorCode>()
-        .and_then(Result::ok)
-        .map(|e| e.code)
-}
-
-/// Allocate (through the 401 challenge) and bind the channel to `peer`.
-fn setup(
-    socket: &UdpSocket,
-    server: SocketAddr,
-    c: &Creds,
-    peer: SocketAddr,
-) -> anyhow::Result<SocketAddr> {
-    let transport = |b: &mut MessageBuilder<'_>| {
-        b.add(&RequestedTransport(17))
-            .map_err(|_| anyhow::anyhow!("buffer"))
-    };
-    let challenge = exchange(socket, server, &request(Method::ALLOCATE, None, transport)?)?;
-    let m = Message::parse(&challenge).map_err(|_| anyhow::anyhow!("bad answer"))?;
-    // coturn checks the 5-tuple before the credentials.
-    if error_code(&m) == Some(437) {
-        return Err(AllocationMismatch.into());
-    }
-    let realm = m
-        .attribute::<Realm>()
-        .and_then(Result::ok)
-        .with_context(|| {
-            format!(
-                "no REALM in the answer to the first Allocate ({:?}, error {:?})",
-                m.class(),
-                error_code(&m)
-            )
-        })?
-        .0
-        .to_owned();
-    let nonce = m
-        .attribute::<Nonce>()
-        .and_then(Result::ok)
-        .context("no NONCE in the challenge")?
-        .0
-        .to_owned();
-    let ok = exchange(
-        socket,
-        server,
-        &request(Method::ALLOCATE, Some((c, &realm, &nonce)), transport)?,
-    )?;
-    let m = Message::parse(&ok).map_err(|_| anyhow::anyhow!("bad answer"))?;
-    if m.class() != Class::SuccessResponse {
-        if error_code(&m) == Some(437) {
-            return Err(AllocationMismatch.into());
-        }
-        bail!("Allocate refused: {:?}", error_code(&m));
-    }
-    let relayed = m
-        .attribute::<XorRelayedAddress>()
-        .and_then(Result::ok)
-        .context("no XOR-RELAYED-ADDRESS")?
-        .0;
-    let bind = exchange(
-        socket,
-        server,
-        &request(Method::CHANNEL_BIND, Some((c, &realm, &nonce)), |b| {
-            b.add(&ChannelNumber(CHANNEL))
-                .map_err(|_| anyhow::anyhow!("buffer"))?;
-            b.add(&XorPeerAddress(peer))
-                .map_err(|_| anyhow::anyhow!("buffer"))
-        })?,
-    )?;
-    let m = Message::parse(&bind).map_err(|_| anyhow::anyhow!("bad answer"))?;
-    if m.class() != Class::SuccessResponse {
-        bail!(
-            "ChannelBind refused: {:?} (does the server relay to {}?)",
-            error_code(&m),
-            peer
-        );
-    }
-    Ok(relayed)
-}
-
-fn delete(socket: &UdpSocket, server: SocketAddr, c: &Creds) -> anyhow::Result<()> {
-    let lifetime =
-        |b: &mut MessageBuilder<'_>| b.add(&Lifetime(0)).map_err(|_| anyhow::anyhow!("buffer"));
-    let first = exchange(socket, server, &request(Method::REFRESH, None, lifetime)?)?;
-    let m = Message::parse(&first).map_err(|_| anyhow::anyhow!("bad answer"))?;
-    let (Some(Ok(Realm(realm))), Some(Ok(Nonce(nonce)))) =
-        (m.attribute::<Realm>(), m.attribute::<Nonce>())
-    else {
-        return Ok(());
-    };
-    let _ = exchange(
-        socket,
-        server,
-        &request(Method::REFRESH, Some((c, realm, nonce)), lifetime)?,
-    )?;
-    Ok(())
 }

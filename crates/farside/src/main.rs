@@ -77,6 +77,15 @@ enum Command {
     /// and reports the public address, the NAT's mapping and filtering behaviour,
     /// hairpinning, optionally the binding lifetime, and the classic RFC 3489 name.
     Probe(cli::probe::ProbeArgs),
+    /// Find out why a phone fails behind this network's NAT: run it where the phone is.
+    ///
+    /// Finds the server by DNS (or --server), then checks the NAT (STUN behaviour discovery
+    /// and binding lifetime), SIP over UDP, TCP and TLS (reachable; changed on the way by a
+    /// SIP ALG, line by line, thanks to the server's mirror service), registration with the
+    /// user's credentials, TURN over UDP and TCP, and audio through the relay (loss, jitter,
+    /// round trip, MOS); ends with a verdict and advice. `farside doctor sip:alice@example.org
+    /// --password-stdin`.
+    Doctor(cli::doctor::DoctorArgs),
     /// Manage the users (TURN and SIP) in the store the server uses.
     User {
         #[command(subcommand)]
@@ -179,6 +188,13 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("farside probe: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Doctor(args) => match cli::doctor::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("farside doctor: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -1044,3 +1044,222 @@ fn turn_nodes_on_one_database_share_users_and_drain_to_each_other() {
         ),
     );
 }
+
+/// The shape of a JSON value: the path of every object key, through every array element
+/// (`.sip[].transport`).
+fn json_shape(v: &serde_json::Value, at: &str, into: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, child) in o {
+                let path = format!("{at}.{k}");
+                into.push(path.clone());
+                json_shape(child, &path, into);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for element in a.iter().filter(|e| e.is_object()) {
+                json_shape(element, &format!("{at}[]"), into);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Issue 18's acceptance: `farside doctor` from a host behind each lab gateway, against a
+/// Farside with RFC 5780 STUN, TURN, and SIP over UDP, TCP and TLS, gives each gateway its
+/// verdict:
+/// - a SIP ALG only behind the `alg` gateway, with the changed lines named (its Via, Contact
+///   and SDP rewritten to the gateway's public address);
+/// - a short binding lifetime only behind the 20 s `short` gateway;
+/// - "needs TURN" only behind the symmetric gateways (address- and port-dependent mapping);
+/// - registration (one challenge, then 200) and audio through the TURN relay everywhere, with
+///   under 1 % loss;
+/// - exit status 3 where a problem was found, 0 elsewhere;
+/// - every `--json` report has exactly the shape docs/doctor.md documents.
+#[test]
+fn farside_doctor_gives_each_gateway_its_verdict() {
+    const TEST: &str = "farside_doctor_gives_each_gateway_its_verdict";
+    if !require_tools(TEST, &["openssl"]) {
+        return;
+    }
+    let Some(lab) = Lab::up(TEST) else { return };
+    let (primary, alternate) = lab.server_addrs();
+    let (cert, key) = common::self_signed(&lab.scratch_dir("doctor-cert"), &primary.to_string());
+    let config = lab.farside_config("farside-doctor", |dir| {
+        common::only_named_parts(&format!(
+            "[stun]\nlisten = [\"{primary}:3478\"]\nalternate_address = \"{alternate}\"\n\n\
+             [turn]\nenabled = true\nrealm = \"example.org\"\n\n\
+             [sip]\nenabled = true\ndomain = \"example.org\"\n\
+             listen = [\"udp:{primary}:5060\", \"tcp:{primary}:5060\", \"tls:{primary}:5061\"]\n\n\
+             [tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[admin]\nlisten = \"off\"\n\n\
+             [store]\nurl = \"sqlite://{}\"\n",
+            cert.display(),
+            key.display(),
+            dir.join("farside.db").display()
+        ))
+    });
+    // One user per LAN host, in the realm TURN and SIP share.
+    for h in lab.lan_hosts() {
+        let add = lab.exec(
+            "peer",
+            env!("CARGO_BIN_EXE_farside"),
+            &[
+                "user",
+                "add",
+                &h.name,
+                "--password",
+                "pw-lab-phone",
+                "--realm",
+                "example.org",
+                "--config",
+                &config,
+            ],
+            Duration::from_secs(20),
+        );
+        assert!(add.success(), "{add}");
+    }
+    let server = lab.serve_farside(&config);
+    wait_until_answering(&lab, &server, 3478);
+    let documented: serde_json::Value = {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/doctor.md"))
+                .expect("docs/doctor.md");
+        let block = doc
+            .split("```json\n")
+            .nth(1)
+            .and_then(|b| b.split("\n```").next())
+            .expect("a json block in docs/doctor.md");
+        serde_json::from_str(block).expect("the documented report is JSON")
+    };
+    let mut want_shape = Vec::new();
+    json_shape(&documented, "", &mut want_shape);
+    want_shape.sort();
+
+    let results = per_lan_host(&lab, |h| {
+        let command = format!(
+            "echo pw-lab-phone | {} doctor sip:{}@example.org --server {primary}:5060 --password-stdin --json",
+            env!("CARGO_BIN_EXE_farside"),
+            h.name
+        );
+        lab.exec(&h.name, "sh", &["-c", &command], Duration::from_secs(180))
+    });
+    let mut failures = String::new();
+    let mut table = String::new();
+    for (h, out) in &results {
+        let e = h.expect.clone().expect("a LAN host's expectations");
+        let Ok(report) = serde_json::from_str::<serde_json::Value>(out.stdout.trim()) else {
+            let _ = writeln!(failures, "{}: no JSON report\n{out}", h.name);
+            continue;
+        };
+        let mut shape = Vec::new();
+        json_shape(&report, "", &mut shape);
+        shape.sort();
+        shape.dedup();
+        // Every documented key is there, and no other; only an empty list of changes leaves
+        // its elements' keys out.
+        let missing: Vec<&String> = want_shape
+            .iter()
+            .filter(|p| !shape.contains(p) && !p.starts_with(".sip[].changes[]"))
+            .collect();
+        let extra: Vec<&String> = shape.iter().filter(|p| !want_shape.contains(p)).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            let _ = writeln!(
+                failures,
+                "{}: the report's shape is not the documented one: missing {missing:?}, not documented {extra:?}",
+                h.name
+            );
+        }
+        let problems = report["verdict"]["problems"].to_string();
+        let advice = report["verdict"]["advice"].to_string();
+        let udp = report["sip"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["transport"] == "udp"))
+            .cloned()
+            .unwrap_or_default();
+        let alg_found = udp["alg"] == true;
+        let changed: Vec<String> = udp["changes"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .map(|c| c["field"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let short = problems.contains("forgets an idle UDP mapping");
+        let needs_turn = advice.contains("needs TURN");
+        let audio = &report["audio"];
+        let (sent, received) = (
+            audio["sent"].as_u64().unwrap_or(0),
+            audio["received"].as_u64().unwrap_or(0),
+        );
+        let registered = report["registration"]["registered"] == true
+            && report["registration"]["challenges"] == 1;
+        let _ = writeln!(
+            table,
+            "{:16} exit {} alg {alg_found} {changed:?} short {short} needs_turn {needs_turn} registered {registered} audio {received}/{sent} mos {} tls {}",
+            h.name,
+            out.status
+                .and_then(|s| s.code())
+                .map_or("?".into(), |c| c.to_string()),
+            audio["mos"],
+            report["sip"][2]["alg"],
+        );
+        if report["verdict"]["ok"] != true {
+            let _ = writeln!(table, "  problems {problems}\n  advice {advice}");
+        }
+        let want_alg = e.sip_alg;
+        let want_short = e.lifetime <= Duration::from_secs(25);
+        let want_turn = e.mapping != Mapping::Eim;
+        if alg_found != want_alg {
+            let _ = writeln!(
+                failures,
+                "{}: ALG found {alg_found}, built {want_alg}\n{out}",
+                h.name
+            );
+        }
+        if want_alg {
+            for field in ["Via", "Contact", "c=", "o="] {
+                if !changed.iter().any(|c| c == field) {
+                    let _ = writeln!(failures, "{}: {field} not named among {changed:?}", h.name);
+                }
+            }
+            if !(problems.contains("SIP ALG") && advice.contains("disable SIP ALG")) {
+                let _ = writeln!(failures, "{}: no ALG verdict: {problems} {advice}", h.name);
+            }
+        }
+        if short != want_short {
+            let _ = writeln!(
+                failures,
+                "{}: short lifetime {short}, built {want_short}\n{out}",
+                h.name
+            );
+        }
+        if needs_turn != want_turn {
+            let _ = writeln!(
+                failures,
+                "{}: needs TURN {needs_turn}, built {want_turn}\n{out}",
+                h.name
+            );
+        }
+        if !registered {
+            let _ = writeln!(
+                failures,
+                "{}: not registered on the first challenge\n{out}",
+                h.name
+            );
+        }
+        if sent == 0 || (sent - received) * 100 >= sent {
+            let _ = writeln!(failures, "{}: audio {received} of {sent}\n{out}", h.name);
+        }
+        let want_exit = if want_alg || want_short { 3 } else { 0 };
+        if out.status.and_then(|s| s.code()) != Some(want_exit) {
+            let _ = writeln!(
+                failures,
+                "{}: exit {:?}, want {want_exit}\n{out}",
+                h.name, out.status
+            );
+        }
+    }
+    common::note(TEST, &format!("verdicts:\n{table}"));
+    assert!(failures.is_empty(), "{failures}\n{table}\n{server}");
+}

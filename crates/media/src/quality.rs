@@ -211,3 +211,24 @@ impl RoundTrip {
         self.last
     }
 }
+
+/// The listening-quality MOS the E-model (ITU-T G.107) estimates for a G.711 call with packet
+/// loss concealment (G.113 Appendix I: Ie 0, Bpl 25.1) whose mouth-to-ear delay is `one_way`
+/// and which loses `loss` of its packets at random (0.0 to 1.0). Every other factor is G.107's
+/// default, so a perfect path gives R 93.2, MOS 4.41. The delay impairment is the usual
+/// simplification (Cole and Rosenbluth, 2001): Id = 0.024 d + 0.11 (d − 177.3) above 177.3 ms.
+pub fn e_model_mos(one_way: Duration, loss: f64) -> f64 {
+    let d = one_way.as_secs_f64() * 1000.0;
+    let id = 0.024 * d + if d > 177.3 { 0.11 * (d - 177.3) } else { 0.0 };
+    let ppl = loss.clamp(0.0, 1.0) * 100.0;
+    let (ie, bpl) = (0.0, 25.1);
+    let ie_eff = ie + (95.0 - ie) * ppl / (ppl + bpl);
+    let r = 93.2 - id - ie_eff;
+    if r <= 0.0 {
+        1.0
+    } else if r >= 100.0 {
+        4.5
+    } else {
+        1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6
+    }
+}

@@ -182,3 +182,18 @@ proptest! {
         prop_assert!(q.received() <= seqs.len() as u64);
     }
 }
+
+#[test]
+fn the_e_model_gives_g107s_figures() {
+    use farside_media::quality::e_model_mos;
+    let mos = |ms: u64, loss: f64| e_model_mos(std::time::Duration::from_millis(ms), loss);
+    assert!((mos(0, 0.0) - 4.41).abs() < 0.01, "{}", mos(0, 0.0));
+    // Delay costs little until about 177 ms, then much; loss costs at once.
+    assert!(mos(100, 0.0) > 4.3, "{}", mos(100, 0.0));
+    assert!(mos(400, 0.0) < 3.7, "{}", mos(400, 0.0));
+    // By hand: 1 % loss, Ie,eff = 95 × 1 / 26.1 = 3.64, R = 93.2 − 0.48 − 3.64 = 89.08.
+    assert!((mos(20, 0.01) - 4.316).abs() < 0.01, "{}", mos(20, 0.01));
+    // 20 %: Ie,eff = 95 × 20 / 45.1 = 42.13, R = 50.59.
+    assert!((mos(20, 0.2) - 2.607).abs() < 0.01, "{}", mos(20, 0.2));
+    assert_eq!(mos(10_000, 1.0), 1.0);
+}

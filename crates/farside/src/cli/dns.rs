@@ -95,9 +95,21 @@ pub fn resolver(dns: Option<SocketAddr>) -> anyhow::Result<TokioResolver> {
     }
 }
 
-/// The servers to try, in order.
+/// The STUN servers to try, in order.
 pub async fn candidates(
     target: &Target,
+    resolver: &TokioResolver,
+    seed: u64,
+) -> anyhow::Result<Vec<Candidate>> {
+    service_candidates(target, "_stun._udp", STUN_PORT, resolver, seed).await
+}
+
+/// The servers of `service` (an SRV prefix: `_stun._udp`, `_sip._tcp`, ...) to try, in order:
+/// a domain's SRV records, or its A/AAAA records on `default_port` when it has none.
+pub async fn service_candidates(
+    target: &Target,
+    service: &str,
+    default_port: u16,
     resolver: &TokioResolver,
     seed: u64,
 ) -> anyhow::Result<Vec<Candidate>> {
@@ -110,7 +122,7 @@ pub async fn candidates(
             addresses(resolver, host, *port, format!("A/AAAA {host}")).await
         }
         Target::Domain(domain) => {
-            let srv_name = format!("_stun._udp.{}.", domain.trim_end_matches('.'));
+            let srv_name = format!("{service}.{}.", domain.trim_end_matches('.'));
             let records: Vec<SrvRecord> = match resolver.srv_lookup(srv_name.as_str()).await {
                 Ok(lookup) => lookup
                     .answers()
@@ -135,7 +147,7 @@ pub async fn candidates(
                 return addresses(
                     resolver,
                     domain,
-                    STUN_PORT,
+                    default_port,
                     format!("A/AAAA {domain} (no {srv_name} SRV records)"),
                 )
                 .await;

@@ -179,13 +179,8 @@ struct Arrival {
 }
 
 async fn probe_one(args: &ProbeArgs, candidate: &Candidate, seed: u64) -> anyhow::Result<Report> {
-    let server = candidate.address;
-    let local_ip = match args.local {
-        Some(ip) => ip,
-        None => route_source(server).await?,
-    };
     let config = ProbeConfig {
-        server,
+        server: candidate.address,
         rto: Duration::from_millis(args.timeout.max(1)),
         retransmits: args.retransmits,
         lifetime: args.lifetime.then(|| LifetimeConfig {
@@ -193,6 +188,24 @@ async fn probe_one(args: &ProbeArgs, candidate: &Candidate, seed: u64) -> anyhow
             resolution: Duration::from_secs(args.lifetime_resolution.max(1)),
         }),
         ..ProbeConfig::default()
+    };
+    // Progress matters when the probe takes minutes (--lifetime) or someone watches.
+    let progress = args.lifetime || std::io::IsTerminal::is_terminal(&std::io::stderr());
+    discover(config, args.local, seed, progress).await
+}
+
+/// Runs NAT behaviour discovery as `config` says, from `local` (default: the address the
+/// system routes to the server from); each progress line goes to stderr when `progress`.
+pub(crate) async fn discover(
+    config: ProbeConfig,
+    local: Option<IpAddr>,
+    seed: u64,
+    progress: bool,
+) -> anyhow::Result<Report> {
+    let server = config.server;
+    let local_ip = match local {
+        Some(ip) => ip,
+        None => route_source(server).await?,
     };
 
     let (tx, mut rx) = mpsc::channel::<Arrival>(1024);
@@ -216,9 +229,8 @@ async fn probe_one(args: &ProbeArgs, candidate: &Candidate, seed: u64) -> anyhow
             }
         }
         while let Some(event) = probe.poll_event() {
-            // Progress matters when the probe takes minutes (--lifetime) or someone watches.
             if let Event::Progress(p) = event
-                && (args.lifetime || std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                && progress
             {
                 eprintln!("  … {p}");
             }
@@ -245,7 +257,7 @@ async fn probe_one(args: &ProbeArgs, candidate: &Candidate, seed: u64) -> anyhow
 }
 
 /// The local address the system would use to reach `server`.
-async fn route_source(server: SocketAddr) -> anyhow::Result<IpAddr> {
+pub(crate) async fn route_source(server: SocketAddr) -> anyhow::Result<IpAddr> {
     let any: SocketAddr = if server.is_ipv4() {
         "0.0.0.0:0".parse()?
     } else {
