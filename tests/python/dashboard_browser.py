@@ -1,5 +1,6 @@
 """Drives Farside's dashboard in headless Chromium over the DevTools protocol (CDP), as an
-operator would: a wrong password, the right one, every page, and ending a TURN allocation.
+operator would: a wrong password, the right one, every page, a registration's check, and
+ending a TURN allocation.
 
 Usage: dashboard_browser.py BASE_URL PASSWORD SHOTS_DIR EXPECT_JSON
 
@@ -37,6 +38,12 @@ async def drive(base, password, shots, expect):
             await b.goto(f"{base}/{page}", page)
             seen[f"{page}_text"] = await b.text()
             await b.shot(os.path.join(shots, f"{page}.png"))
+        # The check of the first registration, from its link.
+        await b.goto(f"{base}/registrations", "registrations")
+        seen["check_path"] = await b.submit(
+            "document.querySelector('a.check').click()", "registrations/check")
+        seen["check_text"] = await b.text()
+        await b.shot(os.path.join(shots, "phone-check.png"))
         seen["allocations_path"] = await b.goto(base + "/allocations", "allocations")
         seen["allocations_text"] = await b.text()
         await b.shot(os.path.join(shots, "allocations.png"))

@@ -130,6 +130,18 @@ fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
         "{seen}"
     );
     assert!(text("registrations_text").contains("answering"), "{seen}");
+    // The registration's check: its binding, keep-alive health, NAT tests, no ALG on
+    // loopback, no relay here, and nothing to do.
+    let check = text("check_text");
+    assert!(
+        check.contains(&format!("Phone check: sip:alice@{DOMAIN}"))
+            && check.contains("answering: the phone answered")
+            && check.contains("NAT tests fired")
+            && check.contains("not suspected")
+            && check.contains("The RTP relay does not run here")
+            && check.contains("Nothing to do"),
+        "{check}"
+    );
     assert!(text("log_text").contains("S010 running"), "{seen}");
     // The per-source row: 127.0.0.1 with its STUN requests and uclient's live allocations.
     let sources = text("sources_text");
@@ -179,7 +191,7 @@ fn an_operator_logs_in_sees_the_sessions_and_ends_an_allocation_in_chromium() {
     common::note(
         test,
         &format!(
-            "Chromium: login refused then accepted, 8 pages read (the sources row of 127.0.0.1 among them), allocation {relayed} ended; uclient got {received} of {sent} back; screenshots in target/dashboard-screenshots"
+            "Chromium: login refused then accepted, 8 pages and a phone check read (the sources row of 127.0.0.1 among them), allocation {relayed} ended; uclient got {received} of {sent} back; screenshots in target/dashboard-screenshots"
         ),
     );
 }

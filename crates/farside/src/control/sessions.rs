@@ -75,6 +75,23 @@ pub struct CallSummary {
     pub bytes: u64,
     /// RTP packets not relayed (a foreign source, nowhere to send, a refused peer).
     pub errors: u64,
+    /// Each side of each stream: where its media comes from and how it arrives.
+    pub sides: Vec<SideSummary>,
+}
+
+/// One side of a relayed stream, as the relay saw its RTP arrive.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SideSummary {
+    /// Where its RTP comes from, once latched.
+    pub endpoint: Option<SocketAddr>,
+    /// RTP packets received from it.
+    pub received: u64,
+    /// Of those expected, lost (RFC 3550 §6.4.1; negative with duplicates).
+    pub lost: i64,
+    /// Interarrival jitter, in milliseconds.
+    pub jitter_ms: f64,
+    /// The last round trip between the relay and it (RTCP), in milliseconds.
+    pub rtt_ms: Option<f64>,
 }
 
 /// Every RTP relay worker's calls, published once a second.

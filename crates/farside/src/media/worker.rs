@@ -243,6 +243,19 @@ fn summaries(relay: &Relay) -> Vec<crate::control::sessions::CallSummary> {
                 packets: t.packets,
                 bytes: t.bytes,
                 errors: t.errors(),
+                sides: relay
+                    .streams(id)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|side| crate::control::sessions::SideSummary {
+                        endpoint: side.endpoint,
+                        received: side.quality.received(),
+                        lost: side.quality.lost(),
+                        jitter_ms: side.quality.jitter().as_secs_f64() * 1000.0,
+                        rtt_ms: side.round_trip.map(|d| d.as_secs_f64() * 1000.0),
+                    })
+                    .collect(),
             })
         })
         .collect()

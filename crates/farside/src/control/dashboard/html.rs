@@ -19,6 +19,20 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// `s` percent-encoded for a query string value (RFC 3986 §2.1: all but the unreserved).
+pub fn query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(b));
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 const STYLE: &str = "body{font-family:sans-serif;margin:0;color:#222}\
 header{background:#1d3557;color:#fff;padding:.6em 1em}header a{color:#fff;margin-right:1em}\
 main{padding:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}\
@@ -79,13 +93,17 @@ pub fn table_raw(id: &str, headers: &[String], rows: &[Vec<String>]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::esc;
+    use super::{esc, query_value};
 
     #[test]
     fn what_comes_from_outside_is_escaped() {
         assert_eq!(
             esc("<sip:a@b>;x=\"1\"&'"),
             "&lt;sip:a@b&gt;;x=&quot;1&quot;&amp;&#39;"
+        );
+        assert_eq!(
+            query_value("<sip:a@b:5060;ob>&x"),
+            "%3Csip%3Aa%40b%3A5060%3Bob%3E%26x"
         );
     }
 }

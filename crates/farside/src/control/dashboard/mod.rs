@@ -1,12 +1,13 @@
 //! The dashboard: server-rendered pages on the admin listener, behind a login
 //! ([`auth`]). Overview, TURN allocations (end one), SIP registrations (with the NAT tests that
-//! fired and keep-alive health), the log (the last messages, numbered, by level), users (add,
-//! remove) and the effective configuration with secrets redacted. Each page's data is also in
-//! the JSON API (`control/api.rs`). No script: plain HTML forms, so it works from any browser
-//! and a test can drive it.
+//! fired and keep-alive health; a check of each, [`phone`]), the log (the last messages,
+//! numbered, by level), users (add, remove) and the effective configuration with secrets
+//! redacted. Each page's data is also in the JSON API (`control/api.rs`). No script: plain HTML
+//! forms, so it works from any browser and a test can drive it.
 
 pub mod auth;
 mod html;
+mod phone;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub fn routes(d: Arc<Dashboard>) -> Router {
         .route("/allocations/end", post(end_allocation))
         .route("/registrations", get(registrations))
         .route("/registrations/remove", post(remove_registration))
+        .route("/registrations/check", get(phone::check))
         .route("/sources", get(sources))
         .route("/calls", get(calls))
         .route("/log", get(log))
@@ -294,7 +296,9 @@ async fn registrations(State(d): State<Arc<Dashboard>>, s: Session) -> Response 
                     format!("{missed} missed")
                 },
                 format!(
-                    "<form method=\"post\" action=\"/registrations/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"aor\" value=\"{}\"><input type=\"hidden\" name=\"contact\" value=\"{}\"><button type=\"submit\">Remove</button></form>",
+                    "<a class=\"check\" href=\"/registrations/check?aor={}&amp;contact={}\">Check</a> <form class=\"inline\" method=\"post\" action=\"/registrations/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"aor\" value=\"{}\"><input type=\"hidden\" name=\"contact\" value=\"{}\"><button type=\"submit\">Remove</button></form>",
+                    html::query_value(r["aor"].as_str().unwrap_or("")),
+                    html::query_value(r["contact"].as_str().unwrap_or("")),
                     s.csrf,
                     esc(r["aor"].as_str().unwrap_or("")),
                     esc(r["contact"].as_str().unwrap_or(""))
