@@ -123,53 +123,126 @@ pub async fn service_candidates(
         }
         Target::Domain(domain) => {
             let srv_name = format!("{service}.{}.", domain.trim_end_matches('.'));
-            let records: Vec<SrvRecord> = match resolver.srv_lookup(srv_name.as_str()).await {
-                Ok(lookup) => lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::SRV(srv) => Some(SrvRecord {
-                            priority: srv.priority,
-                            weight: srv.weight,
-                            port: srv.port,
-                            target: srv.target.to_string(),
-                        }),
-                        _ => None,
-                    })
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            // RFC 2782: a single record with target "." means "no such service here".
-            if records.len() == 1 && records[0].target == "." {
-                bail!("{srv_name}: the domain says it offers no STUN service");
-            }
-            if records.is_empty() {
-                return addresses(
-                    resolver,
-                    domain,
-                    default_port,
-                    format!("A/AAAA {domain} (no {srv_name} SRV records)"),
-                )
-                .await;
-            }
-            let mut out = Vec::new();
-            for r in srv_order(records, seed) {
-                let via = format!(
-                    "SRV {srv_name} → {}:{}",
-                    r.target.trim_end_matches('.'),
-                    r.port
-                );
-                // A target that does not resolve is skipped; the next one may.
-                if let Ok(found) = addresses(resolver, &r.target, r.port, via).await {
-                    out.extend(found);
+            match srv_candidates(&srv_name, resolver, seed).await? {
+                Some(found) => Ok(found),
+                None => {
+                    addresses(
+                        resolver,
+                        domain,
+                        default_port,
+                        format!("A/AAAA {domain} (no {srv_name} SRV records)"),
+                    )
+                    .await
                 }
             }
-            if out.is_empty() {
-                bail!("{srv_name}: no SRV target resolves to an address");
-            }
-            Ok(out)
         }
     }
+}
+
+/// The servers `srv_name`'s SRV records name, in RFC 2782's order; `None` when it has none.
+async fn srv_candidates(
+    srv_name: &str,
+    resolver: &TokioResolver,
+    seed: u64,
+) -> anyhow::Result<Option<Vec<Candidate>>> {
+    let records: Vec<SrvRecord> = match resolver.srv_lookup(srv_name).await {
+        Ok(lookup) => lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(srv) => Some(SrvRecord {
+                    priority: srv.priority,
+                    weight: srv.weight,
+                    port: srv.port,
+                    target: srv.target.to_string(),
+                }),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    // RFC 2782: a single record with target "." means "no such service here".
+    if records.len() == 1 && records[0].target == "." {
+        let what = match srv_name.split('.').next().unwrap_or("") {
+            "_stun" | "_stuns" => "STUN",
+            "_sip" | "_sips" => "SIP",
+            _ => "such",
+        };
+        bail!("{srv_name}: the domain says it offers no {what} service");
+    }
+    if records.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for r in srv_order(records, seed) {
+        let via = format!(
+            "SRV {srv_name} → {}:{}",
+            r.target.trim_end_matches('.'),
+            r.port
+        );
+        // A target that does not resolve is skipped; the next one may.
+        if let Ok(found) = addresses(resolver, &r.target, r.port, via).await {
+            out.extend(found);
+        }
+    }
+    if out.is_empty() {
+        bail!("{srv_name}: no SRV target resolves to an address");
+    }
+    Ok(Some(out))
+}
+
+/// The SIP transports a domain's NAPTR records offer (RFC 3263 §4.1: `SIP+D2U`, `SIP+D2T`,
+/// `SIPS+D2T` with flag `s`), each with the servers of the SRV name it replaces to, in NAPTR
+/// order; empty when it has no such records (then SRV, RFC 3263 §4.1's fallback).
+pub async fn naptr_sip(
+    domain: &str,
+    resolver: &TokioResolver,
+    seed: u64,
+) -> Vec<(&'static str, Vec<Candidate>)> {
+    let name = format!("{}.", domain.trim_end_matches('.'));
+    let Ok(lookup) = resolver
+        .lookup(
+            name.as_str(),
+            hickory_resolver::proto::rr::RecordType::NAPTR,
+        )
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut rules: Vec<(u16, u16, &'static str, String)> = lookup
+        .answers()
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::NAPTR(n) if n.flags.eq_ignore_ascii_case(b"s") => {
+                let transport = match n.services.to_ascii_uppercase().as_slice() {
+                    b"SIP+D2U" => "udp",
+                    b"SIP+D2T" => "tcp",
+                    b"SIPS+D2T" => "tls",
+                    _ => return None,
+                };
+                Some((n.order, n.preference, transport, n.replacement.to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    rules.sort();
+    let mut out: Vec<(&'static str, Vec<Candidate>)> = Vec::new();
+    for (_, _, transport, srv_name) in rules {
+        if out.iter().any(|(t, _)| *t == transport) {
+            continue;
+        }
+        if let Ok(Some(found)) = srv_candidates(&srv_name, resolver, seed).await {
+            let found = found
+                .into_iter()
+                .map(|c| Candidate {
+                    address: c.address,
+                    source: format!("NAPTR {} → {}", name.trim_end_matches('.'), c.source),
+                })
+                .collect();
+            out.push((transport, found));
+        }
+    }
+    out
 }
 
 async fn addresses(

@@ -1,10 +1,11 @@
 //! `farside doctor`: one command that tells a user why their phone fails behind their NAT. Run
-//! from the user's network, it finds the server by DNS (SRV for SIP and STUN) or takes it from
-//! `--server`, and checks, printing progress as it goes: the NAT (STUN behaviour discovery and
-//! the binding lifetime), SIP over UDP, TCP and TLS (reachable, and whether anything on the way
-//! rewrote the messages: the server's mirror service sends back what arrived), registration
-//! with the user's credentials, TURN over UDP and TCP, and audio through the relay. It ends
-//! with a verdict and advice in plain words, as text or one JSON object (docs/doctor.md).
+//! from the user's network, it finds the server by DNS (NAPTR and SRV for SIP, SRV for STUN) or
+//! takes it from `--server`, and checks, printing progress as it goes: the NAT (STUN behaviour
+//! discovery and the binding lifetime), SIP over UDP, TCP and TLS (reachable, and whether
+//! anything on the way rewrote the messages: the server's mirror service sends back what
+//! arrived), registration with the user's credentials, TURN over UDP and TCP, and audio through
+//! the relay. It ends with a verdict and advice in plain words, as text or one JSON object
+//! (docs/doctor.md).
 //!
 //! The checks are blocking clients of their own ([`sip`], [`turn`]) and the NAT probe's shell;
 //! the verdict ([`verdict`]) reads the report they fill ([`report`]) and decides nothing else.
@@ -285,8 +286,8 @@ fn nat_of(stun: &dns::Candidate, r: &farside_probe::Report) -> Nat {
     }
 }
 
-/// The servers: from `--server`, or DNS SRV (`_sip._udp`, `_sip._tcp`, `_sips._tcp`,
-/// `_stun._udp`) with A/AAAA on the default ports as the fallback.
+/// The servers: from `--server`, or DNS: NAPTR then SRV for SIP (RFC 3263), SRV for STUN
+/// (`_stun._udp`), with A/AAAA on the default ports as the fallback.
 async fn find_servers(args: &DoctorArgs, domain: &str) -> anyhow::Result<Servers> {
     let seed = crate::runtime::seed::fresh_seed();
     if let Some(server) = &args.server {
@@ -357,12 +358,25 @@ async fn find_servers(args: &DoctorArgs, domain: &str) -> anyhow::Result<Servers
         }
     };
     let mut sip = Vec::new();
+    // RFC 3263 §4.1: NAPTR names the transports and their SRV names; without NAPTR records,
+    // the SRV names of each transport; without those, the address on the default port.
+    let naptr = match &target {
+        Target::Domain(d) => dns::naptr_sip(d, &resolver, seed).await,
+        _ => Vec::new(),
+    };
     for (transport, service, port) in [
         ("udp", "_sip._udp", 5060),
         ("tcp", "_sip._tcp", 5060),
         ("tls", "_sips._tcp", 5061),
     ] {
-        if let Some(c) = find(service, port).await {
+        let found = match naptr.is_empty() {
+            true => find(service, port).await,
+            false => naptr
+                .iter()
+                .find(|(t, _)| *t == transport)
+                .and_then(|(_, c)| c.first().cloned()),
+        };
+        if let Some(c) = found {
             sip.push(sip::Target {
                 transport,
                 server: c.address,

@@ -375,115 +375,130 @@ pub fn register(
         server,
         source: String::new(),
     };
-    match register_into(&mut reg, &t, local, domain, user, password, 300) {
+    let (mut conn, me) = match Conn::open(&t, local, None) {
+        Ok(c) => c,
+        Err(e) => {
+            reg.error = Some(format!("{e:#}"));
+            return reg;
+        }
+    };
+    let mut login = Login {
+        conn: &mut conn,
+        me,
+        domain,
+        user,
+        password,
+    };
+    match login.register(&mut reg, 300) {
         Ok(()) => {
-            // Leave nothing behind: the doctor's Contact would take calls for the user.
-            let mut gone = Registration::default();
-            let _ = register_into(&mut gone, &t, local, domain, user, password, 0);
+            // Leave nothing behind: the doctor's Contact would take calls for the user. The
+            // same socket, so the same Contact.
+            let _ = login.register(&mut Registration::default(), 0);
         }
         Err(e) => reg.error = Some(format!("{e:#}")),
     }
     reg
 }
 
-fn register_into(
-    reg: &mut Registration,
-    t: &Target,
-    local: IpAddr,
-    domain: &str,
-    user: &str,
-    password: &str,
-    expires: u32,
-) -> anyhow::Result<()> {
-    let (mut conn, me) = Conn::open(t, local, None)?;
-    let uri = format!("sip:{domain}");
-    let aor = format!("sip:{user}@{domain}");
-    let mut auth = String::new();
-    let mut stale = 0;
-    let mut call_id_cseq = 1;
-    loop {
-        let branch = format!("z9hG4bK-doctor-{}", random_token());
-        let sent = Request {
-            method: "REGISTER",
-            uri: &uri,
-            transport: "udp",
-            me,
-            from: &aor,
-            to: &aor,
-            branch: &branch,
-            extra: &format!("{auth}Expires: {expires}\r\n"),
-            body: None,
-        }
-        .text()
-        .replace(
-            "CSeq: 1 REGISTER",
-            &format!("CSeq: {call_id_cseq} REGISTER"),
-        )
-        .replace(
-            &format!("Contact: <sip:doctor@{me}>"),
-            &format!("Contact: <sip:{user}@{me}>"),
-        );
-        let (answer, _) = conn.ask(sent.as_bytes(), &branch)?;
-        let code = status(&answer).unwrap_or(0);
-        reg.status = Some(code);
-        match code {
-            200..=299 => {
-                reg.registered = true;
-                reg.expires_s = granted_expiry(&answer, user, expires);
-                return Ok(());
+/// One phone's registration: its socket and its credentials.
+struct Login<'a> {
+    conn: &'a mut Conn,
+    me: SocketAddr,
+    domain: &'a str,
+    user: &'a str,
+    password: &'a str,
+}
+
+impl Login<'_> {
+    /// REGISTERs with `expires`, through the challenges, and records what came of it.
+    fn register(&mut self, reg: &mut Registration, expires: u32) -> anyhow::Result<()> {
+        let (domain, user, password, me) = (self.domain, self.user, self.password, self.me);
+        let uri = format!("sip:{domain}");
+        let aor = format!("sip:{user}@{domain}");
+        let mut auth = String::new();
+        let mut stale = 0;
+        let mut cseq = 1;
+        loop {
+            let branch = format!("z9hG4bK-doctor-{}", random_token());
+            let sent = Request {
+                method: "REGISTER",
+                uri: &uri,
+                transport: "udp",
+                me,
+                from: &aor,
+                to: &aor,
+                branch: &branch,
+                extra: &format!("{auth}Expires: {expires}\r\n"),
+                body: None,
             }
-            401 | 407 if reg.challenges < 3 => {
-                let c = sip_wire::parse_challenge(&answer)
-                    .ok_or_else(|| anyhow::anyhow!("{code} without a Digest MD5 challenge"))?;
-                if reg.challenges > 0 {
-                    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
-                    if text.contains("stale=true") {
-                        stale += 1;
-                    } else {
-                        anyhow::bail!("{code} again: the password was refused");
-                    }
+            .text()
+            .replace("CSeq: 1 REGISTER", &format!("CSeq: {cseq} REGISTER"))
+            .replace(
+                &format!("Contact: <sip:doctor@{me}>"),
+                &format!("Contact: <sip:{user}@{me}>"),
+            );
+            let (answer, _) = self.conn.ask(sent.as_bytes(), &branch)?;
+            let code = status(&answer).unwrap_or(0);
+            reg.status = Some(code);
+            match code {
+                200..=299 => {
+                    reg.registered = true;
+                    reg.expires_s = granted_expiry(&answer, user, expires);
+                    return Ok(());
                 }
-                reg.challenges += 1;
-                let cnonce = random_token();
-                let ha1 = sip_wire::ha1(user, c.realm, password);
-                let ha2 = sip_wire::ha2_register(domain);
-                let response = sip_wire::response(&ha1, &c, &cnonce, &ha2);
-                let realm = String::from_utf8_lossy(c.realm);
-                let nonce = String::from_utf8_lossy(c.nonce);
-                let response = String::from_utf8_lossy(&response);
-                let qop = if c.qop_auth {
-                    format!(", qop=auth, nc=00000001, cnonce=\"{cnonce}\"")
-                } else {
-                    String::new()
-                };
-                let opaque = c
-                    .opaque
-                    .map(|o| format!(", opaque=\"{}\"", String::from_utf8_lossy(o)))
-                    .unwrap_or_default();
-                let header = if code == 401 {
-                    "Authorization"
-                } else {
-                    "Proxy-Authorization"
-                };
-                auth = format!(
-                    "{header}: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5{qop}{opaque}\r\n"
-                );
-                call_id_cseq += 1;
+                401 | 407 if reg.challenges < 3 => {
+                    let c = sip_wire::parse_challenge(&answer)
+                        .ok_or_else(|| anyhow::anyhow!("{code} without a Digest MD5 challenge"))?;
+                    if reg.challenges > 0 {
+                        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+                        if text.contains("stale=true") {
+                            stale += 1;
+                        } else {
+                            anyhow::bail!("{code} again: the password was refused");
+                        }
+                    }
+                    reg.challenges += 1;
+                    let cnonce = random_token();
+                    let ha1 = sip_wire::ha1(user, c.realm, password);
+                    let ha2 = sip_wire::ha2_register(domain);
+                    let response = sip_wire::response(&ha1, &c, &cnonce, &ha2);
+                    let realm = String::from_utf8_lossy(c.realm);
+                    let nonce = String::from_utf8_lossy(c.nonce);
+                    let response = String::from_utf8_lossy(&response);
+                    let qop = if c.qop_auth {
+                        format!(", qop=auth, nc=00000001, cnonce=\"{cnonce}\"")
+                    } else {
+                        String::new()
+                    };
+                    let opaque = c
+                        .opaque
+                        .map(|o| format!(", opaque=\"{}\"", String::from_utf8_lossy(o)))
+                        .unwrap_or_default();
+                    let header = if code == 401 {
+                        "Authorization"
+                    } else {
+                        "Proxy-Authorization"
+                    };
+                    auth = format!(
+                        "{header}: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5{qop}{opaque}\r\n"
+                    );
+                    cseq += 1;
+                }
+                401 | 407 => {
+                    reg.stale_loop = stale >= 2;
+                    anyhow::bail!("challenged {} times in a row", reg.challenges + 1)
+                }
+                code => anyhow::bail!(
+                    "{code} {}",
+                    String::from_utf8_lossy(&answer)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .splitn(3, ' ')
+                        .nth(2)
+                        .unwrap_or("")
+                ),
             }
-            401 | 407 => {
-                reg.stale_loop = stale >= 2;
-                anyhow::bail!("challenged {} times in a row", reg.challenges + 1)
-            }
-            code => anyhow::bail!(
-                "{code} {}",
-                String::from_utf8_lossy(&answer)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .splitn(3, ' ')
-                    .nth(2)
-                    .unwrap_or("")
-            ),
         }
     }
 }

@@ -48,6 +48,8 @@ pub fn check(
                 Ok(found) => audio = Some(found),
                 Err(e) => udp.error = Some(format!("audio: {e:#}")),
             }
+            // The audio left a 2 ms read timeout: the Refresh's exchange waits longer.
+            let _ = client.set_read_timeout(Some(Duration::from_millis(300)));
             let _ = turn_client::delete(&client, server, creds);
         }
         Err(e) => udp.error = Some(format!("{e:#}")),
