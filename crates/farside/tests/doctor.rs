@@ -7,58 +7,10 @@
 
 mod common;
 
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::dnsmasq::Dnsmasq;
 use common::{Backend, LOCALHOST, Server, ServerConfig, require_tool};
-
-/// A dnsmasq on 127.0.0.1 that knows only what it is told, killed on drop.
-struct Dnsmasq {
-    child: Child,
-    port: u16,
-}
-
-impl Dnsmasq {
-    fn start(records: &[String]) -> Dnsmasq {
-        let port = common::free_ports(&[LOCALHOST], 1);
-        let child = Command::new("dnsmasq")
-            .args([
-                "--no-daemon",
-                "--conf-file=/dev/null",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-                "--pid-file=",
-            ])
-            .arg(format!("--port={port}"))
-            .args(records)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dnsmasq");
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let query = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x01\x00\x01";
-        let ready = (0..50).any(|_| {
-            let _ = sock.send_to(query, ("127.0.0.1", port));
-            let mut buf = [0u8; 512];
-            sock.recv_from(&mut buf).is_ok()
-        });
-        assert!(ready, "dnsmasq did not answer on 127.0.0.1:{port}");
-        Dnsmasq { child, port }
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The doctor finds the server through NAPTR and SRV, and on loopback (no NAT, no ALG) finds
 /// nothing wrong: SIP over UDP and TCP answered by the mirror, unchanged; alice registers on

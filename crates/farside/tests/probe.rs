@@ -5,61 +5,13 @@
 
 mod common;
 
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{ALT_IP, Backend, LOCALHOST, Server, ServerConfig, require_tool, run_tool};
+use common::dnsmasq::Dnsmasq;
+use common::{ALT_IP, Backend, Server, ServerConfig, require_tool, run_tool};
+use std::net::UdpSocket;
 
 const FARSIDE: &str = env!("CARGO_BIN_EXE_farside");
-
-/// A dnsmasq on 127.0.0.1 that knows only what it is told, killed on drop.
-struct Dnsmasq {
-    child: Child,
-    port: u16,
-}
-
-impl Dnsmasq {
-    fn start(records: &[String]) -> Dnsmasq {
-        let port = common::free_ports(&[LOCALHOST], 1);
-        let mut cmd = Command::new("dnsmasq");
-        cmd.args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--pid-file=",
-            "--log-queries",
-        ])
-        .arg(format!("--port={port}"))
-        .args(records)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        let child = cmd.spawn().expect("start dnsmasq");
-        // Ready when it answers a query; bounded.
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let query = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x01\x00\x01";
-        let ready = (0..50).any(|_| {
-            let _ = sock.send_to(query, ("127.0.0.1", port));
-            let mut buf = [0u8; 512];
-            sock.recv_from(&mut buf).is_ok()
-        });
-        assert!(ready, "dnsmasq did not answer on 127.0.0.1:{port}");
-        Dnsmasq { child, port }
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn probe(args: &[String]) -> (common::ToolOutput, serde_json::Value) {
     let out = run_tool(FARSIDE, args, Duration::from_secs(60));

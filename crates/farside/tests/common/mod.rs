@@ -825,6 +825,8 @@ pub fn metric_samples(text: &str, name: &str) -> Vec<(String, f64)> {
 // ---------------------------------------------------------------------------------------------------------
 // Hand-rolled STUN
 
+pub mod dnsmasq;
+
 pub mod stun {
     use super::*;
 
