@@ -102,6 +102,11 @@ impl AlgDetector {
         if matches!(transport, Transport::Ws | Transport::Wss) || !behind_some_nat(source.ip()) {
             return None;
         }
+        // A request that passed a proxy carries the proxy's own Via on top, rightly naming it:
+        // only a phone's own requests (one Via) are judged.
+        if msg.vias().nth(1).is_some() {
+            return None;
+        }
         if let Some(seen) = self.get(source) {
             return match seen {
                 Seen::Clean => None,
@@ -314,6 +319,17 @@ had told the phone that address; private 192.168.6.10 left in the Call-ID"
         let mut d = AlgDetector::new(100);
         let other = register("198.51.100.16:5060", "x", "198.51.100.16:5060");
         let m = Message::parse(&other).expect("parses");
+        assert_eq!(
+            d.examine(Timestamp::EPOCH, &m, source(), Transport::Udp, None),
+            None
+        );
+        // A request a proxy passed on (two Vias, the proxy's own on top): not judged.
+        let mut d = AlgDetector::new(100);
+        let proxied = String::from_utf8_lossy(&learned).replace(
+            "Max-Forwards: 70\r\n",
+            "Via: SIP/2.0/UDP 192.168.1.10:5070;branch=z9hG4bK0\r\nMax-Forwards: 70\r\n",
+        );
+        let m = Message::parse(proxied.as_bytes()).expect("parses");
         assert_eq!(
             d.examine(Timestamp::EPOCH, &m, source(), Transport::Udp, None),
             None

@@ -773,9 +773,13 @@ impl SipServer {
     fn request(&mut self, now: Timestamp, flow: Flow, msg: &Message<'_>, method: Method<'_>) {
         let mut nat = nat::detect(msg, flow.remote, flow.transport);
         let stun_seen = self.stun_seen.as_deref().map(|s| s as &dyn StunSeen);
-        if let Some(suspicion) = self
-            .alg
-            .examine(now, msg, flow.remote, flow.transport, stun_seen)
+        // The edge's upstream is a server that names itself honestly, not a phone.
+        let from_upstream =
+            matches!(self.mode, Mode::Edge { upstream, .. } if upstream == flow.remote);
+        if !from_upstream
+            && let Some(suspicion) =
+                self.alg
+                    .examine(now, msg, flow.remote, flow.transport, stun_seen)
         {
             nat.0 |= NatTests::ALG_SUSPECTED;
             if suspicion.first {

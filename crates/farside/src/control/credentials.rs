@@ -98,12 +98,13 @@ fn watch_store(
                 match store.load() {
                     Ok(snap) => {
                         generation = snap.generation;
+                        // Published before it is said: whoever reads S306 finds them in use.
+                        cell.publish(credentials(&snap, &config_secrets));
                         tracing::info!(
                             "S306 store changed: {} users, {} shared secrets",
                             snap.users.len(),
                             snap.secrets.len()
                         );
-                        cell.publish(credentials(&snap, &config_secrets));
                     }
                     Err(e) => tracing::warn!("S305 cannot read the store: {e}"),
                 }
