@@ -61,13 +61,20 @@ fn add_user(on: &Server, user: &str, password: &str, nodes: &[&Server]) -> Durat
     let started = Instant::now();
     let out = on.cli(&["user", "add", user, "--password", password]);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
+    // The user is added to each realm in turn (TURN's, SIP's): each node has it when its last
+    // S306 counts every user the store lists.
+    let users = on.cli(&["user", "list"]).stdout.lines().count();
+    let whole = format!("S306 store changed: {users} users");
     for (n, before) in nodes.iter().zip(before) {
         assert!(
-            common::wait_until(Duration::from_secs(3), || n
-                .logs()
-                .matches("S306 store changed")
-                .count()
-                > before),
+            common::wait_until(Duration::from_secs(3), || {
+                let logs = n.logs();
+                logs.matches("S306 store changed").count() > before
+                    && logs
+                        .lines()
+                        .rfind(|l| l.contains("S306 store changed"))
+                        .is_some_and(|l| l.contains(&whole))
+            }),
             "{}",
             n.describe()
         );
