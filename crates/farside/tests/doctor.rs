@@ -15,7 +15,7 @@ use common::{Backend, LOCALHOST, Server, ServerConfig, require_tool};
 /// The doctor finds the server through NAPTR and SRV, and on loopback (no NAT, no ALG) finds
 /// nothing wrong: SIP over UDP and TCP answered by the mirror, unchanged; alice registers on
 /// the first challenge; TURN allocates over UDP and TCP; a second of audio comes back whole
-/// through the relay; exit 0. Without the password it refuses with 5, and a domain DNS knows
+/// through the relay and straight from the server; exit 0. Without the password it refuses with 5, and a domain DNS knows
 /// nothing of is exit 2.
 #[test]
 fn doctor_finds_the_server_through_naptr_and_srv_and_finds_nothing_wrong_on_loopback() {
@@ -96,6 +96,11 @@ fn doctor_finds_the_server_through_naptr_and_srv_and_finds_nothing_wrong_on_loop
     assert_eq!(
         report["audio"]["sent"], report["audio"]["received"],
         "{report:#}"
+    );
+    assert_eq!(report["direct_audio"]["sent"], 50, "{report:#}");
+    assert_eq!(
+        report["direct_audio"]["received"], 50,
+        "straight to the server: {report:#}"
     );
     assert_eq!(report["nat"]["nat"], false, "{report:#}");
     assert!(

@@ -1072,8 +1072,8 @@ fn json_shape(v: &serde_json::Value, at: &str, into: &mut Vec<String>) {
 ///   and SDP rewritten to the gateway's public address);
 /// - a short binding lifetime only behind the 20 s `short` gateway;
 /// - "needs TURN" only behind the symmetric gateways (address- and port-dependent mapping);
-/// - registration (one challenge, then 200) and audio through the TURN relay everywhere, with
-///   under 1 % loss;
+/// - registration (one challenge, then 200), and audio through the TURN relay and straight to
+///   the server everywhere, with under 1 % loss;
 /// - exit status 3 where a problem was found, 0 elsewhere;
 /// - every `--json` report has exactly the shape docs/doctor.md documents.
 #[test]
@@ -1192,11 +1192,16 @@ fn farside_doctor_gives_each_gateway_its_verdict() {
             audio["sent"].as_u64().unwrap_or(0),
             audio["received"].as_u64().unwrap_or(0),
         );
+        let direct = &report["direct_audio"];
+        let (direct_sent, direct_back) = (
+            direct["sent"].as_u64().unwrap_or(0),
+            direct["received"].as_u64().unwrap_or(0),
+        );
         let registered = report["registration"]["registered"] == true
             && report["registration"]["challenges"] == 1;
         let _ = writeln!(
             table,
-            "{:16} exit {} alg {alg_found} {changed:?} short {short} needs_turn {needs_turn} registered {registered} audio {received}/{sent} mos {} tls {}",
+            "{:16} exit {} alg {alg_found} {changed:?} short {short} needs_turn {needs_turn} registered {registered} audio {received}/{sent} mos {} direct {direct_back}/{direct_sent} tls {}",
             h.name,
             out.status
                 .and_then(|s| s.code())
@@ -1250,6 +1255,13 @@ fn farside_doctor_gives_each_gateway_its_verdict() {
         }
         if sent == 0 || (sent - received) * 100 >= sent {
             let _ = writeln!(failures, "{}: audio {received} of {sent}\n{out}", h.name);
+        }
+        if direct_sent == 0 || (direct_sent - direct_back) * 100 >= direct_sent {
+            let _ = writeln!(
+                failures,
+                "{}: direct audio {direct_back} of {direct_sent}\n{out}",
+                h.name
+            );
         }
         let want_exit = if want_alg || want_short { 3 } else { 0 };
         if out.status.and_then(|s| s.code()) != Some(want_exit) {

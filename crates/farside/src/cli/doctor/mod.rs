@@ -4,12 +4,13 @@
 //! discovery and the binding lifetime), SIP over UDP, TCP and TLS (reachable, and whether
 //! anything on the way rewrote the messages: the server's mirror service sends back what
 //! arrived), registration with the user's credentials, TURN over UDP and TCP, and audio through
-//! the relay. It ends with a verdict and advice in plain words, as text or one JSON object
-//! (docs/doctor.md).
+//! the relay and straight to the server. It ends with a verdict and advice in plain words, as
+//! text or one JSON object (docs/doctor.md).
 //!
 //! The checks are blocking clients of their own ([`sip`], [`turn`]) and the NAT probe's shell;
 //! the verdict ([`verdict`]) reads the report they fill ([`report`]) and decides nothing else.
 
+mod audio;
 mod report;
 mod sip;
 mod turn;
@@ -65,7 +66,7 @@ pub struct DoctorArgs {
     /// The server's mirror user (its `sip.mirror_user`).
     #[arg(long, value_name = "USER", default_value = farside_sip::mirror::DEFAULT_USER)]
     mirror_user: String,
-    /// Seconds of audio through the relay.
+    /// Seconds of each audio check (through the relay, straight to the server).
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     audio_seconds: f64,
     /// The DNS server to ask instead of the system's, as IP or IP:port.
@@ -212,6 +213,17 @@ async fn run_async(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             (None, false) => "  arrived unchanged".into(),
         });
         report.sip.push(path);
+    }
+    if let Some(stun) = &servers.stun {
+        progress(&format!(
+            "audio straight to the server: {} s of RTP-sized STUN requests to {}",
+            args.audio_seconds, stun.address
+        ));
+        let (server, seconds) = (stun.address, args.audio_seconds);
+        match tokio::task::spawn_blocking(move || audio::direct(server, local, seconds)).await? {
+            Ok(a) => report.direct_audio = Some(a),
+            Err(e) => progress(&format!("  no direct audio: {e:#}")),
+        }
     }
     if let (Some(user), Some(password)) = (&user, &password) {
         if let Some(udp) = servers.sip.iter().find(|t| t.transport == "udp") {

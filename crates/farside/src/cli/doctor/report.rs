@@ -18,6 +18,9 @@ pub struct Report {
     pub turn: Vec<TurnPath>,
     /// Audio through the relay; `None` when no allocation could carry it.
     pub audio: Option<Audio>,
+    /// Audio-like packets straight to the server and back (not relayed); `None` without a STUN
+    /// server.
+    pub direct_audio: Option<Audio>,
     /// The verdict.
     pub verdict: Verdict,
 }
@@ -118,7 +121,8 @@ pub struct TurnPath {
     pub error: Option<String>,
 }
 
-/// Audio through the relay: RTP-sized packets every 20 ms, echoed back by a peer on this host.
+/// An audio-like stream: RTP-sized packets every 20 ms and what came back (through the relay:
+/// echoed by a peer on this host; direct: answered by the server's STUN).
 #[derive(Debug, Default, Serialize)]
 pub struct Audio {
     /// Which relay carried it.
@@ -247,8 +251,8 @@ impl Report {
                 }
             }
         }
-        if let Some(a) = &self.audio {
-            let _ = writeln!(s, "\nAudio through the {}", a.path);
+        for a in self.audio.iter().chain(&self.direct_audio) {
+            let _ = writeln!(s, "\nAudio over the {}", a.path);
             let _ = writeln!(
                 s,
                 "  {} of {} packets came back ({:.1} % lost), {:.1} ms round trip, {:.1} ms jitter, MOS {:.2}",

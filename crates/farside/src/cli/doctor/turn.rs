@@ -17,13 +17,11 @@ use farside_bench::turn_client::{self, Allocated, Creds};
 use farside_stun::attributes::{XorMappedAddress, XorPeerAddress};
 use farside_stun::{Class, Message, Method};
 
+use super::audio::{Echoes, PACKET_BYTES, PACKET_INTERVAL};
 use super::report::{Audio, TurnPath};
 
 /// The channel the audio runs on.
 const CHANNEL: u16 = 0x4000;
-/// One packet every 20 ms, 172 bytes: G.711's RTP.
-const PACKET_INTERVAL: Duration = Duration::from_millis(20);
-const PACKET_BYTES: usize = 172;
 
 /// Allocates over UDP and TCP at `server` and, over the UDP allocation, runs `seconds` of
 /// audio; the allocations and the audio figures.
@@ -212,75 +210,5 @@ fn echo_through(client: &UdpSocket, server: SocketAddr, seconds: f64) -> anyhow:
             }
         }
     }
-    Ok(back.audio(count))
-}
-
-/// Echoes that came back: each one's round trip, and the interarrival jitter.
-#[derive(Debug, Default)]
-struct Echoes {
-    seen: std::collections::HashSet<u64>,
-    rtts: Vec<Duration>,
-    last_rtt: Option<Duration>,
-    jitter_s: f64,
-}
-
-impl Echoes {
-    fn arrived(&mut self, seq: u64, rtt: Duration) {
-        if !self.seen.insert(seq) {
-            return;
-        }
-        // RFC 3550 §6.4.1 over the round trip: the difference of two packets' transit times.
-        if let Some(last) = self.last_rtt {
-            let d = (rtt.as_secs_f64() - last.as_secs_f64()).abs();
-            self.jitter_s += (d - self.jitter_s) / 16.0;
-        }
-        self.last_rtt = Some(rtt);
-        self.rtts.push(rtt);
-    }
-
-    fn audio(mut self, sent: u64) -> Audio {
-        self.rtts.sort();
-        let received = self.rtts.len() as u64;
-        let median = self
-            .rtts
-            .get(self.rtts.len() / 2)
-            .copied()
-            .unwrap_or_default();
-        let loss = match sent {
-            0 => 0.0,
-            s => (s.saturating_sub(received)) as f64 / s as f64,
-        };
-        // Mouth to ear: half the round trip, 20 ms of packetization, a jitter buffer of twice
-        // the jitter.
-        let one_way = median / 2 + PACKET_INTERVAL + Duration::from_secs_f64(2.0 * self.jitter_s);
-        Audio {
-            path: "TURN relay".into(),
-            sent,
-            received,
-            loss_percent: loss * 100.0,
-            rtt_ms: median.as_secs_f64() * 1000.0,
-            jitter_ms: self.jitter_s * 1000.0,
-            mos: farside_media::quality::e_model_mos(one_way, loss),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn echoes_give_loss_median_and_jitter() {
-        let mut e = Echoes::default();
-        for (seq, ms) in [(0, 10), (1, 12), (2, 10), (2, 10), (4, 30)] {
-            e.arrived(seq, Duration::from_millis(ms));
-        }
-        let a = e.audio(5);
-        assert_eq!((a.sent, a.received), (5, 4), "the duplicate counts once");
-        assert!((a.loss_percent - 20.0).abs() < 1e-9);
-        assert!((a.rtt_ms - 12.0).abs() < 1e-9, "median of 10, 10, 12, 30");
-        // |12−10|/16, then |10−12|, then |30−10|: J = 0.125, 0.242, 1.477 ms.
-        assert!((a.jitter_ms - 1.477).abs() < 0.01, "{}", a.jitter_ms);
-        assert!(a.mos < 4.0, "20 % loss: {}", a.mos);
-    }
+    Ok(back.audio(count, "TURN relay"))
 }

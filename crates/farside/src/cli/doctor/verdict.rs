@@ -143,14 +143,14 @@ pub fn verdict(r: &Report) -> Verdict {
         ));
         raise(&mut code, EXIT_PROBLEMS);
     }
-    if let Some(a) = &r.audio
-        && a.loss_percent >= LOSS_PROBLEM_PERCENT
-    {
-        v.problems.push(format!(
-            "audio through the {} lost {:.1} % of its packets (MOS {:.2})",
-            a.path, a.loss_percent, a.mos
-        ));
-        raise(&mut code, EXIT_PROBLEMS);
+    for a in r.audio.iter().chain(&r.direct_audio) {
+        if a.loss_percent >= LOSS_PROBLEM_PERCENT {
+            v.problems.push(format!(
+                "audio over the {} lost {:.1} % of its packets (MOS {:.2})",
+                a.path, a.loss_percent, a.mos
+            ));
+            raise(&mut code, EXIT_PROBLEMS);
+        }
     }
     v.ok = v.problems.is_empty();
     v.exit_code = code;
