@@ -232,3 +232,10 @@ pub fn e_model_mos(one_way: Duration, loss: f64) -> f64 {
         1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6
     }
 }
+
+/// [`e_model_mos`] for a G.711 call in 20 ms packets over a path with round trip `rtt`,
+/// interarrival jitter `jitter` and `loss`: mouth to ear is taken as half the round trip, the
+/// 20 ms of packetization, and a jitter buffer of twice the jitter.
+pub fn call_mos(rtt: Duration, jitter: Duration, loss: f64) -> f64 {
+    e_model_mos(rtt / 2 + Duration::from_millis(20) + jitter * 2, loss)
+}

@@ -196,4 +196,11 @@ fn the_e_model_gives_g107s_figures() {
     // 20 %: Ie,eff = 95 × 20 / 45.1 = 42.13, R = 50.59.
     assert!((mos(20, 0.2) - 2.607).abs() < 0.01, "{}", mos(20, 0.2));
     assert_eq!(mos(10_000, 1.0), 1.0);
+    // A call's: half of a 40 ms round trip, 20 ms of packets, twice 5 ms of jitter: 50 ms.
+    let call = farside_media::quality::call_mos(
+        std::time::Duration::from_millis(40),
+        std::time::Duration::from_millis(5),
+        0.01,
+    );
+    assert_eq!(call, mos(50, 0.01));
 }

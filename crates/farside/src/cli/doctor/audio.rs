@@ -105,9 +105,6 @@ impl Echoes {
             0 => 0.0,
             s => (s.saturating_sub(received)) as f64 / s as f64,
         };
-        // Mouth to ear: half the round trip, 20 ms of packetization, a jitter buffer of twice
-        // the jitter.
-        let one_way = median / 2 + PACKET_INTERVAL + Duration::from_secs_f64(2.0 * self.jitter_s);
         Audio {
             path: path.into(),
             sent,
@@ -115,7 +112,11 @@ impl Echoes {
             loss_percent: loss * 100.0,
             rtt_ms: median.as_secs_f64() * 1000.0,
             jitter_ms: self.jitter_s * 1000.0,
-            mos: farside_media::quality::e_model_mos(one_way, loss),
+            mos: farside_media::quality::call_mos(
+                median,
+                Duration::from_secs_f64(self.jitter_s),
+                loss,
+            ),
         }
     }
 }

@@ -4,8 +4,9 @@
 //! calls on the RTP relay now (each side whose RTP comes from the phone's address: loss,
 //! jitter, round trip, and the E-model's MOS). It ends with what to do, in plain words.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -16,6 +17,7 @@ use super::Dashboard;
 use super::auth::Session;
 use super::html::{esc, page, table};
 use crate::control::api;
+use crate::control::sessions::CallSummary;
 
 /// Which registration.
 #[derive(Deserialize)]
@@ -137,39 +139,13 @@ pub async fn check(
 
     body.push_str("<h2>Media of its calls on the relay</h2>");
     let ip = remote.parse::<SocketAddr>().ok().map(|a| a.ip());
-    match &d.api.calls {
-        None => body.push_str("<p id=\"media\">The RTP relay does not run here (<code>[rtp]</code>): no media to measure.</p>"),
-        Some(board) => {
-            let rows: Vec<Vec<String>> = board
-                .calls()
-                .iter()
-                .flat_map(|c| {
-                    c.sides
-                        .iter()
-                        .filter(|side| side.endpoint.map(|e| e.ip()) == ip && ip.is_some())
-                        .map(|side| {
-                            let expected = side.received as f64 + side.lost.max(0) as f64;
-                            let loss = if expected > 0.0 { side.lost.max(0) as f64 / expected } else { 0.0 };
-                            let one_way = std::time::Duration::from_secs_f64(
-                                (side.rtt_ms.unwrap_or(0.0) / 2.0 + 20.0 + 2.0 * side.jitter_ms) / 1000.0,
-                            );
-                            let mos = farside_media::quality::e_model_mos(one_way, loss);
-                            if loss >= 0.01 {
-                                advice.push("its calls lose audio on the way to the relay: check the user's uplink");
-                            }
-                            vec![
-                                esc(&c.call_id),
-                                side.endpoint.map_or_else(String::new, |e| e.to_string()),
-                                side.received.to_string(),
-                                format!("{:.1} %", loss * 100.0),
-                                format!("{:.1} ms", side.jitter_ms),
-                                side.rtt_ms.map_or_else(|| "not yet".into(), |r| format!("{r:.1} ms")),
-                                format!("{mos:.2}"),
-                            ]
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+    match (&d.api.calls, ip) {
+        (None, _) => body.push_str("<p id=\"media\">The RTP relay does not run here (<code>[rtp]</code>): no media to measure.</p>"),
+        (Some(board), Some(ip)) => {
+            let (rows, lossy) = media_rows(&board.calls(), ip);
+            if lossy {
+                advice.push("its calls lose audio on the way to the relay: check the user's uplink");
+            }
             if rows.is_empty() {
                 body.push_str("<p id=\"media\">No call of this phone is on the relay now.</p>");
             } else {
@@ -180,6 +156,7 @@ pub async fn check(
                 ));
             }
         }
+        (Some(_), None) => body.push_str("<p id=\"media\">Its address is not an IP address: no media to match.</p>"),
     }
 
     body.push_str("<h2>Verdict</h2>");
@@ -196,4 +173,39 @@ pub async fn check(
         body.push_str("</ul>");
     }
     Html(page(&format!("Phone check: {}", text("aor")), &s, &body)).into_response()
+}
+
+/// A row for each side of the relay's `calls` whose RTP comes from `ip`, and whether any loses
+/// 1 % or more.
+fn media_rows(calls: &[CallSummary], ip: IpAddr) -> (Vec<Vec<String>>, bool) {
+    let mut lossy = false;
+    let mut rows = Vec::new();
+    for c in calls {
+        for side in c
+            .sides
+            .iter()
+            .filter(|s| s.endpoint.map(|e| e.ip()) == Some(ip))
+        {
+            let lost = side.lost.max(0) as f64;
+            let expected = side.received as f64 + lost;
+            let loss = if expected > 0.0 { lost / expected } else { 0.0 };
+            lossy |= loss >= 0.01;
+            let mos = farside_media::quality::call_mos(
+                Duration::from_secs_f64(side.rtt_ms.unwrap_or(0.0) / 1000.0),
+                Duration::from_secs_f64(side.jitter_ms / 1000.0),
+                loss,
+            );
+            rows.push(vec![
+                esc(&c.call_id),
+                side.endpoint.map_or_else(String::new, |e| e.to_string()),
+                side.received.to_string(),
+                format!("{:.1} %", loss * 100.0),
+                format!("{:.1} ms", side.jitter_ms),
+                side.rtt_ms
+                    .map_or_else(|| "not yet".into(), |r| format!("{r:.1} ms")),
+                format!("{mos:.2}"),
+            ]);
+        }
+    }
+    (rows, lossy)
 }
