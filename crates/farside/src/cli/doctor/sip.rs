@@ -181,10 +181,17 @@ struct Request<'a> {
     transport: &'a str,
     /// This end of the conversation.
     me: SocketAddr,
-    /// From and To.
+    /// The From URI and its tag.
     from: &'a str,
+    tag: &'a str,
+    /// The To header's value (`<uri>`, with the answer's tag for an ACK).
     to: &'a str,
+    /// The Call-ID's token (`@` and this host's address follow).
+    call_id: &'a str,
+    cseq: u32,
     branch: &'a str,
+    /// The user part of the Contact.
+    contact_user: &'a str,
     /// More header lines, each with its CRLF.
     extra: &'a str,
     /// An SDP body.
@@ -209,10 +216,10 @@ impl Request<'_> {
 Via: SIP/2.0/{transport} {me};branch={branch};rport\r\n\
 Max-Forwards: 70\r\n\
 From: <{from}>;tag={tag}\r\n\
-To: <{to}>\r\n\
+To: {to}\r\n\
 Call-ID: {call_id}@{ip}\r\n\
-CSeq: 1 {method}\r\n\
-Contact: <sip:doctor@{me}>\r\n\
+CSeq: {cseq} {method}\r\n\
+Contact: <sip:{contact_user}@{me}>\r\n\
 User-Agent: farside-doctor\r\n\
 {extra}{content_type}Content-Length: {length}\r\n\r\n{body}",
             method = self.method,
@@ -220,10 +227,12 @@ User-Agent: farside-doctor\r\n\
             transport = self.transport.to_uppercase(),
             branch = self.branch,
             from = self.from,
+            tag = self.tag,
             to = self.to,
-            tag = random_token(),
-            call_id = random_token(),
+            call_id = self.call_id,
+            cseq = self.cseq,
             ip = self.me.ip(),
+            contact_user = self.contact_user,
             extra = self.extra,
             length = body.len(),
         )
@@ -271,19 +280,28 @@ a=rtpmap:101 telephone-event/8000\r\na=rtcp:{rtcp} IN IP4 {ip}\r\na=sendrecv\r\n
     );
     let mut changes: Vec<Change> = Vec::new();
     for (method, body) in [("OPTIONS", None), ("INVITE", Some(sdp.as_str()))] {
-        let branch = format!("z9hG4bK-doctor-{}", random_token());
-        let sent = Request {
+        let (branch, tag, call_id) = (
+            format!("z9hG4bK-doctor-{}", random_token()),
+            random_token(),
+            random_token(),
+        );
+        let to = format!("<{uri}>");
+        let mut request = Request {
             method,
             uri: &uri,
             transport: t.transport,
             me,
             from: &from,
-            to: &uri,
+            tag: &tag,
+            to: &to,
+            call_id: &call_id,
+            cseq: 1,
             branch: &branch,
+            contact_user: "doctor",
             extra: "",
             body,
-        }
-        .text();
+        };
+        let sent = request.text();
         let (answer, rtt) = conn.ask(sent.as_bytes(), &branch)?;
         path.reachable = true;
         path.rtt_ms.get_or_insert(rtt.as_secs_f64() * 1000.0);
@@ -316,44 +334,21 @@ a=rtpmap:101 telephone-event/8000\r\na=rtcp:{rtcp} IN IP4 {ip}\r\na=sendrecv\r\n
             }
         }
         if method == "INVITE" {
-            // RFC 3261 §17.1.1.3: the ACK of a non-2xx answer, hop by hop, same branch.
-            let to = m
+            // RFC 3261 §17.1.1.3: the ACK of a non-2xx answer, hop by hop: the INVITE's branch,
+            // Call-ID and From, the answer's To.
+            let answered_to = m
                 .value(farside_sip::HeaderName::To)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default();
-            let ack = sent
-                .replacen("INVITE ", "ACK ", 1)
-                .replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
-            let ack = replace_header(&ack, "To", &to);
-            let ack = strip_body(&ack);
-            let _ = conn.send(ack.as_bytes());
+            request.method = "ACK";
+            request.to = &answered_to;
+            request.body = None;
+            let _ = conn.send(request.text().as_bytes());
         }
     }
     path.alg = !changes.is_empty();
     path.changes = changes;
     Ok(())
-}
-
-fn replace_header(msg: &str, name: &str, value: &str) -> String {
-    msg.split("\r\n")
-        .map(|l| match l.split_once(':') {
-            Some((n, _)) if n.eq_ignore_ascii_case(name) => format!("{name}: {value}"),
-            _ => l.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
-fn strip_body(msg: &str) -> String {
-    let head = msg.split_once("\r\n\r\n").map_or(msg, |(h, _)| h);
-    let head: Vec<&str> = head
-        .split("\r\n")
-        .filter(|l| {
-            let n = l.split(':').next().unwrap_or("").trim();
-            !n.eq_ignore_ascii_case("Content-Type") && !n.eq_ignore_ascii_case("Content-Length")
-        })
-        .collect();
-    format!("{}\r\nContent-Length: 0\r\n\r\n", head.join("\r\n"))
 }
 
 /// Registers `user` at `domain` through `server` over UDP with Digest, as a phone does, then
@@ -415,28 +410,31 @@ impl Login<'_> {
         let (domain, user, password, me) = (self.domain, self.user, self.password, self.me);
         let uri = format!("sip:{domain}");
         let aor = format!("sip:{user}@{domain}");
+        let to = format!("<{aor}>");
+        // One Call-ID and From tag for the REGISTERs of this conversation (RFC 3261 §10.2).
+        let (tag, call_id) = (random_token(), random_token());
         let mut auth = String::new();
         let mut stale = 0;
         let mut cseq = 1;
         loop {
             let branch = format!("z9hG4bK-doctor-{}", random_token());
+            let extra = format!("{auth}Expires: {expires}\r\n");
             let sent = Request {
                 method: "REGISTER",
                 uri: &uri,
                 transport: "udp",
                 me,
                 from: &aor,
-                to: &aor,
+                tag: &tag,
+                to: &to,
+                call_id: &call_id,
+                cseq,
                 branch: &branch,
-                extra: &format!("{auth}Expires: {expires}\r\n"),
+                contact_user: user,
+                extra: &extra,
                 body: None,
             }
-            .text()
-            .replace("CSeq: 1 REGISTER", &format!("CSeq: {cseq} REGISTER"))
-            .replace(
-                &format!("Contact: <sip:doctor@{me}>"),
-                &format!("Contact: <sip:{user}@{me}>"),
-            );
+            .text();
             let (answer, _) = self.conn.ask(sent.as_bytes(), &branch)?;
             let code = status(&answer).unwrap_or(0);
             reg.status = Some(code);
