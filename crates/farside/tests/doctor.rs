@@ -32,15 +32,7 @@ fn doctor_finds_the_server_through_naptr_and_srv_and_finds_nothing_wrong_on_loop
              domain = \"example.test\"\nrealm = \"farside\"\n"
         )),
     );
-    assert!(
-        common::wait_until(Duration::from_secs(5), || server
-            .logs()
-            .contains("S010 running")),
-        "{}",
-        server.describe()
-    );
-    server.cli(&["user", "add", "alice", "--password", "wonderland"]);
-    server.wait_for_log("S306 store changed");
+    common::add_alice_once_running(&server);
     let stun = server.primary.port();
     let dns = Dnsmasq::start(&[
         "--naptr-record=example.test,10,10,s,SIP+D2U,,_sip._udp.example.test".into(),

@@ -333,6 +333,18 @@ impl SplitMix64 {
     }
 }
 
+/// A `--dns` value: `IP` (port 53) or `IP:port`.
+pub fn parse_server(s: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let ip: IpAddr = s
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .with_context(|| format!("--dns {s:?}: expected IP or IP:port"))?;
+    Ok(SocketAddr::new(ip, 53))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,7 +84,7 @@ async fn run_async(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         Ok(t) => t,
         Err(e) => return usage(e),
     };
-    let dns_server = match args.dns.as_deref().map(parse_dns_server).transpose() {
+    let dns_server = match args.dns.as_deref().map(dns::parse_server).transpose() {
         Ok(d) => d,
         Err(e) => return usage(e),
     };
@@ -157,17 +157,6 @@ async fn run_async(args: ProbeArgs) -> anyhow::Result<ExitCode> {
 fn usage(e: anyhow::Error) -> anyhow::Result<ExitCode> {
     eprintln!("farside probe: {e:#}");
     Ok(ExitCode::from(EXIT_USAGE))
-}
-
-fn parse_dns_server(s: &str) -> anyhow::Result<SocketAddr> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let ip: IpAddr = s
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse()
-        .with_context(|| format!("--dns {s:?}: expected IP or IP:port"))?;
-    Ok(SocketAddr::new(ip, 53))
 }
 
 /// One datagram handed from a socket's reader task to the loop.

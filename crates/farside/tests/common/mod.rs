@@ -1291,15 +1291,7 @@ pub fn alice_on_turn_and_sip(test: &str, turn_extra: &str) -> (Server, SocketAdd
              [sip]\nenabled = true\nlisten = [\"udp:{sip}\"]\ndomain = \"example.org\"\nrealm = \"farside\"\n"
         )),
     );
-    assert!(
-        wait_until(Duration::from_secs(5), || server
-            .logs()
-            .contains("S010 running")),
-        "{}",
-        server.describe()
-    );
-    server.cli(&["user", "add", "alice", "--password", "wonderland"]);
-    server.wait_for_log("S306 store changed");
+    add_alice_once_running(&server);
     let port = free_ports(&[LOCALHOST], 1);
     let args = sipp::register(
         "alice",
@@ -1319,6 +1311,20 @@ pub fn alice_on_turn_and_sip(test: &str, turn_extra: &str) -> (Server, SocketAdd
         server.describe()
     );
     (server, sip, port)
+}
+
+/// Waits for `server` to run (S010), then adds alice (password "wonderland") to its store and
+/// waits until it has her (S306).
+pub fn add_alice_once_running(server: &Server) {
+    assert!(
+        wait_until(Duration::from_secs(5), || server
+            .logs()
+            .contains("S010 running")),
+        "{}",
+        server.describe()
+    );
+    server.cli(&["user", "add", "alice", "--password", "wonderland"]);
+    server.wait_for_log("S306 store changed");
 }
 
 /// An empty scratch directory for `test` (this process's own, left from no earlier run).

@@ -340,17 +340,7 @@ async fn find_servers(args: &DoctorArgs, domain: &str) -> anyhow::Result<Servers
             }),
         });
     }
-    let dns_server = args
-        .dns
-        .as_deref()
-        .map(|s| {
-            s.parse::<SocketAddr>().or_else(|_| {
-                s.parse::<IpAddr>()
-                    .map(|ip| SocketAddr::new(ip, 53))
-                    .with_context(|| format!("--dns {s:?}: expected IP or IP:port"))
-            })
-        })
-        .transpose()?;
+    let dns_server = args.dns.as_deref().map(dns::parse_server).transpose()?;
     let resolver = dns::resolver(dns_server)?;
     let target = match domain.parse::<IpAddr>() {
         Ok(ip) => Target::Address(SocketAddr::new(ip, 0)),
