@@ -25,39 +25,19 @@ const LOSS_PROBLEM_PERCENT: f64 = 1.0;
 /// The verdict on `r`.
 pub fn verdict(r: &Report) -> Verdict {
     let mut v = Verdict::default();
-    let mut code = EXIT_OK;
-    let raise = |code: &mut u8, to: u8| {
-        // 4 before 5 before 3.
-        let rank = |c: u8| match c {
-            EXIT_UNREACHABLE => 3,
-            EXIT_NOT_REGISTERED => 2,
-            EXIT_PROBLEMS => 1,
-            _ => 0,
-        };
-        if rank(to) > rank(*code) {
-            *code = to;
-        }
-    };
-    let reachable: Vec<&str> = r
-        .sip
-        .iter()
-        .filter(|p| p.reachable)
-        .map(|p| p.transport.as_str())
-        .collect();
-    if !r.sip.is_empty() && reachable.is_empty() {
+    let unreachable = !r.sip.is_empty() && r.sip.iter().all(|p| !p.reachable);
+    if unreachable {
         v.problems
             .push("the SIP server answered over no transport (UDP, TCP, TLS)".into());
         v.advice.push(
             "check the server's address, and that your network lets SIP out (ports 5060 and 5061)"
                 .into(),
         );
-        raise(&mut code, EXIT_UNREACHABLE);
     } else if r.sip.iter().any(|p| p.transport == "udp" && !p.reachable) {
         v.problems
             .push("SIP over UDP gets no answer, though the server answers over TCP or TLS".into());
         v.advice
             .push("set your phone to use TCP or TLS for SIP".into());
-        raise(&mut code, EXIT_PROBLEMS);
     }
     for p in r.sip.iter().filter(|p| p.alg) {
         let mut fields: Vec<&str> = Vec::new();
@@ -71,7 +51,6 @@ pub fn verdict(r: &Report) -> Verdict {
             p.transport.to_uppercase(),
             fields.join(", ")
         ));
-        raise(&mut code, EXIT_PROBLEMS);
     }
     if r.sip.iter().any(|p| p.alg) {
         let mut advice =
@@ -88,7 +67,6 @@ pub fn verdict(r: &Report) -> Verdict {
         if !n.reachable {
             v.problems
                 .push("STUN got no answer: UDP to the server's STUN port is blocked".into());
-            raise(&mut code, EXIT_PROBLEMS);
         }
         match (n.lifetime_at_least_s, n.lifetime_less_than_s) {
             (lo, Some(hi)) if hi <= SHORT_LIFETIME_S => {
@@ -99,7 +77,6 @@ pub fn verdict(r: &Report) -> Verdict {
                 v.advice.push(format!(
                     "register or send keep-alives at most every {every} s (or use TCP or TLS)"
                 ));
-                raise(&mut code, EXIT_PROBLEMS);
             }
             (Some(lo), _) if lo > 0 => v.advice.push(format!(
                 "keep-alives at most every {} s keep your router's UDP mapping open",
@@ -132,7 +109,6 @@ pub fn verdict(r: &Report) -> Verdict {
             v.advice.push(
                 "check the user name and password; ask your provider if they are right".into(),
             );
-            raise(&mut code, EXIT_NOT_REGISTERED);
         }
     }
     for t in r.turn.iter().filter(|t| !t.allocated) {
@@ -141,7 +117,6 @@ pub fn verdict(r: &Report) -> Verdict {
             t.transport.to_uppercase(),
             t.error.as_deref().unwrap_or("refused")
         ));
-        raise(&mut code, EXIT_PROBLEMS);
     }
     for a in r.audio.iter().chain(&r.direct_audio) {
         if a.loss_percent >= LOSS_PROBLEM_PERCENT {
@@ -149,11 +124,21 @@ pub fn verdict(r: &Report) -> Verdict {
                 "audio over the {} lost {:.1} % of its packets (MOS {:.2})",
                 a.path, a.loss_percent, a.mos
             ));
-            raise(&mut code, EXIT_PROBLEMS);
         }
     }
     v.ok = v.problems.is_empty();
-    v.exit_code = code;
+    // The worst thing found names the exit status: no server, then no registration, then the
+    // rest.
+    let unregistered = r.registration.as_ref().is_some_and(|reg| !reg.registered);
+    v.exit_code = if unreachable {
+        EXIT_UNREACHABLE
+    } else if unregistered {
+        EXIT_NOT_REGISTERED
+    } else if !v.ok {
+        EXIT_PROBLEMS
+    } else {
+        EXIT_OK
+    };
     v
 }
 
