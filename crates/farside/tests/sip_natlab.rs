@@ -1303,6 +1303,15 @@ fn a_call_between_a_symmetric_nat_and_a_sip_alg_has_audio_both_ways_through_hold
                 "{server}"
             );
             assert_eq!(handed("passed as it came"), 0, "{server}");
+            // The call is reported with the ALG at its callee's side only (S425, the API's
+            // `alg_calls`): the caller is behind the symmetric NAT, without ALG.
+            let on_call: Vec<&str> = logs.lines().filter(|l| l.contains("S425 call ")).collect();
+            assert!(
+                on_call.len() == 1
+                    && on_call[0].contains("SIP ALG suspected at the callee 198.51.100.16:"),
+                "{on_call:?}\n{server}"
+            );
+            figures.push(format!("reported per call: {}", on_call[0]));
             let attack = attack.unwrap();
             assert!(attack.success(), "attacker: {attack}");
             let json = attack.stdout.trim();

@@ -110,9 +110,11 @@ impl AlgDetector {
         if let Some(seen) = self.get(source) {
             return match seen {
                 Seen::Clean => None,
+                // This message's own evidence when it has some (an INVITE's SDP `o=`), else
+                // the source's first.
                 Seen::Suspected(evidence) => Some(Suspicion {
                     source,
-                    evidence: evidence.clone(),
+                    evidence: rewritten(msg, source, transport).unwrap_or_else(|| evidence.clone()),
                     first: false,
                 }),
             };
@@ -134,6 +136,15 @@ impl AlgDetector {
                     first: true,
                 })
             }
+        }
+    }
+
+    /// The evidence against `source` if an ALG is suspected there (a callee answering from
+    /// the flow it registered over).
+    pub fn suspected(&mut self, source: SocketAddr) -> Option<String> {
+        match self.get(source)? {
+            Seen::Suspected(evidence) => Some(evidence.clone()),
+            Seen::Clean => None,
         }
     }
 

@@ -185,6 +185,17 @@ pub enum Event {
         /// The source and the evidence.
         suspicion: crate::alg::Suspicion,
     },
+    /// A call in which a SIP ALG is suspected on one side: its caller's first INVITE came
+    /// from a suspected source, or its callee answered from one. Reported per call (a
+    /// retransmission or another provisional answer reports it again).
+    CallAlgSuspected {
+        /// The call's Call-ID.
+        call_id: String,
+        /// The callee's side (else the caller's).
+        callee: bool,
+        /// The side's source and the evidence.
+        suspicion: crate::alg::Suspicion,
+    },
     /// A request for the mirror service was answered with what arrived ([`crate::mirror`]).
     Mirrored,
     /// A request arrived, and these NAT tests fired for it.
@@ -782,6 +793,13 @@ impl SipServer {
                     .examine(now, msg, flow.remote, flow.transport, stun_seen)
         {
             nat.0 |= NatTests::ALG_SUSPECTED;
+            if method == Method::INVITE && msg.to().tag().is_none() {
+                self.events.push_back(Event::CallAlgSuspected {
+                    call_id: String::from_utf8_lossy(msg.call_id()).into_owned(),
+                    callee: false,
+                    suspicion: suspicion.clone(),
+                });
+            }
             if suspicion.first {
                 let from = String::from_utf8_lossy(msg.from().uri().as_bytes()).into_owned();
                 self.events
@@ -988,6 +1006,7 @@ impl SipServer {
             self.registrar.set_keepalive_failures(&aor, &contact, 0);
             return;
         }
+        self.callee_alg(flow, msg);
         match self.media_response(now, flow, msg) {
             Some(bytes) => {
                 if let Ok(msg) = Message::parse(&bytes) {
@@ -995,6 +1014,28 @@ impl SipServer {
                 }
             }
             None => self.route_response(now, flow, msg),
+        }
+    }
+
+    /// A callee's answer to an INVITE (18x or 2xx) from a source where an ALG is suspected:
+    /// the call is reported.
+    fn callee_alg(&mut self, flow: Flow, msg: &Message<'_>) {
+        let StartLine::Response { code, .. } = msg.start_line() else {
+            return;
+        };
+        if !(180..300).contains(&code) || msg.cseq().method != Method::INVITE {
+            return;
+        }
+        if let Some(evidence) = self.alg.suspected(flow.remote) {
+            self.events.push_back(Event::CallAlgSuspected {
+                call_id: String::from_utf8_lossy(msg.call_id()).into_owned(),
+                callee: true,
+                suspicion: crate::alg::Suspicion {
+                    source: flow.remote,
+                    evidence,
+                    first: false,
+                },
+            });
         }
     }
 

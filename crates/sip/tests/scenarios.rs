@@ -123,6 +123,31 @@ fn a_register_an_alg_rewrote_authenticates_with_the_first_challenge() {
     w.run_for(Duration::from_secs(2));
     assert_eq!(w.phone(alice).invites, ["call-alg"]);
     assert_eq!(w.phone(bob).call_answers, [200]);
+    // The call is reported too: its callee answered through the ALG. (Bob, on a public
+    // address without NAT, looks the same as a phone behind an ALG: "suspected" says so.)
+    let on_call: Vec<_> = w
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallAlgSuspected {
+                call_id,
+                callee,
+                suspicion,
+            } => Some((call_id.as_str(), *callee, suspicion.source.ip())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        on_call.contains(&("call-alg", true, w.public_ip_of(alice))),
+        "{on_call:?}"
+    );
+    assert!(
+        on_call
+            .iter()
+            .all(|(id, callee, ip)| *id == "call-alg"
+                && (*callee || ip.to_string() == "198.51.100.5")),
+        "{on_call:?}"
+    );
 }
 
 /// Farside restarts (a crash, an upgrade) while phones are registered: the new server reads the

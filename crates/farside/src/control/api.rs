@@ -177,7 +177,9 @@ async fn sessions(State(api): State<Arc<Api>>) -> Response {
     }
 }
 
-/// `GET /api/v1/sessions`'s answer: allocations, registrations, calls.
+/// `GET /api/v1/sessions`'s answer: allocations, registrations, the RTP relay's calls (each
+/// with its SIP ALG verdict), and the recent calls in which a SIP ALG was suspected, relayed
+/// or not (`alg_calls`, newest first).
 pub async fn sessions_value(api: &Api) -> Result<Value, String> {
     let now = crate::runtime::clock::now();
     let allocations: Vec<Value> = api
@@ -233,10 +235,29 @@ pub async fn sessions_value(api: &Api) -> Result<Value, String> {
                 .collect()
         }
     };
+    let alg_calls = api.sip.as_ref().map(|b| b.alg_calls()).unwrap_or_default();
+    let calls: Vec<Value> = api
+        .calls
+        .as_ref()
+        .map(|b| b.calls())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            let alg: Vec<&crate::control::sessions::AlgCall> = alg_calls
+                .iter()
+                .filter(|a| a.call_id == c.call_id)
+                .collect();
+            let mut v = json!(c);
+            v["sip_alg"] = json!(if alg.is_empty() { "none" } else { "suspected" });
+            v["sip_alg_evidence"] = json!(alg);
+            v
+        })
+        .collect();
     Ok(json!({
         "allocations": allocations,
         "registrations": registrations,
-        "calls": api.calls.as_ref().map(|b| b.calls()).unwrap_or_default(),
+        "calls": calls,
+        "alg_calls": alg_calls,
     }))
 }
 

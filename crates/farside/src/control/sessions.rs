@@ -117,13 +117,58 @@ impl CallBoard {
     }
 }
 
-/// Registrations an operator asked to remove, for the SIP thread to take between messages.
+/// How many calls with a SIP ALG suspected the board keeps (the newest).
+pub const ALG_CALLS_KEPT: usize = 1000;
+
+/// A call in which a SIP ALG is suspected on one side, as the API and dashboard report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AlgCall {
+    /// The call's Call-ID.
+    pub call_id: String,
+    /// `caller` or `callee`.
+    pub side: &'static str,
+    /// The side's source address (the ALG's public side).
+    pub source: SocketAddr,
+    /// Why, in words.
+    pub evidence: String,
+    /// Unix milliseconds when it was first seen in this call.
+    pub seen_unix_ms: u64,
+}
+
+/// What the SIP thread tells the API and dashboard, and what they ask of it: registrations an
+/// operator asked to remove (taken between messages), and the calls in which a SIP ALG was
+/// suspected.
 #[derive(Debug, Default)]
 pub struct SipBoard {
     to_remove: Mutex<Vec<(String, String)>>,
+    alg_calls: Mutex<std::collections::VecDeque<AlgCall>>,
 }
 
 impl SipBoard {
+    /// Notes a call's side with an ALG suspected (the SIP thread); whether it is new here (a
+    /// retransmission or a second provisional answer is not). The newest
+    /// [`ALG_CALLS_KEPT`] are kept.
+    pub fn alg_call(&self, call: AlgCall) -> bool {
+        let mut calls = lock(&self.alg_calls);
+        if calls
+            .iter()
+            .rev()
+            .any(|c| c.call_id == call.call_id && c.side == call.side)
+        {
+            return false;
+        }
+        if calls.len() >= ALG_CALLS_KEPT {
+            calls.pop_front();
+        }
+        calls.push_back(call);
+        true
+    }
+
+    /// The calls with a SIP ALG suspected, newest first.
+    pub fn alg_calls(&self) -> Vec<AlgCall> {
+        lock(&self.alg_calls).iter().rev().cloned().collect()
+    }
+
     /// Asks the SIP thread to remove `contact`'s binding of `aor`.
     pub fn remove(&self, aor: String, contact: String) {
         let mut q = lock(&self.to_remove);
@@ -144,5 +189,44 @@ impl WorkerBoard {
     pub fn publish(&self, allocations: Vec<AllocationSummary>) -> Vec<FiveTuple> {
         *lock(&self.allocations) = allocations;
         std::mem::take(&mut *lock(&self.to_end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: usize, side: &'static str) -> AlgCall {
+        AlgCall {
+            call_id: format!("c{id}"),
+            side,
+            source: SocketAddr::from(([198, 51, 100, 16], 5070)),
+            evidence: "the top Via names it".into(),
+            seen_unix_ms: id as u64,
+        }
+    }
+
+    #[test]
+    fn each_side_of_a_call_is_listed_once_and_the_newest_are_kept() {
+        let board = SipBoard::default();
+        assert!(board.alg_call(call(0, "callee")));
+        assert!(!board.alg_call(call(0, "callee")), "a second 200 OK");
+        assert!(board.alg_call(call(0, "caller")));
+        for id in 1..=ALG_CALLS_KEPT {
+            assert!(board.alg_call(call(id, "caller")));
+        }
+        let listed = board.alg_calls();
+        assert_eq!(listed.len(), ALG_CALLS_KEPT);
+        assert_eq!(
+            listed[0].call_id,
+            format!("c{ALG_CALLS_KEPT}"),
+            "newest first"
+        );
+        assert!(
+            !listed
+                .iter()
+                .any(|c| c.call_id == "c0" && c.side == "callee"),
+            "the oldest went"
+        );
     }
 }

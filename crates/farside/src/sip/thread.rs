@@ -548,6 +548,29 @@ impl SipThread {
                     suspicion.evidence
                 );
             }
+            Event::CallAlgSuspected {
+                call_id,
+                callee,
+                suspicion,
+            } => {
+                let side = if callee { "callee" } else { "caller" };
+                let call = crate::control::sessions::AlgCall {
+                    call_id,
+                    side,
+                    source: suspicion.source,
+                    evidence: suspicion.evidence,
+                    seen_unix_ms: now.unix_millis(),
+                };
+                // The phone was logged once (S424); its calls are listed, each side once.
+                let line = format!(
+                    "S425 call {}: SIP ALG suspected at the {side} {}: {}",
+                    call.call_id, call.source, call.evidence
+                );
+                if self.board.alg_call(call) {
+                    one(&c.alg_calls);
+                    tracing::debug!("{line}");
+                }
+            }
             Event::Malformed { remote, error } => {
                 one(&c.malformed);
                 self.log_malformed(now, remote, error);

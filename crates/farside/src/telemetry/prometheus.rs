@@ -502,6 +502,17 @@ fn render_sip(s: &mut String, c: &SipCounters) {
     );
     header(
         s,
+        "farside_sip_alg_calls_total",
+        "counter",
+        "Call sides (caller or callee) with a SIP ALG suspected: the caller's first INVITE, or the callee's answer, came from a suspected source.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_sip_alg_calls_total {}",
+        c.alg_calls.load(Relaxed)
+    );
+    header(
+        s,
         "farside_sip_mirrored_total",
         "counter",
         "Requests the mirror service (sip.mirror_user) answered with what arrived.",

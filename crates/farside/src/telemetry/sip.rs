@@ -38,6 +38,8 @@ pub struct SipCounters {
     pub stun: AtomicU64,
     /// Sources whose first request looked rewritten by a SIP ALG (S424).
     pub alg_suspected: AtomicU64,
+    /// Calls in which a SIP ALG was suspected on one side (each side once).
+    pub alg_calls: AtomicU64,
     /// Requests the mirror service answered with what arrived.
     pub mirrored: AtomicU64,
     /// CRLF or 4-byte keep-alives received.

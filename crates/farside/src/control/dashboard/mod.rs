@@ -349,15 +349,23 @@ async fn remove_registration(
 }
 
 async fn calls(State(d): State<Arc<Dashboard>>, s: Session) -> Response {
-    let Some(board) = &d.api.calls else {
-        let body = "<p>The RTP relay does not run here (<code>[rtp]</code>).</p>";
-        return Html(page("Calls", &s, body)).into_response();
-    };
     let now_ms = crate::runtime::clock::now().unix_millis();
+    let alg_calls = d
+        .api
+        .sip
+        .as_ref()
+        .map(|b| b.alg_calls())
+        .unwrap_or_default();
+    let alg = alg_table(&alg_calls, now_ms);
+    let Some(board) = &d.api.calls else {
+        let body = format!("<p>The RTP relay does not run here (<code>[rtp]</code>).</p>{alg}");
+        return Html(page("Calls", &s, &body)).into_response();
+    };
     let rows: Vec<Vec<String>> = board
         .calls()
         .iter()
         .map(|c| {
+            let suspected = alg_calls.iter().any(|a| a.call_id == c.call_id);
             vec![
                 esc(&c.call_id),
                 format!("{} s", now_ms.saturating_sub(c.created_unix_ms) / 1000),
@@ -365,6 +373,7 @@ async fn calls(State(d): State<Arc<Dashboard>>, s: Session) -> Response {
                 c.packets.to_string(),
                 c.bytes.to_string(),
                 c.errors.to_string(),
+                if suspected { "suspected" } else { "none" }.to_string(),
             ]
         })
         .collect();
@@ -377,7 +386,7 @@ async fn calls(State(d): State<Arc<Dashboard>>, s: Session) -> Response {
         .map(|(k, v)| vec![esc(k), v.to_string()])
         .collect();
     let body = format!(
-        "<p>{} calls (published once a second).</p>{}<h2>Relay counters</h2>{}",
+        "<p>{} calls (published once a second).</p>{}{alg}<h2>Relay counters</h2>{}",
         rows.len(),
         table(
             "calls",
@@ -387,13 +396,40 @@ async fn calls(State(d): State<Arc<Dashboard>>, s: Session) -> Response {
                 "streams",
                 "packets relayed",
                 "bytes",
-                "not relayed"
+                "not relayed",
+                "SIP ALG"
             ],
             &rows
         ),
         table("relay", &["what", "since start"], &counters)
     );
     Html(page("Calls", &s, &body)).into_response()
+}
+
+/// The recent calls in which a SIP ALG was suspected on one side, relayed or not.
+pub(crate) fn alg_table(calls: &[crate::control::sessions::AlgCall], now_ms: u64) -> String {
+    let rows: Vec<Vec<String>> = calls
+        .iter()
+        .map(|a| {
+            vec![
+                esc(&a.call_id),
+                format!("{} s ago", now_ms.saturating_sub(a.seen_unix_ms) / 1000),
+                a.side.to_string(),
+                a.source.to_string(),
+                esc(&a.evidence),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Calls with a SIP ALG suspected</h2><p>{} (the newest {}).</p>{}",
+        rows.len(),
+        crate::control::sessions::ALG_CALLS_KEPT,
+        table(
+            "alg-calls",
+            &["Call-ID", "seen", "side", "from", "evidence"],
+            &rows
+        )
+    )
 }
 
 #[derive(Deserialize)]

@@ -131,6 +131,17 @@ pub async fn check(
             body.push_str(&format!("<pre>{e}</pre>"));
         }
         advice.push("ask the user to turn off \"SIP ALG\" (\"SIP helper\") on their router, or run farside doctor from their network");
+        let calls: Vec<_> = d
+            .api
+            .sip
+            .as_ref()
+            .map(|b| b.alg_calls())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.source.to_string() == remote)
+            .collect();
+        let now_ms = crate::runtime::clock::now().unix_millis();
+        body.push_str(&super::alg_table(&calls, now_ms));
     } else {
         body.push_str(
             "<p id=\"alg\">not suspected: nothing in its requests looked rewritten on the way.</p>",
