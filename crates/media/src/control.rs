@@ -194,7 +194,9 @@ fn serve_call(
                     _ => None,
                 },
             };
-            let result = if request.command == Command::Offer {
+            let result = if request.command == Command::Offer && request.has(Flag::Echo) {
+                relay.echo(now, &passing, ports)
+            } else if request.command == Command::Offer {
                 relay.offer(now, &passing, ports)
             } else {
                 relay.answer(now, &passing)

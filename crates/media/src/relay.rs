@@ -250,6 +250,8 @@ struct Call {
     answered: Option<Timestamp>,
     last_packet: Option<Timestamp>,
     streams: Vec<Stream>,
+    /// An echo call ([`Relay::echo`]): each side's media goes back to it.
+    echo: bool,
 }
 
 /// The calls in slots that stay put while a call lives, found by Call-ID for the signalling
@@ -438,6 +440,7 @@ impl Relay {
                 answered: None,
                 last_packet: None,
                 streams: Vec::new(),
+                echo: false,
             }),
         };
         self.next_sweep
@@ -490,7 +493,30 @@ impl Relay {
                 sides: [blank(a), blank(b)],
             });
         }
-        Ok(describe(call, side, &parsed, offer))
+        Ok(describe(call, side, 1 - side, &parsed, offer))
+    }
+
+    /// An echo call (Farside's ng flag `echo`): an offer whose media the relay sends back to
+    /// where it came from, as a diagnostic's far end (`farside doctor`, a phone's echo test).
+    /// The SDP returned names the ports the offerer itself sends to: it is the call's answer.
+    /// The call counts as answered, and its timers run as any call's.
+    pub fn echo(
+        &mut self,
+        now: Timestamp,
+        offer: &Passing<'_>,
+        ports: &mut dyn MediaPorts,
+    ) -> Result<Vec<u8>, RelayError> {
+        self.offer(now, offer, ports)?;
+        let parsed = Sdp::parse(offer.sdp).map_err(RelayError::Sdp)?;
+        let call = self
+            .calls
+            .slot(offer.call_id)
+            .and_then(|slot| self.calls.at_mut(slot))
+            .ok_or(RelayError::UnknownCall)?;
+        call.echo = true;
+        call.answered.get_or_insert(now);
+        let side = usize::from(call.offerer_tag != offer.from_tag);
+        Ok(describe(call, side, side, &parsed, offer))
     }
 
     /// The answer to the last offer, from the side that did not make it: the SDP to pass on,
@@ -514,7 +540,7 @@ impl Relay {
             call.answerer_tag = Some(tag.to_vec());
         }
         call.answered.get_or_insert(now);
-        Ok(describe(call, side, &parsed, answer))
+        Ok(describe(call, side, 1 - side, &parsed, answer))
     }
 
     /// Ends a call (BYE, CANCEL, a failure, ng `delete`), giving its ports back.
@@ -561,6 +587,7 @@ impl Relay {
         let Owner { slot, stream, side } = self.owners.get(rtp_port).ok_or(Drop::NoStream)?;
         let (slot, stream, side) = (slot as usize, usize::from(stream), usize::from(side));
         let call = self.calls.at_mut(slot).ok_or(Drop::NoStream)?;
+        let echo = call.echo;
         let [a, b] = &mut call.streams.get_mut(stream).ok_or(Drop::NoStream)?.sides;
         let (from, to) = if side == 0 { (a, b) } else { (b, a) };
         // RTCP: on the port after RTP's, or on RTP's own with rtcp-mux (RFC 5761 §4).
@@ -578,9 +605,11 @@ impl Relay {
         if !rtcp && let Some(h) = RtpHeader::parse(packet) {
             from.quality.on_rtp(&h, now);
         }
-        let (to_latch, from_port) = match (rtcp, to.rtcp_mux) {
-            (true, false) => (&to.rtcp, to.port + 1),
-            _ => (&to.rtp, to.port),
+        // An echo call's media goes back to its sender, from the port it came to.
+        let target: &Side = if echo { from } else { to };
+        let (to_latch, from_port) = match (rtcp, target.rtcp_mux) {
+            (true, false) => (&target.rtcp, target.port + 1),
+            _ => (&target.rtp, target.port),
         };
         let Some(dest) = to_latch.destination() else {
             from.counters.no_destination += 1;
@@ -595,7 +624,7 @@ impl Relay {
             from.counters.rtcp_bytes += packet.len() as u64;
             // An SR passing toward `to`, and `from`'s reports on the SRs that passed to it
             // (RFC 3550 §6.4.1): the round trip to each side.
-            if let Some(report) = rtp::report(packet) {
+            if !echo && let Some(report) = rtp::report(packet) {
                 to.round_trip.sender_report(&report, now);
                 from.round_trip.receiver_report(&report, now);
             }
@@ -763,11 +792,18 @@ fn unanswered(cfg: &RelayConfig) -> Duration {
 
 /// Takes side `side`'s SDP: its streams' expectations for the latches, and the SDP rewritten
 /// with the relay's address and ports facing the other side (where the recipient will send).
-fn describe(call: &mut Call, side: usize, sdp: &Sdp<'_>, passing: &Passing<'_>) -> Vec<u8> {
+/// Takes `sdp` from `side` (what its media's latches expect) and writes it for its recipient,
+/// naming the relay's ports of side `named` (the other side's, or its own for an echo).
+fn describe(
+    call: &mut Call,
+    side: usize,
+    named: usize,
+    sdp: &Sdp<'_>,
+    passing: &Passing<'_>,
+) -> Vec<u8> {
     let sip_source = passing.source;
-    let other = 1 - side;
     // The recipient sends to the relay's address facing it.
-    let address = call.addresses[other];
+    let address = call.addresses[named];
     let mut ports = Vec::new();
     let mut rtcp_ports = Vec::new();
     for (m, stream) in sdp.media().zip(call.streams.iter_mut()) {
@@ -784,7 +820,7 @@ fn describe(call: &mut Call, side: usize, sdp: &Sdp<'_>, passing: &Passing<'_>) 
         let rtcp_port = m.rtcp_port.unwrap_or(m.port.saturating_add(1));
         s.rtcp
             .expect(expect(SocketAddr::new(ip, rtcp_port), sip_source));
-        let relay = stream.sides[other].port;
+        let relay = stream.sides[named].port;
         ports.push(Some(relay));
         rtcp_ports.push(Some(if m.rtcp_mux { relay } else { relay + 1 }));
     }

@@ -616,3 +616,56 @@ fn media_handover_lets_a_new_port_of_the_same_host_take_over() {
         assert_eq!(moved.is_ok(), handover, "{moved:?}");
     }
 }
+
+/// An echo call (the ng flag `echo`, `farside doctor`'s far end): the SDP returned names the
+/// port the offerer sends to, and what it sends there comes back to it from that port; a
+/// stranger gets nothing, before or after.
+#[test]
+fn an_echo_call_sends_the_offerers_media_back_to_it_and_nothing_to_a_stranger() {
+    let mut relay = Relay::new(RelayConfig::new(ip(RELAY)));
+    let mut ports = Ports::default();
+    let sdp = offer_sdp("192.168.1.20", 4000);
+    let offer = Passing {
+        call_id: b"echo-1",
+        from_tag: b"doctor",
+        to_tag: None,
+        sdp: sdp.as_bytes(),
+        source: Some(ip(ALICE_SIP)),
+        ice: Ice::Remove,
+        handover: false,
+        recipient_ipv6: None,
+    };
+    let answer = relay.echo(at(0), &offer, &mut ports).unwrap();
+    let text = String::from_utf8(answer.clone()).unwrap();
+    assert!(text.contains(&format!("c=IN IP4 {RELAY}\r\n")), "{text}");
+    let port = port_in(&answer);
+    let stranger = sa("203.0.113.66:6000");
+    assert_eq!(
+        relay.handle_packet(at(1), port, stranger, &rtp(1)),
+        Err(Drop::ForeignSource),
+        "before the doctor's first packet"
+    );
+    // From the port the doctor's NAT picked, back to it, from the port it sent to.
+    let doctor = sa("198.51.100.7:40001");
+    for seq in 1..=3 {
+        assert_eq!(
+            relay.handle_packet(at(1), port, doctor, &rtp(seq)),
+            Ok(Transmit {
+                from_port: port,
+                to: doctor
+            })
+        );
+    }
+    assert_eq!(
+        relay.handle_packet(at(2), port, stranger, &rtp(4)),
+        Err(Drop::ForeignSource)
+    );
+    let c = relay.counters(b"echo-1", 0, 0).unwrap();
+    assert_eq!((c.packets, c.foreign), (3, 2));
+    // A retransmitted INVITE's echo offer names the same port.
+    assert_eq!(
+        port_in(&relay.echo(at(2), &offer, &mut ports).unwrap()),
+        port
+    );
+    assert!(relay.delete(b"echo-1", &mut ports));
+}

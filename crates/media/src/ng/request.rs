@@ -54,6 +54,10 @@ pub enum Flag {
     NoRtcpAttribute,
     /// `full-rtcp-attribute`: write `a=rtcp` with its address.
     FullRtcpAttribute,
+    /// `echo` (Farside's own, in an `offer`): the offerer's media goes back to it, and the
+    /// reply's SDP names the ports it sends to, as the call's answer
+    /// ([`crate::relay::Relay::echo`]).
+    Echo,
 }
 
 impl Flag {
@@ -70,6 +74,7 @@ impl Flag {
             b"loop-protect" => Flag::LoopProtect,
             b"no-rtcp-attribute" => Flag::NoRtcpAttribute,
             b"full-rtcp-attribute" => Flag::FullRtcpAttribute,
+            b"echo" => Flag::Echo,
             _ => return None,
         })
     }
