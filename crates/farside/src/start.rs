@@ -161,17 +161,17 @@ pub fn run(
                 .join(" and ")
         ));
     }
-    // The SIP server's line to the RTP relay, when both run and calls are relayed.
+    // The SIP server's line to the RTP relay, when both run (calls relayed by the policy, and
+    // the echo service's).
     let rtp = &config.rtp;
     let sip_on = config.sip.enabled.wanted() && credentials.is_some();
-    let (mut sip_link, media_link) =
-        if sip_on && rtp.policy() != farside_sip::media::RelayPolicy::Never {
-            let (sip, media) = crate::media::link::pair()
-                .context("S502 the SIP server's line to the RTP relay")?;
-            (Some(sip), Some(media))
-        } else {
-            (None, None)
-        };
+    let (mut sip_link, media_link) = if sip_on && rtp.enabled.wanted() {
+        let (sip, media) =
+            crate::media::link::pair().context("S502 the SIP server's line to the RTP relay")?;
+        (Some(sip), Some(media))
+    } else {
+        (None, None)
+    };
     let calls = Arc::new(crate::control::sessions::CallBoard::default());
     let mut calls_running = false;
     // The RTP relay, driven over ng and by the SIP server; started first, so that SIP knows

@@ -18,6 +18,7 @@ pub mod alg;
 pub mod bad_request;
 pub mod dialogs;
 pub mod digest;
+pub mod echo;
 pub mod edge;
 mod edit;
 mod error;

@@ -72,6 +72,12 @@ pub trait MediaRelay {
     fn answer(&mut self, sdp: &Passing<'_>) -> Option<Vec<u8>>;
     /// The call ended: its ports can go.
     fn delete(&mut self, call_id: &[u8]);
+    /// An echo call's offer ([`crate::echo`]): the SDP that answers it, naming the relay's
+    /// ports the offerer sends to, whose media comes back to it. `None` by default: a relay
+    /// without echo, and the echo service answers 503.
+    fn echo(&mut self, _now: Timestamp, _offer: &Passing<'_>) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// What the relayed calls' bookkeeping holds per call.
@@ -283,7 +289,7 @@ fn offers_ice(sdp: &[u8]) -> bool {
 }
 
 /// Whether the message carries an SDP body (RFC 3264 via RFC 3261 §13.2.1).
-fn has_sdp(msg: &Message<'_>) -> bool {
+pub(crate) fn has_sdp(msg: &Message<'_>) -> bool {
     !msg.body().is_empty()
         && msg.value(HeaderName::ContentType).is_some_and(|t| {
             t.trim_ascii()

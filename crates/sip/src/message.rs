@@ -177,6 +177,14 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Whether it is a request whose Request-URI's user is `user` (not empty), at any host: a
+    /// service's reserved user (the mirror, the echo) whether the client found the server by
+    /// its name or its address.
+    pub fn is_for_user(&self, user: &str) -> bool {
+        !user.is_empty()
+            && matches!(self.start, StartLine::Request { uri, .. } if uri.user() == Some(user.as_bytes()))
+    }
+
     /// Whether it is a request.
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })

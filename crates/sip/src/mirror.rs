@@ -60,16 +60,6 @@ pub fn answer(msg: &Message<'_>, method: Method<'_>, top_via: Option<&[u8]>) -> 
     ))
 }
 
-/// Whether `msg` is for the mirror: its Request-URI's user is `user` (any host: a client that
-/// found the server by its name or its address is mirrored all the same).
-pub fn is_for(msg: &Message<'_>, user: &str) -> bool {
-    !user.is_empty()
-        && match msg.start_line() {
-            crate::message::StartLine::Request { uri, .. } => uri.user() == Some(user.as_bytes()),
-            _ => false,
-        }
-}
-
 /// The bytes a mirrored answer carries, decoded: what arrived at the server. `None` when
 /// `answer` is not a mirror's answer.
 pub fn arrived(answer: &Message<'_>) -> Option<Vec<u8>> {
@@ -228,9 +218,9 @@ Content-Length: 29\r\n\r\nv=0\r\nc=IN IP4 198.51.100.16\r\n";
     #[test]
     fn what_arrived_comes_back_whole_and_an_invite_starts_no_dialog() {
         let m = Message::parse(INVITE.as_bytes()).expect("parses");
-        assert!(is_for(&m, DEFAULT_USER));
-        assert!(!is_for(&m, "alice"));
-        assert!(!is_for(&m, ""));
+        assert!(m.is_for_user(DEFAULT_USER));
+        assert!(!m.is_for_user("alice"));
+        assert!(!m.is_for_user(""));
         let answer = answer(&m, Method::INVITE, None).expect("an answer");
         let a = Message::parse(&answer).expect("the answer parses");
         assert!(answer.starts_with(b"SIP/2.0 488 Mirrored\r\n"));

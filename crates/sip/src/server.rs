@@ -28,6 +28,7 @@ use farside_time::Timestamp;
 
 use crate::alg::{AlgDetector, StunSeen};
 use crate::dialogs::{DialogEvent, Dialogs};
+use crate::echo::EchoCalls;
 use crate::edge::{ContactFix, Edge, EdgeRegistrations};
 use crate::extensions;
 use crate::flow_token::FlowTokens;
@@ -73,6 +74,10 @@ pub struct Limits {
     /// Sources whose SIP ALG verdict is remembered ([`crate::alg`]): one found again after it
     /// was forgotten is judged afresh by its next request.
     pub alg_sources: usize,
+    /// Echo calls at once ([`crate::echo`]; 486 Busy Here beyond).
+    pub echo_calls: usize,
+    /// How long an echo call runs at most.
+    pub echo_max_duration: Duration,
 }
 
 impl Default for Limits {
@@ -84,6 +89,8 @@ impl Default for Limits {
             dialog_max_age: Duration::from_secs(12 * 3600),
             refusals_per_second: 50,
             alg_sources: 100_000,
+            echo_calls: crate::echo::DEFAULT_MAX_CALLS,
+            echo_max_duration: crate::echo::DEFAULT_MAX_DURATION,
         }
     }
 }
@@ -108,6 +115,8 @@ pub struct SipServerConfig {
     pub relay: RelayPolicy,
     /// The mirror service's reserved user ([`crate::mirror`]); empty: no mirror.
     pub mirror_user: String,
+    /// The echo service's reserved user ([`crate::echo`]); empty: no echo.
+    pub echo_user: String,
 }
 
 /// The keys that sign what the server hands out; kept across restarts (in the store) so that
@@ -198,6 +207,8 @@ pub enum Event {
     },
     /// A request for the mirror service was answered with what arrived ([`crate::mirror`]).
     Mirrored,
+    /// A call to the echo service began ([`crate::echo`]).
+    EchoCall,
     /// A request arrived, and these NAT tests fired for it.
     Request {
         /// Its method.
@@ -295,6 +306,10 @@ pub struct SipServer {
     alg: AlgDetector,
     /// The mirror service's reserved user; empty: none.
     mirror_user: String,
+    /// The echo service's reserved user; empty: none.
+    echo_user: String,
+    /// The echo calls up.
+    echo: EchoCalls,
     /// Which addresses Farside's STUN service answered (set by the shell).
     stun_seen: Option<Arc<dyn StunSeen + Send + Sync>>,
     registrar: Registrar,
@@ -369,6 +384,8 @@ impl SipServer {
             }),
             alg: AlgDetector::new(config.limits.alg_sources),
             mirror_user: config.mirror_user,
+            echo_user: config.echo_user,
+            echo: EchoCalls::new(config.limits.echo_calls, config.limits.echo_max_duration),
             stun_seen: None,
             registrar: Registrar::new(config.registrar, keys.nonces),
             users: Arc::new(NoUsers),
@@ -549,9 +566,13 @@ impl SipServer {
         let transactions = (!self.transactions.is_empty())
             .then(|| self.ticked.map(|t| t + TRANSACTION_TICK))
             .flatten();
-        match (housekeeping, transactions) {
+        let next = match (housekeeping, transactions) {
             (Some(h), Some(t)) => Some(h.min(t)),
             (h, t) => h.or(t).or(Some(Timestamp::EPOCH)),
+        };
+        match (next, self.echo.next()) {
+            (Some(n), Some(e)) => Some(n.min(e)),
+            (n, e) => n.or(e),
         }
     }
 
@@ -559,6 +580,15 @@ impl SipServer {
     /// pings and their misses, expiry of bindings.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.now = self.now.max(now);
+        if self.echo.len() > 0 {
+            let due = self.echo.poll(now);
+            self.transmits.extend(due.again);
+            for call_id in due.ended {
+                if let Some(relay) = self.relay.as_mut() {
+                    relay.delete(&call_id);
+                }
+            }
+        }
         if self.ticked.is_none_or(|t| now >= t + TRANSACTION_TICK) {
             self.ticked = Some(now);
             let due = self.transactions.poll(now);
@@ -810,7 +840,11 @@ impl SipServer {
             method: MethodKind::of(method),
             nat,
         });
-        if crate::mirror::is_for(msg, &self.mirror_user) {
+        if msg.is_for_user(&self.echo_user) {
+            self.echo_request(now, flow, msg, method);
+            return;
+        }
+        if msg.is_for_user(&self.mirror_user) {
             let via = nat::fixed_top_via(msg, flow.remote);
             if let Some(answer) = crate::mirror::answer(msg, method, via.as_deref()) {
                 self.events.push_back(Event::Mirrored);
@@ -1177,6 +1211,108 @@ impl SipServer {
             relay.delete(call_id);
             self.events.push_back(Event::MediaDeleted);
         }
+    }
+
+    /// A request for the echo service ([`crate::echo`]): answered here, as its dialog's UAS.
+    fn echo_request(&mut self, now: Timestamp, flow: Flow, msg: &Message<'_>, method: Method<'_>) {
+        let via = nat::fixed_top_via(msg, flow.remote);
+        let via = via.as_deref();
+        let call_id = msg.call_id();
+        let tag = format!("fse{:x}", crate::scan::fnv(self.branch_key, &[call_id]));
+        let reply = |code: u16, reason: &str, extra: &[(&str, &str)]| {
+            crate::response::response_via(msg, via, code, reason, &tag, extra)
+        };
+        let allow = [("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS")];
+        let to_tag = msg.to().tag();
+        let answer = match method {
+            Method::ACK => {
+                if self.echo.holds(call_id, to_tag) {
+                    self.echo.acked(call_id);
+                }
+                return;
+            }
+            // The echo keeps its first offer.
+            Method::INVITE if to_tag.is_some() => reply(488, "Not Acceptable Here", &[]),
+            Method::INVITE => {
+                if let Some(again) = self.echo.answer(call_id) {
+                    self.transmits.push_back(again.clone());
+                    return;
+                }
+                match self.echo_begin(now, flow, msg, via, &tag) {
+                    Ok(()) => return,
+                    Err((code, reason)) => reply(code, reason, &[]),
+                }
+            }
+            Method::BYE | Method::CANCEL if self.echo.holds(call_id, to_tag) => {
+                // A CANCEL comes after the 200 and changes nothing (RFC 3261 §9.2).
+                if method == Method::BYE {
+                    self.echo.end(call_id);
+                    if let Some(relay) = self.relay.as_mut() {
+                        relay.delete(call_id);
+                    }
+                }
+                reply(200, "OK", &[])
+            }
+            Method::BYE | Method::CANCEL => reply(481, "Call/Transaction Does Not Exist", &[]),
+            Method::OPTIONS => reply(200, "OK", &allow),
+            _ => reply(405, "Method Not Allowed", &allow),
+        };
+        self.answer_back(flow, answer, method == Method::OPTIONS);
+    }
+
+    /// An echo call's first INVITE: the relay's echo SDP in a 200 OK, sent and kept; else the
+    /// error to answer.
+    fn echo_begin(
+        &mut self,
+        now: Timestamp,
+        flow: Flow,
+        msg: &Message<'_>,
+        via: Option<&[u8]>,
+        tag: &str,
+    ) -> Result<(), (u16, &'static str)> {
+        if !media::has_sdp(msg) {
+            return Err((488, "Echo Needs An SDP Offer"));
+        }
+        if !self.echo.has_room() {
+            return Err((486, "Busy Here"));
+        }
+        let source = from_phone(self.mode, flow).then_some(flow.remote.ip());
+        let relay = self.relay.as_mut().ok_or((503, "No RTP Relay Here"))?;
+        let offer = media::Passing {
+            call_id: msg.call_id(),
+            from_tag: msg.from().tag().unwrap_or_default(),
+            to_tag: Some(tag.as_bytes()),
+            sdp: msg.body(),
+            source,
+        };
+        let sdp = relay
+            .echo(now, &offer)
+            .ok_or((503, "The RTP Relay Refused The Echo"))?;
+        let transport = match flow.transport {
+            Transport::Udp => String::new(),
+            t => format!(";transport={}", t.via_name().to_ascii_lowercase()),
+        };
+        let contact = format!("<sip:{}@{}{transport}>", self.echo_user, flow.local);
+        let ok = crate::response::response_body(
+            msg,
+            via,
+            200,
+            "OK",
+            tag,
+            &[("Contact", &contact)],
+            Some(("application/sdp", &sdp)),
+        );
+        let t = Transmit {
+            bytes: ok,
+            transport: flow.transport,
+            from: flow.local,
+            to: flow.remote,
+        };
+        self.echo
+            .begin(now, msg.call_id(), tag.to_owned(), t.clone());
+        self.events.push_back(Event::EchoCall);
+        self.transmits.push_back(t);
+        Ok(())
     }
 
     /// Keep-alive pings due at `now`, and the bindings that stopped answering them.

@@ -41,6 +41,7 @@ fn kinds(asked: &[Asked]) -> Vec<&'static str> {
             Asked::Offer(..) => "offer",
             Asked::Answer(..) => "answer",
             Asked::Delete(..) => "delete",
+            Asked::Echo(..) => "echo",
         })
         .collect()
 }
@@ -211,4 +212,44 @@ fn a_late_offer_is_relayed_from_the_2xx_and_answered_from_the_ack() {
     w.hang_up(bob, "call-late");
     w.run_for(Duration::from_secs(1));
     assert_eq!(kinds(&relay.asked()), ["offer", "answer", "delete"]);
+}
+
+/// A phone behind NAT dials the echo service (`farside-echo`, `farside doctor`'s far end): the
+/// server answers 200 itself with the relay's echo SDP (the phone's public address as the
+/// media's source), takes the ACK (no 200 sent again), and the BYE ends the relay's call. A
+/// server without a relay answers 503.
+#[test]
+fn the_echo_service_answers_with_the_relays_echo_and_its_bye_ends_it() {
+    let (mut w, relay) = world(RelayPolicy::Nated, 23);
+    let nat = w.add_nat(home_router(), "203.0.113.10");
+    let alice = w.add_phone("alice", "192.168.1.20:5070", Some(nat));
+    w.call(alice, "sip:farside-echo@example.org", "call-echo");
+    w.run_for(Duration::from_secs(10));
+    assert_eq!(
+        w.phone(alice).call_answers,
+        [200],
+        "once: the ACK stopped it"
+    );
+    let answer = &w.phone(alice).sdp_seen[0];
+    assert!(answer.contains(&format!("c=IN IP4 {RELAY}")), "{answer}");
+    let public = w.public_ip_of(alice);
+    assert_eq!(
+        relay.asked(),
+        [Asked::Echo(
+            "call-echo".into(),
+            w.phone(alice).tag.clone(),
+            Some(public)
+        )]
+    );
+    assert_eq!(w.count(|e| matches!(e, Event::EchoCall)), 1);
+    w.hang_up(alice, "call-echo");
+    w.run_for(Duration::from_secs(1));
+    assert_eq!(w.phone(alice).hung_up, 1);
+    assert_eq!(kinds(&relay.asked()), ["echo", "delete"]);
+
+    let mut w = World::new(server(config(None), 24));
+    let bob = w.add_phone("bob", "198.51.100.5:5060", None);
+    w.call(bob, "sip:farside-echo@example.org", "call-echo-2");
+    w.run_for(Duration::from_secs(1));
+    assert_eq!(w.phone(bob).call_answers, [503]);
 }

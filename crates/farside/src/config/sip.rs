@@ -84,6 +84,13 @@ pub struct SipConfig {
     /// The mirror service's reserved user: a request for it is answered with what arrived.
     /// Empty: no mirror.
     pub mirror_user: String,
+    /// The echo service's reserved user: an INVITE for it is answered with the RTP relay's
+    /// ports in echo mode, so its media comes back. Empty: no echo.
+    pub echo_user: String,
+    /// Echo calls at once (486 Busy Here beyond).
+    pub echo_calls: usize,
+    /// Seconds an echo call runs at most.
+    pub echo_seconds: u64,
     /// `[sip.keepalive]`.
     pub keepalive: KeepaliveFile,
 }
@@ -119,6 +126,9 @@ impl Default for SipConfig {
             refusals_per_second: 50,
             alg_sources: 100_000,
             mirror_user: farside_sip::mirror::DEFAULT_USER.into(),
+            echo_user: farside_sip::echo::DEFAULT_USER.into(),
+            echo_calls: farside_sip::echo::DEFAULT_MAX_CALLS,
+            echo_seconds: farside_sip::echo::DEFAULT_MAX_DURATION.as_secs(),
             keepalive: KeepaliveFile::default(),
         }
     }
@@ -453,11 +463,14 @@ impl SipConfig {
             limits: server::Limits {
                 refusals_per_second: self.refusals_per_second,
                 alg_sources: self.alg_sources,
+                echo_calls: self.echo_calls,
+                echo_max_duration: std::time::Duration::from_secs(self.echo_seconds),
                 ..server::Limits::default()
             },
             software,
             relay,
             mirror_user: self.mirror_user.clone(),
+            echo_user: self.echo_user.clone(),
         }
     }
 
@@ -548,6 +561,18 @@ impl Config {
             return Err(invalid(
                 "sip.nonce_lifetime",
                 "must be at least 1 second".into(),
+            ));
+        }
+        if sip.echo_seconds == 0 {
+            return Err(invalid(
+                "sip.echo_seconds",
+                "must be at least 1 second".into(),
+            ));
+        }
+        if !sip.echo_user.is_empty() && sip.echo_user == sip.mirror_user {
+            return Err(invalid(
+                "sip.echo_user",
+                "must differ from sip.mirror_user".into(),
             ));
         }
         if sip.keepalive.max_failures == 0 {

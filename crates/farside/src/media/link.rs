@@ -142,6 +142,13 @@ impl MediaRelay for RelayLink {
         self.ask(entries(b"answer", sdp, &source))
     }
 
+    fn echo(&mut self, _now: Timestamp, sdp: &Passing<'_>) -> Option<Vec<u8>> {
+        let source = sdp.source.map(|ip| ip.to_string()).unwrap_or_default();
+        let mut e = entries(b"offer", sdp, &source);
+        e.push((b"flags", Value::List(vec![Value::Bytes(b"echo")])));
+        self.ask(e)
+    }
+
     fn delete(&mut self, call_id: &[u8]) {
         // Nothing in the reply changes what the SIP server does: it is not waited for (a late
         // one is skipped by its cookie), so a stalled relay never holds the SIP thread here.

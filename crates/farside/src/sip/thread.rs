@@ -539,6 +539,7 @@ impl SipThread {
             Event::KeepaliveReceived => one(&c.keepalives),
             Event::StunAnswered => one(&c.stun),
             Event::Mirrored => one(&c.mirrored),
+            Event::EchoCall => one(&c.echo_calls),
             Event::AlgSuspected { from, suspicion } => {
                 one(&c.alg_suspected);
                 // Once per source: the core reports a source's first rewritten request only.

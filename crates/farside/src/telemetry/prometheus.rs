@@ -520,6 +520,17 @@ fn render_sip(s: &mut String, c: &SipCounters) {
     let _ = writeln!(s, "farside_sip_mirrored_total {}", c.mirrored.load(Relaxed));
     header(
         s,
+        "farside_sip_echo_calls_total",
+        "counter",
+        "Calls to the echo service (sip.echo_user) that began: their media came back through the RTP relay.",
+    );
+    let _ = writeln!(
+        s,
+        "farside_sip_echo_calls_total {}",
+        c.echo_calls.load(Relaxed)
+    );
+    header(
+        s,
         "farside_sip_keepalives_total",
         "counter",
         "Keep-alives received on SIP ports: STUN Binding requests answered, CRLF or zero bytes.",

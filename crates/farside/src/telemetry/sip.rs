@@ -42,6 +42,8 @@ pub struct SipCounters {
     pub alg_calls: AtomicU64,
     /// Requests the mirror service answered with what arrived.
     pub mirrored: AtomicU64,
+    /// Calls to the echo service that began.
+    pub echo_calls: AtomicU64,
     /// CRLF or 4-byte keep-alives received.
     pub keepalives: AtomicU64,
     /// Live bindings.

@@ -83,6 +83,7 @@ pub fn config(keepalive: Option<Duration>) -> SipServerConfig {
         software: None,
         relay: RelayPolicy::Nated,
         mirror_user: farside_sip::mirror::DEFAULT_USER.into(),
+        echo_user: farside_sip::echo::DEFAULT_USER.into(),
     }
 }
 

@@ -29,7 +29,7 @@ pub struct Phone {
     pub answer: Answer,
     cseq: u32,
     call_id: String,
-    tag: String,
+    pub tag: String,
     branch: u32,
     /// The nonces of the challenges it got, in order.
     pub nonces: Vec<String>,

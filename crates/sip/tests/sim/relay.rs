@@ -18,6 +18,8 @@ pub enum Asked {
     Answer(String, String, Option<std::net::IpAddr>),
     /// A delete.
     Delete(String),
+    /// An echo call's offer: the Call-ID, the From tag, the phone's address.
+    Echo(String, String, Option<std::net::IpAddr>),
 }
 
 /// A relay whose log the test keeps a handle on.
@@ -69,5 +71,14 @@ impl MediaRelay for FakeRelay {
 
     fn delete(&mut self, call_id: &[u8]) {
         self.log(Asked::Delete(text(call_id)));
+    }
+
+    fn echo(&mut self, _now: Timestamp, sdp: &Passing<'_>) -> Option<Vec<u8>> {
+        self.log(Asked::Echo(
+            text(sdp.call_id),
+            text(sdp.from_tag),
+            sdp.source,
+        ));
+        Some(self.sdp())
     }
 }
