@@ -15,7 +15,8 @@ use common::{Backend, LOCALHOST, Server, ServerConfig, require_tool};
 /// The doctor finds the server through NAPTR and SRV, and on loopback (no NAT, no ALG) finds
 /// nothing wrong: SIP over UDP and TCP answered by the mirror, unchanged; alice registers on
 /// the first challenge; TURN allocates over UDP and TCP; a second of audio comes back whole
-/// through the relay and straight from the server; exit 0. Without the password it refuses with 5, and a domain DNS knows
+/// through the TURN relay, through the RTP relay (a call to the echo service) and straight
+/// from the server; exit 0. Without the password it refuses with 5, and a domain DNS knows
 /// nothing of is exit 2.
 #[test]
 fn doctor_finds_the_server_through_naptr_and_srv_and_finds_nothing_wrong_on_loopback() {
@@ -24,12 +25,17 @@ fn doctor_finds_the_server_through_naptr_and_srv_and_finds_nothing_wrong_on_loop
         return;
     }
     let ports = common::free_ports(&[LOCALHOST], 1);
+    let media = common::free_ports(&[LOCALHOST], 20);
+    let media = media + (media & 1);
     let server = Server::start(
         test,
         ServerConfig::default().with_table(&format!(
             "[turn]\nenabled = true\nallowed_peers = [\"127.0.0.0/8\"]\n\n\
              [sip]\nenabled = true\nlisten = [\"udp:127.0.0.1:{ports}\", \"tcp:127.0.0.1:{ports}\"]\n\
-             domain = \"example.test\"\nrealm = \"farside\"\n"
+             domain = \"example.test\"\nrealm = \"farside\"\n\n\
+             [rtp]\nenabled = true\naddress = [\"127.0.0.1\"]\nports = \"{media}-{}\"\nng_listen = []\n\
+             allowed_peers = [\"127.0.0.0/8\"]\n",
+            media + 18
         )),
     );
     common::add_alice_once_running(&server);
@@ -89,6 +95,19 @@ fn doctor_finds_the_server_through_naptr_and_srv_and_finds_nothing_wrong_on_loop
         report["audio"]["sent"], report["audio"]["received"],
         "{report:#}"
     );
+    // Through the RTP relay: a call to the echo service, its RTP sent back by the relay.
+    assert_eq!(report["rtp_relay_audio"]["sent"], 50, "{report:#}");
+    assert_eq!(
+        report["rtp_relay_audio"]["received"], 50,
+        "through the RTP relay: {report:#}"
+    );
+    assert!(
+        server
+            .metrics()
+            .is_some_and(|m| m.contains("farside_sip_echo_calls_total 1\n")),
+        "{}",
+        server.describe()
+    );
     assert_eq!(report["direct_audio"]["sent"], 50, "{report:#}");
     assert_eq!(
         report["direct_audio"]["received"], 50,
@@ -129,11 +148,14 @@ fn doctor_finds_the_server_through_naptr_and_srv_and_finds_nothing_wrong_on_loop
     common::note(
         test,
         &format!(
-            "found through NAPTR and SRV: {}; audio {} of {} back, MOS {}",
+            "found through NAPTR and SRV: {}; audio {} of {} back through TURN, MOS {}; {} of {} through the RTP relay, MOS {}",
             sip[0]["server"],
             report["audio"]["received"],
             report["audio"]["sent"],
-            report["audio"]["mos"]
+            report["audio"]["mos"],
+            report["rtp_relay_audio"]["received"],
+            report["rtp_relay_audio"]["sent"],
+            report["rtp_relay_audio"]["mos"]
         ),
     );
 }

@@ -1072,8 +1072,9 @@ fn json_shape(v: &serde_json::Value, at: &str, into: &mut Vec<String>) {
 ///   and SDP rewritten to the gateway's public address);
 /// - a short binding lifetime only behind the 20 s `short` gateway;
 /// - "needs TURN" only behind the symmetric gateways (address- and port-dependent mapping);
-/// - registration (one challenge, then 200), and audio through the TURN relay and straight to
-///   the server everywhere, with under 1 % loss;
+/// - registration (one challenge, then 200), and audio through the TURN relay, through the RTP
+///   relay (a call to the echo service) and straight to the server everywhere, with under 1 %
+///   loss;
 /// - exit status 3 where a problem was found, 0 elsewhere;
 /// - every `--json` report has exactly the shape docs/doctor.md documents.
 #[test]
@@ -1091,6 +1092,7 @@ fn farside_doctor_gives_each_gateway_its_verdict() {
              [turn]\nenabled = true\nrealm = \"example.org\"\n\n\
              [sip]\nenabled = true\ndomain = \"example.org\"\n\
              listen = [\"udp:{primary}:5060\", \"tcp:{primary}:5060\", \"tls:{primary}:5061\"]\n\n\
+             [rtp]\nenabled = true\naddress = [\"{primary}\"]\nports = \"40000-40199\"\nng_listen = []\n\n\
              [tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[admin]\nlisten = \"off\"\n\n\
              [store]\nurl = \"sqlite://{}\"\n",
             cert.display(),
@@ -1197,16 +1199,22 @@ fn farside_doctor_gives_each_gateway_its_verdict() {
             direct["sent"].as_u64().unwrap_or(0),
             direct["received"].as_u64().unwrap_or(0),
         );
+        let rtp = &report["rtp_relay_audio"];
+        let (rtp_sent, rtp_back) = (
+            rtp["sent"].as_u64().unwrap_or(0),
+            rtp["received"].as_u64().unwrap_or(0),
+        );
         let registered = report["registration"]["registered"] == true
             && report["registration"]["challenges"] == 1;
         let _ = writeln!(
             table,
-            "{:16} exit {} alg {alg_found} {changed:?} short {short} needs_turn {needs_turn} registered {registered} audio {received}/{sent} mos {} direct {direct_back}/{direct_sent} tls {}",
+            "{:16} exit {} alg {alg_found} {changed:?} short {short} needs_turn {needs_turn} registered {registered} audio {received}/{sent} mos {} rtp relay {rtp_back}/{rtp_sent} mos {} direct {direct_back}/{direct_sent} tls {}",
             h.name,
             out.status
                 .and_then(|s| s.code())
                 .map_or("?".into(), |c| c.to_string()),
             audio["mos"],
+            rtp["mos"],
             report["sip"][2]["alg"],
         );
         if report["verdict"]["ok"] != true {
@@ -1255,6 +1263,13 @@ fn farside_doctor_gives_each_gateway_its_verdict() {
         }
         if sent == 0 || (sent - received) * 100 >= sent {
             let _ = writeln!(failures, "{}: audio {received} of {sent}\n{out}", h.name);
+        }
+        if rtp_sent == 0 || (rtp_sent - rtp_back) * 100 >= rtp_sent {
+            let _ = writeln!(
+                failures,
+                "{}: audio through the RTP relay {rtp_back} of {rtp_sent}\n{out}",
+                h.name
+            );
         }
         if direct_sent == 0 || (direct_sent - direct_back) * 100 >= direct_sent {
             let _ = writeln!(

@@ -25,47 +25,75 @@ const DIRECT_TAG: &[u8; 4] = b"fsdr";
 /// between this network and the server's.
 pub fn direct(server: SocketAddr, local: IpAddr, seconds: f64) -> anyhow::Result<Audio> {
     let socket = UdpSocket::bind(SocketAddr::new(local, 0))?;
+    // 20 (header) + 4 (attribute header) + 148 = 172.
+    let padding = "farside doctor: an RTP-sized STUN request ".repeat(4);
+    let padding = &padding[..148];
+    let request = |seq: u64| {
+        let mut id = [0u8; 12];
+        id[..4].copy_from_slice(DIRECT_TAG);
+        id[4..].copy_from_slice(&seq.to_be_bytes());
+        let mut out = vec![0u8; 512];
+        let mut b = MessageBuilder::new(
+            &mut out,
+            MessageType::new(Class::Request, Method::BINDING),
+            Header::new(TransactionId(id)),
+        )
+        .map_err(|_| anyhow::anyhow!("buffer"))?;
+        b.add(&Software(padding))
+            .map_err(|_| anyhow::anyhow!("buffer"))?;
+        let n = b.finish();
+        out.truncate(n);
+        Ok(out)
+    };
+    let answer_to = |datagram: &[u8], from: SocketAddr| {
+        (from == server && datagram.len() >= 20 && &datagram[8..12] == DIRECT_TAG)
+            .then(|| u64::from_be_bytes(datagram[12..20].try_into().unwrap_or_default()))
+    };
+    stream(
+        &socket,
+        server,
+        seconds,
+        "direct path to the server (STUN echo)",
+        request,
+        answer_to,
+    )
+}
+
+/// Sends `packet(n)` from `socket` to `to` every 20 ms for `seconds`, and reads what comes
+/// back until half a second after the last: `echo_of` tells which packet a datagram from an
+/// address echoes, if any. The figures, named `path`.
+pub fn stream(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    seconds: f64,
+    path: &str,
+    mut packet: impl FnMut(u64) -> anyhow::Result<Vec<u8>>,
+    echo_of: impl Fn(&[u8], SocketAddr) -> Option<u64>,
+) -> anyhow::Result<Audio> {
     socket.set_read_timeout(Some(Duration::from_millis(2)))?;
     let count = (seconds.max(0.1) / PACKET_INTERVAL.as_secs_f64()).round() as u64;
     let mut sent_at = vec![None::<Instant>; count as usize];
     let mut back = Echoes::default();
     let mut buf = vec![0u8; 2048];
-    // 20 (header) + 4 (attribute header) + 148 = 172.
-    let padding = "farside doctor: an RTP-sized STUN request ".repeat(4);
-    let padding = &padding[..148];
     let start = Instant::now();
     let end = start + PACKET_INTERVAL * (count as u32) + Duration::from_millis(500);
     let mut next = 0u64;
     while Instant::now() < end {
         if next < count && Instant::now() >= start + PACKET_INTERVAL * (next as u32) {
-            let mut id = [0u8; 12];
-            id[..4].copy_from_slice(DIRECT_TAG);
-            id[4..].copy_from_slice(&next.to_be_bytes());
-            let mut out = vec![0u8; 512];
-            let mut b = MessageBuilder::new(
-                &mut out,
-                MessageType::new(Class::Request, Method::BINDING),
-                Header::new(TransactionId(id)),
-            )
-            .map_err(|_| anyhow::anyhow!("buffer"))?;
-            b.add(&Software(padding))
-                .map_err(|_| anyhow::anyhow!("buffer"))?;
-            let n = b.finish();
-            socket.send_to(&out[..n], server)?;
+            socket.send_to(&packet(next)?, to)?;
             sent_at[next as usize] = Some(Instant::now());
             next += 1;
         }
         if let Ok((n, from)) = socket.recv_from(&mut buf) {
             let now = Instant::now();
-            if from == server && n >= 20 && &buf[8..12] == DIRECT_TAG {
-                let seq = u64::from_be_bytes(buf[12..20].try_into().unwrap_or_default());
-                if let Some(Some(at)) = sent_at.get(seq as usize) {
-                    back.arrived(seq, now.duration_since(*at));
-                }
+            if let Some(seq) = echo_of(&buf[..n], from)
+                && let Some(Some(at)) = sent_at.get(seq as usize)
+            {
+                back.arrived(seq, now.duration_since(*at));
             }
         }
     }
-    Ok(back.audio(count, "direct path to the server (STUN echo)"))
+    Ok(back.audio(count, path))
 }
 
 /// Echoes that came back: each one's round trip, and the interarrival jitter.

@@ -4,13 +4,15 @@
 //! discovery and the binding lifetime), SIP over UDP, TCP and TLS (reachable, and whether
 //! anything on the way rewrote the messages: the server's mirror service sends back what
 //! arrived), registration with the user's credentials, TURN over UDP and TCP, and audio through
-//! the relay and straight to the server. It ends with a verdict and advice in plain words, as
+//! the TURN relay, through the RTP relay (a call to the server's echo service) and straight to
+//! the server. It ends with a verdict and advice in plain words, as
 //! text or one JSON object (docs/doctor.md).
 //!
 //! The checks are blocking clients of their own ([`sip`], [`turn`]) and the NAT probe's shell;
 //! the verdict ([`verdict`]) reads the report they fill ([`report`]) and decides nothing else.
 
 mod audio;
+mod echo;
 mod report;
 mod sip;
 mod turn;
@@ -66,7 +68,10 @@ pub struct DoctorArgs {
     /// The server's mirror user (its `sip.mirror_user`).
     #[arg(long, value_name = "USER", default_value = farside_sip::mirror::DEFAULT_USER)]
     mirror_user: String,
-    /// Seconds of each audio check (through the relay, straight to the server).
+    /// The server's echo user (its `sip.echo_user`): audio through its RTP relay.
+    #[arg(long, value_name = "USER", default_value = farside_sip::echo::DEFAULT_USER)]
+    echo_user: String,
+    /// Seconds of each audio check (through the relays, straight to the server).
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     audio_seconds: f64,
     /// The DNS server to ask instead of the system's, as IP or IP:port.
@@ -213,6 +218,27 @@ async fn run_async(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             (None, false) => "  arrived unchanged".into(),
         });
         report.sip.push(path);
+    }
+    if let Some(udp) = servers.sip.iter().find(|t| t.transport == "udp") {
+        progress(&format!(
+            "audio through the RTP relay: a call to sip:{}@{domain} at {}, {} s of RTP",
+            args.echo_user, udp.server, args.audio_seconds
+        ));
+        let (server, d, e, seconds) = (
+            udp.server,
+            domain.clone(),
+            args.echo_user.clone(),
+            args.audio_seconds,
+        );
+        match tokio::task::spawn_blocking(move || echo::rtp_echo(server, local, &d, &e, seconds))
+            .await?
+        {
+            Ok(a) => report.rtp_relay_audio = Some(a),
+            Err(e) => {
+                progress(&format!("  no audio through the RTP relay: {e:#}"));
+                report.rtp_relay_error = Some(format!("{e:#}"));
+            }
+        }
     }
     if let Some(stun) = &servers.stun {
         progress(&format!(

@@ -16,8 +16,14 @@ pub struct Report {
     pub registration: Option<Registration>,
     /// TURN allocations; `None` without credentials.
     pub turn: Vec<TurnPath>,
-    /// Audio through the relay; `None` when no allocation could carry it.
+    /// Audio through the TURN relay; `None` when no allocation could carry it.
     pub audio: Option<Audio>,
+    /// Audio through the RTP relay, in a call to the server's echo service over UDP; `None`
+    /// when it could not be called ([`Report::rtp_relay_error`] says why).
+    pub rtp_relay_audio: Option<Audio>,
+    /// Why the echo call through the RTP relay failed (a server without the relay or the echo
+    /// service answers 503 or 404).
+    pub rtp_relay_error: Option<String>,
     /// Audio-like packets straight to the server and back (not relayed); `None` without a STUN
     /// server.
     pub direct_audio: Option<Audio>,
@@ -251,7 +257,15 @@ impl Report {
                 }
             }
         }
-        for a in self.audio.iter().chain(&self.direct_audio) {
+        if let Some(e) = &self.rtp_relay_error {
+            let _ = writeln!(s, "\nAudio through the RTP relay: not measured: {e}");
+        }
+        for a in self
+            .audio
+            .iter()
+            .chain(&self.rtp_relay_audio)
+            .chain(&self.direct_audio)
+        {
             let _ = writeln!(s, "\nAudio over the {}", a.path);
             let _ = writeln!(
                 s,

@@ -29,7 +29,7 @@ pub struct Target {
 }
 
 /// One conversation with the server: a UDP socket or a connection.
-enum Conn {
+pub(super) enum Conn {
     Udp(UdpSocket, SocketAddr),
     Tcp(TcpStream, Vec<u8>),
     Tls(
@@ -39,7 +39,7 @@ enum Conn {
 }
 
 impl Conn {
-    fn open(
+    pub(super) fn open(
         t: &Target,
         local: IpAddr,
         tls: Option<&Arc<rustls::ClientConfig>>,
@@ -70,7 +70,11 @@ impl Conn {
 
     /// Sends `request` and waits for a final response of its transaction (`branch`); the
     /// response and the time to its first byte.
-    fn ask(&mut self, request: &[u8], branch: &str) -> anyhow::Result<(Vec<u8>, Duration)> {
+    pub(super) fn ask(
+        &mut self,
+        request: &[u8],
+        branch: &str,
+    ) -> anyhow::Result<(Vec<u8>, Duration)> {
         let start = Instant::now();
         match self {
             Conn::Udp(s, to) => {
@@ -105,7 +109,7 @@ impl Conn {
         }
     }
 
-    fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+    pub(super) fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         match self {
             Conn::Udp(s, to) => {
                 s.send_to(bytes, *to)?;
@@ -161,48 +165,48 @@ fn is_final_of(bytes: &[u8], branch: &str) -> bool {
         && m.via().branch() == Some(branch.as_bytes())
 }
 
-fn status(bytes: &[u8]) -> Option<u16> {
+pub(super) fn status(bytes: &[u8]) -> Option<u16> {
     match Message::parse(bytes).ok()?.start_line() {
         StartLine::Response { code, .. } => Some(code),
         StartLine::Request { .. } => None,
     }
 }
 
-fn random_token() -> String {
+pub(super) fn random_token() -> String {
     let mut b = [0u8; 8];
     let _ = farside_io::random_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A request to write.
-struct Request<'a> {
-    method: &'a str,
-    uri: &'a str,
-    transport: &'a str,
+pub(super) struct Request<'a> {
+    pub(super) method: &'a str,
+    pub(super) uri: &'a str,
+    pub(super) transport: &'a str,
     /// This end of the conversation.
-    me: SocketAddr,
+    pub(super) me: SocketAddr,
     /// The From URI and its tag.
-    from: &'a str,
-    tag: &'a str,
+    pub(super) from: &'a str,
+    pub(super) tag: &'a str,
     /// The To header's value (`<uri>`, with the answer's tag for an ACK).
-    to: &'a str,
+    pub(super) to: &'a str,
     /// The Call-ID's token (`@` and this host's address follow).
-    call_id: &'a str,
-    cseq: u32,
-    branch: &'a str,
+    pub(super) call_id: &'a str,
+    pub(super) cseq: u32,
+    pub(super) branch: &'a str,
     /// The user part of the Contact.
-    contact_user: &'a str,
+    pub(super) contact_user: &'a str,
     /// More header lines, each with its CRLF.
-    extra: &'a str,
+    pub(super) extra: &'a str,
     /// An SDP body.
-    body: Option<&'a str>,
+    pub(super) body: Option<&'a str>,
 }
 
 impl Request<'_> {
     /// The request as a phone behind this host's NAT writes it: its own (private) address in
     /// the Via, the Contact, the Call-ID and, for an INVITE, the SDP; so that an ALG on the way
     /// has something to rewrite.
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         let me = match self.me {
             SocketAddr::V4(a) => a.to_string(),
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),

@@ -11,13 +11,13 @@
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use farside_bench::turn_client::{self, Allocated, Creds};
 use farside_stun::attributes::{XorMappedAddress, XorPeerAddress};
 use farside_stun::{Class, Message, Method};
 
-use super::audio::{Echoes, PACKET_BYTES, PACKET_INTERVAL};
+use super::audio::{PACKET_BYTES, stream};
 use super::report::{Audio, TurnPath};
 
 /// The channel the audio runs on.
@@ -181,34 +181,16 @@ fn run_audio(
 
 /// Sends packets on the channel every 20 ms for `seconds` and measures what comes back.
 fn echo_through(client: &UdpSocket, server: SocketAddr, seconds: f64) -> anyhow::Result<Audio> {
-    let start = Instant::now();
-    let count = (seconds.max(0.1) / PACKET_INTERVAL.as_secs_f64()).round() as u64;
-    let mut sent_at = vec![None::<Instant>; count as usize];
-    let mut back = Echoes::default();
-    let mut buf = vec![0u8; 2048];
-    client.set_read_timeout(Some(Duration::from_millis(2)))?;
-    let mut next = 0u64;
-    let end = start + PACKET_INTERVAL * (count as u32) + Duration::from_millis(500);
-    while Instant::now() < end {
-        let due = start + PACKET_INTERVAL * (next as u32);
-        if next < count && Instant::now() >= due {
-            let mut packet = vec![0u8; 4 + PACKET_BYTES];
-            packet[..2].copy_from_slice(&CHANNEL.to_be_bytes());
-            packet[2..4].copy_from_slice(&(PACKET_BYTES as u16).to_be_bytes());
-            packet[4..12].copy_from_slice(&next.to_be_bytes());
-            client.send_to(&packet, server)?;
-            sent_at[next as usize] = Some(Instant::now());
-            next += 1;
-        }
-        if let Ok((n, _)) = client.recv_from(&mut buf) {
-            let now = Instant::now();
-            if n >= 12 && buf[..2] == CHANNEL.to_be_bytes() {
-                let seq = u64::from_be_bytes(buf[4..12].try_into().unwrap_or_default());
-                if let Some(Some(at)) = sent_at.get(seq as usize) {
-                    back.arrived(seq, now.duration_since(*at));
-                }
-            }
-        }
-    }
-    Ok(back.audio(count, "TURN relay"))
+    let packet = |seq: u64| {
+        let mut packet = vec![0u8; 4 + PACKET_BYTES];
+        packet[..2].copy_from_slice(&CHANNEL.to_be_bytes());
+        packet[2..4].copy_from_slice(&(PACKET_BYTES as u16).to_be_bytes());
+        packet[4..12].copy_from_slice(&seq.to_be_bytes());
+        Ok(packet)
+    };
+    let echo_of = |datagram: &[u8], _from: SocketAddr| {
+        (datagram.len() >= 12 && datagram[..2] == CHANNEL.to_be_bytes())
+            .then(|| u64::from_be_bytes(datagram[4..12].try_into().unwrap_or_default()))
+    };
+    stream(client, server, seconds, "TURN relay", packet, echo_of)
 }

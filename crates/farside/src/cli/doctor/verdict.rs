@@ -118,7 +118,12 @@ pub fn verdict(r: &Report) -> Verdict {
             t.error.as_deref().unwrap_or("refused")
         ));
     }
-    for a in r.audio.iter().chain(&r.direct_audio) {
+    for a in r
+        .audio
+        .iter()
+        .chain(&r.rtp_relay_audio)
+        .chain(&r.direct_audio)
+    {
         if a.loss_percent >= LOSS_PROBLEM_PERCENT {
             v.problems.push(format!(
                 "audio over the {} lost {:.1} % of its packets (MOS {:.2})",
