@@ -593,10 +593,50 @@ fn calls_on_two_workers_are_relayed_from_each_workers_half_of_the_range() {
         })
     });
     assert!(all_listed, "{listed}");
+    // Deleted, each goes to the recent calls (`recent_calls`: what the dashboard's phone check
+    // shows of a phone's last calls), with where each side's RTP came from and why it ended.
+    for i in 0..CALLS {
+        let request = farside_media::ng::request(
+            format!("d{i}").as_bytes(),
+            vec![
+                (b"command", Value::Bytes(b"delete")),
+                (
+                    b"call-id",
+                    Value::Bytes(format!("call-{i}@workers").as_bytes()),
+                ),
+            ],
+        );
+        control.send_to(&request, ng).unwrap();
+        let n = control.recv(&mut buf).unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).contains("result2:ok"),
+            "delete call-{i}"
+        );
+    }
+    let all_recent = common::wait_until(Duration::from_secs(5), || {
+        listed = serde_json::from_str(server.cli(&["sessions", "--json"]).stdout.trim()).unwrap();
+        listed["calls"].as_array().is_some_and(Vec::is_empty)
+            && listed["recent_calls"].as_array().is_some_and(|c| {
+                c.len() == CALLS
+                    && c.iter().all(|c| {
+                        c["packets"] == 10
+                            && c["ended"]["reason"] == "deleted"
+                            && c["sides"].as_array().is_some_and(|s| {
+                                s.len() == 2
+                                    && s.iter().all(|s| {
+                                        s["endpoint"]
+                                            .as_str()
+                                            .is_some_and(|e| e.starts_with("127.0.0.1:"))
+                                    })
+                            })
+                    })
+            })
+    });
+    assert!(all_recent, "{listed}");
     common::note(
         test,
         &format!(
-            "{CALLS} calls over ng on 2 workers ({} and {} by Call-ID), each on its worker's half of the range, 5 packets each way relayed in each; statistics, list and farside sessions show all {CALLS}",
+            "{CALLS} calls over ng on 2 workers ({} and {} by Call-ID), each on its worker's half of the range, 5 packets each way relayed in each; statistics, list and farside sessions show all {CALLS}, and once deleted all {CALLS} in recent_calls",
             halves[0], halves[1]
         ),
     );

@@ -134,6 +134,10 @@ pub enum Event {
         /// The quality of each side's RTP as it reached the relay (the first offerer's
         /// first), over all its streams.
         quality: [CallQuality; 2],
+        /// When its first offer came.
+        created: Timestamp,
+        /// Where each side's RTP came from (its first stream's learned address), if any came.
+        endpoints: [Option<SocketAddr>; 2],
     },
 }
 
@@ -566,11 +570,16 @@ impl Relay {
         for s in &call.streams {
             release(&mut self.owners, ports, s);
         }
+        let endpoints = call.streams.first().map_or([None, None], |s| {
+            s.sides.each_ref().map(|side| side.rtp.learned())
+        });
         self.events.push_back(Event::CallEnded {
             call_id: call_id.to_vec(),
             reason,
             forwarded,
             quality,
+            created: call.created,
+            endpoints,
         });
         true
     }

@@ -275,6 +275,8 @@ fn calls_end_by_their_timers_and_by_delete_and_give_every_port_back() {
             reason: Ended::NoMedia,
             forwarded: [0, 0],
             quality: Default::default(),
+            created: at(0),
+            endpoints: [None, None],
         })
     );
     // Media, then silence.
@@ -284,13 +286,18 @@ fn calls_end_by_their_timers_and_by_delete_and_give_every_port_back() {
     r.handle_timeout(at(64), &mut ports);
     assert_eq!(r.calls(), 1);
     r.handle_timeout(at(65), &mut ports);
-    assert!(matches!(
-        r.poll_event(),
-        Some(Event::CallEnded {
-            reason: Ended::Silence,
-            ..
-        })
-    ));
+    let alice = sa("198.51.100.7:40001");
+    assert!(
+        matches!(
+            r.poll_event(),
+            Some(Event::CallEnded {
+                reason: Ended::Silence,
+                endpoints: [Some(a), None],
+                ..
+            }) if a == alice
+        ),
+        "where alice's RTP came from, for the operator's recent calls"
+    );
     // Media all along: the final limit.
     let (mut r, mut ports, alice_port, _) = call();
     let mut t = 0;

@@ -257,6 +257,7 @@ pub async fn sessions_value(api: &Api) -> Result<Value, String> {
         "allocations": allocations,
         "registrations": registrations,
         "calls": calls,
+        "recent_calls": api.calls.as_ref().map(|b| b.recent()).unwrap_or_default(),
         "alg_calls": alg_calls,
     }))
 }

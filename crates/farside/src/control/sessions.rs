@@ -75,8 +75,20 @@ pub struct CallSummary {
     pub bytes: u64,
     /// RTP packets not relayed (a foreign source, nowhere to send, a refused peer).
     pub errors: u64,
-    /// Each side of each stream: where its media comes from and how it arrives.
+    /// Each side of each stream: where its media comes from and how it arrives (of an ended
+    /// call, each side over all its streams: `received` is what arrived of what was expected).
     pub sides: Vec<SideSummary>,
+    /// When and why it ended; `None` while it runs.
+    pub ended: Option<EndedCall>,
+}
+
+/// When and why a call on the relay ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EndedCall {
+    /// Unix milliseconds.
+    pub unix_ms: u64,
+    /// `deleted` (BYE, CANCEL, ng delete), `no media`, `silence`, `final timeout`.
+    pub reason: &'static str,
 }
 
 /// One side of a relayed stream, as the relay saw its RTP arrive.
@@ -108,11 +120,28 @@ impl CallBoard {
         slot
     }
 
-    /// Every call, as last published.
+    /// Every call on the relay now, as last published.
     pub fn calls(&self) -> Vec<CallSummary> {
+        self.published(|c| c.ended.is_none())
+    }
+
+    /// The calls that ended lately (each RTP relay worker keeps its last ones), newest first.
+    pub fn recent(&self) -> Vec<CallSummary> {
+        let mut calls = self.published(|c| c.ended.is_some());
+        calls.sort_by_key(|c| std::cmp::Reverse(c.ended.as_ref().map_or(0, |e| e.unix_ms)));
+        calls
+    }
+
+    fn published(&self, keep: impl Fn(&CallSummary) -> bool) -> Vec<CallSummary> {
         lock(&self.workers)
             .iter()
-            .flat_map(|w| lock(w).clone())
+            .flat_map(|w| {
+                lock(w)
+                    .iter()
+                    .filter(|c| keep(c))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 }

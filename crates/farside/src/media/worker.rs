@@ -15,6 +15,7 @@ use farside_media::relay::{CallQuality, Drop, Ended, Event, Relay};
 use farside_time::Timestamp;
 
 use super::ports::{PortPool, Ports};
+use crate::control::sessions::{CallSummary, EndedCall, SideSummary};
 use crate::runtime::clock;
 use crate::runtime::lock::lock;
 use crate::telemetry::rtp::{JITTER_BUCKETS, LOSS_BUCKETS, RtpCounters};
@@ -37,7 +38,13 @@ pub struct Shard {
     pub pool: PortPool,
     /// The gauges' values this shard last added to the shared ones.
     published: [u64; 3],
+    /// The calls that ended here lately, newest last ([`RECENT_CALLS`] at most).
+    recent: std::collections::VecDeque<CallSummary>,
 }
+
+/// How many ended calls each worker keeps for the operator (the API's `recent_calls`, the
+/// dashboard's phone check).
+pub const RECENT_CALLS: usize = 200;
 
 /// What the worker thread shares with the control thread.
 pub struct Worker {
@@ -61,6 +68,7 @@ impl Worker {
                 relay,
                 pool,
                 published: [0; 3],
+                recent: std::collections::VecDeque::new(),
             }),
             epoll: epoll.try_clone()?,
             control_waiting: AtomicBool::new(false),
@@ -78,9 +86,42 @@ impl Shard {
             reason,
             forwarded,
             quality,
+            created,
+            endpoints,
         }) = self.relay.poll_event()
         {
             ended(c, &call_id, reason, forwarded, &quality);
+            if self.recent.len() >= RECENT_CALLS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(CallSummary {
+                call_id: String::from_utf8_lossy(&call_id).into_owned(),
+                created_unix_ms: created.unix_millis(),
+                streams: 0,
+                packets: forwarded.iter().sum(),
+                bytes: 0,
+                errors: 0,
+                sides: quality
+                    .iter()
+                    .zip(endpoints)
+                    .map(|(q, endpoint)| SideSummary {
+                        endpoint,
+                        received: q.expected.saturating_sub(q.lost),
+                        lost: i64::try_from(q.lost).unwrap_or(i64::MAX),
+                        jitter_ms: q.jitter.as_secs_f64() * 1000.0,
+                        rtt_ms: q.round_trip.map(|d| d.as_secs_f64() * 1000.0),
+                    })
+                    .collect(),
+                ended: Some(EndedCall {
+                    unix_ms: clock::now().unix_millis(),
+                    reason: match reason {
+                        Ended::Deleted => "deleted",
+                        Ended::NoMedia => "no media",
+                        Ended::Silence => "silence",
+                        Ended::Final => "final timeout",
+                    },
+                }),
+            });
         }
         let overflowed = self.pool.take_overflowed();
         if overflowed > 0 {
@@ -145,7 +186,7 @@ pub fn run(
     worker: &Worker,
     mut epoll: Epoll,
     c: &RtpCounters,
-    published: &Mutex<Vec<crate::control::sessions::CallSummary>>,
+    published: &Mutex<Vec<CallSummary>>,
     shutdown: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut rx = RecvBatch::new(RELAY_BATCH, 65_535);
@@ -214,7 +255,9 @@ pub fn run(
         let shard = &mut *guard;
         if next_sweep <= now {
             shard.pool.sweep();
-            *lock(published) = summaries(&shard.relay);
+            let mut calls = summaries(&shard.relay);
+            calls.extend(shard.recent.iter().cloned());
+            *lock(published) = calls;
             next_sweep = now.checked_add(OVERFLOW_SWEEP).unwrap_or(now);
         }
         if shard.relay.poll_timeout().is_some_and(|t| now >= t) {
@@ -231,12 +274,12 @@ pub fn run(
 }
 
 /// The calls of `relay` for the dashboard and the API (once a second).
-fn summaries(relay: &Relay) -> Vec<crate::control::sessions::CallSummary> {
+fn summaries(relay: &Relay) -> Vec<CallSummary> {
     relay
         .call_ids()
         .filter_map(|id| {
             let (created, t) = relay.totals(id)?;
-            Some(crate::control::sessions::CallSummary {
+            Some(CallSummary {
                 call_id: String::from_utf8_lossy(id).into_owned(),
                 created_unix_ms: created.unix_millis(),
                 streams: relay.streams(id).map_or(0, |s| s.len()),
@@ -248,7 +291,7 @@ fn summaries(relay: &Relay) -> Vec<crate::control::sessions::CallSummary> {
                     .into_iter()
                     .flatten()
                     .flatten()
-                    .map(|side| crate::control::sessions::SideSummary {
+                    .map(|side| SideSummary {
                         endpoint: side.endpoint,
                         received: side.quality.received(),
                         lost: side.quality.lost(),
@@ -256,6 +299,7 @@ fn summaries(relay: &Relay) -> Vec<crate::control::sessions::CallSummary> {
                         rtt_ms: side.round_trip.map(|d| d.as_secs_f64() * 1000.0),
                     })
                     .collect(),
+                ended: None,
             })
         })
         .collect()

@@ -148,21 +148,23 @@ pub async fn check(
         );
     }
 
-    body.push_str("<h2>Media of its calls on the relay</h2>");
+    body.push_str("<h2>Media of its calls on the relay, now and lately</h2>");
     let ip = remote.parse::<SocketAddr>().ok().map(|a| a.ip());
     match (&d.api.calls, ip) {
         (None, _) => body.push_str("<p id=\"media\">The RTP relay does not run here (<code>[rtp]</code>): no media to measure.</p>"),
         (Some(board), Some(ip)) => {
-            let (rows, lossy) = media_rows(&board.calls(), ip);
+            let mut calls = board.calls();
+            calls.extend(board.recent());
+            let (rows, lossy) = media_rows(&calls, ip);
             if lossy {
                 advice.push("its calls lose audio on the way to the relay: check the user's uplink");
             }
             if rows.is_empty() {
-                body.push_str("<p id=\"media\">No call of this phone is on the relay now.</p>");
+                body.push_str("<p id=\"media\">No call of this phone is on the relay now, or ended on it lately.</p>");
             } else {
                 body.push_str(&table(
                     "media",
-                    &["Call-ID", "its RTP from", "packets", "lost", "jitter", "round trip", "MOS"],
+                    &["Call-ID", "when", "its RTP from", "packets", "lost", "jitter", "round trip", "MOS"],
                     &rows,
                 ));
             }
@@ -186,12 +188,21 @@ pub async fn check(
     Html(page(&format!("Phone check: {}", text("aor")), &s, &body)).into_response()
 }
 
-/// A row for each side of the relay's `calls` whose RTP comes from `ip`, and whether any loses
-/// 1 % or more.
+/// A row for each side of the relay's `calls` (live or ended) whose RTP comes from `ip`, and
+/// whether any loses 1 % or more.
 fn media_rows(calls: &[CallSummary], ip: IpAddr) -> (Vec<Vec<String>>, bool) {
     let mut lossy = false;
     let mut rows = Vec::new();
+    let now_ms = crate::runtime::clock::now().unix_millis();
     for c in calls {
+        let when = match &c.ended {
+            None => "on now".to_string(),
+            Some(e) => format!(
+                "ended {} s ago ({})",
+                now_ms.saturating_sub(e.unix_ms) / 1000,
+                e.reason
+            ),
+        };
         for side in c
             .sides
             .iter()
@@ -208,6 +219,7 @@ fn media_rows(calls: &[CallSummary], ip: IpAddr) -> (Vec<Vec<String>>, bool) {
             );
             rows.push(vec![
                 esc(&c.call_id),
+                when.clone(),
                 side.endpoint.map_or_else(String::new, |e| e.to_string()),
                 side.received.to_string(),
                 format!("{:.1} %", loss * 100.0),
