@@ -73,7 +73,7 @@ pub fn spawn(
         pools.len(),
         list(&shell.relay.addresses),
         if shell.link.is_some() {
-            "; relaying Farside's own calls"
+            "; serving Farside's SIP server (the calls [rtp] relay picks, and its echo service)"
         } else {
             ""
         }
