@@ -445,7 +445,8 @@ fn an_invite_forks_to_every_phone_of_the_user_and_the_one_that_answers_gets_it()
             Duration::from_secs(30),
         )
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Both phones listen before the call (a fixed pause lost the race on a loaded machine).
+    assert!(common::wait_until_udp_bound(desk) && common::wait_until_udp_bound(soft));
     let caller = call_alice(sip);
     let (answers, busy) = (answers.join().unwrap(), busy.join().unwrap());
     assert_eq!(
@@ -707,7 +708,7 @@ fn call(sip: SocketAddr, port: u16) -> (common::ToolOutput, common::ToolOutput) 
     let callee_args = sipp::callee("alice", "127.0.0.1", port, 20);
     let callee =
         std::thread::spawn(move || run_tool("sipp", &callee_args, Duration::from_secs(30)));
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(common::wait_until_udp_bound(port), "the callee listens");
     let caller_args = sipp::caller("alice", DOMAIN, "127.0.0.1", port + 1, &sip.to_string(), 20);
     let caller = run_tool("sipp", &caller_args, Duration::from_secs(30));
     (caller, callee.join().unwrap())
@@ -1208,7 +1209,7 @@ fn a_late_offer_from_sipp_is_relayed_from_the_200_and_answered_from_the_ack() {
     let callee_args = phone(&callee_sf, ports, media, None);
     let callee =
         std::thread::spawn(move || run_tool("sipp", &callee_args, Duration::from_secs(30)));
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(common::wait_until_udp_bound(ports), "the callee listens");
     let caller = run_tool(
         "sipp",
         &phone(&caller_sf, ports + 1, media + 4, Some(sip.to_string())),

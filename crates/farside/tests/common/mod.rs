@@ -1843,6 +1843,24 @@ pub fn ca_signed(
 }
 
 /// Polls `ok` every 50 ms until it holds (true) or `limit` passes (false).
+/// Waits (up to 10 s) until a socket of this host is bound to UDP `port`: a tool started in
+/// another thread listens. Read from /proc/net/udp{,6}, so that the check takes no port a tool
+/// is about to bind. Whether it came.
+pub fn wait_until_udp_bound(port: u16) -> bool {
+    let hex = format!(":{port:04X} ");
+    wait_until(Duration::from_secs(10), || {
+        ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
+            std::fs::read_to_string(f).is_ok_and(|t| {
+                t.lines().skip(1).any(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|a| format!("{a} ").ends_with(&hex))
+                })
+            })
+        })
+    })
+}
+
 pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + limit;
     loop {
