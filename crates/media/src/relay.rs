@@ -288,6 +288,11 @@ impl Calls {
         self.slots.get(self.slot(id)?)?.as_ref()
     }
 
+    fn get_mut(&mut self, id: &[u8]) -> Option<&mut Call> {
+        let slot = self.slot(id)?;
+        self.at_mut(slot)
+    }
+
     fn insert(&mut self, call: Call) -> usize {
         let slot = self.free.pop().unwrap_or(self.slots.len());
         self.by_id.insert(call.id.clone(), slot);
@@ -514,8 +519,7 @@ impl Relay {
         let parsed = Sdp::parse(offer.sdp).map_err(RelayError::Sdp)?;
         let call = self
             .calls
-            .slot(offer.call_id)
-            .and_then(|slot| self.calls.at_mut(slot))
+            .get_mut(offer.call_id)
             .ok_or(RelayError::UnknownCall)?;
         call.echo = true;
         call.answered.get_or_insert(now);
@@ -529,8 +533,7 @@ impl Relay {
         let parsed = Sdp::parse(answer.sdp).map_err(RelayError::Sdp)?;
         let call = self
             .calls
-            .slot(answer.call_id)
-            .and_then(|slot| self.calls.at_mut(slot))
+            .get_mut(answer.call_id)
             .ok_or(RelayError::UnknownCall)?;
         if rewritten_here(call, &parsed) {
             return Ok(answer.sdp.to_vec());

@@ -10,7 +10,7 @@ use farside_sip::{HeaderName, Message};
 
 use super::audio::{PACKET_BYTES, stream};
 use super::report::Audio;
-use super::sip::{Conn, Request, Target, random_token, status};
+use super::sip::{Conn, Ids, Request, Target, random_token, status};
 
 /// RTP's fixed header (RFC 3550 §5.1).
 const RTP_HEADER: usize = 12;
@@ -40,24 +40,9 @@ t=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
     let uri = format!("sip:{echo_user}@{domain}");
     let from = format!("sip:doctor@{domain}");
     let to = format!("<{uri}>");
-    let (tag, call_id) = (random_token(), random_token());
-    let branch = format!("z9hG4bK-doctor-{}", random_token());
-    let invite = Request {
-        method: "INVITE",
-        uri: &uri,
-        transport: "udp",
-        me,
-        from: &from,
-        tag: &tag,
-        to: &to,
-        call_id: &call_id,
-        cseq: 1,
-        branch: &branch,
-        contact_user: "doctor",
-        extra: "",
-        body: Some(&sdp),
-    };
-    let (answer, _) = conn.ask(invite.text().as_bytes(), &branch)?;
+    let ids = Ids::fresh();
+    let invite = Request::first("INVITE", &uri, &to, "udp", me, &from, &ids, Some(&sdp));
+    let (answer, _) = conn.ask(invite.text().as_bytes(), &ids.branch)?;
     let code = status(&answer).unwrap_or(0);
     if !(200..300).contains(&code) {
         anyhow::bail!(

@@ -202,7 +202,56 @@ pub(super) struct Request<'a> {
     pub(super) body: Option<&'a str>,
 }
 
-impl Request<'_> {
+/// The fresh identifiers of a new conversation's first request: its From tag, Call-ID and
+/// branch.
+pub(super) struct Ids {
+    pub(super) tag: String,
+    pub(super) call_id: String,
+    pub(super) branch: String,
+}
+
+impl Ids {
+    /// New random ones.
+    pub(super) fn fresh() -> Ids {
+        Ids {
+            tag: random_token(),
+            call_id: random_token(),
+            branch: format!("z9hG4bK-doctor-{}", random_token()),
+        }
+    }
+}
+
+impl<'a> Request<'a> {
+    /// The first request (CSeq 1) of a conversation from the doctor (`from`, Contact user
+    /// `doctor`) to `uri` (To `<uri>` as `to`), over `transport` from `me`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn first(
+        method: &'a str,
+        uri: &'a str,
+        to: &'a str,
+        transport: &'a str,
+        me: SocketAddr,
+        from: &'a str,
+        ids: &'a Ids,
+        body: Option<&'a str>,
+    ) -> Request<'a> {
+        Request {
+            method,
+            uri,
+            transport,
+            me,
+            from,
+            tag: &ids.tag,
+            to,
+            call_id: &ids.call_id,
+            cseq: 1,
+            branch: &ids.branch,
+            contact_user: "doctor",
+            extra: "",
+            body,
+        }
+    }
+
     /// The request as a phone behind this host's NAT writes it: its own (private) address in
     /// the Via, the Contact, the Call-ID and, for an INVITE, the SDP; so that an ALG on the way
     /// has something to rewrite.
@@ -283,30 +332,12 @@ a=rtpmap:101 telephone-event/8000\r\na=rtcp:{rtcp} IN IP4 {ip}\r\na=sendrecv\r\n
         rtcp = me.port().wrapping_add(3),
     );
     let mut changes: Vec<Change> = Vec::new();
+    let to = format!("<{uri}>");
     for (method, body) in [("OPTIONS", None), ("INVITE", Some(sdp.as_str()))] {
-        let (branch, tag, call_id) = (
-            format!("z9hG4bK-doctor-{}", random_token()),
-            random_token(),
-            random_token(),
-        );
-        let to = format!("<{uri}>");
-        let mut request = Request {
-            method,
-            uri: &uri,
-            transport: t.transport,
-            me,
-            from: &from,
-            tag: &tag,
-            to: &to,
-            call_id: &call_id,
-            cseq: 1,
-            branch: &branch,
-            contact_user: "doctor",
-            extra: "",
-            body,
-        };
+        let ids = Ids::fresh();
+        let mut request = Request::first(method, &uri, &to, t.transport, me, &from, &ids, body);
         let sent = request.text();
-        let (answer, rtt) = conn.ask(sent.as_bytes(), &branch)?;
+        let (answer, rtt) = conn.ask(sent.as_bytes(), &ids.branch)?;
         path.reachable = true;
         path.rtt_ms.get_or_insert(rtt.as_secs_f64() * 1000.0);
         let m = Message::parse(&answer)
