@@ -254,7 +254,42 @@ static SERVER_SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl Server {
     /// Starts the server and waits (bounded) until it answers a Binding over UDP on the primary address.
+    /// A port the harness chose that another process bound between the check and the start
+    /// ("Address already in use") gets the server started again on other ports, twice at most.
     pub fn start(name: &str, cfg: ServerConfig) -> Server {
+        let mut attempt = 1;
+        loop {
+            let server = Self::start_once(name, &cfg);
+            if !server.port_taken_at_start() || cfg.ports.is_some() || attempt == 3 {
+                server.wait_ready(cfg.tcp);
+                return server;
+            }
+            eprintln!("{name}: a port was taken before the server bound it; again on others");
+            attempt += 1;
+        }
+    }
+
+    /// Whether the server exited during its start because an address was in use.
+    fn port_taken_at_start(&self) -> bool {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let Ok(sock) = UdpSocket::bind(SocketAddr::new(self.primary.ip(), 0)) else {
+            return false;
+        };
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return self.logs().contains("Address already in use");
+            }
+            // Running (Farside says so; coturn answers).
+            if self.logs().contains("S010 running")
+                || stun::udp_binding_once(&sock, self.primary, Duration::from_millis(20)).is_some()
+            {
+                return false;
+            }
+        }
+        false
+    }
+
+    fn start_once(name: &str, cfg: &ServerConfig) -> Server {
         let mut ips = cfg.listen_ips.clone();
         if let Some(alt) = cfg.alternate {
             ips.push(alt);
@@ -280,8 +315,8 @@ impl Server {
 
         let backend = backend();
         let (mut command, config_text) = match backend {
-            Backend::Farside => farside_command(&dir, &cfg, &listen, alt_port, admin),
-            Backend::Coturn => coturn_command(&dir, &cfg, port, alt_port),
+            Backend::Farside => farside_command(&dir, cfg, &listen, alt_port, admin),
+            Backend::Coturn => coturn_command(&dir, cfg, port, alt_port),
         };
         if backend == Backend::Farside {
             command.envs(cfg.env.iter().map(|(k, v)| (k, v)));
@@ -296,7 +331,7 @@ impl Server {
         capture(child.stdout.take().unwrap(), output.clone());
         capture(child.stderr.take().unwrap(), output.clone());
 
-        let server = Server {
+        Server {
             backend,
             child: Mutex::new(child),
             primary: listen[0],
@@ -308,9 +343,7 @@ impl Server {
             output,
             dir,
             name: name.to_owned(),
-        };
-        server.wait_ready(cfg.tcp);
-        server
+        }
     }
 
     fn wait_ready(&self, tcp: bool) {
