@@ -209,6 +209,7 @@ fn serve_call(
                 Err(RelayError::UnknownCall) => refused("Unknown call-id"),
                 Err(RelayError::TooManyCalls) => refused("Too many calls"),
                 Err(RelayError::NoPorts) => refused("Ran out of ports"),
+                Err(RelayError::CallIdInUse) => refused("Call-ID in use by another call"),
                 Err(RelayError::Sdp(_)) => refused("Failed to parse SDP"),
             }
         }

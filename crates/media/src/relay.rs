@@ -105,6 +105,10 @@ pub enum RelayError {
     TooManyCalls,
     /// No free port pair.
     NoPorts,
+    /// An echo offer for a call that is not an echo, or an offer for an echo call: the
+    /// Call-ID is another call's (the echo service needs no authentication, so it may not
+    /// take over, nor be taken over by, a call it does not own).
+    CallIdInUse,
 }
 
 /// Why a call ended.
@@ -426,6 +430,19 @@ impl Relay {
         offer: &Passing<'_>,
         ports: &mut dyn MediaPorts,
     ) -> Result<Vec<u8>, RelayError> {
+        if self.calls.get(offer.call_id).is_some_and(|c| c.echo) {
+            return Err(RelayError::CallIdInUse);
+        }
+        self.take_offer(now, offer, ports)
+    }
+
+    /// [`Relay::offer`], for an echo call too.
+    fn take_offer(
+        &mut self,
+        now: Timestamp,
+        offer: &Passing<'_>,
+        ports: &mut dyn MediaPorts,
+    ) -> Result<Vec<u8>, RelayError> {
         let Passing {
             call_id, from_tag, ..
         } = *offer;
@@ -508,14 +525,19 @@ impl Relay {
     /// An echo call (Farside's ng flag `echo`): an offer whose media the relay sends back to
     /// where it came from, as a diagnostic's far end (`farside doctor`, a phone's echo test).
     /// The SDP returned names the ports the offerer itself sends to: it is the call's answer.
-    /// The call counts as answered, and its timers run as any call's.
+    /// The call counts as answered, and its timers run as any call's. A Call-ID the relay
+    /// holds for another call is refused ([`RelayError::CallIdInUse`]), and so is any later
+    /// plain offer for an echo call's.
     pub fn echo(
         &mut self,
         now: Timestamp,
         offer: &Passing<'_>,
         ports: &mut dyn MediaPorts,
     ) -> Result<Vec<u8>, RelayError> {
-        self.offer(now, offer, ports)?;
+        if self.calls.get(offer.call_id).is_some_and(|c| !c.echo) {
+            return Err(RelayError::CallIdInUse);
+        }
+        self.take_offer(now, offer, ports)?;
         let parsed = Sdp::parse(offer.sdp).map_err(RelayError::Sdp)?;
         let call = self
             .calls

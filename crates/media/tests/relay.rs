@@ -10,7 +10,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
-use farside_media::relay::{Drop, Ended, Event, MediaPorts, Passing, Relay, RelayConfig, Transmit};
+use farside_media::relay::{
+    Drop, Ended, Event, MediaPorts, Passing, Relay, RelayConfig, RelayError, Transmit,
+};
 use farside_sdp::{Ice, Sdp};
 use farside_time::Timestamp;
 
@@ -674,5 +676,16 @@ fn an_echo_call_sends_the_offerers_media_back_to_it_and_nothing_to_a_stranger() 
         port_in(&relay.echo(at(2), &offer, &mut ports).unwrap()),
         port
     );
+    // Nobody takes the echo over with a plain offer of its Call-ID, and an echo offer takes
+    // no other call over.
+    assert_eq!(
+        relay.offer(at(2), &offer, &mut ports),
+        Err(RelayError::CallIdInUse)
+    );
     assert!(relay.delete(b"echo-1", &mut ports));
+    relay.offer(at(3), &offer, &mut ports).unwrap();
+    assert_eq!(
+        relay.echo(at(3), &offer, &mut ports),
+        Err(RelayError::CallIdInUse)
+    );
 }

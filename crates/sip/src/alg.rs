@@ -110,13 +110,24 @@ impl AlgDetector {
         if let Some(seen) = self.get(source) {
             return match seen {
                 Seen::Clean => None,
-                // This message's own evidence when it has some (an INVITE's SDP `o=`), else
-                // the source's first.
-                Seen::Suspected(evidence) => Some(Suspicion {
-                    source,
-                    evidence: rewritten(msg, source, transport).unwrap_or_else(|| evidence.clone()),
-                    first: false,
-                }),
+                // The source's first evidence, and what this message left private (an INVITE's
+                // SDP `o=`). Its Via may name the source rightly now: it was told by `rport`.
+                Seen::Suspected(first) => {
+                    let mut evidence = first.clone();
+                    let new: Vec<String> = private_left(msg)
+                        .iter()
+                        .map(|(field, address)| format!("private {address} left in the {field}"))
+                        .filter(|said| !first.contains(said.as_str()))
+                        .collect();
+                    if !new.is_empty() {
+                        let _ = write!(evidence, "; in this request, {}", new.join(", "));
+                    }
+                    Some(Suspicion {
+                        source,
+                        evidence,
+                        first: false,
+                    })
+                }
             };
         }
         // Whatever the verdict, this request is answered with `received` and `rport`: the
@@ -290,6 +301,27 @@ had told the phone that address; private 192.168.6.10 left in the Call-ID"
             .expect("kept");
         assert!(!again.first);
         assert_eq!(again.evidence, s.evidence);
+        // A call from it: what its INVITE left private is added, and only that (its Via names
+        // the source rightly by now, told by rport).
+        let sdp =
+            "v=0\r\no=- 1 1 IN IP4 192.168.6.10\r\ns=-\r\nc=IN IP4 198.51.100.16\r\nt=0 0\r\n";
+        let invite = format!(
+            "INVITE sip:bob@example.org SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.16:5070;branch=z9hG4bK2\r\n\
+From: <sip:alice@example.org>;tag=2\r\nTo: <sip:bob@example.org>\r\nCall-ID: c2@198.51.100.16\r\n\
+CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        let m = Message::parse(invite.as_bytes()).expect("parses");
+        let call = d
+            .examine(Timestamp::EPOCH, &m, source(), Transport::Udp, None)
+            .expect("kept");
+        assert_eq!(
+            call.evidence,
+            format!(
+                "{}; in this request, private 192.168.6.10 left in the SDP o= line",
+                s.evidence
+            )
+        );
     }
 
     #[test]

@@ -82,11 +82,16 @@ impl EchoCalls {
         self.calls.get(call_id).map(|c| &c.answer)
     }
 
-    /// Whether `call_id` with the To tag `to_tag` is an echo call here.
-    pub(crate) fn holds(&self, call_id: &[u8], to_tag: Option<&[u8]>) -> bool {
+    /// Whether `call_id` is an echo call here, its dialog's To tag `to_tag`.
+    pub(crate) fn holds(&self, call_id: &[u8], to_tag: &[u8]) -> bool {
         self.calls
             .get(call_id)
-            .is_some_and(|c| to_tag.is_none_or(|t| t == c.to_tag.as_bytes()))
+            .is_some_and(|c| to_tag == c.to_tag.as_bytes())
+    }
+
+    /// Whether `call_id` is an echo call here (a CANCEL names no To tag).
+    pub(crate) fn has(&self, call_id: &[u8]) -> bool {
+        self.calls.contains_key(call_id)
     }
 
     /// A call began at `now` with `answer`, its 200 OK, which names `to_tag`.
@@ -129,7 +134,10 @@ impl EchoCalls {
             .values()
             .filter_map(|c| {
                 let end = c.started.checked_add(self.max_duration)?;
-                Some(if c.acked { end } else { end.min(c.again) })
+                Some(match c.acked {
+                    true => end,
+                    false => end.min(c.again).min(c.started.checked_add(64 * T1)?),
+                })
             })
             .min()
     }
@@ -186,7 +194,7 @@ mod tests {
         let mut calls = EchoCalls::new(1, Duration::from_secs(60));
         calls.begin(at(0), b"c1", "t1".into(), answer());
         assert!(!calls.has_room());
-        assert!(calls.holds(b"c1", Some(b"t1")) && !calls.holds(b"c1", Some(b"t2")));
+        assert!(calls.holds(b"c1", b"t1") && !calls.holds(b"c1", b"t2") && calls.has(b"c1"));
         let mut sent = Vec::new();
         let mut now = 0;
         while now < 5_000 {
@@ -207,6 +215,17 @@ mod tests {
     fn a_call_never_acked_is_given_up_after_64_t1() {
         let mut calls = EchoCalls::new(4, Duration::from_secs(60));
         calls.begin(at(0), b"c1", "t1".into(), answer());
+        for ms in [
+            500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500,
+        ] {
+            assert_eq!(calls.next(), Some(at(ms)));
+            assert_eq!(calls.poll(at(ms)).again.len(), 1);
+        }
+        assert_eq!(
+            calls.next(),
+            Some(at(32_000)),
+            "the give-up wakes on its own"
+        );
         assert!(calls.poll(at(31_999)).ended.is_empty());
         assert_eq!(calls.poll(at(32_000)).ended, [b"c1".to_vec()]);
         assert!(!calls.end(b"c1"));

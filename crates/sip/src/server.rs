@@ -1223,16 +1223,20 @@ impl SipServer {
             crate::response::response_via(msg, via, code, reason, &tag, extra)
         };
         let allow = [("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS")];
-        let to_tag = msg.to().tag();
+        // Within a dialog here: the To tag this server gave (RFC 3261 §12.2.2).
+        let in_dialog = msg.to().tag().is_some_and(|t| self.echo.holds(call_id, t));
         let answer = match method {
             Method::ACK => {
-                if self.echo.holds(call_id, to_tag) {
+                if in_dialog {
                     self.echo.acked(call_id);
                 }
                 return;
             }
             // The echo keeps its first offer.
-            Method::INVITE if to_tag.is_some() => reply(488, "Not Acceptable Here", &[]),
+            Method::INVITE if in_dialog => reply(488, "Not Acceptable Here", &[]),
+            Method::INVITE if msg.to().tag().is_some() => {
+                reply(481, "Call/Transaction Does Not Exist", &[])
+            }
             Method::INVITE => {
                 if let Some(again) = self.echo.answer(call_id) {
                     self.transmits.push_back(again.clone());
@@ -1243,16 +1247,15 @@ impl SipServer {
                     Err((code, reason)) => reply(code, reason, &[]),
                 }
             }
-            Method::BYE | Method::CANCEL if self.echo.holds(call_id, to_tag) => {
-                // A CANCEL comes after the 200 and changes nothing (RFC 3261 §9.2).
-                if method == Method::BYE {
-                    self.echo.end(call_id);
-                    if let Some(relay) = self.relay.as_mut() {
-                        relay.delete(call_id);
-                    }
+            Method::BYE if in_dialog => {
+                self.echo.end(call_id);
+                if let Some(relay) = self.relay.as_mut() {
+                    relay.delete(call_id);
                 }
                 reply(200, "OK", &[])
             }
+            // A CANCEL comes after the 200 and changes nothing (RFC 3261 §9.2).
+            Method::CANCEL if self.echo.has(call_id) => reply(200, "OK", &[]),
             Method::BYE | Method::CANCEL => reply(481, "Call/Transaction Does Not Exist", &[]),
             Method::OPTIONS => reply(200, "OK", &allow),
             _ => reply(405, "Method Not Allowed", &allow),

@@ -563,10 +563,10 @@ impl Config {
                 "must be at least 1 second".into(),
             ));
         }
-        if sip.echo_seconds == 0 {
+        if !(1..=86_400).contains(&sip.echo_seconds) {
             return Err(invalid(
                 "sip.echo_seconds",
-                "must be at least 1 second".into(),
+                "must be 1 to 86400 seconds".into(),
             ));
         }
         if !sip.echo_user.is_empty() && sip.echo_user == sip.mirror_user {

@@ -277,7 +277,10 @@ impl Server {
         };
         while Instant::now() < deadline {
             if self.exited().is_some() {
-                return self.logs().contains("Address already in use");
+                // Its last words may still be on their way through the capture thread.
+                return wait_until(Duration::from_secs(1), || {
+                    self.logs().contains("Address already in use")
+                });
             }
             // Running (Farside says so; coturn answers).
             if self.logs().contains("S010 running")
