@@ -1,8 +1,9 @@
 //! Feeds arbitrary bytes to the whole sans-IO SIP server, as a sequence of up to 16 datagrams
 //! and stream messages (split at 0xFF bytes; each one's first byte picks the transport, the
 //! source and how far the clock moves), with a user in the store and timers run between
-//! them. Nothing may panic, and whatever the server sends must be a SIP message that parses,
-//! a CRLF keep-alive answer, or a STUN response.
+//! them; every relayed call and echo call gets one SDP from a relay that takes all. Nothing may
+//! panic, and whatever the server sends must be a SIP message that parses, a CRLF keep-alive
+//! answer, or a STUN response.
 //!
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run sip_server -- -max_total_time=30` from the repo root.
 #![no_main]
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use farside_sip::Message;
 use farside_sip::digest::Algorithm;
+use farside_sip::media::{MediaRelay, Passing};
 use farside_sip::nat::Transport;
 use farside_sip::registrar::{Flow, RegistrarConfig, Users};
 use farside_sip::server::{Keys, Limits, Mode, SipServer, SipServerConfig};
@@ -41,8 +43,9 @@ fn server() -> SipServer {
             listeners: vec![(me, Transport::Udp), (me, Transport::Tcp)],
             limits: Limits::default(),
             software: None,
-            relay: farside_sip::media::RelayPolicy::Never,
+            relay: farside_sip::media::RelayPolicy::Nated,
             mirror_user: farside_sip::mirror::DEFAULT_USER.into(),
+            echo_user: farside_sip::echo::DEFAULT_USER.into(),
         },
         Keys {
             nonces: [1; 32],
@@ -51,7 +54,27 @@ fn server() -> SipServer {
         3,
     );
     s.set_users(Arc::new(OneUser));
+    s.set_media_relay(Box::new(AnyRelay));
     s
+}
+
+/// A relay that takes every offer, answer and echo with one SDP: the server's relaying and
+/// echo paths run too (`nated` relays what looks NATed).
+struct AnyRelay;
+
+const RELAY_SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n";
+
+impl MediaRelay for AnyRelay {
+    fn offer(&mut self, _: Timestamp, _: &Passing<'_>) -> Option<Vec<u8>> {
+        Some(RELAY_SDP.to_vec())
+    }
+    fn answer(&mut self, _: &Passing<'_>) -> Option<Vec<u8>> {
+        Some(RELAY_SDP.to_vec())
+    }
+    fn delete(&mut self, _: &[u8]) {}
+    fn echo(&mut self, _: Timestamp, _: &Passing<'_>) -> Option<Vec<u8>> {
+        Some(RELAY_SDP.to_vec())
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
