@@ -236,6 +236,11 @@ pub async fn sessions_value(api: &Api) -> Result<Value, String> {
         }
     };
     let alg_calls = api.sip.as_ref().map(|b| b.alg_calls()).unwrap_or_default();
+    let mut alg_by_call: std::collections::HashMap<&str, Vec<&crate::control::sessions::AlgCall>> =
+        std::collections::HashMap::new();
+    for a in &alg_calls {
+        alg_by_call.entry(a.call_id.as_str()).or_default().push(a);
+    }
     let calls: Vec<Value> = api
         .calls
         .as_ref()
@@ -243,10 +248,10 @@ pub async fn sessions_value(api: &Api) -> Result<Value, String> {
         .unwrap_or_default()
         .into_iter()
         .map(|c| {
-            let alg: Vec<&crate::control::sessions::AlgCall> = alg_calls
-                .iter()
-                .filter(|a| a.call_id == c.call_id)
-                .collect();
+            let alg = alg_by_call
+                .get(c.call_id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let mut v = json!(c);
             v["sip_alg"] = json!(if alg.is_empty() { "none" } else { "suspected" });
             v["sip_alg_evidence"] = json!(alg);

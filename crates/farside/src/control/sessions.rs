@@ -179,11 +179,7 @@ impl SipBoard {
     /// [`ALG_CALLS_KEPT`] are kept.
     pub fn alg_call(&self, call: AlgCall) -> bool {
         let mut calls = lock(&self.alg_calls);
-        if calls
-            .iter()
-            .rev()
-            .any(|c| c.call_id == call.call_id && c.side == call.side)
-        {
+        if listed(&calls, &call.call_id, call.side) {
             return false;
         }
         if calls.len() >= ALG_CALLS_KEPT {
@@ -191,6 +187,11 @@ impl SipBoard {
         }
         calls.push_back(call);
         true
+    }
+
+    /// Whether the side `side` of the call `call_id` is listed already.
+    pub fn has_alg_call(&self, call_id: &str, side: &str) -> bool {
+        listed(&lock(&self.alg_calls), call_id, side)
     }
 
     /// The calls with a SIP ALG suspected, newest first.
@@ -211,6 +212,15 @@ impl SipBoard {
     pub fn take(&self) -> Vec<(String, String)> {
         std::mem::take(&mut *lock(&self.to_remove))
     }
+}
+
+/// Whether `calls` lists the side `side` of the call `call_id` (the newest first: a call's
+/// answers come soon after its INVITE).
+fn listed(calls: &std::collections::VecDeque<AlgCall>, call_id: &str, side: &str) -> bool {
+    calls
+        .iter()
+        .rev()
+        .any(|c| c.call_id == call_id && c.side == side)
 }
 
 impl WorkerBoard {

@@ -555,21 +555,22 @@ impl SipThread {
                 suspicion,
             } => {
                 let side = if callee { "callee" } else { "caller" };
-                let call = crate::control::sessions::AlgCall {
-                    call_id,
-                    side,
-                    source: suspicion.source,
-                    evidence: suspicion.evidence,
-                    seen_unix_ms: now.unix_millis(),
-                };
-                // The phone was logged once (S424); its calls are listed, each side once.
-                let line = format!(
-                    "S425 call {}: SIP ALG suspected at the {side} {}: {}",
-                    call.call_id, call.source, call.evidence
-                );
-                if self.board.alg_call(call) {
+                // The phone was logged once (S424); its calls are listed, each side once (a
+                // second 18x or 2xx costs a look, nothing more).
+                if !self.board.has_alg_call(&call_id, side) {
                     one(&c.alg_calls);
-                    tracing::debug!("{line}");
+                    tracing::debug!(
+                        "S425 call {call_id}: SIP ALG suspected at the {side} {}: {}",
+                        suspicion.source,
+                        suspicion.evidence
+                    );
+                    self.board.alg_call(crate::control::sessions::AlgCall {
+                        call_id,
+                        side,
+                        source: suspicion.source,
+                        evidence: suspicion.evidence,
+                        seen_unix_ms: now.unix_millis(),
+                    });
                 }
             }
             Event::Malformed { remote, error } => {
