@@ -102,7 +102,7 @@ impl Dialogs {
         let call_id = msg.call_id();
         let (a, b) = (msg.from().tag()?, msg.to().tag()?);
         let (a, b) = if a <= b { (a, b) } else { (b, a) };
-        Some(crate::scan::fnv(self.key, &[call_id, b"\0", a, b"\0", b]))
+        Some(crate::scan::hash64(self.key, &[call_id, a, b]))
     }
 }
 

@@ -249,7 +249,9 @@ impl<'a> Credentials<'a> {
 /// ([`crate::nonce_counts`]); the server keeps no table of the nonces it gave out.
 #[derive(Clone)]
 pub struct Nonces {
-    key: [u8; 32],
+    /// HMAC-SHA-256 with the key already taken in (its two padded blocks hashed once, not for
+    /// every nonce). HMAC takes a key of any length: this is never `None`.
+    keyed: Option<Hmac<Sha256>>,
     lifetime: Duration,
     /// The next serial number.
     serial: std::cell::Cell<u32>,
@@ -273,7 +275,7 @@ impl Nonces {
         // do not begin with the same nonce in the same second.
         let serial = u32::from_be_bytes([key[0], key[7], key[15], key[31]]);
         Nonces {
-            key,
+            keyed: <Hmac<Sha256> as KeyInit>::new_from_slice(&key).ok(),
             lifetime,
             serial: std::cell::Cell::new(serial),
         }
@@ -328,7 +330,7 @@ impl Nonces {
 
     fn mac(&self, secs: u32, serial: u32) -> [u8; 16] {
         let mut out = [0u8; 16];
-        if let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) {
+        if let Some(mut mac) = self.keyed.clone() {
             mac.update(b"sip digest nonce");
             mac.update(&secs.to_be_bytes());
             mac.update(&serial.to_be_bytes());
@@ -393,7 +395,7 @@ impl Hex {
 }
 
 fn push_hex(s: &mut String, bytes: &[u8]) {
-    s.push_str(&base16ct::lower::encode_string(bytes));
+    s.push_str(std::str::from_utf8(Hex::of(bytes).as_bytes()).unwrap_or_default());
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use crate::message::Message;
 use crate::registrar::{Flow, Registrar};
-use crate::scan::fnv;
+use crate::scan::hash64;
 
 /// How bindings are pinged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,7 +118,7 @@ impl Keepalives {
                 if !self.config.all_contacts && !b.nat.natted() {
                     continue;
                 }
-                let phase = fnv(self.key, &[aor.as_bytes(), b.contact.as_bytes()]) % interval;
+                let phase = hash64(self.key, &[aor.as_bytes(), b.contact.as_bytes()]) % interval;
                 if slot(now_ms, phase) == slot(prev, phase) {
                     continue;
                 }
@@ -140,7 +140,7 @@ impl Keepalives {
                     }
                 }
                 self.counter = self.counter.wrapping_add(1);
-                let branch = fnv(self.key, &[&self.counter.to_be_bytes(), b"ka"]);
+                let branch = hash64(self.key, &[&self.counter.to_be_bytes(), b"ka"]);
                 let bytes = match self.config.method {
                     // Over a connection only CRLF pings are allowed (RFC 5626 §3.5.1).
                     Method::Crlf | Method::Udp4 if b.flow.transport.is_stream() => {

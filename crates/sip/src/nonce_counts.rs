@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::scan::fnv;
+use crate::scan::hash64;
 
 /// Uses tracked at once, at most (about 48 bytes each).
 pub const MAX_TRACKED: usize = 65_536;
@@ -89,7 +89,7 @@ impl NonceCounts {
         if made <= self.floor {
             return Err(Replay::Forgotten);
         }
-        let key = fnv(self.key, &[nonce, username, cnonce]);
+        let key = hash64(self.key, &[nonce, username, cnonce]);
         let nc = nc.unwrap_or(0);
         if let Some(u) = self.uses.get_mut(&key) {
             return if nc > u.nc {

@@ -16,7 +16,7 @@ use crate::message::{Message, Method, StartLine};
 use crate::nat::Transport;
 use crate::registrar::{Flow, Registrar, aor_of};
 use crate::response::response;
-use crate::scan::{fnv, split_top, trim};
+use crate::scan::{hash64, split_top, trim};
 use crate::uri::{Uri, ip_literal};
 
 /// The methods Farside handles, for `Allow`.
@@ -325,7 +325,7 @@ impl Proxy {
         };
         let branch = match i {
             0 => self.branch(msg),
-            i => fnv(self.branch(msg), &[&(i as u64).to_be_bytes()]),
+            i => hash64(self.branch(msg), &[&(i as u64).to_be_bytes()]),
         };
         self.hop(msg, &mut edits, &record_route, t.transport, t.from, branch);
         if let Some(route) = &t.route {
@@ -414,9 +414,9 @@ impl Proxy {
         let key = via.branch().unwrap_or(via.as_bytes());
         // An ACK to a 2xx is a transaction of its own.
         if msg.method() == Method::ACK {
-            fnv(self.branch_key, &[key, b"ACK"])
+            hash64(self.branch_key, &[key, b"ACK"])
         } else {
-            fnv(self.branch_key, &[key])
+            hash64(self.branch_key, &[key])
         }
     }
 

@@ -15,7 +15,7 @@ use crate::message::{Message, StartLine};
 use crate::nat::{self, NatTests, Transport};
 use crate::nonce_counts::{MAX_TRACKED, NonceCounts, parse_nc};
 use crate::response::response_via;
-use crate::scan::{fnv, number, push_number};
+use crate::scan::{hash64, number, push_number};
 use crate::uri::Uri;
 
 /// Where a REGISTER really came from: the flow requests for its bindings go back over.
@@ -160,6 +160,9 @@ pub struct Registrar {
     failures: HashMap<std::net::IpAddr, (u32, Timestamp)>,
     /// Each nonce's uses, so that none is accepted twice (`nc`, RFC 7616 §3.4).
     counts: NonceCounts,
+    /// The key of a request's identity (a retransmission is the same request again): secret,
+    /// so that nobody can make another request with the identity of one they saw.
+    request_key: u64,
     /// Bindings other nodes sharing the store hold, by address of record: reached through
     /// the node holding the flow (its address is the flow's local end). Neither pinged nor
     /// stored by this node.
@@ -189,7 +192,8 @@ impl Registrar {
             dirty: HashSet::new(),
             refreshed: HashSet::new(),
             failures: HashMap::new(),
-            counts: NonceCounts::new(MAX_TRACKED, fnv(0, &[&nonce_key])),
+            counts: NonceCounts::new(MAX_TRACKED, hash64(0, &[&nonce_key])),
+            request_key: hash64(1, &[&nonce_key]),
             elsewhere: HashMap::new(),
         }
     }
@@ -719,7 +723,7 @@ impl Registrar {
             std::net::IpAddr::V6(a) => a.octets(),
         };
         let port = flow.remote.port().to_be_bytes();
-        let request = fnv(0, &[msg.as_bytes(), &ip, &port]);
+        let request = hash64(self.request_key, &[msg.as_bytes(), &ip, &port]);
         let cnonce = creds.cnonce.unwrap_or_default();
         match self
             .counts
@@ -782,5 +786,8 @@ fn same_binding(a: &Binding, b: &Binding) -> bool {
 /// A To tag for the registrar's responses: stable for a Call-ID (so a retransmission gets the
 /// same), different across Call-IDs.
 fn to_tag(call_id: &[u8]) -> String {
-    format!("fs{:016x}", fnv(0, &[call_id]))
+    let mut tag = String::with_capacity(18);
+    tag.push_str("fs");
+    crate::scan::push_hex64(&mut tag, hash64(0, &[call_id]));
+    tag
 }

@@ -202,18 +202,39 @@ impl std::fmt::Write for Short {
     }
 }
 
-/// FNV-1a of `parts` (a zero byte between them) from a `key`-dependent start: stable, spread
-/// identifiers (To tags, stateless branches, keep-alive phases), not a secret's protection.
-pub(crate) fn fnv(key: u64, parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ key;
-    for (i, part) in parts.iter().enumerate() {
-        let sep: &[u8] = if i > 0 { b"\0" } else { b"" };
-        for &b in sep.iter().chain(part.iter()) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+/// `n` as 16 lowercase hex digits.
+pub(crate) fn push_hex64(s: &mut String, n: u64) {
+    let mut buf = [0u8; 16];
+    if let Ok(hex) = base16ct::lower::encode_str(&n.to_be_bytes(), &mut buf) {
+        s.push_str(hex);
     }
-    h
+}
+
+/// A 64-bit hash of `parts` from a `key`-dependent start: stable, spread identifiers (To tags,
+/// stateless branches, keep-alive phases, a request's identity), not a secret's protection.
+/// Eight bytes per multiply (a byte at a time cost a REGISTER's whole text about 2,600 cycles),
+/// each part's length mixed in so that parts cannot slide into each other, and MurmurHash3's
+/// finalizer so that every bit of the result depends on every bit of the input.
+pub(crate) fn hash64(key: u64, parts: &[&[u8]]) -> u64 {
+    const M: u64 = 0x9e37_79b9_7f4a_7c15;
+    let round = |h: u64, w: u64| (h ^ w).wrapping_mul(M).rotate_left(29);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ key;
+    for part in parts {
+        let mut words = part.chunks_exact(8);
+        for w in &mut words {
+            h = round(h, u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+        }
+        let rest = words.remainder();
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        h = round(h, u64::from_le_bytes(tail));
+        h = round(h, part.len() as u64);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// `;name[=value]` parameters (RFC 3261 §25.1 `generic-param`, `uri-parameter`), in order.
@@ -322,6 +343,37 @@ pub(crate) fn text(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash64_depends_on_every_byte_the_key_and_where_parts_split() {
+        let text = b"REGISTER sip:example.org SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.7:5060\r\n";
+        let h = hash64(7, &[text]);
+        assert_eq!(h, hash64(7, &[text]), "stable");
+        assert_ne!(h, hash64(8, &[text]), "keyed");
+        // One bit flipped anywhere (a whole word, a word's top byte, the tail) changes it,
+        // and changes about half the bits of the result.
+        let mut flipped_bits = 0;
+        for i in 0..text.len() {
+            let mut other = *text;
+            other[i] ^= 0x80;
+            let g = hash64(7, &[&other]);
+            assert_ne!(g, h, "byte {i}");
+            flipped_bits += (g ^ h).count_ones();
+        }
+        let mean = f64::from(flipped_bits) / text.len() as f64;
+        assert!((24.0..40.0).contains(&mean), "mean bits changed {mean}");
+        // Parts cannot slide into each other, and an empty part still counts.
+        assert_ne!(hash64(0, &[b"ab", b"c"]), hash64(0, &[b"a", b"bc"]));
+        assert_ne!(hash64(0, &[b"abcdefgh"]), hash64(0, &[b"abcdefgh", b""]));
+        assert_ne!(hash64(0, &[b"a\0"]), hash64(0, &[b"a"]));
+    }
+
+    #[test]
+    fn push_hex64_writes_sixteen_digits() {
+        let mut s = String::from("fs");
+        push_hex64(&mut s, 0x00ab_cdef_0123_4567);
+        assert_eq!(s, "fs00abcdef01234567");
+    }
 
     #[test]
     fn lists_and_params() {

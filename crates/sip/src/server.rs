@@ -364,7 +364,7 @@ impl Users for NoUsers {
 impl SipServer {
     /// A server; `seed` (random) salts branches, dialog ids and keep-alive phases.
     pub fn new(config: SipServerConfig, keys: Keys, seed: u64) -> Self {
-        let key = |n: u64| crate::scan::fnv(seed, &[&n.to_be_bytes()]);
+        let key = |n: u64| crate::scan::hash64(seed, &[&n.to_be_bytes()]);
         let domain = config.registrar.domain.to_ascii_lowercase();
         SipServer {
             mode: config.mode,
@@ -1218,7 +1218,7 @@ impl SipServer {
         let via = nat::fixed_top_via(msg, flow.remote);
         let via = via.as_deref();
         let call_id = msg.call_id();
-        let tag = format!("fse{:x}", crate::scan::fnv(self.branch_key, &[call_id]));
+        let tag = format!("fse{:x}", crate::scan::hash64(self.branch_key, &[call_id]));
         let reply = |code: u16, reason: &str, extra: &[(&str, &str)]| {
             crate::response::response_via(msg, via, code, reason, &tag, extra)
         };

@@ -27,7 +27,9 @@ impl std::fmt::Debug for UserKeys {
 /// the store changes, so no request ever waits for the database.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
-    users: HashMap<(String, String), UserKeys>,
+    /// By realm, then username: a look-up borrows both (it runs for every authenticated
+    /// request) where one keyed by the pair would copy them.
+    users: HashMap<String, HashMap<String, UserKeys>>,
     userhashes: HashMap<[u8; 32], (String, String)>,
     secrets: Vec<Vec<u8>>,
 }
@@ -45,7 +47,9 @@ impl Credentials {
                 .insert(hash, (realm.to_owned(), username.to_owned()));
         }
         self.users
-            .insert((realm.to_owned(), username.to_owned()), keys);
+            .entry(realm.to_owned())
+            .or_default()
+            .insert(username.to_owned(), keys);
     }
 
     /// Adds a shared secret for ephemeral credentials; any of them verifies (rotation).
@@ -55,7 +59,7 @@ impl Credentials {
 
     /// The keys of `username` in `realm`.
     pub fn user(&self, realm: &str, username: &str) -> Option<&UserKeys> {
-        self.users.get(&(realm.to_owned(), username.to_owned()))
+        self.users.get(realm)?.get(username)
     }
 
     /// The username behind a USERHASH (RFC 8489 §14.4).
@@ -70,7 +74,7 @@ impl Credentials {
 
     /// Number of long-term users.
     pub fn user_count(&self) -> usize {
-        self.users.len()
+        self.users.values().map(HashMap::len).sum()
     }
 }
 
