@@ -16,6 +16,7 @@
 //! re-authenticates with a fresh nonce, one round trip, and nothing is ever accepted twice.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::scan::hash64;
 
@@ -40,11 +41,31 @@ struct Use {
     request: u64,
 }
 
+/// A key that is already a keyed hash ([`hash64`] with a secret) is its own hash: hashing it
+/// again would cost a SipHash per REGISTER for nothing.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; anything else is folded in all the same.
+        self.0 = hash64(self.0, &[bytes]);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The uses of nonces, by (nonce, username, cnonce).
 #[derive(Debug)]
 pub struct NonceCounts {
     key: u64,
-    uses: HashMap<u64, Use>,
+    uses: HashMap<u64, Use, BuildHasherDefault<Prehashed>>,
     /// Keys in the order they were first seen, with their nonce's second.
     order: VecDeque<(u64, u64)>,
     /// Nonces made at or before this second are stale: the table forgot some of their uses.
@@ -57,7 +78,7 @@ impl NonceCounts {
     pub fn new(max: usize, key: u64) -> Self {
         NonceCounts {
             key,
-            uses: HashMap::new(),
+            uses: HashMap::default(),
             order: VecDeque::new(),
             floor: 0,
             max: max.max(1),
