@@ -9,7 +9,10 @@ use farside_media::ng::{Request, reply_error};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    for bytes in [data, data.splitn(2, |&b| b == b' ').nth(1).unwrap_or_default()] {
+    for bytes in [
+        data,
+        data.splitn(2, |&b| b == b' ').nth(1).unwrap_or_default(),
+    ] {
         if let Ok(v) = Value::parse(bytes) {
             let mut out = Vec::new();
             v.encode(&mut out);
@@ -18,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
     }
     match Request::parse(data) {
         Ok(r) => {
-            let _ = (r.has(farside_media::ng::Flag::StrictSource), r.received_from);
+            let _ = (
+                r.has(farside_media::ng::Flag::StrictSource),
+                r.received_from,
+            );
             let answer = reply_error(r.cookie, "unknown");
             let dict = Value::parse(&answer[r.cookie.len() + 1..]).expect("a reply is bencode");
             assert!(dict.get("result").is_some());

@@ -33,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
         let again = Sdp::parse(&out).expect("a rewritten description reads");
         assert!(!again.has_ice());
         for (m, (before, port)) in again.media().zip(sdp.media().zip(&ports)) {
-            let want = if before.port == 0 { 0 } else { port.unwrap_or(before.port) };
+            let want = if before.port == 0 {
+                0
+            } else {
+                port.unwrap_or(before.port)
+            };
             assert_eq!(m.port, want);
             assert_eq!(m.connection, Connection::Ip(address));
         }

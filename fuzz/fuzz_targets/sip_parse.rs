@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
     {
         Message::parse(&answer).expect("a 400 parses (answer checks it)");
         // Compact names and bare LFs are written out in full: at most twice, plus a line.
-        assert!(answer.len() <= 2 * data.len() + 128, "no larger than needed");
+        assert!(
+            answer.len() <= 2 * data.len() + 128,
+            "no larger than needed"
+        );
     }
     let mut reader = farside_sip::websocket::Reader::default();
     let mut at = 0;

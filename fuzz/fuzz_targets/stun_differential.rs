@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
         theirs.typ.value(),
         "message type"
     );
-    assert_eq!(ours.transaction_id().0, theirs.transaction_id.0, "transaction id");
+    assert_eq!(
+        ours.transaction_id().0,
+        theirs.transaction_id.0,
+        "transaction id"
+    );
     // rtc-stun reads the pre-RFC 5389 XOR-MAPPED-ADDRESS type 0x8020 as 0x0020; Farside keeps
     // types as they came.
     let legacy = |t: u16| if t == 0x8020 { 0x0020 } else { t };
