@@ -16,6 +16,12 @@
 #            below Farside's ceiling, so its ladder cannot find that. A third-party check of the
 #            figures at the rates it reaches.
 #
+# ROUNDS times (default 3), the servers' order turned round each time: this VM's cost of the
+# same work drifts by 10-20 % within minutes (the same build measured 31-43 µs per
+# registration at 2,000/s in one session), so one pass of each can put the drift into the
+# ratio. Figures are each rate's median over the rounds that passed it; each round's ratio is
+# shown too.
+#
 # For each server, up a ladder of rates (RATES registrations/s, STEP_SECS each): the failed
 # registrations and the server's CPU time per registration (on-CPU nanoseconds of all its
 # threads, and of its child processes for Kamailio, from /proc/*/task/*/schedstat), up to the
@@ -32,7 +38,7 @@
 #
 # Knobs: SERVERS="farside kamailio" (or "farside farside-pg kamailio") WRITE_BEHIND=10s
 #        SERVER_CPU=0 LOAD_CPU=1 USERS=200 STEP_SECS=5 FAIL_MAX=0.1
-#        RATES="2000 4000 ... 160000" BISECT=2 GEN_RETRIES=2 LOAD=farside|sipp
+#        RATES="2000 4000 ... 160000" BISECT=2 GEN_RETRIES=2 LOAD=farside|sipp ROUNDS=3
 #        SKIP_BUILD=1 FARSIDE=path FARSIDE_SERVER=path (another farside binary as the server)
 set -euo pipefail
 
@@ -48,6 +54,7 @@ RATES=${RATES:-"2000 4000 6000 8000 10000 15000 20000 25000 30000 40000 50000 60
 BISECT=${BISECT:-2}
 WRITE_BEHIND=${WRITE_BEHIND:-10s}
 GEN_RETRIES=${GEN_RETRIES:-2}
+ROUNDS=${ROUNDS:-3}
 PASSWORD=bench-password # as in bench/sip/kamailio-register.cfg
 
 NAME=sip.sh
@@ -78,6 +85,7 @@ start_server() {
     case $which in
     farside | farside-pg)
         local url="sqlite://$TMP/farside.db"
+        rm -f "$TMP"/farside.db* # each round starts from an empty store, as Kamailio's does
         if [[ $which == farside-pg ]]; then
             [[ -n ${FARSIDE_TEST_POSTGRES:-} ]] || die "farside-pg needs FARSIDE_TEST_POSTGRES (scripts/start-postgres)"
             psql -q "$FARSIDE_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS farside_bench WITH (FORCE)" \
@@ -130,16 +138,18 @@ TOML
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/$which.log" >&2; die "$which did not start"; }
 }
 
-cpu_ns() { # on-CPU nanoseconds of the server: its threads, its child processes' (Kamailio forks),
-    # and PostgreSQL's processes when it is farside-pg's store (not pinned: it runs where it can)
-    local p t total=0 store=""
+cpu_ns() { # on-CPU nanoseconds of the server and the times it was put on a CPU (its wake-ups,
+    # less the rare preemption): its threads, its child processes' (Kamailio forks), and
+    # PostgreSQL's processes when it is farside-pg's store (not pinned: it runs where it can)
+    local p t total=0 runs=0 store="" ns waited n
     [[ ${s:-} == farside-pg ]] && store=$(pgrep -x postgres || true)
     for p in $SERVER_PID $(pgrep -P "$SERVER_PID" || true) $store; do
         for t in /proc/"$p"/task/*/schedstat; do
-            [[ -r $t ]] && total=$((total + $(cut -d' ' -f1 "$t")))
+            [[ -r $t ]] && read -r ns waited n <"$t" && total=$((total + ns)) && runs=$((runs + n))
         done
     done
-    echo "$total"
+    : "$waited"
+    echo "$total $runs"
 }
 
 # One load step; prints one JSON object: started, registered, failed_pct, kept_up,
@@ -168,17 +178,24 @@ load() { # rate secs
     esac
 }
 
-declare -A MAX_RATE MAX_SHOWN STEP_US
+# STEP_US and STEP_WAKES[server,rate], ROUND_MAX[server]: one figure per round, space-separated.
+declare -A MAX_RATE MAX_SHOWN STEP_US STEP_WAKES ROUND_MAX ROUND_SHOWN
+median() { # the median of the numbers in $1 (nothing if none)
+    tr ' ' '\n' <<<"$1" | grep . | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
 
-# One step of the ladder: sets OUT (the load's JSON), STEP_NS (the server's CPU) and VERDICT:
+# One step of the ladder: sets OUT (the load's JSON), STEP_NS (the server's CPU), STEP_RUNS
+# (its wake-ups) and VERDICT:
 # "pass" (< FAIL_MAX % failed, generator on schedule), "gen" (the generator fell behind or its
 # own sockets dropped answers: the step says nothing about the server) or "fail".
 step() { # step RATE
-    local c0 c1
-    c0=$(cpu_ns)
+    local c0 c1 r0 r1
+    read -r c0 r0 <<<"$(cpu_ns)"
     OUT=$(load "$1" "$STEP_SECS")
-    c1=$(cpu_ns)
+    read -r c1 r1 <<<"$(cpu_ns)"
     STEP_NS=$((c1 - c0))
+    STEP_RUNS=$((r1 - r0))
     if [[ $(jq -r '.kept_up' <<<"$OUT") != true || $(jq -r '.generator_drops' <<<"$OUT") -gt 0 ]]; then
         VERDICT=gen
     elif awk -v p="$(jq -r .failed_pct <<<"$OUT")" -v m="$FAIL_MAX" 'BEGIN { exit !(p < m) }'; then
@@ -191,26 +208,43 @@ step() { # step RATE
 # One rate for server $1: a step, run again while the generator was the limit; a pass raises
 # the server's highest rate.
 probe() { # probe SERVER RATE
-    local try us reg
+    local try us reg wakes
     for ((try = 0; try <= GEN_RETRIES; try++)); do
         step "$2"
         reg=$(jq -r .registered <<<"$OUT")
         us=$(awk -v ns="$STEP_NS" -v n="$reg" 'BEGIN { printf "%.2f", (n > 0) ? ns / 1e3 / n : 0 }')
-        log "   $2/s: $VERDICT, $reg of $(jq -r .started <<<"$OUT") registered ($(jq -r .failed_pct <<<"$OUT") % failed), CPU $((STEP_NS / 1000000)) ms, $us µs per registration"
+        wakes=$(awk -v w="$STEP_RUNS" -v n="$reg" 'BEGIN { printf "%.3f", (n > 0) ? w / n : 0 }')
+        log "   $2/s: $VERDICT, $reg of $(jq -r .started <<<"$OUT") registered ($(jq -r .failed_pct <<<"$OUT") % failed), CPU $((STEP_NS / 1000000)) ms, $us µs and $wakes wake-ups per registration"
         [[ $VERDICT == gen ]] || break
     done
     if [[ $VERDICT == pass ]]; then
-        STEP_US[$1,$2]=$us
+        STEP_US[$1,$2]+="$us "
+        STEP_WAKES[$1,$2]+="$wakes "
     fi
 }
 
+for ((round = 1; round <= ROUNDS; round++)); do
+    order=$SERVERS
+    ((round % 2 == 0)) && order=$(tr ' ' '\n' <<<"$SERVERS" | grep . | tac | tr '\n' ' ')
+    for s in $order; do
+        PORT=$(free_port)
+        log "== round $round of $ROUNDS: $s on CPU $SERVER_CPU, load ($LOAD) on CPU $LOAD_CPU, port $PORT"
+        start_server "$s" "$PORT"
+        load 200 1 >/dev/null # warm-up
+        climb "$s"
+        ROUND_MAX[$s]+="${MAX_RATE[$s]} "
+        ROUND_SHOWN[$s]+="${MAX_SHOWN[$s]} "
+        stop_server
+    done
+done
+# Each server's highest rate: the median of its rounds' (a lower bound if that round's was).
 for s in $SERVERS; do
-    PORT=$(free_port)
-    log "== $s on CPU $SERVER_CPU, load ($LOAD) on CPU $LOAD_CPU, port $PORT"
-    start_server "$s" "$PORT"
-    load 200 1 >/dev/null # warm-up
-    climb "$s"
-    stop_server
+    MAX_RATE[$s]=$(median "${ROUND_MAX[$s]}")
+    MAX_SHOWN[$s]=${MAX_RATE[$s]}
+    for shown in ${ROUND_SHOWN[$s]}; do
+        [[ $shown == ">=${MAX_RATE[$s]}" ]] && MAX_SHOWN[$s]=">=${MAX_RATE[$s]}"
+    done
+    ((ROUNDS > 1)) && MAX_SHOWN[$s]+=" (rounds: ${ROUND_SHOWN[$s]% })"
 done
 
 printf '\n%-10s %34s\n' server "max registrations/s (<${FAIL_MAX}% failed)"
@@ -218,7 +252,7 @@ for s in $SERVERS; do printf '%-10s %34s\n' "$s" "${MAX_SHOWN[$s]}"; done
 if [[ -n ${MAX_RATE[farside]:-} && -n ${MAX_RATE[farside-pg]:-} ]]; then
     printf '\n%-16s %16s %16s %26s\n' "registrations/s" "SQLite µs/reg" "PostgreSQL µs/reg" "PostgreSQL/SQLite CPU"
     for r in $(printf '%s\n' "${!STEP_US[@]}" | sed -n 's/^farside,//p' | sort -n); do
-        f=${STEP_US[farside,$r]:-}; p=${STEP_US[farside-pg,$r]:-}
+        f=$(median "${STEP_US[farside,$r]:-}"); p=$(median "${STEP_US[farside-pg,$r]:-}")
         [[ -n $f && -n $p ]] || continue
         awk -v r="$r" -v f="$f" -v p="$p" 'BEGIN { printf "%-16s %16s %16s %26.2f\n", r, f, p, (f > 0) ? p / f : 0 }'
     done
@@ -226,11 +260,19 @@ if [[ -n ${MAX_RATE[farside]:-} && -n ${MAX_RATE[farside-pg]:-} ]]; then
         'BEGIN { printf "\nPostgreSQL/SQLite max registration rate (write_behind = %s): %.2f\n", wb, (rf > 0) ? rp / rf : 0 }'
 fi
 if [[ -n ${MAX_RATE[farside]:-} && -n ${MAX_RATE[kamailio]:-} ]]; then
-    printf '\n%-16s %16s %16s %26s\n' "registrations/s" "farside µs/reg" "kamailio µs/reg" "farside/kamailio CPU"
+    printf '\n%-16s %16s %16s %26s %18s   %s\n' "registrations/s" "farside µs/reg" "kamailio µs/reg" \
+        "farside/kamailio CPU" "wake-ups/reg F K" "each round's ratio"
     for r in $(printf '%s\n' "${!STEP_US[@]}" | sed -n 's/^farside,//p' | sort -n); do
-        f=${STEP_US[farside,$r]:-}; k=${STEP_US[kamailio,$r]:-}
+        f=$(median "${STEP_US[farside,$r]:-}"); k=$(median "${STEP_US[kamailio,$r]:-}")
         [[ -n $f && -n $k ]] || continue
-        awk -v r="$r" -v f="$f" -v k="$k" 'BEGIN { printf "%-16s %16s %16s %26.2f\n", r, f, k, (k > 0) ? f / k : 0 }'
+        # Round i's ratio pairs the i-th figures (a rate one server failed in a round shifts
+        # the pairing: such rates are near a ceiling, where the ratio says least).
+        rounds=$(paste -d' ' <(tr ' ' '\n' <<<"${STEP_US[farside,$r]}" | grep .) \
+            <(tr ' ' '\n' <<<"${STEP_US[kamailio,$r]}" | grep .) |
+            awk 'NF == 2 && $2 > 0 { printf "%s%.2f", (NR > 1) ? " " : "", $1 / $2 }')
+        wf=$(median "${STEP_WAKES[farside,$r]:-}"); wk=$(median "${STEP_WAKES[kamailio,$r]:-}")
+        awk -v r="$r" -v f="$f" -v k="$k" -v e="$rounds" -v wf="$wf" -v wk="$wk" \
+            'BEGIN { printf "%-16s %16.2f %16.2f %26.2f %9.2f %8.2f   %s\n", r, f, k, (k > 0) ? f / k : 0, wf, wk, e }'
     done
     bound=""
     [[ ${MAX_SHOWN[farside]} == ">="* ]] && bound=">="
