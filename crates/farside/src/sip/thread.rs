@@ -508,12 +508,14 @@ impl SipThread {
         };
         if t.bytes.len() > SLOT {
             // Larger than a slot: alone, after what is queued (order kept).
-            crate::net::udp::send(socket, batch);
-            let _ = socket.send_to(&t.bytes, t.to);
+            send_counted(socket, batch, &self.counters);
+            if socket.send_to(&t.bytes, t.to).is_err() {
+                self.counters.send_failures.fetch_add(1, Relaxed);
+            }
             return;
         }
         if batch.is_full() {
-            crate::net::udp::send(socket, batch);
+            send_counted(socket, batch, &self.counters);
         }
         batch.push(t.to, |buf: &mut [u8]| {
             buf.get_mut(..t.bytes.len())?.copy_from_slice(&t.bytes);
@@ -525,7 +527,7 @@ impl SipThread {
     fn flush(&mut self) {
         for ((_, socket), batch) in self.sockets.iter().zip(&mut self.tx) {
             if !batch.is_empty() {
-                crate::net::udp::send(socket, batch);
+                send_counted(socket, batch, &self.counters);
             }
         }
     }
@@ -656,10 +658,49 @@ const HELD_WAIT: Duration = Duration::from_millis(2);
 /// The pool's mark on connections Farside opened.
 const DIALLED: u64 = 1;
 
+/// Sends `batch` on `socket`, counting what the kernel refused (a full send buffer, an
+/// unreachable destination): the answer is lost, and a phone retransmits its request.
+fn send_counted(socket: &UdpSocket, batch: &mut SendBatch, counters: &SipCounters) {
+    let queued = batch.len();
+    let sent = crate::net::udp::send(socket, batch);
+    let failed = queued.saturating_sub(sent) as u64;
+    if failed > 0 {
+        counters.send_failures.fetch_add(failed, Relaxed);
+    }
+}
+
 fn flow_of(meta: &stream::Meta) -> Flow {
     Flow {
         transport: meta.kind.sip_transport(),
         local: meta.local,
         remote: meta.remote,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_the_kernel_refuses_are_counted_and_the_rest_still_go() {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let peer = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        peer.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let counters = SipCounters::default();
+        let mut batch = SendBatch::new(BATCH, SLOT);
+        // Port 0 is no destination: the kernel answers EINVAL for that datagram alone.
+        let nowhere: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+        for to in [nowhere, peer.local_addr().expect("addr"), nowhere] {
+            batch.push(to, |buf: &mut [u8]| {
+                buf.get_mut(..5)?.copy_from_slice(b"hello");
+                Some(5)
+            });
+        }
+        send_counted(&socket, &mut batch, &counters);
+        assert_eq!(counters.send_failures.load(Relaxed), 2);
+        let mut buf = [0u8; 16];
+        assert_eq!(peer.recv(&mut buf).expect("the good one arrives"), 5);
+        assert!(batch.is_empty());
     }
 }

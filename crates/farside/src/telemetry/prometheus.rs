@@ -531,6 +531,17 @@ fn render_sip(s: &mut String, c: &SipCounters) {
     );
     header(
         s,
+        "farside_sip_send_failures_total",
+        "counter",
+        "SIP messages over UDP the kernel refused to send (a full send buffer, an unreachable destination).",
+    );
+    let _ = writeln!(
+        s,
+        "farside_sip_send_failures_total {}",
+        c.send_failures.load(Relaxed)
+    );
+    header(
+        s,
         "farside_sip_keepalives_total",
         "counter",
         "Keep-alives received on SIP ports: STUN Binding requests answered, CRLF or zero bytes.",

@@ -34,6 +34,8 @@ pub struct SipCounters {
     pub responses_dropped: AtomicU64,
     /// Answers dropped unsent: their UDP destination's `sip.refusals_per_second` was spent.
     pub refusals_rate_limited: AtomicU64,
+    /// UDP messages the kernel refused to send.
+    pub send_failures: AtomicU64,
     /// STUN Binding requests answered on SIP ports.
     pub stun: AtomicU64,
     /// Sources whose first request looked rewritten by a SIP ALG (S424).
