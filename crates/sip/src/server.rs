@@ -584,9 +584,7 @@ impl SipServer {
             let due = self.echo.poll(now);
             self.transmits.extend(due.again);
             for call_id in due.ended {
-                if let Some(relay) = self.relay.as_mut() {
-                    relay.delete(&call_id);
-                }
+                self.echo_delete(&call_id);
             }
         }
         if self.ticked.is_none_or(|t| now >= t + TRANSACTION_TICK) {
@@ -1213,6 +1211,14 @@ impl SipServer {
         }
     }
 
+    /// Tells the relay that an echo call ended (its BYE, or its time ran out). Not a relayed
+    /// call's end: no [`Event::MediaDeleted`].
+    fn echo_delete(&mut self, call_id: &[u8]) {
+        if let Some(relay) = self.relay.as_mut() {
+            relay.delete(call_id);
+        }
+    }
+
     /// A request for the echo service ([`crate::echo`]): answered here, as its dialog's UAS.
     fn echo_request(&mut self, now: Timestamp, flow: Flow, msg: &Message<'_>, method: Method<'_>) {
         let via = nat::fixed_top_via(msg, flow.remote);
@@ -1249,9 +1255,7 @@ impl SipServer {
             }
             Method::BYE if in_dialog => {
                 self.echo.end(call_id);
-                if let Some(relay) = self.relay.as_mut() {
-                    relay.delete(call_id);
-                }
+                self.echo_delete(call_id);
                 reply(200, "OK", &[])
             }
             // A CANCEL comes after the 200 and changes nothing (RFC 3261 §9.2).
