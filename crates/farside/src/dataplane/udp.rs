@@ -369,9 +369,8 @@ fn socket_for(
 }
 
 fn flush(socket: &UdpSocket, batch: &mut SendBatch, counters: &StunCounters) {
-    let queued = batch.len();
-    let sent = crate::net::udp::send(socket, batch);
-    if sent < queued {
-        counters.send_failed((queued - sent) as u64);
+    let refused = crate::net::udp::send_refused(socket, batch);
+    if refused > 0 {
+        counters.send_failed(refused);
     }
 }

@@ -15,3 +15,10 @@ pub fn send(socket: &UdpSocket, batch: &mut SendBatch) -> usize {
     }
     sent
 }
+
+/// [`send`], for a sender that counts only what is lost: how many of the batch's datagrams the
+/// kernel refused (a full send buffer, an unreachable destination).
+pub fn send_refused(socket: &UdpSocket, batch: &mut SendBatch) -> u64 {
+    let queued = batch.len();
+    queued.saturating_sub(send(socket, batch)) as u64
+}

@@ -661,11 +661,9 @@ const DIALLED: u64 = 1;
 /// Sends `batch` on `socket`, counting what the kernel refused (a full send buffer, an
 /// unreachable destination): the answer is lost, and a phone retransmits its request.
 fn send_counted(socket: &UdpSocket, batch: &mut SendBatch, counters: &SipCounters) {
-    let queued = batch.len();
-    let sent = crate::net::udp::send(socket, batch);
-    let failed = queued.saturating_sub(sent) as u64;
-    if failed > 0 {
-        counters.send_failures.fetch_add(failed, Relaxed);
+    let refused = crate::net::udp::send_refused(socket, batch);
+    if refused > 0 {
+        counters.send_failures.fetch_add(refused, Relaxed);
     }
 }
 
