@@ -14,7 +14,7 @@ use md5::{Digest as _, Md5};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::scan::{is_lws, is_token, quoted_end, trim};
+use crate::scan::{is_lws, is_token, push_hex, quoted_end, trim};
 
 /// A digest algorithm (RFC 8760 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -392,10 +392,6 @@ impl Hex {
     fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
-}
-
-fn push_hex(s: &mut String, bytes: &[u8]) {
-    s.push_str(std::str::from_utf8(Hex::of(bytes).as_bytes()).unwrap_or_default());
 }
 
 #[cfg(test)]

@@ -788,6 +788,6 @@ fn same_binding(a: &Binding, b: &Binding) -> bool {
 fn to_tag(call_id: &[u8]) -> String {
     let mut tag = String::with_capacity(18);
     tag.push_str("fs");
-    crate::scan::push_hex64(&mut tag, hash64(0, &[call_id]));
+    crate::scan::push_hex(&mut tag, &hash64(0, &[call_id]).to_be_bytes());
     tag
 }

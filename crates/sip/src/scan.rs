@@ -202,10 +202,11 @@ impl std::fmt::Write for Short {
     }
 }
 
-/// `n` as 16 lowercase hex digits.
-pub(crate) fn push_hex64(s: &mut String, n: u64) {
-    let mut buf = [0u8; 16];
-    if let Ok(hex) = base16ct::lower::encode_str(&n.to_be_bytes(), &mut buf) {
+/// `bytes` (at most 32 are written: a digest, a MAC, a number) in lowercase hex, on the stack.
+pub(crate) fn push_hex(s: &mut String, bytes: &[u8]) {
+    let mut buf = [0u8; 64];
+    let bytes = bytes.get(..32).unwrap_or(bytes);
+    if let Ok(hex) = base16ct::lower::encode_str(bytes, &mut buf) {
         s.push_str(hex);
     }
 }
@@ -369,9 +370,9 @@ mod tests {
     }
 
     #[test]
-    fn push_hex64_writes_sixteen_digits() {
+    fn push_hex_writes_two_digits_a_byte() {
         let mut s = String::from("fs");
-        push_hex64(&mut s, 0x00ab_cdef_0123_4567);
+        push_hex(&mut s, &0x00ab_cdef_0123_4567_u64.to_be_bytes());
         assert_eq!(s, "fs00abcdef01234567");
     }
 
