@@ -141,14 +141,13 @@ TOML
 cpu_ns() { # on-CPU nanoseconds of the server and the times it was put on a CPU (its wake-ups,
     # less the rare preemption): its threads, its child processes' (Kamailio forks), and
     # PostgreSQL's processes when it is farside-pg's store (not pinned: it runs where it can)
-    local p t total=0 runs=0 store="" ns waited n
+    local p t total=0 runs=0 store="" ns n
     [[ ${s:-} == farside-pg ]] && store=$(pgrep -x postgres || true)
     for p in $SERVER_PID $(pgrep -P "$SERVER_PID" || true) $store; do
         for t in /proc/"$p"/task/*/schedstat; do
-            [[ -r $t ]] && read -r ns waited n <"$t" && total=$((total + ns)) && runs=$((runs + n))
+            [[ -r $t ]] && read -r ns _ n <"$t" && total=$((total + ns)) && runs=$((runs + n))
         done
     done
-    : "$waited"
     echo "$total $runs"
 }
 
